@@ -1,0 +1,116 @@
+# Weft: one non-recursive Makefile. Objects go to build/, binaries to build/bin/.
+# Knobs: DEBUG=1, SANITIZE=address,undefined, WERROR=1, V=1, CC=clang.
+
+CC ?= cc
+BUILD ?= build
+PKGS := jansson openssl yaml-0.1
+
+WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	-Wold-style-definition -Wformat=2 -Wundef -Wpointer-arith -Wwrite-strings -Wvla \
+	-Wimplicit-fallthrough -Wnull-dereference
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -g -I. -Ilib $(WARN)
+ifeq ($(DEBUG),1)
+CFLAGS_OPT := -O0
+else
+CFLAGS_OPT := -O2 -D_FORTIFY_SOURCE=2 -fstack-protector-strong
+endif
+ifneq ($(SANITIZE),)
+CFLAGS_OPT := -O1 -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
+LDFLAGS_SAN := -fsanitize=$(SANITIZE)
+endif
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CFLAGS := $(CFLAGS_BASE) $(CFLAGS_OPT) $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS := $(LDFLAGS_SAN) $(EXTRA_LDFLAGS)
+LIBS := $(PKG_LIBS) -lm
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+# --- sources -----------------------------------------------------------------
+CORE_SRC := $(wildcard lib/core/*.c) $(wildcard lib/conf/*.c)
+KL_SRC := $(filter-out tests/kubelite/main.c,$(wildcard tests/kubelite/*.c))
+UNIT_DIRS := $(patsubst %/,%,$(sort $(dir $(wildcard tests/unit/*/*.c))))
+UNIT_BINS := $(patsubst tests/unit/%,$(BUILD)/tests/unit-%,$(UNIT_DIRS))
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+CORE_LIB := $(BUILD)/lib/libweftcore.a
+KL_LIB := $(BUILD)/lib/libkubelite.a
+
+BINS := $(BUILD)/bin/kubelite
+
+.PHONY: all bins test unit sanitize clean deps check-deps format format-check bench
+all: bins $(UNIT_BINS) $(BENCH_BINS)
+bins: $(BINS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(CORE_LIB): $(call obj,$(CORE_SRC))
+	@mkdir -p $(dir $@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(KL_LIB): $(call obj,$(KL_SRC))
+	@mkdir -p $(dir $@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/bin/kubelite: $(call obj,tests/kubelite/main.c) $(KL_LIB) $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# One runner per unit-test directory; it links every library (unused members are dropped).
+.SECONDEXPANSION:
+$(BUILD)/tests/unit-%: $$(call obj,$$(wildcard tests/unit/%/*.c)) $(KL_LIB) $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/bench/%: $(call obj,bench/%.c) $(KL_LIB) $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# --- dependencies, tests -----------------------------------------------------
+deps:
+	$(Q)bash tools/deps.sh
+
+test: all
+	$(Q)bash tests/run.sh
+
+unit: all
+	$(Q)bash tests/run.sh unit
+
+sanitize:
+	$(Q)$(MAKE) BUILD=build/san SANITIZE=address,undefined all
+	$(Q)BUILD=build/san bash tests/run.sh
+
+bench: all
+	$(Q)bash bench/run.sh
+
+check-deps:
+	$(Q)bash tools/check-deps.sh
+
+format:
+	$(Q)clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	$(Q)clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -37,6 +37,13 @@ const char *err_str(int rc);
         (p) = NULL;                                                                                \
     } while (0)
 
+/* Deliberately ignore a warn_unused_result value (the outcome is handled elsewhere). */
+#define IGNORE_RESULT(x)                                                                           \
+    do {                                                                                           \
+        if (x) {                                                                                   \
+        }                                                                                          \
+    } while (0)
+
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 #endif

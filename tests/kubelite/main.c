@@ -1,1 +1,462 @@
-int main(void) { return 0; }
+/*
+ * kubelite - a single-process Kubernetes API server for Weft's development and tests.
+ *
+ *   kubelite --listen 127.0.0.1:PORT --kubeconfig-out FILE [--data-dir DIR] [--insecure]
+ *
+ * Serves HTTPS with a self-signed certificate and an admin bearer token (both written into the
+ * kubeconfig), or plain HTTP with --insecure. Ready when the kubeconfig file exists.
+ */
+#include <getopt.h>
+#include <limits.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "tests/kubelite/kjson.h"
+#include "tests/kubelite/kubelite_int.h"
+#include "tests/kubelite/openapi.h"
+
+#define MAX_BODY (3u * 1024 * 1024)
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: kubelite --listen ADDR:PORT --kubeconfig-out FILE [options]\n"
+               "  --data-dir DIR           persist objects (and the serving identity) in DIR\n"
+               "  --insecure               plain HTTP, no authentication (loopback only)\n"
+               "  --openapi-dir DIR        official OpenAPI v3 documents (default: beside the\n"
+               "                           source tree, tests/kubelite/openapi)\n"
+               "  --watch-history N        events kept for watch resumption (default 20000)\n"
+               "  --bookmark-interval SEC  bookmark period for watches (default 5)\n"
+               "  --log-level LEVEL        debug, info, warn, error (default info)\n");
+}
+
+static int read_file(const char *path, char **out)
+{
+    FILE *f = fopen(path, "rb");
+    long n;
+    char *p;
+    if (!f)
+        return -errno;
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    p = malloc((size_t)n + 1);
+    if (!p || fread(p, 1, (size_t)n, f) != (size_t)n) {
+        free(p);
+        fclose(f);
+        return -EIO;
+    }
+    p[n] = '\0';
+    fclose(f);
+    *out = p;
+    return 0;
+}
+
+static int write_file(const char *path, const char *data, size_t len, mode_t mode)
+{
+    char tmp[PATH_MAX];
+    FILE *f;
+    snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
+    f = fopen(tmp, "wb");
+    if (!f)
+        return -errno;
+    fchmod(fileno(f), mode);
+    if (fwrite(data, 1, len, f) != len || fclose(f) != 0) {
+        unlink(tmp);
+        return -EIO;
+    }
+    if (rename(tmp, path) < 0)
+        return -errno;
+    return 0;
+}
+
+/* A self-signed P-256 serving certificate for 127.0.0.1 and localhost. PEMs in *cert, *key. */
+static int make_serving_cert(char **cert_pem, char **key_pem)
+{
+    EVP_PKEY *pkey = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    X509_NAME *name;
+    X509V3_CTX ctx;
+    X509_EXTENSION *ext;
+    BIO *b = NULL;
+    BUF_MEM *bm;
+    unsigned char serial[16];
+    BIGNUM *bn = NULL;
+    int rc = -ENOMEM;
+    static const struct {
+        int nid;
+        const char *val;
+    } exts[] = {
+        {NID_basic_constraints, "critical,CA:TRUE"},
+        {NID_key_usage, "critical,digitalSignature,keyEncipherment,keyCertSign"},
+        {NID_ext_key_usage, "serverAuth"},
+        {NID_subject_alt_name, "IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc"},
+    };
+
+    if (!pkey || !x)
+        goto out;
+    X509_set_version(x, 2);
+    RAND_bytes(serial, sizeof(serial));
+    serial[0] &= 0x7f;
+    bn = BN_bin2bn(serial, sizeof(serial), NULL);
+    BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x));
+    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(x), 10L * 365 * 24 * 3600);
+    X509_set_pubkey(x, pkey);
+    name = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"kubelite", -1, -1,
+                               0);
+    X509_set_issuer_name(x, name);
+    X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+    for (size_t i = 0; i < ARRAY_LEN(exts); i++) {
+        ext = X509V3_EXT_conf_nid(NULL, &ctx, exts[i].nid, exts[i].val);
+        if (!ext)
+            goto out;
+        X509_add_ext(x, ext, -1);
+        X509_EXTENSION_free(ext);
+    }
+    if (!X509_sign(x, pkey, EVP_sha256()))
+        goto out;
+    b = BIO_new(BIO_s_mem());
+    if (!b || !PEM_write_bio_X509(b, x))
+        goto out;
+    BIO_get_mem_ptr(b, &bm);
+    *cert_pem = strndup(bm->data, bm->length);
+    BIO_free(b);
+    b = BIO_new(BIO_s_mem());
+    if (!b || !PEM_write_bio_PrivateKey(b, pkey, NULL, NULL, 0, NULL, NULL))
+        goto out;
+    BIO_get_mem_ptr(b, &bm);
+    *key_pem = strndup(bm->data, bm->length);
+    rc = (*cert_pem && *key_pem) ? 0 : -ENOMEM;
+out:
+    BIO_free(b);
+    BN_free(bn);
+    X509_free(x);
+    EVP_PKEY_free(pkey);
+    return rc;
+}
+
+static SSL_CTX *make_ssl_ctx(const char *cert_pem, const char *key_pem)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    BIO *b = NULL;
+    X509 *x = NULL;
+    EVP_PKEY *k = NULL;
+
+    if (!ctx)
+        return NULL;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    b = BIO_new_mem_buf(cert_pem, -1);
+    x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+    BIO_free(b);
+    b = BIO_new_mem_buf(key_pem, -1);
+    k = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
+    BIO_free(b);
+    if (!x || !k || SSL_CTX_use_certificate(ctx, x) != 1 || SSL_CTX_use_PrivateKey(ctx, k) != 1) {
+        SSL_CTX_free(ctx);
+        ctx = NULL;
+    }
+    X509_free(x);
+    EVP_PKEY_free(k);
+    return ctx;
+}
+
+static char *b64(const char *s)
+{
+    size_t n = strlen(s);
+    char *out = malloc(4 * ((n + 2) / 3) + 1);
+    if (!out)
+        return NULL;
+    EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)s, (int)n);
+    return out;
+}
+
+static int write_kubeconfig(const char *path, const char *server, const char *ca_pem,
+                            const char *token)
+{
+    struct buf b;
+    char *ca = ca_pem ? b64(ca_pem) : NULL;
+    int rc;
+
+    buf_init(&b);
+    rc = buf_printf(&b,
+                    "apiVersion: v1\nkind: Config\nclusters:\n- name: kubelite\n  cluster:\n"
+                    "    server: %s\n",
+                    server);
+    if (!rc && ca)
+        rc = buf_printf(&b, "    certificate-authority-data: %s\n", ca);
+    if (!rc)
+        rc = buf_printf(&b,
+                        "users:\n- name: admin\n  user:\n%s%s%s"
+                        "contexts:\n- name: kubelite\n  context:\n    cluster: kubelite\n"
+                        "    user: admin\n    namespace: default\ncurrent-context: kubelite\n",
+                        token ? "    token: " : "    {}\n", token ? token : "",
+                        token ? "\n" : "");
+    if (!rc)
+        rc = write_file(path, b.p, b.len, 0600);
+    buf_release(&b);
+    free(ca);
+    return rc;
+}
+
+/* Serving identity: reused from the data dir so kubeconfigs survive restarts. */
+static int load_identity(const char *data_dir, char **cert, char **key, char **token)
+{
+    char p1[PATH_MAX], p2[PATH_MAX], p3[PATH_MAX];
+    int rc;
+
+    if (data_dir) {
+        snprintf(p1, sizeof(p1), "%s/serving.crt", data_dir);
+        snprintf(p2, sizeof(p2), "%s/serving.key", data_dir);
+        snprintf(p3, sizeof(p3), "%s/admin.token", data_dir);
+        if (read_file(p1, cert) == 0 && read_file(p2, key) == 0 && read_file(p3, token) == 0) {
+            (*token)[strcspn(*token, "\r\n")] = '\0';
+            return 0;
+        }
+        free(*cert);
+        free(*key);
+        free(*token);
+        *cert = *key = *token = NULL;
+    }
+    rc = make_serving_cert(cert, key);
+    if (rc)
+        return rc;
+    {
+        unsigned char r[24];
+        char *t = malloc(sizeof(r) * 2 + 1);
+        if (!t)
+            return -ENOMEM;
+        RAND_bytes(r, sizeof(r));
+        for (size_t i = 0; i < sizeof(r); i++)
+            sprintf(t + 2 * i, "%02x", r[i]);
+        *token = t;
+    }
+    if (data_dir) {
+        mkdir(data_dir, 0700);
+        if ((rc = write_file(p1, *cert, strlen(*cert), 0644)) ||
+            (rc = write_file(p2, *key, strlen(*key), 0600)) ||
+            (rc = write_file(p3, *token, strlen(*token), 0600)))
+            return rc;
+    }
+    return 0;
+}
+
+static void default_openapi_dir(const char *argv0, char *out, size_t outlen)
+{
+    char exe[PATH_MAX - 64];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    struct stat st;
+    (void)argv0;
+    if (n > 0) {
+        char *slash;
+        exe[n] = '\0';
+        /* <repo>/build/bin/kubelite -> <repo>/tests/kubelite/openapi */
+        for (int i = 0; i < 3 && (slash = strrchr(exe, '/')); i++)
+            *slash = '\0';
+        snprintf(out, outlen, "%s/tests/kubelite/openapi", exe);
+        if (stat(out, &st) == 0)
+            return;
+    }
+    snprintf(out, outlen, "tests/kubelite/openapi");
+}
+
+static int seed(struct kl *kl)
+{
+    static const char *const namespaces[] = {"default", "kube-system", "kube-public",
+                                             "kube-node-lease"};
+    struct rtype *rt = kl_rtype_find(kl, "", "v1", "namespaces");
+    for (size_t i = 0; i < ARRAY_LEN(namespaces); i++) {
+        char key[128], uid[37], now[40];
+        json_t *ns;
+        int rc;
+        kl_key(NULL, namespaces[i], key, sizeof(key));
+        if (kl_store_lookup(rt->store, key))
+            continue;
+        kl_new_uid(kl, uid);
+        kl_now_rfc3339(now, sizeof(now));
+        ns = json_pack("{s:s,s:s,s:{s:s,s:s,s:s,s:{s:s}},s:{s:[s]},s:{s:s}}", "apiVersion", "v1",
+                       "kind", "Namespace", "metadata", "name", namespaces[i], "uid", uid,
+                       "creationTimestamp", now, "labels", "kubernetes.io/metadata.name",
+                       namespaces[i], "spec", "finalizers", "kubernetes", "status", "phase",
+                       "Active");
+        rc = kl_commit(kl, rt->store, key, ns, NULL);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static void tick(void *arg)
+{
+    struct kl *kl = arg;
+    if (stop_requested)
+        http_server_stop(kl->http);
+    kl_watch_tick(kl);
+    kl_hooks_tick(kl);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"listen", required_argument, NULL, 'l'},
+        {"kubeconfig-out", required_argument, NULL, 'k'},
+        {"data-dir", required_argument, NULL, 'd'},
+        {"insecure", no_argument, NULL, 'i'},
+        {"openapi-dir", required_argument, NULL, 'o'},
+        {"watch-history", required_argument, NULL, 'w'},
+        {"bookmark-interval", required_argument, NULL, 'b'},
+        {"log-level", required_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *listen = NULL, *kubeconfig = NULL, *oadir = NULL;
+    char oadir_buf[PATH_MAX], server[300];
+    bool insecure = false;
+    struct kl kl;
+    char *cert = NULL, *key = NULL, *token = NULL;
+    SSL_CTX *ssl = NULL;
+    int rc = 1, opt;
+    long history = 20000;
+    struct sigaction sa;
+
+    memset(&kl, 0, sizeof(kl));
+    kl.bookmark_interval = 5;
+    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'l':
+            listen = optarg;
+            break;
+        case 'k':
+            kubeconfig = optarg;
+            break;
+        case 'd':
+            kl.data_dir = optarg;
+            break;
+        case 'i':
+            insecure = true;
+            break;
+        case 'o':
+            oadir = optarg;
+            break;
+        case 'w':
+            history = atol(optarg);
+            break;
+        case 'b':
+            kl.bookmark_interval = atof(optarg);
+            break;
+        case 'v': {
+            enum log_level lvl;
+            if (log_level_parse(optarg, &lvl)) {
+                fprintf(stderr, "kubelite: --log-level: unknown level \"%s\"\n", optarg);
+                return 2;
+            }
+            log_set_level(lvl);
+            break;
+        }
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!listen || !kubeconfig || history < 16 || kl.bookmark_interval <= 0) {
+        usage(stderr);
+        return 2;
+    }
+    srand((unsigned)time(NULL) ^ (unsigned)getpid());
+    if (!oadir) {
+        default_openapi_dir(argv[0], oadir_buf, sizeof(oadir_buf));
+        oadir = oadir_buf;
+    }
+    rc = openapi_load_dir(oadir, &kl.oa);
+    if (rc) {
+        fprintf(stderr, "kubelite: cannot load OpenAPI documents from %s: %s\n", oadir,
+                err_str(rc));
+        return 1;
+    }
+    kl.hist_cap = (size_t)history;
+    kl.hist = calloc(kl.hist_cap, sizeof(*kl.hist));
+    if (!kl.hist || kl_registry_init(&kl)) {
+        fprintf(stderr, "kubelite: out of memory\n");
+        return 1;
+    }
+    rc = kl_persist_open(&kl);
+    if (rc) {
+        fprintf(stderr, "kubelite: --data-dir %s: %s\n", kl.data_dir, err_str(rc));
+        return 1;
+    }
+    {
+        /* Re-establish CRDs loaded from disk. */
+        struct rstore *st = kl_store_get(&kl, "apiextensions.k8s.io", "customresourcedefinitions",
+                                         false);
+        const char *k;
+        json_t *crd;
+        if (st)
+            json_object_foreach(st->objs, k, crd)
+            {
+                if (kl_crd_activate(&kl, crd))
+                    fprintf(stderr, "kubelite: cannot re-establish CRD %s\n", k);
+            }
+    }
+    if (seed(&kl)) {
+        fprintf(stderr, "kubelite: cannot create the default namespaces\n");
+        return 1;
+    }
+    if (!insecure) {
+        rc = load_identity(kl.data_dir, &cert, &key, &token);
+        if (rc || !(ssl = make_ssl_ctx(cert, key))) {
+            fprintf(stderr, "kubelite: cannot set up TLS: %s\n", err_str(rc));
+            return 1;
+        }
+        kl.admin_token = token;
+    }
+    rc = http_server_new(listen, ssl, MAX_BODY + 64 * 1024, kl_handle, &kl, &kl.http);
+    if (rc) {
+        fprintf(stderr, "kubelite: cannot listen on %s: %s\n", listen, err_str(rc));
+        return 1;
+    }
+    http_server_set_tick(kl.http, 100, tick, &kl);
+    snprintf(server, sizeof(server), "%s://127.0.0.1:%d", insecure ? "http" : "https",
+             http_server_port(kl.http));
+    rc = write_kubeconfig(kubeconfig, server, cert, token);
+    if (rc) {
+        fprintf(stderr, "kubelite: cannot write %s: %s\n", kubeconfig, err_str(rc));
+        return 1;
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    log_info("msg=\"kubelite serving\" server=%s kubeconfig=%s", server, kubeconfig);
+    rc = http_server_run(kl.http);
+    log_info("msg=\"kubelite stopping\"");
+    http_server_free(kl.http);
+    if (kl.wal)
+        fclose(kl.wal);
+    SSL_CTX_free(ssl);
+    free(cert);
+    free(key);
+    free(token);
+    return rc ? 1 : 0;
+}

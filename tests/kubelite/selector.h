@@ -33,7 +33,14 @@ int selector_parse_labels(const char *s, struct selector **out, char *msg, size_
 int selector_parse_fields(const char *s, const char *resource, struct selector **out, char *msg,
                           size_t msglen) WUR;
 
-/* Label selector from a LabelSelector object {matchLabels, matchExpressions} (for CRD use). */
+/*
+ * Label selector from a LabelSelector object {matchLabels, matchExpressions} (for CRD use).
+ * Errors are ERR_INVALID with metav1.LabelSelectorAsSelector's text ('"Foo" is not a valid label
+ * selector operator', 'values: Invalid value: []string(nil): for 'in', 'notin' operators, values
+ * set can't be empty'). NULL or JSON null selects everything (what kube's defaulting of an unset
+ * webhook namespaceSelector/objectSelector to {} gives); callers that need kube's "nil selects
+ * nothing" (LabelSelectorAsSelector(nil)) must check for NULL themselves.
+ */
 int selector_from_json(const json_t *label_selector, struct selector **out, char *msg,
                        size_t msglen) WUR;
 
@@ -42,5 +49,12 @@ int selector_from_json(const json_t *label_selector, struct selector **out, char
 bool selector_match(const struct selector *sel, const json_t *obj);
 bool selector_empty(const struct selector *sel);
 void selector_free(struct selector *sel);
+
+/*
+ * The canonical string form kube prints (Selector.String()): requirements sorted by key, values
+ * sorted, e.g. "app=web,tier in (a,b),!x"; field selectors as "f=v,g!=w" with \, \= \\ escaped.
+ * NULL or empty selector -> "". Returns a malloc'd string (free()) or NULL on -ENOMEM.
+ */
+char *selector_string(const struct selector *sel);
 
 #endif

@@ -32,11 +32,16 @@ enum validate_flags {
  *   {"reason": "FieldValueInvalid"|"FieldValueRequired"|"FieldValueNotSupported"|
  *    "FieldValueTypeInvalid"|"FieldValueTooLong"|"FieldValueTooMany", "message": "...",
  *    "field": "spec.replicas"}
- *   with messages worded as kube-apiserver words them, e.g.
+ *   with messages worded as kube-apiserver words them, e.g. (shown as "<field>: <message>")
  *   spec.replicas: Invalid value: "string": spec.replicas in body must be of type integer: "string"
  *   spec.action: Unsupported value: "Maybe": supported values: "Allow", "Deny", "Audit"
  *   spec.backends: Required value
  *   spec.weight: Invalid value: 2000000: spec.weight in body should be less than or equal to 1000000
+ *   As in a real StatusCause, "message" is the part after "<field>: " (field.Error.ErrorBody());
+ *   the full error text (Status.message, "[a, b]" when several) is field + ": " + message.
+ *   anyOf/oneOf/allOf/not failures have field "<nil>", as apiextensions reports them.
+ *   With VALIDATE_PRUNE, a null in a non-nullable property without a default is dropped (and
+ *   defaulted with VALIDATE_DEFAULTS) before validation, as structural defaulting does.
  * unknown: if not NULL, the path of each undeclared field is appended as a string such as
  *   ".spec.foo" or ".spec.containers[0].bar" (found before pruning).
  *
@@ -54,7 +59,8 @@ int validate_object(const struct openapi *oa, const json_t *schema, json_t *obj,
  * Object names. kind: VALIDATE_NAME_SUBDOMAIN (RFC 1123 subdomain, most kinds),
  * VALIDATE_NAME_LABEL (RFC 1123 label: namespaces, services), VALIDATE_NAME_PATH (anything but
  * "/", "%", "." and ".."; RBAC, CRs by default). Returns true when valid; otherwise writes
- * kube-apiserver's message (e.g. 'a lowercase RFC 1123 subdomain must consist of ...') to msg.
+ * kube-apiserver's message (e.g. 'a lowercase RFC 1123 subdomain must consist of ...') to msg,
+ * several (each one cause on a real server) joined by "; ".
  */
 enum validate_name_kind { VALIDATE_NAME_SUBDOMAIN, VALIDATE_NAME_LABEL, VALIDATE_NAME_PATH };
 bool validate_name(const char *name, enum validate_name_kind kind, char *msg, size_t msglen);

@@ -1,0 +1,815 @@
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/buf.h"
+#include "core/log.h"
+#include "tests/kubelite/http.h"
+
+#define HTTP_MAX_HEAD (64 * 1024)
+#define HTTP_MAX_BACKLOG (256u * 1024 * 1024)
+
+enum conn_state { CONN_READING, CONN_STREAMING, CONN_CLOSING };
+
+struct http_conn {
+    struct http_server *srv;
+    int fd;
+    SSL *ssl;
+    enum conn_state state;
+    struct buf in;
+    struct buf out;
+    bool want_close; /* close once out is flushed */
+    bool dead;
+    bool dirty;
+    bool tls_want_write;
+    http_close_fn on_close;
+    void *close_arg;
+    struct http_conn *next_dirty;
+    struct http_conn *prev, *next;
+};
+
+struct http_server {
+    int lfd, epfd, port;
+    SSL_CTX *ssl_ctx;
+    size_t max_body;
+    http_handler_fn handler;
+    void *arg;
+    http_tick_fn tick;
+    void *tick_arg;
+    unsigned tick_ms;
+    struct timespec last_tick;
+    bool stop;
+    struct http_conn *conns;
+    struct http_conn *dirty;
+};
+
+static long long ms_since(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - t->tv_sec) * 1000LL + (now.tv_nsec - t->tv_nsec) / 1000000LL;
+}
+
+static int parse_listen(const char *addr, struct sockaddr_in *sa)
+{
+    char host[256];
+    const char *colon = strrchr(addr, ':');
+    if (!colon || (size_t)(colon - addr) >= sizeof(host))
+        return -EINVAL;
+    memcpy(host, addr, (size_t)(colon - addr));
+    host[colon - addr] = '\0';
+    memset(sa, 0, sizeof(*sa));
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons((uint16_t)atoi(colon + 1));
+    if (strcmp(host, "localhost") == 0)
+        strcpy(host, "127.0.0.1");
+    if (inet_pton(AF_INET, host, &sa->sin_addr) != 1)
+        return -EINVAL;
+    return 0;
+}
+
+int http_server_new(const char *listen_addr, SSL_CTX *ssl_ctx, size_t max_body,
+                    http_handler_fn handler, void *arg, struct http_server **out)
+{
+    struct http_server *s = NULL;
+    struct sockaddr_in sa;
+    socklen_t salen = sizeof(sa);
+    struct epoll_event ev = {0};
+    int one = 1, rc = 0;
+
+    rc = parse_listen(listen_addr, &sa);
+    if (rc)
+        return rc;
+    s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->lfd = s->epfd = -1;
+    s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s->lfd < 0) {
+        rc = -errno;
+        goto out;
+    }
+    setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(s->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(s->lfd, 4096) < 0) {
+        rc = -errno;
+        goto out;
+    }
+    getsockname(s->lfd, (struct sockaddr *)&sa, &salen);
+    s->port = ntohs(sa.sin_port);
+    s->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (s->epfd < 0) {
+        rc = -errno;
+        goto out;
+    }
+    ev.events = EPOLLIN;
+    ev.data.ptr = NULL;
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->lfd, &ev) < 0) {
+        rc = -errno;
+        goto out;
+    }
+    s->ssl_ctx = ssl_ctx;
+    s->max_body = max_body;
+    s->handler = handler;
+    s->arg = arg;
+    clock_gettime(CLOCK_MONOTONIC, &s->last_tick);
+out:
+    if (rc) {
+        http_server_free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+static void conn_free(struct http_conn *c)
+{
+    struct http_server *s = c->srv;
+
+    if (c->on_close) {
+        http_close_fn fn = c->on_close;
+        c->on_close = NULL;
+        fn(c->close_arg, c);
+    }
+    epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    if (c->ssl)
+        SSL_free(c->ssl);
+    close(c->fd);
+    buf_release(&c->in);
+    buf_release(&c->out);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    free(c);
+}
+
+void http_server_free(struct http_server *s)
+{
+    if (!s)
+        return;
+    while (s->conns) {
+        s->conns->on_close = NULL;
+        conn_free(s->conns);
+    }
+    if (s->lfd >= 0)
+        close(s->lfd);
+    if (s->epfd >= 0)
+        close(s->epfd);
+    free(s);
+}
+
+int http_server_port(const struct http_server *s)
+{
+    return s->port;
+}
+
+void http_server_set_tick(struct http_server *s, unsigned interval_ms, http_tick_fn fn, void *arg)
+{
+    s->tick_ms = interval_ms;
+    s->tick = fn;
+    s->tick_arg = arg;
+}
+
+void http_server_stop(struct http_server *s)
+{
+    s->stop = true;
+}
+
+static void mark_dirty(struct http_conn *c)
+{
+    if (c->dirty)
+        return;
+    c->dirty = true;
+    c->next_dirty = c->srv->dirty;
+    c->srv->dirty = c;
+}
+
+static void conn_update_events(struct http_conn *c)
+{
+    struct epoll_event ev = {0};
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    if (c->out.len || c->tls_want_write)
+        ev.events |= EPOLLOUT;
+    ev.data.ptr = c;
+    epoll_ctl(c->srv->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* Write as much of c->out as the socket takes. Marks the conn dead on error. */
+static void conn_flush(struct http_conn *c)
+{
+    c->tls_want_write = false;
+    while (c->out.len && !c->dead) {
+        ssize_t n;
+        if (c->ssl) {
+            int r;
+            ERR_clear_error();
+            r = SSL_write(c->ssl, c->out.p, (int)(c->out.len > (1u << 30) ? (1u << 30) : c->out.len));
+            if (r <= 0) {
+                int e = SSL_get_error(c->ssl, r);
+                if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+                    c->tls_want_write = (e == SSL_ERROR_WANT_WRITE);
+                    break;
+                }
+                c->dead = true;
+                break;
+            }
+            n = r;
+        } else {
+            n = send(c->fd, c->out.p, c->out.len, MSG_NOSIGNAL);
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR)
+                    break;
+                c->dead = true;
+                break;
+            }
+        }
+        buf_consume(&c->out, (size_t)n);
+    }
+    if (!c->out.len && c->want_close)
+        c->dead = true;
+    if (!c->dead)
+        conn_update_events(c);
+}
+
+static void queue(struct http_conn *c, const char *data, size_t len)
+{
+    if (c->dead)
+        return;
+    if (buf_append(&c->out, data, len)) {
+        c->dead = true;
+        return;
+    }
+    mark_dirty(c);
+}
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 406:
+        return "Not Acceptable";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
+    case 413:
+        return "Request Entity Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Entity";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Unknown";
+    }
+}
+
+static void respond_head(struct http_conn *c, int status, const char *ctype, const char *extra,
+                         long long content_length)
+{
+    char head[1024];
+    struct buf b;
+
+    buf_init(&b);
+    snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\n", status, status_text(status));
+    if (buf_puts(&b, head) ||
+        (ctype && buf_printf(&b, "Content-Type: %s\r\n", ctype)) ||
+        buf_puts(&b, "Cache-Control: no-cache, private\r\n") ||
+        (content_length >= 0 ? buf_printf(&b, "Content-Length: %lld\r\n", content_length)
+                             : buf_puts(&b, "Transfer-Encoding: chunked\r\n")) ||
+        (c->want_close && buf_puts(&b, "Connection: close\r\n")) ||
+        (extra && buf_puts(&b, extra)) || buf_puts(&b, "\r\n")) {
+        c->dead = true;
+        buf_release(&b);
+        return;
+    }
+    queue(c, b.p, b.len);
+    buf_release(&b);
+}
+
+void http_respond(struct http_conn *c, int status, const char *content_type, const char *body,
+                  size_t len, const char *extra_headers)
+{
+    respond_head(c, status, content_type, extra_headers, (long long)len);
+    if (len)
+        queue(c, body, len);
+    c->state = c->want_close ? CONN_CLOSING : CONN_READING;
+}
+
+void http_stream_begin(struct http_conn *c, int status, const char *content_type,
+                       http_close_fn on_close, void *arg)
+{
+    respond_head(c, status, content_type, NULL, -1);
+    c->state = CONN_STREAMING;
+    c->on_close = on_close;
+    c->close_arg = arg;
+}
+
+int http_stream_write(struct http_conn *c, const char *data, size_t len)
+{
+    char hdr[32];
+    int n;
+
+    if (c->dead)
+        return -EPIPE;
+    if (c->out.len > HTTP_MAX_BACKLOG) {
+        log_warn("msg=\"closing slow stream consumer\" backlog=%zu", c->out.len);
+        c->dead = true;
+        mark_dirty(c);
+        return -EPIPE;
+    }
+    if (!len)
+        return 0;
+    n = snprintf(hdr, sizeof(hdr), "%zx\r\n", len);
+    queue(c, hdr, (size_t)n);
+    queue(c, data, len);
+    queue(c, "\r\n", 2);
+    return c->dead ? -EPIPE : 0;
+}
+
+void http_stream_end(struct http_conn *c)
+{
+    queue(c, "0\r\n\r\n", 5);
+    c->on_close = NULL;
+    c->state = c->want_close ? CONN_CLOSING : CONN_READING;
+    mark_dirty(c);
+}
+
+size_t http_conn_backlog(const struct http_conn *c)
+{
+    return c->out.len;
+}
+
+const char *http_req_header(const struct http_request *req, const char *name)
+{
+    for (size_t i = 0; i < req->nhdrs; i++)
+        if (strcmp(req->hdr_names[i], name) == 0)
+            return req->hdr_values[i];
+    return NULL;
+}
+
+static int hexval(int ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decode src[0..n) into out (NUL-terminated, truncated to outlen). plus: '+' -> ' '. */
+static void pct_decode(const char *src, size_t n, char *out, size_t outlen, bool plus)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 1 < outlen; i++) {
+        if (src[i] == '%' && i + 2 < n && hexval(src[i + 1]) >= 0 && hexval(src[i + 2]) >= 0) {
+            out[o++] = (char)(hexval(src[i + 1]) * 16 + hexval(src[i + 2]));
+            i += 2;
+        } else if (plus && src[i] == '+') {
+            out[o++] = ' ';
+        } else {
+            out[o++] = src[i];
+        }
+    }
+    out[o] = '\0';
+}
+
+bool http_query_get(const struct http_request *req, const char *name, char *out, size_t outlen)
+{
+    const char *q = req->query;
+    size_t nl = strlen(name);
+
+    while (q && *q) {
+        const char *amp = strchr(q, '&');
+        size_t seglen = amp ? (size_t)(amp - q) : strlen(q);
+        const char *eq = memchr(q, '=', seglen);
+        size_t klen = eq ? (size_t)(eq - q) : seglen;
+        char key[128];
+
+        pct_decode(q, klen, key, sizeof(key), true);
+        if (strlen(key) == nl && memcmp(key, name, nl) == 0) {
+            if (eq)
+                pct_decode(eq + 1, seglen - klen - 1, out, outlen, true);
+            else if (outlen)
+                out[0] = '\0';
+            return true;
+        }
+        q = amp ? amp + 1 : NULL;
+    }
+    return false;
+}
+
+static void request_release(struct http_request *r)
+{
+    free(r->method);
+    free(r->target);
+    free(r->path);
+    free(r->body);
+    for (size_t i = 0; i < r->nhdrs; i++) {
+        free(r->hdr_names[i]);
+        free(r->hdr_values[i]);
+    }
+    free(r->hdr_names);
+    free(r->hdr_values);
+    memset(r, 0, sizeof(*r));
+}
+
+static void respond_error_close(struct http_conn *c, int status, const char *msg)
+{
+    char body[512];
+    int n = snprintf(body, sizeof(body),
+                     "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":"
+                     "\"Failure\",\"message\":\"%s\",\"reason\":\"%s\",\"code\":%d}",
+                     msg, status == 413 ? "RequestEntityTooLarge" : "BadRequest", status);
+    c->want_close = true;
+    http_respond(c, status, "application/json", body, (size_t)n, NULL);
+}
+
+/*
+ * Decode a chunked body that starts at p (len bytes available). Returns bytes consumed when the
+ * whole body is present (body in *out), 0 when more input is needed, -1 on a framing error,
+ * -2 when over max.
+ */
+static long parse_chunked(const char *p, size_t len, size_t max, struct buf *outb)
+{
+    size_t pos = 0;
+    buf_reset(outb);
+    for (;;) {
+        const char *eol = memmem(p + pos, len - pos, "\r\n", 2);
+        unsigned long long sz;
+        char *end;
+        if (!eol)
+            return 0;
+        sz = strtoull(p + pos, &end, 16);
+        if (end == p + pos)
+            return -1;
+        pos = (size_t)(eol - p) + 2;
+        if (sz == 0) {
+            /* trailers until an empty line */
+            for (;;) {
+                const char *e2 = memmem(p + pos, len - pos, "\r\n", 2);
+                if (!e2)
+                    return 0;
+                if (e2 == p + pos)
+                    return (long)(pos + 2);
+                pos = (size_t)(e2 - p) + 2;
+            }
+        }
+        if (sz > max || outb->len + sz > max)
+            return -2;
+        if (len - pos < sz + 2)
+            return 0;
+        if (buf_append(outb, p + pos, sz))
+            return -1;
+        pos += sz + 2;
+    }
+}
+
+/* Try to parse and dispatch one request from c->in. Returns true if one was dispatched. */
+static bool conn_try_request(struct http_conn *c)
+{
+    struct http_server *s = c->srv;
+    struct http_request req;
+    const char *head_end, *line, *p;
+    size_t head_len, consumed;
+    const char *cl, *te;
+    char *qm;
+    struct buf body;
+
+    memset(&req, 0, sizeof(req));
+    buf_init(&body);
+    head_end = c->in.len ? memmem(c->in.p, c->in.len, "\r\n\r\n", 4) : NULL;
+    if (!head_end) {
+        if (c->in.len > HTTP_MAX_HEAD)
+            respond_error_close(c, 400, "request header too large");
+        return false;
+    }
+    head_len = (size_t)(head_end - c->in.p) + 4;
+
+    /* request line */
+    line = c->in.p;
+    p = memchr(line, ' ', head_len);
+    if (!p)
+        goto bad;
+    req.method = strndup(line, (size_t)(p - line));
+    line = p + 1;
+    p = memchr(line, ' ', head_len - (size_t)(line - c->in.p));
+    if (!p)
+        goto bad;
+    req.target = strndup(line, (size_t)(p - line));
+    line = (const char *)memmem(p, head_len - (size_t)(p - c->in.p), "\r\n", 2) + 2;
+
+    /* headers */
+    while (line < head_end + 2) {
+        const char *eol = memmem(line, (size_t)(head_end + 2 - line), "\r\n", 2);
+        const char *colon;
+        char **nn, **nv;
+        size_t i;
+        if (!eol || eol == line)
+            break;
+        colon = memchr(line, ':', (size_t)(eol - line));
+        if (!colon)
+            goto bad;
+        nn = realloc(req.hdr_names, (req.nhdrs + 1) * sizeof(char *));
+        if (!nn)
+            goto bad;
+        req.hdr_names = nn;
+        nv = realloc(req.hdr_values, (req.nhdrs + 1) * sizeof(char *));
+        if (!nv)
+            goto bad;
+        req.hdr_values = nv;
+        req.hdr_names[req.nhdrs] = strndup(line, (size_t)(colon - line));
+        for (i = 0; req.hdr_names[req.nhdrs][i]; i++)
+            req.hdr_names[req.nhdrs][i] = (char)tolower((unsigned char)req.hdr_names[req.nhdrs][i]);
+        colon++;
+        while (colon < eol && (*colon == ' ' || *colon == '\t'))
+            colon++;
+        req.hdr_values[req.nhdrs] = strndup(colon, (size_t)(eol - colon));
+        req.nhdrs++;
+        line = eol + 2;
+    }
+
+    /* body */
+    consumed = head_len;
+    cl = http_req_header(&req, "content-length");
+    te = http_req_header(&req, "transfer-encoding");
+    if (te && strcasestr(te, "chunked")) {
+        long r = parse_chunked(c->in.p + head_len, c->in.len - head_len, s->max_body, &body);
+        if (r == 0) {
+            request_release(&req);
+            buf_release(&body);
+            return false;
+        }
+        if (r == -2) {
+            request_release(&req);
+            buf_release(&body);
+            respond_error_close(c, 413, "the request body is too large");
+            return false;
+        }
+        if (r < 0)
+            goto bad;
+        consumed += (size_t)r;
+    } else if (cl) {
+        char *end;
+        unsigned long long n = strtoull(cl, &end, 10);
+        if (*end || end == cl)
+            goto bad;
+        if (n > s->max_body) {
+            request_release(&req);
+            buf_release(&body);
+            respond_error_close(c, 413, "the request body is too large");
+            return false;
+        }
+        if (c->in.len - head_len < n) {
+            request_release(&req);
+            buf_release(&body);
+            return false;
+        }
+        if (buf_append(&body, c->in.p + head_len, (size_t)n))
+            goto bad;
+        consumed += (size_t)n;
+    }
+    req.body_len = body.len;
+    req.body = buf_take(&body);
+
+    qm = strchr(req.target, '?');
+    req.query = qm ? qm + 1 : req.target + strlen(req.target);
+    {
+        size_t plen = qm ? (size_t)(qm - req.target) : strlen(req.target);
+        req.path = malloc(plen + 1);
+        if (!req.path)
+            goto bad;
+        pct_decode(req.target, plen, req.path, plen + 1, false);
+    }
+    {
+        const char *conn_hdr = http_req_header(&req, "connection");
+        if (conn_hdr && strcasecmp(conn_hdr, "close") == 0)
+            c->want_close = true;
+    }
+    buf_consume(&c->in, consumed);
+    c->state = CONN_CLOSING; /* the handler moves it on */
+    s->handler(s->arg, c, &req);
+    if (c->state == CONN_CLOSING && !c->want_close) {
+        /* handler did not answer: answer for it */
+        http_respond(c, 500, "text/plain", "no response\n", 12, NULL);
+    }
+    request_release(&req);
+    buf_release(&body);
+    return true;
+bad:
+    request_release(&req);
+    buf_release(&body);
+    respond_error_close(c, 400, "malformed HTTP request");
+    return false;
+}
+
+static void conn_read(struct http_conn *c)
+{
+    char tmp[65536];
+
+    for (;;) {
+        ssize_t n;
+        if (c->ssl) {
+            int r;
+            ERR_clear_error();
+            r = SSL_read(c->ssl, tmp, sizeof(tmp));
+            if (r <= 0) {
+                int e = SSL_get_error(c->ssl, r);
+                if (e == SSL_ERROR_WANT_READ)
+                    break;
+                if (e == SSL_ERROR_WANT_WRITE) {
+                    c->tls_want_write = true;
+                    mark_dirty(c);
+                    break;
+                }
+                c->dead = true;
+                return;
+            }
+            n = r;
+        } else {
+            n = recv(c->fd, tmp, sizeof(tmp), 0);
+            if (n == 0) {
+                c->dead = true;
+                return;
+            }
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR)
+                    break;
+                c->dead = true;
+                return;
+            }
+        }
+        if (buf_append(&c->in, tmp, (size_t)n)) {
+            c->dead = true;
+            return;
+        }
+        if (c->in.len > c->srv->max_body + HTTP_MAX_HEAD + 65536 && c->state != CONN_READING)
+            break;
+    }
+    while (c->state == CONN_READING && !c->dead && c->in.len) {
+        if (!conn_try_request(c))
+            break;
+    }
+}
+
+static void do_accept(struct http_server *s)
+{
+    for (;;) {
+        struct epoll_event ev = {0};
+        struct http_conn *c;
+        int one = 1;
+        int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd < 0)
+            return;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        c = calloc(1, sizeof(*c));
+        if (!c) {
+            close(fd);
+            return;
+        }
+        c->srv = s;
+        c->fd = fd;
+        buf_init(&c->in);
+        buf_init(&c->out);
+        if (s->ssl_ctx) {
+            c->ssl = SSL_new(s->ssl_ctx);
+            if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
+                if (c->ssl)
+                    SSL_free(c->ssl);
+                close(fd);
+                free(c);
+                continue;
+            }
+            SSL_set_accept_state(c->ssl);
+        }
+        c->next = s->conns;
+        if (s->conns)
+            s->conns->prev = c;
+        s->conns = c;
+        ev.events = EPOLLIN | EPOLLRDHUP;
+        ev.data.ptr = c;
+        epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev);
+    }
+}
+
+static void flush_dirty(struct http_server *s)
+{
+    /* Flushing never dispatches requests, so the list cannot grow while we walk it. */
+    while (s->dirty) {
+        struct http_conn *c = s->dirty;
+        s->dirty = c->next_dirty;
+        c->dirty = false;
+        c->next_dirty = NULL;
+        if (!c->dead)
+            conn_flush(c);
+    }
+}
+
+static void reap_dead(struct http_server *s)
+{
+    struct http_conn *c = s->conns, *next;
+    for (; c; c = next) {
+        next = c->next;
+        if (c->dead) {
+            if (c->dirty) {
+                /* unlink from the dirty list */
+                struct http_conn **pp = &s->dirty;
+                while (*pp && *pp != c)
+                    pp = &(*pp)->next_dirty;
+                if (*pp)
+                    *pp = c->next_dirty;
+            }
+            conn_free(c);
+        }
+    }
+}
+
+int http_server_run(struct http_server *s)
+{
+    struct epoll_event evs[256];
+
+    while (!s->stop) {
+        int timeout = s->tick ? (int)s->tick_ms : 1000;
+        int n = epoll_wait(s->epfd, evs, (int)ARRAY_LEN(evs), timeout);
+        bool any_dead = false;
+
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        for (int i = 0; i < n; i++) {
+            struct http_conn *c = evs[i].data.ptr;
+            if (!c) {
+                do_accept(s);
+                continue;
+            }
+            if (c->dead)
+                continue;
+            if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))
+                conn_read(c);
+            if (!c->dead && (evs[i].events & EPOLLOUT))
+                mark_dirty(c);
+            /* a paused reader (streaming) with more input waiting resumes after the stream */
+        }
+        if (s->tick && ms_since(&s->last_tick) >= (long long)s->tick_ms) {
+            clock_gettime(CLOCK_MONOTONIC, &s->last_tick);
+            s->tick(s->tick_arg);
+        }
+        flush_dirty(s);
+        /* Requests pipelined behind a finished stream or response. */
+        for (struct http_conn *c = s->conns; c; c = c->next) {
+            if (!c->dead && c->state == CONN_READING && c->in.len &&
+                memmem(c->in.p, c->in.len, "\r\n\r\n", 4) != NULL) {
+                while (c->state == CONN_READING && !c->dead && c->in.len && conn_try_request(c))
+                    ;
+                mark_dirty(c);
+            }
+            if (c->dead)
+                any_dead = true;
+        }
+        flush_dirty(s);
+        for (struct http_conn *c = s->conns; c && !any_dead; c = c->next)
+            any_dead = c->dead;
+        if (any_dead)
+            reap_dead(s);
+    }
+    return 0;
+}

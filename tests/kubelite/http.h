@@ -1,0 +1,73 @@
+/*
+ * http.h - kubelite's HTTP/1.1 server: one epoll loop thread, keep-alive, chunked streaming
+ * responses (for watches), optional TLS.
+ *
+ * A request is handed to the handler once its head and body are complete. The handler answers
+ * at once with http_respond(), or starts a stream with http_stream_begin() and writes chunks
+ * later (from any callback on the loop thread) until http_stream_end() or the peer closes
+ * (the close callback fires; the conn is invalid after it returns). Request bodies are capped
+ * (http_server_new's max_body); larger ones get 413 without reaching the handler.
+ */
+#ifndef KUBELITE_HTTP_H
+#define KUBELITE_HTTP_H
+
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/err.h"
+
+struct http_server;
+struct http_conn;
+
+struct http_request {
+    char *method;
+    char *target; /* path + query as sent */
+    char *path;   /* percent-decoded path */
+    char *query;  /* raw query string without '?', "" when absent */
+    char *body;   /* NUL-terminated copy, body_len bytes */
+    size_t body_len;
+    char **hdr_names; /* lower-cased */
+    char **hdr_values;
+    size_t nhdrs;
+};
+
+typedef void (*http_handler_fn)(void *arg, struct http_conn *c, const struct http_request *req);
+typedef void (*http_close_fn)(void *arg, struct http_conn *c);
+typedef void (*http_tick_fn)(void *arg);
+
+/* ssl_ctx may be NULL (plain HTTP); it is borrowed for the server's lifetime. */
+int http_server_new(const char *listen_addr, SSL_CTX *ssl_ctx, size_t max_body,
+                    http_handler_fn handler, void *arg, struct http_server **out) WUR;
+void http_server_free(struct http_server *s);
+/* The port actually bound (useful with port 0). */
+int http_server_port(const struct http_server *s);
+/* Call fn every interval_ms from the loop. */
+void http_server_set_tick(struct http_server *s, unsigned interval_ms, http_tick_fn fn, void *arg);
+/* Run the loop until http_server_stop(); returns 0 or a negative errno. */
+int http_server_run(struct http_server *s) WUR;
+void http_server_stop(struct http_server *s);
+
+/* Header value (name lower-case) or NULL. */
+const char *http_req_header(const struct http_request *req, const char *name);
+/* Decoded query parameter value (first occurrence) into out; returns false when absent. */
+bool http_query_get(const struct http_request *req, const char *name, char *out, size_t outlen);
+
+/*
+ * Answer the request: status line, headers (extra_headers is "" or CRLF-terminated lines),
+ * Content-Length body. The connection then serves its next request.
+ */
+void http_respond(struct http_conn *c, int status, const char *content_type, const char *body,
+                  size_t len, const char *extra_headers);
+
+/* Start a chunked response. on_close fires if the peer goes away before http_stream_end. */
+void http_stream_begin(struct http_conn *c, int status, const char *content_type,
+                       http_close_fn on_close, void *arg);
+/* Queue one chunk. Returns -EPIPE when the output backlog is too large (slow consumer). */
+int http_stream_write(struct http_conn *c, const char *data, size_t len) WUR;
+/* Finish the stream (terminating chunk); the connection serves its next request after it. */
+void http_stream_end(struct http_conn *c);
+/* Bytes queued and not yet written. */
+size_t http_conn_backlog(const struct http_conn *c);
+
+#endif

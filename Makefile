@@ -3,7 +3,7 @@
 
 CC ?= cc
 BUILD ?= build
-PKGS := jansson openssl yaml-0.1
+PKGS := jansson openssl yaml-0.1 libcurl
 
 WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wold-style-definition -Wformat=2 -Wundef -Wpointer-arith -Wwrite-strings -Wvla \
@@ -41,6 +41,8 @@ CORE_SRC := $(wildcard lib/core/*.c) $(wildcard lib/conf/*.c)
 KL_SRC := $(filter-out tests/kubelite/main.c,$(wildcard tests/kubelite/*.c))
 UNIT_DIRS := $(patsubst %/,%,$(sort $(dir $(wildcard tests/unit/*/*.c))))
 UNIT_BINS := $(patsubst tests/unit/%,$(BUILD)/tests/unit-%,$(UNIT_DIRS))
+IT_SRC := $(wildcard tests/integration/*.c)
+IT_BINS := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(IT_SRC))
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
@@ -51,8 +53,8 @@ KL_LIB := $(BUILD)/lib/libkubelite.a
 
 BINS := $(BUILD)/bin/kubelite
 
-.PHONY: all bins test unit sanitize clean deps check-deps format format-check bench
-all: bins $(UNIT_BINS) $(BENCH_BINS)
+.PHONY: all bins test unit sanitize clean deps check-deps format format-check bench demo
+all: bins $(UNIT_BINS) $(IT_BINS) $(BENCH_BINS)
 bins: $(BINS)
 
 $(BUILD)/obj/%.o: %.c
@@ -80,6 +82,11 @@ $(BUILD)/tests/unit-%: $$(call obj,$$(wildcard tests/unit/%/*.c)) $(KL_LIB) $(CO
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+$(BUILD)/tests/%: $(call obj,tests/integration/%.c) $(KL_LIB) $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
 $(BUILD)/bench/%: $(call obj,bench/%.c) $(KL_LIB) $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
@@ -97,6 +104,9 @@ unit: all
 sanitize:
 	$(Q)$(MAKE) BUILD=build/san SANITIZE=address,undefined all
 	$(Q)BUILD=build/san bash tests/run.sh
+
+demo: deps bins
+	$(Q)bash tools/demo.sh
 
 bench: all
 	$(Q)bash bench/run.sh

@@ -144,14 +144,9 @@ static void respond_invalid(struct http_conn *c, const struct rtype *rt, const c
     {
         const char *m = jstr_or(cause, "message", "");
         const char *f = jstr(cause, "field");
-        /* Causes carry "field: message" already in message when built by validate; avoid
-         * doubling the field. */
-        if (f && strncmp(m, f, strlen(f)) != 0) {
-            if (buf_printf(&b, "%s%s: %s", i ? ", " : "", f, m))
-                break;
-        } else if (buf_printf(&b, "%s%s", i ? ", " : "", m)) {
+        if (f ? buf_printf(&b, "%s%s: %s", i ? ", " : "", f, m)
+              : buf_printf(&b, "%s%s", i ? ", " : "", m))
             break;
-        }
     }
     if (n > 1 && buf_puts(&b, "]")) {
         buf_release(&b);
@@ -161,17 +156,16 @@ static void respond_invalid(struct http_conn *c, const struct rtype *rt, const c
     buf_release(&b);
 }
 
-/* Add a StatusCause; message is "field: detail" like the real server's. */
+/* Add a StatusCause; like the real server's, the message does not repeat the field. */
 static void add_cause(json_t *causes, const char *reason, const char *field, const char *fmt, ...)
     PRINTF_LIKE(4, 5);
 static void add_cause(json_t *causes, const char *reason, const char *field, const char *fmt, ...)
 {
-    char detail[1024], msg[1400];
+    char msg[1400];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(detail, sizeof(detail), fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    snprintf(msg, sizeof(msg), "%s: %s", field, detail);
     json_array_append_new(causes, json_pack("{s:s,s:s,s:s}", "reason", reason, "message", msg,
                                             "field", field));
 }
@@ -319,11 +313,9 @@ static int check_object(struct kl *kl, struct http_conn *c, const struct http_re
             if (buf_printf(&b, "%sunknown field \"%s\"", i ? ", " : "", p ? p : ""))
                 break;
         }
-        if (rt->crd) {
-            snprintf(msg, sizeof(msg), "%s", b.p ? b.p : "");
-        } else {
-            snprintf(msg, sizeof(msg), "strict decoding error: %s", b.p ? b.p : "");
-        }
+        snprintf(msg, sizeof(msg),
+                 "%s in version \"%s\" cannot be handled as a %s: strict decoding error: %s",
+                 rt->kind, rt->version, rt->kind, b.p ? b.p : "");
         buf_release(&b);
         kl_respond_status(c, 400, "BadRequest", msg, NULL, NULL, NULL, NULL);
         rc = ERR_INVALID;
@@ -1414,6 +1406,9 @@ void kl_handle(void *arg, struct http_conn *c, const struct http_request *req)
     }
     rt = kl_rtype_find(kl, group, version, plural);
     if (!rt || (ns && !rt->namespaced))
+        goto notfound;
+    /* Namespaced objects are addressed inside their namespace; only reads span all of them. */
+    if (rt->namespaced && !ns && (name || strcmp(m, "GET") != 0))
         goto notfound;
     if (sub[0] && !kl_subresource_known(rt, sub))
         goto notfound;

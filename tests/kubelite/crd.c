@@ -15,10 +15,8 @@
 
 static void cause(json_t *causes, const char *reason, const char *field, const char *msg)
 {
-    char full[1200];
-    snprintf(full, sizeof(full), "%s: %s", field, msg);
     json_array_append_new(causes,
-                          json_pack("{s:s,s:s,s:s}", "reason", reason, "message", full, "field",
+                          json_pack("{s:s,s:s,s:s}", "reason", reason, "message", msg, "field",
                                     field));
 }
 
@@ -259,8 +257,11 @@ static int publish_doc(struct kl *kl, const char *group, const char *version)
                             json_pack("{s:s,s:s}", "type", "string", "description",
                                       "Kind is a string value representing the REST resource "
                                       "this object represents."));
-        gvk = json_pack("[{s:s,s:s,s:s}]", "group", group, "version", version, "kind", rt->kind);
-        json_object_set(schema, "x-kubernetes-group-version-kind", gvk);
+        /* schemas carry a list of GVKs, operations a single one */
+        json_object_set_new(schema, "x-kubernetes-group-version-kind",
+                            json_pack("[{s:s,s:s,s:s}]", "group", group, "version", version,
+                                      "kind", rt->kind));
+        gvk = json_pack("{s:s,s:s,s:s}", "group", group, "version", version, "kind", rt->kind);
         json_object_set_new(comps, sname, schema);
         json_object_set_new(comps, lname,
                             json_pack("{s:s,s:[s],s:{s:{s:s},s:{s:s},s:{s:{s:s}},s:{}},s:[{s:s,s:"

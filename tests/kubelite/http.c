@@ -461,6 +461,13 @@ static void respond_error_close(struct http_conn *c, int status, const char *msg
     http_respond(c, status, "application/json", body, (size_t)n, NULL);
 }
 
+static void respond_too_large(struct http_conn *c)
+{
+    char msg[128];
+    snprintf(msg, sizeof(msg), "Request entity too large: limit is %zu", c->srv->max_body);
+    respond_error_close(c, 413, msg);
+}
+
 /*
  * Decode a chunked body that starts at p (len bytes available). Returns bytes consumed when the
  * whole body is present (body in *out), 0 when more input is needed, -1 on a framing error,
@@ -579,7 +586,7 @@ static bool conn_try_request(struct http_conn *c)
         if (r == -2) {
             request_release(&req);
             buf_release(&body);
-            respond_error_close(c, 413, "the request body is too large");
+            respond_too_large(c);
             return false;
         }
         if (r < 0)
@@ -593,7 +600,7 @@ static bool conn_try_request(struct http_conn *c)
         if (n > s->max_body) {
             request_release(&req);
             buf_release(&body);
-            respond_error_close(c, 413, "the request body is too large");
+            respond_too_large(c);
             return false;
         }
         if (c->in.len - head_len < n) {

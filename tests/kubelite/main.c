@@ -25,7 +25,7 @@
 #include "tests/kubelite/kubelite_int.h"
 #include "tests/kubelite/openapi.h"
 
-#define MAX_BODY (3u * 1024 * 1024)
+#define MAX_BODY (3u * 1024 * 1024) /* kube-apiserver's request body limit */
 
 static volatile sig_atomic_t stop_requested;
 
@@ -430,7 +430,7 @@ int main(int argc, char **argv)
         }
         kl.admin_token = token;
     }
-    rc = http_server_new(listen, ssl, MAX_BODY + 64 * 1024, kl_handle, &kl, &kl.http);
+    rc = http_server_new(listen, ssl, MAX_BODY, kl_handle, &kl, &kl.http);
     if (rc) {
         fprintf(stderr, "kubelite: cannot listen on %s: %s\n", listen, err_str(rc));
         return 1;

@@ -1305,29 +1305,49 @@ static void handle_version(struct http_conn *c)
     http_respond(c, 200, "application/json", body, sizeof(body) - 1, NULL);
 }
 
-static bool authenticate(struct kl *kl, const struct http_request *req, char *user,
-                         size_t userlen)
+/*
+ * Who is asking: the admin token (system:masters), a ServiceAccount token, or anyone over
+ * plain HTTP (kubelite --insecure). Returns a TokenReview-style user object (new ref) or NULL.
+ */
+static json_t *authenticate(struct kl *kl, const struct http_request *req)
 {
     const char *auth = http_req_header(req, "authorization");
-    if (!kl->admin_token) {
-        snprintf(user, userlen, "admin");
-        return true;
-    }
-    if (auth && strncmp(auth, "Bearer ", 7) == 0) {
-        const char *tok = auth + 7;
-        if (strcmp(tok, kl->admin_token) == 0) {
-            snprintf(user, userlen, "admin");
-            return true;
-        }
-        return kl_auth_token(kl, tok, user, userlen);
-    }
-    return false;
+    json_t *st, *user;
+
+    if (!kl->admin_token ||
+        (auth && strncmp(auth, "Bearer ", 7) == 0 && strcmp(auth + 7, kl->admin_token) == 0))
+        return json_pack("{s:s,s:[s,s]}", "username", "kubelite-admin", "groups", "system:masters",
+                         "system:authenticated");
+    if (!auth || strncmp(auth, "Bearer ", 7) != 0)
+        return NULL;
+    st = kl_token_review(kl, auth + 7, NULL);
+    user = json_is_true(json_object_get(st, "authenticated"))
+               ? json_incref(json_object_get(st, "user"))
+               : NULL;
+    json_decref(st);
+    return user;
+}
+
+static const char *verb_of(const char *method, bool named, bool watch)
+{
+    if (strcmp(method, "GET") == 0)
+        return watch ? "watch" : named ? "get" : "list";
+    if (strcmp(method, "POST") == 0)
+        return "create";
+    if (strcmp(method, "PUT") == 0)
+        return "update";
+    if (strcmp(method, "PATCH") == 0)
+        return "patch";
+    if (strcmp(method, "DELETE") == 0)
+        return named ? "delete" : "deletecollection";
+    return "unknown";
 }
 
 void kl_handle(void *arg, struct http_conn *c, const struct http_request *req)
 {
     struct kl *kl = arg;
-    char pathbuf[4096], user[256];
+    char pathbuf[4096];
+    json_t *user = NULL;
     char *segs[MAX_SEGS];
     int n, i = 0;
     const char *group, *version, *ns = NULL, *plural, *name = NULL, *sub = "";
@@ -1341,7 +1361,8 @@ void kl_handle(void *arg, struct http_conn *c, const struct http_request *req)
         http_respond(c, 200, "text/plain", "ok", 2, NULL);
         return;
     }
-    if (!authenticate(kl, req, user, sizeof(user))) {
+    user = authenticate(kl, req);
+    if (!user) {
         kl_respond_status(c, 401, "Unauthorized", "Unauthorized", NULL, NULL, NULL, NULL);
         return;
     }
@@ -1350,25 +1371,25 @@ void kl_handle(void *arg, struct http_conn *c, const struct http_request *req)
     if (n < 0) {
         kl_respond_status(c, 404, "NotFound", "the server could not find the requested resource",
                           NULL, NULL, NULL, NULL);
-        return;
+        goto done;
     }
     if (n == 1 && strcmp(segs[0], "version") == 0) {
         handle_version(c);
-        return;
+        goto done;
     }
     if (n >= 1 && strcmp(segs[0], "openapi") == 0) {
         kl_openapi_handle(kl, c, req, segs, n);
-        return;
+        goto done;
     }
     if (n == 0 || (strcmp(segs[0], "api") != 0 && strcmp(segs[0], "apis") != 0)) {
         kl_respond_status(c, 404, "NotFound", "the server could not find the requested resource",
                           NULL, NULL, NULL, NULL);
-        return;
+        goto done;
     }
     /* discovery: /api, /api/v1, /apis, /apis/g, /apis/g/v */
     if ((strcmp(segs[0], "api") == 0 && n <= 2) || (strcmp(segs[0], "apis") == 0 && n <= 3)) {
         kl_discovery_handle(kl, c, req, segs, n);
-        return;
+        goto done;
     }
     if (strcmp(segs[0], "api") == 0) {
         group = "";
@@ -1412,9 +1433,21 @@ void kl_handle(void *arg, struct http_conn *c, const struct http_request *req)
         goto notfound;
     if (sub[0] && !kl_subresource_known(rt, sub))
         goto notfound;
+    {
+        char w[16], msg[1200];
+        bool watch = watch_prefix || (strcmp(m, "GET") == 0 &&
+                                      http_query_get(req, "watch", w, sizeof(w)) &&
+                                      (strcmp(w, "true") == 0 || strcmp(w, "1") == 0));
+        struct kl_authz az = {jstr_or(user, "username", ""), json_object_get(user, "groups"),
+                              verb_of(m, name != NULL, watch), group, plural, sub, ns, name};
+        if (!kl_authorize(kl, &az, msg, sizeof(msg))) {
+            kl_respond_status(c, 403, "Forbidden", msg, plural, name, group, NULL);
+            goto done;
+        }
+    }
     if (sub[0] && strcmp(sub, "status") != 0) {
         kl_subresource_handle(kl, c, req, rt, ns, name, sub);
-        return;
+        goto done;
     }
     if (watch_prefix && strcmp(m, "GET") != 0)
         goto notfound;
@@ -1459,13 +1492,15 @@ void kl_handle(void *arg, struct http_conn *c, const struct http_request *req)
     } else {
         goto notallowed;
     }
-    return;
+    goto done;
 notfound:
     kl_respond_status(c, 404, "NotFound", "the server could not find the requested resource",
                       NULL, NULL, NULL, NULL);
-    return;
+    goto done;
 notallowed:
     kl_respond_status(c, 405, "MethodNotAllowed",
                       "the server does not allow this method on the requested resource", NULL,
                       NULL, NULL, NULL);
+done:
+    json_decref(user);
 }

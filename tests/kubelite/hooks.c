@@ -341,17 +341,20 @@ void kl_virtual_create(struct kl *kl, struct http_conn *c, const struct http_req
     (void)req;
     if (is(rt, "authentication.k8s.io", "tokenreviews")) {
         const char *token = jstr(json_object_get(obj, "spec"), "token");
-        char user[256];
         json_t *status;
-        if (token && ((kl->admin_token && strcmp(token, kl->admin_token) == 0) ||
-                      kl_auth_token(kl, token, user, sizeof(user)))) {
-            if (kl->admin_token && strcmp(token, kl->admin_token) == 0)
-                snprintf(user, sizeof(user), "admin");
-            status = json_pack("{s:b,s:{s:s,s:[s]}}", "authenticated", 1, "user", "username",
-                               user, "groups", "system:authenticated");
-        } else {
-            status = json_pack("{s:{},s:s}", "user", "error", "token is not valid");
+        if (!token || !*token) {
+            kl_respond_status(c, 422, "Invalid",
+                              "TokenReview.authentication.k8s.io \"\" is invalid: spec.token: "
+                              "Required value: token must not be empty",
+                              "TokenReview", "", "authentication.k8s.io", NULL);
+            return;
         }
+        if (kl->admin_token && strcmp(token, kl->admin_token) == 0)
+            status = json_pack("{s:b,s:{s:s,s:[s,s]}}", "authenticated", 1, "user", "username",
+                               "kubelite-admin", "groups", "system:masters",
+                               "system:authenticated");
+        else
+            status = kl_token_review(kl, token, jget2(obj, "spec", "audiences"));
         json_object_set_new(obj, "status", status);
     } else {
         json_object_set_new(obj, "status", json_pack("{s:b,s:s}", "allowed", 1, "reason",
@@ -360,19 +363,11 @@ void kl_virtual_create(struct kl *kl, struct http_conn *c, const struct http_req
     kl_respond_json(c, 201, obj, NULL);
 }
 
-bool kl_auth_token(struct kl *kl, const char *token, char *user, size_t userlen)
-{
-    (void)kl;
-    (void)token;
-    (void)user;
-    (void)userlen;
-    return false;
-}
-
 bool kl_subresource_known(const struct rtype *rt, const char *sub)
 {
     return (strcmp(sub, "status") == 0 && rt->has_status) ||
-           (strcmp(sub, "scale") == 0 && rt->has_scale);
+           (strcmp(sub, "scale") == 0 && rt->has_scale) ||
+           (strcmp(sub, "token") == 0 && is(rt, "", "serviceaccounts"));
 }
 
 static json_t *scale_of(const struct rtype *rt, const json_t *obj)
@@ -414,7 +409,16 @@ void kl_subresource_handle(struct kl *kl, struct http_conn *c, const struct http
     json_error_t jerr;
     int rc = 0;
 
-    (void)sub; /* only scale reaches here */
+    if (name && strcmp(sub, "token") == 0) {
+        if (strcmp(req->method, "POST") != 0) {
+            kl_respond_status(c, 405, "MethodNotAllowed",
+                              "the server does not allow this method on the requested resource",
+                              NULL, NULL, NULL, NULL);
+            return;
+        }
+        kl_token_request(kl, c, req, ns, name);
+        return;
+    }
     if (!name) {
         kl_respond_status(c, 404, "NotFound", "the server could not find the requested resource",
                           NULL, NULL, NULL, NULL);
@@ -517,4 +521,20 @@ void kl_openapi_handle(struct kl *kl, struct http_conn *c, const struct http_req
     }
     kl_respond_status(c, 404, "NotFound", "the server could not find the requested resource",
                       NULL, NULL, NULL, NULL);
+}
+
+int kl_pod_create(struct kl *kl, json_t *pod, const char *key)
+{
+    struct rtype *rt = kl_rtype_find(kl, "", "v1", "pods");
+    int rc;
+    if (!rt) {
+        json_decref(pod);
+        return -ENOENT;
+    }
+    rc = kl_hooks_defaults(kl, rt, NULL, pod);
+    if (rc) {
+        json_decref(pod);
+        return rc;
+    }
+    return kl_commit(kl, rt->store, key, pod, NULL);
 }

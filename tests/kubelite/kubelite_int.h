@@ -101,9 +101,11 @@ struct kl {
     struct watcher *watchers;
     size_t nwatchers;
     char *admin_token;
+    struct evp_pkey_st *sa_key; /* signs ServiceAccount tokens */
     char *data_dir;
     FILE *wal;
     double bookmark_interval;
+    uint64_t controllers_rv; /* kl->rv when the controllers last settled */
     double start_time;
     unsigned long long uid_counter;
     struct buf scratch;
@@ -179,6 +181,29 @@ void kl_crd_deactivate(struct kl *kl, const json_t *crd);
 /* --- watch request (watch.c) --- */
 void kl_watch_start(struct kl *kl, struct http_conn *c, const struct http_request *req,
                     const struct rtype *rt, const char *ns);
+
+/* --- controllers (controllers.c) --- */
+/* Reconcile every controller if anything was written since the last run. */
+void kl_controllers_run(struct kl *kl);
+/* Create a pod on a controller's behalf (defaults applied); pod consumed. */
+int kl_pod_create(struct kl *kl, json_t *pod, const char *key) WUR;
+
+/* --- authorization (rbac.c) --- */
+struct kl_authz {
+    const char *user;
+    const json_t *groups; /* array of strings */
+    const char *verb;     /* get, list, watch, create, update, patch, delete, deletecollection */
+    const char *group, *resource, *subresource, *ns, *name;
+};
+/* True when RBAC allows the request; otherwise msg gets kube-apiserver's Forbidden text. */
+bool kl_authorize(struct kl *kl, const struct kl_authz *a, char *msg, size_t msglen);
+
+/* --- ServiceAccount tokens (tokens.c) --- */
+int kl_tokens_init(struct kl *kl) WUR;
+/* TokenReview status for token against audiences (NULL/empty: the API audience). New ref. */
+json_t *kl_token_review(struct kl *kl, const char *token, const json_t *audiences);
+void kl_token_request(struct kl *kl, struct http_conn *c, const struct http_request *req,
+                      const char *ns, const char *sa_name);
 
 /* --- kind-specific behaviour (hooks.c) --- */
 /* Server-side defaults for a new or updated object (in place). */

@@ -311,6 +311,7 @@ static void tick(void *arg)
         http_server_stop(kl->http);
     kl_watch_tick(kl);
     kl_hooks_tick(kl);
+    kl_controllers_run(kl);
 }
 
 int main(int argc, char **argv)
@@ -417,6 +418,12 @@ int main(int argc, char **argv)
                 if (kl_crd_activate(&kl, crd))
                     fprintf(stderr, "kubelite: cannot re-establish CRD %s\n", k);
             }
+    }
+    rc = kl_tokens_init(&kl);
+    if (rc) {
+        fprintf(stderr, "kubelite: cannot set up the service-account signing key: %s\n",
+                err_str(rc));
+        return 1;
     }
     if (seed(&kl)) {
         fprintf(stderr, "kubelite: cannot create the default namespaces\n");

@@ -52,7 +52,10 @@ char *kl_status_json(int code, const char *reason, const char *message, const ch
 void kl_respond_status(struct http_conn *c, int code, const char *reason, const char *message,
                        const char *kind, const char *name, const char *group, json_t *causes)
 {
-    char *body = kl_status_json(code, reason, message, kind, name, group, causes);
+    char *body;
+    if (!c)
+        return;
+    body = kl_status_json(code, reason, message, kind, name, group, causes);
     if (!body) {
         http_respond(c, 500, "text/plain", "out of memory\n", 14, NULL);
         return;
@@ -63,7 +66,10 @@ void kl_respond_status(struct http_conn *c, int code, const char *reason, const 
 
 void kl_respond_json(struct http_conn *c, int code, json_t *body, const char *extra_headers)
 {
-    char *s = json_dumps(body, JSON_COMPACT);
+    char *s;
+    if (!c)
+        return;
+    s = json_dumps(body, JSON_COMPACT);
     if (!s) {
         http_respond(c, 500, "text/plain", "out of memory\n", 14, NULL);
         return;
@@ -782,6 +788,133 @@ static int check_identity(struct http_conn *c, const struct rtype *rt, json_t *o
 }
 
 /* Create path shared by POST and apply-to-absent. obj is consumed. */
+/* ---------------------------------------------------------------- staged writes */
+
+static struct kl_write *write_new(struct kl *kl, struct http_conn *c,
+                                  const struct http_request *req, const struct rtype *rt,
+                                  const char *ns, const char *name, json_t *old, json_t *obj,
+                                  const char *subresource, bool track_fields, bool create)
+{
+    struct kl_write *w = calloc(1, sizeof(*w));
+    char key[1024];
+    if (!w)
+        return NULL;
+    kl_key(ns, name, key, sizeof(key));
+    w->kl = kl;
+    w->c = c;
+    w->req = http_request_dup(req);
+    w->group = strdup(rt->group);
+    w->version = strdup(rt->version);
+    w->plural = strdup(rt->plural);
+    w->ns = ns ? strdup(ns) : NULL;
+    w->name = strdup(name);
+    w->key = strdup(key);
+    w->old = json_incref(old);
+    w->obj = json_incref(obj);
+    w->user = json_incref(kl->cur_user);
+    snprintf(w->subresource, sizeof(w->subresource), "%s", subresource);
+    w->track_fields = track_fields;
+    w->create = create;
+    buf_init(&w->hdrs);
+    w->next = kl->inflight;
+    if (kl->inflight)
+        kl->inflight->prev = w;
+    kl->inflight = w;
+    if (!w->req || !w->group || !w->version || !w->plural || (ns && !w->ns) || !w->name ||
+        !w->key) {
+        kl_write_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+void kl_write_free(struct kl_write *w)
+{
+    if (!w)
+        return;
+    if (w->prev)
+        w->prev->next = w->next;
+    else if (w->kl->inflight == w)
+        w->kl->inflight = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    http_request_free(w->req);
+    free(w->group);
+    free(w->version);
+    free(w->plural);
+    free(w->ns);
+    free(w->name);
+    free(w->key);
+    json_decref(w->old);
+    json_decref(w->obj);
+    json_decref(w->user);
+    buf_release(&w->hdrs);
+    free(w);
+}
+
+const struct rtype *kl_write_rtype(const struct kl_write *w)
+{
+    return kl_rtype_find(w->kl, w->group, w->version, w->plural);
+}
+
+/* The type may be gone after waiting on webhooks (its CRD deleted). */
+static const struct rtype *write_rtype_or_respond(struct kl_write *w)
+{
+    const struct rtype *rt = kl_write_rtype(w);
+    if (!rt)
+        kl_respond_status(w->c, 404, "NotFound",
+                          "the server could not find the requested resource", NULL, NULL, NULL,
+                          NULL);
+    return rt;
+}
+
+static void create_validated(struct kl_write *w)
+{
+    const struct rtype *rt = write_rtype_or_respond(w);
+    json_t *obj = w->obj;
+    if (rt) {
+        w->obj = NULL;
+        finish_write(w->kl, w->c, w->req, rt, w->key, NULL, obj, 201, "", w->track_fields,
+                     &w->hdrs);
+    }
+    kl_write_free(w);
+}
+
+static void create_mutated(struct kl_write *w)
+{
+    struct kl *kl = w->kl;
+    const struct rtype *rt = write_rtype_or_respond(w);
+    json_t *causes = NULL;
+
+    if (!rt)
+        goto fail;
+    if (kl_store_lookup(rt->store, w->key)) {
+        char msg[1024];
+        snprintf(msg, sizeof(msg), "%s%s%s \"%s\" already exists", rt->plural,
+                 rt->group[0] ? "." : "", rt->group, w->name);
+        kl_respond_status(w->c, 409, "AlreadyExists", msg, rt->plural, w->name, rt->group, NULL);
+        goto fail;
+    }
+    if (check_object(kl, w->c, w->req, rt, w->obj, &w->hdrs))
+        goto fail;
+    causes = json_array();
+    if (kl_hooks_validate(kl, rt, NULL, w->obj, causes)) {
+        if (json_array_size(causes))
+            respond_invalid(w->c, rt, w->name, causes);
+        else
+            kl_respond_status(w->c, 500, "InternalError", "out of memory", NULL, NULL, NULL,
+                              NULL);
+        goto fail;
+    }
+    json_decref(causes);
+    kl_admit(w, false, create_validated);
+    return;
+fail:
+    json_decref(causes);
+    kl_write_free(w);
+}
+
+/* Create path shared by POST, apply-to-absent and controllers. obj is consumed. */
 static void create_object(struct kl *kl, struct http_conn *c, const struct http_request *req,
                           const struct rtype *rt, const char *ns, json_t *obj,
                           bool track_fields)
@@ -789,11 +922,10 @@ static void create_object(struct kl *kl, struct http_conn *c, const struct http_
     json_t *md = json_object_get(obj, "metadata");
     const char *name = jstr(md, "name"), *gen = jstr(md, "generateName");
     char key[1024], uid[37], now[40], gname[300];
-    struct buf hdrs;
+    struct kl_write *w;
     json_t *causes;
     bool terminating = false;
 
-    buf_init(&hdrs);
     if ((!name || !*name) && gen && *gen) {
         for (int tries = 0; tries < 8; tries++) {
             gen_name(gname, sizeof(gname), gen);
@@ -850,26 +982,62 @@ static void create_object(struct kl *kl, struct http_conn *c, const struct http_
         json_object_del(obj, "status");
     if (kl_hooks_defaults(kl, rt, NULL, obj))
         goto oom;
-    if (check_object(kl, c, req, rt, obj, &hdrs))
-        goto out;
-    causes = json_array();
-    if (kl_hooks_validate(kl, rt, NULL, obj, causes)) {
-        if (json_array_size(causes))
-            respond_invalid(c, rt, name, causes);
-        else
-            kl_respond_status(c, 500, "InternalError", "out of memory", NULL, NULL, NULL, NULL);
-        json_decref(causes);
-        goto out;
-    }
-    json_decref(causes);
-    finish_write(kl, c, req, rt, key, NULL, obj, 201, "", track_fields, &hdrs);
-    obj = NULL;
-    goto out;
+    w = write_new(kl, c, req, rt, ns, name, NULL, obj, "", track_fields, true);
+    if (!w)
+        goto oom;
+    json_decref(obj);
+    kl_admit(w, true, create_mutated);
+    return;
 oom:
     kl_respond_status(c, 500, "InternalError", "out of memory", NULL, NULL, NULL, NULL);
 out:
     json_decref(obj);
-    buf_release(&hdrs);
+}
+
+void kl_create_internal(struct kl *kl, const char *group, const char *version,
+                        const char *plural, const char *ns, json_t *obj, const char *user)
+{
+    struct rtype *rt = kl_rtype_find(kl, group, version, plural);
+    struct http_request req;
+    char *names[] = {(char *)"user-agent"}, *values[] = {(char *)user};
+    json_t *u = json_pack("{s:s,s:[s,s]}", "username", user, "groups", "system:serviceaccounts",
+                          "system:authenticated");
+
+    if (!rt || !u) {
+        json_decref(obj);
+        json_decref(u);
+        return;
+    }
+    memset(&req, 0, sizeof(req));
+    req.method = (char *)"POST";
+    req.target = (char *)"/";
+    req.path = (char *)"/";
+    req.query = (char *)"";
+    req.body = (char *)"";
+    req.hdr_names = names;
+    req.hdr_values = values;
+    req.nhdrs = 1;
+    kl->cur_user = u;
+    create_object(kl, NULL, &req, rt, ns, obj, true);
+    kl->cur_user = NULL;
+    json_decref(u);
+}
+
+int kl_inflight_owned(const struct kl *kl, const char *plural, const char *owner_uid)
+{
+    int n = 0;
+    for (const struct kl_write *w = kl->inflight; w; w = w->next) {
+        size_t i;
+        json_t *r;
+        if (!w->create || strcmp(w->plural, plural) != 0)
+            continue;
+        json_array_foreach(jget2(w->obj, "metadata", "ownerReferences"), i, r)
+        {
+            if (strcmp(jstr_or(r, "uid", ""), owner_uid) == 0)
+                n++;
+        }
+    }
+    return n;
 }
 
 static void do_create(struct kl *kl, struct http_conn *c, const struct http_request *req,
@@ -894,20 +1062,83 @@ static void do_create(struct kl *kl, struct http_conn *c, const struct http_requ
  * Update path shared by PUT and the patch verbs: body is the full desired object (consumed).
  * subresource "" or "status". check_rv: a stale metadata.resourceVersion is a conflict.
  */
+static void update_validated(struct kl_write *w)
+{
+    const struct rtype *rt = write_rtype_or_respond(w);
+    json_t *obj = w->obj;
+    if (rt) {
+        w->obj = NULL;
+        finish_write(w->kl, w->c, w->req, rt, w->key, w->old, obj, 200, w->subresource,
+                     w->track_fields, &w->hdrs);
+    }
+    kl_write_free(w);
+}
+
+static void update_mutated(struct kl_write *w)
+{
+    struct kl *kl = w->kl;
+    const struct rtype *rt = write_rtype_or_respond(w);
+    json_t *causes = NULL, *omd = json_object_get(w->old, "metadata");
+    json_t *cur;
+
+    if (!rt)
+        goto fail;
+    /* Someone else may have written while the webhooks ran. */
+    cur = kl_store_lookup(rt->store, w->key);
+    if (!cur) {
+        respond_notfound(w->c, rt, w->name);
+        goto fail;
+    }
+    if (!json_equal(jget2(cur, "metadata", "resourceVersion"), json_object_get(omd, "resourceVersion"))) {
+        respond_conflict(w->c, rt, w->name);
+        goto fail;
+    }
+    if (strcmp(w->subresource, "status") != 0) {
+        if (check_object(kl, w->c, w->req, rt, w->obj, &w->hdrs))
+            goto fail;
+        if (json_object_get(omd, "generation")) {
+            json_t *a = spec_part(w->old), *b = spec_part(w->obj);
+            json_int_t g = json_integer_value(json_object_get(omd, "generation"));
+            if (!json_equal(a, b))
+                g++;
+            json_object_set_new(json_object_get(w->obj, "metadata"), "generation",
+                                json_integer(g));
+            json_decref(a);
+            json_decref(b);
+        }
+    }
+    causes = json_array();
+    if (kl_hooks_validate(kl, rt, w->old, w->obj, causes)) {
+        if (json_array_size(causes))
+            respond_invalid(w->c, rt, w->name, causes);
+        else
+            kl_respond_status(w->c, 500, "InternalError", "out of memory", NULL, NULL, NULL,
+                              NULL);
+        goto fail;
+    }
+    json_decref(causes);
+    kl_admit(w, false, update_validated);
+    return;
+fail:
+    json_decref(causes);
+    kl_write_free(w);
+}
+
+/*
+ * Update path shared by PUT and the patch verbs: body is the full desired object (consumed).
+ * subresource "" or "status". A stale metadata.resourceVersion is a conflict.
+ */
 static void update_object(struct kl *kl, struct http_conn *c, const struct http_request *req,
                           const struct rtype *rt, const char *ns, const char *name,
                           json_t *old, json_t *body, const char *subresource, bool track_fields)
 {
     json_t *md = json_object_get(body, "metadata"), *omd = json_object_get(old, "metadata");
     const char *brv = jstr(md, "resourceVersion"), *orv = jstr(omd, "resourceVersion");
-    char key[1024];
-    struct buf hdrs;
     json_t *newo = NULL, *causes = NULL;
+    struct kl_write *w;
     static const char *const sysmeta[] = {"uid", "creationTimestamp", "deletionTimestamp",
                                           "deletionGracePeriodSeconds", "generation"};
 
-    buf_init(&hdrs);
-    kl_key(ns, name, key, sizeof(key));
     if (brv && *brv && orv && strcmp(brv, orv) != 0) {
         respond_conflict(c, rt, name);
         goto out;
@@ -947,31 +1178,13 @@ static void update_object(struct kl *kl, struct http_conn *c, const struct http_
         }
         if (kl_hooks_defaults(kl, rt, old, newo))
             goto oom;
-        if (check_object(kl, c, req, rt, newo, &hdrs))
-            goto out;
-        if (json_object_get(omd, "generation")) {
-            json_t *a = spec_part(old), *b = spec_part(newo);
-            json_int_t g = json_integer_value(json_object_get(omd, "generation"));
-            if (!json_equal(a, b))
-                g++;
-            json_object_set_new(json_object_get(newo, "metadata"), "generation",
-                                json_integer(g));
-            json_decref(a);
-            json_decref(b);
-        }
     }
     json_object_set_new(json_object_get(newo, "metadata"), "resourceVersion",
                         json_string(orv ? orv : ""));
-    causes = json_array();
-    if (kl_hooks_validate(kl, rt, old, newo, causes)) {
-        if (json_array_size(causes))
-            respond_invalid(c, rt, name, causes);
-        else
-            kl_respond_status(c, 500, "InternalError", "out of memory", NULL, NULL, NULL, NULL);
-        goto out;
-    }
-    finish_write(kl, c, req, rt, key, old, newo, 200, subresource, track_fields, &hdrs);
-    newo = NULL;
+    w = write_new(kl, c, req, rt, ns, name, old, newo, subresource, track_fields, false);
+    if (!w)
+        goto oom;
+    kl_admit(w, true, update_mutated);
     goto out;
 oom:
     kl_respond_status(c, 500, "InternalError", "out of memory", NULL, NULL, NULL, NULL);
@@ -979,7 +1192,6 @@ out:
     json_decref(causes);
     json_decref(newo);
     json_decref(body);
-    buf_release(&hdrs);
 }
 
 static void do_update(struct kl *kl, struct http_conn *c, const struct http_request *req,
@@ -1366,6 +1578,7 @@ void kl_handle(void *arg, struct http_conn *c, const struct http_request *req)
         kl_respond_status(c, 401, "Unauthorized", "Unauthorized", NULL, NULL, NULL, NULL);
         return;
     }
+    kl->cur_user = user;
     snprintf(pathbuf, sizeof(pathbuf), "%s", req->path);
     n = split_path(pathbuf, segs, MAX_SEGS);
     if (n < 0) {
@@ -1502,5 +1715,6 @@ notallowed:
                       "the server does not allow this method on the requested resource", NULL,
                       NULL, NULL, NULL);
 done:
+    kl->cur_user = NULL;
     json_decref(user);
 }

@@ -372,19 +372,15 @@ static void reconcile_replicasets(struct kl *kl)
             if (strcmp(ns_of(pod), ns_of(rs)) == 0 && owned_by(pod, rs) && !deleting(pod))
                 json_array_append(mine, pod);
         }
-        for (long n = (long)json_array_size(mine); n < want; n++) {
+        /* Creates still waiting for admission count as made (the controller's expectations). */
+        for (long n = (long)json_array_size(mine) +
+                      kl_inflight_owned(kl, "pods", jstr_or(md_of(rs), "uid", ""));
+             n < want; n++) {
             json_t *tmpl = jget2(rs, "spec", "template"), *p;
-            char pname[400], pkey[700];
-            char suffix[6];
-            static const char alphabet[] = "bcdfghjklmnpqrstvwxz2456789";
-            for (int k = 0; k < 5; k++)
-                suffix[k] = alphabet[rand() % (int)(sizeof(alphabet) - 1)];
-            suffix[5] = '\0';
-            snprintf(pname, sizeof(pname), "%s-%s", name_of(rs), suffix);
-            kl_key(ns_of(rs), pname, pkey, sizeof(pkey));
-            p = new_object(kl, "v1", "Pod", ns_of(rs), pname);
+            p = new_object(kl, "v1", "Pod", ns_of(rs), "");
             if (!p)
                 break;
+            json_object_del(md_of(p), "name"); /* the API server generates it */
             json_object_set_new(md_of(p), "generateName", json_sprintf("%s-", name_of(rs)));
             if (json_object_get(json_object_get(tmpl, "metadata"), "labels"))
                 json_object_set(md_of(p), "labels", jget2(tmpl, "metadata", "labels"));
@@ -392,8 +388,8 @@ static void reconcile_replicasets(struct kl *kl)
                 json_object_set(md_of(p), "annotations", jget2(tmpl, "metadata", "annotations"));
             json_object_set_new(md_of(p), "ownerReferences", owner_ref("apps/v1", rs));
             json_object_set_new(p, "spec", json_deep_copy(json_object_get(tmpl, "spec")));
-            if (kl_pod_create(kl, p, pkey))
-                break;
+            kl_create_internal(kl, "", "v1", "pods", ns_of(rs), p,
+                               "system:serviceaccount:kube-system:replicaset-controller");
         }
         for (size_t n = json_array_size(mine); (long)n > want; n--) {
             /* Not-ready pods go first, then the newest. */

@@ -523,18 +523,3 @@ void kl_openapi_handle(struct kl *kl, struct http_conn *c, const struct http_req
                       NULL, NULL, NULL, NULL);
 }
 
-int kl_pod_create(struct kl *kl, json_t *pod, const char *key)
-{
-    struct rtype *rt = kl_rtype_find(kl, "", "v1", "pods");
-    int rc;
-    if (!rt) {
-        json_decref(pod);
-        return -ENOENT;
-    }
-    rc = kl_hooks_defaults(kl, rt, NULL, pod);
-    if (rc) {
-        json_decref(pod);
-        return rc;
-    }
-    return kl_commit(kl, rt->store, key, pod, NULL);
-}

@@ -19,9 +19,23 @@
 #define HTTP_MAX_HEAD (64 * 1024)
 #define HTTP_MAX_BACKLOG (256u * 1024 * 1024)
 
-enum conn_state { CONN_READING, CONN_STREAMING, CONN_CLOSING };
+enum conn_state { CONN_READING, CONN_STREAMING, CONN_CLOSING, CONN_DEFERRED };
+
+/* epoll's data.ptr points at one of these, told apart by the leading tag. */
+enum { TAG_CONN = 1, TAG_FD = 2 };
+
+struct http_fdwatch {
+    int tag;
+    int fd;
+    bool dead;
+    struct http_server *srv;
+    http_fd_fn cb;
+    void *arg;
+    struct http_fdwatch *next;
+};
 
 struct http_conn {
+    int tag;
     struct http_server *srv;
     int fd;
     SSL *ssl;
@@ -51,7 +65,85 @@ struct http_server {
     bool stop;
     struct http_conn *conns;
     struct http_conn *dirty;
+    struct http_fdwatch *fdwatches;
+    http_tick_fn timer_fn;
+    void *timer_arg;
+    struct timespec timer_at;
+    bool timer_armed;
 };
+
+int http_fd_watch(struct http_server *s, int fd, unsigned events, http_fd_fn cb, void *arg,
+                  struct http_fdwatch **out)
+{
+    struct http_fdwatch *w = calloc(1, sizeof(*w));
+    struct epoll_event ev = {0};
+    if (!w)
+        return -ENOMEM;
+    w->tag = TAG_FD;
+    w->fd = fd;
+    w->srv = s;
+    w->cb = cb;
+    w->arg = arg;
+    ev.events = events;
+    ev.data.ptr = w;
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        int rc = -errno;
+        free(w);
+        return rc;
+    }
+    w->next = s->fdwatches;
+    s->fdwatches = w;
+    *out = w;
+    return 0;
+}
+
+void http_fd_modify(struct http_fdwatch *w, unsigned events)
+{
+    struct epoll_event ev = {0};
+    ev.events = events;
+    ev.data.ptr = w;
+    epoll_ctl(w->srv->epfd, EPOLL_CTL_MOD, w->fd, &ev);
+}
+
+void http_fd_unwatch(struct http_fdwatch *w)
+{
+    if (!w || w->dead)
+        return;
+    epoll_ctl(w->srv->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+    w->dead = true; /* freed after the current batch of events */
+}
+
+static void reap_fdwatches(struct http_server *s)
+{
+    struct http_fdwatch **pp = &s->fdwatches;
+    while (*pp) {
+        struct http_fdwatch *w = *pp;
+        if (w->dead) {
+            *pp = w->next;
+            free(w);
+        } else {
+            pp = &w->next;
+        }
+    }
+}
+
+void http_server_set_timer(struct http_server *s, long ms, http_tick_fn fn, void *arg)
+{
+    if (ms < 0) {
+        s->timer_armed = false;
+        return;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &s->timer_at);
+    s->timer_at.tv_sec += ms / 1000;
+    s->timer_at.tv_nsec += (ms % 1000) * 1000000L;
+    if (s->timer_at.tv_nsec >= 1000000000L) {
+        s->timer_at.tv_sec++;
+        s->timer_at.tv_nsec -= 1000000000L;
+    }
+    s->timer_fn = fn;
+    s->timer_arg = arg;
+    s->timer_armed = true;
+}
 
 static long long ms_since(const struct timespec *t)
 {
@@ -162,6 +254,11 @@ void http_server_free(struct http_server *s)
     while (s->conns) {
         s->conns->on_close = NULL;
         conn_free(s->conns);
+    }
+    while (s->fdwatches) {
+        struct http_fdwatch *w = s->fdwatches;
+        s->fdwatches = w->next;
+        free(w);
     }
     if (s->lfd >= 0)
         close(s->lfd);
@@ -324,10 +421,18 @@ static void respond_head(struct http_conn *c, int status, const char *ctype, con
 void http_respond(struct http_conn *c, int status, const char *content_type, const char *body,
                   size_t len, const char *extra_headers)
 {
+    c->on_close = NULL;
     respond_head(c, status, content_type, extra_headers, (long long)len);
     if (len)
         queue(c, body, len);
     c->state = c->want_close ? CONN_CLOSING : CONN_READING;
+}
+
+void http_defer(struct http_conn *c, http_close_fn on_close, void *arg)
+{
+    c->state = CONN_DEFERRED;
+    c->on_close = on_close;
+    c->close_arg = arg;
 }
 
 void http_stream_begin(struct http_conn *c, int status, const char *content_type,
@@ -448,6 +553,48 @@ static void request_release(struct http_request *r)
     free(r->hdr_names);
     free(r->hdr_values);
     memset(r, 0, sizeof(*r));
+}
+
+struct http_request *http_request_dup(const struct http_request *r)
+{
+    struct http_request *d = calloc(1, sizeof(*d));
+    if (!d)
+        return NULL;
+    d->method = strdup(r->method ? r->method : "");
+    d->target = strdup(r->target ? r->target : "");
+    d->path = strdup(r->path ? r->path : "");
+    d->body = malloc(r->body_len + 1);
+    d->hdr_names = calloc(r->nhdrs + 1, sizeof(char *));
+    d->hdr_values = calloc(r->nhdrs + 1, sizeof(char *));
+    if (!d->method || !d->target || !d->path || !d->body || !d->hdr_names || !d->hdr_values)
+        goto oom;
+    if (r->body_len)
+        memcpy(d->body, r->body, r->body_len);
+    d->body[r->body_len] = '\0';
+    d->body_len = r->body_len;
+    {
+        const char *q = strchr(d->target, '?');
+        d->query = q ? (char *)q + 1 : d->target + strlen(d->target);
+    }
+    for (size_t i = 0; i < r->nhdrs; i++) {
+        d->hdr_names[i] = strdup(r->hdr_names[i]);
+        d->hdr_values[i] = strdup(r->hdr_values[i]);
+        d->nhdrs = i + 1;
+        if (!d->hdr_names[i] || !d->hdr_values[i])
+            goto oom;
+    }
+    return d;
+oom:
+    http_request_free(d);
+    return NULL;
+}
+
+void http_request_free(struct http_request *r)
+{
+    if (!r)
+        return;
+    request_release(r);
+    free(r);
 }
 
 static void respond_error_close(struct http_conn *c, int status, const char *msg)
@@ -711,6 +858,7 @@ static void do_accept(struct http_server *s)
             close(fd);
             return;
         }
+        c->tag = TAG_CONN;
         c->srv = s;
         c->fd = fd;
         buf_init(&c->in);
@@ -774,8 +922,21 @@ int http_server_run(struct http_server *s)
 
     while (!s->stop) {
         int timeout = s->tick ? (int)s->tick_ms : 1000;
-        int n = epoll_wait(s->epfd, evs, (int)ARRAY_LEN(evs), timeout);
+        int n;
         bool any_dead = false;
+
+        if (s->timer_armed) {
+            struct timespec now;
+            long long left;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            left = (s->timer_at.tv_sec - now.tv_sec) * 1000LL +
+                   (s->timer_at.tv_nsec - now.tv_nsec) / 1000000LL;
+            if (left < 0)
+                left = 0;
+            if (left < timeout)
+                timeout = (int)left;
+        }
+        n = epoll_wait(s->epfd, evs, (int)ARRAY_LEN(evs), timeout);
 
         if (n < 0) {
             if (errno == EINTR)
@@ -788,6 +949,12 @@ int http_server_run(struct http_server *s)
                 do_accept(s);
                 continue;
             }
+            if (c->tag == TAG_FD) {
+                struct http_fdwatch *w = (struct http_fdwatch *)(void *)c;
+                if (!w->dead)
+                    w->cb(w->arg, w->fd, evs[i].events);
+                continue;
+            }
             if (c->dead)
                 continue;
             if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))
@@ -796,6 +963,16 @@ int http_server_run(struct http_server *s)
                 mark_dirty(c);
             /* a paused reader (streaming) with more input waiting resumes after the stream */
         }
+        if (s->timer_armed) {
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (now.tv_sec > s->timer_at.tv_sec ||
+                (now.tv_sec == s->timer_at.tv_sec && now.tv_nsec >= s->timer_at.tv_nsec)) {
+                s->timer_armed = false;
+                s->timer_fn(s->timer_arg);
+            }
+        }
+        reap_fdwatches(s);
         if (s->tick && ms_since(&s->last_tick) >= (long long)s->tick_ms) {
             clock_gettime(CLOCK_MONOTONIC, &s->last_tick);
             s->tick(s->tick_arg);

@@ -32,6 +32,10 @@ struct http_request {
     size_t nhdrs;
 };
 
+/* A deep copy (for requests that outlive their handler call); NULL on -ENOMEM. */
+struct http_request *http_request_dup(const struct http_request *r);
+void http_request_free(struct http_request *r);
+
 typedef void (*http_handler_fn)(void *arg, struct http_conn *c, const struct http_request *req);
 typedef void (*http_close_fn)(void *arg, struct http_conn *c);
 typedef void (*http_tick_fn)(void *arg);
@@ -59,6 +63,24 @@ bool http_query_get(const struct http_request *req, const char *name, char *out,
  */
 void http_respond(struct http_conn *c, int status, const char *content_type, const char *body,
                   size_t len, const char *extra_headers);
+
+/*
+ * Answer later: the connection waits (reading no further requests) until http_respond() is
+ * called from another callback. on_close fires if the peer goes away first; the conn is then
+ * invalid and must not be answered.
+ */
+void http_defer(struct http_conn *c, http_close_fn on_close, void *arg);
+
+/* Extra descriptors on the loop (libcurl's sockets). events are EPOLLIN/EPOLLOUT bits. */
+struct http_fdwatch;
+typedef void (*http_fd_fn)(void *arg, int fd, unsigned events);
+int http_fd_watch(struct http_server *s, int fd, unsigned events, http_fd_fn cb, void *arg,
+                  struct http_fdwatch **out) WUR;
+void http_fd_modify(struct http_fdwatch *w, unsigned events);
+/* Safe from inside the watch's own callback. */
+void http_fd_unwatch(struct http_fdwatch *w);
+/* One timer: fn once after ms milliseconds; ms < 0 cancels it. */
+void http_server_set_timer(struct http_server *s, long ms, http_tick_fn fn, void *arg);
 
 /* Start a chunked response. on_close fires if the peer goes away before http_stream_end. */
 void http_stream_begin(struct http_conn *c, int status, const char *content_type,

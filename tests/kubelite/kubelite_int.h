@@ -106,6 +106,9 @@ struct kl {
     FILE *wal;
     double bookmark_interval;
     uint64_t controllers_rv; /* kl->rv when the controllers last settled */
+    json_t *cur_user;        /* user of the request being handled (borrowed) */
+    void *curlm;             /* libcurl multi handle for webhook calls */
+    struct kl_write *inflight; /* writes waiting for admission webhooks */
     double start_time;
     unsigned long long uid_counter;
     struct buf scratch;
@@ -182,11 +185,45 @@ void kl_crd_deactivate(struct kl *kl, const json_t *crd);
 void kl_watch_start(struct kl *kl, struct http_conn *c, const struct http_request *req,
                     const struct rtype *rt, const char *ns);
 
+/* --- writes that wait for admission webhooks (api.c, admission.c) --- */
+struct kl_write;
+typedef void (*kl_write_fn)(struct kl_write *w);
+struct kl_write {
+    struct kl *kl;
+    struct http_conn *c;      /* NULL for controller writes, or once the client went away */
+    struct http_request *req; /* owned copy */
+    char *group, *version, *plural; /* the rtype, looked up again after waiting */
+    char *ns, *name, *key;
+    json_t *old, *obj, *user;
+    char subresource[32];
+    bool track_fields;
+    bool create;
+    struct buf hdrs; /* extra response headers (warnings) */
+    void *pending;   /* admission state while webhooks are called */
+    struct kl_write *prev, *next; /* kl->inflight */
+};
+const struct rtype *kl_write_rtype(const struct kl_write *w);
+void kl_write_free(struct kl_write *w);
+/*
+ * Run the mutating (or validating) admission webhooks that match w, then next(w). With no
+ * matching webhook next runs at once; otherwise the client's connection waits. On a denial or
+ * a failed call (under failurePolicy Fail) the client gets the error and w is freed instead.
+ */
+void kl_admit(struct kl_write *w, bool mutating, kl_write_fn next);
+int kl_admission_init(struct kl *kl) WUR;
+void kl_admission_release(struct kl *kl);
+
 /* --- controllers (controllers.c) --- */
 /* Reconcile every controller if anything was written since the last run. */
 void kl_controllers_run(struct kl *kl);
-/* Create a pod on a controller's behalf (defaults applied); pod consumed. */
-int kl_pod_create(struct kl *kl, json_t *pod, const char *key) WUR;
+/*
+ * Create an object on a controller's behalf, through admission like any client's create
+ * (the result may land later, after webhooks answer). obj consumed.
+ */
+void kl_create_internal(struct kl *kl, const char *group, const char *version,
+                        const char *plural, const char *ns, json_t *obj, const char *user);
+/* Creates in flight (waiting for webhooks) of objects owned by owner_uid. */
+int kl_inflight_owned(const struct kl *kl, const char *plural, const char *owner_uid);
 
 /* --- authorization (rbac.c) --- */
 struct kl_authz {

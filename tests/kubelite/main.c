@@ -443,6 +443,11 @@ int main(int argc, char **argv)
         return 1;
     }
     http_server_set_tick(kl.http, 100, tick, &kl);
+    rc = kl_admission_init(&kl);
+    if (rc) {
+        fprintf(stderr, "kubelite: cannot set up the webhook client: %s\n", err_str(rc));
+        return 1;
+    }
     snprintf(server, sizeof(server), "%s://127.0.0.1:%d", insecure ? "http" : "https",
              http_server_port(kl.http));
     rc = write_kubeconfig(kubeconfig, server, cert, token);
@@ -458,6 +463,7 @@ int main(int argc, char **argv)
     log_info("msg=\"kubelite serving\" server=%s kubeconfig=%s", server, kubeconfig);
     rc = http_server_run(kl.http);
     log_info("msg=\"kubelite stopping\"");
+    kl_admission_release(&kl);
     http_server_free(kl.http);
     if (kl.wal)
         fclose(kl.wal);

@@ -3,7 +3,7 @@
 
 CC ?= cc
 BUILD ?= build
-PKGS := jansson openssl yaml-0.1 libcurl
+PKGS := jansson openssl yaml-0.1 libcurl libuv
 
 WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wold-style-definition -Wformat=2 -Wundef -Wpointer-arith -Wwrite-strings -Wvla \
@@ -39,6 +39,9 @@ endif
 # --- sources -----------------------------------------------------------------
 CORE_SRC := $(wildcard lib/core/*.c) $(wildcard lib/conf/*.c)
 KL_SRC := $(filter-out tests/kubelite/main.c,$(wildcard tests/kubelite/*.c))
+# Weft's own modules (everything but each binary's main.c) go into one archive.
+WEFT_DIRS := lib/kube ca webhook controller push agent cli
+WEFT_SRC := $(filter-out %/main.c,$(foreach d,$(WEFT_DIRS),$(wildcard $(d)/*.c)))
 UNIT_DIRS := $(patsubst %/,%,$(sort $(dir $(wildcard tests/unit/*/*.c))))
 UNIT_BINS := $(patsubst tests/unit/%,$(BUILD)/tests/unit-%,$(UNIT_DIRS))
 IT_SRC := $(wildcard tests/integration/*.c)
@@ -50,6 +53,7 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 CORE_LIB := $(BUILD)/lib/libweftcore.a
 KL_LIB := $(BUILD)/lib/libkubelite.a
+WEFT_LIB := $(BUILD)/lib/libweft.a
 
 BINS := $(BUILD)/bin/kubelite
 
@@ -70,6 +74,14 @@ $(KL_LIB): $(call obj,$(KL_SRC))
 	@mkdir -p $(dir $@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
+$(WEFT_LIB): $(call obj,$(WEFT_SRC)) $(BUILD)/obj/empty.o
+	@mkdir -p $(dir $@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/obj/empty.o:
+	@mkdir -p $(dir $@)
+	$(Q)echo 'typedef int weft_empty_unit;' | $(CC) -x c -c - -o $@
+
 $(BUILD)/bin/kubelite: $(call obj,tests/kubelite/main.c) $(KL_LIB) $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
@@ -77,7 +89,7 @@ $(BUILD)/bin/kubelite: $(call obj,tests/kubelite/main.c) $(KL_LIB) $(CORE_LIB)
 
 # One runner per unit-test directory; it links every library (unused members are dropped).
 .SECONDEXPANSION:
-$(BUILD)/tests/unit-%: $$(call obj,$$(wildcard tests/unit/%/*.c)) $(KL_LIB) $(CORE_LIB)
+$(BUILD)/tests/unit-%: $$(call obj,$$(wildcard tests/unit/%/*.c)) $(WEFT_LIB) $(KL_LIB) $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)

@@ -1365,18 +1365,31 @@ out:
     json_decref(patch);
 }
 
-/* Delete one stored object, honouring finalizers. Returns the state to report (new ref). */
+/*
+ * Delete one stored object, honouring finalizers and graceful pod deletion. grace is the
+ * DeleteOptions gracePeriodSeconds (-1: the pod's terminationGracePeriodSeconds). A pod bound to a
+ * node is only marked (deletionTimestamp, deletionGracePeriodSeconds): its kubelet stops it and
+ * deletes it with grace 0. Returns the state to report (new ref).
+ */
 json_t *kl_delete_object(struct kl *kl, const struct rtype *rt, const char *key, json_t *old,
-                         bool dry_run, int *rcp)
+                         bool dry_run, long grace, int *rcp)
 {
     json_t *md = json_object_get(old, "metadata");
+    bool finalizers = json_array_size(json_object_get(md, "finalizers")) > 0;
+    bool graceful = kl_hooks_delete_pending(kl, rt, old, grace);
     int rc = 0;
 
     *rcp = 0;
-    if (json_array_size(json_object_get(md, "finalizers")) ||
-        kl_hooks_delete_pending(kl, rt, old)) {
+    if (finalizers || graceful) {
         json_t *n;
         char now[40];
+        long period = grace >= 0 ? grace
+                                 : (long)json_integer_value(jget2(old, "spec",
+                                                                  "terminationGracePeriodSeconds"));
+        if (grace < 0 && !json_is_integer(jget2(old, "spec", "terminationGracePeriodSeconds")))
+            period = 30;
+        if (!graceful)
+            period = 0;
         if (json_object_get(md, "deletionTimestamp"))
             return json_incref(old);
         n = json_deep_copy(old);
@@ -1388,7 +1401,7 @@ json_t *kl_delete_object(struct kl *kl, const struct rtype *rt, const char *key,
         json_object_set_new(json_object_get(n, "metadata"), "deletionTimestamp",
                             json_string(now));
         json_object_set_new(json_object_get(n, "metadata"), "deletionGracePeriodSeconds",
-                            json_integer(0));
+                            json_integer(period));
         if (dry_run)
             return n;
         rc = kl_commit(kl, rt->store, key, json_incref(n), NULL);
@@ -1411,6 +1424,7 @@ static void do_delete(struct kl *kl, struct http_conn *c, const struct http_requ
 {
     char key[1024];
     json_t *old, *res, *opts = NULL;
+    long grace = -1;
     int rc;
 
     kl_key(ns, name, key, sizeof(key));
@@ -1419,9 +1433,16 @@ static void do_delete(struct kl *kl, struct http_conn *c, const struct http_requ
         respond_notfound(c, rt, name);
         return;
     }
+    {
+        char g[32];
+        if (http_query_get(req, "gracePeriodSeconds", g, sizeof(g)) && g[0])
+            grace = atol(g);
+    }
     if (req->body_len) {
         json_error_t jerr;
         opts = json_loadb(req->body, req->body_len, 0, &jerr);
+        if (json_is_integer(json_object_get(opts, "gracePeriodSeconds")))
+            grace = (long)json_integer_value(json_object_get(opts, "gracePeriodSeconds"));
         if (opts) {
             json_t *pre = json_object_get(opts, "preconditions");
             const char *puid = jstr(pre, "uid"), *prv = jstr(pre, "resourceVersion");
@@ -1443,7 +1464,7 @@ static void do_delete(struct kl *kl, struct http_conn *c, const struct http_requ
         }
     }
     json_incref(old);
-    res = kl_delete_object(kl, rt, key, old, is_dry_run(req), &rc);
+    res = kl_delete_object(kl, rt, key, old, is_dry_run(req), grace, &rc);
     json_decref(old);
     if (!res || rc) {
         kl_respond_status(c, 500, "InternalError", err_str(rc), NULL, NULL, NULL, NULL);
@@ -1479,7 +1500,7 @@ static void do_deletecollection(struct kl *kl, struct http_conn *c,
         if (!selector_match(labels, o) || !selector_match(fields, o))
             continue;
         kl_key(jstr(md, "namespace"), jstr_or(md, "name", ""), key, sizeof(key));
-        res = kl_delete_object(kl, rt, key, o, is_dry_run(req), &rc);
+        res = kl_delete_object(kl, rt, key, o, is_dry_run(req), -1, &rc);
         if (res)
             json_array_append_new(deleted, kl_obj_for_version(rt, res));
         json_decref(res);

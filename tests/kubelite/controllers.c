@@ -402,7 +402,7 @@ static void reconcile_replicasets(struct kl *kl)
                 json_t *res;
                 kl_key(ns_of(victim), name_of(victim), pkey, sizeof(pkey));
                 res = kl_delete_object(kl, kl_rtype_find(kl, "", "v1", "pods"), pkey,
-                                       json_incref(victim), false, &rc);
+                                       json_incref(victim), false, -1, &rc);
                 json_decref(victim);
                 json_decref(res);
                 for (j = 0; j < json_array_size(mine); j++)
@@ -589,7 +589,7 @@ static void collect_garbage(struct kl *kl)
                 rt = kl->types[t];
         if (!rt)
             continue;
-        res = kl_delete_object(kl, rt, key, json_incref(o), false, &rc);
+        res = kl_delete_object(kl, rt, key, json_incref(o), false, -1, &rc);
         json_decref(o);
         json_decref(res);
     }

@@ -424,7 +424,7 @@ static void delete_namespace_contents(struct kl *kl, const char *ns)
             if (!cur)
                 continue;
             json_incref(cur);
-            res = kl_delete_object(kl, rt, json_string_value(o), cur, false, &rc);
+            res = kl_delete_object(kl, rt, json_string_value(o), cur, false, -1, &rc);
             json_decref(res);
             json_decref(cur);
         }
@@ -471,12 +471,17 @@ void kl_hooks_after_delete(struct kl *kl, const struct rtype *rt, const json_t *
         kl_crd_deactivate(kl, obj);
 }
 
-bool kl_hooks_delete_pending(struct kl *kl, const struct rtype *rt, const json_t *obj)
+bool kl_hooks_delete_pending(struct kl *kl, const struct rtype *rt, const json_t *obj, long grace)
 {
     (void)kl;
-    (void)obj;
     /* Namespaces always pass through Terminating; the tick removes them once empty. */
-    return is(rt, "", "namespaces");
+    if (is(rt, "", "namespaces"))
+        return true;
+    /* A pod on a node waits for its kubelet, unless deleted with grace 0. */
+    if (is(rt, "", "pods"))
+        return grace != 0 && jstr(json_object_get(obj, "spec"), "nodeName") &&
+               *jstr(json_object_get(obj, "spec"), "nodeName");
+    return false;
 }
 
 void kl_hooks_tick(struct kl *kl)

@@ -253,8 +253,9 @@ int kl_hooks_before_commit(struct kl *kl, const struct rtype *rt, const json_t *
 void kl_hooks_after_commit(struct kl *kl, const struct rtype *rt, const json_t *old,
                            const json_t *obj);
 void kl_hooks_after_delete(struct kl *kl, const struct rtype *rt, const json_t *obj);
-/* True when deleting obj must wait (a namespace with contents). */
-bool kl_hooks_delete_pending(struct kl *kl, const struct rtype *rt, const json_t *obj);
+/* True when deleting obj must wait: a namespace (Terminating), a pod on a node (graceful). */
+bool kl_hooks_delete_pending(struct kl *kl, const struct rtype *rt, const json_t *obj,
+                             long grace);
 bool kl_type_keeps_status_on_create(const struct rtype *rt);
 bool kl_type_creates_on_update(const struct rtype *rt);
 void kl_hooks_tick(struct kl *kl);
@@ -269,8 +270,7 @@ void kl_subresource_handle(struct kl *kl, struct http_conn *c, const struct http
                            const char *sub);
 void kl_openapi_handle(struct kl *kl, struct http_conn *c, const struct http_request *req,
                        char **segs, int nseg);
-/* Delete one object honouring finalizers; returns the state to report (new ref). */
 json_t *kl_delete_object(struct kl *kl, const struct rtype *rt, const char *key, json_t *old,
-                         bool dry_run, int *rcp);
+                         bool dry_run, long grace, int *rcp);
 
 #endif

@@ -94,9 +94,8 @@ static const char ssa_object_meta[] =
     "\"x-kubernetes-list-map-keys\":[\"uid\"]}}}";
 
 static const char *const ssa_untracked_meta[] = {
-    "f:name",          "f:namespace",   "f:creationTimestamp",
-    "f:selfLink",      "f:uid",         "f:clusterName",
-    "f:generation",    "f:managedFields", "f:resourceVersion",
+    "f:name",        "f:namespace",  "f:creationTimestamp", "f:selfLink",        "f:uid",
+    "f:clusterName", "f:generation", "f:managedFields",     "f:resourceVersion",
 };
 
 /* ---- paths ---- */
@@ -193,6 +192,7 @@ static int ssa_invalid(struct ssa_ctx *c, const char *fmt, ...)
     struct buf b;
     va_list ap;
     char why[256];
+    size_t room;
 
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
@@ -203,7 +203,12 @@ static int ssa_invalid(struct ssa_ctx *c, const char *fmt, ...)
     for (size_t i = 0; i < c->path.n; i++)
         if (el_format(&b, c->path.el[i]) < 0)
             break;
-    snprintf(c->msg, c->msglen, "%s%s%s", b.p ? b.p : "", b.len ? ": " : "", why);
+    /* A path too long for the buffer loses its beginning, never the reason. */
+    room = c->msglen > strlen(why) + 6 ? c->msglen - strlen(why) - 6 : 0;
+    if (b.len > room)
+        snprintf(c->msg, c->msglen, "...%s: %s", b.p + b.len - room, why);
+    else
+        snprintf(c->msg, c->msglen, "%s%s%s", b.p ? b.p : "", b.len ? ": " : "", why);
     buf_release(&b);
     return ERR_INVALID;
 }
@@ -694,8 +699,8 @@ static int item_pe(const struct ssa_type *t, const struct ssa_type *it, const js
 
         /* An absent key field takes its schema default (protocol: TCP), else stays absent. */
         if (!v)
-            v = json_object_get(
-                json_object_get(json_object_get(it->s, "properties"), t->keys[i]), "default");
+            v = json_object_get(json_object_get(json_object_get(it->s, "properties"), t->keys[i]),
+                                "default");
         if (!v || json_is_null(v))
             continue;
         if (json_is_object(v) || json_is_array(v)) {
@@ -843,7 +848,10 @@ static int to_fieldset(struct ssa_ctx *c, const json_t *wrap, const json_t *v, j
         return 0;
     if (!shape_fits(sh, v))
         return ssa_invalid(c, "expected %s, got %s",
-                           sh == T_MAP ? "map" : sh == T_LIST ? "list" : "scalar", json_kind(v));
+                           sh == T_MAP    ? "map"
+                           : sh == T_LIST ? "list"
+                                          : "scalar",
+                           json_kind(v));
     if (sh == T_SCALAR || atomic)
         return set_insert(set, &c->path);
     if (sh == T_MAP)
@@ -914,8 +922,7 @@ static int merge_item(struct ssa_ctx *c, const json_t *iw, const char *pe, json_
  * Keyed and set lists: live items keep their places, applied items keep their relative order;
  * an applied item not yet emitted goes out just before the live item it matches.
  */
-static int merge_list(struct ssa_ctx *c, const struct ssa_type *t, json_t **dst,
-                      const json_t *rhs)
+static int merge_list(struct ssa_ctx *c, const struct ssa_type *t, json_t **dst, const json_t *rhs)
 {
     const json_t *iw = json_object_get(t->s, "items");
     struct ssa_items li = {0}, ri = {0};
@@ -1385,8 +1392,7 @@ static int entry_encode(const struct ssa_entry *e, json_t **out)
         (e->time && json_object_set_new(o, "time", json_string(e->time))) ||
         json_object_set_new(o, "fieldsType", json_string("FieldsV1")) ||
         json_object_set(o, "fieldsV1", f) ||
-        (e->subresource[0] &&
-         json_object_set_new(o, "subresource", json_string(e->subresource)))) {
+        (e->subresource[0] && json_object_set_new(o, "subresource", json_string(e->subresource)))) {
         rc = -ENOMEM;
         goto out;
     }
@@ -1506,9 +1512,9 @@ static int conflicts_add(const struct ssa_entry *e, const json_t *conf, json_t *
     {
         if (rc)
             break;
-        rc = json_array_append_new(all, json_pack("{s:s, s:s, s:s}", "reason",
-                                                  "FieldManagerConflict", "message", who.p,
-                                                  "field", json_string_value(p)))
+        rc = json_array_append_new(all,
+                                   json_pack("{s:s, s:s, s:s}", "reason", "FieldManagerConflict",
+                                             "message", who.p, "field", json_string_value(p)))
                  ? -ENOMEM
                  : 0;
     }

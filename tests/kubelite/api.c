@@ -1290,23 +1290,9 @@ static void do_patch(struct kl *kl, struct http_conn *c, const struct http_reque
                        schema, now, &result, conflicts, msg, sizeof(msg));
         if (rc == ERR_CONFLICT) {
             if (json_array_size(conflicts)) {
-                struct buf b;
-                size_t i;
-                json_t *cf;
-                buf_init(&b);
-                if (!buf_printf(&b, "Apply failed with %zu conflict%s: ",
-                                json_array_size(conflicts),
-                                json_array_size(conflicts) > 1 ? "s" : "")) {
-                    json_array_foreach(conflicts, i, cf)
-                    {
-                        if (buf_printf(&b, "%s%s: %s", i ? "\n" : "",
-                                       jstr_or(cf, "message", ""), jstr_or(cf, "field", "")))
-                            break;
-                    }
-                }
-                kl_respond_status(c, 409, "Conflict", b.p, rt->plural, name, rt->group,
+                /* ssa_apply words the summary as kube-apiserver does */
+                kl_respond_status(c, 409, "Conflict", msg, rt->plural, name, rt->group,
                                   conflicts);
-                buf_release(&b);
             } else {
                 respond_conflict(c, rt, name);
             }

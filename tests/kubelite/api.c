@@ -177,7 +177,7 @@ static void add_cause(json_t *causes, const char *reason, const char *field, con
 }
 
 /* Parse a request body by Content-Type into an object. */
-static int parse_body(struct http_conn *c, const struct http_request *req, json_t **out)
+int kl_parse_body(struct http_conn *c, const struct http_request *req, json_t **out)
 {
     const char *ct = http_req_header(req, "content-type");
     char msg[512];
@@ -1044,7 +1044,7 @@ static void do_create(struct kl *kl, struct http_conn *c, const struct http_requ
                       const struct rtype *rt, const char *ns)
 {
     json_t *obj = NULL;
-    if (parse_body(c, req, &obj))
+    if (kl_parse_body(c, req, &obj))
         return;
     if (check_identity(c, rt, obj, ns, NULL)) {
         json_decref(obj);
@@ -1201,7 +1201,7 @@ static void do_update(struct kl *kl, struct http_conn *c, const struct http_requ
     json_t *obj = NULL, *old;
     char key[1024];
 
-    if (parse_body(c, req, &obj))
+    if (kl_parse_body(c, req, &obj))
         return;
     if (check_identity(c, rt, obj, ns, name)) {
         json_decref(obj);
@@ -1260,7 +1260,7 @@ static void do_patch(struct kl *kl, struct http_conn *c, const struct http_reque
         kl_respond_status(c, 415, "UnsupportedMediaType", msg, NULL, NULL, NULL, NULL);
         return;
     }
-    if (parse_body(c, req, &patch))
+    if (kl_parse_body(c, req, &patch))
         return;
     kl_key(ns, name, key, sizeof(key));
     old = kl_store_lookup(rt->store, key);

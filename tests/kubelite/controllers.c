@@ -180,9 +180,14 @@ static void reconcile_endpointslices(struct kl *kl)
             json_decref(groups);
             continue;
         }
-        if (selector_from_json(json_pack("{s:O}", "matchLabels", sel), &ls, msg, sizeof(msg))) {
-            json_decref(groups);
-            continue;
+        {
+            json_t *lsel = json_pack("{s:O}", "matchLabels", sel);
+            int src = selector_from_json(lsel, &ls, msg, sizeof(msg));
+            json_decref(lsel);
+            if (src) {
+                json_decref(groups);
+                continue;
+            }
         }
         /* Pods grouped by their resolved port list: one slice per distinct mapping. */
         json_object_foreach(pods->objs, pk, pod)

@@ -552,9 +552,47 @@ void kl_virtual_create(struct kl *kl, struct http_conn *c, const struct http_req
         else
             status = kl_token_review(kl, token, jget2(obj, "spec", "audiences"));
         json_object_set_new(obj, "status", status);
+    } else if (is(rt, "authentication.k8s.io", "selfsubjectreviews")) {
+        json_t *ui = json_pack("{s:s,s:O}", "username",
+                               jstr_or(kl->cur_user, "username", "system:anonymous"), "groups",
+                               json_object_get(kl->cur_user, "groups") ? json_object_get(kl->cur_user, "groups")
+                                                                        : json_array());
+        json_object_set_new(obj, "status", json_pack("{s:o}", "userInfo", ui));
+    } else if (is(rt, "authorization.k8s.io", "selfsubjectrulesreviews")) {
+        /* The admin may do everything; others get what their RBAC grants (not enumerated). */
+        bool admin = strcmp(jstr_or(kl->cur_user, "username", ""), "kubelite-admin") == 0;
+        json_object_set_new(
+            obj, "status",
+            admin ? json_pack("{s:[{s:[s],s:[s],s:[s]}],s:[{s:[s],s:[s]}],s:b}", "resourceRules",
+                              "verbs", "*", "apiGroups", "*", "resources", "*",
+                              "nonResourceRules", "verbs", "*", "nonResourceURLs", "*",
+                              "incomplete", 0)
+                  : json_pack("{s:[],s:[],s:b}", "resourceRules", "nonResourceRules",
+                              "incomplete", 1));
     } else {
-        json_object_set_new(obj, "status", json_pack("{s:b,s:s}", "allowed", 1, "reason",
-                                                     "kubelite authorizes every request"));
+        /* SelfSubjectAccessReview / SubjectAccessReview: RBAC decides. */
+        json_t *ra = jget2(obj, "spec", "resourceAttributes");
+        char msg[1024];
+        json_t *groups = json_object_get(kl->cur_user, "groups");
+        const char *user = jstr_or(kl->cur_user, "username", "");
+        bool allowed;
+        struct kl_authz az;
+        if (is(rt, "authorization.k8s.io", "subjectaccessreviews")) {
+            user = jstr_or(json_object_get(obj, "spec"), "user", "");
+            groups = jget2(obj, "spec", "groups");
+        }
+        az.user = user;
+        az.groups = groups;
+        az.verb = jstr_or(ra, "verb", "get");
+        az.group = jstr_or(ra, "group", "");
+        az.resource = jstr_or(ra, "resource", "");
+        az.subresource = jstr_or(ra, "subresource", "");
+        az.ns = jstr(ra, "namespace");
+        az.name = jstr(ra, "name");
+        allowed = ra ? kl_authorize(kl, &az, msg, sizeof(msg)) : true;
+        /* like kube's RBAC authorizer: a reason when allowed, none when merely not allowed */
+        json_object_set_new(obj, "status", json_pack("{s:b,s:s}", "allowed", allowed, "reason",
+                                                     allowed ? "allowed by RBAC" : ""));
     }
     kl_respond_json(c, 201, obj, NULL);
 }

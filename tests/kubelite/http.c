@@ -251,10 +251,9 @@ void http_server_free(struct http_server *s)
 {
     if (!s)
         return;
-    while (s->conns) {
-        s->conns->on_close = NULL;
+    /* Owners of streams and deferred requests hear about the close, so they can free state. */
+    while (s->conns)
         conn_free(s->conns);
-    }
     while (s->fdwatches) {
         struct http_fdwatch *w = s->fdwatches;
         s->fdwatches = w->next;

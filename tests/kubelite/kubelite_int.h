@@ -164,6 +164,8 @@ int kl_version_cmp(const char *a, const char *b);
 
 /* --- api (api.c) --- */
 void kl_handle(void *arg, struct http_conn *c, const struct http_request *req);
+/* Parse a request body by Content-Type (JSON, YAML, protobuf); responds on failure. */
+int kl_parse_body(struct http_conn *c, const struct http_request *req, json_t **out) WUR;
 /* Status error body (caller frees). */
 char *kl_status_json(int code, const char *reason, const char *message, const char *kind,
                      const char *name, const char *group, json_t *causes);

@@ -304,6 +304,31 @@ static int seed(struct kl *kl)
     return 0;
 }
 
+/* Release everything, so leak checkers see a clean exit. */
+static void kl_release(struct kl *kl)
+{
+    while (kl->inflight)
+        kl_write_free(kl->inflight);
+    for (size_t i = 0; i < kl->ntypes; i++)
+        kl_rtype_free(kl->types[i]);
+    free(kl->types);
+    for (size_t i = 0; i < kl->nstores; i++) {
+        json_decref(kl->store_list[i]->objs);
+        free(kl->store_list[i]->id);
+        free(kl->store_list[i]);
+    }
+    free(kl->store_list);
+    for (size_t i = 0; i < kl->hist_len; i++) {
+        struct event *ev = &kl->hist[(kl->hist_head + i) % kl->hist_cap];
+        json_decref(ev->obj);
+        json_decref(ev->old);
+    }
+    free(kl->hist);
+    openapi_free(kl->oa);
+    EVP_PKEY_free(kl->sa_key);
+    buf_release(&kl->scratch);
+}
+
 static void tick(void *arg)
 {
     struct kl *kl = arg;
@@ -463,8 +488,9 @@ int main(int argc, char **argv)
     log_info("msg=\"kubelite serving\" server=%s kubeconfig=%s", server, kubeconfig);
     rc = http_server_run(kl.http);
     log_info("msg=\"kubelite stopping\"");
+    http_server_free(kl.http); /* ends watches and deferred requests first */
     kl_admission_release(&kl);
-    http_server_free(kl.http);
+    kl_release(&kl);
     if (kl.wal)
         fclose(kl.wal);
     SSL_CTX_free(ssl);

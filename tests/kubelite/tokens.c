@@ -320,7 +320,6 @@ void kl_token_request(struct kl *kl, struct http_conn *c, const struct http_requ
                       const char *ns, const char *sa_name)
 {
     json_t *body = NULL, *sa, *spec, *aud, *bound, *claims = NULL, *resp = NULL, *pod = NULL;
-    json_error_t jerr;
     long long exp_s = 3600, now = (long long)time(NULL);
     char *token = NULL, expts[40], nowts[40];
     const char *bkind = NULL, *bname = NULL, *buid = NULL;
@@ -334,7 +333,10 @@ void kl_token_request(struct kl *kl, struct http_conn *c, const struct http_requ
         kl_respond_status(c, 404, "NotFound", msg, "serviceaccounts", sa_name, "", NULL);
         return;
     }
-    body = req->body_len ? json_loadb(req->body, req->body_len, 0, &jerr) : json_object();
+    if (!req->body_len)
+        body = json_object();
+    else if (kl_parse_body(c, req, &body))
+        return;
     if (!json_is_object(body)) {
         kl_respond_status(c, 400, "BadRequest", "the body must be a TokenRequest object", NULL,
                           NULL, NULL, NULL);

@@ -132,7 +132,11 @@ static int send_bookmark(struct watcher *w, uint64_t rv, bool initial_end)
     if (initial_end)
         json_object_set_new(json_object_get(obj, "metadata"), "annotations",
                             json_pack("{s:s}", "k8s.io/initial-events-end", "true"));
-    line = json_dumps(json_pack("{s:s,s:o}", "type", "BOOKMARK", "object", obj), JSON_COMPACT);
+    {
+        json_t *ev = json_pack("{s:s,s:o}", "type", "BOOKMARK", "object", obj);
+        line = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
+        json_decref(ev);
+    }
     if (!line)
         return -ENOMEM;
     buf_init(&b);
@@ -146,10 +150,63 @@ static int send_bookmark(struct watcher *w, uint64_t rv, bool initial_end)
     return rc;
 }
 
-/* Send ev to w if it concerns w, translating selector transitions into ADDED/DELETED. */
-static void deliver(struct watcher *w, const struct event *ev)
+/*
+ * One event's fan-out: the serialized line is built once per (version, type, object) and shared
+ * by every watcher that gets it; the object for "left the selector" is built once too.
+ */
+#define FAN_CACHE 8
+struct fan {
+    const struct event *ev;
+    json_t *exit_obj; /* ev->old at ev->rv, for DELETED on leaving a selector */
+    struct {
+        const struct rtype *rt;
+        const char *type;
+        const json_t *obj;
+        char *line;
+    } c[FAN_CACHE];
+    int n;
+};
+
+static void fan_release(struct fan *f)
 {
+    for (int i = 0; i < f->n; i++)
+        free(f->c[i].line);
+    json_decref(f->exit_obj);
+}
+
+static int fan_send(struct watcher *w, struct fan *f, const char *type, json_t *obj)
+{
+    char *line;
+    int rc;
+
+    if (w->table)
+        return send_event(w, type, obj);
+    for (int i = 0; i < f->n; i++) {
+        if (f->c[i].rt == w->rt && f->c[i].type == type && f->c[i].obj == obj)
+            return http_stream_write(w->conn, f->c[i].line, strlen(f->c[i].line));
+    }
+    line = event_line(w, type, obj);
+    if (!line)
+        return -ENOMEM;
+    rc = http_stream_write(w->conn, line, strlen(line));
+    if (f->n < FAN_CACHE) {
+        f->c[f->n].rt = w->rt;
+        f->c[f->n].type = type;
+        f->c[f->n].obj = obj;
+        f->c[f->n].line = line;
+        f->n++;
+    } else {
+        free(line);
+    }
+    return rc;
+}
+
+/* Send ev to w if it concerns w, translating selector transitions into ADDED/DELETED. */
+static void deliver(struct watcher *w, struct fan *f)
+{
+    const struct event *ev = f->ev;
     const char *type = NULL;
+    json_t *obj = ev->obj;
 
     if (w->store != ev->store || ev->rv <= w->sent_rv)
         return;
@@ -161,12 +218,23 @@ static void deliver(struct watcher *w, const struct event *ev)
         break;
     case EV_MODIFIED: {
         bool was = matches(w, ev->old), is = matches(w, ev->obj);
-        if (was && is)
+        if (was && is) {
             type = "MODIFIED";
-        else if (was)
+        } else if (was) {
+            /* Like the watch cache: the last state the watcher saw, at the event's rv. */
             type = "DELETED";
-        else if (is)
+            if (!f->exit_obj) {
+                char rv[32];
+                f->exit_obj = json_deep_copy(ev->old);
+                snprintf(rv, sizeof(rv), "%llu", (unsigned long long)ev->rv);
+                if (f->exit_obj)
+                    json_object_set_new(json_object_get(f->exit_obj, "metadata"),
+                                        "resourceVersion", json_string(rv));
+            }
+            obj = f->exit_obj ? f->exit_obj : ev->obj;
+        } else if (is) {
             type = "ADDED";
+        }
         break;
     }
     default:
@@ -176,16 +244,21 @@ static void deliver(struct watcher *w, const struct event *ev)
     }
     /* A failed write means the connection is closing; its on_close frees w. */
     if (type)
-        IGNORE_RESULT(send_event(w, type, ev->obj));
+        IGNORE_RESULT(fan_send(w, f, type, obj));
 }
 
 void kl_watch_fanout(struct kl *kl, const struct event *ev)
 {
     struct watcher *w, *next;
+    struct fan f;
+
+    memset(&f, 0, sizeof(f));
+    f.ev = ev;
     for (w = kl->watchers; w; w = next) {
         next = w->next;
-        deliver(w, ev);
+        deliver(w, &f);
     }
+    fan_release(&f);
 }
 
 void kl_watch_tick(struct kl *kl)
@@ -339,8 +412,9 @@ void kl_watch_start(struct kl *kl, struct http_conn *c, const struct http_reques
                  (unsigned long long)from, (unsigned long long)kl->compacted_rv + 1);
         json_object_set_new(st, "message", json_string(msg));
         {
-            char *line = json_dumps(json_pack("{s:s,s:o}", "type", "ERROR", "object", st),
-                                    JSON_COMPACT);
+            json_t *ev = json_pack("{s:s,s:o}", "type", "ERROR", "object", st);
+            char *line = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
+            json_decref(ev);
             if (line) {
                 struct buf b;
                 buf_init(&b);
@@ -358,7 +432,11 @@ void kl_watch_start(struct kl *kl, struct http_conn *c, const struct http_reques
     for (size_t i = 0; i < kl->hist_len; i++) {
         struct event *ev = &kl->hist[(kl->hist_head + i) % kl->hist_cap];
         if (ev->rv > from && ev->store == w->store) {
-            deliver(w, ev);
+            struct fan f;
+            memset(&f, 0, sizeof(f));
+            f.ev = ev;
+            deliver(w, &f);
+            fan_release(&f);
         }
     }
     if (w->sent_rv < kl->rv)

@@ -3,6 +3,7 @@
  * encoder below, then truncated, corrupted and mislabelled.
  */
 #include <openssl/evp.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/buf.h"
@@ -191,7 +192,7 @@ static void t_helm_secret(void)
 
     /* Key order follows the API's JSON. */
     {
-        const char *want[] = {"apiVersion", "kind", "metadata", "type", "data"};
+        const char *want[] = {"apiVersion", "kind", "metadata", "data", "type"};
         size_t i = 0;
         const char *key;
         json_t *v;
@@ -336,8 +337,8 @@ static void t_merge_and_repeats(void)
     CHECK_INT(decode(&body, body.len, &out, msg, sizeof(msg)), 0);
     s = dump(out);
     CHECK_STR(s, "{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"metadata\":{\"name\":\"second\","
-                 "\"namespace\":\"ns\",\"labels\":{\"k\":\"new\"}},\"type\":\"Opaque\","
-                 "\"data\":{\"novalue\":\"\",\"\":\"dg==\"}}");
+                 "\"namespace\":\"ns\",\"labels\":{\"k\":\"new\"}},"
+                 "\"data\":{\"novalue\":\"\",\"\":\"dg==\"},\"type\":\"Opaque\"}");
     free(s);
     json_decref(out);
     buf_release(&body);
@@ -370,7 +371,7 @@ static void check_time(int64_t sec, int32_t nsec, const char *want)
     rc = decode(&body, body.len, &out, msg, sizeof(msg));
     if (!want) {
         CHECK_INT(rc, ERR_PARSE);
-        CHECK(strstr(msg, "creationTimestamp out of range") != NULL);
+        CHECK_STR(msg, "proto: ObjectMeta.creationTimestamp out of range at byte 22");
         CHECK(out == NULL);
     } else if (!*want) {
         CHECK_INT(rc, 0);
@@ -392,9 +393,14 @@ static void t_timestamps(void)
     check_time(1704067199, 0, "2023-12-31T23:59:59Z");
     check_time(1709208000, 0, "2024-02-29T12:00:00Z");
     check_time(4107542400, 0, "2100-03-01T00:00:00Z");
-    /* Nanoseconds are normalised into seconds like time.Unix, then dropped. */
-    check_time(10, 2000000000, "1970-01-01T00:00:12Z");
-    check_time(10, -1, "1970-01-01T00:00:09Z");
+    /* metav1.Time's Unmarshal ignores nanos altogether (apimachinery time_proto.go). */
+    check_time(10, 2000000000, "1970-01-01T00:00:10Z");
+    check_time(10, -1, "1970-01-01T00:00:10Z");
+    check_time(10, 999999999, "1970-01-01T00:00:10Z");
+    /* Go's zero instant (what ProtoTime gives a zero time) is null, like an empty message. */
+    check_time(-62135596800LL, 0, "");
+    check_time(-62135596800LL, 5, "");
+    check_time(-62135596799LL, 0, "0001-01-01T00:00:01Z");
     check_time(-62167219200LL, 0, "0000-01-01T00:00:00Z");
     check_time(253402300799LL, 0, "9999-12-31T23:59:59Z");
     check_time(253402300800LL, 0, NULL);
@@ -403,8 +409,8 @@ static void t_timestamps(void)
     check_time(INT64_MAX, 0, NULL);
     check_time(INT64_MAX, 2000000000, NULL);
     check_time(INT64_MIN, -2000000000, NULL);
-    check_time(253402300799LL, 1000000000, NULL);
-    check_time(253402300800LL, -1, "9999-12-31T23:59:59Z");
+    check_time(253402300799LL, 1000000000, "9999-12-31T23:59:59Z");
+    check_time(253402300800LL, -1, NULL);
 }
 
 static void t_generation_values(void)
@@ -749,7 +755,705 @@ static void t_wire_errors(void)
     buf_release(&meta);
 }
 
+/* ---- fixtures: bodies captured from the real kubectl 1.33 ---- */
+
+/*
+ * Each NAME has tests/fixtures/proto/NAME.bin (the request body kubectl 1.33 sent; 1.32 sends
+ * the same bytes, earlier versions send JSON) and NAME.json (kubectl's --dry-run=client -o json
+ * of the same command with null members removed; written by hand from the Go types for the
+ * commands without a dry-run). tests/fixtures/proto/README.md lists the commands.
+ */
+static const char *const fixtures[] = {
+    "serviceaccount",
+    "namespace",
+    "service-clusterip",
+    "service-nodeport",
+    "service-loadbalancer",
+    "service-externalname",
+    "service-headless",
+    "secret-generic",
+    "secret-docker-registry",
+    "secret-tls",
+    "configmap",
+    "resourcequota",
+    "tokenrequest",
+    "tokenrequest-plain",
+    "deployment",
+    "deployment-command",
+    "job",
+    "cronjob",
+    "role",
+    "clusterrole",
+    "clusterrole-nonresource",
+    "clusterrole-aggregation",
+    "rolebinding",
+    "rolebinding-role",
+    "clusterrolebinding",
+    "ingress",
+    "poddisruptionbudget",
+    "poddisruptionbudget-maxunavailable",
+    "priorityclass",
+    "priorityclass-default",
+    "horizontalpodautoscaler",
+    "horizontalpodautoscaler-v1",
+    "selfsubjectaccessreview",
+    "selfsubjectaccessreview-nonresource",
+    "selfsubjectrulesreview",
+    "selfsubjectreview",
+};
+
+static void fixture_load(const char *name, const char *ext, struct buf *b)
+{
+    char path[256];
+    char chunk[4096];
+    FILE *f;
+    size_t n;
+
+    snprintf(path, sizeof(path), "tests/fixtures/proto/%s.%s", name, ext);
+    f = fopen(path, "rb");
+    if (!f)
+        fprintf(stderr, "  cannot open %s\n", path);
+    REQUIRE(f);
+    buf_init(b);
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        put(b, chunk, n);
+    fclose(f);
+}
+
+static char *dump_sorted(const json_t *j)
+{
+    char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    REQUIRE(s);
+    return s;
+}
+
+static void t_fixtures(void)
+{
+    for (size_t i = 0; i < ARRAY_LEN(fixtures); i++) {
+        struct buf body, text;
+        json_t *out = NULL, *want;
+        json_error_t jerr;
+        char msg[256] = "";
+        int rc;
+
+        fixture_load(fixtures[i], "bin", &body);
+        fixture_load(fixtures[i], "json", &text);
+        want = json_loadb(text.p, text.len, 0, &jerr);
+        if (!want)
+            fprintf(stderr, "  %s.json: %s\n", fixtures[i], jerr.text);
+        REQUIRE(want);
+        rc = decode(&body, body.len, &out, msg, sizeof(msg));
+        if (rc != 0)
+            fprintf(stderr, "  %s: %s\n", fixtures[i], msg);
+        CHECK_INT(rc, 0);
+        if (!json_equal(out, want)) {
+            char *a = dump_sorted(out), *b = dump_sorted(want);
+
+            fprintf(stderr, "  %s:\n    got  %s\n    want %s\n", fixtures[i], a, b);
+            unit__failures++;
+            free(a);
+            free(b);
+        }
+        json_decref(out);
+        json_decref(want);
+        buf_release(&body);
+        buf_release(&text);
+    }
+}
+
+/* Key order follows Go's struct order (kubectl's dry-run prints kind before apiVersion). */
+static void t_fixture_key_order(void)
+{
+    struct buf body;
+    json_t *out = NULL;
+    char msg[256] = "", *s;
+
+    fixture_load("deployment", "bin", &body);
+    CHECK_INT(decode(&body, body.len, &out, msg, sizeof(msg)), 0);
+    s = dump(out);
+    CHECK_STR(s,
+              "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{\"name\":\"web\","
+              "\"labels\":{\"app\":\"web\"}},\"spec\":{\"replicas\":3,\"selector\":{"
+              "\"matchLabels\":{\"app\":\"web\"}},\"template\":{\"metadata\":{\"labels\":{"
+              "\"app\":\"web\"}},\"spec\":{\"containers\":[{\"name\":\"nginx\","
+              "\"image\":\"nginx:1.25\",\"ports\":[{\"containerPort\":80}],"
+              "\"resources\":{}}]}},\"strategy\":{}},\"status\":{}}");
+    free(s);
+    json_decref(out);
+    buf_release(&body);
+}
+
+/* A tiny wire walker, independent of proto.c, for the field boundaries of a message. */
+static uint64_t w_varint(const uint8_t *p, size_t *o, size_t end)
+{
+    uint64_t v = 0;
+
+    for (unsigned sh = 0; *o < end; sh += 7) {
+        uint8_t b = p[(*o)++];
+
+        v |= (uint64_t)(b & 0x7f) << sh;
+        if (!(b & 0x80))
+            return v;
+    }
+    REQUIRE(!"truncated varint in a fixture");
+    return 0;
+}
+
+/* Offsets just past each field of the message p[start, end); *f2 gets field 2's payload. */
+static size_t w_fields(const uint8_t *p, size_t start, size_t end, size_t *ends, size_t max,
+                       size_t *f2, size_t *f2len)
+{
+    size_t o = start, n = 0;
+
+    while (o < end) {
+        uint64_t tag = w_varint(p, &o, end), len;
+
+        switch (tag & 7) {
+        case 0:
+            (void)w_varint(p, &o, end);
+            break;
+        case 1:
+            o += 8;
+            break;
+        case 5:
+            o += 4;
+            break;
+        case 2:
+            len = w_varint(p, &o, end);
+            if (tag >> 3 == 2 && f2) {
+                *f2 = o;
+                *f2len = (size_t)len;
+            }
+            o += (size_t)len;
+            break;
+        default:
+            REQUIRE(!"unexpected wire type in a fixture");
+        }
+        REQUIRE(o <= end && n < max);
+        ends[n++] = o;
+    }
+    return n;
+}
+
+static bool in_list(const size_t *v, size_t n, size_t x)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] == x)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Every proper prefix of every fixture: ERR_PARSE, except that the magic alone has no kind
+ * (ERR_UNSUPPORTED) and a prefix ending exactly between two envelope fields after typeMeta is a
+ * whole message (an object with fewer fields).
+ */
+static void t_fixture_prefixes(void)
+{
+    for (size_t i = 0; i < ARRAY_LEN(fixtures); i++) {
+        struct buf body;
+        size_t ends[8], n, raw = 0, rawlen = 0;
+        int ok = 0;
+
+        fixture_load(fixtures[i], "bin", &body);
+        n = w_fields((const uint8_t *)body.p, 4, body.len, ends, ARRAY_LEN(ends), &raw, &rawlen);
+        CHECK_INT(n, 4); /* typeMeta, raw, contentEncoding, contentType */
+        for (size_t len = 0; len < body.len; len++) {
+            json_t *out = NULL;
+            char msg[256] = "";
+            int rc = decode(&body, len, &out, msg, sizeof(msg)), want;
+
+            if (len == 4)
+                want = ERR_UNSUPPORTED;
+            else if (len > 4 && in_list(ends, n, len))
+                want = 0;
+            else
+                want = ERR_PARSE;
+            if (rc != want)
+                fprintf(stderr, "  %s prefix %zu of %zu: %s\n", fixtures[i], len, body.len, msg);
+            CHECK_INT(rc, want);
+            CHECK(rc == 0 ? out != NULL : out == NULL);
+            CHECK(rc == 0 || strncmp(msg, "proto: ", 7) == 0);
+            ok += rc == 0;
+            json_decref(out);
+        }
+        CHECK_INT(ok, 3);
+        buf_release(&body);
+    }
+}
+
+/*
+ * Every prefix of every fixture's object, re-wrapped in a consistent envelope: only the cuts
+ * between the object's own top-level fields decode; every other cut lands inside a field and
+ * must be ERR_PARSE.
+ */
+static void t_fixture_truncated_objects(void)
+{
+    for (size_t i = 0; i < ARRAY_LEN(fixtures); i++) {
+        struct buf body;
+        size_t ends[8], oends[64], n, on, raw = 0, rawlen = 0;
+
+        fixture_load(fixtures[i], "bin", &body);
+        n = w_fields((const uint8_t *)body.p, 4, body.len, ends, ARRAY_LEN(ends), &raw, &rawlen);
+        REQUIRE(n == 4 && raw > 0);
+        on = w_fields((const uint8_t *)body.p, raw, raw + rawlen, oends, ARRAY_LEN(oends), NULL,
+                      NULL);
+        for (size_t len = 0; len <= rawlen; len++) {
+            struct buf w;
+            json_t *out = NULL;
+            char msg[256] = "";
+            int rc, want = (len == 0 || in_list(oends, on, raw + len)) ? 0 : ERR_PARSE;
+
+            buf_init(&w);
+            put(&w, body.p, ends[0]); /* magic and typeMeta as captured */
+            e_bytes(&w, 2, body.p + raw, len);
+            rc = decode(&w, w.len, &out, msg, sizeof(msg));
+            if (rc != want)
+                fprintf(stderr, "  %s object cut at %zu of %zu: %s\n", fixtures[i], len, rawlen,
+                        msg);
+            CHECK_INT(rc, want);
+            CHECK(rc == 0 ? out != NULL : out == NULL);
+            json_decref(out);
+            buf_release(&w);
+        }
+        buf_release(&body);
+    }
+}
+
+/* Every byte of every fixture replaced by a few values: never a crash or an over-read (ASan,
+ * valgrind), and a result only on success. */
+static void t_fixture_corruption(void)
+{
+    static const uint8_t subst[] = {0x00, 0x01, 0x7f, 0x80, 0xff};
+
+    for (size_t i = 0; i < ARRAY_LEN(fixtures); i++) {
+        struct buf body;
+
+        fixture_load(fixtures[i], "bin", &body);
+        for (size_t pos = 4; pos < body.len; pos++) {
+            uint8_t orig = (uint8_t)body.p[pos];
+
+            for (size_t k = 0; k < ARRAY_LEN(subst) + 1; k++) {
+                json_t *out = NULL;
+                char msg[256] = "";
+                int rc;
+
+                body.p[pos] = (char)(k < ARRAY_LEN(subst) ? subst[k] : orig ^ 0x40);
+                rc = decode(&body, body.len, &out, msg, sizeof(msg));
+                CHECK(rc == 0 || rc == ERR_PARSE || rc == ERR_UNSUPPORTED);
+                CHECK(rc == 0 ? out != NULL : out == NULL);
+                json_decref(out);
+            }
+            body.p[pos] = (char)orig;
+        }
+        buf_release(&body);
+    }
+}
+
+/* ---- synthetic bodies for the parts kubectl's fixtures do not reach ---- */
+
+/* Wrap raw (released) as apiv/kind, decode, and compare the compact JSON with want (or the
+ * error with want_rc/want_msg). */
+static void check_obj(const char *apiv, const char *kind, struct buf *raw, int want_rc,
+                      const char *want)
+{
+    struct buf body;
+    json_t *out = NULL;
+    char msg[256] = "";
+
+    e_envelope(&body, apiv, kind, raw, NULL);
+    buf_release(raw);
+    CHECK_INT(decode(&body, body.len, &out, msg, sizeof(msg)), want_rc);
+    if (want_rc == 0) {
+        char *s;
+
+        REQUIRE(out);
+        s = dump(out);
+        CHECK_STR(s, want);
+        free(s);
+    } else {
+        CHECK_STR(msg, want);
+        CHECK(out == NULL);
+    }
+    json_decref(out);
+    buf_release(&body);
+}
+
+static void e_ios_int(struct buf *b, unsigned field, int32_t v)
+{
+    struct buf m;
+
+    buf_init(&m);
+    e_uint(&m, 1, 0);
+    e_uint(&m, 2, (uint64_t)(int64_t)v);
+    e_msg(b, field, &m);
+}
+
+static void e_ios_str(struct buf *b, unsigned field, const char *v)
+{
+    struct buf m;
+
+    buf_init(&m);
+    e_uint(&m, 1, 1);
+    e_str(&m, 3, v);
+    e_msg(b, field, &m);
+}
+
+static void t_intorstring(void)
+{
+    struct buf raw, spec, m;
+
+    /* PodDisruptionBudget: minAvailable/maxUnavailable; int32 sign; status zero defaults. */
+    buf_init(&raw);
+    buf_init(&spec);
+    e_ios_int(&spec, 1, -7);
+    e_ios_str(&spec, 3, "25%");
+    e_msg(&raw, 2, &spec);
+    check_obj("policy/v1", "PodDisruptionBudget", &raw, 0,
+              "{\"apiVersion\":\"policy/v1\",\"kind\":\"PodDisruptionBudget\",\"metadata\":{},"
+              "\"spec\":{\"minAvailable\":-7,\"maxUnavailable\":\"25%\"},\"status\":{"
+              "\"disruptionsAllowed\":0,\"currentHealthy\":0,\"desiredHealthy\":0,"
+              "\"expectedPods\":0}}");
+
+    /* Empty IntOrString is int 0; type string without strVal is "". */
+    buf_init(&m);
+    e_msg(&spec, 1, &m);
+    e_uint(&m, 1, 1);
+    e_msg(&spec, 3, &m);
+    e_msg(&raw, 2, &spec);
+    check_obj("policy/v1", "PodDisruptionBudget", &raw, 0,
+              "{\"apiVersion\":\"policy/v1\",\"kind\":\"PodDisruptionBudget\",\"metadata\":{},"
+              "\"spec\":{\"minAvailable\":0,\"maxUnavailable\":\"\"},\"status\":{"
+              "\"disruptionsAllowed\":0,\"currentHealthy\":0,\"desiredHealthy\":0,"
+              "\"expectedPods\":0}}");
+
+    /* An impossible type, and a wrongly typed intVal. */
+    e_uint(&m, 1, 2);
+    e_msg(&spec, 1, &m);
+    e_msg(&raw, 2, &spec);
+    check_obj("policy/v1", "PodDisruptionBudget", &raw, ERR_PARSE,
+              "proto: invalid IntOrString type in PodDisruptionBudgetSpec.minAvailable at byte 42");
+    e_str(&m, 2, "5");
+    e_msg(&spec, 1, &m);
+    e_msg(&raw, 2, &spec);
+    check_obj("policy/v1", "PodDisruptionBudget", &raw, ERR_PARSE,
+              "proto: wrong wire type 2 for IntOrString.intVal at byte 44");
+    /* A Service port's non-pointer targetPort is written even when absent (Go's zero: 0). */
+    e_uint(&m, 3, 80);
+    e_msg(&spec, 1, &m);
+    e_msg(&raw, 2, &spec);
+    check_obj("v1", "Service", &raw, 0,
+              "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{},\"spec\":{\"ports\":[{"
+              "\"port\":80,\"targetPort\":0}]},\"status\":{\"loadBalancer\":{}}}");
+}
+
+static void e_qty(struct buf *b, unsigned field, const char *k, const char *v)
+{
+    struct buf e, q;
+
+    buf_init(&e);
+    buf_init(&q);
+    e_str(&e, 1, k);
+    if (v) {
+        e_str(&q, 1, v);
+        e_msg(&e, 2, &q);
+    }
+    e_msg(b, field, &e);
+}
+
+static void t_quantity_maps(void)
+{
+    struct buf raw, spec, q;
+
+    buf_init(&raw);
+    buf_init(&spec);
+    buf_init(&q);
+    e_qty(&spec, 1, "cpu", "500m");
+    e_qty(&spec, 1, "pods", NULL); /* entry without a value: the zero Quantity */
+    e_qty(&spec, 1, "memory", "");
+    e_qty(&spec, 1, "cpu", "2"); /* a repeated key: the last wins, in place */
+    e_str(&spec, 2, "BestEffort");
+    e_str(&spec, 2, "");
+    e_msg(&raw, 2, &spec);
+    e_msg(&q, 2, &spec); /* status.used: an entry with neither key nor value */
+    e_msg(&raw, 3, &q);
+    check_obj("v1", "ResourceQuota", &raw, 0,
+              "{\"apiVersion\":\"v1\",\"kind\":\"ResourceQuota\",\"metadata\":{},\"spec\":{"
+              "\"hard\":{\"cpu\":\"2\",\"pods\":\"0\",\"memory\":\"0\"},"
+              "\"scopes\":[\"BestEffort\",\"\"]},\"status\":{\"used\":{\"\":\"0\"}}}");
+    /* A quantity string that is not UTF-8. */
+    e_qty(&spec, 1, "cpu", "\xff");
+    e_msg(&raw, 2, &spec);
+    check_obj("v1", "ResourceQuota", &raw, ERR_PARSE,
+              "proto: invalid UTF-8 in Quantity.string at byte 38");
+}
+
+static void t_rawextension(void)
+{
+    struct buf raw, d;
+
+    buf_init(&raw);
+    buf_init(&d);
+    e_str(&d, 1, "{\"spec\":{\"template\":{\"$patch\":\"replace\"}},\"n\":[1,2.5,null]}");
+    e_msg(&raw, 2, &d);
+    e_uint(&raw, 3, 4);
+    check_obj("apps/v1", "ControllerRevision", &raw, 0,
+              "{\"apiVersion\":\"apps/v1\",\"kind\":\"ControllerRevision\",\"metadata\":{},"
+              "\"data\":{\"spec\":{\"template\":{\"$patch\":\"replace\"}},\"n\":[1,2.5,null]},"
+              "\"revision\":4}");
+    /* Scalars are JSON too; an empty RawExtension is null (left out); revision is not
+     * omitempty. */
+    e_str(&d, 1, "\"x\"");
+    e_msg(&raw, 2, &d);
+    check_obj("apps/v1", "ControllerRevision", &raw, 0,
+              "{\"apiVersion\":\"apps/v1\",\"kind\":\"ControllerRevision\",\"metadata\":{},"
+              "\"data\":\"x\",\"revision\":0}");
+    e_msg(&raw, 2, &d);
+    check_obj("apps/v1", "ControllerRevision", &raw, 0,
+              "{\"apiVersion\":\"apps/v1\",\"kind\":\"ControllerRevision\",\"metadata\":{},"
+              "\"revision\":0}");
+    /* Not JSON (for example an embedded protobuf object), or JSON with trailing bytes. */
+    e_str(&d, 1, "k8s\0");
+    e_msg(&raw, 2, &d);
+    check_obj("apps/v1", "ControllerRevision", &raw, ERR_PARSE,
+              "proto: invalid JSON in ControllerRevision.data at byte 37");
+    e_str(&d, 1, "{} {}");
+    e_msg(&raw, 2, &d);
+    check_obj("apps/v1", "ControllerRevision", &raw, ERR_PARSE,
+              "proto: invalid JSON in ControllerRevision.data at byte 37");
+    e_uint(&d, 1, 1);
+    e_msg(&raw, 2, &d);
+    check_obj("apps/v1", "ControllerRevision", &raw, ERR_PARSE,
+              "proto: wrong wire type 0 for RawExtension.raw at byte 39");
+}
+
+static void e_ts(struct buf *b, unsigned field, int64_t sec, int32_t nsec)
+{
+    struct buf t;
+
+    buf_init(&t);
+    e_uint(&t, 1, (uint64_t)sec);
+    e_uint(&t, 2, (uint64_t)(int64_t)nsec);
+    e_msg(b, field, &t);
+}
+
+static void t_microtime(void)
+{
+    struct buf raw, spec, t;
+
+    buf_init(&raw);
+    buf_init(&spec);
+    buf_init(&t);
+    e_str(&spec, 1, "");
+    e_uint(&spec, 2, 15);
+    e_ts(&spec, 3, 1704067200, 123456789); /* truncated, not rounded, to microseconds */
+    e_ts(&spec, 4, 1704067200, -1500);     /* truncated toward zero, then normalised */
+    e_uint(&spec, 5, 0);
+    e_msg(&raw, 2, &spec);
+    check_obj("coordination.k8s.io/v1", "Lease", &raw, 0,
+              "{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":\"Lease\",\"metadata\":{},"
+              "\"spec\":{\"holderIdentity\":\"\",\"leaseDurationSeconds\":15,"
+              "\"acquireTime\":\"2024-01-01T00:00:00.123456Z\","
+              "\"renewTime\":\"2023-12-31T23:59:59.999999Z\",\"leaseTransitions\":0}}");
+    /* Empty and Go-zero MicroTimes are null; nanos of a second or more carry. */
+    e_msg(&spec, 3, &t);
+    e_ts(&spec, 4, -62135596800LL, 999);
+    e_ts(&spec, 4, -62135596800LL, 0);
+    e_msg(&raw, 2, &spec);
+    check_obj("coordination.k8s.io/v1", "Lease", &raw, 0,
+              "{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":\"Lease\",\"metadata\":{},"
+              "\"spec\":{}}");
+    e_ts(&spec, 3, 0, 2000000001);
+    e_msg(&raw, 2, &spec);
+    check_obj("coordination.k8s.io/v1", "Lease", &raw, 0,
+              "{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":\"Lease\",\"metadata\":{},"
+              "\"spec\":{\"acquireTime\":\"1970-01-01T00:00:02.000000Z\"}}");
+    e_ts(&spec, 4, 253402300800LL, 0);
+    e_msg(&raw, 2, &spec);
+    check_obj("coordination.k8s.io/v1", "Lease", &raw, ERR_PARSE,
+              "proto: LeaseSpec.renewTime out of range at byte 41");
+    e_str(&t, 2, "1");
+    e_msg(&spec, 3, &t);
+    e_msg(&raw, 2, &spec);
+    check_obj("coordination.k8s.io/v1", "Lease", &raw, ERR_PARSE,
+              "proto: wrong wire type 2 for MicroTime.nanos at byte 43");
+}
+
+static void check_duration(int64_t ns, const char *want)
+{
+    char got[PROTO_DURATION_MAX];
+
+    memset(got, 'x', sizeof(got));
+    proto__duration_format(ns, got);
+    CHECK_STR(got, want);
+}
+
+/* Expected strings are Go's time.Duration(ns).String(). */
+static void t_duration(void)
+{
+    check_duration(0, "0s");
+    check_duration(1, "1ns");
+    check_duration(999, "999ns");
+    check_duration(1000, "1\xc2\xb5s");
+    check_duration(1500, "1.5\xc2\xb5s");
+    check_duration(999999, "999.999\xc2\xb5s");
+    check_duration(1000000, "1ms");
+    check_duration(1500000, "1.5ms");
+    check_duration(999999999, "999.999999ms");
+    check_duration(1000000000, "1s");
+    check_duration(1500000000, "1.5s");
+    check_duration(59000000000LL, "59s");
+    check_duration(60000000000LL, "1m0s");
+    check_duration(90000000000LL, "1m30s");
+    check_duration(3600000000000LL, "1h0m0s");
+    check_duration(90061000000005LL, "25h1m1.000000005s");
+    check_duration(-1, "-1ns");
+    check_duration(-1500000000, "-1.5s");
+    check_duration(INT64_MAX, "2562047h47m16.854775807s");
+    check_duration(INT64_MIN, "-2562047h47m16.854775808s");
+}
+
+/* Inline structs, pointer vs omitempty scalars, REQ defaults, merging, skipped unknowns. */
+static void t_deployment_shapes(void)
+{
+    struct buf raw, spec, tmpl, pod, c, env, src, sel, lor, unk;
+    uint8_t fixed[8] = {0};
+
+    buf_init(&raw);
+    buf_init(&spec);
+    buf_init(&tmpl);
+    buf_init(&pod);
+    buf_init(&c);
+    buf_init(&env);
+    buf_init(&src);
+    buf_init(&sel);
+    buf_init(&lor);
+    buf_init(&unk);
+    /* env: {name: A, valueFrom: {configMapKeyRef: {localObjectReference: {name: cm}, key: k}}} */
+    e_str(&lor, 1, "cm");
+    e_str(&sel, 2, "k");
+    e_msg(&sel, 1, &lor); /* the embedded struct after the key: Go order puts name first */
+    e_msg(&src, 3, &sel);
+    e_str(&env, 1, "A");
+    e_msg(&env, 3, &src);
+    e_msg(&c, 7, &env);
+    e_str(&c, 2, "img");
+    e_uint(&c, 16, 0); /* stdin false: omitempty */
+    e_uint(&c, 18, 1); /* tty true */
+    e_uint(&c, 999, 5);
+    e_tag(&c, 998, 1);
+    put(&c, fixed, 8);
+    e_tag(&c, 997, 5);
+    put(&c, fixed, 4);
+    e_str(&unk, 1, "nested unknown");
+    e_msg(&c, 996, &unk);
+    e_msg(&pod, 2, &c); /* a container without name: name is not omitempty */
+    e_str(&pod, 3, "Never");
+    e_uint(&pod, 4, 0); /* terminationGracePeriodSeconds: a pointer, 0 is kept */
+    e_msg(&tmpl, 2, &pod);
+    e_msg(&spec, 3, &tmpl);
+    e_uint(&spec, 1, UINT64_MAX); /* replicas: int32(-1), as Go truncates */
+    e_uint(&spec, 5, 0);          /* minReadySeconds: omitempty */
+    e_msg(&raw, 2, &spec);
+    /* A second spec merges into the first; its replicas wins. */
+    e_uint(&spec, 1, 0xffffffffULL);
+    e_uint(&spec, 7, 1);
+    e_msg(&raw, 2, &spec);
+    check_obj("apps/v1", "Deployment", &raw, 0,
+              "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{},\"spec\":{"
+              "\"replicas\":-1,\"template\":{\"metadata\":{},\"spec\":{\"containers\":[{"
+              "\"name\":\"\",\"image\":\"img\",\"env\":[{\"name\":\"A\",\"valueFrom\":{"
+              "\"configMapKeyRef\":{\"name\":\"cm\",\"key\":\"k\"}}}],\"resources\":{},"
+              "\"tty\":true}],\"restartPolicy\":\"Never\",\"terminationGracePeriodSeconds\":0}},"
+              "\"strategy\":{},\"paused\":true},\"status\":{}}");
+
+    /* A wrongly typed field deep inside, named by its message. */
+    e_uint(&c, 2, 1);
+    e_msg(&pod, 2, &c);
+    e_msg(&tmpl, 2, &pod);
+    e_msg(&spec, 3, &tmpl);
+    e_msg(&raw, 2, &spec);
+    check_obj("apps/v1", "Deployment", &raw, ERR_PARSE,
+              "proto: wrong wire type 0 for Container.image at byte 37");
+    /* A message field sent as a varint. */
+    e_uint(&spec, 3, 1);
+    e_msg(&raw, 2, &spec);
+    check_obj("apps/v1", "Deployment", &raw, ERR_PARSE,
+              "proto: wrong wire type 0 for DeploymentSpec.template at byte 31");
+    /* Inline struct sent as a varint. */
+    e_uint(&sel, 1, 1);
+    e_msg(&src, 4, &sel);
+    e_msg(&env, 3, &src);
+    e_msg(&c, 7, &env);
+    e_msg(&pod, 2, &c);
+    e_msg(&tmpl, 2, &pod);
+    e_msg(&spec, 3, &tmpl);
+    e_msg(&raw, 2, &spec);
+    check_obj("apps/v1", "Deployment", &raw, ERR_PARSE,
+              "proto: wrong wire type 0 for SecretKeySelector.LocalObjectReference at byte 43");
+}
+
+static void t_required_defaults(void)
+{
+    struct buf raw, subj, m;
+
+    /* roleRef absent: the zero RoleRef with its non-omitempty strings; an empty subject. */
+    buf_init(&raw);
+    buf_init(&subj);
+    buf_init(&m);
+    e_msg(&raw, 2, &subj);
+    check_obj("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", &raw, 0,
+              "{\"apiVersion\":\"rbac.authorization.k8s.io/v1\",\"kind\":\"ClusterRoleBinding\","
+              "\"metadata\":{},\"subjects\":[{\"kind\":\"\",\"name\":\"\"}],\"roleRef\":{"
+              "\"apiGroup\":\"\",\"kind\":\"\",\"name\":\"\"}}");
+    /* PriorityClass value is not omitempty; pointer preemptionPolicy kept even when "". */
+    e_str(&raw, 5, "");
+    e_uint(&raw, 3, 0);
+    check_obj("scheduling.k8s.io/v1", "PriorityClass", &raw, 0,
+              "{\"apiVersion\":\"scheduling.k8s.io/v1\",\"kind\":\"PriorityClass\","
+              "\"metadata\":{},\"value\":0,\"preemptionPolicy\":\"\"}");
+    /* PodDisruptionBudget status map<string, Time>: a zero Time is null inside a map. */
+    e_str(&m, 1, "pod-a");
+    e_msg(&subj, 2, &m);
+    e_str(&m, 1, "pod-b");
+    e_ts(&m, 2, 1704067200, 0);
+    e_msg(&subj, 2, &m);
+    e_uint(&subj, 3, 2);
+    e_msg(&raw, 3, &subj);
+    check_obj("policy/v1", "PodDisruptionBudget", &raw, 0,
+              "{\"apiVersion\":\"policy/v1\",\"kind\":\"PodDisruptionBudget\",\"metadata\":{},"
+              "\"spec\":{},\"status\":{\"disruptedPods\":{\"pod-a\":null,"
+              "\"pod-b\":\"2024-01-01T00:00:00Z\"},\"disruptionsAllowed\":2,\"currentHealthy\":0,"
+              "\"desiredHealthy\":0,\"expectedPods\":0}}");
+}
+
+/* Other group/versions resolve through the table; near misses are refused. */
+static void t_kind_table(void)
+{
+    struct buf raw;
+
+    buf_init(&raw);
+    e_str(&raw, 4, "high");
+    check_obj("scheduling.k8s.io/v1", "PriorityClass", &raw, 0,
+              "{\"apiVersion\":\"scheduling.k8s.io/v1\",\"kind\":\"PriorityClass\","
+              "\"metadata\":{},\"value\":0,\"description\":\"high\"}");
+    check_kind("scheduling.k8s.io/v1beta1", "PriorityClass",
+               "proto: unsupported kind \"PriorityClass\" (apiVersion "
+               "\"scheduling.k8s.io/v1beta1\")");
+    check_kind("v1", "Deployment", "proto: unsupported kind \"Deployment\" (apiVersion \"v1\")");
+    check_kind("apps/v1", "deployment",
+               "proto: unsupported kind \"deployment\" (apiVersion \"apps/v1\")");
+    check_kind("rbac.authorization.k8s.io/v1", "Subject",
+               "proto: unsupported kind \"Subject\" (apiVersion \"rbac.authorization.k8s.io/v1\")");
+    check_kind("batch/v1", "", "proto: unsupported kind \"\" (apiVersion \"batch/v1\")");
+}
+
 UNIT_MAIN(UNIT(t_helm_secret), UNIT(t_configmap), UNIT(t_secret_minimal), UNIT(t_merge_and_repeats),
           UNIT(t_timestamps), UNIT(t_generation_values), UNIT(t_truncated_prefixes),
           UNIT(t_truncated_raw), UNIT(t_bad_magic), UNIT(t_unknown_kind), UNIT(t_varint_overflow),
-          UNIT(t_lengths_past_end), UNIT(t_wire_errors))
+          UNIT(t_lengths_past_end), UNIT(t_wire_errors), UNIT(t_fixtures),
+          UNIT(t_fixture_key_order), UNIT(t_fixture_prefixes), UNIT(t_fixture_truncated_objects),
+          UNIT(t_fixture_corruption), UNIT(t_intorstring), UNIT(t_quantity_maps),
+          UNIT(t_rawextension), UNIT(t_microtime), UNIT(t_duration), UNIT(t_deployment_shapes),
+          UNIT(t_required_defaults), UNIT(t_kind_table))

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# bench/run.sh - run the benchmarks and print their results (make bench).
+#   bench/run.sh [kubelite_bench options...]   e.g. --pods 2000 --watchers 200 for a quick run
+# BUILD selects the build directory (build/ by default). Method and recorded figures:
+# BENCHMARKS.md. Takes about 30-60 s on 2 cores with the defaults.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+BUILD=${BUILD:-build}
+KUBELITE_BENCH=${KUBELITE_BENCH:-$BUILD/bench/kubelite_bench}
+KUBELITE=${KUBELITE:-$BUILD/bin/kubelite}
+for bin in "$KUBELITE_BENCH" "$KUBELITE"; do
+    if [ ! -x "$bin" ]; then
+        echo "bench/run.sh: $bin is not built (run make first)" >&2
+        exit 1
+    fi
+done
+# 1,000 watchers need about 2,100 descriptors in the bench (both ends of the baseline)
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+echo "== kubelite ($(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(date -u +%Y-%m-%dT%H:%MZ))"
+"$KUBELITE_BENCH" --kubelite "$KUBELITE" --openapi-dir tests/kubelite/openapi "$@"

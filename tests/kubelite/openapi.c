@@ -10,9 +10,9 @@
 
 struct oa_doc {
     char *path;
-    char *body;
+    char *body; /* served as is */
     char hash[17];
-    json_t *doc;
+    json_t *doc; /* parsed on first use (start-up reads and hashes only) */
 };
 
 struct openapi {
@@ -61,13 +61,11 @@ static void hash_hex(const char *s, char out[17])
     snprintf(out, 17, "%016llX", h);
 }
 
-/* Rebuild the merged maps from every document (documents change rarely: CRD events only). */
-static int reindex(struct openapi *oa)
+/* Add one parsed document's schemas to the merged maps. */
+static int index_doc(struct openapi *oa, const struct oa_doc *d)
 {
-    json_object_clear(oa->schemas);
-    json_object_clear(oa->gvk);
-    for (size_t i = 0; i < oa->ndocs; i++) {
-        json_t *schemas = json_object_get(json_object_get(oa->docs[i].doc, "components"), "schemas");
+    {
+        json_t *schemas = json_object_get(json_object_get(d->doc, "components"), "schemas");
         const char *name;
         json_t *s;
 
@@ -93,6 +91,44 @@ static int reindex(struct openapi *oa)
         }
     }
     return 0;
+}
+
+/* Rebuild the merged maps from every parsed document (CRD changes only). */
+static int reindex(struct openapi *oa)
+{
+    json_object_clear(oa->schemas);
+    json_object_clear(oa->gvk);
+    for (size_t i = 0; i < oa->ndocs; i++) {
+        int rc;
+        if (!oa->docs[i].doc)
+            continue;
+        rc = index_doc(oa, &oa->docs[i]);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Parse document i if it is not yet. Lookups are logically const; parsing is a cache fill. */
+static int ensure_doc(struct openapi *oa, size_t i)
+{
+    json_error_t jerr;
+    struct oa_doc *d = &oa->docs[i];
+    if (d->doc)
+        return 0;
+    d->doc = json_loads(d->body, 0, &jerr);
+    if (!d->doc) {
+        log_error("msg=\"cannot parse openapi document\" path=%s line=%d error=\"%s\"", d->path,
+                  jerr.line, jerr.text);
+        return -EINVAL;
+    }
+    return index_doc(oa, d);
+}
+
+static void ensure_all(struct openapi *oa)
+{
+    for (size_t i = 0; i < oa->ndocs; i++)
+        IGNORE_RESULT(ensure_doc(oa, i));
 }
 
 int openapi_set_doc(struct openapi *oa, const char *path, json_t *doc)
@@ -152,6 +188,51 @@ out:
     return rc;
 }
 
+/* Register a built-in document from a file: read and hashed now, parsed on first use. */
+static int add_raw(struct openapi *oa, const char *path, const char *file)
+{
+    FILE *f = fopen(file, "rb");
+    long n;
+    char *body;
+    struct oa_doc *d;
+
+    if (!f)
+        return -errno;
+    if (fseek(f, 0, SEEK_END) || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET)) {
+        fclose(f);
+        return -EIO;
+    }
+    body = malloc((size_t)n + 1);
+    if (!body || fread(body, 1, (size_t)n, f) != (size_t)n) {
+        free(body);
+        fclose(f);
+        return body ? -EIO : -ENOMEM;
+    }
+    fclose(f);
+    body[n] = '\0';
+    if (oa->ndocs == oa->cap) {
+        size_t ncap = oa->cap ? oa->cap * 2 : 32;
+        struct oa_doc *nd = realloc(oa->docs, ncap * sizeof(*nd));
+        if (!nd) {
+            free(body);
+            return -ENOMEM;
+        }
+        oa->docs = nd;
+        oa->cap = ncap;
+    }
+    d = &oa->docs[oa->ndocs];
+    d->path = strdup(path);
+    if (!d->path) {
+        free(body);
+        return -ENOMEM;
+    }
+    d->body = body;
+    d->doc = NULL;
+    hash_hex(body, d->hash);
+    oa->ndocs++;
+    return 0;
+}
+
 int openapi_load_dir(const char *dir, struct openapi **out)
 {
     struct openapi *oa = openapi_new();
@@ -170,8 +251,6 @@ int openapi_load_dir(const char *dir, struct openapi **out)
         char file[4096], path[512];
         const char *suffix = "_openapi.json";
         size_t len = strlen(de->d_name), sl = strlen(suffix);
-        json_error_t jerr;
-        json_t *doc;
         char *p;
 
         if (len <= sl || strcmp(de->d_name + len - sl, suffix) != 0)
@@ -181,14 +260,7 @@ int openapi_load_dir(const char *dir, struct openapi **out)
         snprintf(path, sizeof(path), "%.*s", (int)(len - sl), de->d_name);
         while ((p = strstr(path, "__")))
             memmove(p + 1, p + 2, strlen(p + 2) + 1), *p = '/';
-        doc = json_load_file(file, 0, &jerr);
-        if (!doc) {
-            log_error("msg=\"cannot load openapi document\" file=%s line=%d error=\"%s\"", file,
-                      jerr.line, jerr.text);
-            rc = -EINVAL;
-            goto out;
-        }
-        rc = openapi_set_doc(oa, path, doc);
+        rc = add_raw(oa, path, file);
         if (rc)
             goto out;
         n++;
@@ -207,7 +279,15 @@ out:
 
 const json_t *openapi_schema(const struct openapi *oa, const char *name)
 {
-    return oa ? json_object_get(oa->schemas, name) : NULL;
+    const json_t *s;
+    if (!oa)
+        return NULL;
+    s = json_object_get(oa->schemas, name);
+    if (!s) {
+        ensure_all((struct openapi *)oa);
+        s = json_object_get(oa->schemas, name);
+    }
+    return s;
 }
 
 const json_t *openapi_resolve(const struct openapi *oa, const json_t *schema)
@@ -222,7 +302,7 @@ const json_t *openapi_resolve(const struct openapi *oa, const json_t *schema)
             return schema;
         if (strncmp(ref, "#/components/schemas/", 21) != 0 || !oa)
             return NULL;
-        schema = json_object_get(oa->schemas, ref + 21);
+        schema = openapi_schema(oa, ref + 21);
     }
     return schema;
 }
@@ -230,11 +310,28 @@ const json_t *openapi_resolve(const struct openapi *oa, const json_t *schema)
 const json_t *openapi_gvk_schema(const struct openapi *oa, const char *group, const char *version,
                                  const char *kind)
 {
-    char key[512];
+    char key[512], path[512];
+    const json_t *s;
     if (!oa)
         return NULL;
     snprintf(key, sizeof(key), "%s/%s/%s", group ? group : "", version, kind);
-    return json_object_get(oa->gvk, key);
+    s = json_object_get(oa->gvk, key);
+    if (s)
+        return s;
+    /* Parse the group-version's own document first, everything else only if needed. */
+    if (group && *group)
+        snprintf(path, sizeof(path), "apis/%s/%s", group, version);
+    else
+        snprintf(path, sizeof(path), "api/%s", version);
+    for (size_t i = 0; i < oa->ndocs; i++)
+        if (strcmp(oa->docs[i].path, path) == 0)
+            IGNORE_RESULT(ensure_doc((struct openapi *)oa, i));
+    s = json_object_get(oa->gvk, key);
+    if (!s) {
+        ensure_all((struct openapi *)oa);
+        s = json_object_get(oa->gvk, key);
+    }
+    return s;
 }
 
 char *openapi_index_json(const struct openapi *oa)

@@ -55,7 +55,7 @@ CORE_LIB := $(BUILD)/lib/libweftcore.a
 KL_LIB := $(BUILD)/lib/libkubelite.a
 WEFT_LIB := $(BUILD)/lib/libweft.a
 
-BINS := $(BUILD)/bin/kubelite
+BINS := $(BUILD)/bin/kubelite $(BUILD)/bin/weftctl
 
 .PHONY: all bins test unit sanitize clean deps check-deps format format-check bench demo
 all: bins $(UNIT_BINS) $(IT_BINS) $(BENCH_BINS)
@@ -83,6 +83,11 @@ $(BUILD)/obj/empty.o:
 	$(Q)echo 'typedef int weft_empty_unit;' | $(CC) -x c -c - -o $@
 
 $(BUILD)/bin/kubelite: $(call obj,tests/kubelite/main.c) $(KL_LIB) $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/bin/weftctl: $(call obj,cli/main.c) $(WEFT_LIB) $(KL_LIB) $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)

@@ -1,0 +1,108 @@
+/*
+ * webhook.h - Weft's sidecar injection: the pure logic shared by the admission webhook (weftd,
+ * POST /inject) and `weftctl inject`.
+ *
+ * Everything here is a pure function of its inputs: no I/O, no global state, no clock. Inputs
+ * are borrowed and never modified; results are new objects the caller owns. Any thread may call
+ * these functions concurrently as long as each call has its own outputs.
+ *
+ * What injection adds to a pod (see docs/injection.md for the full reference):
+ *   - init container weft-init (iptables redirection, NET_ADMIN/NET_RAW, runs as root),
+ *   - the weft-proxy sidecar (weft-agent + HAProxy, UID 1337) - a native sidecar (init container
+ *     with restartPolicy: Always, right after weft-init) when cfg->native_sidecars, otherwise
+ *     first in spec.containers with a postStart hold so the application starts after it,
+ *   - volumes weft-data, weft-token (projected ServiceAccount token, audience "weft"), weft-ca
+ *     (ConfigMap weft-root-ca), weft-podinfo (downward API labels/annotations); a name already
+ *     used by the pod gets a numeric suffix (weft-token-1, ...),
+ *   - application httpGet probes rewritten to go through the agent on 15020
+ *     (/app-health/<container>/<livez|readyz|startupz>), originals in weft.dev/original-probes,
+ *   - annotations weft.dev/status, kubectl.kubernetes.io/default-container and the prometheus.io
+ *     scrape annotations (these two only when the pod has none of its own).
+ * Invariant: webhook_pod_uninject(webhook_pod_inject(p)) equals p (as JSON values).
+ */
+#ifndef WEFT_WEBHOOK_H
+#define WEFT_WEBHOOK_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/err.h"
+
+/* Injection settings: loaded once (Helm values, flags) and passed const. Strings borrowed. */
+struct inject_config {
+    const char *version;           /* recorded in weft.dev/status; never NULL */
+    const char *proxy_image;       /* weft-proxy image; never NULL */
+    const char *init_image;        /* weft-init image; NULL: proxy_image */
+    const char *image_pull_policy; /* NULL: field omitted (cluster default) */
+    const char *proxy_cpu_request; /* Kubernetes quantities; NULL: omitted */
+    const char *proxy_memory_request;
+    const char *proxy_cpu_limit;
+    const char *proxy_memory_limit;
+    const char *control_plane_addr; /* host:port of weftd's config stream, env WEFT_CONTROL_PLANE */
+    const char *log_level;          /* weft-agent --log-level */
+    bool native_sidecars;           /* the cluster runs native sidecars (Kubernetes >= 1.29) */
+    bool prometheus_annotations;    /* add prometheus.io scrape annotations if none */
+    bool inject_dry_run;            /* webhook: patch dryRun requests too (default: no patch) */
+};
+
+/* Fill cfg with the defaults documented in docs/injection.md (classic sidecar mode). */
+void webhook_config_init(struct inject_config *cfg);
+
+enum webhook_verdict {
+    WEBHOOK_INJECTED = 1, /* pod and patch are set */
+    WEBHOOK_SKIPPED = 2,  /* nothing to do; reason says why (opted out, hostNetwork, ...) */
+};
+
+/* The outcome of webhook_pod_inject, in caller storage; webhook_result_release frees it. */
+struct webhook_result {
+    enum webhook_verdict verdict;
+    json_t *pod;      /* INJECTED: the mutated copy of the input */
+    json_t *patch;    /* INJECTED: RFC 6902 JSON Patch turning the input into pod */
+    json_t *warnings; /* array of strings (possibly empty); never NULL after success */
+    char reason[256]; /* SKIPPED: human-readable reason */
+};
+
+/* Free what a result holds and zero it; accepts a zeroed or already released result. */
+void webhook_result_release(struct webhook_result *res);
+
+/*
+ * Decide whether to inject pod, and do it. pod is a Pod object or a pod template (an object with
+ * optional metadata and a spec). ns is the namespace the pod is created in (NULL or "" when
+ * unknown: then metadata.namespace is used). The caller has already selected the pod by
+ * namespace (the webhook's namespaceSelector); here the pod's own opt-out, hostNetwork, an
+ * earlier injection and the system namespaces (kube-system, weft-system) lead to SKIPPED.
+ *
+ * Returns 0 and fills *res; ERR_INVALID when the pod asks for something impossible (a malformed
+ * weft.dev/... or traffic.weft.dev/... annotation, a field of the wrong JSON type): msg gets a
+ * one-line reason naming the annotation or field, *res is untouched; -ENOMEM.
+ */
+int webhook_pod_inject(const struct inject_config *cfg, const json_t *pod, const char *ns,
+                       struct webhook_result *res, char *msg, size_t msglen) WUR;
+
+/*
+ * Undo an injection using the weft.dev/status annotation: removes exactly the containers,
+ * volumes and annotations recorded there and restores the original probes. A pod without the
+ * annotation comes back as an unchanged copy. Returns 0 and a new object in *out;
+ * ERR_INVALID (msg says why) when the status annotation is not what injection writes; -ENOMEM.
+ */
+int webhook_pod_uninject(const json_t *pod, json_t **out, char *msg, size_t msglen) WUR;
+
+/*
+ * Answer one AdmissionReview (admission.k8s.io/v1) request body of len bytes.
+ *
+ * Always produces a response body in *response_json (caller frees with free()) and the HTTP
+ * status to send in *http_status:
+ *   200 with an AdmissionReview response echoing request.uid: for a pod CREATE, allowed with
+ *       patchType JSONPatch and a base64 patch (plus warnings) when injected, allowed without a
+ *       patch when skipped, or allowed: false with status {code 400, message} when the pod's
+ *       annotations are malformed. UPDATE, DELETE, CONNECT, other resources, subresources and
+ *       dryRun requests (unless cfg->inject_dry_run) are allowed without a patch.
+ *   400 with a Status body {"kind":"Status",...,"message"} for a body that is not JSON, not an
+ *       AdmissionReview v1, or lacks request/request.uid/request.object.
+ * Returns 0, or -ENOMEM (outputs untouched; the server should answer 500).
+ */
+int webhook_review(const struct inject_config *cfg, const char *body, size_t len,
+                   char **response_json, int *http_status) WUR;
+
+#endif

@@ -104,7 +104,7 @@ $(BUILD)/tests/%: $(call obj,tests/integration/%.c) $(KL_LIB) $(CORE_LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/bench/%: $(call obj,bench/%.c) $(KL_LIB) $(CORE_LIB)
+$(BUILD)/bench/%: $(call obj,bench/%.c) $(WEFT_LIB) $(KL_LIB) $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 

@@ -18,3 +18,9 @@ done
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 echo "== kubelite ($(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(date -u +%Y-%m-%dT%H:%MZ))"
 "$KUBELITE_BENCH" --kubelite "$KUBELITE" --openapi-dir tests/kubelite/openapi "$@"
+rc=$?
+if [ -x "$BUILD/bench/ca_bench" ]; then
+    echo "== ca"
+    "$BUILD/bench/ca_bench" --seconds 2 || rc=1
+fi
+exit $rc

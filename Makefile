@@ -37,7 +37,7 @@ Q := @
 endif
 
 # --- sources -----------------------------------------------------------------
-CORE_SRC := $(wildcard lib/core/*.c) $(wildcard lib/conf/*.c)
+CORE_SRC := $(wildcard lib/core/*.c) $(wildcard lib/conf/*.c) $(wildcard lib/http/*.c)
 KL_SRC := $(filter-out tests/kubelite/main.c,$(wildcard tests/kubelite/*.c))
 # Weft's own modules (everything but each binary's main.c) go into one archive.
 WEFT_DIRS := lib/kube ca webhook controller push agent cli

@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 declare -A allow=(
   [lib/core]="core"
   [lib/conf]="core conf"
+  [lib/http]="core http"
+  [weftd]="core conf http kube ca controller push webhook weftd"
   [lib/kube]="core kube conf"
   [ca]="core ca"
   [controller]="core kube conf ca push controller"
@@ -12,7 +14,7 @@ declare -A allow=(
   [cli]="core kube conf cli webhook"
   [webhook]="core conf ca webhook"
   [agent]="core conf ca agent push_types"
-  [tests/kubelite]="core conf kubelite"
+  [tests/kubelite]="core conf http kubelite"
 )
 bad=0
 for mod in "${!allow[@]}"; do
@@ -24,6 +26,7 @@ for mod in "${!allow[@]}"; do
       core/*) dep=core ;;
       conf/*) dep=conf ;;
       kube/*) dep=kube ;;
+      http/*) dep=http ;;
       push/push_types.h) dep=push_types ;;
       tests/kubelite/*) dep=kubelite ;;
       */*) dep=${inc%%/*} ;;

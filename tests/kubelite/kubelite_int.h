@@ -17,7 +17,7 @@
 
 #include "core/buf.h"
 #include "core/err.h"
-#include "tests/kubelite/http.h"
+#include "http/http.h"
 
 struct openapi;
 struct selector;

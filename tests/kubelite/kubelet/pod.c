@@ -97,6 +97,12 @@ static bool alive(const struct ctr *c)
     return c->pid > 0;
 }
 
+/* Ready: running, started, and the readiness probe (when there is one) passing. */
+static bool ctr_ready(const struct ctr *c)
+{
+    return alive(c) && c->started && (!c->probes[P_READINESS].spec || c->ready);
+}
+
 struct pod *pod_new(const json_t *obj)
 {
     struct pod *p = calloc(1, sizeof(*p));
@@ -843,7 +849,7 @@ static json_t *ctr_status(const struct ctr *c)
     else
         state = json_pack("{s:{s:s}}", "waiting", "reason", c->reason);
     st = json_pack("{s:s,s:s,s:s,s:b,s:b,s:i,s:o,s:o}", "name", c->name, "image",
-                   image ? image : "", "imageID", c->image_id, "ready", c->ready && alive(c),
+                   image ? image : "", "imageID", c->image_id, "ready", ctr_ready(c),
                    "started", c->started && alive(c), "restartCount", c->restarts, "state", state,
                    "lastState",
                    c->last.set ? json_pack("{s:o}", "terminated", term_json(&c->last))
@@ -907,7 +913,7 @@ static json_t *build_status(struct pod *p, const struct kubelet_conf *conf)
             initialized = false;
             IGNORE_RESULT(buf_printf(&unfinished, "%s%s", unfinished.len ? " " : "", c->name));
         }
-        if ((!c->init || c->sidecar) && !(c->ready && alive(c))) {
+        if ((!c->init || c->sidecar) && !ctr_ready(c)) {
             ready = false;
             IGNORE_RESULT(buf_printf(&unready, "%s%s", unready.len ? " " : "", c->name));
         }

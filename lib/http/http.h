@@ -1,6 +1,8 @@
 /*
- * http.h - kubelite's HTTP/1.1 server: one epoll loop thread, keep-alive, chunked streaming
- * responses (for watches), optional TLS.
+ * http.h - Weft's HTTP/1.1 server: keep-alive, chunked streaming responses (watches), optional
+ * TLS through OpenSSL, on an epoll set. It runs its own loop (http_server_run, kubelite) or is
+ * embedded in another loop (weftd's libuv loop): poll http_server_fd() for readability and call
+ * http_server_step(s, 0), and call it again within http_server_next_timeout() milliseconds.
  *
  * A request is handed to the handler once its head and body are complete. The handler answers
  * at once with http_respond(), or starts a stream with http_stream_begin() and writes chunks
@@ -8,8 +10,8 @@
  * (the close callback fires; the conn is invalid after it returns). Request bodies are capped
  * (http_server_new's max_body); larger ones get 413 without reaching the handler.
  */
-#ifndef KUBELITE_HTTP_H
-#define KUBELITE_HTTP_H
+#ifndef WEFT_HTTP_H
+#define WEFT_HTTP_H
 
 #include <openssl/ssl.h>
 #include <stdbool.h>
@@ -48,6 +50,16 @@ void http_server_free(struct http_server *s);
 int http_server_port(const struct http_server *s);
 /* Call fn every interval_ms from the loop. */
 void http_server_set_tick(struct http_server *s, unsigned interval_ms, http_tick_fn fn, void *arg);
+/*
+ * Embedding: the epoll descriptor to watch for readability, one non-blocking (timeout_ms 0) or
+ * bounded round of work, the longest the owner may wait before the next round, and writing out
+ * what callbacks outside a round queued (answers to deferred requests).
+ */
+int http_server_fd(const struct http_server *s);
+int http_server_step(struct http_server *s, int timeout_ms) WUR;
+int http_server_next_timeout(const struct http_server *s);
+void http_server_flush(struct http_server *s);
+
 /* Run the loop until http_server_stop(); returns 0 or a negative errno. */
 int http_server_run(struct http_server *s) WUR;
 void http_server_stop(struct http_server *s);

@@ -14,7 +14,7 @@
 
 #include "core/buf.h"
 #include "core/log.h"
-#include "tests/kubelite/http.h"
+#include "http/http.h"
 
 #define HTTP_MAX_HEAD (64 * 1024)
 #define HTTP_MAX_BACKLOG (256u * 1024 * 1024)
@@ -915,84 +915,104 @@ static void reap_dead(struct http_server *s)
     }
 }
 
-int http_server_run(struct http_server *s)
+int http_server_fd(const struct http_server *s)
+{
+    return s->epfd;
+}
+
+int http_server_next_timeout(const struct http_server *s)
+{
+    int timeout = s->tick ? (int)s->tick_ms : 1000;
+    if (s->dirty)
+        return 0;
+    if (s->timer_armed) {
+        struct timespec now;
+        long long left;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        left = (s->timer_at.tv_sec - now.tv_sec) * 1000LL +
+               (s->timer_at.tv_nsec - now.tv_nsec) / 1000000LL;
+        if (left < 0)
+            left = 0;
+        if (left < timeout)
+            timeout = (int)left;
+    }
+    return timeout;
+}
+
+void http_server_flush(struct http_server *s)
+{
+    flush_dirty(s);
+}
+
+int http_server_step(struct http_server *s, int timeout_ms)
 {
     struct epoll_event evs[256];
+    int n;
+    bool any_dead = false;
 
+    n = epoll_wait(s->epfd, evs, (int)ARRAY_LEN(evs), timeout_ms);
+    if (n < 0) {
+        if (errno == EINTR)
+            return 0;
+        return -errno;
+    }
+    for (int i = 0; i < n; i++) {
+        struct http_conn *c = evs[i].data.ptr;
+        if (!c) {
+            do_accept(s);
+            continue;
+        }
+        if (c->tag == TAG_FD) {
+            struct http_fdwatch *w = (struct http_fdwatch *)(void *)c;
+            if (!w->dead)
+                w->cb(w->arg, w->fd, evs[i].events);
+            continue;
+        }
+        if (c->dead)
+            continue;
+        if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))
+            conn_read(c);
+        if (!c->dead && (evs[i].events & EPOLLOUT))
+            mark_dirty(c);
+    }
+    if (s->timer_armed) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec > s->timer_at.tv_sec ||
+            (now.tv_sec == s->timer_at.tv_sec && now.tv_nsec >= s->timer_at.tv_nsec)) {
+            s->timer_armed = false;
+            s->timer_fn(s->timer_arg);
+        }
+    }
+    reap_fdwatches(s);
+    if (s->tick && ms_since(&s->last_tick) >= (long long)s->tick_ms) {
+        clock_gettime(CLOCK_MONOTONIC, &s->last_tick);
+        s->tick(s->tick_arg);
+    }
+    flush_dirty(s);
+    /* Requests pipelined behind a finished stream or response. */
+    for (struct http_conn *c = s->conns; c; c = c->next) {
+        if (!c->dead && c->state == CONN_READING && c->in.len &&
+            memmem(c->in.p, c->in.len, "\r\n\r\n", 4) != NULL) {
+            while (c->state == CONN_READING && !c->dead && c->in.len && conn_try_request(c))
+                ;
+            mark_dirty(c);
+        }
+    }
+    flush_dirty(s);
+    for (struct http_conn *c = s->conns; c && !any_dead; c = c->next)
+        any_dead = c->dead;
+    if (any_dead)
+        reap_dead(s);
+    return 0;
+}
+
+int http_server_run(struct http_server *s)
+{
     while (!s->stop) {
-        int timeout = s->tick ? (int)s->tick_ms : 1000;
-        int n;
-        bool any_dead = false;
-
-        if (s->timer_armed) {
-            struct timespec now;
-            long long left;
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            left = (s->timer_at.tv_sec - now.tv_sec) * 1000LL +
-                   (s->timer_at.tv_nsec - now.tv_nsec) / 1000000LL;
-            if (left < 0)
-                left = 0;
-            if (left < timeout)
-                timeout = (int)left;
-        }
-        n = epoll_wait(s->epfd, evs, (int)ARRAY_LEN(evs), timeout);
-
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        for (int i = 0; i < n; i++) {
-            struct http_conn *c = evs[i].data.ptr;
-            if (!c) {
-                do_accept(s);
-                continue;
-            }
-            if (c->tag == TAG_FD) {
-                struct http_fdwatch *w = (struct http_fdwatch *)(void *)c;
-                if (!w->dead)
-                    w->cb(w->arg, w->fd, evs[i].events);
-                continue;
-            }
-            if (c->dead)
-                continue;
-            if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))
-                conn_read(c);
-            if (!c->dead && (evs[i].events & EPOLLOUT))
-                mark_dirty(c);
-            /* a paused reader (streaming) with more input waiting resumes after the stream */
-        }
-        if (s->timer_armed) {
-            struct timespec now;
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            if (now.tv_sec > s->timer_at.tv_sec ||
-                (now.tv_sec == s->timer_at.tv_sec && now.tv_nsec >= s->timer_at.tv_nsec)) {
-                s->timer_armed = false;
-                s->timer_fn(s->timer_arg);
-            }
-        }
-        reap_fdwatches(s);
-        if (s->tick && ms_since(&s->last_tick) >= (long long)s->tick_ms) {
-            clock_gettime(CLOCK_MONOTONIC, &s->last_tick);
-            s->tick(s->tick_arg);
-        }
-        flush_dirty(s);
-        /* Requests pipelined behind a finished stream or response. */
-        for (struct http_conn *c = s->conns; c; c = c->next) {
-            if (!c->dead && c->state == CONN_READING && c->in.len &&
-                memmem(c->in.p, c->in.len, "\r\n\r\n", 4) != NULL) {
-                while (c->state == CONN_READING && !c->dead && c->in.len && conn_try_request(c))
-                    ;
-                mark_dirty(c);
-            }
-            if (c->dead)
-                any_dead = true;
-        }
-        flush_dirty(s);
-        for (struct http_conn *c = s->conns; c && !any_dead; c = c->next)
-            any_dead = c->dead;
-        if (any_dead)
-            reap_dead(s);
+        int rc = http_server_step(s, http_server_next_timeout(s));
+        if (rc)
+            return rc;
     }
     return 0;
 }

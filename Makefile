@@ -92,6 +92,12 @@ $(BUILD)/bin/weftctl: $(call obj,cli/main.c) $(WEFT_LIB) $(KL_LIB) $(CORE_LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+WEFTD_SRC := $(wildcard weftd/*.c)
+$(BUILD)/bin/weftd: $(call obj,$(WEFTD_SRC)) $(WEFT_LIB) $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
 # One runner per unit-test directory; it links every library (unused members are dropped).
 .SECONDEXPANSION:
 $(BUILD)/tests/unit-%: $$(call obj,$$(wildcard tests/unit/%/*.c)) $(WEFT_LIB) $(KL_LIB) $(CORE_LIB)

@@ -1,0 +1,171 @@
+/*
+ * admin.c - weftd's admin endpoint (plain HTTP, 15014 by default): Prometheus metrics, liveness,
+ * readiness (informers synced and the CA loaded), and the compiled document of any proxy.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/buf.h"
+#include "core/log.h"
+#include "weftd/weftd_int.h"
+
+static void respond_text(struct http_conn *c, int code, const char *text)
+{
+    http_respond(c, code, "text/plain; charset=utf-8", text, strlen(text), NULL);
+}
+
+static int metrics(struct weftd *d, struct buf *b)
+{
+    const struct weftd_metrics *m = &d->m;
+    json_t *stats = mesh_model_stats(d->model);
+    const char *k;
+    json_t *v;
+    int rc = 0;
+
+#define COUNTER(name, help, val)                                                                   \
+    rc = rc ? rc                                                                                   \
+            : buf_printf(b, "# HELP " name " " help "\n# TYPE " name " counter\n" name " %llu\n",    \
+                         (unsigned long long)(val))
+#define SUM(name, help, val)                                                                       \
+    rc = rc ? rc                                                                                   \
+            : buf_printf(b, "# HELP " name " " help "\n# TYPE " name " counter\n" name " %.6f\n",   \
+                         (double)(val))
+    COUNTER("weft_reconciles_total", "Keys reconciled.", m->reconciles);
+    COUNTER("weft_reconcile_errors_total", "Reconciles that failed.", m->reconcile_errors);
+    SUM("weft_reconcile_seconds_total", "Time spent reconciling.", m->reconcile_seconds_sum);
+    COUNTER("weft_proxy_compiles_total", "Proxy documents compiled.", m->compiles);
+    COUNTER("weft_proxy_compiles_changed_total", "Compiles that changed a document.",
+            m->compiles_changed);
+    SUM("weft_proxy_compile_seconds_total", "Time spent compiling.", m->compile_seconds_sum);
+    COUNTER("weft_status_writes_total", "Status subresource writes.", m->status_writes);
+    COUNTER("weft_status_write_errors_total", "Status writes that failed.",
+            m->status_write_errors);
+    COUNTER("weft_certificates_issued_total", "Workload certificates issued.", m->certs_issued);
+    SUM("weft_certificate_issue_seconds_total", "Time spent issuing.", m->issue_seconds_sum);
+    COUNTER("weft_webhook_reviews_total", "AdmissionReviews answered.", m->webhook_reviews);
+    COUNTER("weft_webhook_denied_total", "AdmissionReviews denied.", m->webhook_denied);
+    COUNTER("weft_webhook_errors_total", "AdmissionReviews that were malformed.",
+            m->webhook_errors);
+    SUM("weft_webhook_seconds_total", "Time spent answering reviews.", m->webhook_seconds_sum);
+    if (!rc)
+        rc = buf_printf(b, "# HELP weft_certificates_refused_total Certificate requests "
+                           "refused, by reason.\n# TYPE weft_certificates_refused_total "
+                           "counter\n");
+    for (size_t i = 0; i < ARRAY_LEN(m->certs_refused) && !rc; i++) {
+        if (m->certs_refused[i])
+            rc = buf_printf(b, "weft_certificates_refused_total{reason=\"%s\"} %llu\n",
+                            i == WEFTD_REFUSED_AUTH ? "Unauthenticated" : ca_refusal_str((enum ca_refusal)i),
+                            (unsigned long long)m->certs_refused[i]);
+    }
+    if (!rc)
+        rc = buf_printf(b, "# HELP weft_model_objects Objects held by the mesh model.\n"
+                           "# TYPE weft_model_objects gauge\n");
+    json_object_foreach(stats, k, v)
+    {
+        if (!rc)
+            rc = buf_printf(b, "weft_model_objects{kind=\"%s\"} %lld\n", k,
+                            (long long)json_integer_value(v));
+    }
+    if (!rc)
+        rc = buf_printf(b, "# HELP weft_proxies Meshed proxies with a compiled document.\n"
+                           "# TYPE weft_proxies gauge\nweft_proxies %zu\n",
+                        json_object_size(d->docs));
+    if (!rc)
+        rc = buf_printf(b, "# HELP weft_queue_depth Keys waiting in the work queue.\n"
+                           "# TYPE weft_queue_depth gauge\nweft_queue_depth %zu\n",
+                        d->queue ? wq_len(d->queue) : 0);
+    for (size_t i = 0; i < d->nwatches && !rc; i++) {
+        if (i == 0)
+            rc = buf_printf(b, "# HELP weft_cache_objects Objects in each informer's cache.\n"
+                               "# TYPE weft_cache_objects gauge\n");
+        if (!rc)
+            rc = buf_printf(b, "weft_cache_objects{resource=\"%s\"} %zu\n",
+                            d->watches[i].res.plural,
+                            json_object_size(kube_informer_cache(d->watches[i].inf)));
+    }
+    if (!rc)
+        rc = buf_printf(b, "# HELP weft_leader Whether this replica holds the lease.\n"
+                           "# TYPE weft_leader gauge\nweft_leader %d\n",
+                        d->leading ? 1 : 0);
+#undef COUNTER
+#undef SUM
+    json_decref(stats);
+    return rc;
+}
+
+static void handle(void *arg, struct http_conn *c, const struct http_request *req)
+{
+    struct weftd *d = arg;
+
+    if (strcmp(req->method, "GET") != 0) {
+        respond_text(c, 405, "method not allowed\n");
+        return;
+    }
+    if (strcmp(req->path, "/healthz") == 0) {
+        respond_text(c, 200, "ok\n");
+    } else if (strcmp(req->path, "/readyz") == 0) {
+        bool synced = weftd_synced(d), ca = d->ca != NULL;
+        char msg[256];
+        snprintf(msg, sizeof(msg), "%s\ninformers synced: %s\nca loaded: %s\n",
+                 synced && ca ? "ok" : "not ready", synced ? "yes" : "no", ca ? "yes" : "no");
+        respond_text(c, synced && ca ? 200 : 503, msg);
+    } else if (strcmp(req->path, "/metrics") == 0) {
+        struct buf b;
+        buf_init(&b);
+        if (metrics(d, &b))
+            respond_text(c, 500, "out of memory\n");
+        else
+            http_respond(c, 200, "text/plain; version=0.0.4", b.p, b.len, NULL);
+        buf_release(&b);
+    } else if (strncmp(req->path, "/debug/config/", 14) == 0) {
+        const char *key = req->path + 14;
+        json_t *doc = json_object_get(d->docs, key);
+        char *s;
+        if (!strchr(key, '/')) {
+            respond_text(c, 400, "use /debug/config/<namespace>/<pod>\n");
+            return;
+        }
+        if (!doc) {
+            char msg[700];
+            snprintf(msg, sizeof(msg),
+                     "no compiled configuration for pod %s (not found, or not meshed)\n", key);
+            respond_text(c, 404, msg);
+            return;
+        }
+        s = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
+        if (!s) {
+            respond_text(c, 500, "out of memory\n");
+            return;
+        }
+        http_respond(c, 200, "application/json", s, strlen(s), NULL);
+        free(s);
+    } else {
+        respond_text(c, 404, "not found\n");
+    }
+}
+
+int weftd_admin_start(struct weftd *d)
+{
+    int rc = http_server_new(d->opts.admin_listen, NULL, 4096, handle, d, &d->admin);
+    if (rc) {
+        log_error("msg=\"cannot listen\" what=admin address=%s error=\"%s\"", d->opts.admin_listen,
+                  err_str(rc));
+        return rc;
+    }
+    rc = weftd_http_attach(d, d->admin);
+    if (rc)
+        return rc;
+    log_info("msg=listening what=admin address=%s port=%d", d->opts.admin_listen,
+             http_server_port(d->admin));
+    return 0;
+}
+
+void weftd_admin_stop(struct weftd *d)
+{
+    if (!d->admin)
+        return;
+    weftd_http_detach(d, d->admin);
+    http_server_free(d->admin);
+    d->admin = NULL;
+}

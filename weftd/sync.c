@@ -1,0 +1,408 @@
+/*
+ * sync.c - from the cluster to compiled documents and status.
+ *
+ * One informer per watched resource; its handler only enqueues "<watch>|<key>". The reconcile
+ * of a key reads the informer's cache (level-based: the latest state, whatever events led
+ * there) and upserts or deletes it in the mesh model, then schedules a compile pass (coalesced:
+ * one pass per loop turn however many keys were processed). The compile pass compiles the
+ * proxies the model reports dirty and keeps their documents. Custom resources whose status may
+ * have changed are remembered; the leader writes their conditions through /status, only when
+ * they differ from what is stored.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "weftd/weftd_int.h"
+
+struct watch_def {
+    const char *kind; /* as mesh_model_delete names it */
+    const char *api_version;
+    const char *obj_kind;
+    struct kube_resource res;
+    bool optional;
+    bool has_status; /* a Weft custom resource whose conditions weftd owns */
+};
+
+static const struct watch_def defs[] = {
+    {"Namespace", "v1", "Namespace", {"", "v1", "namespaces", false}, false, false},
+    {"Service", "v1", "Service", {"", "v1", "services", true}, false, false},
+    {"EndpointSlice", "discovery.k8s.io/v1", "EndpointSlice",
+     {"discovery.k8s.io", "v1", "endpointslices", true}, false, false},
+    {"Pod", "v1", "Pod", {"", "v1", "pods", true}, false, false},
+    {"ServiceAccount", "v1", "ServiceAccount", {"", "v1", "serviceaccounts", true}, false, false},
+    {"TrafficSplit", "mesh.weft.dev/v1alpha1", "TrafficSplit",
+     {"mesh.weft.dev", "v1alpha1", "trafficsplits", true}, false, true},
+    {"AccessPolicy", "mesh.weft.dev/v1alpha1", "AccessPolicy",
+     {"mesh.weft.dev", "v1alpha1", "accesspolicies", true}, false, true},
+    {"RetryPolicy", "mesh.weft.dev/v1alpha1", "RetryPolicy",
+     {"mesh.weft.dev", "v1alpha1", "retrypolicies", true}, false, true},
+    {"TrafficSplit.split.smi-spec.io", "split.smi-spec.io/v1alpha4", "TrafficSplit",
+     {"split.smi-spec.io", "v1alpha4", "trafficsplits", true}, true, false},
+};
+
+struct status_call {
+    struct weftd *d;
+    size_t watch;
+    char *ns, *name;
+};
+
+static void on_event(void *arg, enum kube_event_type type, const char *key, const json_t *obj)
+{
+    struct weftd_watch *w = arg;
+    char qkey[1024];
+    (void)type;
+    (void)obj;
+    snprintf(qkey, sizeof(qkey), "%zu|%s", (size_t)(w - w->d->watches), key);
+    if (wq_add(w->d->queue, qkey))
+        log_error("msg=\"cannot queue\" key=%s", qkey);
+}
+
+static void split_key(const char *key, char *ns, size_t nslen, char *name, size_t namelen)
+{
+    const char *slash = strchr(key, '/');
+    if (slash) {
+        snprintf(ns, nslen, "%.*s", (int)(slash - key), key);
+        snprintf(name, namelen, "%s", slash + 1);
+    } else {
+        ns[0] = '\0';
+        snprintf(name, namelen, "%s", key);
+    }
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* ---------------------------------------------------------------- status */
+
+static int mutate_status(void *arg, json_t *obj)
+{
+    struct status_call *sc = arg;
+    const struct watch_def *def = &defs[sc->watch];
+    json_t *st = json_object_get(obj, "status"), *conds = NULL;
+    char now[40];
+    time_t t = time(NULL);
+    struct tm tm;
+    int rc;
+
+    gmtime_r(&t, &tm);
+    strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    rc = mesh_model_status(sc->d->model, def->kind, sc->ns, sc->name,
+                           json_object_get(st, "conditions"), now, &conds);
+    if (rc)
+        return rc;
+    if (json_equal(conds, json_object_get(st, "conditions"))) {
+        json_decref(conds);
+        return ERR_EXISTS; /* nothing to write */
+    }
+    if (!json_is_object(st)) {
+        st = json_object();
+        json_object_set_new(obj, "status", st);
+    }
+    json_object_set_new(st, "conditions", conds);
+    return 0;
+}
+
+static void status_done(void *arg, int err, long status, json_t *body)
+{
+    struct status_call *sc = arg;
+    int rc = kube_result_err(err, status, body);
+    if (rc && rc != ERR_EXISTS && rc != ERR_NOTFOUND) {
+        sc->d->m.status_write_errors++;
+        log_warn("msg=\"status write failed\" kind=%s namespace=%s name=%s error=\"%s\"",
+                 defs[sc->watch].kind, sc->ns, sc->name,
+                 kube_status_message(body) ? kube_status_message(body) : err_str(rc));
+    } else if (!rc) {
+        sc->d->m.status_writes++;
+    }
+    free(sc->ns);
+    free(sc->name);
+    free(sc);
+}
+
+static void write_status(struct weftd *d, size_t watch, const char *ns, const char *name)
+{
+    struct status_call *sc = calloc(1, sizeof(*sc));
+    const json_t *cur;
+    char key[600], now[40];
+    json_t *conds = NULL;
+    time_t t = time(NULL);
+    struct tm tm;
+
+    if (!sc)
+        return;
+    /* Skip the request when the stored conditions already say it. */
+    snprintf(key, sizeof(key), "%s/%s", ns, name);
+    cur = kube_informer_get(d->watches[watch].inf, key);
+    gmtime_r(&t, &tm);
+    strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (cur &&
+        mesh_model_status(d->model, defs[watch].kind, ns, name,
+                          json_object_get(json_object_get(cur, "status"), "conditions"), now,
+                          &conds) == 0 &&
+        json_equal(conds, json_object_get(json_object_get(cur, "status"), "conditions"))) {
+        json_decref(conds);
+        free(sc);
+        return;
+    }
+    json_decref(conds);
+    sc->d = d;
+    sc->watch = watch;
+    sc->ns = strdup(ns);
+    sc->name = strdup(name);
+    if (!sc->ns || !sc->name ||
+        kube_update_retry(d->kube, &defs[watch].res, ns, name, "status", mutate_status, sc,
+                          status_done, sc)) {
+        free(sc->ns);
+        free(sc->name);
+        free(sc);
+    }
+}
+
+static void flush_status(struct weftd *d)
+{
+    const char *k;
+    json_t *v, *done = json_array();
+    size_t i;
+
+    if (!d->leading) {
+        json_decref(done);
+        return;
+    }
+    json_object_foreach(d->status_pending, k, v)
+    {
+        char ns[300], name[300];
+        size_t watch = (size_t)json_integer_value(v);
+        split_key(k + strcspn(k, "|") + 1, ns, sizeof(ns), name, sizeof(name));
+        write_status(d, watch, ns, name);
+        json_array_append_new(done, json_string(k));
+    }
+    json_array_foreach(done, i, v) json_object_del(d->status_pending, json_string_value(v));
+    json_decref(done);
+}
+
+void weftd_sync_leading(struct weftd *d)
+{
+    /* A new leader owns every resource's status: look at all of them once. */
+    for (size_t i = 0; i < d->nwatches; i++) {
+        const char *k;
+        const json_t *o;
+        if (!defs[i].has_status || !d->watches[i].inf)
+            continue;
+        json_object_foreach((json_t *)kube_informer_cache(d->watches[i].inf), k, o)
+        {
+            char qk[700];
+            snprintf(qk, sizeof(qk), "%zu|%s", i, k);
+            json_object_set_new(d->status_pending, qk, json_integer((json_int_t)i));
+        }
+    }
+    flush_status(d);
+}
+
+/* ---------------------------------------------------------------- compile */
+
+static void compile_pass(struct weftd *d)
+{
+    json_t *dirty = NULL, *k;
+    size_t i;
+    double t0 = now_s();
+
+    if (mesh_model_dirty_proxies(d->model, &dirty)) {
+        log_error("msg=\"cannot list dirty proxies: out of memory\"");
+        return;
+    }
+    json_array_foreach(dirty, i, k)
+    {
+        const char *key = json_string_value(k);
+        char ns[300], name[300];
+        json_t *doc = NULL;
+        struct mesh_compile_info info;
+        int rc;
+
+        split_key(key, ns, sizeof(ns), name, sizeof(name));
+        rc = mesh_compile_pod_ex(d->model, ns, name, &doc, &info);
+        d->m.compiles++;
+        if (rc == ERR_NOTFOUND) {
+            json_object_del(d->docs, key);
+            continue;
+        }
+        if (rc) {
+            log_error("msg=\"compile failed\" pod=%s error=\"%s\"", key, err_str(rc));
+            continue;
+        }
+        if (info.changed) {
+            d->m.compiles_changed++;
+            log_debug("msg=\"proxy config changed\" pod=%s", key);
+        }
+        json_object_set_new(d->docs, key, doc);
+    }
+    d->m.compile_seconds_sum += now_s() - t0;
+    json_decref(dirty);
+    flush_status(d);
+}
+
+static void on_compile(uv_idle_t *h)
+{
+    struct weftd *d = h->data;
+    uv_idle_stop(h);
+    compile_pass(d);
+}
+
+/* The sync state lives beside struct weftd (not in the shared header): one idle handle. */
+struct sync_state {
+    uv_idle_t compile;
+    bool started;
+};
+
+static struct sync_state *state_of(struct weftd *d)
+{
+    return (struct sync_state *)d->sync;
+}
+
+/* ---------------------------------------------------------------- reconcile */
+
+static struct wq_result reconcile(void *arg, const char *qkey)
+{
+    struct weftd *d = arg;
+    struct wq_result res = {WQ_DONE, 0};
+    char *end;
+    size_t wi = strtoul(qkey, &end, 10);
+    const char *key = *end == '|' ? end + 1 : NULL;
+    const struct watch_def *def;
+    const json_t *obj;
+    double t0 = now_s();
+    int rc = 0;
+
+    if (!key || wi >= d->nwatches) {
+        res.outcome = WQ_TERMINAL;
+        return res;
+    }
+    def = &defs[wi];
+    d->m.reconciles++;
+    obj = kube_informer_get(d->watches[wi].inf, key);
+    if (obj) {
+        /* Listed objects carry no apiVersion/kind: the model recognises objects by them. */
+        json_t *o = json_copy((json_t *)obj);
+        if (!o) {
+            res.outcome = WQ_ERROR;
+            return res;
+        }
+        json_object_set_new(o, "apiVersion", json_string(def->api_version));
+        json_object_set_new(o, "kind", json_string(def->obj_kind));
+        rc = mesh_model_upsert(d->model, o);
+        if (strcmp(def->kind, "Namespace") == 0)
+            weftd_ca_namespace(d, o);
+        json_decref(o);
+    } else {
+        char ns[300], name[300];
+        split_key(key, ns, sizeof(ns), name, sizeof(name));
+        rc = mesh_model_delete(d->model, def->kind, ns, name);
+        if (rc == ERR_NOTFOUND)
+            rc = 0;
+    }
+    if (rc == -ENOMEM) {
+        d->m.reconcile_errors++;
+        res.outcome = WQ_ERROR;
+    } else if (rc && rc != ERR_UNSUPPORTED) {
+        d->m.reconcile_errors++;
+        log_warn("msg=\"object not taken into the model\" kind=%s key=%s error=\"%s\"", def->kind,
+                 key, err_str(rc));
+        res.outcome = WQ_TERMINAL;
+    }
+    /* Any change may move any custom resource's references: their status is re-evaluated. */
+    for (size_t i = 0; i < d->nwatches; i++) {
+        const char *k;
+        const json_t *cr;
+        if (!defs[i].has_status || !d->watches[i].inf)
+            continue;
+        if (i == wi && obj) {
+            char qk[700];
+            snprintf(qk, sizeof(qk), "%zu|%s", i, key);
+            json_object_set_new(d->status_pending, qk, json_integer((json_int_t)i));
+            continue;
+        }
+        if (i == wi || !defs[wi].has_status) {
+            /* cluster objects change references: recheck all custom resources, cheaply */
+            json_object_foreach((json_t *)kube_informer_cache(d->watches[i].inf), k, cr)
+            {
+                char qk[700];
+                snprintf(qk, sizeof(qk), "%zu|%s", i, k);
+                json_object_set_new(d->status_pending, qk, json_integer((json_int_t)i));
+            }
+        }
+    }
+    d->m.reconcile_seconds_sum += now_s() - t0;
+    uv_idle_start(&state_of(d)->compile, on_compile);
+    return res;
+}
+
+bool weftd_synced(const struct weftd *d)
+{
+    if (!d->nwatches)
+        return false;
+    for (size_t i = 0; i < d->nwatches; i++)
+        if (!defs[i].optional && !kube_informer_synced(d->watches[i].inf))
+            return false;
+    return true;
+}
+
+int weftd_sync_start(struct weftd *d)
+{
+    struct sync_state *st = calloc(1, sizeof(*st));
+    int rc;
+
+    if (!st)
+        return -ENOMEM;
+    d->sync = st;
+    uv_idle_init(d->loop, &st->compile);
+    st->compile.data = d;
+    rc = wq_new(NULL, &d->queue);
+    if (rc)
+        return rc;
+    rc = wq_run(d->queue, d->loop, reconcile, d);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < ARRAY_LEN(defs); i++) {
+        struct weftd_watch *w = &d->watches[i];
+        struct kube_informer_handlers h = {on_event, NULL, w};
+        w->d = d;
+        w->kind = defs[i].kind;
+        w->res = defs[i].res;
+        w->optional = defs[i].optional;
+        rc = kube_informer_new(d->kube, &defs[i].res, NULL, NULL, &h, NULL, &w->inf);
+        if (rc)
+            return rc;
+        d->nwatches = i + 1;
+    }
+    st->started = true;
+    return 0;
+}
+
+static void on_idle_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void weftd_sync_stop(struct weftd *d)
+{
+    struct sync_state *st = state_of(d);
+    for (size_t i = 0; i < d->nwatches; i++) {
+        kube_informer_free(d->watches[i].inf);
+        d->watches[i].inf = NULL;
+    }
+    d->nwatches = 0;
+    wq_free(d->queue);
+    d->queue = NULL;
+    if (st) {
+        uv_idle_stop(&st->compile);
+        st->compile.data = st;
+        uv_close((uv_handle_t *)&st->compile, on_idle_closed);
+        d->sync = NULL;
+    }
+}

@@ -1,0 +1,132 @@
+/*
+ * weftd_int.h - the weftd binary's shared state, for the files of weftd/ only.
+ *
+ * weftd wires the modules together on one libuv loop: the Kubernetes client and informers
+ * (lib/kube), the mesh model and compiler (controller/), the CA (ca/) with its certificate
+ * endpoint, the injection webhook (webhook/), and the admin endpoint. HTTP servers are lib/http
+ * servers embedded in the loop (weftd_http_attach). Every replica watches and compiles; only
+ * the Lease holder writes (custom resource status, the CA root Secret, trust-bundle ConfigMaps,
+ * the webhook configuration).
+ */
+#ifndef WEFTD_INT_H
+#define WEFTD_INT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "ca/ca.h"
+#include "controller/controller.h"
+#include "core/err.h"
+#include "http/http.h"
+#include "kube/kube.h"
+#include "webhook/webhook.h"
+
+struct weftd_opts {
+    const char *kubeconfig;     /* NULL: in-cluster, then $KUBECONFIG */
+    const char *namespace;      /* weftd's own namespace (weft-system) */
+    const char *identity;       /* leader-election identity (pod name or hostname) */
+    const char *admin_listen;   /* "0.0.0.0:15014": metrics, healthz, readyz, debug */
+    const char *webhook_listen; /* "0.0.0.0:9443": POST /inject */
+    const char *certs_listen;   /* "0.0.0.0:15012": POST /v1/certificates */
+    const char *webhook_url;    /* out of cluster: register weft-injector with this URL */
+    const char *webhook_service; /* in cluster: Service name of the webhook (weft-webhook) */
+    const char *trust_domain;   /* "cluster.local" */
+    enum mesh_mode mode;
+    const char *ca_secret;      /* Secret holding Weft's own root: "weft-ca" */
+    const char *user_ca_secret; /* operator-supplied root or intermediate (NULL: none) */
+    long cert_ttl;              /* leaf lifetime, seconds (86400) */
+    bool native_sidecars;       /* inject native sidecars (set from the server version) */
+    const char *proxy_image;
+    const char *init_image;
+};
+
+/* Counters for /metrics (Prometheus text). */
+#define WEFTD_REFUSED_AUTH 15
+struct weftd_metrics {
+    uint64_t reconciles, reconcile_errors;
+    double reconcile_seconds_sum;
+    uint64_t compiles, compiles_changed;
+    double compile_seconds_sum;
+    uint64_t status_writes, status_write_errors;
+    uint64_t certs_issued;
+    uint64_t certs_refused[16]; /* by enum ca_refusal; [WEFTD_REFUSED_AUTH]: token refused */
+    double issue_seconds_sum;
+    uint64_t webhook_reviews, webhook_denied, webhook_errors;
+    double webhook_seconds_sum;
+};
+
+struct weftd;
+
+/* One watched resource: its informer and how its keys reach the work queue. */
+struct weftd_watch {
+    struct weftd *d;
+    const char *kind;   /* model kind ("Pod", "TrafficSplit.split.smi-spec.io") */
+    struct kube_resource res;
+    struct kube_informer *inf;
+    bool optional;      /* SMI: absent CRD is fine */
+};
+
+#define WEFTD_MAX_WATCHES 16
+
+struct weftd {
+    uv_loop_t *loop;
+    struct weftd_opts opts;
+    struct kube_config *kcfg;
+    struct kube_client *kube;
+    struct kube_leader *leader;
+    bool leading;
+
+    struct mesh_model *model;
+    struct wq *queue;
+    struct weftd_watch watches[WEFTD_MAX_WATCHES];
+    size_t nwatches;
+    json_t *docs;   /* "ns/name" -> last compiled document (for /debug/config and push) */
+    json_t *status_pending; /* keys of custom resources whose status needs a write */
+    void *sync;             /* sync.c's private state */
+
+    struct ca *ca;           /* NULL until the root is loaded */
+    char *bundle_pem;        /* trust bundle PEM, NULL until loaded */
+    struct inject_config inject;
+
+    struct http_server *admin, *webhook, *certs;
+    struct weftd_http *attached[4];
+    struct weftd_metrics m;
+    uv_signal_t sigterm, sigint;
+    bool stopping;
+};
+
+/* --- lib/http servers on the libuv loop (httpuv.c) --- */
+/* Drive s from d's loop until weftd_http_detach; s stays owned by the caller. */
+int weftd_http_attach(struct weftd *d, struct http_server *s) WUR;
+/* Stop driving s; the libuv handles close asynchronously (let the loop run once more). */
+void weftd_http_detach(struct weftd *d, struct http_server *s);
+/* After answering a deferred request from a non-HTTP callback: write it out now. */
+void weftd_http_kick(struct weftd *d, struct http_server *s);
+
+/* --- sync: informers -> model -> documents and status (sync.c) --- */
+int weftd_sync_start(struct weftd *d) WUR;
+void weftd_sync_stop(struct weftd *d);
+bool weftd_synced(const struct weftd *d);
+void weftd_sync_leading(struct weftd *d); /* became leader: write pending status */
+
+/* --- CA: root bootstrap, certificate endpoint, trust bundle (ca_server.c) --- */
+int weftd_ca_start(struct weftd *d) WUR;
+void weftd_ca_stop(struct weftd *d);
+void weftd_ca_leading(struct weftd *d);
+/* A namespace was seen (or changed): publish the trust bundle there if it is meshed. */
+void weftd_ca_namespace(struct weftd *d, const json_t *ns);
+
+/* --- injection webhook server and its configuration (webhook_server.c) --- */
+int weftd_webhook_start(struct weftd *d) WUR;
+void weftd_webhook_stop(struct weftd *d);
+void weftd_webhook_leading(struct weftd *d);
+/* The CA became ready (or rotated): (re)issue the serving cert, refresh the caBundle. */
+void weftd_webhook_ca_ready(struct weftd *d);
+
+/* --- admin endpoint (admin.c) --- */
+int weftd_admin_start(struct weftd *d) WUR;
+void weftd_admin_stop(struct weftd *d);
+
+#endif

@@ -55,7 +55,9 @@ CORE_LIB := $(BUILD)/lib/libweftcore.a
 KL_LIB := $(BUILD)/lib/libkubelite.a
 WEFT_LIB := $(BUILD)/lib/libweft.a
 
-BINS := $(BUILD)/bin/kubelite $(BUILD)/bin/weftctl
+KLT_SRC := $(wildcard tests/kubelite/kubelet/*.c)
+BINS := $(BUILD)/bin/kubelite $(BUILD)/bin/weftctl $(BUILD)/bin/kubelet-lite $(BUILD)/bin/testapp
+UNIT_BINS += $(BUILD)/tests/unit-kubelet
 
 .PHONY: all bins test unit sanitize clean deps check-deps format format-check bench demo
 all: bins $(UNIT_BINS) $(IT_BINS) $(BENCH_BINS)
@@ -94,6 +96,22 @@ $(BUILD)/bin/weftctl: $(call obj,cli/main.c) $(WEFT_LIB) $(KL_LIB) $(CORE_LIB)
 
 WEFTD_SRC := $(wildcard weftd/*.c)
 $(BUILD)/bin/weftd: $(call obj,$(WEFTD_SRC)) $(WEFT_LIB) $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# kubelet-lite (tests/kubelite/kubelet/) and the test app are test tools of their own.
+$(BUILD)/bin/kubelet-lite: $(call obj,$(KLT_SRC)) $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/bin/testapp: $(call obj,tests/testapp/testapp.c)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -lpthread
+
+$(BUILD)/tests/unit-kubelet: $(call obj,tests/kubelite/kubelet/test/kubelet_test.c $(filter-out %/main.c,$(KLT_SRC))) $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)

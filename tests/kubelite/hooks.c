@@ -601,7 +601,8 @@ bool kl_subresource_known(const struct rtype *rt, const char *sub)
 {
     return (strcmp(sub, "status") == 0 && rt->has_status) ||
            (strcmp(sub, "scale") == 0 && rt->has_scale) ||
-           (strcmp(sub, "token") == 0 && is(rt, "", "serviceaccounts"));
+           (strcmp(sub, "token") == 0 && is(rt, "", "serviceaccounts")) ||
+           (strcmp(sub, "binding") == 0 && is(rt, "", "pods"));
 }
 
 static json_t *scale_of(const struct rtype *rt, const json_t *obj)
@@ -634,6 +635,55 @@ static json_t *scale_of(const struct rtype *rt, const json_t *obj)
     return scale;
 }
 
+/* POST pods/<name>/binding: the scheduler's (or kubelet-lite's) placement of a pod on a node. */
+static void pod_binding(struct kl *kl, struct http_conn *c, const struct http_request *req,
+                        const struct rtype *rt, const char *ns, const char *name)
+{
+    char key[600], msg[700];
+    json_t *body = NULL, *pod, *n;
+    const char *node;
+
+    if (strcmp(req->method, "POST") != 0) {
+        kl_respond_status(c, 405, "MethodNotAllowed",
+                          "the server does not allow this method on the requested resource", NULL,
+                          NULL, NULL, NULL);
+        return;
+    }
+    if (kl_parse_body(c, req, &body))
+        return;
+    node = jstr(json_object_get(body, "target"), "name");
+    kl_key(ns, name, key, sizeof(key));
+    pod = kl_store_lookup(rt->store, key);
+    if (!pod) {
+        snprintf(msg, sizeof(msg), "pods \"%s\" not found", name);
+        kl_respond_status(c, 404, "NotFound", msg, "pods", name, "", NULL);
+    } else if (!node || !*node) {
+        kl_respond_status(c, 422, "Invalid",
+                          "Binding \"\" is invalid: target.name: Required value", "Binding", name,
+                          "", NULL);
+    } else if (jstr(json_object_get(pod, "spec"), "nodeName") &&
+               *jstr(json_object_get(pod, "spec"), "nodeName")) {
+        snprintf(msg, sizeof(msg),
+                 "Operation cannot be fulfilled on pods/binding \"%s\": pod %s is already "
+                 "assigned to node \"%s\"",
+                 name, name, jstr(json_object_get(pod, "spec"), "nodeName"));
+        kl_respond_status(c, 409, "Conflict", msg, "pods/binding", name, "", NULL);
+    } else {
+        n = json_deep_copy(pod);
+        json_object_set_new(json_object_get(n, "spec"), "nodeName", json_string(node));
+        if (kl_commit(kl, rt->store, key, n, NULL)) {
+            kl_respond_status(c, 500, "InternalError", "cannot store the binding", NULL, NULL,
+                              NULL, NULL);
+        } else {
+            json_t *st = json_pack("{s:s,s:s,s:{},s:s,s:i}", "kind", "Status", "apiVersion", "v1",
+                                   "metadata", "status", "Success", "code", 201);
+            kl_respond_json(c, 201, st, NULL);
+            json_decref(st);
+        }
+    }
+    json_decref(body);
+}
+
 void kl_subresource_handle(struct kl *kl, struct http_conn *c, const struct http_request *req,
                            const struct rtype *rt, const char *ns, const char *name,
                            const char *sub)
@@ -656,6 +706,10 @@ void kl_subresource_handle(struct kl *kl, struct http_conn *c, const struct http
     if (!name) {
         kl_respond_status(c, 404, "NotFound", "the server could not find the requested resource",
                           NULL, NULL, NULL, NULL);
+        return;
+    }
+    if (strcmp(sub, "binding") == 0) {
+        pod_binding(kl, c, req, rt, ns, name);
         return;
     }
     kl_key(ns, name, key, sizeof(key));

@@ -167,7 +167,7 @@ int image_map_load(const char *path, struct image_map **out, char *msg, size_t m
         rc = buf_append(&b, chunk, n);
     fclose(f);
     if (!rc)
-        rc = buf_reserve(&b, 1);
+        rc = buf_append(&b, "", 0);
     if (!rc)
         rc = image_map_parse(b.p ? b.p : "", out, msg, msglen);
     buf_release(&b);

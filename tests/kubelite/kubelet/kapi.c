@@ -71,7 +71,7 @@ static char *read_file(const char *path)
         rc = buf_append(&b, chunk, n);
     fclose(f);
     if (!rc)
-        rc = buf_reserve(&b, 1);
+        rc = buf_append(&b, "", 0);
     if (rc) {
         buf_release(&b);
         return NULL;

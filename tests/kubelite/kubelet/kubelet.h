@@ -67,9 +67,9 @@ const char *kclient_server(const struct kclient *c);
 
 /* One map line: `image[:tag-pattern] /path/to/program [extra args...]`. */
 struct image_entry {
-    char *repo;        /* repository, an fnmatch pattern ("weft/testapp"; wildcards allowed) */
-    char *tag;         /* tag pattern, NULL = any tag */
-    char **argv;       /* program then extra args, NULL-terminated */
+    char *repo;  /* repository, an fnmatch pattern ("weft/testapp"; wildcards allowed) */
+    char *tag;   /* tag pattern, NULL = any tag */
+    char **argv; /* program then extra args, NULL-terminated */
     size_t argc;
 };
 
@@ -239,19 +239,19 @@ void proxy_teardown(void);
 
 /* How to start one container process; every field is borrowed for the call. */
 struct proc_spec {
-    char *const *argv;       /* argv[0] an absolute path */
+    char *const *argv; /* argv[0] an absolute path */
     char *const *envp;
-    const char *netns_path;  /* /var/run/netns/kl-... */
-    const char *hostname;    /* UTS hostname (the pod name) */
-    const char *workdir;     /* NULL = / */
-    const char *log_path;    /* stdout and stderr, appended */
+    const char *netns_path; /* /var/run/netns/kl-... */
+    const char *hostname;   /* UTS hostname (the pod name) */
+    const char *workdir;    /* NULL = / */
+    const char *log_path;   /* stdout and stderr, appended */
     uid_t uid;
     gid_t gid;
-    bool set_ids;            /* switch to uid/gid (runAsUser given, or a non-root runAsGroup) */
-    const gid_t *groups;     /* supplementary groups */
+    bool set_ids;        /* switch to uid/gid (runAsUser given, or a non-root runAsGroup) */
+    const gid_t *groups; /* supplementary groups */
     size_t ngroups;
-    unsigned long long caps; /* capability set to keep (bit per CAP_*) */
-    bool privileged;         /* keep every capability */
+    unsigned long long caps;      /* capability set to keep (bit per CAP_*) */
+    bool privileged;              /* keep every capability */
     const char *const *mount_src; /* bind mounts (host path -> mountPath), nmounts of them */
     const char *const *mount_dst;
     const bool *mount_ro;
@@ -277,9 +277,9 @@ enum probe_kind { PROBE_HTTP, PROBE_TCP, PROBE_EXEC, PROBE_GRPC_UNSUPPORTED };
  * mount, UTS) with uid/gid. The child exits 0 on success. Returns 0 with *pid or -errno.
  */
 int proc_probe_start(enum probe_kind kind, const char *netns_path, const char *host, int port,
-                     const char *path, const char *scheme, const json_t *headers,
-                     char *const *argv, pid_t target_pid, uid_t uid, gid_t gid, bool set_ids,
-                     int timeout_s, pid_t *pid) WUR;
+                     const char *path, const char *scheme, const json_t *headers, char *const *argv,
+                     pid_t target_pid, uid_t uid, gid_t gid, bool set_ids, int timeout_s,
+                     pid_t *pid) WUR;
 
 /* ------------------------------------------------------------------ pods (pod.c) */
 

@@ -70,15 +70,15 @@ static void node_status(struct kubelet *k, bool ready)
         "s:{s:s,s:s,s:s},s:{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}}}",
         "status", "conditions", "type", "Ready", "status", ready ? "True" : "False", "reason",
         ready ? "KubeletReady" : "KubeletStopped", "message",
-        ready ? "kubelet is posting ready status" : "kubelet-lite stopped",
-        "lastHeartbeatTime", now, "lastTransitionTime", ready ? k->ready_since : now,
-        "addresses", "type", "InternalIP", "address", k->conf.host_ip, "type", "Hostname",
-        "address", k->conf.node_name, "capacity", "cpu", "4", "memory", "8Gi", "pods", "110",
-        "allocatable", "cpu", "4", "memory", "8Gi", "pods", "110", "nodeInfo", "kubeletVersion",
-        "v1.33.0-kubelet-lite", "kubeProxyVersion", "v1.33.0-kubelet-lite", "operatingSystem",
-        "linux", "architecture", strcmp(u.machine, "aarch64") == 0 ? "arm64" : "amd64",
-        "kernelVersion", u.release, "osImage", "kubelet-lite", "containerRuntimeVersion",
-        "kubelet-lite://0.1", "machineID", "", "systemUUID", "", "bootID", "");
+        ready ? "kubelet is posting ready status" : "kubelet-lite stopped", "lastHeartbeatTime",
+        now, "lastTransitionTime", ready ? k->ready_since : now, "addresses", "type", "InternalIP",
+        "address", k->conf.host_ip, "type", "Hostname", "address", k->conf.node_name, "capacity",
+        "cpu", "4", "memory", "8Gi", "pods", "110", "allocatable", "cpu", "4", "memory", "8Gi",
+        "pods", "110", "nodeInfo", "kubeletVersion", "v1.33.0-kubelet-lite", "kubeProxyVersion",
+        "v1.33.0-kubelet-lite", "operatingSystem", "linux", "architecture",
+        strcmp(u.machine, "aarch64") == 0 ? "arm64" : "amd64", "kernelVersion", u.release,
+        "osImage", "kubelet-lite", "containerRuntimeVersion", "kubelet-lite://0.1", "machineID", "",
+        "systemUUID", "", "bootID", "");
     if (!body)
         return;
     snprintf(path, sizeof(path), "/api/v1/nodes/%s/status", k->conf.node_name);
@@ -95,15 +95,14 @@ static int node_register(struct kubelet *k)
     json_t *body;
     int rc;
 
-    body = json_pack("{s:s,s:s,s:{s:s,s:{s:s,s:s,s:s}},s:{s:s,s:[s]}}", "apiVersion", "v1",
-                     "kind", "Node", "metadata", "name", k->conf.node_name, "labels",
-                     "kubernetes.io/hostname", k->conf.node_name, "kubernetes.io/os", "linux",
-                     "kubernetes.io/arch", "amd64", "spec", "podCIDR", k->pod_cidr, "podCIDRs",
-                     k->pod_cidr);
+    body =
+        json_pack("{s:s,s:s,s:{s:s,s:{s:s,s:s,s:s}},s:{s:s,s:[s]}}", "apiVersion", "v1", "kind",
+                  "Node", "metadata", "name", k->conf.node_name, "labels", "kubernetes.io/hostname",
+                  k->conf.node_name, "kubernetes.io/os", "linux", "kubernetes.io/arch", "amd64",
+                  "spec", "podCIDR", k->pod_cidr, "podCIDRs", k->pod_cidr);
     if (!body)
         return -ENOMEM;
-    rc = k->api.ops->call(k->api.ctx, "POST", "/api/v1/nodes", NULL, body, NULL, msg,
-                          sizeof(msg));
+    rc = k->api.ops->call(k->api.ctx, "POST", "/api/v1/nodes", NULL, body, NULL, msg, sizeof(msg));
     json_decref(body);
     if (rc && rc != ERR_EXISTS) {
         log_error("msg=\"cannot register the node\" err=\"%s\"", msg);
@@ -211,7 +210,8 @@ static void sync_pod_list(struct kubelet *k, bool stopping)
             delete_unknown(k, pod);
             continue;
         }
-        if (stopping || (phase && (strcmp(phase, "Succeeded") == 0 || strcmp(phase, "Failed") == 0)))
+        if (stopping ||
+            (phase && (strcmp(phase, "Succeeded") == 0 || strcmp(phase, "Failed") == 0)))
             continue;
         p = pod_new(pod);
         if (p) {

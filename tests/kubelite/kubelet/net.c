@@ -29,9 +29,9 @@
 extern char **environ;
 
 struct net {
-    unsigned base;    /* network address, host order */
+    unsigned base; /* network address, host order */
     int prefix;
-    unsigned size;    /* addresses in the CIDR */
+    unsigned size; /* addresses in the CIDR */
     unsigned char *used;
     char gw[16];
     char svc_cidr[32];
@@ -308,8 +308,8 @@ int net_pod_add(struct net *n, const char *id, char ip[16], char *msg, size_t ms
     ip_str(n->base + i, ip);
     snprintf(addr, sizeof(addr), "%s/%d", ip, n->prefix);
     if ((rc = IP(msg, msglen, "netns", "add", ns)) ||
-        (rc = IP(msg, msglen, "link", "add", veth, "type", "veth", "peer", "name", "eth0",
-                 "netns", ns)) ||
+        (rc = IP(msg, msglen, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns",
+                 ns)) ||
         (rc = IP(msg, msglen, "link", "set", veth, "master", BRIDGE)) ||
         (rc = IP(msg, msglen, "link", "set", "dev", veth, "type", "bridge_slave", "hairpin",
                  "on")) ||

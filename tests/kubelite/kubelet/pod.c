@@ -18,9 +18,9 @@
 #include "core/log.h"
 #include "tests/kubelite/kubelet/kubelet.h"
 
-#define BACKOFF_MAX 30.0     /* seconds (the kubelet uses 300; tests cannot wait that long) */
-#define BACKOFF_RESET 60.0   /* a container that ran this long restarts without delay history */
-#define VOLUME_REFRESH 5.0   /* seconds between volume refreshes */
+#define BACKOFF_MAX 30.0   /* seconds (the kubelet uses 300; tests cannot wait that long) */
+#define BACKOFF_RESET 60.0 /* a container that ran this long restarts without delay history */
+#define VOLUME_REFRESH 5.0 /* seconds between volume refreshes */
 #define MAX_GROUPS 32
 
 enum cstate { CS_WAITING, CS_RUNNING, CS_TERMINATED };
@@ -55,7 +55,7 @@ struct ctr {
     int restarts, backoff_n;
     double next_start;
     bool started, ready, done, ever_started;
-    bool gate_passed; /* sidecar: started once, so the init sequence went on */
+    bool gate_passed;     /* sidecar: started once, so the init sequence went on */
     double kill_deadline; /* a liveness/startup kill in progress: SIGKILL after this */
     uid_t uid;
     gid_t gid;
@@ -157,7 +157,8 @@ struct pod *pod_new(const json_t *obj)
             x->sidecar = x->init && spec_str(c, "restartPolicy") &&
                          strcmp(spec_str(c, "restartPolicy"), "Always") == 0;
             x->state = CS_WAITING;
-            snprintf(x->reason, sizeof(x->reason), "%s", x->init ? "PodInitializing" : "ContainerCreating");
+            snprintf(x->reason, sizeof(x->reason), "%s",
+                     x->init ? "PodInitializing" : "ContainerCreating");
             if (!x->init || x->sidecar) {
                 for (int pk = 0; pk < P_COUNT; pk++)
                     x->probes[pk].spec = json_object_get(c, probe_keys[pk]);
@@ -293,18 +294,19 @@ static void set_waiting(struct ctr *c, const char *reason, const char *msg)
 {
     c->state = CS_WAITING;
     snprintf(c->reason, sizeof(c->reason), "%s", reason);
-    snprintf(c->message, sizeof(c->message), "%s", msg ? msg : "");
+    snprintf(c->message, sizeof(c->message), "%.*s", (int)sizeof(c->message) - 1, msg ? msg : "");
 }
 
 /* Resolve env (envFrom, then env in order with $(VAR) expansion). Returns 0 or an error. */
-static int build_env(struct pod *p, struct ctr *c, struct kapi *api, struct envv *env,
-                     char *msg, size_t msglen)
+static int build_env(struct pod *p, struct ctr *c, struct kapi *api, struct envv *env, char *msg,
+                     size_t msglen)
 {
     size_t i;
     json_t *e;
     int rc = 0;
 
-    if ((rc = envv_set(env, "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")) ||
+    if ((rc = envv_set(env, "PATH",
+                       "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")) ||
         (rc = envv_set(env, "HOSTNAME", p->name)) || (rc = envv_set(env, "HOME", "/root")))
         return rc;
     json_array_foreach(json_object_get(c->spec, "envFrom"), i, e)
@@ -361,8 +363,9 @@ static int build_env(struct pod *p, struct ctr *c, struct kapi *api, struct envv
         if (!name)
             continue;
         if (vf && (ref = json_object_get(vf, "fieldRef")) != NULL) {
-            owned = spec_field_ref(p->obj, spec_str(ref, "fieldPath") ? spec_str(ref, "fieldPath") : "",
-                                   p->ip[0] ? p->ip : NULL, &rc);
+            owned =
+                spec_field_ref(p->obj, spec_str(ref, "fieldPath") ? spec_str(ref, "fieldPath") : "",
+                               p->ip[0] ? p->ip : NULL, &rc);
             if (rc) {
                 snprintf(msg, msglen, "env %s: unsupported fieldPath %s", name,
                          spec_str(ref, "fieldPath") ? spec_str(ref, "fieldPath") : "");
@@ -379,7 +382,9 @@ static int build_env(struct pod *p, struct ctr *c, struct kapi *api, struct envv
                      secret ? "secrets" : "configmaps",
                      spec_str(ref, "name") ? spec_str(ref, "name") : "");
             rc = api->ops->get(api->ctx, path, &obj);
-            s = rc ? NULL : spec_str(json_object_get(obj, "data"), spec_str(ref, "key") ? spec_str(ref, "key") : "");
+            s = rc ? NULL
+                   : spec_str(json_object_get(obj, "data"),
+                              spec_str(ref, "key") ? spec_str(ref, "key") : "");
             if (!s) {
                 json_decref(obj);
                 if (json_is_true(json_object_get(ref, "optional"))) {
@@ -443,8 +448,8 @@ static int mkdirs_tracked(const char *path, json_t *created)
 
 static void on_exit_decide(struct pod *p, struct ctr *c, double now);
 
-static void record_start_failure(struct pod *p, struct ctr *c, const char *reason,
-                                 const char *msg, double now)
+static void record_start_failure(struct pod *p, struct ctr *c, const char *reason, const char *msg,
+                                 double now)
 {
     char ts[32];
     spec_now_rfc3339(ts);
@@ -487,8 +492,9 @@ static void start_container(struct pod *p, struct ctr *c, struct kapi *api,
         snprintf(m, sizeof(m),
                  "Failed to pull image \"%s\": the image is not in kubelet-lite's image map",
                  image ? image : "");
-        set_waiting(c, c->reason[0] && strcmp(c->reason, "ErrImagePull") == 0 ? "ImagePullBackOff"
-                                                                            : "ErrImagePull",
+        set_waiting(c,
+                    c->reason[0] && strcmp(c->reason, "ErrImagePull") == 0 ? "ImagePullBackOff"
+                                                                           : "ErrImagePull",
                     m);
         c->next_start = now + 2;
         goto out;
@@ -563,9 +569,8 @@ static void start_container(struct pod *p, struct ctr *c, struct kapi *api,
     v = json_object_get(json_object_get(p->spec, "securityContext"), "fsGroup");
     if (json_is_integer(v))
         groups[ng++] = (gid_t)json_integer_value(v);
-    json_array_foreach(json_object_get(json_object_get(p->spec, "securityContext"),
-                                       "supplementalGroups"),
-                       i, vm)
+    json_array_foreach(
+        json_object_get(json_object_get(p->spec, "securityContext"), "supplementalGroups"), i, vm)
     {
         if (json_is_integer(vm) && ng < MAX_GROUPS)
             groups[ng++] = (gid_t)json_integer_value(vm);
@@ -582,11 +587,10 @@ static void start_container(struct pod *p, struct ctr *c, struct kapi *api,
     ps.set_ids = c->set_ids;
     ps.groups = groups;
     ps.ngroups = ng;
-    ps.caps = proc_caps_for(json_object_get(json_object_get(c->spec, "securityContext"),
-                                            "capabilities"),
-                            c->uid == 0);
-    ps.privileged = json_is_true(
-        json_object_get(json_object_get(c->spec, "securityContext"), "privileged"));
+    ps.caps = proc_caps_for(
+        json_object_get(json_object_get(c->spec, "securityContext"), "capabilities"), c->uid == 0);
+    ps.privileged =
+        json_is_true(json_object_get(json_object_get(c->spec, "securityContext"), "privileged"));
     ps.mount_src = srcs;
     ps.mount_dst = dsts;
     ps.mount_ro = ro;
@@ -606,8 +610,8 @@ static void start_container(struct pod *p, struct ctr *c, struct kapi *api,
     c->ever_started = true;
     c->kill_deadline = 0;
     spec_now_rfc3339(c->started_at);
-    snprintf(c->container_id, sizeof(c->container_id), "kubelet-lite://%s-%s-%d", p->id,
-             c->name, (int)pid);
+    snprintf(c->container_id, sizeof(c->container_id), "kubelet-lite://%s-%s-%d", p->id, c->name,
+             (int)pid);
     snprintf(c->image_id, sizeof(c->image_id), "kubelet-lite://%s", ie->argv[0]);
     c->started = !c->probes[P_STARTUP].spec;
     c->ready = false;
@@ -642,8 +646,8 @@ static void schedule_restart(struct pod *p, struct ctr *c, double now)
     c->next_start = now + delay;
     {
         char m[300];
-        snprintf(m, sizeof(m), "back-off %.0fs restarting failed container=%s pod=%s_%s(%s)",
-                 delay, c->name, p->name, p->ns, p->uid);
+        snprintf(m, sizeof(m), "back-off %.0fs restarting failed container=%s pod=%s_%s(%s)", delay,
+                 c->name, p->name, p->ns, p->uid);
         set_waiting(c, "CrashLoopBackOff", m);
     }
 }
@@ -651,8 +655,8 @@ static void schedule_restart(struct pod *p, struct ctr *c, double now)
 static void on_exit_decide(struct pod *p, struct ctr *c, double now)
 {
     const char *rp = restart_policy(p);
-    bool ok = c->term.exit_code == 0 && c->term.signal == 0 &&
-              strcmp(c->term.reason, "StartError") != 0;
+    bool ok =
+        c->term.exit_code == 0 && c->term.signal == 0 && strcmp(c->term.reason, "StartError") != 0;
 
     c->ready = false;
     c->started = false;
@@ -792,13 +796,15 @@ static void run_probes(struct pod *p, struct ctr *c, double now)
             const char *host = spec_str(h, "host");
             rc = proc_probe_start(PROBE_HTTP, p->netns_path, host ? host : p->ip,
                                   probe_port(c, json_object_get(h, "port")), spec_str(h, "path"),
-                                  spec_str(h, "scheme"), json_object_get(h, "httpHeaders"), NULL,
-                                  0, 0, 0, false, timeout, &pid);
-        } else if ((t = json_object_get(pr->spec, "tcpSocket")) != NULL) {
+                                  spec_str(h, "scheme"), json_object_get(h, "httpHeaders"), NULL, 0,
+                                  0, 0, false, timeout, &pid);
+        } else if ((t = json_object_get(pr->spec, "tcpSocket")) != NULL ||
+                   (t = json_object_get(pr->spec, "grpc")) != NULL) {
+            /* gRPC health checks are reduced to a TCP connect to their port. */
             const char *host = spec_str(t, "host");
             rc = proc_probe_start(PROBE_TCP, p->netns_path, host ? host : p->ip,
-                                  probe_port(c, json_object_get(t, "port")), NULL, NULL, NULL,
-                                  NULL, 0, 0, 0, false, timeout, &pid);
+                                  probe_port(c, json_object_get(t, "port")), NULL, NULL, NULL, NULL,
+                                  0, 0, 0, false, timeout, &pid);
         } else if ((e = json_object_get(pr->spec, "exec")) != NULL) {
             json_t *cmd = json_object_get(e, "command");
             size_t n = json_array_size(cmd);
@@ -849,9 +855,8 @@ static json_t *ctr_status(const struct ctr *c)
     else
         state = json_pack("{s:{s:s}}", "waiting", "reason", c->reason);
     st = json_pack("{s:s,s:s,s:s,s:b,s:b,s:i,s:o,s:o}", "name", c->name, "image",
-                   image ? image : "", "imageID", c->image_id, "ready", ctr_ready(c),
-                   "started", c->started && alive(c), "restartCount", c->restarts, "state", state,
-                   "lastState",
+                   image ? image : "", "imageID", c->image_id, "ready", ctr_ready(c), "started",
+                   c->started && alive(c), "restartCount", c->restarts, "state", state, "lastState",
                    c->last.set ? json_pack("{s:o}", "terminated", term_json(&c->last))
                                : json_object());
     if (st && c->container_id[0])
@@ -950,9 +955,9 @@ static json_t *build_status(struct pod *p, const struct kubelet_conf *conf)
     }
     if (!p->start_time[0])
         snprintf(p->start_time, sizeof(p->start_time), "%s", now);
-    st = json_pack("{s:s,s:o,s:s,s:[{s:s}],s:s,s:s}", "phase", phase, "conditions", conds,
-                   "hostIP", conf->host_ip, "hostIPs", "ip", conf->host_ip, "startTime",
-                   p->start_time, "qosClass", "BestEffort");
+    st = json_pack("{s:s,s:o,s:s,s:[{s:s}],s:s,s:s}", "phase", phase, "conditions", conds, "hostIP",
+                   conf->host_ip, "hostIPs", "ip", conf->host_ip, "startTime", p->start_time,
+                   "qosClass", "BestEffort");
     if (st && p->ip[0]) {
         json_object_set_new(st, "podIP", json_string(p->ip));
         json_object_set_new(st, "podIPs", json_pack("[{s:s}]", "ip", p->ip));
@@ -988,8 +993,8 @@ static void write_status(struct pod *p, struct kapi *api, const struct kubelet_c
     }
     body = json_pack("{s:o}", "status", patch);
     snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s/status", p->ns, p->name);
-    rc = body ? api->ops->call(api->ctx, "PATCH", path, "application/merge-patch+json", body,
-                               NULL, msg, sizeof(msg))
+    rc = body ? api->ops->call(api->ctx, "PATCH", path, "application/merge-patch+json", body, NULL,
+                               msg, sizeof(msg))
               : -ENOMEM;
     json_decref(body);
     if (rc == ERR_NOTFOUND) {
@@ -1019,8 +1024,8 @@ static void release(struct pod *p, struct kapi *api, struct net *net)
     if (!p->gone && !p->shutdown &&
         json_object_get(json_object_get(p->obj, "metadata"), "deletionTimestamp")) {
         char path[1024], msg[512];
-        json_t *body = json_pack("{s:i,s:{s:s}}", "gracePeriodSeconds", 0, "preconditions", "uid",
-                                 p->uid);
+        json_t *body =
+            json_pack("{s:i,s:{s:s}}", "gracePeriodSeconds", 0, "preconditions", "uid", p->uid);
         int rc;
         snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s", p->ns, p->name);
         rc = body ? api->ops->call(api->ctx, "DELETE", path, NULL, body, NULL, msg, sizeof(msg))
@@ -1064,8 +1069,8 @@ static void terminate_step(struct pod *p, struct kapi *api, struct net *net,
     }
 }
 
-static bool setup(struct pod *p, struct kapi *api, struct net *net,
-                  const struct kubelet_conf *conf, double now)
+static bool setup(struct pod *p, struct kapi *api, struct net *net, const struct kubelet_conf *conf,
+                  double now)
 {
     char msg[600] = "", logs[4400];
     int rc;
@@ -1102,8 +1107,7 @@ static bool setup(struct pod *p, struct kapi *api, struct net *net,
         rc = volume_sync(api, p->obj, p->ip, p->voldir, p->tokstate, now, msg, sizeof(msg));
         if (rc && !p->vols_ready) {
             for (size_t i = 0; i < p->nc; i++)
-                set_waiting(&p->c[i], p->c[i].init ? "PodInitializing" : "ContainerCreating",
-                            msg);
+                set_waiting(&p->c[i], p->c[i].init ? "PodInitializing" : "ContainerCreating", msg);
             log_warn("msg=\"volume setup failed\" pod=%s/%s err=\"%s\"", p->ns, p->name, msg);
             p->next_setup = now + 1;
             return false;

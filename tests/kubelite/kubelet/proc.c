@@ -71,11 +71,11 @@ static const struct {
 };
 
 /* containerd's default capability set for containers. */
-static const int default_caps[] = {CAP_CHOWN,        CAP_DAC_OVERRIDE, CAP_FSETID,
-                                   CAP_FOWNER,       CAP_MKNOD,        CAP_NET_RAW,
-                                   CAP_SETGID,       CAP_SETUID,       CAP_SETFCAP,
-                                   CAP_SETPCAP,      CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT,
-                                   CAP_KILL,         CAP_AUDIT_WRITE};
+static const int default_caps[] = {
+    CAP_CHOWN,   CAP_DAC_OVERRIDE, CAP_FSETID,           CAP_FOWNER,
+    CAP_MKNOD,   CAP_NET_RAW,      CAP_SETGID,           CAP_SETUID,
+    CAP_SETFCAP, CAP_SETPCAP,      CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT,
+    CAP_KILL,    CAP_AUDIT_WRITE};
 
 static unsigned long long caps_from(const json_t *list)
 {
@@ -172,8 +172,7 @@ static void child_ids(int efd, bool set_ids, uid_t uid, gid_t gid, const gid_t *
             if (set_caps(keep))
                 die(efd, "capset", errno);
             for (int c = 0; c <= lc; c++) {
-                if ((keep & (1ULL << c)) &&
-                    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0))
+                if ((keep & (1ULL << c)) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0))
                     die(efd, "ambient capability", errno);
             }
         }
@@ -263,8 +262,8 @@ int proc_start(const struct proc_spec *ps, pid_t *pid, char *msg, size_t msglen)
             snprintf(what, sizeof(what), "mount %s at %s", ps->mount_src[i], ps->mount_dst[i]);
             if (mount(ps->mount_src[i], ps->mount_dst[i], NULL, MS_BIND | MS_REC, NULL))
                 die(efd, what, errno);
-            if (ps->mount_ro[i] && mount(NULL, ps->mount_dst[i], NULL,
-                                         MS_BIND | MS_REMOUNT | MS_RDONLY, NULL))
+            if (ps->mount_ro[i] &&
+                mount(NULL, ps->mount_dst[i], NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL))
                 die(efd, what, errno);
         }
         if (chdir(ps->workdir ? ps->workdir : "/"))
@@ -362,9 +361,9 @@ static int probe_http(const char *host, int port, const char *path, const json_t
 }
 
 int proc_probe_start(enum probe_kind kind, const char *netns_path, const char *host, int port,
-                     const char *path, const char *scheme, const json_t *headers,
-                     char *const *argv, pid_t target_pid, uid_t uid, gid_t gid, bool set_ids,
-                     int timeout_s, pid_t *pid)
+                     const char *path, const char *scheme, const json_t *headers, char *const *argv,
+                     pid_t target_pid, uid_t uid, gid_t gid, bool set_ids, int timeout_s,
+                     pid_t *pid)
 {
     pid_t parent = getpid(), c = fork();
 
@@ -406,8 +405,8 @@ int proc_probe_start(enum probe_kind kind, const char *netns_path, const char *h
                 dup2(fd, 1);
                 dup2(fd, 2);
             }
-            if (set_ids && (setgroups(0, NULL) || setresgid(gid, gid, gid) ||
-                            setresuid(uid, uid, uid)))
+            if (set_ids &&
+                (setgroups(0, NULL) || setresgid(gid, gid, gid) || setresuid(uid, uid, uid)))
                 _exit(2);
             setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
             execvp(argv[0], argv);

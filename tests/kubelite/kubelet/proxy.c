@@ -158,8 +158,8 @@ int proxy_render(const json_t *services, const json_t *slices, const json_t *pre
             if (rc || !proto || port <= 0 || port > 65535)
                 continue;
             snprintf(key, sizeof(key), "%s/%s:%s/%ld/%s", spec_str(md, "namespace"),
-                     spec_str(md, "name"), spec_str(sp, "name") ? spec_str(sp, "name") : "",
-                     port, proto);
+                     spec_str(md, "name"), spec_str(sp, "name") ? spec_str(sp, "name") : "", port,
+                     proto);
             snprintf(comment, sizeof(comment), "%s/%s:%s", spec_str(md, "namespace"),
                      spec_str(md, "name"), spec_str(sp, "name") ? spec_str(sp, "name") : "");
             rc = endpoints_of(svc, sp, slices, &eps, &neps);
@@ -229,8 +229,8 @@ int proxy_render(const json_t *services, const json_t *slices, const json_t *pre
             rc = buf_printf(&nat, "-X %s\n", json_string_value(c));
     }
     if (!rc)
-        rc = buf_printf(&nat, "COMMIT\n*filter\n:KL-REJECT - [0:0]\n%sCOMMIT\n",
-                        rej.p ? rej.p : "");
+        rc =
+            buf_printf(&nat, "COMMIT\n*filter\n:KL-REJECT - [0:0]\n%sCOMMIT\n", rej.p ? rej.p : "");
     if (!rc)
         rc = buf_append(out, nat.p, nat.len);
     buf_release(&nat);
@@ -262,9 +262,9 @@ static int ipt(const char *const *argv, char *msg, size_t msglen)
 
 /* The jumps from built-in chains into ours: table, chain, target. */
 static const char *const jumps[][3] = {
-    {"nat", "PREROUTING", "KL-SERVICES"}, {"nat", "OUTPUT", "KL-SERVICES"},
+    {"nat", "PREROUTING", "KL-SERVICES"},     {"nat", "OUTPUT", "KL-SERVICES"},
     {"nat", "POSTROUTING", "KL-POSTROUTING"}, {"filter", "FORWARD", "KL-FORWARD"},
-    {"filter", "FORWARD", "KL-REJECT"},      {"filter", "OUTPUT", "KL-REJECT"},
+    {"filter", "FORWARD", "KL-REJECT"},       {"filter", "OUTPUT", "KL-REJECT"},
 };
 
 static void remove_jumps(void)
@@ -272,8 +272,8 @@ static void remove_jumps(void)
     for (size_t i = 0; i < ARRAY_LEN(jumps); i++) {
         /* Delete every copy (an earlier crashed run may have left one). */
         for (int n = 0; n < 16; n++) {
-            const char *argv[] = {IPT,        "-w",       "-t", jumps[i][0], "-D", jumps[i][1],
-                                  "-j",       jumps[i][2], NULL};
+            const char *argv[] = {IPT,         "-w", "-t",        jumps[i][0], "-D",
+                                  jumps[i][1], "-j", jumps[i][2], NULL};
             if (host_run(argv, NULL, NULL) != 0)
                 break;
         }
@@ -300,8 +300,8 @@ int proxy_setup(char *msg, size_t msglen)
     buf_release(&out);
     remove_jumps();
     for (size_t i = 0; i < ARRAY_LEN(jumps); i++) {
-        const char *a[] = {IPT, "-w", "-t", jumps[i][0], "-I", jumps[i][1], "1", "-j",
-                           jumps[i][2], NULL};
+        const char *a[] = {IPT,         "-w", "-t", jumps[i][0], "-I",
+                           jumps[i][1], "1",  "-j", jumps[i][2], NULL};
         rc = ipt(a, msg, msglen);
         if (rc)
             return rc;

@@ -162,8 +162,7 @@ static int push_array(char ***v, size_t *n, const json_t *arr, size_t from, cons
 static bool is_executable_file(const char *path)
 {
     struct stat st;
-    return path[0] == '/' && stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
-           access(path, X_OK) == 0;
+    return path[0] == '/' && stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
 }
 
 static const char *base_name(const char *p)
@@ -342,7 +341,7 @@ static char *kv_lines(const json_t *map)
     }
     free(keys);
     if (!rc)
-        rc = buf_reserve(&b, 1);
+        rc = buf_append(&b, "", 0);
     if (rc) {
         buf_release(&b);
         return NULL;

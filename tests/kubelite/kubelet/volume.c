@@ -58,7 +58,8 @@ static int write_file(const char *dir, const char *rel, const void *data, size_t
     if (stat(path, &st) == 0 && (size_t)st.st_size == len && (int)(st.st_mode & 07777) == mode) {
         char *cur = malloc(len + 1);
         fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (cur && fd >= 0 && read(fd, cur, len + 1) == (ssize_t)len && memcmp(cur, data, len) == 0) {
+        if (cur && fd >= 0 && read(fd, cur, len + 1) == (ssize_t)len &&
+            memcmp(cur, data, len) == 0) {
             free(cur);
             close(fd);
             return 0;
@@ -95,8 +96,8 @@ static int get_obj(struct kapi *api, const char *kind, const char *ns, const cha
  * optional) or another code, with msg.
  */
 static int project_keys(struct kapi *api, const char *ns, const char *kind, const char *name,
-                        const json_t *items, bool optional, int defmode, const char *dir,
-                        char *msg, size_t msglen)
+                        const json_t *items, bool optional, int defmode, const char *dir, char *msg,
+                        size_t msglen)
 {
     json_t *obj = NULL, *data, *bin, *v, *it;
     const char *k;
@@ -142,12 +143,10 @@ static int project_keys(struct kapi *api, const char *ns, const char *kind, cons
                                           (json_int_t)spec_int(it, "mode", defmode)));
         }
     } else {
-        json_object_foreach(data, k, v)
-            json_object_set_new(want, k, json_pack("{s:s,s:I}", "key", k, "mode",
-                                                   (json_int_t)defmode));
-        json_object_foreach(bin, k, v)
-            json_object_set_new(want, k, json_pack("{s:s,s:I}", "key", k, "mode",
-                                                   (json_int_t)defmode));
+        json_object_foreach(data, k, v) json_object_set_new(
+            want, k, json_pack("{s:s,s:I}", "key", k, "mode", (json_int_t)defmode));
+        json_object_foreach(bin, k, v) json_object_set_new(
+            want, k, json_pack("{s:s,s:I}", "key", k, "mode", (json_int_t)defmode));
     }
     json_object_foreach(want, k, v)
     {
@@ -181,8 +180,8 @@ out:
     return rc;
 }
 
-static int project_downward(const json_t *pod, const char *podip, const json_t *items,
-                            int defmode, const char *dir, char *msg, size_t msglen)
+static int project_downward(const json_t *pod, const char *podip, const json_t *items, int defmode,
+                            const char *dir, char *msg, size_t msglen)
 {
     size_t i;
     json_t *it;
@@ -202,8 +201,7 @@ static int project_downward(const json_t *pod, const char *podip, const json_t *
             rc = val ? 0 : -ENOMEM;
         }
         if (rc) {
-            snprintf(msg, msglen, "downwardAPI %s: unsupported fieldPath %s", path,
-                     fp ? fp : "?");
+            snprintf(msg, msglen, "downwardAPI %s: unsupported fieldPath %s", path, fp ? fp : "?");
             return rc;
         }
         rc = write_file(dir, path, val, strlen(val), (int)spec_int(it, "mode", defmode));
@@ -238,8 +236,7 @@ static int project_token(struct kapi *api, const json_t *pod, const json_t *src,
     body = json_pack("{s:s,s:s,s:{s:I,s:{s:s,s:s,s:s,s:s}}}", "apiVersion",
                      "authentication.k8s.io/v1", "kind", "TokenRequest", "spec",
                      "expirationSeconds", (json_int_t)exp, "boundObjectRef", "kind", "Pod",
-                     "apiVersion", "v1", "name", spec_str(md, "name"), "uid",
-                     spec_str(md, "uid"));
+                     "apiVersion", "v1", "name", spec_str(md, "name"), "uid", spec_str(md, "uid"));
     if (!body)
         return -ENOMEM;
     if (aud)
@@ -293,10 +290,10 @@ int volume_sync(struct kapi *api, const json_t *pod, const char *podip, const ch
             return rc;
         }
         if ((s = json_object_get(v, "configMap")) != NULL) {
-            rc = project_keys(api, ns, "ConfigMap", spec_str(s, "name"),
-                              json_object_get(s, "items"),
-                              json_is_true(json_object_get(s, "optional")),
-                              (int)spec_int(s, "defaultMode", 0644), dir, msg, msglen);
+            rc =
+                project_keys(api, ns, "ConfigMap", spec_str(s, "name"), json_object_get(s, "items"),
+                             json_is_true(json_object_get(s, "optional")),
+                             (int)spec_int(s, "defaultMode", 0644), dir, msg, msglen);
         } else if ((s = json_object_get(v, "secret")) != NULL) {
             rc = project_keys(api, ns, "Secret", spec_str(s, "secretName"),
                               json_object_get(s, "items"),
@@ -318,18 +315,15 @@ int volume_sync(struct kapi *api, const json_t *pod, const char *podip, const ch
                     char key[600];
                     snprintf(key, sizeof(key), "%s/%s", name,
                              spec_str(x, "path") ? spec_str(x, "path") : "");
-                    rc = project_token(api, pod, x, defmode, dir, key, tokstate, now, msg,
-                                       msglen);
+                    rc = project_token(api, pod, x, defmode, dir, key, tokstate, now, msg, msglen);
                 } else if ((x = json_object_get(src, "configMap")) != NULL) {
-                    rc = project_keys(api, ns, "ConfigMap", spec_str(x, "name"),
-                                      json_object_get(x, "items"),
-                                      json_is_true(json_object_get(x, "optional")), defmode, dir,
-                                      msg, msglen);
+                    rc = project_keys(
+                        api, ns, "ConfigMap", spec_str(x, "name"), json_object_get(x, "items"),
+                        json_is_true(json_object_get(x, "optional")), defmode, dir, msg, msglen);
                 } else if ((x = json_object_get(src, "secret")) != NULL) {
-                    rc = project_keys(api, ns, "Secret", spec_str(x, "name"),
-                                      json_object_get(x, "items"),
-                                      json_is_true(json_object_get(x, "optional")), defmode, dir,
-                                      msg, msglen);
+                    rc = project_keys(
+                        api, ns, "Secret", spec_str(x, "name"), json_object_get(x, "items"),
+                        json_is_true(json_object_get(x, "optional")), defmode, dir, msg, msglen);
                 } else if ((x = json_object_get(src, "downwardAPI")) != NULL) {
                     rc = project_downward(pod, podip, json_object_get(x, "items"), defmode, dir,
                                           msg, msglen);

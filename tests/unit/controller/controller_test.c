@@ -1,0 +1,881 @@
+/*
+ * controller_test.c - the mesh model and compiler: golden documents and statuses for the
+ * cluster states in tests/fixtures/mesh/<case>/, weight normalization, incremental
+ * recompilation (what a change dirties), and error paths.
+ *
+ * Goldens: tests/fixtures/mesh/<case>/expected/<ns>.<pod>.json for every meshed pod (and no
+ * file for the others) and expected/status.json for every custom resource. Run with
+ * UPDATE_GOLDEN=1 to rewrite them after a deliberate change, then review the diff.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "conf/yamljson.h"
+#include "controller/controller.h"
+#include "controller/controller_int.h"
+#include "tests/unit/unit.h"
+
+#define FIX "tests/fixtures/mesh"
+#define NOW "2026-01-01T00:00:00Z"
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *p = NULL;
+    long n;
+    if (!f)
+        return NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
+        p = malloc((size_t)n + 1);
+        if (p && fread(p, 1, (size_t)n, f) != (size_t)n) {
+            free(p);
+            p = NULL;
+        }
+        if (p) {
+            p[n] = '\0';
+            *len = (size_t)n;
+        }
+    }
+    fclose(f);
+    return p;
+}
+
+static json_t *load_yaml(const char *path)
+{
+    size_t len = 0;
+    char *text = slurp(path, &len), msg[256];
+    json_t *docs = NULL;
+    REQUIRE(text);
+    REQUIRE(yaml_to_json(text, len, &docs, msg, sizeof(msg)) == 0);
+    free(text);
+    return docs;
+}
+
+static struct mesh_model *model_from(json_t *docs, enum mesh_mode mode)
+{
+    struct mesh_config cfg = {.mode = mode};
+    struct mesh_model *m = NULL;
+    size_t i;
+    json_t *o;
+    REQUIRE(mesh_model_new(&cfg, &m) == 0);
+    json_array_foreach(docs, i, o) REQUIRE(mesh_model_upsert(m, o) == 0);
+    return m;
+}
+
+static const char *cr_kind(const json_t *o)
+{
+    const char *av = controller__jstr(o, "apiVersion"), *k = controller__jstr(o, "kind");
+    if (!strncmp(av, "split.smi-spec.io/", 18))
+        return "TrafficSplit.split.smi-spec.io";
+    if (!strncmp(av, "mesh.weft.dev/", 14))
+        return k;
+    return NULL;
+}
+
+/* Compare (or with UPDATE_GOLDEN write) every meshed pod's document and every CR status. */
+static void golden(const char *name, enum mesh_mode mode)
+{
+    char dir[256], path[512];
+    json_t *docs, *o, *status = json_object();
+    struct mesh_model *m;
+    size_t i;
+    bool update = getenv("UPDATE_GOLDEN") != NULL;
+    int ndocs = 0;
+
+    snprintf(dir, sizeof(dir), FIX "/%s", name);
+    snprintf(path, sizeof(path), "%s/cluster.yaml", dir);
+    docs = load_yaml(path);
+    m = model_from(docs, mode);
+    json_array_foreach(docs, i, o)
+    {
+        const char *ns = controller__jstr(controller__jget(o, "metadata"), "namespace");
+        const char *pn = controller__jstr(controller__jget(o, "metadata"), "name");
+        const char *kind = controller__jstr(o, "kind");
+        const char *ck = cr_kind(o);
+        json_t *doc = NULL, *want;
+        struct stat st;
+        int rc;
+        if (ck) {
+            json_t *conds = NULL;
+            char key[300];
+            REQUIRE(mesh_model_status(m, ck, ns, pn, NULL, NOW, &conds) == 0);
+            snprintf(key, sizeof(key), "%s %s/%s", ck, ns, pn);
+            json_object_set_new(status, key, conds);
+            continue;
+        }
+        if (strcmp(kind, "Pod") != 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/expected/%s.%s.json", dir, ns, pn);
+        rc = mesh_compile_pod(m, ns, pn, &doc);
+        if (rc == ERR_NOTFOUND) {
+            if (update)
+                unlink(path);
+            else if (stat(path, &st) == 0) {
+                fprintf(stderr, "  %s: pod %s/%s has no document but %s exists\n", name, ns, pn,
+                        path);
+                unit__failures++;
+            }
+            continue;
+        }
+        CHECK_INT(rc, 0);
+        ndocs++;
+        if (update) {
+            REQUIRE(json_dump_file(doc, path, JSON_INDENT(2)) == 0);
+        } else {
+            want = json_load_file(path, 0, NULL);
+            if (!want || !json_equal(want, doc)) {
+                char *got = json_dumps(doc, JSON_INDENT(2));
+                fprintf(stderr, "  %s: document of %s/%s differs from %s; got:\n%s\n", name, ns, pn,
+                        path, got ? got : "(null)");
+                free(got);
+                unit__failures++;
+            }
+            json_decref(want);
+        }
+        json_decref(doc);
+    }
+    snprintf(path, sizeof(path), "%s/expected/status.json", dir);
+    if (update && json_object_size(status)) {
+        REQUIRE(json_dump_file(status, path, JSON_INDENT(2)) == 0);
+    } else if (json_object_size(status)) {
+        json_t *want = json_load_file(path, 0, NULL);
+        if (!want || !json_equal(want, status)) {
+            char *got = json_dumps(status, JSON_INDENT(2));
+            fprintf(stderr, "  %s: status differs from %s; got:\n%s\n", name, path,
+                    got ? got : "(null)");
+            free(got);
+            unit__failures++;
+        }
+        json_decref(want);
+    }
+    CHECK(ndocs > 0);
+    json_decref(status);
+    json_decref(docs);
+    mesh_model_free(m);
+}
+
+/* Compile one pod (must be meshed). */
+static json_t *compile(struct mesh_model *m, const char *ns, const char *pod)
+{
+    json_t *doc = NULL;
+    REQUIRE(mesh_compile_pod(m, ns, pod, &doc) == 0);
+    return doc;
+}
+
+/* The outbound port object of service svc, port. */
+static json_t *outbound_port(json_t *doc, const char *svc, long long port)
+{
+    size_t i, j;
+    json_t *s, *p;
+    json_array_foreach(json_object_get(doc, "outbound"), i, s)
+    {
+        if (strcmp(controller__jstr(s, "service"), svc) != 0)
+            continue;
+        json_array_foreach(json_object_get(s, "ports"), j,
+                           p) if (controller__jint(p, "port", 0) == port) return p;
+    }
+    return NULL;
+}
+
+static json_t *inbound_port(json_t *doc, long long port)
+{
+    size_t i;
+    json_t *l;
+    json_array_foreach(json_object_get(doc, "inbound"), i,
+                       l) if (controller__jint(l, "port", 0) == port) return l;
+    return NULL;
+}
+
+static const char *cond(json_t *conds, const char *type, const char *field)
+{
+    size_t i;
+    json_t *c;
+    json_array_foreach(conds, i, c) if (!strcmp(controller__jstr(c, "type"),
+                                                type)) return controller__jstr(c, field);
+    return NULL;
+}
+
+/* ---- goldens ------------------------------------------------------------------------------ */
+
+static void t_golden_split_uneven(void)
+{
+    golden("split-uneven", MESH_MODE_ALL_AUTHENTICATED);
+}
+static void t_golden_smi(void)
+{
+    golden("smi", MESH_MODE_ALL_AUTHENTICATED);
+}
+static void t_golden_policies(void)
+{
+    golden("policies", MESH_MODE_ALL_AUTHENTICATED);
+}
+static void t_golden_retries(void)
+{
+    golden("retries", MESH_MODE_ALL_AUTHENTICATED);
+}
+static void t_golden_missing_refs(void)
+{
+    golden("missing-refs", MESH_MODE_ALL_AUTHENTICATED);
+}
+static void t_golden_conflicts(void)
+{
+    golden("conflicts", MESH_MODE_ALL_AUTHENTICATED);
+}
+static void t_golden_sidecars(void)
+{
+    golden("sidecars", MESH_MODE_ALL_AUTHENTICATED);
+}
+static void t_golden_headless(void)
+{
+    golden("headless", MESH_MODE_ALL_AUTHENTICATED);
+}
+
+/* ---- explicit checks on the goldens' key values ------------------------------------------- */
+
+static void t_split_uneven_weights(void)
+{
+    json_t *docs = load_yaml(FIX "/split-uneven/cluster.yaml");
+    struct mesh_model *m = model_from(docs, MESH_MODE_ALL_AUTHENTICATED);
+    json_t *doc = compile(m, "default", "productpage-1");
+    json_t *p = outbound_port(doc, "reviews", 9080), *routes, *bs, *e;
+    size_t i;
+    long long sum = 0, v1 = 0;
+
+    REQUIRE(p);
+    routes = json_object_get(p, "routes");
+    CHECK_INT(json_array_size(routes), 1);
+    CHECK_STR(controller__jstr(json_array_get(routes, 0), "split"), "mesh.weft.dev/reviews");
+    bs = json_object_get(json_array_get(routes, 0), "backends");
+    CHECK_INT(json_array_size(bs), 2);
+    CHECK_STR(controller__jstr(json_array_get(bs, 0), "service"), "reviews-v1");
+    CHECK_INT(controller__jint(json_array_get(bs, 0), "requestedPpm", 0), 700000);
+    CHECK_INT(controller__jint(json_array_get(bs, 0), "achievedPpm", 0), 700000);
+    CHECK_INT(controller__jint(json_array_get(bs, 1), "achievedPpm", 0), 300000);
+    /* observed split from the per-server weights: 3 ready v1 servers at 7, 1 v2 server at 9 */
+    json_array_foreach(json_object_get(json_array_get(bs, 0), "endpoints"), i, e)
+    {
+        long long w = controller__jint(e, "weight", -1);
+        CHECK_INT(w, json_is_true(json_object_get(e, "ready")) ? 7 : 0);
+        v1 += w;
+    }
+    CHECK_INT(json_array_size(json_object_get(json_array_get(bs, 0), "endpoints")), 4);
+    e = json_array_get(json_object_get(json_array_get(bs, 1), "endpoints"), 0);
+    CHECK_INT(controller__jint(e, "weight", -1), 9);
+    sum = v1 + 9;
+    CHECK_INT(v1 * 100 / sum, 70);
+    CHECK_STR(controller__jstr(e, "identity"), "spiffe://cluster.local/ns/default/sa/reviews");
+    json_decref(doc);
+    json_decref(docs);
+    mesh_model_free(m);
+}
+
+/* The bound documented in docs/proxy-config.md, checked over many uneven cases. */
+static void t_weights_bound(void)
+{
+    long long W[4], n[4], ach[4];
+    int w[4];
+    unsigned seed = 12345;
+    int iter;
+
+    for (iter = 0; iter < 20000; iter++) {
+        size_t nb = 2 + (size_t)(iter % 3), b;
+        double sumw = 0, total = 0, A = 0, smax = 0, k;
+        for (b = 0; b < nb; b++) {
+            seed = seed * 1103515245u + 12345u;
+            W[b] = 1 + (long long)((seed >> 8) % 1000);
+            seed = seed * 1103515245u + 12345u;
+            n[b] = 1 + (long long)((seed >> 8) % 50);
+            sumw += (double)W[b];
+            if ((double)W[b] / (double)n[b] > smax)
+                smax = (double)W[b] / (double)n[b];
+        }
+        REQUIRE(controller__weights(nb, W, n, w, ach) == 0);
+        k = 256.0 / smax;
+        for (b = 0; b < nb; b++) {
+            total += (double)w[b] * (double)n[b];
+            A += (double)n[b] * k * (double)W[b] / (double)n[b];
+        }
+        for (b = 0; b < nb; b++) {
+            double req = (double)W[b] / sumw, got = (double)w[b] * (double)n[b] / total;
+            CHECK(w[b] >= 1 && w[b] <= 256);
+            CHECK(fabs(got - req) <= 0.5);
+        }
+        {
+            /* The documented bound: with x_b = 256 * s_b / s_max and E = sum n_b |w'_b - x_b|
+             * for the rounded (and clamped) weights w' at that largest scale, the total error
+             * sum |achieved - requested| <= 2E / (A - E) with A = sum n_b x_b; the search
+             * never does worse than that scale. */
+            double err = 0, err256 = 0, tot256 = 0, E = 0;
+            int w256[4];
+            for (b = 0; b < nb; b++) {
+                double x = k * (double)W[b] / (double)n[b];
+                int r = (int)floor(x + 0.5);
+                w256[b] = r < 1 ? 1 : r;
+                tot256 += (double)w256[b] * (double)n[b];
+                E += (double)n[b] * fabs(w256[b] - x);
+            }
+            for (b = 0; b < nb; b++) {
+                double req = (double)W[b] / sumw;
+                err += fabs((double)w[b] * (double)n[b] / total - req);
+                err256 += fabs((double)w256[b] * (double)n[b] / tot256 - req);
+            }
+            CHECK(err <= err256 + 1e-12);
+            if (A > E && !(err256 <= 2 * E / (A - E) + 1e-12)) {
+                fprintf(stderr, "  bound: err %g > %g (nb %zu)\n", err256, 2 * E / (A - E), nb);
+                unit__failures++;
+                return;
+            }
+        }
+    }
+}
+
+static void t_weights_exact(void)
+{
+    long long W[3], n[3], ach[3];
+    int w[3];
+
+    /* equal endpoints, 90/10: exact with weights 9 and 1 */
+    W[0] = 90, W[1] = 10, n[0] = 2, n[1] = 2;
+    CHECK_INT(controller__weights(2, W, n, w, ach), 0);
+    CHECK_INT(w[0], 9);
+    CHECK_INT(w[1], 1);
+    CHECK_INT(ach[0], 900000);
+    /* 50/50 with 1 and 4 endpoints: one server at 4, four at 1 */
+    W[0] = 50, W[1] = 50, n[0] = 1, n[1] = 4;
+    CHECK_INT(controller__weights(2, W, n, w, ach), 0);
+    CHECK_INT(w[0], 4);
+    CHECK_INT(w[1], 1);
+    CHECK_INT(ach[1], 500000);
+    /* weight 0 and a backend without endpoints get 0; the rest share everything */
+    W[0] = 0, W[1] = 30, W[2] = 70, n[0] = 3, n[1] = 0, n[2] = 5;
+    CHECK_INT(controller__weights(3, W, n, w, ach), 0);
+    CHECK_INT(w[0], 0);
+    CHECK_INT(w[1], 0);
+    CHECK_INT(w[2], 1);
+    CHECK_INT(ach[2], 1000000);
+    /* extreme ratio: clamped to 1, the smallest representable share */
+    W[0] = 1000000, W[1] = 1, n[0] = 1, n[1] = 1;
+    CHECK_INT(controller__weights(2, W, n, w, ach), 0);
+    CHECK_INT(w[0], 256);
+    CHECK_INT(w[1], 1);
+    CHECK_INT(ach[1], 3891); /* 1/257 */
+    /* bad input */
+    W[0] = -1;
+    CHECK_INT(controller__weights(1, W, n, w, ach), -EINVAL);
+    CHECK_INT(controller__weights(0, W, n, w, ach), -EINVAL);
+}
+
+static void t_parsers(void)
+{
+    json_t *v;
+    CHECK_INT(controller__duration_ms("500ms"), 500);
+    CHECK_INT(controller__duration_ms("1m30s"), 90000);
+    CHECK_INT(controller__duration_ms("2h"), 7200000);
+    CHECK_INT(controller__duration_ms("1.5s"), -1);
+    CHECK_INT(controller__duration_ms("3 s"), -1);
+    CHECK_INT(controller__duration_ms(""), -1);
+    CHECK_INT(controller__duration_ms("999999h"), -1);
+    v = json_string("500m");
+    CHECK_INT(controller__quantity_milli(v), 500);
+    json_decref(v);
+    v = json_string("1.5");
+    CHECK_INT(controller__quantity_milli(v), 1500);
+    json_decref(v);
+    v = json_string("2k");
+    CHECK_INT(controller__quantity_milli(v), 2000000);
+    json_decref(v);
+    v = json_integer(3);
+    CHECK_INT(controller__quantity_milli(v), 3000);
+    json_decref(v);
+    v = json_string("-5");
+    CHECK_INT(controller__quantity_milli(v), -1);
+    json_decref(v);
+    v = json_string("1x");
+    CHECK_INT(controller__quantity_milli(v), -1);
+    json_decref(v);
+}
+
+/* ---- incremental -------------------------------------------------------------------------- */
+
+/* Namespace "other": a meshed pod that may not call reviews (deny mode, no Allow for it). */
+static json_t *other_ns(void)
+{
+    const char *y =
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: other}\n---\n"
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: lonely, namespace: other, labels: {app: "
+        "lonely}}\nspec: {serviceAccountName: lonely, containers: [{name: app}, {name: "
+        "weft-proxy}]}\nstatus: {podIP: 10.9.0.1}\n---\n"
+        "apiVersion: mesh.weft.dev/v1alpha1\nkind: AccessPolicy\nmetadata: {name: same-ns, "
+        "namespace: default}\nspec: {targetRef: {kind: Namespace}, action: Allow, from: "
+        "[{namespace: default}]}\n";
+    json_t *docs = NULL;
+    char msg[128];
+    REQUIRE(yaml_to_json(y, strlen(y), &docs, msg, sizeof(msg)) == 0);
+    return docs;
+}
+
+static void dirty_is(struct mesh_model *m, const char *const *want, size_t n)
+{
+    json_t *d = NULL;
+    size_t i;
+    REQUIRE(mesh_model_dirty_proxies(m, &d) == 0);
+    if (json_array_size(d) != n) {
+        char *s = json_dumps(d, 0);
+        fprintf(stderr, "  dirty: got %s, want %zu entries\n", s, n);
+        free(s);
+        unit__failures++;
+    } else {
+        for (i = 0; i < n; i++)
+            CHECK_STR(json_string_value(json_array_get(d, i)), want[i]);
+    }
+    json_decref(d);
+}
+
+static void compile_all(struct mesh_model *m)
+{
+    json_t *d = NULL, *k;
+    size_t i;
+    REQUIRE(mesh_model_dirty_proxies(m, &d) == 0);
+    json_array_foreach(d, i, k)
+    {
+        char ns[128], name[128];
+        json_t *doc = NULL;
+        REQUIRE(sscanf(json_string_value(k), "%127[^/]/%127s", ns, name) == 2);
+        if (mesh_compile_pod(m, ns, name, &doc) == 0)
+            json_decref(doc);
+    }
+    json_decref(d);
+}
+
+static json_t *find_obj(json_t *docs, const char *kind, const char *name)
+{
+    size_t i;
+    json_t *o;
+    json_array_foreach(
+        docs, i,
+        o) if (!strcmp(controller__jstr(o, "kind"), kind) &&
+               !strcmp(controller__jstr(controller__jget(o, "metadata"), "name"), name)) return o;
+    return NULL;
+}
+
+static void t_incr_weight_change(void)
+{
+    json_t *docs = load_yaml(FIX "/split-uneven/cluster.yaml"), *extra = other_ns(), *o, *ts;
+    struct mesh_model *m;
+    struct mesh_compile_info info;
+    json_t *doc = NULL, *before, *p;
+    size_t i;
+    static const char *const callers[] = {"default/productpage-1", "default/reviews-v1-a",
+                                          "default/reviews-v1-b",  "default/reviews-v1-c",
+                                          "default/reviews-v1-d",  "default/reviews-v2-a"};
+
+    m = model_from(docs, MESH_MODE_DENY);
+    json_array_foreach(extra, i, o) REQUIRE(mesh_model_upsert(m, o) == 0);
+    compile_all(m);
+    REQUIRE(mesh_compile_pod_ex(m, "other", "lonely", &before, &info) == 0);
+    CHECK(json_array_size(json_object_get(before, "outbound")) == 0); /* deny mode: nothing */
+    CHECK(!info.changed);
+
+    /* the weight of reviews-v2 from 30 to 50: all default pods may call reviews */
+    ts = json_deep_copy(find_obj(docs, "TrafficSplit", "reviews"));
+    json_integer_set(
+        controller__jget(json_array_get(controller__jget(ts, "spec.backends"), 1), "weight"), 50);
+    REQUIRE(mesh_model_upsert(m, ts) == 0);
+    dirty_is(m, callers, ARRAY_LEN(callers));
+    REQUIRE(mesh_compile_pod_ex(m, "default", "productpage-1", &doc, &info) == 0);
+    CHECK(info.changed);
+    p = outbound_port(doc, "reviews", 9080);
+    CHECK_INT(
+        controller__jint(
+            json_array_get(
+                controller__jget(json_array_get(json_object_get(p, "routes"), 0), "backends"), 1),
+            "requestedPpm", 0),
+        416667);
+    json_decref(doc);
+    /* the lonely pod did not change */
+    REQUIRE(mesh_compile_pod_ex(m, "other", "lonely", &doc, &info) == 0);
+    CHECK(!info.changed);
+    CHECK(json_equal(doc, before));
+    json_decref(doc);
+
+    /* the same object again: nothing dirty, documents unchanged */
+    REQUIRE(mesh_model_upsert(m, ts) == 0);
+    dirty_is(m, NULL, 0);
+    REQUIRE(mesh_compile_pod_ex(m, "default", "productpage-1", &doc, &info) == 0);
+    CHECK(!info.changed);
+    json_decref(doc);
+    json_decref(ts);
+    json_decref(before);
+    json_decref(extra);
+    json_decref(docs);
+    mesh_model_free(m);
+}
+
+static void t_incr_policy_and_pods(void)
+{
+    json_t *docs = load_yaml(FIX "/split-uneven/cluster.yaml"), *extra = other_ns(), *o, *pod, *ap,
+           *doc;
+    struct mesh_model *m;
+    struct mesh_compile_info info;
+    size_t i;
+    static const char *const v2[] = {"default/reviews-v2-a"};
+    static const char *const lonely[] = {"other/lonely"};
+    static const char *const lonely_and_v2[] = {"default/reviews-v2-a", "other/lonely"};
+
+    m = model_from(docs, MESH_MODE_DENY);
+    json_array_foreach(extra, i, o) REQUIRE(mesh_model_upsert(m, o) == 0);
+    compile_all(m);
+
+    /* a pod status change that moves no compiled field dirties nothing */
+    pod = json_deep_copy(find_obj(docs, "Pod", "reviews-v2-a"));
+    json_object_set_new(json_object_get(pod, "status"), "phase", json_string("Running"));
+    json_object_set_new(json_object_get(pod, "status"), "conditions",
+                        json_pack("[{s:s,s:s}]", "type", "Ready", "status", "True"));
+    REQUIRE(mesh_model_upsert(m, pod) == 0);
+    dirty_is(m, NULL, 0);
+    /* a label change dirties that pod only */
+    json_object_set_new(controller__jget(pod, "metadata.labels"), "track", json_string("canary"));
+    REQUIRE(mesh_model_upsert(m, pod) == 0);
+    dirty_is(m, v2, 1);
+
+    /* an Allow for reviews-v2 only from other/lonely: v2's inbound, and lonely may now call
+     * reviews-v2 (its outbound) */
+    ap = json_pack("{s:s,s:s,s:{s:s,s:s},s:{s:{s:s,s:s},s:s,s:[{s:{s:s,s:s}}]}}", "apiVersion",
+                   "mesh.weft.dev/v1alpha1", "kind", "AccessPolicy", "metadata", "name", "v2",
+                   "namespace", "default", "spec", "targetRef", "kind", "Service", "name",
+                   "reviews-v2", "action", "Allow", "from", "serviceAccount", "name", "lonely",
+                   "namespace", "other");
+    REQUIRE(mesh_model_upsert(m, ap) == 0);
+    dirty_is(m, lonely_and_v2, 2);
+    REQUIRE(mesh_compile_pod_ex(m, "other", "lonely", &doc, &info) == 0);
+    CHECK(info.changed);
+    /* reviews-v2 only: the apex reviews still admits callers from default only */
+    CHECK_INT(json_array_size(json_object_get(doc, "outbound")), 1);
+    CHECK_STR(controller__jstr(json_array_get(json_object_get(doc, "outbound"), 0), "service"),
+              "reviews-v2");
+    json_decref(doc);
+    doc = NULL;
+    REQUIRE(mesh_compile_pod_ex(m, "default", "reviews-v2-a", &doc, &info) == 0);
+    CHECK(info.changed);
+    CHECK_STR(controller__jstr(inbound_port(doc, 9080), "default"), "deny");
+    json_decref(doc);
+
+    /* deleting the lonely pod: listed once, then not found */
+    REQUIRE(mesh_model_delete(m, "Pod", "other", "lonely") == 0);
+    dirty_is(m, lonely, 1);
+    CHECK_INT(mesh_compile_pod(m, "other", "lonely", &doc), ERR_NOTFOUND);
+    /* deleting the policy: the reviews-v2 pod only (nobody else calls through it now) */
+    REQUIRE(mesh_model_delete(m, "AccessPolicy", "default", "v2") == 0);
+    dirty_is(m, v2, 1);
+    CHECK_INT(mesh_model_delete(m, "AccessPolicy", "default", "v2"), ERR_NOTFOUND);
+    json_decref(ap);
+    json_decref(pod);
+    json_decref(extra);
+    json_decref(docs);
+    mesh_model_free(m);
+}
+
+static void t_incr_endpoints_and_service(void)
+{
+    json_t *docs = load_yaml(FIX "/split-uneven/cluster.yaml"), *sl, *doc;
+    struct mesh_model *m = model_from(docs, MESH_MODE_ALL_AUTHENTICATED);
+    struct mesh_compile_info info;
+    json_t *d = NULL;
+
+    compile_all(m);
+    /* reviews-v2's only endpoint becomes not ready: callers recompile; weights move to v1 */
+    sl = json_deep_copy(find_obj(docs, "EndpointSlice", "reviews-v2-x"));
+    json_object_set_new(
+        controller__jget(json_array_get(json_object_get(sl, "endpoints"), 0), "conditions"),
+        "ready", json_false());
+    REQUIRE(mesh_model_upsert(m, sl) == 0);
+    REQUIRE(mesh_model_dirty_proxies(m, &d) == 0);
+    CHECK_INT(json_array_size(d), 6); /* every pod in default may call reviews */
+    json_decref(d);
+    REQUIRE(mesh_compile_pod_ex(m, "default", "productpage-1", &doc, &info) == 0);
+    CHECK(info.changed);
+    {
+        json_t *bs = controller__jget(
+            json_array_get(json_object_get(outbound_port(doc, "reviews", 9080), "routes"), 0),
+            "backends");
+        CHECK_INT(controller__jint(json_array_get(bs, 0), "achievedPpm", 0), 1000000);
+        CHECK_INT(controller__jint(json_array_get(bs, 1), "achievedPpm", 0), 0);
+        CHECK_INT(controller__jint(json_array_get(bs, 1), "requestedPpm", 0), 300000);
+    }
+    json_decref(doc);
+    /* deleting the split: the apex serves its own endpoints */
+    REQUIRE(mesh_model_delete(m, "TrafficSplit", "default", "reviews") == 0);
+    REQUIRE(mesh_compile_pod_ex(m, "default", "productpage-1", &doc, &info) == 0);
+    CHECK(info.changed);
+    CHECK(!json_object_get(
+        json_array_get(json_object_get(outbound_port(doc, "reviews", 9080), "routes"), 0),
+        "split"));
+    json_decref(doc);
+    /* deleting a service removes it from every outbound */
+    REQUIRE(mesh_model_delete(m, "Service", "default", "reviews-v1") == 0);
+    REQUIRE(mesh_compile_pod(m, "default", "productpage-1", &doc) == 0);
+    CHECK(!outbound_port(doc, "reviews-v1", 9080));
+    CHECK(outbound_port(doc, "reviews-v2", 9080));
+    json_decref(doc);
+    json_decref(sl);
+    json_decref(docs);
+    mesh_model_free(m);
+}
+
+static void t_incr_namespace_labels(void)
+{
+    json_t *docs = load_yaml(FIX "/policies/cluster.yaml"), *ns, *doc;
+    struct mesh_model *m = model_from(docs, MESH_MODE_ALL_AUTHENTICATED);
+    static const char *const want[] = {"payments/billing-1", "shop/api-1"};
+    json_t *allow;
+
+    compile_all(m);
+    /* payments loses team=payments: billing's reach to api and api's compiled peers change */
+    ns = json_deep_copy(find_obj(docs, "Namespace", "payments"));
+    json_object_set_new(json_object_get(ns, "metadata"), "labels", json_object());
+    REQUIRE(mesh_model_upsert(m, ns) == 0);
+    dirty_is(m, want, 2);
+    doc = compile(m, "shop", "api-1");
+    allow = json_array_get(json_object_get(inbound_port(doc, 8080), "allow"), 0);
+    CHECK_INT(json_array_size(controller__jget(allow, "peers.prefixes")), 1); /* batch only */
+    json_decref(doc);
+    doc = compile(m, "payments", "billing-1");
+    CHECK(!outbound_port(doc, "api", 8080));
+    json_decref(doc);
+    json_decref(ns);
+    json_decref(docs);
+    mesh_model_free(m);
+}
+
+/* After a series of changes, every document equals the one a fresh model compiles from the
+ * final object set. */
+static void upsert_tracked(struct mesh_model *m, json_t *state, json_t *o)
+{
+    char key[512];
+    snprintf(key, sizeof(key), "%s|%s|%s/%s", controller__jstr(o, "apiVersion"),
+             controller__jstr(o, "kind"),
+             controller__jstr(controller__jget(o, "metadata"), "namespace"),
+             controller__jstr(controller__jget(o, "metadata"), "name"));
+    REQUIRE(mesh_model_upsert(m, o) == 0);
+    json_object_set(state, key, o);
+}
+
+static void t_incr_matches_scratch(void)
+{
+    json_t *a = load_yaml(FIX "/split-uneven/cluster.yaml"),
+           *b = load_yaml(FIX "/policies/cluster.yaml");
+    json_t *state = json_object(), *o, *fresh_docs = json_array(), *keys = NULL, *k;
+    struct mesh_model *m = NULL, *fresh;
+    struct mesh_config cfg = {.mode = MESH_MODE_ALL_AUTHENTICATED};
+    const char *key;
+    size_t i;
+    int round;
+
+    REQUIRE(mesh_model_new(&cfg, &m) == 0);
+    json_array_foreach(a, i, o) upsert_tracked(m, state, o);
+    json_array_foreach(b, i, o) upsert_tracked(m, state, o);
+    compile_all(m);
+    for (round = 0; round < 3; round++) {
+        json_t *ts = json_deep_copy(find_obj(a, "TrafficSplit", "reviews"));
+        json_t *pod = json_deep_copy(find_obj(a, "Pod", "reviews-v2-a"));
+        json_t *ns = json_deep_copy(find_obj(b, "Namespace", "payments"));
+        json_t *svc = json_deep_copy(find_obj(b, "Service", "web"));
+        json_integer_set(
+            controller__jget(json_array_get(controller__jget(ts, "spec.backends"), 0), "weight"),
+            10 + round * 40);
+        upsert_tracked(m, state, ts);
+        json_object_set_new(json_object_get(pod, "spec"), "serviceAccountName",
+                            json_string(round % 2 ? "reviews" : "productpage"));
+        upsert_tracked(m, state, pod);
+        json_object_set_new(json_object_get(ns, "metadata"), "labels",
+                            round % 2 ? json_pack("{s:s}", "team", "payments") : json_object());
+        upsert_tracked(m, state, ns);
+        json_object_set_new(controller__jget(svc, "spec.selector"), "app",
+                            json_string(round % 2 ? "web" : "api"));
+        upsert_tracked(m, state, svc);
+        if (round == 1) {
+            REQUIRE(mesh_model_delete(m, "AccessPolicy", "shop", "api-allow") == 0);
+            json_object_del(state, "mesh.weft.dev/v1alpha1|AccessPolicy|shop/api-allow");
+            REQUIRE(mesh_model_delete(m, "EndpointSlice.discovery.k8s.io", "default",
+                                      "reviews-v1-x") == 0);
+            json_object_del(state, "discovery.k8s.io/v1|EndpointSlice|default/reviews-v1-x");
+        }
+        compile_all(m);
+        json_decref(ts);
+        json_decref(pod);
+        json_decref(ns);
+        json_decref(svc);
+    }
+    json_object_foreach(state, key, o) json_array_append(fresh_docs, o);
+    fresh = model_from(fresh_docs, MESH_MODE_ALL_AUTHENTICATED);
+    REQUIRE(mesh_model_dirty_proxies(fresh, &keys) == 0);
+    CHECK_INT(json_array_size(keys), 9);
+    json_array_foreach(keys, i, k)
+    {
+        char pns[64], pn[64];
+        json_t *d1 = NULL, *d2 = NULL;
+        REQUIRE(sscanf(json_string_value(k), "%63[^/]/%63s", pns, pn) == 2);
+        CHECK_INT(mesh_compile_pod(fresh, pns, pn, &d1), 0);
+        CHECK_INT(mesh_compile_pod(m, pns, pn, &d2), 0);
+        if (!json_equal(d1, d2)) {
+            fprintf(stderr, "  %s: incremental document differs from a fresh compile\n",
+                    json_string_value(k));
+            unit__failures++;
+        }
+        json_decref(d1);
+        json_decref(d2);
+    }
+    json_decref(keys);
+    json_decref(fresh_docs);
+    json_decref(state);
+    json_decref(a);
+    json_decref(b);
+    mesh_model_free(fresh);
+    mesh_model_free(m);
+}
+
+/* ---- status ------------------------------------------------------------------------------- */
+
+static void t_status_transitions(void)
+{
+    json_t *docs = load_yaml(FIX "/missing-refs/cluster.yaml"), *c1 = NULL, *c2 = NULL, *svc;
+    struct mesh_model *m = model_from(docs, MESH_MODE_ALL_AUTHENTICATED);
+
+    REQUIRE(mesh_model_status(m, "RetryPolicy", "default", "svc-missing", NULL, NOW, &c1) == 0);
+    CHECK_STR(cond(c1, "ResolvedRefs", "status"), "False");
+    CHECK_STR(cond(c1, "ResolvedRefs", "message"),
+              "Service default/ratings (the target) not found");
+    /* still missing: lastTransitionTime kept */
+    REQUIRE(mesh_model_status(m, "RetryPolicy", "default", "svc-missing", c1,
+                              "2026-02-02T00:00:00Z", &c2) == 0);
+    CHECK_STR(cond(c2, "ResolvedRefs", "lastTransitionTime"), NOW);
+    json_decref(c2);
+    /* the Service appears: ResolvedRefs flips and moves its time; Accepted keeps its own */
+    svc = json_pack("{s:s,s:s,s:{s:s,s:s},s:{s:s,s:[{s:i,s:s}],s:{s:s}}}", "apiVersion", "v1",
+                    "kind", "Service", "metadata", "name", "ratings", "namespace", "default",
+                    "spec", "clusterIP", "10.96.9.9", "ports", "port", 9080, "name", "http",
+                    "selector", "app", "ratings");
+    REQUIRE(mesh_model_upsert(m, svc) == 0);
+    REQUIRE(mesh_model_status(m, "RetryPolicy", "default", "svc-missing", c1,
+                              "2026-02-02T00:00:00Z", &c2) == 0);
+    CHECK_STR(cond(c2, "ResolvedRefs", "status"), "True");
+    CHECK_STR(cond(c2, "ResolvedRefs", "lastTransitionTime"), "2026-02-02T00:00:00Z");
+    CHECK_STR(cond(c2, "Accepted", "lastTransitionTime"), NOW);
+    CHECK_STR(cond(c2, "Programmed", "reason"), "Compiled");
+    json_decref(c1);
+    json_decref(c2);
+    json_decref(svc);
+    CHECK_INT(mesh_model_status(m, "RetryPolicy", "default", "nope", NULL, NOW, &c1), ERR_NOTFOUND);
+    CHECK_INT(mesh_model_status(m, "Pod", "default", "x", NULL, NOW, &c1), ERR_UNSUPPORTED);
+    CHECK_INT(mesh_model_status(m, "Gadget", "default", "x", NULL, NOW, &c1), ERR_UNSUPPORTED);
+    json_decref(docs);
+    mesh_model_free(m);
+}
+
+/* ---- errors ------------------------------------------------------------------------------- */
+
+static void t_errors(void)
+{
+    struct mesh_model *m = NULL;
+    json_t *o, *doc = NULL, *st;
+    enum mesh_mode mode;
+
+    REQUIRE(mesh_model_new(NULL, &m) == 0);
+    o = json_pack("{s:s,s:s,s:{s:s}}", "apiVersion", "v1", "kind", "ConfigMap", "metadata", "name",
+                  "x");
+    CHECK_INT(mesh_model_upsert(m, o), ERR_UNSUPPORTED);
+    json_decref(o);
+    o = json_pack("{s:s,s:s,s:{}}", "apiVersion", "v1", "kind", "Pod", "metadata");
+    CHECK_INT(mesh_model_upsert(m, o), ERR_INVALID);
+    json_decref(o);
+    o = json_pack("{s:s,s:s,s:{s:s}}", "apiVersion", "v1", "kind", "Pod", "metadata", "name",
+                  "no-namespace");
+    CHECK_INT(mesh_model_upsert(m, o), ERR_INVALID);
+    json_decref(o);
+    o = json_pack("[]");
+    CHECK_INT(mesh_model_upsert(m, o), ERR_UNSUPPORTED);
+    json_decref(o);
+    /* malformed custom resources are stored, not accepted */
+    o = json_pack("{s:s,s:s,s:{s:s,s:s},s:{s:s,s:[{s:s,s:s}]}}", "apiVersion",
+                  "mesh.weft.dev/v1alpha1", "kind", "TrafficSplit", "metadata", "name", "bad",
+                  "namespace", "d", "spec", "service", "a", "backends", "service", "b", "weight",
+                  "ten");
+    CHECK_INT(mesh_model_upsert(m, o), 0);
+    json_decref(o);
+    REQUIRE(mesh_model_status(m, "TrafficSplit", "d", "bad", NULL, NOW, &st) == 0);
+    CHECK_STR(cond(st, "Accepted", "reason"), "Invalid");
+    CHECK_STR(cond(st, "Accepted", "message"),
+              "spec.backends[0].weight: must be an integer 0..1000000");
+    json_decref(st);
+    o = json_pack("{s:s,s:s,s:{s:s,s:s},s:{s:{s:s},s:s,s:[{s:[{s:s,s:s}]}]}}", "apiVersion",
+                  "mesh.weft.dev/v1alpha1", "kind", "AccessPolicy", "metadata", "name", "bad",
+                  "namespace", "d", "spec", "targetRef", "kind", "Namespace", "action", "Allow",
+                  "rules", "paths", "type", "Exact", "value", "no-slash");
+    CHECK_INT(mesh_model_upsert(m, o), 0);
+    json_decref(o);
+    REQUIRE(mesh_model_status(m, "AccessPolicy", "d", "bad", NULL, NOW, &st) == 0);
+    CHECK_STR(cond(st, "Accepted", "message"),
+              "spec.rules[0].paths[0].value: no-slash must start with \"/\"");
+    json_decref(st);
+    CHECK_INT(mesh_model_delete(m, "Pod", "nowhere", "x"), ERR_NOTFOUND);
+    CHECK_INT(mesh_model_delete(m, "Gadget", "d", "x"), ERR_UNSUPPORTED);
+    CHECK_INT(mesh_model_delete(m, "Namespace", NULL, "nowhere"), ERR_NOTFOUND);
+    CHECK_INT(mesh_compile_pod(m, "d", "nope", &doc), ERR_NOTFOUND);
+    CHECK(doc == NULL);
+    CHECK_INT(mesh_mode_parse("deny", &mode), 0);
+    CHECK_INT(mode, MESH_MODE_DENY);
+    CHECK_INT(mesh_mode_parse("strict", &mode), -EINVAL);
+    CHECK_STR(mesh_mode_name(MESH_MODE_PERMISSIVE), "permissive");
+    mesh_model_free(m);
+    mesh_model_free(NULL);
+}
+
+/* Every object of every fixture upserted, then deleted one by one: no leaks, nothing left. */
+static void t_upsert_delete_all(void)
+{
+    static const char *const cases[] = {"split-uneven", "smi",       "policies", "retries",
+                                        "missing-refs", "conflicts", "sidecars", "headless"};
+    size_t c, i;
+    for (c = 0; c < ARRAY_LEN(cases); c++) {
+        char path[256];
+        json_t *docs, *o, *stats, *d = NULL;
+        struct mesh_model *m;
+        const char *k;
+        json_t *v;
+        snprintf(path, sizeof(path), FIX "/%s/cluster.yaml", cases[c]);
+        docs = load_yaml(path);
+        m = model_from(docs, MESH_MODE_ALL_AUTHENTICATED);
+        compile_all(m);
+        for (i = json_array_size(docs); i-- > 0;) {
+            char kind[128];
+            const char *av;
+            o = json_array_get(docs, i);
+            av = controller__jstr(o, "apiVersion");
+            snprintf(kind, sizeof(kind), "%s%s%.*s", controller__jstr(o, "kind"),
+                     strchr(av, '/') ? "." : "", strchr(av, '/') ? (int)(strchr(av, '/') - av) : 0,
+                     av);
+            CHECK_INT(mesh_model_delete(
+                          m, kind, controller__jstr(controller__jget(o, "metadata"), "namespace"),
+                          controller__jstr(controller__jget(o, "metadata"), "name")),
+                      0);
+        }
+        REQUIRE(mesh_model_dirty_proxies(m, &d) == 0);
+        json_decref(d);
+        stats = mesh_model_stats(m);
+        json_object_foreach(stats, k, v) CHECK_INT(json_integer_value(v), 0);
+        json_decref(stats);
+        json_decref(docs);
+        mesh_model_free(m);
+    }
+}
+
+UNIT_MAIN(UNIT(t_golden_split_uneven), UNIT(t_golden_smi), UNIT(t_golden_policies),
+          UNIT(t_golden_retries), UNIT(t_golden_missing_refs), UNIT(t_golden_conflicts),
+          UNIT(t_golden_sidecars), UNIT(t_golden_headless), UNIT(t_split_uneven_weights),
+          UNIT(t_weights_bound), UNIT(t_weights_exact), UNIT(t_parsers), UNIT(t_incr_weight_change),
+          UNIT(t_incr_policy_and_pods), UNIT(t_incr_endpoints_and_service),
+          UNIT(t_incr_namespace_labels), UNIT(t_incr_matches_scratch), UNIT(t_status_transitions),
+          UNIT(t_errors), UNIT(t_upsert_delete_all))

@@ -18,7 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "tests/kubelite/http.h"
+#include "http/http.h"
 #include "tests/kubelite/kjson.h"
 
 struct hook {

@@ -89,31 +89,3 @@ int webhook__op_insert(json_t *ops, json_t *array, const char *array_ptr, size_t
     return rc;
 }
 
-char *webhook__base64(const void *data, size_t n)
-{
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    const unsigned char *p = data;
-    char *out, *o;
-
-    if (n > (SIZE_MAX - 1) / 4 * 3 - 3)
-        return NULL;
-    out = malloc((n + 2) / 3 * 4 + 1);
-    if (!out)
-        return NULL;
-    o = out;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        size_t left = n - i;
-
-        if (left > 1)
-            v |= (uint32_t)p[i + 1] << 8;
-        if (left > 2)
-            v |= p[i + 2];
-        *o++ = tab[(v >> 18) & 63];
-        *o++ = tab[(v >> 12) & 63];
-        *o++ = left > 1 ? tab[(v >> 6) & 63] : '=';
-        *o++ = left > 2 ? tab[v & 63] : '=';
-    }
-    *o = '\0';
-    return out;
-}

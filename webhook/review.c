@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/base64.h"
 #include "webhook/webhook.h"
 #include "webhook/webhook_int.h"
 
@@ -73,7 +74,7 @@ static int patched(const char *uid, const struct webhook_result *res, char **out
 
     if (!ops)
         goto out;
-    b64 = webhook__base64(ops, strlen(ops));
+    b64 = base64_encode(ops, strlen(ops));
     if (!b64)
         goto out;
     resp = json_pack("{s:s,s:b,s:s,s:s}", "uid", uid, "allowed", 1, "patchType", "JSONPatch",

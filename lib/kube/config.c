@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/base64.h"
 #include "conf/yamljson.h"
 #include "kube/kube_int.h"
 
@@ -138,56 +139,6 @@ out:
     return rc;
 }
 
-int kube__base64_decode(const char *in, char **out, size_t *outlen)
-{
-    size_t n = strlen(in), o = 0;
-    char *res = malloc(n / 4 * 3 + 4);
-    unsigned acc = 0;
-    int bits = 0, pad = 0;
-
-    if (!res)
-        return -ENOMEM;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)in[i];
-        int v;
-        if (ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t')
-            continue;
-        if (ch == '=') {
-            pad++;
-            continue;
-        }
-        if (pad)
-            goto bad; /* data after padding */
-        if (ch >= 'A' && ch <= 'Z')
-            v = ch - 'A';
-        else if (ch >= 'a' && ch <= 'z')
-            v = ch - 'a' + 26;
-        else if (ch >= '0' && ch <= '9')
-            v = ch - '0' + 52;
-        else if (ch == '+')
-            v = 62;
-        else if (ch == '/')
-            v = 63;
-        else
-            goto bad;
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            res[o++] = (char)((acc >> bits) & 0xff);
-        }
-    }
-    /* Leftover bits must be the zero padding of a final partial group. */
-    if (bits >= 6 || pad > 2 || (acc & ((1u << bits) - 1)) != 0)
-        goto bad;
-    res[o] = '\0';
-    *out = res;
-    *outlen = o;
-    return 0;
-bad:
-    free(res);
-    return ERR_PARSE;
-}
 
 /* ---- kubeconfig --------------------------------------------------------------------------- */
 
@@ -264,7 +215,7 @@ static int get_b64(struct kc_parse *p, const json_t *obj, const char *where, con
     int rc = get_str(p, obj, where, field, &s);
     if (rc || !s)
         return rc;
-    rc = kube__base64_decode(s, out, outlen);
+    rc = base64_decode(s, out, outlen);
     if (rc == ERR_PARSE)
         diag_set(p->diag, "%s: %s.%s: invalid base64", p->file, where, field);
     return rc;

@@ -33,8 +33,6 @@ struct kube_config {
 /* Deep copy; returns 0 or -ENOMEM. */
 int kube__config_dup(const struct kube_config *in, struct kube_config **out) WUR;
 
-/* Base64 (standard alphabet, padding optional, whitespace skipped). Caller frees *out. */
-int kube__base64_decode(const char *in, char **out, size_t *outlen) WUR;
 
 /*
  * Streaming requests (watches): with a 2xx status the body bytes go to on_data as they arrive

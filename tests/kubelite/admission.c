@@ -10,11 +10,14 @@
  * service targets are reached through the Service's ready endpoints.
  */
 #include <curl/curl.h>
+#include <errno.h>
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 
+#include "core/base64.h"
 #include "core/log.h"
 #include "tests/kubelite/kjson.h"
 #include "tests/kubelite/kubelite_int.h"
@@ -296,6 +299,10 @@ static void fail_write(struct kl_write *w, int code, const char *reason, const c
 
 static void call_next(struct kl_write *w);
 
+/*
+ * A webhook that could not be called or answered badly: failurePolicy decides. With url, why is
+ * a transport error ("failed to call webhook: Post URL: why"); without, the whole reason.
+ */
 static void hook_failed(struct kl_write *w, const json_t *hook, const char *url, const char *why)
 {
     char msg[2048];
@@ -309,51 +316,103 @@ static void hook_failed(struct kl_write *w, const json_t *hook, const char *url,
         call_next(w);
         return;
     }
-    snprintf(msg, sizeof(msg),
-             "Internal error occurred: failed calling webhook \"%s\": failed to call webhook: "
-             "Post \"%s\": %s",
-             name, url, why);
+    if (url)
+        snprintf(msg, sizeof(msg),
+                 "Internal error occurred: failed calling webhook \"%s\": failed to call "
+                 "webhook: Post \"%s\": %s",
+                 name, url, why);
+    else
+        snprintf(msg, sizeof(msg), "Internal error occurred: failed calling webhook \"%s\": %s",
+                 name, why);
     fail_write(w, 500, "InternalError", msg);
 }
 
-static char *b64decode(const char *in, size_t *outlen)
+
+/* Transport errors in the words of Go's net/http and crypto/tls, as kube-apiserver reports them. */
+static void describe_error(struct adm_call *call, CURLcode res, char *why, size_t whylen)
 {
-    size_t n = strlen(in);
-    unsigned char *out = malloc(n / 4 * 3 + 4);
-    unsigned acc = 0;
-    int bits = 0;
-    size_t o = 0;
-    if (!out)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        int v;
-        char ch = in[i];
-        if (ch >= 'A' && ch <= 'Z')
-            v = ch - 'A';
-        else if (ch >= 'a' && ch <= 'z')
-            v = ch - 'a' + 26;
-        else if (ch >= '0' && ch <= '9')
-            v = ch - '0' + 52;
-        else if (ch == '+')
-            v = 62;
-        else if (ch == '/')
-            v = 63;
-        else if (ch == '=' || ch == '\n' || ch == '\r')
-            continue;
-        else {
-            free(out);
-            return NULL;
-        }
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char)(acc >> bits);
+    long os_errno = 0, verify = 0, port = 0;
+    char *ip = NULL;
+
+    if (res == CURLE_OPERATION_TIMEDOUT) {
+        snprintf(why, whylen, "context deadline exceeded");
+        return;
+    }
+    if (res == CURLE_COULDNT_CONNECT) {
+        curl_easy_getinfo(call->easy, CURLINFO_OS_ERRNO, &os_errno);
+        curl_easy_getinfo(call->easy, CURLINFO_PRIMARY_IP, &ip);
+        curl_easy_getinfo(call->easy, CURLINFO_PRIMARY_PORT, &port);
+        if (os_errno == ECONNREFUSED && ip && *ip) {
+            snprintf(why, whylen, "dial tcp %s:%ld: connect: connection refused", ip, port);
+            return;
         }
     }
-    out[o] = '\0';
-    *outlen = o;
-    return (char *)out;
+    if (res == CURLE_PEER_FAILED_VERIFICATION) {
+        curl_easy_getinfo(call->easy, CURLINFO_SSL_VERIFYRESULT, &verify);
+        if (verify == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
+            verify == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT ||
+            verify == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN ||
+            verify == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT ||
+            verify == X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE)
+            snprintf(why, whylen,
+                     "tls: failed to verify certificate: x509: certificate signed by unknown "
+                     "authority");
+        else if (verify)
+            snprintf(why, whylen, "tls: failed to verify certificate: x509: %s",
+                     X509_verify_cert_error_string(verify));
+        else { /* the chain is good: libcurl's own host name check failed */
+            const char *h = strstr(call->url, "://");
+            h = h ? h + 3 : call->url;
+            snprintf(why, whylen, "tls: failed to verify certificate: x509: certificate is not "
+                     "valid for %.*s", (int)strcspn(h, ":/?"), h);
+        }
+        return;
+    }
+    snprintf(why, whylen, "%s", curl_easy_strerror(res));
+}
+
+/*
+ * The checks of kube-apiserver's VerifyAdmissionResponse (v1): the reason a response is
+ * invalid, or NULL.
+ */
+static const char *verify_response(const json_t *review, const json_t *resp, const char *uid,
+                                   bool mutating, char *why, size_t whylen)
+{
+    const json_t *pt = json_object_get(resp, "patchType");
+    bool has_patch = jstr(resp, "patch") && *jstr(resp, "patch");
+
+    if (!json_is_object(resp))
+        return "webhook response was absent";
+    if (strcmp(jstr_or(resp, "uid", ""), uid) != 0) {
+        snprintf(why, whylen, "expected response.uid=\"%s\", got \"%s\"", uid,
+                 jstr_or(resp, "uid", ""));
+        return why;
+    }
+    if (strcmp(jstr_or(review, "apiVersion", ""), "admission.k8s.io/v1") != 0 ||
+        strcmp(jstr_or(review, "kind", ""), "AdmissionReview") != 0) {
+        snprintf(why, whylen,
+                 "expected webhook response of admission.k8s.io/v1, Kind=AdmissionReview, got "
+                 "%s, Kind=%s",
+                 jstr_or(review, "apiVersion", ""), jstr_or(review, "kind", ""));
+        return why;
+    }
+    if (!mutating) {
+        if (has_patch)
+            return "validating webhook may not return response.patch";
+        if (pt && !json_is_null(pt))
+            return "validating webhook may not return response.patchType";
+        return NULL;
+    }
+    if (has_patch && (!pt || json_is_null(pt)))
+        return "webhook returned response.patch but not response.patchType";
+    if (!has_patch && pt && !json_is_null(pt))
+        return "webhook returned response.patchType but not response.patch";
+    if (pt && !json_is_null(pt) && !(json_string_value(pt) && *json_string_value(pt))) {
+        snprintf(why, whylen, "webhook returned invalid response.patchType of \"%s\"",
+                 json_string_value(pt) ? json_string_value(pt) : "");
+        return why;
+    }
+    return NULL;
 }
 
 static void handle_response(struct adm_call *call, CURLcode res)
@@ -365,13 +424,12 @@ static void handle_response(struct adm_call *call, CURLcode res)
     json_t *review = NULL, *resp;
     json_error_t jerr;
     long status = 0;
-    char why[1024];
+    char why[1024], invalid[1100];
+    const char *bad;
 
     curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &status);
     if (res != CURLE_OK) {
-        snprintf(why, sizeof(why), "%s",
-                 res == CURLE_OPERATION_TIMEDOUT ? "context deadline exceeded"
-                                                 : curl_easy_strerror(res));
+        describe_error(call, res, why, sizeof(why));
         hook_failed(w, hook, call->url, why);
         return;
     }
@@ -381,21 +439,18 @@ static void handle_response(struct adm_call *call, CURLcode res)
         return;
     }
     review = json_loadb(call->resp.p ? call->resp.p : "", call->resp.len, 0, &jerr);
-    resp = json_object_get(review, "response");
-    if (!review || strcmp(jstr_or(review, "apiVersion", ""), "admission.k8s.io/v1") != 0 ||
-        strcmp(jstr_or(review, "kind", ""), "AdmissionReview") != 0 || !json_is_object(resp)) {
-        snprintf(why, sizeof(why),
-                 "received invalid webhook response: expected AdmissionReview "
-                 "admission.k8s.io/v1 with a response");
+    if (!json_is_object(review)) {
+        snprintf(why, sizeof(why), "invalid character in the response body: %s", jerr.text);
         json_decref(review);
         hook_failed(w, hook, call->url, why);
         return;
     }
-    if (strcmp(jstr_or(resp, "uid", ""), call->uid) != 0) {
-        snprintf(why, sizeof(why),
-                 "expected response.uid=\"%s\", got \"%s\"", call->uid, jstr_or(resp, "uid", ""));
+    resp = json_object_get(review, "response");
+    bad = verify_response(review, resp, call->uid, p->mutating, why, sizeof(why));
+    if (bad) {
+        snprintf(invalid, sizeof(invalid), "received invalid webhook response: %s", bad);
         json_decref(review);
-        hook_failed(w, hook, call->url, why);
+        hook_failed(w, hook, NULL, invalid);
         return;
     }
     {
@@ -409,16 +464,25 @@ static void handle_response(struct adm_call *call, CURLcode res)
         }
     }
     if (!json_is_true(json_object_get(resp, "allowed"))) {
+        /* As webhookerrors.ToStatusErr: code at least 400, the webhook's reason kept. */
         json_t *st = json_object_get(resp, "status");
         long code = (long)json_integer_value(json_object_get(st, "code"));
+        const char *m = jstr(st, "message"), *r = jstr(st, "reason");
         char msg[2048];
         if (code < 400)
-            code = 403;
-        snprintf(msg, sizeof(msg), "admission webhook \"%s\" denied the request%s%s",
-                 jstr_or(hook, "name", ""), jstr(st, "message") ? ": " : "",
-                 jstr_or(st, "message", ""));
+            code = 400;
+        if (m && *m)
+            snprintf(msg, sizeof(msg), "admission webhook \"%s\" denied the request: %s",
+                     jstr_or(hook, "name", ""), m);
+        else if (r && *r)
+            snprintf(msg, sizeof(msg), "admission webhook \"%s\" denied the request: %s",
+                     jstr_or(hook, "name", ""), r);
+        else
+            snprintf(msg, sizeof(msg),
+                     "admission webhook \"%s\" denied the request without explanation",
+                     jstr_or(hook, "name", ""));
+        fail_write(w, (int)code, r ? r : "", msg);
         json_decref(review);
-        fail_write(w, (int)code, jstr_or(st, "reason", code == 403 ? "Forbidden" : ""), msg);
         return;
     }
     if (jstr(resp, "patch")) {
@@ -426,19 +490,14 @@ static void handle_response(struct adm_call *call, CURLcode res)
         size_t plen;
         char *raw, pmsg[512];
         json_t *ops, *patched = NULL;
-        if (!p->mutating) {
-            json_decref(review);
-            hook_failed(w, hook, call->url, "validating webhook may not return a patch");
-            return;
-        }
         if (!pt || strcmp(pt, "JSONPatch") != 0) {
+            snprintf(why, sizeof(why), "unsupported patch type \"%s\"", pt ? pt : "");
             json_decref(review);
-            hook_failed(w, hook, call->url,
-                        "received invalid webhook response: patchType must be JSONPatch when "
-                        "patch is set");
+            hook_failed(w, hook, NULL, why);
             return;
         }
-        raw = b64decode(jstr(resp, "patch"), &plen);
+        if (base64_decode(jstr(resp, "patch"), &raw, &plen))
+            raw = NULL;
         ops = raw ? json_loadb(raw, plen, 0, &jerr) : NULL;
         free(raw);
         if (!ops || patch_json(w->obj, ops, &patched, pmsg, sizeof(pmsg))) {
@@ -571,6 +630,8 @@ static json_t *build_review(struct kl *kl, struct kl_write *w, const char *uid)
     http_query_get(w->req, "fieldManager", mgr, sizeof(mgr));
     options = json_pack("{s:s,s:s}", "kind", w->create ? "CreateOptions" : "UpdateOptions",
                         "apiVersion", "meta.k8s.io/v1");
+    if (dry_run)
+        json_object_set_new(options, "dryRun", json_pack("[s]", "All"));
     if (mgr[0])
         json_object_set_new(options, "fieldManager", json_string(mgr));
     req = json_pack("{s:s,s:{s:s,s:s,s:s},s:{s:s,s:s,s:s},s:{s:s,s:s,s:s},s:{s:s,s:s,s:s},s:s,"
@@ -656,11 +717,12 @@ static void start_call(struct kl_write *w, const json_t *hook)
     if (call->connect_to)
         curl_easy_setopt(call->easy, CURLOPT_CONNECT_TO, call->connect_to);
     if (cab) {
-        size_t n;
-        char *pem = b64decode(cab, &n);
-        struct curl_blob blob = {pem, n, CURL_BLOB_COPY};
-        if (pem)
+        size_t n = 0;
+        char *pem = NULL;
+        if (base64_decode(cab, &pem, &n) == 0) {
+            struct curl_blob blob = {pem, n, CURL_BLOB_COPY};
             curl_easy_setopt(call->easy, CURLOPT_CAINFO_BLOB, &blob);
+        }
         free(pem);
     }
     if (curl_multi_add_handle(kl->curlm, call->easy) != CURLM_OK) {

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "conf/yamljson.h"
+#include "core/base64.h"
 #include "core/log.h"
 #include "tests/kubelite/kjson.h"
 #include "tests/kubelite/kubelite_int.h"
@@ -411,79 +412,30 @@ static char *encode_continue(uint64_t rv, const char *start)
     json_t *t = json_pack("{s:s,s:I,s:s}", "v", "meta.k8s.io/v1", "rv", (json_int_t)rv, "start",
                           start);
     char *raw = t ? json_dumps(t, JSON_COMPACT) : NULL;
-    char *out;
-    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t n, i, o = 0;
-
+    char *out = raw ? base64_encode(raw, strlen(raw)) : NULL;
     json_decref(t);
-    if (!raw)
-        return NULL;
-    n = strlen(raw);
-    out = malloc(4 * ((n + 2) / 3) + 1);
-    if (!out) {
-        free(raw);
-        return NULL;
-    }
-    for (i = 0; i < n; i += 3) {
-        unsigned v = (unsigned char)raw[i] << 16;
-        if (i + 1 < n)
-            v |= (unsigned char)raw[i + 1] << 8;
-        if (i + 2 < n)
-            v |= (unsigned char)raw[i + 2];
-        out[o++] = tbl[(v >> 18) & 63];
-        out[o++] = tbl[(v >> 12) & 63];
-        out[o++] = i + 1 < n ? tbl[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < n ? tbl[v & 63] : '=';
-    }
-    out[o] = '\0';
     free(raw);
     return out;
 }
 
 static int decode_continue(const char *tok, uint64_t *rv, char *start, size_t startlen)
 {
-    size_t n = strlen(tok), o = 0;
-    unsigned char *raw = malloc(n + 1);
-    unsigned acc = 0;
-    int bits = 0;
+    char *raw = NULL;
+    size_t n;
     json_t *t;
     json_error_t jerr;
-    int rc = ERR_INVALID;
+    int rc = base64_decode(tok, &raw, &n);
 
-    if (!raw)
-        return -ENOMEM;
-    for (size_t i = 0; i < n; i++) {
-        int v;
-        char ch = tok[i];
-        if (ch >= 'A' && ch <= 'Z')
-            v = ch - 'A';
-        else if (ch >= 'a' && ch <= 'z')
-            v = ch - 'a' + 26;
-        else if (ch >= '0' && ch <= '9')
-            v = ch - '0' + 52;
-        else if (ch == '+' || ch == '-')
-            v = 62;
-        else if (ch == '/' || ch == '_')
-            v = 63;
-        else if (ch == '=')
-            break;
-        else
-            goto out;
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            raw[o++] = (unsigned char)(acc >> bits);
-        }
-    }
-    t = json_loadb((const char *)raw, o, 0, &jerr);
+    if (rc)
+        return rc == -ENOMEM ? rc : ERR_INVALID;
+    rc = ERR_INVALID;
+    t = json_loadb(raw, n, 0, &jerr);
     if (t && json_is_integer(json_object_get(t, "rv")) && jstr(t, "start")) {
         *rv = (uint64_t)json_integer_value(json_object_get(t, "rv"));
         snprintf(start, startlen, "%s", jstr(t, "start"));
         rc = 0;
     }
     json_decref(t);
-out:
     free(raw);
     return rc;
 }
@@ -1524,6 +1476,146 @@ static void handle_version(struct http_conn *c)
     http_respond(c, 200, "application/json", body, sizeof(body) - 1, NULL);
 }
 
+/* ---------------------------------------------------------------- fault injection */
+
+void kl_faults_init(struct kl_faults *f, uint64_t seed)
+{
+    memset(f, 0, sizeof(*f));
+    f->seed = seed;
+    f->rng = seed;
+}
+
+/* splitmix64: small, and the same sequence on every platform for a given seed. */
+static uint64_t fault_next(struct kl_faults *f)
+{
+    uint64_t z = (f->rng += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+bool kl_fault_roll(struct kl *kl, double p)
+{
+    if (p <= 0)
+        return false;
+    return (double)(fault_next(&kl->faults) >> 11) * 0x1.0p-53 < p;
+}
+
+/*
+ * The error fault: answer a resource request the way an overloaded or failing kube-apiserver
+ * does, without serving it. True when it answered.
+ */
+static bool fault_error(struct kl *kl, struct http_conn *c, const struct http_request *req)
+{
+    json_t *st;
+
+    if (!kl_fault_roll(kl, kl->faults.error))
+        return false;
+    kl->faults.errors++;
+    if (kl_fault_roll(kl, 0.5)) {
+        log_debug("msg=\"injected fault\" fault=error code=429 method=%s target=\"%s\"",
+                  req->method, req->target);
+        st = json_pack("{s:s,s:s,s:{},s:s,s:s,s:s,s:{s:i},s:i}", "kind", "Status", "apiVersion",
+                       "v1", "metadata", "status", "Failure", "message",
+                       "Too many requests, please try again later.", "reason", "TooManyRequests",
+                       "details", "retryAfterSeconds", 1, "code", 429);
+        if (st)
+            kl_respond_json(c, 429, st, "Retry-After: 1\r\n");
+        else
+            http_respond(c, 500, "text/plain", "out of memory\n", 14, NULL);
+        json_decref(st);
+    } else {
+        log_debug("msg=\"injected fault\" fault=error code=500 method=%s target=\"%s\"",
+                  req->method, req->target);
+        kl_respond_status(c, 500, "InternalError",
+                          "Internal error occurred: injected fault (kubelite --fault-error)", NULL,
+                          NULL, NULL, NULL);
+    }
+    return true;
+}
+
+static bool is_admin(const json_t *user)
+{
+    size_t i;
+    json_t *g;
+    json_array_foreach(json_object_get(user, "groups"), i, g)
+    {
+        if (strcmp(json_string_value(g) ? json_string_value(g) : "", "system:masters") == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Read a probability member of body into *p; false (and *msg) when present and not in [0, 1]. */
+static bool fault_prob(const json_t *body, const char *name, double *p, char *msg, size_t msglen)
+{
+    const json_t *v = json_object_get(body, name);
+    if (!v)
+        return true;
+    if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 1) {
+        snprintf(msg, msglen, "%s: must be a number from 0 to 1", name);
+        return false;
+    }
+    *p = json_number_value(v);
+    return true;
+}
+
+/*
+ * /kubelite/faults (admin only, never faulted itself): GET shows the settings and what was
+ * injected so far; PUT with a JSON object holding any of dropWatch, expire, error sets those
+ * probabilities ({"dropWatch":0,"expire":0,"error":0} switches every fault off).
+ */
+static void faults_handle(struct kl *kl, struct http_conn *c, const struct http_request *req,
+                          const json_t *user)
+{
+    struct kl_faults *f = &kl->faults;
+    json_t *out;
+
+    if (!is_admin(user)) {
+        kl_respond_status(c, 403, "Forbidden", "only the admin may change faults", NULL, NULL,
+                          NULL, NULL);
+        return;
+    }
+    if (strcmp(req->method, "PUT") == 0) {
+        json_error_t jerr;
+        json_t *body = json_loadb(req->body, req->body_len, 0, &jerr);
+        double drop = f->drop_watch, expire = f->expire, error = f->error;
+        char msg[200];
+
+        if (!json_is_object(body)) {
+            kl_respond_status(c, 400, "BadRequest", "the body must be a JSON object", NULL, NULL,
+                              NULL, NULL);
+            json_decref(body);
+            return;
+        }
+        if (!fault_prob(body, "dropWatch", &drop, msg, sizeof(msg)) ||
+            !fault_prob(body, "expire", &expire, msg, sizeof(msg)) ||
+            !fault_prob(body, "error", &error, msg, sizeof(msg))) {
+            kl_respond_status(c, 400, "BadRequest", msg, NULL, NULL, NULL, NULL);
+            json_decref(body);
+            return;
+        }
+        json_decref(body);
+        f->drop_watch = drop;
+        f->expire = expire;
+        f->error = error;
+        log_info("msg=\"faults set\" drop_watch=%g expire=%g error=%g", drop, expire, error);
+    } else if (strcmp(req->method, "GET") != 0) {
+        kl_respond_status(c, 405, "MethodNotAllowed", "use GET or PUT", NULL, NULL, NULL, NULL);
+        return;
+    }
+    out = json_pack("{s:I,s:f,s:f,s:f,s:{s:I,s:I,s:I}}", "seed", (json_int_t)f->seed,
+                    "dropWatch", f->drop_watch, "expire", f->expire, "error", f->error,
+                    "injected", "watchDrops", (json_int_t)f->drops, "expires",
+                    (json_int_t)f->expires, "errors", (json_int_t)f->errors);
+    if (!out) {
+        http_respond(c, 500, "text/plain", "out of memory\n", 14, NULL);
+        return;
+    }
+    kl_respond_json(c, 200, out, NULL);
+    json_decref(out);
+}
+
 /*
  * Who is asking: the admin token (system:masters), a ServiceAccount token, or anyone over
  * plain HTTP (kubelite --insecure). Returns a TokenReview-style user object (new ref) or NULL.
@@ -1586,6 +1678,10 @@ void kl_handle(void *arg, struct http_conn *c, const struct http_request *req)
         return;
     }
     kl->cur_user = user;
+    if (strcmp(req->path, "/kubelite/faults") == 0) {
+        faults_handle(kl, c, req, user);
+        goto done;
+    }
     snprintf(pathbuf, sizeof(pathbuf), "%s", req->path);
     n = split_path(pathbuf, segs, MAX_SEGS);
     if (n < 0) {
@@ -1665,6 +1761,8 @@ void kl_handle(void *arg, struct http_conn *c, const struct http_request *req)
             goto done;
         }
     }
+    if (fault_error(kl, c, req))
+        goto done;
     if (sub[0] && strcmp(sub, "status") != 0) {
         kl_subresource_handle(kl, c, req, rt, ns, name, sub);
         goto done;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/base64.h"
 #include "tests/kubelite/kjson.h"
 #include "tests/kubelite/kubelite_int.h"
 #include "tests/kubelite/openapi.h"
@@ -140,7 +141,6 @@ static int service_defaults(struct kl *kl, const json_t *old, json_t *obj)
 /* stringData is write-only: its values move into data, base64-encoded, as on a real server. */
 static void secret_string_data(json_t *obj)
 {
-    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     json_t *sd = json_object_get(obj, "stringData"), *data;
     const char *k;
     json_t *v;
@@ -150,24 +150,10 @@ static void secret_string_data(json_t *obj)
     data = ensure_obj(obj, "data");
     json_object_foreach(sd, k, v)
     {
-        const unsigned char *in = (const unsigned char *)json_string_value(v);
-        size_t n = in ? strlen((const char *)in) : 0, o = 0;
-        char *out = malloc(4 * ((n + 2) / 3) + 1);
-        if (!out)
-            continue;
-        for (size_t i = 0; i < n; i += 3) {
-            unsigned x = (unsigned)in[i] << 16;
-            if (i + 1 < n)
-                x |= (unsigned)in[i + 1] << 8;
-            if (i + 2 < n)
-                x |= in[i + 2];
-            out[o++] = tbl[(x >> 18) & 63];
-            out[o++] = tbl[(x >> 12) & 63];
-            out[o++] = i + 1 < n ? tbl[(x >> 6) & 63] : '=';
-            out[o++] = i + 2 < n ? tbl[x & 63] : '=';
-        }
-        out[o] = '\0';
-        json_object_set_new(data, k, json_string(out));
+        const char *in = json_string_value(v);
+        char *out = base64_encode(in ? in : "", in ? strlen(in) : 0);
+        if (out)
+            json_object_set_new(data, k, json_string(out));
         free(out);
     }
     json_object_del(obj, "stringData");

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "core/base64.h"
 #include "kube/kube.h"
 #include "kube/kube_int.h"
 #include "tests/unit/unit.h"
@@ -304,7 +305,7 @@ static void t_base64(void)
     for (size_t i = 0; i < ARRAY_LEN(v); i++) {
         char *out = NULL;
         size_t n = 99;
-        int rc = kube__base64_decode(v[i].in, &out, &n);
+        int rc = base64_decode(v[i].in, &out, &n);
         CHECK_INT(rc, v[i].rc);
         if (v[i].out) {
             CHECK_STR(out, v[i].out);

@@ -12,6 +12,7 @@
 #include <glob.h>
 #include <jansson.h>
 
+#include "core/base64.h"
 #include "cli/cli.h"
 #include "conf/yamljson.h"
 #include "core/buf.h"
@@ -232,13 +233,13 @@ static void t_base64(void)
                                        "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
 
     for (size_t i = 0; i < ARRAY_LEN(in); i++) {
-        char *s = webhook__base64(in[i], strlen(in[i]));
+        char *s = base64_encode(in[i], strlen(in[i]));
         CHECK_STR(s, want[i]);
         free(s);
     }
     {
         const unsigned char bin[] = {0xff, 0xfe, 0x00, 0x3e, 0x3f};
-        char *s = webhook__base64(bin, sizeof(bin));
+        char *s = base64_encode(bin, sizeof(bin));
         CHECK_STR(s, "//4APj8=");
         free(s);
     }

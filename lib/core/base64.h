@@ -1,0 +1,22 @@
+/*
+ * base64.h - standard base64 (RFC 4648 section 4, with padding), as Kubernetes' JSON uses for
+ * []byte fields, kubeconfig *-data fields and AdmissionReview patches.
+ */
+#ifndef WEFT_CORE_BASE64_H
+#define WEFT_CORE_BASE64_H
+
+#include <stddef.h>
+
+#include "core/err.h"
+
+/* Encode n bytes; returns a NUL-terminated string (free()) or NULL on -ENOMEM. */
+char *base64_encode(const void *data, size_t n);
+
+/*
+ * Decode a NUL-terminated string, ignoring ASCII white space; padding optional. *out (free())
+ * gets the bytes plus a terminating NUL not counted in *outlen. Returns 0, -EINVAL (a character
+ * outside the alphabet, data after padding, a dangling 6 bits) or -ENOMEM.
+ */
+int base64_decode(const char *in, char **out, size_t *outlen) WUR;
+
+#endif

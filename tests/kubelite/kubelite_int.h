@@ -87,6 +87,19 @@ struct watcher {
     struct watcher *prev, *next;
 };
 
+/*
+ * Fault injection for tests (--fault-* flags, PUT /kubelite/faults). Every decision draws from
+ * one generator seeded by --fault-seed, so a run is reproducible given the seed and the same
+ * sequence of requests; a fault whose probability is 0 draws nothing. Probabilities in [0, 1].
+ */
+struct kl_faults {
+    uint64_t seed, rng;
+    double drop_watch; /* per watch event about to be sent: end the stream instead */
+    double expire;     /* per WATCH resuming from a resourceVersion: ERROR 410 Expired */
+    double error;      /* per resource request: 500 InternalError or 429 TooManyRequests */
+    uint64_t drops, expires, errors; /* injected so far */
+};
+
 struct kl {
     struct http_server *http;
     struct openapi *oa;
@@ -114,6 +127,7 @@ struct kl {
     struct buf scratch;
     json_t *discovery_cache; /* invalidated on CRD change */
     unsigned discovery_gen;
+    struct kl_faults faults;
 };
 
 /* --- time and ids --- */
@@ -172,6 +186,11 @@ char *kl_status_json(int code, const char *reason, const char *message, const ch
 void kl_respond_json(struct http_conn *c, int code, json_t *body, const char *extra_headers);
 void kl_respond_status(struct http_conn *c, int code, const char *reason, const char *message,
                        const char *kind, const char *name, const char *group, json_t *causes);
+
+/* --- fault injection (api.c) --- */
+void kl_faults_init(struct kl_faults *f, uint64_t seed);
+/* True with probability p (no draw when p <= 0). */
+bool kl_fault_roll(struct kl *kl, double p);
 
 /* --- discovery (discovery.c) --- */
 void kl_discovery_handle(struct kl *kl, struct http_conn *c, const struct http_request *req,

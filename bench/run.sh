@@ -23,4 +23,8 @@ if [ -x "$BUILD/bench/ca_bench" ]; then
     echo "== ca"
     "$BUILD/bench/ca_bench" --seconds 2 || rc=1
 fi
+if [ -x "$BUILD/bench/push_bench" ]; then
+    echo "== push (config stream)"
+    "$BUILD/bench/push_bench" || rc=1
+fi
 exit $rc

@@ -13,7 +13,7 @@ declare -A allow=(
   [push]="core push"
   [cli]="core kube conf cli webhook"
   [webhook]="core conf ca webhook"
-  [agent]="core conf ca agent push_types"
+  [agent]="core conf ca agent push"
   [tests/kubelite]="core conf http kubelite"
 )
 bad=0

@@ -1,0 +1,268 @@
+/*
+ * msg.c - the config stream's frames: JSON decode/encode and the canonical document hash.
+ */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/buf.h"
+#include "push/push.h"
+#include "push/push_int.h"
+
+static const struct {
+    enum push_msg_type type;
+    const char *name;
+} msg_types[] = {
+    {PUSH_MSG_HELLO, "hello"},   {PUSH_MSG_ACK, "ack"},     {PUSH_MSG_NACK, "nack"},
+    {PUSH_MSG_CONFIG, "config"}, {PUSH_MSG_ERROR, "error"},
+};
+
+int push__strlcpy(char *dst, const char *src, size_t n)
+{
+    size_t len = strlen(src);
+
+    if (len >= n) {
+        if (n)
+            dst[0] = '\0';
+        return -ENAMETOOLONG;
+    }
+    memcpy(dst, src, len + 1);
+    return 0;
+}
+
+int64_t push__now_unix_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int push__is_hash(const char *s)
+{
+    size_t i;
+
+    for (i = 0; s[i]; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return i == PUSH_HASH_LEN;
+}
+
+/* Copy the string field key of o into dst (size n). Missing: ERR_INVALID unless optional. */
+static int get_str(json_t *o, const char *key, char *dst, size_t n, int optional)
+{
+    json_t *v = json_object_get(o, key);
+
+    if (!v)
+        return optional ? 0 : ERR_INVALID;
+    if (!json_is_string(v) || push__strlcpy(dst, json_string_value(v), n) < 0)
+        return ERR_INVALID;
+    return 0;
+}
+
+static int get_dup(json_t *o, const char *key, char **dst)
+{
+    json_t *v = json_object_get(o, key);
+
+    if (!json_is_string(v) || strlen(json_string_value(v)) > PUSH_REASON_MAX)
+        return ERR_INVALID;
+    *dst = strdup(json_string_value(v));
+    return *dst ? 0 : -ENOMEM;
+}
+
+static int get_version_hash(json_t *o, struct push_msg *m)
+{
+    json_t *v = json_object_get(o, "version");
+
+    if (!json_is_integer(v) || json_integer_value(v) < 1)
+        return ERR_INVALID;
+    m->version = (uint64_t)json_integer_value(v);
+    if (get_str(o, "hash", m->hash, sizeof(m->hash), 0) < 0 || !push__is_hash(m->hash))
+        return ERR_INVALID;
+    return 0;
+}
+
+static int dump_canonical(json_t *doc, char **out)
+{
+    *out = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+    return *out ? 0 : -ENOMEM;
+}
+
+int push_msg_parse(const char *text, size_t len, struct push_msg *out)
+{
+    struct push_msg m;
+    json_t *root = NULL, *pod, *tv;
+    const char *type;
+    int rc = 0;
+
+    memset(&m, 0, sizeof(m));
+    memset(out, 0, sizeof(*out));
+    root = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(root)) {
+        rc = ERR_PARSE;
+        goto out;
+    }
+    tv = json_object_get(root, "type");
+    type = json_is_string(tv) ? json_string_value(tv) : "";
+    for (size_t i = 0; i < ARRAY_LEN(msg_types); i++)
+        if (strcmp(type, msg_types[i].name) == 0)
+            m.type = msg_types[i].type;
+    switch (m.type) {
+    case PUSH_MSG_HELLO:
+        pod = json_object_get(root, "pod");
+        if (!json_is_object(pod) || get_str(pod, "namespace", m.pod.ns, sizeof(m.pod.ns), 0) ||
+            get_str(pod, "name", m.pod.name, sizeof(m.pod.name), 0) ||
+            get_str(pod, "uid", m.pod.uid, sizeof(m.pod.uid), 0) || !m.pod.ns[0] ||
+            !m.pod.name[0] || strchr(m.pod.ns, '/') || strchr(m.pod.name, '/') ||
+            get_str(root, "agent", m.agent, sizeof(m.agent), 1) ||
+            get_str(root, "lastHash", m.last_hash, sizeof(m.last_hash), 1) ||
+            (m.last_hash[0] && !push__is_hash(m.last_hash)))
+            rc = ERR_INVALID;
+        break;
+    case PUSH_MSG_ACK:
+        rc = get_version_hash(root, &m);
+        break;
+    case PUSH_MSG_NACK:
+        rc = get_version_hash(root, &m);
+        if (!rc)
+            rc = get_dup(root, "reason", &m.reason);
+        break;
+    case PUSH_MSG_CONFIG:
+        rc = get_version_hash(root, &m);
+        if (!rc && !json_is_object(json_object_get(root, "config")))
+            rc = ERR_INVALID;
+        if (!rc)
+            rc = dump_canonical(json_object_get(root, "config"), &m.config);
+        break;
+    case PUSH_MSG_ERROR:
+        rc = get_str(root, "code", m.code, sizeof(m.code), 0);
+        if (!rc && !m.code[0])
+            rc = ERR_INVALID;
+        if (!rc)
+            rc = get_dup(root, "reason", &m.reason);
+        break;
+    case PUSH_MSG_NONE:
+        rc = ERR_INVALID;
+        break;
+    }
+    if (rc)
+        goto out;
+    *out = m;
+    memset(&m, 0, sizeof(m));
+out:
+    push_msg_release(&m);
+    json_decref(root);
+    return rc;
+}
+
+int push_msg_encode(const struct push_msg *m, char **out)
+{
+    json_t *o = NULL;
+    struct buf b;
+    char *s = NULL;
+    int rc = -ENOMEM;
+
+    buf_init(&b);
+    if (m->type == PUSH_MSG_CONFIG) {
+        /* Built by hand so the canonical document text goes out byte for byte. */
+        if (!m->config || m->config[0] != '{' || !push__is_hash(m->hash) || m->version < 1) {
+            rc = ERR_INVALID;
+            goto out;
+        }
+        rc = buf_printf(&b, "{\"type\":\"config\",\"version\":%llu,\"hash\":\"%s\",\"config\":",
+                        (unsigned long long)m->version, m->hash);
+        if (!rc)
+            rc = buf_puts(&b, m->config);
+        if (!rc)
+            rc = buf_puts(&b, "}");
+        if (!rc)
+            s = buf_take(&b);
+        goto done;
+    }
+    o = json_object();
+    if (!o)
+        goto out;
+    rc = ERR_INVALID;
+    for (size_t i = 0; i < ARRAY_LEN(msg_types); i++)
+        if (msg_types[i].type == m->type)
+            rc = json_object_set_new(o, "type", json_string(msg_types[i].name)) ? -ENOMEM : 0;
+    if (rc)
+        goto out;
+    rc = -ENOMEM;
+    switch (m->type) {
+    case PUSH_MSG_HELLO: {
+        json_t *pod = json_pack("{s:s, s:s, s:s}", "namespace", m->pod.ns, "name", m->pod.name,
+                                "uid", m->pod.uid);
+
+        if (!pod || json_object_set_new(o, "pod", pod) ||
+            json_object_set_new(o, "agent", json_string(m->agent)))
+            goto out;
+        if (m->last_hash[0] && json_object_set_new(o, "lastHash", json_string(m->last_hash)))
+            goto out;
+        break;
+    }
+    case PUSH_MSG_ACK:
+    case PUSH_MSG_NACK:
+        if (json_object_set_new(o, "version", json_integer((json_int_t)m->version)) ||
+            json_object_set_new(o, "hash", json_string(m->hash)))
+            goto out;
+        if (m->type == PUSH_MSG_NACK &&
+            json_object_set_new(o, "reason", json_string(m->reason ? m->reason : "")))
+            goto out;
+        break;
+    case PUSH_MSG_ERROR:
+        if (json_object_set_new(o, "code", json_string(m->code)) ||
+            json_object_set_new(o, "reason", json_string(m->reason ? m->reason : "")))
+            goto out;
+        break;
+    default:
+        rc = ERR_INVALID;
+        goto out;
+    }
+    s = json_dumps(o, JSON_COMPACT);
+done:
+    rc = s ? 0 : (rc ? rc : -ENOMEM);
+    if (s)
+        *out = s;
+out:
+    buf_release(&b);
+    json_decref(o);
+    return rc;
+}
+
+void push_msg_release(struct push_msg *m)
+{
+    if (!m)
+        return;
+    free(m->reason);
+    free(m->config);
+    memset(m, 0, sizeof(*m));
+}
+
+int push_doc_canonical(const char *doc_json, char **canon_out, char hash_out[PUSH_HASH_LEN + 1])
+{
+    json_t *doc = NULL;
+    char *canon = NULL;
+    int rc;
+
+    doc = json_loads(doc_json, JSON_REJECT_DUPLICATES, NULL);
+    if (!doc) {
+        rc = ERR_PARSE;
+        goto out;
+    }
+    if (!json_is_object(doc)) {
+        rc = ERR_INVALID;
+        goto out;
+    }
+    rc = dump_canonical(doc, &canon);
+    if (rc)
+        goto out;
+    push_sha256_hex(canon, strlen(canon), hash_out);
+    *canon_out = canon;
+    canon = NULL;
+out:
+    free(canon);
+    json_decref(doc);
+    return rc;
+}

@@ -1,0 +1,244 @@
+/*
+ * push.h - the config stream: weftd pushes each proxy's configuration document to the agent in
+ * that pod over one WebSocket with mutual TLS (protocol: docs/config-stream.md).
+ *
+ * Three parts:
+ *   - the codec: push_msg_parse/encode and push_doc_canonical (canonical JSON + SHA-256 hash);
+ *   - the server (weftd): push_server_*;
+ *   - the client (weft-agent): push_client_*.
+ *
+ * Both ends run libwebsockets as a foreign loop on the caller's libuv loop: every function and
+ * every callback runs on that loop's thread. Callbacks must not free the handle that called them.
+ * push_server_free and push_client_free release asynchronously: keep running the loop until
+ * uv_run returns (as with uv_close) before closing it.
+ */
+#ifndef WEFT_PUSH_H
+#define WEFT_PUSH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "core/err.h"
+#include "push/push_types.h"
+
+/* --- codec --------------------------------------------------------------------------------- */
+
+/*
+ * Decode one frame into out (zeroed first; release with push_msg_release). Unknown fields are
+ * ignored. Returns 0, ERR_PARSE (not a JSON object), ERR_INVALID (unknown type, a required field
+ * missing or of the wrong type, a string over its limit, a hash that is not 64 lowercase hex
+ * digits, a version of 0) or -ENOMEM; out is left zeroed on failure.
+ */
+int push_msg_parse(const char *text, size_t len, struct push_msg *out) WUR;
+
+/*
+ * Encode m as one compact JSON frame into *out (free()). For PUSH_MSG_CONFIG, m->config must be
+ * a JSON object's text; it is embedded byte for byte. Returns 0, ERR_INVALID or -ENOMEM.
+ */
+int push_msg_encode(const struct push_msg *m, char **out) WUR;
+
+/* Free reason and config and zero m. Accepts NULL. */
+void push_msg_release(struct push_msg *m);
+
+/*
+ * Canonicalize a JSON object document (compact, object keys sorted, UTF-8, duplicate keys
+ * refused) and hash it. *canon_out (free()) and hash_out are written only on success. Returns 0,
+ * ERR_PARSE (not JSON or duplicate keys), ERR_INVALID (not an object) or -ENOMEM.
+ */
+int push_doc_canonical(const char *doc_json, char **canon_out,
+                       char hash_out[PUSH_HASH_LEN + 1]) WUR;
+
+/* Lowercase hex SHA-256 of len bytes. */
+void push_sha256_hex(const void *data, size_t len, char hex_out[PUSH_HASH_LEN + 1]);
+
+/* --- server (weftd) ------------------------------------------------------------------------ */
+
+struct push_server;
+
+struct push_server_config {
+    const char *listen_addr;  /* IPv4 address to bind; NULL: all */
+    int port;                 /* 0: the kernel picks one (push_server_port) */
+    const char *cert_pem;     /* serving certificate, then any intermediates */
+    const char *key_pem;      /* its private key */
+    const char *trust_pem;    /* CA bundle that client certificates must chain to */
+    unsigned ping_interval_s; /* 0: PUSH_PING_INTERVAL_S_DEFAULT */
+    unsigned debounce_ms;     /* coalescing window for push_server_send; 0: none */
+    unsigned hello_timeout_s; /* 0: 10; a stream without hello is closed after this */
+};
+
+/* What a connecting agent claims (hello) and proves (its verified client certificate). */
+struct push_peer {
+    const char *ns, *name, *uid; /* from hello */
+    const char *agent;           /* agent version from hello */
+    const char *last_hash;       /* from hello; "" when absent */
+    const char *spiffe_id;       /* the certificate's URI SAN starting "spiffe://"; "" if none */
+};
+
+/* Filled by on_hello to reject: a stable CamelCase code and a human-readable reason. */
+struct push_reject {
+    char code[PUSH_CODE_MAX + 1];
+    char reason[256];
+};
+
+struct push_server_ops {
+    /*
+     * Required. Decide on a hello (the owner checks the pod exists with that uid and that its
+     * ServiceAccount identity equals peer->spiffe_id). Return 0 to accept; nonzero to reject
+     * after filling rej (an empty code becomes "Rejected"): weftd sends `error` and closes 1008.
+     */
+    int (*on_hello)(void *arg, const struct push_peer *peer, struct push_reject *rej);
+    /* Optional. key is "ns/name"; strings are borrowed for the call. */
+    void (*on_ack)(void *arg, const char *key, uint64_t version, const char *hash);
+    void (*on_nack)(void *arg, const char *key, uint64_t version, const char *hash,
+                    const char *reason);
+    /* Optional. An accepted stream ended (not called from push_server_free). */
+    void (*on_disconnect)(void *arg, const char *key);
+};
+
+/*
+ * Listen on cfg's address with mTLS. cfg strings are copied; ops is copied; arg is passed to
+ * every op. Returns 0 and *out, -EINVAL (missing field, no on_hello, listen_addr not an IPv4
+ * address), ERR_INVALID (PEM that does not load, key not matching), a negative errno from
+ * binding (-EADDRINUSE), -EIO (libwebsockets failed) or -ENOMEM. Sets libwebsockets' log
+ * (process-wide) to errors and warnings, written through core/log.
+ */
+int push_server_new(uv_loop_t *loop, const struct push_server_config *cfg,
+                    const struct push_server_ops *ops, void *arg, struct push_server **out) WUR;
+
+/* The TCP port the server listens on. */
+int push_server_port(const struct push_server *s);
+
+/*
+ * Replace the serving certificate and key (rotation); new handshakes use them, open streams
+ * continue. Returns 0, -EINVAL or ERR_INVALID (unparsable PEM or key not matching); on failure
+ * the old pair stays.
+ */
+int push_server_set_certs(struct push_server *s, const char *cert_pem, const char *key_pem) WUR;
+
+/* Replace the trust bundle for new handshakes. Returns 0, -EINVAL or ERR_INVALID. */
+int push_server_set_trust(struct push_server *s, const char *trust_pem) WUR;
+
+/*
+ * Make doc_json the current document of the proxy key "ns/name" (copied). Nothing is sent if its
+ * canonical hash equals the current one; otherwise, after the debounce window, the connected
+ * stream (if any) gets one `config` with the newest document, unless that stream already has
+ * that hash. A slow peer never queues more than the newest document. Returns 0, ERR_PARSE or
+ * ERR_INVALID (doc is not a JSON object, key is not "ns/name") or -ENOMEM.
+ */
+int push_server_send(struct push_server *s, const char *key, const char *doc_json) WUR;
+
+/* Forget a proxy's document and state (its pod is gone). An open stream stays open. */
+void push_server_forget(struct push_server *s, const char *key);
+
+enum push_sync {
+    PUSH_SYNC_DISCONNECTED, /* no accepted stream */
+    PUSH_SYNC_PENDING,      /* connected; current document not (yet) acknowledged */
+    PUSH_SYNC_SYNCED,       /* connected; the agent serves the current document */
+    PUSH_SYNC_REJECTED,     /* connected; the agent NACKed the current document */
+};
+
+/* Per-proxy sync state; strings are borrowed for the visit and "" when unset. */
+struct push_proxy_state {
+    const char *key; /* "ns/name" */
+    enum push_sync sync;
+    int connected;
+    const char *spiffe_id;    /* of the current or last accepted stream */
+    const char *desired_hash; /* of the newest push_server_send document */
+    uint64_t sent_version;    /* last `config` version on the current or last stream; 0 none */
+    const char *sent_hash;
+    uint64_t acked_version; /* 0 when the hash was reported by hello's lastHash */
+    const char *acked_hash; /* last ACKed hash, or hello's lastHash when it was current */
+    uint64_t nack_version;
+    const char *nack_hash;
+    const char *nack_reason; /* last NACK; kept after later ACKs */
+    int64_t nack_time_ms;    /* Unix time in ms of the last NACK; 0 none */
+};
+
+typedef void push_state_visit_fn(void *arg, const struct push_proxy_state *st);
+
+/* Call fn for every known proxy, in no particular order. fn must not call push_server_*. */
+void push_server_sync_state(struct push_server *s, push_state_visit_fn *fn, void *arg);
+
+/* Call fn for one proxy. Returns 0 or ERR_NOTFOUND. */
+int push_server_proxy_state(struct push_server *s, const char *key, push_state_visit_fn *fn,
+                            void *arg) WUR;
+
+/*
+ * Close every stream (close frame 1001) and stop listening; no op runs afterwards. Returns at
+ * once; the listening socket and memory go over the next loop turns (up to ~2 s when a peer does
+ * not read), so run the loop before reusing the port. Not from inside an op. Accepts NULL.
+ */
+void push_server_free(struct push_server *s);
+
+/* --- client (weft-agent) ------------------------------------------------------------------- */
+
+struct push_client;
+
+struct push_client_config {
+    const char *host; /* weftd address to connect to */
+    int port;
+    const char *server_name; /* SNI and the name weftd's certificate must carry; NULL: host */
+    const char *cert_pem;    /* workload certificate, then any intermediates */
+    const char *key_pem;
+    const char *trust_pem; /* bundle weftd's certificate must chain to */
+    const char *pod_ns, *pod_name, *pod_uid;
+    const char *agent_version;
+    const char *last_hash;    /* hash of the configuration served at start; NULL or "" none */
+    unsigned ping_interval_s; /* 0: PUSH_PING_INTERVAL_S_DEFAULT */
+    unsigned backoff_min_ms;  /* 0: PUSH_BACKOFF_MIN_MS_DEFAULT */
+    unsigned backoff_max_ms;  /* 0: PUSH_BACKOFF_MAX_MS_DEFAULT */
+};
+
+enum push_client_state {
+    PUSH_CLIENT_CONNECTED,    /* stream open, hello sent */
+    PUSH_CLIENT_REJECTED,     /* weftd sent `error` (code, reason set) */
+    PUSH_CLIENT_DISCONNECTED, /* stream closed or connect failed; retry in retry_ms */
+};
+
+struct push_client_event {
+    enum push_client_state state;
+    const char *code;   /* REJECTED: error code; DISCONNECTED: "" */
+    const char *reason; /* REJECTED: weftd's reason; DISCONNECTED: what failed, or "" */
+    unsigned retry_ms;  /* DISCONNECTED: delay before the next attempt */
+};
+
+struct push_client_ops {
+    /*
+     * Required. A `config` arrived whose hash matches its document (canonical JSON text).
+     * Return 0 to ACK (the hash becomes lastHash); nonzero to NACK with reason (NUL-terminated
+     * in reason_size bytes; empty: err_str of the return value).
+     */
+    int (*on_config)(void *arg, uint64_t version, const char *hash, const char *doc, char *reason,
+                     size_t reason_size);
+    /* Optional. */
+    void (*on_state)(void *arg, const struct push_client_event *ev);
+};
+
+/*
+ * Start connecting (first attempt on the next loop turn). cfg strings are copied. Returns 0 and
+ * *out, -EINVAL (missing field or on_config), ERR_INVALID (PEM that does not load, key not
+ * matching, empty namespace or name, a field over its limit, last_hash not a hash), -EIO or
+ * -ENOMEM.
+ */
+int push_client_new(uv_loop_t *loop, const struct push_client_config *cfg,
+                    const struct push_client_ops *ops, void *arg, struct push_client **out) WUR;
+
+/*
+ * Rotate the workload certificate/key and, when trust_pem is not NULL, the trust bundle. An open
+ * stream is closed normally (1000) and reopened at once with the new certificate. Returns 0,
+ * -EINVAL or ERR_INVALID (the old material stays).
+ */
+int push_client_set_certs(struct push_client *c, const char *cert_pem, const char *key_pem,
+                          const char *trust_pem) WUR;
+
+/* Hash of the last ACKed configuration (sent as lastHash in every hello); "" none. */
+const char *push_client_last_hash(const struct push_client *c);
+
+/*
+ * Close the stream (close frame 1001) and stop reconnecting; no op runs afterwards. Memory goes
+ * over the next loop turns. Not from inside an op. Accepts NULL.
+ */
+void push_client_free(struct push_client *c);
+
+#endif

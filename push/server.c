@@ -1,0 +1,854 @@
+/*
+ * server.c - the weftd side of the config stream.
+ *
+ * One libwebsockets context (one vhost, mTLS) on the caller's libuv loop. Per proxy ("ns/name")
+ * the server keeps the newest document and its sync state; per stream it keeps what was sent
+ * on it. Nothing is queued per stream: when the stream can take a frame, the `config` is built
+ * from the proxy's newest document, so a slow peer holds at most the frame being written (inside
+ * libwebsockets) plus the one current document.
+ */
+#include <arpa/inet.h>
+#include <libwebsockets.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <string.h>
+
+#include "core/buf.h"
+#include "core/log.h"
+#include "push/push.h"
+#include "push/push_int.h"
+
+#define SPIFFE_MAX 512
+#define RX_MAX (64 * 1024) /* agent frames are small */
+#define VHOST_NAME "weft-push"
+
+struct conn;
+
+struct proxy {
+    struct proxy *hnext;         /* hash chain */
+    struct proxy *dprev, *dnext; /* debounce list, oldest first */
+    int dirty;
+    uint64_t due_ms;
+    int forgotten;
+    char *key;
+    char *doc; /* canonical newest document, NULL none */
+    char hash[PUSH_HASH_LEN + 1];
+    struct conn *conn; /* accepted stream, NULL none */
+    char spiffe[SPIFFE_MAX];
+    uint64_t sent_version;
+    char sent_hash[PUSH_HASH_LEN + 1];
+    uint64_t acked_version;
+    char acked_hash[PUSH_HASH_LEN + 1];
+    uint64_t nack_version;
+    char nack_hash[PUSH_HASH_LEN + 1];
+    char *nack_reason;
+    int64_t nack_time_ms;
+};
+
+struct conn {
+    struct conn *prev, *next; /* all streams */
+    struct lws *wsi;
+    struct proxy *proxy; /* after an accepted hello */
+    struct buf rx;
+    uint64_t version;                  /* of the last `config` on this stream */
+    char sent_hash[PUSH_HASH_LEN + 1]; /* what the peer has (sent, or its lastHash) */
+    int want_config;
+    char *error_frame; /* to write before closing */
+    char close_reason[64];
+    int close_status;
+    char spiffe[SPIFFE_MAX];
+};
+
+struct pss {
+    struct conn *c;
+};
+
+struct push_server {
+    uv_loop_t *loop;
+    struct lws_context *ctx;
+    void *ssl_ctx;
+    void *client_ssl_ctx; /* unused, see push__tls_client_ctx_new */
+    struct push_server_ops ops;
+    void *arg;
+    unsigned debounce_ms;
+    unsigned hello_timeout_s;
+    char *trust_pem;
+    lws_retry_bo_t retry;
+    uint32_t retry_ms[1];
+    struct lws_protocols protocols[2];
+    struct proxy **buckets;
+    size_t nbuckets, nproxies;
+    struct proxy *dhead, *dtail;
+    uv_timer_t timer;
+    struct conn *conns;
+    int port;
+    int freeing;
+    int live; /* accepted connections lws has not destroyed yet */
+    uint64_t teardown_deadline;
+    int destroy_called, lws_stuck, timer_done;
+    unsigned teardown_ticks;
+    struct push__fdguard *guard;
+};
+
+/* --- proxies ------------------------------------------------------------------------------- */
+
+static size_t key_hash(const char *s)
+{
+    size_t h = 1469598103934665603ull;
+
+    while (*s)
+        h = (h ^ (unsigned char)*s++) * 1099511628211ull;
+    return h;
+}
+
+static struct proxy *proxy_find(struct push_server *s, const char *key)
+{
+    struct proxy *p;
+
+    if (!s->nbuckets)
+        return NULL;
+    for (p = s->buckets[key_hash(key) % s->nbuckets]; p; p = p->hnext)
+        if (strcmp(p->key, key) == 0)
+            return p;
+    return NULL;
+}
+
+static int proxy_grow(struct push_server *s)
+{
+    size_t n = s->nbuckets ? s->nbuckets * 2 : 64;
+    struct proxy **nb = calloc(n, sizeof(*nb));
+
+    if (!nb)
+        return -ENOMEM;
+    for (size_t i = 0; i < s->nbuckets; i++) {
+        struct proxy *p = s->buckets[i], *next;
+
+        for (; p; p = next) {
+            size_t b = key_hash(p->key) % n;
+
+            next = p->hnext;
+            p->hnext = nb[b];
+            nb[b] = p;
+        }
+    }
+    free(s->buckets);
+    s->buckets = nb;
+    s->nbuckets = n;
+    return 0;
+}
+
+static int proxy_get(struct push_server *s, const char *key, struct proxy **out)
+{
+    struct proxy *p = proxy_find(s, key);
+    size_t b;
+
+    if (p) {
+        *out = p;
+        return 0;
+    }
+    if (s->nproxies >= s->nbuckets && proxy_grow(s) < 0)
+        return -ENOMEM;
+    p = calloc(1, sizeof(*p));
+    if (!p || !(p->key = strdup(key))) {
+        free(p);
+        return -ENOMEM;
+    }
+    b = key_hash(key) % s->nbuckets;
+    p->hnext = s->buckets[b];
+    s->buckets[b] = p;
+    s->nproxies++;
+    *out = p;
+    return 0;
+}
+
+static void dirty_unlink(struct push_server *s, struct proxy *p)
+{
+    if (!p->dirty)
+        return;
+    if (p->dprev)
+        p->dprev->dnext = p->dnext;
+    else
+        s->dhead = p->dnext;
+    if (p->dnext)
+        p->dnext->dprev = p->dprev;
+    else
+        s->dtail = p->dprev;
+    p->dprev = p->dnext = NULL;
+    p->dirty = 0;
+}
+
+static void proxy_remove(struct push_server *s, struct proxy *p)
+{
+    struct proxy **pp = &s->buckets[key_hash(p->key) % s->nbuckets];
+
+    while (*pp != p)
+        pp = &(*pp)->hnext;
+    *pp = p->hnext;
+    s->nproxies--;
+    dirty_unlink(s, p);
+    free(p->key);
+    free(p->doc);
+    free(p->nack_reason);
+    free(p);
+}
+
+/* Ask the proxy's stream for a write if it lacks the newest document. */
+static void proxy_kick(struct proxy *p)
+{
+    struct conn *c = p->conn;
+
+    if (!c || !p->doc || c->close_status)
+        return;
+    if (strcmp(c->sent_hash, p->hash) == 0) {
+        /* The stream's hello reported this document as served: count it as acknowledged. */
+        if (c->version == 0 && strcmp(p->acked_hash, p->hash) != 0) {
+            memcpy(p->acked_hash, p->hash, sizeof(p->acked_hash));
+            p->acked_version = 0;
+        }
+        return;
+    }
+    c->want_config = 1;
+    lws_callback_on_writable(c->wsi);
+}
+
+static void timer_cb(uv_timer_t *t)
+{
+    struct push_server *s = t->data;
+    uint64_t now = uv_now(s->loop);
+
+    while (s->dhead && s->dhead->due_ms <= now) {
+        struct proxy *p = s->dhead;
+
+        dirty_unlink(s, p);
+        proxy_kick(p);
+    }
+    if (s->dhead)
+        uv_timer_start(&s->timer, timer_cb, s->dhead->due_ms - now, 0);
+}
+
+/* --- streams ------------------------------------------------------------------------------- */
+
+static int frame_write(struct lws *wsi, const char *text)
+{
+    size_t len = strlen(text);
+    unsigned char *b = malloc(LWS_PRE + len);
+    int n;
+
+    if (!b)
+        return -ENOMEM;
+    memcpy(b + LWS_PRE, text, len);
+    n = lws_write(wsi, b + LWS_PRE, len, LWS_WRITE_TEXT);
+    free(b);
+    return n < (int)len ? -EIO : 0;
+}
+
+/* Send `error` then close with status. Later frames from the peer are ignored. */
+static void conn_fail(struct conn *c, const char *code, const char *reason, int status)
+{
+    struct push_msg m;
+    char *frame = NULL;
+
+    if (c->error_frame || c->close_status)
+        return;
+    memset(&m, 0, sizeof(m));
+    m.type = PUSH_MSG_ERROR;
+    IGNORE_RESULT(push__strlcpy(m.code, code, sizeof(m.code)));
+    m.reason = (char *)(uintptr_t)reason;
+    if (push_msg_encode(&m, &frame) == 0)
+        c->error_frame = frame;
+    snprintf(c->close_reason, sizeof(c->close_reason), "%s", code);
+    c->close_status = status;
+    c->want_config = 0;
+    lws_callback_on_writable(c->wsi);
+}
+
+static void conn_detach(struct push_server *s, struct conn *c, int notify)
+{
+    struct proxy *p = c->proxy;
+
+    if (!p)
+        return;
+    c->proxy = NULL;
+    if (p->conn != c)
+        return;
+    p->conn = NULL;
+    if (notify && !s->freeing && s->ops.on_disconnect)
+        s->ops.on_disconnect(s->arg, p->key);
+    if (p->forgotten)
+        proxy_remove(s, p);
+}
+
+static void on_hello(struct push_server *s, struct conn *c, const struct push_msg *m)
+{
+    struct push_peer peer = {m->pod.ns, m->pod.name, m->pod.uid, m->agent, m->last_hash, c->spiffe};
+    struct push_reject rej;
+    char key[PUSH_NS_MAX + PUSH_NAME_MAX + 2];
+    struct proxy *p;
+
+    memset(&rej, 0, sizeof(rej));
+    if (s->ops.on_hello(s->arg, &peer, &rej) != 0) {
+        log_info("msg=\"config stream rejected\" pod=%s/%s identity=\"%s\" code=%s", m->pod.ns,
+                 m->pod.name, c->spiffe, rej.code[0] ? rej.code : "Rejected");
+        conn_fail(c, rej.code[0] ? rej.code : "Rejected", rej.reason, PUSH_CLOSE_POLICY);
+        return;
+    }
+    snprintf(key, sizeof(key), "%s/%s", m->pod.ns, m->pod.name);
+    if (proxy_get(s, key, &p) < 0) {
+        conn_fail(c, "Internal", "out of memory", LWS_CLOSE_STATUS_UNEXPECTED_CONDITION);
+        return;
+    }
+    if (p->conn) {
+        struct conn *old = p->conn;
+
+        conn_detach(s, old, 0);
+        conn_fail(old, PUSH_ERR_REPLACED, "a newer stream for this pod was accepted",
+                  LWS_CLOSE_STATUS_NORMAL);
+    }
+    p->forgotten = 0;
+    p->conn = c;
+    c->proxy = p;
+    memcpy(p->spiffe, c->spiffe, sizeof(p->spiffe));
+    p->sent_version = 0;
+    p->sent_hash[0] = '\0';
+    memcpy(c->sent_hash, m->last_hash, sizeof(c->sent_hash));
+    if (m->last_hash[0] && p->doc && strcmp(m->last_hash, p->hash) == 0) {
+        /* The agent already serves the current document: nothing to send. */
+        memcpy(p->acked_hash, m->last_hash, sizeof(p->acked_hash));
+        p->acked_version = 0;
+    }
+    lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
+    proxy_kick(p);
+}
+
+static void on_frame(struct push_server *s, struct conn *c)
+{
+    struct push_msg m;
+    struct proxy *p = c->proxy;
+    int rc;
+
+    if (c->close_status)
+        return;
+    rc = push_msg_parse(c->rx.p, c->rx.len, &m);
+    if (!p) {
+        if (rc < 0 || m.type != PUSH_MSG_HELLO)
+            conn_fail(c, PUSH_ERR_BAD_HELLO, "the first frame must be a valid hello",
+                      PUSH_CLOSE_POLICY);
+        else
+            on_hello(s, c, &m);
+        goto out;
+    }
+    if (rc < 0 || (m.type != PUSH_MSG_ACK && m.type != PUSH_MSG_NACK)) {
+        conn_fail(c, PUSH_ERR_PROTOCOL, "expected ack or nack", PUSH_CLOSE_POLICY);
+        goto out;
+    }
+    if (m.type == PUSH_MSG_ACK) {
+        p->acked_version = m.version;
+        memcpy(p->acked_hash, m.hash, sizeof(p->acked_hash));
+        if (s->ops.on_ack)
+            s->ops.on_ack(s->arg, p->key, m.version, m.hash);
+    } else {
+        free(p->nack_reason);
+        p->nack_reason = m.reason;
+        m.reason = NULL;
+        p->nack_version = m.version;
+        memcpy(p->nack_hash, m.hash, sizeof(p->nack_hash));
+        p->nack_time_ms = push__now_unix_ms();
+        log_warn("msg=\"config rejected by agent\" proxy=%s version=%llu reason=\"%s\"", p->key,
+                 (unsigned long long)m.version, p->nack_reason);
+        if (s->ops.on_nack)
+            s->ops.on_nack(s->arg, p->key, m.version, m.hash, p->nack_reason);
+    }
+out:
+    push_msg_release(&m);
+}
+
+static int on_writeable(struct conn *c)
+{
+    struct proxy *p = c->proxy;
+    struct push_msg m;
+    char *frame = NULL;
+    int rc;
+
+    if (c->close_status) {
+        /* The error frame first; the close frame needs a writable turn of its own. */
+        if (c->error_frame) {
+            rc = frame_write(c->wsi, c->error_frame);
+            FREE_AND_NULL(c->error_frame);
+            if (rc == 0) {
+                lws_callback_on_writable(c->wsi);
+                return 0;
+            }
+        }
+        return push__ws_close(c->wsi, c->close_status, c->close_reason);
+    }
+    if (!c->want_config || !p || !p->doc || strcmp(c->sent_hash, p->hash) == 0)
+        return 0;
+    memset(&m, 0, sizeof(m));
+    m.type = PUSH_MSG_CONFIG;
+    m.version = c->version + 1;
+    memcpy(m.hash, p->hash, sizeof(m.hash));
+    m.config = p->doc;
+    rc = push_msg_encode(&m, &frame);
+    if (rc == 0)
+        rc = frame_write(c->wsi, frame);
+    free(frame);
+    if (rc < 0)
+        return -1;
+    c->want_config = 0;
+    c->version = m.version;
+    memcpy(c->sent_hash, p->hash, sizeof(c->sent_hash));
+    p->sent_version = c->version;
+    memcpy(p->sent_hash, p->hash, sizeof(p->sent_hash));
+    return 0;
+}
+
+static int path_ok(struct lws *wsi)
+{
+    char uri[64];
+
+    if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) < 0)
+        return 0;
+    return strcmp(uri, PUSH_PATH) == 0;
+}
+
+static void free_conn(struct conn *c);
+
+static int server_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                     size_t len)
+{
+    struct pss *pss = user;
+    struct push_server *s;
+    struct conn *c;
+
+    switch (reason) {
+    case LWS_CALLBACK_WSI_CREATE:
+        s = lws_context_user(lws_get_context(wsi));
+        s->live++;
+        return 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        s = lws_context_user(lws_get_context(wsi));
+        if (s->live > 0)
+            s->live--; /* the listener is destroyed without having been created */
+        return 0;
+    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
+        s = lws_context_user(lws_get_context(wsi));
+        s->ssl_ctx = user;
+        return push__tls_set_trust(user, s->trust_pem) < 0;
+    case LWS_CALLBACK_OPENSSL_PERFORM_CLIENT_CERT_VERIFICATION:
+        /* lws returns our verdict to OpenSSL as is: keep OpenSSL's (len is preverify_ok). */
+        return len ? 0 : 1;
+    case LWS_CALLBACK_HTTP:
+        return -1; /* only the WebSocket upgrade is served */
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        return path_ok(wsi) ? 0 : -1;
+    case LWS_CALLBACK_ESTABLISHED:
+        s = lws_context_user(lws_get_context(wsi));
+        if (s->freeing)
+            return -1;
+        c = calloc(1, sizeof(*c));
+        if (!c)
+            return -1;
+        c->wsi = wsi;
+        buf_init(&c->rx);
+        if (push__tls_peer_spiffe_id(lws_get_ssl(wsi), c->spiffe, sizeof(c->spiffe)) < 0)
+            c->spiffe[0] = '\0';
+        c->next = s->conns;
+        if (s->conns)
+            s->conns->prev = c;
+        s->conns = c;
+        pss->c = c;
+        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, (int)s->hello_timeout_s);
+        return 0;
+    case LWS_CALLBACK_RECEIVE:
+        c = pss->c;
+        if (!c)
+            return -1;
+        s = lws_context_user(lws_get_context(wsi));
+        if (s->freeing)
+            return 0;
+        if (c->rx.len + len > RX_MAX) {
+            lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, NULL, 0);
+            return -1;
+        }
+        if (buf_append(&c->rx, in, len) < 0)
+            return -1;
+        if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi)) {
+            on_frame(s, c);
+            buf_reset(&c->rx);
+        }
+        return 0;
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        c = pss->c;
+        s = lws_context_user(lws_get_context(wsi));
+        if (s->freeing)
+            return push__ws_close(wsi, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
+        return c ? on_writeable(c) : 0;
+    case LWS_CALLBACK_CLOSED:
+        c = pss->c;
+        if (!c)
+            return 0;
+        s = lws_context_user(lws_get_context(wsi));
+        pss->c = NULL;
+        conn_detach(s, c, 1);
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            s->conns = c->next;
+        if (c->next)
+            c->next->prev = c->prev;
+        free_conn(c);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/* --- public -------------------------------------------------------------------------------- */
+
+/*
+ * libwebsockets 4.1 leaves a foreign libuv loop with dangling handles when it fails to bind, so
+ * a port that is taken is detected first (same SO_REUSEADDR semantics as lws).
+ */
+static int bind_check(const char *addr, int port)
+{
+    struct sockaddr_in sa;
+    int fd, one = 1, rc = 0;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_ANY);
+    if (addr && inet_pton(AF_INET, addr, &sa.sin_addr) != 1)
+        return -EINVAL;
+    if (!port)
+        return 0;
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0)
+        rc = -errno;
+    close(fd);
+    return rc;
+}
+
+int push_server_new(uv_loop_t *loop, const struct push_server_config *cfg,
+                    const struct push_server_ops *ops, void *arg, struct push_server **out)
+{
+    struct lws_context_creation_info info;
+    struct push_server *s = NULL;
+    struct lws_vhost *vh;
+    void *loops[1] = {loop};
+    unsigned ping;
+    int rc;
+
+    if (!loop || !cfg || !ops || !ops->on_hello || !cfg->cert_pem || !cfg->key_pem ||
+        !cfg->trust_pem || cfg->port < 0 || cfg->port > 65535)
+        return -EINVAL;
+    if (push__tls_check_identity(cfg->cert_pem, cfg->key_pem) < 0 ||
+        push__tls_check_trust(cfg->trust_pem) < 0)
+        return ERR_INVALID;
+    rc = bind_check(cfg->listen_addr, cfg->port);
+    if (rc < 0)
+        return rc;
+    s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    uv_timer_init(loop, &s->timer);
+    s->timer.data = s;
+    s->trust_pem = strdup(cfg->trust_pem);
+    s->client_ssl_ctx = push__tls_client_ctx_new();
+    if (!s->trust_pem || !s->client_ssl_ctx) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    s->loop = loop;
+    s->ops = *ops;
+    s->arg = arg;
+    s->debounce_ms = cfg->debounce_ms;
+    s->hello_timeout_s = cfg->hello_timeout_s ? cfg->hello_timeout_s : 10;
+    ping = cfg->ping_interval_s ? cfg->ping_interval_s : PUSH_PING_INTERVAL_S_DEFAULT;
+    s->retry_ms[0] = 1000;
+    s->retry.retry_ms_table = s->retry_ms;
+    s->retry.retry_ms_table_count = 1;
+    s->retry.secs_since_valid_ping = (uint16_t)ping;
+    s->retry.secs_since_valid_hangup = (uint16_t)(3 * ping);
+    s->protocols[0].name = PUSH_SUBPROTOCOL;
+    s->protocols[0].callback = server_cb;
+    s->protocols[0].per_session_data_size = sizeof(struct pss);
+    s->protocols[0].rx_buffer_size = 16384;
+
+    push__lws_log_init();
+    memset(&info, 0, sizeof(info));
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
+                   LWS_SERVER_OPTION_REQUIRE_VALID_OPENSSL_CLIENT_CERT |
+                   LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.foreign_loops = loops;
+    info.port = cfg->port;
+    info.iface = cfg->listen_addr;
+    info.vhost_name = VHOST_NAME;
+    info.protocols = s->protocols;
+    info.user = s;
+    info.server_ssl_cert_mem = cfg->cert_pem;
+    info.server_ssl_cert_mem_len = (unsigned)strlen(cfg->cert_pem);
+    info.server_ssl_private_key_mem = cfg->key_pem;
+    info.server_ssl_private_key_mem_len = (unsigned)strlen(cfg->key_pem);
+    info.retry_and_idle_policy = &s->retry;
+    info.provided_client_ssl_ctx = s->client_ssl_ctx;
+    info.pcontext = &s->ctx; /* lws writes NULL here once it is completely done */
+    s->ctx = lws_create_context(&info);
+    vh = s->ctx ? lws_get_vhost_by_name(s->ctx, VHOST_NAME) : NULL;
+    if (!vh || !s->ssl_ctx || lws_get_vhost_listen_port(vh) <= 0) {
+        rc = -EADDRINUSE;
+        goto out;
+    }
+    s->port = lws_get_vhost_listen_port(vh);
+    /* lws loads only the leaf from memory; install the full chain from the same PEM. */
+    rc = push__tls_set_identity(s->ssl_ctx, cfg->cert_pem, cfg->key_pem);
+    if (rc < 0)
+        goto out;
+    *out = s;
+    s = NULL;
+out:
+    push_server_free(s);
+    return rc;
+}
+
+int push_server_port(const struct push_server *s)
+{
+    return s->port;
+}
+
+int push_server_set_certs(struct push_server *s, const char *cert_pem, const char *key_pem)
+{
+    if (!cert_pem || !key_pem)
+        return -EINVAL;
+    return push__tls_set_identity(s->ssl_ctx, cert_pem, key_pem);
+}
+
+int push_server_set_trust(struct push_server *s, const char *trust_pem)
+{
+    char *copy;
+    int rc;
+
+    if (!trust_pem)
+        return -EINVAL;
+    copy = strdup(trust_pem);
+    if (!copy)
+        return -ENOMEM;
+    rc = push__tls_set_trust(s->ssl_ctx, trust_pem);
+    if (rc < 0) {
+        free(copy);
+        return rc;
+    }
+    free(s->trust_pem);
+    s->trust_pem = copy;
+    return 0;
+}
+
+static int key_ok(const char *key)
+{
+    const char *slash = strchr(key, '/');
+
+    return slash && slash != key && slash[1] && !strchr(slash + 1, '/') &&
+           (size_t)(slash - key) <= PUSH_NS_MAX && strlen(slash + 1) <= PUSH_NAME_MAX;
+}
+
+int push_server_send(struct push_server *s, const char *key, const char *doc_json)
+{
+    char hash[PUSH_HASH_LEN + 1];
+    char *canon = NULL;
+    struct proxy *p;
+    int rc;
+
+    if (!key || !doc_json || !key_ok(key))
+        return ERR_INVALID;
+    rc = push_doc_canonical(doc_json, &canon, hash);
+    if (rc < 0)
+        goto out;
+    rc = proxy_get(s, key, &p);
+    if (rc < 0)
+        goto out;
+    p->forgotten = 0;
+    if (p->doc && strcmp(p->hash, hash) == 0)
+        goto out; /* unchanged */
+    free(p->doc);
+    p->doc = canon;
+    canon = NULL;
+    memcpy(p->hash, hash, sizeof(p->hash));
+    if (!s->debounce_ms) {
+        proxy_kick(p);
+        goto out;
+    }
+    if (p->dirty)
+        goto out; /* the pending flush takes the newest document */
+    p->dirty = 1;
+    p->due_ms = uv_now(s->loop) + s->debounce_ms;
+    p->dprev = s->dtail;
+    if (s->dtail)
+        s->dtail->dnext = p;
+    else
+        s->dhead = p;
+    s->dtail = p;
+    if (!uv_is_active((uv_handle_t *)&s->timer))
+        uv_timer_start(&s->timer, timer_cb, s->debounce_ms, 0);
+out:
+    free(canon);
+    return rc;
+}
+
+void push_server_forget(struct push_server *s, const char *key)
+{
+    struct proxy *p = proxy_find(s, key);
+
+    if (!p)
+        return;
+    if (!p->conn) {
+        proxy_remove(s, p);
+        return;
+    }
+    /* Keep the entry while its stream is open; it goes when the stream closes. */
+    dirty_unlink(s, p);
+    FREE_AND_NULL(p->doc);
+    p->hash[0] = '\0';
+    p->forgotten = 1;
+}
+
+static void proxy_visit(const struct proxy *p, push_state_visit_fn *fn, void *arg)
+{
+    struct push_proxy_state st;
+
+    memset(&st, 0, sizeof(st));
+    st.key = p->key;
+    st.connected = p->conn != NULL;
+    st.spiffe_id = p->spiffe;
+    st.desired_hash = p->hash;
+    st.sent_version = p->sent_version;
+    st.sent_hash = p->sent_hash;
+    st.acked_version = p->acked_version;
+    st.acked_hash = p->acked_hash;
+    st.nack_version = p->nack_version;
+    st.nack_hash = p->nack_hash;
+    st.nack_reason = p->nack_reason ? p->nack_reason : "";
+    st.nack_time_ms = p->nack_time_ms;
+    if (!p->conn)
+        st.sync = PUSH_SYNC_DISCONNECTED;
+    else if (p->doc && strcmp(p->acked_hash, p->hash) == 0)
+        st.sync = PUSH_SYNC_SYNCED;
+    else if (p->doc && p->nack_reason && strcmp(p->nack_hash, p->hash) == 0)
+        st.sync = PUSH_SYNC_REJECTED;
+    else
+        st.sync = PUSH_SYNC_PENDING;
+    fn(arg, &st);
+}
+
+void push_server_sync_state(struct push_server *s, push_state_visit_fn *fn, void *arg)
+{
+    for (size_t i = 0; i < s->nbuckets; i++)
+        for (const struct proxy *p = s->buckets[i]; p; p = p->hnext)
+            proxy_visit(p, fn, arg);
+}
+
+int push_server_proxy_state(struct push_server *s, const char *key, push_state_visit_fn *fn,
+                            void *arg)
+{
+    const struct proxy *p = proxy_find(s, key);
+
+    if (!p)
+        return ERR_NOTFOUND;
+    proxy_visit(p, fn, arg);
+    return 0;
+}
+
+static void free_conn(struct conn *c)
+{
+    buf_release(&c->rx);
+    free(c->error_frame);
+    free(c);
+}
+
+static void maybe_release(struct push_server *s)
+{
+    if (s->ctx || s->lws_stuck || !s->timer_done)
+        return;        /* lws_stuck: lws may still call back, so the struct is kept */
+    while (s->conns) { /* streams lws never reported closed */
+        struct conn *c = s->conns;
+
+        s->conns = c->next;
+        free_conn(c);
+    }
+    push__fdguard_release(s->guard);
+    push__tls_ctx_free(s->client_ssl_ctx);
+    free(s);
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    struct push_server *s = h->data;
+
+    s->timer_done = 1;
+    maybe_release(s);
+}
+
+/*
+ * Teardown works around three libwebsockets 4.1.6 behaviours with a foreign libuv loop:
+ *   - a connection still open at lws_context_destroy has its socket closed twice (once in the
+ *     destroy, once when its uv handle closes), so the connections are closed first and the
+ *     context destroyed once lws has destroyed them (or after a bounded wait);
+ *   - other descriptors freed by the destroy (its event pipe) are closed again later, so their
+ *     numbers stay parked until the end (fdguard.c);
+ *   - the destroy completes only when lws_context_destroy is called again after lws's uv
+ *     handles have closed; lws then writes NULL through info.pcontext.
+ * All of it runs from a timer, never inside an lws callback.
+ */
+static void ctx_destroy(void *ctx)
+{
+    lws_context_destroy(ctx);
+}
+
+static void teardown_cb(uv_timer_t *t)
+{
+    struct push_server *s = t->data;
+
+    if (s->ctx && !s->destroy_called) {
+        if (s->live > 0 && uv_now(s->loop) < s->teardown_deadline)
+            return;
+        s->destroy_called = 1;
+        s->guard = push__fdguard_destroy_ctx(ctx_destroy, s->ctx);
+        s->teardown_ticks = 0;
+    } else if (s->ctx && ++s->teardown_ticks == 10) {
+        lws_context_destroy(s->ctx); /* 50 ms on: lws's handles have closed */
+    } else if (s->ctx && s->teardown_ticks > 200) {
+        s->lws_stuck = 1;
+    }
+    if (s->ctx && !s->lws_stuck)
+        return;
+    uv_timer_stop(&s->timer);
+    uv_close((uv_handle_t *)&s->timer, timer_closed);
+}
+
+void push_server_free(struct push_server *s)
+{
+    if (!s)
+        return;
+    s->freeing = 1;
+    for (struct conn *c = s->conns; c; c = c->next) {
+        c->proxy = NULL;
+        /* Close frame on the next writable turn; a peer that never reads is cut after 1 s. */
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, 1);
+        lws_callback_on_writable(c->wsi);
+    }
+    for (size_t i = 0; i < s->nbuckets; i++)
+        while (s->buckets[i])
+            proxy_remove(s, s->buckets[i]);
+    FREE_AND_NULL(s->buckets);
+    s->nbuckets = 0;
+    s->dhead = s->dtail = NULL;
+    FREE_AND_NULL(s->trust_pem);
+    /* Streams still mid-handshake are not known by pointer; they get a bounded wait. */
+    s->teardown_deadline = uv_now(s->loop) + 2000;
+    uv_timer_stop(&s->timer);
+    uv_timer_start(&s->timer, teardown_cb, 0, 5);
+}

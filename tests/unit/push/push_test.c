@@ -1,0 +1,1364 @@
+/*
+ * push_test.c - the config stream: codec, then server and client in one process on one libuv
+ * loop over loopback TLS. Certificates are made once per run with the openssl CLI (a CA, a
+ * server certificate, client certificates with URI SANs, one from an unknown CA). A raw
+ * OpenSSL WebSocket client on a thread plays peers push_client cannot (no certificate, a peer
+ * that stops reading, a malformed first frame).
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "push/push.h"
+#include "tests/unit/unit.h"
+
+/* --- fixtures ------------------------------------------------------------------------------ */
+
+static char fixdir[64];
+static pid_t fixpid;
+
+struct pem {
+    char *cert, *key;
+};
+
+static struct {
+    char *ca, *rogue_ca;
+    struct pem srv, srv2, cli, cli2, rogue, nouri, multi;
+} F;
+
+static char *slurp(const char *name)
+{
+    char path[256];
+    FILE *f;
+    long n;
+    char *s;
+
+    snprintf(path, sizeof(path), "%s/%s", fixdir, name);
+    f = fopen(path, "r");
+    REQUIRE(f);
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    rewind(f);
+    s = calloc(1, (size_t)n + 1);
+    REQUIRE(s && fread(s, 1, (size_t)n, f) == (size_t)n);
+    fclose(f);
+    return s;
+}
+
+static void sh(const char *fmt, ...) PRINTF_LIKE(1, 2);
+static void sh(const char *fmt, ...)
+{
+    char cmd[2048];
+    int n = snprintf(cmd, sizeof(cmd), "cd %s && (", fixdir);
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(cmd + n, sizeof(cmd) - (size_t)n, fmt, ap);
+    va_end(ap);
+    strncat(cmd, ") >/dev/null 2>&1", sizeof(cmd) - strlen(cmd) - 1);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "fixture command failed: %s\n", cmd);
+        exit(1);
+    }
+}
+
+static void mk_ca(const char *name)
+{
+    sh("openssl ecparam -name prime256v1 -genkey -noout -out %s.key && "
+       "openssl req -x509 -new -key %s.key -subj /CN=%s -days 2 -out %s.pem "
+       "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign",
+       name, name, name, name);
+}
+
+static void mk_leaf(const char *name, const char *ca, const char *san, struct pem *out)
+{
+    char c[64], k[64];
+
+    sh("printf 'basicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth,clientAuth\\n%s%s\\n' "
+       "> %s.ext && openssl ecparam -name prime256v1 -genkey -noout -out %s.key && "
+       "openssl req -new -key %s.key -subj /CN=%s -out %s.csr && "
+       "openssl x509 -req -in %s.csr -CA %s.pem -CAkey %s.key -set_serial 0x%lx -days 2 "
+       "-extfile %s.ext -out %s.pem",
+       san[0] ? "subjectAltName=" : "", san, name, name, name, name, name, name, ca, ca,
+       (unsigned long)(uintptr_t)out & 0xffffff, name, name);
+    snprintf(c, sizeof(c), "%s.pem", name);
+    snprintf(k, sizeof(k), "%s.key", name);
+    out->cert = slurp(c);
+    out->key = slurp(k);
+}
+
+static void fixtures_cleanup(void)
+{
+    char cmd[128];
+
+    if (getpid() != fixpid)
+        return;
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", fixdir);
+    IGNORE_RESULT(system(cmd));
+}
+
+__attribute__((constructor)) static void fixtures_make(void)
+{
+    snprintf(fixdir, sizeof(fixdir), "/tmp/weft-push-test.XXXXXX");
+    if (!mkdtemp(fixdir)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+    fixpid = getpid();
+    atexit(fixtures_cleanup);
+    mk_ca("ca");
+    mk_ca("rogueca");
+    F.ca = slurp("ca.pem");
+    F.rogue_ca = slurp("rogueca.pem");
+    mk_leaf("srv", "ca", "DNS:weftd.weft-system.svc,IP:127.0.0.1", &F.srv);
+    mk_leaf("srv2", "ca", "DNS:weftd.weft-system.svc", &F.srv2);
+    mk_leaf("cli", "ca", "URI:spiffe://cluster.local/ns/default/sa/a", &F.cli);
+    mk_leaf("cli2", "ca", "URI:spiffe://cluster.local/ns/default/sa/rotated", &F.cli2);
+    mk_leaf("rogue", "rogueca", "URI:spiffe://cluster.local/ns/default/sa/a", &F.rogue);
+    mk_leaf("nouri", "ca", "DNS:a.example", &F.nouri);
+    mk_leaf("multi", "ca",
+            "URI:https://example.com/x,DNS:b.example,URI:spiffe://cluster.local/ns/prod/sa/web",
+            &F.multi);
+}
+
+/* --- loop helpers -------------------------------------------------------------------------- */
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+    (void)t;
+}
+
+/* Run the loop until pred(arg) or ms elapse; returns pred's last value. */
+static int spin(uv_loop_t *loop, int (*pred)(void *), void *arg, unsigned ms)
+{
+    uv_timer_t tick;
+    uint64_t end = now_ms() + ms;
+    int ok = 0;
+
+    uv_timer_init(loop, &tick);
+    uv_timer_start(&tick, tick_cb, 5, 5);
+    while (!(ok = pred ? pred(arg) : 0) && now_ms() < end)
+        uv_run(loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+    return ok;
+}
+
+/* --- harness ------------------------------------------------------------------------------- */
+
+#define MAXEV 64
+
+struct h {
+    uv_loop_t loop;
+    struct push_server *srv;
+    struct push_client *cli;
+    int port;
+    /* server side */
+    int hellos, acks, nacks, disconnects;
+    char spiffe[256], hello_ns[64], hello_name[256], hello_uid[64], hello_agent[64];
+    char hello_last_hash[PUSH_HASH_LEN + 1];
+    int reject;
+    uint64_t hello_at[MAXEV];
+    char nack_reason[256];
+    uint64_t nack_version;
+    /* client side */
+    int configs, connected, rejected, disconnected;
+    uint64_t cfg_version;
+    char cfg_hash[PUSH_HASH_LEN + 1];
+    char *cfg_doc;
+    int nack_with; /* on_config returns this with reason "render: bad route" */
+    char rej_code[64], rej_reason[256];
+    unsigned retry_ms[MAXEV];
+};
+
+static int s_on_hello(void *arg, const struct push_peer *p, struct push_reject *rej)
+{
+    struct h *h = arg;
+
+    if (h->hellos < MAXEV)
+        h->hello_at[h->hellos] = now_ms();
+    h->hellos++;
+    snprintf(h->spiffe, sizeof(h->spiffe), "%s", p->spiffe_id);
+    snprintf(h->hello_ns, sizeof(h->hello_ns), "%s", p->ns);
+    snprintf(h->hello_name, sizeof(h->hello_name), "%s", p->name);
+    snprintf(h->hello_uid, sizeof(h->hello_uid), "%s", p->uid);
+    snprintf(h->hello_agent, sizeof(h->hello_agent), "%s", p->agent);
+    snprintf(h->hello_last_hash, sizeof(h->hello_last_hash), "%s", p->last_hash);
+    if (h->reject) {
+        snprintf(rej->code, sizeof(rej->code), "%s", PUSH_ERR_IDENTITY_MISMATCH);
+        snprintf(rej->reason, sizeof(rej->reason), "want spiffe://cluster.local/ns/default/sa/b");
+        return 1;
+    }
+    return 0;
+}
+
+static void s_on_ack(void *arg, const char *key, uint64_t version, const char *hash)
+{
+    struct h *h = arg;
+
+    (void)key, (void)version, (void)hash;
+    h->acks++;
+}
+
+static void s_on_nack(void *arg, const char *key, uint64_t version, const char *hash,
+                      const char *reason)
+{
+    struct h *h = arg;
+
+    (void)key, (void)hash;
+    h->nacks++;
+    h->nack_version = version;
+    snprintf(h->nack_reason, sizeof(h->nack_reason), "%s", reason);
+}
+
+static void s_on_disconnect(void *arg, const char *key)
+{
+    struct h *h = arg;
+
+    (void)key;
+    h->disconnects++;
+}
+
+static const struct push_server_ops sops = {s_on_hello, s_on_ack, s_on_nack, s_on_disconnect};
+
+static int c_on_config(void *arg, uint64_t version, const char *hash, const char *doc, char *reason,
+                       size_t n)
+{
+    struct h *h = arg;
+
+    h->configs++;
+    h->cfg_version = version;
+    snprintf(h->cfg_hash, sizeof(h->cfg_hash), "%s", hash);
+    free(h->cfg_doc);
+    h->cfg_doc = strdup(doc);
+    if (h->nack_with) {
+        snprintf(reason, n, "render: bad route");
+        return h->nack_with;
+    }
+    return 0;
+}
+
+static void c_on_state(void *arg, const struct push_client_event *ev)
+{
+    struct h *h = arg;
+
+    switch (ev->state) {
+    case PUSH_CLIENT_CONNECTED:
+        h->connected++;
+        break;
+    case PUSH_CLIENT_REJECTED:
+        h->rejected++;
+        snprintf(h->rej_code, sizeof(h->rej_code), "%s", ev->code);
+        snprintf(h->rej_reason, sizeof(h->rej_reason), "%s", ev->reason);
+        break;
+    case PUSH_CLIENT_DISCONNECTED:
+        if (h->disconnected < MAXEV)
+            h->retry_ms[h->disconnected] = ev->retry_ms;
+        h->disconnected++;
+        break;
+    }
+}
+
+static const struct push_client_ops cops = {c_on_config, c_on_state};
+
+static struct push_server_config server_cfg(int port, unsigned debounce)
+{
+    struct push_server_config sc = {
+        .listen_addr = "127.0.0.1",
+        .port = port,
+        .cert_pem = F.srv.cert,
+        .key_pem = F.srv.key,
+        .trust_pem = F.ca,
+        .debounce_ms = debounce,
+    };
+    return sc;
+}
+
+static void h_init(struct h *h, unsigned debounce)
+{
+    struct push_server_config sc = server_cfg(0, debounce);
+
+    memset(h, 0, sizeof(*h));
+    REQUIRE(uv_loop_init(&h->loop) == 0);
+    REQUIRE(push_server_new(&h->loop, &sc, &sops, h, &h->srv) == 0);
+    h->port = push_server_port(h->srv);
+    REQUIRE(h->port > 0);
+}
+
+static struct push_client_config client_cfg(struct h *h, const struct pem *id)
+{
+    struct push_client_config cc = {
+        .host = "127.0.0.1",
+        .port = h->port,
+        .server_name = "weftd.weft-system.svc",
+        .cert_pem = id->cert,
+        .key_pem = id->key,
+        .trust_pem = F.ca,
+        .pod_ns = "default",
+        .pod_name = "web-1",
+        .pod_uid = "0b4f3c1e-1111-2222-3333-444455556666",
+        .agent_version = "weft-agent/0.1",
+        .backoff_min_ms = 40,
+        .backoff_max_ms = 320,
+    };
+    return cc;
+}
+
+static void h_client(struct h *h, const struct pem *id, const char *last_hash)
+{
+    struct push_client_config cc = client_cfg(h, id);
+
+    cc.last_hash = last_hash;
+    REQUIRE(push_client_new(&h->loop, &cc, &cops, h, &h->cli) == 0);
+}
+
+/* Free everything; every handle must close (uv_loop_close succeeds). */
+static void h_done(struct h *h)
+{
+    push_client_free(h->cli);
+    push_server_free(h->srv);
+    h->cli = NULL;
+    h->srv = NULL;
+    while (uv_run(&h->loop, UV_RUN_DEFAULT))
+        ;
+    CHECK_INT(uv_loop_close(&h->loop), 0);
+    free(h->cfg_doc);
+}
+
+static int p_acks1(void *a)
+{
+    return ((struct h *)a)->acks >= 1;
+}
+static int p_acks2(void *a)
+{
+    return ((struct h *)a)->acks >= 2;
+}
+static int p_hellos1(void *a)
+{
+    return ((struct h *)a)->hellos >= 1;
+}
+static int p_hellos2(void *a)
+{
+    return ((struct h *)a)->hellos >= 2;
+}
+static int p_nacks1(void *a)
+{
+    return ((struct h *)a)->nacks >= 1;
+}
+
+struct st_copy {
+    int found;
+    enum push_sync sync;
+    int connected;
+    char spiffe[256], desired[PUSH_HASH_LEN + 1], sent[PUSH_HASH_LEN + 1];
+    char acked[PUSH_HASH_LEN + 1], nack_hash[PUSH_HASH_LEN + 1], nack_reason[256];
+    uint64_t sent_version, acked_version, nack_version;
+    int64_t nack_time_ms;
+};
+
+static void st_visit(void *arg, const struct push_proxy_state *st)
+{
+    struct st_copy *c = arg;
+
+    c->found++;
+    c->sync = st->sync;
+    c->connected = st->connected;
+    snprintf(c->spiffe, sizeof(c->spiffe), "%s", st->spiffe_id);
+    snprintf(c->desired, sizeof(c->desired), "%s", st->desired_hash);
+    snprintf(c->sent, sizeof(c->sent), "%s", st->sent_hash);
+    snprintf(c->acked, sizeof(c->acked), "%s", st->acked_hash);
+    snprintf(c->nack_hash, sizeof(c->nack_hash), "%s", st->nack_hash);
+    snprintf(c->nack_reason, sizeof(c->nack_reason), "%s", st->nack_reason);
+    c->sent_version = st->sent_version;
+    c->acked_version = st->acked_version;
+    c->nack_version = st->nack_version;
+    c->nack_time_ms = st->nack_time_ms;
+}
+
+static struct st_copy state_of(struct h *h, const char *key)
+{
+    struct st_copy c;
+
+    memset(&c, 0, sizeof(c));
+    if (push_server_proxy_state(h->srv, key, st_visit, &c) != 0)
+        c.found = 0;
+    return c;
+}
+
+static void hash_of(const char *doc, char out[PUSH_HASH_LEN + 1])
+{
+    char *canon = NULL;
+
+    REQUIRE(push_doc_canonical(doc, &canon, out) == 0);
+    free(canon);
+}
+
+#define DOC1 "{\"listeners\": [{\"port\": 15006}], \"version\": \"a\"}"
+#define DOC1_CANON "{\"listeners\":[{\"port\":15006}],\"version\":\"a\"}"
+#define DOC1_REORDERED "{ \"version\":\"a\",\n \"listeners\":[ {\"port\":15006} ] }"
+#define DOC2 "{\"listeners\": [], \"version\": \"b\"}"
+#define KEY "default/web-1"
+#define SPIFFE_A "spiffe://cluster.local/ns/default/sa/a"
+
+/* --- codec --------------------------------------------------------------------------------- */
+
+static void t_sha256_vectors(void)
+{
+    char hex[PUSH_HASH_LEN + 1];
+    char *million = malloc(1000000);
+
+    push_sha256_hex("", 0, hex);
+    CHECK_STR(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    push_sha256_hex("abc", 3, hex);
+    CHECK_STR(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    push_sha256_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 56, hex);
+    CHECK_STR(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    REQUIRE(million);
+    memset(million, 'a', 1000000);
+    push_sha256_hex(million, 1000000, hex);
+    CHECK_STR(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+    /* 55, 63 and 64 bytes straddle the padding boundary. */
+    push_sha256_hex(million, 55, hex);
+    CHECK_STR(hex, "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318");
+    push_sha256_hex(million, 64, hex);
+    CHECK_STR(hex, "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb");
+    free(million);
+}
+
+static void t_canonical(void)
+{
+    char h1[PUSH_HASH_LEN + 1], h2[PUSH_HASH_LEN + 1], h3[PUSH_HASH_LEN + 1] = "untouched";
+    char *c1 = NULL, *c2 = NULL, *c3 = NULL;
+
+    CHECK_INT(push_doc_canonical(DOC1, &c1, h1), 0);
+    CHECK_INT(push_doc_canonical(DOC1_REORDERED, &c2, h2), 0);
+    CHECK_STR(c1, DOC1_CANON);
+    CHECK_STR(c2, DOC1_CANON);
+    CHECK_STR(h1, h2);
+    push_sha256_hex(DOC1_CANON, strlen(DOC1_CANON), h3);
+    CHECK_STR(h1, h3);
+    CHECK_INT(push_doc_canonical("{\"a\":\"\\u00e9\"}", &c3, h3), 0);
+    CHECK_STR(c3, "{\"a\":\"\xc3\xa9\"}"); /* UTF-8, not \u escapes */
+    free(c3);
+    c3 = NULL;
+    strcpy(h3, "untouched");
+    CHECK_INT(push_doc_canonical("[1,2]", &c3, h3), ERR_INVALID);
+    CHECK_INT(push_doc_canonical("{\"a\":", &c3, h3), ERR_PARSE);
+    CHECK_INT(push_doc_canonical("{\"a\":1,\"a\":2}", &c3, h3), ERR_PARSE);
+    CHECK_INT(push_doc_canonical("", &c3, h3), ERR_PARSE);
+    CHECK(c3 == NULL);
+    CHECK_STR(h3, "untouched");
+    free(c1);
+    free(c2);
+}
+
+#define H64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+static void t_msg_encode_exact(void)
+{
+    struct push_msg m;
+    char *s = NULL;
+
+    memset(&m, 0, sizeof(m));
+    m.type = PUSH_MSG_HELLO;
+    strcpy(m.pod.ns, "default");
+    strcpy(m.pod.name, "web-1");
+    strcpy(m.pod.uid, "u1");
+    strcpy(m.agent, "0.1");
+    CHECK_INT(push_msg_encode(&m, &s), 0);
+    CHECK_STR(s, "{\"type\":\"hello\",\"pod\":{\"namespace\":\"default\",\"name\":\"web-1\","
+                 "\"uid\":\"u1\"},\"agent\":\"0.1\"}");
+    free(s);
+    strcpy(m.last_hash, H64);
+    CHECK_INT(push_msg_encode(&m, &s), 0);
+    CHECK(strstr(s, ",\"lastHash\":\"" H64 "\"}") != NULL);
+    free(s);
+
+    memset(&m, 0, sizeof(m));
+    m.type = PUSH_MSG_NACK;
+    m.version = 7;
+    strcpy(m.hash, H64);
+    m.reason = (char *)(uintptr_t) "haproxy -c: \"x\"";
+    CHECK_INT(push_msg_encode(&m, &s), 0);
+    CHECK_STR(s, "{\"type\":\"nack\",\"version\":7,\"hash\":\"" H64
+                 "\",\"reason\":\"haproxy -c: \\\"x\\\"\"}");
+    free(s);
+
+    memset(&m, 0, sizeof(m));
+    m.type = PUSH_MSG_CONFIG;
+    m.version = 2;
+    strcpy(m.hash, H64);
+    m.config = (char *)(uintptr_t)DOC1_CANON;
+    CHECK_INT(push_msg_encode(&m, &s), 0);
+    CHECK_STR(s,
+              "{\"type\":\"config\",\"version\":2,\"hash\":\"" H64 "\",\"config\":" DOC1_CANON "}");
+    free(s);
+    s = NULL;
+    m.version = 0;
+    CHECK_INT(push_msg_encode(&m, &s), ERR_INVALID);
+    m.version = 1;
+    m.config = (char *)(uintptr_t) "[1]";
+    CHECK_INT(push_msg_encode(&m, &s), ERR_INVALID);
+    m.type = PUSH_MSG_NONE;
+    CHECK_INT(push_msg_encode(&m, &s), ERR_INVALID);
+    CHECK(s == NULL);
+}
+
+static void t_msg_parse(void)
+{
+    struct push_msg m;
+    const char *cfg = "{\"type\":\"config\",\"version\":3,\"hash\":\"" H64
+                      "\",\"config\":{\"b\":1, \"a\":2},\"extra\":true}";
+
+    CHECK_INT(push_msg_parse(cfg, strlen(cfg), &m), 0);
+    CHECK_INT(m.type, PUSH_MSG_CONFIG);
+    CHECK_INT(m.version, 3);
+    CHECK_STR(m.hash, H64);
+    CHECK_STR(m.config, "{\"a\":2,\"b\":1}");
+    push_msg_release(&m);
+
+    {
+        const char *hello = "{\"type\":\"hello\",\"pod\":{\"namespace\":\"ns1\",\"name\":\"p\","
+                            "\"uid\":\"u\"},\"agent\":\"v1\",\"lastHash\":\"" H64 "\"}";
+
+        CHECK_INT(push_msg_parse(hello, strlen(hello), &m), 0);
+        CHECK_INT(m.type, PUSH_MSG_HELLO);
+        CHECK_STR(m.pod.ns, "ns1");
+        CHECK_STR(m.pod.name, "p");
+        CHECK_STR(m.pod.uid, "u");
+        CHECK_STR(m.agent, "v1");
+        CHECK_STR(m.last_hash, H64);
+        push_msg_release(&m);
+    }
+    {
+        const char *err = "{\"type\":\"error\",\"code\":\"UnknownPod\",\"reason\":\"no pod\"}";
+
+        CHECK_INT(push_msg_parse(err, strlen(err), &m), 0);
+        CHECK_STR(m.code, "UnknownPod");
+        CHECK_STR(m.reason, "no pod");
+        push_msg_release(&m);
+    }
+}
+
+static void t_msg_parse_invalid(void)
+{
+    static const struct {
+        const char *text;
+        int rc;
+    } cases[] = {
+        {"", ERR_PARSE},
+        {"not json", ERR_PARSE},
+        {"[1]", ERR_PARSE},
+        {"{\"type\":\"ack\",\"version\":1,\"hash\":\"" H64 "\",\"hash\":\"" H64 "\"}", ERR_PARSE},
+        {"{}", ERR_INVALID},
+        {"{\"type\":\"bogus\"}", ERR_INVALID},
+        {"{\"type\":7}", ERR_INVALID},
+        {"{\"type\":\"hello\"}", ERR_INVALID},
+        {"{\"type\":\"hello\",\"pod\":{\"namespace\":\"a/b\",\"name\":\"p\",\"uid\":\"u\"}}",
+         ERR_INVALID},
+        {"{\"type\":\"hello\",\"pod\":{\"namespace\":\"\",\"name\":\"p\",\"uid\":\"u\"}}",
+         ERR_INVALID},
+        {"{\"type\":\"hello\",\"pod\":{\"namespace\":\"n\",\"name\":\"p\"}}", ERR_INVALID},
+        {"{\"type\":\"hello\",\"pod\":{\"namespace\":\"n\",\"name\":\"p\",\"uid\":\"u\"},"
+         "\"lastHash\":\"0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef\"}",
+         ERR_INVALID},
+        {"{\"type\":\"ack\",\"version\":0,\"hash\":\"" H64 "\"}", ERR_INVALID},
+        {"{\"type\":\"ack\",\"version\":\"1\",\"hash\":\"" H64 "\"}", ERR_INVALID},
+        {"{\"type\":\"ack\",\"version\":1,\"hash\":\"abc\"}", ERR_INVALID},
+        {"{\"type\":\"nack\",\"version\":1,\"hash\":\"" H64 "\"}", ERR_INVALID},
+        {"{\"type\":\"config\",\"version\":1,\"hash\":\"" H64 "\",\"config\":[1]}", ERR_INVALID},
+        {"{\"type\":\"error\",\"code\":\"\",\"reason\":\"x\"}", ERR_INVALID},
+        {"{\"type\":\"error\",\"code\":\"X\"}", ERR_INVALID},
+    };
+    char longname[400];
+    char text[600];
+    struct push_msg m;
+
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        int rc = push_msg_parse(cases[i].text, strlen(cases[i].text), &m);
+
+        if (rc != cases[i].rc)
+            fprintf(stderr, "  case %zu: %s\n", i, cases[i].text);
+        CHECK_INT(rc, cases[i].rc);
+        CHECK_INT(m.type, PUSH_MSG_NONE);
+        CHECK(m.reason == NULL && m.config == NULL);
+    }
+    memset(longname, 'x', 254);
+    longname[254] = '\0';
+    snprintf(text, sizeof(text),
+             "{\"type\":\"hello\",\"pod\":{\"namespace\":\"n\",\"name\":\"%s\",\"uid\":\"u\"}}",
+             longname);
+    CHECK_INT(push_msg_parse(text, strlen(text), &m), ERR_INVALID);
+    longname[253] = '\0';
+    snprintf(text, sizeof(text),
+             "{\"type\":\"hello\",\"pod\":{\"namespace\":\"n\",\"name\":\"%s\",\"uid\":\"u\"}}",
+             longname);
+    CHECK_INT(push_msg_parse(text, strlen(text), &m), 0);
+    CHECK_INT(strlen(m.pod.name), 253);
+    push_msg_release(&m);
+}
+
+/* --- argument checks ----------------------------------------------------------------------- */
+
+static void t_bad_arguments(void)
+{
+    struct h h;
+    struct push_server_config sc = server_cfg(0, 0);
+    struct push_server_ops noh = {NULL, NULL, NULL, NULL};
+    struct push_server *s = (struct push_server *)&h;
+    struct push_client *c = (struct push_client *)&h;
+    struct push_client_config cc;
+
+    h_init(&h, 0);
+    CHECK_INT(push_server_new(&h.loop, &sc, &noh, NULL, &s), -EINVAL);
+    sc.cert_pem = "garbage";
+    CHECK_INT(push_server_new(&h.loop, &sc, &sops, NULL, &s), ERR_INVALID);
+    sc = server_cfg(0, 0);
+    sc.key_pem = F.cli.key; /* does not match the certificate */
+    CHECK_INT(push_server_new(&h.loop, &sc, &sops, NULL, &s), ERR_INVALID);
+    sc = server_cfg(0, 0);
+    sc.trust_pem = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+    CHECK_INT(push_server_new(&h.loop, &sc, &sops, NULL, &s), ERR_INVALID);
+    sc = server_cfg(h.port, 0); /* taken */
+    CHECK_INT(push_server_new(&h.loop, &sc, &sops, NULL, &s), -EADDRINUSE);
+    CHECK(s == (struct push_server *)&h);
+
+    CHECK_INT(push_server_send(h.srv, "nokey", DOC1), ERR_INVALID);
+    CHECK_INT(push_server_send(h.srv, "a/b/c", DOC1), ERR_INVALID);
+    CHECK_INT(push_server_send(h.srv, "/b", DOC1), ERR_INVALID);
+    CHECK_INT(push_server_send(h.srv, KEY, "[1]"), ERR_INVALID);
+    CHECK_INT(push_server_send(h.srv, KEY, "{"), ERR_PARSE);
+    CHECK_INT(push_server_proxy_state(h.srv, KEY, st_visit, NULL), ERR_NOTFOUND);
+    CHECK_INT(push_server_set_certs(h.srv, "x", F.srv.key), ERR_INVALID);
+    CHECK_INT(push_server_set_certs(h.srv, F.srv2.cert, F.srv.key), ERR_INVALID);
+    CHECK_INT(push_server_set_trust(h.srv, "nothing"), ERR_INVALID);
+
+    cc = client_cfg(&h, &F.cli);
+    cc.pod_uid = NULL;
+    CHECK_INT(push_client_new(&h.loop, &cc, &cops, NULL, &c), -EINVAL);
+    cc = client_cfg(&h, &F.cli);
+    cc.key_pem = F.srv.key;
+    CHECK_INT(push_client_new(&h.loop, &cc, &cops, NULL, &c), ERR_INVALID);
+    cc = client_cfg(&h, &F.cli);
+    cc.last_hash = "short";
+    CHECK_INT(push_client_new(&h.loop, &cc, &cops, NULL, &c), ERR_INVALID);
+    cc = client_cfg(&h, &F.cli);
+    cc.pod_ns = "";
+    CHECK_INT(push_client_new(&h.loop, &cc, &cops, NULL, &c), ERR_INVALID);
+    CHECK(c == (struct push_client *)&h);
+    h_done(&h);
+}
+
+/* --- streams ------------------------------------------------------------------------------- */
+
+static void t_hello_config_ack(void)
+{
+    struct h h;
+    struct st_copy st;
+    char h1[PUSH_HASH_LEN + 1];
+
+    h_init(&h, 0);
+    hash_of(DOC1, h1);
+    CHECK_INT(push_server_send(h.srv, KEY, DOC1), 0);
+    st = state_of(&h, KEY);
+    CHECK_INT(st.found, 1);
+    CHECK_INT(st.sync, PUSH_SYNC_DISCONNECTED);
+    CHECK_STR(st.desired, h1);
+    h_client(&h, &F.cli, NULL);
+    REQUIRE(spin(&h.loop, p_acks1, &h, 5000));
+    CHECK_INT(h.hellos, 1);
+    CHECK_STR(h.spiffe, SPIFFE_A);
+    CHECK_STR(h.hello_ns, "default");
+    CHECK_STR(h.hello_name, "web-1");
+    CHECK_STR(h.hello_uid, "0b4f3c1e-1111-2222-3333-444455556666");
+    CHECK_STR(h.hello_agent, "weft-agent/0.1");
+    CHECK_STR(h.hello_last_hash, "");
+    CHECK_INT(h.connected, 1);
+    CHECK_INT(h.configs, 1);
+    CHECK_INT(h.cfg_version, 1);
+    CHECK_STR(h.cfg_hash, h1);
+    CHECK_STR(h.cfg_doc, DOC1_CANON);
+    CHECK_STR(push_client_last_hash(h.cli), h1);
+    st = state_of(&h, KEY);
+    CHECK_INT(st.sync, PUSH_SYNC_SYNCED);
+    CHECK_INT(st.connected, 1);
+    CHECK_STR(st.spiffe, SPIFFE_A);
+    CHECK_INT(st.sent_version, 1);
+    CHECK_STR(st.sent, h1);
+    CHECK_INT(st.acked_version, 1);
+    CHECK_STR(st.acked, h1);
+    CHECK_STR(st.nack_reason, "");
+    CHECK_INT(h.disconnects, 0);
+    h_done(&h);
+}
+
+static void t_identical_not_resent(void)
+{
+    struct h h;
+    struct st_copy st;
+    char h2[PUSH_HASH_LEN + 1];
+
+    h_init(&h, 0);
+    h_client(&h, &F.cli, NULL);
+    REQUIRE(spin(&h.loop, p_hellos1, &h, 5000));
+    spin(&h.loop, NULL, NULL, 50);
+    CHECK_INT(h.configs, 0); /* no document yet: nothing sent */
+    CHECK_INT(state_of(&h, KEY).sync, PUSH_SYNC_PENDING);
+    CHECK_INT(push_server_send(h.srv, KEY, DOC1), 0);
+    REQUIRE(spin(&h.loop, p_acks1, &h, 5000));
+    CHECK_INT(push_server_send(h.srv, KEY, DOC1_REORDERED), 0); /* same canonical document */
+    CHECK_INT(push_server_send(h.srv, KEY, DOC1), 0);
+    spin(&h.loop, NULL, NULL, 300);
+    CHECK_INT(h.configs, 1);
+    CHECK_INT(h.acks, 1);
+    CHECK_INT(push_server_send(h.srv, KEY, DOC2), 0);
+    REQUIRE(spin(&h.loop, p_acks2, &h, 5000));
+    hash_of(DOC2, h2);
+    CHECK_INT(h.configs, 2);
+    CHECK_INT(h.cfg_version, 2);
+    CHECK_STR(h.cfg_hash, h2);
+    st = state_of(&h, KEY);
+    CHECK_INT(st.sent_version, 2);
+    CHECK_INT(st.acked_version, 2);
+    CHECK_INT(st.sync, PUSH_SYNC_SYNCED);
+    h_done(&h);
+}
+
+static void t_reconnect_last_hash(void)
+{
+    struct h h;
+    struct st_copy st;
+    char h1[PUSH_HASH_LEN + 1], h2[PUSH_HASH_LEN + 1];
+
+    h_init(&h, 0);
+    hash_of(DOC1, h1);
+    hash_of(DOC2, h2);
+    CHECK_INT(push_server_send(h.srv, KEY, DOC1), 0);
+    /* An agent restarting while it serves DOC1: nothing is resent. */
+    h_client(&h, &F.cli, h1);
+    REQUIRE(spin(&h.loop, p_hellos1, &h, 5000));
+    spin(&h.loop, NULL, NULL, 300);
+    CHECK_STR(h.hello_last_hash, h1);
+    CHECK_INT(h.configs, 0);
+    st = state_of(&h, KEY);
+    CHECK_INT(st.sync, PUSH_SYNC_SYNCED);
+    CHECK_STR(st.acked, h1);
+    CHECK_INT(st.acked_version, 0);
+    CHECK_INT(st.sent_version, 0);
+    push_client_free(h.cli);
+    h.cli = NULL;
+    spin(&h.loop, NULL, NULL, 200);
+    CHECK_INT(h.disconnects, 1);
+    CHECK_INT(state_of(&h, KEY).sync, PUSH_SYNC_DISCONNECTED);
+    /* One serving DOC2 while DOC1 is current: DOC1 is sent again. */
+    h_client(&h, &F.cli, h2);
+    REQUIRE(spin(&h.loop, p_acks1, &h, 5000));
+    CHECK_INT(h.hellos, 2);
+    CHECK_STR(h.hello_last_hash, h2);
+    CHECK_INT(h.configs, 1);
+    CHECK_INT(h.cfg_version, 1);
+    CHECK_STR(h.cfg_hash, h1);
+    h_done(&h);
+}
+
+static void t_last_hash_before_document(void)
+{
+    struct h h;
+    char h1[PUSH_HASH_LEN + 1];
+
+    /* weftd restarted: the agent says it serves DOC1 before the controller recomputed it. */
+    h_init(&h, 0);
+    hash_of(DOC1, h1);
+    h_client(&h, &F.cli, h1);
+    REQUIRE(spin(&h.loop, p_hellos1, &h, 5000));
+    CHECK_INT(state_of(&h, KEY).sync, PUSH_SYNC_PENDING);
+    CHECK_INT(push_server_send(h.srv, KEY, DOC1), 0);
+    spin(&h.loop, NULL, NULL, 200);
+    CHECK_INT(h.configs, 0);
+    CHECK_INT(state_of(&h, KEY).sync, PUSH_SYNC_SYNCED);
+    CHECK_STR(state_of(&h, KEY).acked, h1);
+    CHECK_INT(push_server_send(h.srv, KEY, DOC2), 0);
+    REQUIRE(spin(&h.loop, p_acks1, &h, 5000));
+    CHECK_INT(h.cfg_version, 1);
+    h_done(&h);
+}
+
+static void t_nack_recorded(void)
+{
+    struct h h;
+    struct st_copy st;
+    char h1[PUSH_HASH_LEN + 1];
+    int64_t before;
+
+    h_init(&h, 0);
+    hash_of(DOC1, h1);
+    h.nack_with = -EINVAL;
+    before = (int64_t)time(NULL) * 1000 - 1000;
+    CHECK_INT(push_server_send(h.srv, KEY, DOC1), 0);
+    h_client(&h, &F.cli, NULL);
+    REQUIRE(spin(&h.loop, p_nacks1, &h, 5000));
+    CHECK_STR(h.nack_reason, "render: bad route");
+    CHECK_INT(h.nack_version, 1);
+    CHECK_INT(h.acks, 0);
+    CHECK_STR(push_client_last_hash(h.cli), ""); /* a NACKed document is not lastHash */
+    st = state_of(&h, KEY);
+    CHECK_INT(st.sync, PUSH_SYNC_REJECTED);
+    CHECK_STR(st.nack_reason, "render: bad route");
+    CHECK_INT(st.nack_version, 1);
+    CHECK_STR(st.nack_hash, h1);
+    CHECK(st.nack_time_ms >= before);
+    CHECK(st.nack_time_ms <= (int64_t)time(NULL) * 1000 + 1000);
+    if (st.nack_time_ms < before)
+        fprintf(stderr, "  nack_time_ms=%lld before=%lld\n", (long long)st.nack_time_ms,
+                (long long)before);
+    CHECK_STR(st.acked, "");
+    /* A fixed document is ACKed; the last NACK stays on record. */
+    h.nack_with = 0;
+    CHECK_INT(push_server_send(h.srv, KEY, DOC2), 0);
+    REQUIRE(spin(&h.loop, p_acks1, &h, 5000));
+    st = state_of(&h, KEY);
+    CHECK_INT(st.sync, PUSH_SYNC_SYNCED);
+    CHECK_INT(st.acked_version, 2);
+    CHECK_STR(st.nack_reason, "render: bad route");
+    h_done(&h);
+}
+
+static int p_three_disconnects(void *a)
+{
+    return ((struct h *)a)->disconnected >= 4;
+}
+
+static void t_reject_backs_off(void)
+{
+    struct h h;
+
+    h_init(&h, 0);
+    h.reject = 1;
+    CHECK_INT(push_server_send(h.srv, KEY, DOC1), 0);
+    h_client(&h, &F.cli, NULL);
+    REQUIRE(spin(&h.loop, p_three_disconnects, &h, 5000));
+    CHECK_INT(h.configs, 0);
+    CHECK(h.rejected >= 3);
+    CHECK_STR(h.rej_code, PUSH_ERR_IDENTITY_MISMATCH);
+    CHECK_STR(h.rej_reason, "want spiffe://cluster.local/ns/default/sa/b");
+    /* Delays double from 40 ms, each jittered into [d/2, d], capped at 320. */
+    for (int i = 0; i < 4; i++) {
+        unsigned d = 40u << i;
+
+        CHECK(h.retry_ms[i] >= d / 2 && h.retry_ms[i] <= d);
+    }
+    /* The attempts really were that far apart (hello to hello). */
+    for (int i = 1; i < 4 && i < h.hellos; i++)
+        CHECK(h.hello_at[i] - h.hello_at[i - 1] + 2 >= h.retry_ms[i - 1]);
+    CHECK_INT(state_of(&h, KEY).sync, PUSH_SYNC_DISCONNECTED);
+    CHECK_INT(h.disconnects, 0); /* never accepted */
+    h_done(&h);
+}
+
+static void t_unknown_ca_refused(void)
+{
+    struct h h;
+
+    h_init(&h, 0);
+    h_client(&h, &F.rogue, NULL);
+    spin(&h.loop, p_three_disconnects, &h, 3000);
+    CHECK(h.disconnected >= 2);
+    CHECK_INT(h.connected, 0);
+    CHECK_INT(h.hellos, 0);
+    h_done(&h);
+}
+
+static void t_client_checks_server_cert(void)
+{
+    struct h h;
+    struct push_client_config cc;
+
+    h_init(&h, 0);
+    /* Right CA, wrong name. */
+    cc = client_cfg(&h, &F.cli);
+    cc.server_name = "other.weft-system.svc";
+    REQUIRE(push_client_new(&h.loop, &cc, &cops, &h, &h.cli) == 0);
+    spin(&h.loop, p_three_disconnects, &h, 3000);
+    CHECK(h.disconnected >= 2);
+    CHECK_INT(h.connected, 0);
+    push_client_free(h.cli);
+    /* Right name, a bundle without weftd's CA. */
+    cc = client_cfg(&h, &F.cli);
+    cc.trust_pem = F.rogue_ca;
+    h.disconnected = 0;
+    REQUIRE(push_client_new(&h.loop, &cc, &cops, &h, &h.cli) == 0);
+    spin(&h.loop, p_three_disconnects, &h, 3000);
+    CHECK(h.disconnected >= 2);
+    CHECK_INT(h.connected, 0);
+    CHECK_INT(h.hellos, 0);
+    h_done(&h);
+}
+
+static void t_spiffe_extraction(void)
+{
+    struct h h;
+
+    h_init(&h, 0);
+    h_client(&h, &F.multi, NULL);
+    REQUIRE(spin(&h.loop, p_hellos1, &h, 5000));
+    CHECK_STR(h.spiffe, "spiffe://cluster.local/ns/prod/sa/web");
+    push_client_free(h.cli);
+    h_client(&h, &F.nouri, NULL);
+    REQUIRE(spin(&h.loop, p_hellos2, &h, 5000));
+    CHECK_STR(h.spiffe, "");
+    h_done(&h);
+}
+
+static void t_debounce(void)
+{
+    struct h h;
+    char doc[128], want[PUSH_HASH_LEN + 1];
+    uint64_t t0;
+
+    h_init(&h, 200); /* wider than 100 ms so the 50 sends fit under valgrind too */
+    h_client(&h, &F.cli, NULL);
+    REQUIRE(spin(&h.loop, p_hellos1, &h, 5000));
+    t0 = now_ms();
+    for (int i = 0; i < 50; i++) {
+        snprintf(doc, sizeof(doc), "{\"n\":%d}", i);
+        CHECK_INT(push_server_send(h.srv, KEY, doc), 0);
+        uv_run(&h.loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    REQUIRE(now_ms() - t0 < 200); /* all 50 inside one window */
+    hash_of(doc, want);
+    REQUIRE(spin(&h.loop, p_acks1, &h, 5000));
+    spin(&h.loop, NULL, NULL, 300);
+    CHECK_INT(h.configs, 1);
+    CHECK_STR(h.cfg_doc, "{\"n\":49}");
+    CHECK_STR(h.cfg_hash, want);
+    CHECK_INT(h.cfg_version, 1);
+    h_done(&h);
+}
+
+static void t_server_restart(void)
+{
+    struct h h;
+    struct push_server_config sc;
+    char h1[PUSH_HASH_LEN + 1], h2[PUSH_HASH_LEN + 1];
+
+    h_init(&h, 0);
+    hash_of(DOC1, h1);
+    hash_of(DOC2, h2);
+    CHECK_INT(push_server_send(h.srv, KEY, DOC1), 0);
+    h_client(&h, &F.cli, NULL);
+    REQUIRE(spin(&h.loop, p_acks1, &h, 5000));
+    push_server_free(h.srv);
+    h.srv = NULL;
+    spin(&h.loop, NULL, NULL, 100);
+    CHECK(h.disconnected >= 1);
+    /* A new weftd on the same port whose current document changed meanwhile. */
+    sc = server_cfg(h.port, 0);
+    REQUIRE(push_server_new(&h.loop, &sc, &sops, &h, &h.srv) == 0);
+    CHECK_INT(push_server_send(h.srv, KEY, DOC2), 0);
+    REQUIRE(spin(&h.loop, p_acks2, &h, 5000));
+    CHECK_INT(h.hellos, 2);
+    CHECK_STR(h.hello_last_hash, h1); /* lastHash kept across reconnects */
+    CHECK_INT(h.configs, 2);
+    CHECK_INT(h.cfg_version, 1); /* versions count per connection */
+    CHECK_STR(h.cfg_hash, h2);
+    CHECK_INT(state_of(&h, KEY).sync, PUSH_SYNC_SYNCED);
+    h_done(&h);
+}
+
+static void t_cert_rotation(void)
+{
+    struct h h;
+
+    h_init(&h, 0);
+    CHECK_INT(push_server_send(h.srv, KEY, DOC1), 0);
+    h_client(&h, &F.cli, NULL);
+    REQUIRE(spin(&h.loop, p_acks1, &h, 5000));
+    /* Agent rotates: the stream is reopened with the new certificate; nothing resent. */
+    CHECK_INT(push_client_set_certs(h.cli, F.cli2.cert, F.cli2.key, NULL), 0);
+    REQUIRE(spin(&h.loop, p_hellos2, &h, 5000));
+    CHECK_STR(h.spiffe, "spiffe://cluster.local/ns/default/sa/rotated");
+    CHECK_INT(h.retry_ms[0], 0);
+    spin(&h.loop, NULL, NULL, 100);
+    CHECK_INT(h.configs, 1);
+    CHECK_INT(push_client_set_certs(h.cli, F.cli2.cert, F.cli.key, NULL), ERR_INVALID);
+    /* weftd rotates its serving pair: open stream untouched, new handshakes work. */
+    CHECK_INT(push_server_set_certs(h.srv, F.srv2.cert, F.srv2.key), 0);
+    CHECK_INT(push_client_set_certs(h.cli, F.cli.cert, F.cli.key, NULL), 0);
+    {
+        int want = h.hellos + 1;
+
+        for (uint64_t end = now_ms() + 5000; h.hellos < want && now_ms() < end;)
+            spin(&h.loop, NULL, NULL, 20);
+        CHECK_INT(h.hellos, want);
+        CHECK_STR(h.spiffe, SPIFFE_A);
+    }
+    /* weftd trusts only another CA now: the agent's next handshake fails. */
+    CHECK_INT(push_server_set_trust(h.srv, F.rogue_ca), 0);
+    CHECK_INT(push_client_set_certs(h.cli, F.cli.cert, F.cli.key, NULL), 0);
+    {
+        int hellos = h.hellos, disc = h.disconnected;
+
+        for (uint64_t end = now_ms() + 3000; h.disconnected < disc + 3 && now_ms() < end;)
+            spin(&h.loop, NULL, NULL, 20);
+        CHECK(h.disconnected >= disc + 3);
+        CHECK_INT(h.hellos, hellos);
+    }
+    h_done(&h);
+}
+
+/* --- a raw WebSocket peer on a thread ------------------------------------------------------ */
+
+struct raw {
+    int port;
+    const char *cert, *key; /* file names in fixdir, or NULL */
+    const char *first;      /* first frame to send, or NULL */
+    int stall;              /* stop reading after the upgrade until drain is set */
+    atomic_int ready, drain;
+    char want_hash[PUSH_HASH_LEN + 1];
+    /* results */
+    int handshake_ok, status;
+    int frames, configs, saw_want;
+    char last[512];
+    char first_text[512];
+    int close_code;
+};
+
+static int raw_read_full(SSL *ssl, void *p, size_t n)
+{
+    size_t got = 0;
+
+    while (got < n) {
+        int r = SSL_read(ssl, (char *)p + got, (int)(n - got));
+
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+static int raw_write_frame(SSL *ssl, const char *text)
+{
+    unsigned char hdr[8] = {0x81, 0x80};
+    size_t len = strlen(text), hl = 2;
+    unsigned char mask[4] = {1, 2, 3, 4};
+    unsigned char *b;
+    int rc;
+
+    if (len < 126) {
+        hdr[1] |= (unsigned char)len;
+    } else {
+        hdr[1] |= 126;
+        hdr[2] = (unsigned char)(len >> 8);
+        hdr[3] = (unsigned char)len;
+        hl = 4;
+    }
+    b = malloc(hl + 4 + len);
+    memcpy(b, hdr, hl);
+    memcpy(b + hl, mask, 4);
+    for (size_t i = 0; i < len; i++)
+        b[hl + 4 + i] = (unsigned char)text[i] ^ mask[i % 4];
+    rc = SSL_write(ssl, b, (int)(hl + 4 + len)) == (int)(hl + 4 + len) ? 0 : -1;
+    free(b);
+    return rc;
+}
+
+/* Read one frame; returns its opcode or -1. The payload (truncated) goes to r->last. */
+static int raw_read_frame(SSL *ssl, struct raw *r, char **payload)
+{
+    unsigned char h[2], ext[8];
+    uint64_t len;
+    char *p;
+
+    if (raw_read_full(ssl, h, 2) < 0)
+        return -1;
+    len = h[1] & 0x7f;
+    if (len == 126) {
+        if (raw_read_full(ssl, ext, 2) < 0)
+            return -1;
+        len = (uint64_t)ext[0] << 8 | ext[1];
+    } else if (len == 127) {
+        if (raw_read_full(ssl, ext, 8) < 0)
+            return -1;
+        len = 0;
+        for (int i = 0; i < 8; i++)
+            len = len << 8 | ext[i];
+    }
+    p = malloc(len + 1);
+    if (!p || raw_read_full(ssl, p, len) < 0) {
+        free(p);
+        return -1;
+    }
+    p[len] = '\0';
+    snprintf(r->last, sizeof(r->last), "%s", p);
+    if ((h[0] & 0x0f) == 8 && len >= 2)
+        r->close_code = (unsigned char)p[0] << 8 | (unsigned char)p[1];
+    *payload = p;
+    return h[0] & 0x0f;
+}
+
+static void *raw_thread(void *arg)
+{
+    struct raw *r = arg;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)r->port)};
+    struct timeval tv = {5, 0};
+    char path[256], resp[1024];
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL *ssl = NULL;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), rcvbuf = 4096;
+    size_t n = 0;
+
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (r->stall)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+        goto out;
+    snprintf(path, sizeof(path), "%s/ca.pem", fixdir);
+    SSL_CTX_load_verify_locations(ctx, path, NULL);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if (r->cert) {
+        snprintf(path, sizeof(path), "%s/%s", fixdir, r->cert);
+        SSL_CTX_use_certificate_file(ctx, path, SSL_FILETYPE_PEM);
+        snprintf(path, sizeof(path), "%s/%s", fixdir, r->key);
+        SSL_CTX_use_PrivateKey_file(ctx, path, SSL_FILETYPE_PEM);
+    }
+    ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    SSL_set_tlsext_host_name(ssl, "weftd.weft-system.svc");
+    if (SSL_connect(ssl) != 1)
+        goto out;
+    r->handshake_ok = 1;
+    snprintf(resp, sizeof(resp),
+             "GET " PUSH_PATH " HTTP/1.1\r\nHost: weftd\r\nUpgrade: websocket\r\n"
+             "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+             "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: " PUSH_SUBPROTOCOL "\r\n\r\n");
+    if (SSL_write(ssl, resp, (int)strlen(resp)) <= 0)
+        goto out;
+    /* TLS 1.3: a refused client certificate shows up here, as an alert instead of a reply. */
+    resp[0] = '\0';
+    while (n < sizeof(resp) - 1 && !strstr(resp, "\r\n\r\n")) {
+        int k = SSL_read(ssl, resp + n, 1);
+
+        if (k <= 0)
+            goto out;
+        resp[++n] = '\0';
+    }
+    resp[n] = '\0';
+    if (sscanf(resp, "HTTP/1.1 %d", &r->status) != 1)
+        goto out;
+    if (r->first && raw_write_frame(ssl, r->first) < 0)
+        goto out;
+    atomic_store(&r->ready, 1);
+    if (r->stall)
+        while (!atomic_load(&r->drain))
+            usleep(1000);
+    for (;;) {
+        char *p = NULL;
+        int op = raw_read_frame(ssl, r, &p);
+
+        if (op < 0) {
+            free(p);
+            break;
+        }
+        r->frames++;
+        if (op == 1 && !r->first_text[0])
+            snprintf(r->first_text, sizeof(r->first_text), "%s", p);
+        if (op == 1 && strstr(p, "\"type\":\"config\"")) {
+            r->configs++;
+            if (r->want_hash[0] && strstr(p, r->want_hash))
+                r->saw_want = 1;
+        }
+        free(p);
+        if (op == 8 || r->saw_want)
+            break;
+    }
+out:
+    atomic_store(&r->ready, 1);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    close(fd);
+    return NULL;
+}
+
+static int p_raw_ready(void *a)
+{
+    return atomic_load(&((struct raw *)a)->ready);
+}
+
+static void raw_go(struct h *h, struct raw *r, pthread_t *th)
+{
+    r->port = h->port;
+    REQUIRE(pthread_create(th, NULL, raw_thread, r) == 0);
+}
+
+static void raw_wait(struct h *h, pthread_t th)
+{
+    /* Keep the loop turning while the peer finishes. */
+    for (int i = 0; i < 400; i++) {
+        if (pthread_tryjoin_np(th, NULL) == 0)
+            return;
+        spin(&h->loop, NULL, NULL, 10);
+    }
+    REQUIRE(!"raw peer did not finish");
+}
+
+static void t_no_client_cert_refused(void)
+{
+    struct h h;
+    struct raw good, none, rogue;
+    pthread_t th;
+
+    h_init(&h, 0);
+    /* Control: the raw peer with a valid certificate gets its upgrade. */
+    memset(&good, 0, sizeof(good));
+    good.cert = "cli.pem";
+    good.key = "cli.key";
+    good.first = "{\"type\":\"hello\",\"pod\":{\"namespace\":\"default\",\"name\":\"web-1\","
+                 "\"uid\":\"u\"}}";
+    raw_go(&h, &good, &th);
+    REQUIRE(spin(&h.loop, p_hellos1, &h, 5000));
+    CHECK_INT(good.status, 101);
+    CHECK_STR(h.spiffe, SPIFFE_A);
+    push_server_free(h.srv); /* closes the control stream so the thread ends */
+    h.srv = NULL;
+    raw_wait(&h, th);
+    {
+        struct push_server_config sc = server_cfg(h.port, 0);
+
+        REQUIRE(push_server_new(&h.loop, &sc, &sops, &h, &h.srv) == 0);
+    }
+    memset(&none, 0, sizeof(none));
+    none.first = good.first;
+    raw_go(&h, &none, &th);
+    raw_wait(&h, th);
+    CHECK_INT(none.status, 0);
+    memset(&rogue, 0, sizeof(rogue));
+    rogue.cert = "rogue.pem";
+    rogue.key = "rogue.key";
+    rogue.first = good.first;
+    raw_go(&h, &rogue, &th);
+    raw_wait(&h, th);
+    CHECK_INT(rogue.status, 0);
+    CHECK_INT(h.hellos, 1);
+    h_done(&h);
+}
+
+static void t_bad_first_frame(void)
+{
+    struct h h;
+    struct raw r;
+    pthread_t th;
+
+    h_init(&h, 0);
+    memset(&r, 0, sizeof(r));
+    r.cert = "cli.pem";
+    r.key = "cli.key";
+    r.first = "{\"type\":\"ack\",\"version\":1,\"hash\":\"" H64 "\"}";
+    raw_go(&h, &r, &th);
+    raw_wait(&h, th);
+    CHECK_INT(r.status, 101);
+    CHECK_INT(h.hellos, 0);
+    CHECK_INT(r.frames, 2);
+    CHECK_INT(r.close_code, 1008);
+    CHECK_STR(r.first_text, "{\"type\":\"error\",\"code\":\"BadHello\","
+                            "\"reason\":\"the first frame must be a valid hello\"}");
+    CHECK_INT(r.configs, 0);
+    h_done(&h);
+}
+
+static int p_sent_bigger(void *a)
+{
+    return state_of(a, KEY).sent_version >= 1;
+}
+
+static void t_slow_peer_bounded(void)
+{
+    enum { NDOCS = 100, DOCSZ = 512 * 1024 };
+    struct h h;
+    struct raw r;
+    pthread_t th;
+    char *doc = malloc(DOCSZ + 64);
+    struct st_copy st;
+
+    REQUIRE(doc);
+    h_init(&h, 0);
+    memset(&r, 0, sizeof(r));
+    r.cert = "cli.pem";
+    r.key = "cli.key";
+    r.first = "{\"type\":\"hello\",\"pod\":{\"namespace\":\"default\",\"name\":\"web-1\","
+              "\"uid\":\"u\"}}";
+    r.stall = 1;
+    raw_go(&h, &r, &th);
+    REQUIRE(spin(&h.loop, p_raw_ready, &r, 5000));
+    REQUIRE(spin(&h.loop, p_hellos1, &h, 5000));
+    for (int i = 0; i < NDOCS; i++) {
+        int n = snprintf(doc, 64, "{\"i\":%d,\"pad\":\"", i);
+
+        memset(doc + n, 'x', DOCSZ);
+        strcpy(doc + n + DOCSZ, "\"}");
+        CHECK_INT(push_server_send(h.srv, KEY, doc), 0);
+        spin(&h.loop, NULL, NULL, 2);
+    }
+    REQUIRE(spin(&h.loop, p_sent_bigger, &h, 1000));
+    st = state_of(&h, KEY);
+    /* The peer reads nothing: a handful of frames fit in socket buffers, no queue beyond. */
+    CHECK(st.sent_version >= 1 && st.sent_version <= 25);
+    CHECK(strcmp(st.desired, st.sent) != 0);
+    snprintf(r.want_hash, sizeof(r.want_hash), "%s", st.desired);
+    atomic_store(&r.drain, 1);
+    raw_wait(&h, th);
+    CHECK_INT(r.saw_want, 1); /* the newest document arrives once the peer reads */
+    st = state_of(&h, KEY);
+    CHECK_STR(st.sent, st.desired);
+    CHECK(st.sent_version <= 26);
+    CHECK_INT(r.configs, (int)st.sent_version);
+    free(doc);
+    h_done(&h);
+}
+
+static void t_forget(void)
+{
+    struct h h;
+    int n = 0;
+
+    h_init(&h, 0);
+    CHECK_INT(push_server_send(h.srv, "ns1/a", DOC1), 0);
+    CHECK_INT(push_server_send(h.srv, "ns1/b", DOC1), 0);
+    push_server_forget(h.srv, "ns1/a");
+    push_server_forget(h.srv, "ns1/zzz");
+    CHECK_INT(push_server_proxy_state(h.srv, "ns1/a", st_visit, NULL), ERR_NOTFOUND);
+    {
+        struct st_copy c;
+
+        memset(&c, 0, sizeof(c));
+        push_server_sync_state(h.srv, st_visit, &c);
+        n = c.found;
+    }
+    CHECK_INT(n, 1);
+    h_done(&h);
+}
+
+UNIT_MAIN(UNIT(t_sha256_vectors), UNIT(t_canonical), UNIT(t_msg_encode_exact), UNIT(t_msg_parse),
+          UNIT(t_msg_parse_invalid), UNIT(t_bad_arguments), UNIT(t_hello_config_ack),
+          UNIT(t_identical_not_resent), UNIT(t_reconnect_last_hash),
+          UNIT(t_last_hash_before_document), UNIT(t_nack_recorded), UNIT(t_reject_backs_off),
+          UNIT(t_unknown_ca_refused), UNIT(t_client_checks_server_cert), UNIT(t_spiffe_extraction),
+          UNIT(t_debounce), UNIT(t_server_restart), UNIT(t_cert_rotation),
+          UNIT(t_no_client_cert_refused), UNIT(t_bad_first_frame), UNIT(t_slow_peer_bounded),
+          UNIT(t_forget))

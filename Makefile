@@ -56,7 +56,8 @@ KL_LIB := $(BUILD)/lib/libkubelite.a
 WEFT_LIB := $(BUILD)/lib/libweft.a
 
 KLT_SRC := $(wildcard tests/kubelite/kubelet/*.c)
-BINS := $(BUILD)/bin/kubelite $(BUILD)/bin/weftctl $(BUILD)/bin/kubelet-lite $(BUILD)/bin/testapp
+BINS := $(BUILD)/bin/kubelite $(BUILD)/bin/weftctl $(BUILD)/bin/kubelet-lite $(BUILD)/bin/testapp \
+	$(BUILD)/bin/weftd
 UNIT_BINS += $(BUILD)/tests/unit-kubelet
 
 .PHONY: all bins test unit sanitize clean deps check-deps format format-check bench demo

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/buf.h"
 #include "core/log.h"
@@ -80,10 +81,15 @@ static int metrics(struct weftd *d, struct buf *b)
             rc = buf_printf(b, "# HELP weft_cache_objects Objects in each informer's cache.\n"
                                "# TYPE weft_cache_objects gauge\n");
         if (!rc)
-            rc = buf_printf(b, "weft_cache_objects{resource=\"%s\"} %zu\n",
-                            d->watches[i].res.plural,
+            rc = buf_printf(b, "weft_cache_objects{group=\"%s\",resource=\"%s\"} %zu\n",
+                            d->watches[i].res.group, d->watches[i].res.plural,
                             json_object_size(kube_informer_cache(d->watches[i].inf)));
     }
+    if (!rc && d->ca)
+        rc = buf_printf(b, "# HELP weft_ca_root_expiry_seconds Seconds until the signing root "
+                           "(or intermediate) expires.\n# TYPE weft_ca_root_expiry_seconds "
+                           "gauge\nweft_ca_root_expiry_seconds %lld\n",
+                        (long long)(ca_signer_not_after(ca_signer_get(d->ca)) - time(NULL)));
     if (!rc)
         rc = buf_printf(b, "# HELP weft_leader Whether this replica holds the lease.\n"
                            "# TYPE weft_leader gauge\nweft_leader %d\n",

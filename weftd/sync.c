@@ -49,6 +49,8 @@ struct status_call {
     char *ns, *name;
 };
 
+static void status_retry_later(struct weftd *d, size_t watch, const char *ns, const char *name);
+
 static void on_event(void *arg, enum kube_event_type type, const char *key, const json_t *obj)
 {
     struct weftd_watch *w = arg;
@@ -115,9 +117,11 @@ static void status_done(void *arg, int err, long status, json_t *body)
     int rc = kube_result_err(err, status, body);
     if (rc && rc != ERR_EXISTS && rc != ERR_NOTFOUND) {
         sc->d->m.status_write_errors++;
-        log_warn("msg=\"status write failed\" kind=%s namespace=%s name=%s error=\"%s\"",
+        log_warn("msg=\"status write failed, will retry\" kind=%s namespace=%s name=%s "
+                 "error=\"%s\"",
                  defs[sc->watch].kind, sc->ns, sc->name,
                  kube_status_message(body) ? kube_status_message(body) : err_str(rc));
+        status_retry_later(sc->d, sc->watch, sc->ns, sc->name);
     } else if (!rc) {
         sc->d->m.status_writes++;
     }
@@ -254,15 +258,32 @@ static void on_compile(uv_idle_t *h)
     compile_pass(d);
 }
 
-/* The sync state lives beside struct weftd (not in the shared header): one idle handle. */
+/* The sync state lives beside struct weftd (not in the shared header). */
 struct sync_state {
     uv_idle_t compile;
+    uv_timer_t retry; /* failed status writes are tried again after a second */
+    int closed;
     bool started;
 };
 
 static struct sync_state *state_of(struct weftd *d)
 {
     return (struct sync_state *)d->sync;
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    flush_status(t->data);
+}
+
+static void status_retry_later(struct weftd *d, size_t watch, const char *ns, const char *name)
+{
+    char qk[700];
+    struct sync_state *st = state_of(d);
+    snprintf(qk, sizeof(qk), "%zu|%s/%s", watch, ns, name);
+    json_object_set_new(d->status_pending, qk, json_integer((json_int_t)watch));
+    if (st && !uv_is_active((uv_handle_t *)&st->retry))
+        uv_timer_start(&st->retry, on_retry, 1000, 0);
 }
 
 /* ---------------------------------------------------------------- reconcile */
@@ -362,6 +383,8 @@ int weftd_sync_start(struct weftd *d)
     d->sync = st;
     uv_idle_init(d->loop, &st->compile);
     st->compile.data = d;
+    uv_timer_init(d->loop, &st->retry);
+    st->retry.data = d;
     rc = wq_new(NULL, &d->queue);
     if (rc)
         return rc;
@@ -384,9 +407,11 @@ int weftd_sync_start(struct weftd *d)
     return 0;
 }
 
-static void on_idle_closed(uv_handle_t *h)
+static void on_closed(uv_handle_t *h)
 {
-    free(h->data);
+    struct sync_state *st = h->data;
+    if (++st->closed == 2)
+        free(st);
 }
 
 void weftd_sync_stop(struct weftd *d)
@@ -401,8 +426,11 @@ void weftd_sync_stop(struct weftd *d)
     d->queue = NULL;
     if (st) {
         uv_idle_stop(&st->compile);
+        uv_timer_stop(&st->retry);
         st->compile.data = st;
-        uv_close((uv_handle_t *)&st->compile, on_idle_closed);
+        st->retry.data = st;
+        uv_close((uv_handle_t *)&st->compile, on_closed);
+        uv_close((uv_handle_t *)&st->retry, on_closed);
         d->sync = NULL;
     }
 }

@@ -95,6 +95,9 @@ struct weftd {
     struct weftd_metrics m;
     uv_signal_t sigterm, sigint;
     bool stopping;
+    /* added by ca/webhook */
+    void *ca_srv;      /* ca_server.c's private state */
+    void *webhook_srv; /* webhook_server.c's private state */
 };
 
 /* --- lib/http servers on the libuv loop (httpuv.c) --- */
@@ -128,5 +131,22 @@ void weftd_webhook_ca_ready(struct weftd *d);
 /* --- admin endpoint (admin.c) --- */
 int weftd_admin_start(struct weftd *d) WUR;
 void weftd_admin_stop(struct weftd *d);
+
+/* added by ca/webhook: helpers defined in ca_server.c, shared with webhook_server.c */
+/*
+ * A TLS server context whose certificate is issued from d->ca for the given names (copied) and
+ * re-issued at half-life and on weftd_tls_refresh (CA ready or rotated). Until the first
+ * certificate arrives the context has none, so handshakes fail. Issuance (key generation) runs
+ * on a libuv worker; on_issued(arg) runs on the loop after each new certificate is installed.
+ * The context is valid until weftd_tls_free; free the http_server that borrows it first.
+ */
+struct weftd_tls;
+typedef void weftd_tls_fn(void *arg);
+int weftd_tls_new(struct weftd *d, const char *const *dns, size_t ndns, const char *const *ips,
+                  size_t nips, weftd_tls_fn *on_issued, void *arg, struct weftd_tls **out) WUR;
+SSL_CTX *weftd_tls_ctx(const struct weftd_tls *t);
+bool weftd_tls_ready(const struct weftd_tls *t);
+void weftd_tls_refresh(struct weftd_tls *t);
+void weftd_tls_free(struct weftd_tls *t);
 
 #endif

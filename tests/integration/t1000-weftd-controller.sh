@@ -1,0 +1,260 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2317 # case functions run through t_run
+# t1000-weftd-controller.sh - weftd's controller against kubelite, driven by kubectl 1.33.
+#
+#   not-ready      started before the CRDs exist, /readyz is 503 "informers synced: no"
+#   crds           crd-check.sh: CRDs established, examples accepted (bookinfo-mesh.yaml applied),
+#                  every file of tests/fixtures/mesh/crd-invalid rejected with its field named
+#   ready          /readyz turns 200 (informers synced, CA loaded) once the CRDs exist
+#   invalid        a real apply of a negative weight fails with the schema's exact message
+#   accepted       every Weft resource of examples/ gets Accepted=True (kubectl wait)
+#   columns        kubectl get trafficsplits: SERVICE BACKENDS WEIGHTS ACCEPTED columns
+#   resolved-refs  a split with a missing backend Service: ResolvedRefs=False naming it, True
+#                  once the Service exists
+#   conflict       a second split on the same apex: Accepted=False, Conflicted, naming the winner
+#   debug-config   a meshed pod's /debug/config document; a weight change shows within 1 s
+#   metrics        reconcile counts, model and cache sizes equal to what kubectl counts
+# Env: BUILD, KUBELITE, WEFTD ($BUILD/bin/weftd), KUBECTL_DIR.
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+. tests/integration/lib.sh
+. tests/integration/weftd-lib.sh
+
+if [ ! -x "$WEFTD" ]; then
+    t_begin weftd
+    t_skip "$WEFTD not built"
+    t_summary
+fi
+t_begin start
+if kl_start && ok "create weft-system" "$K" create namespace weft-system; then
+    wd_start a || t_fail "weftd did not start"
+else
+    t_fail "kubelite did not start"
+fi
+t_pass
+[ "$T_FAILED" -eq 0 ] || t_summary
+
+case_not_ready() {
+    wd_get a /readyz
+    assert_eq "$CODE" 503 "/readyz status before the CRDs exist" &&
+        assert_contains "$BODY" "informers synced: no" "/readyz body"
+}
+
+case_crds() {
+    run bash tests/fixtures/mesh/crd-check.sh "$K"
+    [ "$RC" -eq 0 ] || t_fail "crd-check.sh: $OUT"
+    assert_eq "$OUT" "crd-check: ok" "crd-check.sh output"
+}
+
+case_ready() {
+    # The mesh informers retry with backoff after the 404s from before the CRDs.
+    wait_for 30 curl -sf "http://127.0.0.1:${WD_ADMIN[a]}/readyz"
+    wd_get a /readyz
+    assert_eq "$CODE" 200 "/readyz status" &&
+        assert_eq "$BODY" $'ok\ninformers synced: yes\nca loaded: yes\n' "/readyz body"
+}
+
+case_invalid() {
+    cat >"$KL_TMP/bad.yaml" <<'EOF'
+apiVersion: mesh.weft.dev/v1alpha1
+kind: TrafficSplit
+metadata: {name: bad, namespace: default}
+spec:
+  service: web
+  backends: [{service: web-v1, weight: -1}]
+EOF
+    fails "negative weight" "$K" apply -f "$KL_TMP/bad.yaml" || return 1
+    assert_eq "$OUT" 'The TrafficSplit "bad" is invalid: spec.backends[0].weight: Invalid value: -1: spec.backends[0].weight in body should be greater than or equal to 0' \
+        "rejection message" || return 1
+    fails "the rejected split is not stored" "$K" get trafficsplit.mesh.weft.dev bad
+}
+
+case_accepted() {
+    local f r ns res
+    for f in trafficsplit accesspolicy retrypolicy smi-trafficsplit; do
+        ok "apply examples/$f.yaml" "$K" apply -f "examples/$f.yaml" || return 1
+    done
+    # Every Weft resource of examples/ (SMI TrafficSplits carry no Weft status).
+    for r in "default trafficsplit.mesh.weft.dev/reviews-canary" \
+        "default accesspolicy/reviews-callers" "default retrypolicy/ratings-retries" \
+        "bookinfo trafficsplit.mesh.weft.dev/reviews" \
+        "bookinfo accesspolicy/details-and-reviews-from-productpage" \
+        "bookinfo accesspolicy/ratings-from-reviews" \
+        "bookinfo accesspolicy/productpage-no-sandbox" \
+        "bookinfo accesspolicy/audit-other-namespaces" "bookinfo retrypolicy/ratings"; do
+        read -r ns res <<<"$r"
+        ok "wait Accepted $ns/$res" "$K" wait -n "$ns" --for=condition=Accepted "$res" --timeout=20s ||
+            return 1
+    done
+    # bookinfo-mesh.yaml defines the versioned Services; the apex comes with Bookinfo itself.
+    runo "$K" get trafficsplit.mesh.weft.dev reviews -n bookinfo -o json
+    assert_eq "$(printf '%s' "$OUT" | pyjson '[(c["type"], c["status"], c["reason"], c["message"], c["observedGeneration"]) for c in j["status"]["conditions"]]')" \
+        '[["Accepted", "True", "Accepted", "the split is valid", 1], ["ResolvedRefs", "False", "RefNotFound", "Service bookinfo/reviews (the apex) not found", 1], ["Programmed", "False", "ApexNotFound", "no proxy routes to Service bookinfo/reviews: it does not exist", 1]]' \
+        "bookinfo/reviews conditions"
+}
+
+case_columns() {
+    okv "get trafficsplits" "$K" get trafficsplits.mesh.weft.dev -n bookinfo || return 1
+    assert_match "$(printf '%s' "$OUT" | head -1)" '^NAME +SERVICE +BACKENDS +WEIGHTS +ACCEPTED +AGE$' \
+        "header" || return 1
+    assert_match "$OUT" '^reviews +reviews +reviews-v1 +50 +True +[0-9]+s$' "row"
+}
+
+case_resolved_refs() {
+    local t0
+    cat >"$KL_TMP/t1.yaml" <<'EOF'
+apiVersion: v1
+kind: Namespace
+metadata: {name: t1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: t1}
+spec: {selector: {app: web}, ports: [{port: 80, name: http, targetPort: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-v1, namespace: t1}
+spec: {selector: {app: web, v: v1}, ports: [{port: 80, name: http, targetPort: 8080}]}
+---
+apiVersion: mesh.weft.dev/v1alpha1
+kind: TrafficSplit
+metadata: {name: web, namespace: t1}
+spec:
+  service: web
+  backends: [{service: web-v1, weight: 90}, {service: web-v2, weight: 10}]
+EOF
+    ok "apply t1" "$K" apply -f "$KL_TMP/t1.yaml" || return 1
+    ok "ResolvedRefs=False" "$K" wait -n t1 --for=condition=ResolvedRefs=False ts/web --timeout=20s ||
+        return 1
+    okv "message" "$K" get ts/web -n t1 -o 'jsonpath={.status.conditions[?(@.type=="ResolvedRefs")].message}' ||
+        return 1
+    assert_eq "$OUT" "Service t1/web-v2 (backend) not found" "ResolvedRefs message" || return 1
+    okv "Accepted" "$K" get ts/web -n t1 -o 'jsonpath={.status.conditions[?(@.type=="Accepted")].status}'
+    assert_eq "$OUT" True "Accepted with a missing backend" || return 1
+    t0=$(now_ms)
+    ok "create web-v2" "$K" create service clusterip web-v2 -n t1 --tcp=80:8080 || return 1
+    ok "ResolvedRefs=True" "$K" wait -n t1 --for=condition=ResolvedRefs=True ts/web --timeout=20s ||
+        return 1
+    echo "    ResolvedRefs True $(($(now_ms) - t0)) ms after kubectl create service"
+    okv "message" "$K" get ts/web -n t1 -o 'jsonpath={.status.conditions[?(@.type=="ResolvedRefs")].message}'
+    assert_eq "$OUT" "all referenced objects exist" "ResolvedRefs message"
+}
+
+case_conflict() {
+    cat >"$KL_TMP/late.yaml" <<'EOF'
+apiVersion: mesh.weft.dev/v1alpha1
+kind: TrafficSplit
+metadata: {name: web-late, namespace: t1}
+spec:
+  service: web
+  backends: [{service: web-v1, weight: 1}]
+EOF
+    # Created after ts/web and named after it: it loses by both creationTimestamp and name.
+    ok "apply web-late" "$K" apply -f "$KL_TMP/late.yaml" || return 1
+    ok "Accepted=False" "$K" wait -n t1 --for=condition=Accepted=False ts/web-late --timeout=20s ||
+        return 1
+    okv "reason" "$K" get ts/web-late -n t1 -o 'jsonpath={.status.conditions[?(@.type=="Accepted")].reason}|{.status.conditions[?(@.type=="Accepted")].message}'
+    assert_eq "${OUT%%|*}" Conflicted "reason" || return 1
+    assert_contains "${OUT#*|}" "TrafficSplit t1/web (mesh.weft.dev) already splits Service web" \
+        "message names the winner" || return 1
+    okv "winner" "$K" get ts/web -n t1 -o 'jsonpath={.status.conditions[?(@.type=="Accepted")].status}'
+    assert_eq "$OUT" True "the older split stays Accepted"
+}
+
+# ppm SERVICE: requestedPpm of each backend of the split route to SERVICE in the client's document
+ppm() {
+    printf '%s' "$BODY" | pyjson "{b['service']: b['requestedPpm'] for o in j['outbound'] if o['service'] == '$1' for p in o['ports'] for r in p['routes'] if r.get('split') for b in r['backends']}"
+}
+
+case_debug_config() {
+    local t0 t1 want got
+    cat >"$KL_TMP/client.yaml" <<'EOF'
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: t1, labels: {app: client}}
+spec:
+  serviceAccountName: default
+  containers:
+  - {name: app, image: app:1, ports: [{containerPort: 9000}]}
+  - {name: weft-proxy, image: weft/proxy:dev}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: plain, namespace: t1, labels: {app: plain}}
+spec:
+  containers:
+  - {name: app, image: app:1}
+EOF
+    ok "create pods" "$K" apply -f "$KL_TMP/client.yaml" || return 1
+    ok "podIP" "$K" patch pod client -n t1 --subresource=status --type=merge \
+        -p '{"status":{"podIP":"10.1.0.5","podIPs":[{"ip":"10.1.0.5"}]}}' || return 1
+    wait_for 10 sh -c "curl -s http://127.0.0.1:${WD_ADMIN[a]}/debug/config/t1/client | grep -q 10.1.0.5"
+    wd_get a /debug/config/t1/client
+    assert_eq "$CODE" 200 "document status" || return 1
+    assert_eq "$(printf '%s' "$BODY" | pyjson '[j["schemaVersion"], j["proxy"], j["identity"]["spiffeID"], [l["port"] for l in j["inbound"]]]')" \
+        '[1, {"ip": "10.1.0.5", "namespace": "t1", "pod": "client"}, "spiffe://cluster.local/ns/t1/sa/default", [9000]]' \
+        "document head" || return 1
+    assert_eq "$(ppm web)" '{"web-v1": 900000, "web-v2": 100000}' "requested split" || return 1
+    wd_get a /debug/config/t1/plain
+    assert_eq "$CODE" 404 "a pod without weft-proxy has no document" || return 1
+    wd_get a /debug/config/t1/nosuch
+    assert_eq "$CODE" 404 "a missing pod" || return 1
+
+    ok "reweight" "$K" patch ts/web -n t1 --type=json \
+        -p '[{"op":"replace","path":"/spec/backends/0/weight","value":1},{"op":"replace","path":"/spec/backends/1/weight","value":3}]' ||
+        return 1
+    t0=$(now_ms)
+    want='{"web-v1": 250000, "web-v2": 750000}'
+    got=
+    # Poll with curl alone (cheap); the document is then checked exactly.
+    while [ $(($(now_ms) - t0)) -lt 3000 ]; do
+        curl -s "http://127.0.0.1:${WD_ADMIN[a]}/debug/config/t1/client" |
+            grep -q '"requestedPpm": 750000' && break
+        sleep 0.01
+    done
+    t1=$(now_ms)
+    wd_get a /debug/config/t1/client
+    got=$(ppm web)
+    assert_eq "$got" "$want" "split after the weight change" || return 1
+    echo "    weight change visible in /debug/config $((t1 - t0)) ms after kubectl patch returned"
+    [ $((t1 - t0)) -lt 1000 ] || t_fail "weight change took $((t1 - t0)) ms (> 1000)"
+}
+
+case_metrics() {
+    local n s
+    for s in weft_reconciles_total weft_status_writes_total; do
+        assert_gt "$(wd_metric a "$s")" 0 "$s" || return 1
+    done
+    assert_eq "$(wd_metric a weft_reconcile_errors_total)" 0 "reconcile errors" || return 1
+    assert_eq "$(wd_metric a weft_leader)" 1 "weft_leader" || return 1
+    assert_eq "$(wd_metric a weft_proxies)" 1 "weft_proxies" || return 1
+    assert_match "$(wd_metric a weft_queue_depth)" '^[0-9]+$' "weft_queue_depth" || return 1
+    n=$("$K" get trafficsplits.mesh.weft.dev -A --no-headers | wc -l)
+    assert_eq "$n" 4 "TrafficSplits in the cluster" || return 1
+    assert_eq "$(wd_metric a 'weft_model_objects{kind="TrafficSplit"}')" "$n" "model TrafficSplits" ||
+        return 1
+    assert_eq "$(wd_metric a 'weft_model_objects{kind="SMITrafficSplit"}')" 2 "model SMI splits" ||
+        return 1
+    n=$("$K" get accesspolicies -A --no-headers | wc -l)
+    assert_eq "$(wd_metric a 'weft_model_objects{kind="AccessPolicy"}')" "$n" "model AccessPolicies" ||
+        return 1
+    assert_eq "$(wd_metric a 'weft_cache_objects{group="",resource="pods"}')" 2 "pods cache" || return 1
+    n=$("$K" get services -A --no-headers | wc -l)
+    assert_eq "$(wd_metric a 'weft_cache_objects{group="",resource="services"}')" "$n" "services cache" ||
+        return 1
+    n=$("$K" get namespaces --no-headers | wc -l)
+    assert_eq "$(wd_metric a 'weft_cache_objects{group="",resource="namespaces"}')" "$n" "namespaces cache"
+}
+
+t_run not-ready case_not_ready
+t_run crds case_crds
+t_run ready case_ready
+t_run invalid case_invalid
+t_run accepted case_accepted
+t_run columns case_columns
+t_run resolved-refs case_resolved_refs
+t_run conflict case_conflict
+t_run debug-config case_debug_config
+t_run metrics case_metrics
+t_summary

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2317 # case functions run through t_run
+# t1020-weftd-replicas.sh - two weftd replicas against one kubelite: one leader writes status;
+# killing it hands the Lease over.
+#
+#   one-leader     a (started first) holds Lease weft-system/weftd-leader; weft_leader is 1 on a,
+#                  0 on b; b never logged "leading"
+#   leader-writes  a new TrafficSplit gets its status from the leader only: managedFields show
+#                  manager "weft" on the status subresource, weft_status_writes_total grows on a
+#                  and stays 0 on b (which still compiles: same document on both)
+#   handover       kill -9 a, change the split at once; b holds the Lease within the lease
+#                  duration plus b's retry period (client-go's rule: the record must stay
+#                  unchanged for leaseDurationSeconds as b observes it, and b looks every 2 s);
+#                  prints the time from the kill and from a's last renewTime
+#   new-leader     b writes the status of the change made after the kill (observedGeneration 2)
+# Env: BUILD, KUBELITE, WEFTD ($BUILD/bin/weftd), KUBECTL_DIR.
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+. tests/integration/lib.sh
+. tests/integration/weftd-lib.sh
+
+LEASE_SECONDS=15
+RETRY_SECONDS=2
+
+if [ ! -x "$WEFTD" ]; then
+    t_begin replicas
+    t_skip "$WEFTD not built"
+    t_summary
+fi
+
+holder() {
+    "$K" get lease -n weft-system weftd-leader -o 'jsonpath={.spec.holderIdentity}' 2>/dev/null
+}
+
+holder_is() {
+    [ "$(holder)" = "$1" ]
+}
+
+t_begin start
+if kl_start && ok "CRDs" "$K" apply -f crds/ && ok "weft-system" "$K" create namespace weft-system &&
+    ok "established" "$K" wait --for=condition=Established --timeout=20s crd --all; then
+    cat >"$KL_TMP/r1.yaml" <<'EOF'
+apiVersion: v1
+kind: Namespace
+metadata: {name: r1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: r1}
+spec: {selector: {app: web}, ports: [{port: 80, name: http, targetPort: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-v1, namespace: r1}
+spec: {selector: {app: web, v: v1}, ports: [{port: 80, name: http, targetPort: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-v2, namespace: r1}
+spec: {selector: {app: web, v: v2}, ports: [{port: 80, name: http, targetPort: 8080}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: r1}
+spec:
+  containers:
+  - {name: app, image: app:1}
+  - {name: weft-proxy, image: weft/proxy:dev}
+EOF
+    ok "r1" "$K" apply -f "$KL_TMP/r1.yaml"
+    ok "podIP" "$K" patch pod client -n r1 --subresource=status --type=merge \
+        -p '{"status":{"podIP":"10.1.0.7","podIPs":[{"ip":"10.1.0.7"}]}}'
+    # a first, and leading, before b starts: which replica leads is then known.
+    { wd_start a && wait_for 20 holder_is a; } || t_fail "a did not take the Lease"
+    { wd_start b && wait_for 30 wd_synced b; } || t_fail "b did not start"
+    wait_for 30 wd_synced a || t_fail "a did not sync"
+else
+    t_fail "kubelite did not start"
+fi
+t_pass
+[ "$T_FAILED" -eq 0 ] || t_summary
+
+case_one_leader() {
+    assert_eq "$(holder)" a "Lease holder" || return 1
+    assert_eq "$(wd_metric a weft_leader)" 1 "weft_leader on a" || return 1
+    assert_eq "$(wd_metric b weft_leader)" 0 "weft_leader on b" || return 1
+    if grep -q 'msg="leading"' "${WD_LOG[b]}"; then
+        t_fail "b logged leading: $(grep 'msg="leading"' "${WD_LOG[b]}")"
+    fi
+}
+
+case_leader_writes() {
+    local wa
+    cat >"$KL_TMP/split.yaml" <<'EOF'
+apiVersion: mesh.weft.dev/v1alpha1
+kind: TrafficSplit
+metadata: {name: web, namespace: r1}
+spec:
+  service: web
+  backends: [{service: web-v1, weight: 3}, {service: web-v2, weight: 1}]
+EOF
+    ok "split" "$K" apply -f "$KL_TMP/split.yaml" || return 1
+    ok "Accepted" "$K" wait -n r1 --for=condition=Accepted ts/web --timeout=20s || return 1
+    okv "managedFields" "$K" get ts/web -n r1 --show-managed-fields -o json || return 1
+    assert_eq "$(printf '%s' "$OUT" | pyjson '[(m["manager"], m["operation"], m.get("subresource")) for m in j["metadata"]["managedFields"] if "f:status" in m["fieldsV1"]]')" \
+        '[["weft", "Update", "status"]]' "status writers" || return 1
+    sleep 1 # anything b would write has landed by now
+    wa=$(wd_metric a weft_status_writes_total)
+    assert_gt "$wa" 0 "status writes by a" || return 1
+    assert_eq "$(wd_metric b weft_status_writes_total)" 0 "status writes by b" || return 1
+    assert_eq "$(wd_metric b weft_status_write_errors_total)" 0 "status write errors on b" ||
+        return 1
+    echo "    status writes: a $wa, b 0"
+    # b is a follower but compiles: the same document on both.
+    wait_for 10 sh -c "curl -s http://127.0.0.1:${WD_ADMIN[b]}/debug/config/r1/client | grep -q '\"requestedPpm\": 750000'"
+    wd_get a /debug/config/r1/client
+    local da=$BODY
+    wd_get b /debug/config/r1/client
+    assert_eq "$CODE" 200 "b's document" && assert_eq "$BODY" "$da" "b's document equals a's"
+}
+
+case_handover() {
+    local t0 t1 renew acquire transitions
+    renew=$("$K" get lease -n weft-system weftd-leader -o 'jsonpath={.spec.renewTime}')
+    wd_kill a
+    t0=$(now_ms)
+    # A change right after the kill: only the next leader can write its status.
+    ok "reweight" "$K" patch ts/web -n r1 --type=json \
+        -p '[{"op":"replace","path":"/spec/backends/1/weight","value":3}]' || return 1
+    while [ $(($(now_ms) - t0)) -lt $(((LEASE_SECONDS + 2 * RETRY_SECONDS + 5) * 1000)) ]; do
+        holder_is b && break
+        sleep 0.1
+    done
+    t1=$(now_ms)
+    assert_eq "$(holder)" b "Lease holder after the kill" || return 1
+    okv "lease" "$K" get lease -n weft-system weftd-leader \
+        -o 'jsonpath={.spec.acquireTime}|{.spec.renewTime}|{.spec.leaseTransitions}' || return 1
+    IFS='|' read -r acquire _ transitions <<<"$OUT"
+    HANDOVER_MS=$((t1 - t0))
+    echo "    handover: $HANDOVER_MS ms after kill -9 (lease ${LEASE_SECONDS} s); a's last renewTime $renew, b's acquireTime $acquire ($(python3 -c "from datetime import datetime as D; f=lambda s: D.strptime(s, '%Y-%m-%dT%H:%M:%S.%fZ'); print('%.1f' % (f('$acquire') - f('$renew')).total_seconds())") s later)"
+    assert_eq "$transitions" 1 "leaseTransitions" || return 1
+    [ "$HANDOVER_MS" -le $(((LEASE_SECONDS + 2 * RETRY_SECONDS) * 1000 + 500)) ] ||
+        t_fail "handover took $HANDOVER_MS ms"
+}
+
+case_new_leader() {
+    local og
+    wait_for 10 sh -c "[ \"\$(curl -s http://127.0.0.1:${WD_ADMIN[b]}/metrics | awk '\$1 == \"weft_leader\" {print \$2}')\" = 1 ]"
+    assert_eq "$(wd_metric b weft_leader)" 1 "weft_leader on b" || return 1
+    ok "status of generation 2" "$K" wait -n r1 --timeout=15s ts/web \
+        '--for=jsonpath={.status.conditions[?(@.type=="Accepted")].observedGeneration}=2' || return 1
+    og=$("$K" get ts/web -n r1 -o 'jsonpath={.metadata.generation} {.status.conditions[*].observedGeneration}')
+    assert_eq "$og" "2 2 2 2" "generation and observedGenerations" || return 1
+    assert_gt "$(wd_metric b weft_status_writes_total)" 0 "status writes by b" || return 1
+    grep -q 'msg="leading" identity=b' "${WD_LOG[b]}" || t_fail "b did not log leading"
+}
+
+t_run one-leader case_one_leader
+t_run leader-writes case_leader_writes
+t_run handover case_handover
+t_run new-leader case_new_leader
+t_summary

@@ -1,0 +1,88 @@
+# shellcheck shell=bash disable=SC2034 # K, CODE and BODY are for the suites
+# Helpers for the weftd controller suites (t1000-t1020), sourced after lib.sh.
+#
+#   wd_start NAME [weftd options...]  start a replica with identity NAME, its own free ports and
+#                                     log ($KL_TMP/weftd-NAME.log); waits for its admin endpoint
+#   wd_stop NAME / wd_kill NAME       SIGTERM / SIGKILL it, and reap it
+#   wd_get NAME PATH                  GET PATH from its admin endpoint: BODY and CODE
+#   wd_metric NAME SERIES             the value of one sample of /metrics ("" when absent),
+#                                     SERIES exactly as exposed: weft_model_objects{kind="Pod"}
+#   wd_synced NAME                    /readyz reports every informer synced
+#   retry N CMD...                    run CMD until it succeeds, at most N times (kubectl under
+#                                     kubelite's --fault-error)
+#   pyjson EXPR                       evaluate a Python expression over the JSON on stdin (j)
+#
+# WEFTD selects the binary (default $BUILD/bin/weftd). K is kubectl 1.33.
+
+K="$KUBECTL_DIR/kubectl.1.33"
+WEFTD=${WEFTD:-$BUILD/bin/weftd}
+case $WEFTD in
+/*) ;;
+*) WEFTD=$KL_REPO/$WEFTD ;;
+esac
+declare -A WD_PID WD_ADMIN WD_LOG
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wd_start() {
+    local name=$1
+    shift
+    WD_ADMIN[$name]=$(free_port)
+    WD_LOG[$name]=$KL_TMP/weftd-$name.log
+    "$WEFTD" --kubeconfig "$KUBECONFIG" --namespace weft-system --identity "$name" \
+        --admin-listen "127.0.0.1:${WD_ADMIN[$name]}" --certs-listen "127.0.0.1:$(free_port)" \
+        --webhook-listen "127.0.0.1:$(free_port)" --log-level debug "$@" \
+        >>"${WD_LOG[$name]}" 2>&1 &
+    WD_PID[$name]=$!
+    bg_track "${WD_PID[$name]}"
+    if ! wait_for 10 curl -sf "http://127.0.0.1:${WD_ADMIN[$name]}/healthz"; then
+        echo "wd_start: weftd $name did not serve /healthz within 10 s:" >&2
+        tail -20 "${WD_LOG[$name]}" >&2
+        return 1
+    fi
+}
+
+wd_stop() {
+    bg_stop "${WD_PID[$1]}"
+}
+
+wd_kill() {
+    kill -KILL "${WD_PID[$1]}" 2>/dev/null
+    bg_stop "${WD_PID[$1]}"
+}
+
+wd_get() { # NAME PATH
+    BODY=$(curl -sS --max-time 10 -o - -w '\n%{http_code}' "http://127.0.0.1:${WD_ADMIN[$1]}$2" 2>&1)
+    CODE=${BODY##*$'\n'}
+    BODY=${BODY%$'\n'*}
+}
+
+wd_metric() { # NAME SERIES
+    curl -s --max-time 10 "http://127.0.0.1:${WD_ADMIN[$1]}/metrics" |
+        awk -v s="$2" '$1 == s { print $2; exit }'
+}
+
+wd_synced() {
+    curl -s --max-time 10 "http://127.0.0.1:${WD_ADMIN[$1]}/readyz" | grep -q '^informers synced: yes'
+}
+
+retry() { # N CMD...
+    local n=$1 i
+    shift
+    for ((i = 1; i <= n; i++)); do
+        "$@" && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
+pyjson() { # EXPR over stdin's JSON as j
+    python3 -c "import json,sys; j=json.load(sys.stdin); r=($1); print(r if not isinstance(r,(dict,list)) else json.dumps(r))"
+}
+
+# now_ms: wall-clock milliseconds (for durations).
+now_ms() {
+    echo $(($(date +%s%N) / 1000000))
+}

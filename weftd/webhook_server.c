@@ -1,0 +1,353 @@
+/*
+ * webhook_server.c - the injection webhook inside weftd: POST /inject over HTTPS, and the
+ * MutatingWebhookConfiguration weft-injector that points the API server at it.
+ *
+ * The serving certificate comes from weftd's own CA (struct weftd_tls, ca_server.c) for
+ * <webhook-service>.<ns>.svc, <webhook-service>.<ns>.svc.cluster.local, localhost, 127.0.0.1 and
+ * the host of --webhook-url; it is re-issued at half-life and whenever the CA's signer changes.
+ * Until the CA is ready the port is bound but has no certificate, so handshakes fail and the API
+ * server applies the configuration's failurePolicy.
+ *
+ * weft-injector is written by the leader only, by server-side apply (field manager weftd,
+ * force), once the trust bundle and this replica's serving certificate exist, and again when
+ * the bundle changes, when this replica becomes leader, and when someone else changes the
+ * configuration's clientConfig (an informer on that one object). Its caBundle is the whole
+ * trust bundle, so a serving certificate from a new root verifies during a rotation.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/base64.h"
+#include "core/log.h"
+#include "weftd/weftd_int.h"
+
+#define WEBHOOK_CONFIG "weft-injector"
+#define WEBHOOK_NAME "inject.weft.dev"
+#define WEBHOOK_MAX_BODY (8 * 1024 * 1024) /* a Pod (<1.5 MiB) plus its review envelope */
+#define REGISTER_RETRY_MS 2000
+
+static const struct kube_resource res_mwc = {"admissionregistration.k8s.io", "v1",
+                                             "mutatingwebhookconfigurations", false};
+
+struct wh_srv {
+    struct weftd *d;
+    struct weftd_tls *tls;
+    uv_timer_t timer;
+    struct kube_informer *inf;
+    struct kube_call *kc; /* the apply in flight */
+    bool dirty;           /* weft-injector needs writing */
+    char *applied_bundle; /* caBundle of the last successful write */
+    char url_host[256];   /* host of --webhook-url ("" when none) */
+};
+
+/* ---- POST /inject ------------------------------------------------------------------------- */
+
+static void handle(void *arg, struct http_conn *c, const struct http_request *req)
+{
+    struct wh_srv *w = arg;
+    struct weftd *d = w->d;
+    char *resp = NULL;
+    int status = 500;
+    uint64_t t0 = uv_hrtime();
+
+    if (strcmp(req->path, "/inject") != 0) {
+        http_respond(c, 404, "text/plain", "not found\n", 10, NULL);
+        return;
+    }
+    if (strcmp(req->method, "POST") != 0) {
+        http_respond(c, 405, "text/plain", "use POST\n", 9, "Allow: POST\r\n");
+        return;
+    }
+    d->m.webhook_reviews++;
+    if (webhook_review(&d->inject, req->body, req->body_len, &resp, &status)) {
+        d->m.webhook_errors++;
+        http_respond(c, 500, "text/plain", "out of memory\n", 14, NULL);
+        return;
+    }
+    if (status != 200)
+        d->m.webhook_errors++;
+    else if (strstr(resp, "\"allowed\":false"))
+        d->m.webhook_denied++;
+    http_respond(c, status, "application/json", resp, strlen(resp), NULL);
+    free(resp);
+    d->m.webhook_seconds_sum += (double)(uv_hrtime() - t0) / 1e9;
+}
+
+/* ---- weft-injector ------------------------------------------------------------------------ */
+
+/* The configuration weftd wants, for the current bundle. */
+static json_t *desired_config(const struct wh_srv *w, const char *ca_bundle_b64)
+{
+    const struct weftd *d = w->d;
+    json_t *cc;
+
+    if (d->opts.webhook_url)
+        cc = json_pack("{s:s,s:s}", "url", d->opts.webhook_url, "caBundle", ca_bundle_b64);
+    else
+        cc = json_pack("{s:{s:s,s:s,s:s,s:i},s:s}", "service", "namespace", d->opts.namespace,
+                       "name", d->opts.webhook_service, "path", "/inject", "port", 443, "caBundle",
+                       ca_bundle_b64);
+    if (!cc)
+        return NULL;
+    /*
+     * Pods only, on CREATE. The namespace label selects; the objectSelector lets pods labelled
+     * weft.dev/inject=false skip the call entirely (they then start even while the webhook is
+     * down). Everything else (the annotation opt-out, hostNetwork, system namespaces, pods
+     * already injected) is decided by the library.
+     */
+    return json_pack(
+        "{s:s,s:s,s:{s:s,s:{s:s}},s:[{s:s,s:o,s:[{s:[s],s:[s],s:[s],s:[s],s:s}],"
+        "s:{s:{s:s}},s:{s:[{s:s,s:s,s:[s]}]},s:s,s:s,s:s,s:i,s:s,s:[s]}]}",
+        "apiVersion", "admissionregistration.k8s.io/v1", "kind", "MutatingWebhookConfiguration",
+        "metadata", "name", WEBHOOK_CONFIG, "labels", "app.kubernetes.io/managed-by", "weftd",
+        "webhooks", "name", WEBHOOK_NAME, "clientConfig", cc, "rules", "operations", "CREATE",
+        "apiGroups", "", "apiVersions", "v1", "resources", "pods", "scope", "Namespaced",
+        "namespaceSelector", "matchLabels", "weft.dev/inject", "enabled", "objectSelector",
+        "matchExpressions", "key", "weft.dev/inject", "operator", "NotIn", "values", "false",
+        "failurePolicy", "Fail", "matchPolicy", "Equivalent", "sideEffects", "None",
+        "timeoutSeconds", 10, "reinvocationPolicy", "IfNeeded", "admissionReviewVersions", "v1");
+}
+
+static void register_now(struct wh_srv *w);
+
+static void applied(void *arg, int err, long status, json_t *body)
+{
+    struct wh_srv *w = arg;
+    int rc = kube_result_err(err, status, body);
+
+    w->kc = NULL;
+    if (rc) {
+        log_warn("msg=\"cannot write the webhook configuration\" name=" WEBHOOK_CONFIG
+                 " error=%s message=\"%s\"",
+                 err_str(rc), kube_status_message(body));
+        FREE_AND_NULL(w->applied_bundle);
+        w->dirty = true;
+        return;
+    }
+    log_info("msg=\"webhook configuration written\" name=" WEBHOOK_CONFIG " target=%s",
+             w->d->opts.webhook_url ? w->d->opts.webhook_url : w->d->opts.webhook_service);
+    if (w->dirty)
+        register_now(w);
+}
+
+/* Write weft-injector if this replica may and something changed. */
+static void register_now(struct wh_srv *w)
+{
+    struct weftd *d = w->d;
+    char path[512];
+    char *b64 = NULL;
+    json_t *cfg = NULL;
+    int rc;
+
+    if (!d->leading || !d->bundle_pem || !weftd_tls_ready(w->tls) || w->kc)
+        return;
+    if (!w->dirty && w->applied_bundle && strcmp(w->applied_bundle, d->bundle_pem) == 0)
+        return;
+    b64 = base64_encode(d->bundle_pem, strlen(d->bundle_pem));
+    rc = b64 ? kube_path(&res_mwc, NULL, WEBHOOK_CONFIG, NULL, path, sizeof(path)) : -ENOMEM;
+    if (!rc && d->opts.webhook_url) {
+        /* Out of cluster weftd owns the whole configuration (tests, the demo). */
+        cfg = desired_config(w, b64);
+        rc = cfg && strlen(path) + 40 < sizeof(path) ? 0 : -ENOMEM;
+        if (!rc) {
+            strcat(path, "?fieldManager=weftd&force=true");
+            rc = kube_request(d->kube, "PATCH", path, cfg, "application/apply-patch+yaml",
+                              applied, w, &w->kc);
+        }
+    } else if (!rc) {
+        /*
+         * In cluster the Helm chart owns weft-injector; weftd only keeps its caBundle in step.
+         * A JSON patch never creates the object (a missing configuration stays missing, so an
+         * uninstall is never undone) and the test op makes sure the first webhook is ours.
+         */
+        cfg = json_pack("[{s:s,s:s,s:s},{s:s,s:s,s:s}]", "op", "test", "path",
+                        "/webhooks/0/name", "value", WEBHOOK_NAME, "op", "add", "path",
+                        "/webhooks/0/clientConfig/caBundle", "value", b64);
+        rc = cfg ? kube_request(d->kube, "PATCH", path, cfg, "application/json-patch+json",
+                                applied, w, &w->kc)
+                 : -ENOMEM;
+    }
+    if (!rc) {
+        free(w->applied_bundle);
+        w->applied_bundle = strdup(d->bundle_pem);
+        w->dirty = !w->applied_bundle;
+    } else {
+        log_warn("msg=\"cannot write the webhook configuration\" error=%s", err_str(rc));
+        w->dirty = true;
+    }
+    free(b64);
+    json_decref(cfg);
+}
+
+/* Someone changed or deleted weft-injector: write it back if its target or trust differ. */
+static void on_config_event(void *arg, enum kube_event_type type, const char *key,
+                            const json_t *obj)
+{
+    struct wh_srv *w = arg;
+    const json_t *hook = json_array_get(json_object_get(obj, "webhooks"), 0);
+    const json_t *cc = json_object_get(hook, "clientConfig");
+    const char *bundle = json_string_value(json_object_get(cc, "caBundle"));
+    const char *url = json_string_value(json_object_get(cc, "url"));
+    char *want = NULL;
+
+    (void)key;
+    if (!w->d->bundle_pem)
+        return;
+    want = base64_encode(w->d->bundle_pem, strlen(w->d->bundle_pem));
+    if (!w->d->opts.webhook_url) {
+        /* chart-owned: only a stale caBundle of an existing configuration is ours to fix */
+        if (type != KUBE_EVENT_DELETED && want && (!bundle || strcmp(bundle, want) != 0)) {
+            w->dirty = true;
+            register_now(w);
+        }
+    } else if (type == KUBE_EVENT_DELETED || !bundle || !want || strcmp(bundle, want) != 0 ||
+        json_array_size(json_object_get(obj, "webhooks")) != 1 ||
+        !url || strcmp(url, w->d->opts.webhook_url) != 0) {
+        w->dirty = true;
+        register_now(w);
+    }
+    free(want);
+}
+
+static void on_tick(uv_timer_t *h)
+{
+    struct wh_srv *w = h->data;
+    if (w->dirty)
+        register_now(w);
+}
+
+static void tls_issued(void *arg)
+{
+    register_now(arg);
+}
+
+void weftd_webhook_leading(struct weftd *d)
+{
+    struct wh_srv *w = d->webhook_srv;
+    if (!w)
+        return;
+    w->dirty = true; /* a new leader writes once, whatever it believes was written */
+    register_now(w);
+}
+
+void weftd_webhook_ca_ready(struct weftd *d)
+{
+    struct wh_srv *w = d->webhook_srv;
+    if (!w)
+        return;
+    /* The serving certificate follows a signer change; the caBundle follows the bundle. Both
+     * are cheap to redo, and the certificate's issuance calls register_now when it lands. */
+    weftd_tls_refresh(w->tls);
+    register_now(w);
+}
+
+/* ---- start and stop ----------------------------------------------------------------------- */
+
+/* The host part of an https:// URL ("[::1]" -> "::1"), or "" when it has none. */
+static void url_host(const char *url, char *out, size_t outlen)
+{
+    const char *p = url ? strstr(url, "://") : NULL, *e;
+    out[0] = '\0';
+    if (!p)
+        return;
+    p += 3;
+    if (*p == '[') {
+        e = strchr(++p, ']');
+    } else {
+        e = p + strcspn(p, ":/?#");
+    }
+    if (e && e > p && (size_t)(e - p) < outlen) {
+        memcpy(out, p, (size_t)(e - p));
+        out[e - p] = '\0';
+    }
+}
+
+static bool is_ip(const char *h)
+{
+    return h[0] && (strspn(h, "0123456789.") == strlen(h) || strchr(h, ':'));
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+int weftd_webhook_start(struct weftd *d)
+{
+    struct wh_srv *w = calloc(1, sizeof(*w));
+    struct kube_informer_handlers h = {0};
+    struct kube_informer_opts o = {0};
+    char dns0[300], dns1[320];
+    const char *dns[4] = {dns0, dns1, "localhost", NULL};
+    const char *ips[2] = {"127.0.0.1", NULL};
+    size_t ndns = 3, nips = 1;
+    int rc;
+
+    if (!w)
+        return -ENOMEM;
+    w->d = d;
+    uv_timer_init(d->loop, &w->timer);
+    w->timer.data = w;
+    d->webhook_srv = w;
+    snprintf(dns0, sizeof(dns0), "%s.%s.svc", d->opts.webhook_service, d->opts.namespace);
+    snprintf(dns1, sizeof(dns1), "%s.%s.svc.cluster.local", d->opts.webhook_service,
+             d->opts.namespace);
+    url_host(d->opts.webhook_url, w->url_host, sizeof(w->url_host));
+    if (w->url_host[0] && strcmp(w->url_host, "127.0.0.1") != 0 &&
+        strcmp(w->url_host, "localhost") != 0 && strcmp(w->url_host, dns0) != 0 &&
+        strcmp(w->url_host, dns1) != 0) {
+        if (is_ip(w->url_host))
+            ips[nips++] = w->url_host;
+        else
+            dns[ndns++] = w->url_host;
+    }
+    rc = weftd_tls_new(d, dns, ndns, ips, nips, tls_issued, w, &w->tls);
+    if (rc)
+        goto out;
+    rc = http_server_new(d->opts.webhook_listen, weftd_tls_ctx(w->tls), WEBHOOK_MAX_BODY, handle, w,
+                         &d->webhook);
+    if (rc) {
+        log_error("msg=\"cannot listen\" what=webhook addr=%s error=%s", d->opts.webhook_listen,
+                  err_str(rc));
+        goto out;
+    }
+    rc = weftd_http_attach(d, d->webhook);
+    if (rc)
+        goto out;
+    h.on_event = on_config_event;
+    h.arg = w;
+    o.field_selector = "metadata.name=" WEBHOOK_CONFIG;
+    rc = kube_informer_new(d->kube, &res_mwc, NULL, NULL, &h, &o, &w->inf);
+    if (rc)
+        goto out;
+    uv_timer_start(&w->timer, on_tick, REGISTER_RETRY_MS, REGISTER_RETRY_MS);
+    log_info("msg=\"webhook listening\" addr=%s port=%d", d->opts.webhook_listen,
+             http_server_port(d->webhook));
+    /* the CA may have been loaded before we started */
+    if (d->ca)
+        weftd_webhook_ca_ready(d);
+out:
+    return rc; /* on failure main calls weftd_webhook_stop */
+}
+
+void weftd_webhook_stop(struct weftd *d)
+{
+    struct wh_srv *w = d->webhook_srv;
+
+    if (!w)
+        return;
+    d->webhook_srv = NULL;
+    if (d->webhook) {
+        weftd_http_detach(d, d->webhook);
+        http_server_free(d->webhook);
+        d->webhook = NULL;
+    }
+    kube_informer_free(w->inf);
+    if (w->kc)
+        kube_call_cancel(w->kc);
+    weftd_tls_free(w->tls);
+    free(w->applied_bundle);
+    uv_timer_stop(&w->timer);
+    uv_close((uv_handle_t *)&w->timer, timer_closed);
+}

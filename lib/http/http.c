@@ -18,6 +18,9 @@
 
 #define HTTP_MAX_HEAD (64 * 1024)
 #define HTTP_MAX_BACKLOG (256u * 1024 * 1024)
+#define HTTP_HEAD_TIMEOUT_MS 10000 /* a request must arrive whole within this (slowloris) */
+#define HTTP_IDLE_TIMEOUT_MS 120000 /* keep-alive connections idle longer are closed */
+#define HTTP_LINGER_MS 1000         /* input drained after an error answer, so it is read */
 
 enum conn_state { CONN_READING, CONN_STREAMING, CONN_CLOSING, CONN_DEFERRED };
 
@@ -43,6 +46,8 @@ struct http_conn {
     struct buf in;
     struct buf out;
     bool want_close; /* close once out is flushed */
+    bool lingering;  /* answered and shut for writing; draining input before the close */
+    struct timespec last; /* last input, or the end of the last answer */
     bool dead;
     bool dirty;
     bool tls_want_write;
@@ -70,6 +75,7 @@ struct http_server {
     void *timer_arg;
     struct timespec timer_at;
     bool timer_armed;
+    struct timespec last_sweep;
 };
 
 int http_fd_watch(struct http_server *s, int fd, unsigned events, http_fd_fn cb, void *arg,
@@ -333,8 +339,17 @@ static void conn_flush(struct http_conn *c)
         }
         buf_consume(&c->out, (size_t)n);
     }
-    if (!c->out.len && c->want_close)
-        c->dead = true;
+    if (!c->out.len && c->want_close && !c->lingering && !c->dead) {
+        /*
+         * Close gracefully: a client still sending a body we refused (413) would get a reset
+         * instead of our answer if we closed now. Shut the write side and drain for a while.
+         */
+        if (c->ssl)
+            SSL_shutdown(c->ssl);
+        shutdown(c->fd, SHUT_WR);
+        c->lingering = true;
+        clock_gettime(CLOCK_MONOTONIC, &c->last);
+    }
     if (!c->dead)
         conn_update_events(c);
 }
@@ -421,6 +436,7 @@ void http_respond(struct http_conn *c, int status, const char *content_type, con
                   size_t len, const char *extra_headers)
 {
     c->on_close = NULL;
+    clock_gettime(CLOCK_MONOTONIC, &c->last);
     respond_head(c, status, content_type, extra_headers, (long long)len);
     if (len)
         queue(c, body, len);
@@ -467,6 +483,7 @@ int http_stream_write(struct http_conn *c, const char *data, size_t len)
 
 void http_stream_end(struct http_conn *c)
 {
+    clock_gettime(CLOCK_MONOTONIC, &c->last);
     queue(c, "0\r\n\r\n", 5);
     c->on_close = NULL;
     c->state = c->want_close ? CONN_CLOSING : CONN_READING;
@@ -828,6 +845,9 @@ static void conn_read(struct http_conn *c)
                 return;
             }
         }
+        if (c->lingering)
+            continue; /* draining */
+        clock_gettime(CLOCK_MONOTONIC, &c->last);
         if (buf_append(&c->in, tmp, (size_t)n)) {
             c->dead = true;
             return;
@@ -835,6 +855,8 @@ static void conn_read(struct http_conn *c)
         if (c->in.len > c->srv->max_body + HTTP_MAX_HEAD + 65536 && c->state != CONN_READING)
             break;
     }
+    if (c->lingering)
+        return;
     while (c->state == CONN_READING && !c->dead && c->in.len) {
         if (!conn_try_request(c))
             break;
@@ -860,6 +882,7 @@ static void do_accept(struct http_server *s)
         c->tag = TAG_CONN;
         c->srv = s;
         c->fd = fd;
+        clock_gettime(CLOCK_MONOTONIC, &c->last);
         buf_init(&c->in);
         buf_init(&c->out);
         if (s->ssl_ctx) {
@@ -1000,6 +1023,20 @@ int http_server_step(struct http_server *s, int timeout_ms)
         }
     }
     flush_dirty(s);
+    if (ms_since(&s->last_sweep) >= 250) {
+        /* Timeouts: slow or stalled requests, idle keep-alives, finished lingering closes. */
+        clock_gettime(CLOCK_MONOTONIC, &s->last_sweep);
+        for (struct http_conn *c = s->conns; c; c = c->next) {
+            long long idle = ms_since(&c->last);
+            if (c->dead)
+                continue;
+            if (c->lingering ? idle >= HTTP_LINGER_MS
+                             : c->state == CONN_READING &&
+                                   (c->in.len ? idle >= HTTP_HEAD_TIMEOUT_MS
+                                              : idle >= HTTP_IDLE_TIMEOUT_MS))
+                c->dead = true;
+        }
+    }
     for (struct http_conn *c = s->conns; c && !any_dead; c = c->next)
         any_dead = c->dead;
     if (any_dead)

@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS="build-essential pkg-config clang libcurl4-openssl-dev libjansson-dev libssl-dev libyaml-dev
-libwebsockets-dev libuv1-dev haproxy iptables iproute2 openssl curl unzip valgrind procps"
+libwebsockets-dev libuv1-dev haproxy iptables iproute2 openssl curl unzip valgrind procps
+jq xxd python3 npm"
 missing=()
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

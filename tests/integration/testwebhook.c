@@ -13,6 +13,7 @@
 #include <getopt.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +142,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: testwebhook --listen ADDR:PORT --cert F --key F --mode M\n");
         return 2;
     }
+    signal(SIGPIPE, SIG_IGN); /* a caller that timed out must not kill us with our answer */
     ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx || SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
         SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {

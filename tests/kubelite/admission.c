@@ -327,7 +327,6 @@ static void hook_failed(struct kl_write *w, const json_t *hook, const char *url,
     fail_write(w, 500, "InternalError", msg);
 }
 
-
 /* Transport errors in the words of Go's net/http and crypto/tls, as kube-apiserver reports them. */
 static void describe_error(struct adm_call *call, CURLcode res, char *why, size_t whylen)
 {
@@ -344,6 +343,16 @@ static void describe_error(struct adm_call *call, CURLcode res, char *why, size_
         curl_easy_getinfo(call->easy, CURLINFO_PRIMARY_PORT, &port);
         if (os_errno == ECONNREFUSED && ip && *ip) {
             snprintf(why, whylen, "dial tcp %s:%ld: connect: connection refused", ip, port);
+            return;
+        }
+        if (os_errno == ECONNREFUSED) { /* not connected: the address dialled */
+            const char *h = call->connect_to ? call->connect_to->data : call->url;
+            if (call->connect_to) /* name:port:addr:port */
+                h = strchr(strchr(h, ':') + 1, ':') + 1;
+            else
+                h = strstr(h, "://") ? strstr(h, "://") + 3 : h;
+            snprintf(why, whylen, "dial tcp %.*s: connect: connection refused",
+                     (int)strcspn(h, "/?"), h);
             return;
         }
     }
@@ -363,8 +372,10 @@ static void describe_error(struct adm_call *call, CURLcode res, char *why, size_
         else { /* the chain is good: libcurl's own host name check failed */
             const char *h = strstr(call->url, "://");
             h = h ? h + 3 : call->url;
-            snprintf(why, whylen, "tls: failed to verify certificate: x509: certificate is not "
-                     "valid for %.*s", (int)strcspn(h, ":/?"), h);
+            snprintf(why, whylen,
+                     "tls: failed to verify certificate: x509: certificate is not "
+                     "valid for %.*s",
+                     (int)strcspn(h, ":/?"), h);
         }
         return;
     }
@@ -459,8 +470,8 @@ static void handle_response(struct adm_call *call, CURLcode res)
         json_array_foreach(json_object_get(resp, "warnings"), i, warn)
         {
             if (json_string_value(warn))
-                IGNORE_RESULT(buf_printf(&w->hdrs, "Warning: 299 - \"%s\"\r\n",
-                                         json_string_value(warn)));
+                IGNORE_RESULT(
+                    buf_printf(&w->hdrs, "Warning: 299 - \"%s\"\r\n", json_string_value(warn)));
         }
     }
     if (!json_is_true(json_object_get(resp, "allowed"))) {

@@ -648,9 +648,11 @@ static void finish_write(struct kl *kl, struct http_conn *c, const struct http_r
         json_decref(new_obj);
         return;
     }
-    /* An object marked for deletion whose last finalizer went away is deleted now. */
+    /* An object marked for deletion whose last finalizer went away is deleted now, unless a
+     * grace period is still running (a pod's kubelet deletes it with grace 0 once stopped). */
     if (old && json_object_get(json_object_get(new_obj, "metadata"), "deletionTimestamp") &&
-        json_array_size(jget2(new_obj, "metadata", "finalizers")) == 0) {
+        json_array_size(jget2(new_obj, "metadata", "finalizers")) == 0 &&
+        json_integer_value(jget2(old, "metadata", "deletionGracePeriodSeconds")) == 0) {
         json_t *keep = json_incref(new_obj);
         json_decref(new_obj);
         rc = kl_commit(kl, rt->store, key, NULL, NULL);
@@ -1328,8 +1330,21 @@ json_t *kl_delete_object(struct kl *kl, const struct rtype *rt, const char *key,
             period = 30;
         if (!graceful)
             period = 0;
-        if (json_object_get(md, "deletionTimestamp"))
-            return json_incref(old);
+        if (json_object_get(md, "deletionTimestamp")) {
+            /* A delete with grace 0 of an object kept by finalizers: gone once they are. */
+            if (grace != 0 || !finalizers || dry_run ||
+                json_integer_value(json_object_get(md, "deletionGracePeriodSeconds")) == 0)
+                return json_incref(old);
+            n = json_deep_copy(old);
+            if (!n) {
+                *rcp = -ENOMEM;
+                return NULL;
+            }
+            json_object_set_new(json_object_get(n, "metadata"), "deletionGracePeriodSeconds",
+                                json_integer(0));
+            *rcp = kl_commit(kl, rt->store, key, json_incref(n), NULL);
+            return n;
+        }
         n = json_deep_copy(old);
         if (!n) {
             *rcp = -ENOMEM;
@@ -1357,9 +1372,46 @@ json_t *kl_delete_object(struct kl *kl, const struct rtype *rt, const char *key,
     return old;
 }
 
+/*
+ * DeleteOptions propagationPolicy (query or body; orphanDependents: true is Orphan): Foreground
+ * and Orphan hand the object to the garbage collector through the foregroundDeletion and orphan
+ * finalizers (controllers.c). Background (the default) leaves dependents to it once the owner is
+ * gone. Returns the finalizer to add ("" for none), or NULL after answering a bad value.
+ */
+static const char *propagation_finalizer(struct http_conn *c, const struct http_request *req,
+                                         const json_t *opts)
+{
+    char q[32] = "", msg[400], cause[300];
+    const char *p = jstr(opts, "propagationPolicy");
+    json_t *causes;
+
+    if (!p && http_query_get(req, "propagationPolicy", q, sizeof(q)) && q[0])
+        p = q;
+    if (!p && json_is_true(json_object_get(opts, "orphanDependents")))
+        p = "Orphan";
+    if (!p || strcmp(p, "Background") == 0)
+        return "";
+    if (strcmp(p, "Foreground") == 0)
+        return "foregroundDeletion";
+    if (strcmp(p, "Orphan") == 0)
+        return "orphan";
+    snprintf(cause, sizeof(cause),
+             "Unsupported value: \"%.100s\": supported values: \"Foreground\", \"Background\", "
+             "\"Orphan\", \"nil\"",
+             p);
+    snprintf(msg, sizeof(msg), "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: %s",
+             cause);
+    causes = json_pack("[{s:s,s:s,s:s}]", "reason", "FieldValueNotSupported", "message", cause,
+                       "field", "propagationPolicy");
+    kl_respond_status(c, 422, "Invalid", msg, "DeleteOptions", "", "meta.k8s.io", causes);
+    json_decref(causes);
+    return NULL;
+}
+
 static void do_delete(struct kl *kl, struct http_conn *c, const struct http_request *req,
                       const struct rtype *rt, const char *ns, const char *name)
 {
+    const char *fin;
     char key[1024];
     json_t *old, *res, *opts = NULL;
     long grace = -1;
@@ -1401,7 +1453,25 @@ static void do_delete(struct kl *kl, struct http_conn *c, const struct http_requ
             }
         }
     }
-    json_incref(old);
+    fin = propagation_finalizer(c, req, opts);
+    if (!fin) {
+        json_decref(opts);
+        return;
+    }
+    if (*fin && strcmp(rt->plural, "namespaces") != 0 &&
+        !json_object_get(json_object_get(old, "metadata"), "deletionTimestamp")) {
+        /* The garbage collector's finalizer, added as the deletion starts. */
+        json_t *fins;
+        old = json_deep_copy(old);
+        fins = json_object_get(json_object_get(old, "metadata"), "finalizers");
+        if (!json_is_array(fins)) {
+            fins = json_array();
+            json_object_set_new(json_object_get(old, "metadata"), "finalizers", fins);
+        }
+        json_array_append_new(fins, json_string(fin));
+    } else {
+        json_incref(old);
+    }
     res = kl_delete_object(kl, rt, key, old, is_dry_run(req), grace, &rc);
     json_decref(old);
     if (!res || rc) {
@@ -1570,32 +1640,33 @@ static void faults_handle(struct kl *kl, struct http_conn *c, const struct http_
 {
     struct kl_faults *f = &kl->faults;
     json_t *out;
+    char *body;
 
     if (!is_admin(user)) {
-        kl_respond_status(c, 403, "Forbidden", "only the admin may change faults", NULL, NULL,
-                          NULL, NULL);
+        kl_respond_status(c, 403, "Forbidden", "only the admin may change faults", NULL, NULL, NULL,
+                          NULL);
         return;
     }
     if (strcmp(req->method, "PUT") == 0) {
         json_error_t jerr;
-        json_t *body = json_loadb(req->body, req->body_len, 0, &jerr);
+        json_t *in = json_loadb(req->body, req->body_len, 0, &jerr);
         double drop = f->drop_watch, expire = f->expire, error = f->error;
         char msg[200];
 
-        if (!json_is_object(body)) {
+        if (!json_is_object(in)) {
             kl_respond_status(c, 400, "BadRequest", "the body must be a JSON object", NULL, NULL,
                               NULL, NULL);
-            json_decref(body);
+            json_decref(in);
             return;
         }
-        if (!fault_prob(body, "dropWatch", &drop, msg, sizeof(msg)) ||
-            !fault_prob(body, "expire", &expire, msg, sizeof(msg)) ||
-            !fault_prob(body, "error", &error, msg, sizeof(msg))) {
+        if (!fault_prob(in, "dropWatch", &drop, msg, sizeof(msg)) ||
+            !fault_prob(in, "expire", &expire, msg, sizeof(msg)) ||
+            !fault_prob(in, "error", &error, msg, sizeof(msg))) {
             kl_respond_status(c, 400, "BadRequest", msg, NULL, NULL, NULL, NULL);
-            json_decref(body);
+            json_decref(in);
             return;
         }
-        json_decref(body);
+        json_decref(in);
         f->drop_watch = drop;
         f->expire = expire;
         f->error = error;
@@ -1604,16 +1675,19 @@ static void faults_handle(struct kl *kl, struct http_conn *c, const struct http_
         kl_respond_status(c, 405, "MethodNotAllowed", "use GET or PUT", NULL, NULL, NULL, NULL);
         return;
     }
-    out = json_pack("{s:I,s:f,s:f,s:f,s:{s:I,s:I,s:I}}", "seed", (json_int_t)f->seed,
-                    "dropWatch", f->drop_watch, "expire", f->expire, "error", f->error,
-                    "injected", "watchDrops", (json_int_t)f->drops, "expires",
-                    (json_int_t)f->expires, "errors", (json_int_t)f->errors);
-    if (!out) {
+    out = json_pack("{s:I,s:f,s:f,s:f,s:{s:I,s:I,s:I}}", "seed", (json_int_t)f->seed, "dropWatch",
+                    f->drop_watch, "expire", f->expire, "error", f->error, "injected", "watchDrops",
+                    (json_int_t)f->drops, "expires", (json_int_t)f->expires, "errors",
+                    (json_int_t)f->errors);
+    /* Probabilities as given ("0.2", not jansson's default "0.20000000000000001"). */
+    body = out ? json_dumps(out, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
+    json_decref(out);
+    if (!body) {
         http_respond(c, 500, "text/plain", "out of memory\n", 14, NULL);
         return;
     }
-    kl_respond_json(c, 200, out, NULL);
-    json_decref(out);
+    http_respond(c, 200, "application/json", body, strlen(body), NULL);
+    free(body);
 }
 
 /*
@@ -1756,6 +1830,18 @@ void kl_handle(void *arg, struct http_conn *c, const struct http_request *req)
                                       (strcmp(w, "true") == 0 || strcmp(w, "1") == 0));
         struct kl_authz az = {jstr_or(user, "username", ""), json_object_get(user, "groups"),
                               verb_of(m, name != NULL, watch), group, plural, sub, ns, name};
+        char fs[512], one[512];
+        /*
+         * Like kube-apiserver: a list or watch narrowed to one object by
+         * fieldSelector=metadata.name=X is authorized as a request for the name X, so
+         * resourceNames rules apply to it.
+         */
+        if (!name && http_query_get(req, "fieldSelector", fs, sizeof(fs)) &&
+            strncmp(fs, "metadata.name=", 14) == 0 && !strchr(fs + 14, ',') &&
+            fs[14] != '=') {
+            snprintf(one, sizeof(one), "%s", fs + 14);
+            az.name = one;
+        }
         if (!kl_authorize(kl, &az, msg, sizeof(msg))) {
             kl_respond_status(c, 403, "Forbidden", msg, plural, name, group, NULL);
             goto done;

@@ -9,7 +9,9 @@
  *   deployments      a ReplicaSet per pod template (pod-template-hash), old ones scaled to 0,
  *                    status counts and Available/Progressing conditions
  *   replicasets      pods created and deleted to match spec.replicas, status counts
- *   garbage          objects whose ownerReferences all point at deleted owners are deleted
+ *   garbage          ownerReferences: dependents of deleted owners are deleted (background),
+ *                    owners deleted in the foreground wait for their dependents, orphaning
+ *                    owners remove their references from them (see collect_garbage)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -370,8 +372,10 @@ static void reconcile_replicasets(struct kl *kl)
         int total, ready;
         size_t j;
 
+        /* A ReplicaSet being deleted is left to the garbage collector (its finalizers say
+         * whether its pods go first or stay as orphans). */
         if (deleting(rs))
-            want = 0;
+            want = -1;
         json_object_foreach(pods->objs, pk, pod)
         {
             if (strcmp(ns_of(pod), ns_of(rs)) == 0 && owned_by(pod, rs) && !deleting(pod))
@@ -380,7 +384,7 @@ static void reconcile_replicasets(struct kl *kl)
         /* Creates still waiting for admission count as made (the controller's expectations). */
         for (long n = (long)json_array_size(mine) +
                       kl_inflight_owned(kl, "pods", jstr_or(md_of(rs), "uid", ""));
-             n < want; n++) {
+             want >= 0 && n < want; n++) {
             json_t *tmpl = jget2(rs, "spec", "template"), *p;
             p = new_object(kl, "v1", "Pod", ns_of(rs), "");
             if (!p)
@@ -396,7 +400,7 @@ static void reconcile_replicasets(struct kl *kl)
             kl_create_internal(kl, "", "v1", "pods", ns_of(rs), p,
                                "system:serviceaccount:kube-system:replicaset-controller");
         }
-        for (size_t n = json_array_size(mine); (long)n > want; n--) {
+        for (size_t n = json_array_size(mine); want >= 0 && (long)n > want; n--) {
             /* Not-ready pods go first, then the newest. */
             json_t *victim = NULL;
             json_array_foreach(mine, j, pod) if (!victim || (!pod_ready(pod) && pod_ready(victim)))
@@ -550,19 +554,130 @@ static void reconcile_deployments(struct kl *kl)
 
 /* ------------------------------------------------------------ garbage collection */
 
-static void collect_garbage(struct kl *kl)
+static bool has_finalizer(const json_t *o, const char *f)
 {
-    json_t *uids = json_object(), *victims = json_array(), *v;
+    size_t i;
+    json_t *x;
+    json_array_foreach(json_object_get(md_of(o), "finalizers"), i, x)
+    {
+        if (json_string_value(x) && strcmp(json_string_value(x), f) == 0)
+            return true;
+    }
+    return false;
+}
+
+static struct rtype *rtype_of(struct kl *kl, const struct rstore *st)
+{
+    for (size_t t = 0; t < kl->ntypes; t++)
+        if (kl->types[t]->store == st)
+            return kl->types[t];
+    return NULL;
+}
+
+/* The stored object at key with one finalizer less: deleted when it was the last one and no
+ * grace period is pending (a pod waits for its kubelet). */
+static void drop_finalizer(struct kl *kl, struct rstore *st, const char *key, const char *f)
+{
+    json_t *o = kl_store_lookup(st, key), *n, *fins;
+    struct rtype *rt = rtype_of(kl, st);
     size_t i;
 
+    if (!o || !has_finalizer(o, f))
+        return;
+    n = json_deep_copy(o);
+    fins = json_object_get(md_of(n), "finalizers");
+    for (i = json_array_size(fins); i-- > 0;) {
+        const char *x = json_string_value(json_array_get(fins, i));
+        if (x && strcmp(x, f) == 0)
+            json_array_remove(fins, i);
+    }
+    if (!json_array_size(fins))
+        json_object_del(md_of(n), "finalizers");
+    if (deleting(n) && !json_object_get(md_of(n), "finalizers") &&
+        json_integer_value(json_object_get(md_of(n), "deletionGracePeriodSeconds")) == 0) {
+        if (kl_commit(kl, st, key, NULL, NULL) == 0 && rt)
+            kl_hooks_after_delete(kl, rt, n);
+        json_decref(n);
+        return;
+    }
+    if (kl_commit(kl, st, key, n, NULL))
+        log_warn("msg=\"garbage collector write failed\" store=%s key=%s", st->id, key);
+}
+
+/* The stored object at key without its ownerReferences to uid (orphaned by that owner). */
+static void drop_owner_ref(struct kl *kl, struct rstore *st, const char *key, const char *uid)
+{
+    json_t *o = kl_store_lookup(st, key), *n, *refs;
+    size_t i;
+
+    if (!o)
+        return;
+    n = json_deep_copy(o);
+    refs = json_object_get(md_of(n), "ownerReferences");
+    for (i = json_array_size(refs); i-- > 0;)
+        if (strcmp(jstr_or(json_array_get(refs, i), "uid", ""), uid) == 0)
+            json_array_remove(refs, i);
+    if (!json_array_size(refs))
+        json_object_del(md_of(n), "ownerReferences");
+    put_if_changed(kl, st, key, n);
+}
+
+/* Delete a dependent; in the foreground (foregroundDeletion finalizer first) when asked. */
+static void delete_dependent(struct kl *kl, struct rstore *st, const char *key, bool foreground)
+{
+    struct rtype *rt = rtype_of(kl, st);
+    json_t *o = kl_store_lookup(st, key), *res;
+    int rc;
+
+    if (!o || !rt)
+        return;
+    o = json_deep_copy(o);
+    if (foreground) {
+        if (!json_is_array(json_object_get(md_of(o), "finalizers")))
+            json_object_set_new(md_of(o), "finalizers", json_array());
+        json_array_append_new(json_object_get(md_of(o), "finalizers"),
+                              json_string("foregroundDeletion"));
+    }
+    res = kl_delete_object(kl, rt, key, o, false, -1, &rc);
+    json_decref(o);
+    json_decref(res);
+}
+
+/*
+ * Owners and dependents by metadata.ownerReferences, as kube-controller-manager's garbage
+ * collector:
+ *   - a dependent none of whose owners is "solid" (present and not being deleted in the
+ *     foreground) is deleted: in the background when its owners are gone, in the foreground
+ *     when an owner waits for it (foregroundDeletion) and it has dependents of its own;
+ *   - an owner being deleted with the foregroundDeletion finalizer loses it (and goes) once no
+ *     dependent with blockOwnerDeletion remains;
+ *   - an owner being deleted with the orphan finalizer has its references removed from every
+ *     dependent, then loses the finalizer.
+ */
+static void collect_garbage(struct kl *kl)
+{
+    json_t *owners = json_object(), *blocking = json_object(), *dependents = json_object();
+    json_t *acts = json_array(), *a;
+    size_t i;
+
+    /* uid -> {"s": store, "k": key}; uid -> count of blocking / any dependents. */
     for (size_t s = 0; s < kl->nstores; s++) {
         const char *key;
         json_t *o;
         json_object_foreach(kl->store_list[s]->objs, key, o)
         {
             const char *uid = jstr(md_of(o), "uid");
+            json_t *r;
+            size_t j;
             if (uid)
-                json_object_set_new(uids, uid, json_true());
+                json_object_set_new(owners, uid, json_pack("{s:i,s:s}", "s", (int)s, "k", key));
+            json_array_foreach(json_object_get(md_of(o), "ownerReferences"), j, r)
+            {
+                const char *ou = jstr_or(r, "uid", "");
+                json_object_set_new(dependents, ou, json_true());
+                if (json_is_true(json_object_get(r, "blockOwnerDeletion")))
+                    json_object_set_new(blocking, ou, json_true());
+            }
         }
     }
     for (size_t s = 0; s < kl->nstores; s++) {
@@ -571,35 +686,78 @@ static void collect_garbage(struct kl *kl)
         json_object_foreach(kl->store_list[s]->objs, key, o)
         {
             json_t *refs = json_object_get(md_of(o), "ownerReferences"), *r;
-            bool alive = false;
+            const char *uid = jstr_or(md_of(o), "uid", "");
+            bool solid = false, waiting = false;
             size_t j;
+
+            if (deleting(o) && has_finalizer(o, "orphan")) {
+                json_array_append_new(
+                    acts, json_pack("{s:s,s:i,s:s}", "do", "orphan", "s", (int)s, "k", key));
+                continue;
+            }
+            if (deleting(o) && has_finalizer(o, "foregroundDeletion") &&
+                !json_object_get(blocking, uid)) {
+                json_array_append_new(
+                    acts, json_pack("{s:s,s:i,s:s}", "do", "unblock", "s", (int)s, "k", key));
+                continue;
+            }
             if (!json_array_size(refs) || deleting(o))
                 continue;
-            json_array_foreach(refs, j, r) alive |= json_object_get(uids, jstr_or(r, "uid", "")) != NULL;
-            if (!alive)
-                json_array_append_new(victims, json_pack("{s:i,s:s}", "store", (int)s, "key", key));
+            json_array_foreach(refs, j, r)
+            {
+                json_t *where = json_object_get(owners, jstr_or(r, "uid", "")), *owner;
+                if (!where)
+                    continue; /* dangling */
+                owner =
+                    kl_store_lookup(kl->store_list[json_integer_value(json_object_get(where, "s"))],
+                                    jstr(where, "k"));
+                if (owner && deleting(owner) && has_finalizer(owner, "foregroundDeletion"))
+                    waiting = true;
+                else
+                    solid = true;
+            }
+            if (!solid)
+                json_array_append_new(acts, json_pack("{s:s,s:i,s:s}", "do",
+                                                      waiting && json_object_get(dependents, uid)
+                                                          ? "foreground"
+                                                          : "background",
+                                                      "s", (int)s, "k", key));
         }
     }
-    json_array_foreach(victims, i, v)
+    json_array_foreach(acts, i, a)
     {
-        struct rstore *st = kl->store_list[json_integer_value(json_object_get(v, "store"))];
-        const char *key = jstr(v, "key");
-        json_t *o = kl_store_lookup(st, key), *res;
-        struct rtype *rt = NULL;
-        int rc;
+        struct rstore *st = kl->store_list[json_integer_value(json_object_get(a, "s"))];
+        const char *key = jstr(a, "k"), *what = jstr(a, "do");
+        json_t *o = kl_store_lookup(st, key);
         if (!o)
             continue;
-        for (size_t t = 0; t < kl->ntypes && !rt; t++)
-            if (kl->types[t]->store == st)
-                rt = kl->types[t];
-        if (!rt)
-            continue;
-        res = kl_delete_object(kl, rt, key, json_incref(o), false, -1, &rc);
-        json_decref(o);
-        json_decref(res);
+        if (strcmp(what, "orphan") == 0) {
+            char uid[64];
+            snprintf(uid, sizeof(uid), "%s", jstr_or(md_of(o), "uid", ""));
+            for (size_t s = 0; s < kl->nstores; s++) {
+                json_t *keys = json_array(), *k, *d;
+                const char *dk;
+                size_t j;
+                json_object_foreach(kl->store_list[s]->objs, dk, d)
+                {
+                    if (owned_by(d, o))
+                        json_array_append_new(keys, json_string(dk));
+                }
+                json_array_foreach(keys, j, k)
+                    drop_owner_ref(kl, kl->store_list[s], json_string_value(k), uid);
+                json_decref(keys);
+            }
+            drop_finalizer(kl, st, key, "orphan");
+        } else if (strcmp(what, "unblock") == 0) {
+            drop_finalizer(kl, st, key, "foregroundDeletion");
+        } else {
+            delete_dependent(kl, st, key, strcmp(what, "foreground") == 0);
+        }
     }
-    json_decref(uids);
-    json_decref(victims);
+    json_decref(owners);
+    json_decref(blocking);
+    json_decref(dependents);
+    json_decref(acts);
 }
 
 void kl_controllers_run(struct kl *kl)

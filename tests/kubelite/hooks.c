@@ -493,6 +493,7 @@ void kl_hooks_tick(struct kl *kl)
             json_t *n = json_deep_copy(ns);
             json_object_set_new(ensure_obj(n, "status"), "phase", json_string("Terminating"));
             IGNORE_RESULT(kl_commit(kl, st, key, n, NULL));
+            json_decref(done);
             return; /* the store changed under the iteration */
         }
         if (namespace_empty(kl, name) && !json_array_size(json_object_get(md, "finalizers")))

@@ -44,7 +44,25 @@ static void usage(FILE *f)
                "                           source tree, tests/kubelite/openapi)\n"
                "  --watch-history N        events kept for watch resumption (default 20000)\n"
                "  --bookmark-interval SEC  bookmark period for watches (default 5)\n"
-               "  --log-level LEVEL        debug, info, warn, error (default info)\n");
+               "  --log-level LEVEL        debug, info, warn, error (default info)\n"
+               "fault injection (tests; see docs/kubelite.md, PUT /kubelite/faults):\n"
+               "  --fault-seed N           seed of every fault decision (default 1)\n"
+               "  --fault-drop-watch P     per watch event: end the stream instead (0..1)\n"
+               "  --fault-expire P         per WATCH from a resourceVersion: 410 Expired (0..1)\n"
+               "  --fault-error P          per resource request: 500 or 429 instead (0..1)\n");
+}
+
+/* A probability flag: a number from 0 to 1. */
+static int parse_prob(const char *flag, const char *arg, double *out)
+{
+    char *end;
+    double p = strtod(arg, &end);
+    if (end == arg || *end || !(p >= 0 && p <= 1)) {
+        fprintf(stderr, "kubelite: --%s: \"%s\" is not a probability from 0 to 1\n", flag, arg);
+        return -EINVAL;
+    }
+    *out = p;
+    return 0;
 }
 
 static int read_file(const char *path, char **out)
@@ -350,6 +368,10 @@ int main(int argc, char **argv)
         {"watch-history", required_argument, NULL, 'w'},
         {"bookmark-interval", required_argument, NULL, 'b'},
         {"log-level", required_argument, NULL, 'v'},
+        {"fault-seed", required_argument, NULL, 'S'},
+        {"fault-drop-watch", required_argument, NULL, 'D'},
+        {"fault-expire", required_argument, NULL, 'E'},
+        {"fault-error", required_argument, NULL, 'F'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -362,9 +384,11 @@ int main(int argc, char **argv)
     int rc = 1, opt;
     long history = 20000;
     struct sigaction sa;
+    struct kl_faults faults;
 
     memset(&kl, 0, sizeof(kl));
     kl.bookmark_interval = 5;
+    kl_faults_init(&faults, 1);
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (opt) {
         case 'l':
@@ -397,6 +421,28 @@ int main(int argc, char **argv)
             log_set_level(lvl);
             break;
         }
+        case 'S': {
+            char *end;
+            unsigned long long seed = strtoull(optarg, &end, 10);
+            if (end == optarg || *end) {
+                fprintf(stderr, "kubelite: --fault-seed: \"%s\" is not a number\n", optarg);
+                return 2;
+            }
+            faults.seed = faults.rng = seed;
+            break;
+        }
+        case 'D':
+            if (parse_prob("fault-drop-watch", optarg, &faults.drop_watch))
+                return 2;
+            break;
+        case 'E':
+            if (parse_prob("fault-expire", optarg, &faults.expire))
+                return 2;
+            break;
+        case 'F':
+            if (parse_prob("fault-error", optarg, &faults.error))
+                return 2;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -410,6 +456,7 @@ int main(int argc, char **argv)
         return 2;
     }
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
+    kl.faults = faults;
     if (!oadir) {
         default_openapi_dir(argv[0], oadir_buf, sizeof(oadir_buf));
         oadir = oadir_buf;
@@ -486,8 +533,14 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     log_info("msg=\"kubelite serving\" server=%s kubeconfig=%s", server, kubeconfig);
+    if (faults.drop_watch > 0 || faults.expire > 0 || faults.error > 0)
+        log_info("msg=\"fault injection\" seed=%llu drop_watch=%g expire=%g error=%g",
+                 (unsigned long long)faults.seed, faults.drop_watch, faults.expire, faults.error);
     rc = http_server_run(kl.http);
-    log_info("msg=\"kubelite stopping\"");
+    log_info("msg=\"kubelite stopping\" injected_watch_drops=%llu injected_expires=%llu "
+             "injected_errors=%llu",
+             (unsigned long long)kl.faults.drops, (unsigned long long)kl.faults.expires,
+             (unsigned long long)kl.faults.errors);
     http_server_free(kl.http); /* ends watches and deferred requests first */
     kl_admission_release(&kl);
     kl_release(&kl);

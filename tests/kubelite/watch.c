@@ -201,15 +201,30 @@ static int fan_send(struct watcher *w, struct fan *f, const char *type, json_t *
     return rc;
 }
 
-/* Send ev to w if it concerns w, translating selector transitions into ADDED/DELETED. */
-static void deliver(struct watcher *w, struct fan *f)
+/* The drop-watch fault: end w's stream instead of sending it an event. True when it did. */
+static bool fault_drop(struct watcher *w)
+{
+    struct kl *kl = w->kl;
+    if (!kl_fault_roll(kl, kl->faults.drop_watch))
+        return false;
+    kl->faults.drops++;
+    log_debug("msg=\"injected fault\" fault=drop-watch resource=%s", w->rt->plural);
+    watcher_end(w);
+    return true;
+}
+
+/*
+ * Send ev to w if it concerns w, translating selector transitions into ADDED/DELETED. Returns
+ * false when a drop-watch fault ended w (w is freed).
+ */
+static bool deliver(struct watcher *w, struct fan *f)
 {
     const struct event *ev = f->ev;
     const char *type = NULL;
     json_t *obj = ev->obj;
 
     if (w->store != ev->store || ev->rv <= w->sent_rv)
-        return;
+        return true;
     w->sent_rv = ev->rv;
     switch (ev->type) {
     case EV_ADDED:
@@ -242,9 +257,13 @@ static void deliver(struct watcher *w, struct fan *f)
             type = "DELETED";
         break;
     }
+    if (!type)
+        return true;
+    if (fault_drop(w))
+        return false;
     /* A failed write means the connection is closing; its on_close frees w. */
-    if (type)
-        IGNORE_RESULT(fan_send(w, f, type, obj));
+    IGNORE_RESULT(fan_send(w, f, type, obj));
+    return true;
 }
 
 void kl_watch_fanout(struct kl *kl, const struct event *ev)
@@ -256,7 +275,7 @@ void kl_watch_fanout(struct kl *kl, const struct event *ev)
     f.ev = ev;
     for (w = kl->watchers; w; w = next) {
         next = w->next;
-        deliver(w, &f);
+        IGNORE_RESULT(deliver(w, &f));
     }
     fan_release(&f);
 }
@@ -395,7 +414,13 @@ void kl_watch_start(struct kl *kl, struct http_conn *c, const struct http_reques
         json_t *o;
         json_array_foreach(items, i, o)
         {
-            if (matches(w, o) && send_event(w, "ADDED", o) < 0)
+            if (!matches(w, o))
+                continue;
+            if (fault_drop(w)) {
+                json_decref(items);
+                return;
+            }
+            if (send_event(w, "ADDED", o) < 0)
                 break;
         }
         json_decref(items);
@@ -404,12 +429,18 @@ void kl_watch_start(struct kl *kl, struct http_conn *c, const struct http_reques
             IGNORE_RESULT(send_bookmark(w, kl->rv, true));
         return;
     }
-    if (from < kl->compacted_rv) {
+    if (from < kl->compacted_rv || kl_fault_roll(kl, kl->faults.expire)) {
+        uint64_t oldest = from < kl->compacted_rv ? kl->compacted_rv + 1 : from + 1;
         json_t *st = json_pack("{s:s,s:s,s:{},s:s,s:s,s:s,s:i}", "kind", "Status", "apiVersion",
                                "v1", "metadata", "status", "Failure", "message", "", "reason",
                                "Expired", "code", 410);
+        if (from >= kl->compacted_rv) {
+            kl->faults.expires++;
+            log_debug("msg=\"injected fault\" fault=expire resource=%s rv=%llu", rt->plural,
+                      (unsigned long long)from);
+        }
         snprintf(msg, sizeof(msg), "too old resource version: %llu (%llu)",
-                 (unsigned long long)from, (unsigned long long)kl->compacted_rv + 1);
+                 (unsigned long long)from, (unsigned long long)oldest);
         json_object_set_new(st, "message", json_string(msg));
         {
             json_t *ev = json_pack("{s:s,s:o}", "type", "ERROR", "object", st);
@@ -435,7 +466,10 @@ void kl_watch_start(struct kl *kl, struct http_conn *c, const struct http_reques
             struct fan f;
             memset(&f, 0, sizeof(f));
             f.ev = ev;
-            deliver(w, &f);
+            if (!deliver(w, &f)) {
+                fan_release(&f);
+                return;
+            }
             fan_release(&f);
         }
     }

@@ -88,4 +88,3 @@ int webhook__op_insert(json_t *ops, json_t *array, const char *array_ptr, size_t
     buf_release(&path);
     return rc;
 }
-

@@ -59,7 +59,6 @@ int webhook__op_insert(json_t *ops, json_t *array, const char *array_ptr, size_t
 int webhook__op_replace(json_t *ops, json_t *parent, const char *parent_ptr, const char *key,
                         json_t *value) WUR;
 
-
 /* ---- annotation values (annot.c) ---- */
 
 /*

@@ -19,26 +19,25 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: weftd [options]\n"
-            "  --kubeconfig FILE        out-of-cluster credentials (default: in-cluster, then\n"
-            "                           $KUBECONFIG)\n"
-            "  --namespace NS           weftd's namespace (weft-system)\n"
-            "  --identity NAME          leader-election identity (default: $POD_NAME or host)\n"
-            "  --admin-listen ADDR      metrics, health, debug (0.0.0.0:15014)\n"
-            "  --webhook-listen ADDR    injection webhook (0.0.0.0:9443)\n"
-            "  --certs-listen ADDR      certificate endpoint (0.0.0.0:15012)\n"
-            "  --webhook-url URL        register weft-injector with this URL (out of cluster)\n"
-            "  --webhook-service NAME   Service in front of the webhook (weft-webhook)\n"
-            "  --trust-domain DOMAIN    SPIFFE trust domain (cluster.local)\n"
-            "  --default-mode MODE      all-authenticated | deny | permissive\n"
-            "  --ca-secret NAME         Secret holding Weft's root (weft-ca)\n"
-            "  --user-ca-secret NAME    operator-supplied root or intermediate to issue from\n"
-            "  --cert-ttl SECONDS       workload certificate lifetime (86400)\n"
-            "  --proxy-image IMAGE      sidecar image (weft/proxy:dev)\n"
-            "  --init-image IMAGE       init container image (weft/init:dev)\n"
-            "  --native-sidecars        inject weft-proxy as a native sidecar\n"
-            "  --log-level LEVEL        debug, info, warn, error (info)\n");
+    fprintf(f, "usage: weftd [options]\n"
+               "  --kubeconfig FILE        out-of-cluster credentials (default: in-cluster, then\n"
+               "                           $KUBECONFIG)\n"
+               "  --namespace NS           weftd's namespace (weft-system)\n"
+               "  --identity NAME          leader-election identity (default: $POD_NAME or host)\n"
+               "  --admin-listen ADDR      metrics, health, debug (0.0.0.0:15014)\n"
+               "  --webhook-listen ADDR    injection webhook (0.0.0.0:9443)\n"
+               "  --certs-listen ADDR      certificate endpoint (0.0.0.0:15012)\n"
+               "  --webhook-url URL        register weft-injector with this URL (out of cluster)\n"
+               "  --webhook-service NAME   Service in front of the webhook (weft-webhook)\n"
+               "  --trust-domain DOMAIN    SPIFFE trust domain (cluster.local)\n"
+               "  --default-mode MODE      all-authenticated | deny | permissive\n"
+               "  --ca-secret NAME         Secret holding Weft's root (weft-ca)\n"
+               "  --user-ca-secret NAME    operator-supplied root or intermediate to issue from\n"
+               "  --cert-ttl SECONDS       workload certificate lifetime (86400)\n"
+               "  --proxy-image IMAGE      sidecar image (weft/proxy:dev)\n"
+               "  --init-image IMAGE       init container image (weft/init:dev)\n"
+               "  --native-sidecars        inject weft-proxy as a native sidecar\n"
+               "  --log-level LEVEL        debug, info, warn, error (info)\n");
 }
 
 static void on_signal(uv_signal_t *h, int sig)
@@ -245,8 +244,8 @@ int main(int argc, char **argv)
     uv_signal_start(&d.sigterm, on_signal, SIGTERM);
     uv_signal_start(&d.sigint, on_signal, SIGINT);
 
-    if ((rc = weftd_admin_start(&d)) || (rc = weftd_sync_start(&d)) ||
-        (rc = weftd_ca_start(&d)) || (rc = weftd_webhook_start(&d))) {
+    if ((rc = weftd_admin_start(&d)) || (rc = weftd_sync_start(&d)) || (rc = weftd_ca_start(&d)) ||
+        (rc = weftd_webhook_start(&d))) {
         fprintf(stderr, "weftd: cannot start: %s\n", err_str(rc));
         goto out;
     }

@@ -152,8 +152,8 @@ static void register_now(struct wh_srv *w)
         rc = cfg && strlen(path) + 40 < sizeof(path) ? 0 : -ENOMEM;
         if (!rc) {
             strcat(path, "?fieldManager=weftd&force=true");
-            rc = kube_request(d->kube, "PATCH", path, cfg, "application/apply-patch+yaml",
-                              applied, w, &w->kc);
+            rc = kube_request(d->kube, "PATCH", path, cfg, "application/apply-patch+yaml", applied,
+                              w, &w->kc);
         }
     } else if (!rc) {
         /*
@@ -161,11 +161,11 @@ static void register_now(struct wh_srv *w)
          * A JSON patch never creates the object (a missing configuration stays missing, so an
          * uninstall is never undone) and the test op makes sure the first webhook is ours.
          */
-        cfg = json_pack("[{s:s,s:s,s:s},{s:s,s:s,s:s}]", "op", "test", "path",
-                        "/webhooks/0/name", "value", WEBHOOK_NAME, "op", "add", "path",
+        cfg = json_pack("[{s:s,s:s,s:s},{s:s,s:s,s:s}]", "op", "test", "path", "/webhooks/0/name",
+                        "value", WEBHOOK_NAME, "op", "add", "path",
                         "/webhooks/0/clientConfig/caBundle", "value", b64);
-        rc = cfg ? kube_request(d->kube, "PATCH", path, cfg, "application/json-patch+json",
-                                applied, w, &w->kc)
+        rc = cfg ? kube_request(d->kube, "PATCH", path, cfg, "application/json-patch+json", applied,
+                                w, &w->kc)
                  : -ENOMEM;
     }
     if (!rc) {
@@ -202,8 +202,8 @@ static void on_config_event(void *arg, enum kube_event_type type, const char *ke
             register_now(w);
         }
     } else if (type == KUBE_EVENT_DELETED || !bundle || !want || strcmp(bundle, want) != 0 ||
-        json_array_size(json_object_get(obj, "webhooks")) != 1 ||
-        !url || strcmp(url, w->d->opts.webhook_url) != 0) {
+               json_array_size(json_object_get(obj, "webhooks")) != 1 || !url ||
+               strcmp(url, w->d->opts.webhook_url) != 0) {
         w->dirty = true;
         register_now(w);
     }

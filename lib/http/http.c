@@ -18,7 +18,7 @@
 
 #define HTTP_MAX_HEAD (64 * 1024)
 #define HTTP_MAX_BACKLOG (256u * 1024 * 1024)
-#define HTTP_HEAD_TIMEOUT_MS 10000 /* a request must arrive whole within this (slowloris) */
+#define HTTP_HEAD_TIMEOUT_MS 10000  /* a request must arrive whole within this (slowloris) */
 #define HTTP_IDLE_TIMEOUT_MS 120000 /* keep-alive connections idle longer are closed */
 #define HTTP_LINGER_MS 1000         /* input drained after an error answer, so it is read */
 
@@ -45,8 +45,8 @@ struct http_conn {
     enum conn_state state;
     struct buf in;
     struct buf out;
-    bool want_close; /* close once out is flushed */
-    bool lingering;  /* answered and shut for writing; draining input before the close */
+    bool want_close;      /* close once out is flushed */
+    bool lingering;       /* answered and shut for writing; draining input before the close */
     struct timespec last; /* last input, or the end of the last answer */
     bool dead;
     bool dirty;
@@ -317,7 +317,8 @@ static void conn_flush(struct http_conn *c)
         if (c->ssl) {
             int r;
             ERR_clear_error();
-            r = SSL_write(c->ssl, c->out.p, (int)(c->out.len > (1u << 30) ? (1u << 30) : c->out.len));
+            r = SSL_write(c->ssl, c->out.p,
+                          (int)(c->out.len > (1u << 30) ? (1u << 30) : c->out.len));
             if (r <= 0) {
                 int e = SSL_get_error(c->ssl, r);
                 if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
@@ -417,8 +418,7 @@ static void respond_head(struct http_conn *c, int status, const char *ctype, con
 
     buf_init(&b);
     snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\n", status, status_text(status));
-    if (buf_puts(&b, head) ||
-        (ctype && buf_printf(&b, "Content-Type: %s\r\n", ctype)) ||
+    if (buf_puts(&b, head) || (ctype && buf_printf(&b, "Content-Type: %s\r\n", ctype)) ||
         buf_puts(&b, "Cache-Control: no-cache, private\r\n") ||
         (content_length >= 0 ? buf_printf(&b, "Content-Length: %lld\r\n", content_length)
                              : buf_puts(&b, "Transfer-Encoding: chunked\r\n")) ||
@@ -1030,10 +1030,10 @@ int http_server_step(struct http_server *s, int timeout_ms)
             long long idle = ms_since(&c->last);
             if (c->dead)
                 continue;
-            if (c->lingering ? idle >= HTTP_LINGER_MS
-                             : c->state == CONN_READING &&
-                                   (c->in.len ? idle >= HTTP_HEAD_TIMEOUT_MS
-                                              : idle >= HTTP_IDLE_TIMEOUT_MS))
+            if (c->lingering
+                    ? idle >= HTTP_LINGER_MS
+                    : c->state == CONN_READING &&
+                          (c->in.len ? idle >= HTTP_HEAD_TIMEOUT_MS : idle >= HTTP_IDLE_TIMEOUT_MS))
                 c->dead = true;
         }
     }

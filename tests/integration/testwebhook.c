@@ -63,16 +63,17 @@ static void handle(void *arg, struct http_conn *c, const struct http_request *re
     resp = json_pack("{s:s,s:b}", "uid", strcmp(h->mode, "bad-uid") == 0 ? "not-the-uid" : uid,
                      "allowed", strcmp(h->mode, "deny") != 0);
     if (strcmp(h->mode, "deny") == 0) {
-        json_object_set_new(resp, "status",
-                            json_pack("{s:i,s:s}", "code", 403, "message", "denied by testwebhook"));
+        json_object_set_new(
+            resp, "status",
+            json_pack("{s:i,s:s}", "code", 403, "message", "denied by testwebhook"));
     } else if (strcmp(h->mode, "patch") == 0 || strcmp(h->mode, "no-type") == 0) {
         json_t *obj = json_object_get(json_object_get(review, "request"), "object");
         json_t *md = json_object_get(obj, "metadata"), *ops = json_array();
         char count[32], *ptxt, *enc;
         snprintf(count, sizeof(count), "%d", h->calls);
         if (!json_object_get(md, "labels"))
-            json_array_append_new(ops, json_pack("{s:s,s:s,s:{}}", "op", "add", "path",
-                                                 "/metadata/labels", "value"));
+            json_array_append_new(
+                ops, json_pack("{s:s,s:s,s:{}}", "op", "add", "path", "/metadata/labels", "value"));
         json_array_append_new(ops, json_pack("{s:s,s:s,s:s}", "op", "add", "path",
                                              "/metadata/labels/testwebhook", "value", "patched"));
         if (!json_object_get(md, "annotations"))
@@ -91,8 +92,8 @@ static void handle(void *arg, struct http_conn *c, const struct http_request *re
         free(enc);
         json_decref(ops);
     }
-    out = json_pack("{s:s,s:s,s:o}", "apiVersion", "admission.k8s.io/v1", "kind",
-                    "AdmissionReview", "response", resp);
+    out = json_pack("{s:s,s:s,s:o}", "apiVersion", "admission.k8s.io/v1", "kind", "AdmissionReview",
+                    "response", resp);
     s = json_dumps(out, JSON_COMPACT);
     http_respond(c, 200, "application/json", s ? s : "{}", s ? strlen(s) : 2, NULL);
     free(s);
@@ -103,9 +104,12 @@ static void handle(void *arg, struct http_conn *c, const struct http_request *re
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"listen", required_argument, NULL, 'l'}, {"cert", required_argument, NULL, 'c'},
-        {"key", required_argument, NULL, 'k'},    {"mode", required_argument, NULL, 'm'},
-        {"sleep", required_argument, NULL, 's'},  {"log", required_argument, NULL, 'g'},
+        {"listen", required_argument, NULL, 'l'},
+        {"cert", required_argument, NULL, 'c'},
+        {"key", required_argument, NULL, 'k'},
+        {"mode", required_argument, NULL, 'm'},
+        {"sleep", required_argument, NULL, 's'},
+        {"log", required_argument, NULL, 'g'},
         {NULL, 0, NULL, 0},
     };
     const char *listen = NULL, *cert = NULL, *key = NULL;

@@ -74,8 +74,9 @@ static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *s
 {
     struct kl *kl = userp;
     struct http_fdwatch *w = socketp;
-    unsigned ev = (what == CURL_POLL_IN ? EPOLLIN : what == CURL_POLL_OUT ? EPOLLOUT
-                                                                          : EPOLLIN | EPOLLOUT);
+    unsigned ev = (what == CURL_POLL_IN    ? EPOLLIN
+                   : what == CURL_POLL_OUT ? EPOLLOUT
+                                           : EPOLLIN | EPOLLOUT);
     (void)easy;
     if (what == CURL_POLL_REMOVE) {
         http_fd_unwatch(w);
@@ -227,10 +228,9 @@ static bool hook_matches(struct kl *kl, const json_t *hook, const struct kl_writ
 static json_t *matching_hooks(struct kl *kl, const struct kl_write *w, bool mutating)
 {
     const struct rtype *rt = kl_write_rtype(w);
-    struct rstore *st = kl_store_get(kl, "admissionregistration.k8s.io",
-                                     mutating ? "mutatingwebhookconfigurations"
-                                              : "validatingwebhookconfigurations",
-                                     false);
+    struct rstore *st = kl_store_get(
+        kl, "admissionregistration.k8s.io",
+        mutating ? "mutatingwebhookconfigurations" : "validatingwebhookconfigurations", false);
     json_t *out = json_array(), *configs, *cfg;
     bool gone;
     size_t i, j;
@@ -244,10 +244,10 @@ static json_t *matching_hooks(struct kl *kl, const struct kl_write *w, bool muta
         json_array_foreach(json_object_get(cfg, "webhooks"), j, hook)
         {
             if (hook_matches(kl, hook, w, rt, w->create ? "CREATE" : "UPDATE"))
-                json_array_append_new(out, json_pack("{s:s,s:O}", "config",
-                                                     jstr_or(json_object_get(cfg, "metadata"),
-                                                             "name", ""),
-                                                     "hook", hook));
+                json_array_append_new(
+                    out,
+                    json_pack("{s:s,s:O}", "config",
+                              jstr_or(json_object_get(cfg, "metadata"), "name", ""), "hook", hook));
         }
     }
     json_decref(configs);
@@ -601,8 +601,8 @@ static int resolve_target(struct kl *kl, const json_t *hook, struct adm_call *ca
                 size_t j;
                 long target = 0;
                 if (strcmp(jstr_or(json_object_get(slice, "metadata"), "namespace", ""), ns) ||
-                    strcmp(jstr_or(jget2(slice, "metadata", "labels"),
-                                   "kubernetes.io/service-name", ""),
+                    strcmp(jstr_or(jget2(slice, "metadata", "labels"), "kubernetes.io/service-name",
+                                   ""),
                            name))
                     continue;
                 json_array_foreach(json_object_get(slice, "ports"), j, p)
@@ -612,12 +612,11 @@ static int resolve_target(struct kl *kl, const json_t *hook, struct adm_call *ca
                 }
                 json_array_foreach(json_object_get(slice, "endpoints"), j, ep)
                 {
-                    const char *addr = json_string_value(json_array_get(
-                        json_object_get(ep, "addresses"), 0));
+                    const char *addr =
+                        json_string_value(json_array_get(json_object_get(ep, "addresses"), 0));
                     if (!addr || !target || !json_is_true(jget2(ep, "conditions", "ready")))
                         continue;
-                    snprintf(ct, sizeof(ct), "%s.%s.svc:%ld:%s:%ld", name, ns, port, addr,
-                             target);
+                    snprintf(ct, sizeof(ct), "%s.%s.svc:%ld:%s:%ld", name, ns, port, addr, target);
                     call->connect_to = curl_slist_append(NULL, ct);
                     return call->connect_to ? 0 : -ENOMEM;
                 }
@@ -645,15 +644,15 @@ static json_t *build_review(struct kl *kl, struct kl_write *w, const char *uid)
         json_object_set_new(options, "dryRun", json_pack("[s]", "All"));
     if (mgr[0])
         json_object_set_new(options, "fieldManager", json_string(mgr));
-    req = json_pack("{s:s,s:{s:s,s:s,s:s},s:{s:s,s:s,s:s},s:{s:s,s:s,s:s},s:{s:s,s:s,s:s},s:s,"
-                    "s:s,s:O,s:b,s:o}",
-                    "uid", uid, "kind", "group", rt->group, "version", rt->version, "kind",
-                    rt->kind, "resource", "group", rt->group, "version", rt->version, "resource",
-                    rt->plural, "requestKind", "group", rt->group, "version", rt->version, "kind",
-                    rt->kind, "requestResource", "group", rt->group, "version", rt->version,
-                    "resource", rt->plural, "name", w->name, "operation",
-                    w->create ? "CREATE" : "UPDATE", "object", w->obj, "dryRun", dry_run,
-                    "options", options);
+    req =
+        json_pack("{s:s,s:{s:s,s:s,s:s},s:{s:s,s:s,s:s},s:{s:s,s:s,s:s},s:{s:s,s:s,s:s},s:s,"
+                  "s:s,s:O,s:b,s:o}",
+                  "uid", uid, "kind", "group", rt->group, "version", rt->version, "kind", rt->kind,
+                  "resource", "group", rt->group, "version", rt->version, "resource", rt->plural,
+                  "requestKind", "group", rt->group, "version", rt->version, "kind", rt->kind,
+                  "requestResource", "group", rt->group, "version", rt->version, "resource",
+                  rt->plural, "name", w->name, "operation", w->create ? "CREATE" : "UPDATE",
+                  "object", w->obj, "dryRun", dry_run, "options", options);
     if (!req)
         return NULL;
     if (w->ns)
@@ -756,8 +755,7 @@ static void call_next(struct kl_write *w)
         if (http_query_get(w->req, "dryRun", dry, sizeof(dry)) && strcmp(dry, "All") == 0 &&
             strcmp(se, "None") != 0 && strcmp(se, "NoneOnDryRun") != 0) {
             char msg[600];
-            snprintf(msg, sizeof(msg),
-                     "admission webhook \"%s\" does not support dry run",
+            snprintf(msg, sizeof(msg), "admission webhook \"%s\" does not support dry run",
                      jstr_or(hook, "name", ""));
             fail_write(w, 400, "BadRequest", msg);
             return;
@@ -776,7 +774,8 @@ static void call_next(struct kl_write *w)
             if (strcmp(jstr_or(json_object_get(e, "hook"), "reinvocationPolicy", "Never"),
                        "IfNeeded") != 0)
                 continue;
-            json_array_foreach(p->mutated_at, j, m) later_change |= (size_t)json_integer_value(m) > i;
+            json_array_foreach(p->mutated_at, j, m) later_change |=
+                (size_t)json_integer_value(m) > i;
             if (later_change)
                 json_array_append(again, e);
         }

@@ -142,8 +142,8 @@ static void respond_invalid(struct http_conn *c, const struct rtype *rt, const c
     json_t *cause;
 
     buf_init(&b);
-    if (buf_printf(&b, "%s%s%s \"%s\" is invalid: %s", rt->kind, rt->group[0] ? "." : "",
-                   rt->group, name ? name : "", n > 1 ? "[" : "")) {
+    if (buf_printf(&b, "%s%s%s \"%s\" is invalid: %s", rt->kind, rt->group[0] ? "." : "", rt->group,
+                   name ? name : "", n > 1 ? "[" : "")) {
         buf_release(&b);
         return;
     }
@@ -173,8 +173,8 @@ static void add_cause(json_t *causes, const char *reason, const char *field, con
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    json_array_append_new(causes, json_pack("{s:s,s:s,s:s}", "reason", reason, "message", msg,
-                                            "field", field));
+    json_array_append_new(
+        causes, json_pack("{s:s,s:s,s:s}", "reason", reason, "message", msg, "field", field));
 }
 
 /* Parse a request body by Content-Type into an object. */
@@ -377,8 +377,8 @@ static void send_object(struct kl *kl, struct http_conn *c, const struct http_re
         char io[32] = "";
         json_array_append(items, v);
         http_query_get(req, "includeObject", io, sizeof(io));
-        t = table_build(rt->group, rt->plural, rt->printer_columns, items, NULL,
-                        io[0] ? io : NULL, time(NULL));
+        t = table_build(rt->group, rt->plural, rt->printer_columns, items, NULL, io[0] ? io : NULL,
+                        time(NULL));
         json_decref(items);
         if (t) {
             kl_respond_json(c, code, t, hdrs);
@@ -409,8 +409,8 @@ static void do_get(struct kl *kl, struct http_conn *c, const struct http_request
 
 static char *encode_continue(uint64_t rv, const char *start)
 {
-    json_t *t = json_pack("{s:s,s:I,s:s}", "v", "meta.k8s.io/v1", "rv", (json_int_t)rv, "start",
-                          start);
+    json_t *t =
+        json_pack("{s:s,s:I,s:s}", "v", "meta.k8s.io/v1", "rv", (json_int_t)rv, "start", start);
     char *raw = t ? json_dumps(t, JSON_COMPACT) : NULL;
     char *out = raw ? base64_encode(raw, strlen(raw)) : NULL;
     json_decref(t);
@@ -505,8 +505,8 @@ static void do_list(struct kl *kl, struct http_conn *c, const struct http_reques
     } else if (rvq[0] && strcmp(rvq, "0") != 0 && strcmp(rvm, "Exact") == 0) {
         snap_rv = strtoull(rvq, NULL, 10);
         if (snap_rv > kl->rv) {
-            kl_respond_status(c, 504, "Timeout",
-                              "Too large resource version", NULL, NULL, NULL, NULL);
+            kl_respond_status(c, 504, "Timeout", "Too large resource version", NULL, NULL, NULL,
+                              NULL);
             goto out;
         }
         if (snap_rv < kl->compacted_rv) {
@@ -572,8 +572,8 @@ static void do_list(struct kl *kl, struct http_conn *c, const struct http_reques
     if (accept_table(req)) {
         char io[32] = "";
         http_query_get(req, "includeObject", io, sizeof(io));
-        list = table_build(rt->group, rt->plural, rt->printer_columns, items, md,
-                           io[0] ? io : NULL, time(NULL));
+        list = table_build(rt->group, rt->plural, rt->printer_columns, items, md, io[0] ? io : NULL,
+                           time(NULL));
         json_decref(md);
     } else {
         list = json_pack("{s:s,s:s,s:o,s:O}", "kind", rt->list_kind, "apiVersion", av, "metadata",
@@ -608,9 +608,9 @@ static void finish_write(struct kl *kl, struct http_conn *c, const struct http_r
     kl_now_rfc3339(now, sizeof(now));
     manager_name(req, mgr, sizeof(mgr));
     if (track_fields) {
-        const json_t *schema = rt->crd ? json_object_get(rt->schema, "openAPIV3Schema")
-                                       : openapi_gvk_schema(kl->oa, rt->group, rt->version,
-                                                            rt->kind);
+        const json_t *schema = rt->crd
+                                   ? json_object_get(rt->schema, "openAPIV3Schema")
+                                   : openapi_gvk_schema(kl->oa, rt->group, rt->version, rt->kind);
         rc = ssa_update(old, new_obj, mgr, subresource, rt->crd ? NULL : kl->oa, schema, now);
         if (rc) {
             json_decref(new_obj);
@@ -674,16 +674,16 @@ static void finish_write(struct kl *kl, struct http_conn *c, const struct http_r
 }
 
 /* Identity checks of a body against the request: apiVersion, kind, namespace, name. */
-static int check_identity(struct http_conn *c, const struct rtype *rt, json_t *obj,
-                          const char *ns, const char *name)
+static int check_identity(struct http_conn *c, const struct rtype *rt, json_t *obj, const char *ns,
+                          const char *name)
 {
     char av[300], msg[700];
     const char *bav = jstr(obj, "apiVersion"), *bkind = jstr(obj, "kind");
     json_t *md;
 
     if (!json_is_object(obj)) {
-        kl_respond_status(c, 400, "BadRequest", "the body must be a JSON object", NULL, NULL,
-                          NULL, NULL);
+        kl_respond_status(c, 400, "BadRequest", "the body must be a JSON object", NULL, NULL, NULL,
+                          NULL);
         return ERR_INVALID;
     }
     kl_api_version(rt, av, sizeof(av));
@@ -816,9 +816,8 @@ static const struct rtype *write_rtype_or_respond(struct kl_write *w)
 {
     const struct rtype *rt = kl_write_rtype(w);
     if (!rt)
-        kl_respond_status(w->c, 404, "NotFound",
-                          "the server could not find the requested resource", NULL, NULL, NULL,
-                          NULL);
+        kl_respond_status(w->c, 404, "NotFound", "the server could not find the requested resource",
+                          NULL, NULL, NULL, NULL);
     return rt;
 }
 
@@ -856,8 +855,7 @@ static void create_mutated(struct kl_write *w)
         if (json_array_size(causes))
             respond_invalid(w->c, rt, w->name, causes);
         else
-            kl_respond_status(w->c, 500, "InternalError", "out of memory", NULL, NULL, NULL,
-                              NULL);
+            kl_respond_status(w->c, 500, "InternalError", "out of memory", NULL, NULL, NULL, NULL);
         goto fail;
     }
     json_decref(causes);
@@ -870,8 +868,7 @@ fail:
 
 /* Create path shared by POST, apply-to-absent and controllers. obj is consumed. */
 static void create_object(struct kl *kl, struct http_conn *c, const struct http_request *req,
-                          const struct rtype *rt, const char *ns, json_t *obj,
-                          bool track_fields)
+                          const struct rtype *rt, const char *ns, json_t *obj, bool track_fields)
 {
     json_t *md = json_object_get(obj, "metadata");
     const char *name = jstr(md, "name"), *gen = jstr(md, "generateName");
@@ -948,8 +945,8 @@ out:
     json_decref(obj);
 }
 
-void kl_create_internal(struct kl *kl, const char *group, const char *version,
-                        const char *plural, const char *ns, json_t *obj, const char *user)
+void kl_create_internal(struct kl *kl, const char *group, const char *version, const char *plural,
+                        const char *ns, json_t *obj, const char *user)
 {
     struct rtype *rt = kl_rtype_find(kl, group, version, plural);
     struct http_request req;
@@ -1043,7 +1040,8 @@ static void update_mutated(struct kl_write *w)
         respond_notfound(w->c, rt, w->name);
         goto fail;
     }
-    if (!json_equal(jget2(cur, "metadata", "resourceVersion"), json_object_get(omd, "resourceVersion"))) {
+    if (!json_equal(jget2(cur, "metadata", "resourceVersion"),
+                    json_object_get(omd, "resourceVersion"))) {
         respond_conflict(w->c, rt, w->name);
         goto fail;
     }
@@ -1055,8 +1053,7 @@ static void update_mutated(struct kl_write *w)
             json_int_t g = json_integer_value(json_object_get(omd, "generation"));
             if (!json_equal(a, b))
                 g++;
-            json_object_set_new(json_object_get(w->obj, "metadata"), "generation",
-                                json_integer(g));
+            json_object_set_new(json_object_get(w->obj, "metadata"), "generation", json_integer(g));
             json_decref(a);
             json_decref(b);
         }
@@ -1066,8 +1063,7 @@ static void update_mutated(struct kl_write *w)
         if (json_array_size(causes))
             respond_invalid(w->c, rt, w->name, causes);
         else
-            kl_respond_status(w->c, 500, "InternalError", "out of memory", NULL, NULL, NULL,
-                              NULL);
+            kl_respond_status(w->c, 500, "InternalError", "out of memory", NULL, NULL, NULL, NULL);
         goto fail;
     }
     json_decref(causes);
@@ -1083,8 +1079,8 @@ fail:
  * subresource "" or "status". A stale metadata.resourceVersion is a conflict.
  */
 static void update_object(struct kl *kl, struct http_conn *c, const struct http_request *req,
-                          const struct rtype *rt, const char *ns, const char *name,
-                          json_t *old, json_t *body, const char *subresource, bool track_fields)
+                          const struct rtype *rt, const char *ns, const char *name, json_t *old,
+                          json_t *body, const char *subresource, bool track_fields)
 {
     json_t *md = json_object_get(body, "metadata"), *omd = json_object_get(old, "metadata");
     const char *brv = jstr(md, "resourceVersion"), *orv = jstr(omd, "resourceVersion");
@@ -1222,9 +1218,9 @@ static void do_patch(struct kl *kl, struct http_conn *c, const struct http_reque
     if (strncmp(ct, "application/apply-patch+yaml", 28) == 0) {
         char mgr[256], force[16] = "", now[40];
         json_t *conflicts = json_array();
-        const json_t *schema = rt->crd ? json_object_get(rt->schema, "openAPIV3Schema")
-                                       : openapi_gvk_schema(kl->oa, rt->group, rt->version,
-                                                            rt->kind);
+        const json_t *schema = rt->crd
+                                   ? json_object_get(rt->schema, "openAPIV3Schema")
+                                   : openapi_gvk_schema(kl->oa, rt->group, rt->version, rt->kind);
         if (!http_query_get(req, "fieldManager", mgr, sizeof(mgr)) || !mgr[0]) {
             kl_respond_status(c, 400, "BadRequest",
                               "PATCH, application/apply-patch+yaml requests must set the "
@@ -1240,13 +1236,12 @@ static void do_patch(struct kl *kl, struct http_conn *c, const struct http_reque
         http_query_get(req, "force", force, sizeof(force));
         kl_now_rfc3339(now, sizeof(now));
         cur = old ? kl_obj_for_version(rt, old) : NULL;
-        rc = ssa_apply(cur, patch, mgr, strcmp(force, "true") == 0, rt->crd ? NULL : kl->oa,
-                       schema, now, &result, conflicts, msg, sizeof(msg));
+        rc = ssa_apply(cur, patch, mgr, strcmp(force, "true") == 0, rt->crd ? NULL : kl->oa, schema,
+                       now, &result, conflicts, msg, sizeof(msg));
         if (rc == ERR_CONFLICT) {
             if (json_array_size(conflicts)) {
                 /* ssa_apply words the summary as kube-apiserver does */
-                kl_respond_status(c, 409, "Conflict", msg, rt->plural, name, rt->group,
-                                  conflicts);
+                kl_respond_status(c, 409, "Conflict", msg, rt->plural, name, rt->group, conflicts);
             } else {
                 respond_conflict(c, rt, name);
             }
@@ -1284,8 +1279,8 @@ static void do_patch(struct kl *kl, struct http_conn *c, const struct http_reque
         rc = patch_merge(cur, patch, &result, msg, sizeof(msg));
     } else {
         rc = patch_strategic(cur, patch, kl->oa,
-                             openapi_gvk_schema(kl->oa, rt->group, rt->version, rt->kind),
-                             &result, msg, sizeof(msg));
+                             openapi_gvk_schema(kl->oa, rt->group, rt->version, rt->kind), &result,
+                             msg, sizeof(msg));
     }
     if (rc) {
         if (rc == -ENOMEM)
@@ -1323,9 +1318,10 @@ json_t *kl_delete_object(struct kl *kl, const struct rtype *rt, const char *key,
     if (finalizers || graceful) {
         json_t *n;
         char now[40];
-        long period = grace >= 0 ? grace
-                                 : (long)json_integer_value(jget2(old, "spec",
-                                                                  "terminationGracePeriodSeconds"));
+        long period =
+            grace >= 0
+                ? grace
+                : (long)json_integer_value(jget2(old, "spec", "terminationGracePeriodSeconds"));
         if (grace < 0 && !json_is_integer(jget2(old, "spec", "terminationGracePeriodSeconds")))
             period = 30;
         if (!graceful)
@@ -1351,8 +1347,7 @@ json_t *kl_delete_object(struct kl *kl, const struct rtype *rt, const char *key,
             return NULL;
         }
         kl_now_rfc3339(now, sizeof(now));
-        json_object_set_new(json_object_get(n, "metadata"), "deletionTimestamp",
-                            json_string(now));
+        json_object_set_new(json_object_get(n, "metadata"), "deletionTimestamp", json_string(now));
         json_object_set_new(json_object_get(n, "metadata"), "deletionGracePeriodSeconds",
                             json_integer(period));
         if (dry_run)
@@ -1483,9 +1478,8 @@ static void do_delete(struct kl *kl, struct http_conn *c, const struct http_requ
     json_decref(opts);
 }
 
-static void do_deletecollection(struct kl *kl, struct http_conn *c,
-                                const struct http_request *req, const struct rtype *rt,
-                                const char *ns)
+static void do_deletecollection(struct kl *kl, struct http_conn *c, const struct http_request *req,
+                                const struct rtype *rt, const char *ns)
 {
     struct selector *labels = NULL, *fields = NULL;
     bool gone;
@@ -1515,8 +1509,8 @@ static void do_deletecollection(struct kl *kl, struct http_conn *c,
     }
     kl_api_version(rt, av, sizeof(av));
     snprintf(rvs, sizeof(rvs), "%llu", (unsigned long long)kl->rv);
-    list = json_pack("{s:s,s:s,s:{s:s},s:o}", "kind", rt->list_kind, "apiVersion", av,
-                     "metadata", "resourceVersion", rvs, "items", deleted);
+    list = json_pack("{s:s,s:s,s:{s:s},s:o}", "kind", rt->list_kind, "apiVersion", av, "metadata",
+                     "resourceVersion", rvs, "items", deleted);
     kl_respond_json(c, 200, list, NULL);
     json_decref(list);
     json_decref(all);
@@ -1825,11 +1819,17 @@ void kl_handle(void *arg, struct http_conn *c, const struct http_request *req)
         goto notfound;
     {
         char w[16], msg[1200];
-        bool watch = watch_prefix || (strcmp(m, "GET") == 0 &&
-                                      http_query_get(req, "watch", w, sizeof(w)) &&
-                                      (strcmp(w, "true") == 0 || strcmp(w, "1") == 0));
-        struct kl_authz az = {jstr_or(user, "username", ""), json_object_get(user, "groups"),
-                              verb_of(m, name != NULL, watch), group, plural, sub, ns, name};
+        bool watch =
+            watch_prefix || (strcmp(m, "GET") == 0 && http_query_get(req, "watch", w, sizeof(w)) &&
+                             (strcmp(w, "true") == 0 || strcmp(w, "1") == 0));
+        struct kl_authz az = {jstr_or(user, "username", ""),
+                              json_object_get(user, "groups"),
+                              verb_of(m, name != NULL, watch),
+                              group,
+                              plural,
+                              sub,
+                              ns,
+                              name};
         char fs[512], one[512];
         /*
          * Like kube-apiserver: a list or watch narrowed to one object by
@@ -1837,8 +1837,7 @@ void kl_handle(void *arg, struct http_conn *c, const struct http_request *req)
          * resourceNames rules apply to it.
          */
         if (!name && http_query_get(req, "fieldSelector", fs, sizeof(fs)) &&
-            strncmp(fs, "metadata.name=", 14) == 0 && !strchr(fs + 14, ',') &&
-            fs[14] != '=') {
+            strncmp(fs, "metadata.name=", 14) == 0 && !strchr(fs + 14, ',') && fs[14] != '=') {
             snprintf(one, sizeof(one), "%s", fs + 14);
             az.name = one;
         }
@@ -1857,9 +1856,8 @@ void kl_handle(void *arg, struct http_conn *c, const struct http_request *req)
         goto notfound;
     if (strcmp(m, "GET") == 0) {
         char w[16];
-        bool watch = watch_prefix ||
-                     (http_query_get(req, "watch", w, sizeof(w)) &&
-                      (strcmp(w, "true") == 0 || strcmp(w, "1") == 0));
+        bool watch = watch_prefix || (http_query_get(req, "watch", w, sizeof(w)) &&
+                                      (strcmp(w, "true") == 0 || strcmp(w, "1") == 0));
         if (!(rt->verbs & V_GET))
             goto notallowed;
         if (name && !watch) {
@@ -1898,13 +1896,13 @@ void kl_handle(void *arg, struct http_conn *c, const struct http_request *req)
     }
     goto done;
 notfound:
-    kl_respond_status(c, 404, "NotFound", "the server could not find the requested resource",
-                      NULL, NULL, NULL, NULL);
+    kl_respond_status(c, 404, "NotFound", "the server could not find the requested resource", NULL,
+                      NULL, NULL, NULL);
     goto done;
 notallowed:
     kl_respond_status(c, 405, "MethodNotAllowed",
-                      "the server does not allow this method on the requested resource", NULL,
-                      NULL, NULL, NULL);
+                      "the server does not allow this method on the requested resource", NULL, NULL,
+                      NULL, NULL);
 done:
     kl->cur_user = NULL;
     json_decref(user);

@@ -68,8 +68,8 @@ static void put_if_changed(struct kl *kl, struct rstore *st, const char *key, js
 }
 
 /* A fresh object with system metadata, as a create through the API would have. */
-static json_t *new_object(struct kl *kl, const char *api_version, const char *kind,
-                          const char *ns, const char *name)
+static json_t *new_object(struct kl *kl, const char *api_version, const char *kind, const char *ns,
+                          const char *name)
 {
     char uid[37], now[40];
     kl_new_uid(kl, uid);
@@ -229,8 +229,8 @@ static void reconcile_endpointslices(struct kl *kl)
             free(sig);
             ep = json_pack("{s:[s],s:{s:b,s:b,s:b},s:{s:s,s:s,s:s,s:s}}", "addresses", ip,
                            "conditions", "ready", pod_ready(pod) && !deleting(pod), "serving",
-                           pod_ready(pod), "terminating", deleting(pod), "targetRef", "kind",
-                           "Pod", "namespace", ns_of(pod), "name", name_of(pod), "uid",
+                           pod_ready(pod), "terminating", deleting(pod), "targetRef", "kind", "Pod",
+                           "namespace", ns_of(pod), "name", name_of(pod), "uid",
                            jstr_or(md_of(pod), "uid", ""));
             if (jstr(json_object_get(pod, "spec"), "nodeName"))
                 json_object_set_new(ep, "nodeName",
@@ -252,15 +252,13 @@ static void reconcile_endpointslices(struct kl *kl)
                 snprintf(sname, sizeof(sname), "%s-kl%zu", name_of(svc), i);
             i++;
             kl_key(ns_of(svc), sname, skey, sizeof(skey));
-            slice = json_pack("{s:s,s:s,s:{s:s,s:s,s:{s:s,s:s},s:o},s:s,s:O,s:O}", "apiVersion",
-                              "discovery.k8s.io/v1", "kind", "EndpointSlice", "metadata", "name",
-                              sname, "namespace", ns_of(svc), "labels",
-                              "kubernetes.io/service-name", name_of(svc),
-                              "endpointslice.kubernetes.io/managed-by",
-                              "endpointslice-controller.k8s.io", "ownerReferences",
-                              owner_ref("v1", svc), "addressType", "IPv4", "endpoints",
-                              json_object_get(g, "endpoints"), "ports",
-                              json_object_get(g, "ports"));
+            slice = json_pack(
+                "{s:s,s:s,s:{s:s,s:s,s:{s:s,s:s},s:o},s:s,s:O,s:O}", "apiVersion",
+                "discovery.k8s.io/v1", "kind", "EndpointSlice", "metadata", "name", sname,
+                "namespace", ns_of(svc), "labels", "kubernetes.io/service-name", name_of(svc),
+                "endpointslice.kubernetes.io/managed-by", "endpointslice-controller.k8s.io",
+                "ownerReferences", owner_ref("v1", svc), "addressType", "IPv4", "endpoints",
+                json_object_get(g, "endpoints"), "ports", json_object_get(g, "ports"));
             json_object_set_new(json_object_get(slice, "metadata"), "generateName",
                                 json_sprintf("%s-", name_of(svc)));
             json_object_set_new(wanted, skey, slice);
@@ -270,12 +268,14 @@ static void reconcile_endpointslices(struct kl *kl)
     /* Apply: write wanted slices (keeping uid/creationTimestamp), delete managed strays. */
     json_object_foreach(eps->objs, key, o)
     {
-        const char *mb = jstr(jget2(o, "metadata", "labels"), "endpointslice.kubernetes.io/managed-by");
+        const char *mb =
+            jstr(jget2(o, "metadata", "labels"), "endpointslice.kubernetes.io/managed-by");
         if (mb && strcmp(mb, "endpointslice-controller.k8s.io") == 0 &&
             !json_object_get(wanted, key))
             json_array_append_new(stale, json_string(key));
     }
-    json_array_foreach(stale, i, o) IGNORE_RESULT(kl_commit(kl, eps, json_string_value(o), NULL, NULL));
+    json_array_foreach(stale, i, o)
+        IGNORE_RESULT(kl_commit(kl, eps, json_string_value(o), NULL, NULL));
     json_object_foreach(wanted, key, o)
     {
         json_t *cur = kl_store_lookup(eps, key), *md = md_of(o);
@@ -477,17 +477,15 @@ static void reconcile_deployments(struct kl *kl)
             json_object_set_new(md_of(want), "ownerReferences", owner_ref("apps/v1", d));
             if (!cur)
                 json_object_set_new(md_of(want), "generation", json_integer(1));
-            json_object_set_new(
-                want, "spec",
-                json_pack("{s:I,s:{s:O},s:o}", "replicas", (json_int_t)replicas, "selector",
-                          "matchLabels", labels, "template", t));
+            json_object_set_new(want, "spec",
+                                json_pack("{s:I,s:{s:O},s:o}", "replicas", (json_int_t)replicas,
+                                          "selector", "matchLabels", labels, "template", t));
             json_object_set(json_object_get(json_object_get(want, "spec"), "selector"),
                             "matchLabels", labels);
             if (cur && !json_equal(json_object_get(cur, "spec"), json_object_get(want, "spec")))
-                json_object_set_new(md_of(want), "generation",
-                                    json_integer(json_integer_value(
-                                                     jget2(cur, "metadata", "generation")) +
-                                                 1));
+                json_object_set_new(
+                    md_of(want), "generation",
+                    json_integer(json_integer_value(jget2(cur, "metadata", "generation")) + 1));
             put_if_changed(kl, rss, rskey, want);
         }
         /* Older ReplicaSets scale to zero (a rollout in one step). */
@@ -512,25 +510,25 @@ static void reconcile_deployments(struct kl *kl)
         kl_now_rfc3339(now, sizeof(now));
         {
             bool available = all_ready >= replicas;
-            bool complete = upd_total == replicas && upd_ready == replicas &&
-                            all_total == replicas;
+            bool complete = upd_total == replicas && upd_ready == replicas && all_total == replicas;
             json_t *old_conds = jget2(d, "status", "conditions");
-            conds = json_pack(
-                "[{s:s,s:s,s:s,s:s,s:s,s:s},{s:s,s:s,s:s,s:s,s:s,s:s}]", "type", "Available",
-                "status", available ? "True" : "False", "lastUpdateTime", now,
-                "lastTransitionTime", now, "reason",
-                available ? "MinimumReplicasAvailable" : "MinimumReplicasUnavailable", "message",
-                available ? "Deployment has minimum availability."
-                          : "Deployment does not have minimum availability.",
-                "type", "Progressing", "status", "True", "lastUpdateTime", now,
-                "lastTransitionTime", now, "reason",
-                complete ? "NewReplicaSetAvailable" : "ReplicaSetUpdated", "message",
-                complete ? "ReplicaSet has successfully progressed."
-                         : "ReplicaSet is progressing.");
+            conds = json_pack("[{s:s,s:s,s:s,s:s,s:s,s:s},{s:s,s:s,s:s,s:s,s:s,s:s}]", "type",
+                              "Available", "status", available ? "True" : "False", "lastUpdateTime",
+                              now, "lastTransitionTime", now, "reason",
+                              available ? "MinimumReplicasAvailable" : "MinimumReplicasUnavailable",
+                              "message",
+                              available ? "Deployment has minimum availability."
+                                        : "Deployment does not have minimum availability.",
+                              "type", "Progressing", "status", "True", "lastUpdateTime", now,
+                              "lastTransitionTime", now, "reason",
+                              complete ? "NewReplicaSetAvailable" : "ReplicaSetUpdated", "message",
+                              complete ? "ReplicaSet has successfully progressed."
+                                       : "ReplicaSet is progressing.");
             /* Keep timestamps of conditions that did not change. */
             for (size_t k = 0; k < 2; k++) {
                 json_t *nc = json_array_get(conds, k), *oc = json_array_get(old_conds, k);
-                if (oc && json_equal(json_object_get(oc, "status"), json_object_get(nc, "status")) &&
+                if (oc &&
+                    json_equal(json_object_get(oc, "status"), json_object_get(nc, "status")) &&
                     json_equal(json_object_get(oc, "reason"), json_object_get(nc, "reason"))) {
                     json_object_set(nc, "lastUpdateTime", json_object_get(oc, "lastUpdateTime"));
                     json_object_set(nc, "lastTransitionTime",
@@ -538,12 +536,12 @@ static void reconcile_deployments(struct kl *kl)
                 }
             }
         }
-        status = json_pack("{s:I,s:i,s:i,s:i,s:i,s:i,s:o}", "observedGeneration",
-                           json_integer_value(jget2(d, "metadata", "generation")), "replicas",
-                           all_total, "updatedReplicas", upd_total, "readyReplicas", all_ready,
-                           "availableReplicas", all_ready, "unavailableReplicas",
-                           all_total - all_ready > 0 ? all_total - all_ready : 0, "conditions",
-                           conds);
+        status =
+            json_pack("{s:I,s:i,s:i,s:i,s:i,s:i,s:o}", "observedGeneration",
+                      json_integer_value(jget2(d, "metadata", "generation")), "replicas", all_total,
+                      "updatedReplicas", upd_total, "readyReplicas", all_ready, "availableReplicas",
+                      all_ready, "unavailableReplicas",
+                      all_total - all_ready > 0 ? all_total - all_ready : 0, "conditions", conds);
         if (json_integer_value(json_object_get(status, "unavailableReplicas")) == 0)
             json_object_del(status, "unavailableReplicas");
         set_status(kl, deps, d, status);

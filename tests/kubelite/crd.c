@@ -15,9 +15,8 @@
 
 static void cause(json_t *causes, const char *reason, const char *field, const char *msg)
 {
-    json_array_append_new(causes,
-                          json_pack("{s:s,s:s,s:s}", "reason", reason, "message", msg, "field",
-                                    field));
+    json_array_append_new(
+        causes, json_pack("{s:s,s:s,s:s}", "reason", reason, "message", msg, "field", field));
 }
 
 /* Kubernetes version priority: v1 > v1beta1 > v1alpha1 > non-matching (alphabetical). */
@@ -89,7 +88,8 @@ int kl_crd_prepare(struct kl *kl, json_t *crd, json_t *causes)
         cause(causes, "FieldValueInvalid", "spec.names.plural", m2);
     }
     if (!json_array_size(versions))
-        cause(causes, "FieldValueRequired", "spec.versions", "Required value: must have exactly one version marked as storage version");
+        cause(causes, "FieldValueRequired", "spec.versions",
+              "Required value: must have exactly one version marked as storage version");
     json_array_foreach(versions, i, v)
     {
         char field[64];
@@ -103,8 +103,7 @@ int kl_crd_prepare(struct kl *kl, json_t *crd, json_t *causes)
             !json_is_true(json_object_get(jget2(v, "schema", "openAPIV3Schema"),
                                           "x-kubernetes-preserve-unknown-fields"))) {
             snprintf(field, sizeof(field), "spec.versions[%zu].schema.openAPIV3Schema", i);
-            cause(causes, "FieldValueRequired", field,
-                  "Required value: schemas are required");
+            cause(causes, "FieldValueRequired", field, "Required value: schemas are required");
         }
     }
     if (json_array_size(versions) && nstorage != 1)
@@ -221,9 +220,9 @@ static int publish_doc(struct kl *kl, const char *group, const char *version)
 
     snprintf(path, sizeof(path), "apis/%s/%s", group, version);
     reverse_group(group, rg, sizeof(rg));
-    doc = json_pack("{s:s,s:{s:s,s:s},s:{},s:{s:{}}}", "openapi", "3.0.0", "info", "title",
-                    "Kubernetes CRD Swagger", "version", "v0.1.0", "paths", "components",
-                    "schemas");
+    doc =
+        json_pack("{s:s,s:{s:s,s:s},s:{},s:{s:{}}}", "openapi", "3.0.0", "info", "title",
+                  "Kubernetes CRD Swagger", "version", "v0.1.0", "paths", "components", "schemas");
     if (!doc)
         return -ENOMEM;
     paths = json_object_get(doc, "paths");
@@ -258,9 +257,9 @@ static int publish_doc(struct kl *kl, const char *group, const char *version)
                                       "Kind is a string value representing the REST resource "
                                       "this object represents."));
         /* schemas carry a list of GVKs, operations a single one */
-        json_object_set_new(schema, "x-kubernetes-group-version-kind",
-                            json_pack("[{s:s,s:s,s:s}]", "group", group, "version", version,
-                                      "kind", rt->kind));
+        json_object_set_new(
+            schema, "x-kubernetes-group-version-kind",
+            json_pack("[{s:s,s:s,s:s}]", "group", group, "version", version, "kind", rt->kind));
         gvk = json_pack("{s:s,s:s,s:s}", "group", group, "version", version, "kind", rt->kind);
         json_object_set_new(comps, sname, schema);
         json_object_set_new(comps, lname,
@@ -269,8 +268,8 @@ static int publish_doc(struct kl *kl, const char *group, const char *version)
                                       "type", "object", "required", "items", "properties",
                                       "apiVersion", "type", "string", "kind", "type", "string",
                                       "items", "items", "$ref", gvk_ref, "metadata",
-                                      "x-kubernetes-group-version-kind", "group", group,
-                                      "version", version, "kind", rt->list_kind));
+                                      "x-kubernetes-group-version-kind", "group", group, "version",
+                                      version, "kind", rt->list_kind));
         if (rt->namespaced) {
             snprintf(coll, sizeof(coll), "/apis/%s/%s/namespaces/{namespace}/%s", group, version,
                      rt->plural);
@@ -284,21 +283,20 @@ static int publish_doc(struct kl *kl, const char *group, const char *version)
                            "fieldManager", "in", "query", "schema", "type", "string", "name",
                            "fieldValidation", "in", "query", "schema", "type", "string", "name",
                            "force", "in", "query", "schema", "type", "boolean");
-        op = json_pack("{s:{s:s,s:O,s:{s:s,s:s,s:s},s:O,s:{s:{s:s}}},s:{s:s,s:O,s:{s:s,s:s,s:s},"
-                       "s:{s:{s:s}}},s:{s:s,s:O,s:{s:s,s:s,s:s},s:O,s:{s:{s:s}}},s:{s:s,s:O,s:{"
-                       "s:s,s:s,s:s},s:{s:{s:s}}}}",
-                       "patch", "operationId", "patch", "x-kubernetes-group-version-kind", gvk,
-                       "x-kubernetes-action", "x", "patch", "description", "partially update",
-                       "tags", "crd", "parameters", params, "responses", "200", "description",
-                       "OK", "get", "operationId", "read", "x-kubernetes-group-version-kind", gvk,
-                       "x-kubernetes-action", "x", "get", "description", "read", "tags", "crd",
-                       "responses", "200", "description", "OK", "put", "operationId", "replace",
-                       "x-kubernetes-group-version-kind", gvk, "x-kubernetes-action", "x", "put",
-                       "description", "replace", "tags", "crd", "parameters", params,
-                       "responses", "200", "description", "OK", "delete", "operationId",
-                       "delete", "x-kubernetes-group-version-kind", gvk, "x-kubernetes-action",
-                       "x", "delete", "description", "delete", "tags", "crd", "responses", "200",
-                       "description", "OK");
+        op = json_pack(
+            "{s:{s:s,s:O,s:{s:s,s:s,s:s},s:O,s:{s:{s:s}}},s:{s:s,s:O,s:{s:s,s:s,s:s},"
+            "s:{s:{s:s}}},s:{s:s,s:O,s:{s:s,s:s,s:s},s:O,s:{s:{s:s}}},s:{s:s,s:O,s:{"
+            "s:s,s:s,s:s},s:{s:{s:s}}}}",
+            "patch", "operationId", "patch", "x-kubernetes-group-version-kind", gvk,
+            "x-kubernetes-action", "x", "patch", "description", "partially update", "tags", "crd",
+            "parameters", params, "responses", "200", "description", "OK", "get", "operationId",
+            "read", "x-kubernetes-group-version-kind", gvk, "x-kubernetes-action", "x", "get",
+            "description", "read", "tags", "crd", "responses", "200", "description", "OK", "put",
+            "operationId", "replace", "x-kubernetes-group-version-kind", gvk, "x-kubernetes-action",
+            "x", "put", "description", "replace", "tags", "crd", "parameters", params, "responses",
+            "200", "description", "OK", "delete", "operationId", "delete",
+            "x-kubernetes-group-version-kind", gvk, "x-kubernetes-action", "x", "delete",
+            "description", "delete", "tags", "crd", "responses", "200", "description", "OK");
         if (op) {
             json_t *pa = json_object_get(op, "patch"), *pu = json_object_get(op, "put");
             json_object_set_new(pa, "x-kubernetes-action", json_string("patch"));
@@ -310,10 +308,9 @@ static int publish_doc(struct kl *kl, const char *group, const char *version)
             json_object_set_new(paths, item, op);
         }
         json_object_set_new(paths, coll,
-                            json_pack("{s:{s:s,s:O,s:s,s:{s:{s:s}}}}", "get", "operationId",
-                                      "list", "x-kubernetes-group-version-kind", gvk,
-                                      "x-kubernetes-action", "list", "responses", "200",
-                                      "description", "OK"));
+                            json_pack("{s:{s:s,s:O,s:s,s:{s:{s:s}}}}", "get", "operationId", "list",
+                                      "x-kubernetes-group-version-kind", gvk, "x-kubernetes-action",
+                                      "list", "responses", "200", "description", "OK"));
         json_decref(params);
         json_decref(gvk);
     }
@@ -487,7 +484,8 @@ void kl_crd_deactivate(struct kl *kl, const json_t *crd)
         const char *key;
         json_t *obj, *keys = json_array();
         json_object_foreach(st->objs, key, obj) json_array_append_new(keys, json_string(key));
-        json_array_foreach(keys, i, v) IGNORE_RESULT(kl_commit(kl, st, json_string_value(v), NULL, NULL));
+        json_array_foreach(keys, i, v)
+            IGNORE_RESULT(kl_commit(kl, st, json_string_value(v), NULL, NULL));
         json_decref(keys);
     }
     json_array_foreach(versions, i, v) IGNORE_RESULT(publish_doc(kl, group, json_string_value(v)));

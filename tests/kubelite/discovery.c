@@ -41,8 +41,7 @@ static json_t *verbs_array(unsigned verbs)
     static const struct {
         unsigned bit;
         const char *name;
-    } tbl[] = {{V_CREATE, "create"}, {V_DELETE, "delete"},
-               {V_DELETECOLLECTION, "deletecollection"},
+    } tbl[] = {{V_CREATE, "create"}, {V_DELETE, "delete"}, {V_DELETECOLLECTION, "deletecollection"},
                {V_GET, "get"},       {V_LIST, "list"},     {V_PATCH, "patch"},
                {V_UPDATE, "update"}, {V_WATCH, "watch"}};
     json_t *a = json_array();
@@ -96,32 +95,30 @@ static json_t *aggregated_resources(const struct kl *kl, const char *group, cons
         json_t *r, *subs;
         if (strcmp(rt->group, group) != 0 || strcmp(rt->version, version) != 0)
             continue;
-        r = json_pack("{s:s,s:{s:s,s:s,s:s},s:s,s:s,s:o}", "resource", rt->plural,
-                      "responseKind", "group", rt->group, "version", rt->version, "kind",
-                      rt->kind, "scope", rt->namespaced ? "Namespaced" : "Cluster",
-                      "singularResource", rt->singular, "verbs", verbs_array(rt->verbs));
+        r = json_pack("{s:s,s:{s:s,s:s,s:s},s:s,s:s,s:o}", "resource", rt->plural, "responseKind",
+                      "group", rt->group, "version", rt->version, "kind", rt->kind, "scope",
+                      rt->namespaced ? "Namespaced" : "Cluster", "singularResource", rt->singular,
+                      "verbs", verbs_array(rt->verbs));
         if (json_array_size(rt->short_names))
             json_object_set(r, "shortNames", rt->short_names);
         if (json_array_size(rt->categories))
             json_object_set(r, "categories", rt->categories);
         subs = json_array();
         if (rt->has_status)
-            json_array_append_new(subs, json_pack("{s:s,s:{s:s,s:s,s:s},s:[s,s,s]}",
-                                                  "subresource", "status", "responseKind",
-                                                  "group", rt->group, "version", rt->version,
-                                                  "kind", rt->kind, "verbs", "get", "patch",
-                                                  "update"));
+            json_array_append_new(subs, json_pack("{s:s,s:{s:s,s:s,s:s},s:[s,s,s]}", "subresource",
+                                                  "status", "responseKind", "group", rt->group,
+                                                  "version", rt->version, "kind", rt->kind, "verbs",
+                                                  "get", "patch", "update"));
         if (rt->has_scale)
-            json_array_append_new(subs, json_pack("{s:s,s:{s:s,s:s,s:s},s:[s,s,s]}",
-                                                  "subresource", "scale", "responseKind",
-                                                  "group", "autoscaling", "version", "v1",
-                                                  "kind", "Scale", "verbs", "get", "patch",
-                                                  "update"));
+            json_array_append_new(subs, json_pack("{s:s,s:{s:s,s:s,s:s},s:[s,s,s]}", "subresource",
+                                                  "scale", "responseKind", "group", "autoscaling",
+                                                  "version", "v1", "kind", "Scale", "verbs", "get",
+                                                  "patch", "update"));
         if (strcmp(rt->plural, "serviceaccounts") == 0 && !rt->group[0])
             json_array_append_new(subs, json_pack("{s:s,s:{s:s,s:s,s:s},s:[s]}", "subresource",
                                                   "token", "responseKind", "group",
-                                                  "authentication.k8s.io", "version", "v1",
-                                                  "kind", "TokenRequest", "verbs", "create"));
+                                                  "authentication.k8s.io", "version", "v1", "kind",
+                                                  "TokenRequest", "verbs", "create"));
         if (json_array_size(subs))
             json_object_set_new(r, "subresources", subs);
         else
@@ -143,10 +140,10 @@ static json_t *aggregated(const struct kl *kl, bool core, enum disco_fmt fmt)
         json_array_foreach(json_object_get(g, "versions"), j, v)
         {
             json_array_append_new(
-                versions, json_pack("{s:s,s:o,s:s}", "version", json_string_value(v), "resources",
-                                    aggregated_resources(kl, jstr_or(g, "name", ""),
-                                                         json_string_value(v)),
-                                    "freshness", "Current"));
+                versions,
+                json_pack("{s:s,s:o,s:s}", "version", json_string_value(v), "resources",
+                          aggregated_resources(kl, jstr_or(g, "name", ""), json_string_value(v)),
+                          "freshness", "Current"));
         }
         json_array_append_new(items, json_pack("{s:{s:s},s:o}", "metadata", "name",
                                                jstr_or(g, "name", ""), "versions", versions));
@@ -166,8 +163,8 @@ static json_t *api_group(const json_t *g)
     json_array_foreach(json_object_get(g, "versions"), i, v)
     {
         snprintf(gv, sizeof(gv), "%s/%s", name, json_string_value(v));
-        json_array_append_new(vs, json_pack("{s:s,s:s}", "groupVersion", gv, "version",
-                                            json_string_value(v)));
+        json_array_append_new(
+            vs, json_pack("{s:s,s:s}", "groupVersion", gv, "version", json_string_value(v)));
     }
     return json_pack("{s:s,s:o,s:O}", "name", name, "versions", vs, "preferredVersion",
                      json_array_get(vs, 0));
@@ -196,18 +193,17 @@ static json_t *resource_list(const struct kl *kl, const char *group, const char 
         json_array_append_new(res, r);
         if (rt->has_status) {
             snprintf(sub, sizeof(sub), "%s/status", rt->plural);
-            json_array_append_new(res, json_pack("{s:s,s:s,s:b,s:s,s:[s,s,s]}", "name", sub,
-                                                 "singularName", "", "namespaced", rt->namespaced,
-                                                 "kind", rt->kind, "verbs", "get", "patch",
-                                                 "update"));
+            json_array_append_new(res,
+                                  json_pack("{s:s,s:s,s:b,s:s,s:[s,s,s]}", "name", sub,
+                                            "singularName", "", "namespaced", rt->namespaced,
+                                            "kind", rt->kind, "verbs", "get", "patch", "update"));
         }
         if (rt->has_scale) {
             snprintf(sub, sizeof(sub), "%s/scale", rt->plural);
-            json_array_append_new(res, json_pack("{s:s,s:s,s:b,s:s,s:s,s:s,s:[s,s,s]}", "name",
-                                                 sub, "singularName", "", "namespaced",
-                                                 rt->namespaced, "group", "autoscaling",
-                                                 "version", "v1", "kind", "Scale", "verbs", "get",
-                                                 "patch", "update"));
+            json_array_append_new(res, json_pack("{s:s,s:s,s:b,s:s,s:s,s:s,s:[s,s,s]}", "name", sub,
+                                                 "singularName", "", "namespaced", rt->namespaced,
+                                                 "group", "autoscaling", "version", "v1", "kind",
+                                                 "Scale", "verbs", "get", "patch", "update"));
         }
     }
     if (!any) {
@@ -242,8 +238,7 @@ void kl_discovery_handle(struct kl *kl, struct http_conn *c, const struct http_r
                                                "as=APIGroupDiscoveryList",
                              s, strlen(s), "Vary: Accept\r\n");
             else
-                kl_respond_status(c, 500, "InternalError", "out of memory", NULL, NULL, NULL,
-                                  NULL);
+                kl_respond_status(c, 500, "InternalError", "out of memory", NULL, NULL, NULL, NULL);
             free(s);
             json_decref(body);
             return;
@@ -257,8 +252,8 @@ void kl_discovery_handle(struct kl *kl, struct http_conn *c, const struct http_r
             size_t i;
             json_array_foreach(groups, i, g) json_array_append_new(list, api_group(g));
             json_decref(groups);
-            body = json_pack("{s:s,s:s,s:o}", "kind", "APIGroupList", "apiVersion", "v1",
-                             "groups", list);
+            body = json_pack("{s:s,s:s,s:o}", "kind", "APIGroupList", "apiVersion", "v1", "groups",
+                             list);
         }
     } else if (core) {
         body = resource_list(kl, "", segs[1]);

@@ -180,9 +180,9 @@ int kl_hooks_defaults(struct kl *kl, const struct rtype *rt, const json_t *old, 
         set_default(spec, "enableServiceLinks", json_true());
         set_default(spec, "priority", json_integer(0));
         if (!old && !json_object_get(obj, "status"))
-            json_object_set_new(obj, "status",
-                                json_pack("{s:s,s:s}", "phase", "Pending", "qosClass",
-                                          "BestEffort"));
+            json_object_set_new(
+                obj, "status",
+                json_pack("{s:s,s:s}", "phase", "Pending", "qosClass", "BestEffort"));
     } else if (is(rt, "", "secrets")) {
         set_default(obj, "type", json_string("Opaque"));
         secret_string_data(obj);
@@ -214,8 +214,8 @@ static void vcause(json_t *causes, const char *reason, const char *field, const 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    json_array_append_new(causes, json_pack("{s:s,s:s,s:s}", "reason", reason, "message", msg,
-                                            "field", field));
+    json_array_append_new(
+        causes, json_pack("{s:s,s:s,s:s}", "reason", reason, "message", msg, "field", field));
 }
 
 static void check_port(json_t *causes, const json_t *v, const char *field)
@@ -271,12 +271,10 @@ static void validate_workload(const json_t *obj, json_t *causes)
         vcause(causes, "FieldValueRequired", "spec.selector", "Required value");
         return;
     }
-    if (!json_object_size(ml) &&
-        !json_array_size(jget2(spec, "selector", "matchExpressions")))
+    if (!json_object_size(ml) && !json_array_size(jget2(spec, "selector", "matchExpressions")))
         vcause(causes, "FieldValueInvalid", "spec.selector",
                "Invalid value: \"\": empty selector is invalid for deployment");
-    tl = json_object_get(json_object_get(json_object_get(spec, "template"), "metadata"),
-                         "labels");
+    tl = json_object_get(json_object_get(json_object_get(spec, "template"), "metadata"), "labels");
     json_object_foreach(ml, k, v)
     {
         if (!json_equal(json_object_get(tl, k), v)) {
@@ -501,7 +499,8 @@ void kl_hooks_tick(struct kl *kl)
         else
             delete_namespace_contents(kl, name);
     }
-    json_array_foreach(done, i, v) IGNORE_RESULT(kl_commit(kl, st, json_string_value(v), NULL, NULL));
+    json_array_foreach(done, i, v)
+        IGNORE_RESULT(kl_commit(kl, st, json_string_value(v), NULL, NULL));
     json_decref(done);
 }
 
@@ -533,29 +532,29 @@ void kl_virtual_create(struct kl *kl, struct http_conn *c, const struct http_req
             return;
         }
         if (kl->admin_token && strcmp(token, kl->admin_token) == 0)
-            status = json_pack("{s:b,s:{s:s,s:[s,s]}}", "authenticated", 1, "user", "username",
-                               "kubelite-admin", "groups", "system:masters",
-                               "system:authenticated");
+            status =
+                json_pack("{s:b,s:{s:s,s:[s,s]}}", "authenticated", 1, "user", "username",
+                          "kubelite-admin", "groups", "system:masters", "system:authenticated");
         else
             status = kl_token_review(kl, token, jget2(obj, "spec", "audiences"));
         json_object_set_new(obj, "status", status);
     } else if (is(rt, "authentication.k8s.io", "selfsubjectreviews")) {
         json_t *ui = json_pack("{s:s,s:O}", "username",
                                jstr_or(kl->cur_user, "username", "system:anonymous"), "groups",
-                               json_object_get(kl->cur_user, "groups") ? json_object_get(kl->cur_user, "groups")
-                                                                        : json_array());
+                               json_object_get(kl->cur_user, "groups")
+                                   ? json_object_get(kl->cur_user, "groups")
+                                   : json_array());
         json_object_set_new(obj, "status", json_pack("{s:o}", "userInfo", ui));
     } else if (is(rt, "authorization.k8s.io", "selfsubjectrulesreviews")) {
         /* The admin may do everything; others get what their RBAC grants (not enumerated). */
         bool admin = strcmp(jstr_or(kl->cur_user, "username", ""), "kubelite-admin") == 0;
-        json_object_set_new(
-            obj, "status",
-            admin ? json_pack("{s:[{s:[s],s:[s],s:[s]}],s:[{s:[s],s:[s]}],s:b}", "resourceRules",
-                              "verbs", "*", "apiGroups", "*", "resources", "*",
-                              "nonResourceRules", "verbs", "*", "nonResourceURLs", "*",
-                              "incomplete", 0)
-                  : json_pack("{s:[],s:[],s:b}", "resourceRules", "nonResourceRules",
-                              "incomplete", 1));
+        json_object_set_new(obj, "status",
+                            admin ? json_pack("{s:[{s:[s],s:[s],s:[s]}],s:[{s:[s],s:[s]}],s:b}",
+                                              "resourceRules", "verbs", "*", "apiGroups", "*",
+                                              "resources", "*", "nonResourceRules", "verbs", "*",
+                                              "nonResourceURLs", "*", "incomplete", 0)
+                                  : json_pack("{s:[],s:[],s:b}", "resourceRules",
+                                              "nonResourceRules", "incomplete", 1));
     } else {
         /* SelfSubjectAccessReview / SubjectAccessReview: RBAC decides. */
         json_t *ra = jget2(obj, "spec", "resourceAttributes");
@@ -578,8 +577,9 @@ void kl_virtual_create(struct kl *kl, struct http_conn *c, const struct http_req
         az.name = jstr(ra, "name");
         allowed = ra ? kl_authorize(kl, &az, msg, sizeof(msg)) : true;
         /* like kube's RBAC authorizer: a reason when allowed, none when merely not allowed */
-        json_object_set_new(obj, "status", json_pack("{s:b,s:s}", "allowed", allowed, "reason",
-                                                     allowed ? "allowed by RBAC" : ""));
+        json_object_set_new(
+            obj, "status",
+            json_pack("{s:b,s:s}", "allowed", allowed, "reason", allowed ? "allowed by RBAC" : ""));
     }
     kl_respond_json(c, 201, obj, NULL);
 }
@@ -614,10 +614,9 @@ static json_t *scale_of(const struct rtype *rt, const json_t *obj)
     scale = json_pack("{s:s,s:s,s:{s:s,s:s,s:s,s:s,s:s},s:{s:I},s:{s:I,s:s}}", "kind", "Scale",
                       "apiVersion", "autoscaling/v1", "metadata", "name", jstr_or(md, "name", ""),
                       "namespace", jstr_or(md, "namespace", ""), "uid", jstr_or(md, "uid", ""),
-                      "resourceVersion", jstr_or(md, "resourceVersion", ""),
-                      "creationTimestamp", jstr_or(md, "creationTimestamp", ""), "spec",
-                      "replicas", json_integer_value(json_object_get(spec, "replicas")), "status",
-                      "replicas",
+                      "resourceVersion", jstr_or(md, "resourceVersion", ""), "creationTimestamp",
+                      jstr_or(md, "creationTimestamp", ""), "spec", "replicas",
+                      json_integer_value(json_object_get(spec, "replicas")), "status", "replicas",
                       json_integer_value(jget2(obj, "status", "replicas")), "selector", sel);
     return scale;
 }
@@ -645,9 +644,8 @@ static void pod_binding(struct kl *kl, struct http_conn *c, const struct http_re
         snprintf(msg, sizeof(msg), "pods \"%s\" not found", name);
         kl_respond_status(c, 404, "NotFound", msg, "pods", name, "", NULL);
     } else if (!node || !*node) {
-        kl_respond_status(c, 422, "Invalid",
-                          "Binding \"\" is invalid: target.name: Required value", "Binding", name,
-                          "", NULL);
+        kl_respond_status(c, 422, "Invalid", "Binding \"\" is invalid: target.name: Required value",
+                          "Binding", name, "", NULL);
     } else if (jstr(json_object_get(pod, "spec"), "nodeName") &&
                *jstr(json_object_get(pod, "spec"), "nodeName")) {
         snprintf(msg, sizeof(msg),
@@ -659,8 +657,8 @@ static void pod_binding(struct kl *kl, struct http_conn *c, const struct http_re
         n = json_deep_copy(pod);
         json_object_set_new(json_object_get(n, "spec"), "nodeName", json_string(node));
         if (kl_commit(kl, rt->store, key, n, NULL)) {
-            kl_respond_status(c, 500, "InternalError", "cannot store the binding", NULL, NULL,
-                              NULL, NULL);
+            kl_respond_status(c, 500, "InternalError", "cannot store the binding", NULL, NULL, NULL,
+                              NULL);
         } else {
             json_t *st = json_pack("{s:s,s:s,s:{},s:s,s:i}", "kind", "Status", "apiVersion", "v1",
                                    "metadata", "status", "Success", "code", 201);
@@ -702,8 +700,8 @@ void kl_subresource_handle(struct kl *kl, struct http_conn *c, const struct http
     kl_key(ns, name, key, sizeof(key));
     obj = kl_store_lookup(rt->store, key);
     if (!obj) {
-        snprintf(msg, sizeof(msg), "%s%s%s \"%s\" not found", rt->plural,
-                 rt->group[0] ? "." : "", rt->group, name);
+        snprintf(msg, sizeof(msg), "%s%s%s \"%s\" not found", rt->plural, rt->group[0] ? "." : "",
+                 rt->group, name);
         kl_respond_status(c, 404, "NotFound", msg, rt->plural, name, rt->group, NULL);
         return;
     }
@@ -730,24 +728,25 @@ void kl_subresource_handle(struct kl *kl, struct http_conn *c, const struct http
             rc = patch_merge(scale, body, &res, msg, sizeof(msg));
     } else {
         kl_respond_status(c, 405, "MethodNotAllowed",
-                          "the server does not allow this method on the requested resource",
-                          NULL, NULL, NULL, NULL);
+                          "the server does not allow this method on the requested resource", NULL,
+                          NULL, NULL, NULL);
         goto out;
     }
     if (rc || !json_is_integer(jget2(res, "spec", "replicas")) ||
         json_integer_value(jget2(res, "spec", "replicas")) < 0) {
         kl_respond_status(c, 422, "Invalid",
-                          rc ? msg : "spec.replicas: Invalid value: must be greater than or "
-                                     "equal to 0",
+                          rc ? msg
+                             : "spec.replicas: Invalid value: must be greater than or "
+                               "equal to 0",
                           "Scale", name, "autoscaling", NULL);
         goto out;
     }
     n = json_deep_copy(obj);
     if (!json_equal(jget2(n, "spec", "replicas"), jget2(res, "spec", "replicas"))) {
         json_object_set(json_object_get(n, "spec"), "replicas", jget2(res, "spec", "replicas"));
-        json_object_set_new(json_object_get(n, "metadata"), "generation",
-                            json_integer(json_integer_value(jget2(n, "metadata", "generation")) +
-                                         1));
+        json_object_set_new(
+            json_object_get(n, "metadata"), "generation",
+            json_integer(json_integer_value(jget2(n, "metadata", "generation")) + 1));
         rc = kl_commit(kl, rt->store, key, json_incref(n), NULL);
     }
     json_decref(scale);
@@ -778,8 +777,7 @@ void kl_openapi_handle(struct kl *kl, struct http_conn *c, const struct http_req
         if (nseg == 2) {
             char *idx = openapi_index_json(kl->oa);
             if (!idx) {
-                kl_respond_status(c, 500, "InternalError", "out of memory", NULL, NULL, NULL,
-                                  NULL);
+                kl_respond_status(c, 500, "InternalError", "out of memory", NULL, NULL, NULL, NULL);
                 return;
             }
             http_respond(c, 200, "application/json", idx, strlen(idx), NULL);
@@ -804,7 +802,6 @@ void kl_openapi_handle(struct kl *kl, struct http_conn *c, const struct http_req
             }
         }
     }
-    kl_respond_status(c, 404, "NotFound", "the server could not find the requested resource",
-                      NULL, NULL, NULL, NULL);
+    kl_respond_status(c, 404, "NotFound", "the server could not find the requested resource", NULL,
+                      NULL, NULL, NULL);
 }
-

@@ -24,10 +24,10 @@ struct selector;
 
 /* Storage for one group/resource, shared by all versions of it. */
 struct rstore {
-    char *id;      /* "apps/deployments", "/pods" */
-    json_t *objs;  /* "ns/name" -> object */
-    uint64_t rv;   /* highest rv committed to this store */
-    int refs;      /* rtypes pointing at it */
+    char *id;     /* "apps/deployments", "/pods" */
+    json_t *objs; /* "ns/name" -> object */
+    uint64_t rv;  /* highest rv committed to this store */
+    int refs;     /* rtypes pointing at it */
 };
 
 enum verb_bits {
@@ -50,14 +50,14 @@ struct rtype {
     bool namespaced;
     bool has_status;
     bool has_scale;
-    bool generation; /* metadata.generation tracks spec changes */
+    bool generation;   /* metadata.generation tracks spec changes */
     bool virtual_only; /* tokenreviews and the like: create answers, nothing stored */
     unsigned verbs;
-    int name_kind;            /* enum validate_name_kind */
-    bool crd;                 /* defined by a CustomResourceDefinition */
-    bool preferred;           /* preferred version of its group */
-    json_t *schema;           /* CRD version's openAPIV3Schema (owned), NULL for built-ins */
-    json_t *printer_columns;  /* CRD additionalPrinterColumns (owned) */
+    int name_kind;           /* enum validate_name_kind */
+    bool crd;                /* defined by a CustomResourceDefinition */
+    bool preferred;          /* preferred version of its group */
+    json_t *schema;          /* CRD version's openAPIV3Schema (owned), NULL for built-ins */
+    json_t *printer_columns; /* CRD additionalPrinterColumns (owned) */
     struct rstore *store;
 };
 
@@ -107,10 +107,10 @@ struct kl {
     size_t ntypes, types_cap;
     struct rstore **store_list;
     size_t nstores, stores_cap;
-    uint64_t rv;          /* global resourceVersion counter */
-    struct event *hist;   /* ring buffer */
+    uint64_t rv;                          /* global resourceVersion counter */
+    struct event *hist;                   /* ring buffer */
     size_t hist_cap, hist_len, hist_head; /* head = index of oldest */
-    uint64_t compacted_rv; /* events with rv <= this are no longer in the history */
+    uint64_t compacted_rv;                /* events with rv <= this are no longer in the history */
     struct watcher *watchers;
     size_t nwatchers;
     char *admin_token;
@@ -118,9 +118,9 @@ struct kl {
     char *data_dir;
     FILE *wal;
     double bookmark_interval;
-    uint64_t controllers_rv; /* kl->rv when the controllers last settled */
-    json_t *cur_user;        /* user of the request being handled (borrowed) */
-    void *curlm;             /* libcurl multi handle for webhook calls */
+    uint64_t controllers_rv;   /* kl->rv when the controllers last settled */
+    json_t *cur_user;          /* user of the request being handled (borrowed) */
+    void *curlm;               /* libcurl multi handle for webhook calls */
     struct kl_write *inflight; /* writes waiting for admission webhooks */
     double start_time;
     unsigned long long uid_counter;
@@ -211,16 +211,16 @@ struct kl_write;
 typedef void (*kl_write_fn)(struct kl_write *w);
 struct kl_write {
     struct kl *kl;
-    struct http_conn *c;      /* NULL for controller writes, or once the client went away */
-    struct http_request *req; /* owned copy */
+    struct http_conn *c;            /* NULL for controller writes, or once the client went away */
+    struct http_request *req;       /* owned copy */
     char *group, *version, *plural; /* the rtype, looked up again after waiting */
     char *ns, *name, *key;
     json_t *old, *obj, *user;
     char subresource[32];
     bool track_fields;
     bool create;
-    struct buf hdrs; /* extra response headers (warnings) */
-    void *pending;   /* admission state while webhooks are called */
+    struct buf hdrs;              /* extra response headers (warnings) */
+    void *pending;                /* admission state while webhooks are called */
     struct kl_write *prev, *next; /* kl->inflight */
 };
 const struct rtype *kl_write_rtype(const struct kl_write *w);
@@ -241,8 +241,8 @@ void kl_controllers_run(struct kl *kl);
  * Create an object on a controller's behalf, through admission like any client's create
  * (the result may land later, after webhooks answer). obj consumed.
  */
-void kl_create_internal(struct kl *kl, const char *group, const char *version,
-                        const char *plural, const char *ns, json_t *obj, const char *user);
+void kl_create_internal(struct kl *kl, const char *group, const char *version, const char *plural,
+                        const char *ns, json_t *obj, const char *user);
 /* Creates in flight (waiting for webhooks) of objects owned by owner_uid. */
 int kl_inflight_owned(const struct kl *kl, const char *plural, const char *owner_uid);
 
@@ -275,8 +275,7 @@ void kl_hooks_after_commit(struct kl *kl, const struct rtype *rt, const json_t *
                            const json_t *obj);
 void kl_hooks_after_delete(struct kl *kl, const struct rtype *rt, const json_t *obj);
 /* True when deleting obj must wait: a namespace (Terminating), a pod on a node (graceful). */
-bool kl_hooks_delete_pending(struct kl *kl, const struct rtype *rt, const json_t *obj,
-                             long grace);
+bool kl_hooks_delete_pending(struct kl *kl, const struct rtype *rt, const json_t *obj, long grace);
 bool kl_type_keeps_status_on_create(const struct rtype *rt);
 bool kl_type_creates_on_update(const struct rtype *rt);
 void kl_hooks_tick(struct kl *kl);

@@ -226,8 +226,7 @@ static int write_kubeconfig(const char *path, const char *server, const char *ca
                         "users:\n- name: admin\n  user:\n%s%s%s"
                         "contexts:\n- name: kubelite\n  context:\n    cluster: kubelite\n"
                         "    user: admin\n    namespace: default\ncurrent-context: kubelite\n",
-                        token ? "    token: " : "    {}\n", token ? token : "",
-                        token ? "\n" : "");
+                        token ? "    token: " : "    {}\n", token ? token : "", token ? "\n" : "");
     if (!rc)
         rc = write_file(path, b.p, b.len, 0600);
     buf_release(&b);
@@ -480,8 +479,8 @@ int main(int argc, char **argv)
     }
     {
         /* Re-establish CRDs loaded from disk. */
-        struct rstore *st = kl_store_get(&kl, "apiextensions.k8s.io", "customresourcedefinitions",
-                                         false);
+        struct rstore *st =
+            kl_store_get(&kl, "apiextensions.k8s.io", "customresourcedefinitions", false);
         const char *k;
         json_t *crd;
         if (st)

@@ -80,11 +80,10 @@ static int index_doc(struct openapi *oa, const struct oa_doc *d)
             json_array_foreach(gvks, j, g)
             {
                 char key[512];
-                snprintf(key, sizeof(key), "%s/%s/%s",
-                         jstr_or(g, "group", ""),
-                         jstr_or(g, "version", ""),
-                         jstr_or(g, "kind", ""));
-                /* The first document that names a GVK is its home (DeleteOptions appears in many). */
+                snprintf(key, sizeof(key), "%s/%s/%s", jstr_or(g, "group", ""),
+                         jstr_or(g, "version", ""), jstr_or(g, "kind", ""));
+                /* The first document that names a GVK is its home (DeleteOptions appears in many).
+                 */
                 if (!json_object_get(oa->gvk, key) && json_object_set(oa->gvk, key, s))
                     return -ENOMEM;
             }
@@ -343,8 +342,7 @@ char *openapi_index_json(const struct openapi *oa)
     for (size_t i = 0; i < oa->ndocs; i++) {
         char url[600];
         snprintf(url, sizeof(url), "/openapi/v3/%s?hash=%s", oa->docs[i].path, oa->docs[i].hash);
-        json_object_set_new(paths, oa->docs[i].path,
-                            json_pack("{s:s}", "serverRelativeURL", url));
+        json_object_set_new(paths, oa->docs[i].path, json_pack("{s:s}", "serverRelativeURL", url));
     }
     out = json_dumps(idx, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(idx);

@@ -25,8 +25,7 @@ struct openapi;
 int patch_json(const json_t *doc, const json_t *ops, json_t **out, char *msg, size_t msglen) WUR;
 
 /* RFC 7386 JSON merge patch (null deletes, objects merge recursively, anything else replaces). */
-int patch_merge(const json_t *doc, const json_t *patch, json_t **out, char *msg,
-                size_t msglen) WUR;
+int patch_merge(const json_t *doc, const json_t *patch, json_t **out, char *msg, size_t msglen) WUR;
 
 /*
  * Kubernetes strategic merge patch, as kubectl sends it for built-in kinds. schema is the

@@ -74,8 +74,8 @@ static bool subject_matches(const json_t *subjects, const struct kl_authz *a)
 static const json_t *find_role(struct kl *kl, const char *kind, const char *ns, const char *name)
 {
     bool cluster = strcmp(kind, "ClusterRole") == 0;
-    struct rstore *st = kl_store_get(kl, "rbac.authorization.k8s.io",
-                                     cluster ? "clusterroles" : "roles", false);
+    struct rstore *st =
+        kl_store_get(kl, "rbac.authorization.k8s.io", cluster ? "clusterroles" : "roles", false);
     char key[600];
     if (!st)
         return NULL;

@@ -48,7 +48,8 @@ void kl_new_uid(struct kl *kl, char out[37])
     unsigned char r[16];
     FILE *f = fopen("/dev/urandom", "rb");
     if (!f || fread(r, 1, sizeof(r), f) != sizeof(r)) {
-        unsigned long long x = (unsigned long long)time(NULL) ^ (++kl->uid_counter * 0x9E3779B97F4A7C15ULL);
+        unsigned long long x =
+            (unsigned long long)time(NULL) ^ (++kl->uid_counter * 0x9E3779B97F4A7C15ULL);
         for (int i = 0; i < 16; i++)
             r[i] = (unsigned char)(x >> ((i % 8) * 8)) ^ (unsigned char)i;
     }

@@ -247,8 +247,7 @@ json_t *kl_token_review(struct kl *kl, const char *token, const json_t *audience
     aud = json_object_get(claims, "aud");
     if (!json_array_size(audiences)) {
         json_array_foreach(aud, i, a) if (strcmp(json_string_value(a) ? json_string_value(a) : "",
-                                                 API_AUDIENCE) == 0)
-            json_array_append(ok_aud, a);
+                                                 API_AUDIENCE) == 0) json_array_append(ok_aud, a);
     } else {
         json_array_foreach(audiences, i, b)
         {
@@ -286,8 +285,8 @@ json_t *kl_token_review(struct kl *kl, const char *token, const json_t *audience
         char g2[400];
         snprintf(g2, sizeof(g2), "system:serviceaccounts:%s", ns);
         status = json_pack("{s:b,s:{s:s,s:s,s:[s,s,s]},s:O}", "authenticated", 1, "user",
-                           "username", user, "uid", sa_uid, "groups", "system:serviceaccounts",
-                           g2, "system:authenticated", "audiences", ok_aud);
+                           "username", user, "uid", sa_uid, "groups", "system:serviceaccounts", g2,
+                           "system:authenticated", "audiences", ok_aud);
         if (status && pod)
             json_object_set_new(json_object_get(status, "user"), "extra",
                                 json_pack("{s:[s],s:[s]}", "authentication.kubernetes.io/pod-name",
@@ -351,8 +350,8 @@ void kl_token_request(struct kl *kl, struct http_conn *c, const struct http_requ
                  "TokenRequest.authentication.k8s.io \"%s\" is invalid: spec.expirationSeconds: "
                  "Invalid value: %lld: may not specify a duration less than 10 minutes",
                  sa_name, exp_s);
-        kl_respond_status(c, 422, "Invalid", msg, "TokenRequest", sa_name,
-                          "authentication.k8s.io", NULL);
+        kl_respond_status(c, 422, "Invalid", msg, "TokenRequest", sa_name, "authentication.k8s.io",
+                          NULL);
         goto out;
     }
     aud = json_object_get(spec, "audiences");

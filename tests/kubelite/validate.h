@@ -36,10 +36,10 @@ enum validate_flags {
  *   spec.replicas: Invalid value: "string": spec.replicas in body must be of type integer: "string"
  *   spec.action: Unsupported value: "Maybe": supported values: "Allow", "Deny", "Audit"
  *   spec.backends: Required value
- *   spec.weight: Invalid value: 2000000: spec.weight in body should be less than or equal to 1000000
- *   As in a real StatusCause, "message" is the part after "<field>: " (field.Error.ErrorBody());
- *   the full error text (Status.message, "[a, b]" when several) is field + ": " + message.
- *   anyOf/oneOf/allOf/not failures have field "<nil>", as apiextensions reports them.
+ *   spec.weight: Invalid value: 2000000: spec.weight in body should be less than or equal to
+ * 1000000 As in a real StatusCause, "message" is the part after "<field>: "
+ * (field.Error.ErrorBody()); the full error text (Status.message, "[a, b]" when several) is field +
+ * ": " + message. anyOf/oneOf/allOf/not failures have field "<nil>", as apiextensions reports them.
  *   With VALIDATE_PRUNE, a null in a non-nullable property without a default is dropped (and
  *   defaulted with VALIDATE_DEFAULTS) before validation, as structural defaulting does.
  * unknown: if not NULL, the path of each undeclared field is appended as a string such as

@@ -61,8 +61,7 @@ static bool ns_ok(const struct watcher *w, const json_t *obj)
 
 static bool matches(const struct watcher *w, const json_t *obj)
 {
-    return obj && ns_ok(w, obj) && selector_match(w->labels, obj) &&
-           selector_match(w->fields, obj);
+    return obj && ns_ok(w, obj) && selector_match(w->labels, obj) && selector_match(w->fields, obj);
 }
 
 /* Serialize one event for w. Returns a malloc'd line ending in "\n". */
@@ -243,8 +242,8 @@ static bool deliver(struct watcher *w, struct fan *f)
                 f->exit_obj = json_deep_copy(ev->old);
                 snprintf(rv, sizeof(rv), "%llu", (unsigned long long)ev->rv);
                 if (f->exit_obj)
-                    json_object_set_new(json_object_get(f->exit_obj, "metadata"),
-                                        "resourceVersion", json_string(rv));
+                    json_object_set_new(json_object_get(f->exit_obj, "metadata"), "resourceVersion",
+                                        json_string(rv));
             }
             obj = f->exit_obj ? f->exit_obj : ev->obj;
         } else if (is) {
@@ -322,7 +321,8 @@ void kl_watch_remove_rtype(struct kl *kl, const struct rtype *rt)
 static bool qbool(const struct http_request *req, const char *name)
 {
     char v[16];
-    return http_query_get(req, name, v, sizeof(v)) && (strcmp(v, "true") == 0 || strcmp(v, "1") == 0);
+    return http_query_get(req, name, v, sizeof(v)) &&
+           (strcmp(v, "true") == 0 || strcmp(v, "1") == 0);
 }
 
 void kl_watch_start(struct kl *kl, struct http_conn *c, const struct http_request *req,
@@ -376,8 +376,10 @@ void kl_watch_start(struct kl *kl, struct http_conn *c, const struct http_reques
         char *end;
         unsigned long long v = strtoull(rvq, &end, 10);
         if (*end) {
-            snprintf(msg, sizeof(msg), "resourceVersion: Invalid value: \"%s\": must be a "
-                     "non-negative integer", rvq);
+            snprintf(msg, sizeof(msg),
+                     "resourceVersion: Invalid value: \"%s\": must be a "
+                     "non-negative integer",
+                     rvq);
             kl_respond_status(c, 400, "BadRequest", msg, NULL, NULL, NULL, NULL);
             watcher_free(w);
             return;
@@ -387,7 +389,8 @@ void kl_watch_start(struct kl *kl, struct http_conn *c, const struct http_reques
     if (accept && strstr(accept, "as=Table")) {
         char io[32];
         w->table = true;
-        if (http_query_get(req, "includeObject", io, sizeof(io)) && !(w->include_object = strdup(io)))
+        if (http_query_get(req, "includeObject", io, sizeof(io)) &&
+            !(w->include_object = strdup(io)))
             goto oom;
     }
     if (http_query_get(req, "timeoutSeconds", tmo, sizeof(tmo)) && atoi(tmo) > 0)
@@ -396,10 +399,9 @@ void kl_watch_start(struct kl *kl, struct http_conn *c, const struct http_reques
         w->deadline = kl_monotonic() + 1800 + (double)(rand() % 1800);
     w->next_bookmark = kl_monotonic() + kl->bookmark_interval;
 
-    http_stream_begin(c, 200,
-                      w->table ? "application/json;as=Table;v=v1;g=meta.k8s.io"
-                               : "application/json",
-                      on_conn_close, w);
+    http_stream_begin(
+        c, 200, w->table ? "application/json;as=Table;v=v1;g=meta.k8s.io" : "application/json",
+        on_conn_close, w);
     w->next = kl->watchers;
     if (kl->watchers)
         kl->watchers->prev = w;

@@ -26,7 +26,10 @@ struct unit_case {
 
 static int unit__failures;
 
-#define UNIT(f) {#f, f}
+#define UNIT(f)                                                                                    \
+    {                                                                                              \
+#f, f                                                                                      \
+    }
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
@@ -50,7 +53,7 @@ static int unit__failures;
     do {                                                                                           \
         const char *unit__a = (a), *unit__b = (b);                                                 \
         if (!unit__a || !unit__b || strcmp(unit__a, unit__b) != 0) {                               \
-            fprintf(stderr, "  %s:%d: %s == %s:\n    \"%s\"\n != \"%s\"\n", __FILE__, __LINE__,   \
+            fprintf(stderr, "  %s:%d: %s == %s:\n    \"%s\"\n != \"%s\"\n", __FILE__, __LINE__,    \
                     #a, #b, unit__a ? unit__a : "(null)", unit__b ? unit__b : "(null)");           \
             unit__failures++;                                                                      \
         }                                                                                          \
@@ -112,7 +115,7 @@ static inline int unit__run(const struct unit_case *cases, size_t n, int argc, c
     int main(int argc, char **argv)                                                                \
     {                                                                                              \
         static const struct unit_case unit__cases[] = {__VA_ARGS__};                               \
-        return unit__run(unit__cases, sizeof(unit__cases) / sizeof(unit__cases[0]), argc, argv);  \
+        return unit__run(unit__cases, sizeof(unit__cases) / sizeof(unit__cases[0]), argc, argv);   \
     }
 
 #endif

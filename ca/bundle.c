@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/obj_mac.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
@@ -27,8 +28,10 @@ time_t ca__now(const struct ca *ca)
 
 void ca_clock_set(struct ca *ca, time_t (*fn)(void *arg), void *arg)
 {
+    pthread_rwlock_wrlock(&ca->lock);
     ca->now = fn ? fn : wall_clock;
     ca->now_arg = fn ? arg : NULL;
+    pthread_rwlock_unlock(&ca->lock);
 }
 
 static struct ca_root *root_find(const struct ca *ca, const char *fp)
@@ -43,23 +46,50 @@ void ca__note_leaf(struct ca *ca, time_t not_after)
 {
     struct ca_root *r = root_find(ca, ca->signer->root_fp);
 
+    pthread_mutex_lock(&ca->leaf_mu);
     if (r && r->leaves_until < not_after)
         r->leaves_until = not_after;
+    pthread_mutex_unlock(&ca->leaf_mu);
+}
+
+/* Writer-preferring, so that a signer switch is not starved by a steady stream of issuers. */
+static int lock_init(struct ca *ca)
+{
+    pthread_rwlockattr_t a;
+    int rc;
+
+    if (pthread_rwlockattr_init(&a))
+        return -ENOMEM;
+    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    rc = pthread_rwlock_init(&ca->lock, &a);
+    pthread_rwlockattr_destroy(&a);
+    if (rc)
+        return -ENOMEM;
+    if (pthread_mutex_init(&ca->leaf_mu, NULL)) {
+        pthread_rwlock_destroy(&ca->lock);
+        return -ENOMEM;
+    }
+    return 0;
 }
 
 int ca_new(struct ca_signer *signer, struct ca **out)
 {
     struct ca *ca = calloc(1, sizeof(*ca));
 
-    if (!ca || !(ca->roots = calloc(1, sizeof(*ca->roots)))) {
+    if (!ca || lock_init(ca) < 0) {
         free(ca);
         ca_signer_free(signer);
         return -ENOMEM;
     }
-    if (!X509_up_ref(signer->root)) {
-        free(ca->roots);
-        free(ca);
+    ca->now = wall_clock;
+    /* the curves of CSR keys, built once: each CSR key gets a copy (see csr.c) */
+    ca->ec_group[0] = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
+    ca->ec_group[1] = EC_GROUP_new_by_curve_name(NID_secp384r1);
+    ca->roots = calloc(1, sizeof(*ca->roots));
+    if (!ca->ec_group[0] || !ca->ec_group[1] || !ca->roots || !X509_up_ref(signer->root)) {
+        ERR_clear_error();
         ca_signer_free(signer);
+        ca_free(ca);
         return -ENOMEM;
     }
     ca->roots[0].cert = signer->root;
@@ -67,7 +97,6 @@ int ca_new(struct ca_signer *signer, struct ca **out)
     ca->nroots = 1;
     ca->signer = signer;
     ca->generation = 1;
-    ca_clock_set(ca, NULL, NULL);
     *out = ca;
     return 0;
 }
@@ -80,8 +109,10 @@ void ca_free(struct ca *ca)
         X509_free(ca->roots[i].cert);
     free(ca->roots);
     ca_signer_free(ca->signer);
-    EVP_PKEY_free(ca->ec_tmpl[0]);
-    EVP_PKEY_free(ca->ec_tmpl[1]);
+    EC_GROUP_free(ca->ec_group[0]);
+    EC_GROUP_free(ca->ec_group[1]);
+    pthread_mutex_destroy(&ca->leaf_mu);
+    pthread_rwlock_destroy(&ca->lock);
     free(ca);
 }
 
@@ -129,16 +160,21 @@ int ca_bundle_add(struct ca *ca, const char *pem, size_t len, size_t *added, str
         nfresh++;
     }
     if (nfresh) {
-        rc = -ENOMEM;
+        /* issuers read the array (ca__note_leaf): grow it under the write lock */
+        pthread_rwlock_wrlock(&ca->lock);
         grown = realloc(ca->roots, (ca->nroots + nfresh) * sizeof(*grown));
+        if (grown) {
+            ca->roots = grown;
+            for (size_t j = 0; j < nfresh; j++) {
+                X509_up_ref(fresh[j].cert); /* cannot fail: refcount of a live object */
+                ca->roots[ca->nroots++] = fresh[j];
+            }
+            ca->generation++;
+        }
+        pthread_rwlock_unlock(&ca->lock);
+        rc = -ENOMEM;
         if (!grown)
             goto out;
-        ca->roots = grown;
-        for (size_t j = 0; j < nfresh; j++) {
-            X509_up_ref(fresh[j].cert); /* cannot fail: refcount of a live object */
-            ca->roots[ca->nroots++] = fresh[j];
-        }
-        ca->generation++;
     }
     if (added)
         *added = nfresh;
@@ -154,19 +190,25 @@ int ca_bundle_remove(struct ca *ca, const char *fingerprint, bool force)
 {
     struct ca_root *r = fingerprint ? root_find(ca, fingerprint) : NULL;
     size_t i;
+    int rc = 0;
 
     if (!r)
         return ERR_NOTFOUND;
     if (!strcmp(r->fp, ca->signer->root_fp))
         return -EBUSY;
-    if (!force && r->leaves_until > ca__now(ca))
-        return -EBUSY;
-    i = (size_t)(r - ca->roots);
-    X509_free(r->cert);
-    memmove(&ca->roots[i], &ca->roots[i + 1], (ca->nroots - i - 1) * sizeof(*r));
-    ca->nroots--;
-    ca->generation++;
-    return 0;
+    /* under the write lock: no issuer is between its check and its ca__note_leaf */
+    pthread_rwlock_wrlock(&ca->lock);
+    if (!force && r->leaves_until > ca__now(ca)) {
+        rc = -EBUSY;
+    } else {
+        i = (size_t)(r - ca->roots);
+        X509_free(r->cert);
+        memmove(&ca->roots[i], &ca->roots[i + 1], (ca->nroots - i - 1) * sizeof(*r));
+        ca->nroots--;
+        ca->generation++;
+    }
+    pthread_rwlock_unlock(&ca->lock);
+    return rc;
 }
 
 int ca_bundle_pem(const struct ca *ca, char **out, size_t *len)
@@ -200,6 +242,8 @@ unsigned long ca_bundle_generation(const struct ca *ca)
 
 int ca_signer_set(struct ca *ca, struct ca_signer *signer, struct ca_diag *diag)
 {
+    struct ca_signer *old;
+
     if (!root_find(ca, signer->root_fp)) {
         int rc = ca__refuse(diag, CA_REFUSAL_NOT_IN_BUNDLE,
                             "root %.16s... of the new signer is not in the trust bundle",
@@ -208,8 +252,13 @@ int ca_signer_set(struct ca *ca, struct ca_signer *signer, struct ca_diag *diag)
         ca_signer_free(signer);
         return rc;
     }
-    ca_signer_free(ca->signer);
+    /* issuers hold the read lock for a whole issuance: once we have the write lock nobody
+     * uses the old signer any more */
+    pthread_rwlock_wrlock(&ca->lock);
+    old = ca->signer;
     ca->signer = signer;
+    pthread_rwlock_unlock(&ca->lock);
+    ca_signer_free(old);
     return 0;
 }
 

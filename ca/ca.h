@@ -24,9 +24,15 @@
  * O=<td>, OU=<ns>, CN=ca_identity_subject_cn() (<sa>.<ns>.<td>, or a hashed form when that is
  * longer than 64 bytes), all UTF8String, in that order.
  *
- * Threads: no function touches global mutable state. A struct ca (and the signer it owns) is
- * not internally locked: calls on one struct ca must not run concurrently (use it from the loop
- * thread, or from one worker). Distinct objects may be used from distinct threads.
+ * Threads: no function touches global mutable state. A struct ca has one owner thread (weftd's
+ * loop), which makes every call on it, except that the issuing calls ca_csr_parse(),
+ * ca_issue_csr(), ca_issue() and ca_issue_server() may run on any number of threads at once,
+ * concurrently with each other and with the owner's calls (signer switch, bundle changes,
+ * clock). Issuers hold an internal read lock for one issuance (tens of microseconds); the
+ * owner's changes take it for writing and so wait for issuances in flight, and a leaf is
+ * always issued entirely by one signer. ca_free() must not run while any call is in flight.
+ * A struct ca_csr and a struct ca_signer not yet handed to a struct ca belong to one thread
+ * at a time. Distinct objects may be used from distinct threads.
  *
  * Errors: functions return 0 or a negative code from core/err.h; out-parameters are written
  * only on success. Input that is refused (bad CSR, unusable signer PEM) returns ERR_INVALID
@@ -195,9 +201,9 @@ const struct ca_signer *ca_signer_get(const struct ca *ca);
 /* Parse a PEM PKCS#10 CSR ("CERTIFICATE REQUEST" block; only whitespace around it), verify its
  * self-signature and accept only EC P-256/P-384 (uncompressed point) or RSA 2048..8192 keys
  * with a matching SHA-256/384/512 signature. Subject, attributes and extensions are ignored.
- * ca supplies cached key templates (same threading rules as issuance); the result may be
- * issued by any struct ca. Returns 0, ERR_INVALID (+diag), -ENOMEM. Free with ca_csr_free(). */
-int ca_csr_parse(struct ca *ca, const char *pem, size_t len, struct ca_csr **out,
+ * ca supplies the curves (read only: any thread, see Threads); the result may be issued by
+ * any struct ca. Returns 0, ERR_INVALID (+diag), -ENOMEM. Free with ca_csr_free(). */
+int ca_csr_parse(const struct ca *ca, const char *pem, size_t len, struct ca_csr **out,
                  struct ca_diag *diag) WUR;
 void ca_csr_free(struct ca_csr *csr);
 

@@ -9,8 +9,10 @@
 #ifndef WEFT_CA_CA_INT_H
 #define WEFT_CA_CA_INT_H
 
+#include <pthread.h>
 #include <stdint.h>
 
+#include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
@@ -100,7 +102,8 @@ struct ca_signer {
     const unsigned char *sigalg; /* AlgorithmIdentifier DER */
     size_t sigalg_len;
     int md_bits;        /* 256, 384 */
-    EVP_PKEY_CTX *sign; /* initialised for EVP_PKEY_sign; reused for every leaf */
+    EVP_PKEY_CTX *sign; /* initialised for EVP_PKEY_sign; never used directly, only copied
+                         * (EVP_PKEY_CTX_dup) for each leaf, so issuers can run in parallel */
     char *chain_pem;    /* cert + inter as PEM, "" for a root signer */
     size_t chain_pem_len;
 };
@@ -123,18 +126,29 @@ struct ca_root {
     time_t leaves_until; /* latest notAfter issued under this root by this struct ca */
 };
 
+/*
+ * Threads (ca.h): one owner thread makes every call except ca_csr_parse, ca_issue_csr,
+ * ca_issue and ca_issue_server, which any number of threads may make at once. Issuers hold
+ * `lock` for reading for the whole issuance (the signer cannot change or be freed under them);
+ * the owner takes it for writing only around the changes themselves (signer switch, bundle
+ * array, clock), so its own reads of the bundle need no lock. `leaf_mu` guards leaves_until,
+ * which issuers update.
+ */
 struct ca {
+    pthread_rwlock_t lock;
+    pthread_mutex_t leaf_mu;
     struct ca_signer *signer;
     struct ca_root *roots;
     size_t nroots;
     unsigned long generation;
     time_t (*now)(void *arg);
     void *now_arg;
-    EVP_PKEY *ec_tmpl[2]; /* P-256, P-384: copied for each CSR key (see csr.c) */
+    EC_GROUP *ec_group[2]; /* P-256, P-384: built once, read-only (see csr.c) */
 };
 
 time_t ca__now(const struct ca *ca);
-/* Record that a leaf valid until not_after was issued under the active signer's root. */
+/* Record that a leaf valid until not_after was issued under the active signer's root. Called
+ * with the read lock held. */
 void ca__note_leaf(struct ca *ca, time_t not_after);
 /* Validate an identity (see ca.h). Returns 0 or -EINVAL. */
 int ca__identity_check(const struct ca_identity *id);

@@ -5,15 +5,25 @@
  * The CA parses CSRs with its own strict DER reader instead of d2i_X509_REQ(): it needs only
  * the signed bytes, the key and the signature, and it must never act on anything else in the
  * request. The key is handed to OpenSSL only for the signature check.
+ *
+ * EC signatures (nearly every CSR) are checked with OpenSSL's EC_KEY/ECDSA_verify API, which
+ * OpenSSL 3 deprecates but still ships: it runs the same ECDSA verification as the provider
+ * path (ECDSA_verify is what the provider calls, strict DER check of the signature included)
+ * without the provider framework around it, and lets every CSR key start from a copy of a
+ * curve built once in ca_new() instead of building the curve (Montgomery setup) per key. That
+ * is about 14 us of a 76 us check. The deprecation warnings are silenced for this file only.
  */
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/ecdsa.h>
 #include <openssl/err.h>
 #include <openssl/objects.h>
-#include <openssl/param_build.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/sha.h>
@@ -60,44 +70,37 @@ void ca_csr_free(struct ca_csr *csr)
     free(csr);
 }
 
-/* Import an EC public key. EVP_PKEY_fromdata() builds a new EC_GROUP each time (Montgomery
- * setup included), which costs as much as a signature; so the first key of each curve is kept
- * as a template and later keys are a copy of it with the point replaced (the template's own
- * point is a previous requester's key, never a well-known one). t_csr_key_substitution checks
- * that a warm template cannot make a foreign key verify. */
-static int ec_key_import(struct ca *ca, int idx, const char *group, const struct ca__rd *point,
-                         EVP_PKEY **out)
-{
-    EVP_PKEY_CTX *kctx = NULL;
-    EVP_PKEY *k = NULL;
-    OSSL_PARAM params[3];
-    int rc = -1;
+/* A CSR's key: EC keys as EC_KEY (verified with ECDSA_verify), RSA keys as EVP_PKEY. */
+struct csr_key {
+    EC_KEY *ec;
+    EVP_PKEY *rsa;
+};
 
-    if (!ca->ec_tmpl[idx]) {
-        kctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-        params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)group, 0);
-        params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)point->p,
-                                                      point->len);
-        params[2] = OSSL_PARAM_construct_end();
-        if (!kctx || EVP_PKEY_fromdata_init(kctx) <= 0 ||
-            EVP_PKEY_fromdata(kctx, &ca->ec_tmpl[idx], EVP_PKEY_PUBLIC_KEY, params) <= 0)
-            goto out;
+static void csr_key_release(struct csr_key *k)
+{
+    EC_KEY_free(k->ec);
+    EVP_PKEY_free(k->rsa);
+}
+
+/* Import an uncompressed EC point on the curve ca->ec_group[idx]. The group is only read (a
+ * copy goes into the key), so concurrent parses are safe. EC_KEY_oct2key refuses points that
+ * are not on the curve. Returns 0 or -1. */
+static int ec_key_import(const struct ca *ca, int idx, const struct ca__rd *point, EC_KEY **out)
+{
+    EC_KEY *k = EC_KEY_new();
+
+    if (!k || EC_KEY_set_group(k, ca->ec_group[idx]) != 1 ||
+        EC_KEY_oct2key(k, point->p, point->len, NULL) != 1) {
+        EC_KEY_free(k);
+        return -1;
     }
-    k = EVP_PKEY_dup(ca->ec_tmpl[idx]);
-    if (!k || EVP_PKEY_set1_encoded_public_key(k, point->p, point->len) != 1)
-        goto out;
     *out = k;
-    k = NULL;
-    rc = 0;
-out:
-    EVP_PKEY_free(k);
-    EVP_PKEY_CTX_free(kctx);
-    return rc;
+    return 0;
 }
 
 /* Check the SubjectPublicKeyInfo and import the key. Returns 0, ERR_INVALID (+diag), -ENOMEM. */
-static int spki_accept(struct ca *ca, const struct ca__rd *spki, struct ca_csr *csr,
-                       EVP_PKEY **pkey, struct ca_diag *diag)
+static int spki_accept(const struct ca *ca, const struct ca__rd *spki, struct ca_csr *csr,
+                       struct csr_key *key, struct ca_diag *diag)
 {
     struct ca__rd r = *spki, body, algid, oid, bits, param;
     char name[64];
@@ -134,7 +137,7 @@ static int spki_accept(struct ca *ca, const struct ca__rd *spki, struct ca_csr *
         if (bits.len != plen || bits.p[0] != 0x04)
             return ca__refuse(diag, CA_REFUSAL_UNSUPPORTED_KEY,
                               "EC public key must be an uncompressed %s point", group);
-        if (ec_key_import(ca, idx, group, &bits, pkey) < 0) {
+        if (ec_key_import(ca, idx, &bits, &key->ec) < 0) {
             ERR_clear_error();
             return ca__refuse(diag, CA_REFUSAL_MALFORMED, "EC public key is not on the curve");
         }
@@ -145,19 +148,19 @@ static int spki_accept(struct ca *ca, const struct ca__rd *spki, struct ca_csr *
 
         if (!(algid.len == 0 || (algid.len == 2 && algid.p[0] == 0x05 && algid.p[1] == 0)))
             return ca__refuse(diag, CA_REFUSAL_MALFORMED, "RSA key parameters must be NULL");
-        *pkey = d2i_PUBKEY(NULL, &p, (long)spki->len);
-        if (!*pkey || p != spki->p + spki->len) {
+        key->rsa = d2i_PUBKEY(NULL, &p, (long)spki->len);
+        if (!key->rsa || p != spki->p + spki->len) {
             ERR_clear_error();
             return ca__refuse(diag, CA_REFUSAL_MALFORMED, "malformed RSA public key");
         }
-        nbits = EVP_PKEY_get_bits(*pkey);
+        nbits = EVP_PKEY_get_bits(key->rsa);
         if (nbits < 2048)
             return ca__refuse(diag, CA_REFUSAL_WEAK_KEY, "RSA key has %d bits (minimum 2048)",
                               nbits);
         if (nbits > RSA_MAX_BITS)
             return ca__refuse(diag, CA_REFUSAL_UNSUPPORTED_KEY, "RSA key has %d bits (maximum %d)",
                               nbits, RSA_MAX_BITS);
-        if (!EVP_PKEY_get_bn_param(*pkey, OSSL_PKEY_PARAM_RSA_E, &e)) {
+        if (!EVP_PKEY_get_bn_param(key->rsa, OSSL_PKEY_PARAM_RSA_E, &e)) {
             ERR_clear_error();
             return -ENOMEM;
         }
@@ -214,8 +217,8 @@ static int sigalg_accept(const struct ca__rd *algid_in, enum ca__key_kind kind, 
     return 0;
 }
 
-static int signature_check(EVP_PKEY *pkey, enum ca__key_kind kind, const EVP_MD *md,
-                           const struct ca__rd *tbs, const struct ca__rd *sig)
+static int signature_check(const struct csr_key *key, const EVP_MD *md, const struct ca__rd *tbs,
+                           const struct ca__rd *sig)
 {
     unsigned char dgst[EVP_MAX_MD_SIZE];
     EVP_PKEY_CTX *v = NULL;
@@ -227,22 +230,28 @@ static int signature_check(EVP_PKEY *pkey, enum ca__key_kind kind, const EVP_MD 
         SHA384(tbs->p, tbs->len, dgst);
     else
         SHA512(tbs->p, tbs->len, dgst);
-    v = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
-    if (v && EVP_PKEY_verify_init(v) > 0 && EVP_PKEY_CTX_set_signature_md(v, md) > 0 &&
-        (kind != CA__KEY_RSA || EVP_PKEY_CTX_set_rsa_padding(v, RSA_PKCS1_PADDING) > 0))
-        ok = EVP_PKEY_verify(v, sig->p, sig->len, dgst, (size_t)(bits / 8)) == 1;
-    EVP_PKEY_CTX_free(v);
+    if (key->ec) {
+        /* DER signature, re-encoded and compared (no BER, no trailing bytes), then verified */
+        ok = sig->len <= INT_MAX &&
+             ECDSA_verify(0, dgst, bits / 8, sig->p, (int)sig->len, key->ec) == 1;
+    } else {
+        v = EVP_PKEY_CTX_new_from_pkey(NULL, key->rsa, NULL);
+        if (v && EVP_PKEY_verify_init(v) > 0 && EVP_PKEY_CTX_set_signature_md(v, md) > 0 &&
+            EVP_PKEY_CTX_set_rsa_padding(v, RSA_PKCS1_PADDING) > 0)
+            ok = EVP_PKEY_verify(v, sig->p, sig->len, dgst, (size_t)(bits / 8)) == 1;
+        EVP_PKEY_CTX_free(v);
+    }
     ERR_clear_error();
     return ok ? 0 : -1;
 }
 
-int ca_csr_parse(struct ca *ca, const char *pem, size_t len, struct ca_csr **out,
+int ca_csr_parse(const struct ca *ca, const char *pem, size_t len, struct ca_csr **out,
                  struct ca_diag *diag)
 {
     struct ca__rd r, outer, cri_body, cri, algid, sig, version, spki;
     struct ca_csr *csr = NULL;
     unsigned char *der = NULL;
-    EVP_PKEY *pkey = NULL;
+    struct csr_key key = {NULL, NULL};
     const EVP_MD *md = NULL;
     size_t der_len = 0;
     int rc;
@@ -279,13 +288,13 @@ int ca_csr_parse(struct ca *ca, const char *pem, size_t len, struct ca_csr **out
     }
     sig.p++, sig.len--;
 
-    rc = spki_accept(ca, &spki, csr, &pkey, diag);
+    rc = spki_accept(ca, &spki, csr, &key, diag);
     if (rc < 0)
         goto out;
     rc = sigalg_accept(&algid, csr->kind, &md, diag);
     if (rc < 0)
         goto out;
-    if (signature_check(pkey, csr->kind, md, &cri, &sig) < 0) {
+    if (signature_check(&key, md, &cri, &sig) < 0) {
         rc = ca__refuse(diag, CA_REFUSAL_BAD_SIGNATURE, "CSR signature does not verify");
         goto out;
     }
@@ -293,7 +302,7 @@ int ca_csr_parse(struct ca *ca, const char *pem, size_t len, struct ca_csr **out
     csr = NULL;
     rc = 0;
 out:
-    EVP_PKEY_free(pkey);
+    csr_key_release(&key);
     ca_csr_free(csr);
     free(der);
     return rc;

@@ -11,6 +11,44 @@
 #include "core/log.h"
 #include "weftd/weftd_int.h"
 
+const double weftd_hist_bounds[WEFTD_HIST_BOUNDS] = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+};
+
+void weftd_hist_observe(struct weftd_hist *h, double seconds)
+{
+    size_t i = 0;
+    while (i < WEFTD_HIST_BOUNDS && seconds > weftd_hist_bounds[i])
+        i++;
+    h->counts[i]++;
+    h->count++;
+    h->sum += seconds;
+}
+
+/* Append h as the Prometheus histogram name (cumulative _bucket, _sum, _count). */
+static int hist_print(struct buf *b, const char *name, const char *help, const struct weftd_hist *h)
+{
+    uint64_t cum = 0;
+    int rc = buf_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+
+    for (size_t i = 0; i < WEFTD_HIST_BOUNDS && !rc; i++) {
+        cum += h->counts[i];
+        rc = buf_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, weftd_hist_bounds[i],
+                        (unsigned long long)cum);
+    }
+    if (!rc)
+        rc = buf_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9f\n%s_count %llu\n", name,
+                        (unsigned long long)h->count, name, h->sum, name,
+                        (unsigned long long)h->count);
+    return rc;
+}
+
+static const char *const status_results[WEFTD_STATUS_NRESULTS] = {
+    [WEFTD_STATUS_WRITTEN] = "written",     [WEFTD_STATUS_UNCHANGED] = "unchanged",
+    [WEFTD_STATUS_NOT_FOUND] = "not_found", [WEFTD_STATUS_CONFLICT] = "conflict",
+    [WEFTD_STATUS_ERROR] = "error",
+};
+
 static void respond_text(struct http_conn *c, int code, const char *text)
 {
     http_respond(c, code, "text/plain; charset=utf-8", text, strlen(text), NULL);
@@ -20,28 +58,59 @@ static int metrics(struct weftd *d, struct buf *b)
 {
     const struct weftd_metrics *m = &d->m;
     json_t *stats = mesh_model_stats(d->model);
+    struct kube_recorder_stats ev;
     const char *k;
     json_t *v;
     int rc = 0;
 
 #define COUNTER(name, help, val)                                                                   \
     rc = rc ? rc                                                                                   \
-            : buf_printf(b, "# HELP " name " " help "\n# TYPE " name " counter\n" name " %llu\n",    \
+            : buf_printf(b, "# HELP " name " " help "\n# TYPE " name " counter\n" name " %llu\n",  \
                          (unsigned long long)(val))
 #define SUM(name, help, val)                                                                       \
     rc = rc ? rc                                                                                   \
-            : buf_printf(b, "# HELP " name " " help "\n# TYPE " name " counter\n" name " %.6f\n",   \
+            : buf_printf(b, "# HELP " name " " help "\n# TYPE " name " counter\n" name " %.6f\n",  \
                          (double)(val))
     COUNTER("weft_reconciles_total", "Keys reconciled.", m->reconciles);
-    COUNTER("weft_reconcile_errors_total", "Reconciles that failed.", m->reconcile_errors);
-    SUM("weft_reconcile_seconds_total", "Time spent reconciling.", m->reconcile_seconds_sum);
+    if (!rc)
+        rc = buf_printf(b, "# HELP weft_reconcile_errors_total Reconciles that failed, by "
+                           "resource.\n# TYPE weft_reconcile_errors_total counter\n");
+    for (size_t i = 0; i < d->nwatches && !rc; i++) {
+        const struct kube_resource *r = &d->watches[i].res;
+        rc = buf_printf(b, "weft_reconcile_errors_total{resource=\"%s%s%s\"} %llu\n", r->plural,
+                        *r->group ? "." : "", r->group,
+                        (unsigned long long)d->watches[i].reconcile_errors);
+    }
+    if (!rc)
+        rc = hist_print(b, "weft_reconcile_duration_seconds", "Time to reconcile one key.",
+                        &m->reconcile_seconds);
     COUNTER("weft_proxy_compiles_total", "Proxy documents compiled.", m->compiles);
     COUNTER("weft_proxy_compiles_changed_total", "Compiles that changed a document.",
             m->compiles_changed);
-    SUM("weft_proxy_compile_seconds_total", "Time spent compiling.", m->compile_seconds_sum);
-    COUNTER("weft_status_writes_total", "Status subresource writes.", m->status_writes);
-    COUNTER("weft_status_write_errors_total", "Status writes that failed.",
-            m->status_write_errors);
+    if (!rc)
+        rc = hist_print(b, "weft_proxy_compile_duration_seconds",
+                        "Time to compile one proxy document.", &m->compile_seconds);
+    if (!rc)
+        rc = hist_print(b, "weft_compile_pass_duration_seconds",
+                        "Time to compile every changed proxy after a batch of reconciles.",
+                        &m->compile_pass_seconds);
+    if (!rc)
+        rc = buf_printf(b, "# HELP weft_status_writes_total Status evaluations of custom "
+                           "resources (leader only), by result.\n# TYPE weft_status_writes_total "
+                           "counter\n");
+    for (size_t i = 0; i < WEFTD_STATUS_NRESULTS && !rc; i++)
+        rc = buf_printf(b, "weft_status_writes_total{result=\"%s\"} %llu\n", status_results[i],
+                        (unsigned long long)m->status[i]);
+    weftd_sync_event_stats(d, &ev);
+    if (!rc)
+        rc = buf_printf(b,
+                        "# HELP weft_events_total Kubernetes Events for condition changes, by "
+                        "result.\n# TYPE weft_events_total counter\n"
+                        "weft_events_total{result=\"created\"} %u\n"
+                        "weft_events_total{result=\"aggregated\"} %u\n"
+                        "weft_events_total{result=\"failed\"} %u\n"
+                        "weft_events_total{result=\"dropped\"} %u\n",
+                        ev.created, ev.patched, ev.failed, ev.dropped);
     COUNTER("weft_certificates_issued_total", "Workload certificates issued.", m->certs_issued);
     SUM("weft_certificate_issue_seconds_total", "Time spent issuing.", m->issue_seconds_sum);
     COUNTER("weft_webhook_reviews_total", "AdmissionReviews answered.", m->webhook_reviews);
@@ -56,7 +125,8 @@ static int metrics(struct weftd *d, struct buf *b)
     for (size_t i = 0; i < ARRAY_LEN(m->certs_refused) && !rc; i++) {
         if (m->certs_refused[i])
             rc = buf_printf(b, "weft_certificates_refused_total{reason=\"%s\"} %llu\n",
-                            i == WEFTD_REFUSED_AUTH ? "Unauthenticated" : ca_refusal_str((enum ca_refusal)i),
+                            i == WEFTD_REFUSED_AUTH ? "Unauthenticated"
+                                                    : ca_refusal_str((enum ca_refusal)i),
                             (unsigned long long)m->certs_refused[i]);
     }
     if (!rc)
@@ -69,12 +139,14 @@ static int metrics(struct weftd *d, struct buf *b)
                             (long long)json_integer_value(v));
     }
     if (!rc)
-        rc = buf_printf(b, "# HELP weft_proxies Meshed proxies with a compiled document.\n"
-                           "# TYPE weft_proxies gauge\nweft_proxies %zu\n",
+        rc = buf_printf(b,
+                        "# HELP weft_proxies Meshed proxies with a compiled document.\n"
+                        "# TYPE weft_proxies gauge\nweft_proxies %zu\n",
                         json_object_size(d->docs));
     if (!rc)
-        rc = buf_printf(b, "# HELP weft_queue_depth Keys waiting in the work queue.\n"
-                           "# TYPE weft_queue_depth gauge\nweft_queue_depth %zu\n",
+        rc = buf_printf(b,
+                        "# HELP weft_queue_depth Keys waiting in the work queue.\n"
+                        "# TYPE weft_queue_depth gauge\nweft_queue_depth %zu\n",
                         d->queue ? wq_len(d->queue) : 0);
     for (size_t i = 0; i < d->nwatches && !rc; i++) {
         if (i == 0)
@@ -86,13 +158,15 @@ static int metrics(struct weftd *d, struct buf *b)
                             json_object_size(kube_informer_cache(d->watches[i].inf)));
     }
     if (!rc && d->ca)
-        rc = buf_printf(b, "# HELP weft_ca_root_expiry_seconds Seconds until the signing root "
-                           "(or intermediate) expires.\n# TYPE weft_ca_root_expiry_seconds "
-                           "gauge\nweft_ca_root_expiry_seconds %lld\n",
+        rc = buf_printf(b,
+                        "# HELP weft_ca_root_expiry_seconds Seconds until the signing root "
+                        "(or intermediate) expires.\n# TYPE weft_ca_root_expiry_seconds "
+                        "gauge\nweft_ca_root_expiry_seconds %lld\n",
                         (long long)(ca_signer_not_after(ca_signer_get(d->ca)) - time(NULL)));
     if (!rc)
-        rc = buf_printf(b, "# HELP weft_leader Whether this replica holds the lease.\n"
-                           "# TYPE weft_leader gauge\nweft_leader %d\n",
+        rc = buf_printf(b,
+                        "# HELP weft_leader Whether this replica holds the lease.\n"
+                        "# TYPE weft_leader gauge\nweft_leader %d\n",
                         d->leading ? 1 : 0);
 #undef COUNTER
 #undef SUM

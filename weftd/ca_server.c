@@ -19,9 +19,11 @@
  *
  * Certificates. POST /v1/certificates on --certs-listen (TLS, certificate for weftd.<ns>.svc
  * issued here): the bearer token goes to TokenReview (audience weft); the authenticated
- * system:serviceaccount:<ns>:<sa> is the only identity the leaf may carry. Key material is never
- * logged; the signer's PEM is copied only to workers that issue serving certificates and is
- * wiped after use.
+ * system:serviceaccount:<ns>:<sa> is the only identity the leaf may carry. At most REVIEW_WINDOW
+ * reviews are in flight (the rest wait in a FIFO), so a burst reuses a few warm connections to
+ * the API server; the CSR check and signing then run on libuv's worker pool (struct ca allows
+ * issuing from any thread), so every core issues. Key material is never logged; the signer's PEM is
+ * copied only to workers that issue serving certificates and is wiped after use.
  */
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -46,6 +48,14 @@
 #define TICK_MS 1000
 #define LOG_REPEAT_S 60    /* a persisting problem is logged again after this long */
 #define PUBLISH_RETRY_S 10 /* a failed ConfigMap write is retried after this long */
+/* TokenReviews in flight at once. More requests wait in a FIFO: a burst of N requests then
+ * costs at most REVIEW_WINDOW connections (TLS handshakes) to the API server instead of N,
+ * and they stay open for reuse (see docs/ca.md, "Load"). */
+#ifndef REVIEW_WINDOW
+#define REVIEW_WINDOW 32
+#endif
+/* Requests waiting for a review slot beyond this are answered 503 with Retry-After. */
+#define REVIEW_QUEUE_MAX 10000
 
 static const struct kube_resource res_secrets = {"", "v1", "secrets", true};
 static const struct kube_resource res_configmaps = {"", "v1", "configmaps", true};
@@ -63,11 +73,43 @@ struct ca_call {
     char ctx[256]; /* what the call is about (a namespace) */
 };
 
-/* A certificate request waiting for its TokenReview. */
+/*
+ * Issuance on libuv's worker pool. CSR verification (an ECDSA verify, about three signs) and
+ * signing run on workers so that every core issues while the loop thread keeps serving TLS
+ * and HTTP; struct ca allows issuing calls from any thread (ca.h). Jobs share this pool
+ * record, which outlives the server while jobs are in flight: weftd_ca_stop hands the struct
+ * ca to it and the last job frees both.
+ */
+struct issue_pool {
+    struct ca *ca; /* set at stop: the CA to free after the last job */
+    int jobs;      /* in flight */
+    bool stopped;
+};
+
+struct cert_req;
+
+struct issue_job {
+    uv_work_t w;
+    struct issue_pool *pool;
+    struct cert_req *r;
+    struct ca *ca;
+    struct ca_identity id;
+    char ns[256], sa[256];
+    long ttl;
+    int rc;
+    struct ca_diag diag;
+    struct ca_leaf leaf;
+};
+
+/* A certificate request: waiting for a TokenReview slot, reviewing, or issuing. */
 struct cert_req {
     struct ca_srv *s;
-    struct http_conn *conn;
-    struct kube_call *kc;
+    struct http_conn *conn; /* NULL once the peer went away (the job still holds r) */
+    struct kube_call *kc;   /* TokenReview in flight */
+    struct issue_job *job;  /* issuance in flight */
+    struct cert_req *next;  /* in the review queue */
+    bool queued;
+    char *token; /* wiped when freed */
     char *csr;
     size_t csr_len;
     uint64_t t0; /* uv_hrtime at arrival */
@@ -98,6 +140,12 @@ struct ca_srv {
     json_t *meshed;   /* namespace -> {"gen": published generation + 1 (0: publish), "retry": t} */
     json_t *inflight; /* namespaces with a ConfigMap write in flight */
     struct weftd_tls *tls;
+    /* POST /v1/certificates */
+    struct issue_pool *pool;
+    int reviews;                      /* TokenReviews in flight, at most REVIEW_WINDOW */
+    struct cert_req *queue, **q_tail; /* requests waiting for a review slot, FIFO */
+    size_t queued;
+    bool stopping;
 };
 
 /* ---- small helpers ------------------------------------------------------------------------ */
@@ -996,16 +1044,39 @@ static void respond_error(struct http_conn *c, int status, const char *reason, c
 
 static void cert_req_free(struct cert_req *r)
 {
+    if (r->token) {
+        OPENSSL_cleanse(r->token, strlen(r->token));
+        free(r->token);
+    }
     free(r->csr);
     free(r);
 }
 
+static void review_pump(struct ca_srv *s);
+
+/* The peer went away (or the server stops): drop the request wherever it is. */
 static void cert_req_closed(void *arg, struct http_conn *c)
 {
     struct cert_req *r = arg;
+    struct ca_srv *s = r->s;
     (void)c;
-    if (r->kc)
+    r->conn = NULL;
+    if (r->job)
+        return; /* the worker uses r; issue_after frees it */
+    if (r->queued) {
+        struct cert_req **pp = &s->queue;
+        while (*pp != r)
+            pp = &(*pp)->next;
+        *pp = r->next;
+        if (s->q_tail == &r->next)
+            s->q_tail = pp;
+        s->queued--;
+    }
+    if (r->kc) {
         kube_call_cancel(r->kc);
+        s->reviews--;
+        review_pump(s);
+    }
     cert_req_free(r);
 }
 
@@ -1040,6 +1111,113 @@ static bool audience_ok(const json_t *status)
     return false;
 }
 
+/* Answer an issuance (loop thread). */
+static void issue_respond(struct weftd *d, struct cert_req *r, struct issue_job *j)
+{
+    struct http_conn *c = r->conn;
+    char msg[600], na[32];
+    struct tm tm;
+
+    if (j->rc == ERR_INVALID) {
+        if ((size_t)j->diag.code < ARRAY_LEN(d->m.certs_refused))
+            d->m.certs_refused[j->diag.code]++;
+        log_info("msg=\"certificate refused\" reason=%s namespace=%s serviceaccount=%s "
+                 "detail=\"%s\"",
+                 ca_refusal_str(j->diag.code), j->ns, j->sa, j->diag.text);
+        respond_error(c, 400, ca_refusal_str(j->diag.code), j->diag.text);
+        return;
+    }
+    if (j->rc == -EINVAL) {
+        d->m.certs_refused[WEFTD_REFUSED_AUTH]++;
+        snprintf(msg, sizeof(msg),
+                 "\"system:serviceaccount:%s:%s\" is not a valid workload identity", j->ns, j->sa);
+        respond_error(c, 403, "Forbidden", msg);
+        return;
+    }
+    if (j->rc) {
+        log_error("msg=\"cannot issue\" error=%s", err_str(j->rc));
+        snprintf(msg, sizeof(msg), "cannot issue: %s", err_str(j->rc));
+        respond_error(c, j->rc == -EKEYEXPIRED ? 503 : 500,
+                      j->rc == -EKEYEXPIRED ? "Unavailable" : "InternalError", msg);
+        return;
+    }
+    gmtime_r(&j->leaf.not_after, &tm);
+    strftime(na, sizeof(na), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    d->m.certs_issued++;
+    d->m.issue_seconds_sum += (double)(uv_hrtime() - r->t0) / 1e9;
+    log_debug("msg=\"certificate issued\" namespace=%s serviceaccount=%s notAfter=%s "
+              "fingerprint=%s",
+              j->ns, j->sa, na, j->leaf.fingerprint);
+    respond_json(c, 200,
+                 json_pack("{s:s,s:s,s:s}", "certificateChain", j->leaf.chain_pem, "trustBundle",
+                           d->bundle_pem, "notAfter", na),
+                 NULL);
+}
+
+/* Worker thread: CSR checks (signature verify) and signing. */
+static void issue_work(uv_work_t *w)
+{
+    struct issue_job *j = w->data;
+
+    j->rc = ca_issue(j->ca, j->r->csr, j->r->csr_len, &j->id, j->ttl, &j->leaf, &j->diag);
+}
+
+static void issue_after(uv_work_t *w, int status)
+{
+    struct issue_job *j = w->data;
+    struct issue_pool *pool = j->pool;
+    struct cert_req *r = j->r;
+
+    pool->jobs--;
+    r->job = NULL;
+    if (pool->stopped) {
+        if (pool->jobs == 0) {
+            ca_free(pool->ca);
+            free(pool);
+        }
+    } else if (r->conn) {
+        struct weftd *d = r->s->d;
+        if (status) {
+            j->rc = -EIO;
+            log_error("msg=\"issuance job failed\" error=%s", uv_strerror(status));
+        }
+        issue_respond(d, r, j);
+        weftd_http_kick(d, d->certs);
+    }
+    ca_leaf_release(&j->leaf);
+    free(j);
+    cert_req_free(r);
+}
+
+/* Hand an authenticated request to a worker. Returns 0 or a negative code (r untouched). */
+static int issue_start(struct ca_srv *s, struct cert_req *r, const char *ns, const char *sa)
+{
+    struct weftd *d = s->d;
+    struct issue_job *j = calloc(1, sizeof(*j));
+    int rc;
+
+    if (!j)
+        return -ENOMEM;
+    snprintf(j->ns, sizeof(j->ns), "%s", ns);
+    snprintf(j->sa, sizeof(j->sa), "%s", sa);
+    j->id.trust_domain = d->opts.trust_domain;
+    j->id.namespace_ = j->ns;
+    j->id.serviceaccount = j->sa;
+    j->ttl = d->opts.cert_ttl;
+    j->ca = d->ca;
+    j->pool = s->pool;
+    j->r = r;
+    j->w.data = j;
+    rc = uv_queue_work(d->loop, &j->w, issue_work, issue_after);
+    if (rc) {
+        free(j);
+        return rc;
+    }
+    s->pool->jobs++;
+    r->job = j;
+    return 0;
+}
+
 /* The TokenReview answered: issue for exactly the authenticated ServiceAccount, or refuse. */
 static void token_reviewed(void *arg, int err, long status, json_t *body)
 {
@@ -1049,16 +1227,12 @@ static void token_reviewed(void *arg, int err, long status, json_t *body)
     struct http_conn *c = r->conn;
     const json_t *st = json_object_get(body, "status");
     const char *user = obj_str(st, "user", "username");
-    char ns[256], sa[256], msg[512], na[32];
-    struct ca_identity id;
-    struct ca_diag diag;
-    struct ca_leaf leaf;
-    struct tm tm;
+    char ns[256], sa[256], msg[512];
     int rc;
 
     r->kc = NULL;
-    memset(&diag, 0, sizeof(diag));
-    memset(&leaf, 0, sizeof(leaf));
+    s->reviews--;
+    review_pump(s);
     if (err || status < 200 || status > 299) {
         snprintf(msg, sizeof(msg), "cannot review the token: %s",
                  err ? err_str(err) : kube_status_message(body));
@@ -1092,47 +1266,67 @@ static void token_reviewed(void *arg, int err, long status, json_t *body)
         respond_error(c, 503, "Unavailable", "the CA is not ready");
         goto out;
     }
-    id.trust_domain = d->opts.trust_domain;
-    id.namespace_ = ns;
-    id.serviceaccount = sa;
-    rc = ca_issue(d->ca, r->csr, r->csr_len, &id, d->opts.cert_ttl, &leaf, &diag);
-    if (rc == ERR_INVALID) {
-        if ((size_t)diag.code < ARRAY_LEN(d->m.certs_refused))
-            d->m.certs_refused[diag.code]++;
-        log_info("msg=\"certificate refused\" reason=%s namespace=%s serviceaccount=%s "
-                 "detail=\"%s\"",
-                 ca_refusal_str(diag.code), ns, sa, diag.text);
-        respond_error(c, 400, ca_refusal_str(diag.code), diag.text);
-        goto out;
-    }
-    if (rc == -EINVAL) {
-        d->m.certs_refused[WEFTD_REFUSED_AUTH]++;
-        snprintf(msg, sizeof(msg), "\"%s\" is not a valid workload identity", user);
-        respond_error(c, 403, "Forbidden", msg);
-        goto out;
-    }
-    if (rc) {
-        log_error("msg=\"cannot issue\" error=%s", err_str(rc));
-        snprintf(msg, sizeof(msg), "cannot issue: %s", err_str(rc));
-        respond_error(c, rc == -EKEYEXPIRED ? 503 : 500,
-                      rc == -EKEYEXPIRED ? "Unavailable" : "InternalError", msg);
-        goto out;
-    }
-    gmtime_r(&leaf.not_after, &tm);
-    strftime(na, sizeof(na), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    d->m.certs_issued++;
-    d->m.issue_seconds_sum += (double)(uv_hrtime() - r->t0) / 1e9;
-    log_debug("msg=\"certificate issued\" namespace=%s serviceaccount=%s notAfter=%s "
-              "fingerprint=%s",
-              ns, sa, na, leaf.fingerprint);
-    respond_json(c, 200,
-                 json_pack("{s:s,s:s,s:s}", "certificateChain", leaf.chain_pem, "trustBundle",
-                           d->bundle_pem, "notAfter", na),
-                 NULL);
+    rc = issue_start(s, r, ns, sa);
+    if (rc == 0)
+        return; /* answered by issue_after */
+    snprintf(msg, sizeof(msg), "cannot issue: %s", err_str(rc));
+    respond_error(c, 500, "InternalError", msg);
 out:
-    ca_leaf_release(&leaf);
     weftd_http_kick(d, d->certs);
     cert_req_free(r);
+}
+
+/* Send the request's TokenReview. Returns 0 or a negative code (then nothing was sent). */
+static int review_start(struct ca_srv *s, struct cert_req *r)
+{
+    json_t *review;
+    char path[256];
+    int rc;
+
+    review = json_pack("{s:s,s:s,s:{s:s,s:[s]}}", "apiVersion", "authentication.k8s.io/v1", "kind",
+                       "TokenReview", "spec", "token", r->token, "audiences", CERTS_AUDIENCE);
+    if (!review)
+        return -ENOMEM;
+    rc = kube_path(&res_tokenreviews, NULL, NULL, NULL, path, sizeof(path));
+    if (!rc)
+        rc = kube_request(s->d->kube, "POST", path, review, NULL, token_reviewed, r, &r->kc);
+    /* the token in the serialized request is gone; wipe ours */
+    {
+        json_t *t = json_object_get(json_object_get(review, "spec"), "token");
+        OPENSSL_cleanse((char *)json_string_value(t), json_string_length(t));
+    }
+    json_decref(review);
+    if (rc == 0)
+        s->reviews++;
+    return rc;
+}
+
+/* Start queued reviews while the window has room. */
+static void review_pump(struct ca_srv *s)
+{
+    bool answered = false;
+
+    while (!s->stopping && s->queue && s->reviews < REVIEW_WINDOW) {
+        struct cert_req *r = s->queue;
+        int rc;
+
+        s->queue = r->next;
+        if (!s->queue)
+            s->q_tail = &s->queue;
+        s->queued--;
+        r->queued = false;
+        r->next = NULL;
+        rc = review_start(s, r);
+        if (rc) {
+            char msg[128];
+            snprintf(msg, sizeof(msg), "cannot review the token: %s", err_str(rc));
+            respond_error(r->conn, 503, "Unavailable", msg);
+            cert_req_free(r);
+            answered = true;
+        }
+    }
+    if (answered)
+        weftd_http_kick(s->d, s->d->certs);
 }
 
 /* RFC 6750 b64token: the only characters a bearer token may have. */
@@ -1170,8 +1364,6 @@ static void certs_handle(void *arg, struct http_conn *c, const struct http_reque
     const char *auth = http_req_header(req, "authorization");
     const char *token;
     struct cert_req *r = NULL;
-    json_t *review = NULL;
-    char path[256];
     int rc;
 
     if (strcmp(req->path, "/v1/certificates") != 0) {
@@ -1207,10 +1399,12 @@ static void certs_handle(void *arg, struct http_conn *c, const struct http_reque
                       "application/pkcs10");
         return;
     }
+    if (s->queued >= REVIEW_QUEUE_MAX) {
+        respond_error(c, 503, "Unavailable", "too many certificate requests waiting");
+        return;
+    }
     r = calloc(1, sizeof(*r));
-    review = json_pack("{s:s,s:s,s:{s:s,s:[s]}}", "apiVersion", "authentication.k8s.io/v1", "kind",
-                       "TokenReview", "spec", "token", token, "audiences", CERTS_AUDIENCE);
-    if (!r || !review || !(r->csr = malloc(req->body_len + 1))) {
+    if (!r || !(r->csr = malloc(req->body_len + 1)) || !(r->token = strdup(token))) {
         rc = -ENOMEM;
         goto out;
     }
@@ -1220,9 +1414,15 @@ static void certs_handle(void *arg, struct http_conn *c, const struct http_reque
     r->s = s;
     r->conn = c;
     r->t0 = uv_hrtime();
-    rc = kube_path(&res_tokenreviews, NULL, NULL, NULL, path, sizeof(path));
-    if (!rc)
-        rc = kube_request(d->kube, "POST", path, review, NULL, token_reviewed, r, &r->kc);
+    if (s->reviews < REVIEW_WINDOW && !s->queue) {
+        rc = review_start(s, r);
+    } else {
+        r->queued = true;
+        *s->q_tail = r;
+        s->q_tail = &r->next;
+        s->queued++;
+        rc = 0;
+    }
     if (!rc) {
         http_defer(c, cert_req_closed, r);
         r = NULL;
@@ -1233,12 +1433,6 @@ out:
         snprintf(msg, sizeof(msg), "cannot review the token: %s", err_str(rc));
         respond_error(c, 503, "Unavailable", msg);
     }
-    /* the token in the serialized request is gone; wipe ours */
-    if (review) {
-        json_t *t = json_object_get(json_object_get(review, "spec"), "token");
-        OPENSSL_cleanse((char *)json_string_value(t), json_string_length(t));
-    }
-    json_decref(review);
     if (r)
         cert_req_free(r);
 }
@@ -1268,10 +1462,12 @@ int weftd_ca_start(struct weftd *d)
     snprintf(s->secret_key, sizeof(s->secret_key), "%s/%s", d->opts.namespace, s->secret_name);
     s->meshed = json_object();
     s->inflight = json_object();
+    s->pool = calloc(1, sizeof(*s->pool));
+    s->q_tail = &s->queue;
     uv_timer_init(d->loop, &s->timer);
     s->timer.data = s;
     d->ca_srv = s;
-    if (!s->meshed || !s->inflight) {
+    if (!s->meshed || !s->inflight || !s->pool) {
         rc = -ENOMEM;
         goto out;
     }
@@ -1321,6 +1517,7 @@ void weftd_ca_stop(struct weftd *d)
     if (!s)
         return;
     d->ca_srv = NULL;
+    s->stopping = true; /* queued requests are dropped, not started, as their conns close */
     if (d->certs) {
         weftd_http_detach(d, d->certs);
         http_server_free(d->certs); /* deferred requests hear the close and cancel */
@@ -1337,7 +1534,14 @@ void weftd_ca_stop(struct weftd *d)
     if (s->gen)
         s->gen->s = NULL; /* the worker's result is dropped when it lands */
     weftd_tls_free(s->tls);
-    ca_free(d->ca);
+    if (s->pool && s->pool->jobs) {
+        /* workers are still issuing with d->ca: the last one frees it */
+        s->pool->stopped = true;
+        s->pool->ca = d->ca;
+    } else {
+        ca_free(d->ca);
+        free(s->pool);
+    }
     d->ca = NULL;
     FREE_AND_NULL(d->bundle_pem);
     free(s->applied_crt);

@@ -7,7 +7,8 @@
  * one pass per loop turn however many keys were processed). The compile pass compiles the
  * proxies the model reports dirty and keeps their documents. Custom resources whose status may
  * have changed are remembered; the leader writes their conditions through /status, only when
- * they differ from what is stored.
+ * they differ from what is stored, and after a successful write emits an Event for each
+ * condition that changed (see condition_events).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@ struct watch_def {
     bool has_status; /* a Weft custom resource whose conditions weftd owns */
 };
 
+/* clang-format off */
 static const struct watch_def defs[] = {
     {"Namespace", "v1", "Namespace", {"", "v1", "namespaces", false}, false, false},
     {"Service", "v1", "Service", {"", "v1", "services", true}, false, false},
@@ -42,12 +44,28 @@ static const struct watch_def defs[] = {
     {"TrafficSplit.split.smi-spec.io", "split.smi-spec.io/v1alpha4", "TrafficSplit",
      {"split.smi-spec.io", "v1alpha4", "trafficsplits", true}, true, false},
 };
+/* clang-format on */
 
 struct status_call {
     struct weftd *d;
     size_t watch;
     char *ns, *name;
+    json_t *events; /* [[warning, reason, message], ...] for the conditions being written */
 };
+
+/* The sync state lives beside struct weftd (not in the shared header). */
+struct sync_state {
+    uv_idle_t compile;
+    uv_timer_t retry; /* failed status writes are tried again after a second */
+    struct kube_recorder *events;
+    int closed;
+    bool started;
+};
+
+static struct sync_state *state_of(const struct weftd *d)
+{
+    return (struct sync_state *)d->sync;
+}
 
 static void status_retry_later(struct weftd *d, size_t watch, const char *ns, const char *name);
 
@@ -83,6 +101,58 @@ static double now_s(void)
 
 /* ---------------------------------------------------------------- status */
 
+/*
+ * The Events that writing conditions next over prev calls for, as a new array of
+ * [warning, reason, message]: a condition whose status or reason changed (Warning when it is
+ * now False, Normal when True), or which stays False with another message. A resource's first
+ * conditions only report what is not True. Programmed False NotAccepted is left out: it only
+ * repeats the Accepted condition's event. NULL when out of memory.
+ */
+static json_t *condition_events(const json_t *prev, const json_t *next)
+{
+    json_t *out = json_array(), *c, *p;
+    size_t i, j;
+
+    if (!out)
+        return NULL;
+    json_array_foreach(next, i, c)
+    {
+        const char *type = json_string_value(json_object_get(c, "type"));
+        const char *st = json_string_value(json_object_get(c, "status"));
+        const char *reason = json_string_value(json_object_get(c, "reason"));
+        const char *msg = json_string_value(json_object_get(c, "message"));
+        const json_t *old = NULL;
+        bool ok, emit;
+
+        if (!type || !st || !reason || !*reason)
+            continue;
+        ok = strcmp(st, "True") == 0;
+        if (!ok && strcmp(type, "Programmed") == 0 && strcmp(reason, "NotAccepted") == 0)
+            continue;
+        json_array_foreach(prev, j, p)
+        {
+            const char *pt = json_string_value(json_object_get(p, "type"));
+            if (pt && strcmp(pt, type) == 0)
+                old = p;
+        }
+        if (!old) {
+            emit = !ok;
+        } else {
+            const char *os = json_string_value(json_object_get(old, "status"));
+            const char *orr = json_string_value(json_object_get(old, "reason"));
+            const char *om = json_string_value(json_object_get(old, "message"));
+            emit = !os || strcmp(os, st) != 0 || !orr || strcmp(orr, reason) != 0 ||
+                   (!ok && (!om || !msg || strcmp(om, msg) != 0));
+        }
+        if (emit && json_array_append_new(out, json_pack("[b,s,s]", !ok, reason, msg ? msg : "")))
+            goto oom;
+    }
+    return out;
+oom:
+    json_decref(out);
+    return NULL;
+}
+
 static int mutate_status(void *arg, json_t *obj)
 {
     struct status_call *sc = arg;
@@ -103,6 +173,12 @@ static int mutate_status(void *arg, json_t *obj)
         json_decref(conds);
         return ERR_EXISTS; /* nothing to write */
     }
+    json_decref(sc->events);
+    sc->events = condition_events(json_object_get(st, "conditions"), conds);
+    if (!sc->events) {
+        json_decref(conds);
+        return -ENOMEM;
+    }
     if (!json_is_object(st)) {
         st = json_object();
         json_object_set_new(obj, "status", st);
@@ -111,20 +187,55 @@ static int mutate_status(void *arg, json_t *obj)
     return 0;
 }
 
+/* Emit the Events of sc's conditions, about obj (the object as written). */
+static void emit_events(struct status_call *sc, const json_t *obj)
+{
+    struct sync_state *st = state_of(sc->d);
+    const struct watch_def *def = &defs[sc->watch];
+    struct kube_object_ref ref;
+    json_t *ev;
+    size_t i;
+
+    if (!st || !st->events || !json_array_size(sc->events) ||
+        kube_object_ref_of(obj, def->api_version, def->obj_kind, &ref))
+        return;
+    json_array_foreach(sc->events, i, ev)
+    {
+        bool warning = json_is_true(json_array_get(ev, 0));
+        const char *reason = json_string_value(json_array_get(ev, 1));
+        const char *msg = json_string_value(json_array_get(ev, 2));
+        int rc = kube_recorder_emit(st->events, &ref,
+                                    warning ? KUBE_EVENT_WARNING : KUBE_EVENT_NORMAL, reason, msg);
+        if (rc)
+            log_warn("msg=\"cannot emit event\" kind=%s namespace=%s name=%s reason=%s "
+                     "error=\"%s\"",
+                     def->kind, sc->ns, sc->name, reason, err_str(rc));
+        else
+            log_info("msg=event kind=%s namespace=%s name=%s type=%s reason=%s", def->kind, sc->ns,
+                     sc->name, warning ? "Warning" : "Normal", reason);
+    }
+}
+
 static void status_done(void *arg, int err, long status, json_t *body)
 {
     struct status_call *sc = arg;
     int rc = kube_result_err(err, status, body);
-    if (rc && rc != ERR_EXISTS && rc != ERR_NOTFOUND) {
-        sc->d->m.status_write_errors++;
+    if (!rc) {
+        sc->d->m.status[WEFTD_STATUS_WRITTEN]++;
+        emit_events(sc, body);
+    } else if (rc == ERR_EXISTS) {
+        sc->d->m.status[WEFTD_STATUS_UNCHANGED]++;
+    } else if (rc == ERR_NOTFOUND) {
+        sc->d->m.status[WEFTD_STATUS_NOT_FOUND]++;
+    } else {
+        sc->d->m.status[rc == ERR_CONFLICT ? WEFTD_STATUS_CONFLICT : WEFTD_STATUS_ERROR]++;
         log_warn("msg=\"status write failed, will retry\" kind=%s namespace=%s name=%s "
                  "error=\"%s\"",
                  defs[sc->watch].kind, sc->ns, sc->name,
-                 kube_status_message(body) ? kube_status_message(body) : err_str(rc));
+                 kube_status_message(body)[0] ? kube_status_message(body) : err_str(rc));
         status_retry_later(sc->d, sc->watch, sc->ns, sc->name);
-    } else if (!rc) {
-        sc->d->m.status_writes++;
     }
+    json_decref(sc->events);
     free(sc->ns);
     free(sc->name);
     free(sc);
@@ -153,6 +264,7 @@ static void write_status(struct weftd *d, size_t watch, const char *ns, const ch
         json_equal(conds, json_object_get(json_object_get(cur, "status"), "conditions"))) {
         json_decref(conds);
         free(sc);
+        d->m.status[WEFTD_STATUS_UNCHANGED]++;
         return;
     }
     json_decref(conds);
@@ -229,9 +341,12 @@ static void compile_pass(struct weftd *d)
         struct mesh_compile_info info;
         int rc;
 
+        double t1 = now_s();
+
         split_key(key, ns, sizeof(ns), name, sizeof(name));
         rc = mesh_compile_pod_ex(d->model, ns, name, &doc, &info);
         d->m.compiles++;
+        weftd_hist_observe(&d->m.compile_seconds, now_s() - t1);
         if (rc == ERR_NOTFOUND) {
             json_object_del(d->docs, key);
             continue;
@@ -246,7 +361,8 @@ static void compile_pass(struct weftd *d)
         }
         json_object_set_new(d->docs, key, doc);
     }
-    d->m.compile_seconds_sum += now_s() - t0;
+    if (json_array_size(dirty))
+        weftd_hist_observe(&d->m.compile_pass_seconds, now_s() - t0);
     json_decref(dirty);
     flush_status(d);
 }
@@ -256,19 +372,6 @@ static void on_compile(uv_idle_t *h)
     struct weftd *d = h->data;
     uv_idle_stop(h);
     compile_pass(d);
-}
-
-/* The sync state lives beside struct weftd (not in the shared header). */
-struct sync_state {
-    uv_idle_t compile;
-    uv_timer_t retry; /* failed status writes are tried again after a second */
-    int closed;
-    bool started;
-};
-
-static struct sync_state *state_of(struct weftd *d)
-{
-    return (struct sync_state *)d->sync;
 }
 
 static void on_retry(uv_timer_t *t)
@@ -311,6 +414,7 @@ static struct wq_result reconcile(void *arg, const char *qkey)
         /* Listed objects carry no apiVersion/kind: the model recognises objects by them. */
         json_t *o = json_copy((json_t *)obj);
         if (!o) {
+            d->watches[wi].reconcile_errors++;
             res.outcome = WQ_ERROR;
             return res;
         }
@@ -328,10 +432,10 @@ static struct wq_result reconcile(void *arg, const char *qkey)
             rc = 0;
     }
     if (rc == -ENOMEM) {
-        d->m.reconcile_errors++;
+        d->watches[wi].reconcile_errors++;
         res.outcome = WQ_ERROR;
     } else if (rc && rc != ERR_UNSUPPORTED) {
-        d->m.reconcile_errors++;
+        d->watches[wi].reconcile_errors++;
         log_warn("msg=\"object not taken into the model\" kind=%s key=%s error=\"%s\"", def->kind,
                  key, err_str(rc));
         res.outcome = WQ_TERMINAL;
@@ -358,7 +462,7 @@ static struct wq_result reconcile(void *arg, const char *qkey)
             }
         }
     }
-    d->m.reconcile_seconds_sum += now_s() - t0;
+    weftd_hist_observe(&d->m.reconcile_seconds, now_s() - t0);
     uv_idle_start(&state_of(d)->compile, on_compile);
     return res;
 }
@@ -373,9 +477,19 @@ bool weftd_synced(const struct weftd *d)
     return true;
 }
 
+void weftd_sync_event_stats(const struct weftd *d, struct kube_recorder_stats *out)
+{
+    const struct sync_state *st = state_of(d);
+    if (st && st->events)
+        kube_recorder_stats(st->events, out);
+    else
+        memset(out, 0, sizeof(*out));
+}
+
 int weftd_sync_start(struct weftd *d)
 {
     struct sync_state *st = calloc(1, sizeof(*st));
+    struct kube_recorder_opts ro;
     int rc;
 
     if (!st)
@@ -385,6 +499,12 @@ int weftd_sync_start(struct weftd *d)
     st->compile.data = d;
     uv_timer_init(d->loop, &st->retry);
     st->retry.data = d;
+    memset(&ro, 0, sizeof(ro));
+    ro.component = "weftd";
+    ro.instance = d->opts.identity;
+    rc = kube_recorder_new(d->kube, &ro, &st->events);
+    if (rc)
+        return rc;
     rc = wq_new(NULL, &d->queue);
     if (rc)
         return rc;
@@ -425,6 +545,8 @@ void weftd_sync_stop(struct weftd *d)
     wq_free(d->queue);
     d->queue = NULL;
     if (st) {
+        kube_recorder_free(st->events);
+        st->events = NULL;
         uv_idle_stop(&st->compile);
         uv_timer_stop(&st->retry);
         st->compile.data = st;

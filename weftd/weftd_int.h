@@ -42,14 +42,40 @@ struct weftd_opts {
     const char *init_image;
 };
 
+/*
+ * A Prometheus histogram of durations in seconds over fixed bucket bounds (weftd_hist_bounds:
+ * 100 us to 10 s). counts[i] counts observations in (bound[i-1], bound[i]], the last one those
+ * above the largest bound (+Inf); /metrics prints them cumulatively.
+ */
+#define WEFTD_HIST_BOUNDS 16
+extern const double weftd_hist_bounds[WEFTD_HIST_BOUNDS];
+struct weftd_hist {
+    uint64_t counts[WEFTD_HIST_BOUNDS + 1];
+    uint64_t count;
+    double sum;
+};
+/* Count one observation of seconds (admin.c). */
+void weftd_hist_observe(struct weftd_hist *h, double seconds);
+
+/* Outcomes of a status evaluation, the label of weft_status_writes_total (admin.c names). */
+enum weftd_status_result {
+    WEFTD_STATUS_WRITTEN,   /* conditions written */
+    WEFTD_STATUS_UNCHANGED, /* the stored conditions already said it: no write */
+    WEFTD_STATUS_NOT_FOUND, /* the object was gone */
+    WEFTD_STATUS_CONFLICT,  /* still conflicting after the retries: tried again later */
+    WEFTD_STATUS_ERROR,     /* any other failure: tried again later */
+    WEFTD_STATUS_NRESULTS
+};
+
 /* Counters for /metrics (Prometheus text). */
 #define WEFTD_REFUSED_AUTH 15
 struct weftd_metrics {
-    uint64_t reconciles, reconcile_errors;
-    double reconcile_seconds_sum;
+    uint64_t reconciles; /* errors are counted per watch (struct weftd_watch) */
+    struct weftd_hist reconcile_seconds;
     uint64_t compiles, compiles_changed;
-    double compile_seconds_sum;
-    uint64_t status_writes, status_write_errors;
+    struct weftd_hist compile_seconds;      /* one proxy document */
+    struct weftd_hist compile_pass_seconds; /* one pass over the dirty proxies */
+    uint64_t status[WEFTD_STATUS_NRESULTS];
     uint64_t certs_issued;
     uint64_t certs_refused[16]; /* by enum ca_refusal; [WEFTD_REFUSED_AUTH]: token refused */
     double issue_seconds_sum;
@@ -66,6 +92,7 @@ struct weftd_watch {
     struct kube_resource res;
     struct kube_informer *inf;
     bool optional;      /* SMI: absent CRD is fine */
+    uint64_t reconcile_errors; /* weft_reconcile_errors_total{resource} */
 };
 
 #define WEFTD_MAX_WATCHES 16
@@ -113,6 +140,8 @@ int weftd_sync_start(struct weftd *d) WUR;
 void weftd_sync_stop(struct weftd *d);
 bool weftd_synced(const struct weftd *d);
 void weftd_sync_leading(struct weftd *d); /* became leader: write pending status */
+/* Counters of the Events emitted for condition changes (zeros before the start). */
+void weftd_sync_event_stats(const struct weftd *d, struct kube_recorder_stats *out);
 
 /* --- CA: root bootstrap, certificate endpoint, trust bundle (ca_server.c) --- */
 int weftd_ca_start(struct weftd *d) WUR;

@@ -372,10 +372,15 @@ struct kube_leader;
 
 /*
  * Campaign for the coordination.k8s.io/v1 Lease ns/name: GET, create it when absent, take it
- * over when its holder has not renewed it for leaseDurationSeconds (measured on this
- * candidate's clock from when the record was last seen to change), renew it by PUT with its
- * resourceVersion every retry period while leading. started_leading/stopped_leading are called
- * from the loop on each transition. Strings in opts are copied. Returns 0, -EINVAL, -ENOMEM.
+ * over when it is free or its holder has not renewed it for leaseDurationSeconds (measured on
+ * this candidate's clock from when the record was first seen to change), renew it by PUT with
+ * its resourceVersion every retry period while leading. A candidate also watches the Lease (LIST
+ * and WATCH with fieldSelector metadata.name=name, so it needs those verbs), sees each renewal
+ * as it happens, and tries again at the moment the observed lease runs out (or after a retry
+ * period, whichever is first): a dead leader is replaced leaseDurationSeconds plus one GET and
+ * one PUT after its last renewal. Without the watch (forbidden, failing) it falls back to
+ * polling every retry period. started_leading/stopped_leading are called from the loop on each
+ * transition. Strings in opts are copied. Returns 0, -EINVAL, -ENOMEM.
  */
 int kube_leader_new(struct kube_client *c, const struct kube_leader_opts *opts,
                     struct kube_leader **out) WUR;
@@ -388,6 +393,72 @@ bool kube_leader_is_leader(const struct kube_leader *le);
  * before freeing the client. Accepts NULL.
  */
 void kube_leader_free(struct kube_leader *le);
+
+/* ---- events ---------------------------------------------------------------------------- */
+
+/* The object an Event is about (a core v1 ObjectReference). Strings are borrowed. */
+struct kube_object_ref {
+    const char *api_version;      /* "mesh.weft.dev/v1alpha1"; optional */
+    const char *kind;             /* required */
+    const char *ns;               /* NULL or "" for cluster-scoped objects */
+    const char *name;             /* required */
+    const char *uid;              /* optional (kubectl describe matches on it when set) */
+    const char *resource_version; /* optional */
+};
+
+/*
+ * Fill *out from obj's metadata (name, namespace, uid, resourceVersion; borrowed from obj);
+ * api_version and kind NULL take obj's own. Returns 0 or ERR_INVALID (no kind or name).
+ */
+int kube_object_ref_of(const json_t *obj, const char *api_version, const char *kind,
+                       struct kube_object_ref *out) WUR;
+
+enum kube_event_level { KUBE_EVENT_NORMAL, KUBE_EVENT_WARNING };
+
+struct kube_recorder_opts {
+    const char *component; /* source.component and reportingComponent ("weftd"); required */
+    const char *instance;  /* reportingInstance (the pod name); optional */
+    unsigned cache_size;   /* distinct events remembered for aggregation (256) */
+    unsigned window_ms;    /* a repeat within this of the previous one is aggregated (600000) */
+};
+
+struct kube_recorder_stats {
+    unsigned created; /* Events POSTed */
+    unsigned patched; /* repeats written as a count/lastTimestamp PATCH */
+    unsigned failed;  /* writes that failed (the occurrence is lost; the next one retries) */
+    unsigned dropped; /* occurrences not recorded: every remembered event was being written */
+};
+
+struct kube_recorder;
+
+/*
+ * An event recorder (client-go's EventRecorder with its correlator): kube_recorder_emit writes a
+ * core v1 Event in the object's namespace ("default" for cluster-scoped objects) with
+ * involvedObject, type Normal or Warning, reason, message, source.component, reportingComponent,
+ * reportingInstance, firstTimestamp, lastTimestamp and count. The same event (same source,
+ * object uid, type, reason and message) emitted again within window_ms of its previous
+ * occurrence is not a new Event: the existing one's count and lastTimestamp are PATCHed (repeats
+ * that arrive while a write is in flight are folded into one PATCH). If that Event has gone from
+ * the server (404) it is created again with the count so far. At most cache_size events are
+ * remembered; the least recently seen is forgotten first. Writes are asynchronous and
+ * best-effort (failures are counted and logged, not retried). Needs create and patch on events.
+ * Returns 0, -EINVAL, -ENOMEM.
+ */
+int kube_recorder_new(struct kube_client *c, const struct kube_recorder_opts *opts,
+                      struct kube_recorder **out) WUR;
+
+/* Cancel the recorder's requests and free it (before the client). Accepts NULL. */
+void kube_recorder_free(struct kube_recorder *r);
+
+/*
+ * Record one occurrence (ref, reason and message are copied). Returns 0 once the write is under
+ * way, -EINVAL (no kind, name or reason; message NULL), -EBUSY (every remembered event has a
+ * write in flight: this occurrence is dropped), -ENOMEM, or the error of the request.
+ */
+int kube_recorder_emit(struct kube_recorder *r, const struct kube_object_ref *ref,
+                       enum kube_event_level level, const char *reason, const char *message) WUR;
+
+void kube_recorder_stats(const struct kube_recorder *r, struct kube_recorder_stats *out);
 
 /* Format a Kubernetes MicroTime: 2024-05-01T12:00:00.123456Z. out needs 28 bytes. */
 void kube_microtime_format(const struct timespec *ts, char *out, size_t outlen);

@@ -1,11 +1,20 @@
 /*
  * leader.c - leader election on a coordination.k8s.io/v1 Lease (client-go's leaderelection).
  *
- * Every retry period one attempt runs: while leading, PUT the cached Lease with a new renewTime
- * (its resourceVersion makes it conditional); otherwise GET it, create it when absent, and take
- * it over by PUT when it is free (no holder) or its record has not changed for
- * leaseDurationSeconds of *our* clock (client-go's rule: never compare remote timestamps with
- * the local clock). A leader that has not renewed successfully for renew_deadline stops leading.
+ * While leading, every retry period: PUT the cached Lease with a new renewTime (its
+ * resourceVersion makes it conditional). A leader that has not renewed successfully for
+ * renew_deadline stops leading.
+ *
+ * Otherwise: GET it, create it when absent, and take it over by PUT when it is free (no holder)
+ * or its record (holder + renewTime) has not changed for leaseDurationSeconds of *our* clock
+ * since we first saw it (client-go's rule: never compare remote timestamps with the local
+ * clock). To see each renewal when it happens rather than at our next poll, a follower also
+ * watches the Lease (an informer with a metadata.name field selector); the time a record was
+ * first seen, by the watch or a GET, starts its lease. The next attempt is scheduled at the
+ * earlier of one retry period and the moment that lease runs out, so a dead leader's Lease is
+ * taken over leaseDurationSeconds (plus one GET and one PUT) after its last renewal. Safety does
+ * not depend on the watch: the takeover PUT follows a GET that must still show the record we
+ * have watched age, and is conditional on that GET's resourceVersion.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,10 +32,13 @@ struct kube_leader {
     char *ns, *name, *identity;
     uv_timer_t timer;
     struct kube_call *call;
-    json_t *lease; /* last Lease we wrote or read (with its resourceVersion) */
+    json_t *lease;               /* last Lease we wrote or read (with its resourceVersion) */
+    struct kube_informer *watch; /* the Lease, for prompt observation of renewals */
+    char *field_selector;        /* "metadata.name=<name>" */
     bool leading;
-    char observed[512]; /* holder + renewTime of the record last seen */
-    uint64_t observed_at;
+    char observed[512];    /* holder + renewTime of the record last seen */
+    uint64_t observed_at;  /* our clock when that record was first seen */
+    uint64_t observed_dur; /* its leaseDurationSeconds, in ms (ours when absent) */
     uint64_t last_renew;
 };
 
@@ -156,13 +168,75 @@ static void write_lease(struct kube_leader *le, json_t *lease, bool create)
         failed(le);
 }
 
+/*
+ * Note the record in lease (from a GET or the watch): a record different from the last one seen
+ * starts its lease now. Returns the holder ("" when none).
+ */
+static const char *observe(struct kube_leader *le, const json_t *lease)
+{
+    const json_t *spec = json_object_get(lease, "spec");
+    const char *holder = json_string_value(json_object_get(spec, "holderIdentity"));
+    const char *renew = json_string_value(json_object_get(spec, "renewTime"));
+    json_int_t secs = json_integer_value(json_object_get(spec, "leaseDurationSeconds"));
+    char rec[512];
+
+    snprintf(rec, sizeof(rec), "%s|%s", holder ? holder : "", renew ? renew : "");
+    if (strcmp(rec, le->observed) != 0) {
+        snprintf(le->observed, sizeof(le->observed), "%s", rec);
+        le->observed_at = now_ms(le);
+    }
+    le->observed_dur = secs > 0 ? (uint64_t)secs * 1000 : le->o.lease_duration_ms;
+    return holder ? holder : "";
+}
+
+/*
+ * Milliseconds until a follower should try to acquire the Lease observed last, with holder:
+ * now when it is free or ours, else when its lease runs out on our clock (0 once it has).
+ */
+static uint64_t follower_delay(struct kube_leader *le, const char *holder)
+{
+    uint64_t now = now_ms(le), expiry = le->observed_at + le->observed_dur;
+
+    if (!*holder || strcmp(holder, le->identity) == 0)
+        return 0;
+    return now >= expiry ? 0 : expiry - now;
+}
+
+/* Schedule the next follower attempt: at the lease's expiry, or after one retry period. */
+static void follow(struct kube_leader *le, const char *holder)
+{
+    uint64_t delay = follower_delay(le, holder);
+    schedule(le, delay < le->o.retry_period_ms ? delay : le->o.retry_period_ms);
+}
+
+static void on_watch(void *arg, enum kube_event_type type, const char *key, const json_t *obj)
+{
+    struct kube_leader *le = arg;
+    uint64_t delay;
+    (void)key;
+
+    if (type == KUBE_EVENT_DELETED) {
+        /* Gone: whoever held it, it is free. */
+        le->observed[0] = '\0';
+        le->observed_at = now_ms(le);
+        delay = 0;
+    } else {
+        delay = follower_delay(le, observe(le, obj));
+    }
+    /*
+     * A follower waiting in its timer (no request in flight; one in flight reschedules when it
+     * completes) moves its next attempt earlier when the Lease now runs out sooner.
+     */
+    if (le->leading || le->call)
+        return;
+    if (!uv_is_active((uv_handle_t *)&le->timer) || uv_timer_get_due_in(&le->timer) > delay)
+        schedule(le, delay);
+}
+
 static void on_get(void *arg, int err, long status, json_t *body)
 {
     struct kube_leader *le = arg;
-    const json_t *spec;
-    const char *holder, *renew;
-    char rec[512];
-    uint64_t now = now_ms(le), dur;
+    const char *holder;
     json_t *copy;
 
     le->call = NULL;
@@ -181,21 +255,11 @@ static void on_get(void *arg, int err, long status, json_t *body)
         failed(le);
         return;
     }
-    spec = json_object_get(body, "spec");
-    holder = json_string_value(json_object_get(spec, "holderIdentity"));
-    renew = json_string_value(json_object_get(spec, "renewTime"));
-    snprintf(rec, sizeof(rec), "%s|%s", holder ? holder : "", renew ? renew : "");
-    if (strcmp(rec, le->observed) != 0) {
-        snprintf(le->observed, sizeof(le->observed), "%s", rec);
-        le->observed_at = now;
-    }
-    dur = (uint64_t)json_integer_value(json_object_get(spec, "leaseDurationSeconds")) * 1000;
-    if (!dur)
-        dur = le->o.lease_duration_ms;
-    if (holder && *holder && strcmp(holder, le->identity) != 0 && now < le->observed_at + dur) {
-        /* Held by someone else and not expired. */
+    holder = observe(le, body);
+    if (follower_delay(le, holder) > 0) {
+        /* Held by someone else and not expired: look again when it would be. */
         set_leading(le, false);
-        schedule(le, le->o.retry_period_ms);
+        follow(le, holder);
         return;
     }
     copy = json_deep_copy(body);
@@ -209,10 +273,11 @@ static void on_get(void *arg, int err, long status, json_t *body)
 
 static void attempt(struct kube_leader *le)
 {
+    char path[1024];
     int rc;
 
     if (le->call)
-        return;
+        return; /* its completion schedules the next attempt */
     if (le->leading && le->lease) {
         json_t *copy = json_deep_copy(le->lease);
         if (!copy) {
@@ -223,17 +288,21 @@ static void attempt(struct kube_leader *le)
         json_decref(copy);
         return;
     }
-    rc = kube_get(le->c, &lease_res, le->ns, le->name, on_get, le);
-    if (rc) {
+    /* Not kube_get: it gives no call handle, and kube_leader_free must cancel the request. */
+    rc = kube_path(&lease_res, le->ns, le->name, NULL, path, sizeof(path));
+    if (!rc)
+        rc = kube_request(le->c, "GET", path, NULL, NULL, on_get, le, &le->call);
+    if (rc)
         failed(le);
-        return;
-    }
 }
 
 int kube_leader_new(struct kube_client *c, const struct kube_leader_opts *opts,
                     struct kube_leader **out)
 {
     struct kube_leader *le;
+    struct kube_informer_handlers h;
+    struct kube_informer_opts io;
+    int rc;
 
     if (!c || !opts || !opts->ns || !*opts->ns || !opts->name || !*opts->name || !opts->identity ||
         !*opts->identity)
@@ -253,20 +322,37 @@ int kube_leader_new(struct kube_client *c, const struct kube_leader_opts *opts,
     le->name = strdup(opts->name);
     le->identity = strdup(opts->identity);
     if (!le->ns || !le->name || !le->identity) {
-        free(le->ns);
-        free(le->name);
-        free(le->identity);
-        free(le);
-        return -ENOMEM;
+        rc = -ENOMEM;
+        goto fail;
     }
     le->o.ns = le->ns;
     le->o.name = le->name;
     le->o.identity = le->identity;
+    if (asprintf(&le->field_selector, "metadata.name=%s", le->name) < 0) {
+        le->field_selector = NULL;
+        rc = -ENOMEM;
+        goto fail;
+    }
+    memset(&h, 0, sizeof(h));
+    h.on_event = on_watch;
+    h.arg = le;
+    memset(&io, 0, sizeof(io));
+    io.field_selector = le->field_selector;
+    rc = kube_informer_new(c, &lease_res, le->ns, NULL, &h, &io, &le->watch);
+    if (rc)
+        goto fail;
     uv_timer_init(kube_client_loop(c), &le->timer);
     le->timer.data = le;
     schedule(le, 0);
     *out = le;
     return 0;
+fail:
+    free(le->field_selector);
+    free(le->ns);
+    free(le->name);
+    free(le->identity);
+    free(le);
+    return rc;
 }
 
 bool kube_leader_is_leader(const struct kube_leader *le)
@@ -278,6 +364,7 @@ static void on_leader_closed(uv_handle_t *h)
 {
     struct kube_leader *le = h->data;
     json_decref(le->lease);
+    free(le->field_selector);
     free(le->ns);
     free(le->name);
     free(le->identity);
@@ -288,6 +375,8 @@ void kube_leader_free(struct kube_leader *le)
 {
     if (!le)
         return;
+    kube_informer_free(le->watch);
+    le->watch = NULL;
     kube_call_cancel(le->call);
     le->call = NULL;
     if (le->leading && le->o.release_on_stop && le->lease) {

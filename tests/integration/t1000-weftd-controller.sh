@@ -12,8 +12,14 @@
 #   resolved-refs  a split with a missing backend Service: ResolvedRefs=False naming it, True
 #                  once the Service exists
 #   conflict       a second split on the same apex: Accepted=False, Conflicted, naming the winner
+#   events         the condition changes above as Events: kubectl get events --field-selector
+#                  involvedObject.name=..., every field of the Warning Conflicted event, and the
+#                  Events section of kubectl describe trafficsplit; t1/web's ResolvedRefs False
+#                  RefNotFound (Warning) then True (Normal); weft_events_total
 #   debug-config   a meshed pod's /debug/config document; a weight change shows within 1 s
-#   metrics        reconcile counts, model and cache sizes equal to what kubectl counts
+#   metrics        reconcile counts, per-resource errors, histograms (cumulative buckets,
+#                  _count), status writes by result, model and cache sizes equal to what
+#                  kubectl counts
 # Env: BUILD, KUBELITE, WEFTD ($BUILD/bin/weftd), KUBECTL_DIR.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
@@ -162,6 +168,36 @@ EOF
     assert_eq "$OUT" True "the older split stays Accepted"
 }
 
+# events NAME: the Events about TrafficSplit t1/NAME, oldest first, one per line:
+# type|reason|message|count (names end in hexadecimal nanoseconds: sorted by name is by time)
+events() {
+    "$K" get events -n t1 --field-selector "involvedObject.name=$1,involvedObject.kind=TrafficSplit" \
+        -o json | pyjson "'\n'.join('%s|%s|%s|%s' % (e['type'], e['reason'], e['message'], e['count']) for e in sorted(j['items'], key=lambda e: e['metadata']['name']))"
+}
+
+case_events() {
+    local uid want
+    # Events are written after the status: wait for the last one of each object.
+    wait_for 10 sh -c "\"\$0\" get events -n t1 --field-selector involvedObject.name=web-late -o name | grep -q ." "$K"
+    okv "web-late events" "$K" get events -n t1 --field-selector involvedObject.name=web-late -o json ||
+        return 1
+    uid=$("$K" get ts/web-late -n t1 -o 'jsonpath={.metadata.uid}')
+    assert_eq "$(printf '%s' "$OUT" | pyjson '[(e["type"], e["reason"], e["message"], e["count"], e["source"]["component"], e["reportingComponent"], e["reportingInstance"], e["involvedObject"]["apiVersion"], e["involvedObject"]["kind"], e["involvedObject"]["namespace"], e["involvedObject"]["name"], e["involvedObject"]["uid"], e["firstTimestamp"] == e["lastTimestamp"]) for e in j["items"]]')" \
+        "[[\"Warning\", \"Conflicted\", \"TrafficSplit t1/web (mesh.weft.dev) already splits Service web and takes precedence (older creationTimestamp, then name); delete one of them or give them different ports\", 1, \"weftd\", \"weftd\", \"a\", \"mesh.weft.dev/v1alpha1\", \"TrafficSplit\", \"t1\", \"web-late\", \"$uid\", true]]" \
+        "web-late's event" || return 1
+    okv "describe" "$K" describe trafficsplit.mesh.weft.dev web-late -n t1 || return 1
+    assert_match "$OUT" '^Events:$' "describe has an Events section" || return 1
+    assert_match "$OUT" '^  Warning +Conflicted +[0-9]+s +weftd +TrafficSplit t1/web \(mesh\.weft\.dev\) already splits Service web and takes precedence' \
+        "describe's Conflicted row" || return 1
+    # t1/web: ResolvedRefs False while web-v2 was missing, then True (selected by reason too).
+    wait_for 10 sh -c "\"\$0\" get events -n t1 --field-selector involvedObject.name=web,reason=ResolvedRefs,type=Normal -o name | grep -q ." "$K"
+    want=$'Warning|RefNotFound|Service t1/web-v2 (backend) not found|1\nNormal|ResolvedRefs|all referenced objects exist|1'
+    assert_eq "$(events web)" "$want" "t1/web's events" || return 1
+    # The leader's counters: web-late's and web's events, and none failed.
+    assert_gt "$(wd_metric a 'weft_events_total{result="created"}')" 2 "events created" || return 1
+    assert_eq "$(wd_metric a 'weft_events_total{result="failed"}')" 0 "events failed"
+}
+
 # ppm SERVICE: requestedPpm of each backend of the split route to SERVICE in the client's document
 ppm() {
     printf '%s' "$BODY" | pyjson "{b['service']: b['requestedPpm'] for o in j['outbound'] if o['service'] == '$1' for p in o['ports'] for r in p['routes'] if r.get('split') for b in r['backends']}"
@@ -222,11 +258,41 @@ EOF
 }
 
 case_metrics() {
-    local n s
-    for s in weft_reconciles_total weft_status_writes_total; do
+    local n s m
+    for s in weft_reconciles_total 'weft_status_writes_total{result="written"}' \
+        'weft_status_writes_total{result="unchanged"}'; do
         assert_gt "$(wd_metric a "$s")" 0 "$s" || return 1
     done
-    assert_eq "$(wd_metric a weft_reconcile_errors_total)" 0 "reconcile errors" || return 1
+    # (not_found is not checked: crd-check.sh deletes what it creates, maybe before its write)
+    for s in conflict error; do
+        assert_eq "$(wd_metric a "weft_status_writes_total{result=\"$s\"}")" 0 "status writes $s" ||
+            return 1
+    done
+    wd_get a /metrics
+    m=$BODY
+    assert_eq "$(printf '%s\n' "$m" | grep '^weft_reconcile_errors_total' | tr '\n' ' ')" \
+        'weft_reconcile_errors_total{resource="namespaces"} 0 weft_reconcile_errors_total{resource="services"} 0 weft_reconcile_errors_total{resource="endpointslices.discovery.k8s.io"} 0 weft_reconcile_errors_total{resource="pods"} 0 weft_reconcile_errors_total{resource="serviceaccounts"} 0 weft_reconcile_errors_total{resource="trafficsplits.mesh.weft.dev"} 0 weft_reconcile_errors_total{resource="accesspolicies.mesh.weft.dev"} 0 weft_reconcile_errors_total{resource="retrypolicies.mesh.weft.dev"} 0 weft_reconcile_errors_total{resource="trafficsplits.split.smi-spec.io"} 0 ' \
+        "reconcile errors by resource" || return 1
+    # Histograms (one scrape): le bounds, cumulative counts, +Inf = _count = the matching counter.
+    for s in weft_reconcile_duration_seconds:weft_reconciles_total \
+        weft_proxy_compile_duration_seconds:weft_proxy_compiles_total \
+        weft_compile_pass_duration_seconds:; do
+        assert_eq "$(printf '%s\n' "$m" | python3 -c '
+import sys, re
+name, counter = sys.argv[1].split(":")
+lines = sys.stdin.read().splitlines()
+assert "# TYPE %s histogram" % name in lines, "no TYPE line"
+b = [(re.match(r".*le=\"([^\"]+)\"", l).group(1), int(l.split()[1])) for l in lines if l.startswith(name + "_bucket{")]
+les = " ".join(le for le, _ in b)
+assert les == "0.0001 0.00025 0.0005 0.001 0.0025 0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 10 +Inf", les
+assert all(b[i][1] <= b[i + 1][1] for i in range(len(b) - 1)), "not cumulative"
+val = lambda s: float([l for l in lines if l.split() and l.split()[0] == s][0].split()[1])
+count = int(val(name + "_count"))
+assert b[-1][1] == count, "+Inf %d != _count %d" % (b[-1][1], count)
+assert count > 0 and val(name + "_sum") > 0, "empty"
+assert not counter or count == int(val(counter)), "_count %d != %s" % (count, counter)
+print("ok")' "$s" 2>&1 | tail -1)" ok "histogram ${s%%:*}" || return 1
+    done
     assert_eq "$(wd_metric a weft_leader)" 1 "weft_leader" || return 1
     assert_eq "$(wd_metric a weft_proxies)" 1 "weft_proxies" || return 1
     assert_match "$(wd_metric a weft_queue_depth)" '^[0-9]+$' "weft_queue_depth" || return 1
@@ -255,6 +321,7 @@ t_run accepted case_accepted
 t_run columns case_columns
 t_run resolved-refs case_resolved_refs
 t_run conflict case_conflict
+t_run events case_events
 t_run debug-config case_debug_config
 t_run metrics case_metrics
 t_summary

@@ -113,7 +113,7 @@ case_documents() {
     done
     t=$(($(now_ms) - FAULTS_OFF))
     echo "    $n documents equal ($(cat "$KL_TMP"/docs-a/*.json | wc -c) bytes, $(grep -ho '"requestedPpm"' "$KL_TMP"/docs-a/*.json | wc -l) weighted backends), $t ms after the faults stopped (comparison $tries)"
-    echo "    weftd a: reconciles $(wd_metric a weft_reconciles_total), compiles $(wd_metric a weft_proxy_compiles_total), status writes $(wd_metric a weft_status_writes_total) ($(wd_metric a weft_status_write_errors_total) failed)"
+    echo "    weftd a: reconciles $(wd_metric a weft_reconciles_total), compiles $(wd_metric a weft_proxy_compiles_total), status writes $(wd_metric a 'weft_status_writes_total{result="written"}') ($(wd_metric a 'weft_status_writes_total{result="error"}') failed, $(wd_metric a 'weft_status_writes_total{result="conflict"}') conflicted)"
 }
 
 # lagging: the custom resources whose conditions do not all carry their generation, into LAG.

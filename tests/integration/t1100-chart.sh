@@ -475,6 +475,11 @@ false update coordination.k8s.io leases - weft-system other-lease
 false create coordination.k8s.io leases - shop -
 true  create - events - weft-system -
 true  create events.k8s.io events - weft-system -
+true  create - events - shop -
+true  patch  - events - shop -
+true  list   coordination.k8s.io leases - weft-system weftd-leader
+true  watch  coordination.k8s.io leases - weft-system weftd-leader
+false list   coordination.k8s.io leases - weft-system -
 false create - pods - shop -
 false delete - pods - shop p
 false update - services - shop s

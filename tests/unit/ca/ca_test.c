@@ -2,9 +2,14 @@
  * ca_test.c - unit tests for ca/. Certificates are checked with the openssl CLI (popen), so the
  * assertions do not depend on our own parsing.
  */
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
 #include <time.h>
+
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "ca/ca.h"
 #include "tests/unit/unit.h"
@@ -1064,8 +1069,139 @@ static void t_key_file_write(void)
     leave_tmpdir();
 }
 
+/* ---- threads ------------------------------------------------------------------------------- */
+
+#define MT_THREADS 4
+#define MT_PER_THREAD 60
+
+struct mt_arg {
+    struct ca *ca;
+    char **csrs;
+    size_t ncsrs;
+    atomic_int *issued;
+    int failures;
+    char *leaves[MT_PER_THREAD];
+};
+
+static void *mt_issue(void *p)
+{
+    struct mt_arg *a = p;
+
+    for (int i = 0; i < MT_PER_THREAD; i++) {
+        const char *csr = a->csrs[(size_t)i % a->ncsrs];
+        struct ca_leaf leaf;
+
+        if (ca_issue(a->ca, csr, strlen(csr), &web, 0, &leaf, NULL) != 0) {
+            a->failures++;
+            continue;
+        }
+        a->leaves[i] = leaf.chain_pem; /* taken over */
+        atomic_fetch_add(a->issued, 1);
+    }
+    OPENSSL_thread_stop();
+    return NULL;
+}
+
+/* Which of the two roots signed pem: 0 (a), 1 (b), -1 (neither, or a broken certificate). The
+ * issuer name must be that root's subject: a leaf is issued entirely by one signer. */
+static int signed_by(const char *pem, X509 *ra, X509 *rb)
+{
+    BIO *b = BIO_new_mem_buf(pem, -1);
+    X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+    int who = -1;
+
+    if (x && X509_verify(x, X509_get0_pubkey(ra)) == 1 &&
+        X509_NAME_cmp(X509_get_issuer_name(x), X509_get_subject_name(ra)) == 0)
+        who = 0;
+    else if (x && X509_verify(x, X509_get0_pubkey(rb)) == 1 &&
+             X509_NAME_cmp(X509_get_issuer_name(x), X509_get_subject_name(rb)) == 0)
+        who = 1;
+    X509_free(x);
+    BIO_free(b);
+    return who;
+}
+
+static X509 *pem_x509(const char *pem)
+{
+    BIO *b = BIO_new_mem_buf(pem, -1);
+    X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+
+    BIO_free(b);
+    REQUIRE(x != NULL);
+    return x;
+}
+
+/* Issuers on several threads share one struct ca while the owner rotates the signer under
+ * them: every issuance succeeds, every leaf comes whole from one of the two roots, both roots
+ * are used, and the live-leaf record written by the issuers keeps the old root in the bundle. */
+static void t_concurrent_issue(void)
+{
+    struct ca *ca = new_ca();
+    struct ca_signer *b = NULL;
+    struct ca_signer_pem apem = {0}, bpem = {0};
+    struct ca_diag diag = {0};
+    struct mt_arg args[MT_THREADS];
+    pthread_t th[MT_THREADS];
+    char *csrs[8], old_fp[CA_FINGERPRINT_HEX + 1];
+    atomic_int issued = 0;
+    int count[2] = {0, 0};
+    X509 *ra, *rb;
+
+    for (size_t i = 0; i < ARRAY_LEN(csrs); i++) {
+        char *key = NULL;
+
+        REQUIRE(ca_csr_new(i % 2 ? CA_KEY_EC_P384 : CA_KEY_EC_P256, &key, &csrs[i]) == 0);
+        ca_key_pem_free(key);
+    }
+    REQUIRE(ca_signer_pem_get(ca_signer_get(ca), &apem) == 0);
+    snprintf(old_fp, sizeof(old_fp), "%s", ca_signer_root_fingerprint(ca_signer_get(ca)));
+    REQUIRE(ca_signer_generate_root(fixed_now, &b) == 0);
+    REQUIRE(ca_signer_pem_get(b, &bpem) == 0);
+    ra = pem_x509(apem.ca_crt);
+    rb = pem_x509(bpem.ca_crt);
+
+    for (int t = 0; t < MT_THREADS; t++) {
+        args[t] =
+            (struct mt_arg){.ca = ca, .csrs = csrs, .ncsrs = ARRAY_LEN(csrs), .issued = &issued};
+        REQUIRE(pthread_create(&th[t], NULL, mt_issue, &args[t]) == 0);
+    }
+    /* rotate while they issue: add the new root, then switch */
+    while (atomic_load(&issued) < MT_THREADS * MT_PER_THREAD / 4)
+        sched_yield();
+    CHECK_INT(ca_bundle_add(ca, bpem.ca_crt, strlen(bpem.ca_crt), NULL, &diag), 0);
+    CHECK_INT(ca_signer_set(ca, b, &diag), 0);
+    for (int t = 0; t < MT_THREADS; t++)
+        pthread_join(th[t], NULL);
+
+    for (int t = 0; t < MT_THREADS; t++) {
+        CHECK_INT(args[t].failures, 0);
+        for (int i = 0; i < MT_PER_THREAD; i++) {
+            int who = args[t].leaves[i] ? signed_by(args[t].leaves[i], ra, rb) : -1;
+
+            CHECK(who >= 0);
+            if (who >= 0)
+                count[who]++;
+            free(args[t].leaves[i]);
+        }
+    }
+    CHECK_INT(count[0] + count[1], MT_THREADS * MT_PER_THREAD);
+    CHECK(count[0] >= MT_THREADS * MT_PER_THREAD / 4);
+    CHECK(count[1] > 0);
+    /* leaves under the old root are live: not removable without force */
+    CHECK_INT(ca_bundle_remove(ca, old_fp, false), -EBUSY);
+    CHECK_INT(ca_bundle_count(ca), 2);
+
+    X509_free(ra);
+    X509_free(rb);
+    for (size_t i = 0; i < ARRAY_LEN(csrs); i++)
+        free(csrs[i]);
+    ca_signer_pem_release(&apem);
+    ca_signer_pem_release(&bpem);
+    ca_free(ca);
+}
+
 UNIT_MAIN(UNIT(t_identity_strings), UNIT(t_root_generate), UNIT(t_issue_verifies),
           UNIT(t_identity_from_caller_only), UNIT(t_long_identity), UNIT(t_key_types),
           UNIT(t_csr_refusals), UNIT(t_csr_key_substitution), UNIT(t_root_rotation),
           UNIT(t_bundle_add_refusals), UNIT(t_user_intermediate), UNIT(t_signer_refusals),
-          UNIT(t_server_cert), UNIT(t_key_file_write))
+          UNIT(t_server_cert), UNIT(t_key_file_write), UNIT(t_concurrent_issue))

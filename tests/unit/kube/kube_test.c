@@ -2003,6 +2003,392 @@ static void t_live_leader(void)
     rm_tree(kp.dir);
 }
 
+/*
+ * A follower that polls rarely (retry 5 s) still takes over a dead leader's Lease one lease
+ * duration after the last renewal, because it watches the Lease and schedules its attempt at
+ * the moment the observed lease runs out; and it never takes over a Lease renewed shortly
+ * before each expiry.
+ */
+static void t_live_leader_prompt_takeover(void)
+{
+    struct kl_proc kp;
+    uv_loop_t loop;
+    struct kube_client *ca, *cb;
+    struct kube_leader *a = NULL, *b = NULL;
+    struct lead la = {0, 0}, lb = {0, 0};
+    struct kube_leader_opts oa = {"default", "weftd", "a",        1000,       900,
+                                  800,       false,   on_started, on_stopped, &la};
+    struct kube_leader_opts ob = {"default", "weftd", "b",        1000,       900,
+                                  5000,      false,   on_started, on_stopped, &lb};
+    json_t *spec;
+    uint64_t t0, took;
+
+    if (live_skip(__func__))
+        return;
+    memset(&kp, 0, sizeof(kp));
+    kl_start(&kp, 0, true, NULL, NULL);
+    REQUIRE(uv_loop_init(&loop) == 0);
+    ca = client_for(&loop, kp.kc);
+    cb = client_for(&loop, kp.kc);
+    REQUIRE(kube_leader_new(ca, &oa, &a) == 0);
+    CHECK(run_until(&loop, leader_p, a, 3000));
+    REQUIRE(kube_leader_new(cb, &ob, &b) == 0);
+    /*
+     * a renews every 800 ms, 200 ms before each lease would run out: b's expiry timer keeps
+     * being pushed back by the renewals it watches, and it never takes over.
+     */
+    CHECK(!run_until(&loop, leader_p, b, 3500));
+    CHECK(kube_leader_is_leader(a));
+    CHECK_INT(lb.started, 0);
+    CHECK_INT(la.stopped, 0);
+
+    /* a dies without releasing: b (which would next poll 5 s later) takes over on time. */
+    kube_leader_free(a);
+    uv_update_time(&loop);
+    t0 = uv_now(&loop);
+    CHECK(run_until(&loop, leader_p, b, 6000));
+    took = uv_now(&loop) - t0;
+    printf("    takeover %llu ms after the leader stopped (lease 1000 ms, its renewals every "
+           "800 ms, follower's retry period 5000 ms)\n",
+           (unsigned long long)took);
+    /* a's last renewal was at most 800 ms before it stopped; b needs one GET and one PUT. */
+    CHECK(took >= 200);
+    CHECK(took < 1400);
+    CHECK_INT(lb.started, 1);
+    spec = get_lease(&loop, cb);
+    CHECK_STR(json_string_value(json_object_get(spec, "holderIdentity")), "b");
+    CHECK_INT(json_integer_value(json_object_get(spec, "leaseTransitions")), 1);
+    json_decref(spec);
+
+    kube_leader_free(b);
+    kube_client_free(ca);
+    kube_client_free(cb);
+    drain_close(&loop);
+    kl_kill(&kp);
+    rm_tree(kp.dir);
+}
+
+/* ---- events ----------------------------------------------------------------------------- */
+
+static const struct kube_resource EVENTS = {"", "v1", "events", true};
+
+static bool rec_idle_n(struct kube_recorder *r, unsigned n)
+{
+    struct kube_recorder_stats st;
+    kube_recorder_stats(r, &st);
+    return st.created + st.patched + st.failed >= n;
+}
+
+struct rec_wait {
+    struct kube_recorder *r;
+    unsigned n;
+};
+
+static bool rec_wait_p(void *arg)
+{
+    struct rec_wait *w = arg;
+    return rec_idle_n(w->r, w->n);
+}
+
+/* Wait until the recorder has finished n writes (created + patched + failed). */
+static void rec_wait(uv_loop_t *loop, struct kube_recorder *r, unsigned n)
+{
+    struct rec_wait w = {r, n};
+    REQUIRE(run_until(loop, rec_wait_p, &w, 10000));
+}
+
+/* The Events in ns about the object named name, in creation order: a new reference. */
+static json_t *events_of(uv_loop_t *loop, struct kube_client *c, const char *ns,
+                         const char *name)
+{
+    struct resp rr = {0};
+    char q[300];
+    json_t *items, *sorted = json_array();
+    size_t n;
+
+    snprintf(q, sizeof(q), "fieldSelector=involvedObject.name%%3D%s", name);
+    REQUIRE(kube_list(c, &EVENTS, ns, q, resp_cb, &rr) == 0);
+    resp_wait(loop, &rr);
+    CHECK_INT(rr.status, 200);
+    items = json_object_get(rr.body, "items");
+    /* Names end in hexadecimal nanoseconds of equal length: sorting by name is by time. */
+    n = json_array_size(items);
+    for (size_t k = 0; k < n; k++) {
+        json_t *best = NULL;
+        size_t bi = 0, i;
+        json_t *e;
+        json_array_foreach(items, i, e)
+        {
+            const char *en = json_string_value(
+                json_object_get(json_object_get(e, "metadata"), "name"));
+            if (!best || strcmp(en, json_string_value(json_object_get(
+                                        json_object_get(best, "metadata"), "name"))) < 0) {
+                best = e;
+                bi = i;
+            }
+        }
+        json_array_append(sorted, best);
+        json_array_remove(items, bi);
+    }
+    resp_reset(&rr);
+    return sorted;
+}
+
+static const char *ev_str(const json_t *ev, const char *a, const char *b)
+{
+    const json_t *v = json_object_get(ev, a);
+    if (b)
+        v = json_object_get(v, b);
+    return json_string_value(v);
+}
+
+static void t_events_args(void)
+{
+    uv_loop_t loop;
+    struct kube_config cfg;
+    struct kube_client *c = NULL;
+    struct kube_recorder *r = NULL;
+    struct kube_recorder_opts o = {NULL, NULL, 0, 0};
+    struct kube_object_ref ref;
+    struct kube_recorder_stats st;
+    json_t *obj;
+
+    REQUIRE(uv_loop_init(&loop) == 0);
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.server = (char *)"http://127.0.0.1:1";
+    cfg.ns = (char *)"default";
+    REQUIRE(kube_client_new(&loop, &cfg, &c) == 0);
+    CHECK_INT(kube_recorder_new(c, &o, &r), -EINVAL);
+    o.component = "";
+    CHECK_INT(kube_recorder_new(c, &o, &r), -EINVAL);
+    CHECK_INT(kube_recorder_new(NULL, &o, &r), -EINVAL);
+    o.component = "weftd";
+    REQUIRE(kube_recorder_new(c, &o, &r) == 0);
+
+    obj = json_pack("{s:s,s:s,s:{s:s,s:s,s:s,s:s}}", "apiVersion", "v1", "kind", "Pod",
+                    "metadata", "name", "p", "namespace", "ns1", "uid", "u-1", "resourceVersion",
+                    "7");
+    REQUIRE(kube_object_ref_of(obj, NULL, NULL, &ref) == 0);
+    CHECK_STR(ref.api_version, "v1");
+    CHECK_STR(ref.kind, "Pod");
+    CHECK_STR(ref.name, "p");
+    CHECK_STR(ref.ns, "ns1");
+    CHECK_STR(ref.uid, "u-1");
+    CHECK_STR(ref.resource_version, "7");
+    REQUIRE(kube_object_ref_of(obj, "mesh.weft.dev/v1alpha1", "TrafficSplit", &ref) == 0);
+    CHECK_STR(ref.api_version, "mesh.weft.dev/v1alpha1");
+    CHECK_STR(ref.kind, "TrafficSplit");
+    json_object_del(json_object_get(obj, "metadata"), "name");
+    memset(&ref, 0, sizeof(ref));
+    CHECK_INT(kube_object_ref_of(obj, NULL, NULL, &ref), ERR_INVALID);
+    CHECK(ref.kind == NULL); /* untouched on failure */
+    json_object_del(obj, "kind");
+    json_object_set_new(json_object_get(obj, "metadata"), "name", json_string("p"));
+    CHECK_INT(kube_object_ref_of(obj, NULL, NULL, &ref), ERR_INVALID);
+    json_decref(obj);
+
+    ref = (struct kube_object_ref){"v1", "Pod", "ns1", "p", NULL, NULL};
+    CHECK_INT(kube_recorder_emit(r, &ref, KUBE_EVENT_WARNING, "", "m"), -EINVAL);
+    CHECK_INT(kube_recorder_emit(r, &ref, KUBE_EVENT_WARNING, NULL, "m"), -EINVAL);
+    CHECK_INT(kube_recorder_emit(r, &ref, KUBE_EVENT_WARNING, "R", NULL), -EINVAL);
+    CHECK_INT(kube_recorder_emit(r, NULL, KUBE_EVENT_WARNING, "R", "m"), -EINVAL);
+    ref.name = "";
+    CHECK_INT(kube_recorder_emit(r, &ref, KUBE_EVENT_WARNING, "R", "m"), -EINVAL);
+    ref.name = "p";
+    ref.kind = NULL;
+    CHECK_INT(kube_recorder_emit(r, &ref, KUBE_EVENT_WARNING, "R", "m"), -EINVAL);
+    kube_recorder_stats(r, &st);
+    CHECK_INT(st.created + st.patched + st.failed + st.dropped, 0);
+    /* Freed with a request in flight: no callback runs afterwards. */
+    ref.kind = "Pod";
+    CHECK_INT(kube_recorder_emit(r, &ref, KUBE_EVENT_NORMAL, "R", "m"), 0);
+    kube_recorder_free(r);
+    kube_recorder_free(NULL);
+    kube_client_free(c);
+    drain_close(&loop);
+}
+
+static void t_live_events(void)
+{
+    struct kl_proc kp;
+    uv_loop_t loop;
+    struct kube_client *c;
+    struct kube_recorder *r = NULL, *small = NULL;
+    struct kube_recorder_opts o = {"weftd", "weftd-0", 0, 0};
+    struct kube_recorder_stats st;
+    struct kube_object_ref ref;
+    struct resp rr = {0};
+    json_t *evs, *cm, *e;
+    char first_name[300];
+
+    if (live_skip(__func__))
+        return;
+    memset(&kp, 0, sizeof(kp));
+    kl_start(&kp, 0, true, NULL, NULL);
+    REQUIRE(uv_loop_init(&loop) == 0);
+    c = client_for(&loop, kp.kc);
+    REQUIRE(kube_recorder_new(c, &o, &r) == 0);
+
+    /* The object the events are about. */
+    REQUIRE(kube_create(c, &CM, "default", (cm = cm_obj("subject", "x", "1")), resp_cb, &rr) == 0);
+    json_decref(cm);
+    resp_wait(&loop, &rr);
+    CHECK_INT(rr.status, 201);
+    REQUIRE(kube_object_ref_of(rr.body, "v1", "ConfigMap", &ref) == 0);
+
+    /* First occurrence: a new Event with every field. */
+    CHECK_INT(kube_recorder_emit(r, &ref, KUBE_EVENT_WARNING, "Conflicted", "lost to x"), 0);
+    rec_wait(&loop, r, 1);
+    evs = events_of(&loop, c, "default", "subject");
+    REQUIRE(json_array_size(evs) == 1);
+    e = json_array_get(evs, 0);
+    snprintf(first_name, sizeof(first_name), "%s", ev_str(e, "metadata", "name"));
+    CHECK(strncmp(first_name, "subject.", 8) == 0 && strlen(first_name) > 20);
+    CHECK_STR(ev_str(e, "type", NULL), "Warning");
+    CHECK_STR(ev_str(e, "reason", NULL), "Conflicted");
+    CHECK_STR(ev_str(e, "message", NULL), "lost to x");
+    CHECK_INT(json_integer_value(json_object_get(e, "count")), 1);
+    CHECK_STR(ev_str(e, "source", "component"), "weftd");
+    CHECK_STR(ev_str(e, "reportingComponent", NULL), "weftd");
+    CHECK_STR(ev_str(e, "reportingInstance", NULL), "weftd-0");
+    CHECK_STR(ev_str(e, "involvedObject", "apiVersion"), "v1");
+    CHECK_STR(ev_str(e, "involvedObject", "kind"), "ConfigMap");
+    CHECK_STR(ev_str(e, "involvedObject", "name"), "subject");
+    CHECK_STR(ev_str(e, "involvedObject", "namespace"), "default");
+    CHECK_STR(ev_str(e, "involvedObject", "uid"),
+              ev_str(json_object_get(rr.body, "metadata"), "uid", NULL));
+    CHECK_STR(ev_str(e, "involvedObject", "resourceVersion"),
+              ev_str(json_object_get(rr.body, "metadata"), "resourceVersion", NULL));
+    {
+        const char *ft = ev_str(e, "firstTimestamp", NULL);
+        CHECK(ft && strlen(ft) == 20 && ft[10] == 'T' && ft[19] == 'Z');
+        CHECK_STR(ev_str(e, "lastTimestamp", NULL), ft);
+    }
+    json_decref(evs);
+
+    /* Two repeats at once: one PATCH goes out, the second folds into a PATCH after it. */
+    CHECK_INT(kube_recorder_emit(r, &ref, KUBE_EVENT_WARNING, "Conflicted", "lost to x"), 0);
+    CHECK_INT(kube_recorder_emit(r, &ref, KUBE_EVENT_WARNING, "Conflicted", "lost to x"), 0);
+    rec_wait(&loop, r, 3);
+    kube_recorder_stats(r, &st);
+    CHECK_INT(st.created, 1);
+    CHECK_INT(st.patched, 2);
+    evs = events_of(&loop, c, "default", "subject");
+    REQUIRE(json_array_size(evs) == 1);
+    e = json_array_get(evs, 0);
+    CHECK_STR(ev_str(e, "metadata", "name"), first_name);
+    CHECK_INT(json_integer_value(json_object_get(e, "count")), 3);
+    CHECK_STR(ev_str(e, "reason", NULL), "Conflicted");
+    json_decref(evs);
+
+    /* Another message, or another type, is another Event. */
+    CHECK_INT(kube_recorder_emit(r, &ref, KUBE_EVENT_WARNING, "Conflicted", "lost to y"), 0);
+    CHECK_INT(kube_recorder_emit(r, &ref, KUBE_EVENT_NORMAL, "Accepted", "the split is valid"),
+              0);
+    rec_wait(&loop, r, 5);
+    evs = events_of(&loop, c, "default", "subject");
+    REQUIRE(json_array_size(evs) == 3);
+    CHECK_STR(ev_str(json_array_get(evs, 1), "message", NULL), "lost to y");
+    CHECK_STR(ev_str(json_array_get(evs, 1), "type", NULL), "Warning");
+    CHECK_STR(ev_str(json_array_get(evs, 2), "type", NULL), "Normal");
+    CHECK_STR(ev_str(json_array_get(evs, 2), "reason", NULL), "Accepted");
+    CHECK_INT(json_integer_value(json_object_get(json_array_get(evs, 2), "count")), 1);
+    json_decref(evs);
+
+    /* The Event deleted on the server: the next repeat re-creates it with the count so far. */
+    {
+        char path[400];
+        struct resp dr = {0};
+        snprintf(path, sizeof(path), "/api/v1/namespaces/default/events/%s", first_name);
+        REQUIRE(kube_request(c, "DELETE", path, NULL, NULL, resp_cb, &dr, NULL) == 0);
+        resp_wait(&loop, &dr);
+        CHECK_INT(dr.status, 200);
+        resp_reset(&dr);
+    }
+    CHECK_INT(kube_recorder_emit(r, &ref, KUBE_EVENT_WARNING, "Conflicted", "lost to x"), 0);
+    /* a PATCH answered 404, then a POST */
+    rec_wait(&loop, r, 6);
+    kube_recorder_stats(r, &st);
+    CHECK_INT(st.created, 4);
+    CHECK_INT(st.patched, 2);
+    CHECK_INT(st.failed, 0);
+    evs = events_of(&loop, c, "default", "subject");
+    REQUIRE(json_array_size(evs) == 3);
+    e = json_array_get(evs, 2);
+    CHECK(strcmp(ev_str(e, "metadata", "name"), first_name) != 0);
+    CHECK_STR(ev_str(e, "message", NULL), "lost to x");
+    CHECK_INT(json_integer_value(json_object_get(e, "count")), 4);
+    json_decref(evs);
+    resp_reset(&rr); /* ref borrowed from it until here */
+
+    /* A cluster-scoped object's Event goes to "default", without involvedObject.namespace. */
+    ref = (struct kube_object_ref){"v1", "Node", NULL, "node-1", NULL, NULL};
+    CHECK_INT(kube_recorder_emit(r, &ref, KUBE_EVENT_NORMAL, "Ready", "node is ready"), 0);
+    rec_wait(&loop, r, 7);
+    evs = events_of(&loop, c, "default", "node-1");
+    REQUIRE(json_array_size(evs) == 1);
+    e = json_array_get(evs, 0);
+    CHECK(json_object_get(json_object_get(e, "involvedObject"), "namespace") == NULL);
+    CHECK(json_object_get(json_object_get(e, "involvedObject"), "uid") == NULL);
+    CHECK_STR(ev_str(e, "involvedObject", "kind"), "Node");
+    json_decref(evs);
+
+    /* A failed create is counted; the next occurrence tries a new Event. */
+    ref = (struct kube_object_ref){"v1", "Pod", "no-such-ns", "p", NULL, NULL};
+    CHECK_INT(kube_recorder_emit(r, &ref, KUBE_EVENT_WARNING, "R", "m"), 0);
+    rec_wait(&loop, r, 8);
+    kube_recorder_stats(r, &st);
+    CHECK_INT(st.failed, 1);
+    CHECK_INT(st.created, 5);
+
+    /* One remembered event, a 300 ms window. */
+    o.cache_size = 1;
+    o.window_ms = 300;
+    o.instance = NULL;
+    REQUIRE(kube_recorder_new(c, &o, &small) == 0);
+    ref = (struct kube_object_ref){"v1", "ConfigMap", "default", "w", NULL, NULL};
+    CHECK_INT(kube_recorder_emit(small, &ref, KUBE_EVENT_WARNING, "A", "a"), 0);
+    /* The only slot is being written: another event is dropped. */
+    CHECK_INT(kube_recorder_emit(small, &ref, KUBE_EVENT_WARNING, "B", "b"), -EBUSY);
+    rec_wait(&loop, small, 1);
+    CHECK_INT(kube_recorder_emit(small, &ref, KUBE_EVENT_WARNING, "A", "a"), 0); /* patch */
+    rec_wait(&loop, small, 2);
+    CHECK_INT(kube_recorder_emit(small, &ref, KUBE_EVENT_WARNING, "B", "b"), 0); /* evicts A */
+    rec_wait(&loop, small, 3);
+    CHECK_INT(kube_recorder_emit(small, &ref, KUBE_EVENT_WARNING, "A", "a"), 0); /* new */
+    rec_wait(&loop, small, 4);
+    {
+        struct timespec ts = {0, 350 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        uv_update_time(&loop);
+    }
+    CHECK_INT(kube_recorder_emit(small, &ref, KUBE_EVENT_WARNING, "A", "a"), 0); /* window */
+    rec_wait(&loop, small, 5);
+    kube_recorder_stats(small, &st);
+    CHECK_INT(st.created, 4);
+    CHECK_INT(st.patched, 1);
+    CHECK_INT(st.dropped, 1);
+    CHECK_INT(st.failed, 0);
+    evs = events_of(&loop, c, "default", "w");
+    REQUIRE(json_array_size(evs) == 4);
+    CHECK_STR(ev_str(json_array_get(evs, 0), "reason", NULL), "A");
+    CHECK_INT(json_integer_value(json_object_get(json_array_get(evs, 0), "count")), 2);
+    CHECK_STR(ev_str(json_array_get(evs, 1), "reason", NULL), "B");
+    CHECK_STR(ev_str(json_array_get(evs, 2), "reason", NULL), "A");
+    CHECK_INT(json_integer_value(json_object_get(json_array_get(evs, 2), "count")), 1);
+    CHECK_STR(ev_str(json_array_get(evs, 3), "reason", NULL), "A");
+    CHECK_INT(json_integer_value(json_object_get(json_array_get(evs, 3), "count")), 1);
+    CHECK(json_object_get(json_array_get(evs, 3), "reportingInstance") == NULL);
+    json_decref(evs);
+
+    kube_recorder_free(small);
+    kube_recorder_free(r);
+    kube_client_free(c);
+    drain_close(&loop);
+    kl_kill(&kp);
+    rm_tree(kp.dir);
+}
+
 UNIT_MAIN(UNIT(t_config_token), UNIT(t_config_files_relative), UNIT(t_config_data),
           UNIT(t_config_bad), UNIT(t_config_kubeconfig_env), UNIT(t_config_in_cluster),
           UNIT(t_base64), UNIT(t_lines_any_split), UNIT(t_lines_byte_at_a_time),
@@ -2012,4 +2398,5 @@ UNIT_MAIN(UNIT(t_config_token), UNIT(t_config_files_relative), UNIT(t_config_dat
           UNIT(t_wq_token_bucket), UNIT(t_wq_add_after), UNIT(t_wq_run_loop),
           UNIT(t_reflector_scripted), UNIT(t_live_informer_pages), UNIT(t_live_restart),
           UNIT(t_live_watch_410), UNIT(t_live_https_and_token_file), UNIT(t_live_helpers),
-          UNIT(t_live_update_status_retry), UNIT(t_live_leader))
+          UNIT(t_live_update_status_retry), UNIT(t_live_leader),
+          UNIT(t_live_leader_prompt_takeover), UNIT(t_events_args), UNIT(t_live_events))

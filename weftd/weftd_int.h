@@ -24,15 +24,15 @@
 #include "webhook/webhook.h"
 
 struct weftd_opts {
-    const char *kubeconfig;     /* NULL: in-cluster, then $KUBECONFIG */
-    const char *namespace;      /* weftd's own namespace (weft-system) */
-    const char *identity;       /* leader-election identity (pod name or hostname) */
-    const char *admin_listen;   /* "0.0.0.0:15014": metrics, healthz, readyz, debug */
-    const char *webhook_listen; /* "0.0.0.0:9443": POST /inject */
-    const char *certs_listen;   /* "0.0.0.0:15012": POST /v1/certificates */
-    const char *webhook_url;    /* out of cluster: register weft-injector with this URL */
+    const char *kubeconfig;      /* NULL: in-cluster, then $KUBECONFIG */
+    const char *namespace;       /* weftd's own namespace (weft-system) */
+    const char *identity;        /* leader-election identity (pod name or hostname) */
+    const char *admin_listen;    /* "0.0.0.0:15014": metrics, healthz, readyz, debug */
+    const char *webhook_listen;  /* "0.0.0.0:9443": POST /inject */
+    const char *certs_listen;    /* "0.0.0.0:15012": POST /v1/certificates */
+    const char *webhook_url;     /* out of cluster: register weft-injector with this URL */
     const char *webhook_service; /* in cluster: Service name of the webhook (weft-webhook) */
-    const char *trust_domain;   /* "cluster.local" */
+    const char *trust_domain;    /* "cluster.local" */
     enum mesh_mode mode;
     const char *ca_secret;      /* Secret holding Weft's own root: "weft-ca" */
     const char *user_ca_secret; /* operator-supplied root or intermediate (NULL: none) */
@@ -88,10 +88,10 @@ struct weftd;
 /* One watched resource: its informer and how its keys reach the work queue. */
 struct weftd_watch {
     struct weftd *d;
-    const char *kind;   /* model kind ("Pod", "TrafficSplit.split.smi-spec.io") */
+    const char *kind; /* model kind ("Pod", "TrafficSplit.split.smi-spec.io") */
     struct kube_resource res;
     struct kube_informer *inf;
-    bool optional;      /* SMI: absent CRD is fine */
+    bool optional;             /* SMI: absent CRD is fine */
     uint64_t reconcile_errors; /* weft_reconcile_errors_total{resource} */
 };
 
@@ -109,12 +109,12 @@ struct weftd {
     struct wq *queue;
     struct weftd_watch watches[WEFTD_MAX_WATCHES];
     size_t nwatches;
-    json_t *docs;   /* "ns/name" -> last compiled document (for /debug/config and push) */
+    json_t *docs;           /* "ns/name" -> last compiled document (for /debug/config and push) */
     json_t *status_pending; /* keys of custom resources whose status needs a write */
     void *sync;             /* sync.c's private state */
 
-    struct ca *ca;           /* NULL until the root is loaded */
-    char *bundle_pem;        /* trust bundle PEM, NULL until loaded */
+    struct ca *ca;    /* NULL until the root is loaded */
+    char *bundle_pem; /* trust bundle PEM, NULL until loaded */
     struct inject_config inject;
 
     struct http_server *admin, *webhook, *certs;

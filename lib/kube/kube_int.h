@@ -33,7 +33,6 @@ struct kube_config {
 /* Deep copy; returns 0 or -ENOMEM. */
 int kube__config_dup(const struct kube_config *in, struct kube_config **out) WUR;
 
-
 /*
  * Streaming requests (watches): with a 2xx status the body bytes go to on_data as they arrive
  * (from the loop, outside libcurl callbacks) and done gets body NULL at the end; with another

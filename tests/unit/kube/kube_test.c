@@ -2098,8 +2098,7 @@ static void rec_wait(uv_loop_t *loop, struct kube_recorder *r, unsigned n)
 }
 
 /* The Events in ns about the object named name, in creation order: a new reference. */
-static json_t *events_of(uv_loop_t *loop, struct kube_client *c, const char *ns,
-                         const char *name)
+static json_t *events_of(uv_loop_t *loop, struct kube_client *c, const char *ns, const char *name)
 {
     struct resp rr = {0};
     char q[300];
@@ -2119,8 +2118,8 @@ static json_t *events_of(uv_loop_t *loop, struct kube_client *c, const char *ns,
         json_t *e;
         json_array_foreach(items, i, e)
         {
-            const char *en = json_string_value(
-                json_object_get(json_object_get(e, "metadata"), "name"));
+            const char *en =
+                json_string_value(json_object_get(json_object_get(e, "metadata"), "name"));
             if (!best || strcmp(en, json_string_value(json_object_get(
                                         json_object_get(best, "metadata"), "name"))) < 0) {
                 best = e;
@@ -2165,9 +2164,8 @@ static void t_events_args(void)
     o.component = "weftd";
     REQUIRE(kube_recorder_new(c, &o, &r) == 0);
 
-    obj = json_pack("{s:s,s:s,s:{s:s,s:s,s:s,s:s}}", "apiVersion", "v1", "kind", "Pod",
-                    "metadata", "name", "p", "namespace", "ns1", "uid", "u-1", "resourceVersion",
-                    "7");
+    obj = json_pack("{s:s,s:s,s:{s:s,s:s,s:s,s:s}}", "apiVersion", "v1", "kind", "Pod", "metadata",
+                    "name", "p", "namespace", "ns1", "uid", "u-1", "resourceVersion", "7");
     REQUIRE(kube_object_ref_of(obj, NULL, NULL, &ref) == 0);
     CHECK_STR(ref.api_version, "v1");
     CHECK_STR(ref.kind, "Pod");
@@ -2283,8 +2281,7 @@ static void t_live_events(void)
 
     /* Another message, or another type, is another Event. */
     CHECK_INT(kube_recorder_emit(r, &ref, KUBE_EVENT_WARNING, "Conflicted", "lost to y"), 0);
-    CHECK_INT(kube_recorder_emit(r, &ref, KUBE_EVENT_NORMAL, "Accepted", "the split is valid"),
-              0);
+    CHECK_INT(kube_recorder_emit(r, &ref, KUBE_EVENT_NORMAL, "Accepted", "the split is valid"), 0);
     rec_wait(&loop, r, 5);
     evs = events_of(&loop, c, "default", "subject");
     REQUIRE(json_array_size(evs) == 3);

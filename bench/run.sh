@@ -2,7 +2,7 @@
 # bench/run.sh - run the benchmarks and print their results (make bench).
 #   bench/run.sh [kubelite_bench options...]   e.g. --pods 2000 --watchers 200 for a quick run
 # BUILD selects the build directory (build/ by default). Method and recorded figures:
-# BENCHMARKS.md. Takes about 30-60 s on 2 cores with the defaults.
+# BENCHMARKS.md. Takes about 60-90 s on 2 cores with the defaults (the webhook part about 25 s).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
@@ -26,5 +26,9 @@ fi
 if [ -x "$BUILD/bench/push_bench" ]; then
     echo "== push (config stream)"
     "$BUILD/bench/push_bench" || rc=1
+fi
+if [ -x "$BUILD/bench/webhook_bench" ]; then
+    echo "== webhook (sidecar injection over HTTPS)"
+    "$BUILD/bench/webhook_bench" || rc=1
 fi
 exit $rc

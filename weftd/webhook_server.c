@@ -43,13 +43,68 @@ struct wh_srv {
 
 /* ---- POST /inject ------------------------------------------------------------------------- */
 
+/*
+ * Reviews run on libuv's worker pool, so injection uses every core while the loop keeps serving
+ * TLS, watches and the other endpoints. webhook_review() is thread-safe (the configuration is
+ * read-only once weftd runs). A job refers to struct weftd, which outlives every job (main()
+ * drains the loop before returning), never to the server, which may be gone when it finishes.
+ */
+struct review_job {
+    uv_work_t work;
+    struct weftd *d;
+    struct http_conn *c; /* NULL once the client went away */
+    char *body;
+    size_t len;
+    char *resp;
+    int status;
+    int rc;
+    bool inline_; /* reviewed inside the handler: the server's own round writes the answer */
+    uint64_t t0;
+};
+
+static void review_gone(void *arg, struct http_conn *c)
+{
+    struct review_job *j = arg;
+    (void)c;
+    j->c = NULL;
+}
+
+static void review_work(uv_work_t *req)
+{
+    struct review_job *j = req->data;
+    j->rc = webhook_review(&j->d->inject, j->body, j->len, &j->resp, &j->status);
+}
+
+static void review_done(uv_work_t *req, int cancelled)
+{
+    struct review_job *j = req->data;
+    struct weftd *d = j->d;
+
+    if (cancelled || j->rc) {
+        d->m.webhook_errors++;
+        if (j->c)
+            http_respond(j->c, 500, "text/plain", "out of memory\n", 14, NULL);
+    } else {
+        if (j->status != 200)
+            d->m.webhook_errors++;
+        else if (strstr(j->resp, "\"allowed\":false"))
+            d->m.webhook_denied++;
+        if (j->c)
+            http_respond(j->c, j->status, "application/json", j->resp, strlen(j->resp), NULL);
+    }
+    d->m.webhook_seconds_sum += (double)(uv_hrtime() - j->t0) / 1e9;
+    if (j->c && d->webhook && !j->inline_)
+        weftd_http_kick(d, d->webhook);
+    free(j->resp);
+    free(j->body);
+    free(j);
+}
+
 static void handle(void *arg, struct http_conn *c, const struct http_request *req)
 {
     struct wh_srv *w = arg;
     struct weftd *d = w->d;
-    char *resp = NULL;
-    int status = 500;
-    uint64_t t0 = uv_hrtime();
+    struct review_job *j;
 
     if (strcmp(req->path, "/inject") != 0) {
         http_respond(c, 404, "text/plain", "not found\n", 10, NULL);
@@ -60,18 +115,29 @@ static void handle(void *arg, struct http_conn *c, const struct http_request *re
         return;
     }
     d->m.webhook_reviews++;
-    if (webhook_review(&d->inject, req->body, req->body_len, &resp, &status)) {
+    j = calloc(1, sizeof(*j));
+    if (j)
+        j->body = malloc(req->body_len + 1);
+    if (!j || !j->body) {
+        free(j);
         d->m.webhook_errors++;
         http_respond(c, 500, "text/plain", "out of memory\n", 14, NULL);
         return;
     }
-    if (status != 200)
-        d->m.webhook_errors++;
-    else if (strstr(resp, "\"allowed\":false"))
-        d->m.webhook_denied++;
-    http_respond(c, status, "application/json", resp, strlen(resp), NULL);
-    free(resp);
-    d->m.webhook_seconds_sum += (double)(uv_hrtime() - t0) / 1e9;
+    memcpy(j->body, req->body, req->body_len);
+    j->body[req->body_len] = '\0';
+    j->len = req->body_len;
+    j->d = d;
+    j->c = c;
+    j->t0 = uv_hrtime();
+    j->work.data = j;
+    http_defer(c, review_gone, j);
+    if (uv_queue_work(d->loop, &j->work, review_work, review_done)) {
+        /* no worker: review on the loop thread */
+        j->inline_ = true;
+        review_work(&j->work);
+        review_done(&j->work, 0);
+    }
 }
 
 /* ---- weft-injector ------------------------------------------------------------------------ */

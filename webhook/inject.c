@@ -37,6 +37,7 @@ struct inj {
     const char *res[4]; /* cpu request, memory request, cpu limit, memory limit */
     bool rewrite_probes;
     bool job;
+    const char *first; /* name of the first app container, read before any change */
 };
 
 void webhook_config_init(struct inject_config *cfg)
@@ -684,8 +685,7 @@ static int add_annotations(struct inj *c, const json_t *orig)
     json_t *meta = json_object_get(c->pod, "metadata"),
            *annots = json_object_get(meta, "annotations");
     json_t *add = json_object();
-    const char *first = json_string_value(json_object_get(
-        json_array_get(json_object_get(json_object_get(orig, "spec"), "containers"), 0), "name"));
+    const char *first = c->first;
     char *probes = NULL, *status = NULL;
     const char *key;
     json_t *val;
@@ -747,6 +747,20 @@ out:
 int webhook_pod_inject(const struct inject_config *cfg, const json_t *pod, const char *ns,
                        struct webhook_result *res, char *msg, size_t msglen)
 {
+    json_t *copy = json_deep_copy(pod);
+    if (!copy)
+        return -ENOMEM;
+    return webhook__pod_inject_owned(cfg, copy, ns, res, msg, msglen);
+}
+
+/*
+ * The injection itself, on a pod the caller hands over (it becomes the working copy and, when
+ * injected, res->pod): webhook_review parses the review and owns it, so it need not copy the
+ * pod. Reads that need the pod as it came in happen before the first change.
+ */
+int webhook__pod_inject_owned(const struct inject_config *cfg, json_t *pod, const char *ns,
+                              struct webhook_result *res, char *msg, size_t msglen)
+{
     struct inj c;
     const char *why, *inject = NULL;
     bool opt_in = false;
@@ -754,6 +768,9 @@ int webhook_pod_inject(const struct inject_config *cfg, const json_t *pod, const
 
     memset(&c, 0, sizeof(c));
     c.cfg = cfg;
+    c.pod = pod;
+    c.first = json_string_value(json_object_get(
+        json_array_get(json_object_get(json_object_get(pod, "spec"), "containers"), 0), "name"));
     buf_init(&c.in_ports);
     buf_init(&c.ex_in_ports);
     buf_init(&c.ex_out_ports);
@@ -785,7 +802,6 @@ int webhook_pod_inject(const struct inject_config *cfg, const json_t *pod, const
     if ((rc = read_settings(&c, pod, msg, msglen)) < 0)
         goto out;
     c.job = is_job(pod);
-    c.pod = json_deep_copy(pod);
     c.ops = json_array();
     c.added = json_array();
     c.created = json_array();

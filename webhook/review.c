@@ -160,7 +160,9 @@ int webhook_review(const struct inject_config *cfg, const char *body, size_t len
                         "AdmissionReview request %.64s has no object to admit", uid);
         goto out;
     }
-    rc = webhook_pod_inject(cfg, obj, str_at(req, "namespace"), &res, msg, sizeof(msg));
+    /* the review is ours: inject into its pod instead of a copy */
+    rc = webhook__pod_inject_owned(cfg, json_incref(obj), str_at(req, "namespace"), &res, msg,
+                                   sizeof(msg));
     if (rc == ERR_INVALID)
         rc = deny(uid, msg, response_json, http_status);
     else if (rc == 0 && res.verdict == WEBHOOK_INJECTED)

@@ -80,4 +80,11 @@ int webhook__quantity_parse(const char *s, double *out) WUR;
 int webhook__bool_parse(const char *annot, const char *value, bool *out, char *msg,
                         size_t msglen) WUR;
 
+struct inject_config;
+struct webhook_result;
+
+/* webhook_pod_inject on a pod the caller gives up (consumed, even on failure; mutated). */
+int webhook__pod_inject_owned(const struct inject_config *cfg, json_t *pod, const char *ns,
+                              struct webhook_result *res, char *msg, size_t msglen) WUR;
+
 #endif

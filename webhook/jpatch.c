@@ -26,10 +26,14 @@ int webhook__ptr_append(struct buf *b, const char *token)
     return rc;
 }
 
-/* Append {"op":op,"path":path,"value":copy of value}. Borrows value. */
+/*
+ * Append {"op":op,"path":path,"value":value}, sharing value with the pod it is put into: injection
+ * never changes an object after inserting it (the golden and corpus tests apply the recorded
+ * patch to the input and compare with the injected pod, which would catch it). Borrows value.
+ */
 static int record(json_t *ops, const char *op, const char *path, const json_t *value)
 {
-    json_t *o = json_pack("{s:s,s:s,s:o}", "op", op, "path", path, "value", json_deep_copy(value));
+    json_t *o = json_pack("{s:s,s:s,s:O}", "op", op, "path", path, "value", value);
 
     if (!o || json_array_append_new(ops, o) < 0)
         return -ENOMEM;

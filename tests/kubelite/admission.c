@@ -123,19 +123,6 @@ void kl_admission_release(struct kl *kl)
 
 /* ------------------------------------------------------------ matching */
 
-static bool list_has(const json_t *list, const char *v)
-{
-    size_t i;
-    json_t *x;
-    json_array_foreach(list, i, x)
-    {
-        const char *s = json_string_value(x);
-        if (s && (strcmp(s, "*") == 0 || strcmp(s, v) == 0))
-            return true;
-    }
-    return false;
-}
-
 static bool resource_matches(const json_t *resources, const char *plural, const char *sub)
 {
     size_t i;
@@ -189,9 +176,9 @@ static bool hook_matches(struct kl *kl, const json_t *hook, const struct kl_writ
     json_array_foreach(json_object_get(hook, "rules"), i, rule)
     {
         const char *scope = jstr_or(rule, "scope", "*");
-        if (!list_has(json_object_get(rule, "operations"), op) ||
-            !list_has(json_object_get(rule, "apiGroups"), rt->group) ||
-            !list_has(json_object_get(rule, "apiVersions"), rt->version) ||
+        if (!jlist_has(json_object_get(rule, "operations"), op) ||
+            !jlist_has(json_object_get(rule, "apiGroups"), rt->group) ||
+            !jlist_has(json_object_get(rule, "apiVersions"), rt->version) ||
             !resource_matches(json_object_get(rule, "resources"), rt->plural, w->subresource))
             continue;
         if (strcmp(scope, "Namespaced") == 0 && !rt->namespaced)

@@ -163,10 +163,7 @@ static void respond_invalid(struct http_conn *c, const struct rtype *rt, const c
     buf_release(&b);
 }
 
-/* Add a StatusCause; like the real server's, the message does not repeat the field. */
-static void add_cause(json_t *causes, const char *reason, const char *field, const char *fmt, ...)
-    PRINTF_LIKE(4, 5);
-static void add_cause(json_t *causes, const char *reason, const char *field, const char *fmt, ...)
+void kl_cause_add(json_t *causes, const char *reason, const char *field, const char *fmt, ...)
 {
     char msg[1400];
     va_list ap;
@@ -303,8 +300,8 @@ static int check_object(struct kl *kl, struct http_conn *c, const struct http_re
             goto oom;
     }
     if (name && !validate_name(name, (enum validate_name_kind)rt->name_kind, msg, sizeof(msg)))
-        add_cause(causes, "FieldValueInvalid", "metadata.name", "Invalid value: \"%s\": %s", name,
-                  msg);
+        kl_cause_add(causes, "FieldValueInvalid", "metadata.name", "Invalid value: \"%s\": %s",
+                     name, msg);
     validate_metadata_maps(md, causes);
 
     if (json_array_size(unknown) && strcmp(fv, "Strict") == 0) {
@@ -786,6 +783,7 @@ void kl_write_free(struct kl_write *w)
 {
     if (!w)
         return;
+    w->kl->writes_done++; /* a controller waiting on its in-flight creates looks again */
     if (w->prev)
         w->prev->next = w->next;
     else if (w->kl->inflight == w)
@@ -821,6 +819,22 @@ static const struct rtype *write_rtype_or_respond(struct kl_write *w)
     return rt;
 }
 
+/* The kind's own validation (kl_hooks_validate) of w->obj; answers and returns nonzero. */
+static int kind_checks(struct kl *kl, struct kl_write *w, const struct rtype *rt)
+{
+    json_t *causes = json_array();
+    int rc = kl_hooks_validate(kl, rt, w->old, w->obj, causes);
+
+    if (rc) {
+        if (json_array_size(causes))
+            respond_invalid(w->c, rt, w->name, causes);
+        else
+            kl_respond_status(w->c, 500, "InternalError", "out of memory", NULL, NULL, NULL, NULL);
+    }
+    json_decref(causes);
+    return rc;
+}
+
 static void create_validated(struct kl_write *w)
 {
     const struct rtype *rt = write_rtype_or_respond(w);
@@ -837,7 +851,6 @@ static void create_mutated(struct kl_write *w)
 {
     struct kl *kl = w->kl;
     const struct rtype *rt = write_rtype_or_respond(w);
-    json_t *causes = NULL;
 
     if (!rt)
         goto fail;
@@ -850,19 +863,11 @@ static void create_mutated(struct kl_write *w)
     }
     if (check_object(kl, w->c, w->req, rt, w->obj, &w->hdrs))
         goto fail;
-    causes = json_array();
-    if (kl_hooks_validate(kl, rt, NULL, w->obj, causes)) {
-        if (json_array_size(causes))
-            respond_invalid(w->c, rt, w->name, causes);
-        else
-            kl_respond_status(w->c, 500, "InternalError", "out of memory", NULL, NULL, NULL, NULL);
+    if (kind_checks(kl, w, rt))
         goto fail;
-    }
-    json_decref(causes);
     kl_admit(w, false, create_validated);
     return;
 fail:
-    json_decref(causes);
     kl_write_free(w);
 }
 
@@ -889,8 +894,8 @@ static void create_object(struct kl *kl, struct http_conn *c, const struct http_
     }
     if (!name || !*name) {
         causes = json_array();
-        add_cause(causes, "FieldValueRequired", "metadata.name",
-                  "Required value: name or generateName is required");
+        kl_cause_add(causes, "FieldValueRequired", "metadata.name",
+                     "Required value: name or generateName is required");
         respond_invalid(c, rt, "", causes);
         json_decref(causes);
         goto out;
@@ -1029,7 +1034,7 @@ static void update_mutated(struct kl_write *w)
 {
     struct kl *kl = w->kl;
     const struct rtype *rt = write_rtype_or_respond(w);
-    json_t *causes = NULL, *omd = json_object_get(w->old, "metadata");
+    json_t *omd = json_object_get(w->old, "metadata");
     json_t *cur;
 
     if (!rt)
@@ -1058,19 +1063,11 @@ static void update_mutated(struct kl_write *w)
             json_decref(b);
         }
     }
-    causes = json_array();
-    if (kl_hooks_validate(kl, rt, w->old, w->obj, causes)) {
-        if (json_array_size(causes))
-            respond_invalid(w->c, rt, w->name, causes);
-        else
-            kl_respond_status(w->c, 500, "InternalError", "out of memory", NULL, NULL, NULL, NULL);
+    if (kind_checks(kl, w, rt))
         goto fail;
-    }
-    json_decref(causes);
     kl_admit(w, false, update_validated);
     return;
 fail:
-    json_decref(causes);
     kl_write_free(w);
 }
 
@@ -1095,8 +1092,8 @@ static void update_object(struct kl *kl, struct http_conn *c, const struct http_
     }
     if ((!brv || !*brv) && rt->crd && !subresource[0] && strcmp(req->method, "PUT") == 0) {
         causes = json_array();
-        add_cause(causes, "FieldValueInvalid", "metadata.resourceVersion",
-                  "Invalid value: 0x0: must be specified for an update");
+        kl_cause_add(causes, "FieldValueInvalid", "metadata.resourceVersion",
+                     "Invalid value: 0x0: must be specified for an update");
         respond_invalid(c, rt, name, causes);
         goto out;
     }

@@ -13,12 +13,6 @@
 #include "tests/kubelite/openapi.h"
 #include "tests/kubelite/validate.h"
 
-static void cause(json_t *causes, const char *reason, const char *field, const char *msg)
-{
-    json_array_append_new(
-        causes, json_pack("{s:s,s:s,s:s}", "reason", reason, "message", msg, "field", field));
-}
-
 /* Kubernetes version priority: v1 > v1beta1 > v1alpha1 > non-matching (alphabetical). */
 static void version_rank(const char *v, int *cls, int *major, int *minor)
 {
@@ -65,31 +59,31 @@ int kl_crd_prepare(struct kl *kl, json_t *crd, json_t *causes)
 
     (void)kl;
     if (!group || !strchr(group, '.'))
-        cause(causes, "FieldValueInvalid", "spec.group",
-              "Invalid value: \"\": should be a domain with at least one dot");
+        kl_cause_add(causes, "FieldValueInvalid", "spec.group", "%s",
+                     "Invalid value: \"\": should be a domain with at least one dot");
     if (!plural || !*plural)
-        cause(causes, "FieldValueRequired", "spec.names.plural", "Required value");
+        kl_cause_add(causes, "FieldValueRequired", "spec.names.plural", "%s", "Required value");
     if (!kind || !*kind)
-        cause(causes, "FieldValueRequired", "spec.names.kind", "Required value");
+        kl_cause_add(causes, "FieldValueRequired", "spec.names.kind", "%s", "Required value");
     if (!scope || (strcmp(scope, "Namespaced") != 0 && strcmp(scope, "Cluster") != 0))
-        cause(causes, "FieldValueNotSupported", "spec.scope",
-              "Unsupported value: \"\": supported values: \"Cluster\", \"Namespaced\"");
+        kl_cause_add(causes, "FieldValueNotSupported", "spec.scope", "%s",
+                     "Unsupported value: \"\": supported values: \"Cluster\", \"Namespaced\"");
     if (plural && group && name) {
         snprintf(expect, sizeof(expect), "%s.%s", plural, group);
         if (strcmp(name, expect) != 0) {
             snprintf(msg, sizeof(msg),
                      "Invalid value: \"%s\": must be spec.names.plural+\".\"+spec.group", name);
-            cause(causes, "FieldValueInvalid", "metadata.name", msg);
+            kl_cause_add(causes, "FieldValueInvalid", "metadata.name", "%s", msg);
         }
     }
     if (plural && !validate_name(plural, VALIDATE_NAME_LABEL, msg, sizeof(msg))) {
         char m2[1200];
         snprintf(m2, sizeof(m2), "Invalid value: \"%s\": %s", plural, msg);
-        cause(causes, "FieldValueInvalid", "spec.names.plural", m2);
+        kl_cause_add(causes, "FieldValueInvalid", "spec.names.plural", "%s", m2);
     }
     if (!json_array_size(versions))
-        cause(causes, "FieldValueRequired", "spec.versions",
-              "Required value: must have exactly one version marked as storage version");
+        kl_cause_add(causes, "FieldValueRequired", "spec.versions", "%s",
+                     "Required value: must have exactly one version marked as storage version");
     json_array_foreach(versions, i, v)
     {
         char field[64];
@@ -97,19 +91,21 @@ int kl_crd_prepare(struct kl *kl, json_t *crd, json_t *causes)
             nstorage++;
         if (!jstr(v, "name")) {
             snprintf(field, sizeof(field), "spec.versions[%zu].name", i);
-            cause(causes, "FieldValueRequired", field, "Required value");
+            kl_cause_add(causes, "FieldValueRequired", field, "%s", "Required value");
         }
         if (!json_object_get(jget2(v, "schema", "openAPIV3Schema"), "type") &&
             !json_is_true(json_object_get(jget2(v, "schema", "openAPIV3Schema"),
                                           "x-kubernetes-preserve-unknown-fields"))) {
             snprintf(field, sizeof(field), "spec.versions[%zu].schema.openAPIV3Schema", i);
-            cause(causes, "FieldValueRequired", field, "Required value: schemas are required");
+            kl_cause_add(causes, "FieldValueRequired", field, "%s",
+                         "Required value: schemas are required");
         }
     }
     if (json_array_size(versions) && nstorage != 1)
-        cause(causes, "FieldValueInvalid", "spec.versions",
-              "Invalid value: []apiextensions.CustomResourceDefinitionVersion{...}: must have "
-              "exactly one version marked as storage version");
+        kl_cause_add(
+            causes, "FieldValueInvalid", "spec.versions", "%s",
+            "Invalid value: []apiextensions.CustomResourceDefinitionVersion{...}: must have "
+            "exactly one version marked as storage version");
     if (json_array_size(causes))
         return ERR_INVALID;
 
@@ -436,8 +432,6 @@ int kl_crd_activate(struct kl *kl, const json_t *crd)
             rc = kl_rtype_add(kl, rt);
             if (rc)
                 break;
-        } else {
-            kl->discovery_gen++;
         }
         json_object_set_new(touched, vn, json_true());
     }

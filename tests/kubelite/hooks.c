@@ -205,25 +205,12 @@ int kl_hooks_defaults(struct kl *kl, const struct rtype *rt, const json_t *old, 
     return 0;
 }
 
-static void vcause(json_t *causes, const char *reason, const char *field, const char *fmt, ...)
-    PRINTF_LIKE(4, 5);
-static void vcause(json_t *causes, const char *reason, const char *field, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    json_array_append_new(
-        causes, json_pack("{s:s,s:s,s:s}", "reason", reason, "message", msg, "field", field));
-}
-
 static void check_port(json_t *causes, const json_t *v, const char *field)
 {
     if (json_is_integer(v) && (json_integer_value(v) < 1 || json_integer_value(v) > 65535))
-        vcause(causes, "FieldValueInvalid", field,
-               "Invalid value: %lld: must be between 1 and 65535, inclusive",
-               (long long)json_integer_value(v));
+        kl_cause_add(causes, "FieldValueInvalid", field,
+                     "Invalid value: %lld: must be between 1 and 65535, inclusive",
+                     (long long)json_integer_value(v));
 }
 
 /* The hand-written validation of kube-apiserver that users meet most often. */
@@ -240,7 +227,7 @@ static void validate_pod_spec(const json_t *spec, const char *prefix, json_t *ca
             const char *name = jstr(c, "name");
             if (name && json_object_get(seen, name)) {
                 snprintf(field, sizeof(field), "%s.%s[%zu].name", prefix, lists[l], i);
-                vcause(causes, "FieldValueDuplicate", field, "Duplicate value: \"%s\"", name);
+                kl_cause_add(causes, "FieldValueDuplicate", field, "Duplicate value: \"%s\"", name);
             } else if (name) {
                 json_object_set_new(seen, name, json_true());
             }
@@ -263,23 +250,23 @@ static void validate_workload(const json_t *obj, json_t *causes)
 
     if (json_is_integer(json_object_get(spec, "replicas")) &&
         json_integer_value(json_object_get(spec, "replicas")) < 0)
-        vcause(causes, "FieldValueInvalid", "spec.replicas",
-               "Invalid value: %lld: must be greater than or equal to 0",
-               (long long)json_integer_value(json_object_get(spec, "replicas")));
+        kl_cause_add(causes, "FieldValueInvalid", "spec.replicas",
+                     "Invalid value: %lld: must be greater than or equal to 0",
+                     (long long)json_integer_value(json_object_get(spec, "replicas")));
     ml = jget2(spec, "selector", "matchLabels");
     if (!json_object_get(spec, "selector")) {
-        vcause(causes, "FieldValueRequired", "spec.selector", "Required value");
+        kl_cause_add(causes, "FieldValueRequired", "spec.selector", "Required value");
         return;
     }
     if (!json_object_size(ml) && !json_array_size(jget2(spec, "selector", "matchExpressions")))
-        vcause(causes, "FieldValueInvalid", "spec.selector",
-               "Invalid value: \"\": empty selector is invalid for deployment");
+        kl_cause_add(causes, "FieldValueInvalid", "spec.selector",
+                     "Invalid value: \"\": empty selector is invalid for deployment");
     tl = json_object_get(json_object_get(json_object_get(spec, "template"), "metadata"), "labels");
     json_object_foreach(ml, k, v)
     {
         if (!json_equal(json_object_get(tl, k), v)) {
-            vcause(causes, "FieldValueInvalid", "spec.template.metadata.labels",
-                   "Invalid value: map[...]: `selector` does not match template `labels`");
+            kl_cause_add(causes, "FieldValueInvalid", "spec.template.metadata.labels",
+                         "Invalid value: map[...]: `selector` does not match template `labels`");
             break;
         }
     }
@@ -294,7 +281,7 @@ static void validate_service(const json_t *obj, json_t *causes)
 
     if (!n && strcmp(type, "ExternalName") != 0 &&
         strcmp(jstr_or(spec, "clusterIP", ""), "None") != 0)
-        vcause(causes, "FieldValueRequired", "spec.ports", "Required value");
+        kl_cause_add(causes, "FieldValueRequired", "spec.ports", "Required value");
     json_array_foreach(json_object_get(spec, "ports"), i, p)
     {
         char field[128];
@@ -305,18 +292,18 @@ static void validate_service(const json_t *obj, json_t *causes)
         check_port(causes, json_object_get(p, "targetPort"), field);
         if (n > 1 && (!name || !*name)) {
             snprintf(field, sizeof(field), "spec.ports[%zu].name", i);
-            vcause(causes, "FieldValueRequired", field, "Required value");
+            kl_cause_add(causes, "FieldValueRequired", field, "Required value");
         } else if (name && *name && json_object_get(names, name)) {
             snprintf(field, sizeof(field), "spec.ports[%zu].name", i);
-            vcause(causes, "FieldValueDuplicate", field, "Duplicate value: \"%s\"", name);
+            kl_cause_add(causes, "FieldValueDuplicate", field, "Duplicate value: \"%s\"", name);
         } else if (name) {
             json_object_set_new(names, name, json_true());
         }
         if (strcmp(proto, "TCP") && strcmp(proto, "UDP") && strcmp(proto, "SCTP")) {
             snprintf(field, sizeof(field), "spec.ports[%zu].protocol", i);
-            vcause(causes, "FieldValueNotSupported", field,
-                   "Unsupported value: \"%s\": supported values: \"SCTP\", \"TCP\", \"UDP\"",
-                   proto);
+            kl_cause_add(causes, "FieldValueNotSupported", field,
+                         "Unsupported value: \"%s\": supported values: \"SCTP\", \"TCP\", \"UDP\"",
+                         proto);
         }
     }
     json_decref(names);
@@ -337,11 +324,12 @@ static void validate_data_keys(const json_t *obj, json_t *causes)
             if (!ok) {
                 char field[300];
                 snprintf(field, sizeof(field), "%s[%s]", maps[m], k);
-                vcause(causes, "FieldValueInvalid", field,
-                       "Invalid value: \"%s\": a valid config key must consist of alphanumeric "
-                       "characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or "
-                       "'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
-                       k);
+                kl_cause_add(
+                    causes, "FieldValueInvalid", field,
+                    "Invalid value: \"%s\": a valid config key must consist of alphanumeric "
+                    "characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or "
+                    "'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
+                    k);
             }
         }
     }

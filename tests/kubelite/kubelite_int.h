@@ -118,15 +118,13 @@ struct kl {
     char *data_dir;
     FILE *wal;
     double bookmark_interval;
-    uint64_t controllers_rv;   /* kl->rv when the controllers last settled */
-    json_t *cur_user;          /* user of the request being handled (borrowed) */
-    void *curlm;               /* libcurl multi handle for webhook calls */
-    struct kl_write *inflight; /* writes waiting for admission webhooks */
-    double start_time;
+    uint64_t controllers_seen[8]; /* each controller's inputs when it last ran */
+    uint64_t writes_done;         /* staged writes finished (committed or refused) */
+    bool gc_pending;              /* a deletion or an ownership change since the last GC */
+    json_t *cur_user;             /* user of the request being handled (borrowed) */
+    void *curlm;                  /* libcurl multi handle for webhook calls */
+    struct kl_write *inflight;    /* writes waiting for admission webhooks */
     unsigned long long uid_counter;
-    struct buf scratch;
-    json_t *discovery_cache; /* invalidated on CRD change */
-    unsigned discovery_gen;
     struct kl_faults faults;
 };
 
@@ -180,6 +178,9 @@ int kl_version_cmp(const char *a, const char *b);
 void kl_handle(void *arg, struct http_conn *c, const struct http_request *req);
 /* Parse a request body by Content-Type (JSON, YAML, protobuf); responds on failure. */
 int kl_parse_body(struct http_conn *c, const struct http_request *req, json_t **out) WUR;
+/* Append a StatusCause; like the real server's, the message does not repeat the field. */
+void kl_cause_add(json_t *causes, const char *reason, const char *field, const char *fmt, ...)
+    PRINTF_LIKE(4, 5);
 /* Status error body (caller frees). */
 char *kl_status_json(int code, const char *reason, const char *message, const char *kind,
                      const char *name, const char *group, json_t *causes);

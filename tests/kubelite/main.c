@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/base64.h"
 #include "core/log.h"
 #include "tests/kubelite/kjson.h"
 #include "tests/kubelite/kubelite_int.h"
@@ -197,21 +198,11 @@ static SSL_CTX *make_ssl_ctx(const char *cert_pem, const char *key_pem)
     return ctx;
 }
 
-static char *b64(const char *s)
-{
-    size_t n = strlen(s);
-    char *out = malloc(4 * ((n + 2) / 3) + 1);
-    if (!out)
-        return NULL;
-    EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)s, (int)n);
-    return out;
-}
-
 static int write_kubeconfig(const char *path, const char *server, const char *ca_pem,
                             const char *token)
 {
     struct buf b;
-    char *ca = ca_pem ? b64(ca_pem) : NULL;
+    char *ca = ca_pem ? base64_encode(ca_pem, strlen(ca_pem)) : NULL;
     int rc;
 
     buf_init(&b);
@@ -343,7 +334,6 @@ static void kl_release(struct kl *kl)
     free(kl->hist);
     openapi_free(kl->oa);
     EVP_PKEY_free(kl->sa_key);
-    buf_release(&kl->scratch);
 }
 
 static void tick(void *arg)

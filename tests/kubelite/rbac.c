@@ -10,39 +10,26 @@
 #include "tests/kubelite/kjson.h"
 #include "tests/kubelite/kubelite_int.h"
 
-static bool has(const json_t *list, const char *v)
-{
-    size_t i;
-    json_t *x;
-    json_array_foreach(list, i, x)
-    {
-        const char *s = json_string_value(x);
-        if (s && (strcmp(s, "*") == 0 || strcmp(s, v) == 0))
-            return true;
-    }
-    return false;
-}
-
 static bool rule_allows(const json_t *rule, const struct kl_authz *a)
 {
     char res[300];
     const json_t *names = json_object_get(rule, "resourceNames");
 
-    if (!has(json_object_get(rule, "verbs"), a->verb))
+    if (!jlist_has(json_object_get(rule, "verbs"), a->verb))
         return false;
-    if (!has(json_object_get(rule, "apiGroups"), a->group))
+    if (!jlist_has(json_object_get(rule, "apiGroups"), a->group))
         return false;
     if (a->subresource && *a->subresource) {
         char wild[300];
         snprintf(res, sizeof(res), "%s/%s", a->resource, a->subresource);
         snprintf(wild, sizeof(wild), "*/%s", a->subresource);
-        if (!has(json_object_get(rule, "resources"), res) &&
-            !has(json_object_get(rule, "resources"), wild))
+        if (!jlist_has(json_object_get(rule, "resources"), res) &&
+            !jlist_has(json_object_get(rule, "resources"), wild))
             return false;
-    } else if (!has(json_object_get(rule, "resources"), a->resource)) {
+    } else if (!jlist_has(json_object_get(rule, "resources"), a->resource)) {
         return false;
     }
-    if (json_array_size(names) && (!a->name || !has(names, a->name)))
+    if (json_array_size(names) && (!a->name || !jlist_has(names, a->name)))
         return false;
     return true;
 }
@@ -64,7 +51,7 @@ static bool subject_matches(const json_t *subjects, const struct kl_authz *a)
             if (strcmp(name, a->user) == 0)
                 return true;
         } else if (strcmp(kind, "Group") == 0) {
-            if (has(a->groups, name) && strcmp(name, "*") != 0)
+            if (jlist_has(a->groups, name) && strcmp(name, "*") != 0)
                 return true;
         }
     }
@@ -113,7 +100,7 @@ static bool bindings_allow(struct kl *kl, const char *plural, const struct kl_au
 
 bool kl_authorize(struct kl *kl, const struct kl_authz *a, char *msg, size_t msglen)
 {
-    if (has(a->groups, "system:masters"))
+    if (jlist_has(a->groups, "system:masters"))
         return true;
     /* system:basic-user, bound to every authenticated user on a real cluster */
     if (strcmp(a->verb, "create") == 0 &&

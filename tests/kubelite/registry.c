@@ -190,7 +190,6 @@ int kl_rtype_add(struct kl *kl, struct rtype *rt)
     }
     rt->store->refs++;
     kl->types[kl->ntypes++] = rt;
-    kl->discovery_gen++;
     return 0;
 }
 
@@ -203,7 +202,6 @@ void kl_rtype_remove(struct kl *kl, struct rtype *rt)
         kl->ntypes--;
         rt->store->refs--;
         kl_rtype_free(rt);
-        kl->discovery_gen++;
         return;
     }
 }

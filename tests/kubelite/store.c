@@ -153,6 +153,10 @@ int kl_commit(struct kl *kl, struct rstore *st, const char *key, json_t *obj, js
     ev->obj = obj; /* reference moves into the history */
     ev->old = old;
     ev->type = !old ? EV_ADDED : json_object_get(st->objs, key) ? EV_MODIFIED : EV_DELETED;
+    /* Garbage collection only has work after a deletion or a write involving ownership. */
+    if (ev->type == EV_DELETED || jget2(obj, "metadata", "ownerReferences") ||
+        jget2(obj, "metadata", "deletionTimestamp"))
+        kl->gc_pending = true;
 
     rc = persist(kl, st, key, ev->type == EV_DELETED ? NULL : obj);
     if (committed)

@@ -26,6 +26,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+
+#include "core/buf.h"
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -50,43 +52,11 @@
 
 /* ------------------------------------------------------------------ helpers */
 
-struct sbuf {
-    char *p;
-    size_t len, cap;
-};
-
-static int sbuf_add(struct sbuf *b, const char *data, size_t n)
+/* The bench and the harness cannot measure anything meaningful without memory: stop. */
+static void out_of_memory(void)
 {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        char *p;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        p = realloc(b->p, cap);
-        if (!p)
-            return -ENOMEM;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, data, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return 0;
-}
-
-static void sbuf_consume(struct sbuf *b, size_t n)
-{
-    memmove(b->p, b->p + n, b->len - n);
-    b->len -= n;
-    if (b->p)
-        b->p[b->len] = '\0';
-}
-
-static void sbuf_release(struct sbuf *b)
-{
-    free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
+    fprintf(stderr, "out of memory\n");
+    exit(1);
 }
 
 static double now_s(void)
@@ -181,7 +151,7 @@ static int tcp_connect(const struct sockaddr_in *sa)
 struct hconn {
     int fd;
     struct sockaddr_in sa;
-    struct sbuf in;
+    struct buf in;
 };
 
 static int hconn_fill(struct hconn *h, int timeout_ms)
@@ -195,7 +165,7 @@ static int hconn_fill(struct hconn *h, int timeout_ms)
     n = recv(h->fd, tmp, sizeof(tmp), 0);
     if (n <= 0)
         return n == 0 ? -ECONNRESET : -errno;
-    return sbuf_add(&h->in, tmp, (size_t)n);
+    return buf_append(&h->in, tmp, (size_t)n);
 }
 
 /*
@@ -203,7 +173,7 @@ static int hconn_fill(struct hconn *h, int timeout_ms)
  * non-streaming answers). *body (may be NULL) receives it; *nbytes its length.
  */
 static int http_req(struct hconn *h, const char *method, const char *path, const char *ctype,
-                    const char *reqbody, int *status, struct sbuf *body, size_t *nbytes)
+                    const char *reqbody, int *status, struct buf *body, size_t *nbytes)
 {
     char head[2048];
     char *end = NULL, *cl;
@@ -238,11 +208,11 @@ static int http_req(struct hconn *h, const char *method, const char *path, const
             return rc;
     if (body) {
         body->len = 0;
-        rc = sbuf_add(body, h->in.p + hlen, (size_t)clen);
+        rc = buf_append(body, h->in.p + hlen, (size_t)clen);
     }
     if (nbytes)
         *nbytes = (size_t)clen;
-    sbuf_consume(&h->in, hlen + (size_t)clen);
+    buf_consume(&h->in, hlen + (size_t)clen);
     return rc;
 }
 
@@ -258,7 +228,7 @@ static void hconn_release(struct hconn *h)
     if (h->fd >= 0)
         close(h->fd);
     h->fd = -1;
-    sbuf_release(&h->in);
+    buf_release(&h->in);
 }
 
 /* ------------------------------------------------------------------ processes */
@@ -510,7 +480,7 @@ static int list_rate(const struct sockaddr_in *sa, const char *path, int limit, 
                      double *lists_per_s, double *pages_per_s, size_t *bytes, int want_items)
 {
     struct hconn h;
-    struct sbuf body = {0};
+    struct buf body = {0};
     double t0 = now_s();
     long lists = 0, pages = 0;
     int rc = 0;
@@ -567,7 +537,7 @@ static int list_rate(const struct sockaddr_in *sa, const char *path, int limit, 
     if (pages_per_s)
         *pages_per_s = pages / (now_s() - t0);
     hconn_release(&h);
-    sbuf_release(&body);
+    buf_release(&body);
     return rc;
 }
 
@@ -606,7 +576,7 @@ static int trivial_listen(struct trivial *t)
 }
 
 /* Read one request head from fd (blocking). 0, or <0 at EOF/error. */
-static int read_head(int fd, struct sbuf *in)
+static int read_head(int fd, struct buf *in)
 {
     char tmp[4096];
     char *end;
@@ -614,23 +584,24 @@ static int read_head(int fd, struct sbuf *in)
         ssize_t n = recv(fd, tmp, sizeof(tmp), 0);
         if (n <= 0)
             return -1;
-        sbuf_add(in, tmp, (size_t)n);
+        if (buf_append(in, tmp, (size_t)n))
+            out_of_memory();
     }
-    sbuf_consume(in, (size_t)(end + 4 - in->p));
+    buf_consume(in, (size_t)(end + 4 - in->p));
     return 0;
 }
 
 static void *trivial_list_main(void *arg)
 {
     struct trivial *t = arg;
-    struct sbuf in = {0};
+    struct buf in = {0};
     int fd = accept(t->lfd, NULL, NULL);
     while (fd >= 0 && read_head(fd, &in) == 0)
         if (send_all(fd, t->resp, t->resp_len))
             break;
     if (fd >= 0)
         close(fd);
-    sbuf_release(&in);
+    buf_release(&in);
     return NULL;
 }
 
@@ -644,14 +615,14 @@ static void *trivial_fanout_main(void *arg)
     int nfd = 0;
 
     for (; nfd < t->watchers; nfd++) {
-        struct sbuf in = {0};
+        struct buf in = {0};
         fds[nfd] = accept(t->lfd, NULL, NULL);
         if (fds[nfd] < 0 || read_head(fds[nfd], &in) ||
             send_all(fds[nfd], head, sizeof(head) - 1)) {
-            sbuf_release(&in);
+            buf_release(&in);
             break;
         }
-        sbuf_release(&in);
+        buf_release(&in);
     }
     for (int k = 0; k < t->events && nfd == t->watchers; k++) {
         int n = snprintf(line, sizeof(line), "%s%llu%s", t->event_pre, (unsigned long long)(k + 1),
@@ -673,7 +644,7 @@ static void *trivial_fanout_main(void *arg)
 
 struct fw {
     int fd;
-    struct sbuf in, line;
+    struct buf in, line;
     bool head;
     int count;
     uint64_t last_rv;
@@ -715,7 +686,7 @@ static void fw_parse(struct fanout *f, struct fw *w, int64_t t)
             return;
         if (strncmp(w->in.p + 9, "200", 3) != 0)
             w->bad = true;
-        sbuf_consume(&w->in, (size_t)(end + 4 - w->in.p));
+        buf_consume(&w->in, (size_t)(end + 4 - w->in.p));
         w->head = true;
     }
     for (;;) {
@@ -728,12 +699,13 @@ static void fw_parse(struct fanout *f, struct fw *w, int64_t t)
         hl = (size_t)(crlf + 2 - w->in.p);
         if (w->in.len < hl + size + 2)
             break;
-        sbuf_add(&w->line, w->in.p + hl, size);
-        sbuf_consume(&w->in, hl + size + 2);
+        if (buf_append(&w->line, w->in.p + hl, size))
+            out_of_memory();
+        buf_consume(&w->in, hl + size + 2);
         while (w->line.len && (nl = memchr(w->line.p, '\n', w->line.len))) {
             *nl = '\0';
             fw_line(f, w, w->line.p, t);
-            sbuf_consume(&w->line, (size_t)(nl - w->line.p) + 1);
+            buf_consume(&w->line, (size_t)(nl - w->line.p) + 1);
         }
         if (!size)
             break;
@@ -782,7 +754,8 @@ static void fanout_run(struct fanout *f, struct fw *ws, double deadline, atomic_
             int before = w->count;
             ssize_t r;
             while ((r = recv(w->fd, tmp, sizeof(tmp), 0)) > 0)
-                sbuf_add(&w->in, tmp, (size_t)r);
+                if (buf_append(&w->in, tmp, (size_t)r))
+                    out_of_memory();
             fw_parse(f, w, t);
             if (!had_head && w->head && ++heads == f->watchers) {
                 f->t_heads = (double)t / 1e9;
@@ -833,8 +806,8 @@ static void fanout_release(struct fw *ws, int n)
     for (int i = 0; i < n; i++) {
         if (ws[i].fd >= 0)
             close(ws[i].fd);
-        sbuf_release(&ws[i].in);
-        sbuf_release(&ws[i].line);
+        buf_release(&ws[i].in);
+        buf_release(&ws[i].line);
     }
 }
 
@@ -850,7 +823,7 @@ static void *writer_main(void *arg)
 {
     struct writer *wr = arg;
     struct hconn h;
-    struct sbuf body = {0};
+    struct buf body = {0};
     double t0 = now_s();
 
     while (!atomic_load(wr->heads_in) && now_s() - t0 < 60)
@@ -877,7 +850,7 @@ static void *writer_main(void *arg)
         json_decref(j);
     }
     hconn_release(&h);
-    sbuf_release(&body);
+    buf_release(&body);
     return NULL;
 }
 
@@ -904,7 +877,7 @@ static int bench_fanout(const struct opts *o, const struct sockaddr_in *sa, stru
     struct fanout f;
     struct fw *ws = calloc((size_t)o->watchers, sizeof(*ws));
     struct hconn h;
-    struct sbuf body = {0};
+    struct buf body = {0};
     char path[512];
     uint64_t list_rv, acc = 0;
     atomic_bool heads_in = false;
@@ -922,7 +895,7 @@ static int bench_fanout(const struct opts *o, const struct sockaddr_in *sa, stru
                   &body, NULL);
     hconn_release(&h);
     if (rc || status != 200) {
-        sbuf_release(&body);
+        buf_release(&body);
         fanout_free(&f);
         free(ws);
         return rc ? rc : -EPROTO;
@@ -933,7 +906,7 @@ static int bench_fanout(const struct opts *o, const struct sockaddr_in *sa, stru
         list_rv = meta_rv(j);
         json_decref(j);
     }
-    sbuf_release(&body);
+    buf_release(&body);
     snprintf(path, sizeof(path),
              "/api/v1/namespaces/" BENCH_NS "/pods?watch=1&resourceVersion=%llu",
              (unsigned long long)list_rv);
@@ -972,7 +945,7 @@ static int bench_fanout_baseline(const struct opts *o, const char *pod_json, str
     struct trivial t;
     struct fanout f;
     struct fw *ws = calloc((size_t)o->watchers, sizeof(*ws));
-    struct sbuf pre = {0}, post = {0};
+    struct buf pre = {0}, post = {0};
     const char *rvp = strstr(pod_json, "\"resourceVersion\":\"");
     int rc, missing;
 
@@ -981,11 +954,15 @@ static int bench_fanout_baseline(const struct opts *o, const char *pod_json, str
         return -ENOMEM;
     }
     /* {"type":"MODIFIED","object":<the pod, its resourceVersion replaced>}\n */
-    sbuf_add(&pre, "{\"type\":\"MODIFIED\",\"object\":", 28);
-    sbuf_add(&pre, pod_json, (size_t)(rvp + 19 - pod_json));
+    if (buf_append(&pre, "{\"type\":\"MODIFIED\",\"object\":", 28))
+        out_of_memory();
+    if (buf_append(&pre, pod_json, (size_t)(rvp + 19 - pod_json)))
+        out_of_memory();
     rvp += 19 + strcspn(rvp + 19, "\"");
-    sbuf_add(&post, rvp, strlen(rvp));
-    sbuf_add(&post, "}\n", 2);
+    if (buf_append(&post, rvp, strlen(rvp)))
+        out_of_memory();
+    if (buf_append(&post, "}\n", 2))
+        out_of_memory();
     {
         /* CPU floor: serializing the event once per watcher, which a server must do at least
          * once per event (kubelite does it per watcher) */
@@ -1024,19 +1001,19 @@ static int bench_fanout_baseline(const struct opts *o, const char *pod_json, str
                          &r->base_p99_ms);
         }
     }
-    sbuf_release(&pre);
-    sbuf_release(&post);
+    buf_release(&pre);
+    buf_release(&post);
     fanout_free(&f);
     free(ws);
     return rc;
 }
 
 /* Trivial HTTP server answering with the same LIST bytes; jansson serializing the list. */
-static int bench_list_baselines(const struct opts *o, const struct sbuf *list_body,
+static int bench_list_baselines(const struct opts *o, const struct buf *list_body,
                                 struct results *r)
 {
     struct trivial t;
-    struct sbuf resp = {0};
+    struct buf resp = {0};
     char head[256];
     double pages, t0;
     size_t bytes = 0;
@@ -1049,8 +1026,10 @@ static int bench_list_baselines(const struct opts *o, const struct sbuf *list_bo
                  "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                  "Content-Length: %zu\r\n\r\n",
                  list_body->len);
-    sbuf_add(&resp, head, (size_t)n);
-    sbuf_add(&resp, list_body->p, list_body->len);
+    if (buf_append(&resp, head, (size_t)n))
+        out_of_memory();
+    if (buf_append(&resp, list_body->p, list_body->len))
+        out_of_memory();
     memset(&t, 0, sizeof(t));
     t.resp = resp.p;
     t.resp_len = resp.len;
@@ -1063,7 +1042,7 @@ static int bench_list_baselines(const struct opts *o, const struct sbuf *list_bo
         pthread_join(t.th, NULL);
         close(t.lfd);
     }
-    sbuf_release(&resp);
+    buf_release(&resp);
     j = json_loadb(list_body->p, list_body->len, 0, &jerr);
     if (!j)
         return -EPROTO;
@@ -1132,7 +1111,7 @@ int main(int argc, char **argv)
     struct results r;
     struct rlimit rl;
     struct sockaddr_in sa;
-    struct sbuf list_body = {0};
+    struct buf list_body = {0};
     char kc[512];
     pid_t pid = -1;
     double t_all = now_s(), el;
@@ -1239,7 +1218,7 @@ int main(int argc, char **argv)
     {
         /* the same event bytes the kubelite watchers received: one pod as a MODIFIED event */
         struct hconn h;
-        struct sbuf pod = {0};
+        struct buf pod = {0};
         int status = 0;
         hconn_init(&h, &sa);
         rc = http_req(&h, "GET", "/api/v1/namespaces/" BENCH_NS "/pods/pod-00000", NULL, NULL,
@@ -1247,7 +1226,7 @@ int main(int argc, char **argv)
         hconn_release(&h);
         if (!rc && status == 200)
             rc = bench_fanout_baseline(&o, pod.p, &r);
-        sbuf_release(&pod);
+        buf_release(&pod);
         if (rc || r.base_complete != o.watchers) {
             fprintf(stderr, "kubelite_bench: baseline fan-out failed\n");
             r.ok = false;
@@ -1255,7 +1234,7 @@ int main(int argc, char **argv)
     }
 out:
     stop_child(pid);
-    sbuf_release(&list_body);
+    buf_release(&list_body);
     {
         char cmd[600];
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", o.tmpdir);

@@ -30,6 +30,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
+
+#include "core/buf.h"
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -52,45 +54,6 @@
 static const char *const wc_namespaces[WC_NS_COUNT] = {"wc-a", "wc-b", "wc-c"};
 
 /* ------------------------------------------------------------------ small helpers */
-
-struct sbuf {
-    char *p;
-    size_t len, cap;
-};
-
-static int sbuf_add(struct sbuf *b, const char *data, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        char *p;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        p = realloc(b->p, cap);
-        if (!p)
-            return -ENOMEM;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, data, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return 0;
-}
-
-static void sbuf_consume(struct sbuf *b, size_t n)
-{
-    memmove(b->p, b->p + n, b->len - n);
-    b->len -= n;
-    if (b->p)
-        b->p[b->len] = '\0';
-}
-
-static void sbuf_release(struct sbuf *b)
-{
-    free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
-}
 
 static double now_s(void)
 {
@@ -157,7 +120,7 @@ static void url_encode(const char *s, char *out, size_t outlen)
 struct hconn {
     int fd;
     struct sockaddr_in sa;
-    struct sbuf in; /* received and not yet consumed */
+    struct buf in; /* received and not yet consumed */
 };
 
 struct hresp {
@@ -172,7 +135,7 @@ static void hconn_close(struct hconn *h)
     if (h->fd >= 0)
         close(h->fd);
     h->fd = -1;
-    sbuf_release(&h->in);
+    buf_release(&h->in);
 }
 
 static int hconn_open(struct hconn *h, const struct sockaddr_in *sa)
@@ -208,13 +171,13 @@ static int hconn_fill(struct hconn *h, int timeout_ms)
         return errno == EINTR || errno == EAGAIN ? 0 : -errno;
     if (n == 0)
         return -ECONNRESET;
-    return sbuf_add(&h->in, tmp, (size_t)n);
+    return buf_append(&h->in, tmp, (size_t)n);
 }
 
 static int hconn_send(struct hconn *h, const char *method, const char *path, const char *ctype,
                       const char *body)
 {
-    struct sbuf req = {0};
+    struct buf req = {0};
     char head[4096];
     size_t off = 0;
     int rc = 0;
@@ -224,8 +187,8 @@ static int hconn_send(struct hconn *h, const char *method, const char *path, con
              "Accept: application/json\r\n%s%s%sContent-Length: %zu\r\n\r\n",
              method, path, ctype ? "Content-Type: " : "", ctype ? ctype : "", ctype ? "\r\n" : "",
              body ? strlen(body) : 0);
-    if (sbuf_add(&req, head, strlen(head)) || (body && sbuf_add(&req, body, strlen(body)))) {
-        sbuf_release(&req);
+    if (buf_append(&req, head, strlen(head)) || (body && buf_append(&req, body, strlen(body)))) {
+        buf_release(&req);
         return -ENOMEM;
     }
     while (off < req.len) {
@@ -238,7 +201,7 @@ static int hconn_send(struct hconn *h, const char *method, const char *path, con
         }
         off += (size_t)n;
     }
-    sbuf_release(&req);
+    buf_release(&req);
     return rc;
 }
 
@@ -265,12 +228,12 @@ static int hconn_read_head(struct hconn *h, struct hresp *r, int timeout_ms)
                  strncasecmp(line + 11 + strspn(line + 11, " "), "close", 5) == 0)
             r->close = true;
     }
-    sbuf_consume(&h->in, (size_t)(end + 4 - h->in.p));
+    buf_consume(&h->in, (size_t)(end + 4 - h->in.p));
     return 0;
 }
 
 /* Take one chunk into out: 1 taken, 2 terminating chunk, 0 need more input, <0 malformed. */
-static int hconn_take_chunk(struct hconn *h, struct sbuf *out)
+static int hconn_take_chunk(struct hconn *h, struct buf *out)
 {
     char *crlf, *endp;
     unsigned long size;
@@ -288,16 +251,16 @@ static int hconn_take_chunk(struct hconn *h, struct sbuf *out)
     if (h->in.len < hdrlen + size + 2)
         return 0;
     if (size == 0) {
-        sbuf_consume(&h->in, hdrlen + 2);
+        buf_consume(&h->in, hdrlen + 2);
         return 2;
     }
-    if (sbuf_add(out, h->in.p + hdrlen, size))
+    if (buf_append(out, h->in.p + hdrlen, size))
         return -ENOMEM;
-    sbuf_consume(&h->in, hdrlen + size + 2);
+    buf_consume(&h->in, hdrlen + size + 2);
     return 1;
 }
 
-static int hconn_read_body(struct hconn *h, const struct hresp *r, struct sbuf *out, int timeout_ms)
+static int hconn_read_body(struct hconn *h, const struct hresp *r, struct buf *out, int timeout_ms)
 {
     int rc;
     if (r->chunked) {
@@ -318,8 +281,8 @@ static int hconn_read_body(struct hconn *h, const struct hresp *r, struct sbuf *
         if (rc)
             return rc;
     }
-    rc = sbuf_add(out, h->in.p ? h->in.p : "", (size_t)r->clen);
-    sbuf_consume(&h->in, (size_t)r->clen);
+    rc = buf_append(out, h->in.p ? h->in.p : "", (size_t)r->clen);
+    buf_consume(&h->in, (size_t)r->clen);
     return rc;
 }
 
@@ -331,7 +294,7 @@ static int http_call(struct hconn *h, const char *method, const char *path, cons
                      const char *body, int *status, json_t **out)
 {
     struct hresp r;
-    struct sbuf b = {0};
+    struct buf b = {0};
     json_error_t jerr;
     int rc;
 
@@ -344,13 +307,13 @@ static int http_call(struct hconn *h, const char *method, const char *path, cons
     if (!rc)
         rc = hconn_read_body(h, &r, &b, 10000);
     if (rc) {
-        sbuf_release(&b);
+        buf_release(&b);
         hconn_close(h);
         return rc;
     }
     *status = r.status;
     *out = b.len ? json_loadb(b.p, b.len, 0, &jerr) : NULL;
-    sbuf_release(&b);
+    buf_release(&b);
     if (r.close)
         hconn_close(h);
     return 0;
@@ -372,7 +335,7 @@ static int http_json(struct hconn *h, const char *method, const char *path, cons
 struct wstream {
     struct hconn h;
     struct hresp r;
-    struct sbuf lines;
+    struct buf lines;
     bool eof;
 };
 
@@ -396,7 +359,7 @@ static int wstream_open(struct wstream *w, const struct sockaddr_in *sa, const c
 static void wstream_close(struct wstream *w)
 {
     hconn_close(&w->h);
-    sbuf_release(&w->lines);
+    buf_release(&w->lines);
 }
 
 /* Next event: 1 with *ev (new ref), 0 when nothing arrived in timeout_ms, -1 at end/error. */
@@ -408,7 +371,7 @@ static int wstream_next(struct wstream *w, int timeout_ms, json_t **ev)
         int rc;
         if (nl) {
             *ev = json_loadb(w->lines.p, (size_t)(nl - w->lines.p), 0, &jerr);
-            sbuf_consume(&w->lines, (size_t)(nl - w->lines.p) + 1);
+            buf_consume(&w->lines, (size_t)(nl - w->lines.p) + 1);
             if (!*ev)
                 return -1;
             return 1;

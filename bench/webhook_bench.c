@@ -34,8 +34,9 @@
  * Each run lasts S seconds after a short unmeasured warm-up on the same connections.
  *
  * Also measured in-process (this thread's CPU time, no I/O): webhook_review() per call, and as
- * its floor json_loads + json_dumps of the same review (parsing the request and writing a
- * document of that size is the least any implementation must do). The server's CPU time per
+ * its floor conf_json_loadb + conf_json_dump of the same review (parsing the request and
+ * writing a document of that size is the least any implementation must do), with jansson's
+ * json_loadb + json_dumps of the same for reference. The server's CPU time per
  * request comes from the child's CPU clock (clock_getcpuclockid) over each run.
  *
  * Exit status: 0 when every answer was correct, 1 otherwise (missing the targets is reported,
@@ -66,6 +67,8 @@
 #include <openssl/x509v3.h>
 
 #include "ca/ca.h"
+#include "conf/jsonio.h"
+#include "core/buf.h"
 #include "core/err.h"
 #include "http/http.h"
 #include "webhook/webhook.h"
@@ -1055,21 +1058,31 @@ static int review_cost(const struct inject_config *cfg, const char *body, size_t
     return 0;
 }
 
-/* The floor: parse the review and serialize it again (us per round). */
-static double parse_dump_cost(const char *body, size_t len, double seconds)
+/*
+ * The floor: parse the review and serialize it again (us per round), with the reader and writer
+ * webhook_review uses (conf/jsonio.h) or, for reference, with jansson's own.
+ */
+static double parse_dump_cost(const char *body, size_t len, double seconds, bool jansson)
 {
     uint64_t t0 = clock_ns(CLOCK_THREAD_CPUTIME_ID), t;
+    struct buf b;
     long n = 0;
 
+    buf_init(&b);
     do {
-        json_t *j = json_loadb(body, len, 0, NULL);
-        char *s = json_dumps(j, JSON_COMPACT);
+        json_t *j = jansson ? json_loadb(body, len, 0, NULL) : conf_json_loadb(body, len, NULL);
 
-        free(s);
+        if (jansson) {
+            free(json_dumps(j, JSON_COMPACT));
+        } else {
+            buf_reset(&b);
+            IGNORE_RESULT(conf_json_dump(j, &b));
+        }
         json_decref(j);
         n++;
         t = clock_ns(CLOCK_THREAD_CPUTIME_ID);
     } while ((double)(t - t0) < seconds * 1e9);
+    buf_release(&b);
     return (double)(t - t0) / 1e3 / (double)n;
 }
 
@@ -1118,7 +1131,7 @@ int main(int argc, char **argv)
     char *req = NULL, *fixed = NULL;
     char *review = NULL, load0[64], load1[64];
     size_t body_len = 0, resp_len = 0, patch_len = 0;
-    double review_us = 0, floor_us;
+    double review_us = 0, floor_us, jansson_us;
     const char *tls_version = "?";
     int req_len;
     long errors = 0;
@@ -1158,7 +1171,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "webhook_bench: webhook_review failed on the bench's review\n");
         goto out;
     }
-    floor_us = parse_dump_cost(review, body_len, 1.0);
+    floor_us = parse_dump_cost(review, body_len, 1.0, false);
+    jansson_us = parse_dump_cost(review, body_len, 0.5, true);
 
     req = malloc(body_len + 512);
     fixed = malloc(resp_len + 1);
@@ -1199,8 +1213,8 @@ int main(int argc, char **argv)
            "thread each (as weftd's loop)\n",
            sysconf(_SC_NPROCESSORS_ONLN), load0, load1);
     printf("  in process: webhook_review %.1f us/call CPU (%.0f/s per core); floor json parse + "
-           "dump of the review %.1f us; ratio %.2f\n",
-           review_us, 1e6 / review_us, floor_us, review_us / floor_us);
+           "dump of the review %.1f us (jansson's own: %.1f us); ratio %.2f\n",
+           review_us, 1e6 / review_us, floor_us, jansson_us, review_us / floor_us);
     printf("  %-8s %-17s %11s %7s %7s %7s %8s %9s %7s %6s\n", "server", "load", "achieved",
            "p50 ms", "p90 ms", "p99 ms", "max ms", "srv us/rq", "srv cpu", "errors");
     for (int i = 0; i <= nrates; i++) {

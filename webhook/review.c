@@ -11,7 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conf/jsonio.h"
 #include "core/base64.h"
+#include "core/buf.h"
 #include "webhook/webhook.h"
 #include "webhook/webhook_int.h"
 
@@ -21,74 +23,105 @@ static int status_400(char **out, int *http_status, const char *fmt, ...)
     char msg[512];
     va_list ap;
     json_t *st;
-    char *s;
+    struct buf b;
+    int rc = -ENOMEM;
 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    buf_init(&b);
     st = json_pack("{s:s,s:s,s:{},s:s,s:s,s:s,s:i}", "kind", "Status", "apiVersion", "v1",
                    "metadata", "status", "Failure", "message", msg, "reason", "BadRequest", "code",
                    400);
-    s = st ? json_dumps(st, JSON_COMPACT) : NULL;
+    if (st && (rc = conf_json_dump(st, &b)) == 0) {
+        *out = buf_take(&b);
+        *http_status = 400;
+    }
     json_decref(st);
-    if (!s)
-        return -ENOMEM;
-    *out = s;
-    *http_status = 400;
-    return 0;
-}
-
-/* Wrap response (consumed) in an AdmissionReview and serialise it. */
-static int answer(json_t *response, char **out, int *http_status)
-{
-    json_t *rev = json_pack("{s:s,s:s,s:o}", "apiVersion", "admission.k8s.io/v1", "kind",
-                            "AdmissionReview", "response", response);
-    char *s = rev ? json_dumps(rev, JSON_COMPACT) : NULL;
-
-    json_decref(rev);
-    if (!s)
-        return -ENOMEM;
-    *out = s;
-    *http_status = 200;
-    return 0;
-}
-
-static int allow(const char *uid, char **out, int *http_status)
-{
-    return answer(json_pack("{s:s,s:b}", "uid", uid, "allowed", 1), out, http_status);
-}
-
-static int deny(const char *uid, const char *msg, char **out, int *http_status)
-{
-    return answer(json_pack("{s:s,s:b,s:{s:s,s:s,s:s,s:i}}", "uid", uid, "allowed", 0, "status",
-                            "status", "Failure", "message", msg, "reason", "BadRequest", "code",
-                            400),
-                  out, http_status);
-}
-
-static int patched(const char *uid, const struct webhook_result *res, char **out, int *http_status)
-{
-    char *ops = json_dumps(res->patch, JSON_COMPACT), *b64 = NULL;
-    json_t *resp = NULL;
-    int rc = -ENOMEM;
-
-    if (!ops)
-        goto out;
-    b64 = base64_encode(ops, strlen(ops));
-    if (!b64)
-        goto out;
-    resp = json_pack("{s:s,s:b,s:s,s:s}", "uid", uid, "allowed", 1, "patchType", "JSONPatch",
-                     "patch", b64);
-    if (!resp ||
-        (json_array_size(res->warnings) && json_object_set(resp, "warnings", res->warnings) < 0))
-        goto out;
-    rc = answer(resp, out, http_status);
-    resp = NULL;
-out:
-    json_decref(resp);
-    free(ops);
-    free(b64);
+    buf_release(&b);
     return rc;
+}
+
+/*
+ * Answers are written straight into one buffer: the envelope is constant, and the patch (the
+ * bulk of an answer) is serialised once and base64-encoded in place, never copied into a JSON
+ * string to be escaped again.
+ */
+static int answer_begin(struct buf *b, const json_t *uid)
+{
+    static const char head[] = "{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":"
+                               "\"AdmissionReview\",\"response\":{\"uid\":";
+    int rc = buf_append(b, head, sizeof(head) - 1);
+
+    return rc < 0 ? rc : conf_json_dump(uid, b);
+}
+
+static int answer_end(struct buf *b, int rc, char **out, int *http_status)
+{
+    if (rc == 0)
+        rc = buf_append(b, "}}", 2);
+    if (rc == 0) {
+        *out = buf_take(b);
+        *http_status = 200;
+    }
+    buf_release(b);
+    /* our own values always serialise; only memory can run out */
+    return rc < 0 ? -ENOMEM : 0;
+}
+
+static int allow(const json_t *uid, char **out, int *http_status)
+{
+    struct buf b;
+    int rc;
+
+    buf_init(&b);
+    rc = answer_begin(&b, uid);
+    if (rc == 0)
+        rc = buf_puts(&b, ",\"allowed\":true");
+    return answer_end(&b, rc, out, http_status);
+}
+
+static int deny(const json_t *uid, const char *msg, char **out, int *http_status)
+{
+    json_t *st = json_pack("{s:s,s:s,s:s,s:i}", "status", "Failure", "message", msg, "reason",
+                           "BadRequest", "code", 400);
+    struct buf b;
+    int rc;
+
+    buf_init(&b);
+    rc = st ? answer_begin(&b, uid) : -ENOMEM;
+    if (rc == 0)
+        rc = buf_puts(&b, ",\"allowed\":false,\"status\":");
+    if (rc == 0)
+        rc = conf_json_dump(st, &b);
+    json_decref(st);
+    return answer_end(&b, rc, out, http_status);
+}
+
+static int patched(const json_t *uid, const struct webhook_result *res, char **out,
+                   int *http_status)
+{
+    struct buf b, ops;
+    int rc;
+
+    buf_init(&b);
+    buf_init(&ops);
+    rc = conf_json_dump(res->patch, &ops);
+    if (rc == 0)
+        rc = answer_begin(&b, uid);
+    if (rc == 0)
+        rc = buf_puts(&b, ",\"allowed\":true,\"patchType\":\"JSONPatch\",\"patch\":\"");
+    if (rc == 0)
+        rc = base64_encode_buf(ops.p, ops.len, &b);
+    if (rc == 0)
+        rc = buf_append(&b, "\"", 1);
+    if (rc == 0 && json_array_size(res->warnings)) {
+        rc = buf_puts(&b, ",\"warnings\":");
+        if (rc == 0)
+            rc = conf_json_dump(res->warnings, &b);
+    }
+    buf_release(&ops);
+    return answer_end(&b, rc, out, http_status);
 }
 
 static const char *str_at(const json_t *obj, const char *key)
@@ -101,15 +134,24 @@ int webhook_review(const struct inject_config *cfg, const char *body, size_t len
 {
     struct webhook_result res = {0};
     json_error_t jerr;
-    json_t *doc = NULL, *req, *kind, *obj;
+    json_t *doc = NULL, *req, *kind, *obj, *juid;
     const char *uid, *op, *v, *sub;
     char msg[512] = "";
     int rc;
 
-    doc = body ? json_loadb(body, len, 0, &jerr) : NULL;
+    if (!body || !len) {
+        rc = status_400(response_json, http_status, "malformed AdmissionReview: empty body");
+        goto out;
+    }
+    doc = conf_json_loadb(body, len, &jerr);
+    if (!doc && json_error_code(&jerr) == json_error_out_of_memory) {
+        rc = -ENOMEM;
+        goto out;
+    }
     if (!doc) {
-        rc = status_400(response_json, http_status, "malformed AdmissionReview: %s at line %d",
-                        body ? jerr.text : "empty body", body ? jerr.line : 0);
+        rc = status_400(response_json, http_status,
+                        "malformed AdmissionReview: %s at line %d, column %d (byte %d)", jerr.text,
+                        jerr.line, jerr.column, jerr.position);
         goto out;
     }
     if (!json_is_object(doc)) {
@@ -135,7 +177,8 @@ int webhook_review(const struct inject_config *cfg, const char *body, size_t len
         rc = status_400(response_json, http_status, "AdmissionReview has no request");
         goto out;
     }
-    uid = str_at(req, "uid");
+    juid = json_object_get(req, "uid");
+    uid = json_string_value(juid);
     if (!uid || !*uid) {
         rc = status_400(response_json, http_status, "AdmissionReview request has no uid");
         goto out;
@@ -151,7 +194,7 @@ int webhook_review(const struct inject_config *cfg, const char *body, size_t len
     v = str_at(kind, "group");
     if (strcmp(op, "CREATE") != 0 || strcmp(str_at(kind, "kind"), "Pod") != 0 || (v && *v) ||
         (sub && *sub) || (json_is_true(json_object_get(req, "dryRun")) && !cfg->inject_dry_run)) {
-        rc = allow(uid, response_json, http_status);
+        rc = allow(juid, response_json, http_status);
         goto out;
     }
     obj = json_object_get(req, "object");
@@ -164,11 +207,11 @@ int webhook_review(const struct inject_config *cfg, const char *body, size_t len
     rc = webhook__pod_inject_owned(cfg, json_incref(obj), str_at(req, "namespace"), &res, msg,
                                    sizeof(msg));
     if (rc == ERR_INVALID)
-        rc = deny(uid, msg, response_json, http_status);
+        rc = deny(juid, msg, response_json, http_status);
     else if (rc == 0 && res.verdict == WEBHOOK_INJECTED)
-        rc = patched(uid, &res, response_json, http_status);
+        rc = patched(juid, &res, response_json, http_status);
     else if (rc == 0)
-        rc = allow(uid, response_json, http_status);
+        rc = allow(juid, response_json, http_status);
 out:
     webhook_result_release(&res);
     json_decref(doc);

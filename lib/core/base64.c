@@ -4,18 +4,11 @@
 
 #include "core/base64.h"
 
-char *base64_encode(const void *data, size_t n)
+/* Write the encoding of n bytes to o, which has room for (n + 2) / 3 * 4 bytes. */
+static void encode_to(const unsigned char *p, size_t n, char *o)
 {
     static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    const unsigned char *p = data;
-    char *out, *o;
 
-    if (n > (SIZE_MAX - 1) / 4 * 3 - 3)
-        return NULL;
-    out = malloc((n + 2) / 3 * 4 + 1);
-    if (!out)
-        return NULL;
-    o = out;
     for (size_t i = 0; i < n; i += 3) {
         uint32_t v = (uint32_t)p[i] << 16;
         size_t left = n - i;
@@ -29,8 +22,36 @@ char *base64_encode(const void *data, size_t n)
         *o++ = left > 1 ? tab[(v >> 6) & 63] : '=';
         *o++ = left > 2 ? tab[v & 63] : '=';
     }
-    *o = '\0';
+}
+
+char *base64_encode(const void *data, size_t n)
+{
+    char *out;
+
+    if (n > (SIZE_MAX - 1) / 4 * 3 - 3)
+        return NULL;
+    out = malloc((n + 2) / 3 * 4 + 1);
+    if (!out)
+        return NULL;
+    encode_to(data, n, out);
+    out[(n + 2) / 3 * 4] = '\0';
     return out;
+}
+
+int base64_encode_buf(const void *data, size_t n, struct buf *out)
+{
+    size_t len;
+    int rc;
+
+    if (n > (SIZE_MAX - 1) / 4 * 3 - 3)
+        return -ENOMEM;
+    len = (n + 2) / 3 * 4;
+    if ((rc = buf_reserve(out, len + 1)) < 0)
+        return rc;
+    encode_to(data, n, out->p + out->len);
+    out->len += len;
+    out->p[out->len] = '\0';
+    return 0;
 }
 
 int base64_decode(const char *in, char **out, size_t *outlen)

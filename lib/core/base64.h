@@ -7,10 +7,14 @@
 
 #include <stddef.h>
 
+#include "core/buf.h"
 #include "core/err.h"
 
 /* Encode n bytes; returns a NUL-terminated string (free()) or NULL on -ENOMEM. */
 char *base64_encode(const void *data, size_t n);
+
+/* Append the encoding of n bytes to out. Returns 0 or -ENOMEM (out unchanged). */
+int base64_encode_buf(const void *data, size_t n, struct buf *out) WUR;
 
 /*
  * Decode a NUL-terminated string, ignoring ASCII white space; padding optional. *out (free())

@@ -1067,10 +1067,13 @@ static void expect_400(const char *body, size_t len, const char *message)
 
 static void t_review_malformed(void)
 {
-    E400("{\"apiVersion\":", "malformed AdmissionReview: unexpected token near end of file at "
-                             "line 1");
-    E400("", "malformed AdmissionReview: '[' or '{' expected near end of file at line 1");
-    expect_400(NULL, 0, "malformed AdmissionReview: empty body at line 0");
+    E400("{\"apiVersion\":", "malformed AdmissionReview: premature end of input (a value "
+                             "expected) at line 1, column 15 (byte 14)");
+    E400("{\n  \"apiVersion\": \"v1\",\n  \"kind\": tru\n}",
+         "malformed AdmissionReview: invalid token at line 3, column 11 (byte 34)");
+    E400(" ", "malformed AdmissionReview: '[' or '{' expected at line 1, column 2 (byte 1)");
+    E400("", "malformed AdmissionReview: empty body");
+    expect_400(NULL, 0, "malformed AdmissionReview: empty body");
     E400("[1]", "malformed AdmissionReview: not an object");
     E400("{\"apiVersion\":\"admission.k8s.io/v1beta1\",\"kind\":\"AdmissionReview\",\"request\":"
          "{\"uid\":\"x\"}}",
@@ -1101,7 +1104,8 @@ static void t_review_malformed(void)
     {
         static const char nul[] = "{\"a\":1}\0{}";
         expect_400(nul, sizeof(nul) - 1,
-                   "malformed AdmissionReview: end of file expected near end of file at line 1");
+                   "malformed AdmissionReview: end of input expected after the top-level value "
+                   "at line 1, column 8 (byte 7)");
     }
 }
 
@@ -1151,6 +1155,89 @@ static void t_review_patch_warnings(void)
     json_decref(ops);
     free(dec);
     json_decref(r);
+    free(b);
+    json_decref(pod);
+}
+
+/*
+ * Damaged reviews: every truncation and thousands of random byte changes of a real review. The
+ * webhook must answer every one (200 or 400, never a crash), with valid JSON; a 200 must be an
+ * AdmissionReview answer, and a patch in it must apply to the pod the damaged review carried.
+ */
+static void t_review_damaged(void)
+{
+    static const unsigned char bytes[] = {'"', '\\', '{', '}',  '[',  ']',  ',',  ':',  '0', '-',
+                                          'e', 'u',  ' ', 0x00, 0x01, 0x80, 0xC3, 0xED, 0xFF};
+    struct inject_config cfg = test_cfg(false);
+    json_t *pod = load_yaml(FIXTURES "probes.yaml");
+    char *b = review_body("u-d", "CREATE", "", "Pod", NULL, false, "shop", pod);
+    size_t n = strlen(b);
+    char *m = malloc(n + 1);
+    unsigned long long seed = 0x2545F4914F6CDD1Dull;
+    int answers[2] = {0, 0}, patches = 0;
+
+    REQUIRE(m);
+    for (size_t round = 0; round < n + 6000; round++) {
+        size_t len = n;
+        char *resp = NULL;
+        int status = -1;
+        json_t *r, *resp_obj, *req, *ops, *patched = NULL;
+        const char *b64;
+        char pmsg[256];
+
+        memcpy(m, b, n);
+        if (round < n) {
+            len = round; /* every truncation */
+        } else {
+            for (int k = 0; k < 1 + (int)(round % 3); k++) {
+                seed ^= seed >> 12;
+                seed ^= seed << 25;
+                seed ^= seed >> 27;
+                m[(seed * 2685821657736338717ull >> 20) % n] =
+                    (char)bytes[(seed >> 7) % sizeof(bytes)];
+            }
+        }
+        REQUIRE(webhook_review(&cfg, m, len, &resp, &status) == 0);
+        REQUIRE(resp);
+        CHECK(status == 200 || status == 400);
+        answers[status == 200]++;
+        r = json_loads(resp, 0, NULL);
+        CHECK(r != NULL);
+        resp_obj = json_object_get(r, "response");
+        if (status == 200) {
+            CHECK(json_is_object(resp_obj));
+            CHECK(json_is_boolean(json_object_get(resp_obj, "allowed")));
+            b64 = json_string_value(json_object_get(resp_obj, "patch"));
+            if (b64) {
+                char *dec = b64decode(b64);
+                json_t *damaged = json_loadb(m, len, 0, NULL);
+
+                REQUIRE(dec && damaged);
+                req = json_object_get(damaged, "request");
+                ops = json_loads(dec, 0, NULL);
+                CHECK(ops != NULL);
+                CHECK_INT(
+                    patch_json(json_object_get(req, "object"), ops, &patched, pmsg, sizeof(pmsg)),
+                    0);
+                patches++;
+                json_decref(patched);
+                json_decref(ops);
+                json_decref(damaged);
+                free(dec);
+            }
+        } else {
+            CHECK_STR(json_string_value(json_object_get(r, "kind")), "Status");
+        }
+        json_decref(r);
+        free(resp);
+    }
+    /* the mix must include both outcomes and injected pods, or the test tests nothing */
+    CHECK(answers[0] > 1000);
+    CHECK(answers[1] > 100);
+    CHECK(patches > 100);
+    fprintf(stderr, "  damaged reviews: %d answered 200 (%d with a patch), %d answered 400\n",
+            answers[1], patches, answers[0]);
+    free(m);
     free(b);
     json_decref(pod);
 }
@@ -1505,5 +1592,5 @@ UNIT_MAIN(UNIT(t_pointer_escape), UNIT(t_base64), UNIT(t_ports), UNIT(t_cidrs), 
           UNIT(t_golden_traffic), UNIT(t_golden_template), UNIT(t_null_parents), UNIT(t_skips),
           UNIT(t_denials), UNIT(t_port_clash_warning), UNIT(t_uninject_errors),
           UNIT(t_review_passthrough), UNIT(t_review_malformed), UNIT(t_review_deny),
-          UNIT(t_review_patch_warnings), UNIT(t_cli_kinds), UNIT(t_cli_errors), UNIT(t_cli_main),
-          UNIT(t_corpus))
+          UNIT(t_review_patch_warnings), UNIT(t_review_damaged), UNIT(t_cli_kinds),
+          UNIT(t_cli_errors), UNIT(t_cli_main), UNIT(t_corpus))

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "conf/jsonio.h"
 #include "core/log.h"
 #include "kube/kube_int.h"
 
@@ -167,7 +168,7 @@ static void call_finish(struct kube_call *call, CURLcode cc)
         curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &status);
         if (!call->streaming && call->resp.len) {
             json_error_t jerr;
-            body = json_loadb(call->resp.p, call->resp.len, 0, &jerr);
+            body = conf_json_loadb(call->resp.p, call->resp.len, &jerr);
         }
     } else {
         log_debug("msg=\"kube request failed\" err=%s detail=\"%s\"", err_str(err), call->errbuf);

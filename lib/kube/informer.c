@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conf/jsonio.h"
 #include "core/log.h"
 #include "kube/kube_int.h"
 
@@ -433,13 +434,14 @@ static int on_line(void *arg, const char *line, size_t len)
 {
     struct kube_informer *inf = arg;
     json_error_t jerr;
-    json_t *ev = json_loadb(line, len, 0, &jerr), *obj;
+    json_t *ev = conf_json_loadb(line, len, &jerr), *obj;
     const char *type;
     char key[512];
     int rc = 0;
 
     if (!ev || kube__watch_event_parse(ev, &type, &obj) != 0) {
-        log_warn("msg=\"informer: bad watch line\" resource=%s", inf->plural);
+        log_warn("msg=\"informer: bad watch line\" resource=%s reason=\"%s\" byte=%d", inf->plural,
+                 ev ? "not a watch event" : jerr.text, ev ? 0 : jerr.position);
         inf->st.errors++;
         watch_abort(inf, false);
         rc = 1;

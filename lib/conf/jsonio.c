@@ -33,8 +33,7 @@ struct rd {
     bool failed;
 };
 
-static void rd_fail(struct rd *r, const unsigned char *at, const char *fmt, ...)
-    PRINTF_LIKE(3, 4);
+static void rd_fail(struct rd *r, const unsigned char *at, const char *fmt, ...) PRINTF_LIKE(3, 4);
 
 /* Record the first error with its line, column and byte offset. */
 static void rd_fail(struct rd *r, const unsigned char *at, const char *fmt, ...)
@@ -118,6 +117,7 @@ static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
 }
 
 /* 1 for bytes that may appear unescaped in a string and need no further check. */
+/* clang-format off */
 static const unsigned char plain[256] = {
 #define P16 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
     /* 0x20 */ [0x20] = 1, 1, 0 /* " */, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
@@ -128,6 +128,7 @@ static const unsigned char plain[256] = {
     /* 0x70 */ P16,
 #undef P16
 };
+/* clang-format on */
 
 static int hex4(const unsigned char *p, const unsigned char *end, unsigned *out)
 {
@@ -406,8 +407,9 @@ static json_t *read_object(struct rd *r)
     }
     for (;;) {
         if (r->p >= r->end || *r->p != '"') {
-            rd_fail(r, r->p, r->p >= r->end ? "premature end of input in an object"
-                                            : "string expected as an object key");
+            rd_fail(r, r->p,
+                    r->p >= r->end ? "premature end of input in an object"
+                                   : "string expected as an object key");
             goto fail;
         }
         if (read_string(r, &key, &klen) < 0)

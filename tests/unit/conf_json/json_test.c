@@ -327,9 +327,9 @@ static const char seed_doc[] =
 static void t_mutations(void)
 {
     static const unsigned char bytes[] = {
-        '"', '\\', '{', '}', '[', ']', ',', ':', '0', '1', '-', '+', 'e', 'E', '.', 'u', 'n',
-        't', 'f', ' ', '\n', 0x00, 0x01, 0x1f, 0x7f, 0x80, 0xBF, 0xC0, 0xC3, 0xE0, 0xED, 0xF0,
-        0xF4, 0xF8, 0xFF, '/', 'a', 'D', '8'};
+        '"',  '\\', '{',  '}',  '[',  ']',  ',',  ':',  '0',  '1',  '-',  '+',  'e',
+        'E',  '.',  'u',  'n',  't',  'f',  ' ',  '\n', 0x00, 0x01, 0x1f, 0x7f, 0x80,
+        0xBF, 0xC0, 0xC3, 0xE0, 0xED, 0xF0, 0xF4, 0xF8, 0xFF, '/',  'a',  'D',  '8'};
     size_t n = sizeof(seed_doc) - 1;
     char *m = malloc(n + 8);
     int checked = 0;
@@ -416,8 +416,7 @@ static void t_dump_values(void)
         b = our_dump(r, &rc);
         if (!a || !b || strcmp(a, b) != 0) {
             if (mismatches++ < 10)
-                fprintf(stderr, "  real %.17g: jansson %s ours %s\n", d, a ? a : "-",
-                        b ? b : "-");
+                fprintf(stderr, "  real %.17g: jansson %s ours %s\n", d, a ? a : "-", b ? b : "-");
         }
         free(a);
         free(b);

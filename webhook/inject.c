@@ -54,6 +54,62 @@ void webhook_config_init(struct inject_config *cfg)
     cfg->prometheus_annotations = true;
 }
 
+int webhook_config_check(const struct inject_config *cfg, char *msg, size_t msglen)
+{
+    static const char *const levels[] = {"debug", "info", "warn", "error"};
+    const char *q[4] = {cfg->proxy_cpu_request, cfg->proxy_memory_request, cfg->proxy_cpu_limit,
+                        cfg->proxy_memory_limit};
+    static const char *const qname[4] = {"proxy CPU request", "proxy memory request",
+                                         "proxy CPU limit", "proxy memory limit"};
+    double v[4] = {0, 0, 0, 0};
+    const char *colon;
+    bool known = false;
+
+    if (!cfg->version || !*cfg->version || !cfg->proxy_image || !*cfg->proxy_image ||
+        (cfg->init_image && !*cfg->init_image)) {
+        snprintf(msg, msglen, "the proxy and init images must not be empty");
+        return ERR_INVALID;
+    }
+    for (int i = 0; i < 4; i++) {
+        if (q[i] && webhook__quantity_parse(q[i], &v[i]) < 0) {
+            snprintf(msg, msglen,
+                     "%s: \"%.64s\" is not a Kubernetes quantity (such as 100m, 1, 128Mi)",
+                     qname[i], q[i]);
+            return ERR_INVALID;
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        if (q[i] && q[i + 2] && v[i] > v[i + 2]) {
+            snprintf(msg, msglen, "%s %s is above the %s %s", qname[i], q[i], qname[i + 2],
+                     q[i + 2]);
+            return ERR_INVALID;
+        }
+    }
+    for (size_t i = 0; i < ARRAY_LEN(levels); i++)
+        known |= cfg->log_level && strcmp(cfg->log_level, levels[i]) == 0;
+    if (!known) {
+        snprintf(msg, msglen, "proxy log level: \"%.32s\" is not debug, info, warn or error",
+                 cfg->log_level ? cfg->log_level : "");
+        return ERR_INVALID;
+    }
+    colon = cfg->control_plane_addr ? strrchr(cfg->control_plane_addr, ':') : NULL;
+    if (!colon || colon == cfg->control_plane_addr || !colon[1] ||
+        strspn(colon + 1, "0123456789") != strlen(colon + 1) || atoi(colon + 1) < 1 ||
+        atoi(colon + 1) > 65535) {
+        snprintf(msg, msglen, "control-plane address: \"%.128s\" is not host:port",
+                 cfg->control_plane_addr ? cfg->control_plane_addr : "");
+        return ERR_INVALID;
+    }
+    if (cfg->image_pull_policy && strcmp(cfg->image_pull_policy, "Always") != 0 &&
+        strcmp(cfg->image_pull_policy, "IfNotPresent") != 0 &&
+        strcmp(cfg->image_pull_policy, "Never") != 0) {
+        snprintf(msg, msglen, "image pull policy: \"%.32s\" is not Always, IfNotPresent or Never",
+                 cfg->image_pull_policy);
+        return ERR_INVALID;
+    }
+    return 0;
+}
+
 void webhook_result_release(struct webhook_result *res)
 {
     if (!res)
@@ -169,7 +225,8 @@ static int check_shape(const json_t *pod, char *msg, size_t msglen)
 }
 
 /* Why not to inject, or NULL. */
-static const char *skip_reason(const json_t *pod, const char *ns, bool *opt_in)
+static const char *skip_reason(const struct inject_config *cfg, const json_t *pod, const char *ns,
+                               bool *opt_in)
 {
     const json_t *spec = json_object_get(pod, "spec");
     const char *lbl = json_string_value(json_object_get(
@@ -186,6 +243,10 @@ static const char *skip_reason(const json_t *pod, const char *ns, bool *opt_in)
         return "opted out by annotation " WEBHOOK_A_INJECT;
     if (!annot(pod, WEBHOOK_A_INJECT) && lbl && strcmp(lbl, "false") == 0)
         return "opted out by label " WEBHOOK_A_INJECT;
+    if (cfg->opt_in_only && !*opt_in &&
+        !(!annot(pod, WEBHOOK_A_INJECT) && lbl && strcmp(lbl, "true") == 0))
+        return "namespace not selected for injection and the pod does not opt in "
+               "(weft.dev/inject: \"true\")";
     if (json_is_true(json_object_get(spec, "hostNetwork")))
         return "hostNetwork pod";
     return NULL;
@@ -789,7 +850,7 @@ int webhook__pod_inject_owned(const struct inject_config *cfg, json_t *pod, cons
         rc = -ENOMEM;
         goto out;
     }
-    why = skip_reason(pod, ns, &opt_in);
+    why = skip_reason(cfg, pod, ns, &opt_in);
     if (why) {
         memset(res, 0, sizeof(*res));
         res->verdict = WEBHOOK_SKIPPED;

@@ -44,10 +44,23 @@ struct inject_config {
     bool native_sidecars;           /* the cluster runs native sidecars (Kubernetes >= 1.29) */
     bool prometheus_annotations;    /* add prometheus.io scrape annotations if none */
     bool inject_dry_run;            /* webhook: patch dryRun requests too (default: no patch) */
+    bool opt_in_only; /* the pod's namespace is not selected for injection (the webhook's opt-in
+                         path): inject only a pod that asks with weft.dev/inject: "true", as an
+                         annotation or, without the annotation, a label */
 };
 
 /* Fill cfg with the defaults documented in docs/injection.md (classic sidecar mode). */
 void webhook_config_init(struct inject_config *cfg);
+
+/*
+ * Check settings that come from flags or Helm values before serving with them, so that a bad
+ * value stops weftd at start-up instead of making every injected pod fail: images non-empty,
+ * quantities that Kubernetes accepts, each request no larger than its limit, a known log level,
+ * a host:port control-plane address, a known image pull policy. Returns 0, or ERR_INVALID with
+ * msg naming the setting (by the field names of struct inject_config's documentation: "proxy
+ * CPU request", ...) and the value.
+ */
+int webhook_config_check(const struct inject_config *cfg, char *msg, size_t msglen) WUR;
 
 enum webhook_verdict {
     WEBHOOK_INJECTED = 1, /* pod and patch are set */

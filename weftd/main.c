@@ -37,6 +37,13 @@ static void usage(FILE *f)
                "  --proxy-image IMAGE      sidecar image (weft/proxy:dev)\n"
                "  --init-image IMAGE       init container image (weft/init:dev)\n"
                "  --native-sidecars        inject weft-proxy as a native sidecar\n"
+               "  --proxy-cpu-request Q    weft-proxy resources (100m, 128Mi, 2, 1Gi); \"\" omits\n"
+               "  --proxy-memory-request Q\n"
+               "  --proxy-cpu-limit Q\n"
+               "  --proxy-memory-limit Q\n"
+               "  --proxy-log-level LEVEL  weft-agent's log level (info)\n"
+               "  --control-plane-addr H:P where agents reach weftd (weftd.<namespace>.svc:15012)\n"
+               "  --image-pull-policy P    of injected containers (cluster default)\n"
                "  --log-level LEVEL        debug, info, warn, error (info)\n");
 }
 
@@ -68,7 +75,7 @@ static void stopped_leading(void *arg)
     log_warn("msg=\"lost leadership\" identity=%s", d->opts.identity);
 }
 
-static int parse_args(int argc, char **argv, struct weftd_opts *o)
+static int parse_args(int argc, char **argv, struct weftd_opts *o, struct inject_config *inj)
 {
     static const struct option opts[] = {
         {"kubeconfig", required_argument, NULL, 'k'},
@@ -87,6 +94,13 @@ static int parse_args(int argc, char **argv, struct weftd_opts *o)
         {"proxy-image", required_argument, NULL, 'P'},
         {"init-image", required_argument, NULL, 'I'},
         {"native-sidecars", no_argument, NULL, 'N'},
+        {"proxy-cpu-request", required_argument, NULL, 1000},
+        {"proxy-memory-request", required_argument, NULL, 1001},
+        {"proxy-cpu-limit", required_argument, NULL, 1002},
+        {"proxy-memory-limit", required_argument, NULL, 1003},
+        {"proxy-log-level", required_argument, NULL, 1004},
+        {"control-plane-addr", required_argument, NULL, 1005},
+        {"image-pull-policy", required_argument, NULL, 1006},
         {"log-level", required_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -148,13 +162,35 @@ static int parse_args(int argc, char **argv, struct weftd_opts *o)
             break;
         }
         case 'P':
-            o->proxy_image = optarg;
+            inj->proxy_image = optarg;
             break;
         case 'I':
-            o->init_image = optarg;
+            inj->init_image = optarg;
             break;
         case 'N':
-            o->native_sidecars = true;
+            inj->native_sidecars = true;
+            break;
+        /* an empty quantity leaves the field out of the sidecar */
+        case 1000:
+            inj->proxy_cpu_request = *optarg ? optarg : NULL;
+            break;
+        case 1001:
+            inj->proxy_memory_request = *optarg ? optarg : NULL;
+            break;
+        case 1002:
+            inj->proxy_cpu_limit = *optarg ? optarg : NULL;
+            break;
+        case 1003:
+            inj->proxy_memory_limit = *optarg ? optarg : NULL;
+            break;
+        case 1004:
+            inj->log_level = optarg;
+            break;
+        case 1005:
+            inj->control_plane_addr = optarg;
+            break;
+        case 1006:
+            inj->image_pull_policy = *optarg ? optarg : NULL;
             break;
         case 'v': {
             enum log_level lvl;
@@ -183,6 +219,7 @@ static int parse_args(int argc, char **argv, struct weftd_opts *o)
 int main(int argc, char **argv)
 {
     static char host[HOST_NAME_MAX + 1];
+    static char cp_addr[300];
     struct weftd d;
     struct kube_diag diag;
     struct kube_leader_opts lo;
@@ -199,12 +236,29 @@ int main(int argc, char **argv)
     d.opts.mode = MESH_MODE_ALL_AUTHENTICATED;
     d.opts.ca_secret = "weft-ca";
     d.opts.cert_ttl = 86400;
-    d.opts.proxy_image = "weft/proxy:dev";
-    d.opts.init_image = "weft/init:dev";
     d.opts.identity = getenv("POD_NAME");
-    rc = parse_args(argc, argv, &d.opts);
+    webhook_config_init(&d.inject);
+    d.inject.proxy_image = "weft/proxy:dev";
+    d.inject.init_image = "weft/init:dev";
+    d.inject.control_plane_addr = NULL;
+    rc = parse_args(argc, argv, &d.opts, &d.inject);
     if (rc)
         return rc == 1 ? 0 : rc;
+    if (!d.inject.control_plane_addr) {
+        /* the chart's Service "weftd" in weftd's namespace */
+        snprintf(cp_addr, sizeof(cp_addr), "weftd.%s.svc:15012", d.opts.namespace);
+        d.inject.control_plane_addr = cp_addr;
+    }
+    {
+        char msg[256];
+
+        if (webhook_config_check(&d.inject, msg, sizeof(msg)) != 0) {
+            fprintf(stderr, "weftd: injection settings: %s\n", msg);
+            return 2;
+        }
+    }
+    d.inject_opt_in = d.inject;
+    d.inject_opt_in.opt_in_only = true;
     if (!d.opts.identity) {
         if (gethostname(host, sizeof(host) - 1) != 0)
             snprintf(host, sizeof(host), "weftd-%d", (int)getpid());
@@ -235,8 +289,6 @@ int main(int argc, char **argv)
     d.status_pending = json_object();
     if (!d.docs || !d.status_pending)
         goto oom;
-    webhook_config_init(&d.inject);
-    d.inject.native_sidecars = d.opts.native_sidecars;
 
     uv_signal_init(d.loop, &d.sigterm);
     uv_signal_init(d.loop, &d.sigint);

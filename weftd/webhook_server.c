@@ -1,6 +1,7 @@
 /*
- * webhook_server.c - the injection webhook inside weftd: POST /inject over HTTPS, and the
- * MutatingWebhookConfiguration weft-injector that points the API server at it.
+ * webhook_server.c - the injection webhook inside weftd: POST /inject (pods of meshed namespaces)
+ * and POST /inject/opt-in (pods elsewhere, injected only when they ask) over HTTPS, and the
+ * MutatingWebhookConfiguration weft-injector that points the API server at them.
  *
  * The serving certificate comes from weftd's own CA (struct weftd_tls, ca_server.c) for
  * <webhook-service>.<ns>.svc, <webhook-service>.<ns>.svc.cluster.local, localhost, 127.0.0.1 and
@@ -24,6 +25,7 @@
 
 #define WEBHOOK_CONFIG "weft-injector"
 #define WEBHOOK_NAME "inject.weft.dev"
+#define WEBHOOK_OPT_IN_NAME "opt-in.inject.weft.dev"
 #define WEBHOOK_MAX_BODY (8 * 1024 * 1024) /* a Pod (<1.5 MiB) plus its review envelope */
 #define REGISTER_RETRY_MS 2000
 
@@ -37,6 +39,8 @@ struct wh_srv {
     struct kube_informer *inf;
     struct kube_call *kc; /* the apply in flight */
     bool dirty;           /* weft-injector needs writing */
+    int main_idx;         /* where inject.weft.dev was in the last weft-injector seen (0) */
+    int opt_in_idx;       /* where opt-in.inject.weft.dev was, -1: not there */
     char *applied_bundle; /* caBundle of the last successful write */
     char url_host[256];   /* host of --webhook-url ("" when none) */
 };
@@ -52,7 +56,8 @@ struct wh_srv {
 struct review_job {
     uv_work_t work;
     struct weftd *d;
-    struct http_conn *c; /* NULL once the client went away */
+    const struct inject_config *cfg; /* d->inject or d->inject_opt_in */
+    struct http_conn *c;             /* NULL once the client went away */
     char *body;
     size_t len;
     char *resp;
@@ -72,7 +77,7 @@ static void review_gone(void *arg, struct http_conn *c)
 static void review_work(uv_work_t *req)
 {
     struct review_job *j = req->data;
-    j->rc = webhook_review(&j->d->inject, j->body, j->len, &j->resp, &j->status);
+    j->rc = webhook_review(j->cfg, j->body, j->len, &j->resp, &j->status);
 }
 
 static void review_done(uv_work_t *req, int cancelled)
@@ -105,8 +110,16 @@ static void handle(void *arg, struct http_conn *c, const struct http_request *re
     struct wh_srv *w = arg;
     struct weftd *d = w->d;
     struct review_job *j;
+    const struct inject_config *cfg;
 
-    if (strcmp(req->path, "/inject") != 0) {
+    /* /inject: pods of selected namespaces; /inject/opt-in: pods elsewhere that may ask */
+    if (strcmp(req->path, "/inject") == 0)
+        cfg = &d->inject;
+    else if (strcmp(req->path, "/inject/opt-in") == 0)
+        cfg = &d->inject_opt_in;
+    else
+        cfg = NULL;
+    if (!cfg) {
         http_respond(c, 404, "text/plain", "not found\n", 10, NULL);
         return;
     }
@@ -128,6 +141,7 @@ static void handle(void *arg, struct http_conn *c, const struct http_request *re
     j->body[req->body_len] = '\0';
     j->len = req->body_len;
     j->d = d;
+    j->cfg = cfg;
     j->c = c;
     j->t0 = uv_hrtime();
     j->work.data = j;
@@ -142,37 +156,89 @@ static void handle(void *arg, struct http_conn *c, const struct http_request *re
 
 /* ---- weft-injector ------------------------------------------------------------------------ */
 
-/* The configuration weftd wants, for the current bundle. */
+/* clientConfig of one webhook: the URL (out of cluster) or the Service, plus path_suffix. */
+static json_t *client_config(const struct wh_srv *w, const char *path_suffix,
+                             const char *ca_bundle_b64)
+{
+    const struct weftd *d = w->d;
+    char target[1200];
+
+    if (d->opts.webhook_url) {
+        snprintf(target, sizeof(target), "%s%s", d->opts.webhook_url, path_suffix);
+        return json_pack("{s:s,s:s}", "url", target, "caBundle", ca_bundle_b64);
+    }
+    snprintf(target, sizeof(target), "/inject%s", path_suffix);
+    return json_pack("{s:{s:s,s:s,s:s,s:i},s:s}", "service", "namespace", d->opts.namespace, "name",
+                     d->opts.webhook_service, "path", target, "port", 443, "caBundle",
+                     ca_bundle_b64);
+}
+
+/*
+ * One webhook of weft-injector: pods only, on CREATE; pods labelled weft.dev/inject=false are
+ * never sent (they then start even while the webhook is down). Everything else (annotations,
+ * hostNetwork, system namespaces, pods already injected, opting in) is decided by the library.
+ */
+static json_t *webhook_entry(const char *name, json_t *cc, json_t *ns_selector,
+                             const char *failure_policy, int timeout)
+{
+    return json_pack("{s:s,s:o,s:[{s:[s],s:[s],s:[s],s:[s],s:s}],s:o,"
+                     "s:{s:[{s:s,s:s,s:[s]}]},s:s,s:s,s:s,s:i,s:s,s:[s]}",
+                     "name", name, "clientConfig", cc, "rules", "operations", "CREATE", "apiGroups",
+                     "", "apiVersions", "v1", "resources", "pods", "scope", "Namespaced",
+                     "namespaceSelector", ns_selector, "objectSelector", "matchExpressions", "key",
+                     "weft.dev/inject", "operator", "NotIn", "values", "false", "failurePolicy",
+                     failure_policy, "matchPolicy", "Equivalent", "sideEffects", "None",
+                     "timeoutSeconds", timeout, "reinvocationPolicy", "IfNeeded",
+                     "admissionReviewVersions", "v1");
+}
+
+/*
+ * The configuration weftd wants, for the current bundle (out of cluster; in cluster the chart
+ * writes the same two webhooks from its values):
+ *   inject.weft.dev         namespaces labelled weft.dev/inject=enabled; failurePolicy Fail
+ *   opt-in.inject.weft.dev  every other namespace except weft.dev/inject=disabled, weftd's own
+ *                           and kube-system, for pods that opt in; failurePolicy Ignore, so that
+ *                           pods outside the mesh never wait for weftd
+ */
 static json_t *desired_config(const struct wh_srv *w, const char *ca_bundle_b64)
 {
     const struct weftd *d = w->d;
-    json_t *cc;
+    json_t *main_hook, *opt_in;
 
-    if (d->opts.webhook_url)
-        cc = json_pack("{s:s,s:s}", "url", d->opts.webhook_url, "caBundle", ca_bundle_b64);
-    else
-        cc = json_pack("{s:{s:s,s:s,s:s,s:i},s:s}", "service", "namespace", d->opts.namespace,
-                       "name", d->opts.webhook_service, "path", "/inject", "port", 443, "caBundle",
-                       ca_bundle_b64);
-    if (!cc)
+    main_hook = webhook_entry(WEBHOOK_NAME, client_config(w, "", ca_bundle_b64),
+                              json_pack("{s:{s:s}}", "matchLabels", "weft.dev/inject", "enabled"),
+                              "Fail", 10);
+    opt_in =
+        webhook_entry(WEBHOOK_OPT_IN_NAME, client_config(w, "/opt-in", ca_bundle_b64),
+                      json_pack("{s:[{s:s,s:s,s:[s,s]},{s:s,s:s,s:[s,s]}]}", "matchExpressions",
+                                "key", "weft.dev/inject", "operator", "NotIn", "values", "enabled",
+                                "disabled", "key", "kubernetes.io/metadata.name", "operator",
+                                "NotIn", "values", d->opts.namespace, "kube-system"),
+                      "Ignore", 5);
+    if (!main_hook || !opt_in) {
+        json_decref(main_hook);
+        json_decref(opt_in);
         return NULL;
-    /*
-     * Pods only, on CREATE. The namespace label selects; the objectSelector lets pods labelled
-     * weft.dev/inject=false skip the call entirely (they then start even while the webhook is
-     * down). Everything else (the annotation opt-out, hostNetwork, system namespaces, pods
-     * already injected) is decided by the library.
-     */
-    return json_pack(
-        "{s:s,s:s,s:{s:s,s:{s:s}},s:[{s:s,s:o,s:[{s:[s],s:[s],s:[s],s:[s],s:s}],"
-        "s:{s:{s:s}},s:{s:[{s:s,s:s,s:[s]}]},s:s,s:s,s:s,s:i,s:s,s:[s]}]}",
-        "apiVersion", "admissionregistration.k8s.io/v1", "kind", "MutatingWebhookConfiguration",
-        "metadata", "name", WEBHOOK_CONFIG, "labels", "app.kubernetes.io/managed-by", "weftd",
-        "webhooks", "name", WEBHOOK_NAME, "clientConfig", cc, "rules", "operations", "CREATE",
-        "apiGroups", "", "apiVersions", "v1", "resources", "pods", "scope", "Namespaced",
-        "namespaceSelector", "matchLabels", "weft.dev/inject", "enabled", "objectSelector",
-        "matchExpressions", "key", "weft.dev/inject", "operator", "NotIn", "values", "false",
-        "failurePolicy", "Fail", "matchPolicy", "Equivalent", "sideEffects", "None",
-        "timeoutSeconds", 10, "reinvocationPolicy", "IfNeeded", "admissionReviewVersions", "v1");
+    }
+    return json_pack("{s:s,s:s,s:{s:s,s:{s:s}},s:[o,o]}", "apiVersion",
+                     "admissionregistration.k8s.io/v1", "kind", "MutatingWebhookConfiguration",
+                     "metadata", "name", WEBHOOK_CONFIG, "labels", "app.kubernetes.io/managed-by",
+                     "weftd", "webhooks", main_hook, opt_in);
+}
+
+/* JSON patch ops: test that webhook idx is `name`, then set its caBundle. */
+static int bundle_ops(json_t *ops, int idx, const char *name, const char *b64)
+{
+    char np[64], bp[64];
+
+    snprintf(np, sizeof(np), "/webhooks/%d/name", idx);
+    snprintf(bp, sizeof(bp), "/webhooks/%d/clientConfig/caBundle", idx);
+    if (json_array_append_new(
+            ops, json_pack("{s:s,s:s,s:s}", "op", "test", "path", np, "value", name)) < 0 ||
+        json_array_append_new(
+            ops, json_pack("{s:s,s:s,s:s}", "op", "add", "path", bp, "value", b64)) < 0)
+        return -ENOMEM;
+    return 0;
 }
 
 static void register_now(struct wh_srv *w);
@@ -227,12 +293,13 @@ static void register_now(struct wh_srv *w)
          * A JSON patch never creates the object (a missing configuration stays missing, so an
          * uninstall is never undone) and the test op makes sure the first webhook is ours.
          */
-        cfg = json_pack("[{s:s,s:s,s:s},{s:s,s:s,s:s}]", "op", "test", "path", "/webhooks/0/name",
-                        "value", WEBHOOK_NAME, "op", "add", "path",
-                        "/webhooks/0/clientConfig/caBundle", "value", b64);
-        rc = cfg ? kube_request(d->kube, "PATCH", path, cfg, "application/json-patch+json", applied,
-                                w, &w->kc)
-                 : -ENOMEM;
+        cfg = json_array();
+        rc = cfg ? bundle_ops(cfg, w->main_idx, WEBHOOK_NAME, b64) : -ENOMEM;
+        if (!rc && w->opt_in_idx >= 0)
+            rc = bundle_ops(cfg, w->opt_in_idx, WEBHOOK_OPT_IN_NAME, b64);
+        if (!rc)
+            rc = kube_request(d->kube, "PATCH", path, cfg, "application/json-patch+json", applied,
+                              w, &w->kc);
     }
     if (!rc) {
         free(w->applied_bundle);
@@ -251,25 +318,52 @@ static void on_config_event(void *arg, enum kube_event_type type, const char *ke
                             const json_t *obj)
 {
     struct wh_srv *w = arg;
-    const json_t *hook = json_array_get(json_object_get(obj, "webhooks"), 0);
-    const json_t *cc = json_object_get(hook, "clientConfig");
-    const char *bundle = json_string_value(json_object_get(cc, "caBundle"));
-    const char *url = json_string_value(json_object_get(cc, "url"));
+    const json_t *hooks = json_object_get(obj, "webhooks");
     char *want = NULL;
+    bool stale = type == KUBE_EVENT_DELETED;
+    int ours = 0;
 
     (void)key;
     if (!w->d->bundle_pem)
         return;
     want = base64_encode(w->d->bundle_pem, strlen(w->d->bundle_pem));
-    if (!w->d->opts.webhook_url) {
-        /* chart-owned: only a stale caBundle of an existing configuration is ours to fix */
-        if (type != KUBE_EVENT_DELETED && want && (!bundle || strcmp(bundle, want) != 0)) {
-            w->dirty = true;
-            register_now(w);
+    if (!want) {
+        w->dirty = true; /* the timer retries */
+        return;
+    }
+    w->main_idx = 0;
+    w->opt_in_idx = -1;
+    for (size_t i = 0; type != KUBE_EVENT_DELETED && i < json_array_size(hooks); i++) {
+        const json_t *cc = json_object_get(json_array_get(hooks, i), "clientConfig");
+        const char *name = json_string_value(json_object_get(json_array_get(hooks, i), "name"));
+        const char *bundle = json_string_value(json_object_get(cc, "caBundle"));
+        const char *url = json_string_value(json_object_get(cc, "url"));
+        bool opt_in = name && strcmp(name, WEBHOOK_OPT_IN_NAME) == 0;
+        char want_url[1200];
+
+        if (!name || (!opt_in && strcmp(name, WEBHOOK_NAME) != 0))
+            continue;
+        ours++;
+        if (opt_in)
+            w->opt_in_idx = (int)i;
+        else
+            w->main_idx = (int)i;
+        if (!bundle || strcmp(bundle, want) != 0)
+            stale = true;
+        if (w->d->opts.webhook_url) {
+            snprintf(want_url, sizeof(want_url), "%s%s", w->d->opts.webhook_url,
+                     opt_in ? "/opt-in" : "");
+            if (!url || strcmp(url, want_url) != 0)
+                stale = true;
         }
-    } else if (type == KUBE_EVENT_DELETED || !bundle || !want || strcmp(bundle, want) != 0 ||
-               json_array_size(json_object_get(obj, "webhooks")) != 1 || !url ||
-               strcmp(url, w->d->opts.webhook_url) != 0) {
+    }
+    /* out of cluster weftd owns the whole configuration: exactly its two webhooks */
+    if (w->d->opts.webhook_url && (ours != 2 || json_array_size(hooks) != 2))
+        stale = true;
+    /* in cluster a missing configuration stays missing: the chart owns it */
+    if (!w->d->opts.webhook_url && type == KUBE_EVENT_DELETED)
+        stale = false;
+    if (stale) {
         w->dirty = true;
         register_now(w);
     }
@@ -353,6 +447,7 @@ int weftd_webhook_start(struct weftd *d)
     if (!w)
         return -ENOMEM;
     w->d = d;
+    w->opt_in_idx = -1;
     uv_timer_init(d->loop, &w->timer);
     w->timer.data = w;
     d->webhook_srv = w;

@@ -37,9 +37,6 @@ struct weftd_opts {
     const char *ca_secret;      /* Secret holding Weft's own root: "weft-ca" */
     const char *user_ca_secret; /* operator-supplied root or intermediate (NULL: none) */
     long cert_ttl;              /* leaf lifetime, seconds (86400) */
-    bool native_sidecars;       /* inject native sidecars (set from the server version) */
-    const char *proxy_image;
-    const char *init_image;
 };
 
 /*
@@ -113,9 +110,10 @@ struct weftd {
     json_t *status_pending; /* keys of custom resources whose status needs a write */
     void *sync;             /* sync.c's private state */
 
-    struct ca *ca;    /* NULL until the root is loaded */
-    char *bundle_pem; /* trust bundle PEM, NULL until loaded */
-    struct inject_config inject;
+    struct ca *ca;                      /* NULL until the root is loaded */
+    char *bundle_pem;                   /* trust bundle PEM, NULL until loaded */
+    struct inject_config inject;        /* POST /inject: the namespace is selected */
+    struct inject_config inject_opt_in; /* POST /inject/opt-in: only pods that ask */
 
     struct http_server *admin, *webhook, *certs;
     struct weftd_http *attached[4];

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # weftd's injection webhook through kubelite's admission call-out, with real kubectl: weft-injector
-# registered with --webhook-url and the CA's bundle, pods injected in a labelled namespace only,
-# the opt-outs, the configuration kept in step, and failurePolicy Fail while weftd is down.
+# registered with --webhook-url and the CA's bundle (two webhooks: labelled namespaces, and opt-in
+# elsewhere), pods injected in a labelled namespace, pods opting in elsewhere, the opt-outs, the
+# configuration kept in step, failurePolicy Fail (meshed namespaces) and Ignore (opt-in) while
+# weftd is down, and bad injection settings refused at start-up.
 . "$(dirname "$0")/lib.sh"
 
 K="$KUBECTL_DIR/kubectl.1.33"
@@ -38,11 +40,12 @@ mwc() { # JSONPATH: from weft-injector into OUT
     okv "get weft-injector" "$K" get mutatingwebhookconfiguration weft-injector -o "jsonpath=$1"
 }
 
-bundle_matches() { # weft-injector's caBundle is the Secret's ca.crt
-    local got want
+bundle_matches() { # both webhooks' caBundle is the Secret's ca.crt
+    local got got1 want
     got=$("$K" get mutatingwebhookconfiguration weft-injector -o 'jsonpath={.webhooks[0].clientConfig.caBundle}' 2>/dev/null | base64 -d 2>/dev/null)
+    got1=$("$K" get mutatingwebhookconfiguration weft-injector -o 'jsonpath={.webhooks[1].clientConfig.caBundle}' 2>/dev/null | base64 -d 2>/dev/null)
     want=$("$K" get secret -n weft-system weft-ca -o 'jsonpath={.data.ca\.crt}' 2>/dev/null | base64 -d 2>/dev/null)
-    [ -n "$want" ] && [ "$got" = "$want" ]
+    [ -n "$want" ] && [ "$got" = "$want" ] && [ "$got1" = "$want" ]
 }
 
 containers_of() { # NAMESPACE POD: "init: ... | containers: ..." into OUT
@@ -62,6 +65,10 @@ case_registered() {
     assert_eq "$OUT" 'Fail None 10 IfNeeded ["v1"]' "policy fields" || return
     mwc '{.webhooks[0].rules[0].operations} {.webhooks[0].rules[0].apiGroups} {.webhooks[0].rules[0].resources} {.webhooks[0].namespaceSelector.matchLabels}' || return
     assert_eq "$OUT" '["CREATE"] [""] ["pods"] {"weft.dev/inject":"enabled"}' "rules and namespaceSelector" || return
+    mwc '{.webhooks[1].name} {.webhooks[1].clientConfig.url} {.webhooks[1].failurePolicy} {.webhooks[1].timeoutSeconds} {.webhooks[1].objectSelector.matchExpressions[0].operator}' || return
+    assert_eq "$OUT" "opt-in.inject.weft.dev https://127.0.0.1:$WP/inject/opt-in Ignore 5 NotIn" "opt-in webhook" || return
+    mwc '{.webhooks[1].namespaceSelector.matchExpressions[*].values}' || return
+    assert_eq "$OUT" '["enabled","disabled"] ["weft-system","kube-system"]' "opt-in namespaceSelector" || return
     mwc '{.metadata.managedFields[*].manager}' || return
     assert_eq "$OUT" weftd "field manager" || return
     # the serving certificate verifies against the bundle, for 127.0.0.1
@@ -89,6 +96,9 @@ case_injected() {
     assert_eq "$OUT" web "default-container" || return
     okv "volumes" "$K" get pod -n "$NS" web -o 'jsonpath={.spec.volumes[*].name}' || return
     assert_contains "$OUT" "weft-token weft-ca" "token and trust volumes" || return
+    # the settings weftd was started with (defaults here): images, resources, control plane
+    okv "proxy" "$K" get pod -n "$NS" web -o 'jsonpath={.spec.containers[0].image} {.spec.initContainers[0].image} {.spec.containers[0].resources.requests.cpu} {.spec.containers[0].resources.limits.memory} {.spec.containers[0].env[?(@.name=="WEFT_CONTROL_PLANE")].value}' || return
+    assert_eq "$OUT" "weft/proxy:dev weft/init:dev 100m 1Gi weftd.weft-system.svc:15012" "proxy settings" || return
     okv "reviews metric" curl -s "http://127.0.0.1:$AP/metrics" || return
     assert_match "$OUT" '^weft_webhook_reviews_total [1-9]' "reviews counted" || return
 }
@@ -112,10 +122,44 @@ case_not_injected() {
     assert_contains "$OUT" 'weft.dev/inject' "denial names the annotation" || return
 }
 
+case_opt_in() {
+    ok "annotated pod in an unlabelled namespace" "$K" run -n plain asks --image=weft/testapp \
+        --restart=Never --annotations=weft.dev/inject=true || return
+    containers_of plain asks || return
+    assert_eq "$OUT" "init:weft-init | containers:weft-proxy asks" "opt-in by annotation" || return
+    ok "labelled pod in an unlabelled namespace" "$K" run -n plain asks-label --image=weft/testapp \
+        --restart=Never --labels=weft.dev/inject=true || return
+    containers_of plain asks-label || return
+    assert_eq "$OUT" "init:weft-init | containers:weft-proxy asks-label" "opt-in by label" || return
+    ok "disabled namespace" "$K" create namespace closed || return
+    ok "label disabled" "$K" label namespace closed weft.dev/inject=disabled || return
+    ok "annotated pod in a disabled namespace" "$K" run -n closed asks --image=weft/testapp \
+        --restart=Never --annotations=weft.dev/inject=true || return
+    containers_of closed asks || return
+    assert_eq "$OUT" "init: | containers:asks" "weft.dev/inject=disabled namespaces are never sent" || return
+    fails "malformed annotation is denied there too" "$K" run -n plain bad --image=weft/testapp \
+        --restart=Never --annotations=weft.dev/inject=enabled || return
+    assert_contains "$OUT" 'weft.dev/inject' "denial names the annotation" || return
+}
+
+case_bad_settings() {
+    okv "weftd with a bad quantity" sh -c "'$WEFTD' --kubeconfig '$KUBECONFIG' --proxy-memory-limit 1Gx 2>&1; echo rc=\$?" || return
+    assert_contains "$OUT" 'proxy memory limit: "1Gx" is not a Kubernetes quantity' "names the setting" || return
+    assert_contains "$OUT" 'rc=2' "exit status 2" || return
+    okv "weftd with a request above the limit" sh -c "'$WEFTD' --kubeconfig '$KUBECONFIG' --proxy-memory-request 2Gi 2>&1; echo rc=\$?" || return
+    assert_contains "$OUT" 'proxy memory request 2Gi is above the proxy memory limit 1Gi' "request above limit" || return
+}
+
 case_kept_in_step() {
     ok "tamper caBundle" "$K" patch mutatingwebhookconfiguration weft-injector --type json \
         -p '[{"op":"replace","path":"/webhooks/0/clientConfig/caBundle","value":"Zm9v"}]' || return
     wait_for 15 bundle_matches || { t_fail "caBundle not restored"; return 1; }
+    ok "tamper the opt-in caBundle" "$K" patch mutatingwebhookconfiguration weft-injector --type json \
+        -p '[{"op":"replace","path":"/webhooks/1/clientConfig/caBundle","value":"Zm9v"}]' || return
+    wait_for 15 bundle_matches || { t_fail "opt-in caBundle not restored"; return 1; }
+    ok "drop the opt-in webhook" "$K" patch mutatingwebhookconfiguration weft-injector --type json \
+        -p '[{"op":"remove","path":"/webhooks/1"}]' || return
+    wait_for 15 bundle_matches || { t_fail "opt-in webhook not restored"; return 1; }
     ok "delete" "$K" delete mutatingwebhookconfiguration weft-injector || return
     wait_for 15 bundle_matches || { t_fail "weft-injector not recreated"; return 1; }
     ok "pod after restore" "$K" run -n "$NS" again --image=weft/testapp --restart=Never || return
@@ -129,6 +173,10 @@ case_webhook_down() {
     assert_contains "$OUT" "failed calling webhook" "failurePolicy Fail" || return
     fails "no pod" "$K" get pod -n "$NS" down || return
     ok "unlabelled namespaces are unaffected" "$K" run -n plain down --image=weft/testapp --restart=Never || return
+    ok "an opted-in pod there starts without a sidecar (failurePolicy Ignore)" "$K" run -n plain \
+        down-asks --image=weft/testapp --restart=Never --annotations=weft.dev/inject=true || return
+    containers_of plain down-asks || return
+    assert_eq "$OUT" "init: | containers:down-asks" "opt-in webhook down: Ignore" || return
     ok "pods that opt out by label are unaffected" "$K" run -n "$NS" down-optout --image=weft/testapp \
         --restart=Never --labels=weft.dev/inject=false || return
     wd_start
@@ -155,6 +203,8 @@ t_pass
 t_run registered case_registered
 t_run injected case_injected
 t_run not-injected case_not_injected
+t_run opt-in case_opt_in
+t_run bad-settings case_bad_settings
 t_run kept-in-step case_kept_in_step
 t_run webhook-down case_webhook_down
 t_summary

@@ -165,6 +165,12 @@ case_render_default() {
 --cert-ttl=86400
 --proxy-image=weft/proxy:0.1.0
 --init-image=weft/init:0.1.0
+--proxy-cpu-request=100m
+--proxy-memory-request=128Mi
+--proxy-cpu-limit=2
+--proxy-memory-limit=1Gi
+--proxy-log-level=info
+--control-plane-addr=weftd.weft-system.svc:15012
 --native-sidecars
 --log-level=info" "default weftd args (auto: helm template's Kubernetes is >= 1.29)" || return
     # With the CRDs: they validate too (apiextensions schema, structural schemas).
@@ -208,6 +214,13 @@ case_render_default() {
     jpf default MutatingWebhookConfiguration weft-injector '.webhooks[0].namespaceSelector' || return
     assert_eq "$OUT" '{"matchExpressions":[{"key":"kubernetes.io/metadata.name","operator":"NotIn","values":["weft-system","kube-system"]}],"matchLabels":{"weft.dev/inject":"enabled"}}' \
         "namespaceSelector" || return
+    jpf default MutatingWebhookConfiguration weft-injector '.webhooks[1].name} {.webhooks[1].clientConfig.service.name}/{.webhooks[1].clientConfig.service.namespace}:{.webhooks[1].clientConfig.service.port}{.webhooks[1].clientConfig.service.path} {.webhooks[1].failurePolicy} {.webhooks[1].timeoutSeconds} {.webhooks[1].sideEffects} {.webhooks[1].reinvocationPolicy} {.webhooks[1].rules[0].operations} {.webhooks[1].objectSelector.matchExpressions[0].values' ||
+        return
+    assert_eq "$OUT" 'opt-in.inject.weft.dev weft-webhook/weft-system:443/inject/opt-in Ignore 5 None IfNeeded ["CREATE"] ["false"]' \
+        "opt-in webhook" || return
+    jpf default MutatingWebhookConfiguration weft-injector '.webhooks[1].namespaceSelector' || return
+    assert_eq "$OUT" '{"matchExpressions":[{"key":"weft.dev/inject","operator":"NotIn","values":["enabled","disabled"]},{"key":"kubernetes.io/metadata.name","operator":"NotIn","values":["weft-system","kube-system"]}]}' \
+        "opt-in namespaceSelector" || return
 }
 
 case_render_values() {
@@ -257,19 +270,26 @@ case_render_values() {
 
     render single --set replicas=1 --set webhook.failurePolicy=Ignore \
         --set webhook.timeoutSeconds=3 --set "image.digest=sha256:$(printf '%064d' 7)" \
-        --set proxy.image.tag=1.2.3 --set init.image.repository=registry.example/weft-init || return
+        --set proxy.image.tag=1.2.3 --set init.image.repository=registry.example/weft-init \
+        --set webhook.optIn.enabled=false --set proxy.resources.limits.cpu= \
+        --set proxy.resources.requests.memory=64Mi --set proxy.logLevel=debug || return
     dry single || return
     assert_eq "$OUT" "$(printf '%s\n' "$EXPECTED_OBJECTS" | grep -v poddisruptionbudget)" \
         "one replica: no PodDisruptionBudget" || return
     jpf single MutatingWebhookConfiguration weft-injector '.webhooks[0].failurePolicy} {.webhooks[0].timeoutSeconds' ||
         return
     assert_eq "$OUT" "Ignore 3" "failurePolicy and timeout from values" || return
+    jpf single MutatingWebhookConfiguration weft-injector '.webhooks[*].name' || return
+    assert_eq "$OUT" "inject.weft.dev" "webhook.optIn.enabled=false: no opt-in webhook" || return
     jpf single Deployment weftd '.spec.template.spec.containers[0].image' || return
     assert_eq "$OUT" "weft/weftd@sha256:$(printf '%064d' 7)" "image by digest" || return
     args_of single || return
     assert_match "$OUT" '^--proxy-image=weft/proxy:1\.2\.3$' "proxy image arg" || return
     assert_match "$OUT" '^--init-image=registry\.example/weft-init:0\.1\.0$' "init image arg" ||
         return
+    assert_match "$OUT" '^--proxy-cpu-limit=$' "an empty quantity is passed as empty (left out)" || return
+    assert_match "$OUT" '^--proxy-memory-request=64Mi$' "proxy memory request arg" || return
+    assert_match "$OUT" '^--proxy-log-level=debug$' "proxy log level arg" || return
 
     # Another release namespace: it is the one left out of injection, and the one RBAC names.
     runo "$HELM" template "$REL" "$CHART" -n mesh-ctl
@@ -278,6 +298,11 @@ case_render_values() {
     jpf otherns MutatingWebhookConfiguration weft-injector '.webhooks[0].namespaceSelector.matchExpressions[0].values} {.webhooks[0].clientConfig.service.namespace' ||
         return
     assert_eq "$OUT" '["mesh-ctl","kube-system"] mesh-ctl' "webhook in another namespace" || return
+    jpf otherns MutatingWebhookConfiguration weft-injector '.webhooks[1].namespaceSelector.matchExpressions[1].values' ||
+        return
+    assert_eq "$OUT" '["mesh-ctl","kube-system"]' "opt-in webhook in another namespace" || return
+    args_of otherns || return
+    assert_match "$OUT" '^--control-plane-addr=weftd\.mesh-ctl\.svc:15012$' "control plane in another namespace" || return
     jpf otherns ClusterRoleBinding weftd '.subjects[0].namespace' || return
     assert_eq "$OUT" mesh-ctl "ClusterRoleBinding subject namespace" || return
     run "$HELM" install "$REL" "$CHART" -n mesh-ctl --dry-run=client
@@ -398,7 +423,7 @@ case_install() {
     assert_not_contains "$OUT" "smi-spec.io" "SMI CRD without smi.enabled" || return
     okv "deployment args" "$K" get deploy weftd -n "$NS" \
         -o 'jsonpath={.spec.template.spec.containers[0].args}' || return
-    assert_eq "$OUT" '["--namespace=weft-system","--webhook-service=weft-webhook","--trust-domain=cluster.local","--default-mode=all-authenticated","--ca-secret=weft-ca","--cert-ttl=86400","--proxy-image=weft/proxy:0.1.0","--init-image=weft/init:0.1.0","--native-sidecars","--log-level=info"]' \
+    assert_eq "$OUT" '["--namespace=weft-system","--webhook-service=weft-webhook","--trust-domain=cluster.local","--default-mode=all-authenticated","--ca-secret=weft-ca","--cert-ttl=86400","--proxy-image=weft/proxy:0.1.0","--init-image=weft/init:0.1.0","--proxy-cpu-request=100m","--proxy-memory-request=128Mi","--proxy-cpu-limit=2","--proxy-memory-limit=1Gi","--proxy-log-level=info","--control-plane-addr=weftd.weft-system.svc:15012","--native-sidecars","--log-level=info"]' \
         "installed args (auto: kubelite is 1.33, no old node)" || return
     # kubelite's controllers create weftd's pods (never run): the webhook, failurePolicy Fail and
     # no endpoint yet, must not stand in the way in the release namespace.
@@ -685,6 +710,9 @@ case_with_weftd() {
     okv "caBundle" "$K" get mutatingwebhookconfiguration weft-injector \
         -o 'jsonpath={.webhooks[0].clientConfig.caBundle}' || return
     local bundle=$OUT
+    if ! wait_for 10 bash -c "[ \"\$('$K' get mutatingwebhookconfiguration weft-injector -o 'jsonpath={.webhooks[1].clientConfig.caBundle}')\" = '$bundle' ]"; then
+        t_fail "weftd did not fill the opt-in webhook's caBundle" || return
+    fi
     # Everything weftd tried was allowed. kubelite (unlike kube-apiserver) does not match a
     # list/watch by fieldSelector=metadata.name against resourceNames: those refusals are
     # kubelite's, reported and left out here.

@@ -873,6 +873,83 @@ static void expect_deny(const char *pod, const char *want)
     json_decref(p);
 }
 
+/* The opt-in path: the namespace is not selected, so only pods that ask are injected. */
+static int opt_in_verdict(const char *pod, const char *ns, char *reason, size_t len)
+{
+    struct inject_config cfg = test_cfg(false);
+    struct webhook_result res = {0};
+    char msg[256] = "";
+    json_t *p = jparse(pod);
+    int rc, verdict;
+
+    cfg.opt_in_only = true;
+    rc = webhook_pod_inject(&cfg, p, ns, &res, msg, sizeof(msg));
+    verdict = rc == 0 ? (int)res.verdict : rc;
+    snprintf(reason, len, "%s", rc == 0 ? res.reason : msg);
+    if (rc == 0 && res.verdict == WEBHOOK_INJECTED)
+        CHECK(res.patch != NULL && res.pod != NULL);
+    webhook_result_release(&res);
+    json_decref(p);
+    return verdict;
+}
+
+static void t_opt_in(void)
+{
+    char why[256];
+
+    /* nothing asks: skipped, with the reason */
+    CHECK_INT(opt_in_verdict(POD_A(""), "web", why, sizeof(why)), WEBHOOK_SKIPPED);
+    CHECK_STR(why, "namespace not selected for injection and the pod does not opt in "
+                   "(weft.dev/inject: \"true\")");
+    /* the annotation asks */
+    CHECK_INT(opt_in_verdict(POD_A("\"weft.dev/inject\":\"true\""), "web", why, sizeof(why)),
+              WEBHOOK_INJECTED);
+    /* the label asks, when there is no annotation */
+    CHECK_INT(opt_in_verdict("{\"metadata\":{\"labels\":{\"weft.dev/inject\":\"true\"}},"
+                             "\"spec\":{\"containers\":[{\"name\":\"a\"}]}}",
+                             "web", why, sizeof(why)),
+              WEBHOOK_INJECTED);
+    /* the annotation wins over the label, both ways */
+    CHECK_INT(opt_in_verdict("{\"metadata\":{\"labels\":{\"weft.dev/inject\":\"true\"},"
+                             "\"annotations\":{\"weft.dev/inject\":\"false\"}},"
+                             "\"spec\":{\"containers\":[{\"name\":\"a\"}]}}",
+                             "web", why, sizeof(why)),
+              WEBHOOK_SKIPPED);
+    CHECK_STR(why, "opted out by annotation weft.dev/inject");
+    CHECK_INT(opt_in_verdict("{\"metadata\":{\"labels\":{\"weft.dev/inject\":\"false\"},"
+                             "\"annotations\":{\"weft.dev/inject\":\"true\"}},"
+                             "\"spec\":{\"containers\":[{\"name\":\"a\"}]}}",
+                             "web", why, sizeof(why)),
+              WEBHOOK_INJECTED);
+    /* other label values do not ask */
+    CHECK_INT(opt_in_verdict("{\"metadata\":{\"labels\":{\"weft.dev/inject\":\"enabled\"}},"
+                             "\"spec\":{\"containers\":[{\"name\":\"a\"}]}}",
+                             "web", why, sizeof(why)),
+              WEBHOOK_SKIPPED);
+    /* asking does not override the other rules */
+    CHECK_INT(
+        opt_in_verdict(POD_A("\"weft.dev/inject\":\"true\""), "kube-system", why, sizeof(why)),
+        WEBHOOK_SKIPPED);
+    CHECK_STR(why, "system namespace");
+    CHECK_INT(opt_in_verdict("{\"metadata\":{\"annotations\":{\"weft.dev/inject\":\"true\"}},"
+                             "\"spec\":{\"hostNetwork\":true,\"containers\":[{\"name\":\"a\"}]}}",
+                             "web", why, sizeof(why)),
+              WEBHOOK_SKIPPED);
+    CHECK_STR(why, "hostNetwork pod");
+    CHECK_INT(opt_in_verdict(POD_A("\"weft.dev/inject\":\"true\",\"weft.dev/status\":\"{}\""),
+                             "web", why, sizeof(why)),
+              WEBHOOK_SKIPPED);
+    CHECK_STR(why, "already injected");
+    /* a pod that does not ask is not judged on its other annotations */
+    CHECK_INT(opt_in_verdict(POD_A("\"traffic.weft.dev/exclude-inbound-ports\":\"*\""), "web", why,
+                             sizeof(why)),
+              WEBHOOK_SKIPPED);
+    /* a malformed weft.dev/inject is still refused with the reason */
+    CHECK_INT(opt_in_verdict(POD_A("\"weft.dev/inject\":\"enabled\""), "web", why, sizeof(why)),
+              ERR_INVALID);
+    CHECK(strstr(why, "weft.dev/inject") != NULL);
+}
+
 static void t_denials(void)
 {
     expect_deny(POD_A("\"traffic.weft.dev/exclude-inbound-ports\":\"*\""),
@@ -1590,7 +1667,7 @@ UNIT_MAIN(UNIT(t_pointer_escape), UNIT(t_base64), UNIT(t_ports), UNIT(t_cidrs), 
           UNIT(t_golden_nonroot), UNIT(t_golden_generatename), UNIT(t_golden_job),
           UNIT(t_golden_native_job), UNIT(t_golden_native), UNIT(t_golden_volume_clash),
           UNIT(t_golden_traffic), UNIT(t_golden_template), UNIT(t_null_parents), UNIT(t_skips),
-          UNIT(t_denials), UNIT(t_port_clash_warning), UNIT(t_uninject_errors),
+          UNIT(t_opt_in), UNIT(t_denials), UNIT(t_port_clash_warning), UNIT(t_uninject_errors),
           UNIT(t_review_passthrough), UNIT(t_review_malformed), UNIT(t_review_deny),
           UNIT(t_review_patch_warnings), UNIT(t_review_damaged), UNIT(t_cli_kinds),
           UNIT(t_cli_errors), UNIT(t_cli_main), UNIT(t_corpus))

@@ -17,8 +17,10 @@
 #include "webhook/webhook.h"
 #include "webhook/webhook_int.h"
 
-static int status_400(char **out, int *http_status, const char *fmt, ...) PRINTF_LIKE(3, 4);
-static int status_400(char **out, int *http_status, const char *fmt, ...)
+static int status_400(struct webhook_review_info *info, char **out, int *http_status,
+                      const char *fmt, ...) PRINTF_LIKE(4, 5);
+static int status_400(struct webhook_review_info *info, char **out, int *http_status,
+                      const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
@@ -29,6 +31,8 @@ static int status_400(char **out, int *http_status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    info->outcome = WEBHOOK_OUTCOME_BAD_REQUEST;
+    snprintf(info->reason, sizeof(info->reason), "%s", msg);
     buf_init(&b);
     st = json_pack("{s:s,s:s,s:{},s:s,s:s,s:s,s:i}", "kind", "Status", "apiVersion", "v1",
                    "metadata", "status", "Failure", "message", msg, "reason", "BadRequest", "code",
@@ -129,8 +133,49 @@ static const char *str_at(const json_t *obj, const char *key)
     return json_string_value(json_object_get(obj, key));
 }
 
+const char *webhook_outcome_name(enum webhook_outcome o)
+{
+    switch (o) {
+    case WEBHOOK_OUTCOME_INJECTED:
+        return "injected";
+    case WEBHOOK_OUTCOME_SKIPPED:
+        return "skipped";
+    case WEBHOOK_OUTCOME_PASSED:
+        return "passed";
+    case WEBHOOK_OUTCOME_DENIED:
+        return "denied";
+    case WEBHOOK_OUTCOME_BAD_REQUEST:
+        return "bad_request";
+    }
+    return "unknown";
+}
+
+/* "namespace/name" of the admitted pod, or its generateName with a '*'. */
+static void pod_label(struct webhook_review_info *info, const json_t *req, const json_t *obj)
+{
+    const json_t *md = json_object_get(obj, "metadata");
+    const char *ns = str_at(req, "namespace"), *name = str_at(req, "name");
+
+    if (!ns || !*ns)
+        ns = str_at(md, "namespace");
+    if (!name || !*name)
+        name = str_at(md, "name");
+    if (name && *name)
+        snprintf(info->pod, sizeof(info->pod), "%.100s/%.200s", ns ? ns : "", name);
+    else if ((name = str_at(md, "generateName")) != NULL)
+        snprintf(info->pod, sizeof(info->pod), "%.100s/%.200s*", ns ? ns : "", name);
+}
+
 int webhook_review(const struct inject_config *cfg, const char *body, size_t len,
                    char **response_json, int *http_status)
+{
+    struct webhook_review_info info;
+
+    return webhook_review_explain(cfg, body, len, response_json, http_status, &info);
+}
+
+int webhook_review_explain(const struct inject_config *cfg, const char *body, size_t len,
+                           char **response_json, int *http_status, struct webhook_review_info *info)
 {
     struct webhook_result res = {0};
     json_error_t jerr;
@@ -139,8 +184,9 @@ int webhook_review(const struct inject_config *cfg, const char *body, size_t len
     char msg[512] = "";
     int rc;
 
+    memset(info, 0, sizeof(*info));
     if (!body || !len) {
-        rc = status_400(response_json, http_status, "malformed AdmissionReview: empty body");
+        rc = status_400(info, response_json, http_status, "malformed AdmissionReview: empty body");
         goto out;
     }
     doc = conf_json_loadb(body, len, &jerr);
@@ -149,18 +195,19 @@ int webhook_review(const struct inject_config *cfg, const char *body, size_t len
         goto out;
     }
     if (!doc) {
-        rc = status_400(response_json, http_status,
+        rc = status_400(info, response_json, http_status,
                         "malformed AdmissionReview: %s at line %d, column %d (byte %d)", jerr.text,
                         jerr.line, jerr.column, jerr.position);
         goto out;
     }
     if (!json_is_object(doc)) {
-        rc = status_400(response_json, http_status, "malformed AdmissionReview: not an object");
+        rc = status_400(info, response_json, http_status,
+                        "malformed AdmissionReview: not an object");
         goto out;
     }
     v = str_at(doc, "apiVersion");
     if (!v || strcmp(v, "admission.k8s.io/v1") != 0) {
-        rc = status_400(response_json, http_status,
+        rc = status_400(info, response_json, http_status,
                         "unsupported AdmissionReview apiVersion \"%.64s\" (want "
                         "admission.k8s.io/v1)",
                         v ? v : "");
@@ -168,50 +215,63 @@ int webhook_review(const struct inject_config *cfg, const char *body, size_t len
     }
     v = str_at(doc, "kind");
     if (!v || strcmp(v, "AdmissionReview") != 0) {
-        rc = status_400(response_json, http_status,
+        rc = status_400(info, response_json, http_status,
                         "unexpected kind \"%.64s\" (want AdmissionReview)", v ? v : "");
         goto out;
     }
     req = json_object_get(doc, "request");
     if (!json_is_object(req)) {
-        rc = status_400(response_json, http_status, "AdmissionReview has no request");
+        rc = status_400(info, response_json, http_status, "AdmissionReview has no request");
         goto out;
     }
     juid = json_object_get(req, "uid");
     uid = json_string_value(juid);
     if (!uid || !*uid) {
-        rc = status_400(response_json, http_status, "AdmissionReview request has no uid");
+        rc = status_400(info, response_json, http_status, "AdmissionReview request has no uid");
         goto out;
     }
     op = str_at(req, "operation");
     kind = json_object_get(req, "kind");
     if (!op || !json_is_object(kind) || !str_at(kind, "kind")) {
-        rc = status_400(response_json, http_status,
+        rc = status_400(info, response_json, http_status,
                         "AdmissionReview request %.64s lacks operation or kind", uid);
         goto out;
     }
     sub = str_at(req, "subResource");
     v = str_at(kind, "group");
+    obj = json_object_get(req, "object");
+    pod_label(info, req, obj);
     if (strcmp(op, "CREATE") != 0 || strcmp(str_at(kind, "kind"), "Pod") != 0 || (v && *v) ||
         (sub && *sub) || (json_is_true(json_object_get(req, "dryRun")) && !cfg->inject_dry_run)) {
+        info->outcome = WEBHOOK_OUTCOME_PASSED;
+        snprintf(info->reason, sizeof(info->reason), "%.16s of %.64s%s%.64s%s%.64s%s", op,
+                 str_at(kind, "kind"), v && *v ? " (" : "", v && *v ? v : "", v && *v ? ")" : "",
+                 sub && *sub ? "/" : "", sub && *sub ? sub : "");
+        if (json_is_true(json_object_get(req, "dryRun")))
+            strncat(info->reason, ", dry run", sizeof(info->reason) - strlen(info->reason) - 1);
         rc = allow(juid, response_json, http_status);
         goto out;
     }
-    obj = json_object_get(req, "object");
     if (!json_is_object(obj)) {
-        rc = status_400(response_json, http_status,
+        rc = status_400(info, response_json, http_status,
                         "AdmissionReview request %.64s has no object to admit", uid);
         goto out;
     }
     /* the review is ours: inject into its pod instead of a copy */
     rc = webhook__pod_inject_owned(cfg, json_incref(obj), str_at(req, "namespace"), &res, msg,
                                    sizeof(msg));
-    if (rc == ERR_INVALID)
+    if (rc == ERR_INVALID) {
+        info->outcome = WEBHOOK_OUTCOME_DENIED;
+        snprintf(info->reason, sizeof(info->reason), "%s", msg);
         rc = deny(juid, msg, response_json, http_status);
-    else if (rc == 0 && res.verdict == WEBHOOK_INJECTED)
+    } else if (rc == 0 && res.verdict == WEBHOOK_INJECTED) {
+        info->outcome = WEBHOOK_OUTCOME_INJECTED;
         rc = patched(juid, &res, response_json, http_status);
-    else if (rc == 0)
+    } else if (rc == 0) {
+        info->outcome = WEBHOOK_OUTCOME_SKIPPED;
+        snprintf(info->reason, sizeof(info->reason), "%s", res.reason);
         rc = allow(juid, response_json, http_status);
+    }
 out:
     webhook_result_release(&res);
     json_decref(doc);

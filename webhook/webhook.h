@@ -118,4 +118,27 @@ int webhook_pod_uninject(const json_t *pod, json_t **out, char *msg, size_t msgl
 int webhook_review(const struct inject_config *cfg, const char *body, size_t len,
                    char **response_json, int *http_status) WUR;
 
+/* What webhook_review_explain decided, for logs and metrics. */
+enum webhook_outcome {
+    WEBHOOK_OUTCOME_INJECTED = 1,    /* a pod CREATE answered with a patch */
+    WEBHOOK_OUTCOME_SKIPPED = 2,     /* a pod CREATE allowed untouched; reason says why */
+    WEBHOOK_OUTCOME_PASSED = 3,      /* not ours to mutate (UPDATE, subresource, dryRun, ...) */
+    WEBHOOK_OUTCOME_DENIED = 4,      /* allowed: false; reason is the message sent */
+    WEBHOOK_OUTCOME_BAD_REQUEST = 5, /* HTTP 400; reason is the message sent */
+};
+
+struct webhook_review_info {
+    enum webhook_outcome outcome;
+    char pod[320];    /* "namespace/name", "namespace/generateName*", or "" when unknown */
+    char reason[512]; /* why, for every outcome but INJECTED */
+};
+
+/* Name of an outcome as a metric label value: "injected", "skipped", ... */
+const char *webhook_outcome_name(enum webhook_outcome o);
+
+/* webhook_review, also saying what it decided in *info (filled whenever it returns 0). */
+int webhook_review_explain(const struct inject_config *cfg, const char *body, size_t len,
+                           char **response_json, int *http_status,
+                           struct webhook_review_info *info) WUR;
+
 #endif

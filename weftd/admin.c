@@ -114,10 +114,20 @@ static int metrics(struct weftd *d, struct buf *b)
     COUNTER("weft_certificates_issued_total", "Workload certificates issued.", m->certs_issued);
     SUM("weft_certificate_issue_seconds_total", "Time spent issuing.", m->issue_seconds_sum);
     COUNTER("weft_webhook_reviews_total", "AdmissionReviews answered.", m->webhook_reviews);
-    COUNTER("weft_webhook_denied_total", "AdmissionReviews denied.", m->webhook_denied);
-    COUNTER("weft_webhook_errors_total", "AdmissionReviews that were malformed.",
+    COUNTER("weft_webhook_errors_total",
+            "AdmissionReviews answered with an error (400 malformed, 500 out of memory).",
             m->webhook_errors);
-    SUM("weft_webhook_seconds_total", "Time spent answering reviews.", m->webhook_seconds_sum);
+    if (!rc)
+        rc = buf_printf(b, "# HELP weft_webhook_decisions_total AdmissionReviews by what the "
+                           "webhook decided.\n# TYPE weft_webhook_decisions_total counter\n");
+    for (int o = WEBHOOK_OUTCOME_INJECTED; o <= WEBHOOK_OUTCOME_BAD_REQUEST && !rc; o++)
+        rc = buf_printf(b, "weft_webhook_decisions_total{outcome=\"%s\"} %llu\n",
+                        webhook_outcome_name((enum webhook_outcome)o),
+                        (unsigned long long)m->webhook_outcomes[o]);
+    if (!rc)
+        rc = hist_print(b, "weft_webhook_review_duration_seconds",
+                        "Time from a review's arrival to its answer being queued.",
+                        &m->webhook_seconds);
     if (!rc)
         rc = buf_printf(b, "# HELP weft_certificates_refused_total Certificate requests "
                            "refused, by reason.\n# TYPE weft_certificates_refused_total "

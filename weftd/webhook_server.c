@@ -63,6 +63,7 @@ struct review_job {
     char *resp;
     int status;
     int rc;
+    struct webhook_review_info info;
     bool inline_; /* reviewed inside the handler: the server's own round writes the answer */
     uint64_t t0;
 };
@@ -77,13 +78,25 @@ static void review_gone(void *arg, struct http_conn *c)
 static void review_work(uv_work_t *req)
 {
     struct review_job *j = req->data;
-    j->rc = webhook_review(j->cfg, j->body, j->len, &j->resp, &j->status);
+    j->rc = webhook_review_explain(j->cfg, j->body, j->len, &j->resp, &j->status, &j->info);
+}
+
+/* s for a quoted logfmt value: double quotes become single ones, control bytes spaces. */
+static const char *log_safe(const char *s, char *out, size_t n)
+{
+    size_t i = 0;
+
+    for (; s[i] && i + 1 < n; i++)
+        out[i] = s[i] == '"' ? '\'' : (unsigned char)s[i] < 0x20 ? ' ' : s[i];
+    out[i] = '\0';
+    return out;
 }
 
 static void review_done(uv_work_t *req, int cancelled)
 {
     struct review_job *j = req->data;
     struct weftd *d = j->d;
+    char why[sizeof(j->info.reason)], who[sizeof(j->info.pod)];
 
     if (cancelled || j->rc) {
         d->m.webhook_errors++;
@@ -92,12 +105,34 @@ static void review_done(uv_work_t *req, int cancelled)
     } else {
         if (j->status != 200)
             d->m.webhook_errors++;
-        else if (strstr(j->resp, "\"allowed\":false"))
-            d->m.webhook_denied++;
+        if ((unsigned)j->info.outcome < ARRAY_LEN(d->m.webhook_outcomes))
+            d->m.webhook_outcomes[j->info.outcome]++;
+        /*
+         * Every decision is visible: injections at info, refusals at warn, skips (the opt-in
+         * webhook sees every pod in the cluster) and pass-throughs at debug.
+         */
+        switch (j->info.outcome) {
+        case WEBHOOK_OUTCOME_INJECTED:
+            log_info("msg=\"pod injected\" pod=\"%s\" path=%s",
+                     log_safe(j->info.pod, who, sizeof(who)),
+                     j->cfg->opt_in_only ? "opt-in" : "namespace");
+            break;
+        case WEBHOOK_OUTCOME_DENIED:
+        case WEBHOOK_OUTCOME_BAD_REQUEST:
+            log_warn("msg=\"review refused\" outcome=%s pod=\"%s\" reason=\"%s\"",
+                     webhook_outcome_name(j->info.outcome), log_safe(j->info.pod, who, sizeof(who)),
+                     log_safe(j->info.reason, why, sizeof(why)));
+            break;
+        default:
+            log_debug("msg=\"pod not injected\" outcome=%s pod=\"%s\" reason=\"%s\"",
+                      webhook_outcome_name(j->info.outcome),
+                      log_safe(j->info.pod, who, sizeof(who)),
+                      log_safe(j->info.reason, why, sizeof(why)));
+        }
         if (j->c)
             http_respond(j->c, j->status, "application/json", j->resp, strlen(j->resp), NULL);
     }
-    d->m.webhook_seconds_sum += (double)(uv_hrtime() - j->t0) / 1e9;
+    weftd_hist_observe(&d->m.webhook_seconds, (double)(uv_hrtime() - j->t0) / 1e9);
     if (j->c && d->webhook && !j->inline_)
         weftd_http_kick(d, d->webhook);
     free(j->resp);

@@ -76,8 +76,9 @@ struct weftd_metrics {
     uint64_t certs_issued;
     uint64_t certs_refused[16]; /* by enum ca_refusal; [WEFTD_REFUSED_AUTH]: token refused */
     double issue_seconds_sum;
-    uint64_t webhook_reviews, webhook_denied, webhook_errors;
-    double webhook_seconds_sum;
+    uint64_t webhook_reviews, webhook_errors;
+    uint64_t webhook_outcomes[6]; /* by enum webhook_outcome */
+    struct weftd_hist webhook_seconds;
 };
 
 struct weftd;

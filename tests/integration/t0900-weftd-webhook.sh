@@ -140,6 +140,18 @@ case_opt_in() {
     fails "malformed annotation is denied there too" "$K" run -n plain bad --image=weft/testapp \
         --restart=Never --annotations=weft.dev/inject=enabled || return
     assert_contains "$OUT" 'weft.dev/inject' "denial names the annotation" || return
+    # every decision is visible: in weftd's log with the pod and the reason, and in the metrics
+    okv "log" cat "$WD_LOG" || return
+    assert_contains "$OUT" 'msg="pod injected" pod="plain/asks" path=opt-in' "injection logged" || return
+    assert_contains "$OUT" "msg=\"pod not injected\" outcome=skipped pod=\"plain/web\" reason=\"namespace not selected for injection and the pod does not opt in (weft.dev/inject: 'true')\"" \
+        "skip logged with its reason" || return
+    assert_contains "$OUT" 'msg="review refused" outcome=denied pod="plain/bad" reason="annotation weft.dev/inject:' \
+        "denial logged" || return
+    okv "metrics" curl -s "http://127.0.0.1:$AP/metrics" || return
+    assert_match "$OUT" '^weft_webhook_decisions_total\{outcome="injected"\} [3-9]' "injections counted" || return
+    assert_match "$OUT" '^weft_webhook_decisions_total\{outcome="skipped"\} [1-9]' "skips counted" || return
+    assert_match "$OUT" '^weft_webhook_decisions_total\{outcome="denied"\} 2$' "denials counted" || return
+    assert_match "$OUT" '^weft_webhook_review_duration_seconds_count [1-9]' "latency histogram" || return
 }
 
 case_bad_settings() {

@@ -1186,6 +1186,64 @@ static void t_review_malformed(void)
     }
 }
 
+/* What webhook_review_explain reports for each kind of answer. */
+static void expect_outcome(const struct inject_config *cfg, const char *body,
+                           enum webhook_outcome want, const char *pod, const char *reason)
+{
+    struct webhook_review_info info;
+    char *resp = NULL;
+    int status;
+
+    REQUIRE(webhook_review_explain(cfg, body, body ? strlen(body) : 0, &resp, &status, &info) == 0);
+    CHECK_STR(webhook_outcome_name(info.outcome), webhook_outcome_name(want));
+    CHECK_STR(info.pod, pod);
+    CHECK_STR(info.reason, reason);
+    free(resp);
+}
+
+static void t_review_outcomes(void)
+{
+    struct inject_config cfg = test_cfg(false), opt = test_cfg(false);
+    json_t *pod = jparse(POD), *gen = jparse("{\"metadata\":{\"generateName\":\"web-7d9-\"},"
+                                             "\"spec\":{\"containers\":[{\"name\":\"a\"}]}}");
+    char *b;
+
+    opt.opt_in_only = true;
+    b = review_body("u1", "CREATE", "", "Pod", NULL, false, "shop", pod);
+    expect_outcome(&cfg, b, WEBHOOK_OUTCOME_INJECTED, "shop/web", "");
+    expect_outcome(&opt, b, WEBHOOK_OUTCOME_SKIPPED, "shop/web",
+                   "namespace not selected for injection and the pod does not opt in "
+                   "(weft.dev/inject: \"true\")");
+    free(b);
+    b = review_body("u2", "CREATE", "", "Pod", NULL, false, "kube-system", gen);
+    expect_outcome(&cfg, b, WEBHOOK_OUTCOME_SKIPPED, "kube-system/web-7d9-*", "system namespace");
+    free(b);
+    b = review_body("u3", "UPDATE", "", "Pod", NULL, false, "shop", pod);
+    expect_outcome(&cfg, b, WEBHOOK_OUTCOME_PASSED, "shop/web", "UPDATE of Pod");
+    free(b);
+    b = review_body("u4", "CREATE", "", "Pod", "binding", false, "shop", pod);
+    expect_outcome(&cfg, b, WEBHOOK_OUTCOME_PASSED, "shop/web", "CREATE of Pod/binding");
+    free(b);
+    b = review_body("u5", "CREATE", "", "Pod", NULL, true, "shop", pod);
+    expect_outcome(&cfg, b, WEBHOOK_OUTCOME_PASSED, "shop/web", "CREATE of Pod, dry run");
+    free(b);
+    b = review_body("u6", "CREATE", "apps", "Deployment", NULL, false, "shop", pod);
+    expect_outcome(&cfg, b, WEBHOOK_OUTCOME_PASSED, "shop/web", "CREATE of Deployment (apps)");
+    free(b);
+    json_object_set_new(json_object_get(pod, "metadata"), "annotations",
+                        json_pack("{s:s}", "weft.dev/inject", "maybe"));
+    b = review_body("u7", "CREATE", "", "Pod", NULL, false, "shop", pod);
+    expect_outcome(&cfg, b, WEBHOOK_OUTCOME_DENIED, "shop/web",
+                   "annotation weft.dev/inject: \"maybe\" is not \"true\" or \"false\"");
+    free(b);
+    expect_outcome(&cfg, "{\"kind\":\"AdmissionReview\"}", WEBHOOK_OUTCOME_BAD_REQUEST, "",
+                   "unsupported AdmissionReview apiVersion \"\" (want admission.k8s.io/v1)");
+    expect_outcome(&cfg, NULL, WEBHOOK_OUTCOME_BAD_REQUEST, "",
+                   "malformed AdmissionReview: empty body");
+    json_decref(pod);
+    json_decref(gen);
+}
+
 static void t_review_deny(void)
 {
     struct inject_config cfg = test_cfg(false);
@@ -1669,5 +1727,5 @@ UNIT_MAIN(UNIT(t_pointer_escape), UNIT(t_base64), UNIT(t_ports), UNIT(t_cidrs), 
           UNIT(t_golden_traffic), UNIT(t_golden_template), UNIT(t_null_parents), UNIT(t_skips),
           UNIT(t_opt_in), UNIT(t_denials), UNIT(t_port_clash_warning), UNIT(t_uninject_errors),
           UNIT(t_review_passthrough), UNIT(t_review_malformed), UNIT(t_review_deny),
-          UNIT(t_review_patch_warnings), UNIT(t_review_damaged), UNIT(t_cli_kinds),
-          UNIT(t_cli_errors), UNIT(t_cli_main), UNIT(t_corpus))
+          UNIT(t_review_outcomes), UNIT(t_review_patch_warnings), UNIT(t_review_damaged),
+          UNIT(t_cli_kinds), UNIT(t_cli_errors), UNIT(t_cli_main), UNIT(t_corpus))

@@ -380,45 +380,85 @@ static json_int_t probe_port(const json_t *container, const json_t *port)
     return 0;
 }
 
+/*
+ * The probe handlers the kubelet would aim at the pod's IP, where the inbound redirection sends
+ * them to the proxy: an httpGet or a gRPC probe would fail the mTLS handshake, and a tcpSocket
+ * probe would always succeed (the proxy accepts), even with the app dead. Each is replaced by
+ * an httpGet on the agent, which runs the original check over localhost.
+ */
+static const char *const probe_handlers[] = {"httpGet", "tcpSocket", "grpc"};
+
+/* What the agent needs to run handler h of probe (WEFT_APP_PROBES entry's handler object). */
+static json_t *probe_target(const json_t *container, const json_t *hv, int h, json_int_t *port)
+{
+    const char *path, *scheme, *svc;
+    json_t *t;
+
+    *port = h == 2 ? (json_is_integer(json_object_get(hv, "port"))
+                          ? json_integer_value(json_object_get(hv, "port"))
+                          : 0)
+                   : probe_port(container, json_object_get(hv, "port"));
+    if (*port <= 0 || *port > 65535)
+        return NULL;
+    switch (h) {
+    case 0:
+        path = json_string_value(json_object_get(hv, "path"));
+        scheme = json_string_value(json_object_get(hv, "scheme"));
+        t = json_pack("{s:s,s:I,s:s}", "scheme", scheme ? scheme : "HTTP", "port", *port, "path",
+                      path && *path ? path : "/");
+        if (t && json_object_get(hv, "httpHeaders") &&
+            json_object_set(t, "httpHeaders", json_object_get(hv, "httpHeaders")) < 0) {
+            json_decref(t);
+            t = NULL;
+        }
+        return t;
+    case 1:
+        return json_pack("{s:I}", "port", *port);
+    default:
+        svc = json_string_value(json_object_get(hv, "service"));
+        t = json_pack("{s:I}", "port", *port);
+        if (t && svc && json_object_set_new(t, "service", json_string(svc)) < 0) {
+            json_decref(t);
+            t = NULL;
+        }
+        return t;
+    }
+}
+
 static int rewrite_probe(struct inj *c, json_t *container, size_t idx, int kind)
 {
     const char *cname = json_string_value(json_object_get(container, "name"));
     json_t *probe = json_object_get(container, probe_kinds[kind]);
-    json_t *hg = json_object_get(probe, "httpGet"), *entry = NULL, *orig = NULL, *nhg = NULL;
-    const char *path, *scheme;
+    json_t *hv = NULL, *entry = NULL, *target = NULL, *orig = NULL, *nhg = NULL;
     json_int_t port;
     struct buf ptr, app;
-    int rc = 0;
+    int rc = 0, h;
 
-    if (!json_is_object(hg))
-        return 0;
+    for (h = 0; h < 3; h++)
+        if (json_is_object(hv = json_object_get(probe, probe_handlers[h])))
+            break;
+    if (h == 3)
+        return 0; /* exec (runs in the container) or no handler: nothing to fix */
     /* A probe with its own host does not enter the pod's inbound path: nothing to fix. */
-    if (json_string_length(json_object_get(hg, "host")) > 0)
+    if (h < 2 && json_string_length(json_object_get(hv, "host")) > 0)
         return 0;
-    port = probe_port(container, json_object_get(hg, "port"));
-    if (port <= 0 || port > 65535)
+    target = probe_target(container, hv, h, &port);
+    if (!target && port > 0 && port <= 65535)
+        return -ENOMEM;
+    if (!target)
         return warn(c, "container %s: %s port cannot be resolved; probe left unchanged", cname,
                     probe_kinds[kind]);
     buf_init(&ptr);
     buf_init(&app);
-    path = json_string_value(json_object_get(hg, "path"));
-    scheme = json_string_value(json_object_get(hg, "scheme"));
     if ((rc = buf_printf(&app, "/app-health/%s/%s", cname, probe_paths[kind])) < 0 ||
         (rc = buf_printf(&ptr, "/spec/containers/%zu", idx)) < 0 ||
         (rc = webhook__ptr_append(&ptr, probe_kinds[kind])) < 0)
         goto out;
-    entry = json_pack("{s:s,s:I,s:s}", "scheme", scheme ? scheme : "HTTP", "port", port, "path",
-                      path && *path ? path : "/");
+    entry = json_pack("{s:O,s:o}", probe_handlers[h], target, "timeoutSeconds",
+                      json_is_integer(json_object_get(probe, "timeoutSeconds"))
+                          ? json_copy(json_object_get(probe, "timeoutSeconds"))
+                          : json_integer(1));
     if (!entry) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    if ((json_object_get(hg, "httpHeaders") &&
-         json_object_set(entry, "httpHeaders", json_object_get(hg, "httpHeaders")) < 0) ||
-        json_object_set_new(entry, "timeoutSeconds",
-                            json_is_integer(json_object_get(probe, "timeoutSeconds"))
-                                ? json_copy(json_object_get(probe, "timeoutSeconds"))
-                                : json_integer(1)) < 0) {
         rc = -ENOMEM;
         goto out;
     }
@@ -431,16 +471,28 @@ static int rewrite_probe(struct inj *c, json_t *container, size_t idx, int kind)
         }
     }
     nhg = json_pack("{s:s,s:i}", "path", app.p, "port", WEBHOOK_PORT_HEALTH);
-    if (!nhg || json_object_set(orig, probe_kinds[kind], hg) < 0 ||
+    if (!nhg ||
+        json_object_set_new(orig, probe_kinds[kind], json_pack("{s:O}", probe_handlers[h], hv)) <
+            0 ||
+        !json_object_get(orig, probe_kinds[kind]) ||
         json_object_set(c->app_probe, app.p, entry) < 0) {
         json_decref(nhg);
         rc = -ENOMEM;
         goto out;
     }
-    /* hg stays alive in orig; replacing it in the probe is now safe. */
-    rc = webhook__op_replace(c->ops, probe, ptr.p, "httpGet", nhg);
+    /* hv stays alive in orig; replacing or removing it in the probe is now safe. */
+    if (h == 0) {
+        rc = webhook__op_replace(c->ops, probe, ptr.p, "httpGet", nhg);
+    } else {
+        rc = webhook__op_remove(c->ops, probe, ptr.p, probe_handlers[h]);
+        if (rc == 0)
+            rc = webhook__op_add(c->ops, probe, ptr.p, "httpGet", nhg);
+        else
+            json_decref(nhg);
+    }
 out:
     json_decref(entry);
+    json_decref(target);
     buf_release(&ptr);
     buf_release(&app);
     return rc;
@@ -940,7 +992,10 @@ static bool string_list(const json_t *v)
     return true;
 }
 
-/* Put back each original httpGet recorded in weft.dev/original-probes. */
+/*
+ * Put back each original probe handler recorded in weft.dev/original-probes
+ * ({container: {probe kind: {handler: value}}}), in place of the agent's httpGet.
+ */
 static int restore_probes(json_t *spec, const char *text, char *msg, size_t msglen)
 {
     json_t *probes = json_loads(text, 0, NULL);
@@ -957,19 +1012,40 @@ static int restore_probes(json_t *spec, const char *text, char *msg, size_t msgl
         size_t i;
         json_t *ct;
 
+        if (!json_is_object(kinds)) {
+            rc = bad(msg, msglen, "annotation %s: container %.64s: not a JSON object",
+                     WEBHOOK_A_PROBES, cname);
+            goto out;
+        }
         json_array_foreach(json_object_get(spec, "containers"), i, ct)
         {
             const char *n = json_string_value(json_object_get(ct, "name"));
-            const char *kind;
-            json_t *hg;
+            const char *kind, *handler;
+            json_t *orig, *hv;
 
             if (!n || strcmp(n, cname) != 0)
                 continue;
-            json_object_foreach(kinds, kind, hg)
+            json_object_foreach(kinds, kind, orig)
             {
                 json_t *probe = json_object_get(ct, kind);
+                bool known = false;
 
-                if (json_is_object(probe) && json_object_set(probe, "httpGet", hg) < 0) {
+                handler = json_object_size(orig) == 1 ? json_object_iter_key(json_object_iter(orig))
+                                                      : NULL;
+                for (int h = 0; handler && h < 3; h++)
+                    known |= strcmp(handler, probe_handlers[h]) == 0;
+                hv = known ? json_object_get(orig, handler) : NULL;
+                if (!json_is_object(hv)) {
+                    rc = bad(msg, msglen,
+                             "annotation %s: container %.64s %.32s: not {\"httpGet\"|"
+                             "\"tcpSocket\"|\"grpc\": {...}}",
+                             WEBHOOK_A_PROBES, cname, kind);
+                    goto out;
+                }
+                if (!json_is_object(probe))
+                    continue;
+                json_object_del(probe, "httpGet");
+                if (json_object_set(probe, handler, hv) < 0) {
                     rc = -ENOMEM;
                     goto out;
                 }

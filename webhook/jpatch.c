@@ -92,3 +92,24 @@ int webhook__op_insert(json_t *ops, json_t *array, const char *array_ptr, size_t
     buf_release(&path);
     return rc;
 }
+
+int webhook__op_remove(json_t *ops, json_t *parent, const char *parent_ptr, const char *key)
+{
+    struct buf path;
+    json_t *o;
+    int rc;
+
+    buf_init(&path);
+    rc = buf_puts(&path, parent_ptr);
+    if (rc == 0)
+        rc = webhook__ptr_append(&path, key);
+    if (rc == 0) {
+        o = json_pack("{s:s,s:s}", "op", "remove", "path", path.p);
+        if (!o || json_array_append_new(ops, o) < 0)
+            rc = -ENOMEM;
+    }
+    if (rc == 0)
+        json_object_del(parent, key);
+    buf_release(&path);
+    return rc;
+}

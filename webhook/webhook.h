@@ -14,7 +14,7 @@
  *   - volumes weft-data, weft-token (projected ServiceAccount token, audience "weft"), weft-ca
  *     (ConfigMap weft-root-ca), weft-podinfo (downward API labels/annotations); a name already
  *     used by the pod gets a numeric suffix (weft-token-1, ...),
- *   - application httpGet probes rewritten to go through the agent on 15020
+ *   - application httpGet, tcpSocket and grpc probes rewritten to go through the agent on 15020
  *     (/app-health/<container>/<livez|readyz|startupz>), originals in weft.dev/original-probes,
  *   - annotations weft.dev/status, kubectl.kubernetes.io/default-container and the prometheus.io
  *     scrape annotations (these two only when the pod has none of its own).

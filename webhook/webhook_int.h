@@ -58,6 +58,8 @@ int webhook__op_insert(json_t *ops, json_t *array, const char *array_ptr, size_t
 /* parent[key] = value for an existing key, op "replace". */
 int webhook__op_replace(json_t *ops, json_t *parent, const char *parent_ptr, const char *key,
                         json_t *value) WUR;
+/* Delete the existing member parent[key], op "remove". */
+int webhook__op_remove(json_t *ops, json_t *parent, const char *parent_ptr, const char *key) WUR;
 
 /* ---- annotation values (annot.c) ---- */
 

@@ -547,10 +547,17 @@ static void t_golden_probes(void)
     const json_t *worker = container(res.pod, "containers", "worker");
     const json_t *proxy = container(res.pod, "containers", "weft-proxy");
 
-    /* Replaced at the original indices, before the proxy shifts containers by one. */
+    /*
+     * Replaced at the original indices, before the proxy shifts containers by one; a tcpSocket
+     * or grpc handler is removed and an httpGet added in its place.
+     */
     CHECK_JSON(paths, "[\"replace /spec/containers/0/livenessProbe/httpGet\","
                       "\"replace /spec/containers/0/readinessProbe/httpGet\","
                       "\"replace /spec/containers/0/startupProbe/httpGet\","
+                      "\"remove /spec/containers/1/livenessProbe/tcpSocket\","
+                      "\"add /spec/containers/1/livenessProbe/httpGet\","
+                      "\"remove /spec/containers/1/startupProbe/grpc\","
+                      "\"add /spec/containers/1/startupProbe/httpGet\","
                       "\"add /spec/initContainers\",\"add /spec/containers/0\","
                       "\"add /spec/volumes\",\"add /metadata/annotations\"]");
     CHECK_JSON(json_object_get(api, "livenessProbe"),
@@ -562,21 +569,32 @@ static void t_golden_probes(void)
     CHECK_JSON(json_object_get(api, "startupProbe"),
                "{\"httpGet\":{\"path\":\"/app-health/api/startupz\",\"port\":15020},"
                "\"failureThreshold\":30}");
-    /* tcpSocket, exec and grpc stay as they were. */
-    CHECK_JSON(json_object_get(worker, "livenessProbe"), "{\"tcpSocket\":{\"port\":7000}}");
-    CHECK_JSON(json_object_get(worker, "startupProbe"), "{\"grpc\":{\"port\":7001}}");
+    /*
+     * Through the proxy a tcpSocket probe would always pass and a grpc probe always fail:
+     * both go to the agent. exec runs in the container and stays.
+     */
+    CHECK_JSON(json_object_get(worker, "livenessProbe"),
+               "{\"httpGet\":{\"path\":\"/app-health/worker/livez\",\"port\":15020}}");
+    CHECK_JSON(json_object_get(worker, "startupProbe"),
+               "{\"httpGet\":{\"path\":\"/app-health/worker/startupz\",\"port\":15020}}");
+    CHECK_JSON(json_object_get(worker, "readinessProbe"),
+               "{\"exec\":{\"command\":[\"cat\",\"/tmp/ready\"]}}");
     CHECK_STR(annotation(res.pod, "weft.dev/original-probes"),
-              "{\"api\":{\"livenessProbe\":{\"path\":\"/live\",\"port\":\"http\",\"httpHeaders\":"
-              "[{\"name\":\"X-Probe\",\"value\":\"kubelet\"}]},\"readinessProbe\":{\"path\":"
-              "\"/ready\",\"port\":9090,\"scheme\":\"HTTPS\"},\"startupProbe\":{\"port\":"
-              "\"admin\"}}}");
-    CHECK_STR(
-        env_value(proxy, "WEFT_APP_PROBES"),
-        "{\"/app-health/api/livez\":{\"scheme\":\"HTTP\",\"port\":8080,\"path\":\"/live\","
-        "\"httpHeaders\":[{\"name\":\"X-Probe\",\"value\":\"kubelet\"}],\"timeoutSeconds\":1},"
-        "\"/app-health/api/readyz\":{\"scheme\":\"HTTPS\",\"port\":9090,\"path\":\"/ready\","
-        "\"timeoutSeconds\":4},\"/app-health/api/startupz\":{\"scheme\":\"HTTP\",\"port\":"
-        "9090,\"path\":\"/\",\"timeoutSeconds\":1}}");
+              "{\"api\":{\"livenessProbe\":{\"httpGet\":{\"path\":\"/live\",\"port\":\"http\","
+              "\"httpHeaders\":[{\"name\":\"X-Probe\",\"value\":\"kubelet\"}]}},"
+              "\"readinessProbe\":{\"httpGet\":{\"path\":\"/ready\",\"port\":9090,\"scheme\":"
+              "\"HTTPS\"}},\"startupProbe\":{\"httpGet\":{\"port\":\"admin\"}}},\"worker\":{"
+              "\"livenessProbe\":{\"tcpSocket\":{\"port\":7000}},\"startupProbe\":{\"grpc\":"
+              "{\"port\":7001}}}}");
+    CHECK_STR(env_value(proxy, "WEFT_APP_PROBES"),
+              "{\"/app-health/api/livez\":{\"httpGet\":{\"scheme\":\"HTTP\",\"port\":8080,"
+              "\"path\":\"/live\",\"httpHeaders\":[{\"name\":\"X-Probe\",\"value\":"
+              "\"kubelet\"}]},\"timeoutSeconds\":1},\"/app-health/api/readyz\":{\"httpGet\":{"
+              "\"scheme\":\"HTTPS\",\"port\":9090,\"path\":\"/ready\"},\"timeoutSeconds\":4},"
+              "\"/app-health/api/startupz\":{\"httpGet\":{\"scheme\":\"HTTP\",\"port\":9090,"
+              "\"path\":\"/\"},\"timeoutSeconds\":1},\"/app-health/worker/livez\":{"
+              "\"tcpSocket\":{\"port\":7000},\"timeoutSeconds\":1},"
+              "\"/app-health/worker/startupz\":{\"grpc\":{\"port\":7001},\"timeoutSeconds\":1}}");
     CHECK_STR(env_value(proxy, "WEFT_APP_CONTAINERS"), "api,worker,sidecar-log");
     CHECK_JSON(res.warnings, "[\"container sidecar-log: livenessProbe port cannot be resolved; "
                              "probe left unchanged\"]");
@@ -1036,6 +1054,34 @@ static void t_uninject_errors(void)
     p = jparse("7");
     CHECK_INT(webhook_pod_uninject(p, &out, msg, sizeof(msg)), ERR_INVALID);
     json_decref(p);
+    /* weft.dev/original-probes that injection did not write: refused, naming where */
+    {
+        static const char *const bad_probes[] = {
+            "{\\\"app\\\":{\\\"livenessProbe\\\":{\\\"port\\\":80}}}",
+            "{\\\"app\\\":{\\\"livenessProbe\\\":{\\\"exec\\\":{}}}}",
+            "{\\\"app\\\":{\\\"livenessProbe\\\":{\\\"httpGet\\\":{},\\\"grpc\\\":{}}}}",
+            "{\\\"app\\\":{\\\"livenessProbe\\\":{\\\"tcpSocket\\\":7}}}",
+        };
+
+        for (size_t i = 0; i < ARRAY_LEN(bad_probes); i++) {
+            char *pod;
+
+            REQUIRE(asprintf(&pod,
+                             POD_A("\"weft.dev/status\":\"{\\\"version\\\":\\\"1\\\","
+                                   "\\\"initContainers\\\":[],\\\"containers\\\":[],"
+                                   "\\\"volumes\\\":[],\\\"annotations\\\":[\\\"weft.dev/"
+                                   "original-probes\\\"],\\\"created\\\":[]}\","
+                                   "\"weft.dev/original-probes\":\"%s\""),
+                             bad_probes[i]) > 0);
+            p = jparse(pod);
+            msg[0] = '\0';
+            CHECK_INT(webhook_pod_uninject(p, &out, msg, sizeof(msg)), ERR_INVALID);
+            CHECK_STR(msg, "annotation weft.dev/original-probes: container app livenessProbe: "
+                           "not {\"httpGet\"|\"tcpSocket\"|\"grpc\": {...}}");
+            json_decref(p);
+            free(pod);
+        }
+    }
 }
 
 /* ---- AdmissionReview ---- */

@@ -125,6 +125,18 @@ static int metrics(struct weftd *d, struct buf *b)
                         webhook_outcome_name((enum webhook_outcome)o),
                         (unsigned long long)m->webhook_outcomes[o]);
     if (!rc)
+        rc = buf_printf(b,
+                        "# HELP weft_webhook_inflight AdmissionReviews queued or being answered.\n"
+                        "# TYPE weft_webhook_inflight gauge\nweft_webhook_inflight %llu\n"
+                        "# HELP weft_webhook_shed_total AdmissionReviews not answered, by reason: "
+                        "queue_full (503 at once), expired (waited past the API server's "
+                        "timeout).\n# TYPE weft_webhook_shed_total counter\n"
+                        "weft_webhook_shed_total{reason=\"queue_full\"} %llu\n"
+                        "weft_webhook_shed_total{reason=\"expired\"} %llu\n",
+                        (unsigned long long)m->webhook_inflight,
+                        (unsigned long long)m->webhook_shed_full,
+                        (unsigned long long)m->webhook_shed_expired);
+    if (!rc)
         rc = hist_print(b, "weft_webhook_review_duration_seconds",
                         "Time from a review's arrival to its answer being queued.",
                         &m->webhook_seconds);

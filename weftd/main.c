@@ -29,6 +29,7 @@ static void usage(FILE *f)
                "  --certs-listen ADDR      certificate endpoint (0.0.0.0:15012)\n"
                "  --webhook-url URL        register weft-injector with this URL (out of cluster)\n"
                "  --webhook-service NAME   Service in front of the webhook (weft-webhook)\n"
+               "  --webhook-max-inflight N reviews queued or running before 503s (1024)\n"
                "  --trust-domain DOMAIN    SPIFFE trust domain (cluster.local)\n"
                "  --default-mode MODE      all-authenticated | deny | permissive\n"
                "  --ca-secret NAME         Secret holding Weft's root (weft-ca)\n"
@@ -101,6 +102,7 @@ static int parse_args(int argc, char **argv, struct weftd_opts *o, struct inject
         {"proxy-log-level", required_argument, NULL, 1004},
         {"control-plane-addr", required_argument, NULL, 1005},
         {"image-pull-policy", required_argument, NULL, 1006},
+        {"webhook-max-inflight", required_argument, NULL, 1007},
         {"log-level", required_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -192,6 +194,18 @@ static int parse_args(int argc, char **argv, struct weftd_opts *o, struct inject
         case 1006:
             inj->image_pull_policy = *optarg ? optarg : NULL;
             break;
+        case 1007: {
+            char *end;
+            o->webhook_max_inflight = strtol(optarg, &end, 10);
+            if (*end || o->webhook_max_inflight < 1 || o->webhook_max_inflight > 1000000) {
+                fprintf(stderr,
+                        "weftd: --webhook-max-inflight: \"%s\" is not a number from 1 to "
+                        "1000000\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        }
         case 'v': {
             enum log_level lvl;
             if (log_level_parse(optarg, &lvl)) {
@@ -232,6 +246,7 @@ int main(int argc, char **argv)
     d.opts.webhook_listen = "0.0.0.0:9443";
     d.opts.certs_listen = "0.0.0.0:15012";
     d.opts.webhook_service = "weft-webhook";
+    d.opts.webhook_max_inflight = 1024;
     d.opts.trust_domain = "cluster.local";
     d.opts.mode = MESH_MODE_ALL_AUTHENTICATED;
     d.opts.ca_secret = "weft-ca";

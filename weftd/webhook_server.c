@@ -65,7 +65,8 @@ struct review_job {
     int rc;
     struct webhook_review_info info;
     bool inline_; /* reviewed inside the handler: the server's own round writes the answer */
-    uint64_t t0;
+    bool expired; /* waited in the queue past the API server's deadline: not reviewed */
+    uint64_t t0, deadline; /* uv_hrtime() at arrival and when the API server gives up */
 };
 
 static void review_gone(void *arg, struct http_conn *c)
@@ -78,7 +79,64 @@ static void review_gone(void *arg, struct http_conn *c)
 static void review_work(uv_work_t *req)
 {
     struct review_job *j = req->data;
+
+    /* The API server has given up on this one: answering it would only delay the others. */
+    if (uv_hrtime() >= j->deadline) {
+        j->expired = true;
+        return;
+    }
     j->rc = webhook_review_explain(j->cfg, j->body, j->len, &j->resp, &j->status, &j->info);
+}
+
+/* At most one warning a second about shed reviews (they come in floods). */
+static void shed_warn(struct weftd *d, const char *reason, const char *what)
+{
+    uint64_t now = uv_hrtime();
+
+    if (d->m.webhook_shed_log_ns && now - d->m.webhook_shed_log_ns < 1000000000ull)
+        return;
+    d->m.webhook_shed_log_ns = now;
+    log_warn("msg=\"webhook overloaded: reviews shed\" reason=%s detail=\"%s\" inflight=%llu "
+             "max=%ld queue_full=%llu expired=%llu",
+             reason, what, (unsigned long long)d->m.webhook_inflight, d->opts.webhook_max_inflight,
+             (unsigned long long)d->m.webhook_shed_full,
+             (unsigned long long)d->m.webhook_shed_expired);
+}
+
+/*
+ * The API server's deadline for this call in ms: it sends ?timeout=<Go duration> (the
+ * configuration's timeoutSeconds, "10s"). 10 s when absent or unreadable; at most 30 s.
+ */
+static uint64_t review_timeout_ms(const char *query)
+{
+    const char *p = query ? strstr(query, "timeout=") : NULL;
+    double ms = 0;
+    char *end;
+
+    if (!p || (p != query && p[-1] != '&'))
+        return 10000;
+    p += 8;
+    while (*p && *p != '&') {
+        double v = strtod(p, &end);
+        static const struct {
+            const char *unit;
+            double ms;
+        } units[] = {{"ns", 1e-6}, {"us", 1e-3}, {"ms", 1},
+                     {"s", 1000},  {"m", 60000}, {"h", 3600000}};
+        size_t i;
+
+        if (end == p || v < 0)
+            return 10000;
+        for (i = 0; i < ARRAY_LEN(units); i++)
+            if (!strncmp(end, units[i].unit, strlen(units[i].unit)) &&
+                (i != 4 || end[1] != 's')) /* "m" but not "ms" */
+                break;
+        if (i == ARRAY_LEN(units))
+            return 10000;
+        ms += v * units[i].ms;
+        p = end + strlen(units[i].unit);
+    }
+    return ms > 30000 ? 30000 : (uint64_t)ms;
 }
 
 /* s for a quoted logfmt value: double quotes become single ones, control bytes spaces. */
@@ -98,7 +156,14 @@ static void review_done(uv_work_t *req, int cancelled)
     struct weftd *d = j->d;
     char why[sizeof(j->info.reason)], who[sizeof(j->info.pod)];
 
-    if (cancelled || j->rc) {
+    d->m.webhook_inflight--;
+    if (j->expired) {
+        d->m.webhook_shed_expired++;
+        shed_warn(d, "expired", "a review waited in the queue past the API server's timeout");
+        if (j->c)
+            http_respond(j->c, 503, "text/plain", "review expired in the queue\n", 28,
+                         "Retry-After: 1\r\n");
+    } else if (cancelled || j->rc) {
         d->m.webhook_errors++;
         if (j->c)
             http_respond(j->c, 500, "text/plain", "out of memory\n", 14, NULL);
@@ -163,6 +228,17 @@ static void handle(void *arg, struct http_conn *c, const struct http_request *re
         return;
     }
     d->m.webhook_reviews++;
+    /*
+     * Overloaded: fail fast, so that the API server applies failurePolicy now (and the
+     * controllers back off) instead of every call waiting out its timeout in our queue.
+     */
+    if (d->m.webhook_inflight >= (uint64_t)d->opts.webhook_max_inflight) {
+        d->m.webhook_shed_full++;
+        shed_warn(d, "queue_full", "max in flight reached; answering 503");
+        http_respond(c, 503, "text/plain", "too many reviews in flight\n", 27,
+                     "Retry-After: 1\r\n");
+        return;
+    }
     j = calloc(1, sizeof(*j));
     if (j)
         j->body = malloc(req->body_len + 1);
@@ -179,6 +255,8 @@ static void handle(void *arg, struct http_conn *c, const struct http_request *re
     j->cfg = cfg;
     j->c = c;
     j->t0 = uv_hrtime();
+    j->deadline = j->t0 + review_timeout_ms(req->query) * 1000000ull;
+    d->m.webhook_inflight++;
     j->work.data = j;
     http_defer(c, review_gone, j);
     if (uv_queue_work(d->loop, &j->work, review_work, review_done)) {

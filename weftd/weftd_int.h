@@ -32,6 +32,7 @@ struct weftd_opts {
     const char *certs_listen;    /* "0.0.0.0:15012": POST /v1/certificates */
     const char *webhook_url;     /* out of cluster: register weft-injector with this URL */
     const char *webhook_service; /* in cluster: Service name of the webhook (weft-webhook) */
+    long webhook_max_inflight;   /* reviews queued or running before 503s (1024) */
     const char *trust_domain;    /* "cluster.local" */
     enum mesh_mode mode;
     const char *ca_secret;      /* Secret holding Weft's own root: "weft-ca" */
@@ -77,7 +78,11 @@ struct weftd_metrics {
     uint64_t certs_refused[16]; /* by enum ca_refusal; [WEFTD_REFUSED_AUTH]: token refused */
     double issue_seconds_sum;
     uint64_t webhook_reviews, webhook_errors;
-    uint64_t webhook_outcomes[6]; /* by enum webhook_outcome */
+    uint64_t webhook_outcomes[6];  /* by enum webhook_outcome */
+    uint64_t webhook_inflight;     /* reviews queued or running (gauge) */
+    uint64_t webhook_shed_full;    /* refused at once: max in flight reached */
+    uint64_t webhook_shed_expired; /* dropped: waited past the API server's timeout */
+    uint64_t webhook_shed_log_ns;  /* last shed warning, for rate limiting */
     struct weftd_hist webhook_seconds;
 };
 

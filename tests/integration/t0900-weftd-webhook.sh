@@ -77,6 +77,20 @@ case_registered() {
         -d '{"kind":"AdmissionReview"}' -w ' %{http_code}' "https://127.0.0.1:$WP/inject" || return
     assert_contains "$OUT" '"kind":"Status"' "malformed review answered with a Status" || return
     assert_match "$OUT" ' 400$' "malformed review is 400" || return
+    # a review that waited past the API server's timeout (?timeout=) is dropped, with a 503
+    local rev='{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u1","operation":"UPDATE","kind":{"group":"","version":"v1","kind":"Pod"},"namespace":"x","object":{}}}'
+    okv "review in time" curl -sS --cacert "$KL_TMP/bundle.pem" -H 'Content-Type: application/json' \
+        -d "$rev" -w ' %{http_code}' "https://127.0.0.1:$WP/inject?timeout=10s" || return
+    assert_match "$OUT" '"allowed":true.* 200$' "review with ?timeout=10s answered" || return
+    okv "expired review" curl -sS --cacert "$KL_TMP/bundle.pem" -H 'Content-Type: application/json' \
+        -d "$rev" -D - -w ' %{http_code}' "https://127.0.0.1:$WP/inject?timeout=0s" || return
+    assert_match "$OUT" ' 503$' "expired review is 503" || return
+    assert_contains "$OUT" 'Retry-After: 1' "with Retry-After" || return
+    okv "shed metric" curl -s "http://127.0.0.1:$AP/metrics" || return
+    assert_match "$OUT" '^weft_webhook_shed_total\{reason="expired"\} 1$' "expired review counted" || return
+    assert_match "$OUT" '^weft_webhook_inflight 0$' "nothing left in flight" || return
+    okv "log" cat "$WD_LOG" || return
+    assert_contains "$OUT" 'msg="webhook overloaded: reviews shed" reason=expired' "shedding logged" || return
     okv "GET" curl -sS --cacert "$KL_TMP/bundle.pem" -o /dev/null -w '%{http_code}' "https://127.0.0.1:$WP/inject" || return
     assert_eq "$OUT" 405 "GET /inject" || return
     okv "other path" curl -sS --cacert "$KL_TMP/bundle.pem" -o /dev/null -w '%{http_code}' -d x "https://127.0.0.1:$WP/other" || return
@@ -155,6 +169,8 @@ case_opt_in() {
 }
 
 case_bad_settings() {
+    okv "weftd with a bad --webhook-max-inflight" sh -c "'$WEFTD' --kubeconfig '$KUBECONFIG' --webhook-max-inflight 0 2>&1; echo rc=\$?" || return
+    assert_contains "$OUT" '--webhook-max-inflight: "0" is not a number from 1 to 1000000' "names the flag" || return
     okv "weftd with a bad quantity" sh -c "'$WEFTD' --kubeconfig '$KUBECONFIG' --proxy-memory-limit 1Gx 2>&1; echo rc=\$?" || return
     assert_contains "$OUT" 'proxy memory limit: "1Gx" is not a Kubernetes quantity' "names the setting" || return
     assert_contains "$OUT" 'rc=2' "exit status 2" || return

@@ -60,7 +60,8 @@ BINS := $(BUILD)/bin/kubelite $(BUILD)/bin/weftctl $(BUILD)/bin/kubelet-lite $(B
 	$(BUILD)/bin/weftd
 UNIT_BINS += $(BUILD)/tests/unit-kubelet
 
-.PHONY: all bins test unit sanitize clean deps check-deps format format-check bench demo
+.PHONY: all bins test unit sanitize clean deps check-deps format format-check bench demo \
+	fuzz fuzz-long fuzz-runtime
 all: bins $(UNIT_BINS) $(IT_BINS) $(BENCH_BINS)
 bins: $(BINS)
 
@@ -133,11 +134,53 @@ $(BUILD)/bench/%: $(call obj,bench/%.c) $(WEFT_LIB) $(KL_LIB) $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+# --- fuzzing (docs/fuzzing.md) ------------------------------------------------
+# libFuzzer targets tests/fuzz/fuzz_*.c, built with clang into $(BUILD)/fuzz/ from objects of
+# their own ($(BUILD)/fuzz/obj/: never mixed with the CC objects above). lib/http is not in the
+# archive: fuzz_http includes http.c to reach its static parser.
+FUZZ_CC ?= clang
+FUZZ_SAN := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS := $(CFLAGS_BASE) -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) $(PKG_CFLAGS)
+FUZZ_DIRS := lib/core lib/conf lib/kube webhook ca push
+FUZZ_LIB_SRC := $(filter-out %/main.c,$(foreach d,$(FUZZ_DIRS),$(wildcard $(d)/*.c))) \
+	tests/kubelite/patch.c tests/kubelite/openapi.c
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
+FUZZ_LIB := $(BUILD)/fuzz/libfuzzdeps.a
+fuzzobj = $(patsubst %.c,$(BUILD)/fuzz/obj/%.o,$(1))
+
+fuzz: $(FUZZ_BINS)
+
+# clang without its runtimes (Debian: libclang-rt-14-dev, only recommended by clang) cannot link.
+FUZZ_RT = $(shell $(FUZZ_CC) -print-file-name=libclang_rt.fuzzer-$$(uname -m).a 2>/dev/null)
+fuzz-runtime:
+	$(Q)test -f "$(FUZZ_RT)" || { echo "fuzz: $(FUZZ_CC)'s libFuzzer runtime is missing" \
+		"(apt-get install libclang-rt-14-dev; tools/deps.sh)"; exit 1; }
+
+$(BUILD)/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  FUZZCC  $<")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+
+$(FUZZ_LIB): $(call fuzzobj,$(FUZZ_LIB_SRC))
+	@mkdir -p $(dir $@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(FUZZ_BINS): $(BUILD)/fuzz/%: $(BUILD)/fuzz/obj/tests/fuzz/%.o $(FUZZ_LIB) | fuzz-runtime
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(FUZZ_CC) $(FUZZ_SAN) -o $@ $^ $(LIBS)
+
+# A longer run by hand: make fuzz-long T=fuzz_json S=600 (new inputs go to $(BUILD)/fuzz/corpus/).
+fuzz-long: $(FUZZ_BINS)
+	$(Q)test -n "$(T)" || { echo "usage: make fuzz-long T=<target> [S=<seconds>]"; exit 2; }
+	$(Q)bash tests/fuzz/run.sh --long "$(T)" "$(or $(S),600)"
+
 # --- dependencies, tests -----------------------------------------------------
 deps:
 	$(Q)bash tools/deps.sh
 
-test: all
+test: all fuzz
 	$(Q)bash tests/run.sh
 
 unit: all
@@ -165,4 +208,4 @@ format-check:
 clean:
 	rm -rf $(BUILD)
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/fuzz/obj -name '*.d' 2>/dev/null)

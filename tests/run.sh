@@ -3,6 +3,7 @@
 #   tests/run.sh            all suites
 #   tests/run.sh unit       unit runners only
 #   tests/run.sh integration [NAME...]
+#   tests/run.sh fuzz [TARGET...]  libFuzzer targets (make fuzz builds them; docs/fuzzing.md)
 # BUILD selects the build directory (build/ by default; build/san for `make sanitize`).
 set -u
 cd "$(dirname "$0")/.."
@@ -52,6 +53,11 @@ if [ "$what" = all ] || [ "$what" = unit ]; then
         [ -x "$r" ] || continue
         run_suite "$(basename "$r")" "$r"
     done
+fi
+
+if [ "$what" = all ] || [ "$what" = fuzz ]; then
+    # seeds plus a bounded, deterministic exploration per target; SKIP when not built
+    run_suite fuzz bash tests/fuzz/run.sh "$@"
 fi
 
 if [ "$what" = all ] || [ "$what" = integration ]; then

@@ -17,6 +17,61 @@
 #include "webhook/webhook.h"
 #include "webhook/webhook_int.h"
 
+/* Length of the well-formed UTF-8 sequence at s (1..4), or 0 when the bytes there are not one
+ * (stray continuation byte, cut sequence, overlong form, surrogate, above U+10FFFF). */
+static size_t utf8_len(const unsigned char *s)
+{
+    unsigned cp;
+    size_t n;
+
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+        n = 2;
+        cp = s[0] & 0x1fu;
+    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+        n = 3;
+        cp = s[0] & 0x0fu;
+    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+        n = 4;
+        cp = s[0] & 0x07u;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80) /* the terminating NUL stops here too */
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3fu);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+/*
+ * Drop from s every byte that is not part of well-formed UTF-8. Messages quote request fields
+ * with a precision ("%.64s") and end at their buffer's size, both of which can cut a character;
+ * jansson refuses such a string, and the answer would fail as if memory had run out.
+ */
+static void utf8_scrub(char *s)
+{
+    unsigned char *r = (unsigned char *)s, *w = r;
+
+    while (*r) {
+        size_t n = utf8_len(r);
+
+        if (!n) {
+            r++;
+            continue;
+        }
+        memmove(w, r, n);
+        w += n;
+        r += n;
+    }
+    *w = '\0';
+}
+
 static int status_400(struct webhook_review_info *info, char **out, int *http_status,
                       const char *fmt, ...) PRINTF_LIKE(4, 5);
 static int status_400(struct webhook_review_info *info, char **out, int *http_status,
@@ -31,6 +86,7 @@ static int status_400(struct webhook_review_info *info, char **out, int *http_st
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    utf8_scrub(msg);
     info->outcome = WEBHOOK_OUTCOME_BAD_REQUEST;
     snprintf(info->reason, sizeof(info->reason), "%s", msg);
     buf_init(&b);
@@ -164,6 +220,7 @@ static void pod_label(struct webhook_review_info *info, const json_t *req, const
         snprintf(info->pod, sizeof(info->pod), "%.100s/%.200s", ns ? ns : "", name);
     else if ((name = str_at(md, "generateName")) != NULL)
         snprintf(info->pod, sizeof(info->pod), "%.100s/%.200s*", ns ? ns : "", name);
+    utf8_scrub(info->pod);
 }
 
 int webhook_review(const struct inject_config *cfg, const char *body, size_t len,
@@ -249,6 +306,7 @@ int webhook_review_explain(const struct inject_config *cfg, const char *body, si
                  sub && *sub ? "/" : "", sub && *sub ? sub : "");
         if (json_is_true(json_object_get(req, "dryRun")))
             strncat(info->reason, ", dry run", sizeof(info->reason) - strlen(info->reason) - 1);
+        utf8_scrub(info->reason);
         rc = allow(juid, response_json, http_status);
         goto out;
     }
@@ -261,6 +319,7 @@ int webhook_review_explain(const struct inject_config *cfg, const char *body, si
     rc = webhook__pod_inject_owned(cfg, json_incref(obj), str_at(req, "namespace"), &res, msg,
                                    sizeof(msg));
     if (rc == ERR_INVALID) {
+        utf8_scrub(msg);
         info->outcome = WEBHOOK_OUTCOME_DENIED;
         snprintf(info->reason, sizeof(info->reason), "%s", msg);
         rc = deny(juid, msg, response_json, http_status);
@@ -270,6 +329,7 @@ int webhook_review_explain(const struct inject_config *cfg, const char *body, si
     } else if (rc == 0) {
         info->outcome = WEBHOOK_OUTCOME_SKIPPED;
         snprintf(info->reason, sizeof(info->reason), "%s", res.reason);
+        utf8_scrub(info->reason);
         rc = allow(juid, response_json, http_status);
     }
 out:

@@ -18,7 +18,7 @@ int base64_encode_buf(const void *data, size_t n, struct buf *out) WUR;
 
 /*
  * Decode a NUL-terminated string, ignoring ASCII white space; padding optional. *out (free())
- * gets the bytes plus a terminating NUL not counted in *outlen. Returns 0, -EINVAL (a character
+ * gets the bytes plus a terminating NUL not counted in *outlen. Returns 0, ERR_PARSE (a character
  * outside the alphabet, data after padding, a dangling 6 bits) or -ENOMEM.
  */
 int base64_decode(const char *in, char **out, size_t *outlen) WUR;

@@ -619,7 +619,11 @@ static void respond_error_close(struct http_conn *c, int status, const char *msg
     int n = snprintf(body, sizeof(body),
                      "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":"
                      "\"Failure\",\"message\":\"%s\",\"reason\":\"%s\",\"code\":%d}",
-                     msg, status == 413 ? "RequestEntityTooLarge" : "BadRequest", status);
+                     msg,
+                     status == 413   ? "RequestEntityTooLarge"
+                     : status == 501 ? "NotImplemented"
+                                     : "BadRequest",
+                     status);
     c->want_close = true;
     http_respond(c, status, "application/json", body, (size_t)n, NULL);
 }
@@ -632,32 +636,49 @@ static void respond_too_large(struct http_conn *c)
 }
 
 /*
- * Decode a chunked body that starts at p (len bytes available). Returns bytes consumed when the
- * whole body is present (body in *out), 0 when more input is needed, -1 on a framing error,
- * -2 when over max.
+ * Decode a chunked body (RFC 9112 section 7.1) that starts at p (len bytes available). Returns
+ * bytes consumed when the whole body is present (body in *out), 0 when more input is needed, -1
+ * on a framing error, -2 when over max. Strict, so that the outcome never depends on how the
+ * bytes were split across reads: chunk-size is 1 to 15 hex digits (no sign, "0x" or blanks in
+ * front), optionally followed by blanks and a ";" chunk extension; every chunk's data ends in
+ * CRLF; each trailer line is a field line (has a ':'); a line longer than 4 KiB is an error.
  */
 static long parse_chunked(const char *p, size_t len, size_t max, struct buf *outb)
 {
     size_t pos = 0;
+
     buf_reset(outb);
     for (;;) {
         const char *eol = memmem(p + pos, len - pos, "\r\n", 2);
-        unsigned long long sz;
-        char *end;
+        const char *q = p + pos;
+        unsigned long long sz = 0;
+        int ndig = 0, v;
+
         if (!eol)
-            return 0;
-        sz = strtoull(p + pos, &end, 16);
-        if (end == p + pos)
+            return len - pos > 4096 ? -1 : 0;
+        if ((size_t)(eol - q) > 4096)
+            return -1;
+        for (; q < eol && (v = hexval((unsigned char)*q)) >= 0; q++) {
+            if (++ndig > 15)
+                return -1;
+            sz = sz * 16 + (unsigned)v;
+        }
+        while (q < eol && (*q == ' ' || *q == '\t'))
+            q++;
+        if (!ndig || (q < eol && *q != ';'))
             return -1;
         pos = (size_t)(eol - p) + 2;
         if (sz == 0) {
-            /* trailers until an empty line */
+            /* trailer field lines until an empty line */
             for (;;) {
                 const char *e2 = memmem(p + pos, len - pos, "\r\n", 2);
                 if (!e2)
-                    return 0;
+                    return len - pos > 4096 ? -1 : 0;
                 if (e2 == p + pos)
                     return (long)(pos + 2);
+                if ((size_t)(e2 - (p + pos)) > 4096 ||
+                    !memchr(p + pos, ':', (size_t)(e2 - (p + pos))))
+                    return -1;
                 pos = (size_t)(e2 - p) + 2;
             }
         }
@@ -665,6 +686,8 @@ static long parse_chunked(const char *p, size_t len, size_t max, struct buf *out
             return -2;
         if (len - pos < sz + 2)
             return 0;
+        if (p[pos + sz] != '\r' || p[pos + sz + 1] != '\n')
+            return -1;
         if (buf_append(outb, p + pos, sz))
             return -1;
         pos += sz + 2;
@@ -691,6 +714,11 @@ static bool conn_try_request(struct http_conn *c)
         return false;
     }
     head_len = (size_t)(head_end - c->in.p) + 4;
+    if (head_len > HTTP_MAX_HEAD) {
+        /* the same limit whether the head arrived at once or slowly */
+        respond_error_close(c, 400, "request header too large");
+        return false;
+    }
 
     /* request line */
     line = c->in.p;
@@ -739,7 +767,33 @@ static bool conn_try_request(struct http_conn *c)
     consumed = head_len;
     cl = http_req_header(&req, "content-length");
     te = http_req_header(&req, "transfer-encoding");
-    if (te && strcasestr(te, "chunked")) {
+    /*
+     * Framing must be unambiguous (request smuggling): one Content-Length, or Transfer-Encoding
+     * exactly "chunked" (the only coding we decode), never both.
+     */
+    {
+        size_t ncl = 0, nte = 0;
+
+        for (size_t i = 0; i < req.nhdrs; i++) {
+            ncl += strcmp(req.hdr_names[i], "content-length") == 0;
+            nte += strcmp(req.hdr_names[i], "transfer-encoding") == 0;
+        }
+        if (ncl > 1 || nte > 1 || (cl && te)) {
+            request_release(&req);
+            buf_release(&body);
+            respond_error_close(c, 400,
+                                "ambiguous framing: repeated or both Content-Length and "
+                                "Transfer-Encoding");
+            return false;
+        }
+        if (te && strcasecmp(te, "chunked") != 0) {
+            request_release(&req);
+            buf_release(&body);
+            respond_error_close(c, 501, "only Transfer-Encoding: chunked is supported");
+            return false;
+        }
+    }
+    if (te) {
         long r = parse_chunked(c->in.p + head_len, c->in.len - head_len, s->max_body, &body);
         if (r == 0) {
             request_release(&req);
@@ -757,7 +811,11 @@ static bool conn_try_request(struct http_conn *c)
         consumed += (size_t)r;
     } else if (cl) {
         char *end;
-        unsigned long long n = strtoull(cl, &end, 10);
+        unsigned long long n;
+        /* digits only: strtoull alone would take blanks, a sign and overflow */
+        if (!*cl || strspn(cl, "0123456789") != strlen(cl) || strlen(cl) > 18)
+            goto bad;
+        n = strtoull(cl, &end, 10);
         if (*end || end == cl)
             goto bad;
         if (n > s->max_body) {

@@ -14,64 +14,15 @@
 #include "conf/jsonio.h"
 #include "core/base64.h"
 #include "core/buf.h"
+#include "core/utf8.h"
 #include "webhook/webhook.h"
 #include "webhook/webhook_int.h"
 
-/* Length of the well-formed UTF-8 sequence at s (1..4), or 0 when the bytes there are not one
- * (stray continuation byte, cut sequence, overlong form, surrogate, above U+10FFFF). */
-static size_t utf8_len(const unsigned char *s)
-{
-    unsigned cp;
-    size_t n;
-
-    if (s[0] < 0x80)
-        return 1;
-    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-        n = 2;
-        cp = s[0] & 0x1fu;
-    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-        n = 3;
-        cp = s[0] & 0x0fu;
-    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-        n = 4;
-        cp = s[0] & 0x07u;
-    } else {
-        return 0;
-    }
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80) /* the terminating NUL stops here too */
-            return 0;
-        cp = cp << 6 | (s[i] & 0x3fu);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
-}
-
 /*
- * Drop from s every byte that is not part of well-formed UTF-8. Messages quote request fields
- * with a precision ("%.64s") and end at their buffer's size, both of which can cut a character;
- * jansson refuses such a string, and the answer would fail as if memory had run out.
+ * Messages quote request fields with a precision ("%.64s") and end at their buffer's size, both
+ * of which can cut a UTF-8 character; jansson refuses such a string, and the answer would fail
+ * as if memory had run out. utf8_scrub drops the cut bytes.
  */
-static void utf8_scrub(char *s)
-{
-    unsigned char *r = (unsigned char *)s, *w = r;
-
-    while (*r) {
-        size_t n = utf8_len(r);
-
-        if (!n) {
-            r++;
-            continue;
-        }
-        memmove(w, r, n);
-        w += n;
-        r += n;
-    }
-    *w = '\0';
-}
-
 static int status_400(struct webhook_review_info *info, char **out, int *http_status,
                       const char *fmt, ...) PRINTF_LIKE(4, 5);
 static int status_400(struct webhook_review_info *info, char **out, int *http_status,

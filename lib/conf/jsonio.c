@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "conf/jsonio.h"
+#include "core/utf8.h"
 
 #define JSONIO_MAX_DEPTH 2048
 
@@ -79,41 +80,6 @@ static inline void skip_ws(struct rd *r)
 {
     while (r->p < r->end && (*r->p == ' ' || *r->p == '\n' || *r->p == '\r' || *r->p == '\t'))
         r->p++;
-}
-
-/*
- * Length of the valid UTF-8 sequence (2-4 bytes) starting at p, or 0: no overlong forms, no
- * surrogates, nothing above U+10FFFF (RFC 3629, table 3-7 of the Unicode standard).
- */
-static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
-{
-    unsigned char c = p[0], lo = 0x80, hi = 0xBF;
-    size_t n;
-
-    if (c >= 0xC2 && c <= 0xDF)
-        n = 2;
-    else if (c >= 0xE0 && c <= 0xEF)
-        n = 3;
-    else if (c >= 0xF0 && c <= 0xF4)
-        n = 4;
-    else
-        return 0;
-    if ((size_t)(end - p) < n)
-        return 0;
-    if (c == 0xE0)
-        lo = 0xA0;
-    else if (c == 0xED)
-        hi = 0x9F;
-    else if (c == 0xF0)
-        lo = 0x90;
-    else if (c == 0xF4)
-        hi = 0x8F;
-    if (p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (p[i] < 0x80 || p[i] > 0xBF)
-            return 0;
-    return n;
 }
 
 /* 1 for bytes that may appear unescaped in a string and need no further check. */
@@ -202,7 +168,7 @@ static int read_string(struct rd *r, const char **s, size_t *n)
         if (*q == '"')
             break;
         if (*q >= 0x80) {
-            size_t len = utf8_seq(q, r->end);
+            size_t len = utf8_seq_len(q, r->end);
 
             if (!len) {
                 rd_fail(r, q, "invalid UTF-8 byte 0x%02x in a string", *q);
@@ -616,7 +582,7 @@ static int dump_string(const char *str, size_t len, struct buf *out)
         if (s >= end)
             break;
         if (*s >= 0x80) {
-            size_t n = utf8_seq(s, end);
+            size_t n = utf8_seq_len(s, end);
 
             if (!n)
                 return ERR_INVALID;

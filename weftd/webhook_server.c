@@ -125,7 +125,7 @@ static uint64_t review_timeout_ms(const char *query)
                      {"s", 1000},  {"m", 60000}, {"h", 3600000}};
         size_t i;
 
-        if (end == p || v < 0)
+        if (end == p || !(v >= 0 && v <= 1e9)) /* also NaN */
             return 10000;
         for (i = 0; i < ARRAY_LEN(units); i++)
             if (!strncmp(end, units[i].unit, strlen(units[i].unit)) &&

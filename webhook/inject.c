@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "webhook/webhook.h"
 #include "webhook/webhook_int.h"
 
@@ -56,14 +57,13 @@ void webhook_config_init(struct inject_config *cfg)
 
 int webhook_config_check(const struct inject_config *cfg, char *msg, size_t msglen)
 {
-    static const char *const levels[] = {"debug", "info", "warn", "error"};
     const char *q[4] = {cfg->proxy_cpu_request, cfg->proxy_memory_request, cfg->proxy_cpu_limit,
                         cfg->proxy_memory_limit};
     static const char *const qname[4] = {"proxy CPU request", "proxy memory request",
                                          "proxy CPU limit", "proxy memory limit"};
     double v[4] = {0, 0, 0, 0};
     const char *colon;
-    bool known = false;
+    enum log_level level;
 
     if (!cfg->version || !*cfg->version || !cfg->proxy_image || !*cfg->proxy_image ||
         (cfg->init_image && !*cfg->init_image)) {
@@ -85,9 +85,8 @@ int webhook_config_check(const struct inject_config *cfg, char *msg, size_t msgl
             return ERR_INVALID;
         }
     }
-    for (size_t i = 0; i < ARRAY_LEN(levels); i++)
-        known |= cfg->log_level && strcmp(cfg->log_level, levels[i]) == 0;
-    if (!known) {
+    /* weft-agent reads it with the same parser */
+    if (!cfg->log_level || log_level_parse(cfg->log_level, &level) < 0) {
         snprintf(msg, msglen, "proxy log level: \"%.32s\" is not debug, info, warn or error",
                  cfg->log_level ? cfg->log_level : "");
         return ERR_INVALID;

@@ -26,6 +26,7 @@
 #define WEBHOOK_CONFIG "weft-injector"
 #define WEBHOOK_NAME "inject.weft.dev"
 #define WEBHOOK_OPT_IN_NAME "opt-in.inject.weft.dev"
+#define WEBHOOK_OPT_IN_SUFFIX "/opt-in"    /* of the path and of --webhook-url */
 #define WEBHOOK_MAX_BODY (8 * 1024 * 1024) /* a Pod (<1.5 MiB) plus its review envelope */
 #define REGISTER_RETRY_MS 2000
 
@@ -189,6 +190,9 @@ static void review_done(uv_work_t *req, int cancelled)
                      log_safe(j->info.reason, why, sizeof(why)));
             break;
         default:
+            /* the common case on the opt-in path: no copying when debug lines are off */
+            if (!log_enabled(LOG_DEBUG))
+                break;
             log_debug("msg=\"pod not injected\" outcome=%s pod=\"%s\" reason=\"%s\"",
                       webhook_outcome_name(j->info.outcome),
                       log_safe(j->info.pod, who, sizeof(who)),
@@ -215,7 +219,7 @@ static void handle(void *arg, struct http_conn *c, const struct http_request *re
     /* /inject: pods of selected namespaces; /inject/opt-in: pods elsewhere that may ask */
     if (strcmp(req->path, "/inject") == 0)
         cfg = &d->inject;
-    else if (strcmp(req->path, "/inject/opt-in") == 0)
+    else if (strcmp(req->path, "/inject" WEBHOOK_OPT_IN_SUFFIX) == 0)
         cfg = &d->inject_opt_in;
     else
         cfg = NULL;
@@ -269,18 +273,23 @@ static void handle(void *arg, struct http_conn *c, const struct http_request *re
 
 /* ---- weft-injector ------------------------------------------------------------------------ */
 
-/* clientConfig of one webhook: the URL (out of cluster) or the Service, plus path_suffix. */
-static json_t *client_config(const struct wh_srv *w, const char *path_suffix,
-                             const char *ca_bundle_b64)
+/* Out of cluster: the URL the API server calls for one webhook. */
+static void hook_url(const struct weftd *d, bool opt_in, char *out, size_t n)
+{
+    snprintf(out, n, "%s%s", d->opts.webhook_url, opt_in ? WEBHOOK_OPT_IN_SUFFIX : "");
+}
+
+/* clientConfig of one webhook: the URL (out of cluster) or the Service. */
+static json_t *client_config(const struct wh_srv *w, bool opt_in, const char *ca_bundle_b64)
 {
     const struct weftd *d = w->d;
     char target[1200];
 
     if (d->opts.webhook_url) {
-        snprintf(target, sizeof(target), "%s%s", d->opts.webhook_url, path_suffix);
+        hook_url(d, opt_in, target, sizeof(target));
         return json_pack("{s:s,s:s}", "url", target, "caBundle", ca_bundle_b64);
     }
-    snprintf(target, sizeof(target), "/inject%s", path_suffix);
+    snprintf(target, sizeof(target), "/inject%s", opt_in ? WEBHOOK_OPT_IN_SUFFIX : "");
     return json_pack("{s:{s:s,s:s,s:s,s:i},s:s}", "service", "namespace", d->opts.namespace, "name",
                      d->opts.webhook_service, "path", target, "port", 443, "caBundle",
                      ca_bundle_b64);
@@ -318,11 +327,11 @@ static json_t *desired_config(const struct wh_srv *w, const char *ca_bundle_b64)
     const struct weftd *d = w->d;
     json_t *main_hook, *opt_in;
 
-    main_hook = webhook_entry(WEBHOOK_NAME, client_config(w, "", ca_bundle_b64),
+    main_hook = webhook_entry(WEBHOOK_NAME, client_config(w, false, ca_bundle_b64),
                               json_pack("{s:{s:s}}", "matchLabels", "weft.dev/inject", "enabled"),
                               "Fail", 10);
     opt_in =
-        webhook_entry(WEBHOOK_OPT_IN_NAME, client_config(w, "/opt-in", ca_bundle_b64),
+        webhook_entry(WEBHOOK_OPT_IN_NAME, client_config(w, true, ca_bundle_b64),
                       json_pack("{s:[{s:s,s:s,s:[s,s]},{s:s,s:s,s:[s,s]}]}", "matchExpressions",
                                 "key", "weft.dev/inject", "operator", "NotIn", "values", "enabled",
                                 "disabled", "key", "kubernetes.io/metadata.name", "operator",
@@ -464,8 +473,7 @@ static void on_config_event(void *arg, enum kube_event_type type, const char *ke
         if (!bundle || strcmp(bundle, want) != 0)
             stale = true;
         if (w->d->opts.webhook_url) {
-            snprintf(want_url, sizeof(want_url), "%s%s", w->d->opts.webhook_url,
-                     opt_in ? "/opt-in" : "");
+            hook_url(w->d, opt_in, want_url, sizeof(want_url));
             if (!url || strcmp(url, want_url) != 0)
                 stale = true;
         }

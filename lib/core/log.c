@@ -12,6 +12,11 @@ void log_set_level(enum log_level lvl)
     threshold = lvl;
 }
 
+bool log_enabled(enum log_level lvl)
+{
+    return lvl >= threshold;
+}
+
 int log_level_parse(const char *s, enum log_level *out)
 {
     static const char *const names[] = {"debug", "info", "warn", "error"};

@@ -7,6 +7,8 @@
 #ifndef WEFT_CORE_LOG_H
 #define WEFT_CORE_LOG_H
 
+#include <stdbool.h>
+
 #include "core/err.h"
 
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
@@ -15,6 +17,8 @@ enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 void log_set_level(enum log_level lvl);
 /* Parse "debug"/"info"/"warn"/"error"; returns 0 or -EINVAL. */
 int log_level_parse(const char *s, enum log_level *out) WUR;
+/* Whether lines of level lvl are printed: skip preparing arguments for lines that are not. */
+bool log_enabled(enum log_level lvl);
 void log_msg(enum log_level lvl, const char *fmt, ...) PRINTF_LIKE(2, 3);
 
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)

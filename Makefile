@@ -37,7 +37,8 @@ Q := @
 endif
 
 # --- sources -----------------------------------------------------------------
-CORE_SRC := $(wildcard lib/core/*.c) $(wildcard lib/conf/*.c) $(wildcard lib/http/*.c)
+CORE_SRC := $(wildcard lib/core/*.c) $(wildcard lib/conf/*.c) $(wildcard lib/tls/*.c) \
+	$(wildcard lib/http/*.c)
 KL_SRC := $(filter-out tests/kubelite/main.c,$(wildcard tests/kubelite/*.c))
 # Weft's own modules (everything but each binary's main.c) go into one archive.
 WEFT_DIRS := lib/kube ca webhook controller push agent cli
@@ -141,7 +142,7 @@ $(BUILD)/bench/%: $(call obj,bench/%.c) $(WEFT_LIB) $(KL_LIB) $(CORE_LIB)
 FUZZ_CC ?= clang
 FUZZ_SAN := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS := $(CFLAGS_BASE) -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) $(PKG_CFLAGS)
-FUZZ_DIRS := lib/core lib/conf lib/kube webhook ca push
+FUZZ_DIRS := lib/core lib/conf lib/tls lib/kube webhook ca push
 FUZZ_LIB_SRC := $(filter-out %/main.c,$(foreach d,$(FUZZ_DIRS),$(wildcard $(d)/*.c))) \
 	tests/kubelite/patch.c tests/kubelite/openapi.c
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)

@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "push/push.h"
 #include "push/push_int.h"
+#include "tls/tls.h"
 
 #define RX_MAX (64u * 1024 * 1024) /* one configuration document */
 #define OUTQ_MAX 16
@@ -27,7 +28,7 @@ struct frame {
 struct push_client {
     uv_loop_t *loop;
     struct lws_context *ctx;
-    void *ssl_ctx; /* ours, given to lws as provided_client_ssl_ctx */
+    SSL_CTX *ssl_ctx; /* ours, given to lws as provided_client_ssl_ctx */
     struct push_client_ops ops;
     void *arg;
     char *host, *server_name;
@@ -214,7 +215,13 @@ static void on_config(struct push_client *c, struct push_msg *m)
     memset(&ans, 0, sizeof(ans));
     ans.version = m->version;
     memcpy(ans.hash, m->hash, sizeof(ans.hash));
-    push_sha256_hex(m->config, strlen(m->config), hash);
+    if (tls_sha256_hex(m->config, strlen(m->config), hash) < 0) {
+        /* not a verdict on the document: the server sends it again after a reconnect */
+        ans.type = PUSH_MSG_NACK;
+        ans.reason = (char *)(uintptr_t) "OutOfMemory: cannot hash the document";
+        q_msg(c, &ans);
+        return;
+    }
     if (strcmp(hash, m->hash) != 0) {
         ans.type = PUSH_MSG_NACK;
         ans.reason = (char *)(uintptr_t) "HashMismatch: hash does not match the document";
@@ -388,8 +395,7 @@ int push_client_new(uv_loop_t *loop, const struct push_client_config *cfg,
         cfg->port > 65535 || !cfg->cert_pem || !cfg->key_pem || !cfg->trust_pem || !cfg->pod_ns ||
         !cfg->pod_name || !cfg->pod_uid)
         return -EINVAL;
-    if (push__tls_check_identity(cfg->cert_pem, cfg->key_pem) < 0 ||
-        push__tls_check_trust(cfg->trust_pem) < 0)
+    if (tls_check_identity(cfg->cert_pem, cfg->key_pem) < 0 || tls_check_trust(cfg->trust_pem) < 0)
         return ERR_INVALID;
     c = calloc(1, sizeof(*c));
     if (!c)
@@ -414,13 +420,12 @@ int push_client_new(uv_loop_t *loop, const struct push_client_config *cfg,
         (c->last_hash[0] && !push__is_hash(c->last_hash)))
         goto out;
     memcpy(c->hello.last_hash, c->last_hash, sizeof(c->last_hash));
-    rc = -ENOMEM;
-    c->ssl_ctx = push__tls_client_ctx_new();
-    if (!c->ssl_ctx)
+    rc = tls_client_ctx_new(&c->ssl_ctx);
+    if (rc)
         goto out;
-    rc = push__tls_set_identity(c->ssl_ctx, cfg->cert_pem, cfg->key_pem);
+    rc = tls_set_identity(c->ssl_ctx, cfg->cert_pem, cfg->key_pem);
     if (rc == 0)
-        rc = push__tls_set_trust(c->ssl_ctx, cfg->trust_pem);
+        rc = tls_set_trust(c->ssl_ctx, cfg->trust_pem);
     if (rc < 0)
         goto out;
     rc = -ENOMEM;
@@ -479,11 +484,11 @@ int push_client_set_certs(struct push_client *c, const char *cert_pem, const cha
 
     if (!cert_pem || !key_pem)
         return -EINVAL;
-    if (trust_pem && push__tls_check_trust(trust_pem) < 0)
+    if (trust_pem && tls_check_trust(trust_pem) < 0)
         return ERR_INVALID;
-    rc = push__tls_set_identity(c->ssl_ctx, cert_pem, key_pem);
+    rc = tls_set_identity(c->ssl_ctx, cert_pem, key_pem);
     if (rc == 0 && trust_pem)
-        rc = push__tls_set_trust(c->ssl_ctx, trust_pem);
+        rc = tls_set_trust(c->ssl_ctx, trust_pem);
     if (rc < 0)
         return rc;
     if (c->st == C_OPEN || c->st == C_CONNECTING) {
@@ -505,7 +510,7 @@ static void maybe_release(struct push_client *c)
     if (c->ctx || c->lws_stuck || !c->timer_done)
         return; /* lws_stuck: lws may still call back, so the struct is kept */
     push__fdguard_release(c->guard);
-    push__tls_ctx_free(c->ssl_ctx);
+    SSL_CTX_free(c->ssl_ctx);
     free(c);
 }
 

@@ -9,6 +9,9 @@
 #include "core/buf.h"
 #include "push/push.h"
 #include "push/push_int.h"
+#include "tls/tls.h"
+
+_Static_assert(PUSH_HASH_LEN == TLS_SHA256_HEX, "the content hash is a hex SHA-256");
 
 static const struct {
     enum push_msg_type type;
@@ -258,7 +261,9 @@ int push_doc_canonical(const char *doc_json, char **canon_out, char hash_out[PUS
     rc = dump_canonical(doc, &canon);
     if (rc)
         goto out;
-    push_sha256_hex(canon, strlen(canon), hash_out);
+    rc = tls_sha256_hex(canon, strlen(canon), hash_out);
+    if (rc)
+        goto out;
     *canon_out = canon;
     canon = NULL;
 out:

@@ -49,9 +49,6 @@ void push_msg_release(struct push_msg *m);
 int push_doc_canonical(const char *doc_json, char **canon_out,
                        char hash_out[PUSH_HASH_LEN + 1]) WUR;
 
-/* Lowercase hex SHA-256 of len bytes. */
-void push_sha256_hex(const void *data, size_t len, char hex_out[PUSH_HASH_LEN + 1]);
-
 /* --- server (weftd) ------------------------------------------------------------------------ */
 
 struct push_server;

@@ -9,32 +9,8 @@
 
 #include "core/err.h"
 
-/*
- * TLS material on a libwebsockets-made SSL_CTX (passed as void * so callers need no OpenSSL
- * headers). push/ keeps its OpenSSL use to PEM/X509 parsing, SSL_CTX configuration and X509
- * SAN accessors; no crypto primitives (those belong to ca/).
- */
-
-/* Check that cert_pem (leaf first, then chain) and key_pem parse and match. 0 or ERR_INVALID. */
-int push__tls_check_identity(const char *cert_pem, const char *key_pem) WUR;
-/* Check that trust_pem holds at least one certificate. 0 or ERR_INVALID. */
-int push__tls_check_trust(const char *trust_pem) WUR;
-/* Install leaf + chain + key on ssl_ctx. 0, ERR_INVALID or -ENOMEM; unchanged on failure. */
-int push__tls_set_identity(void *ssl_ctx, const char *cert_pem, const char *key_pem) WUR;
-/* Replace ssl_ctx's verification store with the certificates in trust_pem. */
-int push__tls_set_trust(void *ssl_ctx, const char *trust_pem) WUR;
-/*
- * A bare client SSL_CTX for a server-only lws context: lws 4.1 otherwise makes one (loading the
- * system CA store) that it leaks once a connection has been served. Free with push__tls_ctx_free.
- */
-void *push__tls_client_ctx_new(void);
-void push__tls_ctx_free(void *ssl_ctx);
-
-/*
- * Copy the first URI SAN starting "spiffe://" of the peer certificate of ssl (an SSL *) into out
- * (size n). 0, ERR_NOTFOUND (no certificate or no such SAN) or -ENAMETOOLONG.
- */
-int push__tls_peer_spiffe_id(void *ssl, char *out, size_t n) WUR;
+/* TLS (policy, PEM into the SSL_CTX, the peer's SPIFFE ID) and the content hash go through
+ * lib/tls (tls/tls.h). */
 
 /*
  * Call destroy(ctx) (lws_context_destroy) and park every descriptor number it freed on a

@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "push/push.h"
 #include "push/push_int.h"
+#include "tls/tls.h"
 
 #define SPIFFE_MAX 512
 #define RX_MAX (64 * 1024) /* agent frames are small */
@@ -68,8 +69,10 @@ struct pss {
 struct push_server {
     uv_loop_t *loop;
     struct lws_context *ctx;
-    void *ssl_ctx;
-    void *client_ssl_ctx; /* unused, see push__tls_client_ctx_new */
+    SSL_CTX *ssl_ctx;        /* lws made it for the vhost; the policy is ours */
+    SSL_CTX *client_ssl_ctx; /* unused: a server-only lws context otherwise makes one (loading
+                              * the system CA store) that lws 4.1 leaks once a connection has
+                              * been served */
     struct push_server_ops ops;
     void *arg;
     unsigned debounce_ms;
@@ -435,7 +438,7 @@ static int server_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
     case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
         s = lws_context_user(lws_get_context(wsi));
         s->ssl_ctx = user;
-        return push__tls_set_trust(user, s->trust_pem) < 0;
+        return tls_set_trust(user, s->trust_pem) < 0;
     case LWS_CALLBACK_OPENSSL_PERFORM_CLIENT_CERT_VERIFICATION:
         /* lws returns our verdict to OpenSSL as is: keep OpenSSL's (len is preverify_ok). */
         return len ? 0 : 1;
@@ -452,7 +455,7 @@ static int server_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
             return -1;
         c->wsi = wsi;
         buf_init(&c->rx);
-        if (push__tls_peer_spiffe_id(lws_get_ssl(wsi), c->spiffe, sizeof(c->spiffe)) < 0)
+        if (tls_peer_spiffe_id(lws_get_ssl(wsi), c->spiffe, sizeof(c->spiffe)) < 0)
             c->spiffe[0] = '\0';
         c->next = s->conns;
         if (s->conns)
@@ -547,8 +550,7 @@ int push_server_new(uv_loop_t *loop, const struct push_server_config *cfg,
     if (!loop || !cfg || !ops || !ops->on_hello || !cfg->cert_pem || !cfg->key_pem ||
         !cfg->trust_pem || cfg->port < 0 || cfg->port > 65535)
         return -EINVAL;
-    if (push__tls_check_identity(cfg->cert_pem, cfg->key_pem) < 0 ||
-        push__tls_check_trust(cfg->trust_pem) < 0)
+    if (tls_check_identity(cfg->cert_pem, cfg->key_pem) < 0 || tls_check_trust(cfg->trust_pem) < 0)
         return ERR_INVALID;
     rc = bind_check(cfg->listen_addr, cfg->port);
     if (rc < 0)
@@ -559,11 +561,9 @@ int push_server_new(uv_loop_t *loop, const struct push_server_config *cfg,
     uv_timer_init(loop, &s->timer);
     s->timer.data = s;
     s->trust_pem = strdup(cfg->trust_pem);
-    s->client_ssl_ctx = push__tls_client_ctx_new();
-    if (!s->trust_pem || !s->client_ssl_ctx) {
-        rc = -ENOMEM;
+    rc = s->trust_pem ? tls_client_ctx_new(&s->client_ssl_ctx) : -ENOMEM;
+    if (rc)
         goto out;
-    }
     s->loop = loop;
     s->ops = *ops;
     s->arg = arg;
@@ -605,8 +605,11 @@ int push_server_new(uv_loop_t *loop, const struct push_server_config *cfg,
         goto out;
     }
     s->port = lws_get_vhost_listen_port(vh);
-    /* lws loads only the leaf from memory; install the full chain from the same PEM. */
-    rc = push__tls_set_identity(s->ssl_ctx, cfg->cert_pem, cfg->key_pem);
+    /* Weft's TLS policy replaces lws's defaults before the loop runs a handshake, and lws
+     * loads only the leaf from memory: install the full chain from the same PEM. */
+    rc = tls_policy_apply(s->ssl_ctx);
+    if (!rc)
+        rc = tls_set_identity(s->ssl_ctx, cfg->cert_pem, cfg->key_pem);
     if (rc < 0)
         goto out;
     *out = s;
@@ -625,7 +628,7 @@ int push_server_set_certs(struct push_server *s, const char *cert_pem, const cha
 {
     if (!cert_pem || !key_pem)
         return -EINVAL;
-    return push__tls_set_identity(s->ssl_ctx, cert_pem, key_pem);
+    return tls_set_identity(s->ssl_ctx, cert_pem, key_pem);
 }
 
 int push_server_set_trust(struct push_server *s, const char *trust_pem)
@@ -638,7 +641,7 @@ int push_server_set_trust(struct push_server *s, const char *trust_pem)
     copy = strdup(trust_pem);
     if (!copy)
         return -ENOMEM;
-    rc = push__tls_set_trust(s->ssl_ctx, trust_pem);
+    rc = tls_set_trust(s->ssl_ctx, trust_pem);
     if (rc < 0) {
         free(copy);
         return rc;
@@ -780,7 +783,7 @@ static void maybe_release(struct push_server *s)
         free_conn(c);
     }
     push__fdguard_release(s->guard);
-    push__tls_ctx_free(s->client_ssl_ctx);
+    SSL_CTX_free(s->client_ssl_ctx);
     free(s);
 }
 

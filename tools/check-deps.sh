@@ -5,16 +5,17 @@ cd "$(dirname "$0")/.."
 declare -A allow=(
   [lib/core]="core"
   [lib/conf]="core conf"
-  [lib/http]="core http"
-  [weftd]="core conf http kube ca controller push webhook weftd"
+  [lib/tls]="core tls"
+  [lib/http]="core tls http"
+  [weftd]="core conf tls http kube ca controller push webhook weftd"
   [lib/kube]="core kube conf"
   [ca]="core ca"
   [controller]="core kube conf ca push controller"
-  [push]="core push"
+  [push]="core tls push"
   [cli]="core kube conf cli webhook"
   [webhook]="core conf ca webhook"
-  [agent]="core conf ca agent push"
-  [tests/kubelite]="core conf http kubelite"
+  [agent]="core conf tls ca agent push"
+  [tests/kubelite]="core conf tls http kubelite"
 )
 bad=0
 for mod in "${!allow[@]}"; do
@@ -27,6 +28,7 @@ for mod in "${!allow[@]}"; do
       conf/*) dep=conf ;;
       kube/*) dep=kube ;;
       http/*) dep=http ;;
+      tls/*) dep=tls ;;
       push/push_types.h) dep=push_types ;;
       tests/kubelite/*) dep=kubelite ;;
       */*) dep=${inc%%/*} ;;

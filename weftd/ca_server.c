@@ -26,8 +26,6 @@
  * copied only to workers that issue serving certificates and is wiped after use.
  */
 #include <openssl/crypto.h>
-#include <openssl/err.h>
-#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +36,7 @@
 #include "core/base64.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "tls/tls.h"
 #include "weftd/weftd_int.h"
 
 #define CERTS_MAX_BODY (64 * 1024)
@@ -301,44 +300,6 @@ static void tls_timer_closed(uv_handle_t *h)
     tls_unref(h->data);
 }
 
-/* Install cert chain + key into ctx; the old identity stays if anything is wrong. */
-static int tls_set_identity(SSL_CTX *ctx, const char *chain_pem, const char *key_pem)
-{
-    BIO *cb = BIO_new_mem_buf(chain_pem, -1), *kb = BIO_new_mem_buf(key_pem, -1);
-    STACK_OF(X509) *sk = sk_X509_new_null();
-    EVP_PKEY *k = NULL;
-    X509 *x;
-    int rc = -ENOMEM;
-
-    if (!cb || !kb || !sk)
-        goto out;
-    while ((x = PEM_read_bio_X509(cb, NULL, NULL, NULL)) != NULL) {
-        if (!sk_X509_push(sk, x)) {
-            X509_free(x);
-            goto out;
-        }
-    }
-    k = PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL);
-    rc = ERR_INVALID;
-    if (!k || sk_X509_num(sk) < 1 || X509_check_private_key(sk_X509_value(sk, 0), k) != 1)
-        goto out;
-    rc = -ENOMEM;
-    if (SSL_CTX_use_certificate(ctx, sk_X509_value(sk, 0)) != 1 ||
-        SSL_CTX_use_PrivateKey(ctx, k) != 1 || SSL_CTX_clear_chain_certs(ctx) != 1)
-        goto out;
-    for (int i = 1; i < sk_X509_num(sk); i++)
-        if (SSL_CTX_add1_chain_cert(ctx, sk_X509_value(sk, i)) != 1)
-            goto out;
-    rc = 0;
-out:
-    ERR_clear_error();
-    sk_X509_pop_free(sk, X509_free);
-    EVP_PKEY_free(k);
-    BIO_free(cb);
-    BIO_free(kb);
-    return rc;
-}
-
 /* Worker thread: a private struct ca from the signer's PEM (struct ca is not thread-safe). */
 static void tls_work(uv_work_t *w)
 {
@@ -445,12 +406,10 @@ int weftd_tls_new(struct weftd *d, const char *const *dns, size_t ndns, const ch
     t->d = d;
     t->on_issued = on_issued;
     t->arg = arg;
-    t->ctx = SSL_CTX_new(TLS_server_method());
     t->dns = calloc(ndns + 1, sizeof(char *));
     t->ips = calloc(nips + 1, sizeof(char *));
-    if (!t->ctx || !t->dns || !t->ips)
+    if (!t->dns || !t->ips || tls_server_ctx_new(&t->ctx) != 0)
         goto oom;
-    SSL_CTX_set_min_proto_version(t->ctx, TLS1_2_VERSION);
     for (; t->ndns < ndns; t->ndns++)
         if (!(t->dns[t->ndns] = strdup(dns[t->ndns])))
             goto oom;

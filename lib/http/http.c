@@ -15,6 +15,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "http/http.h"
+#include "tls/tls.h"
 
 #define HTTP_MAX_HEAD (64 * 1024)
 #define HTTP_MAX_BACKLOG (256u * 1024 * 1024)
@@ -186,6 +187,8 @@ int http_server_new(const char *listen_addr, SSL_CTX *ssl_ctx, size_t max_body,
     int one = 1, rc = 0;
 
     rc = parse_listen(listen_addr, &sa);
+    if (!rc && ssl_ctx)
+        rc = tls_policy_apply(ssl_ctx); /* every lib/http server speaks Weft's TLS policy */
     if (rc)
         return rc;
     s = calloc(1, sizeof(*s));

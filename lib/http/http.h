@@ -42,7 +42,9 @@ typedef void (*http_handler_fn)(void *arg, struct http_conn *c, const struct htt
 typedef void (*http_close_fn)(void *arg, struct http_conn *c);
 typedef void (*http_tick_fn)(void *arg);
 
-/* ssl_ctx may be NULL (plain HTTP); it is borrowed for the server's lifetime. */
+/* ssl_ctx may be NULL (plain HTTP); it is borrowed for the server's lifetime and gets Weft's TLS
+ * policy (tls_policy_apply, tls/tls.h): a server never speaks a weaker TLS than that. Returns 0,
+ * -EINVAL (listen_addr), -EIO (the policy), or a negative errno from the socket calls. */
 int http_server_new(const char *listen_addr, SSL_CTX *ssl_ctx, size_t max_body,
                     http_handler_fn handler, void *arg, struct http_server **out) WUR;
 void http_server_free(struct http_server *s);

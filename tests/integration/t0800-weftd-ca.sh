@@ -201,6 +201,21 @@ case_issue() {
     assert_eq "$(metric a weft_certificates_issued_total)" 1 "issued metric" || return
 }
 
+# Weft's TLS policy (docs/architecture.md) on the certificate endpoint: TLS 1.2 CBC suites are
+# refused; ECDHE with AEAD, and TLS 1.3, are spoken.
+case_tls_policy() {
+    local p=${WD_CERTS[a]} c
+    for c in ECDHE-ECDSA-AES128-SHA ECDHE-ECDSA-AES256-SHA384; do
+        fails "TLS 1.2 $c" sh -c "openssl s_client -connect 127.0.0.1:$p -tls1_2 -cipher $c </dev/null" || return
+    done
+    for c in ECDHE-ECDSA-AES128-GCM-SHA256 ECDHE-ECDSA-CHACHA20-POLY1305; do
+        okv "TLS 1.2 $c" sh -c "openssl s_client -connect 127.0.0.1:$p -tls1_2 -cipher $c </dev/null 2>&1" || return
+        assert_contains "$OUT" "Cipher is $c" "negotiated suite" || return
+    done
+    okv "TLS 1.3" sh -c "openssl s_client -connect 127.0.0.1:$p -tls1_3 </dev/null 2>&1" || return
+    assert_contains "$OUT" "TLSv1.3" "protocol" || return
+}
+
 case_refusals() {
     local t
     new_csr ec:<(openssl ecparam -name prime256v1) "$KL_TMP/ok.csr" || return
@@ -402,6 +417,7 @@ t_pass
 t_run two-replicas-one-root case_two_replicas_one_root
 t_run bundle-published case_bundle_published
 t_run issue case_issue
+t_run tls-policy case_tls_policy
 t_run refusals case_refusals
 t_run restart-same-root case_restart_same_root
 t_run rotation case_rotation

@@ -25,6 +25,7 @@
 #include "tests/kubelite/kjson.h"
 #include "tests/kubelite/kubelite_int.h"
 #include "tests/kubelite/openapi.h"
+#include "tls/tls.h"
 
 #define MAX_BODY (3u * 1024 * 1024) /* kube-apiserver's request body limit */
 
@@ -175,26 +176,12 @@ out:
 
 static SSL_CTX *make_ssl_ctx(const char *cert_pem, const char *key_pem)
 {
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    BIO *b = NULL;
-    X509 *x = NULL;
-    EVP_PKEY *k = NULL;
+    SSL_CTX *ctx = NULL;
 
-    if (!ctx)
-        return NULL;
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    b = BIO_new_mem_buf(cert_pem, -1);
-    x = PEM_read_bio_X509(b, NULL, NULL, NULL);
-    BIO_free(b);
-    b = BIO_new_mem_buf(key_pem, -1);
-    k = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
-    BIO_free(b);
-    if (!x || !k || SSL_CTX_use_certificate(ctx, x) != 1 || SSL_CTX_use_PrivateKey(ctx, k) != 1) {
+    if (tls_server_ctx_new(&ctx) == 0 && tls_set_identity(ctx, cert_pem, key_pem) != 0) {
         SSL_CTX_free(ctx);
         ctx = NULL;
     }
-    X509_free(x);
-    EVP_PKEY_free(k);
     return ctx;
 }
 

@@ -3,6 +3,7 @@
 #   tests/run.sh            all suites
 #   tests/run.sh unit       unit runners only
 #   tests/run.sh integration [NAME...]
+#   tests/run.sh e2e [NAME...]      network-namespace "pods" (root; run under flock /tmp/weft-netns.lock)
 #   tests/run.sh fuzz [TARGET...]  libFuzzer targets (make fuzz builds them; docs/fuzzing.md)
 # BUILD selects the build directory (build/ by default; build/san for `make sanitize`).
 set -u
@@ -60,8 +61,10 @@ if [ "$what" = all ] || [ "$what" = fuzz ]; then
     run_suite fuzz bash tests/fuzz/run.sh "$@"
 fi
 
-if [ "$what" = all ] || [ "$what" = integration ]; then
-    for t in tests/integration/t*.sh; do
+run_scripts() { # DIR [NAME...]: every DIR/t*.sh, or only the named ones
+    local dir=$1 t n
+    shift
+    for t in "$dir"/t*.sh; do
         [ -f "$t" ] || continue
         n=$(basename "$t" .sh)
         if [ $# -gt 0 ] && ! printf '%s\n' "$@" | grep -qx "$n"; then
@@ -69,6 +72,14 @@ if [ "$what" = all ] || [ "$what" = integration ]; then
         fi
         run_suite "$n" bash "$t"
     done
+}
+
+if [ "$what" = all ] || [ "$what" = integration ]; then
+    run_scripts tests/integration "$@"
+fi
+
+if [ "$what" = all ] || [ "$what" = e2e ]; then
+    run_scripts tests/e2e "$@"
 fi
 
 if [ ${#failed_names[@]} -gt 0 ]; then

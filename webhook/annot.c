@@ -10,18 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/netaddr.h"
 #include "webhook/webhook_int.h"
 
 /* Longest list item we look at; anything longer is reported truncated. */
 #define ITEM_MAX 64
-
-static void trim(const char **s, const char **e)
-{
-    while (*s < *e && isspace((unsigned char)**s))
-        (*s)++;
-    while (*e > *s && isspace((unsigned char)(*e)[-1]))
-        (*e)--;
-}
 
 /* Is the whole value blank? */
 static bool blank(const char *v)
@@ -36,7 +29,7 @@ static bool is_star(const char *v)
 {
     const char *s = v, *e = v + strlen(v);
 
-    trim(&s, &e);
+    netaddr_trim(&s, &e);
     return e - s == 1 && *s == '*';
 }
 
@@ -44,45 +37,14 @@ typedef bool item_fn(const char *item);
 
 static bool port_ok(const char *item)
 {
-    long v = 0;
+    int port;
 
-    if (!*item || strlen(item) > 5)
-        return false;
-    for (const char *p = item; *p; p++) {
-        if (!isdigit((unsigned char)*p))
-            return false;
-        v = v * 10 + (*p - '0');
-    }
-    return v >= 1 && v <= 65535;
+    return netaddr_port_parse(item, &port);
 }
 
 static bool cidr_ok(const char *item)
 {
-    char addr[ITEM_MAX];
-    unsigned char bin[16];
-    const char *slash = strchr(item, '/');
-    size_t alen;
-    long bits = 0, max;
-
-    if (!slash || slash[1] == '\0' || strlen(slash + 1) > 3)
-        return false;
-    alen = (size_t)(slash - item);
-    if (alen == 0 || alen >= sizeof(addr))
-        return false;
-    memcpy(addr, item, alen);
-    addr[alen] = '\0';
-    if (inet_pton(AF_INET, addr, bin) == 1)
-        max = 32;
-    else if (inet_pton(AF_INET6, addr, bin) == 1)
-        max = 128;
-    else
-        return false;
-    for (const char *p = slash + 1; *p; p++) {
-        if (!isdigit((unsigned char)*p))
-            return false;
-        bits = bits * 10 + (*p - '0');
-    }
-    return bits <= max;
+    return netaddr_cidr_parse(item, NULL);
 }
 
 static int list_parse(const char *annot, const char *value, bool allow_star, item_fn *ok,
@@ -105,7 +67,7 @@ static int list_parse(const char *annot, const char *value, bool allow_star, ite
         char item[ITEM_MAX + 1];
         size_t n;
 
-        trim(&s, &e);
+        netaddr_trim(&s, &e);
         n = (size_t)(e - s);
         if (n > ITEM_MAX)
             n = ITEM_MAX;

@@ -47,7 +47,8 @@ void agent_ipt_plan_release(struct agent_ipt_plan *p)
     memset(p, 0, sizeof(*p));
 }
 
-/* One list option: its items parsed into a fresh array (ports: int, ranges: struct netaddr_cidr). */
+/* One list option: its items parsed into a fresh array (ports: int, ranges: struct netaddr_cidr).
+ */
 static int list_parse(const char *what, const char *value, bool cidr, bool allow_star, bool *star,
                       void **items, size_t *n, char *msg, size_t msglen)
 {
@@ -63,8 +64,8 @@ static int list_parse(const char *what, const char *value, bool cidr, bool allow
         goto done;
     if (e - s == 1 && *s == '*') {
         if (!allow_star) {
-            snprintf(msg, msglen, "--%s: \"*\" is not allowed here (want comma-separated %s)",
-                     what, want);
+            snprintf(msg, msglen, "--%s: \"*\" is not allowed here (want comma-separated %s)", what,
+                     want);
             return ERR_INVALID;
         }
         *star = true;
@@ -84,7 +85,8 @@ static int list_parse(const char *what, const char *value, bool cidr, bool allow
         len = (size_t)(ie - is);
         memcpy(item, is, len > ITEM_MAX ? ITEM_MAX : len);
         item[len > ITEM_MAX ? ITEM_MAX : len] = '\0';
-        ok = len > 0 && len <= ITEM_MAX && (cidr ? netaddr_cidr_parse(item, &v.c) : netaddr_port_parse(item, &v.port));
+        ok = len > 0 && len <= ITEM_MAX &&
+             (cidr ? netaddr_cidr_parse(item, &v.c) : netaddr_port_parse(item, &v.port));
         if (!ok) {
             if (len == 0)
                 snprintf(msg, msglen, "--%s: empty item in \"%.200s\" (want comma-separated %s)",
@@ -274,8 +276,7 @@ static bool rule_ours(const char *line, size_t len)
     return false;
 }
 
-int agent_ipt_merge(const char *saved, const char *rules, struct buf *out, char *msg,
-                    size_t msglen)
+int agent_ipt_merge(const char *saved, const char *rules, struct buf *out, char *msg, size_t msglen)
 {
     struct buf decl, body;
     bool in_nat = false;
@@ -353,13 +354,12 @@ int agent_ipt_merge(const char *saved, const char *rules, struct buf *out, char 
             if (*r == '\n')
                 r++;
         }
-        if (rc == 0 &&
-            ((rc = buf_puts(out, "*nat\n")) < 0 ||
-             (decl.len && (rc = buf_append(out, decl.p, decl.len)) < 0) ||
-             (rdecl.len && (rc = buf_append(out, rdecl.p, rdecl.len)) < 0) ||
-             (body.len && (rc = buf_append(out, body.p, body.len)) < 0) ||
-             (rbody.len && (rc = buf_append(out, rbody.p, rbody.len)) < 0) ||
-             (rc = buf_puts(out, "COMMIT\n")) < 0)) {
+        if (rc == 0 && ((rc = buf_puts(out, "*nat\n")) < 0 ||
+                        (decl.len && (rc = buf_append(out, decl.p, decl.len)) < 0) ||
+                        (rdecl.len && (rc = buf_append(out, rdecl.p, rdecl.len)) < 0) ||
+                        (body.len && (rc = buf_append(out, body.p, body.len)) < 0) ||
+                        (rbody.len && (rc = buf_append(out, rbody.p, rbody.len)) < 0) ||
+                        (rc = buf_puts(out, "COMMIT\n")) < 0)) {
             /* rc set */
         }
         buf_release(&rdecl);

@@ -37,12 +37,13 @@ static char errmsg[1024];
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: weft-init [--proxy-uid UID] [--outbound-port PORT] [--inbound-port PORT]\n"
-               "                 [--include-inbound-ports *|PORTS] [--exclude-inbound-ports PORTS]\n"
-               "                 [--exclude-outbound-ports PORTS]\n"
-               "                 [--include-outbound-ip-ranges *|CIDRS]\n"
-               "                 [--exclude-outbound-ip-ranges CIDRS]\n"
-               "                 [--iptables-backend auto|nft|legacy] [--dry-run]\n");
+    fprintf(f,
+            "usage: weft-init [--proxy-uid UID] [--outbound-port PORT] [--inbound-port PORT]\n"
+            "                 [--include-inbound-ports *|PORTS] [--exclude-inbound-ports PORTS]\n"
+            "                 [--exclude-outbound-ports PORTS]\n"
+            "                 [--include-outbound-ip-ranges *|CIDRS]\n"
+            "                 [--exclude-outbound-ip-ranges CIDRS]\n"
+            "                 [--iptables-backend auto|nft|legacy] [--dry-run]\n");
 }
 
 /* Does this process hold CAP_NET_ADMIN in its effective set? */
@@ -468,7 +469,8 @@ int main(int argc, char **argv)
         case 'b':
             if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "nft") != 0 &&
                 strcmp(optarg, "legacy") != 0) {
-                fprintf(stderr, "weft-init: --iptables-backend: \"%s\" is not auto, nft or legacy\n",
+                fprintf(stderr,
+                        "weft-init: --iptables-backend: \"%s\" is not auto, nft or legacy\n",
                         optarg);
                 status = 2;
                 goto out;

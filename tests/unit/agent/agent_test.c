@@ -34,8 +34,8 @@ static void t_plan_parse(void)
     CHECK_INT(p.n_in_ports, 0);
     CHECK_INT(agent_ipt_plan_set(&p, "include-inbound-ports", "*", msg, sizeof(msg)), 0);
     CHECK(p.in_all);
-    CHECK_INT(agent_ipt_plan_set(&p, "exclude-outbound-ip-ranges", "10.1.2.3/8,10.0.0.0/8,fd00::1/8",
-                                 msg, sizeof(msg)),
+    CHECK_INT(agent_ipt_plan_set(&p, "exclude-outbound-ip-ranges",
+                                 "10.1.2.3/8,10.0.0.0/8,fd00::1/8", msg, sizeof(msg)),
               0);
     CHECK_INT(p.n_ex_ranges, 2); /* host bits cleared: 10.1.2.3/8 == 10.0.0.0/8 */
 

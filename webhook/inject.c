@@ -251,6 +251,51 @@ static const char *skip_reason(const struct inject_config *cfg, const json_t *po
     return NULL;
 }
 
+/*
+ * weft-init exempts the proxy's UID from outbound redirection, so an app container running as
+ * that UID would bypass the proxy: its calls would leave the pod in plaintext, unchecked. Refuse
+ * the pod, naming the container and where the UID comes from. Init containers count only with
+ * native sidecars: in classic mode they run before weft-init and are not captured anyway.
+ */
+static int check_proxy_uid(const struct inject_config *cfg, const json_t *pod, char *msg,
+                           size_t msglen)
+{
+    const json_t *spec = json_object_get(pod, "spec");
+    const json_t *pod_uid = json_object_get(json_object_get(spec, "securityContext"), "runAsUser");
+    static const char *const lists[2] = {"containers", "initContainers"};
+
+    for (int l = 0; l < (cfg->native_sidecars ? 2 : 1); l++) {
+        size_t i;
+        const json_t *ctr;
+
+        json_array_foreach(json_object_get(spec, lists[l]), i, ctr)
+        {
+            const json_t *uid =
+                json_object_get(json_object_get(ctr, "securityContext"), "runAsUser");
+            bool from_pod = !uid || json_is_null(uid);
+            char where[96];
+
+            if (from_pod)
+                uid = pod_uid;
+            if (!json_is_integer(uid) || json_integer_value(uid) != WEBHOOK_PROXY_UID)
+                continue;
+            if (from_pod)
+                snprintf(where, sizeof(where), "spec.securityContext.runAsUser");
+            else
+                snprintf(where, sizeof(where), "spec.%s[%zu].securityContext.runAsUser", lists[l],
+                         i);
+            snprintf(msg, msglen,
+                     "%s \"%s\" runs as UID %d (%s), the UID reserved for the weft-proxy "
+                     "sidecar: its traffic would bypass the proxy; run it as another user or opt "
+                     "the pod out with the annotation weft.dev/inject: \"false\"",
+                     l ? "init container" : "container",
+                     json_string_value(json_object_get(ctr, "name")), WEBHOOK_PROXY_UID, where);
+            return ERR_INVALID;
+        }
+    }
+    return 0;
+}
+
 /* ---- settings from annotations ---- */
 
 static int read_settings(struct inj *c, const json_t *pod, char *msg, size_t msglen)
@@ -911,7 +956,8 @@ int webhook__pod_inject_owned(const struct inject_config *cfg, json_t *pod, cons
         rc = 0;
         goto out;
     }
-    if ((rc = read_settings(&c, pod, msg, msglen)) < 0)
+    if ((rc = read_settings(&c, pod, msg, msglen)) < 0 ||
+        (rc = check_proxy_uid(cfg, pod, msg, msglen)) < 0)
         goto out;
     c.job = is_job(pod);
     c.ops = json_array();

@@ -168,6 +168,28 @@ case_opt_in() {
     assert_match "$OUT" '^weft_webhook_review_duration_seconds_count [1-9]' "latency histogram" || return
 }
 
+# An app container running as the proxy's UID would bypass the redirection: refused, named.
+case_proxy_uid() {
+    cat >"$KL_TMP/as1337.yaml" <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: as1337, namespace: $NS}
+spec:
+  securityContext: {runAsUser: 1337}
+  containers:
+  - {name: web, image: weft/testapp, securityContext: {runAsUser: 1000}}
+  - {name: worker, image: weft/testapp}
+EOF
+    fails "pod with a container as UID 1337" "$K" create -f "$KL_TMP/as1337.yaml" || return
+    assert_contains "$OUT" 'denied the request: container "worker" runs as UID 1337 (spec.securityContext.runAsUser), the UID reserved for the weft-proxy sidecar' \
+        "denial names the container and the field" || return
+    fails "not created" "$K" get pod -n "$NS" as1337 || return
+    sed -i 's|{name: worker, image: weft/testapp}|{name: worker, image: weft/testapp, securityContext: {runAsUser: 2000}}|' "$KL_TMP/as1337.yaml"
+    ok "the same pod with another UID" "$K" create -f "$KL_TMP/as1337.yaml" || return
+    containers_of "$NS" as1337 || return
+    assert_eq "$OUT" "init:weft-init | containers:weft-proxy web worker" "injected" || return
+}
+
 case_bad_settings() {
     okv "weftd with a bad --webhook-max-inflight" sh -c "'$WEFTD' --kubeconfig '$KUBECONFIG' --webhook-max-inflight 0 2>&1; echo rc=\$?" || return
     assert_contains "$OUT" '--webhook-max-inflight: "0" is not a number from 1 to 1000000' "names the flag" || return
@@ -232,6 +254,7 @@ t_run registered case_registered
 t_run injected case_injected
 t_run not-injected case_not_injected
 t_run opt-in case_opt_in
+t_run proxy-uid case_proxy_uid
 t_run bad-settings case_bad_settings
 t_run kept-in-step case_kept_in_step
 t_run webhook-down case_webhook_down

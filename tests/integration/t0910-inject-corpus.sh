@@ -5,7 +5,8 @@
 # with the real kubectl 1.33 (`apply --dry-run=server`), every file before and after injection,
 # in both sidecar modes (classic, and --native-sidecars: weft-proxy an init container with
 # restartPolicy Always):
-#   - weftctl exits 0 on every file;
+#   - weftctl exits 0 on every file but one, pinned: an Istio-injected Deployment whose
+#     istio-proxy container runs as UID 1337 is refused (it would bypass the redirection);
 #   - every document the API server accepts as written is accepted after injection; documents
 #     it rejects as written (input problems, e.g. a capital letter in a name, or a kind kubelite
 #     does not serve such as OpenShift's DeploymentConfig) are rejected after injection with the
@@ -35,11 +36,12 @@ MODES=(classic native) # weftctl's default, and --native-sidecars
 # What the corpus holds, pinned: a change in the corpus, in weftctl or in kubelite's validation
 # shows up here rather than passing silently.
 WANT_FILES=94
-WANT_DOCS=98      # objects after Lists are flattened: 95 workloads, 2 Services, 1 DeploymentConfig
-WANT_INJECTED=93  # workload pod templates injected by weftctl
+WANT_DOCS=97      # objects after Lists are flattened, refused files aside: 94 workloads, 2 Services,
+                  # 1 DeploymentConfig
+WANT_INJECTED=92  # workload pod templates injected by weftctl
 WANT_HOSTNET=2    # hostNetwork templates left alone
 WANT_OTHER=3      # objects without a pod template weftctl knows (Services, the DeploymentConfig)
-WANT_VERIFIED=90  # injected templates also checked in the API server's answer (all but the
+WANT_VERIFIED=89  # injected templates also checked in the API server's answer (all but the
                   # three "statusPort" Deployments, which the server rejects as written)
 # Files whose original is rejected by the API server, and why (input problems, not ours).
 declare -A WANT_REJECTED=(
@@ -92,16 +94,34 @@ def verdict: tmpl as $t |
 def norm: del(.metadata.uid, .metadata.creationTimestamp);
 '
 
+# Files weftctl refuses to inject, and why: an already-injected Istio Deployment whose
+# istio-proxy container runs as UID 1337, which would bypass Weft's redirection.
+declare -A WANT_REFUSED=(
+    [merge-probers.yaml]='Deployment/hello: container "istio-proxy" runs as UID 1337 (spec.containers[0].securityContext.runAsUser)'
+)
 # weftctl's output, YAML (what is applied) and JSON (what is checked), in both sidecar modes,
-# into $W/NAME.MODE.{yaml,json}.
+# into $W/NAME.MODE.{yaml,json}; the refused files checked and left out of CHECKED.
 inject_all() {
     local f n m flag
     mkdir -p "$W"
+    CHECKED=()
     for f in "${FILES[@]}"; do
         n=$(basename "$f")
+        [ -n "${WANT_REFUSED[$n]-}" ] || CHECKED+=("$f")
         for m in "${MODES[@]}"; do
             flag=()
             [ "$m" = native ] && flag=(--native-sidecars)
+            if [ -n "${WANT_REFUSED[$n]-}" ]; then
+                if "$WEFTCTL" inject "${flag[@]}" -f "$f" >/dev/null 2>"$W/$n.$m.warn"; then
+                    t_fail "weftctl inject ${flag[*]} -f $n: expected a refusal (${WANT_REFUSED[$n]})"
+                    return 1
+                fi
+                if ! grep -qF -- "${WANT_REFUSED[$n]}" "$W/$n.$m.warn"; then
+                    t_fail "weftctl inject ${flag[*]} -f $n: refused for another reason than pinned: $(head -c 800 "$W/$n.$m.warn")"
+                    return 1
+                fi
+                continue
+            fi
             if ! "$WEFTCTL" inject "${flag[@]}" -f "$f" >"$W/$n.$m.yaml" 2>"$W/$n.$m.warn"; then
                 t_fail "weftctl inject ${flag[*]} -f $n: $(head -c 800 "$W/$n.$m.warn")"
                 return 1
@@ -226,15 +246,15 @@ check_mode() {
     return 0
 }
 
-# case_chunk FIRST LAST: files FIRST..LAST (0-based indices into FILES)
+# case_chunk FIRST LAST: files FIRST..LAST (0-based indices into CHECKED)
 case_chunk() {
     local i why bad=0
     for ((i = $1; i <= $2; i++)); do
-        why=$(check_file "${FILES[$i]}")
+        why=$(check_file "${CHECKED[$i]}")
         if [ -n "$why" ]; then
             echo "    $why"
             bad=$((bad + 1))
-            FAILED_FILES+=("$(basename "${FILES[$i]}")")
+            FAILED_FILES+=("$(basename "${CHECKED[$i]}")")
         fi
     done
     [ "$bad" -eq 0 ] || t_fail "$bad of $(($2 - $1 + 1)) files failed: ${FAILED_FILES[*]}"
@@ -289,10 +309,10 @@ inject_all || t_summary
 kl_start || { t_fail "kubelite did not start"; t_summary; }
 make_namespaces || t_summary
 t_pass
-for ((c = 0; c < ${#FILES[@]}; c += CHUNK)); do
+for ((c = 0; c < ${#CHECKED[@]}; c += CHUNK)); do
     last=$((c + CHUNK - 1))
-    [ "$last" -lt "${#FILES[@]}" ] || last=$((${#FILES[@]} - 1))
-    t_run "files $((c + 1))-$((last + 1)) ($(basename "${FILES[$c]}") .. $(basename "${FILES[$last]}"))" \
+    [ "$last" -lt "${#CHECKED[@]}" ] || last=$((${#CHECKED[@]} - 1))
+    t_run "files $((c + 1))-$((last + 1)) ($(basename "${CHECKED[$c]}") .. $(basename "${CHECKED[$last]}"))" \
         case_chunk "$c" "$last"
 done
 t_run "totals" case_totals

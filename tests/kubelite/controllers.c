@@ -122,6 +122,98 @@ static void reconcile_serviceaccounts(struct kl *kl)
     }
 }
 
+/* Write obj at key keeping the stored object's uid and creationTimestamp (obj consumed). */
+static void upsert(struct kl *kl, struct rstore *st, const char *key, json_t *obj)
+{
+    json_t *cur = kl_store_lookup(st, key);
+    if (!obj)
+        return;
+    if (cur) {
+        json_object_set(md_of(obj), "uid", json_object_get(md_of(cur), "uid"));
+        json_object_set(md_of(obj), "creationTimestamp",
+                        json_object_get(md_of(cur), "creationTimestamp"));
+    }
+    put_if_changed(kl, st, key, obj);
+}
+
+/* The root-ca-cert-publisher: ConfigMap kube-root-ca.crt (the API server's CA) in every
+ * namespace, so that the kube-api-access volume finds ca.crt. */
+static void reconcile_root_ca(struct kl *kl)
+{
+    struct rstore *nss = store(kl, "", "namespaces"), *cms = store(kl, "", "configmaps");
+    const char *key;
+    json_t *ns;
+
+    if (!kl->advertise || !kl->ca_pem)
+        return;
+    json_object_foreach(nss->objs, key, ns)
+    {
+        char cmkey[300];
+        json_t *cm;
+        if (deleting(ns))
+            continue;
+        kl_key(name_of(ns), "kube-root-ca.crt", cmkey, sizeof(cmkey));
+        cm = new_object(kl, "v1", "ConfigMap", name_of(ns), "kube-root-ca.crt");
+        if (!cm)
+            continue;
+        json_object_set_new(md_of(cm), "annotations",
+                            json_pack("{s:s}", "kubernetes.io/description",
+                                      "Contains a CA bundle that can be used to verify the "
+                                      "kube-apiserver when using internal endpoints such as the "
+                                      "internal service IP or kubernetes.default.svc."));
+        json_object_set_new(cm, "data", json_pack("{s:s}", "ca.crt", kl->ca_pem));
+        upsert(kl, cms, cmkey, cm);
+    }
+}
+
+/* The `kubernetes` Service in default and its EndpointSlice: the advertised address and port,
+ * as kube-apiserver publishes itself (recreated when deleted). */
+static void reconcile_kubernetes_service(struct kl *kl)
+{
+    struct rstore *svcs = store(kl, "", "services");
+    struct rstore *eps = store(kl, "discovery.k8s.io", "endpointslices");
+    char key[64];
+    json_t *svc, *slice;
+
+    if (!kl->advertise)
+        return;
+    kl_key("default", "kubernetes", key, sizeof(key));
+    svc = new_object(kl, "v1", "Service", "default", "kubernetes");
+    if (svc) {
+        json_object_set_new(
+            md_of(svc), "labels",
+            json_pack("{s:s,s:s}", "component", "apiserver", "provider", "kubernetes"));
+        json_object_set_new(
+            svc, "spec",
+            json_pack("{s:s,s:s,s:[s],s:[s],s:s,s:s,s:s,s:[{s:s,s:s,s:i,s:i}]}", "type",
+                      "ClusterIP", "clusterIP", KL_KUBERNETES_IP, "clusterIPs", KL_KUBERNETES_IP,
+                      "ipFamilies", "IPv4", "ipFamilyPolicy", "SingleStack", "sessionAffinity",
+                      "None", "internalTrafficPolicy", "Cluster", "ports", "name", "https",
+                      "protocol", "TCP", "port", 443, "targetPort", kl->advertise_port));
+        json_object_set_new(svc, "status", json_pack("{s:{}}", "loadBalancer"));
+        upsert(kl, svcs, key, svc);
+    }
+    slice = new_object(kl, "discovery.k8s.io/v1", "EndpointSlice", "default", "kubernetes");
+    if (slice) {
+        json_object_set_new(md_of(slice), "labels",
+                            json_pack("{s:s}", "kubernetes.io/service-name", "kubernetes"));
+        json_object_set_new(slice, "addressType", json_string("IPv4"));
+        json_object_set_new(slice, "endpoints",
+                            json_pack("[{s:[s],s:{s:b,s:b,s:b}}]", "addresses", kl->advertise,
+                                      "conditions", "ready", 1, "serving", 1, "terminating", 0));
+        json_object_set_new(slice, "ports",
+                            json_pack("[{s:s,s:s,s:i}]", "name", "https", "protocol", "TCP", "port",
+                                      kl->advertise_port));
+        upsert(kl, eps, key, slice);
+    }
+}
+
+void kl_publish_kubernetes_service(struct kl *kl)
+{
+    reconcile_kubernetes_service(kl);
+    reconcile_root_ca(kl);
+}
+
 /* ------------------------------------------------------------ endpointslices */
 
 static bool pod_ready(const json_t *pod)
@@ -775,6 +867,8 @@ static const struct ctl ctls[] = {
     {reconcile_deployments, {"apps/deployments", "apps/replicasets", "/pods"}, false},
     {reconcile_replicasets, {"apps/replicasets", "/pods"}, true},
     {reconcile_endpointslices, {"/services", "/pods", "discovery.k8s.io/endpointslices"}, false},
+    {reconcile_kubernetes_service, {"/services", "discovery.k8s.io/endpointslices"}, false},
+    {reconcile_root_ca, {"/namespaces", "/configmaps"}, false},
 };
 
 /* A number that grows whenever any input of c changes (resourceVersions only grow). */

@@ -159,6 +159,65 @@ static void secret_string_data(json_t *obj)
     json_object_del(obj, "stringData");
 }
 
+#define SA_MOUNT_PATH "/var/run/secrets/kubernetes.io/serviceaccount"
+
+/*
+ * The ServiceAccount admission plugin's token volume (with --advertise-address): unless the pod
+ * or its ServiceAccount sets automountServiceAccountToken: false, a projected volume
+ * kube-api-access-<5> (a bound token, ca.crt from kube-root-ca.crt, the namespace) mounted
+ * read-only at SA_MOUNT_PATH in every container that has no mount there.
+ */
+static void pod_service_account_volume(struct kl *kl, const char *ns, json_t *spec)
+{
+    static const char alnum[] = "bcdfghjklmnpqrstvwxz2456789";
+    json_t *automount = json_object_get(spec, "automountServiceAccountToken"), *vols, *c;
+    char name[32] = "kube-api-access-", key[600];
+    size_t i, n = strlen(name);
+
+    if (!automount) {
+        struct rstore *sas = kl_store_get(kl, "", "serviceaccounts", false);
+        kl_key(ns, jstr_or(spec, "serviceAccountName", "default"), key, sizeof(key));
+        automount =
+            json_object_get(sas ? kl_store_lookup(sas, key) : NULL, "automountServiceAccountToken");
+    }
+    if (json_is_false(automount))
+        return;
+    for (i = 0; i < 5; i++)
+        name[n + i] = alnum[(unsigned)rand() % (sizeof(alnum) - 1)];
+    name[n + 5] = '\0';
+    vols = json_object_get(spec, "volumes");
+    if (!json_is_array(vols)) {
+        vols = json_array();
+        json_object_set_new(spec, "volumes", vols);
+    }
+    json_array_append_new(vols, json_pack("{s:s,s:{s:i,s:[{s:{s:i,s:s}},{s:{s:s,s:[{s:s,s:s}]}},"
+                                          "{s:{s:[{s:{s:s,s:s},s:s}]}}]}}",
+                                          "name", name, "projected", "defaultMode", 420, "sources",
+                                          "serviceAccountToken", "expirationSeconds", 3607, "path",
+                                          "token", "configMap", "name", "kube-root-ca.crt", "items",
+                                          "key", "ca.crt", "path", "ca.crt", "downwardAPI", "items",
+                                          "fieldRef", "apiVersion", "v1", "fieldPath",
+                                          "metadata.namespace", "path", "namespace"));
+    for (int pass = 0; pass < 2; pass++) {
+        json_array_foreach(json_object_get(spec, pass ? "initContainers" : "containers"), i, c)
+        {
+            json_t *mounts = json_object_get(c, "volumeMounts"), *m;
+            size_t j;
+            bool has = false;
+            json_array_foreach(mounts, j, m) has =
+                has || strcmp(jstr_or(m, "mountPath", ""), SA_MOUNT_PATH) == 0;
+            if (has)
+                continue;
+            if (!json_is_array(mounts)) {
+                mounts = json_array();
+                json_object_set_new(c, "volumeMounts", mounts);
+            }
+            json_array_append_new(mounts, json_pack("{s:s,s:s,s:b}", "name", name, "mountPath",
+                                                    SA_MOUNT_PATH, "readOnly", 1));
+        }
+    }
+}
+
 int kl_hooks_defaults(struct kl *kl, const struct rtype *rt, const json_t *old, json_t *obj)
 {
     json_t *md = ensure_obj(obj, "metadata");
@@ -179,6 +238,8 @@ int kl_hooks_defaults(struct kl *kl, const struct rtype *rt, const json_t *old, 
         set_default(spec, "serviceAccount", json_string(jstr_or(spec, "serviceAccountName", "")));
         set_default(spec, "enableServiceLinks", json_true());
         set_default(spec, "priority", json_integer(0));
+        if (!old && kl->advertise)
+            pod_service_account_volume(kl, jstr_or(md, "namespace", "default"), spec);
         if (!old && !json_object_get(obj, "status"))
             json_object_set_new(
                 obj, "status",

@@ -126,7 +126,17 @@ struct kl {
     struct kl_write *inflight;    /* writes waiting for admission webhooks */
     unsigned long long uid_counter;
     struct kl_faults faults;
+    /* --advertise-address: this kubelite serves a cluster with nodes. It publishes the
+     * `kubernetes` Service in default (ClusterIP KL_KUBERNETES_IP, endpoint advertise:port), the
+     * kube-root-ca.crt ConfigMap (ca_pem) in every namespace, and adds the kube-api-access
+     * volume to pods as the ServiceAccount admission plugin does. NULL: none of that. */
+    const char *advertise;
+    int advertise_port;
+    const char *ca_pem;
 };
+
+/* The `kubernetes` Service's ClusterIP: the first address of the service CIDR 10.96.0.0/12. */
+#define KL_KUBERNETES_IP "10.96.0.1"
 
 /* --- time and ids --- */
 double kl_monotonic(void);
@@ -238,6 +248,8 @@ void kl_admission_release(struct kl *kl);
 /* --- controllers (controllers.c) --- */
 /* Reconcile every controller if anything was written since the last run. */
 void kl_controllers_run(struct kl *kl);
+/* --advertise-address: create or correct the `kubernetes` Service and its EndpointSlice. */
+void kl_publish_kubernetes_service(struct kl *kl);
 /*
  * Create an object on a controller's behalf, through admission like any client's create
  * (the result may land later, after webhooks answer). obj consumed.

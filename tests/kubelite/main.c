@@ -6,6 +6,7 @@
  * Serves HTTPS with a self-signed certificate and an admin bearer token (both written into the
  * kubeconfig), or plain HTTP with --insecure. Ready when the kubeconfig file exists.
  */
+#include <arpa/inet.h>
 #include <getopt.h>
 #include <limits.h>
 #include <openssl/evp.h>
@@ -47,6 +48,9 @@ static void usage(FILE *f)
                "  --watch-history N        events kept for watch resumption (default 20000)\n"
                "  --bookmark-interval SEC  bookmark period for watches (default 5)\n"
                "  --log-level LEVEL        debug, info, warn, error (default info)\n"
+               "  --advertise-address IP   the address pods reach this server at: publishes the\n"
+               "                           kubernetes Service, kube-root-ca.crt and adds the\n"
+               "                           ServiceAccount token volume to pods\n"
                "fault injection (tests; see docs/kubelite.md, PUT /kubelite/faults):\n"
                "  --fault-seed N           seed of every fault decision (default 1)\n"
                "  --fault-drop-watch P     per watch event: end the stream instead (0..1)\n"
@@ -107,8 +111,9 @@ static int write_file(const char *path, const char *data, size_t len, mode_t mod
     return 0;
 }
 
-/* A self-signed P-256 serving certificate for 127.0.0.1 and localhost. PEMs in *cert, *key. */
-static int make_serving_cert(char **cert_pem, char **key_pem)
+/* A self-signed P-256 serving certificate for 127.0.0.1, localhost, the `kubernetes` Service's
+ * names and ClusterIP, and advertise (may be NULL). PEMs in *cert, *key. */
+static int make_serving_cert(const char *advertise, char **cert_pem, char **key_pem)
 {
     EVP_PKEY *pkey = EVP_EC_gen("P-256");
     X509 *x = X509_new();
@@ -120,15 +125,22 @@ static int make_serving_cert(char **cert_pem, char **key_pem)
     unsigned char serial[16];
     BIGNUM *bn = NULL;
     int rc = -ENOMEM;
-    static const struct {
+    char san[512];
+    struct {
         int nid;
         const char *val;
     } exts[] = {
         {NID_basic_constraints, "critical,CA:TRUE"},
         {NID_key_usage, "critical,digitalSignature,keyEncipherment,keyCertSign"},
         {NID_ext_key_usage, "serverAuth"},
-        {NID_subject_alt_name, "IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc"},
+        {NID_subject_alt_name, san},
     };
+
+    snprintf(san, sizeof(san),
+             "IP:127.0.0.1,IP:" KL_KUBERNETES_IP ",DNS:localhost,DNS:kubernetes,"
+             "DNS:kubernetes.default,DNS:kubernetes.default.svc,"
+             "DNS:kubernetes.default.svc.cluster.local%s%s",
+             advertise ? ",IP:" : "", advertise ? advertise : "");
 
     if (!pkey || !x)
         goto out;
@@ -213,7 +225,8 @@ static int write_kubeconfig(const char *path, const char *server, const char *ca
 }
 
 /* Serving identity: reused from the data dir so kubeconfigs survive restarts. */
-static int load_identity(const char *data_dir, char **cert, char **key, char **token)
+static int load_identity(const char *data_dir, const char *advertise, char **cert, char **key,
+                         char **token)
 {
     char p1[PATH_MAX], p2[PATH_MAX], p3[PATH_MAX];
     int rc;
@@ -231,7 +244,7 @@ static int load_identity(const char *data_dir, char **cert, char **key, char **t
         free(*token);
         *cert = *key = *token = NULL;
     }
-    rc = make_serving_cert(cert, key);
+    rc = make_serving_cert(advertise, cert, key);
     if (rc)
         return rc;
     {
@@ -344,6 +357,7 @@ int main(int argc, char **argv)
         {"watch-history", required_argument, NULL, 'w'},
         {"bookmark-interval", required_argument, NULL, 'b'},
         {"log-level", required_argument, NULL, 'v'},
+        {"advertise-address", required_argument, NULL, 'A'},
         {"fault-seed", required_argument, NULL, 'S'},
         {"fault-drop-watch", required_argument, NULL, 'D'},
         {"fault-expire", required_argument, NULL, 'E'},
@@ -395,6 +409,16 @@ int main(int argc, char **argv)
                 return 2;
             }
             log_set_level(lvl);
+            break;
+        }
+        case 'A': {
+            struct in_addr a;
+            if (inet_pton(AF_INET, optarg, &a) != 1) {
+                fprintf(stderr, "kubelite: --advertise-address: \"%s\" is not an IPv4 address\n",
+                        optarg);
+                return 2;
+            }
+            kl.advertise = optarg;
             break;
         }
         case 'S': {
@@ -478,12 +502,13 @@ int main(int argc, char **argv)
         return 1;
     }
     if (!insecure) {
-        rc = load_identity(kl.data_dir, &cert, &key, &token);
+        rc = load_identity(kl.data_dir, kl.advertise, &cert, &key, &token);
         if (rc || !(ssl = make_ssl_ctx(cert, key))) {
             fprintf(stderr, "kubelite: cannot set up TLS: %s\n", err_str(rc));
             return 1;
         }
         kl.admin_token = token;
+        kl.ca_pem = cert;
     }
     rc = http_server_new(listen, ssl, MAX_BODY, kl_handle, &kl, &kl.http);
     if (rc) {
@@ -491,6 +516,10 @@ int main(int argc, char **argv)
         return 1;
     }
     http_server_set_tick(kl.http, 100, tick, &kl);
+    if (kl.advertise) {
+        kl.advertise_port = http_server_port(kl.http);
+        kl_publish_kubernetes_service(&kl);
+    }
     rc = kl_admission_init(&kl);
     if (rc) {
         fprintf(stderr, "kubelite: cannot set up the webhook client: %s\n", err_str(rc));

@@ -204,3 +204,32 @@ out:
     free(tag);
     return found;
 }
+
+int image_map_add_builtin(struct image_map *m, const char *bindir)
+{
+    static const char *const builtin[][2] = {
+        {"weft/weftd", "weftd"},
+        {"weft/proxy", "weft-agent"},
+        {"weft/init", "weft-init"},
+        {"weft/testapp", "testapp"},
+    };
+
+    for (size_t i = 0; i < ARRAY_LEN(builtin); i++) {
+        struct image_entry e = {0}, *ne;
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s", bindir, builtin[i][1]);
+        e.repo = strdup(builtin[i][0]);
+        e.argv = calloc(2, sizeof(char *));
+        if (e.argv)
+            e.argv[0] = strdup(path);
+        ne = e.repo && e.argv && e.argv[0] ? realloc(m->e, (m->n + 1) * sizeof(*ne)) : NULL;
+        if (!ne) {
+            entry_release(&e);
+            return -ENOMEM;
+        }
+        e.argc = 1;
+        m->e = ne;
+        m->e[m->n++] = e;
+    }
+    return 0;
+}

@@ -89,6 +89,12 @@ void image_map_free(struct image_map *m);
  * is "latest". NULL when nothing matches. The entry is borrowed from the map.
  */
 const struct image_entry *image_map_find(const struct image_map *m, const char *image);
+/*
+ * Append the project's own images, any tag: weft/weftd, weft/proxy, weft/init and weft/testapp
+ * run bindir's weftd, weft-agent, weft-init and testapp. Appended after the map's lines, so a
+ * map line for the same image wins. Returns 0 or -ENOMEM.
+ */
+int image_map_add_builtin(struct image_map *m, const char *bindir) WUR;
 
 /* ------------------------------------------------------------------ spec helpers (spec.c) */
 
@@ -292,12 +298,16 @@ struct kubelet_conf {
     const char *host_ip;
     double shutdown_grace; /* upper bound of the grace period when kubelet-lite exits */
     json_t *created;       /* mountpoints created on the host (array), removed at exit */
+    json_t *services;      /* the Services last listed (array; borrowed), for the environment */
+    bool native_sidecars;  /* the kubelet version is >= 1.29: init containers with
+                            * restartPolicy Always are sidecars (else plain init containers) */
 };
 
 struct pod;
 
-/* A pod from its API object (borrowed); NULL on -ENOMEM. */
-struct pod *pod_new(const json_t *obj);
+/* A pod from its API object (borrowed); NULL on -ENOMEM. Without native_sidecars (a kubelet
+ * before 1.29) an init container's restartPolicy is ignored, as such a kubelet does. */
+struct pod *pod_new(const json_t *obj, bool native_sidecars);
 void pod_free(struct pod *p);
 const char *pod_uid(const struct pod *p);
 /* Replace the pod's latest API object (a new reference is taken). */

@@ -38,11 +38,13 @@ struct kubelet {
     struct kubelet_conf conf;
     struct pod **pods;
     size_t npods;
-    json_t *chains; /* per-service chains of the last applied rules */
-    char *rules;    /* last applied rules */
+    json_t *chains;   /* per-service chains of the last applied rules */
+    char *rules;      /* last applied rules */
+    json_t *services; /* the Services last listed */
     bool binding_unsupported;
     char ready_since[32];
     const char *pod_cidr;
+    const char *version; /* kubeletVersion reported in the node status */
 };
 
 static void usage(FILE *f)
@@ -65,20 +67,20 @@ static void node_status(struct kubelet *k, bool ready)
     spec_now_rfc3339(now);
     if (uname(&u))
         memset(&u, 0, sizeof(u));
-    body = json_pack(
-        "{s:{s:[{s:s,s:s,s:s,s:s,s:s,s:s}],s:[{s:s,s:s},{s:s,s:s}],s:{s:s,s:s,s:s},"
-        "s:{s:s,s:s,s:s},s:{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}}}",
-        "status", "conditions", "type", "Ready", "status", ready ? "True" : "False", "reason",
-        ready ? "KubeletReady" : "KubeletStopped", "message",
-        ready ? "kubelet is posting ready status" : "kubelet-lite stopped", "lastHeartbeatTime",
-        now, "lastTransitionTime", ready ? k->ready_since : now, "addresses", "type", "InternalIP",
-        "address", k->conf.host_ip, "type", "Hostname", "address", k->conf.node_name, "capacity",
-        "cpu", "4", "memory", "8Gi", "pods", "110", "allocatable", "cpu", "4", "memory", "8Gi",
-        "pods", "110", "nodeInfo", "kubeletVersion", "v1.33.0-kubelet-lite", "kubeProxyVersion",
-        "v1.33.0-kubelet-lite", "operatingSystem", "linux", "architecture",
-        strcmp(u.machine, "aarch64") == 0 ? "arm64" : "amd64", "kernelVersion", u.release,
-        "osImage", "kubelet-lite", "containerRuntimeVersion", "kubelet-lite://0.1", "machineID", "",
-        "systemUUID", "", "bootID", "");
+    body =
+        json_pack("{s:{s:[{s:s,s:s,s:s,s:s,s:s,s:s}],s:[{s:s,s:s},{s:s,s:s}],s:{s:s,s:s,s:s},"
+                  "s:{s:s,s:s,s:s},s:{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}}}",
+                  "status", "conditions", "type", "Ready", "status", ready ? "True" : "False",
+                  "reason", ready ? "KubeletReady" : "KubeletStopped", "message",
+                  ready ? "kubelet is posting ready status" : "kubelet-lite stopped",
+                  "lastHeartbeatTime", now, "lastTransitionTime", ready ? k->ready_since : now,
+                  "addresses", "type", "InternalIP", "address", k->conf.host_ip, "type", "Hostname",
+                  "address", k->conf.node_name, "capacity", "cpu", "4", "memory", "8Gi", "pods",
+                  "110", "allocatable", "cpu", "4", "memory", "8Gi", "pods", "110", "nodeInfo",
+                  "kubeletVersion", k->version, "kubeProxyVersion", k->version, "operatingSystem",
+                  "linux", "architecture", strcmp(u.machine, "aarch64") == 0 ? "arm64" : "amd64",
+                  "kernelVersion", u.release, "osImage", "kubelet-lite", "containerRuntimeVersion",
+                  "kubelet-lite://0.1", "machineID", "", "systemUUID", "", "bootID", "");
     if (!body)
         return;
     snprintf(path, sizeof(path), "/api/v1/nodes/%s/status", k->conf.node_name);
@@ -213,7 +215,7 @@ static void sync_pod_list(struct kubelet *k, bool stopping)
         if (stopping ||
             (phase && (strcmp(phase, "Succeeded") == 0 || strcmp(phase, "Failed") == 0)))
             continue;
-        p = pod_new(pod);
+        p = pod_new(pod, k->conf.native_sidecars);
         if (p) {
             struct pod **np = realloc(k->pods, (k->npods + 1) * sizeof(*np));
             if (!np) {
@@ -244,6 +246,9 @@ static void sync_services(struct kubelet *k)
     if (k->api.ops->list(k->api.ctx, "/api/v1/services", &svcs) ||
         k->api.ops->list(k->api.ctx, "/apis/discovery.k8s.io/v1/endpointslices", &slices))
         goto out;
+    json_decref(k->services);
+    k->services = json_incref(svcs);
+    k->conf.services = svcs;
     if (proxy_render(svcs, slices, k->chains, &rules, &chains))
         goto out;
     if (k->rules && strcmp(k->rules, rules.p) == 0) {
@@ -336,6 +341,8 @@ int main(int argc, char **argv)
         {"shutdown-grace", required_argument, NULL, 'g'},
         {"log-level", required_argument, NULL, 'l'},
         {"cleanup", no_argument, NULL, 'c'},
+        {"bin-dir", required_argument, NULL, 'b'},
+        {"kubelet-version", required_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -344,7 +351,9 @@ int main(int argc, char **argv)
     struct kubelet k;
     struct kclient *kc = NULL;
     bool cleanup = false, stopping = false;
-    int opt, rc = 1, sfd = -1, signals = 0;
+    int opt, rc = 1, sfd = -1, signals = 0, vmaj = 1, vmin = 33, vpatch = 0;
+    const char *bindir = NULL;
+    char bindir_buf[4096];
     double next_list = 0, next_beat = 0;
     sigset_t mask;
 
@@ -352,6 +361,7 @@ int main(int argc, char **argv)
     k.pod_cidr = "10.244.0.0/24";
     k.conf.root = "/run/kubelet-lite";
     k.conf.shutdown_grace = 10;
+    k.version = "v1.33.0";
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (opt) {
         case 'k':
@@ -386,6 +396,17 @@ int main(int argc, char **argv)
         }
         case 'c':
             cleanup = true;
+            break;
+        case 'b':
+            bindir = optarg;
+            break;
+        case 'V':
+            if (sscanf(optarg, "v%d.%d.%d", &vmaj, &vmin, &vpatch) != 3) {
+                fprintf(stderr, "kubelet-lite: --kubelet-version %s: want vMAJOR.MINOR.PATCH\n",
+                        optarg);
+                return 2;
+            }
+            k.version = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -429,6 +450,20 @@ int main(int argc, char **argv)
         fprintf(stderr, "kubelet-lite: %s: %s\n", images ? images : "image map", msg);
         goto out;
     }
+    if (!bindir) {
+        /* The project's images run the binaries beside kubelet-lite's own. */
+        ssize_t n = readlink("/proc/self/exe", bindir_buf, sizeof(bindir_buf) - 1);
+        char *slash;
+        bindir_buf[n > 0 ? n : 0] = '\0';
+        slash = strrchr(bindir_buf, '/');
+        if (slash)
+            *slash = '\0';
+        bindir = bindir_buf[0] ? bindir_buf : ".";
+    }
+    if (image_map_add_builtin(k.images, bindir))
+        goto out;
+    k.conf.native_sidecars = vmaj > 1 || (vmaj == 1 && vmin >= 29);
+    (void)vpatch;
     if (volume_mkdirs(k.conf.root, 0755)) {
         fprintf(stderr, "kubelet-lite: cannot create %s\n", k.conf.root);
         goto out;
@@ -515,6 +550,7 @@ out:
     remove_mountpoints(k.conf.created);
     json_decref(k.conf.created);
     json_decref(k.chains);
+    json_decref(k.services);
     free(k.rules);
     image_map_free(k.images);
     kclient_free(kc);

@@ -7,6 +7,7 @@
  * pod_sync advances the state machine as far as it can without blocking; exits and probe
  * results arrive through pod_reaped.
  */
+#include <ctype.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,7 +104,7 @@ static bool ctr_ready(const struct ctr *c)
     return alive(c) && c->started && (!c->probes[P_READINESS].spec || c->ready);
 }
 
-struct pod *pod_new(const json_t *obj)
+struct pod *pod_new(const json_t *obj, bool native_sidecars)
 {
     struct pod *p = calloc(1, sizeof(*p));
     json_t *md = json_object_get(obj, "metadata"), *list;
@@ -154,7 +155,7 @@ struct pod *pod_new(const json_t *obj)
             x->name = spec_str(c, "name") ? spec_str(c, "name") : "";
             x->spec = c;
             x->init = pass == 0;
-            x->sidecar = x->init && spec_str(c, "restartPolicy") &&
+            x->sidecar = x->init && native_sidecars && spec_str(c, "restartPolicy") &&
                          strcmp(spec_str(c, "restartPolicy"), "Always") == 0;
             x->state = CS_WAITING;
             snprintf(x->reason, sizeof(x->reason), "%s",
@@ -297,10 +298,84 @@ static void set_waiting(struct ctr *c, const char *reason, const char *msg)
     snprintf(c->message, sizeof(c->message), "%.*s", (int)sizeof(c->message) - 1, msg ? msg : "");
 }
 
-/* Resolve env (envFrom, then env in order with $(VAR) expansion). Returns 0 or an error. */
-static int build_env(struct pod *p, struct ctr *c, struct kapi *api, struct envv *env, char *msg,
-                     size_t msglen)
+/* NAME in upper case with '-' as '_' (the kubelet's service variable names). */
+static void env_name(char *out, size_t outlen, const char *a, const char *b)
 {
+    size_t o = 0;
+    for (const char *s = a; *s && o + 1 < outlen; s++)
+        out[o++] = *s == '-' ? '_' : (char)toupper((unsigned char)*s);
+    for (const char *s = b; *s && o + 1 < outlen; s++)
+        out[o++] = *s == '-' ? '_' : (char)toupper((unsigned char)*s);
+    out[o] = '\0';
+}
+
+/* The variables of one Service, as the kubelet writes them: {SVC}_SERVICE_HOST,
+ * {SVC}_SERVICE_PORT, {SVC}_SERVICE_PORT_{PORTNAME}, and the Docker link variables
+ * {SVC}_PORT, {SVC}_PORT_{port}_{PROTO}[_PROTO|_PORT|_ADDR]. */
+static int service_env(struct envv *env, const json_t *svc)
+{
+    json_t *spec = json_object_get(svc, "spec"), *port;
+    const char *ip = spec_str(spec, "clusterIP");
+    const char *name = spec_str(json_object_get(svc, "metadata"), "name");
+    char var[512], val[300], proto[16];
+    size_t i;
+    int rc = 0;
+
+    if (!ip || !*ip || strcmp(ip, "None") == 0 || !name)
+        return 0;
+    env_name(var, sizeof(var), name, "_SERVICE_HOST");
+    if ((rc = envv_set(env, var, ip)))
+        return rc;
+    json_array_foreach(json_object_get(spec, "ports"), i, port)
+    {
+        const char *pname = spec_str(port, "name");
+        long num = spec_int(port, "port", 0);
+        char n[32], suffix[300];
+        size_t k;
+        snprintf(proto, sizeof(proto), "%s",
+                 spec_str(port, "protocol") ? spec_str(port, "protocol") : "TCP");
+        for (k = 0; proto[k]; k++)
+            proto[k] = (char)tolower((unsigned char)proto[k]);
+        snprintf(n, sizeof(n), "%ld", num);
+        snprintf(val, sizeof(val), "%s://%s:%ld", proto, ip, num);
+        if (i == 0) {
+            env_name(var, sizeof(var), name, "_SERVICE_PORT");
+            if ((rc = envv_set(env, var, n)))
+                return rc;
+            env_name(var, sizeof(var), name, "_PORT");
+            if ((rc = envv_set(env, var, val)))
+                return rc;
+        }
+        if (pname && *pname) {
+            snprintf(suffix, sizeof(suffix), "_SERVICE_PORT_%s", pname);
+            env_name(var, sizeof(var), name, suffix);
+            if ((rc = envv_set(env, var, n)))
+                return rc;
+        }
+        snprintf(suffix, sizeof(suffix), "_PORT_%ld_%s", num, proto);
+        env_name(var, sizeof(var), name, suffix);
+        if ((rc = envv_set(env, var, val)))
+            return rc;
+        {
+            static const char *const parts[] = {"_PROTO", "_PORT", "_ADDR"};
+            const char *vals[] = {proto, n, ip};
+            for (k = 0; k < 3; k++) {
+                char full[600];
+                snprintf(full, sizeof(full), "%s%s", var, parts[k]);
+                if ((rc = envv_set(env, full, vals[k])))
+                    return rc;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Resolve env (the Service variables, envFrom, then env in order with $(VAR) expansion).
+ * Returns 0 or an error. */
+static int build_env(struct pod *p, struct ctr *c, struct kapi *api,
+                     const struct kubelet_conf *conf, struct envv *env, char *msg, size_t msglen)
+{
+    bool links = !json_is_false(json_object_get(p->spec, "enableServiceLinks"));
     size_t i;
     json_t *e;
     int rc = 0;
@@ -309,6 +384,17 @@ static int build_env(struct pod *p, struct ctr *c, struct kapi *api, struct envv
                        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")) ||
         (rc = envv_set(env, "HOSTNAME", p->name)) || (rc = envv_set(env, "HOME", "/root")))
         return rc;
+    /* Services of the pod's namespace (enableServiceLinks), and always the API server's. */
+    json_array_foreach(conf->services, i, e)
+    {
+        const json_t *md = json_object_get(e, "metadata");
+        const char *ns = spec_str(md, "namespace"), *name = spec_str(md, "name");
+        bool master = ns && name && strcmp(ns, "default") == 0 && strcmp(name, "kubernetes") == 0;
+        if (!ns || (!master && !(links && strcmp(ns, p->ns) == 0)))
+            continue;
+        if ((rc = service_env(env, e)))
+            return rc;
+    }
     json_array_foreach(json_object_get(c->spec, "envFrom"), i, e)
     {
         json_t *ref = json_object_get(e, "configMapRef"), *obj = NULL, *data;
@@ -499,7 +585,7 @@ static void start_container(struct pod *p, struct ctr *c, struct kapi *api,
         c->next_start = now + 2;
         goto out;
     }
-    rc = build_env(p, c, api, &env, msg, sizeof(msg));
+    rc = build_env(p, c, api, conf, &env, msg, sizeof(msg));
     if (!rc)
         rc = spec_argv_build(ie, json_object_get(c->spec, "command"),
                              json_object_get(c->spec, "args"), &env, &argv, msg, sizeof(msg));

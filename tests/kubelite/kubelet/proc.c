@@ -236,7 +236,7 @@ int proc_start(const struct proc_spec *ps, pid_t *pid, char *msg, size_t msglen)
         return rc;
     }
     if (c == 0) {
-        int efd = ep[1], fd;
+        int efd = ep[1], fd, srcfd[64];
         close(ep[0]);
         setpgid(0, 0);
         child_common(efd, parent);
@@ -257,11 +257,24 @@ int proc_start(const struct proc_spec *ps, pid_t *pid, char *msg, size_t msglen)
             die(efd, "sethostname", errno);
         if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL))
             die(efd, "mount --make-rslave /", errno);
+        /* Open every source before mounting anything: a mount over /tmp would otherwise hide
+         * the sources of later mounts that live under /tmp. */
+        if (ps->nmounts > 64)
+            die(efd, "volume mounts", E2BIG);
         for (size_t i = 0; i < ps->nmounts; i++) {
             char what[600];
             snprintf(what, sizeof(what), "mount %s at %s", ps->mount_src[i], ps->mount_dst[i]);
-            if (mount(ps->mount_src[i], ps->mount_dst[i], NULL, MS_BIND | MS_REC, NULL))
+            srcfd[i] = open(ps->mount_src[i], O_PATH | O_CLOEXEC);
+            if (srcfd[i] < 0)
                 die(efd, what, errno);
+        }
+        for (size_t i = 0; i < ps->nmounts; i++) {
+            char what[600], src[64];
+            snprintf(what, sizeof(what), "mount %s at %s", ps->mount_src[i], ps->mount_dst[i]);
+            snprintf(src, sizeof(src), "/proc/self/fd/%d", srcfd[i]);
+            if (mount(src, ps->mount_dst[i], NULL, MS_BIND | MS_REC, NULL))
+                die(efd, what, errno);
+            close(srcfd[i]);
             if (ps->mount_ro[i] &&
                 mount(NULL, ps->mount_dst[i], NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL))
                 die(efd, what, errno);

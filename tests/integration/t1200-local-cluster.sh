@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2317 # case functions are called through t_run
+# tools/cluster: Weft installed by the real helm on kubelite + kubelet-lite, weftd as a pod (root
+# only; run under flock /tmp/weft-netns.lock like every kubelet-lite suite):
+#   up               tools/cluster up: helm list shows the release deployed; weftd's pod Running
+#                    and Ready; `export KUBECONFIG=` printed
+#   second-up        a second `up` (or a `down`) with another --dir fails, names the directory
+#                    that is up, and leaves the running cluster alone
+#   in-cluster       weftd's process sees KUBERNETES_SERVICE_HOST/PORT = the kubernetes Service,
+#                    and the ServiceAccount token, ca.crt and namespace at
+#                    /var/run/secrets/kubernetes.io/serviceaccount; it is not given a kubeconfig
+#   injected         a pod created in a labelled namespace arrives injected (the API server
+#                    called weftd through the weft-webhook Service's endpoint)
+#   builtin-images   weft/testapp runs build/bin/testapp without an image map
+#   service-env      a pod gets {SVC}_SERVICE_HOST/PORT (+ link variables) for its namespace's
+#                    Services; enableServiceLinks: false leaves only KUBERNETES_*
+#   down             tools/cluster down leaves no process, netns, link, iptables chain or mount
+# Env: BUILD, KUBECTL_DIR, HELM.
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+# shellcheck source=SCRIPTDIR/lib.sh
+. tests/integration/lib.sh
+# shellcheck source=../../tools/cluster-lib.sh
+. tools/cluster-lib.sh
+
+K="$KUBECTL_DIR/kubectl.1.33"
+export KUBECTL=$K HELM
+CDIR=$KL_TMP/cluster
+
+if [ "$(id -u)" != 0 ]; then
+    t_begin cluster
+    t_skip "needs root: kubelet-lite runs pods in network namespaces (veth, bridge, iptables)"
+    t_summary
+fi
+
+t_begin prerequisites
+for bin in "$BUILD/bin/kubelite" "$BUILD/bin/kubelet-lite" "$BUILD/bin/weftd" "$BUILD/bin/testapp" \
+    "$K" "$HELM"; do
+    [ -x "$bin" ] || t_fail "$bin is not an executable"
+done
+if other=$(cluster_active); then
+    t_fail "a cluster is up in $other"
+fi
+t_failed && t_summary
+t_pass
+
+final() {
+    cluster_down "$CDIR" >/dev/null 2>&1
+    kl_cleanup
+}
+trap final EXIT
+chmod 0755 "$KL_TMP" # pods run as other users and read their volumes under it
+
+export KUBECONFIG=$CDIR/kubeconfig
+k() { "$K" "$@"; }
+# pid_of NS POD [CONTAINER-INDEX]: the container's process (from its containerID)
+pid_of() {
+    k get pod -n "$1" "$2" -o "jsonpath={.status.containerStatuses[${3:-0}].containerID}" |
+        sed -E 's#.*-([0-9]+)$#\1#'
+}
+running() { [ "$(k get pod -n "$1" "$2" -o 'jsonpath={.status.phase}')" = Running ]; }
+envof() { tr '\0' '\n' <"/proc/$1/environ"; }
+cluster_fail() {
+    t_fail "$1"
+    echo "    --- kubelet-lite log"
+    tail -20 "$CDIR/kubelet-lite.log" 2>/dev/null | sed 's/^/    | /'
+    return 1
+}
+
+case_up() {
+    run tools/cluster up --dir "$CDIR" -- --set replicas=1
+    [ "$RC" = 0 ] || { cluster_fail "tools/cluster up: exit $RC: $OUT"; return 1; }
+    assert_contains "$OUT" "export KUBECONFIG=$CDIR/kubeconfig" "up's output" || return 1
+    okv "helm list" env KUBECONFIG="$CDIR/kubeconfig" "$HELM" list -n weft-system -o json || return 1
+    assert_eq "$(echo "$OUT" | jq -r '.[] | "\(.name) \(.status)"')" "weft deployed" "helm release" ||
+        return 1
+    okv "weftd pods" "$K" get pods -n weft-system -l app.kubernetes.io/name=weftd \
+        -o 'jsonpath={range .items[*]}{.status.phase} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' ||
+        return 1
+    assert_eq "$OUT" "Running True" "weftd pod phase and readiness"
+}
+
+case_second_up() {
+    run tools/cluster up --dir "$KL_TMP/other"
+    assert_ne "$RC" 0 "second up's exit status" || return 1
+    assert_contains "$OUT" "a cluster is already up in $CDIR" "second up's error" || return 1
+    run tools/cluster down --dir "$KL_TMP/other"
+    assert_ne "$RC" 0 "down of another directory" || return 1
+    assert_contains "$OUT" "the cluster that is up is in $CDIR" "down of another directory" ||
+        return 1
+    okv "status" tools/cluster status || return 1
+    assert_contains "$OUT" "up: $CDIR" "status" || return 1
+    ip link show kl0 >/dev/null 2>&1 || t_fail "the bridge is gone after the refused up/down"
+}
+
+case_in_cluster() {
+    local pod pid sa=/var/run/secrets/kubernetes.io/serviceaccount e
+    pod=$(k get pods -n weft-system -l app.kubernetes.io/name=weftd -o 'jsonpath={.items[0].metadata.name}')
+    pid=$(pid_of weft-system "$pod")
+    [ -n "$pid" ] && [ -d "/proc/$pid" ] || { t_fail "weftd's process ($pid) not found"; return 1; }
+    e=$(envof "$pid")
+    assert_contains "$e" "KUBERNETES_SERVICE_HOST=10.96.0.1" "weftd's environment" || return 1
+    assert_contains "$e" "KUBERNETES_SERVICE_PORT=443" "weftd's environment" || return 1
+    assert_contains "$e" "WEFTD_PORT_15012_TCP_ADDR=" "weftd's environment (service links)" ||
+        return 1
+    assert_not_contains "$e" "KUBECONFIG=" "weftd's environment" || return 1
+    assert_not_contains "$(tr '\0' ' ' <"/proc/$pid/cmdline")" "--kubeconfig" "weftd's arguments" ||
+        return 1
+    okv "namespace file" nsenter -t "$pid" -m cat "$sa/namespace" || return 1
+    assert_eq "$OUT" weft-system "the mounted namespace" || return 1
+    okv "ca.crt" nsenter -t "$pid" -m cat "$sa/ca.crt" || return 1
+    assert_eq "$OUT" "$(k get cm -n weft-system kube-root-ca.crt -o 'jsonpath={.data.ca\.crt}')" \
+        "the mounted ca.crt" || return 1
+    okv "token" nsenter -t "$pid" -m cat "$sa/token" || return 1
+    okv "TokenReview of the mounted token" "$K" create -o json -f - <<<"{\"apiVersion\":\"authentication.k8s.io/v1\",\"kind\":\"TokenReview\",\"spec\":{\"token\":\"$OUT\"}}" ||
+        return 1
+    assert_eq "$(echo "$OUT" | jq -r .status.user.username)" "system:serviceaccount:weft-system:weftd" \
+        "the token's user" || return 1
+    # The mount is private to the pod: the host does not see the token there.
+    [ ! -e "$sa/token" ] || { t_fail "$sa/token is visible on the host"; return 1; }
+    # weftd talks to the API server through the Service (its endpoint is the bridge address).
+    okv "kubernetes endpoints" "$K" get endpointslice -n default kubernetes \
+        -o 'jsonpath={.endpoints[0].addresses[0]}' || return 1
+    assert_eq "$OUT" 10.244.0.1 "the kubernetes Service's endpoint"
+}
+
+case_injected() {
+    local ep
+    ok "namespace" "$K" create namespace demo || return 1
+    ok "label" "$K" label namespace demo weft.dev/inject=enabled || return 1
+    ok "pod" "$K" run -n demo app --image=weft/testapp || return 1
+    okv "pod containers" "$K" get pod -n demo app \
+        -o 'jsonpath={.spec.initContainers[*].name}/{.spec.containers[*].name}' || return 1
+    assert_eq "$OUT" "weft-init weft-proxy/app" "the injected pod's containers" || return 1
+    ep=$(k get endpointslices -n weft-system -l kubernetes.io/service-name=weft-webhook \
+        -o 'jsonpath={.items[0].endpoints[0].addresses[0]}')
+    assert_match "$ep" '^10\.244\.0\.[0-9]+$' "the webhook Service's endpoint is weftd's pod" ||
+        return 1
+    ok "delete" "$K" delete pod -n demo app --wait=false
+}
+
+case_builtin_images() {
+    ok "namespace" "$K" create namespace plain || return 1
+    ok "service" "$K" create service clusterip backend -n plain --tcp=80:8080 || return 1
+    ok "pod" "$K" run -n plain web --image=weft/testapp:v9 --labels=app=web || return 1
+    wait_for 30 running plain web || { cluster_fail "pod plain/web is not Running"; return 1; }
+    okv "image id" "$K" get pod -n plain web -o 'jsonpath={.status.containerStatuses[0].imageID}' ||
+        return 1
+    assert_eq "$OUT" "kubelet-lite://$KL_REPO/$BUILD/bin/testapp" "the program behind weft/testapp"
+}
+
+case_service_env() {
+    local e ip
+    e=$(envof "$(pid_of plain web)")
+    ip=$(k get svc -n plain backend -o 'jsonpath={.spec.clusterIP}')
+    assert_contains "$e" "BACKEND_SERVICE_HOST=$ip" "service host" || return 1
+    assert_contains "$e" "BACKEND_SERVICE_PORT=80" "service port" || return 1
+    assert_contains "$e" "BACKEND_SERVICE_PORT_80_8080=80" "named service port" || return 1
+    assert_contains "$e" "BACKEND_PORT=tcp://$ip:80" "link variable" || return 1
+    assert_contains "$e" "BACKEND_PORT_80_TCP_ADDR=$ip" "link address" || return 1
+    assert_contains "$e" "KUBERNETES_SERVICE_HOST=10.96.0.1" "kubernetes service" || return 1
+    assert_not_contains "$e" "WEFTD_SERVICE_HOST" "another namespace's service" || return 1
+    ok "pod without links" "$K" run -n plain nolinks --image=weft/testapp \
+        --overrides='{"spec":{"enableServiceLinks":false}}' || return 1
+    wait_for 30 running plain nolinks || { cluster_fail "pod plain/nolinks is not Running"; return 1; }
+    e=$(envof "$(pid_of plain nolinks)")
+    assert_not_contains "$e" "BACKEND_" "enableServiceLinks false" || return 1
+    assert_contains "$e" "KUBERNETES_SERVICE_HOST=10.96.0.1" "kubernetes service without links"
+}
+
+case_down() {
+    run tools/cluster down --dir "$CDIR"
+    [ "$RC" = 0 ] || { t_fail "tools/cluster down: exit $RC: $OUT"; return 1; }
+    assert_eq "$(cluster_leftovers "$CDIR")" "" "what down left behind" || return 1
+    fails "status after down" tools/cluster status
+}
+
+failed0=$T_FAILED
+t_run up case_up
+if [ "$T_FAILED" = "$failed0" ]; then
+    t_run second-up case_second_up
+    t_run in-cluster case_in_cluster
+    t_run injected case_injected
+    t_run builtin-images case_builtin_images
+    t_run service-env case_service_env
+fi
+t_run down case_down
+t_summary

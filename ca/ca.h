@@ -85,6 +85,7 @@ enum ca_refusal {
     CA_REFUSAL_NO_ROOT,         /* signer: no self-signed root in tls.crt or ca.crt */
     CA_REFUSAL_ENCRYPTED_KEY,   /* signer: key PEM is encrypted or unreadable */
     CA_REFUSAL_NOT_IN_BUNDLE,   /* ca_signer_set: the signer's root is not in the bundle */
+    CA_REFUSAL_NREASONS         /* how many values there are (sizes counters); not a reason */
 };
 
 /* Detail for refused input: code plus a one-line text (never contains key material). */

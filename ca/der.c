@@ -399,6 +399,8 @@ const char *ca_refusal_str(enum ca_refusal r)
         return "EncryptedKey";
     case CA_REFUSAL_NOT_IN_BUNDLE:
         return "NotInBundle";
+    case CA_REFUSAL_NREASONS:
+        break;
     }
     return "Unknown";
 }

@@ -153,6 +153,8 @@ const char *webhook_outcome_name(enum webhook_outcome o)
         return "denied";
     case WEBHOOK_OUTCOME_BAD_REQUEST:
         return "bad_request";
+    case WEBHOOK_OUTCOME_NOUTCOMES:
+        break;
     }
     return "unknown";
 }

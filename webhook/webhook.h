@@ -125,6 +125,7 @@ enum webhook_outcome {
     WEBHOOK_OUTCOME_PASSED = 3,      /* not ours to mutate (UPDATE, subresource, dryRun, ...) */
     WEBHOOK_OUTCOME_DENIED = 4,      /* allowed: false; reason is the message sent */
     WEBHOOK_OUTCOME_BAD_REQUEST = 5, /* HTTP 400; reason is the message sent */
+    WEBHOOK_OUTCOME_NOUTCOMES        /* one past the last (sizes counters); not an outcome */
 };
 
 struct webhook_review_info {

@@ -11,38 +11,6 @@
 #include "core/log.h"
 #include "weftd/weftd_int.h"
 
-const double weftd_hist_bounds[WEFTD_HIST_BOUNDS] = {
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
-};
-
-void weftd_hist_observe(struct weftd_hist *h, double seconds)
-{
-    size_t i = 0;
-    while (i < WEFTD_HIST_BOUNDS && seconds > weftd_hist_bounds[i])
-        i++;
-    h->counts[i]++;
-    h->count++;
-    h->sum += seconds;
-}
-
-/* Append h as the Prometheus histogram name (cumulative _bucket, _sum, _count). */
-static int hist_print(struct buf *b, const char *name, const char *help, const struct weftd_hist *h)
-{
-    uint64_t cum = 0;
-    int rc = buf_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
-
-    for (size_t i = 0; i < WEFTD_HIST_BOUNDS && !rc; i++) {
-        cum += h->counts[i];
-        rc = buf_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, weftd_hist_bounds[i],
-                        (unsigned long long)cum);
-    }
-    if (!rc)
-        rc = buf_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9f\n%s_count %llu\n", name,
-                        (unsigned long long)h->count, name, h->sum, name,
-                        (unsigned long long)h->count);
-    return rc;
-}
-
 static const char *const status_results[WEFTD_STATUS_NRESULTS] = {
     [WEFTD_STATUS_WRITTEN] = "written",     [WEFTD_STATUS_UNCHANGED] = "unchanged",
     [WEFTD_STATUS_NOT_FOUND] = "not_found", [WEFTD_STATUS_CONFLICT] = "conflict",
@@ -82,18 +50,18 @@ static int metrics(struct weftd *d, struct buf *b)
                         (unsigned long long)d->watches[i].reconcile_errors);
     }
     if (!rc)
-        rc = hist_print(b, "weft_reconcile_duration_seconds", "Time to reconcile one key.",
-                        &m->reconcile_seconds);
+        rc = weftd_hist_print(b, "weft_reconcile_duration_seconds", "Time to reconcile one key.",
+                              &m->reconcile_seconds);
     COUNTER("weft_proxy_compiles_total", "Proxy documents compiled.", m->compiles);
     COUNTER("weft_proxy_compiles_changed_total", "Compiles that changed a document.",
             m->compiles_changed);
     if (!rc)
-        rc = hist_print(b, "weft_proxy_compile_duration_seconds",
-                        "Time to compile one proxy document.", &m->compile_seconds);
+        rc = weftd_hist_print(b, "weft_proxy_compile_duration_seconds",
+                              "Time to compile one proxy document.", &m->compile_seconds);
     if (!rc)
-        rc = hist_print(b, "weft_compile_pass_duration_seconds",
-                        "Time to compile every changed proxy after a batch of reconciles.",
-                        &m->compile_pass_seconds);
+        rc = weftd_hist_print(b, "weft_compile_pass_duration_seconds",
+                              "Time to compile every changed proxy after a batch of reconciles.",
+                              &m->compile_pass_seconds);
     if (!rc)
         rc = buf_printf(b, "# HELP weft_status_writes_total Status evaluations of custom "
                            "resources (leader only), by result.\n# TYPE weft_status_writes_total "
@@ -120,7 +88,7 @@ static int metrics(struct weftd *d, struct buf *b)
     if (!rc)
         rc = buf_printf(b, "# HELP weft_webhook_decisions_total AdmissionReviews by what the "
                            "webhook decided.\n# TYPE weft_webhook_decisions_total counter\n");
-    for (int o = WEBHOOK_OUTCOME_INJECTED; o <= WEBHOOK_OUTCOME_BAD_REQUEST && !rc; o++)
+    for (int o = WEBHOOK_OUTCOME_INJECTED; o < WEBHOOK_OUTCOME_NOUTCOMES && !rc; o++)
         rc = buf_printf(b, "weft_webhook_decisions_total{outcome=\"%s\"} %llu\n",
                         webhook_outcome_name((enum webhook_outcome)o),
                         (unsigned long long)m->webhook_outcomes[o]);
@@ -137,9 +105,9 @@ static int metrics(struct weftd *d, struct buf *b)
                         (unsigned long long)m->webhook_shed_full,
                         (unsigned long long)m->webhook_shed_expired);
     if (!rc)
-        rc = hist_print(b, "weft_webhook_review_duration_seconds",
-                        "Time from a review's arrival to its answer being queued.",
-                        &m->webhook_seconds);
+        rc = weftd_hist_print(b, "weft_webhook_review_duration_seconds",
+                              "Time from a review's arrival to its answer being queued.",
+                              &m->webhook_seconds);
     if (!rc)
         rc = buf_printf(b, "# HELP weft_certificates_refused_total Certificate requests "
                            "refused, by reason.\n# TYPE weft_certificates_refused_total "

@@ -53,19 +53,14 @@ struct status_call {
     json_t *events; /* [[warning, reason, message], ...] for the conditions being written */
 };
 
-/* The sync state lives beside struct weftd (not in the shared header). */
-struct sync_state {
+/* sync.c's state beside struct weftd (d->sync), defined here only. */
+struct weftd_sync {
     uv_idle_t compile;
     uv_timer_t retry; /* failed status writes are tried again after a second */
     struct kube_recorder *events;
     int closed;
     bool started;
 };
-
-static struct sync_state *state_of(const struct weftd *d)
-{
-    return (struct sync_state *)d->sync;
-}
 
 static void status_retry_later(struct weftd *d, size_t watch, const char *ns, const char *name);
 
@@ -190,7 +185,7 @@ static int mutate_status(void *arg, json_t *obj)
 /* Emit the Events of sc's conditions, about obj (the object as written). */
 static void emit_events(struct status_call *sc, const json_t *obj)
 {
-    struct sync_state *st = state_of(sc->d);
+    struct weftd_sync *st = sc->d->sync;
     const struct watch_def *def = &defs[sc->watch];
     struct kube_object_ref ref;
     json_t *ev;
@@ -382,7 +377,7 @@ static void on_retry(uv_timer_t *t)
 static void status_retry_later(struct weftd *d, size_t watch, const char *ns, const char *name)
 {
     char qk[700];
-    struct sync_state *st = state_of(d);
+    struct weftd_sync *st = d->sync;
     snprintf(qk, sizeof(qk), "%zu|%s/%s", watch, ns, name);
     json_object_set_new(d->status_pending, qk, json_integer((json_int_t)watch));
     if (st && !uv_is_active((uv_handle_t *)&st->retry))
@@ -463,7 +458,7 @@ static struct wq_result reconcile(void *arg, const char *qkey)
         }
     }
     weftd_hist_observe(&d->m.reconcile_seconds, now_s() - t0);
-    uv_idle_start(&state_of(d)->compile, on_compile);
+    uv_idle_start(&d->sync->compile, on_compile);
     return res;
 }
 
@@ -479,7 +474,7 @@ bool weftd_synced(const struct weftd *d)
 
 void weftd_sync_event_stats(const struct weftd *d, struct kube_recorder_stats *out)
 {
-    const struct sync_state *st = state_of(d);
+    const struct weftd_sync *st = d->sync;
     if (st && st->events)
         kube_recorder_stats(st->events, out);
     else
@@ -488,7 +483,7 @@ void weftd_sync_event_stats(const struct weftd *d, struct kube_recorder_stats *o
 
 int weftd_sync_start(struct weftd *d)
 {
-    struct sync_state *st = calloc(1, sizeof(*st));
+    struct weftd_sync *st = calloc(1, sizeof(*st));
     struct kube_recorder_opts ro;
     int rc;
 
@@ -529,14 +524,14 @@ int weftd_sync_start(struct weftd *d)
 
 static void on_closed(uv_handle_t *h)
 {
-    struct sync_state *st = h->data;
+    struct weftd_sync *st = h->data;
     if (++st->closed == 2)
         free(st);
 }
 
 void weftd_sync_stop(struct weftd *d)
 {
-    struct sync_state *st = state_of(d);
+    struct weftd_sync *st = d->sync;
     for (size_t i = 0; i < d->nwatches; i++) {
         kube_informer_free(d->watches[i].inf);
         d->watches[i].inf = NULL;

@@ -3,7 +3,7 @@
  * and POST /inject/opt-in (pods elsewhere, injected only when they ask) over HTTPS, and the
  * MutatingWebhookConfiguration weft-injector that points the API server at them.
  *
- * The serving certificate comes from weftd's own CA (struct weftd_tls, ca_server.c) for
+ * The serving certificate comes from weftd's own CA (struct weftd_serving_cert, serving_cert.c) for
  * <webhook-service>.<ns>.svc, <webhook-service>.<ns>.svc.cluster.local, localhost, 127.0.0.1 and
  * the host of --webhook-url; it is re-issued at half-life and whenever the CA's signer changes.
  * Until the CA is ready the port is bound but has no certificate, so handshakes fail and the API
@@ -33,9 +33,9 @@
 static const struct kube_resource res_mwc = {"admissionregistration.k8s.io", "v1",
                                              "mutatingwebhookconfigurations", false};
 
-struct wh_srv {
+struct weftd_webhook {
     struct weftd *d;
-    struct weftd_tls *tls;
+    struct weftd_serving_cert *tls;
     uv_timer_t timer;
     struct kube_informer *inf;
     struct kube_call *kc; /* the apply in flight */
@@ -211,7 +211,7 @@ static void review_done(uv_work_t *req, int cancelled)
 
 static void handle(void *arg, struct http_conn *c, const struct http_request *req)
 {
-    struct wh_srv *w = arg;
+    struct weftd_webhook *w = arg;
     struct weftd *d = w->d;
     struct review_job *j;
     const struct inject_config *cfg;
@@ -280,7 +280,7 @@ static void hook_url(const struct weftd *d, bool opt_in, char *out, size_t n)
 }
 
 /* clientConfig of one webhook: the URL (out of cluster) or the Service. */
-static json_t *client_config(const struct wh_srv *w, bool opt_in, const char *ca_bundle_b64)
+static json_t *client_config(const struct weftd_webhook *w, bool opt_in, const char *ca_bundle_b64)
 {
     const struct weftd *d = w->d;
     char target[1200];
@@ -322,7 +322,7 @@ static json_t *webhook_entry(const char *name, json_t *cc, json_t *ns_selector,
  *                           and kube-system, for pods that opt in; failurePolicy Ignore, so that
  *                           pods outside the mesh never wait for weftd
  */
-static json_t *desired_config(const struct wh_srv *w, const char *ca_bundle_b64)
+static json_t *desired_config(const struct weftd_webhook *w, const char *ca_bundle_b64)
 {
     const struct weftd *d = w->d;
     json_t *main_hook, *opt_in;
@@ -363,11 +363,11 @@ static int bundle_ops(json_t *ops, int idx, const char *name, const char *b64)
     return 0;
 }
 
-static void register_now(struct wh_srv *w);
+static void register_now(struct weftd_webhook *w);
 
 static void applied(void *arg, int err, long status, json_t *body)
 {
-    struct wh_srv *w = arg;
+    struct weftd_webhook *w = arg;
     int rc = kube_result_err(err, status, body);
 
     w->kc = NULL;
@@ -386,7 +386,7 @@ static void applied(void *arg, int err, long status, json_t *body)
 }
 
 /* Write weft-injector if this replica may and something changed. */
-static void register_now(struct wh_srv *w)
+static void register_now(struct weftd_webhook *w)
 {
     struct weftd *d = w->d;
     char path[512];
@@ -394,7 +394,7 @@ static void register_now(struct wh_srv *w)
     json_t *cfg = NULL;
     int rc;
 
-    if (!d->leading || !d->bundle_pem || !weftd_tls_ready(w->tls) || w->kc)
+    if (!d->leading || !d->bundle_pem || !weftd_serving_cert_ready(w->tls) || w->kc)
         return;
     if (!w->dirty && w->applied_bundle && strcmp(w->applied_bundle, d->bundle_pem) == 0)
         return;
@@ -439,7 +439,7 @@ static void register_now(struct wh_srv *w)
 static void on_config_event(void *arg, enum kube_event_type type, const char *key,
                             const json_t *obj)
 {
-    struct wh_srv *w = arg;
+    struct weftd_webhook *w = arg;
     const json_t *hooks = json_object_get(obj, "webhooks");
     char *want = NULL;
     bool stale = type == KUBE_EVENT_DELETED;
@@ -493,7 +493,7 @@ static void on_config_event(void *arg, enum kube_event_type type, const char *ke
 
 static void on_tick(uv_timer_t *h)
 {
-    struct wh_srv *w = h->data;
+    struct weftd_webhook *w = h->data;
     if (w->dirty)
         register_now(w);
 }
@@ -505,7 +505,7 @@ static void tls_issued(void *arg)
 
 void weftd_webhook_leading(struct weftd *d)
 {
-    struct wh_srv *w = d->webhook_srv;
+    struct weftd_webhook *w = d->webhook_srv;
     if (!w)
         return;
     w->dirty = true; /* a new leader writes once, whatever it believes was written */
@@ -514,12 +514,12 @@ void weftd_webhook_leading(struct weftd *d)
 
 void weftd_webhook_ca_ready(struct weftd *d)
 {
-    struct wh_srv *w = d->webhook_srv;
+    struct weftd_webhook *w = d->webhook_srv;
     if (!w)
         return;
     /* The serving certificate follows a signer change; the caBundle follows the bundle. Both
      * are cheap to redo, and the certificate's issuance calls register_now when it lands. */
-    weftd_tls_refresh(w->tls);
+    weftd_serving_cert_refresh(w->tls);
     register_now(w);
 }
 
@@ -556,7 +556,7 @@ static void timer_closed(uv_handle_t *h)
 
 int weftd_webhook_start(struct weftd *d)
 {
-    struct wh_srv *w = calloc(1, sizeof(*w));
+    struct weftd_webhook *w = calloc(1, sizeof(*w));
     struct kube_informer_handlers h = {0};
     struct kube_informer_opts o = {0};
     char dns0[300], dns1[320];
@@ -584,11 +584,11 @@ int weftd_webhook_start(struct weftd *d)
         else
             dns[ndns++] = w->url_host;
     }
-    rc = weftd_tls_new(d, dns, ndns, ips, nips, tls_issued, w, &w->tls);
+    rc = weftd_serving_cert_new(d, dns, ndns, ips, nips, tls_issued, w, &w->tls);
     if (rc)
         goto out;
-    rc = http_server_new(d->opts.webhook_listen, weftd_tls_ctx(w->tls), WEBHOOK_MAX_BODY, handle, w,
-                         &d->webhook);
+    rc = http_server_new(d->opts.webhook_listen, weftd_serving_cert_ctx(w->tls), WEBHOOK_MAX_BODY,
+                         handle, w, &d->webhook);
     if (rc) {
         log_error("msg=\"cannot listen\" what=webhook addr=%s error=%s", d->opts.webhook_listen,
                   err_str(rc));
@@ -615,7 +615,7 @@ out:
 
 void weftd_webhook_stop(struct weftd *d)
 {
-    struct wh_srv *w = d->webhook_srv;
+    struct weftd_webhook *w = d->webhook_srv;
 
     if (!w)
         return;
@@ -628,7 +628,7 @@ void weftd_webhook_stop(struct weftd *d)
     kube_informer_free(w->inf);
     if (w->kc)
         kube_call_cancel(w->kc);
-    weftd_tls_free(w->tls);
+    weftd_serving_cert_free(w->tls);
     free(w->applied_bundle);
     uv_timer_stop(&w->timer);
     uv_close((uv_handle_t *)&w->timer, timer_closed);

@@ -2,8 +2,10 @@
  * weftd_int.h - the weftd binary's shared state, for the files of weftd/ only.
  *
  * weftd wires the modules together on one libuv loop: the Kubernetes client and informers
- * (lib/kube), the mesh model and compiler (controller/), the CA (ca/) with its certificate
- * endpoint, the injection webhook (webhook/), and the admin endpoint. HTTP servers are lib/http
+ * (lib/kube, sync.c), the mesh model and compiler (controller/, sync.c), the CA (ca/: signer and
+ * trust bundle in ca_roots.c, POST /v1/certificates in cert_endpoint.c, serving certificates in
+ * serving_cert.c), the injection webhook (webhook/, webhook_server.c), and the admin endpoint
+ * (admin.c, with metrics.c). HTTP servers are lib/http
  * servers embedded in the loop (weftd_http_attach). Every replica watches and compiles; only
  * the Lease holder writes (custom resource status, the CA root Secret, trust-bundle ConfigMaps,
  * the webhook configuration).
@@ -40,20 +42,25 @@ struct weftd_opts {
     long cert_ttl;              /* leaf lifetime, seconds (86400) */
 };
 
+/* --- metrics (metrics.c) --- */
 /*
- * A Prometheus histogram of durations in seconds over fixed bucket bounds (weftd_hist_bounds:
- * 100 us to 10 s). counts[i] counts observations in (bound[i-1], bound[i]], the last one those
- * above the largest bound (+Inf); /metrics prints them cumulatively.
+ * A Prometheus histogram of durations in seconds over fixed bucket bounds (100 us to 10 s).
+ * counts[i] counts observations in (bound[i-1], bound[i]], the last one those above the
+ * largest bound (+Inf); /metrics prints them cumulatively.
  */
 #define WEFTD_HIST_BOUNDS 16
-extern const double weftd_hist_bounds[WEFTD_HIST_BOUNDS];
 struct weftd_hist {
     uint64_t counts[WEFTD_HIST_BOUNDS + 1];
     uint64_t count;
     double sum;
 };
-/* Count one observation of seconds (admin.c). */
+/* Count one observation of seconds. */
 void weftd_hist_observe(struct weftd_hist *h, double seconds);
+struct buf;
+/* Append h to b as the Prometheus histogram name (HELP, TYPE, cumulative _bucket, _sum,
+ * _count). 0 or -ENOMEM. */
+int weftd_hist_print(struct buf *b, const char *name, const char *help,
+                     const struct weftd_hist *h) WUR;
 
 /* Outcomes of a status evaluation, the label of weft_status_writes_total (admin.c names). */
 enum weftd_status_result {
@@ -65,8 +72,9 @@ enum weftd_status_result {
     WEFTD_STATUS_NRESULTS
 };
 
-/* Counters for /metrics (Prometheus text). */
-#define WEFTD_REFUSED_AUTH 15
+/* Counters for /metrics (Prometheus text). certs_refused counts by enum ca_refusal, and one
+ * more for tokens refused (WEFTD_REFUSED_AUTH). */
+#define WEFTD_REFUSED_AUTH CA_REFUSAL_NREASONS
 struct weftd_metrics {
     uint64_t reconciles; /* errors are counted per watch (struct weftd_watch) */
     struct weftd_hist reconcile_seconds;
@@ -75,11 +83,11 @@ struct weftd_metrics {
     struct weftd_hist compile_pass_seconds; /* one pass over the dirty proxies */
     uint64_t status[WEFTD_STATUS_NRESULTS];
     uint64_t certs_issued;
-    uint64_t certs_refused[16]; /* by enum ca_refusal; [WEFTD_REFUSED_AUTH]: token refused */
+    uint64_t certs_refused[WEFTD_REFUSED_AUTH + 1]; /* by enum ca_refusal; then tokens refused */
     double issue_seconds_sum;
     uint64_t webhook_reviews, webhook_errors;
-    uint64_t webhook_outcomes[6];  /* by enum webhook_outcome */
-    uint64_t webhook_inflight;     /* reviews queued or running (gauge) */
+    uint64_t webhook_outcomes[WEBHOOK_OUTCOME_NOUTCOMES]; /* by enum webhook_outcome */
+    uint64_t webhook_inflight;                            /* reviews queued or running (gauge) */
     uint64_t webhook_shed_full;    /* refused at once: max in flight reached */
     uint64_t webhook_shed_expired; /* dropped: waited past the API server's timeout */
     uint64_t webhook_shed_log_ns;  /* last shed warning, for rate limiting */
@@ -87,6 +95,13 @@ struct weftd_metrics {
 };
 
 struct weftd;
+/* Each file's private state, defined in that file only. */
+struct weftd_sync;         /* sync.c */
+struct weftd_ca_roots;     /* ca_roots.c */
+struct weftd_ca_jobs;      /* ca_jobs.c */
+struct weftd_certs;        /* cert_endpoint.c */
+struct weftd_webhook;      /* webhook_server.c */
+struct weftd_serving_cert; /* serving_cert.c */
 
 /* One watched resource: its informer and how its keys reach the work queue. */
 struct weftd_watch {
@@ -114,21 +129,23 @@ struct weftd {
     size_t nwatches;
     json_t *docs;           /* "ns/name" -> last compiled document (for /debug/config and push) */
     json_t *status_pending; /* keys of custom resources whose status needs a write */
-    void *sync;             /* sync.c's private state */
+    struct weftd_sync *sync;
 
-    struct ca *ca;                      /* NULL until the root is loaded */
+    struct ca *ca;                      /* NULL until the root is loaded (ca_roots.c) */
+    struct weftd_ca_jobs *ca_jobs;      /* worker jobs issuing with ca */
     char *bundle_pem;                   /* trust bundle PEM, NULL until loaded */
     struct inject_config inject;        /* POST /inject: the namespace is selected */
     struct inject_config inject_opt_in; /* POST /inject/opt-in: only pods that ask */
+
+    struct weftd_ca_roots *ca_roots;
+    struct weftd_certs *certs_srv;
+    struct weftd_webhook *webhook_srv;
 
     struct http_server *admin, *webhook, *certs;
     struct weftd_http *attached[4];
     struct weftd_metrics m;
     uv_signal_t sigterm, sigint;
     bool stopping;
-    /* added by ca/webhook */
-    void *ca_srv;      /* ca_server.c's private state */
-    void *webhook_srv; /* webhook_server.c's private state */
 };
 
 /* --- lib/http servers on the libuv loop (httpuv.c) --- */
@@ -147,12 +164,30 @@ void weftd_sync_leading(struct weftd *d); /* became leader: write pending status
 /* Counters of the Events emitted for condition changes (zeros before the start). */
 void weftd_sync_event_stats(const struct weftd *d, struct kube_recorder_stats *out);
 
-/* --- CA: root bootstrap, certificate endpoint, trust bundle (ca_server.c) --- */
+/* --- CA: the signer and the trust bundle (ca_roots.c) --- */
 int weftd_ca_start(struct weftd *d) WUR;
 void weftd_ca_stop(struct weftd *d);
 void weftd_ca_leading(struct weftd *d);
 /* A namespace was seen (or changed): publish the trust bundle there if it is meshed. */
 void weftd_ca_namespace(struct weftd *d, const json_t *ns);
+
+/* --- worker jobs that issue with d->ca (ca_jobs.c) --- */
+/*
+ * ca_free() must not run while a worker issues (ca.h): a job calls weftd_ca_job_begin on the
+ * loop thread before it is queued (only while d->ca is set) and issues with the CA it returns;
+ * its after-work callback calls weftd_ca_job_end(*hold). weftd_ca_jobs_stop (weftd_ca_stop)
+ * frees d->ca, at once or after the last job, and clears d->ca.
+ */
+int weftd_ca_jobs_start(struct weftd *d) WUR;
+struct ca *weftd_ca_job_begin(struct weftd *d, struct weftd_ca_jobs **hold);
+void weftd_ca_job_end(struct weftd_ca_jobs *hold);
+void weftd_ca_jobs_stop(struct weftd *d);
+
+/* --- POST /v1/certificates (cert_endpoint.c) --- */
+int weftd_certs_start(struct weftd *d) WUR;
+void weftd_certs_stop(struct weftd *d);
+/* The CA became ready or its signer changed: re-issue the endpoint's serving certificate. */
+void weftd_certs_ca_ready(struct weftd *d);
 
 /* --- injection webhook server and its configuration (webhook_server.c) --- */
 int weftd_webhook_start(struct weftd *d) WUR;
@@ -165,21 +200,22 @@ void weftd_webhook_ca_ready(struct weftd *d);
 int weftd_admin_start(struct weftd *d) WUR;
 void weftd_admin_stop(struct weftd *d);
 
-/* added by ca/webhook: helpers defined in ca_server.c, shared with webhook_server.c */
+/* --- serving certificates (serving_cert.c), for cert_endpoint.c and webhook_server.c --- */
 /*
- * A TLS server context whose certificate is issued from d->ca for the given names (copied) and
- * re-issued at half-life and on weftd_tls_refresh (CA ready or rotated). Until the first
- * certificate arrives the context has none, so handshakes fail. Issuance (key generation) runs
- * on a libuv worker; on_issued(arg) runs on the loop after each new certificate is installed.
- * The context is valid until weftd_tls_free; free the http_server that borrows it first.
+ * A TLS server context (Weft's TLS policy) whose certificate is issued from d->ca for the given
+ * names (copied) and re-issued at half-life and on weftd_serving_cert_refresh (CA ready or
+ * signer changed). Until the first certificate arrives the context has none, so handshakes
+ * fail. Issuance (key generation) runs on a libuv worker; on_issued(arg) runs on the loop
+ * after each new certificate is installed. The context is valid until weftd_serving_cert_free;
+ * free the http_server that borrows it first.
  */
-struct weftd_tls;
-typedef void weftd_tls_fn(void *arg);
-int weftd_tls_new(struct weftd *d, const char *const *dns, size_t ndns, const char *const *ips,
-                  size_t nips, weftd_tls_fn *on_issued, void *arg, struct weftd_tls **out) WUR;
-SSL_CTX *weftd_tls_ctx(const struct weftd_tls *t);
-bool weftd_tls_ready(const struct weftd_tls *t);
-void weftd_tls_refresh(struct weftd_tls *t);
-void weftd_tls_free(struct weftd_tls *t);
+typedef void weftd_serving_cert_fn(void *arg);
+int weftd_serving_cert_new(struct weftd *d, const char *const *dns, size_t ndns,
+                           const char *const *ips, size_t nips, weftd_serving_cert_fn *on_issued,
+                           void *arg, struct weftd_serving_cert **out) WUR;
+SSL_CTX *weftd_serving_cert_ctx(const struct weftd_serving_cert *t);
+bool weftd_serving_cert_ready(const struct weftd_serving_cert *t);
+void weftd_serving_cert_refresh(struct weftd_serving_cert *t);
+void weftd_serving_cert_free(struct weftd_serving_cert *t);
 
 #endif

@@ -1,0 +1,544 @@
+/*
+ * cert_endpoint.c - POST /v1/certificates: workload certificates from weftd's CA.
+ *
+ * On --certs-listen (TLS, a serving certificate for weftd.<ns>.svc from serving_cert.c): the
+ * bearer token goes to TokenReview (audience weft); the authenticated
+ * system:serviceaccount:<ns>:<sa> is the only identity the leaf may carry. At most
+ * REVIEW_WINDOW reviews are in flight (the rest wait in a FIFO), so a burst reuses a few warm
+ * connections to the API server; the CSR check and signing then run on libuv's worker pool
+ * (struct ca allows issuing from any thread; each job holds the CA through weftd_ca_job_begin),
+ * so every core issues. Tokens are wiped once sent and never logged.
+ */
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "weftd/weftd_int.h"
+
+#define CERTS_MAX_BODY (64 * 1024)
+#define CERTS_AUDIENCE "weft"
+/* TokenReviews in flight at once. More requests wait in a FIFO: a burst of N requests then
+ * costs at most REVIEW_WINDOW connections (TLS handshakes) to the API server instead of N,
+ * and they stay open for reuse (see docs/ca.md, "Load"). */
+#ifndef REVIEW_WINDOW
+#define REVIEW_WINDOW 32
+#endif
+/* Requests waiting for a review slot beyond this are answered 503 with Retry-After. */
+#define REVIEW_QUEUE_MAX 10000
+
+static const struct kube_resource res_tokenreviews = {"authentication.k8s.io", "v1", "tokenreviews",
+                                                      false};
+
+struct cert_req;
+
+/*
+ * Issuance on libuv's worker pool. CSR verification (an ECDSA verify, about three signs) and
+ * signing run on workers so that every core issues while the loop thread keeps serving TLS
+ * and HTTP.
+ */
+struct issue_job {
+    uv_work_t w;
+    struct cert_req *r;
+    struct ca *ca;
+    struct weftd_ca_jobs *hold;
+    struct ca_identity id;
+    char ns[256], sa[256];
+    long ttl;
+    int rc;
+    struct ca_diag diag;
+    struct ca_leaf leaf;
+};
+
+/* A certificate request: waiting for a TokenReview slot, reviewing, or issuing. */
+struct cert_req {
+    struct weftd_certs *s;
+    struct http_conn *conn; /* NULL once the peer went away (the job still holds r) */
+    struct kube_call *kc;   /* TokenReview in flight */
+    struct issue_job *job;  /* issuance in flight */
+    struct cert_req *next;  /* in the review queue */
+    bool queued;
+    char *token; /* wiped when freed */
+    char *csr;
+    size_t csr_len;
+    uint64_t t0; /* uv_hrtime at arrival */
+};
+
+struct weftd_certs {
+    struct weftd *d;
+    struct weftd_serving_cert *tls;
+    int reviews;                      /* TokenReviews in flight, at most REVIEW_WINDOW */
+    struct cert_req *queue, **q_tail; /* requests waiting for a review slot, FIFO */
+    size_t queued;
+    bool stopping;
+};
+
+static void respond_json(struct http_conn *c, int status, json_t *obj, const char *extra)
+{
+    char *s = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    if (s)
+        http_respond(c, status, "application/json", s, strlen(s), extra);
+    else
+        http_respond(c, 500, "application/json", "{\"error\":\"out of memory\"}", 25, NULL);
+    free(s);
+    json_decref(obj);
+}
+
+static void respond_error(struct http_conn *c, int status, const char *reason, const char *msg)
+{
+    respond_json(c, status, json_pack("{s:s,s:s}", "error", msg, "reason", reason),
+                 status == 503 ? "Retry-After: 5\r\n" : NULL);
+}
+
+static void cert_req_free(struct cert_req *r)
+{
+    if (r->token) {
+        OPENSSL_cleanse(r->token, strlen(r->token));
+        free(r->token);
+    }
+    free(r->csr);
+    free(r);
+}
+
+static void review_pump(struct weftd_certs *s);
+
+/* The peer went away (or the server stops): drop the request wherever it is. */
+static void cert_req_closed(void *arg, struct http_conn *c)
+{
+    struct cert_req *r = arg;
+    struct weftd_certs *s = r->s;
+    (void)c;
+    r->conn = NULL;
+    if (r->job)
+        return; /* the worker uses r; issue_after frees it */
+    if (r->queued) {
+        struct cert_req **pp = &s->queue;
+        while (*pp != r)
+            pp = &(*pp)->next;
+        *pp = r->next;
+        if (s->q_tail == &r->next)
+            s->q_tail = pp;
+        s->queued--;
+    }
+    if (r->kc) {
+        kube_call_cancel(r->kc);
+        s->reviews--;
+        review_pump(s);
+    }
+    cert_req_free(r);
+}
+
+/* "system:serviceaccount:<ns>:<sa>" -> ns, sa. */
+static bool parse_sa_user(const char *user, char *ns, size_t nslen, char *sa, size_t salen)
+{
+    static const char prefix[] = "system:serviceaccount:";
+    const char *p, *colon;
+
+    if (!user || strncmp(user, prefix, sizeof(prefix) - 1) != 0)
+        return false;
+    p = user + sizeof(prefix) - 1;
+    colon = strchr(p, ':');
+    if (!colon || colon == p || !colon[1] || strchr(colon + 1, ':') ||
+        (size_t)(colon - p) >= nslen || strlen(colon + 1) >= salen)
+        return false;
+    memcpy(ns, p, (size_t)(colon - p));
+    ns[colon - p] = '\0';
+    strcpy(sa, colon + 1);
+    return true;
+}
+
+static bool audience_ok(const json_t *status)
+{
+    const json_t *auds = json_object_get(status, "audiences"), *a;
+    size_t i;
+    json_array_foreach(auds, i, a)
+    {
+        if (json_string_value(a) && strcmp(json_string_value(a), CERTS_AUDIENCE) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Answer an issuance (loop thread). */
+static void issue_respond(struct weftd *d, struct cert_req *r, struct issue_job *j)
+{
+    struct http_conn *c = r->conn;
+    char msg[600], na[32];
+    struct tm tm;
+
+    if (j->rc == ERR_INVALID) {
+        if ((size_t)j->diag.code < CA_REFUSAL_NREASONS)
+            d->m.certs_refused[j->diag.code]++;
+        log_info("msg=\"certificate refused\" reason=%s namespace=%s serviceaccount=%s "
+                 "detail=\"%s\"",
+                 ca_refusal_str(j->diag.code), j->ns, j->sa, j->diag.text);
+        respond_error(c, 400, ca_refusal_str(j->diag.code), j->diag.text);
+        return;
+    }
+    if (j->rc == -EINVAL) {
+        d->m.certs_refused[WEFTD_REFUSED_AUTH]++;
+        snprintf(msg, sizeof(msg),
+                 "\"system:serviceaccount:%s:%s\" is not a valid workload identity", j->ns, j->sa);
+        respond_error(c, 403, "Forbidden", msg);
+        return;
+    }
+    if (j->rc) {
+        log_error("msg=\"cannot issue\" error=%s", err_str(j->rc));
+        snprintf(msg, sizeof(msg), "cannot issue: %s", err_str(j->rc));
+        respond_error(c, j->rc == -EKEYEXPIRED ? 503 : 500,
+                      j->rc == -EKEYEXPIRED ? "Unavailable" : "InternalError", msg);
+        return;
+    }
+    gmtime_r(&j->leaf.not_after, &tm);
+    strftime(na, sizeof(na), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    d->m.certs_issued++;
+    d->m.issue_seconds_sum += (double)(uv_hrtime() - r->t0) / 1e9;
+    log_debug("msg=\"certificate issued\" namespace=%s serviceaccount=%s notAfter=%s "
+              "fingerprint=%s",
+              j->ns, j->sa, na, j->leaf.fingerprint);
+    respond_json(c, 200,
+                 json_pack("{s:s,s:s,s:s}", "certificateChain", j->leaf.chain_pem, "trustBundle",
+                           d->bundle_pem, "notAfter", na),
+                 NULL);
+}
+
+/* Worker thread: CSR checks (signature verify) and signing. */
+static void issue_work(uv_work_t *w)
+{
+    struct issue_job *j = w->data;
+
+    j->rc = ca_issue(j->ca, j->r->csr, j->r->csr_len, &j->id, j->ttl, &j->leaf, &j->diag);
+}
+
+static void issue_after(uv_work_t *w, int status)
+{
+    struct issue_job *j = w->data;
+    struct cert_req *r = j->r;
+
+    weftd_ca_job_end(j->hold);
+    r->job = NULL;
+    if (r->conn) { /* else the peer went away, or the endpoint stopped */
+        struct weftd *d = r->s->d;
+        if (status) {
+            j->rc = -EIO;
+            log_error("msg=\"issuance job failed\" error=%s", uv_strerror(status));
+        }
+        issue_respond(d, r, j);
+        weftd_http_kick(d, d->certs);
+    }
+    ca_leaf_release(&j->leaf);
+    free(j);
+    cert_req_free(r);
+}
+
+/* Hand an authenticated request to a worker. Returns 0 or a negative code (r untouched). */
+static int issue_start(struct weftd_certs *s, struct cert_req *r, const char *ns, const char *sa)
+{
+    struct weftd *d = s->d;
+    struct issue_job *j = calloc(1, sizeof(*j));
+    int rc;
+
+    if (!j)
+        return -ENOMEM;
+    snprintf(j->ns, sizeof(j->ns), "%s", ns);
+    snprintf(j->sa, sizeof(j->sa), "%s", sa);
+    j->id.trust_domain = d->opts.trust_domain;
+    j->id.namespace_ = j->ns;
+    j->id.serviceaccount = j->sa;
+    j->ttl = d->opts.cert_ttl;
+    j->ca = weftd_ca_job_begin(d, &j->hold);
+    j->r = r;
+    j->w.data = j;
+    rc = uv_queue_work(d->loop, &j->w, issue_work, issue_after);
+    if (rc) {
+        weftd_ca_job_end(j->hold);
+        free(j);
+        return rc;
+    }
+    r->job = j;
+    return 0;
+}
+
+/* The TokenReview answered: issue for exactly the authenticated ServiceAccount, or refuse. */
+static void token_reviewed(void *arg, int err, long status, json_t *body)
+{
+    struct cert_req *r = arg;
+    struct weftd_certs *s = r->s;
+    struct weftd *d = s->d;
+    struct http_conn *c = r->conn;
+    const json_t *st = json_object_get(body, "status");
+    const char *user = json_string_value(json_object_get(json_object_get(st, "user"), "username"));
+    char ns[256], sa[256], msg[512];
+    int rc;
+
+    r->kc = NULL;
+    s->reviews--;
+    review_pump(s);
+    if (err || status < 200 || status > 299) {
+        snprintf(msg, sizeof(msg), "cannot review the token: %s",
+                 err ? err_str(err) : kube_status_message(body));
+        log_warn("msg=\"TokenReview failed\" error=%s status=%ld message=\"%s\"", err_str(err),
+                 status, kube_status_message(body));
+        respond_error(c, 503, "Unavailable", msg);
+        goto out;
+    }
+    if (!json_is_true(json_object_get(st, "authenticated"))) {
+        const char *e = json_string_value(json_object_get(st, "error"));
+        d->m.certs_refused[WEFTD_REFUSED_AUTH]++;
+        log_info("msg=\"certificate refused\" reason=Unauthenticated error=\"%s\"",
+                 e ? e : "not authenticated");
+        respond_error(c, 401, "Unauthenticated", e && *e ? e : "token not authenticated");
+        goto out;
+    }
+    if (!audience_ok(st)) {
+        d->m.certs_refused[WEFTD_REFUSED_AUTH]++;
+        respond_error(c, 401, "Unauthenticated",
+                      "the token review did not confirm audience \"" CERTS_AUDIENCE "\"");
+        goto out;
+    }
+    if (!parse_sa_user(user, ns, sizeof(ns), sa, sizeof(sa))) {
+        d->m.certs_refused[WEFTD_REFUSED_AUTH]++;
+        snprintf(msg, sizeof(msg), "user \"%s\" is not a ServiceAccount", user ? user : "");
+        log_info("msg=\"certificate refused\" reason=Forbidden user=\"%s\"", user ? user : "");
+        respond_error(c, 403, "Forbidden", msg);
+        goto out;
+    }
+    if (!d->ca) {
+        respond_error(c, 503, "Unavailable", "the CA is not ready");
+        goto out;
+    }
+    rc = issue_start(s, r, ns, sa);
+    if (rc == 0)
+        return; /* answered by issue_after */
+    snprintf(msg, sizeof(msg), "cannot issue: %s", err_str(rc));
+    respond_error(c, 500, "InternalError", msg);
+out:
+    weftd_http_kick(d, d->certs);
+    cert_req_free(r);
+}
+
+/* Send the request's TokenReview. Returns 0 or a negative code (then nothing was sent). */
+static int review_start(struct weftd_certs *s, struct cert_req *r)
+{
+    json_t *review;
+    char path[256];
+    int rc;
+
+    review = json_pack("{s:s,s:s,s:{s:s,s:[s]}}", "apiVersion", "authentication.k8s.io/v1", "kind",
+                       "TokenReview", "spec", "token", r->token, "audiences", CERTS_AUDIENCE);
+    if (!review)
+        return -ENOMEM;
+    rc = kube_path(&res_tokenreviews, NULL, NULL, NULL, path, sizeof(path));
+    if (!rc)
+        rc = kube_request(s->d->kube, "POST", path, review, NULL, token_reviewed, r, &r->kc);
+    /* the token in the serialized request is gone; wipe ours */
+    {
+        json_t *t = json_object_get(json_object_get(review, "spec"), "token");
+        OPENSSL_cleanse((char *)json_string_value(t), json_string_length(t));
+    }
+    json_decref(review);
+    if (rc == 0)
+        s->reviews++;
+    return rc;
+}
+
+/* Start queued reviews while the window has room. */
+static void review_pump(struct weftd_certs *s)
+{
+    bool answered = false;
+
+    while (!s->stopping && s->queue && s->reviews < REVIEW_WINDOW) {
+        struct cert_req *r = s->queue;
+        int rc;
+
+        s->queue = r->next;
+        if (!s->queue)
+            s->q_tail = &s->queue;
+        s->queued--;
+        r->queued = false;
+        r->next = NULL;
+        rc = review_start(s, r);
+        if (rc) {
+            char msg[128];
+            snprintf(msg, sizeof(msg), "cannot review the token: %s", err_str(rc));
+            respond_error(r->conn, 503, "Unavailable", msg);
+            cert_req_free(r);
+            answered = true;
+        }
+    }
+    if (answered)
+        weftd_http_kick(s->d, s->d->certs);
+}
+
+/* RFC 6750 b64token: the only characters a bearer token may have. */
+static bool token_plausible(const char *t)
+{
+    size_t n = strlen(t);
+    if (n == 0 || n > 16384)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = t[i];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+              strchr("-._~+/=", ch)))
+            return false;
+    }
+    return true;
+}
+
+static bool content_type_ok(const char *ct)
+{
+    static const char *const ok[] = {"application/pkcs10", "application/x-pem-file"};
+    size_t n;
+    if (!ct)
+        return false;
+    n = strcspn(ct, "; \t");
+    for (size_t i = 0; i < ARRAY_LEN(ok); i++)
+        if (n == strlen(ok[i]) && strncasecmp(ct, ok[i], n) == 0)
+            return true;
+    return false;
+}
+
+static void certs_handle(void *arg, struct http_conn *c, const struct http_request *req)
+{
+    struct weftd_certs *s = arg;
+    struct weftd *d = s->d;
+    const char *auth = http_req_header(req, "authorization");
+    const char *token;
+    struct cert_req *r = NULL;
+    int rc;
+
+    if (strcmp(req->path, "/v1/certificates") != 0) {
+        respond_error(c, 404, "NotFound", "not found");
+        return;
+    }
+    if (strcmp(req->method, "POST") != 0) {
+        respond_error(c, 405, "MethodNotAllowed", "use POST");
+        return;
+    }
+    if (!d->ca) {
+        respond_error(c, 503, "Unavailable", "the CA is not ready");
+        return;
+    }
+    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0) {
+        d->m.certs_refused[WEFTD_REFUSED_AUTH]++;
+        respond_error(c, 401, "Unauthenticated",
+                      "missing bearer token (Authorization: Bearer <ServiceAccount token, "
+                      "audience " CERTS_AUDIENCE ">)");
+        return;
+    }
+    token = auth + 7;
+    while (*token == ' ')
+        token++;
+    if (!token_plausible(token)) {
+        d->m.certs_refused[WEFTD_REFUSED_AUTH]++;
+        respond_error(c, 401, "Unauthenticated", "malformed bearer token");
+        return;
+    }
+    if (!content_type_ok(http_req_header(req, "content-type"))) {
+        respond_error(c, 415, "UnsupportedMediaType",
+                      "the body must be a PEM PKCS#10 request with Content-Type "
+                      "application/pkcs10");
+        return;
+    }
+    if (s->queued >= REVIEW_QUEUE_MAX) {
+        respond_error(c, 503, "Unavailable", "too many certificate requests waiting");
+        return;
+    }
+    r = calloc(1, sizeof(*r));
+    if (!r || !(r->csr = malloc(req->body_len + 1)) || !(r->token = strdup(token))) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    memcpy(r->csr, req->body, req->body_len);
+    r->csr[req->body_len] = '\0';
+    r->csr_len = req->body_len;
+    r->s = s;
+    r->conn = c;
+    r->t0 = uv_hrtime();
+    if (s->reviews < REVIEW_WINDOW && !s->queue) {
+        rc = review_start(s, r);
+    } else {
+        r->queued = true;
+        *s->q_tail = r;
+        s->q_tail = &r->next;
+        s->queued++;
+        rc = 0;
+    }
+    if (!rc) {
+        http_defer(c, cert_req_closed, r);
+        r = NULL;
+    }
+out:
+    if (rc) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "cannot review the token: %s", err_str(rc));
+        respond_error(c, 503, "Unavailable", msg);
+    }
+    if (r)
+        cert_req_free(r);
+}
+
+/* ---- start and stop ----------------------------------------------------------------------- */
+
+int weftd_certs_start(struct weftd *d)
+{
+    struct weftd_certs *s = calloc(1, sizeof(*s));
+    char dns0[300], dns1[320];
+    const char *dns[] = {dns0, dns1, "localhost"};
+    const char *ips[] = {"127.0.0.1"};
+    bool user = d->opts.user_ca_secret != NULL; /* the signer's Secret, as ca_roots.c reads it */
+    int rc;
+
+    if (!s)
+        return -ENOMEM;
+    s->d = d;
+    s->q_tail = &s->queue;
+    d->certs_srv = s;
+    snprintf(dns0, sizeof(dns0), "weftd.%s.svc", d->opts.namespace);
+    snprintf(dns1, sizeof(dns1), "weftd.%s.svc.cluster.local", d->opts.namespace);
+    rc = weftd_serving_cert_new(d, dns, ARRAY_LEN(dns), ips, ARRAY_LEN(ips), NULL, NULL, &s->tls);
+    if (rc)
+        return rc;
+    rc = http_server_new(d->opts.certs_listen, weftd_serving_cert_ctx(s->tls), CERTS_MAX_BODY,
+                         certs_handle, s, &d->certs);
+    if (rc) {
+        log_error("msg=\"cannot listen\" what=certificates addr=%s error=%s", d->opts.certs_listen,
+                  err_str(rc));
+        return rc;
+    }
+    rc = weftd_http_attach(d, d->certs);
+    if (rc)
+        return rc;
+    /* the CA may be ready already */
+    weftd_serving_cert_refresh(s->tls);
+    log_info("msg=\"certificate endpoint listening\" addr=%s port=%d signer=%s%s/%s",
+             d->opts.certs_listen, http_server_port(d->certs), user ? "user:" : "",
+             d->opts.namespace, user ? d->opts.user_ca_secret : d->opts.ca_secret);
+    return 0; /* on failure main calls weftd_certs_stop, which releases what was made */
+}
+
+void weftd_certs_ca_ready(struct weftd *d)
+{
+    if (d->certs_srv)
+        weftd_serving_cert_refresh(d->certs_srv->tls);
+}
+
+void weftd_certs_stop(struct weftd *d)
+{
+    struct weftd_certs *s = d->certs_srv;
+
+    if (!s)
+        return;
+    d->certs_srv = NULL;
+    s->stopping = true; /* queued requests are dropped, not started, as their conns close */
+    if (d->certs) {
+        weftd_http_detach(d, d->certs);
+        http_server_free(d->certs); /* deferred requests hear the close and cancel */
+        d->certs = NULL;
+    }
+    weftd_serving_cert_free(s->tls);
+    free(s);
+}

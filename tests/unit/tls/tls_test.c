@@ -272,12 +272,13 @@ static void t_identity(void)
     REQUIRE(tls_server_ctx_new(&ctx) == 0);
     CHECK_INT(tls_set_identity(ctx, p.leaf.chain_pem, p.key_pem), 0);
     before = SSL_CTX_get0_certificate(ctx);
-    REQUIRE(before);
+    REQUIRE(before && X509_up_ref(before) == 1); /* kept past the replacement below */
     /* a refused pair leaves the identity in place */
     CHECK_INT(tls_set_identity(ctx, q.leaf.chain_pem, p.key_pem), ERR_INVALID);
     CHECK(SSL_CTX_get0_certificate(ctx) == before);
     CHECK_INT(tls_set_identity(ctx, q.leaf.chain_pem, q.key_pem), 0);
     CHECK(X509_cmp(SSL_CTX_get0_certificate(ctx), before) != 0);
+    X509_free(before);
     CHECK_INT(tls_check_trust(p.root_pem), 0);
     CHECK_INT(tls_check_trust("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
               ERR_INVALID);

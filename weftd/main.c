@@ -3,10 +3,9 @@
  *
  *   weftd [--kubeconfig FILE] [--namespace weft-system] [--webhook-url URL] [options]
  *
- * Out of cluster it uses the kubeconfig (or $KUBECONFIG); in cluster its ServiceAccount. See
- * usage() and docs/operations.md.
+ * Out of cluster it uses the kubeconfig (or $KUBECONFIG); in cluster its ServiceAccount. The
+ * options are in options.c (weftd --help); see docs/operations.md.
  */
-#include <getopt.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,37 +15,6 @@
 
 #include "core/log.h"
 #include "weftd/weftd_int.h"
-
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: weftd [options]\n"
-               "  --kubeconfig FILE        out-of-cluster credentials (default: in-cluster, then\n"
-               "                           $KUBECONFIG)\n"
-               "  --namespace NS           weftd's namespace (weft-system)\n"
-               "  --identity NAME          leader-election identity (default: $POD_NAME or host)\n"
-               "  --admin-listen ADDR      metrics, health, debug (0.0.0.0:15014)\n"
-               "  --webhook-listen ADDR    injection webhook (0.0.0.0:9443)\n"
-               "  --certs-listen ADDR      certificate endpoint (0.0.0.0:15012)\n"
-               "  --webhook-url URL        register weft-injector with this URL (out of cluster)\n"
-               "  --webhook-service NAME   Service in front of the webhook (weft-webhook)\n"
-               "  --webhook-max-inflight N reviews queued or running before 503s (1024)\n"
-               "  --trust-domain DOMAIN    SPIFFE trust domain (cluster.local)\n"
-               "  --default-mode MODE      all-authenticated | deny | permissive\n"
-               "  --ca-secret NAME         Secret holding Weft's root (weft-ca)\n"
-               "  --user-ca-secret NAME    operator-supplied root or intermediate to issue from\n"
-               "  --cert-ttl SECONDS       workload certificate lifetime (86400)\n"
-               "  --proxy-image IMAGE      sidecar image (weft/proxy:dev)\n"
-               "  --init-image IMAGE       init container image (weft/init:dev)\n"
-               "  --native-sidecars        inject weft-proxy as a native sidecar\n"
-               "  --proxy-cpu-request Q    weft-proxy resources (100m, 128Mi, 2, 1Gi); \"\" omits\n"
-               "  --proxy-memory-request Q\n"
-               "  --proxy-cpu-limit Q\n"
-               "  --proxy-memory-limit Q\n"
-               "  --proxy-log-level LEVEL  weft-agent's log level (info)\n"
-               "  --control-plane-addr H:P where agents reach weftd (weftd.<namespace>.svc:15012)\n"
-               "  --image-pull-policy P    of injected containers (cluster default)\n"
-               "  --log-level LEVEL        debug, info, warn, error (info)\n");
-}
 
 static void on_signal(uv_signal_t *h, int sig)
 {
@@ -76,160 +44,6 @@ static void stopped_leading(void *arg)
     log_warn("msg=\"lost leadership\" identity=%s", d->opts.identity);
 }
 
-static int parse_args(int argc, char **argv, struct weftd_opts *o, struct inject_config *inj)
-{
-    static const struct option opts[] = {
-        {"kubeconfig", required_argument, NULL, 'k'},
-        {"namespace", required_argument, NULL, 'n'},
-        {"identity", required_argument, NULL, 'i'},
-        {"admin-listen", required_argument, NULL, 'a'},
-        {"webhook-listen", required_argument, NULL, 'w'},
-        {"certs-listen", required_argument, NULL, 'c'},
-        {"webhook-url", required_argument, NULL, 'u'},
-        {"webhook-service", required_argument, NULL, 's'},
-        {"trust-domain", required_argument, NULL, 't'},
-        {"default-mode", required_argument, NULL, 'm'},
-        {"ca-secret", required_argument, NULL, 'C'},
-        {"user-ca-secret", required_argument, NULL, 'U'},
-        {"cert-ttl", required_argument, NULL, 'T'},
-        {"proxy-image", required_argument, NULL, 'P'},
-        {"init-image", required_argument, NULL, 'I'},
-        {"native-sidecars", no_argument, NULL, 'N'},
-        {"proxy-cpu-request", required_argument, NULL, 1000},
-        {"proxy-memory-request", required_argument, NULL, 1001},
-        {"proxy-cpu-limit", required_argument, NULL, 1002},
-        {"proxy-memory-limit", required_argument, NULL, 1003},
-        {"proxy-log-level", required_argument, NULL, 1004},
-        {"control-plane-addr", required_argument, NULL, 1005},
-        {"image-pull-policy", required_argument, NULL, 1006},
-        {"webhook-max-inflight", required_argument, NULL, 1007},
-        {"log-level", required_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    int opt;
-
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (opt) {
-        case 'k':
-            o->kubeconfig = optarg;
-            break;
-        case 'n':
-            o->namespace = optarg;
-            break;
-        case 'i':
-            o->identity = optarg;
-            break;
-        case 'a':
-            o->admin_listen = optarg;
-            break;
-        case 'w':
-            o->webhook_listen = optarg;
-            break;
-        case 'c':
-            o->certs_listen = optarg;
-            break;
-        case 'u':
-            o->webhook_url = optarg;
-            break;
-        case 's':
-            o->webhook_service = optarg;
-            break;
-        case 't':
-            o->trust_domain = optarg;
-            break;
-        case 'm':
-            if (mesh_mode_parse(optarg, &o->mode)) {
-                fprintf(stderr,
-                        "weftd: --default-mode: \"%s\" is not all-authenticated, deny or "
-                        "permissive\n",
-                        optarg);
-                return 2;
-            }
-            break;
-        case 'C':
-            o->ca_secret = optarg;
-            break;
-        case 'U':
-            o->user_ca_secret = optarg;
-            break;
-        case 'T': {
-            char *end;
-            o->cert_ttl = strtol(optarg, &end, 10);
-            if (*end || o->cert_ttl < 600) {
-                fprintf(stderr, "weftd: --cert-ttl: \"%s\" is not a number of seconds >= 600\n",
-                        optarg);
-                return 2;
-            }
-            break;
-        }
-        case 'P':
-            inj->proxy_image = optarg;
-            break;
-        case 'I':
-            inj->init_image = optarg;
-            break;
-        case 'N':
-            inj->native_sidecars = true;
-            break;
-        /* an empty quantity leaves the field out of the sidecar */
-        case 1000:
-            inj->proxy_cpu_request = *optarg ? optarg : NULL;
-            break;
-        case 1001:
-            inj->proxy_memory_request = *optarg ? optarg : NULL;
-            break;
-        case 1002:
-            inj->proxy_cpu_limit = *optarg ? optarg : NULL;
-            break;
-        case 1003:
-            inj->proxy_memory_limit = *optarg ? optarg : NULL;
-            break;
-        case 1004:
-            inj->log_level = optarg;
-            break;
-        case 1005:
-            inj->control_plane_addr = optarg;
-            break;
-        case 1006:
-            inj->image_pull_policy = *optarg ? optarg : NULL;
-            break;
-        case 1007: {
-            char *end;
-            o->webhook_max_inflight = strtol(optarg, &end, 10);
-            if (*end || o->webhook_max_inflight < 1 || o->webhook_max_inflight > 1000000) {
-                fprintf(stderr,
-                        "weftd: --webhook-max-inflight: \"%s\" is not a number from 1 to "
-                        "1000000\n",
-                        optarg);
-                return 2;
-            }
-            break;
-        }
-        case 'v': {
-            enum log_level lvl;
-            if (log_level_parse(optarg, &lvl)) {
-                fprintf(stderr, "weftd: --log-level: unknown level \"%s\"\n", optarg);
-                return 2;
-            }
-            log_set_level(lvl);
-            break;
-        }
-        case 'h':
-            usage(stdout);
-            return 1;
-        default:
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "weftd: unexpected argument \"%s\"\n", argv[optind]);
-        return 2;
-    }
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     static char host[HOST_NAME_MAX + 1];
@@ -240,25 +54,12 @@ int main(int argc, char **argv)
     struct mesh_config mc;
     int rc, exit_code = 1;
 
-    memset(&d, 0, sizeof(d));
-    d.opts.namespace = "weft-system";
-    d.opts.admin_listen = "0.0.0.0:15014";
-    d.opts.webhook_listen = "0.0.0.0:9443";
-    d.opts.certs_listen = "0.0.0.0:15012";
-    d.opts.webhook_service = "weft-webhook";
-    d.opts.webhook_max_inflight = 1024;
-    d.opts.trust_domain = "cluster.local";
-    d.opts.mode = MESH_MODE_ALL_AUTHENTICATED;
-    d.opts.ca_secret = "weft-ca";
-    d.opts.cert_ttl = 86400;
-    d.opts.identity = getenv("POD_NAME");
-    webhook_config_init(&d.inject);
-    d.inject.proxy_image = "weft/proxy:dev";
-    d.inject.init_image = "weft/init:dev";
-    d.inject.control_plane_addr = NULL;
-    rc = parse_args(argc, argv, &d.opts, &d.inject);
+    rc = weftd_opts_parse(argc, argv, &d);
     if (rc)
         return rc == 1 ? 0 : rc;
+    log_set_level(d.opts.log_level);
+    if (!d.opts.identity)
+        d.opts.identity = getenv("POD_NAME");
     if (!d.inject.control_plane_addr) {
         /* the chart's Service "weftd" in weftd's namespace */
         snprintf(cp_addr, sizeof(cp_addr), "weftd.%s.svc:15012", d.opts.namespace);

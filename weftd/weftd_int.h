@@ -21,10 +21,13 @@
 #include "ca/ca.h"
 #include "controller/controller.h"
 #include "core/err.h"
+#include "core/log.h"
 #include "http/http.h"
 #include "kube/kube.h"
 #include "webhook/webhook.h"
 
+/* weftd's settings from the command line: defaults, flags and --help come from options.c's
+ * table. The strings point into argv or into that table. */
 struct weftd_opts {
     const char *kubeconfig;      /* NULL: in-cluster, then $KUBECONFIG */
     const char *namespace;       /* weftd's own namespace (weft-system) */
@@ -40,6 +43,7 @@ struct weftd_opts {
     const char *ca_secret;      /* Secret holding Weft's own root: "weft-ca" */
     const char *user_ca_secret; /* operator-supplied root or intermediate (NULL: none) */
     long cert_ttl;              /* leaf lifetime, seconds (86400) */
+    enum log_level log_level;   /* weftd's own (info) */
 };
 
 /* --- metrics (metrics.c) --- */
@@ -147,6 +151,11 @@ struct weftd {
     uv_signal_t sigterm, sigint;
     bool stopping;
 };
+
+/* --- the command line (options.c) --- */
+/* Fill d (which is overwritten) with the defaults, then the options of argv. Returns 0; 1 after
+ * printing --help to stdout; 2 after printing a usage error to stderr. */
+int weftd_opts_parse(int argc, char **argv, struct weftd *d) WUR;
 
 /* --- lib/http servers on the libuv loop (httpuv.c) --- */
 /* Drive s from d's loop until weftd_http_detach; s stays owned by the caller. */

@@ -6,6 +6,7 @@
 #include "core/log.h"
 
 static enum log_level threshold = LOG_INFO;
+static const char *const names[] = {"debug", "info", "warn", "error"};
 
 void log_set_level(enum log_level lvl)
 {
@@ -17,9 +18,13 @@ bool log_enabled(enum log_level lvl)
     return lvl >= threshold;
 }
 
+const char *log_level_name(enum log_level lvl)
+{
+    return (size_t)lvl < ARRAY_LEN(names) ? names[lvl] : "unknown";
+}
+
 int log_level_parse(const char *s, enum log_level *out)
 {
-    static const char *const names[] = {"debug", "info", "warn", "error"};
     for (size_t i = 0; i < ARRAY_LEN(names); i++) {
         if (strcmp(s, names[i]) == 0) {
             *out = (enum log_level)i;
@@ -31,7 +36,6 @@ int log_level_parse(const char *s, enum log_level *out)
 
 void log_msg(enum log_level lvl, const char *fmt, ...)
 {
-    static const char *const names[] = {"debug", "info", "warn", "error"};
     char ts[32], line[4096];
     struct timespec now;
     struct tm tm;
@@ -45,5 +49,6 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    fprintf(stderr, "ts=%s.%03ldZ level=%s %s\n", ts, now.tv_nsec / 1000000L, names[lvl], line);
+    fprintf(stderr, "ts=%s.%03ldZ level=%s %s\n", ts, now.tv_nsec / 1000000L, log_level_name(lvl),
+            line);
 }

@@ -17,6 +17,8 @@ enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 void log_set_level(enum log_level lvl);
 /* Parse "debug"/"info"/"warn"/"error"; returns 0 or -EINVAL. */
 int log_level_parse(const char *s, enum log_level *out) WUR;
+/* The name log_level_parse reads for lvl ("unknown" for a value out of range). */
+const char *log_level_name(enum log_level lvl);
 /* Whether lines of level lvl are printed: skip preparing arguments for lines that are not. */
 bool log_enabled(enum log_level lvl);
 void log_msg(enum log_level lvl, const char *fmt, ...) PRINTF_LIKE(2, 3);

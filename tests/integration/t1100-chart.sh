@@ -6,7 +6,7 @@
 #   - helm template for several value combinations; every rendered object passes
 #     `kubectl apply --dry-run=server --validate=strict` (the official schemas);
 #   - every flag the chart passes to weftd is one weftd accepts (build/bin/weftd if built, else
-#     the usage text in weftd/main.c), with values weftd accepts;
+#     the option table in weftd/options.c), with values weftd accepts;
 #   - helm install (no wait: weftd's pods are stored, never run) creates exactly the expected
 #     objects; RBAC checked as weftd's own ServiceAccount; the webhook's failurePolicy and
 #     selectors as the API server applies them; helm upgrade (args change, caBundle and the CA
@@ -19,7 +19,7 @@ CHART=$KL_REPO/charts/weft
 K=${KUBECTL:-$KUBECTL_DIR/kubectl.1.33}
 NS=weft-system
 REL=weft
-# weftd's binary for the flag check (WEFTD overrides; when absent, weftd/main.c's usage text).
+# weftd's binary for the flag check (WEFTD overrides; when absent, weftd/options.c's table).
 WEFTD_BIN=${WEFTD:-$BUILD/bin/weftd}
 case $WEFTD_BIN in
 /*) ;;
@@ -311,7 +311,7 @@ case_render_values() {
 
 # --- weftd flags --------------------------------------------------------------------------------
 
-# weftd's usage text into OUT: from the binary when it is built, else from weftd/main.c.
+# weftd's usage text into OUT: from the binary when it is built, else from weftd/options.c.
 weftd_usage() {
     if [ -x "$WEFTD_BIN" ]; then
         run "$WEFTD_BIN" --help
@@ -319,10 +319,17 @@ weftd_usage() {
         USAGE_FROM=binary
         return 0
     fi
-    OUT=$(awk '/^static void usage\(/{p=1} p && /^}/{exit} p' "$KL_REPO/weftd/main.c" |
-        grep -E '^ *"' | sed -E 's/^ *"//; s/(\\n)?" *\)? *;? *$//')
+    # the option table of weftd/options.c, laid out as --help does: "--flag ARG help (default)",
+    # the default on a line of its own when the line would pass 81 columns
+    OUT=$(awk '/^static const struct opt opts\[\] = \{/{p=1; next} p && /^\};/{exit} p' \
+        "$KL_REPO/weftd/options.c" | tr -d '\n' | sed -E 's/\}, */}\n/g' |
+        sed -nE 's/^ *\{"([a-z0-9-]+)", *(NULL|"([^"]*)"), *O\([^)]*\), *&t_[a-z_]+, *(NULL|"([^"]*)"), *"(([^"\\]|\\.)*)".*/\1\t\3\t\5\t\6/p' |
+        awk -F'\t' '{ f = "--" $1 ($2 != "" ? " " $2 : ""); l = sprintf("  %-24s %s", f, $4)
+            if ($3 != "" && length(l) + length($3) + 3 <= 81) l = l " (" $3 ")"
+            else if ($3 != "") l = l "\n" sprintf("%27s(%s)", "", $3)
+            print l }')
     USAGE_FROM=source
-    [ -n "$OUT" ] || t_fail "no usage text found in weftd/main.c"
+    [ -n "$OUT" ] || t_fail "no option table found in weftd/options.c"
 }
 
 # check_args USAGE ARGS...: every arg is --flag=value for a flag that takes a value, or --flag

@@ -12,6 +12,7 @@
 #include <openssl/sha.h>
 
 #include "ca/ca_int.h"
+#include "core/base64.h"
 
 const unsigned char ca__oid_ec_pub[9] = {0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01};
 const unsigned char ca__oid_p256[10] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
@@ -202,21 +203,6 @@ int ca__rd_next(struct ca__rd *r, unsigned tag, struct ca__rd *content, struct c
 
 /* ---- PEM ----------------------------------------------------------------------------------- */
 
-static int b64_val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
 static int is_ws(char c)
 {
     return c == ' ' || c == '\t' || c == '\r' || c == '\n';
@@ -227,9 +213,8 @@ int ca__pem_decode(const char *pem, size_t len, const char *label, unsigned char
 {
     char begin[80], end[80];
     size_t bl, el, i = 0, j, body_end, o = 0;
-    unsigned char *out = NULL;
-    unsigned acc = 0;
-    int bits = 0, pad = 0;
+    char *out = NULL;
+    int rc;
 
     bl = (size_t)snprintf(begin, sizeof(begin), "-----BEGIN %s-----", label);
     el = (size_t)snprintf(end, sizeof(end), "-----END %s-----", label);
@@ -248,40 +233,17 @@ int ca__pem_decode(const char *pem, size_t len, const char *label, unsigned char
     for (j += el; j < len; j++)
         if (!is_ws(pem[j]))
             return ERR_PARSE;
-    out = malloc((body_end - i) / 4 * 3 + 3);
-    if (!out)
-        return -ENOMEM;
-    for (; i < body_end; i++) {
-        unsigned char c = (unsigned char)pem[i];
-        int v;
-
-        if (is_ws((char)c))
-            continue;
-        if (c == '=') {
-            pad++;
-            continue;
-        }
-        v = b64_val(c);
-        if (v < 0 || pad)
-            goto bad;
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
     /* canonical: padding makes a multiple of 4 characters and leftover bits are zero */
-    if (pad > 2 || acc != 0 || (bits == 0 && pad) || (bits == 2 && pad != 1) ||
-        (bits == 4 && pad != 2) || bits == 6 || o == 0)
-        goto bad;
-    *der = out;
+    rc = base64_decode_n(pem + i, body_end - i, BASE64_PADDED, &out, &o);
+    if (rc < 0)
+        return rc;
+    if (o == 0) {
+        free(out);
+        return ERR_PARSE;
+    }
+    *der = (unsigned char *)out;
     *der_len = o;
     return 0;
-bad:
-    free(out);
-    return ERR_PARSE;
 }
 
 int ca__pem_append(struct ca__der *out, const char *label, const unsigned char *der, size_t n)

@@ -91,7 +91,7 @@ bool controller__ap_targets_pod(struct mesh_model *m, const struct m_cr *ap, con
         return controller__selector_match(json_object_get(t, "selector"), labels);
     {
         char *k = controller__key(ap->ns, controller__jstr(t, "name"));
-        struct m_svc *s = k ? controller__cmap_get(&m->svcs, k) : NULL;
+        struct m_svc *s = k ? map_get(&m->svcs, k) : NULL;
         free(k);
         return s && controller__map_selects(json_object_get(s->d, "selector"), labels);
     }
@@ -152,7 +152,7 @@ static int svc_reach(struct mesh_model *m, struct m_svc *s, bool *meshed, json_t
         return -ENOMEM;
     if (!c)
         goto done;
-    CMAP_FOREACH(&c->slices, x)
+    MAP_FOREACH(&c->slices, x)
     {
         struct m_slice *sl = x->val;
         const char *sv = controller__jstr(sl->d, "service");
@@ -161,25 +161,25 @@ static int svc_reach(struct mesh_model *m, struct m_svc *s, bool *meshed, json_t
         json_array_foreach(json_object_get(sl->d, "endpoints"), i, e)
         {
             const char *pn = controller__jstr(e, "pod");
-            struct m_pod *p = pn ? controller__cmap_get(&c->pods, pn) : NULL;
+            struct m_pod *p = pn ? map_get(&c->pods, pn) : NULL;
             if (p && p->meshed) {
                 *meshed = true;
                 break;
             }
         }
     }
-    CMAP_FOREACH(&c->splits, x)
+    MAP_FOREACH(&c->splits, x)
     {
         struct m_cr *t = x->val;
         const char *apex = controller__jstr(t->d, "apex");
         if (!t->invalid && apex && !strcmp(apex, s->name))
             *meshed = true;
     }
-    keys = controller__cmap_sorted_keys(&c->aps, &n, &rc);
+    keys = map_sorted_keys(&c->aps, &n, &rc);
     if (rc < 0)
         goto fail;
     for (i = 0; i < n; i++) {
-        struct m_cr *ap = controller__cmap_get(&c->aps, keys[i]);
+        struct m_cr *ap = map_get(&c->aps, keys[i]);
         const json_t *t = json_object_get(ap->d, "target");
         const char *kind = controller__jstr(t, "kind");
         const char *act = controller__jstr(ap->d, "action");
@@ -223,13 +223,13 @@ fail:
     return rc;
 }
 
-static struct cmap *idx_sub(struct cmap *idx, const char *key, bool create)
+static struct map *idx_sub(struct map *idx, const char *key, bool create)
 {
-    struct cmap *sub = controller__cmap_get(idx, key);
+    struct map *sub = map_get(idx, key);
     if (sub || !create)
         return sub;
     sub = calloc(1, sizeof(*sub));
-    if (!sub || controller__cmap_put(idx, key, sub) < 0) {
+    if (!sub || map_put(idx, key, sub) < 0) {
         free(sub);
         return NULL;
     }
@@ -245,11 +245,10 @@ static int reach_index(struct mesh_model *m, struct m_svc *s, const json_t *reac
     bool scan = false;
 
     if (json_is_true(reach))
-        return add ? controller__cmap_put(&m->reach_all, s->key, s)
-                   : (controller__cmap_del(&m->reach_all, s->key), 0);
+        return add ? map_put(&m->reach_all, s->key, s) : (map_del(&m->reach_all, s->key), 0);
     json_array_foreach(reach, i, e)
     {
-        struct cmap *idx = NULL;
+        struct map *idx = NULL;
         if ((v = controller__jstr(e, "sa")))
             idx = &m->reach_sa;
         else if ((v = controller__jstr(e, "ns")))
@@ -259,23 +258,22 @@ static int reach_index(struct mesh_model *m, struct m_svc *s, const json_t *reac
             continue;
         }
         if (add) {
-            struct cmap *sub = idx_sub(idx, v, true);
-            if (!sub || controller__cmap_put(sub, s->key, s) < 0)
+            struct map *sub = idx_sub(idx, v, true);
+            if (!sub || map_put(sub, s->key, s) < 0)
                 return -ENOMEM;
         } else {
-            struct cmap *sub = idx_sub(idx, v, false);
+            struct map *sub = idx_sub(idx, v, false);
             if (sub) {
-                controller__cmap_del(sub, s->key);
+                map_del(sub, s->key);
                 if (!sub->n) {
-                    controller__cmap_release(sub);
-                    free(controller__cmap_del(idx, v));
+                    map_release(sub);
+                    free(map_del(idx, v));
                 }
             }
         }
     }
     if (scan)
-        return add ? controller__cmap_put(&m->reach_scan, s->key, s)
-                   : (controller__cmap_del(&m->reach_scan, s->key), 0);
+        return add ? map_put(&m->reach_scan, s->key, s) : (map_del(&m->reach_scan, s->key), 0);
     return 0;
 }
 
@@ -283,16 +281,16 @@ static void ident_stale(struct mesh_model *m, struct m_ident *id)
 {
     json_decref(id->outbound);
     id->outbound = NULL;
-    CMAP_FOREACH(&id->pods, p)
+    MAP_FOREACH(&id->pods, p)
     controller__mark(&m->d_pods, p->key, m);
 }
 
 static int link_(struct mesh_model *m, struct m_svc *s, struct m_ident *id)
 {
-    if (controller__cmap_put(&s->callers, id->key, id) < 0)
+    if (map_put(&s->callers, id->key, id) < 0)
         return -ENOMEM;
-    if (controller__cmap_put(&id->outset, s->key, s) < 0) {
-        controller__cmap_del(&s->callers, id->key);
+    if (map_put(&id->outset, s->key, s) < 0) {
+        map_del(&s->callers, id->key);
         return -ENOMEM;
     }
     ident_stale(m, id);
@@ -301,8 +299,8 @@ static int link_(struct mesh_model *m, struct m_svc *s, struct m_ident *id)
 
 static void unlink_(struct mesh_model *m, struct m_svc *s, struct m_ident *id)
 {
-    controller__cmap_del(&s->callers, id->key);
-    controller__cmap_del(&id->outset, s->key);
+    map_del(&s->callers, id->key);
+    map_del(&id->outset, s->key);
     ident_stale(m, id);
 }
 
@@ -310,23 +308,23 @@ void controller__svc_unlink(struct mesh_model *m, struct m_svc *s)
 {
     if (s->meshed)
         reach_index(m, s, s->reach, false);
-    CMAP_FOREACH(&s->callers, x)
+    MAP_FOREACH(&s->callers, x)
     {
         struct m_ident *id = x->val;
-        controller__cmap_del(&id->outset, s->key);
+        map_del(&id->outset, s->key);
         ident_stale(m, id);
     }
-    controller__cmap_release(&s->callers);
+    map_release(&s->callers);
 }
 
 void controller__ident_unlink(struct mesh_model *m, struct m_ident *id)
 {
-    CMAP_FOREACH(&id->outset, x)
+    MAP_FOREACH(&id->outset, x)
     {
         struct m_svc *s = x->val;
-        controller__cmap_del(&s->callers, id->key);
+        map_del(&s->callers, id->key);
     }
-    controller__cmap_release(&id->outset);
+    map_release(&id->outset);
     ident_stale(m, id);
 }
 
@@ -334,7 +332,7 @@ void controller__ident_unlink(struct mesh_model *m, struct m_ident *id)
 static int reach_eval(struct mesh_model *m, struct m_svc *s, struct m_ident *id)
 {
     bool want = s->meshed && reach_match(m, s->reach, id);
-    bool have = controller__cmap_get(&s->callers, id->key) != NULL;
+    bool have = map_get(&s->callers, id->key) != NULL;
     if (id->fresh || want == have)
         return 0;
     if (want)
@@ -357,7 +355,7 @@ static int reach_update(struct mesh_model *m, struct m_svc *s)
         json_decref(reach);
         return 0;
     }
-    old = controller__cmap_sorted_keys(&s->callers, &n, &rc);
+    old = map_sorted_keys(&s->callers, &n, &rc);
     if (rc < 0)
         goto out;
     if (s->meshed)
@@ -370,14 +368,14 @@ static int reach_update(struct mesh_model *m, struct m_svc *s)
         goto out;
     /* previous callers first (they may drop out), then the candidates of the new rule */
     for (i = 0; i < n; i++) {
-        struct m_ident *id = controller__cmap_get(&m->idents, old[i]);
+        struct m_ident *id = map_get(&m->idents, old[i]);
         if (id && (rc = reach_eval(m, s, id)) < 0)
             goto out;
     }
     if (!meshed)
         goto out;
     if (json_is_true(s->reach)) {
-        CMAP_FOREACH(&m->idents, x)
+        MAP_FOREACH(&m->idents, x)
         if ((rc = reach_eval(m, s, x->val)) < 0)
             goto out;
         goto out;
@@ -386,17 +384,17 @@ static int reach_update(struct mesh_model *m, struct m_svc *s)
     {
         const char *v;
         if ((v = controller__jstr(e, "sa"))) {
-            struct m_ident *id = controller__cmap_get(&m->idents, v);
+            struct m_ident *id = map_get(&m->idents, v);
             if (id && (rc = reach_eval(m, s, id)) < 0)
                 goto out;
         } else if ((v = controller__jstr(e, "ns"))) {
             struct m_nsc *c = controller__nsc(m, v, false);
             if (c)
-                CMAP_FOREACH(&c->idents, x)
+                MAP_FOREACH(&c->idents, x)
             if ((rc = reach_eval(m, s, x->val)) < 0)
                 goto out;
         } else {
-            CMAP_FOREACH(&m->idents, x)
+            MAP_FOREACH(&m->idents, x)
             if ((rc = reach_eval(m, s, x->val)) < 0)
                 goto out;
             goto out;
@@ -408,16 +406,15 @@ out:
     return rc;
 }
 
-static int fresh_try(struct mesh_model *m, struct m_ident *id, struct cmap *set)
+static int fresh_try(struct mesh_model *m, struct m_ident *id, struct map *set)
 {
     if (!set)
         return 0;
-    CMAP_FOREACH(set, x)
+    MAP_FOREACH(set, x)
     {
         struct m_svc *s = x->val;
-        if (!controller__cmap_get(&id->outset, s->key) && reach_match(m, s->reach, id)) {
-            if (controller__cmap_put(&s->callers, id->key, id) < 0 ||
-                controller__cmap_put(&id->outset, s->key, s) < 0)
+        if (!map_get(&id->outset, s->key) && reach_match(m, s->reach, id)) {
+            if (map_put(&s->callers, id->key, id) < 0 || map_put(&id->outset, s->key, s) < 0)
                 return -ENOMEM;
         }
     }
@@ -428,8 +425,8 @@ static int ident_fill(struct mesh_model *m, struct m_ident *id)
 {
     int rc;
     if ((rc = fresh_try(m, id, &m->reach_all)) < 0 ||
-        (rc = fresh_try(m, id, controller__cmap_get(&m->reach_ns, id->ns))) < 0 ||
-        (rc = fresh_try(m, id, controller__cmap_get(&m->reach_sa, id->key))) < 0 ||
+        (rc = fresh_try(m, id, map_get(&m->reach_ns, id->ns))) < 0 ||
+        (rc = fresh_try(m, id, map_get(&m->reach_sa, id->key))) < 0 ||
         (rc = fresh_try(m, id, &m->reach_scan)) < 0)
         return rc;
     id->fresh = false;
@@ -448,30 +445,30 @@ int controller__resolve(struct mesh_model *m)
     if (!m->pending)
         return 0;
     /* 1. caller rules and meshed flags */
-    keys = controller__cmap_sorted_keys(&m->d_reach, &n, &rc);
+    keys = map_sorted_keys(&m->d_reach, &n, &rc);
     if (rc < 0)
         return rc;
     for (i = 0; i < n; i++) {
-        struct m_svc *s = controller__cmap_get(&m->svcs, keys[i]);
+        struct m_svc *s = map_get(&m->svcs, keys[i]);
         if (s && (rc = reach_update(m, s)) < 0)
             goto out;
     }
     free(keys);
     keys = NULL;
-    controller__cmap_release(&m->d_reach);
+    map_release(&m->d_reach);
     /* 2. new identities (and those whose namespace labels changed) */
-    CMAP_FOREACH(&m->idents, x)
+    MAP_FOREACH(&m->idents, x)
     {
         struct m_ident *id = x->val;
         if (id->fresh && (rc = ident_fill(m, id)) < 0)
             goto out;
     }
     /* 3. outbound blocks already compiled and now dirty */
-    keys = controller__cmap_sorted_keys(&m->d_blocks, &n, &rc);
+    keys = map_sorted_keys(&m->d_blocks, &n, &rc);
     if (rc < 0)
         goto out;
     for (i = 0; i < n; i++) {
-        struct m_svc *s = controller__cmap_get(&m->svcs, keys[i]);
+        struct m_svc *s = map_get(&m->svcs, keys[i]);
         json_t *b = NULL;
         struct chash h;
         if (!s || !s->block)
@@ -490,10 +487,10 @@ int controller__resolve(struct mesh_model *m)
         json_decref(s->block);
         s->block = b;
         s->block_hash = h;
-        CMAP_FOREACH(&s->callers, x)
+        MAP_FOREACH(&s->callers, x)
         ident_stale(m, x->val);
     }
-    controller__cmap_release(&m->d_blocks);
+    map_release(&m->d_blocks);
     m->pending = false;
 out:
     free(keys);
@@ -538,7 +535,7 @@ static int splits_for_apex(struct mesh_model *m, const char *ns, const char *ape
         free(bb);
         return -ENOMEM;
     }
-    CMAP_FOREACH(&c->splits, x)
+    MAP_FOREACH(&c->splits, x)
     {
         struct m_cr *t = x->val;
         const char *a = controller__jstr(t->d, "apex");
@@ -592,7 +589,7 @@ static const struct m_cr *retry_for(struct mesh_model *m, const char *ns, const 
         *beater = NULL;
     if (!c)
         return NULL;
-    CMAP_FOREACH(&c->rps, x)
+    MAP_FOREACH(&c->rps, x)
     {
         const struct m_cr *r = x->val;
         long long p = controller__jint(r->d, "port", 0);
@@ -666,11 +663,11 @@ static json_t *endpoints_of(struct mesh_model *m, const struct m_svc *s, const j
     *ready = 0;
     if (!out || !c)
         return out;
-    keys = controller__cmap_sorted_keys(&c->slices, &n, &rc);
+    keys = map_sorted_keys(&c->slices, &n, &rc);
     if (rc < 0)
         goto fail;
     for (i = 0; i < n; i++) {
-        struct m_slice *sl = controller__cmap_get(&c->slices, keys[i]);
+        struct m_slice *sl = map_get(&c->slices, keys[i]);
         const char *sv = controller__jstr(sl->d, "service");
         json_t *p, *e;
         long long port = 0;
@@ -686,7 +683,7 @@ static json_t *endpoints_of(struct mesh_model *m, const struct m_svc *s, const j
         json_array_foreach(json_object_get(sl->d, "endpoints"), j, e)
         {
             const char *ip = controller__jstr(e, "ip"), *pn = controller__jstr(e, "pod");
-            struct m_pod *pod = pn ? controller__cmap_get(&c->pods, pn) : NULL;
+            struct m_pod *pod = pn ? map_get(&c->pods, pn) : NULL;
             bool rdy = json_is_true(json_object_get(e, "ready")), dup = false;
             json_t *have, *ep;
             char *id = NULL;
@@ -752,7 +749,7 @@ static json_t *backend_set(struct mesh_model *m, const struct m_svc *apex, long 
         json_array_foreach(json_object_get(split->d, "backends"), i, b)
         {
             char *k = controller__key(apex->ns, controller__jstr(b, "service"));
-            struct m_svc *bs = k ? controller__cmap_get(&m->svcs, k) : NULL;
+            struct m_svc *bs = k ? map_get(&m->svcs, k) : NULL;
             const json_t *sp = bs ? svc_port_by_number(bs, port) : NULL;
             free(k);
             if (!sp || nb >= 64)
@@ -806,8 +803,7 @@ static json_t *split_matches(struct mesh_model *m, const struct m_cr *t, bool *u
     json_array_foreach(refs, i, r)
     {
         const char *k = controller__jstr(r, "kind"), *n = controller__jstr(r, "name");
-        struct m_cr *rg =
-            c && !strcmp(k, "HTTPRouteGroup") ? controller__cmap_get(&c->rgs, n) : NULL;
+        struct m_cr *rg = c && !strcmp(k, "HTTPRouteGroup") ? map_get(&c->rgs, n) : NULL;
         json_t *mt;
         if (!rg || rg->invalid) {
             *unresolved = true;
@@ -952,7 +948,7 @@ static int ident_outbound(struct mesh_model *m, struct m_ident *id)
 
     if (id->outbound)
         return 0;
-    keys = controller__cmap_sorted_keys(&id->outset, &n, &rc);
+    keys = map_sorted_keys(&id->outset, &n, &rc);
     if (rc < 0)
         return rc;
     arr = json_array();
@@ -962,7 +958,7 @@ static int ident_outbound(struct mesh_model *m, struct m_ident *id)
     }
     controller__hash_init(&h);
     for (i = 0; i < n; i++) {
-        struct m_svc *s = controller__cmap_get(&id->outset, keys[i]);
+        struct m_svc *s = map_get(&id->outset, keys[i]);
         if (!s->block) {
             if ((rc = block_compile(m, s, &s->block)) < 0)
                 goto out;
@@ -1053,7 +1049,7 @@ static json_t *compile_peers(struct mesh_model *m, const struct m_cr *ap)
                 goto fail;
             FREE_AND_NULL(s);
         } else if ((sel = json_object_get(e, "nssel"))) {
-            CMAP_FOREACH(&m->nss, x)
+            MAP_FOREACH(&m->nss, x)
             {
                 struct m_nsc *c = x->val;
                 if (!c->labels || !controller__selector_match(sel, c->labels))
@@ -1115,7 +1111,7 @@ static bool ap_applies_port(struct mesh_model *m, const struct m_cr *ap, long lo
     json_t *x;
     if (!strcmp(kind, "Service")) {
         char *k = controller__key(ap->ns, controller__jstr(t, "name"));
-        struct m_svc *s = k ? controller__cmap_get(&m->svcs, k) : NULL;
+        struct m_svc *s = k ? map_get(&m->svcs, k) : NULL;
         free(k);
         return s && svc_targets_port(s, cp, pname, ports);
     }
@@ -1152,7 +1148,7 @@ static json_t *compile_inbound(struct mesh_model *m, const struct m_pod *p)
     /* listener ports: declared container ports and numeric targetPorts of selecting services */
     json_array_foreach(json_object_get(p->d, "ports"), i, x)
         json_array_append_new(ports, json_integer(json_integer_value(json_object_get(x, "port"))));
-    CMAP_FOREACH(&c->svcs, y)
+    MAP_FOREACH(&c->svcs, y)
     {
         struct m_svc *s = y->val;
         if (!controller__map_selects(json_object_get(s->d, "selector"), labels))
@@ -1178,7 +1174,7 @@ static json_t *compile_inbound(struct mesh_model *m, const struct m_pod *p)
             json_array_set(ports, j - 1, json_array_get(ports, j));
             json_array_set_new(ports, j, a);
         }
-    ak = controller__cmap_sorted_keys(&c->aps, &na, &rc);
+    ak = map_sorted_keys(&c->aps, &na, &rc);
     if (rc < 0)
         goto fail;
     json_array_foreach(ports, i, x)
@@ -1200,7 +1196,7 @@ static json_t *compile_inbound(struct mesh_model *m, const struct m_pod *p)
             goto fail;
         }
         /* protocol: the hints of the service ports that target this port */
-        CMAP_FOREACH(&c->svcs, y)
+        MAP_FOREACH(&c->svcs, y)
         {
             struct m_svc *s = y->val;
             if (!controller__map_selects(json_object_get(s->d, "selector"), labels))
@@ -1228,7 +1224,7 @@ static json_t *compile_inbound(struct mesh_model *m, const struct m_pod *p)
         json_object_set_new(lst, "protocol", json_string(proto));
         json_object_set_new(lst, "services", svcs);
         for (k = 0; k < na; k++) {
-            struct m_cr *ap = controller__cmap_get(&c->aps, ak[k]);
+            struct m_cr *ap = map_get(&c->aps, ak[k]);
             const char *act = controller__jstr(ap->d, "action");
             json_t *rule, *rules = json_object_get(ap->d, "rules");
             if (!controller__ap_targets_pod(m, ap, p) || !ap_applies_port(m, ap, cp, pname))
@@ -1287,7 +1283,7 @@ int mesh_compile_pod_ex(struct mesh_model *m, const char *ns, const char *name, 
     rc = controller__resolve(m);
     if (rc < 0)
         goto out;
-    p = controller__cmap_get(&m->pods, k);
+    p = map_get(&m->pods, k);
     if (!p || !p->meshed || !p->ident) {
         rc = ERR_NOTFOUND;
         goto out;
@@ -1379,7 +1375,7 @@ static void msg_append(char *buf, size_t n, const char *fmt, ...)
 static bool svc_exists(struct mesh_model *m, const char *ns, const char *name, struct m_svc **out)
 {
     char *k = controller__key(ns, name);
-    struct m_svc *s = k ? controller__cmap_get(&m->svcs, k) : NULL;
+    struct m_svc *s = k ? map_get(&m->svcs, k) : NULL;
     free(k);
     if (out)
         *out = s;
@@ -1389,7 +1385,7 @@ static bool svc_exists(struct mesh_model *m, const char *ns, const char *name, s
 static size_t count_callers(const struct m_svc *s)
 {
     size_t n = 0;
-    CMAP_FOREACH(&s->callers, x)
+    MAP_FOREACH(&s->callers, x)
     n += ((struct m_ident *)x->val)->pods.n;
     return n;
 }
@@ -1469,7 +1465,7 @@ static void status_split(struct mesh_model *m, const struct m_cr *t, struct cond
     {
         const char *k = controller__jstr(r, "kind"), *n = controller__jstr(r, "name");
         struct m_nsc *c = controller__nsc(m, t->ns, false);
-        struct m_cr *rg = c ? controller__cmap_get(&c->rgs, n) : NULL;
+        struct m_cr *rg = c ? map_get(&c->rgs, n) : NULL;
         if (strcmp(k, "HTTPRouteGroup") != 0 || !rg || rg->invalid)
             refs_bad = true;
         if (strcmp(k, "HTTPRouteGroup") != 0)
@@ -1554,7 +1550,7 @@ static void status_ap(struct mesh_model *m, const struct m_cr *ap, struct cond *
             struct m_nsc *sc;
             snprintf(ns, sizeof(ns), "%.*s", (int)(slash - v), v);
             sc = controller__nsc(m, ns, false);
-            if (!sc || !controller__cmap_get(&sc->sas, slash + 1))
+            if (!sc || !map_get(&sc->sas, slash + 1))
                 msg_append(cs[1].msg, sizeof(cs[1].msg), "ServiceAccount %s not found; ", v);
         } else if ((v = controller__jstr(e, "ns"))) {
             struct m_nsc *sc = controller__nsc(m, v, false);
@@ -1572,7 +1568,7 @@ static void status_ap(struct mesh_model *m, const struct m_cr *ap, struct cond *
         snprintf(cs[1].msg, sizeof(cs[1].msg), "all referenced objects exist");
     }
     if (c)
-        CMAP_FOREACH(&c->pods, x)
+        MAP_FOREACH(&c->pods, x)
         {
             struct m_pod *p = x->val;
             if (p->meshed && controller__ap_targets_pod(m, ap, p))
@@ -1653,9 +1649,9 @@ int mesh_model_status(struct mesh_model *m, const char *kind, const char *ns, co
     if (c && (k == MK_TS || k == MK_SMITS))
         cr = controller__split_get(c, k == MK_SMITS, name);
     else if (c && k == MK_AP)
-        cr = controller__cmap_get(&c->aps, name);
+        cr = map_get(&c->aps, name);
     else if (c && k == MK_RP)
-        cr = controller__cmap_get(&c->rps, name);
+        cr = map_get(&c->rps, name);
     if (!cr)
         return ERR_NOTFOUND;
     if (k == MK_AP)

@@ -1,6 +1,6 @@
 /*
  * controller_int.h - internals shared by the files of controller/ (never included elsewhere):
- * a string-keyed hash map, a 128-bit content hash, JSON helpers, and the model and compiler
+ * a 128-bit content hash, JSON helpers, and the model and compiler
  * internals (model.h, compile.h).
  */
 #ifndef WEFT_CONTROLLER_INT_H
@@ -12,39 +12,7 @@
 #include <stdint.h>
 
 #include "controller/controller.h"
-
-/* ---- string-keyed map: open addressing, keys copied, values borrowed ---------------------- */
-
-struct cmap_slot {
-    char *key; /* NULL: empty; CMAP_TOMB: deleted */
-    uint64_t h;
-    void *val;
-};
-
-struct cmap {
-    struct cmap_slot *s;
-    size_t cap;  /* 0 or a power of two */
-    size_t n;    /* live entries */
-    size_t used; /* live + tombstones */
-};
-
-extern char controller__cmap_tomb[];
-#define CMAP_TOMB controller__cmap_tomb
-#define CMAP_LIVE(slot) ((slot)->key && (slot)->key != CMAP_TOMB)
-#define CMAP_FOREACH(m, slot)                                                                      \
-    for (struct cmap_slot *slot = (m)->s; slot && slot < (m)->s + (m)->cap; slot++)                \
-        if (CMAP_LIVE(slot))
-
-void *controller__cmap_get(const struct cmap *m, const char *key);
-/* Insert or replace; returns 0 or -ENOMEM (map unchanged then). */
-int controller__cmap_put(struct cmap *m, const char *key, void *val);
-/* Remove; returns the value or NULL when absent. */
-void *controller__cmap_del(struct cmap *m, const char *key);
-/* Free the slots (values are the caller's). */
-void controller__cmap_release(struct cmap *m);
-/* The keys in sorted order (borrowed pointers, valid until the map changes); caller frees the
- * array only. *n gets the count. NULL with *n 0 when empty or out of memory (-ENOMEM in *rc). */
-const char **controller__cmap_sorted_keys(const struct cmap *m, size_t *n, int *rc);
+#include "core/map.h"
 
 /* ---- hashing ------------------------------------------------------------------------------ */
 

@@ -13,145 +13,6 @@
 #include "ca/ca.h"
 #include "controller/controller_int.h"
 
-/* ---- map ---------------------------------------------------------------------------------- */
-
-char controller__cmap_tomb[1];
-
-static uint64_t str_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
-    h ^= h >> 29;
-    return h ? h : 1;
-}
-
-static struct cmap_slot *cmap_find(const struct cmap *m, const char *key, uint64_t h)
-{
-    size_t mask, i;
-    if (!m->cap)
-        return NULL;
-    mask = m->cap - 1;
-    for (i = h & mask;; i = (i + 1) & mask) {
-        struct cmap_slot *s = &m->s[i];
-        if (!s->key)
-            return NULL;
-        if (s->key != CMAP_TOMB && s->h == h && !strcmp(s->key, key))
-            return s;
-    }
-}
-
-static int cmap_grow(struct cmap *m)
-{
-    size_t ncap = m->cap ? m->cap * 2 : 8, i;
-    struct cmap_slot *ns;
-
-    if (m->n * 2 < m->cap)
-        ncap = m->cap; /* mostly tombstones: rehash in place size */
-    ns = calloc(ncap, sizeof(*ns));
-    if (!ns)
-        return -ENOMEM;
-    for (i = 0; i < m->cap; i++) {
-        struct cmap_slot *o = &m->s[i];
-        size_t j;
-        if (!CMAP_LIVE(o))
-            continue;
-        for (j = o->h & (ncap - 1); ns[j].key; j = (j + 1) & (ncap - 1))
-            ;
-        ns[j] = *o;
-    }
-    free(m->s);
-    m->s = ns;
-    m->cap = ncap;
-    m->used = m->n;
-    return 0;
-}
-
-void *controller__cmap_get(const struct cmap *m, const char *key)
-{
-    struct cmap_slot *s = cmap_find(m, key, str_hash(key));
-    return s ? s->val : NULL;
-}
-
-int controller__cmap_put(struct cmap *m, const char *key, void *val)
-{
-    uint64_t h = str_hash(key);
-    struct cmap_slot *s = cmap_find(m, key, h);
-    size_t i;
-    char *k;
-
-    if (s) {
-        s->val = val;
-        return 0;
-    }
-    if ((m->used + 1) * 4 > m->cap * 3 && cmap_grow(m) < 0)
-        return -ENOMEM;
-    k = strdup(key);
-    if (!k)
-        return -ENOMEM;
-    for (i = h & (m->cap - 1); CMAP_LIVE(&m->s[i]); i = (i + 1) & (m->cap - 1))
-        ;
-    if (!m->s[i].key)
-        m->used++;
-    m->s[i].key = k;
-    m->s[i].h = h;
-    m->s[i].val = val;
-    m->n++;
-    return 0;
-}
-
-void *controller__cmap_del(struct cmap *m, const char *key)
-{
-    struct cmap_slot *s = cmap_find(m, key, str_hash(key));
-    void *v;
-    if (!s)
-        return NULL;
-    v = s->val;
-    free(s->key);
-    s->key = CMAP_TOMB;
-    s->val = NULL;
-    m->n--;
-    return v;
-}
-
-void controller__cmap_release(struct cmap *m)
-{
-    size_t i;
-    for (i = 0; i < m->cap; i++)
-        if (CMAP_LIVE(&m->s[i]))
-            free(m->s[i].key);
-    FREE_AND_NULL(m->s);
-    m->cap = m->n = m->used = 0;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-const char **controller__cmap_sorted_keys(const struct cmap *m, size_t *n, int *rc)
-{
-    const char **v;
-    size_t k = 0;
-
-    *n = 0;
-    *rc = 0;
-    if (!m->n)
-        return NULL;
-    v = malloc(m->n * sizeof(*v));
-    if (!v) {
-        *rc = -ENOMEM;
-        return NULL;
-    }
-    CMAP_FOREACH(m, s)
-    v[k++] = s->key;
-    qsort(v, k, sizeof(*v), cmp_str);
-    *n = k;
-    return v;
-}
-
 /* ---- hash: two independent 64-bit lanes (FNV-1a and a multiply-rotate mix) --------------- */
 
 void controller__hash_init(struct chash *h)
@@ -452,24 +313,24 @@ char *controller__spiffe(const struct mesh_model *m, const char *ns, const char 
     return s;
 }
 
-void controller__mark(struct cmap *set, const char *key, struct mesh_model *m)
+void controller__mark(struct map *set, const char *key, struct mesh_model *m)
 {
     /* A failed insert loses a dirty mark; resolve() then misses one recompute. Record it as
      * pending everything instead would need memory too; log-free best effort is documented. */
-    if (controller__cmap_put(set, key, MARK) == 0)
+    if (map_put(set, key, MARK) == 0)
         m->pending = true;
 }
 
 struct m_nsc *controller__nsc(struct mesh_model *m, const char *ns, bool create)
 {
-    struct m_nsc *c = controller__cmap_get(&m->nss, ns);
+    struct m_nsc *c = map_get(&m->nss, ns);
     if (c || !create)
         return c;
     c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
     c->name = strdup(ns);
-    if (!c->name || controller__cmap_put(&m->nss, ns, c) < 0) {
+    if (!c->name || map_put(&m->nss, ns, c) < 0) {
         free(c->name);
         free(c);
         return NULL;
@@ -481,7 +342,7 @@ struct m_cr *controller__split_get(struct m_nsc *c, bool smi, const char *name)
 {
     char k[300];
     snprintf(k, sizeof(k), "%c/%s", smi ? 's' : 'w', name);
-    return controller__cmap_get(&c->splits, k);
+    return map_get(&c->splits, k);
 }
 
 static void cr_free(struct m_cr *c)
@@ -518,7 +379,7 @@ static void svc_free(struct m_svc *s)
     json_decref(s->d);
     json_decref(s->reach);
     json_decref(s->block);
-    controller__cmap_release(&s->callers);
+    map_release(&s->callers);
     free(s);
 }
 
@@ -541,8 +402,8 @@ static void ident_free(struct m_ident *id)
     free(id->ns);
     free(id->sa);
     free(id->spiffe);
-    controller__cmap_release(&id->pods);
-    controller__cmap_release(&id->outset);
+    map_release(&id->pods);
+    map_release(&id->outset);
     json_decref(id->outbound);
     free(id);
 }
@@ -551,69 +412,69 @@ static void nsc_free(struct m_nsc *c)
 {
     if (!c)
         return;
-    CMAP_FOREACH(&c->slices, s)
+    MAP_FOREACH(&c->slices, s)
     slice_free(s->val);
-    CMAP_FOREACH(&c->splits, s)
+    MAP_FOREACH(&c->splits, s)
     cr_free(s->val);
-    CMAP_FOREACH(&c->aps, s)
+    MAP_FOREACH(&c->aps, s)
     cr_free(s->val);
-    CMAP_FOREACH(&c->rps, s)
+    MAP_FOREACH(&c->rps, s)
     cr_free(s->val);
-    CMAP_FOREACH(&c->rgs, s)
+    MAP_FOREACH(&c->rgs, s)
     cr_free(s->val);
-    controller__cmap_release(&c->pods);
-    controller__cmap_release(&c->svcs);
-    controller__cmap_release(&c->slices);
-    controller__cmap_release(&c->sas);
-    controller__cmap_release(&c->splits);
-    controller__cmap_release(&c->aps);
-    controller__cmap_release(&c->rps);
-    controller__cmap_release(&c->rgs);
-    controller__cmap_release(&c->idents);
-    CMAP_FOREACH(&c->podrefs, s)
+    map_release(&c->pods);
+    map_release(&c->svcs);
+    map_release(&c->slices);
+    map_release(&c->sas);
+    map_release(&c->splits);
+    map_release(&c->aps);
+    map_release(&c->rps);
+    map_release(&c->rgs);
+    map_release(&c->idents);
+    MAP_FOREACH(&c->podrefs, s)
     {
-        controller__cmap_release(s->val);
+        map_release(s->val);
         free(s->val);
     }
-    controller__cmap_release(&c->podrefs);
+    map_release(&c->podrefs);
     json_decref(c->labels);
     free(c->name);
     free(c);
 }
 
-static void idx_release(struct cmap *idx)
+static void idx_release(struct map *idx)
 {
-    CMAP_FOREACH(idx, s)
+    MAP_FOREACH(idx, s)
     {
-        controller__cmap_release(s->val);
+        map_release(s->val);
         free(s->val);
     }
-    controller__cmap_release(idx);
+    map_release(idx);
 }
 
 void mesh_model_free(struct mesh_model *m)
 {
     if (!m)
         return;
-    CMAP_FOREACH(&m->pods, s)
+    MAP_FOREACH(&m->pods, s)
     pod_free(s->val);
-    CMAP_FOREACH(&m->svcs, s)
+    MAP_FOREACH(&m->svcs, s)
     svc_free(s->val);
-    CMAP_FOREACH(&m->idents, s)
+    MAP_FOREACH(&m->idents, s)
     ident_free(s->val);
-    CMAP_FOREACH(&m->nss, s)
+    MAP_FOREACH(&m->nss, s)
     nsc_free(s->val);
-    controller__cmap_release(&m->pods);
-    controller__cmap_release(&m->svcs);
-    controller__cmap_release(&m->idents);
-    controller__cmap_release(&m->nss);
-    controller__cmap_release(&m->reach_all);
-    controller__cmap_release(&m->reach_scan);
+    map_release(&m->pods);
+    map_release(&m->svcs);
+    map_release(&m->idents);
+    map_release(&m->nss);
+    map_release(&m->reach_all);
+    map_release(&m->reach_scan);
     idx_release(&m->reach_ns);
     idx_release(&m->reach_sa);
-    controller__cmap_release(&m->d_pods);
-    controller__cmap_release(&m->d_blocks);
-    controller__cmap_release(&m->d_reach);
+    map_release(&m->d_pods);
+    map_release(&m->d_blocks);
+    map_release(&m->d_reach);
     free(m->trust_domain);
     free(m->bundle_cm);
     free(m->bundle_key);
@@ -1465,7 +1326,7 @@ static void mark_pod(struct mesh_model *m, struct m_pod *p)
 
 static void mark_ident_pods(struct mesh_model *m, struct m_ident *id)
 {
-    CMAP_FOREACH(&id->pods, s)
+    MAP_FOREACH(&id->pods, s)
     controller__mark(&m->d_pods, s->key, m);
 }
 
@@ -1486,7 +1347,7 @@ static void mark_selected_pods(struct mesh_model *m, struct m_nsc *c, const json
 {
     if (!json_is_object(sel) || !json_object_size(sel))
         return;
-    CMAP_FOREACH(&c->pods, s)
+    MAP_FOREACH(&c->pods, s)
     {
         struct m_pod *p = s->val;
         if (controller__map_selects(sel, json_object_get(p->d, "labels")))
@@ -1497,7 +1358,7 @@ static void mark_selected_pods(struct mesh_model *m, struct m_nsc *c, const json
 /* Apexes of the splits in c that list svc as a backend (or have it as apex). */
 static void mark_split_apexes_using(struct mesh_model *m, struct m_nsc *c, const char *svc)
 {
-    CMAP_FOREACH(&c->splits, s)
+    MAP_FOREACH(&c->splits, s)
     {
         struct m_cr *t = s->val;
         const char *apex = controller__jstr(t->d, "apex");
@@ -1515,13 +1376,13 @@ static void mark_ap_targets(struct mesh_model *m, struct m_nsc *c, const struct 
 {
     const char *kind = controller__jstr(controller__jget(ap->d, "target"), "kind");
     const char *name = controller__jstr(controller__jget(ap->d, "target"), "name");
-    CMAP_FOREACH(&c->pods, s)
+    MAP_FOREACH(&c->pods, s)
     {
         if (controller__ap_targets_pod(m, ap, s->val))
             mark_pod(m, s->val);
     }
     /* reach: the services whose caller rule can include this policy */
-    CMAP_FOREACH(&c->svcs, s)
+    MAP_FOREACH(&c->svcs, s)
     {
         struct m_svc *sv = s->val;
         if (!kind || strcmp(kind, "Service") != 0 || (name && !strcmp(name, sv->name)))
@@ -1539,7 +1400,7 @@ static struct m_ident *ident_get(struct mesh_model *m, const char *ns, const cha
 
     if (!k || !c)
         goto out;
-    id = controller__cmap_get(&m->idents, k);
+    id = map_get(&m->idents, k);
     if (id)
         goto out;
     id = calloc(1, sizeof(*id));
@@ -1551,13 +1412,13 @@ static struct m_ident *ident_get(struct mesh_model *m, const char *ns, const cha
     id->sa = strdup(sa);
     id->spiffe = controller__spiffe(m, ns, sa);
     id->fresh = true;
-    if (!id->ns || !id->sa || !id->spiffe || controller__cmap_put(&m->idents, id->key, id) < 0) {
+    if (!id->ns || !id->sa || !id->spiffe || map_put(&m->idents, id->key, id) < 0) {
         ident_free(id);
         id = NULL;
         goto out;
     }
-    if (controller__cmap_put(&c->idents, id->key, id) < 0) {
-        controller__cmap_del(&m->idents, id->key);
+    if (map_put(&c->idents, id->key, id) < 0) {
+        map_del(&m->idents, id->key);
         ident_free(id);
         id = NULL;
         goto out;
@@ -1575,14 +1436,14 @@ static void ident_drop_pod(struct mesh_model *m, struct m_pod *p)
     if (!id)
         return;
     p->ident = NULL;
-    controller__cmap_del(&id->pods, p->key);
+    map_del(&id->pods, p->key);
     if (id->pods.n)
         return;
     controller__ident_unlink(m, id);
     c = controller__nsc(m, id->ns, false);
     if (c)
-        controller__cmap_del(&c->idents, id->key);
-    controller__cmap_del(&m->idents, id->key);
+        map_del(&c->idents, id->key);
+    map_del(&m->idents, id->key);
     ident_free(id);
 }
 
@@ -1591,12 +1452,12 @@ static int ident_add_pod(struct mesh_model *m, struct m_pod *p)
     struct m_ident *id = ident_get(m, p->ns, controller__jstr(p->d, "sa"));
     if (!id)
         return -ENOMEM;
-    if (controller__cmap_put(&id->pods, p->key, p) < 0) {
+    if (map_put(&id->pods, p->key, p) < 0) {
         if (!id->pods.n) {
             struct m_nsc *c = controller__nsc(m, id->ns, false);
             if (c)
-                controller__cmap_del(&c->idents, id->key);
-            controller__cmap_del(&m->idents, id->key);
+                map_del(&c->idents, id->key);
+            map_del(&m->idents, id->key);
             ident_free(id);
         }
         return -ENOMEM;
@@ -1608,10 +1469,10 @@ static int ident_add_pod(struct mesh_model *m, struct m_pod *p)
 /* Services whose slices list pod `name` as an endpoint: their blocks and meshed flag. */
 static void mark_svcs_of_pod(struct mesh_model *m, struct m_nsc *c, const char *name)
 {
-    struct cmap *sub = controller__cmap_get(&c->podrefs, name);
+    struct map *sub = map_get(&c->podrefs, name);
     if (!sub)
         return;
-    CMAP_FOREACH(sub, s)
+    MAP_FOREACH(sub, s)
     {
         mark_svc(m, c->name, s->key, true, true);
         mark_split_apexes_using(m, c, s->key);
@@ -1629,31 +1490,31 @@ static int podrefs_update(struct m_nsc *c, const json_t *d, int delta)
     json_array_foreach(json_object_get(d, "endpoints"), i, e)
     {
         const char *pn = controller__jstr(e, "pod");
-        struct cmap *sub;
+        struct map *sub;
         uintptr_t n;
         if (!pn)
             continue;
-        sub = controller__cmap_get(&c->podrefs, pn);
+        sub = map_get(&c->podrefs, pn);
         if (!sub && delta > 0) {
             sub = calloc(1, sizeof(*sub));
-            if (!sub || controller__cmap_put(&c->podrefs, pn, sub) < 0) {
+            if (!sub || map_put(&c->podrefs, pn, sub) < 0) {
                 free(sub);
                 return -ENOMEM;
             }
         }
         if (!sub)
             continue;
-        n = (uintptr_t)controller__cmap_get(sub, svc);
+        n = (uintptr_t)map_get(sub, svc);
         if (delta > 0) {
-            if (controller__cmap_put(sub, svc, (void *)(n + 1)) < 0)
+            if (map_put(sub, svc, (void *)(n + 1)) < 0)
                 return -ENOMEM;
         } else if (n > 1) {
-            controller__cmap_put(sub, svc, (void *)(n - 1)); /* replaces: cannot fail */
+            IGNORE_RESULT(map_put(sub, svc, (void *)(n - 1))); /* replaces: cannot fail */
         } else {
-            controller__cmap_del(sub, svc);
+            map_del(sub, svc);
             if (!sub->n) {
-                controller__cmap_release(sub);
-                free(controller__cmap_del(&c->podrefs, pn));
+                map_release(sub);
+                free(map_del(&c->podrefs, pn));
             }
         }
     }
@@ -1690,10 +1551,10 @@ static int pod_changed(struct mesh_model *m, struct m_nsc *c, struct m_pod *old,
         p->ns = strdup(c->name);
         p->name = strdup(name);
         p->key = controller__key(c->name, name);
-        if (!p->ns || !p->name || !p->key || controller__cmap_put(&m->pods, p->key, p) < 0)
+        if (!p->ns || !p->name || !p->key || map_put(&m->pods, p->key, p) < 0)
             goto nomem_free;
-        if (controller__cmap_put(&c->pods, p->name, p) < 0) {
-            controller__cmap_del(&m->pods, p->key);
+        if (map_put(&c->pods, p->name, p) < 0) {
+            map_del(&m->pods, p->key);
             goto nomem_free;
         }
         m->counts[MK_POD]++;
@@ -1705,8 +1566,8 @@ static int pod_changed(struct mesh_model *m, struct m_nsc *c, struct m_pod *old,
     if (id_moved || !nd)
         ident_drop_pod(m, p);
     if (!nd) {
-        controller__cmap_del(&c->pods, p->name);
-        controller__cmap_del(&m->pods, p->key);
+        map_del(&c->pods, p->name);
+        map_del(&m->pods, p->key);
         m->counts[MK_POD]--;
         pod_free(p);
         return 0;
@@ -1744,10 +1605,10 @@ static int svc_changed(struct mesh_model *m, struct m_nsc *c, struct m_svc *old,
     mark_split_apexes_using(m, c, name);
     if (!nd) {
         controller__svc_unlink(m, s);
-        controller__cmap_del(&m->d_blocks, s->key);
-        controller__cmap_del(&m->d_reach, s->key);
-        controller__cmap_del(&c->svcs, s->name);
-        controller__cmap_del(&m->svcs, s->key);
+        map_del(&m->d_blocks, s->key);
+        map_del(&m->d_reach, s->key);
+        map_del(&c->svcs, s->name);
+        map_del(&m->svcs, s->key);
         m->counts[MK_SERVICE]--;
         svc_free(s);
         return 0;
@@ -1760,12 +1621,12 @@ static int svc_changed(struct mesh_model *m, struct m_nsc *c, struct m_svc *old,
         s->name = strdup(name);
         s->key = controller__key(c->name, name);
         s->reach = json_false();
-        if (!s->ns || !s->name || !s->key || controller__cmap_put(&m->svcs, s->key, s) < 0) {
+        if (!s->ns || !s->name || !s->key || map_put(&m->svcs, s->key, s) < 0) {
             svc_free(s);
             goto nomem;
         }
-        if (controller__cmap_put(&c->svcs, s->name, s) < 0) {
-            controller__cmap_del(&m->svcs, s->key);
+        if (map_put(&c->svcs, s->name, s) < 0) {
+            map_del(&m->svcs, s->key);
             svc_free(s);
             goto nomem;
         }
@@ -1805,7 +1666,7 @@ static int slice_changed(struct mesh_model *m, struct m_nsc *c, struct m_slice *
     if (old)
         IGNORE_RESULT(podrefs_update(c, old->d, -1));
     if (!nd) {
-        controller__cmap_del(&c->slices, s->name);
+        map_del(&c->slices, s->name);
         m->counts[MK_SLICE]--;
         slice_free(s);
         return 0;
@@ -1817,7 +1678,7 @@ static int slice_changed(struct mesh_model *m, struct m_nsc *c, struct m_slice *
         s->ns = strdup(c->name);
         s->name = strdup(name);
         s->key = controller__key(c->name, name);
-        if (!s->ns || !s->name || !s->key || controller__cmap_put(&c->slices, s->name, s) < 0) {
+        if (!s->ns || !s->name || !s->key || map_put(&c->slices, s->name, s) < 0) {
             slice_free(s);
             goto nomem;
         }
@@ -1853,7 +1714,7 @@ static void cr_mark(struct mesh_model *m, struct m_nsc *c, const struct m_cr *cr
         break;
     case MK_RG:
         /* the SMI splits that reference this route group */
-        CMAP_FOREACH(&c->splits, s)
+        MAP_FOREACH(&c->splits, s)
         {
             struct m_cr *t = s->val;
             json_array_foreach(json_object_get(t->d, "refs"), i, r)
@@ -1869,7 +1730,7 @@ static void cr_mark(struct mesh_model *m, struct m_nsc *c, const struct m_cr *cr
     }
 }
 
-static struct cmap *cr_map(struct m_nsc *c, enum mk kind)
+static struct map *cr_map(struct m_nsc *c, enum mk kind)
 {
     switch (kind) {
     case MK_TS:
@@ -1897,23 +1758,23 @@ static int cr_changed(struct mesh_model *m, struct m_nsc *c, enum mk kind, struc
                       const char *name)
 {
     char k[320];
-    struct cmap *map = cr_map(c, kind);
+    struct map *map = cr_map(c, kind);
     struct m_cr *old;
     bool same;
 
     cr_mapkey(kind, name, k, sizeof(k));
-    old = controller__cmap_get(map, k);
+    old = map_get(map, k);
     if (!old && !nw)
         return ERR_NOTFOUND;
     same = old && nw && json_equal(old->d, nw->d) &&
            !strcmp(old->created ? old->created : "", nw->created ? nw->created : "") &&
            !old->invalid == !nw->invalid && (!old->invalid || !strcmp(old->invalid, nw->invalid));
-    if (nw && controller__cmap_put(map, k, nw) < 0) {
+    if (nw && map_put(map, k, nw) < 0) {
         cr_free(nw);
         return -ENOMEM;
     }
     if (!nw)
-        controller__cmap_del(map, k);
+        map_del(map, k);
     if (!same) {
         if (old)
             cr_mark(m, c, old);
@@ -1997,7 +1858,7 @@ static int ns_changed(struct mesh_model *m, const char *name, const json_t *labe
         return 0;
     }
     c->labels = nl;
-    CMAP_FOREACH(&c->idents, s)
+    MAP_FOREACH(&c->idents, s)
     {
         struct m_ident *id = s->val;
         controller__ident_unlink(m, id);
@@ -2005,10 +1866,10 @@ static int ns_changed(struct mesh_model *m, const char *name, const json_t *labe
         m->pending = true;
         mark_ident_pods(m, id);
     }
-    CMAP_FOREACH(&m->nss, ns)
+    MAP_FOREACH(&m->nss, ns)
     {
         struct m_nsc *pc = ns->val;
-        CMAP_FOREACH(&pc->aps, a)
+        MAP_FOREACH(&pc->aps, a)
         {
             struct m_cr *ap = a->val;
             json_t *f;
@@ -2032,14 +1893,14 @@ static int ns_changed(struct mesh_model *m, const char *name, const json_t *labe
 static int sa_changed(struct mesh_model *m, struct m_nsc *c, const char *name, bool del)
 {
     if (del) {
-        if (!controller__cmap_del(&c->sas, name))
+        if (!map_del(&c->sas, name))
             return ERR_NOTFOUND;
         m->counts[MK_SA]--;
         return 0;
     }
-    if (controller__cmap_get(&c->sas, name))
+    if (map_get(&c->sas, name))
         return 0;
-    if (controller__cmap_put(&c->sas, name, MARK) < 0)
+    if (map_put(&c->sas, name, MARK) < 0)
         return -ENOMEM;
     m->counts[MK_SA]++;
     return 0;
@@ -2071,15 +1932,15 @@ int mesh_model_upsert(struct mesh_model *m, const json_t *obj)
     case MK_POD:
         if (!(d = pod_digest(obj)))
             return -ENOMEM;
-        return pod_changed(m, c, controller__cmap_get(&c->pods, name), d, name);
+        return pod_changed(m, c, map_get(&c->pods, name), d, name);
     case MK_SERVICE:
         if (!(d = svc_digest(obj)))
             return -ENOMEM;
-        return svc_changed(m, c, controller__cmap_get(&c->svcs, name), d, name);
+        return svc_changed(m, c, map_get(&c->svcs, name), d, name);
     case MK_SLICE:
         if (!(d = slice_digest(obj)))
             return -ENOMEM;
-        return slice_changed(m, c, controller__cmap_get(&c->slices, name), d, name);
+        return slice_changed(m, c, map_get(&c->slices, name), d, name);
     case MK_SA:
         return sa_changed(m, c, name, false);
     default:
@@ -2108,15 +1969,15 @@ int mesh_model_delete(struct mesh_model *m, const char *kind, const char *ns, co
         return ERR_NOTFOUND;
     switch (k) {
     case MK_POD:
-        if (!(o = controller__cmap_get(&c->pods, name)))
+        if (!(o = map_get(&c->pods, name)))
             return ERR_NOTFOUND;
         return pod_changed(m, c, o, NULL, name);
     case MK_SERVICE:
-        if (!(o = controller__cmap_get(&c->svcs, name)))
+        if (!(o = map_get(&c->svcs, name)))
             return ERR_NOTFOUND;
         return svc_changed(m, c, o, NULL, name);
     case MK_SLICE:
-        if (!(o = controller__cmap_get(&c->slices, name)))
+        if (!(o = map_get(&c->slices, name)))
             return ERR_NOTFOUND;
         return slice_changed(m, c, o, NULL, name);
     case MK_SA:
@@ -2135,7 +1996,7 @@ int mesh_model_dirty_proxies(struct mesh_model *m, json_t **out)
 
     if (rc < 0)
         return rc;
-    keys = controller__cmap_sorted_keys(&m->d_pods, &n, &rc);
+    keys = map_sorted_keys(&m->d_pods, &n, &rc);
     if (rc < 0)
         return rc;
     arr = json_array();
@@ -2151,7 +2012,7 @@ int mesh_model_dirty_proxies(struct mesh_model *m, json_t **out)
     }
     free(keys);
     keys = NULL;
-    controller__cmap_release(&m->d_pods);
+    map_release(&m->d_pods);
     *out = arr;
     arr = NULL;
 out:

@@ -49,9 +49,9 @@ struct m_svc {
     json_t *d; /* {"clusterIP","headless","selector","ports":[{"name","port","targetPort",
                   "appProtocol"}]} (TCP ports only) */
     bool meshed;
-    json_t *reach;       /* true (anyone), false (no one) or array of from-entries */
-    struct cmap callers; /* ident key -> struct m_ident */
-    json_t *block;       /* compiled outbound block, NULL until needed */
+    json_t *reach;      /* true (anyone), false (no one) or array of from-entries */
+    struct map callers; /* ident key -> struct m_ident */
+    json_t *block;      /* compiled outbound block, NULL until needed */
     struct chash block_hash;
 };
 
@@ -72,9 +72,9 @@ struct m_cr {
 
 struct m_ident {
     char *key, *ns, *sa, *spiffe;
-    struct cmap pods;   /* pod key -> struct m_pod */
-    struct cmap outset; /* svc key -> struct m_svc */
-    json_t *outbound;   /* compiled array, NULL when stale */
+    struct map pods;   /* pod key -> struct m_pod */
+    struct map outset; /* svc key -> struct m_svc */
+    json_t *outbound;  /* compiled array, NULL when stale */
     struct chash out_hash;
     bool fresh; /* outset to be computed by the next resolve */
 };
@@ -82,27 +82,27 @@ struct m_ident {
 struct m_nsc {
     char *name;
     json_t *labels; /* NULL when the Namespace object is unknown */
-    struct cmap pods, svcs, slices, sas, splits, aps, rps, rgs, idents;
-    struct cmap podrefs; /* pod name -> struct cmap (service name -> slice reference count) */
+    struct map pods, svcs, slices, sas, splits, aps, rps, rgs, idents;
+    struct map podrefs; /* pod name -> struct map (service name -> slice reference count) */
 };
 
 struct mesh_model {
     char *trust_domain, *bundle_cm, *bundle_key;
     enum mesh_mode mode;
-    struct cmap nss;    /* name -> struct m_nsc */
-    struct cmap pods;   /* ns/name -> struct m_pod */
-    struct cmap svcs;   /* ns/name -> struct m_svc */
-    struct cmap idents; /* ns/sa -> struct m_ident */
+    struct map nss;    /* name -> struct m_nsc */
+    struct map pods;   /* ns/name -> struct m_pod */
+    struct map svcs;   /* ns/name -> struct m_svc */
+    struct map idents; /* ns/sa -> struct m_ident */
     /* reach indexes: which services an identity may call, by caller rule */
-    struct cmap reach_all;  /* svc key -> svc: anyone */
-    struct cmap reach_scan; /* svc key -> svc: rules that need evaluation (selectors, IDs) */
-    struct cmap reach_ns;   /* ns -> struct cmap of svc */
-    struct cmap reach_sa;   /* ns/sa -> struct cmap of svc */
+    struct map reach_all;  /* svc key -> svc: anyone */
+    struct map reach_scan; /* svc key -> svc: rules that need evaluation (selectors, IDs) */
+    struct map reach_ns;   /* ns -> struct map of svc */
+    struct map reach_sa;   /* ns/sa -> struct map of svc */
     /* pending work */
-    struct cmap d_pods;   /* pod keys whose document may have changed */
-    struct cmap d_blocks; /* svc keys whose outbound block must be recompiled */
-    struct cmap d_reach;  /* svc keys whose meshed flag / caller rule must be recomputed */
-    bool pending;         /* something above (or a fresh identity) awaits resolve */
+    struct map d_pods;   /* pod keys whose document may have changed */
+    struct map d_blocks; /* svc keys whose outbound block must be recompiled */
+    struct map d_reach;  /* svc keys whose meshed flag / caller rule must be recomputed */
+    bool pending;        /* something above (or a fresh identity) awaits resolve */
     size_t counts[MK__COUNT];
 };
 
@@ -111,7 +111,7 @@ struct m_nsc *controller__nsc(struct mesh_model *m, const char *ns, bool create)
 struct m_cr *controller__split_get(struct m_nsc *c, bool smi, const char *name);
 char *controller__key(const char *a, const char *b); /* "a/b", NULL on -ENOMEM */
 char *controller__spiffe(const struct mesh_model *m, const char *ns, const char *sa);
-void controller__mark(struct cmap *set, const char *key, struct mesh_model *m);
+void controller__mark(struct map *set, const char *key, struct mesh_model *m);
 
 /* "Pod", "TrafficSplit.split.smi-spec.io", ... to a kind; ERR_UNSUPPORTED otherwise. */
 int controller__kind_of_name(const char *kind, enum mk *out);

@@ -17,6 +17,7 @@
 
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/map.h"
 #include "push/push.h"
 #include "push/push_int.h"
 #include "tls/tls.h"
@@ -28,13 +29,12 @@
 struct conn;
 
 struct proxy {
-    struct proxy *hnext;         /* hash chain */
     struct proxy *dprev, *dnext; /* debounce list, oldest first */
     int dirty;
     uint64_t due_ms;
     int forgotten;
-    char *key;
-    char *doc; /* canonical newest document, NULL none */
+    const char *key; /* the proxies map's copy */
+    char *doc;       /* canonical newest document, NULL none */
     char hash[PUSH_HASH_LEN + 1];
     struct conn *conn; /* accepted stream, NULL none */
     char spiffe[SPIFFE_MAX];
@@ -81,8 +81,7 @@ struct push_server {
     lws_retry_bo_t retry;
     uint32_t retry_ms[1];
     struct lws_protocols protocols[2];
-    struct proxy **buckets;
-    size_t nbuckets, nproxies;
+    struct map proxies; /* "ns/name" -> struct proxy */
     struct proxy *dhead, *dtail;
     uv_timer_t timer;
     struct conn *conns;
@@ -97,71 +96,25 @@ struct push_server {
 
 /* --- proxies ------------------------------------------------------------------------------- */
 
-static size_t key_hash(const char *s)
-{
-    size_t h = 1469598103934665603ull;
-
-    while (*s)
-        h = (h ^ (unsigned char)*s++) * 1099511628211ull;
-    return h;
-}
-
 static struct proxy *proxy_find(struct push_server *s, const char *key)
 {
-    struct proxy *p;
-
-    if (!s->nbuckets)
-        return NULL;
-    for (p = s->buckets[key_hash(key) % s->nbuckets]; p; p = p->hnext)
-        if (strcmp(p->key, key) == 0)
-            return p;
-    return NULL;
-}
-
-static int proxy_grow(struct push_server *s)
-{
-    size_t n = s->nbuckets ? s->nbuckets * 2 : 64;
-    struct proxy **nb = calloc(n, sizeof(*nb));
-
-    if (!nb)
-        return -ENOMEM;
-    for (size_t i = 0; i < s->nbuckets; i++) {
-        struct proxy *p = s->buckets[i], *next;
-
-        for (; p; p = next) {
-            size_t b = key_hash(p->key) % n;
-
-            next = p->hnext;
-            p->hnext = nb[b];
-            nb[b] = p;
-        }
-    }
-    free(s->buckets);
-    s->buckets = nb;
-    s->nbuckets = n;
-    return 0;
+    return map_get(&s->proxies, key);
 }
 
 static int proxy_get(struct push_server *s, const char *key, struct proxy **out)
 {
     struct proxy *p = proxy_find(s, key);
-    size_t b;
 
     if (p) {
         *out = p;
         return 0;
     }
-    if (s->nproxies >= s->nbuckets && proxy_grow(s) < 0)
-        return -ENOMEM;
     p = calloc(1, sizeof(*p));
-    if (!p || !(p->key = strdup(key))) {
+    if (!p || map_put(&s->proxies, key, p) < 0) {
         free(p);
         return -ENOMEM;
     }
-    b = key_hash(key) % s->nbuckets;
-    p->hnext = s->buckets[b];
-    s->buckets[b] = p;
-    s->nproxies++;
+    p->key = map_key(&s->proxies, key);
     *out = p;
     return 0;
 }
@@ -184,14 +137,8 @@ static void dirty_unlink(struct push_server *s, struct proxy *p)
 
 static void proxy_remove(struct push_server *s, struct proxy *p)
 {
-    struct proxy **pp = &s->buckets[key_hash(p->key) % s->nbuckets];
-
-    while (*pp != p)
-        pp = &(*pp)->hnext;
-    *pp = p->hnext;
-    s->nproxies--;
     dirty_unlink(s, p);
-    free(p->key);
+    map_del(&s->proxies, p->key); /* frees p->key */
     free(p->doc);
     free(p->nack_reason);
     free(p);
@@ -749,9 +696,8 @@ static void proxy_visit(const struct proxy *p, push_state_visit_fn *fn, void *ar
 
 void push_server_sync_state(struct push_server *s, push_state_visit_fn *fn, void *arg)
 {
-    for (size_t i = 0; i < s->nbuckets; i++)
-        for (const struct proxy *p = s->buckets[i]; p; p = p->hnext)
-            proxy_visit(p, fn, arg);
+    MAP_FOREACH(&s->proxies, slot)
+    proxy_visit(slot->val, fn, arg);
 }
 
 int push_server_proxy_state(struct push_server *s, const char *key, push_state_visit_fn *fn,
@@ -843,11 +789,9 @@ void push_server_free(struct push_server *s)
         lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, 1);
         lws_callback_on_writable(c->wsi);
     }
-    for (size_t i = 0; i < s->nbuckets; i++)
-        while (s->buckets[i])
-            proxy_remove(s, s->buckets[i]);
-    FREE_AND_NULL(s->buckets);
-    s->nbuckets = 0;
+    MAP_FOREACH(&s->proxies, slot)
+    proxy_remove(s, slot->val); /* deleting during the walk is allowed */
+    map_release(&s->proxies);
     s->dhead = s->dtail = NULL;
     FREE_AND_NULL(s->trust_pem);
     /* Streams still mid-handshake are not known by pointer; they get a bounded wait. */

@@ -56,7 +56,12 @@ int base64_encode_buf(const void *data, size_t n, struct buf *out)
 
 int base64_decode(const char *in, char **out, size_t *outlen)
 {
-    size_t n = strlen(in), o = 0;
+    return base64_decode_n(in, strlen(in), 0, out, outlen);
+}
+
+int base64_decode_n(const char *in, size_t n, unsigned flags, char **out, size_t *outlen)
+{
+    size_t o = 0;
     char *res = malloc(n / 4 * 3 + 4);
     unsigned acc = 0;
     int bits = 0, pad = 0;
@@ -95,6 +100,9 @@ int base64_decode(const char *in, char **out, size_t *outlen)
     }
     /* Leftover bits must be the zero padding of a final partial group. */
     if (bits >= 6 || pad > 2 || (acc & ((1u << bits) - 1)) != 0)
+        goto bad;
+    /* Padded: 2 bits left over need one '=', 4 bits two, none none. */
+    if ((flags & BASE64_PADDED) && pad != (bits == 2 ? 1 : bits == 4 ? 2 : 0))
         goto bad;
     res[o] = '\0';
     *out = res;

@@ -23,4 +23,17 @@ int base64_encode_buf(const void *data, size_t n, struct buf *out) WUR;
  */
 int base64_decode(const char *in, char **out, size_t *outlen) WUR;
 
+/* base64_decode_n's flags. */
+enum {
+    /* Canonical padding (PEM bodies): the characters, white space aside, come in groups of
+     * four, the last one padded with '=' as needed. */
+    BASE64_PADDED = 1u << 0,
+};
+
+/*
+ * base64_decode over the n bytes at in (no terminator needed; a NUL byte is an error), with
+ * flags from the enum above. Same results and ownership as base64_decode.
+ */
+int base64_decode_n(const char *in, size_t n, unsigned flags, char **out, size_t *outlen) WUR;
+
 #endif

@@ -16,6 +16,7 @@
 
 #include "conf/jsonio.h"
 #include "core/log.h"
+#include "core/pct.h"
 #include "kube/kube_int.h"
 
 #define MAX_LINE (32u * 1024 * 1024)
@@ -248,17 +249,9 @@ static void start_watch(struct kube_informer *inf);
 
 static int put_query(struct buf *b, const char *name, const char *value)
 {
-    static const char hex[] = "0123456789ABCDEF";
     int rc = buf_printf(b, "%c%s=", strchr(b->p, '?') ? '&' : '?', name);
-    for (const char *s = value; *s && !rc; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-            ch == '-' || ch == '.' || ch == '_' || ch == '~')
-            rc = buf_append(b, s, 1);
-        else
-            rc = buf_printf(b, "%%%c%c", hex[ch >> 4], hex[ch & 15]);
-    }
-    return rc;
+
+    return rc ? rc : pct_encode_buf(b, value, NULL);
 }
 
 static int base_path(struct kube_informer *inf, struct buf *b)

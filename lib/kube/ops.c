@@ -5,26 +5,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/pct.h"
 #include "kube/kube_int.h"
 
 #define UPDATE_ATTEMPTS 5
 
-/* Append s percent-escaped as one path segment (RFC 3986 unreserved kept). */
+/* Append s percent-escaped as one path segment (RFC 3986 unreserved and ':' kept). */
 static int put_segment(struct buf *b, const char *s)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    int rc = 0;
     if (!*s)
         return -EINVAL;
-    for (; *s && !rc; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-            ch == '-' || ch == '.' || ch == '_' || ch == '~' || ch == ':')
-            rc = buf_append(b, s, 1);
-        else
-            rc = buf_printf(b, "%%%c%c", hex[ch >> 4], hex[ch & 15]);
-    }
-    return rc;
+    return pct_encode_buf(b, s, ":");
 }
 
 int kube_path(const struct kube_resource *res, const char *ns, const char *name, const char *sub,

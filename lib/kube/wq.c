@@ -1,10 +1,11 @@
 /*
  * wq.c - rate-limited, de-duplicating work queue (client-go's workqueue semantics).
  *
- * State: a FIFO of ready keys; `dirty` (keys that need processing: queued, or re-added while
- * processing); `processing`; a min-heap of delayed keys with `waiting` holding each key's
- * earliest due time (heap entries whose time no longer matches are stale and skipped);
- * `failures` per key. Sets are jansson objects used as string hash sets.
+ * State: one map (core/map.h) from key to its item: `dirty` (needs processing: queued, or
+ * re-added while processing), `processing`, `waiting` with the key's earliest due time, and
+ * `failures`; an item goes when all four are clear. A FIFO of ready keys (borrowed from the map:
+ * a key is in the FIFO exactly while it is dirty and not processing) and a min-heap of delayed
+ * keys (owned copies; entries whose time no longer matches the item's are stale and skipped).
  * Rate limiting is the max of a per-key exponential backoff and a token bucket whose tokens may
  * go negative (golang.org/x/time/rate reservations), as in client-go's default controller
  * rate limiter.
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/map.h"
 #include "kube/kube_int.h"
 
 struct delayed {
@@ -21,11 +23,17 @@ struct delayed {
     char *key;
 };
 
+struct item {
+    bool dirty, processing, waiting;
+    uint64_t wait_at; /* when waiting */
+    unsigned failures;
+};
+
 struct wq {
     struct wq_opts o;
-    char **fifo;
+    const char **fifo; /* keys borrowed from items */
     size_t head, len, cap;
-    json_t *dirty, *processing, *waiting, *failures;
+    struct map items; /* key -> struct item */
     struct delayed *heap;
     size_t nheap, capheap;
     uint64_t seq;
@@ -66,34 +74,19 @@ int wq_new(const struct wq_opts *opts, struct wq **out)
         q->o.burst = 100;
     q->tokens = q->o.burst;
     q->last_refill = now_ms(q);
-    q->dirty = json_object();
-    q->processing = json_object();
-    q->waiting = json_object();
-    q->failures = json_object();
-    if (!q->dirty || !q->processing || !q->waiting || !q->failures) {
-        json_decref(q->dirty);
-        json_decref(q->processing);
-        json_decref(q->waiting);
-        json_decref(q->failures);
-        free(q);
-        return -ENOMEM;
-    }
     *out = q;
     return 0;
 }
 
 static void wq_release(struct wq *q)
 {
-    for (size_t i = 0; i < q->len; i++)
-        free(q->fifo[(q->head + i) % q->cap]);
     free(q->fifo);
     for (size_t i = 0; i < q->nheap; i++)
         free(q->heap[i].key);
     free(q->heap);
-    json_decref(q->dirty);
-    json_decref(q->processing);
-    json_decref(q->waiting);
-    json_decref(q->failures);
+    MAP_FOREACH(&q->items, slot)
+    free(slot->val);
+    map_release(&q->items);
     free(q);
 }
 
@@ -119,14 +112,36 @@ void wq_free(struct wq *q)
     uv_close((uv_handle_t *)&q->timer, on_closed);
 }
 
-/* ---- FIFO and heap ---------------------------------------------------------------------- */
+/* ---- items, FIFO and heap --------------------------------------------------------------- */
 
+/* key's item, created (all clear) when absent and create is set; NULL when absent or -ENOMEM. */
+static struct item *item_get(struct wq *q, const char *key, bool create)
+{
+    struct item *it = map_get(&q->items, key);
+
+    if (it || !create)
+        return it;
+    it = calloc(1, sizeof(*it));
+    if (it && map_put(&q->items, key, it) < 0)
+        FREE_AND_NULL(it);
+    return it;
+}
+
+/* Drop key's item once nothing refers to it any more (frees the map's copy of key). */
+static void item_gc(struct wq *q, const char *key)
+{
+    struct item *it = map_get(&q->items, key);
+
+    if (it && !it->dirty && !it->processing && !it->waiting && !it->failures)
+        free(map_del(&q->items, key));
+}
+
+/* Append key (the map's copy: stable while the item is dirty) to the FIFO. */
 static int fifo_push(struct wq *q, const char *key)
 {
-    char *k;
     if (q->len == q->cap) {
         size_t ncap = q->cap ? q->cap * 2 : 16;
-        char **n = malloc(ncap * sizeof(*n));
+        const char **n = malloc(ncap * sizeof(*n));
         if (!n)
             return -ENOMEM;
         for (size_t i = 0; i < q->len; i++)
@@ -136,17 +151,14 @@ static int fifo_push(struct wq *q, const char *key)
         q->cap = ncap;
         q->head = 0;
     }
-    k = strdup(key);
-    if (!k)
-        return -ENOMEM;
-    q->fifo[(q->head + q->len) % q->cap] = k;
+    q->fifo[(q->head + q->len) % q->cap] = key;
     q->len++;
     return 0;
 }
 
-static char *fifo_pop(struct wq *q)
+static const char *fifo_pop(struct wq *q)
 {
-    char *k;
+    const char *k;
     if (!q->len)
         return NULL;
     k = q->fifo[q->head];
@@ -215,55 +227,59 @@ static struct delayed heap_pop(struct wq *q)
 
 static void kick(struct wq *q);
 
+/* Mark key dirty and queue it (unless in flight); the caller runs item_gc. */
 static int add_now(struct wq *q, const char *key)
 {
+    struct item *it = item_get(q, key, true);
     int rc;
-    if (json_object_get(q->dirty, key))
+
+    if (!it)
+        return -ENOMEM;
+    if (it->dirty)
         return 0;
-    rc = json_object_set_new(q->dirty, key, json_true()) ? -ENOMEM : 0;
-    if (rc)
-        return rc;
+    it->dirty = true;
     /* A key being processed goes back on the queue at wq_done. */
-    if (json_object_get(q->processing, key))
+    if (it->processing)
         return 0;
-    rc = fifo_push(q, key);
+    rc = fifo_push(q, map_key(&q->items, key));
     if (rc)
-        json_object_del(q->dirty, key);
+        it->dirty = false;
     return rc;
 }
 
 int wq_add(struct wq *q, const char *key)
 {
     int rc = add_now(q, key);
+    item_gc(q, key);
     kick(q);
     return rc;
 }
 
+/* Queue key after delay_ms (an earlier pending time wins); the caller runs item_gc. */
 static int add_after(struct wq *q, const char *key, uint64_t delay_ms)
 {
+    struct item *it;
     uint64_t at;
-    json_t *cur;
 
     if (!delay_ms)
         return add_now(q, key);
     at = now_ms(q) + delay_ms;
-    cur = json_object_get(q->waiting, key);
-    if (cur && (uint64_t)json_integer_value(cur) <= at)
+    it = item_get(q, key, true);
+    if (!it)
+        return -ENOMEM;
+    if (it->waiting && it->wait_at <= at)
         return 0;
-    if (json_object_set_new(q->waiting, key, json_integer((json_int_t)at)))
-        return -ENOMEM;
-    if (heap_push(q, at, key)) {
-        if (cur)
-            return -ENOMEM; /* the older, later entry still stands */
-        json_object_del(q->waiting, key);
-        return -ENOMEM;
-    }
+    if (heap_push(q, at, key))
+        return -ENOMEM; /* an older, later entry (if any) still stands */
+    it->waiting = true;
+    it->wait_at = at;
     return 0;
 }
 
 int wq_add_after(struct wq *q, const char *key, uint64_t delay_ms)
 {
     int rc = add_after(q, key, delay_ms);
+    item_gc(q, key);
     kick(q);
     return rc;
 }
@@ -271,15 +287,17 @@ int wq_add_after(struct wq *q, const char *key, uint64_t delay_ms)
 /* The delay for one more failure of key (client-go MaxOf(ItemExponential, Bucket)). */
 static uint64_t when(struct wq *q, const char *key, int *rc)
 {
-    json_t *f = json_object_get(q->failures, key);
-    unsigned n = f ? (unsigned)json_integer_value(f) : 0;
+    struct item *it = item_get(q, key, true);
+    unsigned n = it ? it->failures : 0;
     uint64_t now = now_ms(q), exp = q->o.base_ms, bucket = 0;
 
     for (unsigned i = 0; i < n && exp < q->o.max_ms; i++)
         exp *= 2;
     if (exp > q->o.max_ms)
         exp = q->o.max_ms;
-    *rc = json_object_set_new(q->failures, key, json_integer((json_int_t)n + 1)) ? -ENOMEM : 0;
+    *rc = it ? 0 : -ENOMEM;
+    if (it)
+        it->failures = n + 1;
     q->tokens += (double)(now - q->last_refill) * q->o.qps / 1000.0;
     if (q->tokens > q->o.burst)
         q->tokens = q->o.burst;
@@ -295,18 +313,26 @@ int wq_add_rate_limited(struct wq *q, const char *key)
     int rc2, rc;
     uint64_t d = when(q, key, &rc2);
     rc = add_after(q, key, d);
+    item_gc(q, key);
     kick(q);
     return rc ? rc : rc2;
 }
 
 void wq_forget(struct wq *q, const char *key)
 {
-    json_object_del(q->failures, key);
+    struct item *it = map_get(&q->items, key);
+
+    if (it) {
+        it->failures = 0;
+        item_gc(q, key);
+    }
 }
 
 unsigned wq_requeues(const struct wq *q, const char *key)
 {
-    return (unsigned)json_integer_value(json_object_get(q->failures, key));
+    const struct item *it = map_get(&q->items, key);
+
+    return it ? it->failures : 0;
 }
 
 /* Move delayed keys that are due onto the queue; returns ms until the next one (or MAX). */
@@ -315,18 +341,20 @@ static uint64_t promote(struct wq *q)
     uint64_t now = now_ms(q);
 
     while (q->nheap) {
-        json_t *cur;
+        struct item *it;
         if (q->heap[0].at > now)
             return q->heap[0].at - now;
         struct delayed d = heap_pop(q);
-        cur = json_object_get(q->waiting, d.key);
-        if (cur && (uint64_t)json_integer_value(cur) == d.at) {
-            json_object_del(q->waiting, d.key);
+        it = map_get(&q->items, d.key);
+        if (it && it->waiting && it->wait_at == d.at) {
+            it->waiting = false;
             if (add_now(q, d.key)) {
                 /* Out of memory: put it back a little later rather than lose it. */
-                if (heap_push(q, now + q->o.base_ms, d.key) == 0)
-                    json_object_set_new(q->waiting, d.key,
-                                        json_integer((json_int_t)(now + q->o.base_ms)));
+                if (heap_push(q, now + q->o.base_ms, d.key) == 0) {
+                    it->waiting = true;
+                    it->wait_at = now + q->o.base_ms;
+                }
+                item_gc(q, d.key);
                 free(d.key);
                 return q->o.base_ms;
             }
@@ -345,34 +373,32 @@ size_t wq_len(struct wq *q)
 int wq_get(struct wq *q, const char **key, uint64_t *next_ms)
 {
     uint64_t next = promote(q);
-    char *k;
-    void *it;
+    struct item *it;
+    const char *k;
 
     if (!q->len) {
         if (next_ms)
             *next_ms = next;
         return -EAGAIN;
     }
-    if (json_object_set_new(q->processing, q->fifo[q->head], json_true()))
-        return -ENOMEM;
     k = fifo_pop(q);
-    json_object_del(q->dirty, k);
-    it = json_object_iter_at(q->processing, k);
-    free(k);
-    *key = json_object_iter_key(it);
+    it = map_get(&q->items, k);
+    it->dirty = false;
+    it->processing = true;
+    *key = k; /* the map's copy: kept while processing */
     return 0;
 }
 
 void wq_done(struct wq *q, const char *key)
 {
-    char *k = strdup(key);
+    struct item *it = map_get(&q->items, key);
 
-    if (!k)
-        return; /* leave it in processing: better stuck than lost silently */
-    json_object_del(q->processing, k);
-    if (json_object_get(q->dirty, k) && fifo_push(q, k))
-        json_object_del(q->dirty, k);
-    free(k);
+    if (!it || !it->processing)
+        return;
+    it->processing = false;
+    if (it->dirty && fifo_push(q, map_key(&q->items, key)))
+        it->dirty = false;
+    item_gc(q, key); /* key may be the map's copy: not used after this */
     kick(q);
 }
 

@@ -32,6 +32,7 @@
 #include <jansson.h>
 
 #include "core/buf.h"
+#include "core/pct.h"
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -96,23 +97,17 @@ static void obj_set_rv(json_t *obj, uint64_t rv)
     json_object_set_new(json_object_get(obj, "metadata"), "resourceVersion", json_string(s));
 }
 
-/* Percent-encode a query value. */
+/* Percent-encode a query value (core/pct.h); "" when it does not fit or memory ran out. */
 static void url_encode(const char *s, char *out, size_t outlen)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    size_t o = 0;
-    for (; *s && o + 4 < outlen; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-            ch == '-' || ch == '_' || ch == '.' || ch == '~') {
-            out[o++] = (char)ch;
-        } else {
-            out[o++] = '%';
-            out[o++] = hex[ch >> 4];
-            out[o++] = hex[ch & 15];
-        }
-    }
-    out[o] = '\0';
+    struct buf b;
+
+    buf_init(&b);
+    if (pct_encode_buf(&b, s, NULL) == 0 && b.len < outlen)
+        memcpy(out, b.p, b.len + 1);
+    else
+        out[0] = '\0';
+    buf_release(&b);
 }
 
 /* ------------------------------------------------------------------ HTTP/1.1 client */

@@ -4,6 +4,8 @@
  * Each case runs in a forked child with a timeout (UNIT_TIMEOUT seconds, default 20), so a crash
  * or a hang fails that case only. Assertions print both operands. The runner ends with the line
  * "N passed, N failed" that tests/run.sh adds up. `runner NAME` runs only the case NAME.
+ * A runner of several files keeps UNIT_MAIN in one of them and declares the others' cases in a
+ * header of its own (tests/unit/core/core_test.h).
  *
  *   static void t_adds(void) { CHECK_INT(1 + 1, 2); }
  *   UNIT_MAIN(UNIT(t_adds))
@@ -24,7 +26,8 @@ struct unit_case {
     void (*fn)(void);
 };
 
-static int unit__failures;
+/* One counter per runner, shared by every file of a multi-file runner (see tests/unit/core/). */
+__attribute__((weak)) int unit__failures;
 
 #define UNIT(f)                                                                                    \
     {                                                                                              \

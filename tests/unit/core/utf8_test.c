@@ -3,6 +3,7 @@
  * 3-7, and scrubbing cut or invalid bytes.
  */
 #include "core/utf8.h"
+#include "tests/unit/core/core_test.h"
 #include "tests/unit/unit.h"
 
 static size_t len_of(const char *s, size_t n)
@@ -12,7 +13,7 @@ static size_t len_of(const char *s, size_t n)
 
 #define LEN(lit) len_of(lit, sizeof(lit) - 1)
 
-static void t_seq_len(void)
+void t_seq_len(void)
 {
     CHECK_INT(LEN("a"), 1);
     CHECK_INT(LEN("\x7f"), 1);
@@ -44,7 +45,7 @@ static void t_seq_len(void)
     CHECK_INT(LEN("\xF0\x9F\x98("), 0);
 }
 
-static void t_scrub(void)
+void t_scrub(void)
 {
     char a[] = "caf\xC3\xA9 \xE4\xB8\xAD \xF0\x9F\x98\x80";
     char b[] = "cut \xE4\xB8";
@@ -63,5 +64,3 @@ static void t_scrub(void)
     utf8_scrub(d);
     CHECK_STR(d, "");
 }
-
-UNIT_MAIN(UNIT(t_seq_len), UNIT(t_scrub))

@@ -14,6 +14,12 @@
 #   builtin-images   weft/testapp runs build/bin/testapp without an image map
 #   service-env      a pod gets {SVC}_SERVICE_HOST/PORT (+ link variables) for its namespace's
 #                    Services; enableServiceLinks: false leaves only KUBERNETES_*
+#   dns              inside a pod: /etc/resolv.conf names the bridge address and the search path
+#                    <ns>.svc.cluster.local svc.cluster.local cluster.local; backend,
+#                    backend.plain, backend.plain.svc.cluster.local resolve to the ClusterIP; a
+#                    headless Service to its ready pod; unknown names fail at once; /etc/hosts
+#                    names the pod
+#   dns-live         a new Service resolves within a second of its creation; a deleted one stops
 #   down             tools/cluster down leaves no process, netns, link, iptables chain or mount
 # Env: BUILD, KUBECTL_DIR, HELM.
 set -u
@@ -168,6 +174,56 @@ case_service_env() {
     assert_contains "$e" "KUBERNETES_SERVICE_HOST=10.96.0.1" "kubernetes service without links"
 }
 
+# in_pod NS POD CMD...: run CMD in the pod's network and mount namespaces
+in_pod() {
+    local pid
+    pid=$(pid_of "$1" "$2")
+    shift 2
+    nsenter -t "$pid" -n -m "$@"
+}
+
+case_dns() {
+    local ip webip
+    ip=$(k get svc -n plain backend -o 'jsonpath={.spec.clusterIP}')
+    webip=$(k get pod -n plain web -o 'jsonpath={.status.podIP}')
+    WEB=(nsenter -t "$(pid_of plain web)" -n -m)
+    okv "resolv.conf" "${WEB[@]}" cat /etc/resolv.conf || return 1
+    assert_contains "$OUT" "nameserver 10.244.0.1" "resolv.conf" || return 1
+    assert_contains "$OUT" "search plain.svc.cluster.local svc.cluster.local cluster.local" \
+        "resolv.conf" || return 1
+    assert_contains "$OUT" "options ndots:5" "resolv.conf" || return 1
+    for n in backend backend.plain backend.plain.svc backend.plain.svc.cluster.local; do
+        okv "resolve $n" "${WEB[@]}" getent hosts "$n" || return 1
+        assert_eq "$(echo "$OUT" | awk '{print $1}')" "$ip" "address of $n" || return 1
+    done
+    ok "headless service" "$K" create -n plain -f - <<<'{"apiVersion":"v1","kind":"Service","metadata":{"name":"db"},"spec":{"clusterIP":"None","selector":{"app":"web"},"ports":[{"port":5432}]}}' ||
+        return 1
+    wait_for 5 in_pod plain web getent hosts db || { t_fail "headless db does not resolve"; return 1; }
+    okv "resolve db" "${WEB[@]}" getent hosts db.plain.svc.cluster.local || return 1
+    assert_eq "$(echo "$OUT" | awk '{print $1}')" "$webip" "the headless Service's address" ||
+        return 1
+    fails "unknown name" "${WEB[@]}" getent hosts nosuch || return 1
+    fails "a name outside the cluster" "${WEB[@]}" getent hosts www.example.com || return 1
+    okv "hosts" "${WEB[@]}" getent hosts web || return 1
+    assert_eq "$(echo "$OUT" | awk '{print $1}')" "$webip" "the pod's own name" || return 1
+    # The host's own files are untouched.
+    assert_not_contains "$(cat /etc/resolv.conf)" "10.244.0.1" "the host's resolv.conf"
+}
+
+case_dns_live() {
+    local t0 t1 ms
+    t0=$(date +%s%N)
+    ok "new service" "$K" create service clusterip fresh -n plain --tcp=81:8080 || return 1
+    t1=$(date +%s%N)
+    wait_for 5 in_pod plain web getent hosts fresh || { t_fail "fresh does not resolve"; return 1; }
+    ms=$((($(date +%s%N) - t1) / 1000000))
+    echo "    fresh resolved ${ms} ms after kubectl create returned ($(((t1 - t0) / 1000000)) ms)"
+    [ "$ms" -lt 1000 ] || { t_fail "a new Service took ${ms} ms to resolve"; return 1; }
+    ok "delete service" "$K" delete service fresh -n plain || return 1
+    wait_for 5 sh -c "! nsenter -t $(pid_of plain web) -n -m getent hosts fresh" ||
+        t_fail "a deleted Service still resolves"
+}
+
 case_down() {
     run tools/cluster down --dir "$CDIR"
     [ "$RC" = 0 ] || { t_fail "tools/cluster down: exit $RC: $OUT"; return 1; }
@@ -183,6 +239,8 @@ if [ "$T_FAILED" = "$failed0" ]; then
     t_run injected case_injected
     t_run builtin-images case_builtin_images
     t_run service-env case_service_env
+    t_run dns case_dns
+    t_run dns-live case_dns_live
 fi
 t_run down case_down
 t_summary

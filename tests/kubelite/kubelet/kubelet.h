@@ -241,6 +241,30 @@ int proxy_apply(const char *rules, char *msg, size_t msglen) WUR;
 /* Remove the jumps and every KL-* chain from the nat and filter tables. */
 void proxy_teardown(void);
 
+/* ------------------------------------------------------------------ cluster DNS (dns.c) */
+
+struct dns;
+
+/* A UDP resolver on addr:53 (the bridge address). Returns 0, ERR_INVALID or -errno (msg). */
+int dns_new(const char *addr, struct dns **out, char *msg, size_t msglen) WUR;
+void dns_free(struct dns *d);
+int dns_fd(const struct dns *d);
+/* Replace the answered names with those of services and slices (JSON arrays, borrowed):
+ * <svc>.<ns>.svc.cluster.local -> the ClusterIP, or for a headless Service its ready endpoints
+ * (and <hostname>.<svc>.<ns>.svc.cluster.local for endpoints with a hostname). */
+void dns_update(struct dns *d, const json_t *services, const json_t *slices);
+/* Answer the queries waiting on the socket (at most a bounded burst per call). */
+void dns_serve(struct dns *d);
+/*
+ * The resolv.conf a pod gets, from its spec's dnsPolicy and dnsConfig, the way the kubelet
+ * writes it: ClusterFirst (and ClusterFirstWithHostNet) -> nameserver, search
+ * <ns>.svc.cluster.local svc.cluster.local cluster.local, options ndots:5, with dnsConfig's
+ * nameservers, searches and options added; None -> dnsConfig only. Returns 0 (text in out), 1
+ * when the pod uses the node's own file (Default; ClusterFirst with hostNetwork), -ENOMEM.
+ */
+int dns_resolv_conf(const json_t *pod_spec, const char *ns, const char *nameserver,
+                    struct buf *out) WUR;
+
 /* ------------------------------------------------------------------ processes (proc.c) */
 
 /* How to start one container process; every field is borrowed for the call. */

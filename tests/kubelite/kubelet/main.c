@@ -41,6 +41,7 @@ struct kubelet {
     json_t *chains;   /* per-service chains of the last applied rules */
     char *rules;      /* last applied rules */
     json_t *services; /* the Services last listed */
+    struct dns *dns;
     bool binding_unsupported;
     char ready_since[32];
     const char *pod_cidr;
@@ -249,6 +250,8 @@ static void sync_services(struct kubelet *k)
     json_decref(k->services);
     k->services = json_incref(svcs);
     k->conf.services = svcs;
+    if (k->dns)
+        dns_update(k->dns, svcs, slices);
     if (proxy_render(svcs, slices, k->chains, &rules, &chains))
         goto out;
     if (k->rules && strcmp(k->rules, rules.p) == 0) {
@@ -484,6 +487,10 @@ int main(int argc, char **argv)
         goto out;
     }
     k.conf.host_ip = net_gateway(k.net);
+    if (dns_new(k.conf.host_ip, &k.dns, msg, sizeof(msg))) {
+        fprintf(stderr, "kubelet-lite: %s\n", msg);
+        goto out;
+    }
     if (proxy_setup(msg, sizeof(msg))) {
         fprintf(stderr, "kubelet-lite: %s\n", msg);
         goto out;
@@ -494,12 +501,14 @@ int main(int argc, char **argv)
              node_name, kclient_server(kc), k.pod_cidr, svc_cidr, k.conf.root);
     rc = 0;
     for (;;) {
-        struct pollfd pfd = {sfd, POLLIN, 0};
+        struct pollfd pfd[2] = {{sfd, POLLIN, 0}, {dns_fd(k.dns), POLLIN, 0}};
         struct signalfd_siginfo si;
         double now;
 
-        if (poll(&pfd, 1, 50) < 0 && errno != EINTR)
+        if (poll(pfd, 2, 50) < 0 && errno != EINTR)
             break;
+        if (pfd[1].revents & POLLIN)
+            dns_serve(k.dns);
         while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
             if (si.ssi_signo == SIGCHLD)
                 continue;
@@ -551,6 +560,7 @@ out:
     json_decref(k.conf.created);
     json_decref(k.chains);
     json_decref(k.services);
+    dns_free(k.dns);
     free(k.rules);
     image_map_free(k.images);
     kclient_free(kc);

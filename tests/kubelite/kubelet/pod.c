@@ -78,7 +78,8 @@ struct pod {
     char dir[4096], voldir[4200];
     struct ctr *c;
     size_t nc, ninit;
-    bool host_network, net_ready, vols_ready;
+    bool host_network, net_ready, vols_ready, etc_ready;
+    bool own_resolv; /* <dir>/etc/resolv.conf is mounted over /etc/resolv.conf */
     char wait_reason[48], wait_msg[700];
     double next_setup, next_vol_refresh;
     json_t *tokstate;
@@ -593,6 +594,16 @@ static void start_container(struct pod *p, struct ctr *c, struct kapi *api,
         set_waiting(c, "CreateContainerConfigError", msg[0] ? msg : err_str(rc));
         c->next_start = now + 2;
         goto out;
+    }
+    /* The pod's resolv.conf and hosts over the host's (mountpoints that exist on every host). */
+    for (int f = 0; f < 2; f++) {
+        if ((f == 0 && !p->own_resolv) || (f == 1 && p->host_network))
+            continue;
+        snprintf(srcbuf[nm], sizeof(srcbuf[nm]), "%s/etc/%s", p->dir, f ? "hosts" : "resolv.conf");
+        srcs[nm] = srcbuf[nm];
+        dsts[nm] = f ? "/etc/hosts" : "/etc/resolv.conf";
+        ro[nm] = false;
+        nm++;
     }
     json_array_foreach(json_object_get(c->spec, "volumeMounts"), i, vm)
     {
@@ -1155,6 +1166,61 @@ static void terminate_step(struct pod *p, struct kapi *api, struct net *net,
     }
 }
 
+/*
+ * The pod's /etc/resolv.conf and /etc/hosts, as the kubelet writes them, in <dir>/etc, written
+ * once before the first container: they are bind-mounted file over file, and such a mount keeps
+ * the inode it was made with, so a later replacement by rename would never be seen. Neither
+ * changes during the pod's life (its IP, namespace and DNS settings are fixed).
+ */
+static int write_etc(struct pod *p, const struct kubelet_conf *conf, char *msg, size_t msglen)
+{
+    char dir[4200], path[4300];
+    struct buf b;
+    int rc;
+    FILE *f;
+
+    snprintf(dir, sizeof(dir), "%s/etc", p->dir);
+    rc = volume_mkdirs(dir, 0755);
+    buf_init(&b);
+    if (!rc) {
+        rc = dns_resolv_conf(p->spec, p->ns, conf->host_ip, &b);
+        p->own_resolv = rc == 0;
+        if (rc == 1)
+            rc = 0;
+    }
+    for (int i = 0; !rc && i < 2; i++) {
+        if (i == 0 && !p->own_resolv)
+            continue;
+        if (i == 1) {
+            if (p->host_network)
+                break;
+            buf_release(&b);
+            buf_init(&b);
+            rc =
+                buf_printf(&b,
+                           "# Kubernetes-managed hosts file (kubelet-lite).\n127.0.0.1\tlocalhost\n"
+                           "::1\tlocalhost ip6-localhost ip6-loopback\n%s\t%s\n",
+                           p->ip, p->name);
+            if (rc)
+                break;
+        }
+        snprintf(path, sizeof(path), "%s/%s", dir, i == 0 ? "resolv.conf" : "hosts");
+        f = fopen(path, "w");
+        if (!f || fwrite(b.p, 1, b.len, f) != b.len || fchmod(fileno(f), 0644)) {
+            rc = -errno;
+            snprintf(msg, msglen, "cannot write %.400s: %s", path, err_str(rc));
+        }
+        if (f && fclose(f) && !rc) {
+            rc = -errno;
+            snprintf(msg, msglen, "cannot write %.400s: %s", path, err_str(rc));
+        }
+    }
+    if (rc && !msg[0])
+        snprintf(msg, msglen, "cannot prepare %.400s: %s", dir, err_str(rc));
+    buf_release(&b);
+    return rc;
+}
+
 static bool setup(struct pod *p, struct kapi *api, struct net *net, const struct kubelet_conf *conf,
                   double now)
 {
@@ -1186,6 +1252,17 @@ static bool setup(struct pod *p, struct kapi *api, struct net *net, const struct
         p->net_ready = true;
         log_info("msg=\"pod network ready\" pod=%s/%s ip=%s netns=%s", p->ns, p->name, p->ip,
                  p->netns_path);
+    }
+    if (!p->etc_ready) {
+        rc = write_etc(p, conf, msg, sizeof(msg));
+        if (rc) {
+            snprintf(p->wait_reason, sizeof(p->wait_reason), "ContainerCreating");
+            snprintf(p->wait_msg, sizeof(p->wait_msg), "%s", msg);
+            log_warn("msg=\"pod DNS setup failed\" pod=%s/%s err=\"%s\"", p->ns, p->name, msg);
+            p->next_setup = now + 2;
+            return false;
+        }
+        p->etc_ready = true;
     }
     if (!p->vols_ready || now >= p->next_vol_refresh) {
         if (!p->vols_ready && now < p->next_setup)

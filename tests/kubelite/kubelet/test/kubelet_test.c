@@ -348,5 +348,73 @@ static void t_proxy_render(void)
     buf_release(&b2);
 }
 
+/* The project's images without a map; a map line for the same image wins. */
+static void t_image_builtin(void)
+{
+    struct image_map *m = NULL;
+    char msg[256] = "";
+    const struct image_entry *e;
+
+    REQUIRE(image_map_parse("weft/proxy:test /bin/true\n", &m, msg, sizeof(msg)) == 0);
+    REQUIRE(image_map_add_builtin(m, "/opt/weft/bin") == 0);
+    e = image_map_find(m, "weft/weftd:0.1.0");
+    REQUIRE(e);
+    CHECK_STR(e->argv[0], "/opt/weft/bin/weftd");
+    e = image_map_find(m, "docker.io/weft/init@sha256:00");
+    REQUIRE(e);
+    CHECK_STR(e->argv[0], "/opt/weft/bin/weft-init");
+    e = image_map_find(m, "weft/testapp");
+    REQUIRE(e);
+    CHECK_STR(e->argv[0], "/opt/weft/bin/testapp");
+    e = image_map_find(m, "weft/proxy:test");
+    REQUIRE(e);
+    CHECK_STR(e->argv[0], "/bin/true");
+    e = image_map_find(m, "weft/proxy:0.1.0");
+    REQUIRE(e);
+    CHECK_STR(e->argv[0], "/opt/weft/bin/weft-agent");
+    CHECK(image_map_find(m, "nginx") == NULL);
+    image_map_free(m);
+}
+
+static void check_resolv(const char *spec, int want_rc, const char *want)
+{
+    json_t *s = J(spec);
+    struct buf b;
+
+    buf_init(&b);
+    CHECK_INT(dns_resolv_conf(s, "shop", "10.244.0.1", &b), want_rc);
+    if (want_rc == 0)
+        CHECK_STR(b.p ? b.p : "", want);
+    buf_release(&b);
+    json_decref(s);
+}
+
+/* resolv.conf per dnsPolicy and dnsConfig, as the kubelet writes it. */
+static void t_resolv_conf(void)
+{
+    check_resolv("{}", 0,
+                 "nameserver 10.244.0.1\n"
+                 "search shop.svc.cluster.local svc.cluster.local cluster.local\n"
+                 "options ndots:5\n");
+    check_resolv(
+        "{\"dnsPolicy\":\"ClusterFirst\",\"dnsConfig\":{\"nameservers\":[\"1.2.3.4\"],"
+        "\"searches\":[\"corp.example\"],\"options\":[{\"name\":\"ndots\",\"value\":\"2\"},"
+        "{\"name\":\"edns0\"}]}}",
+        0,
+        "nameserver 10.244.0.1\nnameserver 1.2.3.4\n"
+        "search shop.svc.cluster.local svc.cluster.local cluster.local corp.example\n"
+        "options ndots:2 edns0\n");
+    check_resolv("{\"dnsPolicy\":\"None\",\"dnsConfig\":{\"nameservers\":[\"1.2.3.4\"],"
+                 "\"searches\":[\"a.b\"]}}",
+                 0, "nameserver 1.2.3.4\nsearch a.b\n");
+    check_resolv("{\"dnsPolicy\":\"Default\"}", 1, NULL);
+    check_resolv("{\"hostNetwork\":true}", 1, NULL);
+    check_resolv("{\"hostNetwork\":true,\"dnsPolicy\":\"ClusterFirstWithHostNet\"}", 0,
+                 "nameserver 10.244.0.1\n"
+                 "search shop.svc.cluster.local svc.cluster.local cluster.local\n"
+                 "options ndots:5\n");
+}
+
 UNIT_MAIN(UNIT(t_image_map), UNIT(t_image_map_errors), UNIT(t_expand), UNIT(t_argv), UNIT(t_b64),
-          UNIT(t_field_ref), UNIT(t_cidr), UNIT(t_caps), UNIT(t_proxy_render))
+          UNIT(t_field_ref), UNIT(t_cidr), UNIT(t_caps), UNIT(t_proxy_render),
+          UNIT(t_image_builtin), UNIT(t_resolv_conf))

@@ -195,7 +195,7 @@ unit: all
 
 sanitize:
 	$(Q)$(MAKE) BUILD=build/san SANITIZE=address,undefined all
-	$(Q)BUILD=build/san bash tests/run.sh
+	$(Q)BUILD=build/san bash tests/run.sh unit,integration
 
 demo: deps bins
 	$(Q)bash tools/demo.sh

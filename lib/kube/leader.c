@@ -382,6 +382,11 @@ void kube_leader_free(struct kube_leader *le)
     if (le->leading && le->o.release_on_stop && le->lease) {
         json_t *copy = json_deep_copy(le->lease);
         char path[1024];
+        /* Unconditional (no resourceVersion): a renewal of ours still in flight would make the
+         * cached version stale and the release a 409, leaving the Lease to expire. While we lead
+         * nobody else may write it, so overwriting our own record is safe. */
+        if (copy)
+            json_object_del(json_object_get(copy, "metadata"), "resourceVersion");
         if (copy && fill_spec(le, copy, true) == 0 &&
             kube_path(&lease_res, le->ns, le->name, NULL, path, sizeof(path)) == 0)
             IGNORE_RESULT(kube_request(le->c, "PUT", path, copy, NULL, NULL, NULL, NULL));

@@ -5,15 +5,24 @@
 #   kl_start [--data-dir DIR] [--insecure] ...   start kubelite, export KUBECONFIG
 #   t_begin NAME; ...assertions...; t_pass        one test case
 #   t_summary                                     "N passed, N failed"; exit status
+#   daemon_track PID WHAT                         a server (weftd, ...) that must exit 0 on
+#                                                 SIGTERM; daemon_killed PID before a kill -9
 #
 # KUBELITE selects the binary (default $BUILD/bin/kubelite, BUILD defaulting to build), relative
 # paths are taken from the repository root. KUBECTL_DIR holds kubectl.1.29 and kubectl.1.33,
 # HELM is the helm v4 binary. Every temporary file lives under $KL_TMP, removed on exit with
 # kubelite and every background process registered with bg_track.
+#
+# Shutdown: t_summary stops the servers still running (daemon_track'd ones, then kubelite) with
+# SIGTERM and adds a case "clean shutdown": every kubelite and tracked server stopped with
+# SIGTERM during the suite exited 0 (a sanitizer build exits nonzero on a leak), and no log
+# under $KL_TMP holds a sanitizer report (tests/sanitizer.sh). Keep servers' logs under $KL_TMP.
 
 set -u
 
 KL_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=../sanitizer.sh
+. "$KL_REPO/tests/sanitizer.sh"
 BUILD=${BUILD:-build}
 KUBELITE=${KUBELITE:-$BUILD/bin/kubelite}
 case $KUBELITE in
@@ -35,6 +44,9 @@ T_STATE=
 T_PASSED=0
 T_FAILED=0
 T_SKIPPED=0
+declare -A T_DAEMON=() # pid -> what it is, for the servers whose exit status is checked
+T_STOPPED=0            # servers stopped with SIGTERM and checked
+T_BAD_EXITS=()         # "what (pid): exit N after SIGTERM"
 
 # Private caches and configuration for the clients: nothing read from or written to $HOME.
 export KUBECACHEDIR=$KL_TMP/kube-cache
@@ -66,11 +78,42 @@ bg_track() {
     KL_BG_PIDS+=("$1")
 }
 
-# Stop a registered background process and reap it.
+# daemon_track PID WHAT: a server started in the background (also bg_track'd) whose exit status
+# counts: stopped with SIGTERM (bg_stop, or t_summary) it must exit 0 within 20 s.
+daemon_track() {
+    T_DAEMON[$1]=$2
+    bg_track "$1"
+}
+
+# daemon_killed PID: about to be killed on purpose (kill -9, a crash test): status not checked.
+daemon_killed() {
+    unset "T_DAEMON[$1]"
+}
+
+# daemon_exit WHAT PID STATUS: record a server's exit status after SIGTERM.
+daemon_exit() {
+    T_STOPPED=$((T_STOPPED + 1))
+    [ "$3" -eq 0 ] || T_BAD_EXITS+=("$1 (pid $2): exit $3 after SIGTERM")
+}
+
+# Stop a registered background process and reap it (a tracked server: SIGTERM, up to 20 s,
+# then SIGKILL, and its exit status recorded).
 bg_stop() {
+    local keep=() p st _
     kill "$1" 2>/dev/null
-    wait "$1" 2>/dev/null
-    local keep=() p
+    if [ -n "${T_DAEMON[$1]:-}" ]; then
+        for _ in $(seq 200); do
+            kill -0 "$1" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -0 "$1" 2>/dev/null && kill -KILL "$1" 2>/dev/null
+        wait "$1" 2>/dev/null
+        st=$?
+        daemon_exit "${T_DAEMON[$1]}" "$1" "$st"
+        unset "T_DAEMON[$1]"
+    else
+        wait "$1" 2>/dev/null
+    fi
     for p in "${KL_BG_PIDS[@]}"; do
         [ "$p" = "$1" ] || keep+=("$p")
     done
@@ -129,8 +172,30 @@ kl_stop() {
     fi
     wait "$KL_PID" 2>/dev/null
     KL_EXIT=$?
+    daemon_exit kubelite "$KL_PID" "$KL_EXIT"
     KL_PID=
     return 0
+}
+
+# The "clean shutdown" case (from t_summary): stop what still runs, check statuses and logs.
+t_shutdown_check() {
+    local p reports
+    for p in "${!T_DAEMON[@]}"; do
+        bg_stop "$p"
+    done
+    kl_stop
+    reports=$(san_reports "$KL_TMP")
+    [ "$T_STOPPED" -gt 0 ] || [ -n "$reports" ] || return 0
+    t_begin "clean-shutdown ($T_STOPPED servers)"
+    local why=
+    [ ${#T_BAD_EXITS[@]} -gt 0 ] && why="$(printf '%s; ' "${T_BAD_EXITS[@]}")"
+    [ -n "$reports" ] && why="${why}sanitizer reports in the servers' logs:
+$reports"
+    if [ -n "$why" ]; then
+        t_fail "$why"
+    else
+        t_pass
+    fi
 }
 
 # --- test cases ----------------------------------------------------------------------------
@@ -192,6 +257,7 @@ t_summary() {
     if [ "$T_STATE" = open ]; then
         t_fail "case ended without t_pass"
     fi
+    t_shutdown_check
     if [ "$T_SKIPPED" -gt 0 ]; then
         echo "$T_PASSED passed, $T_FAILED failed, $T_SKIPPED skipped"
     else

@@ -31,7 +31,7 @@ wd_start() {
         --webhook-listen "127.0.0.1:$(free_port)" --log-level debug "$@" \
         >>"${WD_LOG[$name]}" 2>&1 &
     WD_PID[$name]=$!
-    bg_track "${WD_PID[$name]}"
+    daemon_track "${WD_PID[$name]}" "weftd $name"
 }
 
 wd_stop() {
@@ -373,7 +373,7 @@ case_user_ca() {
         --admin-listen "127.0.0.1:${WD_ADMIN[c]}" --certs-listen "127.0.0.1:${WD_CERTS[c]}" \
         --webhook-listen "127.0.0.1:$(free_port)" --cert-ttl 3600 >"${WD_LOG[c]}" 2>&1 &
     WD_PID[c]=$!
-    bg_track "${WD_PID[c]}"
+    daemon_track "${WD_PID[c]}" "weftd c"
     wait_for 15 grep -q 'KeyMismatch' "${WD_LOG[c]}" || { t_fail "no KeyMismatch in the log: $(tail -5 "${WD_LOG[c]}")"; return 1; }
     ca_loaded c && { t_fail "CA loaded from a Secret whose key does not match"; return 1; }
     assert_not_contains "$(cat "${WD_LOG[c]}")" "PRIVATE KEY" "key material in the log" || return

@@ -29,7 +29,7 @@ wd_start() {
         --webhook-listen "127.0.0.1:$WP" --webhook-url "https://127.0.0.1:$WP/inject" \
         --log-level debug >>"$WD_LOG" 2>&1 &
     WD_PID=$!
-    bg_track "$WD_PID"
+    daemon_track "$WD_PID" weftd
 }
 
 ca_loaded() {

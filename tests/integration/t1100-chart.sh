@@ -700,7 +700,7 @@ case_with_weftd() {
         --admin-listen "127.0.0.1:$admin" --certs-listen "127.0.0.1:$(free_port)" \
         --webhook-listen "127.0.0.1:$(free_port)" >"$WD_LOG" 2>&1 &
     WD_PID=$!
-    bg_track "$WD_PID"
+    daemon_track "$WD_PID" weftd
     if ! wait_for 20 curl -sf "http://127.0.0.1:$admin/readyz"; then
         t_fail "weftd (chart args, chart RBAC) not ready in 20 s: $(tail -15 "$WD_LOG")" || return
     fi

@@ -36,7 +36,7 @@ wd_start() {
         --webhook-listen "127.0.0.1:$(free_port)" --log-level debug "$@" \
         >>"${WD_LOG[$name]}" 2>&1 &
     WD_PID[$name]=$!
-    bg_track "${WD_PID[$name]}"
+    daemon_track "${WD_PID[$name]}" "weftd $name"
     if ! wait_for 10 curl -sf "http://127.0.0.1:${WD_ADMIN[$name]}/healthz"; then
         echo "wd_start: weftd $name did not serve /healthz within 10 s:" >&2
         tail -20 "${WD_LOG[$name]}" >&2
@@ -49,6 +49,7 @@ wd_stop() {
 }
 
 wd_kill() {
+    daemon_killed "${WD_PID[$1]}"
     kill -KILL "${WD_PID[$1]}" 2>/dev/null
     bg_stop "${WD_PID[$1]}"
 }

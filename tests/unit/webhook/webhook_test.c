@@ -11,6 +11,7 @@
  */
 #include <glob.h>
 #include <jansson.h>
+#include <sys/stat.h>
 
 #include "core/base64.h"
 #include "cli/cli.h"
@@ -22,7 +23,8 @@
 #include "webhook/webhook_int.h"
 
 #define FIXTURES "tests/fixtures/inject/"
-#define CORPUS "../shared/inject-corpus/"
+/* The injection corpus lives outside the repository (INJECT_CORPUS overrides, as for t0910). */
+#define CORPUS_DEFAULT "../shared/inject-corpus"
 
 /* ---- helpers ---- */
 
@@ -1753,8 +1755,16 @@ static void t_corpus(void)
     struct inject_config cfg = test_cfg(false);
     glob_t g;
     size_t files = 0, injected = 0, host = 0, other = 0, refused = 0;
+    const char *dir = getenv("INJECT_CORPUS");
+    char pattern[1024];
+    struct stat st;
 
-    REQUIRE(glob(CORPUS "*.yaml", 0, NULL, &g) == 0);
+    if (!dir || !*dir)
+        dir = CORPUS_DEFAULT;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        SKIP("no injection corpus at %s (set INJECT_CORPUS)", dir);
+    snprintf(pattern, sizeof(pattern), "%s/*.yaml", dir);
+    REQUIRE(glob(pattern, 0, NULL, &g) == 0);
     CHECK_INT(g.gl_pathc, 94);
     for (size_t f = 0; f < g.gl_pathc; f++) {
         const char *file = g.gl_pathv[f];

@@ -2,18 +2,13 @@
  * unit.h - the unit-test harness: one runner per module directory under tests/unit/.
  *
  * Each case runs in a forked child with a timeout (UNIT_TIMEOUT seconds, default 20), so a crash
-<<<<<<< HEAD
- * or a hang fails that case only. Assertions print both operands. The runner ends with the line
- * "N passed, N failed" that tests/run.sh adds up. `runner NAME` runs only the case NAME.
- * A runner of several files keeps UNIT_MAIN in one of them and declares the others' cases in a
- * header of its own (tests/unit/core/core_test.h).
-=======
  * or a hang fails that case only. Assertions print both operands. A case that cannot run here
  * calls SKIP("why") (it prints "SKIP case: why" and ends the case); a skip is neither a pass nor
  * a failure. The runner ends with the line "N passed, N failed[, N skipped]" that tests/run.sh
  * adds up (run.sh fails on a skip that is not on tests/skip-allow.txt). `runner NAME` runs only
  * the case NAME; a NAME that matches no case fails the runner.
->>>>>>> 8a6c8dd (tests: skips are counted as skips and fail the run unless tests/skip-allow.txt gives a reason; run.sh lists the expected unit runners, gives every suite a time limit, fails on a sanitizer report in any output and clears the golden-update switches; integration suites end with a clean-shutdown case (kubelite and weftd exit 0 on SIGTERM, no sanitizer report in their logs); kube_test's leader cases assert causality instead of durations, and a leader's release on stop no longer loses to its own renewal in flight (409))
+ * A runner of several files keeps UNIT_MAIN in one of them and declares the others' cases in a
+ * header of its own (tests/unit/core/core_test.h).
  *
  *   static void t_adds(void) { CHECK_INT(1 + 1, 2); }
  *   UNIT_MAIN(UNIT(t_adds))

@@ -47,6 +47,8 @@ UNIT_DIRS := $(patsubst %/,%,$(sort $(dir $(wildcard tests/unit/*/*.c))))
 UNIT_BINS := $(patsubst tests/unit/%,$(BUILD)/tests/unit-%,$(UNIT_DIRS))
 IT_SRC := $(wildcard tests/integration/*.c)
 IT_BINS := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(IT_SRC))
+E2E_SRC := $(wildcard tests/e2e/*.c)
+E2E_BINS := $(patsubst tests/e2e/%.c,$(BUILD)/tests/%,$(E2E_SRC))
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
@@ -63,7 +65,7 @@ UNIT_BINS += $(BUILD)/tests/unit-kubelet
 
 .PHONY: all bins test unit sanitize clean deps check-deps format format-check bench demo \
 	fuzz fuzz-long fuzz-runtime
-all: bins $(UNIT_BINS) $(IT_BINS) $(BENCH_BINS)
+all: bins $(UNIT_BINS) $(IT_BINS) $(E2E_BINS) $(BENCH_BINS)
 bins: $(BINS)
 
 $(BUILD)/obj/%.o: %.c
@@ -133,6 +135,12 @@ $(BUILD)/tests/unit-%: $$(call obj,$$(wildcard tests/unit/%/*.c)) $(WEFT_LIB) $(
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/tests/%: $(call obj,tests/integration/%.c) $(KL_LIB) $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# e2e helpers (tests/e2e/*.c) use Weft's modules (ca/, agent/).
+$(E2E_BINS): $(BUILD)/tests/%: $(BUILD)/obj/tests/e2e/%.o $(WEFT_LIB) $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)

@@ -11,6 +11,7 @@
 #ifndef WEFT_AGENT_H
 #define WEFT_AGENT_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -76,5 +77,42 @@ int agent_ipt_rules(const struct agent_ipt_plan *p, int family, struct buf *out)
  */
 int agent_ipt_merge(const char *saved, const char *rules, struct buf *out, char *msg,
                     size_t msglen) WUR;
+
+/* ---- the renderer: document -> HAProxy 2.6 configuration ----------------------------------- */
+
+/* Where things are on the pod and the listeners' settings (agent_render_opts_init: defaults). */
+struct agent_render_opts {
+    const char *run_dir;   /* admin.sock (runtime API) and outbound.map live here */
+    const char *cert_file; /* the pod's certificate chain and key, one PEM (crt) */
+    const char *ca_file;   /* the trust bundle (ca-file) */
+    int inbound_port;      /* 15006 */
+    int outbound_port;     /* 15001 */
+    int metrics_port;      /* 15090 */
+    int maxconn;           /* per process and per listener */
+    int hard_stop_after_s; /* bound on an old worker after a reload */
+    bool ipv6;             /* the pod has IPv6: the outbound listener binds [::1] too */
+};
+
+/* /var/lib/weft/{pod.pem,bundle.pem}, 15006/15001/15090, maxconn 4096, hard-stop-after 30 s. */
+void agent_render_opts_init(struct agent_render_opts *o);
+
+struct agent_render_out {
+    struct buf config;       /* haproxy.cfg */
+    struct buf outbound_map; /* <run_dir>/outbound.map: "ip:port backend" lines */
+    /* What may change without a reload, for the runtime API: [{"kind": "ssl-cert"|"ca-file"|
+     * "map", "file": path}, {"kind": "server", "backend", "server", "weight"}...]. */
+    json_t *runtime;
+};
+void agent_render_out_release(struct agent_render_out *out);
+
+/*
+ * Render a configuration document (docs/proxy-config.md, schemaVersion 1). Pure: no I/O. On
+ * success fills *out (release with agent_render_out_release). Errors: ERR_INVALID (a field the
+ * document gets wrong, named by its JSON path in msg), ERR_UNSUPPORTED (a valid document this
+ * renderer cannot express: another schemaVersion, permissive mode), -ENOMEM. *out is left
+ * empty on error. Thread-safe.
+ */
+int agent_render(const json_t *doc, const struct agent_render_opts *o, struct agent_render_out *out,
+                 char *msg, size_t msglen) WUR;
 
 #endif

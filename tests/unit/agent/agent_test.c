@@ -3,6 +3,7 @@
  * checked on the wire by tests/e2e/t0100-init-redirect.sh; here: argument parsing, the rule text
  * per family and the merge with a table that holds other rules.
  */
+#include <glob.h>
 #include <sys/socket.h>
 
 #include "agent/agent.h"
@@ -180,4 +181,324 @@ static void t_merge(void)
     agent_ipt_plan_release(&p);
 }
 
-UNIT_MAIN(UNIT(t_plan_parse), UNIT(t_rules), UNIT(t_merge))
+/* ---- the renderer ---- */
+
+#define MESH "tests/fixtures/mesh/"
+
+static json_t *load(const char *path)
+{
+    json_error_t e;
+    json_t *j = json_load_file(path, 0, &e);
+
+    if (!j) {
+        fprintf(stderr, "  %s: %s\n", path, e.text);
+        exit(1);
+    }
+    return j;
+}
+
+static int render(const json_t *doc, struct agent_render_out *out, char *msg, size_t len)
+{
+    struct agent_render_opts o;
+
+    agent_render_opts_init(&o);
+    o.run_dir = "/run/w";
+    o.cert_file = "/run/w/pod.pem";
+    o.ca_file = "/run/w/bundle.pem";
+    return agent_render(doc, &o, out, msg, len);
+}
+
+/* position of needle in hay, or -1 */
+static long pos(const char *hay, const char *needle)
+{
+    const char *p = strstr(hay, needle);
+
+    return p ? (long)(p - hay) : -1;
+}
+
+/* The value at a slash-separated path ("inbound/1/allow/0"): digits index arrays. */
+static json_t *jp(json_t *v, const char *path)
+{
+    char part[64];
+
+    while (v && *path) {
+        size_t n = strcspn(path, "/");
+
+        snprintf(part, sizeof(part), "%.*s", (int)n, path);
+        v = json_is_array(v) ? json_array_get(v, (size_t)atoi(part)) : json_object_get(v, part);
+        path += n + (path[n] == '/');
+    }
+    REQUIRE(v != NULL);
+    return v;
+}
+
+#define CHECK_HAS(hay, needle)                                                                     \
+    do {                                                                                           \
+        if (pos((hay), (needle)) < 0) {                                                            \
+            fprintf(stderr, "  %s:%d: missing: %s\n", __FILE__, __LINE__, (needle));               \
+            unit__failures++;                                                                      \
+        }                                                                                          \
+    } while (0)
+
+/* Every golden document of the controller renders; deterministic; every outbound service port
+ * is in the map with a backend that exists, every endpoint a server with its weight and, when
+ * it has an identity, mutual TLS with that identity's name. */
+static void t_render_fixtures(void)
+{
+    glob_t g;
+    size_t docs = 0;
+
+    REQUIRE(glob(MESH "*/expected/*.json", 0, NULL, &g) == 0);
+    for (size_t f = 0; f < g.gl_pathc; f++) {
+        struct agent_render_out a, b;
+        char msg[512] = "";
+        json_t *doc, *svc, *p, *r, *be, *e;
+        size_t i, j, k, l, m;
+
+        if (strstr(g.gl_pathv[f], "status.json"))
+            continue;
+        doc = load(g.gl_pathv[f]);
+        docs++;
+        if (render(doc, &a, msg, sizeof(msg)) != 0) {
+            fprintf(stderr, "  %s: %s\n", g.gl_pathv[f], msg);
+            unit__failures++;
+            json_decref(doc);
+            continue;
+        }
+        REQUIRE(render(doc, &b, msg, sizeof(msg)) == 0);
+        CHECK_STR(a.config.p, b.config.p);
+        CHECK_HAS(a.config.p,
+                  "frontend weft_inbound\n    bind :15006 ssl crt /run/w/pod.pem ca-file "
+                  "/run/w/bundle.pem verify required\n");
+        CHECK_HAS(a.config.p, "    bind 127.0.0.1:15001\n");
+        CHECK_HAS(a.config.p, "http-request use-service prometheus-exporter if { path /metrics }");
+        CHECK_HAS(a.config.p, "stats socket /run/w/admin.sock mode 600 level admin");
+        CHECK_HAS(a.config.p, "option idle-close-on-response");
+        CHECK(pos(a.config.p, "127.0.0.1:") == pos(a.config.p, "127.0.0.1:15001"));
+        json_array_foreach(json_object_get(doc, "outbound"), i, svc)
+        {
+            json_array_foreach(json_object_get(svc, "ports"), j, p)
+            {
+                char key[128];
+
+                if (json_is_true(json_object_get(svc, "headless")))
+                    continue;
+                snprintf(key, sizeof(key), "%s:%lld o%c_%s_%s_%lld\n",
+                         json_string_value(json_object_get(svc, "clusterIP")),
+                         json_integer_value(json_object_get(p, "port")),
+                         strcmp(json_string_value(json_object_get(p, "protocol")), "http") ? 't'
+                                                                                           : 'h',
+                         json_string_value(json_object_get(svc, "namespace")),
+                         json_string_value(json_object_get(svc, "service")),
+                         json_integer_value(json_object_get(p, "port")));
+                CHECK_HAS(a.outbound_map.p, key);
+                json_array_foreach(json_object_get(p, "routes"), k, r)
+                {
+                    json_array_foreach(json_object_get(r, "backends"), l, be)
+                    {
+                        json_array_foreach(json_object_get(be, "endpoints"), m, e)
+                        {
+                            char line[512], cn[600];
+                            const char *id = json_string_value(json_object_get(e, "identity"));
+                            long long w = json_is_true(json_object_get(e, "ready"))
+                                              ? json_integer_value(json_object_get(e, "weight"))
+                                              : 0;
+
+                            snprintf(line, sizeof(line), "    server %s_%lld %s:%lld weight %lld%s",
+                                     json_string_value(json_object_get(e, "ip")),
+                                     json_integer_value(json_object_get(e, "port")),
+                                     json_string_value(json_object_get(e, "ip")),
+                                     json_integer_value(json_object_get(e, "port")), w,
+                                     id ? " ssl crt /run/w/pod.pem ca-file /run/w/bundle.pem "
+                                          "verify required sni str("
+                                        : "\n");
+                            CHECK_HAS(a.config.p, line);
+                            if (id) {
+                                /* spiffe://td/ns/NS/sa/SA -> SA.NS.td */
+                                char td[64], ns[64], sa[128];
+
+                                REQUIRE(sscanf(id, "spiffe://%63[^/]/ns/%63[^/]/sa/%127s", td, ns,
+                                               sa) == 3);
+                                snprintf(cn, sizeof(cn), "sni str(%s.%s.%s) verifyhost %s.%s.%s\n",
+                                         sa, ns, td, sa, ns, td);
+                                CHECK_HAS(a.config.p, cn);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        /* every map value names a backend, or a dispatch handled by use_backend rules */
+        for (char *line = a.outbound_map.p; line && *line;) {
+            char *sp = strchr(line, ' '), *nl = strchr(line, '\n'), name[400], want[420];
+
+            REQUIRE(sp && nl);
+            snprintf(name, sizeof(name), "%.*s", (int)(nl - sp - 1), sp + 1);
+            snprintf(want, sizeof(want), "backend %s\n", name);
+            if (pos(a.config.p, want) < 0) {
+                snprintf(want, sizeof(want), "-m str %s }", name);
+                CHECK_HAS(a.config.p, want);
+            }
+            line = nl + 1;
+        }
+        agent_render_out_release(&a);
+        agent_render_out_release(&b);
+        json_decref(doc);
+    }
+    globfree(&g);
+    CHECK(docs >= 20);
+}
+
+/* Access rules: the evaluation order (deny, audit, allow, default), peers as subjects, the app on
+ * the pod's own IP from 127.0.0.6, the 403 with x-weft-denied. */
+static void t_render_access(void)
+{
+    json_t *doc = load(MESH "policies/expected/shop.api-1.json");
+    struct agent_render_out o;
+    char msg[512] = "";
+    const char *c;
+
+    REQUIRE(render(doc, &o, msg, sizeof(msg)) == 0);
+    c = o.config.p;
+    /* tcp port 5432: deny rules, audit, then the default (deny) */
+    CHECK_HAS(c, "    acl in_5432 dst_port 5432\n");
+    CHECK_HAS(c,
+              "ssl_c_s_dn -m str '/O=cluster.local/OU=payments/CN=billing.payments.cluster.local'");
+    CHECK_HAS(c, "ssl_c_s_dn -m beg '/O=cluster.local/OU=monitoring/CN='");
+    CHECK(pos(c, "tcp-request content reject if in_5432 peer_") <
+          pos(c, "tcp-request content set-var(sess.weft_audit) "
+                 "str(),concat(,sess.weft_audit,;audit-monitoring) if in_5432"));
+    CHECK(pos(c, "concat(,sess.weft_audit,;audit-monitoring) if in_5432") <
+          pos(c, "tcp-request content reject if in_5432\n"));
+    /* http port 8080: switch to HTTP; deny (with its L7 path), audit, allow, default 403 */
+    CHECK_HAS(c, "    tcp-request content switch-mode http if in_8080\n");
+    {
+        long deny = pos(c, "hdr x-weft-denied \"shop/api-deny-billing-admin\" if in_8080 peer_");
+        long audit = pos(c, "http-request set-var(txn.weft_audit) "
+                            "str(),concat(,txn.weft_audit,;audit-monitoring) if in_8080");
+        long allow = pos(c, "http-request allow if in_8080 peer_");
+        long dflt = pos(c, "http-request deny deny_status 403 content-type text/plain string "
+                           "\"denied by the mesh: shop/default\\n\" hdr x-weft-denied "
+                           "\"shop/default\" if in_8080\n");
+
+        CHECK(deny > 0 && audit > deny && allow > audit && dflt > allow);
+    }
+    CHECK_HAS(c, "    acl l7_5_p path -m str '/admin'\n    acl l7_5_p path -m beg '/admin/'\n");
+    /* the allow's two L7 alternatives: (GET and /public) or x-team: blue */
+    CHECK_HAS(c, " l7_8_m l7_8_p or in_8080 peer_7 l7_9_h0\n");
+    CHECK_HAS(c, "    acl l7_9_h0 req.fhdr(x-team) -m str 'blue'\n");
+    /* the app, on the pod's IP, from the address weft-init lets through */
+    CHECK_HAS(c, "backend in_8080\n    mode http\n    server app 10.2.0.1:8080 source 127.0.0.6\n");
+    CHECK_HAS(c, "backend in_5432\n    mode tcp\n    server app 10.2.0.1:5432 source 127.0.0.6\n");
+    CHECK(pos(c, "127.0.0.1:8080") < 0);
+    /* never forward to the proxy's own ports */
+    CHECK_HAS(c, "tcp-request content reject if { dst_port 15001 15006 15020 15090 }\n");
+    CHECK_HAS(c, "{ dst 127.0.0.0/8 ::1 10.2.0.1 }");
+    agent_render_out_release(&o);
+
+    /* mode deny: ports the document does not name are refused; all-authenticated passes them */
+    json_object_set_new(doc, "mode", json_string("deny"));
+    REQUIRE(render(doc, &o, msg, sizeof(msg)) == 0);
+    CHECK_HAS(o.config.p, "    tcp-request content reject unless { dst_port 5432 8080 }\n");
+    agent_render_out_release(&o);
+    json_decref(doc);
+}
+
+static void t_render_ipv6_and_quoting(void)
+{
+    json_t *doc = load(MESH "policies/expected/shop.api-1.json");
+    struct agent_render_opts opts;
+    struct agent_render_out o;
+    char msg[512] = "";
+    json_t *l7;
+
+    json_object_set_new(json_object_get(doc, "proxy"), "ip", json_string("fd00::5"));
+    /* a regular expression with a quote and a space survives single quoting */
+    l7 = json_pack("[{s:[{s:s,s:s}]}]", "paths", "type", "RegularExpression", "value", "/a b'c");
+    json_object_set_new(
+        json_array_get(json_object_get(json_array_get(json_object_get(doc, "inbound"), 1), "deny"),
+                       0),
+        "l7", l7);
+    agent_render_opts_init(&opts);
+    opts.ipv6 = true;
+    REQUIRE(agent_render(doc, &opts, &o, msg, sizeof(msg)) == 0);
+    CHECK_HAS(o.config.p, "    server app [fd00::5]:8080 source [::6]:0\n");
+    CHECK_HAS(o.config.p, "    bind [::1]:15001\n");
+    CHECK_HAS(o.config.p, "path -m reg '^(/a b'\\''c)$'\n");
+    agent_render_out_release(&o);
+    json_decref(doc);
+}
+
+static void expect_error(const char *what, json_t *doc, int want, const char *msg_want)
+{
+    struct agent_render_out o;
+    char msg[512] = "";
+
+    CHECK_INT(render(doc, &o, msg, sizeof(msg)), want);
+    if (strcmp(msg, msg_want) != 0) {
+        fprintf(stderr, "  %s:\n    got  %s\n    want %s\n", what, msg, msg_want);
+        unit__failures++;
+    }
+    CHECK(o.config.p == NULL && o.runtime == NULL);
+    json_decref(doc);
+}
+
+static void t_render_errors(void)
+{
+    json_t *d;
+
+    d = load(MESH "policies/expected/shop.api-1.json");
+    json_object_set_new(d, "schemaVersion", json_integer(2));
+    expect_error("version", d, ERR_UNSUPPORTED, "schemaVersion: this agent renders version 1 only");
+
+    d = load(MESH "policies/expected/shop.api-1.json");
+    json_object_set_new(d, "mode", json_string("permissive"));
+    expect_error("permissive", d, ERR_UNSUPPORTED,
+                 "mode: permissive (plaintext inbound next to mutual TLS) is not rendered yet");
+
+    d = load(MESH "policies/expected/shop.api-1.json");
+    json_object_set_new(jp(d, "proxy"), "ip", json_null());
+    expect_error("no ip", d, ERR_INVALID, "proxy.ip: the pod has no IP yet");
+
+    d = load(MESH "policies/expected/shop.api-1.json");
+    json_array_set_new(jp(d, "inbound/1/allow/0/peers/prefixes"), 0,
+                       json_string("spiffe://cluster.local/ns/batch/sa/we"));
+    expect_error("partial sa prefix", d, ERR_INVALID,
+                 "inbound[1].allow[0].peers.prefixes[0]: \"spiffe://cluster.local/ns/batch/sa/we\" "
+                 "cannot be encoded as a certificate subject prefix (want spiffe://<td>/, "
+                 "spiffe://<td>/ns/<ns>/ or spiffe://<td>/ns/<ns>/sa/)");
+
+    d = load(MESH "policies/expected/shop.api-1.json");
+    json_object_set_new(jp(d, "inbound/1/allow/0/l7/1/headers/0"), "name", json_string("x team"));
+    expect_error(
+        "header name", d, ERR_INVALID,
+        "inbound[1].allow[0].l7[1].headers[0].name: \"x team\" is not an HTTP header name");
+
+    d = load(MESH "policies/expected/shop.api-1.json");
+    json_object_set_new(jp(d, "inbound/1/deny/0/l7/0/paths/0"), "value", json_string("/a\nb"));
+    expect_error("newline", d, ERR_INVALID,
+                 "inbound[1].deny[0].l7[0].paths[0]: control characters cannot be written to "
+                 "HAProxy's configuration");
+
+    d = load(MESH "retries/expected/default.client-1.json");
+    json_array_set_new(jp(d, "outbound/0/ports/1/retry/retryOn"), 0, json_string("reset"));
+    expect_error("retryOn", d, ERR_INVALID,
+                 "oh_default_ratings_9080: retry.retryOn[0]: \"reset\" is not a condition HAProxy "
+                 "2.6 can retry on");
+
+    d = load(MESH "policies/expected/shop.web-1.json");
+    json_object_set_new(jp(d, "outbound/0"), "clusterIP", json_string("10.96.1.300"));
+    expect_error("clusterIP", d, ERR_INVALID, "outbound[0].clusterIP: not an IP address");
+
+    d = load(MESH "smi/expected/default.productpage-1.json");
+    json_object_set_new(jp(d, "outbound/0/ports/0/routes/2"), "match",
+                        json_pack("{s:s}", "method", "GET"));
+    expect_error("last route with a match", d, ERR_INVALID,
+                 "outbound[0].ports[0].routes[2]: the last route must have no match (it takes "
+                 "what no other route matches)");
+
+    expect_error("not an object", json_array(), ERR_INVALID, "the document is not a JSON object");
+}
+
+UNIT_MAIN(UNIT(t_plan_parse), UNIT(t_rules), UNIT(t_merge), UNIT(t_render_fixtures),
+          UNIT(t_render_access), UNIT(t_render_ipv6_and_quoting), UNIT(t_render_errors))

@@ -1,0 +1,1089 @@
+/*
+ * render.c - a proxy configuration document (docs/proxy-config.md) to HAProxy 2.6 configuration,
+ * mechanically: no policy logic here, only translation. docs/agent.md describes the output.
+ *
+ * Layout:
+ *   weft_inbound  (15006, TLS with client certificates required): one ACL set per document port
+ *                 (dst_port, the port the peer dialled before the REDIRECT); tcp ports decide
+ *                 with tcp-request content rules, http ports switch to HTTP and decide with
+ *                 http-request rules; then one backend per port to the app on the pod's IP, from
+ *                 127.0.0.6 (::6), which weft-init does not redirect.
+ *   weft_outbound (127.0.0.1:15001): the original destination "ip:port" looked up in a map to a
+ *                 backend name; http services switch to HTTP (route matches); anything not in
+ *                 the map passes through to its original destination.
+ *   weft_metrics  (15090): the Prometheus exporter.
+ */
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "agent/agent.h"
+#include "ca/ca.h"
+
+#define PROXY_PORTS "15001 15006 15020 15090"
+
+struct rctx {
+    const struct agent_render_opts *o;
+    struct agent_render_out *out;
+    struct buf *c; /* the configuration being written */
+    const char *ns, *td, *pod_ip;
+    bool v6;
+    char *msg;
+    size_t msglen;
+    int rc;
+    int seq; /* unique ACL numbers */
+};
+
+static void fail(struct rctx *x, int rc, const char *fmt, ...) PRINTF_LIKE(3, 4);
+static void fail(struct rctx *x, int rc, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (x->rc)
+        return;
+    x->rc = rc;
+    va_start(ap, fmt);
+    vsnprintf(x->msg, x->msglen, fmt, ap);
+    va_end(ap);
+}
+
+static void emit(struct rctx *x, const char *fmt, ...) PRINTF_LIKE(2, 3);
+static void emit(struct rctx *x, const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+
+    if (x->rc)
+        return;
+    va_start(ap, fmt);
+    {
+        va_list ap2;
+        int n;
+
+        va_copy(ap2, ap);
+        n = vsnprintf(NULL, 0, fmt, ap2);
+        va_end(ap2);
+        rc = n < 0 ? -EINVAL : buf_reserve(x->c, (size_t)n + 1);
+        if (rc == 0) {
+            vsnprintf(x->c->p + x->c->len, (size_t)n + 1, fmt, ap);
+            x->c->len += (size_t)n;
+        }
+    }
+    va_end(ap);
+    if (rc < 0)
+        fail(x, rc, "out of memory");
+}
+
+/*
+ * A HAProxy argument holding any text: single-quoted (no escapes, no ${} expansion inside),
+ * a quote as '\''. Control characters cannot be written: refused.
+ */
+static void emit_q(struct rctx *x, const char *path, const char *s)
+{
+    for (const char *p = s; *p; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+            fail(x, ERR_INVALID, "%s: control characters cannot be written to HAProxy's configuration",
+                 path);
+            return;
+        }
+    }
+    emit(x, "'");
+    for (const char *p = s; *p; p++) {
+        if (*p == '\'')
+            emit(x, "'\\''");
+        else
+            emit(x, "%c", *p);
+    }
+    emit(x, "'");
+}
+
+/* Kubernetes names go into HAProxy object names: [a-z0-9.-] only. */
+static bool name_ok(const char *s)
+{
+    if (!s || !*s || strlen(s) > 253)
+        return false;
+    for (const char *p = s; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '.'))
+            return false;
+    return true;
+}
+
+static int ip_family(const char *ip)
+{
+    unsigned char b[16];
+
+    if (!ip)
+        return 0;
+    if (inet_pton(AF_INET, ip, b) == 1)
+        return AF_INET;
+    if (inet_pton(AF_INET6, ip, b) == 1)
+        return AF_INET6;
+    return 0;
+}
+
+static const char *str_at(const json_t *o, const char *k)
+{
+    return json_string_value(json_object_get(o, k));
+}
+
+static int port_at(const json_t *o, const char *k)
+{
+    const json_t *v = json_object_get(o, k);
+
+    if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 65535)
+        return 0;
+    return (int)json_integer_value(v);
+}
+
+/* ---- identities ---- */
+
+/*
+ * A SPIFFE ID (exact) or prefix to the subject string HAProxy's ssl_c_s_dn returns, or its
+ * prefix. Exact: spiffe://<td>/ns/<ns>/sa/<sa> -> /O=<td>/OU=<ns>/CN=<cn>. Prefixes:
+ * spiffe://<td>/ns/<ns>/ or .../ns/<ns>/sa/ -> "/O=<td>/OU=<ns>/CN=", spiffe://<td>/ ->
+ * "/O=<td>/". Anything else has no subject encoding (a partial service-account name: the CN may
+ * be hashed): refused.
+ */
+static bool id_to_subject(const char *id, bool prefix, char *out, size_t len)
+{
+    char td[65], ns[64], sa[254];
+    const char *p, *s;
+    size_t n;
+
+    if (strncmp(id, "spiffe://", 9) != 0)
+        return false;
+    p = id + 9;
+    s = strchr(p, '/');
+    if (!s || (n = (size_t)(s - p)) == 0 || n >= sizeof(td))
+        return false;
+    memcpy(td, p, n);
+    td[n] = '\0';
+    p = s + 1;
+    if (prefix && *p == '\0') {
+        snprintf(out, len, "/O=%s/", td);
+        return true;
+    }
+    if (strncmp(p, "ns/", 3) != 0)
+        return false;
+    p += 3;
+    s = strchr(p, '/');
+    if (!s || (n = (size_t)(s - p)) == 0 || n >= sizeof(ns))
+        return false;
+    memcpy(ns, p, n);
+    ns[n] = '\0';
+    p = s + 1;
+    if (prefix && (*p == '\0' || strcmp(p, "sa/") == 0)) {
+        struct ca_identity cid = {td, ns, "x"};
+        char cn[CA_CN_MAX + 1];
+
+        if (ca_identity_subject_cn(&cid, cn) < 0) /* validates td and ns */
+            return false;
+        snprintf(out, len, "/O=%s/OU=%s/CN=", td, ns);
+        return true;
+    }
+    if (prefix || strncmp(p, "sa/", 3) != 0 || strlen(p + 3) >= sizeof(sa))
+        return false;
+    snprintf(sa, sizeof(sa), "%s", p + 3);
+    {
+        struct ca_identity cid = {td, ns, sa};
+        char cn[CA_CN_MAX + 1];
+
+        if (ca_identity_subject_cn(&cid, cn) < 0)
+            return false;
+        snprintf(out, len, "/O=%s/OU=%s/CN=%s", td, ns, cn);
+    }
+    return true;
+}
+
+/* The subject CN an endpoint's certificate carries (what sni/verifyhost check). */
+static bool id_to_cn(const char *id, char *out, size_t len)
+{
+    char subj[512];
+    const char *cn;
+
+    if (!id_to_subject(id, false, subj, sizeof(subj)))
+        return false;
+    cn = strstr(subj, "/CN=");
+    snprintf(out, len, "%s", cn + 4);
+    return true;
+}
+
+/*
+ * ACL <name> matching the peers object at path; *any set for {"any": true}. Empty peers match
+ * nobody (always_false).
+ */
+static void acl_peers(struct rctx *x, const char *name, const json_t *peers, const char *path,
+                      bool *any)
+{
+    const json_t *ids = json_object_get(peers, "ids"), *pre = json_object_get(peers, "prefixes");
+    size_t i, lines = 0;
+    const json_t *v;
+
+    *any = json_is_true(json_object_get(peers, "any"));
+    if (*any)
+        return;
+    if (!json_is_object(peers) || (ids && !json_is_array(ids)) || (pre && !json_is_array(pre))) {
+        fail(x, ERR_INVALID, "%s: want {\"any\": true} or {\"ids\": [...], \"prefixes\": [...]}",
+             path);
+        return;
+    }
+    for (int k = 0; k < 2; k++) {
+        json_array_foreach(k ? pre : ids, i, v)
+        {
+            char subj[512];
+            const char *id = json_string_value(v);
+
+            if (!id || !id_to_subject(id, k == 1, subj, sizeof(subj))) {
+                fail(x, ERR_INVALID,
+                     "%s.%s[%zu]: %s%s%s cannot be encoded as a certificate subject%s", path,
+                     k ? "prefixes" : "ids", i, id ? "\"" : "", id ? id : "not a string",
+                     id ? "\"" : "",
+                     k ? " prefix (want spiffe://<td>/, spiffe://<td>/ns/<ns>/ or "
+                         "spiffe://<td>/ns/<ns>/sa/)"
+                       : " (want spiffe://<td>/ns/<ns>/sa/<sa>)");
+                return;
+            }
+            emit(x, "    acl %s ssl_c_s_dn -m %s ", name, k ? "beg" : "str");
+            emit_q(x, path, subj);
+            emit(x, "\n");
+            lines++;
+        }
+    }
+    if (lines == 0)
+        emit(x, "    acl %s always_false\n", name);
+}
+
+/* ---- L7 conditions ---- */
+
+/* One path match {type, value} as ACL lines named name. */
+static void acl_path(struct rctx *x, const char *name, const json_t *p, const char *path)
+{
+    const char *type = str_at(p, "type"), *val = str_at(p, "value");
+
+    if (!type || !val || val[0] == '\0') {
+        fail(x, ERR_INVALID, "%s: want {\"type\", \"value\"}", path);
+        return;
+    }
+    if (strcmp(type, "Exact") == 0) {
+        emit(x, "    acl %s path -m str ", name);
+        emit_q(x, path, val);
+        emit(x, "\n");
+    } else if (strcmp(type, "PathPrefix") == 0) {
+        /* element-wise: /api matches /api and /api/x, not /apix */
+        size_t n = strlen(val);
+        char *slash = malloc(n + 2);
+
+        if (!slash) {
+            fail(x, -ENOMEM, "out of memory");
+            return;
+        }
+        while (n > 1 && val[n - 1] == '/')
+            n--;
+        memcpy(slash, val, n);
+        slash[n] = '\0';
+        if (strcmp(slash, "/") == 0) {
+            emit(x, "    acl %s path -m beg /\n", name);
+        } else {
+            emit(x, "    acl %s path -m str ", name);
+            emit_q(x, path, slash);
+            emit(x, "\n    acl %s path -m beg ", name);
+            slash[n] = '/';
+            slash[n + 1] = '\0';
+            emit_q(x, path, slash);
+            emit(x, "\n");
+        }
+        free(slash);
+    } else if (strcmp(type, "RegularExpression") == 0) {
+        /* anchored, as the document's POSIX ERE matches the whole path */
+        size_t n = strlen(val);
+        char *re = malloc(n + 7);
+
+        if (!re) {
+            fail(x, -ENOMEM, "out of memory");
+            return;
+        }
+        snprintf(re, n + 7, "^(%s)$", val);
+        emit(x, "    acl %s path -m reg ", name);
+        emit_q(x, path, re);
+        emit(x, "\n");
+        free(re);
+    } else {
+        fail(x, ERR_INVALID, "%s.type: \"%s\" is not Exact, PathPrefix or RegularExpression", path,
+             type);
+    }
+}
+
+/* One header match {name, type, value}; appends its ACL name to cond. */
+static void acl_header(struct rctx *x, const char *name, const json_t *h, const char *path)
+{
+    const char *hn = str_at(h, "name"), *type = str_at(h, "type"), *val = str_at(h, "value");
+
+    if (!hn || !*hn || !type) {
+        fail(x, ERR_INVALID, "%s: want {\"name\", \"type\"[, \"value\"]}", path);
+        return;
+    }
+    for (const char *p = hn; *p; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              strchr("!#$%&'*+-.^_`|~", *p))) {
+            fail(x, ERR_INVALID, "%s.name: \"%s\" is not an HTTP header name", path, hn);
+            return;
+        }
+    }
+    if (strcmp(type, "Present") == 0) {
+        emit(x, "    acl %s req.fhdr(%s) -m found\n", name, hn);
+        return;
+    }
+    if (!val) {
+        fail(x, ERR_INVALID, "%s.value: missing", path);
+        return;
+    }
+    if (strcmp(type, "Exact") == 0) {
+        emit(x, "    acl %s req.fhdr(%s) -m str ", name, hn);
+        emit_q(x, path, val);
+    } else if (strcmp(type, "RegularExpression") == 0) {
+        size_t n = strlen(val);
+        char *re = malloc(n + 7);
+
+        if (!re) {
+            fail(x, -ENOMEM, "out of memory");
+            return;
+        }
+        snprintf(re, n + 7, "^(%s)$", val);
+        emit(x, "    acl %s req.fhdr(%s) -m reg ", name, hn);
+        emit_q(x, path, re);
+        free(re);
+    } else {
+        fail(x, ERR_INVALID, "%s.type: \"%s\" is not Exact, RegularExpression or Present", path,
+             type);
+        return;
+    }
+    emit(x, "\n");
+}
+
+/* Append " acl" to a condition. */
+static void cond_add(struct rctx *x, struct buf *cond, const char *acl)
+{
+    if (!x->rc && buf_printf(cond, " %s", acl) < 0)
+        fail(x, -ENOMEM, "out of memory");
+}
+
+/*
+ * An access rule's l7 list (any entry matches: "or"), each entry methods AND paths (any) AND
+ * every header. Writes the ACLs and appends to alts one condition per entry (ACL names
+ * separated by spaces, without the leading port/peer ACLs). No l7: one empty alternative.
+ */
+static void l7_alternatives(struct rctx *x, const json_t *l7, const char *path, json_t *alts)
+{
+    size_t i;
+    const json_t *r;
+
+    if (!l7 || json_array_size(l7) == 0) {
+        json_array_append_new(alts, json_string(""));
+        return;
+    }
+    json_array_foreach(l7, i, r)
+    {
+        struct buf cond;
+        char p[256], acl[64];
+        const json_t *methods = json_object_get(r, "methods"), *paths = json_object_get(r, "paths"),
+                     *headers = json_object_get(r, "headers"), *v;
+        size_t j;
+        int id = ++x->seq;
+
+        buf_init(&cond);
+        snprintf(p, sizeof(p), "%s.l7[%zu]", path, i);
+        if (json_array_size(methods)) {
+            snprintf(acl, sizeof(acl), "l7_%d_m", id);
+            emit(x, "    acl %s method", acl);
+            json_array_foreach(methods, j, v)
+            {
+                const char *m = json_string_value(v);
+
+                if (!m || !*m || strspn(m, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != strlen(m)) {
+                    fail(x, ERR_INVALID, "%s.methods[%zu]: not an HTTP method", p, j);
+                    break;
+                }
+                emit(x, " %s", m);
+            }
+            emit(x, "\n");
+            cond_add(x, &cond, acl);
+        }
+        if (json_array_size(paths)) {
+            snprintf(acl, sizeof(acl), "l7_%d_p", id);
+            json_array_foreach(paths, j, v)
+            {
+                char pp[300];
+
+                snprintf(pp, sizeof(pp), "%s.paths[%zu]", p, j);
+                acl_path(x, acl, v, pp);
+            }
+            cond_add(x, &cond, acl);
+        }
+        json_array_foreach(headers, j, v)
+        {
+            char hp[300];
+
+            snprintf(hp, sizeof(hp), "%s.headers[%zu]", p, j);
+            snprintf(acl, sizeof(acl), "l7_%d_h%zu", id, j);
+            acl_header(x, acl, v, hp);
+            cond_add(x, &cond, acl);
+        }
+        json_array_append_new(alts, json_string(cond.p ? cond.p : ""));
+        buf_release(&cond);
+    }
+}
+
+/* "if A B alt1 or A B alt2 ..." for prefix "A B". */
+static void emit_if(struct rctx *x, const char *prefix, const json_t *alts)
+{
+    size_t i;
+    const json_t *a;
+
+    emit(x, " if");
+    json_array_foreach(alts, i, a)
+    {
+        emit(x, "%s %s%s", i ? " or" : "", prefix, json_string_value(a));
+    }
+    emit(x, "\n");
+}
+
+static void emit_deny_403(struct rctx *x, const char *policy)
+{
+    /* double-quoted for the body's "\n": names are [a-z0-9.-], nothing to escape */
+    emit(x,
+         "    http-request deny deny_status 403 content-type text/plain string "
+         "\"denied by the mesh: %s/%s\\n\" hdr x-weft-denied \"%s/%s\"",
+         x->ns, policy, x->ns, policy);
+}
+
+/* ---- inbound ---- */
+
+static void inbound_port(struct rctx *x, const json_t *l, size_t idx, bool http)
+{
+    static const char *const kinds[3] = {"deny", "audit", "allow"};
+    int port = port_at(l, "port");
+    const char *dflt = str_at(l, "default");
+    char path[64], pacl[32];
+
+    snprintf(path, sizeof(path), "inbound[%zu]", idx);
+    snprintf(pacl, sizeof(pacl), "in_%d", port);
+    for (int k = 0; k < 3 && !x->rc; k++) {
+        const json_t *rules = json_object_get(l, kinds[k]), *r;
+        size_t i;
+
+        if (rules && !json_is_array(rules)) {
+            fail(x, ERR_INVALID, "%s.%s: must be a list", path, kinds[k]);
+            return;
+        }
+        json_array_foreach(rules, i, r)
+        {
+            char rp[128], peer[64], prefix[128];
+            const char *policy = str_at(r, "policy");
+            bool any = false;
+            json_t *alts = json_array();
+
+            if (!alts) {
+                fail(x, -ENOMEM, "out of memory");
+                return;
+            }
+            snprintf(rp, sizeof(rp), "%s.%s[%zu]", path, kinds[k], i);
+            if (!name_ok(policy)) {
+                fail(x, ERR_INVALID, "%s.policy: missing or not a Kubernetes name", rp);
+                json_decref(alts);
+                return;
+            }
+            snprintf(peer, sizeof(peer), "peer_%d", ++x->seq);
+            {
+                char pp[160];
+
+                snprintf(pp, sizeof(pp), "%s.peers", rp);
+                acl_peers(x, peer, json_object_get(r, "peers"), pp, &any);
+            }
+            snprintf(prefix, sizeof(prefix), "%s%s%s", pacl, any ? "" : " ", any ? "" : peer);
+            if (http) {
+                l7_alternatives(x, json_object_get(r, "l7"), rp, alts);
+                if (k == 0)
+                    emit_deny_403(x, policy);
+                else if (k == 1)
+                    emit(x, "    http-request set-var(txn.weft_audit) "
+                            "str(),concat(,txn.weft_audit,;%s)",
+                         policy);
+                else
+                    emit(x, "    http-request allow");
+            } else {
+                /* on tcp ports L7 conditions are not checked: deny/audit apply to every
+                 * connection of the peers (the compiler marks them l7Ignored); allow rules with
+                 * l7 are left out by the compiler */
+                json_array_append_new(alts, json_string(""));
+                if (k == 0)
+                    emit(x, "    tcp-request content reject");
+                else if (k == 1)
+                    emit(x, "    tcp-request content set-var(sess.weft_audit) "
+                            "str(),concat(,sess.weft_audit,;%s)",
+                         policy);
+                else
+                    emit(x, "    tcp-request content accept");
+            }
+            emit_if(x, prefix, alts);
+            json_decref(alts);
+        }
+    }
+    if (!dflt || (strcmp(dflt, "deny") != 0 && strcmp(dflt, "allow-authenticated") != 0 &&
+                  strcmp(dflt, "allow-any") != 0)) {
+        fail(x, ERR_INVALID, "%s.default: want deny, allow-authenticated or allow-any", path);
+        return;
+    }
+    if (strcmp(dflt, "allow-any") == 0) {
+        fail(x, ERR_UNSUPPORTED,
+             "%s.default: allow-any (permissive mode: plaintext inbound) is not rendered yet",
+             path);
+        return;
+    }
+    if (strcmp(dflt, "deny") == 0) {
+        if (http) {
+            emit_deny_403(x, "default");
+            emit(x, " if %s\n", pacl);
+        } else {
+            emit(x, "    tcp-request content reject if %s\n", pacl);
+        }
+    } else {
+        emit(x, "    %s if %s\n", http ? "http-request allow" : "tcp-request content accept", pacl);
+    }
+}
+
+static void render_inbound(struct rctx *x, const json_t *inbound, const char *mode)
+{
+    size_t i;
+    const json_t *l;
+    struct buf known;
+    const char *src = x->v6 ? "[" AGENT_INBOUND_SRC6 "]:0" : AGENT_INBOUND_SRC4;
+    bool any_http = false;
+
+    buf_init(&known);
+    json_array_foreach(inbound, i, l)
+    {
+        any_http |= str_at(l, "protocol") && strcmp(str_at(l, "protocol"), "http") == 0;
+    }
+    emit(x,
+         "\nfrontend weft_inbound\n"
+         "    bind :%d ssl crt %s ca-file %s verify required\n"
+         "    maxconn %d\n",
+         x->o->inbound_port, x->o->cert_file, x->o->ca_file, x->o->maxconn);
+    /* HTTP settings only where some port switches to HTTP (else HAProxy warns) */
+    if (any_http)
+        emit(x, "    option idle-close-on-response\n"
+                "    log-format \"%%ci:%%cp %%[ssl_c_s_dn] port=%%[dst_port] %%b %%ST %%B %%Tt "
+                "%%ts audit=%%[var(txn.weft_audit)]%%[var(sess.weft_audit)]\"\n");
+    else
+        emit(x, "    log-format \"%%ci:%%cp %%[ssl_c_s_dn] port=%%[dst_port] %%b %%B %%Tt %%ts "
+                "audit=%%[var(sess.weft_audit)]\"\n");
+    emit(x, "    tcp-request content reject if { dst_port " PROXY_PORTS " }\n");
+    json_array_foreach(inbound, i, l)
+    {
+        int port = port_at(l, "port");
+        const char *proto = str_at(l, "protocol");
+
+        if (!port || !proto || (strcmp(proto, "http") && strcmp(proto, "tcp"))) {
+            fail(x, ERR_INVALID, "inbound[%zu]: want a port 1-65535 and protocol http or tcp", i);
+            break;
+        }
+        emit(x, "    acl in_%d dst_port %d\n", port, port);
+        if (buf_printf(&known, " %d", port) < 0)
+            fail(x, -ENOMEM, "out of memory");
+    }
+    /* tcp ports decide at once; http ports switch to HTTP and decide per request */
+    json_array_foreach(inbound, i, l)
+    {
+        if (strcmp(str_at(l, "protocol"), "tcp") == 0)
+            inbound_port(x, l, i, false);
+    }
+    json_array_foreach(inbound, i, l)
+    {
+        if (strcmp(str_at(l, "protocol"), "http") == 0)
+            emit(x, "    tcp-request content switch-mode http if in_%d\n", port_at(l, "port"));
+    }
+    /* ports the document does not name: the mode decides (all-authenticated: any mesh peer) */
+    if (strcmp(mode, "deny") == 0) {
+        if (known.len)
+            emit(x, "    tcp-request content reject unless { dst_port%s }\n", known.p);
+        else
+            emit(x, "    tcp-request content reject\n");
+    }
+    json_array_foreach(inbound, i, l)
+    {
+        if (strcmp(str_at(l, "protocol"), "http") == 0)
+            inbound_port(x, l, i, true);
+    }
+    json_array_foreach(inbound, i, l)
+    {
+        emit(x, "    use_backend in_%d if in_%d\n", port_at(l, "port"), port_at(l, "port"));
+    }
+    emit(x, "    default_backend weft_in_other\n");
+    json_array_foreach(inbound, i, l)
+    {
+        int port = port_at(l, "port");
+        bool http = strcmp(str_at(l, "protocol"), "http") == 0;
+
+        emit(x, "\nbackend in_%d\n    mode %s\n", port, http ? "http" : "tcp");
+        emit(x, x->v6 ? "    server app [%s]:%d source %s\n" : "    server app %s:%d source %s\n",
+             x->pod_ip, port, src);
+    }
+    emit(x, "\nbackend weft_in_other\n"
+            "    # the original destination: this pod's IP and the port the peer dialled\n"
+            "    server app 0.0.0.0:0 source %s\n",
+         src);
+    buf_release(&known);
+}
+
+/* ---- outbound ---- */
+
+static void runtime_server(struct rctx *x, const char *backend, const char *server, int weight)
+{
+    json_t *item = json_pack("{s:s,s:s,s:s,s:i}", "kind", "server", "backend", backend, "server",
+                             server, "weight", weight);
+
+    if (!item || json_array_append_new(x->out->runtime, item) < 0)
+        fail(x, -ENOMEM, "out of memory");
+}
+
+/* One server line for an endpoint {ip, port, identity, ready, weight}. */
+static void server_line(struct rctx *x, const char *backend, const json_t *e, const char *path,
+                        bool fixed_weight)
+{
+    const char *ip = str_at(e, "ip"), *id = str_at(e, "identity");
+    int port = port_at(e, "port"), fam = ip_family(ip);
+    const json_t *w = json_object_get(e, "weight");
+    int weight = fixed_weight ? 1 : (int)json_integer_value(w);
+    char name[80], cn[CA_CN_MAX + 1];
+    bool ready = json_is_true(json_object_get(e, "ready"));
+
+    if (!fam || !port) {
+        fail(x, ERR_INVALID, "%s: want an IP address and a port 1-65535", path);
+        return;
+    }
+    if (!fixed_weight && (!json_is_integer(w) || weight < 0 || weight > 256)) {
+        fail(x, ERR_INVALID, "%s.weight: want 0-256", path);
+        return;
+    }
+    if (!ready)
+        weight = 0;
+    snprintf(name, sizeof(name), "%s_%d", ip, port);
+    emit(x, fam == AF_INET6 ? "    server %s [%s]:%d weight %d" : "    server %s %s:%d weight %d",
+         name, ip, port, weight);
+    if (id) {
+        if (!id_to_cn(id, cn, sizeof(cn))) {
+            fail(x, ERR_INVALID, "%s.identity: \"%s\" is not spiffe://<td>/ns/<ns>/sa/<sa>", path,
+                 id);
+            return;
+        }
+        /* mutual TLS: our certificate, the peer verified against the bundle, and its name
+         * checked (in 2.6 sni overrides verifyhost: both say the same) */
+        emit(x, " ssl crt %s ca-file %s verify required sni str(%s) verifyhost %s", x->o->cert_file,
+             x->o->ca_file, cn, cn);
+    }
+    emit(x, "\n");
+    runtime_server(x, backend, name, weight);
+}
+
+/* The document's retryOn names (docs/crds.md) to HAProxy 2.6's retry-on keywords. */
+static const char *retry_keyword(const char *c)
+{
+    static const char *const map[][2] = {
+        {"connect-failure", "conn-failure"}, {"empty-response", "empty-response"},
+        {"junk-response", "junk-response"},  {"response-timeout", "response-timeout"},
+        {"0rtt-rejected", "0rtt-rejected"},  {"401", "401"},
+        {"403", "403"},                      {"404", "404"},
+        {"408", "408"},                      {"425", "425"},
+        {"500", "500"},                      {"501", "501"},
+        {"502", "502"},                      {"503", "503"},
+        {"504", "504"},
+    };
+
+    for (size_t i = 0; i < ARRAY_LEN(map); i++)
+        if (strcmp(map[i][0], c) == 0)
+            return map[i][1];
+    return NULL;
+}
+
+static void backend_head(struct rctx *x, const char *name, bool http, const json_t *p)
+{
+    const json_t *retry = json_object_get(p, "retry");
+    const json_t *tmo = json_object_get(p, "timeoutMs");
+    long per_try = (long)json_integer_value(json_object_get(retry, "perTryTimeoutMs"));
+
+    emit(x, "\nbackend %s\n    mode %s\n    balance roundrobin\n", name, http ? "http" : "tcp");
+    if (http)
+        emit(x, "    http-reuse always\n");
+    if (retry) {
+        const json_t *on = json_object_get(retry, "retryOn"), *v;
+        size_t i;
+        json_int_t attempts = json_integer_value(json_object_get(retry, "attempts"));
+
+        if (attempts < 0 || attempts > 100) {
+            fail(x, ERR_INVALID, "%s: retry.attempts: want 0-100", name);
+            return;
+        }
+        emit(x, "    retries %lld\n    option redispatch\n", (long long)attempts);
+        if (http && json_array_size(on)) {
+            emit(x, "    retry-on");
+            json_array_foreach(on, i, v)
+            {
+                const char *c = json_string_value(v), *kw = c ? retry_keyword(c) : NULL;
+
+                if (!kw) {
+                    fail(x, ERR_INVALID, "%s: retry.retryOn[%zu]: \"%s\" is not a condition HAProxy "
+                         "2.6 can retry on", name, i, c ? c : "(not a string)");
+                    return;
+                }
+                emit(x, " %s", kw);
+            }
+            emit(x, "\n");
+        }
+    }
+    /* a per-try timeout is HAProxy's server timeout; the whole-request timeout is used when
+     * there is none (2.6 has no timer over all tries) */
+    if (per_try > 0)
+        emit(x, "    timeout server %ldms\n", per_try);
+    else if (json_is_integer(tmo) && json_integer_value(tmo) > 0)
+        emit(x, "    timeout server %lldms\n", (long long)json_integer_value(tmo));
+}
+
+static void map_line(struct rctx *x, const char *ip, int port, const char *value)
+{
+    if (!x->rc && buf_printf(&x->out->outbound_map, "%s:%d %s\n", ip, port, value) < 0)
+        fail(x, -ENOMEM, "out of memory");
+}
+
+/* Route match {path, headers, method}: ACLs, and the condition as " a b c". */
+static void route_match(struct rctx *x, const json_t *m, const char *path, struct buf *cond)
+{
+    int id = ++x->seq;
+    char acl[64];
+    const json_t *p = json_object_get(m, "path"), *h = json_object_get(m, "headers"), *v;
+    const char *method = str_at(m, "method");
+    size_t i;
+
+    if (p) {
+        char pp[300];
+
+        snprintf(pp, sizeof(pp), "%s.path", path);
+        snprintf(acl, sizeof(acl), "rt_%d_p", id);
+        acl_path(x, acl, p, pp);
+        cond_add(x, cond, acl);
+    }
+    json_array_foreach(h, i, v)
+    {
+        char hp[300];
+
+        snprintf(hp, sizeof(hp), "%s.headers[%zu]", path, i);
+        snprintf(acl, sizeof(acl), "rt_%d_h%zu", id, i);
+        acl_header(x, acl, v, hp);
+        cond_add(x, cond, acl);
+    }
+    if (method) {
+        if (!*method || strspn(method, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != strlen(method)) {
+            fail(x, ERR_INVALID, "%s.method: not an HTTP method", path);
+            return;
+        }
+        snprintf(acl, sizeof(acl), "rt_%d_m", id);
+        emit(x, "    acl %s method %s\n", acl, method);
+        cond_add(x, cond, acl);
+    }
+}
+
+static void render_outbound(struct rctx *x, const json_t *outbound)
+{
+    size_t i, j, k;
+    const json_t *svc, *p, *r;
+    struct buf backends, rules;
+    struct buf *conf = x->c;
+
+    buf_init(&backends);
+    buf_init(&rules);
+    emit(x, "\nfrontend weft_outbound\n    bind 127.0.0.1:%d\n", x->o->outbound_port);
+    if (x->o->ipv6)
+        emit(x, "    bind [::1]:%d\n", x->o->outbound_port);
+    emit(x,
+         "    maxconn %d\n"
+         "    option idle-close-on-response\n"
+         "    log-format \"%%ci:%%cp -> %%[dst]:%%[dst_port] %%b/%%s %%ST %%B %%Tt\"\n"
+         "    # never loop into our own listeners\n"
+         "    tcp-request content reject if { dst_port " PROXY_PORTS " } { dst 127.0.0.0/8 ::1 %s }\n"
+         "    tcp-request content set-var(sess.weft_dport) dst_port\n"
+         "    tcp-request content set-var(sess.weft_svc) "
+         "dst,concat(:,sess.weft_dport),map(%s/outbound.map)\n"
+         "    tcp-request content switch-mode http if { var(sess.weft_svc) -m beg oh_ }\n",
+         x->o->maxconn, x->pod_ip, x->o->run_dir);
+
+    /* backends go after the frontend: write them to a side buffer */
+    json_array_foreach(outbound, i, svc)
+    {
+        const char *name = str_at(svc, "service"), *sns = str_at(svc, "namespace");
+        const char *cip = str_at(svc, "clusterIP");
+        bool headless = json_is_true(json_object_get(svc, "headless"));
+        char path[64];
+
+        snprintf(path, sizeof(path), "outbound[%zu]", i);
+        if (!name_ok(name) || !name_ok(sns)) {
+            fail(x, ERR_INVALID, "%s: service and namespace must be Kubernetes names", path);
+            break;
+        }
+        if (!headless && !ip_family(cip)) {
+            fail(x, ERR_INVALID, "%s.clusterIP: not an IP address", path);
+            break;
+        }
+        json_array_foreach(json_object_get(svc, "ports"), j, p)
+        {
+            int port = port_at(p, "port");
+            const char *proto = str_at(p, "protocol");
+            bool http = proto && strcmp(proto, "http") == 0;
+            const json_t *routes = json_object_get(p, "routes");
+            char base[300], pp[96];
+
+            snprintf(pp, sizeof(pp), "%s.ports[%zu]", path, j);
+            if (!port || !proto || (strcmp(proto, "http") && strcmp(proto, "tcp"))) {
+                fail(x, ERR_INVALID, "%s: want a port 1-65535 and protocol http or tcp", pp);
+                break;
+            }
+            snprintf(base, sizeof(base), "o%c_%s_%s_%d", http ? 'h' : 't', sns, name, port);
+            x->c = &backends;
+            if (headless) {
+                /* each endpoint is dialled directly: originate mTLS with its identity */
+                const json_t *e;
+
+                json_array_foreach(json_object_get(p, "endpoints"), k, e)
+                {
+                    char be[400], ep[128];
+
+                    snprintf(ep, sizeof(ep), "%s.endpoints[%zu]", pp, k);
+                    snprintf(be, sizeof(be), "%s_%s", base, str_at(e, "ip") ? str_at(e, "ip") : "");
+                    for (char *c = be; *c; c++)
+                        if (*c == ':')
+                            *c = '.';
+                    backend_head(x, be, http, p);
+                    server_line(x, be, e, ep, true);
+                    if (!ip_family(str_at(e, "ip")) || !port_at(e, "port")) {
+                        fail(x, ERR_INVALID, "%s: want an IP address and a port", ep);
+                        break;
+                    }
+                    map_line(x, str_at(e, "ip"), port_at(e, "port"), be);
+                }
+                x->c = conf;
+                continue;
+            }
+            if (!json_is_array(routes) || json_array_size(routes) == 0) {
+                fail(x, ERR_INVALID, "%s.routes: want at least one route", pp);
+                x->c = conf;
+                break;
+            }
+            map_line(x, cip, port, base);
+            json_array_foreach(routes, k, r)
+            {
+                char be[340], rp[128];
+                const json_t *b, *e, *m = json_object_get(r, "match");
+                size_t bi, ei;
+                bool single = json_array_size(routes) == 1 && !m;
+
+                snprintf(rp, sizeof(rp), "%s.routes[%zu]", pp, k);
+                if (single)
+                    snprintf(be, sizeof(be), "%s", base);
+                else
+                    snprintf(be, sizeof(be), "%s_r%zu", base, k);
+                if (m && !http) {
+                    fail(x, ERR_INVALID, "%s.match: matches apply to http ports only", rp);
+                    break;
+                }
+                if (m && k + 1 == json_array_size(routes)) {
+                    fail(x, ERR_INVALID, "%s: the last route must have no match (it takes what "
+                         "no other route matches)", rp);
+                    break;
+                }
+                x->c = &backends;
+                backend_head(x, be, http, p);
+                json_array_foreach(json_object_get(r, "backends"), bi, b)
+                {
+                    json_array_foreach(json_object_get(b, "endpoints"), ei, e)
+                    {
+                        char ep[200];
+
+                        snprintf(ep, sizeof(ep), "%s.backends[%zu].endpoints[%zu]", rp, bi, ei);
+                        server_line(x, be, e, ep, false);
+                    }
+                }
+                if (!single) {
+                    struct buf cond;
+
+                    buf_init(&cond);
+                    x->c = conf;
+                    if (m) {
+                        route_match(x, m, rp, &cond);
+                    }
+                    x->c = &rules;
+                    emit(x, "    use_backend %s if { var(sess.weft_svc) -m str %s }%s\n", be, base,
+                         cond.p ? cond.p : "");
+                    buf_release(&cond);
+                }
+                x->c = conf;
+            }
+        }
+        x->c = conf;
+        if (x->rc)
+            break;
+    }
+    x->c = conf;
+    if (rules.len)
+        emit(x, "%s", rules.p);
+    emit(x, "    use_backend %%[var(sess.weft_svc)] if { var(sess.weft_svc) -m found }\n"
+            "    default_backend weft_passthrough\n");
+    if (backends.len)
+        emit(x, "%s", backends.p);
+    emit(x, "\nbackend weft_passthrough\n"
+            "    # not in the document: to the original destination, unchanged\n"
+            "    server orig 0.0.0.0:0\n");
+    buf_release(&backends);
+    buf_release(&rules);
+}
+
+/* ---- the document ---- */
+
+int agent_render(const json_t *doc, const struct agent_render_opts *o,
+                 struct agent_render_out *out, char *msg, size_t msglen)
+{
+    struct rctx x = {.o = o, .out = out, .msg = msg, .msglen = msglen};
+    const json_t *proxy = json_object_get(doc, "proxy"), *ident = json_object_get(doc, "identity");
+    const json_t *inbound = json_object_get(doc, "inbound"), *outbound = json_object_get(doc, "outbound");
+    const json_t *sv = json_object_get(doc, "schemaVersion");
+    const char *mode = str_at(doc, "mode"), *pod = str_at(proxy, "pod");
+
+    memset(out, 0, sizeof(*out));
+    buf_init(&out->config);
+    buf_init(&out->outbound_map);
+    out->runtime = json_array();
+    x.c = &out->config;
+    if (!out->runtime) {
+        fail(&x, -ENOMEM, "out of memory");
+        goto out;
+    }
+    if (!json_is_object(doc)) {
+        fail(&x, ERR_INVALID, "the document is not a JSON object");
+        goto out;
+    }
+    if (!json_is_integer(sv) || json_integer_value(sv) != 1) {
+        fail(&x, ERR_UNSUPPORTED, "schemaVersion: this agent renders version 1 only");
+        goto out;
+    }
+    x.ns = str_at(proxy, "namespace");
+    x.td = str_at(ident, "trustDomain");
+    x.pod_ip = str_at(proxy, "ip");
+    if (!name_ok(x.ns) || !name_ok(pod)) {
+        fail(&x, ERR_INVALID, "proxy: namespace and pod must be Kubernetes names");
+        goto out;
+    }
+    if (!x.pod_ip) {
+        fail(&x, ERR_INVALID, "proxy.ip: the pod has no IP yet");
+        goto out;
+    }
+    if (!ip_family(x.pod_ip)) {
+        fail(&x, ERR_INVALID, "proxy.ip: \"%s\" is not an IP address", x.pod_ip);
+        goto out;
+    }
+    x.v6 = ip_family(x.pod_ip) == AF_INET6;
+    if (!mode || (strcmp(mode, "all-authenticated") && strcmp(mode, "deny") &&
+                  strcmp(mode, "permissive"))) {
+        fail(&x, ERR_INVALID, "mode: want all-authenticated, deny or permissive");
+        goto out;
+    }
+    if (strcmp(mode, "permissive") == 0) {
+        fail(&x, ERR_UNSUPPORTED,
+             "mode: permissive (plaintext inbound next to mutual TLS) is not rendered yet");
+        goto out;
+    }
+    if (!json_is_array(inbound) || !json_is_array(outbound)) {
+        fail(&x, ERR_INVALID, "inbound and outbound must be lists");
+        goto out;
+    }
+
+    emit(&x,
+         "# HAProxy configuration for %s/%s, rendered by weft-agent from its configuration "
+         "document (schemaVersion 1). Do not edit: it is rewritten on every change.\n"
+         "global\n"
+         "    master-worker\n"
+         "    stats socket %s/admin.sock mode 600 level admin expose-fd listeners\n"
+         "    stats timeout 30s\n"
+         "    hard-stop-after %ds\n"
+         "    maxconn %d\n"
+         "    nbthread 1\n"
+         "    log stdout format raw local0 info\n"
+         "    tune.ssl.cachesize 1000\n"
+         "    httpclient.ssl.verify none\n"
+         "    ssl-server-verify required\n"
+         "    ssl-default-bind-options ssl-min-ver TLSv1.2\n"
+         "    ssl-default-server-options ssl-min-ver TLSv1.2\n"
+         "\ndefaults\n"
+         "    mode tcp\n"
+         "    log global\n"
+         "    option dontlognull\n"
+         "    timeout connect 5s\n"
+         "    timeout client 1h\n"
+         "    timeout server 1h\n"
+         "    timeout client-fin 30s\n"
+         "    timeout tunnel 1h\n"
+         "    timeout http-request 30s\n"
+         "    timeout http-keep-alive 60s\n"
+         "\nfrontend weft_metrics\n"
+         "    mode http\n"
+         "    bind :%d\n"
+         "    maxconn 64\n"
+         "    no log\n"
+         "    http-request use-service prometheus-exporter if { path /metrics }\n"
+         "    http-request return status 404 content-type text/plain string \"not found\\n\"\n",
+         x.ns, pod, o->run_dir, o->hard_stop_after_s, o->maxconn, o->metrics_port);
+    render_inbound(&x, inbound, mode);
+    render_outbound(&x, outbound);
+    if (!x.rc) {
+        json_t *items[3] = {
+            json_pack("{s:s,s:s}", "kind", "ssl-cert", "file", o->cert_file),
+            json_pack("{s:s,s:s}", "kind", "ca-file", "file", o->ca_file),
+            json_pack("{s:s,s:s+}", "kind", "map", "file", o->run_dir, "/outbound.map"),
+        };
+
+        for (int i = 0; i < 3; i++) {
+            if (!items[i] || json_array_insert_new(out->runtime, (size_t)i, items[i]) < 0) {
+                fail(&x, -ENOMEM, "out of memory");
+                for (int j = i + 1; j < 3; j++)
+                    json_decref(items[j]);
+                break;
+            }
+        }
+    }
+out:
+    if (x.rc)
+        agent_render_out_release(out);
+    return x.rc;
+}
+
+void agent_render_out_release(struct agent_render_out *out)
+{
+    if (!out)
+        return;
+    buf_release(&out->config);
+    buf_release(&out->outbound_map);
+    json_decref(out->runtime);
+    out->runtime = NULL;
+}
+
+void agent_render_opts_init(struct agent_render_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->run_dir = "/var/lib/weft";
+    o->cert_file = "/var/lib/weft/pod.pem";
+    o->ca_file = "/var/lib/weft/bundle.pem";
+    o->inbound_port = 15006;
+    o->outbound_port = 15001;
+    o->metrics_port = 15090;
+    o->maxconn = 4096;
+    o->hard_stop_after_s = 30;
+}

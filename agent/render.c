@@ -85,8 +85,8 @@ static void emit_q(struct rctx *x, const char *path, const char *s)
 {
     for (const char *p = s; *p; p++) {
         if ((unsigned char)*p < 0x20 || *p == 0x7f) {
-            fail(x, ERR_INVALID, "%s: control characters cannot be written to HAProxy's configuration",
-                 path);
+            fail(x, ERR_INVALID,
+                 "%s: control characters cannot be written to HAProxy's configuration", path);
             return;
         }
     }
@@ -508,8 +508,9 @@ static void inbound_port(struct rctx *x, const json_t *l, size_t idx, bool http)
                 if (k == 0)
                     emit_deny_403(x, policy);
                 else if (k == 1)
-                    emit(x, "    http-request set-var(txn.weft_audit) "
-                            "str(),concat(,txn.weft_audit,;%s)",
+                    emit(x,
+                         "    http-request set-var(txn.weft_audit) "
+                         "str(),concat(,txn.weft_audit,;%s)",
                          policy);
                 else
                     emit(x, "    http-request allow");
@@ -521,8 +522,9 @@ static void inbound_port(struct rctx *x, const json_t *l, size_t idx, bool http)
                 if (k == 0)
                     emit(x, "    tcp-request content reject");
                 else if (k == 1)
-                    emit(x, "    tcp-request content set-var(sess.weft_audit) "
-                            "str(),concat(,sess.weft_audit,;%s)",
+                    emit(x,
+                         "    tcp-request content set-var(sess.weft_audit) "
+                         "str(),concat(,sess.weft_audit,;%s)",
                          policy);
                 else
                     emit(x, "    tcp-request content accept");
@@ -631,9 +633,10 @@ static void render_inbound(struct rctx *x, const json_t *inbound, const char *mo
         emit(x, x->v6 ? "    server app [%s]:%d source %s\n" : "    server app %s:%d source %s\n",
              x->pod_ip, port, src);
     }
-    emit(x, "\nbackend weft_in_other\n"
-            "    # the original destination: this pod's IP and the port the peer dialled\n"
-            "    server app 0.0.0.0:0 source %s\n",
+    emit(x,
+         "\nbackend weft_in_other\n"
+         "    # the original destination: this pod's IP and the port the peer dialled\n"
+         "    server app 0.0.0.0:0 source %s\n",
          src);
     buf_release(&known);
 }
@@ -692,13 +695,20 @@ static void server_line(struct rctx *x, const char *backend, const json_t *e, co
 static const char *retry_keyword(const char *c)
 {
     static const char *const map[][2] = {
-        {"connect-failure", "conn-failure"}, {"empty-response", "empty-response"},
-        {"junk-response", "junk-response"},  {"response-timeout", "response-timeout"},
-        {"0rtt-rejected", "0rtt-rejected"},  {"401", "401"},
-        {"403", "403"},                      {"404", "404"},
-        {"408", "408"},                      {"425", "425"},
-        {"500", "500"},                      {"501", "501"},
-        {"502", "502"},                      {"503", "503"},
+        {"connect-failure", "conn-failure"},
+        {"empty-response", "empty-response"},
+        {"junk-response", "junk-response"},
+        {"response-timeout", "response-timeout"},
+        {"0rtt-rejected", "0rtt-rejected"},
+        {"401", "401"},
+        {"403", "403"},
+        {"404", "404"},
+        {"408", "408"},
+        {"425", "425"},
+        {"500", "500"},
+        {"501", "501"},
+        {"502", "502"},
+        {"503", "503"},
         {"504", "504"},
     };
 
@@ -734,8 +744,10 @@ static void backend_head(struct rctx *x, const char *name, bool http, const json
                 const char *c = json_string_value(v), *kw = c ? retry_keyword(c) : NULL;
 
                 if (!kw) {
-                    fail(x, ERR_INVALID, "%s: retry.retryOn[%zu]: \"%s\" is not a condition HAProxy "
-                         "2.6 can retry on", name, i, c ? c : "(not a string)");
+                    fail(x, ERR_INVALID,
+                         "%s: retry.retryOn[%zu]: \"%s\" is not a condition HAProxy "
+                         "2.6 can retry on",
+                         name, i, c ? c : "(not a string)");
                     return;
                 }
                 emit(x, " %s", kw);
@@ -811,7 +823,8 @@ static void render_outbound(struct rctx *x, const json_t *outbound)
          "    option idle-close-on-response\n"
          "    log-format \"%%ci:%%cp -> %%[dst]:%%[dst_port] %%b/%%s %%ST %%B %%Tt\"\n"
          "    # never loop into our own listeners\n"
-         "    tcp-request content reject if { dst_port " PROXY_PORTS " } { dst 127.0.0.0/8 ::1 %s }\n"
+         "    tcp-request content reject if { dst_port " PROXY_PORTS
+         " } { dst 127.0.0.0/8 ::1 %s }\n"
          "    tcp-request content set-var(sess.weft_dport) dst_port\n"
          "    tcp-request content set-var(sess.weft_svc) "
          "dst,concat(:,sess.weft_dport),map(%s/outbound.map)\n"
@@ -897,8 +910,10 @@ static void render_outbound(struct rctx *x, const json_t *outbound)
                     break;
                 }
                 if (m && k + 1 == json_array_size(routes)) {
-                    fail(x, ERR_INVALID, "%s: the last route must have no match (it takes what "
-                         "no other route matches)", rp);
+                    fail(x, ERR_INVALID,
+                         "%s: the last route must have no match (it takes what "
+                         "no other route matches)",
+                         rp);
                     break;
                 }
                 x->c = &backends;
@@ -949,12 +964,13 @@ static void render_outbound(struct rctx *x, const json_t *outbound)
 
 /* ---- the document ---- */
 
-int agent_render(const json_t *doc, const struct agent_render_opts *o,
-                 struct agent_render_out *out, char *msg, size_t msglen)
+int agent_render(const json_t *doc, const struct agent_render_opts *o, struct agent_render_out *out,
+                 char *msg, size_t msglen)
 {
     struct rctx x = {.o = o, .out = out, .msg = msg, .msglen = msglen};
     const json_t *proxy = json_object_get(doc, "proxy"), *ident = json_object_get(doc, "identity");
-    const json_t *inbound = json_object_get(doc, "inbound"), *outbound = json_object_get(doc, "outbound");
+    const json_t *inbound = json_object_get(doc, "inbound"),
+                 *outbound = json_object_get(doc, "outbound");
     const json_t *sv = json_object_get(doc, "schemaVersion");
     const char *mode = str_at(doc, "mode"), *pod = str_at(proxy, "pod");
 
@@ -991,8 +1007,8 @@ int agent_render(const json_t *doc, const struct agent_render_opts *o,
         goto out;
     }
     x.v6 = ip_family(x.pod_ip) == AF_INET6;
-    if (!mode || (strcmp(mode, "all-authenticated") && strcmp(mode, "deny") &&
-                  strcmp(mode, "permissive"))) {
+    if (!mode ||
+        (strcmp(mode, "all-authenticated") && strcmp(mode, "deny") && strcmp(mode, "permissive"))) {
         fail(&x, ERR_INVALID, "mode: want all-authenticated, deny or permissive");
         goto out;
     }

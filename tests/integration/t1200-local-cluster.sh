@@ -20,6 +20,9 @@
 #                    headless Service to its ready pod; unknown names fail at once; /etc/hosts
 #                    names the pod
 #   dns-live         a new Service resolves within a second of its creation; a deleted one stops
+#   logs             kubectl logs [-c C] [--tail N] [-f] [--previous] through kubelite's
+#                    pods/log: the output, the last lines, a follow that sees new lines and ends
+#                    when the container exits, the previous run after a restart, the errors
 #   down             tools/cluster down leaves no process, netns, link, iptables chain or mount
 # Env: BUILD, KUBECTL_DIR, HELM.
 set -u
@@ -224,6 +227,61 @@ case_dns_live() {
         t_fail "a deleted Service still resolves"
 }
 
+case_logs() {
+    local n
+    ok "talker" "$K" create -n plain -f - <<'YAML' || return 1
+{"apiVersion":"v1","kind":"Pod","metadata":{"name":"talker"},"spec":{
+ "containers":[
+  {"name":"main","image":"weft/testapp","command":["/bin/sh","-c","i=0; while :; do echo line $i; i=$((i+1)); sleep 0.1; done"]},
+  {"name":"quiet","image":"weft/testapp","command":["/bin/sh","-c","echo hello from quiet; exec sleep 600"]}]}}
+YAML
+    ok "crasher" "$K" create -n plain -f - <<'YAML' || return 1
+{"apiVersion":"v1","kind":"Pod","metadata":{"name":"crasher"},"spec":{"restartPolicy":"Always",
+ "containers":[{"name":"c","image":"weft/testapp","command":["/bin/sh","-c","echo run $(date +%s%N); sleep 0.5; exit 3"]}]}}
+YAML
+    wait_for 30 running plain talker || { cluster_fail "talker is not Running"; return 1; }
+    sleep 0.5
+    # kubectl picks the first container itself; the API's own answer without a container:
+    fails "pods/log without a container" "$K" get --raw /api/v1/namespaces/plain/pods/talker/log ||
+        return 1
+    assert_contains "$OUT" "a container name must be specified for pod talker, choose one of: [main quiet]" \
+        "pods/log without a container" || return 1
+    okv "logs -c quiet" "$K" logs -n plain talker -c quiet || return 1
+    assert_eq "$OUT" "hello from quiet" "quiet's output" || return 1
+    okv "logs -c main" "$K" logs -n plain talker -c main || return 1
+    assert_match "$OUT" '^line 0$' "main's output" || return 1
+    okv "logs --tail 2" "$K" logs -n plain talker -c main --tail 2 || return 1
+    assert_eq "$(echo "$OUT" | wc -l)" 2 "lines of --tail 2" || return 1
+    n=$(echo "$OUT" | tail -1 | awk '{print $2}')
+    # -f: the lines written while following arrive (later numbers than when it started).
+    runo timeout 2 "$K" logs -n plain talker -c main -f --tail 1
+    assert_gt "$(echo "$OUT" | tail -1 | awk '{print $2}')" "$((n + 5))" "the last line seen by -f" ||
+        return 1
+    fails "--previous before a restart" "$K" logs -n plain talker -c main --previous || return 1
+    assert_contains "$OUT" 'previous terminated container "main" in pod "talker" not found' \
+        "--previous before a restart" || return 1
+    fails "unknown container" "$K" logs -n plain talker -c nosuch || return 1
+    assert_contains "$OUT" "container nosuch is not valid for pod talker" "unknown container" ||
+        return 1
+    # --previous: the run before the current one.
+    wait_for 30 sh -c "[ \"\$($K get pod -n plain crasher -o 'jsonpath={.status.containerStatuses[0].restartCount}')\" -ge 2 ]" ||
+        { cluster_fail "crasher did not restart"; return 1; }
+    okv "logs --previous" "$K" logs -n plain crasher --previous || return 1
+    assert_match "$OUT" '^run [0-9]+$' "the previous run's output" || return 1
+    local prev=$OUT
+    okv "logs" "$K" logs -n plain crasher || return 1
+    assert_match "$OUT" '^run [0-9]+$' "the current run's output" || return 1
+    assert_ne "$OUT" "$prev" "the current run's output" || return 1
+    # A follow ends when the container exits.
+    ok "finite" "$K" create -n plain -f - <<'YAML' || return 1
+{"apiVersion":"v1","kind":"Pod","metadata":{"name":"finite"},"spec":{"restartPolicy":"Never",
+ "containers":[{"name":"c","image":"weft/testapp","command":["/bin/sh","-c","sleep 1; for i in 1 2 3; do echo step $i; sleep 0.3; done"]}]}}
+YAML
+    wait_for 30 running plain finite || { cluster_fail "finite is not Running"; return 1; }
+    okv "logs -f until the exit" "$K" logs -n plain finite -f || return 1
+    assert_eq "$(echo "$OUT" | tr '\n' ' ')" "step 1 step 2 step 3 " "a follow to the container's exit"
+}
+
 case_down() {
     run tools/cluster down --dir "$CDIR"
     [ "$RC" = 0 ] || { t_fail "tools/cluster down: exit $RC: $OUT"; return 1; }
@@ -241,6 +299,7 @@ if [ "$T_FAILED" = "$failed0" ]; then
     t_run service-env case_service_env
     t_run dns case_dns
     t_run dns-live case_dns_live
+    t_run logs case_logs
 fi
 t_run down case_down
 t_summary

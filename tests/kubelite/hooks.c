@@ -638,7 +638,8 @@ bool kl_subresource_known(const struct rtype *rt, const char *sub)
     return (strcmp(sub, "status") == 0 && rt->has_status) ||
            (strcmp(sub, "scale") == 0 && rt->has_scale) ||
            (strcmp(sub, "token") == 0 && is(rt, "", "serviceaccounts")) ||
-           (strcmp(sub, "binding") == 0 && is(rt, "", "pods"));
+           (strcmp(sub, "binding") == 0 && is(rt, "", "pods")) ||
+           (strcmp(sub, "log") == 0 && is(rt, "", "pods"));
 }
 
 static json_t *scale_of(const struct rtype *rt, const json_t *obj)
@@ -744,6 +745,10 @@ void kl_subresource_handle(struct kl *kl, struct http_conn *c, const struct http
     }
     if (strcmp(sub, "binding") == 0) {
         pod_binding(kl, c, req, rt, ns, name);
+        return;
+    }
+    if (strcmp(sub, "log") == 0) {
+        kl_pod_log(kl, c, req, ns, name);
         return;
     }
     kl_key(ns, name, key, sizeof(key));

@@ -248,6 +248,11 @@ void kl_admission_release(struct kl *kl);
 /* --- controllers (controllers.c) --- */
 /* Reconcile every controller if anything was written since the last run. */
 void kl_controllers_run(struct kl *kl);
+/* GET pods/<name>/log (podlog.c): a container's output from its kubelet-lite node's files. */
+void kl_pod_log(struct kl *kl, struct http_conn *c, const struct http_request *req, const char *ns,
+                const char *name);
+/* Send followed logs their new output; end the streams whose container is done. */
+void kl_pod_log_tick(struct kl *kl);
 /* --advertise-address: create or correct the `kubernetes` Service and its EndpointSlice. */
 void kl_publish_kubernetes_service(struct kl *kl);
 /*

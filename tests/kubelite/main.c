@@ -343,6 +343,7 @@ static void tick(void *arg)
         http_server_stop(kl->http);
     kl_watch_tick(kl);
     kl_hooks_tick(kl);
+    kl_pod_log_tick(kl);
     kl_controllers_run(kl);
 }
 

@@ -12,6 +12,7 @@
  * exit 0; a second signal kills the pods at once. See docs/kubelet-lite.md.
  */
 #include <getopt.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -110,6 +111,20 @@ static int node_register(struct kubelet *k)
     if (rc && rc != ERR_EXISTS) {
         log_error("msg=\"cannot register the node\" err=\"%s\"", msg);
         return rc;
+    }
+    /* Where the containers' output is: kubelite serves pods/log from these files. */
+    {
+        char path[512], dir[4200];
+        snprintf(dir, sizeof(dir), "%s/pods", k->conf.root);
+        body = json_pack("{s:{s:{s:s}}}", "metadata", "annotations",
+                         "kubelet-lite.weft.dev/pod-log-dir", dir);
+        snprintf(path, sizeof(path), "/api/v1/nodes/%s", k->conf.node_name);
+        rc = body ? k->api.ops->call(k->api.ctx, "PATCH", path, "application/merge-patch+json",
+                                     body, NULL, msg, sizeof(msg))
+                  : -ENOMEM;
+        json_decref(body);
+        if (rc)
+            log_warn("msg=\"cannot annotate the node with its log directory\" err=\"%s\"", msg);
     }
     spec_now_rfc3339(k->ready_since);
     node_status(k, true);
@@ -356,7 +371,7 @@ int main(int argc, char **argv)
     bool cleanup = false, stopping = false;
     int opt, rc = 1, sfd = -1, signals = 0, vmaj = 1, vmin = 33, vpatch = 0;
     const char *bindir = NULL;
-    char bindir_buf[4096];
+    char bindir_buf[4096], root_buf[PATH_MAX];
     double next_list = 0, next_beat = 0;
     sigset_t mask;
 
@@ -471,6 +486,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "kubelet-lite: cannot create %s\n", k.conf.root);
         goto out;
     }
+    if (!realpath(k.conf.root, root_buf)) {
+        fprintf(stderr, "kubelet-lite: %s: %s\n", k.conf.root, strerror(errno));
+        goto out;
+    }
+    k.conf.root = root_buf;
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);

@@ -673,6 +673,14 @@ static void start_container(struct pod *p, struct ctr *c, struct kapi *api,
             groups[ng++] = (gid_t)json_integer_value(vm);
     }
     snprintf(logp, sizeof(logp), "%s/logs/%s.log", p->dir, c->name);
+    if (c->ever_started) {
+        /* A restart: the last run's output becomes the previous log (kubectl logs --previous). */
+        char prev[4500];
+        snprintf(prev, sizeof(prev), "%s/logs/%s.previous.log", p->dir, c->name);
+        if (rename(logp, prev) && errno != ENOENT)
+            log_warn("msg=\"cannot keep the previous log\" pod=%s/%s container=%s err=\"%s\"",
+                     p->ns, p->name, c->name, strerror(errno));
+    }
     ps.argv = argv;
     ps.envp = env.v;
     ps.netns_path = p->netns_path;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conf/jbuild.h"
 #include "controller/controller_int.h"
 
 /* ---- weights ------------------------------------------------------------------------------ */
@@ -768,9 +769,12 @@ static json_t *backend_set(struct mesh_model *m, const struct m_svc *apex, long 
     if (controller__weights(nb, W, n, w, ach) < 0)
         goto fail;
     for (i = 0; i < nb; i++) {
+        struct jbuild jb = JBUILD_INIT;
         json_t *e;
-        json_array_foreach(eps[i], j, e) json_object_set_new(
-            e, "weight", json_integer(json_is_true(json_object_get(e, "ready")) ? w[i] : 0));
+        json_array_foreach(eps[i], j, e) jbuild_set(
+            &jb, e, "weight", json_integer(json_is_true(json_object_get(e, "ready")) ? w[i] : 0));
+        if (jb.rc)
+            goto fail;
         b = json_pack("{s:s,s:I,s:I,s:o}", "service", names[i], "requestedPpm",
                       (json_int_t)(sum ? (W[i] * 1000000 + sum / 2) / sum : 0), "achievedPpm",
                       (json_int_t)ach[i], "endpoints", eps[i]);
@@ -792,12 +796,13 @@ static json_t *split_matches(struct mesh_model *m, const struct m_cr *t, bool *u
 {
     json_t *refs = json_object_get(t->d, "refs"), *r, *out;
     struct m_nsc *c = controller__nsc(m, t->ns, false);
+    struct jbuild jb = JBUILD_INIT;
     size_t i, j;
 
     *unresolved = false;
     if (!refs)
         return json_incref(json_object_get(t->d, "matches"));
-    out = json_array();
+    out = jbuild_new(&jb, json_array());
     if (!out)
         return NULL;
     json_array_foreach(refs, i, r)
@@ -809,15 +814,16 @@ static json_t *split_matches(struct mesh_model *m, const struct m_cr *t, bool *u
             *unresolved = true;
             continue;
         }
-        json_array_foreach(rg->d, j, mt) json_array_append(out, mt);
+        json_array_foreach(rg->d, j, mt) jbuild_append(&jb, out, json_incref(mt));
     }
-    return out;
+    return jbuild_end(&jb, &out) ? NULL : out;
 }
 
 static int block_compile(struct mesh_model *m, struct m_svc *s, json_t **out)
 {
     json_t *b = NULL, *ports = NULL, *sp;
     bool headless = json_is_true(json_object_get(s->d, "headless"));
+    struct jbuild jb = JBUILD_INIT; /* the sets below; the rest is checked where it happens */
     size_t i, j;
     int rc = -ENOMEM;
 
@@ -826,9 +832,9 @@ static int block_compile(struct mesh_model *m, struct m_svc *s, json_t **out)
     if (!b || !ports)
         goto out;
     if (headless)
-        json_object_set_new(b, "headless", json_true());
+        jbuild_set(&jb, b, "headless", json_true());
     else if (controller__jstr(s->d, "clusterIP"))
-        json_object_set_new(b, "clusterIP", json_string(controller__jstr(s->d, "clusterIP")));
+        jbuild_set(&jb, b, "clusterIP", json_string(controller__jstr(s->d, "clusterIP")));
     json_array_foreach(json_object_get(s->d, "ports"), i, sp)
     {
         long long port = controller__jint(sp, "port", 0);
@@ -846,21 +852,19 @@ static int block_compile(struct mesh_model *m, struct m_svc *s, json_t **out)
             if (!r)
                 goto out;
             if (controller__jint(rp->d, "perTryTimeoutMs", 0))
-                json_object_set_new(
-                    r, "perTryTimeoutMs",
-                    json_integer((json_int_t)controller__jint(rp->d, "perTryTimeoutMs", 0)));
-            json_object_set_new(po, "retry", r);
+                jbuild_set(&jb, r, "perTryTimeoutMs",
+                           json_integer((json_int_t)controller__jint(rp->d, "perTryTimeoutMs", 0)));
+            jbuild_set(&jb, po, "retry", r);
             if (controller__jint(rp->d, "timeoutMs", 0))
-                json_object_set_new(
-                    po, "timeoutMs",
-                    json_integer((json_int_t)controller__jint(rp->d, "timeoutMs", 0)));
+                jbuild_set(&jb, po, "timeoutMs",
+                           json_integer((json_int_t)controller__jint(rp->d, "timeoutMs", 0)));
         }
         if (headless) {
             long long rdy;
             json_t *eps = endpoints_of(m, s, sp, &rdy);
             if (!eps)
                 goto out;
-            json_object_set_new(po, "endpoints", eps);
+            jbuild_set(&jb, po, "endpoints", eps);
             continue;
         }
         {
@@ -870,7 +874,10 @@ static int block_compile(struct mesh_model *m, struct m_svc *s, json_t **out)
             char *sk = NULL;
             if (!routes)
                 goto out;
-            json_object_set_new(po, "routes", routes);
+            jbuild_set_ref(&jb, po, "routes", routes);
+            json_decref(routes); /* po holds it (or jb the failure; routes then goes unused) */
+            if (jb.rc)
+                goto out;
             if (t) {
                 ms = split_matches(m, t, &unresolved);
                 if (!ms && (json_object_get(t->d, "matches") || json_object_get(t->d, "refs")))
@@ -927,8 +934,10 @@ static int block_compile(struct mesh_model *m, struct m_svc *s, json_t **out)
             goto out;
         }
     }
-    json_object_set_new(b, "ports", ports);
+    jbuild_set(&jb, b, "ports", ports);
     ports = NULL;
+    if ((rc = jbuild_end(&jb, &b)) < 0)
+        goto out;
     *out = b;
     b = NULL;
     rc = 0;
@@ -995,6 +1004,7 @@ static int cmp_json_str(const void *a, const void *b)
 static int uniq_strings(json_t *arr)
 {
     size_t n = json_array_size(arr), i;
+    struct jbuild jb = JBUILD_INIT;
     json_t **v;
     if (n < 2)
         return 0;
@@ -1009,10 +1019,10 @@ static int uniq_strings(json_t *arr)
         if (i && json_equal(v[i], v[i - 1]))
             json_decref(v[i]);
         else
-            json_array_append_new(arr, v[i]);
+            jbuild_append(&jb, arr, v[i]);
     }
     free(v);
-    return 0;
+    return jb.rc;
 }
 
 /* Peers of a policy: {"any":true} or {"ids":[...],"prefixes":[...]} (sorted, unique). */
@@ -1063,9 +1073,11 @@ static json_t *compile_peers(struct mesh_model *m, const struct m_cr *ap)
                 FREE_AND_NULL(s);
             }
         } else if ((v = controller__jstr(e, "id"))) {
-            json_array_append_new(ids, json_string(v));
+            if (json_array_append_new(ids, json_string(v)) < 0)
+                goto fail;
         } else if ((v = controller__jstr(e, "prefix"))) {
-            json_array_append_new(pre, json_string(v));
+            if (json_array_append_new(pre, json_string(v)) < 0)
+                goto fail;
         }
     }
     if (uniq_strings(ids) < 0 || uniq_strings(pre) < 0)
@@ -1138,7 +1150,8 @@ static json_t *compile_inbound(struct mesh_model *m, const struct m_pod *p)
 {
     struct m_nsc *c = controller__nsc(m, p->ns, false);
     const json_t *labels = json_object_get(p->d, "labels");
-    json_t *out = json_array(), *ports = json_array(), *x, *sp;
+    struct jbuild jb = JBUILD_INIT;
+    json_t *out = jbuild_new(&jb, json_array()), *ports = jbuild_new(&jb, json_array()), *x, *sp;
     const char **ak = NULL;
     size_t na = 0, i, j, k;
     int rc = 0;
@@ -1147,7 +1160,7 @@ static json_t *compile_inbound(struct mesh_model *m, const struct m_pod *p)
         goto fail;
     /* listener ports: declared container ports and numeric targetPorts of selecting services */
     json_array_foreach(json_object_get(p->d, "ports"), i, x)
-        json_array_append_new(ports, json_integer(json_integer_value(json_object_get(x, "port"))));
+        jbuild_append(&jb, ports, json_integer(json_integer_value(json_object_get(x, "port"))));
     MAP_FOREACH(&c->svcs, y)
     {
         struct m_svc *s = y->val;
@@ -1162,9 +1175,11 @@ static json_t *compile_inbound(struct mesh_model *m, const struct m_pod *p)
             json_array_foreach(ports, j, x) have =
                 have || json_integer_value(x) == json_integer_value(tp);
             if (!have)
-                json_array_append_new(ports, json_integer(json_integer_value(tp)));
+                jbuild_append(&jb, ports, json_integer(json_integer_value(tp)));
         }
     }
+    if (jb.rc)
+        goto fail;
     /* sort ports */
     for (i = 1; i < json_array_size(ports); i++)
         for (j = i; j > 0 && json_integer_value(json_array_get(ports, j - 1)) >
@@ -1213,16 +1228,16 @@ static json_t *compile_inbound(struct mesh_model *m, const struct m_pod *p)
                 if (proto && strcmp(proto, pr) != 0)
                     mixed = true;
                 proto = pr;
-                json_array_append_new(svcs, json_string(s->name));
+                jbuild_append(&jb, svcs, json_string(s->name));
             }
         }
         if (mixed)
             proto = "tcp";
         if (!proto)
             proto = proto_of(NULL, pname);
-        uniq_strings(svcs);
-        json_object_set_new(lst, "protocol", json_string(proto));
-        json_object_set_new(lst, "services", svcs);
+        jbuild_fail(&jb, uniq_strings(svcs));
+        jbuild_set(&jb, lst, "protocol", json_string(proto));
+        jbuild_set(&jb, lst, "services", svcs);
         for (k = 0; k < na; k++) {
             struct m_cr *ap = map_get(&c->aps, ak[k]);
             const char *act = controller__jstr(ap->d, "action");
@@ -1237,19 +1252,21 @@ static json_t *compile_inbound(struct mesh_model *m, const struct m_pod *p)
             if (!rule)
                 goto fail_lists;
             if (rules && !strcmp(proto, "http"))
-                json_object_set(rule, "l7", rules);
+                jbuild_set_ref(&jb, rule, "l7", rules);
             else if (rules)
-                json_object_set_new(rule, "l7Ignored", json_true());
-            json_array_append_new(!strcmp(act, "Allow")  ? allow
-                                  : !strcmp(act, "Deny") ? deny
-                                                         : audit,
-                                  rule);
+                jbuild_set(&jb, rule, "l7Ignored", json_true());
+            jbuild_append(&jb,
+                          !strcmp(act, "Allow")  ? allow
+                          : !strcmp(act, "Deny") ? deny
+                                                 : audit,
+                          rule);
         }
-        json_object_set_new(lst, "default",
-                            json_string(any_allow ? "deny" : default_access(m->mode)));
-        json_object_set_new(lst, "deny", deny);
-        json_object_set_new(lst, "audit", audit);
-        json_object_set_new(lst, "allow", allow);
+        jbuild_set(&jb, lst, "default", json_string(any_allow ? "deny" : default_access(m->mode)));
+        jbuild_set(&jb, lst, "deny", deny);
+        jbuild_set(&jb, lst, "audit", audit);
+        jbuild_set(&jb, lst, "allow", allow);
+        if (jb.rc)
+            goto fail;
         continue;
     fail_lists:
         json_decref(deny);
@@ -1273,13 +1290,15 @@ int mesh_compile_pod_ex(struct mesh_model *m, const char *ns, const char *name, 
                         struct mesh_compile_info *info)
 {
     char *k = controller__key(ns, name), *subject = NULL;
-    struct m_pod *p;
+    struct m_pod *p = NULL;
     json_t *d = NULL;
     struct chash h;
     int rc;
 
-    if (!k)
+    if (!k) {
+        m->compile_failures++;
         return -ENOMEM;
+    }
     rc = controller__resolve(m);
     if (rc < 0)
         goto out;
@@ -1340,6 +1359,13 @@ int mesh_compile_pod_ex(struct mesh_model *m, const char *ns, const char *name, 
     d = NULL;
     rc = 0;
 out:
+    if (rc < 0 && rc != ERR_NOTFOUND) {
+        /* Nothing partial leaves: *doc is untouched, the remembered hash stays the last good
+         * document's, and the pod stays dirty so that the next pass tries again. */
+        m->compile_failures++;
+        if (p)
+            controller__mark(&m->d_pods, p->key, m);
+    }
     free(k);
     free(subject);
     json_decref(d);
@@ -1349,6 +1375,11 @@ out:
 int mesh_compile_pod(struct mesh_model *m, const char *ns, const char *name, json_t **doc)
 {
     return mesh_compile_pod_ex(m, ns, name, doc, NULL);
+}
+
+uint64_t mesh_model_compile_failures(const struct mesh_model *m)
+{
+    return m->compile_failures;
 }
 
 /* ---- status ------------------------------------------------------------------------------- */

@@ -93,11 +93,18 @@ struct mesh_compile_info {
  * Compile the document of the meshed pod ns/name into *doc (a new reference). Returns 0,
  * ERR_NOTFOUND when the pod is unknown or not meshed, -ENOMEM. info may be NULL; when given,
  * it is filled and the model remembers the hash for the next comparison.
+ * A compile either yields the whole document or fails: every part is built through a
+ * first-error builder (conf/jbuild.h), so a failed allocation never drops a field silently. On
+ * failure *doc and info are untouched, the remembered hash stays that of the last good
+ * document (the caller keeps serving that one), the pod stays dirty for the next pass, and
+ * mesh_model_compile_failures() counts one more.
  */
 int mesh_compile_pod_ex(struct mesh_model *m, const char *ns, const char *name, json_t **doc,
                         struct mesh_compile_info *info) WUR;
 /* mesh_compile_pod_ex() with info NULL: the remembered hash is updated all the same. */
 int mesh_compile_pod(struct mesh_model *m, const char *ns, const char *name, json_t **doc) WUR;
+/* How many compiles failed (any error but ERR_NOTFOUND) since the model was made. */
+uint64_t mesh_model_compile_failures(const struct mesh_model *m);
 
 /*
  * The desired status.conditions of a custom resource (kind as in mesh_model_delete():

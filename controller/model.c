@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "ca/ca.h"
+#include "conf/jbuild.h"
 #include "controller/controller_int.h"
 
 /* ---- hash: two independent 64-bit lanes (FNV-1a and a multiply-rotate mix) --------------- */
@@ -488,14 +489,14 @@ json_t *mesh_model_stats(const struct mesh_model *m)
         "TrafficSplit", "SMITrafficSplit", "AccessPolicy",  "RetryPolicy",    "HTTPRouteGroup"};
     static const enum mk order[MK__COUNT] = {MK_NAMESPACE, MK_SERVICE, MK_SLICE, MK_SA, MK_POD,
                                              MK_TS,        MK_SMITS,   MK_AP,    MK_RP, MK_RG};
-    json_t *o = json_object();
+    struct jbuild b = JBUILD_INIT;
+    json_t *o = jbuild_new(&b, json_object());
     size_t i;
-    if (!o)
-        return NULL;
+
     for (i = 0; i < MK__COUNT; i++)
-        json_object_set_new(o, names[i], json_integer((json_int_t)m->counts[order[i]]));
-    json_object_set_new(o, "identities", json_integer((json_int_t)m->idents.n));
-    return o;
+        jbuild_set(&b, o, names[i], json_integer((json_int_t)m->counts[order[i]]));
+    jbuild_set(&b, o, "identities", json_integer((json_int_t)m->idents.n));
+    return jbuild_end(&b, &o) ? NULL : o;
 }
 
 /* ---- digests ------------------------------------------------------------------------------ */
@@ -526,24 +527,25 @@ static int cmp_port_obj(const void *a, const void *b)
     return pa < pb ? -1 : pa > pb;
 }
 
-/* Sort an array of {"port":n,...} objects by port, in place. */
-static int sort_ports(json_t *arr)
+/* Sort an array of {"port":n,...} objects by port, in place (a failure goes to b). */
+static void sort_ports(struct jbuild *b, json_t *arr)
 {
     size_t n = json_array_size(arr), i;
     json_t **v;
     if (n < 2)
-        return 0;
+        return;
     v = malloc(n * sizeof(*v));
-    if (!v)
-        return -ENOMEM;
+    if (!v) {
+        jbuild_fail(b, -ENOMEM);
+        return;
+    }
     for (i = 0; i < n; i++)
         v[i] = json_incref(json_array_get(arr, i));
     qsort(v, n, sizeof(*v), cmp_port_obj);
     json_array_clear(arr);
     for (i = 0; i < n; i++)
-        json_array_append_new(arr, v[i]);
+        jbuild_append(b, arr, v[i]);
     free(v);
-    return 0;
 }
 
 static bool is_tcp(const json_t *port)
@@ -561,11 +563,10 @@ static json_t *pod_digest(const json_t *obj)
     json_t *labels = controller__jget(obj, "metadata.labels");
     bool meshed =
         has_proxy(spec) && !(phase && (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed")));
-    json_t *d, *ports = json_array(), *c, *p;
+    struct jbuild b = JBUILD_INIT;
+    json_t *d, *ports = jbuild_new(&b, json_array()), *c, *p;
     size_t i, j;
 
-    if (!ports)
-        return NULL;
     json_array_foreach(json_object_get(spec, "containers"), i, c)
     {
         const char *n = controller__jstr(c, "name");
@@ -577,18 +578,18 @@ static json_t *pod_digest(const json_t *obj)
             const char *pn = controller__jstr(p, "name");
             if (!is_tcp(p) || cp < 1 || cp > 65535)
                 continue;
-            json_array_append_new(
-                ports, json_pack("{s:s,s:I}", "name", pn ? pn : "", "port", (json_int_t)cp));
+            jbuild_append(&b, ports,
+                          json_pack("{s:s,s:I}", "name", pn ? pn : "", "port", (json_int_t)cp));
         }
     }
-    if (sort_ports(ports) < 0) {
-        json_decref(ports);
+    sort_ports(&b, ports);
+    if (jbuild_end(&b, &ports))
         return NULL;
-    }
+    /* "o" steals: jansson releases labels and ports when the pack fails */
     d = json_pack("{s:s,s:s?,s:o,s:b,s:o}", "sa", sa && *sa ? sa : "default", "ip", ip, "labels",
-                  json_is_object(labels) ? json_deep_copy(labels) : json_object(), "meshed", meshed,
-                  "ports", ports);
-    return d;
+                  jbuild_new(&b, json_is_object(labels) ? json_deep_copy(labels) : json_object()),
+                  "meshed", meshed, "ports", ports);
+    return jbuild_end(&b, &d) ? NULL : d;
 }
 
 static json_t *svc_digest(const json_t *obj)
@@ -596,12 +597,12 @@ static json_t *svc_digest(const json_t *obj)
     const json_t *spec = json_object_get(obj, "spec");
     const char *cip = controller__jstr(spec, "clusterIP");
     const char *type = controller__jstr(spec, "type");
-    json_t *sel = json_object_get(spec, "selector"), *ports = json_array(), *p;
+    json_t *sel = json_object_get(spec, "selector"), *p, *d, *ports;
     bool headless = cip && !strcmp(cip, "None");
+    struct jbuild b = JBUILD_INIT;
     size_t i;
 
-    if (!ports)
-        return NULL;
+    ports = jbuild_new(&b, json_array());
     if (!(type && !strcmp(type, "ExternalName"))) {
         json_array_foreach(json_object_get(spec, "ports"), i, p)
         {
@@ -615,21 +616,23 @@ static json_t *svc_digest(const json_t *obj)
             if (json_is_string(tp) &&
                 strspn(json_string_value(tp), "0123456789") == strlen(json_string_value(tp)))
                 tp = NULL; /* numeric strings are not valid port names; use the port */
-            json_array_append_new(
-                ports,
+            jbuild_append(
+                &b, ports,
                 json_pack("{s:s,s:I,s:o,s:s?}", "name", name ? name : "", "port", (json_int_t)port,
-                          "targetPort", tp ? json_deep_copy(tp) : json_integer((json_int_t)port),
+                          "targetPort",
+                          jbuild_new(&b, tp ? json_deep_copy(tp) : json_integer((json_int_t)port)),
                           "appProtocol", controller__jstr(p, "appProtocol")));
         }
     }
-    if (sort_ports(ports) < 0) {
-        json_decref(ports);
+    sort_ports(&b, ports);
+    if (jbuild_end(&b, &ports))
         return NULL;
-    }
-    return json_pack("{s:s?,s:b,s:o*,s:o}", "clusterIP", headless || !cip || !*cip ? NULL : cip,
-                     "headless", headless, "selector",
-                     json_is_object(sel) && json_object_size(sel) ? json_deep_copy(sel) : NULL,
-                     "ports", ports);
+    d = json_pack("{s:s?,s:b,s:o*,s:o}", "clusterIP", headless || !cip || !*cip ? NULL : cip,
+                  "headless", headless, "selector",
+                  json_is_object(sel) && json_object_size(sel) ? jbuild_new(&b, json_deep_copy(sel))
+                                                               : NULL,
+                  "ports", ports);
+    return jbuild_end(&b, &d) ? NULL : d;
 }
 
 static int cmp_ep(const void *a, const void *b)
@@ -643,11 +646,12 @@ static json_t *slice_digest(const json_t *obj)
     const char *svc =
         controller__jstr(controller__jget(obj, "metadata.labels"), "kubernetes.io/service-name");
     const char *at = controller__jstr(obj, "addressType");
-    json_t *ports = json_array(), *eps = json_array(), *p, *e;
+    struct jbuild b = JBUILD_INIT;
+    json_t *ports = jbuild_new(&b, json_array()), *eps = jbuild_new(&b, json_array()), *p, *e, *d;
     json_t **v = NULL;
     size_t i, n;
 
-    if (!ports || !eps)
+    if (b.rc)
         goto fail;
     if (!at || !strcmp(at, "IPv4") || !strcmp(at, "IPv6")) {
         json_array_foreach(json_object_get(obj, "ports"), i, p)
@@ -656,8 +660,9 @@ static json_t *slice_digest(const json_t *obj)
             const char *name = controller__jstr(p, "name");
             if (!is_tcp(p) || port < 1 || port > 65535)
                 continue;
-            json_array_append_new(
-                ports, json_pack("{s:s,s:I}", "name", name ? name : "", "port", (json_int_t)port));
+            jbuild_append(
+                &b, ports,
+                json_pack("{s:s,s:I}", "name", name ? name : "", "port", (json_int_t)port));
         }
         json_array_foreach(json_object_get(obj, "endpoints"), i, e)
         {
@@ -668,8 +673,9 @@ static json_t *slice_digest(const json_t *obj)
             const char *pod = kind && !strcmp(kind, "Pod") ? controller__jstr(tr, "name") : NULL;
             if (!ip)
                 continue;
-            json_array_append_new(eps, json_pack("{s:s,s:b,s:s?}", "ip", ip, "ready",
-                                                 !json_is_false(ready), "pod", pod));
+            jbuild_append(
+                &b, eps,
+                json_pack("{s:s,s:b,s:s?}", "ip", ip, "ready", !json_is_false(ready), "pod", pod));
         }
     }
     n = json_array_size(eps);
@@ -682,10 +688,13 @@ static json_t *slice_digest(const json_t *obj)
         qsort(v, n, sizeof(*v), cmp_ep);
         json_array_clear(eps);
         for (i = 0; i < n; i++)
-            json_array_append_new(eps, v[i]);
+            jbuild_append(&b, eps, v[i]);
         free(v);
     }
-    return json_pack("{s:s?,s:o,s:o}", "service", svc, "ports", ports, "endpoints", eps);
+    if (b.rc)
+        goto fail;
+    d = json_pack("{s:s?,s:o,s:o}", "service", svc, "ports", ports, "endpoints", eps);
+    return jbuild_end(&b, &d) ? NULL : d;
 fail:
     json_decref(ports);
     json_decref(eps);
@@ -726,8 +735,13 @@ static bool printable(const char *s)
     return true;
 }
 
+/*
+ * The norm_* functions below return NULL when their input is invalid (v says why) or memory ran
+ * out (b records it): callers skip a NULL, and the parse_* function ends with jbuild_end.
+ */
+
 /* A path match {type,value} normalized; NULL (and v set) when invalid. */
-static json_t *norm_path(const json_t *p, const char *where, struct vmsg *v)
+static json_t *norm_path(struct jbuild *b, const json_t *p, const char *where, struct vmsg *v)
 {
     const char *type = controller__jstr(p, "type"), *val = controller__jstr(p, "value");
     if (!type)
@@ -750,12 +764,12 @@ static json_t *norm_path(const json_t *p, const char *where, struct vmsg *v)
         vset(v, "%s.type: %s is not one of Exact, PathPrefix, RegularExpression", where, type);
         return NULL;
     }
-    return json_pack("{s:s,s:s}", "type", type, "value", val);
+    return jbuild_new(b, json_pack("{s:s,s:s}", "type", type, "value", val));
 }
 
-static json_t *norm_headers(const json_t *hs, const char *where, struct vmsg *v)
+static json_t *norm_headers(struct jbuild *b, const json_t *hs, const char *where, struct vmsg *v)
 {
-    json_t *out = json_array(), *h;
+    json_t *out = jbuild_new(b, json_array()), *h;
     size_t i;
     if (!out)
         return NULL;
@@ -779,7 +793,7 @@ static json_t *norm_headers(const json_t *hs, const char *where, struct vmsg *v)
                 vset(v, "%s[%zu].value: must be empty for type Present", where, i);
                 goto fail;
             }
-            json_array_append_new(out, json_pack("{s:s,s:s}", "name", lname, "type", type));
+            jbuild_append(b, out, json_pack("{s:s,s:s}", "name", lname, "type", type));
             continue;
         }
         if (strcmp(type, "Exact") != 0 && strcmp(type, "RegularExpression") != 0) {
@@ -795,8 +809,8 @@ static json_t *norm_headers(const json_t *hs, const char *where, struct vmsg *v)
             vset(v, "%s[%zu].value: %s is not a valid regular expression", where, i, val);
             goto fail;
         }
-        json_array_append_new(
-            out, json_pack("{s:s,s:s,s:s}", "name", lname, "type", type, "value", val));
+        jbuild_append(b, out,
+                      json_pack("{s:s,s:s,s:s}", "name", lname, "type", type, "value", val));
     }
     return out;
 fail:
@@ -805,9 +819,9 @@ fail:
 }
 
 /* A TrafficSplit match {path?, headers?, method?} normalized. */
-static json_t *norm_match(const json_t *mt, const char *where, struct vmsg *v)
+static json_t *norm_match(struct jbuild *b, const json_t *mt, const char *where, struct vmsg *v)
 {
-    json_t *out = json_object(), *x;
+    json_t *out = jbuild_new(b, json_object()), *x;
     const char *method = controller__jstr(mt, "method");
     char w[128];
 
@@ -815,18 +829,18 @@ static json_t *norm_match(const json_t *mt, const char *where, struct vmsg *v)
         return NULL;
     if (json_object_get(mt, "path")) {
         snprintf(w, sizeof(w), "%s.path", where);
-        if (!(x = norm_path(json_object_get(mt, "path"), w, v)))
+        if (!(x = norm_path(b, json_object_get(mt, "path"), w, v)))
             goto fail;
-        json_object_set_new(out, "path", x);
+        jbuild_set(b, out, "path", x);
     }
     if (json_array_size(json_object_get(mt, "headers"))) {
         snprintf(w, sizeof(w), "%s.headers", where);
-        if (!(x = norm_headers(json_object_get(mt, "headers"), w, v)))
+        if (!(x = norm_headers(b, json_object_get(mt, "headers"), w, v)))
             goto fail;
-        json_object_set_new(out, "headers", x);
+        jbuild_set(b, out, "headers", x);
     }
     if (method)
-        json_object_set_new(out, "method", json_string(method));
+        jbuild_set(b, out, "method", json_string(method));
     return out;
 fail:
     json_decref(out);
@@ -854,9 +868,10 @@ static json_t *parse_split(const json_t *obj, bool smi, const char *ns, struct v
     char *apex = NULL;
     json_t *d = NULL, *bs = NULL, *ms = NULL, *refs = NULL, *b;
     long long sum = 0, port = controller__jint(spec, "port", 0);
+    struct jbuild jb = JBUILD_INIT;
     size_t i, j;
 
-    bs = json_array();
+    bs = jbuild_new(&jb, json_array());
     if (!bs)
         goto out;
     if (!svc || !*svc) {
@@ -891,17 +906,18 @@ static json_t *parse_split(const json_t *obj, bool smi, const char *ns, struct v
                  smi ? "a non-negative quantity" : "an integer 0..1000000");
             continue;
         }
-        for (j = 0; j < i; j++)
+        /* the backends accepted so far (a skipped one left no entry) */
+        for (j = 0; j < json_array_size(bs); j++)
             if (!strcmp(controller__jstr(json_array_get(bs, j), "service"), bsvc))
                 vset(v, "spec.backends[%zu].service: %s is listed twice", i, bsvc);
         sum += w;
-        json_array_append_new(bs, json_pack("{s:s,s:I}", "service", bsvc, "w", (json_int_t)w));
+        jbuild_append(&jb, bs, json_pack("{s:s,s:I}", "service", bsvc, "w", (json_int_t)w));
     }
     if (json_array_size(bs) && sum == 0)
         vset(v, "spec.backends: the weights sum to 0; at least one must be positive");
     if (!smi && json_array_size(json_object_get(spec, "matches"))) {
         json_t *mt;
-        ms = json_array();
+        ms = jbuild_new(&jb, json_array());
         if (!ms)
             goto out;
         json_array_foreach(json_object_get(spec, "matches"), i, mt)
@@ -909,13 +925,13 @@ static json_t *parse_split(const json_t *obj, bool smi, const char *ns, struct v
             char w[64];
             json_t *n;
             snprintf(w, sizeof(w), "spec.matches[%zu]", i);
-            if ((n = norm_match(mt, w, v)))
-                json_array_append_new(ms, n);
+            if ((n = norm_match(&jb, mt, w, v)))
+                jbuild_append(&jb, ms, n);
         }
     }
     if (smi && json_array_size(json_object_get(spec, "matches"))) {
         json_t *r;
-        refs = json_array();
+        refs = jbuild_new(&jb, json_array());
         if (!refs)
             goto out;
         json_array_foreach(json_object_get(spec, "matches"), i, r)
@@ -925,12 +941,17 @@ static json_t *parse_split(const json_t *obj, bool smi, const char *ns, struct v
                 vset(v, "spec.matches[%zu]: kind and name are required", i);
                 continue;
             }
-            json_array_append_new(refs, json_pack("{s:s,s:s}", "kind", k, "name", n));
+            jbuild_append(&jb, refs, json_pack("{s:s,s:s}", "kind", k, "name", n));
         }
     }
-    d = json_pack("{s:s?,s:I,s:O,s:O*,s:O*}", "apex", apex, "port", (json_int_t)port, "backends",
-                  bs, "matches", ms, "refs", refs);
+    if (svc && *svc && !apex && !v->text[0])
+        jbuild_fail(&jb, -ENOMEM); /* the copy of the apex */
+    if (!jb.rc)
+        d = json_pack("{s:s?,s:I,s:O,s:O*,s:O*}", "apex", apex, "port", (json_int_t)port,
+                      "backends", bs, "matches", ms, "refs", refs);
 out:
+    if (jbuild_end(&jb, &d))
+        d = NULL;
     free(apex);
     json_decref(bs);
     json_decref(ms);
@@ -938,9 +959,9 @@ out:
     return d;
 }
 
-static json_t *norm_from(const json_t *from, const char *ns, struct vmsg *v)
+static json_t *norm_from(struct jbuild *b, const json_t *from, const char *ns, struct vmsg *v)
 {
-    json_t *out = json_array(), *f;
+    json_t *out = jbuild_new(b, json_array()), *f;
     size_t i;
     if (!out)
         return NULL;
@@ -966,14 +987,16 @@ static json_t *norm_from(const json_t *from, const char *ns, struct vmsg *v)
                 continue;
             }
             k = controller__key(sns && *sns ? sns : ns, n);
-            if (!k)
+            if (!k) {
+                jbuild_fail(b, -ENOMEM);
                 goto fail;
-            json_array_append_new(out, json_pack("{s:s}", "sa", k));
+            }
+            jbuild_append(b, out, json_pack("{s:s}", "sa", k));
             free(k);
         } else if (nsn) {
-            json_array_append_new(out, json_pack("{s:s}", "ns", nsn));
+            jbuild_append(b, out, json_pack("{s:s}", "ns", nsn));
         } else if (sel) {
-            json_array_append_new(out, json_pack("{s:o}", "nssel", json_deep_copy(sel)));
+            jbuild_append(b, out, json_pack("{s:o}", "nssel", jbuild_new(b, json_deep_copy(sel))));
         } else {
             const char *t = controller__jstr(sp, "type"), *val = controller__jstr(sp, "value");
             if (!val || strncmp(val, "spiffe://", 9) != 0 || !printable(val)) {
@@ -981,9 +1004,9 @@ static json_t *norm_from(const json_t *from, const char *ns, struct vmsg *v)
                 continue;
             }
             if (t && !strcmp(t, "Prefix"))
-                json_array_append_new(out, json_pack("{s:s}", "prefix", val));
+                jbuild_append(b, out, json_pack("{s:s}", "prefix", val));
             else if (!t || !strcmp(t, "Exact"))
-                json_array_append_new(out, json_pack("{s:s}", "id", val));
+                jbuild_append(b, out, json_pack("{s:s}", "id", val));
             else
                 vset(v, "spec.from[%zu].spiffeID.type: %s is not one of Exact, Prefix", i, t);
         }
@@ -994,44 +1017,41 @@ fail:
     return NULL;
 }
 
-static json_t *norm_rules(const json_t *rules, struct vmsg *v)
+static json_t *norm_rules(struct jbuild *b, const json_t *rules, struct vmsg *v)
 {
-    json_t *out = json_array(), *r;
+    json_t *out = jbuild_new(b, json_array()), *r;
     size_t i, j;
     if (!out)
         return NULL;
     json_array_foreach(rules, i, r)
     {
-        json_t *o = json_object(), *x, *p;
+        json_t *o = jbuild_new(b, json_object()), *x, *p;
         char w[96];
         if (!o)
-            goto fail;
-        json_array_append_new(out, o);
+            break;
+        jbuild_append(b, out, json_incref(o)); /* o stays ours until the end of the turn */
         if (json_array_size(json_object_get(r, "methods")))
-            json_object_set_new(o, "methods", json_deep_copy(json_object_get(r, "methods")));
+            jbuild_set(b, o, "methods", json_deep_copy(json_object_get(r, "methods")));
         if (json_array_size(json_object_get(r, "paths"))) {
-            x = json_array();
-            if (!x)
-                goto fail;
-            json_object_set_new(o, "paths", x);
+            x = jbuild_new(b, json_array());
+            jbuild_set_ref(b, o, "paths", x);
             json_array_foreach(json_object_get(r, "paths"), j, p)
             {
                 json_t *n;
                 snprintf(w, sizeof(w), "spec.rules[%zu].paths[%zu]", i, j);
-                if ((n = norm_path(p, w, v)))
-                    json_array_append_new(x, n);
+                if ((n = norm_path(b, p, w, v)))
+                    jbuild_append(b, x, n);
             }
+            json_decref(x);
         }
         if (json_array_size(json_object_get(r, "headers"))) {
             snprintf(w, sizeof(w), "spec.rules[%zu].headers", i);
-            if ((x = norm_headers(json_object_get(r, "headers"), w, v)))
-                json_object_set_new(o, "headers", x);
+            if ((x = norm_headers(b, json_object_get(r, "headers"), w, v)))
+                jbuild_set(b, o, "headers", x);
         }
+        json_decref(o);
     }
     return out;
-fail:
-    json_decref(out);
-    return NULL;
 }
 
 static json_t *parse_ap(const json_t *obj, const char *ns, struct vmsg *v)
@@ -1040,6 +1060,7 @@ static json_t *parse_ap(const json_t *obj, const char *ns, struct vmsg *v)
     json_t *tr = json_object_get(spec, "targetRef"), *sel = json_object_get(spec, "selector");
     const char *action = controller__jstr(spec, "action");
     json_t *target = NULL, *from = NULL, *rules = NULL, *ports = NULL, *d = NULL, *p;
+    struct jbuild b = JBUILD_INIT;
     size_t i;
 
     if (!!tr == !!sel) {
@@ -1050,22 +1071,23 @@ static json_t *parse_ap(const json_t *obj, const char *ns, struct vmsg *v)
             if (!n || !*n)
                 vset(v, "spec.targetRef.name: required for kind Service");
             else
-                target = json_pack("{s:s,s:s}", "kind", "Service", "name", n);
+                target = jbuild_new(&b, json_pack("{s:s,s:s}", "kind", "Service", "name", n));
         } else if (k && !strcmp(k, "Namespace")) {
             if (n && strcmp(n, ns) != 0)
                 vset(v, "spec.targetRef.name: a policy can only target its own namespace (%s)", ns);
             else
-                target = json_pack("{s:s,s:s}", "kind", "Namespace", "name", ns);
+                target = jbuild_new(&b, json_pack("{s:s,s:s}", "kind", "Namespace", "name", ns));
         } else {
             vset(v, "spec.targetRef.kind: %s is not one of Service, Namespace", k ? k : "\"\"");
         }
     } else {
-        target = json_pack("{s:s,s:o}", "kind", "Selector", "selector", json_deep_copy(sel));
+        target = jbuild_new(&b, json_pack("{s:s,s:o}", "kind", "Selector", "selector",
+                                          jbuild_new(&b, json_deep_copy(sel))));
     }
     if (!action || (strcmp(action, "Allow") && strcmp(action, "Deny") && strcmp(action, "Audit")))
         vset(v, "spec.action: must be one of Allow, Deny, Audit");
     if (json_object_get(spec, "ports")) {
-        ports = json_array();
+        ports = jbuild_new(&b, json_array());
         if (!ports)
             goto out;
         json_array_foreach(json_object_get(spec, "ports"), i, p)
@@ -1074,17 +1096,21 @@ static json_t *parse_ap(const json_t *obj, const char *ns, struct vmsg *v)
             if (n < 1 || n > 65535)
                 vset(v, "spec.ports[%zu]: must be 1..65535", i);
             else
-                json_array_append_new(ports, json_integer((json_int_t)n));
+                jbuild_append(&b, ports, json_integer((json_int_t)n));
         }
     }
-    if (json_object_get(spec, "from") && !(from = norm_from(json_object_get(spec, "from"), ns, v)))
+    if (json_object_get(spec, "from") &&
+        !(from = norm_from(&b, json_object_get(spec, "from"), ns, v)))
         goto out;
     if (json_array_size(json_object_get(spec, "rules")) &&
-        !(rules = norm_rules(json_object_get(spec, "rules"), v)))
+        !(rules = norm_rules(&b, json_object_get(spec, "rules"), v)))
         goto out;
-    d = json_pack("{s:O*,s:O*,s:s?,s:O*,s:O*}", "target", target, "ports", ports, "action", action,
-                  "from", from, "rules", rules);
+    if (!b.rc)
+        d = json_pack("{s:O*,s:O*,s:s?,s:O*,s:O*}", "target", target, "ports", ports, "action",
+                      action, "from", from, "rules", rules);
 out:
+    if (jbuild_end(&b, &d))
+        d = NULL;
     json_decref(target);
     json_decref(from);
     json_decref(rules);
@@ -1117,7 +1143,8 @@ static json_t *parse_rp(const json_t *obj, struct vmsg *v)
     long long port = controller__jint(tr, "port", 0), att = controller__jint(spec, "attempts", -1);
     long long ptms = pt ? controller__duration_ms(pt) : 0,
               toms = to ? controller__duration_ms(to) : 0;
-    json_t *ro = json_array(), *x;
+    struct jbuild b = JBUILD_INIT;
+    json_t *ro = jbuild_new(&b, json_array()), *x, *d;
     size_t i, k;
 
     if (!ro)
@@ -1141,7 +1168,7 @@ static json_t *parse_rp(const json_t *obj, struct vmsg *v)
         json_array_foreach(json_object_get(spec, "retryOn"), i, x)
         {
             if (json_is_string(x) && !strcmp(json_string_value(x), retry_on_ok[k])) {
-                json_array_append_new(ro, json_string(retry_on_ok[k]));
+                jbuild_append(&b, ro, json_string(retry_on_ok[k]));
                 break;
             }
         }
@@ -1157,17 +1184,21 @@ static json_t *parse_rp(const json_t *obj, struct vmsg *v)
                  s ? s : "(non-string)");
     }
     if (!json_array_size(ro))
-        json_array_append_new(ro, json_string("connect-failure"));
-    return json_pack("{s:s?,s:I,s:I,s:I,s:I,s:o}", "service", name, "port", (json_int_t)port,
-                     "attempts", (json_int_t)(att < 0 ? 0 : att), "perTryTimeoutMs",
-                     (json_int_t)(ptms > 0 ? ptms : 0), "timeoutMs",
-                     (json_int_t)(toms > 0 ? toms : 0), "retryOn", ro);
+        jbuild_append(&b, ro, json_string("connect-failure"));
+    if (jbuild_end(&b, &ro))
+        return NULL;
+    d = json_pack("{s:s?,s:I,s:I,s:I,s:I,s:o}", "service", name, "port", (json_int_t)port,
+                  "attempts", (json_int_t)(att < 0 ? 0 : att), "perTryTimeoutMs",
+                  (json_int_t)(ptms > 0 ? ptms : 0), "timeoutMs", (json_int_t)(toms > 0 ? toms : 0),
+                  "retryOn", ro);
+    return jbuild_end(&b, &d) ? NULL : d;
 }
 
 /* HTTPRouteGroup: matches[{name, pathRegex, methods, headers}] into TrafficSplit matches. */
 static json_t *parse_rg(const json_t *obj, struct vmsg *v)
 {
-    json_t *out = json_array(), *mt;
+    struct jbuild b = JBUILD_INIT;
+    json_t *out = jbuild_new(&b, json_array()), *mt;
     size_t i, j;
     if (!out)
         return NULL;
@@ -1175,24 +1206,24 @@ static json_t *parse_rg(const json_t *obj, struct vmsg *v)
     {
         const char *re = controller__jstr(mt, "pathRegex");
         json_t *methods = json_object_get(mt, "methods"), *hs = json_object_get(mt, "headers");
-        json_t *headers = json_array(), *base = json_object(), *mm;
+        json_t *headers = jbuild_new(&b, json_array()), *base = jbuild_new(&b, json_object()), *mm;
         const char *k;
         json_t *hv;
         bool any = !json_array_size(methods);
         if (!headers || !base) {
             json_decref(headers);
             json_decref(base);
-            goto fail;
+            break;
         }
         if (re && *re) {
             if (!regex_ok(re))
                 vset(v, "spec.matches[%zu].pathRegex: %s is not a valid regular expression", i, re);
-            json_object_set_new(base, "path",
-                                json_pack("{s:s,s:s}", "type", "RegularExpression", "value", re));
+            jbuild_set(&b, base, "path",
+                       json_pack("{s:s,s:s}", "type", "RegularExpression", "value", re));
         }
         /* headers: a map (v1alpha2+) or a list of one-entry maps (v1alpha1) */
         if (json_is_object(hs))
-            hs = json_pack("[O]", hs);
+            hs = jbuild_new(&b, json_pack("[O]", hs));
         else
             json_incref(hs);
         json_array_foreach(hs, j, hv)
@@ -1208,35 +1239,32 @@ static json_t *parse_rg(const json_t *obj, struct vmsg *v)
                 if (!json_is_string(val) || !regex_ok(json_string_value(val)))
                     vset(v, "spec.matches[%zu].headers.%s: not a valid regular expression", i, k);
                 else
-                    json_array_append_new(headers, json_pack("{s:s,s:s,s:s}", "name", lname, "type",
-                                                             "RegularExpression", "value",
-                                                             json_string_value(val)));
+                    jbuild_append(&b, headers,
+                                  json_pack("{s:s,s:s,s:s}", "name", lname, "type",
+                                            "RegularExpression", "value", json_string_value(val)));
             }
         }
         json_decref(hs);
         if (json_array_size(headers))
-            json_object_set(base, "headers", headers);
+            jbuild_set_ref(&b, base, "headers", headers);
         json_decref(headers);
         json_array_foreach(methods, j, mm) if (json_is_string(mm) &&
                                                !strcmp(json_string_value(mm), "*")) any = true;
         if (any) {
-            json_array_append_new(out, base);
+            jbuild_append(&b, out, base);
             continue;
         }
         json_array_foreach(methods, j, mm)
         {
-            json_t *c = json_deep_copy(base);
+            json_t *c = jbuild_new(&b, json_deep_copy(base));
             if (c && json_is_string(mm))
-                json_object_set(c, "method", mm);
+                jbuild_set_ref(&b, c, "method", mm);
             if (c)
-                json_array_append_new(out, c);
+                jbuild_append(&b, out, c);
         }
         json_decref(base);
     }
-    return out;
-fail:
-    json_decref(out);
-    return NULL;
+    return jbuild_end(&b, &out) ? NULL : out;
 }
 
 /* ---- kind recognition --------------------------------------------------------------------- */

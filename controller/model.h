@@ -104,6 +104,7 @@ struct mesh_model {
     struct map d_reach;  /* svc keys whose meshed flag / caller rule must be recomputed */
     bool pending;        /* something above (or a fresh identity) awaits resolve */
     size_t counts[MK__COUNT];
+    uint64_t compile_failures; /* mesh_compile_pod_ex calls that failed (not ERR_NOTFOUND) */
 };
 
 /* Split keys inside a namespace: "w/<name>" (mesh.weft.dev) and "s/<name>" (SMI). */

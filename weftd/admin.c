@@ -55,6 +55,9 @@ static int metrics(struct weftd *d, struct buf *b)
     COUNTER("weft_proxy_compiles_total", "Proxy documents compiled.", m->compiles);
     COUNTER("weft_proxy_compiles_changed_total", "Compiles that changed a document.",
             m->compiles_changed);
+    COUNTER("weft_proxy_compile_failures_total",
+            "Compiles that failed (out of memory); the proxy keeps its last good document.",
+            mesh_model_compile_failures(d->model));
     if (!rc)
         rc = weftd_hist_print(b, "weft_proxy_compile_duration_seconds",
                               "Time to compile one proxy document.", &m->compile_seconds);

@@ -56,7 +56,8 @@ struct status_call {
 /* sync.c's state beside struct weftd (d->sync), defined here only. */
 struct weftd_sync {
     uv_idle_t compile;
-    uv_timer_t retry; /* failed status writes are tried again after a second */
+    uv_timer_t retry; /* failed status writes (and failed compiles) are tried again after 1 s */
+    bool recompile;   /* a compile failed: the retry runs a compile pass */
     struct kube_recorder *events;
     int closed;
     bool started;
@@ -318,11 +319,14 @@ void weftd_sync_leading(struct weftd *d)
 
 /* ---------------------------------------------------------------- compile */
 
+static void on_retry(uv_timer_t *t);
+
 static void compile_pass(struct weftd *d)
 {
     json_t *dirty = NULL, *k;
     size_t i;
     double t0 = now_s();
+    bool failed = false;
 
     if (mesh_model_dirty_proxies(d->model, &dirty)) {
         log_error("msg=\"cannot list dirty proxies: out of memory\"");
@@ -347,7 +351,10 @@ static void compile_pass(struct weftd *d)
             continue;
         }
         if (rc) {
-            log_error("msg=\"compile failed\" pod=%s error=\"%s\"", key, err_str(rc));
+            /* nothing partial: the last good document (if any) stays; the pod stays dirty */
+            log_error("msg=\"compile failed\" pod=%s error=\"%s\" kept=%s", key, err_str(rc),
+                      json_object_get(d->docs, key) ? "last-good" : "none");
+            failed = true;
             continue;
         }
         if (info.changed) {
@@ -359,6 +366,11 @@ static void compile_pass(struct weftd *d)
     if (json_array_size(dirty))
         weftd_hist_observe(&d->m.compile_pass_seconds, now_s() - t0);
     json_decref(dirty);
+    if (failed && d->sync) {
+        d->sync->recompile = true;
+        if (!uv_is_active((uv_handle_t *)&d->sync->retry))
+            uv_timer_start(&d->sync->retry, on_retry, 1000, 0);
+    }
     flush_status(d);
 }
 
@@ -371,7 +383,14 @@ static void on_compile(uv_idle_t *h)
 
 static void on_retry(uv_timer_t *t)
 {
-    flush_status(t->data);
+    struct weftd *d = t->data;
+
+    if (d->sync->recompile) {
+        d->sync->recompile = false;
+        compile_pass(d); /* flushes the status too */
+        return;
+    }
+    flush_status(d);
 }
 
 static void status_retry_later(struct weftd *d, size_t watch, const char *ns, const char *name)

@@ -9,8 +9,10 @@
  */
 #include <glob.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 
+#include "conf/jbuild.h"
 #include "conf/jsonio.h"
 #include "core/buf.h"
 #include "tests/unit/unit.h"
@@ -458,5 +460,92 @@ static void t_dump_values(void)
     }
 }
 
+/* ---- jbuild.h: the first error is kept, later calls consume their values, end drops all --- */
+
+static long jb_calls, jb_fail_at = -1;
+
+static void *jb_malloc(size_t n)
+{
+    if (jb_fail_at >= 0 && jb_calls++ == jb_fail_at)
+        return NULL;
+    return malloc(n);
+}
+
+static void t_jbuild(void)
+{
+    struct jbuild b = JBUILD_INIT;
+    json_t *d = jbuild_new(&b, json_object()), *a = json_array(), *shared = json_string("s");
+    char *text;
+
+    REQUIRE(d && a && shared);
+    jbuild_set(&b, d, "n", json_integer(1));
+    jbuild_set_ref(&b, d, "s", shared);
+    jbuild_append(&b, a, json_true());
+    jbuild_set(&b, d, "a", a);
+    CHECK_INT(jbuild_end(&b, &d), 0);
+    text = json_dumps(d, JSON_COMPACT);
+    CHECK_STR(text, "{\"n\":1,\"s\":\"s\",\"a\":[true]}");
+    free(text);
+    CHECK_INT(shared->refcount, 2); /* borrowed: one reference is d's */
+    json_decref(d);
+    CHECK_INT(shared->refcount, 1);
+
+    /* a NULL value (a constructor that failed) is an error; the first error is kept */
+    b = (struct jbuild)JBUILD_INIT;
+    d = jbuild_new(&b, json_object());
+    jbuild_set(&b, d, "x", NULL);
+    jbuild_fail(&b, -EINVAL);
+    jbuild_set_ref(&b, d, "s", shared); /* ignored, and its reference not taken */
+    jbuild_append(&b, NULL, json_string("consumed"));
+    CHECK_INT(shared->refcount, 1);
+    CHECK_INT(jbuild_end(&b, &d), -ENOMEM);
+    CHECK(d == NULL);
+    json_decref(shared);
+
+    /* jbuild_fail records a caller's error; a NULL root with no error recorded is -ENOMEM */
+    b = (struct jbuild)JBUILD_INIT;
+    d = json_object();
+    jbuild_fail(&b, 0); /* not an error */
+    jbuild_fail(&b, -EINVAL);
+    CHECK_INT(jbuild_end(&b, &d), -EINVAL);
+    CHECK(d == NULL);
+    b = (struct jbuild)JBUILD_INIT;
+    d = NULL;
+    CHECK_INT(jbuild_end(&b, &d), -ENOMEM);
+
+    /* every allocation of a small build failed in turn: whole document or -ENOMEM */
+    for (long k = 0;; k++) {
+        bool injected;
+        int rc;
+
+        b = (struct jbuild)JBUILD_INIT;
+        jb_calls = 0;
+        jb_fail_at = k;
+        json_set_alloc_funcs(jb_malloc, free);
+        d = jbuild_new(&b, json_object());
+        a = jbuild_new(&b, json_array());
+        for (int i = 0; i < 20; i++)
+            jbuild_append(&b, a, json_pack("{s:i}", "i", i));
+        jbuild_set(&b, d, "items", a);
+        jbuild_set(&b, d, "name", json_string("x"));
+        rc = jbuild_end(&b, &d);
+        injected = jb_calls > k;
+        jb_fail_at = -1;
+        json_set_alloc_funcs(malloc, free);
+        if (rc == 0) {
+            CHECK_INT(json_array_size(json_object_get(d, "items")), 20);
+            CHECK_STR(json_string_value(json_object_get(d, "name")), "x");
+        } else {
+            CHECK_INT(rc, -ENOMEM);
+            CHECK(d == NULL);
+        }
+        json_decref(d);
+        if (!injected)
+            break;
+        CHECK(rc == -ENOMEM);
+    }
+}
+
 UNIT_MAIN(UNIT(t_repository_documents), UNIT(t_edge_cases), UNIT(t_nul_inside_buffer),
-          UNIT(t_depth), UNIT(t_error_position), UNIT(t_mutations), UNIT(t_dump_values))
+          UNIT(t_depth), UNIT(t_error_position), UNIT(t_mutations), UNIT(t_dump_values),
+          UNIT(t_jbuild))

@@ -1,7 +1,8 @@
 /*
  * controller_test.c - the mesh model and compiler: golden documents and statuses for the
  * cluster states in tests/fixtures/mesh/<case>/, weight normalization, incremental
- * recompilation (what a change dirties), and error paths.
+ * recompilation (what a change dirties), error paths, and allocation failures (every k-th
+ * jansson allocation failed in turn: a compile yields the whole document or fails visibly).
  *
  * Goldens: tests/fixtures/mesh/<case>/expected/<ns>.<pod>.json for every meshed pod (and no
  * file for the others) and expected/status.json for every custom resource. Run with
@@ -872,10 +873,280 @@ static void t_upsert_delete_all(void)
     }
 }
 
+/* A backend refused before valid ones leaves no entry to compare names with: the split is
+ * refused with the first problem, and the model does not crash (it read past the entries). */
+static void t_split_skipped_backend(void)
+{
+    const char *y = "apiVersion: mesh.weft.dev/v1alpha1\nkind: TrafficSplit\nmetadata: {name: s, "
+                    "namespace: default, generation: 1}\nspec: {service: a, backends: [{weight: "
+                    "10}, {service: b, weight: 1}, {service: b, weight: 2}]}\n";
+    struct mesh_model *m = NULL;
+    json_t *docs = NULL, *conds = NULL;
+    char msg[128];
+
+    REQUIRE(yaml_to_json(y, strlen(y), &docs, msg, sizeof(msg)) == 0);
+    m = model_from(docs, MESH_MODE_ALL_AUTHENTICATED);
+    REQUIRE(mesh_model_status(m, "TrafficSplit", "default", "s", NULL, NOW, &conds) == 0);
+    CHECK_STR(cond(conds, "Accepted", "status"), "False");
+    CHECK(strstr(cond(conds, "Accepted", "message"), "spec.backends[0].service: required") != NULL);
+    json_decref(conds);
+    json_decref(docs);
+    mesh_model_free(m);
+}
+
+/* ---- allocation failure: a compile yields the whole document or nothing ------------------ */
+
+static long alloc_calls, alloc_fail_at = -1;
+
+/* jansson's allocator for the sweeps: the alloc_fail_at-th call (0-based) fails. */
+static void *failing_malloc(size_t n)
+{
+    if (alloc_fail_at >= 0 && alloc_calls++ == alloc_fail_at)
+        return NULL;
+    return malloc(n);
+}
+
+static void fail_jansson_alloc(long k)
+{
+    alloc_calls = 0;
+    alloc_fail_at = k;
+    json_set_alloc_funcs(failing_malloc, free);
+}
+
+/* Back to plain malloc; true when the k-th allocation happened (and so failed). */
+static bool restore_jansson_alloc(void)
+{
+    bool injected = alloc_fail_at >= 0 && alloc_calls > alloc_fail_at;
+    alloc_fail_at = -1;
+    json_set_alloc_funcs(malloc, free);
+    return injected;
+}
+
+static char *dump(const json_t *d)
+{
+    char *s = json_dumps(d, JSON_COMPACT | JSON_ENCODE_ANY);
+    REQUIRE(s);
+    return s;
+}
+
+static bool is_dirty(struct mesh_model *m, const char *key)
+{
+    json_t *d = NULL, *k;
+    size_t i;
+    bool found = false;
+    REQUIRE(mesh_model_dirty_proxies(m, &d) == 0);
+    json_array_foreach(d, i, k) found = found || !strcmp(json_string_value(k), key);
+    json_decref(d);
+    return found;
+}
+
+/*
+ * For every k: in a model built from fixture (and, when change is given, after ns/pod compiled
+ * once and change was upserted), compile ns/pod with jansson's k-th allocation failing. Either
+ * the compile succeeds with exactly the document compiled with memory to spare, or it fails with
+ * -ENOMEM and: *doc and info are untouched, the document the caller kept (the last good one) is
+ * unchanged, the failure counter moved by one, the pod is dirty again, and a retry yields the
+ * whole document, reported as changed. The sweep ends at the first k the compile never reached.
+ */
+static void compile_sweep(const char *fixture, const char *ns, const char *pod,
+                          const json_t *change)
+{
+    char path[256], key[256];
+    json_t *docs, *ref;
+    struct mesh_model *m;
+    char *want;
+    long k, failed = 0;
+    bool injected = true;
+
+    snprintf(path, sizeof(path), FIX "/%s/cluster.yaml", fixture);
+    snprintf(key, sizeof(key), "%s/%s", ns, pod);
+    docs = load_yaml(path);
+    m = model_from(docs, MESH_MODE_ALL_AUTHENTICATED);
+    if (change) {
+        json_decref(compile(m, ns, pod));
+        REQUIRE(mesh_model_upsert(m, change) == 0);
+    }
+    ref = compile(m, ns, pod);
+    want = dump(ref);
+    json_decref(ref);
+    mesh_model_free(m);
+
+    for (k = 0; injected; k++) {
+        json_t *kept = NULL, *doc, *untouched = json_string("untouched");
+        struct mesh_compile_info info = {.changed = false, .hash = {7, 7}};
+        char *kept_text = NULL;
+        uint64_t fails;
+        int rc;
+
+        REQUIRE(untouched);
+        m = model_from(docs, MESH_MODE_ALL_AUTHENTICATED);
+        if (change) {
+            kept = compile(m, ns, pod); /* what the caller serves: the last good document */
+            kept_text = dump(kept);
+            REQUIRE(mesh_model_upsert(m, change) == 0);
+        }
+        (void)is_dirty(m, key); /* start from an empty dirty set */
+        fails = mesh_model_compile_failures(m);
+        doc = untouched;
+        fail_jansson_alloc(k);
+        rc = mesh_compile_pod_ex(m, ns, pod, &doc, &info);
+        injected = restore_jansson_alloc();
+        if (rc == 0) {
+            char *got = dump(doc);
+            CHECK_STR(got, want); /* never a partial document */
+            CHECK_INT(mesh_model_compile_failures(m), fails);
+            free(got);
+            json_decref(doc);
+        } else {
+            json_t *again = NULL;
+            char *got;
+
+            failed++;
+            CHECK_INT(rc, -ENOMEM);
+            CHECK(doc == untouched);
+            CHECK(!info.changed && info.hash[0] == 7 && info.hash[1] == 7);
+            CHECK_INT(mesh_model_compile_failures(m), fails + 1);
+            CHECK(is_dirty(m, key));
+            REQUIRE(mesh_compile_pod_ex(m, ns, pod, &again, &info) == 0);
+            got = dump(again);
+            CHECK_STR(got, want);
+            CHECK(info.changed); /* against the last good document, not a partial one */
+            free(got);
+            json_decref(again);
+        }
+        if (kept) {
+            char *now = dump(kept);
+            CHECK_STR(now, kept_text);
+            free(now);
+        }
+        if (unit__failures) {
+            fprintf(stderr, "  %s %s: failing jansson allocation %ld\n", fixture, key, k);
+            k = -2; /* stop at the first failing k */
+            injected = false;
+        }
+        free(kept_text);
+        json_decref(kept);
+        json_decref(untouched);
+        mesh_model_free(m);
+    }
+    CHECK(failed > 20); /* the sweep did fail allocations inside the compile */
+    free(want);
+    json_decref(docs);
+}
+
+/*
+ * For every k: build a model from fixture with jansson's k-th allocation failing. An upsert
+ * that fails says -ENOMEM and is retried (as the work queue does); the model then compiles
+ * exactly the documents of a model built with memory to spare: no object is kept partial.
+ */
+static void upsert_sweep(const char *fixture)
+{
+    char path[256];
+    json_t *docs, *want = json_object(), *o;
+    struct mesh_model *m;
+    bool injected = true;
+    long k, failed = 0;
+    size_t i;
+
+    REQUIRE(want);
+    snprintf(path, sizeof(path), FIX "/%s/cluster.yaml", fixture);
+    docs = load_yaml(path);
+    m = model_from(docs, MESH_MODE_ALL_AUTHENTICATED);
+    json_array_foreach(docs, i, o)
+    {
+        const char *ns = controller__jstr(controller__jget(o, "metadata"), "namespace");
+        const char *pn = controller__jstr(controller__jget(o, "metadata"), "name");
+        json_t *doc = NULL;
+        char key[256], *text;
+        if (strcmp(controller__jstr(o, "kind"), "Pod") != 0 ||
+            mesh_compile_pod(m, ns, pn, &doc) != 0)
+            continue;
+        snprintf(key, sizeof(key), "%s/%s", ns, pn);
+        text = dump(doc);
+        REQUIRE(json_object_set_new(want, key, json_string(text)) == 0);
+        free(text);
+        json_decref(doc);
+    }
+    mesh_model_free(m);
+    REQUIRE(json_object_size(want) > 0);
+
+    for (k = 0; injected; k++) {
+        struct mesh_config cfg = {.mode = MESH_MODE_ALL_AUTHENTICATED};
+        const char *key;
+        json_t *w;
+
+        m = NULL;
+        REQUIRE(mesh_model_new(&cfg, &m) == 0);
+        fail_jansson_alloc(k);
+        json_array_foreach(docs, i, o)
+        {
+            int rc = mesh_model_upsert(m, o);
+            if (rc) {
+                failed++;
+                CHECK_INT(rc, -ENOMEM);
+                rc = mesh_model_upsert(m, o); /* only the k-th allocation fails */
+                CHECK_INT(rc, 0);
+            }
+        }
+        injected = restore_jansson_alloc();
+        json_object_foreach(want, key, w)
+        {
+            char ns[128], pn[128];
+            json_t *doc = NULL;
+            REQUIRE(sscanf(key, "%127[^/]/%127s", ns, pn) == 2);
+            if (mesh_compile_pod(m, ns, pn, &doc) == 0) {
+                char *got = dump(doc);
+                CHECK_STR(got, json_string_value(w));
+                free(got);
+                json_decref(doc);
+            } else {
+                fprintf(stderr, "  %s: %s has no document\n", fixture, key);
+                unit__failures++;
+            }
+        }
+        mesh_model_free(m);
+        if (unit__failures) {
+            fprintf(stderr, "  %s: failing jansson allocation %ld of the upserts\n", fixture, k);
+            break;
+        }
+    }
+    CHECK(failed > 20);
+    json_decref(want);
+    json_decref(docs);
+}
+
+static void t_compile_alloc_failure(void)
+{
+    compile_sweep("policies", "shop", "api-1", NULL);
+    compile_sweep("retries", "default", "client-1", NULL);
+    compile_sweep("smi", "default", "productpage-1", NULL);
+}
+
+static void t_compile_alloc_failure_update(void)
+{
+    json_t *docs = load_yaml(FIX "/split-uneven/cluster.yaml");
+    json_t *ts = json_deep_copy(find_obj(docs, "TrafficSplit", "reviews"));
+
+    REQUIRE(ts);
+    json_integer_set(
+        controller__jget(json_array_get(controller__jget(ts, "spec.backends"), 1), "weight"), 50);
+    compile_sweep("split-uneven", "default", "productpage-1", ts);
+    json_decref(ts);
+    json_decref(docs);
+}
+
+static void t_upsert_alloc_failure(void)
+{
+    upsert_sweep("policies");
+    upsert_sweep("smi");
+}
+
 UNIT_MAIN(UNIT(t_golden_split_uneven), UNIT(t_golden_smi), UNIT(t_golden_policies),
           UNIT(t_golden_retries), UNIT(t_golden_missing_refs), UNIT(t_golden_conflicts),
           UNIT(t_golden_sidecars), UNIT(t_golden_headless), UNIT(t_split_uneven_weights),
           UNIT(t_weights_bound), UNIT(t_weights_exact), UNIT(t_parsers), UNIT(t_incr_weight_change),
           UNIT(t_incr_policy_and_pods), UNIT(t_incr_endpoints_and_service),
           UNIT(t_incr_namespace_labels), UNIT(t_incr_matches_scratch), UNIT(t_status_transitions),
-          UNIT(t_errors), UNIT(t_upsert_delete_all))
+          UNIT(t_errors), UNIT(t_upsert_delete_all), UNIT(t_compile_alloc_failure),
+          UNIT(t_compile_alloc_failure_update), UNIT(t_upsert_alloc_failure),
+          UNIT(t_split_skipped_backend))

@@ -50,12 +50,13 @@ struct ca_call {
 /* Root generation on a worker. */
 struct gen_job {
     uv_work_t w;
-    struct weftd_ca_roots *s; /* NULL once the roots stopped */
+    struct weftd_ca_roots *s; /* held (s->hold): gone once the roots stopped */
     struct ca_signer *signer;
     int rc;
 };
 
 struct weftd_ca_roots {
+    struct hold hold; /* owner, timer handle, root generation job (core/hold.h) */
     struct weftd *d;
     uv_timer_t timer;
     bool user;               /* signer from --user-ca-secret */
@@ -465,7 +466,7 @@ static void gen_after(uv_work_t *w, int status)
     struct gen_job *j = w->data;
     struct weftd_ca_roots *s = j->s;
 
-    if (s) {
+    if (!hold_gone(&s->hold)) {
         s->gen = NULL;
         if (status || j->rc)
             log_error("msg=\"cannot generate a root\" error=%s", err_str(status ? status : j->rc));
@@ -479,6 +480,7 @@ static void gen_after(uv_work_t *w, int status)
     }
     ca_signer_free(j->signer);
     free(j);
+    hold_put(&s->hold);
 }
 
 static void start_generation(struct weftd_ca_roots *s)
@@ -488,8 +490,10 @@ static void start_generation(struct weftd_ca_roots *s)
         return;
     j->s = s;
     j->w.data = j;
+    hold_get(&s->hold);
     if (uv_queue_work(s->d->loop, &j->w, gen_work, gen_after)) {
         free(j);
+        hold_put(&s->hold);
         return;
     }
     s->gen = j;
@@ -684,7 +688,18 @@ void weftd_ca_leading(struct weftd *d)
 
 static void timer_closed(uv_handle_t *h)
 {
-    free(h->data);
+    struct weftd_ca_roots *s = h->data;
+    hold_put(&s->hold);
+}
+
+static void roots_release(void *obj)
+{
+    free(obj);
+}
+
+static void ca_release(void *obj)
+{
+    ca_free(obj);
 }
 
 int weftd_ca_start(struct weftd *d)
@@ -703,10 +718,12 @@ int weftd_ca_start(struct weftd *d)
     snprintf(s->secret_key, sizeof(s->secret_key), "%s/%s", d->opts.namespace, s->secret_name);
     s->meshed = json_object();
     s->inflight = json_object();
+    hold_init(&s->hold, s, roots_release);
     uv_timer_init(d->loop, &s->timer);
+    hold_get(&s->hold); /* the timer handle's, put by timer_closed */
     s->timer.data = s;
     d->ca_roots = s;
-    rc = weftd_ca_jobs_start(d);
+    rc = hold_new(NULL, ca_release, &d->ca_hold); /* obj: d->ca, set at stop */
     if (!rc && (!s->meshed || !s->inflight))
         rc = -ENOMEM;
     if (rc)
@@ -747,9 +764,15 @@ void weftd_ca_stop(struct weftd *d)
         kube_call_cancel(c->kc);
         free(c);
     }
-    if (s->gen)
-        s->gen->s = NULL; /* the worker's result is dropped when it lands */
-    weftd_ca_jobs_stop(d);
+    /* a root being generated is dropped when it lands (hold_gone) */
+    if (d->ca_hold) {
+        d->ca_hold->obj = d->ca; /* workers may still issue with it: the last one frees it */
+        hold_drop(d->ca_hold);
+        d->ca_hold = NULL;
+    } else {
+        ca_free(d->ca);
+    }
+    d->ca = NULL;
     FREE_AND_NULL(d->bundle_pem);
     free(s->applied_crt);
     free(s->applied_ca);
@@ -757,4 +780,5 @@ void weftd_ca_stop(struct weftd *d)
     json_decref(s->inflight);
     uv_timer_stop(&s->timer);
     uv_close((uv_handle_t *)&s->timer, timer_closed);
+    hold_drop(&s->hold);
 }

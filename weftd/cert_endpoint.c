@@ -6,7 +6,8 @@
  * system:serviceaccount:<ns>:<sa> is the only identity the leaf may carry. At most
  * REVIEW_WINDOW reviews are in flight (the rest wait in a FIFO), so a burst reuses a few warm
  * connections to the API server; the CSR check and signing then run on libuv's worker pool
- * (struct ca allows issuing from any thread; each job holds the CA through weftd_ca_job_begin),
+ * (struct ca allows issuing from any thread; each job holds the CA and its request through
+ * core/hold.h),
  * so every core issues. Tokens are wiped once sent and never logged.
  */
 #include <openssl/crypto.h>
@@ -44,7 +45,7 @@ struct issue_job {
     uv_work_t w;
     struct cert_req *r;
     struct ca *ca;
-    struct weftd_ca_jobs *hold;
+    struct hold *ca_hold;
     struct ca_identity id;
     char ns[256], sa[256];
     long ttl;
@@ -56,6 +57,7 @@ struct issue_job {
 /* A certificate request: waiting for a TokenReview slot, reviewing, or issuing. */
 struct cert_req {
     struct weftd_certs *s;
+    struct hold hold;       /* the request's own (dropped when answered or gone), the job's */
     struct http_conn *conn; /* NULL once the peer went away (the job still holds r) */
     struct kube_call *kc;   /* TokenReview in flight */
     struct issue_job *job;  /* issuance in flight */
@@ -103,6 +105,11 @@ static void cert_req_free(struct cert_req *r)
     free(r);
 }
 
+static void cert_req_release(void *obj)
+{
+    cert_req_free(obj);
+}
+
 static void review_pump(struct weftd_certs *s);
 
 /* The peer went away (or the server stops): drop the request wherever it is. */
@@ -112,8 +119,6 @@ static void cert_req_closed(void *arg, struct http_conn *c)
     struct weftd_certs *s = r->s;
     (void)c;
     r->conn = NULL;
-    if (r->job)
-        return; /* the worker uses r; issue_after frees it */
     if (r->queued) {
         struct cert_req **pp = &s->queue;
         while (*pp != r)
@@ -128,7 +133,7 @@ static void cert_req_closed(void *arg, struct http_conn *c)
         s->reviews--;
         review_pump(s);
     }
-    cert_req_free(r);
+    hold_drop(&r->hold); /* freed now, or by issue_after when a worker still uses r */
 }
 
 /* "system:serviceaccount:<ns>:<sa>" -> ns, sa. */
@@ -218,9 +223,9 @@ static void issue_after(uv_work_t *w, int status)
     struct issue_job *j = w->data;
     struct cert_req *r = j->r;
 
-    weftd_ca_job_end(j->hold);
+    hold_put(j->ca_hold);
     r->job = NULL;
-    if (r->conn) { /* else the peer went away, or the endpoint stopped */
+    if (!hold_gone(&r->hold)) { /* else the peer went away, or the endpoint stopped */
         struct weftd *d = r->s->d;
         if (status) {
             j->rc = -EIO;
@@ -228,10 +233,11 @@ static void issue_after(uv_work_t *w, int status)
         }
         issue_respond(d, r, j);
         weftd_http_kick(d, d->certs);
+        hold_drop(&r->hold); /* answered */
     }
     ca_leaf_release(&j->leaf);
     free(j);
-    cert_req_free(r);
+    hold_put(&r->hold);
 }
 
 /* Hand an authenticated request to a worker. Returns 0 or a negative code (r untouched). */
@@ -249,16 +255,18 @@ static int issue_start(struct weftd_certs *s, struct cert_req *r, const char *ns
     j->id.namespace_ = j->ns;
     j->id.serviceaccount = j->sa;
     j->ttl = d->opts.cert_ttl;
-    j->ca = weftd_ca_job_begin(d, &j->hold);
+    j->ca = d->ca;
+    j->ca_hold = hold_get(d->ca_hold);
     j->r = r;
     j->w.data = j;
     rc = uv_queue_work(d->loop, &j->w, issue_work, issue_after);
     if (rc) {
-        weftd_ca_job_end(j->hold);
+        hold_put(j->ca_hold);
         free(j);
         return rc;
     }
     r->job = j;
+    hold_get(&r->hold);
     return 0;
 }
 
@@ -317,7 +325,7 @@ static void token_reviewed(void *arg, int err, long status, json_t *body)
     respond_error(c, 500, "InternalError", msg);
 out:
     weftd_http_kick(d, d->certs);
-    cert_req_free(r);
+    hold_drop(&r->hold); /* answered */
 }
 
 /* Send the request's TokenReview. Returns 0 or a negative code (then nothing was sent). */
@@ -365,7 +373,7 @@ static void review_pump(struct weftd_certs *s)
             char msg[128];
             snprintf(msg, sizeof(msg), "cannot review the token: %s", err_str(rc));
             respond_error(r->conn, 503, "Unavailable", msg);
-            cert_req_free(r);
+            hold_drop(&r->hold); /* answered */
             answered = true;
         }
     }
@@ -455,6 +463,7 @@ static void certs_handle(void *arg, struct http_conn *c, const struct http_reque
     memcpy(r->csr, req->body, req->body_len);
     r->csr[req->body_len] = '\0';
     r->csr_len = req->body_len;
+    hold_init(&r->hold, r, cert_req_release);
     r->s = s;
     r->conn = c;
     r->t0 = uv_hrtime();

@@ -5,9 +5,9 @@
  * injection webhook (webhook_server.c) serve with one each.
  *
  * Issuance (a P-256 key generation, then signing) runs on libuv's worker pool with the shared
- * struct ca, which allows issuing from any thread (ca.h); the job holds the CA through
- * weftd_ca_job_begin, so a stop while it runs frees the CA only after it. The key never leaves
- * this process: it goes from the worker straight into the SSL_CTX and is wiped.
+ * struct ca, which allows issuing from any thread (ca.h). The job holds the CA and this state
+ * (core/hold.h): a stop while it runs frees the CA, and this state, only after it. The key never
+ * leaves this process: it goes from the worker straight into the SSL_CTX and is wiped.
  */
 #include <openssl/crypto.h>
 #include <openssl/ssl.h>
@@ -35,8 +35,7 @@ struct weftd_serving_cert {
     struct serving_job *job;
     bool again; /* refresh asked for while a job was running */
     bool ready;
-    bool closing;
-    int refs; /* owner, timer handle, job */
+    struct hold hold; /* owner, timer handle, job; gone once freed by the owner */
     time_t renew_at;
 };
 
@@ -44,17 +43,17 @@ struct serving_job {
     uv_work_t w;
     struct weftd_serving_cert *t;
     struct ca *ca;
-    struct weftd_ca_jobs *hold;
+    struct hold *ca_hold;
     long ttl;
     int rc;
     struct ca_leaf leaf;
     char *key_pem;
 };
 
-static void cert_unref(struct weftd_serving_cert *t)
+static void cert_release(void *obj)
 {
-    if (--t->refs)
-        return;
+    struct weftd_serving_cert *t = obj;
+
     for (size_t i = 0; i < t->ndns; i++)
         free(t->dns[i]);
     for (size_t i = 0; i < t->nips; i++)
@@ -67,7 +66,8 @@ static void cert_unref(struct weftd_serving_cert *t)
 
 static void timer_closed(uv_handle_t *h)
 {
-    cert_unref(h->data);
+    struct weftd_serving_cert *t = h->data;
+    hold_put(&t->hold);
 }
 
 static const char *cert_name(const struct weftd_serving_cert *t)
@@ -119,9 +119,9 @@ static void serving_after(uv_work_t *w, int status)
     struct weftd_serving_cert *t = j->t;
     int rc = status ? status : j->rc;
 
-    weftd_ca_job_end(j->hold);
+    hold_put(j->ca_hold);
     t->job = NULL;
-    if (!t->closing) {
+    if (!hold_gone(&t->hold)) {
         if (!rc)
             rc = cert_install(t, j);
         if (rc) {
@@ -133,11 +133,11 @@ static void serving_after(uv_work_t *w, int status)
     ca_leaf_release(&j->leaf);
     ca_key_pem_free(j->key_pem);
     free(j);
-    if (!t->closing && t->again) {
+    if (!hold_gone(&t->hold) && t->again) {
         t->again = false;
         weftd_serving_cert_refresh(t);
     }
-    cert_unref(t);
+    hold_put(&t->hold);
 }
 
 static void on_timer(uv_timer_t *h)
@@ -170,7 +170,7 @@ int weftd_serving_cert_new(struct weftd *d, const char *const *dns, size_t ndns,
     t = calloc(1, sizeof(*t));
     if (!t)
         return -ENOMEM;
-    t->refs = 1;
+    hold_init(&t->hold, t, cert_release);
     t->d = d;
     t->on_issued = on_issued;
     t->arg = arg;
@@ -187,11 +187,11 @@ int weftd_serving_cert_new(struct weftd *d, const char *const *dns, size_t ndns,
             goto fail;
     uv_timer_init(d->loop, &t->timer);
     t->timer.data = t;
-    t->refs++;
+    hold_get(&t->hold); /* the timer handle's, put by timer_closed */
     *out = t;
     return 0;
 fail:
-    cert_unref(t);
+    hold_put(&t->hold);
     return rc;
 }
 
@@ -209,7 +209,7 @@ void weftd_serving_cert_refresh(struct weftd_serving_cert *t)
 {
     struct serving_job *j;
 
-    if (!t || t->closing || !t->d->ca)
+    if (!t || hold_gone(&t->hold) || !t->d->ca)
         return;
     if (t->job) {
         t->again = true;
@@ -221,25 +221,25 @@ void weftd_serving_cert_refresh(struct weftd_serving_cert *t)
         return;
     }
     j->t = t;
-    j->ca = weftd_ca_job_begin(t->d, &j->hold);
+    j->ca = t->d->ca;
+    j->ca_hold = hold_get(t->d->ca_hold);
     j->ttl = t->d->opts.cert_ttl;
     j->w.data = j;
     if (uv_queue_work(t->d->loop, &j->w, serving_work, serving_after) != 0) {
-        weftd_ca_job_end(j->hold);
+        hold_put(j->ca_hold);
         free(j);
         cert_arm(t, RETRY_S);
         return;
     }
     t->job = j;
-    t->refs++;
+    hold_get(&t->hold);
 }
 
 void weftd_serving_cert_free(struct weftd_serving_cert *t)
 {
     if (!t)
         return;
-    t->closing = true;
     uv_timer_stop(&t->timer);
     uv_close((uv_handle_t *)&t->timer, timer_closed);
-    cert_unref(t);
+    hold_drop(&t->hold);
 }

@@ -53,12 +53,15 @@ struct weftd_webhook {
  * TLS, watches and the other endpoints. webhook_review() is thread-safe (the configuration is
  * read-only once weftd runs). A job refers to struct weftd, which outlives every job (main()
  * drains the loop before returning), never to the server, which may be gone when it finishes.
+ * The job keeps itself through core/hold.h: the request's reference goes when it is answered or
+ * the client goes away (hold_gone: nothing is answered then), the worker's in review_done.
  */
 struct review_job {
+    struct hold hold;
     uv_work_t work;
     struct weftd *d;
     const struct inject_config *cfg; /* d->inject or d->inject_opt_in */
-    struct http_conn *c;             /* NULL once the client went away */
+    struct http_conn *c;             /* valid while !hold_gone(&hold) */
     char *body;
     size_t len;
     char *resp;
@@ -75,6 +78,16 @@ static void review_gone(void *arg, struct http_conn *c)
     struct review_job *j = arg;
     (void)c;
     j->c = NULL;
+    hold_drop(&j->hold);
+}
+
+static void review_release(void *obj)
+{
+    struct review_job *j = obj;
+
+    free(j->resp);
+    free(j->body);
+    free(j);
 }
 
 static void review_work(uv_work_t *req)
@@ -202,11 +215,12 @@ static void review_done(uv_work_t *req, int cancelled)
             http_respond(j->c, j->status, "application/json", j->resp, strlen(j->resp), NULL);
     }
     weftd_hist_observe(&d->m.webhook_seconds, (double)(uv_hrtime() - j->t0) / 1e9);
-    if (j->c && d->webhook && !j->inline_)
-        weftd_http_kick(d, d->webhook);
-    free(j->resp);
-    free(j->body);
-    free(j);
+    if (!hold_gone(&j->hold)) {
+        if (d->webhook && !j->inline_)
+            weftd_http_kick(d, d->webhook);
+        hold_drop(&j->hold); /* answered */
+    }
+    hold_put(&j->hold); /* the worker's */
 }
 
 static void handle(void *arg, struct http_conn *c, const struct http_request *req)
@@ -255,6 +269,8 @@ static void handle(void *arg, struct http_conn *c, const struct http_request *re
     memcpy(j->body, req->body, req->body_len);
     j->body[req->body_len] = '\0';
     j->len = req->body_len;
+    hold_init(&j->hold, j, review_release);
+    hold_get(&j->hold); /* the worker's, put by review_done */
     j->d = d;
     j->cfg = cfg;
     j->c = c;

@@ -21,6 +21,7 @@
 #include "ca/ca.h"
 #include "controller/controller.h"
 #include "core/err.h"
+#include "core/hold.h"
 #include "core/log.h"
 #include "http/http.h"
 #include "kube/kube.h"
@@ -102,7 +103,6 @@ struct weftd;
 /* Each file's private state, defined in that file only. */
 struct weftd_sync;         /* sync.c */
 struct weftd_ca_roots;     /* ca_roots.c */
-struct weftd_ca_jobs;      /* ca_jobs.c */
 struct weftd_certs;        /* cert_endpoint.c */
 struct weftd_webhook;      /* webhook_server.c */
 struct weftd_serving_cert; /* serving_cert.c */
@@ -135,10 +135,10 @@ struct weftd {
     json_t *status_pending; /* keys of custom resources whose status needs a write */
     struct weftd_sync *sync;
 
-    struct ca *ca;                      /* NULL until the root is loaded (ca_roots.c) */
-    struct weftd_ca_jobs *ca_jobs;      /* worker jobs issuing with ca */
-    char *bundle_pem;                   /* trust bundle PEM, NULL until loaded */
-    struct inject_config inject;        /* POST /inject: the namespace is selected */
+    struct ca *ca;               /* NULL until the root is loaded (ca_roots.c) */
+    struct hold *ca_hold;        /* keeps ca for the worker jobs issuing with it (core/hold.h) */
+    char *bundle_pem;            /* trust bundle PEM, NULL until loaded */
+    struct inject_config inject; /* POST /inject: the namespace is selected */
     struct inject_config inject_opt_in; /* POST /inject/opt-in: only pods that ask */
 
     struct weftd_ca_roots *ca_roots;
@@ -180,17 +180,12 @@ void weftd_ca_leading(struct weftd *d);
 /* A namespace was seen (or changed): publish the trust bundle there if it is meshed. */
 void weftd_ca_namespace(struct weftd *d, const json_t *ns);
 
-/* --- worker jobs that issue with d->ca (ca_jobs.c) --- */
 /*
- * ca_free() must not run while a worker issues (ca.h): a job calls weftd_ca_job_begin on the
- * loop thread before it is queued (only while d->ca is set) and issues with the CA it returns;
- * its after-work callback calls weftd_ca_job_end(*hold). weftd_ca_jobs_stop (weftd_ca_stop)
- * frees d->ca, at once or after the last job, and clears d->ca.
+ * Worker jobs that issue with d->ca follow core/hold.h: ca_free() must not run while a worker
+ * issues (ca.h), so a job takes hold_get(d->ca_hold) on the loop thread before it is queued
+ * (only while d->ca is set), issues with the CA it copied, and hold_put()s in its after-work
+ * callback. weftd_ca_stop drops d->ca_hold: the CA is freed at once, or by the last job.
  */
-int weftd_ca_jobs_start(struct weftd *d) WUR;
-struct ca *weftd_ca_job_begin(struct weftd *d, struct weftd_ca_jobs **hold);
-void weftd_ca_job_end(struct weftd_ca_jobs *hold);
-void weftd_ca_jobs_stop(struct weftd *d);
 
 /* --- POST /v1/certificates (cert_endpoint.c) --- */
 int weftd_certs_start(struct weftd *d) WUR;

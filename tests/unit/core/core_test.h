@@ -15,6 +15,10 @@ void t_map_tombstones(void);
 void t_map_sorted_keys(void);
 void t_map_foreach_delete(void);
 void t_map_alloc_failure(void);
+/* hold_test.c */
+void t_hold_owner_first(void);
+void t_hold_jobs_first(void);
+void t_hold_beside(void);
 /* codec_test.c */
 void t_base64_roundtrip(void);
 void t_base64_padded(void);

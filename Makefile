@@ -151,14 +151,14 @@ $(BUILD)/bench/%: $(call obj,bench/%.c) $(WEFT_LIB) $(KL_LIB) $(CORE_LIB)
 
 # --- fuzzing (docs/fuzzing.md) ------------------------------------------------
 # libFuzzer targets tests/fuzz/fuzz_*.c, built with clang into $(BUILD)/fuzz/ from objects of
-# their own ($(BUILD)/fuzz/obj/: never mixed with the CC objects above). lib/http is not in the
-# archive: fuzz_http includes http.c to reach its static parser.
+# their own ($(BUILD)/fuzz/obj/: never mixed with the CC objects above). Of lib/http only the
+# pure request parser is in the archive (the server needs sockets and OpenSSL).
 FUZZ_CC ?= clang
 FUZZ_SAN := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS := $(CFLAGS_BASE) -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) $(PKG_CFLAGS)
 FUZZ_DIRS := lib/core lib/conf lib/tls lib/kube webhook ca push
 FUZZ_LIB_SRC := $(filter-out %/main.c,$(foreach d,$(FUZZ_DIRS),$(wildcard $(d)/*.c))) \
-	tests/kubelite/patch.c tests/kubelite/openapi.c
+	tests/kubelite/patch.c tests/kubelite/openapi.c lib/http/parse.c
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 FUZZ_LIB := $(BUILD)/fuzz/libfuzzdeps.a

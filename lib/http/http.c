@@ -1,5 +1,4 @@
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -7,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -14,10 +14,9 @@
 
 #include "core/buf.h"
 #include "core/log.h"
-#include "http/http.h"
+#include "http/http_int.h"
 #include "tls/tls.h"
 
-#define HTTP_MAX_HEAD (64 * 1024)
 #define HTTP_MAX_BACKLOG (256u * 1024 * 1024)
 #define HTTP_HEAD_TIMEOUT_MS 10000  /* a request must arrive whole within this (slowloris) */
 #define HTTP_IDLE_TIMEOUT_MS 120000 /* keep-alive connections idle longer are closed */
@@ -45,6 +44,7 @@ struct http_conn {
     SSL *ssl;
     enum conn_state state;
     struct buf in;
+    struct http_parser parser; /* the request arriving in in */
     struct buf out;
     bool want_close;      /* close once out is flushed */
     bool lingering;       /* answered and shut for writing; draining input before the close */
@@ -247,6 +247,7 @@ static void conn_free(struct http_conn *c)
     close(c->fd);
     buf_release(&c->in);
     buf_release(&c->out);
+    http__parser_reset(&c->parser);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -498,124 +499,6 @@ size_t http_conn_backlog(const struct http_conn *c)
     return c->out.len;
 }
 
-const char *http_req_header(const struct http_request *req, const char *name)
-{
-    for (size_t i = 0; i < req->nhdrs; i++)
-        if (strcmp(req->hdr_names[i], name) == 0)
-            return req->hdr_values[i];
-    return NULL;
-}
-
-static int hexval(int ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decode src[0..n) into out (NUL-terminated, truncated to outlen). plus: '+' -> ' '. */
-static void pct_decode(const char *src, size_t n, char *out, size_t outlen, bool plus)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n && o + 1 < outlen; i++) {
-        if (src[i] == '%' && i + 2 < n && hexval(src[i + 1]) >= 0 && hexval(src[i + 2]) >= 0) {
-            out[o++] = (char)(hexval(src[i + 1]) * 16 + hexval(src[i + 2]));
-            i += 2;
-        } else if (plus && src[i] == '+') {
-            out[o++] = ' ';
-        } else {
-            out[o++] = src[i];
-        }
-    }
-    out[o] = '\0';
-}
-
-bool http_query_get(const struct http_request *req, const char *name, char *out, size_t outlen)
-{
-    const char *q = req->query;
-    size_t nl = strlen(name);
-
-    while (q && *q) {
-        const char *amp = strchr(q, '&');
-        size_t seglen = amp ? (size_t)(amp - q) : strlen(q);
-        const char *eq = memchr(q, '=', seglen);
-        size_t klen = eq ? (size_t)(eq - q) : seglen;
-        char key[128];
-
-        pct_decode(q, klen, key, sizeof(key), true);
-        if (strlen(key) == nl && memcmp(key, name, nl) == 0) {
-            if (eq)
-                pct_decode(eq + 1, seglen - klen - 1, out, outlen, true);
-            else if (outlen)
-                out[0] = '\0';
-            return true;
-        }
-        q = amp ? amp + 1 : NULL;
-    }
-    return false;
-}
-
-static void request_release(struct http_request *r)
-{
-    free(r->method);
-    free(r->target);
-    free(r->path);
-    free(r->body);
-    for (size_t i = 0; i < r->nhdrs; i++) {
-        free(r->hdr_names[i]);
-        free(r->hdr_values[i]);
-    }
-    free(r->hdr_names);
-    free(r->hdr_values);
-    memset(r, 0, sizeof(*r));
-}
-
-struct http_request *http_request_dup(const struct http_request *r)
-{
-    struct http_request *d = calloc(1, sizeof(*d));
-    if (!d)
-        return NULL;
-    d->method = strdup(r->method ? r->method : "");
-    d->target = strdup(r->target ? r->target : "");
-    d->path = strdup(r->path ? r->path : "");
-    d->body = malloc(r->body_len + 1);
-    d->hdr_names = calloc(r->nhdrs + 1, sizeof(char *));
-    d->hdr_values = calloc(r->nhdrs + 1, sizeof(char *));
-    if (!d->method || !d->target || !d->path || !d->body || !d->hdr_names || !d->hdr_values)
-        goto oom;
-    if (r->body_len)
-        memcpy(d->body, r->body, r->body_len);
-    d->body[r->body_len] = '\0';
-    d->body_len = r->body_len;
-    {
-        const char *q = strchr(d->target, '?');
-        d->query = q ? (char *)q + 1 : d->target + strlen(d->target);
-    }
-    for (size_t i = 0; i < r->nhdrs; i++) {
-        d->hdr_names[i] = strdup(r->hdr_names[i]);
-        d->hdr_values[i] = strdup(r->hdr_values[i]);
-        d->nhdrs = i + 1;
-        if (!d->hdr_names[i] || !d->hdr_values[i])
-            goto oom;
-    }
-    return d;
-oom:
-    http_request_free(d);
-    return NULL;
-}
-
-void http_request_free(struct http_request *r)
-{
-    if (!r)
-        return;
-    request_release(r);
-    free(r);
-}
-
 static void respond_error_close(struct http_conn *c, int status, const char *msg)
 {
     char body[512];
@@ -631,243 +514,33 @@ static void respond_error_close(struct http_conn *c, int status, const char *msg
     http_respond(c, status, "application/json", body, (size_t)n, NULL);
 }
 
-static void respond_too_large(struct http_conn *c)
-{
-    char msg[128];
-    snprintf(msg, sizeof(msg), "Request entity too large: limit is %zu", c->srv->max_body);
-    respond_error_close(c, 413, msg);
-}
-
-/*
- * Decode a chunked body (RFC 9112 section 7.1) that starts at p (len bytes available). Returns
- * bytes consumed when the whole body is present (body in *out), 0 when more input is needed, -1
- * on a framing error, -2 when over max. Strict, so that the outcome never depends on how the
- * bytes were split across reads: chunk-size is 1 to 15 hex digits (no sign, "0x" or blanks in
- * front), optionally followed by blanks and a ";" chunk extension; every chunk's data ends in
- * CRLF; each trailer line is a field line (has a ':'); a line longer than 4 KiB is an error.
- */
-static long parse_chunked(const char *p, size_t len, size_t max, struct buf *outb)
-{
-    size_t pos = 0;
-
-    buf_reset(outb);
-    for (;;) {
-        const char *eol = memmem(p + pos, len - pos, "\r\n", 2);
-        const char *q = p + pos;
-        unsigned long long sz = 0;
-        int ndig = 0, v;
-
-        if (!eol)
-            return len - pos > 4096 ? -1 : 0;
-        if ((size_t)(eol - q) > 4096)
-            return -1;
-        for (; q < eol && (v = hexval((unsigned char)*q)) >= 0; q++) {
-            if (++ndig > 15)
-                return -1;
-            sz = sz * 16 + (unsigned)v;
-        }
-        while (q < eol && (*q == ' ' || *q == '\t'))
-            q++;
-        if (!ndig || (q < eol && *q != ';'))
-            return -1;
-        pos = (size_t)(eol - p) + 2;
-        if (sz == 0) {
-            /* trailer field lines until an empty line */
-            for (;;) {
-                const char *e2 = memmem(p + pos, len - pos, "\r\n", 2);
-                if (!e2)
-                    return len - pos > 4096 ? -1 : 0;
-                if (e2 == p + pos)
-                    return (long)(pos + 2);
-                if ((size_t)(e2 - (p + pos)) > 4096 ||
-                    !memchr(p + pos, ':', (size_t)(e2 - (p + pos))))
-                    return -1;
-                pos = (size_t)(e2 - p) + 2;
-            }
-        }
-        if (sz > max || outb->len + sz > max)
-            return -2;
-        if (len - pos < sz + 2)
-            return 0;
-        if (p[pos + sz] != '\r' || p[pos + sz + 1] != '\n')
-            return -1;
-        if (buf_append(outb, p + pos, sz))
-            return -1;
-        pos += sz + 2;
-    }
-}
-
 /* Try to parse and dispatch one request from c->in. Returns true if one was dispatched. */
 static bool conn_try_request(struct http_conn *c)
 {
     struct http_server *s = c->srv;
-    struct http_request req;
-    const char *head_end, *line, *p;
-    size_t head_len, consumed;
-    const char *cl, *te;
-    char *qm;
-    struct buf body;
+    size_t consumed = 0;
+    const char *conn_hdr;
+    int rc = http__parse(&c->parser, c->in.p, c->in.len, s->max_body, &consumed);
 
-    memset(&req, 0, sizeof(req));
-    buf_init(&body);
-    head_end = c->in.len ? memmem(c->in.p, c->in.len, "\r\n\r\n", 4) : NULL;
-    if (!head_end) {
-        if (c->in.len > HTTP_MAX_HEAD)
-            respond_error_close(c, 400, "request header too large");
+    if (rc == HTTP_PARSE_MORE)
+        return false;
+    if (rc == HTTP_PARSE_FAIL) {
+        respond_error_close(c, c->parser.status, c->parser.error);
+        http__parser_reset(&c->parser);
         return false;
     }
-    head_len = (size_t)(head_end - c->in.p) + 4;
-    if (head_len > HTTP_MAX_HEAD) {
-        /* the same limit whether the head arrived at once or slowly */
-        respond_error_close(c, 400, "request header too large");
-        return false;
-    }
-
-    /* request line */
-    line = c->in.p;
-    p = memchr(line, ' ', head_len);
-    if (!p)
-        goto bad;
-    req.method = strndup(line, (size_t)(p - line));
-    line = p + 1;
-    p = memchr(line, ' ', head_len - (size_t)(line - c->in.p));
-    if (!p)
-        goto bad;
-    req.target = strndup(line, (size_t)(p - line));
-    line = (const char *)memmem(p, head_len - (size_t)(p - c->in.p), "\r\n", 2) + 2;
-
-    /* headers */
-    while (line < head_end + 2) {
-        const char *eol = memmem(line, (size_t)(head_end + 2 - line), "\r\n", 2);
-        const char *colon;
-        char **nn, **nv;
-        size_t i;
-        if (!eol || eol == line)
-            break;
-        colon = memchr(line, ':', (size_t)(eol - line));
-        if (!colon)
-            goto bad;
-        nn = realloc(req.hdr_names, (req.nhdrs + 1) * sizeof(char *));
-        if (!nn)
-            goto bad;
-        req.hdr_names = nn;
-        nv = realloc(req.hdr_values, (req.nhdrs + 1) * sizeof(char *));
-        if (!nv)
-            goto bad;
-        req.hdr_values = nv;
-        req.hdr_names[req.nhdrs] = strndup(line, (size_t)(colon - line));
-        for (i = 0; req.hdr_names[req.nhdrs][i]; i++)
-            req.hdr_names[req.nhdrs][i] = (char)tolower((unsigned char)req.hdr_names[req.nhdrs][i]);
-        colon++;
-        while (colon < eol && (*colon == ' ' || *colon == '\t'))
-            colon++;
-        req.hdr_values[req.nhdrs] = strndup(colon, (size_t)(eol - colon));
-        req.nhdrs++;
-        line = eol + 2;
-    }
-
-    /* body */
-    consumed = head_len;
-    cl = http_req_header(&req, "content-length");
-    te = http_req_header(&req, "transfer-encoding");
-    /*
-     * Framing must be unambiguous (request smuggling): one Content-Length, or Transfer-Encoding
-     * exactly "chunked" (the only coding we decode), never both.
-     */
-    {
-        size_t ncl = 0, nte = 0;
-
-        for (size_t i = 0; i < req.nhdrs; i++) {
-            ncl += strcmp(req.hdr_names[i], "content-length") == 0;
-            nte += strcmp(req.hdr_names[i], "transfer-encoding") == 0;
-        }
-        if (ncl > 1 || nte > 1 || (cl && te)) {
-            request_release(&req);
-            buf_release(&body);
-            respond_error_close(c, 400,
-                                "ambiguous framing: repeated or both Content-Length and "
-                                "Transfer-Encoding");
-            return false;
-        }
-        if (te && strcasecmp(te, "chunked") != 0) {
-            request_release(&req);
-            buf_release(&body);
-            respond_error_close(c, 501, "only Transfer-Encoding: chunked is supported");
-            return false;
-        }
-    }
-    if (te) {
-        long r = parse_chunked(c->in.p + head_len, c->in.len - head_len, s->max_body, &body);
-        if (r == 0) {
-            request_release(&req);
-            buf_release(&body);
-            return false;
-        }
-        if (r == -2) {
-            request_release(&req);
-            buf_release(&body);
-            respond_too_large(c);
-            return false;
-        }
-        if (r < 0)
-            goto bad;
-        consumed += (size_t)r;
-    } else if (cl) {
-        char *end;
-        unsigned long long n;
-        /* digits only: strtoull alone would take blanks, a sign and overflow */
-        if (!*cl || strspn(cl, "0123456789") != strlen(cl) || strlen(cl) > 18)
-            goto bad;
-        n = strtoull(cl, &end, 10);
-        if (*end || end == cl)
-            goto bad;
-        if (n > s->max_body) {
-            request_release(&req);
-            buf_release(&body);
-            respond_too_large(c);
-            return false;
-        }
-        if (c->in.len - head_len < n) {
-            request_release(&req);
-            buf_release(&body);
-            return false;
-        }
-        if (buf_append(&body, c->in.p + head_len, (size_t)n))
-            goto bad;
-        consumed += (size_t)n;
-    }
-    req.body_len = body.len;
-    req.body = buf_take(&body);
-
-    qm = strchr(req.target, '?');
-    req.query = qm ? qm + 1 : req.target + strlen(req.target);
-    {
-        size_t plen = qm ? (size_t)(qm - req.target) : strlen(req.target);
-        req.path = malloc(plen + 1);
-        if (!req.path)
-            goto bad;
-        pct_decode(req.target, plen, req.path, plen + 1, false);
-    }
-    {
-        const char *conn_hdr = http_req_header(&req, "connection");
-        if (conn_hdr && strcasecmp(conn_hdr, "close") == 0)
-            c->want_close = true;
-    }
+    conn_hdr = http_req_header(&c->parser.req, "connection");
+    if (conn_hdr && strcasecmp(conn_hdr, "close") == 0)
+        c->want_close = true;
     buf_consume(&c->in, consumed);
     c->state = CONN_CLOSING; /* the handler moves it on */
-    s->handler(s->arg, c, &req);
+    s->handler(s->arg, c, &c->parser.req);
     if (c->state == CONN_CLOSING && !c->want_close) {
         /* handler did not answer: answer for it */
         http_respond(c, 500, "text/plain", "no response\n", 12, NULL);
     }
-    request_release(&req);
-    buf_release(&body);
+    http__parser_reset(&c->parser);
     return true;
-bad:
-    request_release(&req);
-    buf_release(&body);
-    respond_error_close(c, 400, "malformed HTTP request");
-    return false;
 }
 
 static void conn_read(struct http_conn *c)
@@ -946,6 +619,7 @@ static void do_accept(struct http_server *s)
         clock_gettime(CLOCK_MONOTONIC, &c->last);
         buf_init(&c->in);
         buf_init(&c->out);
+        http__parser_init(&c->parser);
         if (s->ssl_ctx) {
             c->ssl = SSL_new(s->ssl_ctx);
             if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {

@@ -157,6 +157,8 @@ static int metrics(struct weftd *d, struct buf *b)
                         "gauge\nweft_ca_root_expiry_seconds %lld\n",
                         (long long)(ca_signer_not_after(ca_signer_get(d->ca)) - time(NULL)));
     if (!rc)
+        rc = weftd_http_metrics(d, b);
+    if (!rc)
         rc = buf_printf(b,
                         "# HELP weft_leader Whether this replica holds the lease.\n"
                         "# TYPE weft_leader gauge\nweft_leader %d\n",
@@ -220,18 +222,8 @@ static void handle(void *arg, struct http_conn *c, const struct http_request *re
 
 int weftd_admin_start(struct weftd *d)
 {
-    int rc = http_server_new(d->opts.admin_listen, NULL, 4096, handle, d, &d->admin);
-    if (rc) {
-        log_error("msg=\"cannot listen\" what=admin address=%s error=\"%s\"", d->opts.admin_listen,
-                  err_str(rc));
-        return rc;
-    }
-    rc = weftd_http_attach(d, d->admin);
-    if (rc)
-        return rc;
-    log_info("msg=listening what=admin address=%s port=%d", d->opts.admin_listen,
-             http_server_port(d->admin));
-    return 0;
+    return weftd_http_listen(d, WEFTD_LISTENER_ADMIN, d->opts.admin_listen, NULL, handle, d,
+                             &d->admin);
 }
 
 void weftd_admin_stop(struct weftd *d)

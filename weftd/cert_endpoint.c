@@ -20,7 +20,6 @@
 #include "core/log.h"
 #include "weftd/weftd_int.h"
 
-#define CERTS_MAX_BODY (64 * 1024)
 #define CERTS_AUDIENCE "weft"
 /* TokenReviews in flight at once. More requests wait in a FIFO: a burst of N requests then
  * costs at most REVIEW_WINDOW connections (TLS handshakes) to the API server instead of N,
@@ -511,14 +510,8 @@ int weftd_certs_start(struct weftd *d)
     rc = weftd_serving_cert_new(d, dns, ARRAY_LEN(dns), ips, ARRAY_LEN(ips), NULL, NULL, &s->tls);
     if (rc)
         return rc;
-    rc = http_server_new(d->opts.certs_listen, weftd_serving_cert_ctx(s->tls), CERTS_MAX_BODY,
-                         certs_handle, s, &d->certs);
-    if (rc) {
-        log_error("msg=\"cannot listen\" what=certificates addr=%s error=%s", d->opts.certs_listen,
-                  err_str(rc));
-        return rc;
-    }
-    rc = weftd_http_attach(d, d->certs);
+    rc = weftd_http_listen(d, WEFTD_LISTENER_CERTS, d->opts.certs_listen,
+                           weftd_serving_cert_ctx(s->tls), certs_handle, s, &d->certs);
     if (rc)
         return rc;
     /* the CA may be ready already */

@@ -136,7 +136,14 @@ static const char *show_log_level(const void *field, char *buf, size_t n)
 static const struct opt_type t_str = {parse_str, show_str};
 static const struct opt_type t_omittable = {parse_omittable, show_str};
 static const struct opt_type t_switch = {parse_switch, NULL};
+/* A bound on clients: 0 (unset) leaves each listener its own (weftd_listener_bounds). */
+static const char *show_bound(const void *field, char *buf, size_t n)
+{
+    return *(const long *)field ? show_long(field, buf, n) : NULL;
+}
+
 static const struct opt_type t_long = {parse_long, show_long};
+static const struct opt_type t_bound = {parse_long, show_bound};
 static const struct opt_type t_mode = {parse_mode, show_mode};
 static const struct opt_type t_log_level = {parse_log_level, show_log_level};
 
@@ -191,6 +198,15 @@ static const struct opt opts[] = {
      "of injected containers (cluster default)", 0, 0},
     {"log-level", "LEVEL", O(opts.log_level), &t_log_level, "info", "debug, info, warn, error",
      0, 0},
+    {"request-timeout-ms", "MS", O(opts.request_timeout_ms), &t_bound, NULL,
+     "every listener: a request must arrive whole within this (default: each listener's own, "
+     "docs/operations.md)", 1, 3600000},
+    {"max-connections", "N", O(opts.max_connections), &t_bound, NULL,
+     "every listener: open connections", 1, 1000000},
+    {"max-connections-per-address", "N", O(opts.max_connections_per_ip), &t_bound, NULL,
+     "every listener: open connections from one client address", 1, 1000000},
+    {"max-buffered-request-bytes", "N", O(opts.max_request_bytes), &t_bound, NULL,
+     "every listener: request bytes held over all its connections", 1, 1L << 40},
 };
 /* clang-format on */
 

@@ -26,8 +26,7 @@
 #define WEBHOOK_CONFIG "weft-injector"
 #define WEBHOOK_NAME "inject.weft.dev"
 #define WEBHOOK_OPT_IN_NAME "opt-in.inject.weft.dev"
-#define WEBHOOK_OPT_IN_SUFFIX "/opt-in"    /* of the path and of --webhook-url */
-#define WEBHOOK_MAX_BODY (8 * 1024 * 1024) /* a Pod (<1.5 MiB) plus its review envelope */
+#define WEBHOOK_OPT_IN_SUFFIX "/opt-in" /* of the path and of --webhook-url */
 #define REGISTER_RETRY_MS 2000
 
 static const struct kube_resource res_mwc = {"admissionregistration.k8s.io", "v1",
@@ -603,14 +602,8 @@ int weftd_webhook_start(struct weftd *d)
     rc = weftd_serving_cert_new(d, dns, ndns, ips, nips, tls_issued, w, &w->tls);
     if (rc)
         goto out;
-    rc = http_server_new(d->opts.webhook_listen, weftd_serving_cert_ctx(w->tls), WEBHOOK_MAX_BODY,
-                         handle, w, &d->webhook);
-    if (rc) {
-        log_error("msg=\"cannot listen\" what=webhook addr=%s error=%s", d->opts.webhook_listen,
-                  err_str(rc));
-        goto out;
-    }
-    rc = weftd_http_attach(d, d->webhook);
+    rc = weftd_http_listen(d, WEFTD_LISTENER_WEBHOOK, d->opts.webhook_listen,
+                           weftd_serving_cert_ctx(w->tls), handle, w, &d->webhook);
     if (rc)
         goto out;
     h.on_event = on_config_event;

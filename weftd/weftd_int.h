@@ -45,6 +45,11 @@ struct weftd_opts {
     const char *user_ca_secret; /* operator-supplied root or intermediate (NULL: none) */
     long cert_ttl;              /* leaf lifetime, seconds (86400) */
     enum log_level log_level;   /* weftd's own (info) */
+    /* overrides of every listener's bounds (0: the listener's own, weftd_listener_bounds) */
+    long request_timeout_ms;     /* --request-timeout-ms */
+    long max_connections;        /* --max-connections */
+    long max_connections_per_ip; /* --max-connections-per-address */
+    long max_request_bytes;      /* --max-buffered-request-bytes */
 };
 
 /* --- metrics (metrics.c) --- */
@@ -158,6 +163,31 @@ struct weftd {
 int weftd_opts_parse(int argc, char **argv, struct weftd *d) WUR;
 
 /* --- lib/http servers on the libuv loop (httpuv.c) --- */
+/* weftd's listeners; each has its own bounds on clients (weftd_listener_bounds). */
+enum weftd_listener {
+    WEFTD_LISTENER_ADMIN,   /* metrics, health, debug */
+    WEFTD_LISTENER_WEBHOOK, /* AdmissionReviews from the API server */
+    WEFTD_LISTENER_CERTS,   /* CSRs from every agent */
+    WEFTD_LISTENER_STREAM,  /* the config stream to every agent (when it is wired in) */
+    WEFTD_NLISTENERS
+};
+extern const char *const weftd_listener_names[WEFTD_NLISTENERS];
+/*
+ * The bounds of listener l, sized for 10,000 agents (docs/operations.md), with the overrides in
+ * o: the request body limit and struct http_limits.
+ */
+void weftd_listener_bounds(const struct weftd_opts *o, enum weftd_listener l, size_t *max_body,
+                           struct http_limits *lim);
+/*
+ * Listen on addr for listener l (ssl_ctx NULL: plain HTTP) with its bounds, and drive the
+ * server from d's loop: *out is then owned by the caller (weftd_http_detach, then
+ * http_server_free). Logs what failed.
+ */
+int weftd_http_listen(struct weftd *d, enum weftd_listener l, const char *addr, SSL_CTX *ssl_ctx,
+                      http_handler_fn handler, void *arg, struct http_server **out) WUR;
+struct buf;
+/* Append each listener's counters and gauges to b in Prometheus text format. */
+int weftd_http_metrics(const struct weftd *d, struct buf *b) WUR;
 /* Drive s from d's loop until weftd_http_detach; s stays owned by the caller. */
 int weftd_http_attach(struct weftd *d, struct http_server *s) WUR;
 /* Stop driving s; the libuv handles close asynchronously (let the loop run once more). */

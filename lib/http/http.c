@@ -18,9 +18,12 @@
 #include "tls/tls.h"
 
 #define HTTP_MAX_BACKLOG (256u * 1024 * 1024)
-#define HTTP_HEAD_TIMEOUT_MS 10000  /* a request must arrive whole within this (slowloris) */
-#define HTTP_IDLE_TIMEOUT_MS 120000 /* keep-alive connections idle longer are closed */
-#define HTTP_LINGER_MS 1000         /* input drained after an error answer, so it is read */
+#define HTTP_LINGER_MS 1000 /* input drained after an error answer, so it is read */
+#define HTTP_SWEEP_MS 250   /* deadlines are checked this often: closes come at most this late */
+#define HTTP_ACCEPTS_PER_ROUND 256
+#define HTTP_ADDR_BUCKETS 1024
+#define HTTP_WARN_EVERY_MS 10000
+#define HTTP_KEEP_BUF (64 * 1024) /* larger buffers are freed between requests */
 
 enum conn_state { CONN_READING, CONN_STREAMING, CONN_CLOSING, CONN_DEFERRED };
 
@@ -46,9 +49,18 @@ struct http_conn {
     struct buf in;
     struct http_parser parser; /* the request arriving in in */
     struct buf out;
-    bool want_close;      /* close once out is flushed */
-    bool lingering;       /* answered and shut for writing; draining input before the close */
-    struct timespec last; /* last input, or the end of the last answer */
+    bool want_close;  /* close once out is flushed */
+    bool lingering;   /* answered and shut for writing; draining input before the close */
+    bool handshaking; /* TLS handshake not finished */
+    bool shed;        /* over a cap: answered 503 and closed, not counted as served */
+    bool expect_seen; /* the current request's Expect was looked at */
+    uint32_t addr;    /* client IPv4 address, network order */
+    unsigned nreq;    /* requests dispatched */
+    size_t held;      /* request bytes accounted in srv->st.buffered_bytes */
+    struct timespec accepted;
+    struct timespec req_start; /* first byte of the current request (the accept for the first) */
+    struct timespec out_since; /* when out last went from empty to not */
+    struct timespec last;      /* end of the last answer (idle since), or the lingering start */
     bool dead;
     bool dirty;
     bool tls_want_write;
@@ -77,7 +89,81 @@ struct http_server {
     struct timespec timer_at;
     bool timer_armed;
     struct timespec last_sweep;
+    struct http_limits lim;
+    struct http_stats st;
+    uint64_t nshed;                              /* conns being shed */
+    unsigned round_handshakes;                   /* handshake steps this round */
+    struct addr_count *addrs[HTTP_ADDR_BUCKETS]; /* served connections per client address */
+    struct timespec accept_resume;               /* while st.accept_paused */
+    struct timespec accept_warned;               /* last warning about accept errors */
+    uint64_t accept_unwarned;                    /* errors since that warning */
 };
+
+/* Served connections from one client address (a chained hash table: 10,000s of clients). */
+struct addr_count {
+    uint32_t addr;
+    unsigned n;
+    struct addr_count *next;
+};
+
+static struct addr_count **addr_slot(struct http_server *s, uint32_t addr)
+{
+    struct addr_count **pp = &s->addrs[(addr * 2654435761u) >> 22 & (HTTP_ADDR_BUCKETS - 1)];
+    while (*pp && (*pp)->addr != addr)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static unsigned addr_conns(struct http_server *s, uint32_t addr)
+{
+    struct addr_count *a = *addr_slot(s, addr);
+    return a ? a->n : 0;
+}
+
+static int addr_add(struct http_server *s, uint32_t addr)
+{
+    struct addr_count **pp = addr_slot(s, addr);
+    if (!*pp) {
+        *pp = calloc(1, sizeof(**pp));
+        if (!*pp)
+            return -ENOMEM;
+        (*pp)->addr = addr;
+    }
+    (*pp)->n++;
+    return 0;
+}
+
+static void addr_remove(struct http_server *s, uint32_t addr)
+{
+    struct addr_count **pp = addr_slot(s, addr), *a = *pp;
+    if (a && --a->n == 0) {
+        *pp = a->next;
+        free(a);
+    }
+}
+
+void http_limits_default(struct http_limits *l)
+{
+    memset(l, 0, sizeof(*l));
+    l->request_ms = 10000;
+    l->idle_ms = 120000;
+    l->handshake_ms = 10000;
+    l->write_ms = 30000;
+    l->max_conns = 16384;
+    l->max_buffered = 256u << 20;
+    l->handshakes_per_round = 32;
+    l->accept_backoff_ms = 100;
+}
+
+void http_server_set_limits(struct http_server *s, const struct http_limits *l)
+{
+    s->lim = *l;
+}
+
+void http_server_stats(const struct http_server *s, struct http_stats *out)
+{
+    *out = s->st;
+}
 
 int http_fd_watch(struct http_server *s, int fd, unsigned events, http_fd_fn cb, void *arg,
                   struct http_fdwatch **out)
@@ -134,29 +220,39 @@ static void reap_fdwatches(struct http_server *s)
     }
 }
 
-void http_server_set_timer(struct http_server *s, long ms, http_tick_fn fn, void *arg)
+static long long ms_between(const struct timespec *from, const struct timespec *to)
 {
-    if (ms < 0) {
-        s->timer_armed = false;
-        return;
-    }
-    clock_gettime(CLOCK_MONOTONIC, &s->timer_at);
-    s->timer_at.tv_sec += ms / 1000;
-    s->timer_at.tv_nsec += (ms % 1000) * 1000000L;
-    if (s->timer_at.tv_nsec >= 1000000000L) {
-        s->timer_at.tv_sec++;
-        s->timer_at.tv_nsec -= 1000000000L;
-    }
-    s->timer_fn = fn;
-    s->timer_arg = arg;
-    s->timer_armed = true;
+    return (to->tv_sec - from->tv_sec) * 1000LL + (to->tv_nsec - from->tv_nsec) / 1000000LL;
 }
 
 static long long ms_since(const struct timespec *t)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    return (now.tv_sec - t->tv_sec) * 1000LL + (now.tv_nsec - t->tv_nsec) / 1000000LL;
+    return ms_between(t, &now);
+}
+
+static void now_plus(struct timespec *t, long ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, t);
+    t->tv_sec += ms / 1000;
+    t->tv_nsec += (ms % 1000) * 1000000L;
+    if (t->tv_nsec >= 1000000000L) {
+        t->tv_sec++;
+        t->tv_nsec -= 1000000000L;
+    }
+}
+
+void http_server_set_timer(struct http_server *s, long ms, http_tick_fn fn, void *arg)
+{
+    if (ms < 0) {
+        s->timer_armed = false;
+        return;
+    }
+    now_plus(&s->timer_at, ms);
+    s->timer_fn = fn;
+    s->timer_arg = arg;
+    s->timer_armed = true;
 }
 
 static int parse_listen(const char *addr, struct sockaddr_in *sa)
@@ -220,6 +316,7 @@ int http_server_new(const char *listen_addr, SSL_CTX *ssl_ctx, size_t max_body,
     }
     s->ssl_ctx = ssl_ctx;
     s->max_body = max_body;
+    http_limits_default(&s->lim);
     s->handler = handler;
     s->arg = arg;
     clock_gettime(CLOCK_MONOTONIC, &s->last_tick);
@@ -248,6 +345,14 @@ static void conn_free(struct http_conn *c)
     buf_release(&c->in);
     buf_release(&c->out);
     http__parser_reset(&c->parser);
+    s->st.buffered_bytes -= c->held;
+    s->st.conns--;
+    if (c->handshaking)
+        s->st.handshaking--;
+    if (c->shed)
+        s->nshed--;
+    else
+        addr_remove(s, c->addr);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -273,6 +378,13 @@ void http_server_free(struct http_server *s)
         close(s->lfd);
     if (s->epfd >= 0)
         close(s->epfd);
+    for (size_t i = 0; i < HTTP_ADDR_BUCKETS; i++) {
+        while (s->addrs[i]) {
+            struct addr_count *a = s->addrs[i];
+            s->addrs[i] = a->next;
+            free(a);
+        }
+    }
     free(s);
 }
 
@@ -302,10 +414,28 @@ static void mark_dirty(struct http_conn *c)
     c->srv->dirty = c;
 }
 
+static bool input_paused(const struct http_conn *c)
+{
+    return c->state != CONN_READING && !c->lingering && c->in.len >= HTTP_MAX_HEAD;
+}
+
+/*
+ * Bring srv->st.buffered_bytes up to date with the request bytes c holds (received and not yet
+ * handed over; buffers grow by doubling, so memory is at most twice that).
+ */
+static void conn_account(struct http_conn *c)
+{
+    size_t held = c->in.len + http__parser_held(&c->parser);
+    c->srv->st.buffered_bytes += held - c->held; /* modular: the total stays exact */
+    c->held = held;
+}
+
 static void conn_update_events(struct http_conn *c)
 {
     struct epoll_event ev = {0};
-    ev.events = EPOLLIN | EPOLLRDHUP;
+    /* input piling up behind a request being answered waits in the kernel, not here */
+    if (!input_paused(c))
+        ev.events = EPOLLIN | EPOLLRDHUP;
     if (c->out.len || c->tls_want_write)
         ev.events |= EPOLLOUT;
     ev.data.ptr = c;
@@ -344,6 +474,8 @@ static void conn_flush(struct http_conn *c)
         }
         buf_consume(&c->out, (size_t)n);
     }
+    if (!c->out.len && c->out.cap > HTTP_KEEP_BUF)
+        buf_release(&c->out); /* a big answer's buffer is not kept for the connection's life */
     if (!c->out.len && c->want_close && !c->lingering && !c->dead) {
         /*
          * Close gracefully: a client still sending a body we refused (413) would get a reset
@@ -363,6 +495,8 @@ static void queue(struct http_conn *c, const char *data, size_t len)
 {
     if (c->dead)
         return;
+    if (!c->out.len)
+        clock_gettime(CLOCK_MONOTONIC, &c->out_since);
     if (buf_append(&c->out, data, len)) {
         c->dead = true;
         return;
@@ -397,8 +531,12 @@ static const char *status_text(int status)
         return "Conflict";
     case 410:
         return "Gone";
+    case 408:
+        return "Request Timeout";
     case 413:
         return "Request Entity Too Large";
+    case 417:
+        return "Expectation Failed";
     case 415:
         return "Unsupported Media Type";
     case 422:
@@ -441,6 +579,7 @@ void http_respond(struct http_conn *c, int status, const char *content_type, con
 {
     c->on_close = NULL;
     clock_gettime(CLOCK_MONOTONIC, &c->last);
+    c->req_start = c->last; /* a request pipelined behind this one starts now */
     respond_head(c, status, content_type, extra_headers, (long long)len);
     if (len)
         queue(c, body, len);
@@ -488,6 +627,7 @@ int http_stream_write(struct http_conn *c, const char *data, size_t len)
 void http_stream_end(struct http_conn *c)
 {
     clock_gettime(CLOCK_MONOTONIC, &c->last);
+    c->req_start = c->last;
     queue(c, "0\r\n\r\n", 5);
     c->on_close = NULL;
     c->state = c->want_close ? CONN_CLOSING : CONN_READING;
@@ -499,19 +639,79 @@ size_t http_conn_backlog(const struct http_conn *c)
     return c->out.len;
 }
 
+static const char *status_reason(int status)
+{
+    switch (status) {
+    case 408:
+        return "Timeout";
+    case 413:
+        return "RequestEntityTooLarge";
+    case 417:
+        return "ExpectationFailed";
+    case 501:
+        return "NotImplemented";
+    case 503:
+        return "ServiceUnavailable";
+    default:
+        return "BadRequest";
+    }
+}
+
+/* Answer with a Kubernetes Status and close; counts the answer. */
 static void respond_error_close(struct http_conn *c, int status, const char *msg)
 {
+    struct http_server *s = c->srv;
     char body[512];
     int n = snprintf(body, sizeof(body),
                      "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":"
                      "\"Failure\",\"message\":\"%s\",\"reason\":\"%s\",\"code\":%d}",
-                     msg,
-                     status == 413   ? "RequestEntityTooLarge"
-                     : status == 501 ? "NotImplemented"
-                                     : "BadRequest",
-                     status);
+                     msg, status_reason(status), status);
+
+    if (status == 413)
+        s->st.too_large++;
+    else if (status == 400 || status == 417 || status == 501)
+        s->st.bad_requests++;
     c->want_close = true;
-    http_respond(c, status, "application/json", body, (size_t)n, NULL);
+    http_respond(c, status, "application/json", body, (size_t)n,
+                 status == 503 ? "Retry-After: 1\r\n" : NULL);
+}
+
+/* Over a cap at accept: 503 at once (plain) or once the handshake is done (TLS). */
+static void shed_answer(struct http_conn *c)
+{
+    respond_error_close(c, 503, "server busy: too many connections, retry later");
+    mark_dirty(c);
+}
+
+/*
+ * Look at the Expect header of a request whose head is complete: 417 for anything but
+ * 100-continue; for 100-continue, 503 when the body would go over the buffered-bytes cap, else
+ * 100 Continue (a body over max_body got 413 from the parser already). Returns false when the
+ * request was refused.
+ */
+static bool expect_check(struct http_conn *c, bool body_here)
+{
+    struct http_server *s = c->srv;
+    const char *ex = http_req_header(&c->parser.req, "expect");
+
+    c->expect_seen = true;
+    if (!ex)
+        return true;
+    if (strcasecmp(ex, "100-continue") != 0) {
+        respond_error_close(c, 417, "only Expect: 100-continue is supported");
+        return false;
+    }
+    if (body_here)
+        return true;
+    if (s->lim.max_buffered &&
+        s->st.buffered_bytes + c->parser.content_length > s->lim.max_buffered) {
+        s->st.shed_buffered++;
+        respond_error_close(c, 503, "server busy: too many request bytes in flight, retry later");
+        return false;
+    }
+    queue(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    s->st.continues++;
+    return true;
 }
 
 /* Try to parse and dispatch one request from c->in. Returns true if one was dispatched. */
@@ -522,13 +722,19 @@ static bool conn_try_request(struct http_conn *c)
     const char *conn_hdr;
     int rc = http__parse(&c->parser, c->in.p, c->in.len, s->max_body, &consumed);
 
-    if (rc == HTTP_PARSE_MORE)
-        return false;
     if (rc == HTTP_PARSE_FAIL) {
         respond_error_close(c, c->parser.status, c->parser.error);
         http__parser_reset(&c->parser);
         return false;
     }
+    if (c->parser.have_head && !c->expect_seen && !expect_check(c, rc == HTTP_PARSE_DONE)) {
+        http__parser_reset(&c->parser);
+        return false;
+    }
+    if (rc == HTTP_PARSE_MORE)
+        return false;
+    c->expect_seen = false;
+    c->nreq++;
     conn_hdr = http_req_header(&c->parser.req, "connection");
     if (conn_hdr && strcasecmp(conn_hdr, "close") == 0)
         c->want_close = true;
@@ -540,13 +746,33 @@ static bool conn_try_request(struct http_conn *c)
         http_respond(c, 500, "text/plain", "no response\n", 12, NULL);
     }
     http__parser_reset(&c->parser);
+    if (!c->in.len && c->in.cap > HTTP_KEEP_BUF)
+        buf_release(&c->in); /* an idle keep-alive connection holds no big buffer */
+    conn_account(c);
     return true;
+}
+
+static void handshake_done(struct http_conn *c)
+{
+    c->handshaking = false;
+    c->srv->st.handshaking--;
+    if (c->shed)
+        shed_answer(c);
 }
 
 static void conn_read(struct http_conn *c)
 {
+    struct http_server *s = c->srv;
     char tmp[65536];
 
+    if (c->handshaking) {
+        /* a flood of handshakes must leave the loop to others: the rest wait for a later round */
+        if (s->lim.handshakes_per_round && s->round_handshakes >= s->lim.handshakes_per_round) {
+            s->st.handshakes_delayed++;
+            return;
+        }
+        s->round_handshakes++;
+    }
     for (;;) {
         ssize_t n;
         if (c->ssl) {
@@ -579,65 +805,163 @@ static void conn_read(struct http_conn *c)
                 return;
             }
         }
-        if (c->lingering)
-            continue; /* draining */
-        clock_gettime(CLOCK_MONOTONIC, &c->last);
+        if (c->handshaking)
+            handshake_done(c);
+        /* draining after an answer that closes: nothing more is parsed */
+        if (c->lingering || (c->want_close && c->state == CONN_CLOSING))
+            continue;
+        if (!c->in.len && c->nreq)
+            clock_gettime(CLOCK_MONOTONIC, &c->req_start);
+        if (c->state == CONN_READING && s->lim.max_buffered &&
+            s->st.buffered_bytes + (size_t)n > s->lim.max_buffered) {
+            s->st.shed_buffered++;
+            http__parser_reset(&c->parser);
+            respond_error_close(c, 503,
+                                "server busy: too many request bytes in flight, retry later");
+            mark_dirty(c);
+            break;
+        }
         if (buf_append(&c->in, tmp, (size_t)n)) {
             c->dead = true;
             return;
         }
-        if (c->in.len > c->srv->max_body + HTTP_MAX_HEAD + 65536 && c->state != CONN_READING)
+        conn_account(c);
+        if (input_paused(c)) {
+            mark_dirty(c); /* stop polling for input until the answer goes out */
             break;
+        }
     }
+    if (c->handshaking && c->ssl && SSL_is_init_finished(c->ssl))
+        handshake_done(c);
     if (c->lingering)
         return;
     while (c->state == CONN_READING && !c->dead && c->in.len) {
         if (!conn_try_request(c))
             break;
     }
+    conn_account(c);
+}
+
+static void accept_resume(struct http_server *s)
+{
+    struct epoll_event ev = {0};
+
+    ev.events = EPOLLIN;
+    ev.data.ptr = NULL;
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->lfd, &ev) == 0)
+        s->st.accept_paused = 0;
+}
+
+/*
+ * Out of descriptors (or memory): the pending connection stays in the backlog and epoll would
+ * report it again at once, so the loop would spin. Stop watching the listener for a while and
+ * say so, at most every HTTP_WARN_EVERY_MS.
+ */
+static void accept_pause(struct http_server *s, int err)
+{
+    s->st.accept_errors++;
+    s->accept_unwarned++;
+    if (!s->accept_warned.tv_sec || ms_since(&s->accept_warned) >= HTTP_WARN_EVERY_MS) {
+        log_warn("msg=\"cannot accept connections, pausing\" port=%d error=\"%s\" pause_ms=%u "
+                 "failures=%llu",
+                 s->port, strerror(err), s->lim.accept_backoff_ms,
+                 (unsigned long long)s->accept_unwarned);
+        s->accept_unwarned = 0;
+        clock_gettime(CLOCK_MONOTONIC, &s->accept_warned);
+    }
+    if (epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->lfd, NULL) == 0) {
+        s->st.accept_paused = 1;
+        now_plus(&s->accept_resume, (long)s->lim.accept_backoff_ms);
+    }
+}
+
+/* Why a new connection from addr cannot be served (a counter to bump), or NULL. */
+static uint64_t *over_cap(struct http_server *s, uint32_t addr)
+{
+    if (s->lim.max_conns && s->st.conns - s->nshed >= s->lim.max_conns)
+        return &s->st.shed_conns;
+    if (s->lim.max_conns_per_addr && addr_conns(s, addr) >= s->lim.max_conns_per_addr)
+        return &s->st.shed_per_addr;
+    return NULL;
 }
 
 static void do_accept(struct http_server *s)
 {
-    for (;;) {
-        struct epoll_event ev = {0};
-        struct http_conn *c;
-        int one = 1;
-        int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    /* answering 503 costs a handshake with TLS: only so many at once, the rest just close */
+    uint64_t shed_max = 64 + s->lim.max_conns / 16;
 
-        if (fd < 0)
+    for (int i = 0; i < HTTP_ACCEPTS_PER_ROUND; i++) {
+        struct epoll_event ev = {0};
+        struct sockaddr_in peer;
+        socklen_t plen = sizeof(peer);
+        struct http_conn *c;
+        uint64_t *shed;
+        uint32_t addr;
+        int one = 1;
+        int fd = accept4(s->lfd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd < 0) {
+            int e = errno;
+            if (e == EINTR || e == ECONNABORTED || e == EPROTO)
+                continue;
+            if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM)
+                accept_pause(s, e);
             return;
+        }
+        addr = peer.sin_family == AF_INET ? peer.sin_addr.s_addr : 0;
+        shed = over_cap(s, addr);
+        if (shed && s->nshed >= shed_max) {
+            s->st.shed_closed++;
+            close(fd);
+            continue;
+        }
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         c = calloc(1, sizeof(*c));
-        if (!c) {
+        if (!c || (!shed && addr_add(s, addr))) {
+            free(c);
             close(fd);
             return;
         }
         c->tag = TAG_CONN;
         c->srv = s;
         c->fd = fd;
-        clock_gettime(CLOCK_MONOTONIC, &c->last);
+        c->addr = addr;
+        c->shed = shed != NULL;
+        clock_gettime(CLOCK_MONOTONIC, &c->accepted);
+        c->req_start = c->last = c->accepted;
         buf_init(&c->in);
         buf_init(&c->out);
         http__parser_init(&c->parser);
-        if (s->ssl_ctx) {
-            c->ssl = SSL_new(s->ssl_ctx);
-            if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
-                if (c->ssl)
-                    SSL_free(c->ssl);
-                close(fd);
-                free(c);
-                continue;
-            }
-            SSL_set_accept_state(c->ssl);
+        s->st.conns++;
+        s->st.accepted++;
+        if (shed) {
+            (*shed)++;
+            s->nshed++;
         }
         c->next = s->conns;
         if (s->conns)
             s->conns->prev = c;
         s->conns = c;
+        if (s->ssl_ctx) {
+            c->ssl = SSL_new(s->ssl_ctx);
+            if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
+                c->dead = true;
+                continue;
+            }
+            /* idle connections give their TLS buffers back (10,000s of agents) */
+            SSL_set_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
+            SSL_set_accept_state(c->ssl);
+            c->handshaking = true;
+            s->st.handshaking++;
+        }
         ev.events = EPOLLIN | EPOLLRDHUP;
         ev.data.ptr = c;
-        epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev);
+        if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+            c->dead = true;
+            continue;
+        }
+        if (c->shed && !c->ssl)
+            shed_answer(c);
     }
 }
 
@@ -673,6 +997,45 @@ static void reap_dead(struct http_server *s)
     }
 }
 
+/*
+ * Close what is past its deadline (see struct http_limits). A request that did not arrive whole
+ * gets a 408, written if the socket takes it at once.
+ */
+static void conn_check_deadlines(struct http_conn *c, const struct timespec *now)
+{
+    struct http_server *s = c->srv;
+
+    if (c->lingering) {
+        c->dead = ms_between(&c->last, now) >= HTTP_LINGER_MS;
+        return;
+    }
+    if (c->out.len && ms_between(&c->out_since, now) >= s->lim.write_ms) {
+        s->st.timeouts_write++;
+        c->dead = true;
+    } else if (c->handshaking) {
+        if (ms_between(&c->accepted, now) >= s->lim.handshake_ms) {
+            s->st.timeouts_handshake++;
+            c->dead = true;
+        }
+    } else if (c->state != CONN_READING) {
+        /* being answered: the handler's own deadlines apply */
+    } else if (c->in.len || !c->nreq) {
+        if (ms_between(&c->req_start, now) >= s->lim.request_ms) {
+            char msg[128];
+            s->st.timeouts_request++;
+            snprintf(msg, sizeof(msg), "request timeout: the request did not arrive within %u ms",
+                     s->lim.request_ms);
+            http__parser_reset(&c->parser);
+            respond_error_close(c, 408, msg);
+            conn_flush(c);
+            c->dead = true;
+        }
+    } else if (ms_between(&c->last, now) >= s->lim.idle_ms) {
+        s->st.timeouts_idle++;
+        c->dead = true;
+    }
+}
+
 int http_server_fd(const struct http_server *s)
 {
     return s->epfd;
@@ -683,6 +1046,10 @@ int http_server_next_timeout(const struct http_server *s)
     int timeout = s->tick ? (int)s->tick_ms : 1000;
     if (s->dirty)
         return 0;
+    if (s->conns && timeout > HTTP_SWEEP_MS)
+        timeout = HTTP_SWEEP_MS; /* deadlines */
+    if (s->st.accept_paused && timeout > (int)s->lim.accept_backoff_ms)
+        timeout = (int)s->lim.accept_backoff_ms;
     if (s->timer_armed) {
         struct timespec now;
         long long left;
@@ -714,6 +1081,9 @@ int http_server_step(struct http_server *s, int timeout_ms)
             return 0;
         return -errno;
     }
+    s->round_handshakes = 0;
+    if (s->st.accept_paused && ms_since(&s->accept_resume) >= 0)
+        accept_resume(s);
     for (int i = 0; i < n; i++) {
         struct http_conn *c = evs[i].data.ptr;
         if (!c) {
@@ -758,19 +1128,11 @@ int http_server_step(struct http_server *s, int timeout_ms)
         }
     }
     flush_dirty(s);
-    if (ms_since(&s->last_sweep) >= 250) {
-        /* Timeouts: slow or stalled requests, idle keep-alives, finished lingering closes. */
+    if (ms_since(&s->last_sweep) >= HTTP_SWEEP_MS) {
         clock_gettime(CLOCK_MONOTONIC, &s->last_sweep);
-        for (struct http_conn *c = s->conns; c; c = c->next) {
-            long long idle = ms_since(&c->last);
-            if (c->dead)
-                continue;
-            if (c->lingering
-                    ? idle >= HTTP_LINGER_MS
-                    : c->state == CONN_READING &&
-                          (c->in.len ? idle >= HTTP_HEAD_TIMEOUT_MS : idle >= HTTP_IDLE_TIMEOUT_MS))
-                c->dead = true;
-        }
+        for (struct http_conn *c = s->conns; c; c = c->next)
+            if (!c->dead)
+                conn_check_deadlines(c, &s->last_sweep);
     }
     for (struct http_conn *c = s->conns; c && !any_dead; c = c->next)
         any_dead = c->dead;

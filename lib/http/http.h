@@ -9,6 +9,17 @@
  * later (from any callback on the loop thread) until http_stream_end() or the peer closes
  * (the close callback fires; the conn is invalid after it returns). Request bodies are capped
  * (http_server_new's max_body); larger ones get 413 without reaching the handler.
+ *
+ * Hostile clients are bounded (struct http_limits): each request must arrive whole within a
+ * deadline counted from its first byte (from the accept for a connection's first request, TLS
+ * handshake included), not a silence timeout that every byte resets; answers must be taken
+ * within a deadline; connections are capped in total and per client address, and request bytes
+ * buffered over all connections are capped; beyond a cap the client gets 503 and the
+ * connection closes. TLS handshakes have a deadline and a budget of handshake steps per loop
+ * round, so a flood of handshakes cannot monopolize the loop. When accept fails for want of
+ * descriptors (EMFILE, ENFILE) the listener pauses instead of spinning. `Expect: 100-continue`
+ * is answered with 100 when the body will be read, or with 413/503 at once when it would not.
+ * struct http_stats counts each of these.
  */
 #ifndef WEFT_HTTP_H
 #define WEFT_HTTP_H
@@ -48,6 +59,47 @@ typedef void (*http_tick_fn)(void *arg);
 int http_server_new(const char *listen_addr, SSL_CTX *ssl_ctx, size_t max_body,
                     http_handler_fn handler, void *arg, struct http_server **out) WUR;
 void http_server_free(struct http_server *s);
+/*
+ * Bounds on what clients may hold (see the top of this file). 0 turns a cap off; timeouts must
+ * be > 0. http_limits_default gives: request 10 s, idle 120 s, handshake 10 s, write 30 s,
+ * 16384 connections, no per-address cap, 256 MiB buffered, 32 handshake steps per round,
+ * accept back-off 100 ms.
+ */
+struct http_limits {
+    unsigned request_ms;           /* a request (head and body) must arrive whole within this */
+    unsigned idle_ms;              /* a keep-alive connection may wait this long for a request */
+    unsigned handshake_ms;         /* a TLS handshake must finish within this of the accept */
+    unsigned write_ms;             /* an answer must be taken whole within this of being queued */
+    unsigned max_conns;            /* open connections served; beyond: 503, close */
+    unsigned max_conns_per_addr;   /* of those, from one client IP address */
+    size_t max_buffered;           /* request bytes held over all connections; beyond: 503 */
+    unsigned handshakes_per_round; /* TLS handshake steps per round of the loop */
+    unsigned accept_backoff_ms;    /* accepting pauses this long after EMFILE/ENFILE */
+};
+void http_limits_default(struct http_limits *l);
+/* Replace the server's limits (http_server_new starts with the defaults). Loop thread. */
+void http_server_set_limits(struct http_server *s, const struct http_limits *l);
+
+/* What a server counts: gauges (now) and counters (since it started). */
+struct http_stats {
+    uint64_t conns;          /* gauge: open connections (shed ones being answered included) */
+    uint64_t handshaking;    /* gauge: connections in their TLS handshake */
+    uint64_t buffered_bytes; /* gauge: request bytes received and not yet handed over */
+    uint64_t accept_paused;  /* gauge: 1 while accepting is paused (out of descriptors) */
+    uint64_t accepted;
+    uint64_t shed_conns;    /* 503: over max_conns */
+    uint64_t shed_per_addr; /* 503: over max_conns_per_addr */
+    uint64_t shed_buffered; /* 503: over max_buffered */
+    uint64_t shed_closed;   /* closed unanswered: too many being shed at once */
+    uint64_t timeouts_handshake, timeouts_request, timeouts_idle, timeouts_write;
+    uint64_t too_large;          /* 413 */
+    uint64_t bad_requests;       /* 400, 417, 501 */
+    uint64_t continues;          /* 100 Continue sent */
+    uint64_t handshakes_delayed; /* handshake steps put off to a later round (budget spent) */
+    uint64_t accept_errors;      /* accepts failed for want of descriptors or memory */
+};
+void http_server_stats(const struct http_server *s, struct http_stats *out);
+
 /* The port actually bound (useful with port 0). */
 int http_server_port(const struct http_server *s);
 /* Call fn every interval_ms from the loop. */

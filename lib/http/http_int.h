@@ -49,7 +49,7 @@ void http__parser_reset(struct http_parser *p);
 int http__parse(struct http_parser *p, const char *in, size_t len, size_t max_body,
                 size_t *consumed) WUR;
 
-/* Bytes of memory the parser holds beyond the input buffer (the decoded chunked body). */
+/* Request bytes the parser holds beyond the input buffer (the decoded chunked body). */
 size_t http__parser_held(const struct http_parser *p);
 
 #endif

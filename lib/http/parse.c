@@ -148,7 +148,7 @@ void http__parser_reset(struct http_parser *p)
 
 size_t http__parser_held(const struct http_parser *p)
 {
-    return p->body.cap;
+    return p->body.len;
 }
 
 static int fail(struct http_parser *p, int status, const char *error)

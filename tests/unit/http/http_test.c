@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -13,13 +14,51 @@
 #include "http/http.h"
 #include "tests/unit/unit.h"
 
-/* Echo what the parser gave: the body's length and bytes. */
+static struct http_server *server;
+
+/* GET /stats: the server's counters, "name=value" lines. */
+static void answer_stats(struct http_conn *c)
+{
+    struct http_stats st;
+    char out[1024];
+    int n;
+
+    http_server_stats(server, &st);
+    n = snprintf(out, sizeof(out),
+                 "conns=%llu\nhandshaking=%llu\nbuffered_bytes=%llu\naccept_paused=%llu\n"
+                 "shed_conns=%llu\nshed_per_addr=%llu\nshed_buffered=%llu\nshed_closed=%llu\n"
+                 "timeouts_request=%llu\ntimeouts_idle=%llu\ntimeouts_write=%llu\n"
+                 "too_large=%llu\ncontinues=%llu\naccept_errors=%llu\n",
+                 (unsigned long long)st.conns, (unsigned long long)st.handshaking,
+                 (unsigned long long)st.buffered_bytes, (unsigned long long)st.accept_paused,
+                 (unsigned long long)st.shed_conns, (unsigned long long)st.shed_per_addr,
+                 (unsigned long long)st.shed_buffered, (unsigned long long)st.shed_closed,
+                 (unsigned long long)st.timeouts_request, (unsigned long long)st.timeouts_idle,
+                 (unsigned long long)st.timeouts_write, (unsigned long long)st.too_large,
+                 (unsigned long long)st.continues, (unsigned long long)st.accept_errors);
+    http_respond(c, 200, "text/plain", out, (size_t)n, NULL);
+}
+
+/* Echo what the parser gave: the body's length and bytes. /stats and /big (32 MiB) aside. */
 static void echo(void *arg, struct http_conn *c, const struct http_request *req)
 {
     char head[64];
     struct buf b;
 
     (void)arg;
+    if (strcmp(req->path, "/stats") == 0) {
+        answer_stats(c);
+        return;
+    }
+    if (strcmp(req->path, "/big") == 0) {
+        size_t n = 32u << 20;
+        char *big = malloc(n);
+        REQUIRE(big);
+        memset(big, 'x', n);
+        http_respond(c, 200, "text/plain", big, n, NULL);
+        free(big);
+        return;
+    }
     buf_init(&b);
     snprintf(head, sizeof(head), "body=%zu:", req->body_len);
     REQUIRE(buf_puts(&b, head) == 0 && buf_append(&b, req->body, req->body_len) == 0);
@@ -29,6 +68,9 @@ static void echo(void *arg, struct http_conn *c, const struct http_request *req)
 
 static pid_t server_pid;
 static int server_port;
+static struct http_limits limits; /* the server's, when limits_set */
+static bool limits_set;
+static rlim_t server_nofile; /* the server's descriptor limit, when not 0 */
 
 /* A plain-HTTP server in a child process, 4 KiB body limit. */
 static void server_start(void)
@@ -36,14 +78,111 @@ static void server_start(void)
     struct http_server *s = NULL;
 
     REQUIRE(http_server_new("127.0.0.1:0", NULL, 4096, echo, NULL, &s) == 0);
+    if (limits_set)
+        http_server_set_limits(s, &limits);
     server_port = http_server_port(s);
     server_pid = fork();
     REQUIRE(server_pid >= 0);
     if (server_pid == 0) {
+        struct rlimit rl = {server_nofile, server_nofile};
+        if (server_nofile)
+            REQUIRE(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+        server = s;
         IGNORE_RESULT(http_server_run(s));
         _exit(0);
     }
     http_server_free(s);
+}
+
+/* A connection to the server from source address src ("127.0.0.1" or another loopback one). */
+static int dial(const char *src)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)server_port)};
+    struct sockaddr_in from = {.sin_family = AF_INET};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    REQUIRE(fd >= 0);
+    REQUIRE(inet_pton(AF_INET, src, &from.sin_addr) == 1);
+    REQUIRE(bind(fd, (struct sockaddr *)&from, sizeof(from)) == 0);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+    return fd;
+}
+
+static void send_str(int fd, const char *s)
+{
+    REQUIRE(send(fd, s, strlen(s), MSG_NOSIGNAL) == (ssize_t)strlen(s));
+}
+
+/* Whether the server closed fd (reading and dropping what it sent); waits up to ms. */
+static bool closed_within(int fd, int ms)
+{
+    char chunk[4096];
+
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        ssize_t n;
+
+        if (poll(&p, 1, ms) <= 0)
+            return false;
+        n = recv(fd, chunk, sizeof(chunk), 0);
+        if (n <= 0)
+            return true;
+    }
+}
+
+/* Everything the server sends on fd until it closes or is silent for 3 s, NUL-terminated. */
+static char *read_all(int fd)
+{
+    struct buf in;
+    char chunk[4096];
+
+    buf_init(&in);
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        ssize_t n;
+
+        if (poll(&p, 1, 3000) <= 0)
+            break;
+        n = recv(fd, chunk, sizeof(chunk), 0);
+        if (n <= 0)
+            break;
+        REQUIRE(buf_append(&in, chunk, (size_t)n) == 0);
+    }
+    return buf_take(&in);
+}
+
+/* One whole answer on fd (up to its Content-Length), NUL-terminated; "" when none came. */
+static char *read_all_one(int fd)
+{
+    struct buf in;
+    char chunk[4096];
+
+    buf_init(&in);
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        const char *body, *cl;
+        ssize_t n;
+
+        if (poll(&p, 1, 3000) <= 0)
+            break;
+        n = recv(fd, chunk, sizeof(chunk), 0);
+        if (n <= 0)
+            break;
+        REQUIRE(buf_append(&in, chunk, (size_t)n) == 0);
+        body = strstr(in.p, "\r\n\r\n");
+        cl = strcasestr(in.p, "\r\nContent-Length: ");
+        if (body && cl && (long)(in.len - (size_t)(body + 4 - in.p)) >= atol(cl + 18))
+            break;
+    }
+    return buf_take(&in);
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
 static void server_stop(void)
@@ -108,7 +247,43 @@ static char *exchange(const char *req, size_t len, size_t split)
     return out;
 }
 
+/*
+ * One counter of the server's /stats. Asked again while the answer is a 503: under a connection
+ * cap the server may not yet have seen the close of the previous connection.
+ */
+static long long stat_of(const char *name)
+{
+    const char *req = "GET /stats HTTP/1.1\r\nHost: h\r\n\r\n";
+    char key[64];
+    long long v = -1;
+
+    snprintf(key, sizeof(key), "\n%s=", name);
+    for (int i = 0; i < 100 && v < 0; i++) {
+        char *got = exchange(req, strlen(req), strlen(req));
+        const char *p = strstr(got, key);
+
+        if (!p && strncmp(got + 4, key + 1, strlen(key) - 1) == 0)
+            p = got + 3; /* the first line, after "200 " */
+        if (p)
+            v = atoll(p + strlen(key));
+        else if (strncmp(got, "503 ", 4) == 0)
+            usleep(20 * 1000);
+        else
+            i = 100;
+        free(got);
+    }
+    return v;
+}
+
 #define POST "POST /x HTTP/1.1\r\nHost: h\r\n"
+
+/* Wait until the server holds n connections besides the one asking (it sees closes late). */
+static void wait_conns(long long n)
+{
+    for (int i = 0; i < 100 && stat_of("conns") != n + 1; i++)
+        usleep(20 * 1000);
+    CHECK_INT(stat_of("conns"), n + 1);
+}
 
 /*
  * The answer to req must start with status (and contain text, when given), whether it arrives
@@ -215,4 +390,237 @@ static void t_head_limit(void)
     server_stop();
 }
 
-UNIT_MAIN(UNIT(t_chunked), UNIT(t_framing), UNIT(t_head_limit))
+static void small_limits(void)
+{
+    http_limits_default(&limits);
+    limits_set = true;
+}
+
+/*
+ * The deadline covers the whole request, however steadily it trickles: a client sending a byte
+ * every 100 ms (a silence timeout would never fire) is answered 408 and closed at the deadline,
+ * and not before it.
+ */
+static void t_request_deadline(void)
+{
+    double start;
+    char *got;
+    int fd, sent = 0;
+
+    small_limits();
+    limits.request_ms = 800;
+    server_start();
+    fd = dial("127.0.0.1");
+    start = now_s();
+    send_str(fd, POST "Content-Length: 100\r\n\r\n");
+    while (!closed_within(fd, 100) && sent < 100) {
+        IGNORE_RESULT(send(fd, "a", 1, MSG_NOSIGNAL));
+        sent++;
+    }
+    /* closed, before the body was complete, and not before the deadline */
+    CHECK(sent < 100);
+    CHECK(now_s() - start >= 0.8);
+    close(fd);
+    CHECK_INT(stat_of("timeouts_request"), 1);
+    /* the answer says why */
+    fd = dial("127.0.0.1");
+    send_str(fd, POST "Content-Length: 100\r\n\r\nabc");
+    got = read_all(fd);
+    CHECK(strstr(got, "HTTP/1.1 408 ") == got && strstr(got, "did not arrive within 800 ms"));
+    free(got);
+    close(fd);
+    /* a connection that sends nothing is closed at the same deadline */
+    fd = dial("127.0.0.1");
+    start = now_s();
+    CHECK(closed_within(fd, 5000));
+    CHECK(now_s() - start >= 0.8);
+    close(fd);
+    server_stop();
+}
+
+/* Over the connection caps, 503 and close; other addresses and later connections are served. */
+static void t_connection_caps(void)
+{
+    int fds[4], extra;
+    char *got;
+
+    small_limits();
+    limits.max_conns = 4;
+    limits.max_conns_per_addr = 3;
+    server_start();
+    for (int i = 0; i < 3; i++)
+        fds[i] = dial("127.0.0.2");
+    /* the fourth from 127.0.0.2 is over its address's cap */
+    extra = dial("127.0.0.2");
+    got = read_all(extra);
+    CHECK(strstr(got, "HTTP/1.1 503 ") == got && strstr(got, "Retry-After: 1\r\n"));
+    free(got);
+    close(extra);
+    fds[3] = dial("127.0.0.3");
+    send_str(fds[3], POST "Content-Length: 2\r\n\r\nok");
+    got = read_all_one(fds[3]);
+    CHECK(strstr(got, "HTTP/1.1 200 ") == got && strstr(got, "body=2:ok"));
+    free(got);
+    close(fds[3]);
+    CHECK_INT(stat_of("shed_per_addr"), 1);
+    wait_conns(3);
+    /* four open: the fifth is over the total cap */
+    fds[3] = dial("127.0.0.3");
+    extra = dial("127.0.0.4");
+    send_str(extra, "GET /stats HTTP/1.1\r\nHost: h\r\n\r\n");
+    got = read_all(extra);
+    CHECK(strstr(got, "HTTP/1.1 503 ") == got);
+    free(got);
+    close(extra);
+    for (int i = 0; i < 4; i++)
+        close(fds[i]);
+    wait_conns(0); /* (asking may itself be shed until the server has seen the closes) */
+    CHECK(stat_of("shed_conns") >= 1);
+    server_stop();
+}
+
+/* Request bytes held over all connections are capped: the connection that would pass it gets 503.
+ */
+static void t_buffered_cap(void)
+{
+    char body[2001];
+    char *got;
+    int a, b;
+
+    small_limits();
+    limits.max_buffered = 6000;
+    server_start();
+    memset(body, 'b', sizeof(body));
+    body[sizeof(body) - 1] = '\0';
+    /* a holds about 4060 bytes: its head and 3999 of its 4000 */
+    a = dial("127.0.0.1");
+    send_str(a, POST "Content-Length: 4000\r\n\r\n");
+    send_str(a, body);
+    send_str(a, body + 1);
+    CHECK(!closed_within(a, 200));
+    /* b's 2000 would take the total over 6000 */
+    b = dial("127.0.0.1");
+    send_str(b, POST "Content-Length: 4000\r\n\r\n");
+    send_str(b, body);
+    got = read_all(b);
+    CHECK(strstr(got, "HTTP/1.1 503 ") == got && strstr(got, "too many request bytes"));
+    free(got);
+    close(b);
+    /* the first still completes */
+    send_str(a, "b");
+    got = read_all_one(a);
+    CHECK(strstr(got, "HTTP/1.1 200 ") == got && strstr(got, "body=4000:"));
+    free(got);
+    close(a);
+    CHECK_INT(stat_of("shed_buffered"), 1);
+    server_stop();
+}
+
+/* Expect: 100-continue is answered before the body is sent; 413 and 417 at once. */
+static void t_expect(void)
+{
+    char *got;
+    int fd;
+
+    server_start();
+    fd = dial("127.0.0.1");
+    send_str(fd, POST "Content-Length: 3\r\nExpect: 100-continue\r\n\r\n");
+    {
+        char line[64] = {0};
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        CHECK(poll(&p, 1, 3000) == 1);
+        CHECK(recv(fd, line, 25, MSG_WAITALL) == 25);
+        CHECK_STR(line, "HTTP/1.1 100 Continue\r\n\r\n");
+    }
+    send_str(fd, "abc");
+    got = read_all(fd);
+    CHECK(strstr(got, "HTTP/1.1 200 ") == got && strstr(got, "body=3:abc"));
+    free(got);
+    close(fd);
+    expect(POST "Content-Length: 5000\r\nExpect: 100-continue\r\n\r\n", "413", "limit is 4096");
+    expect(POST "Content-Length: 3\r\nExpect: magic\r\n\r\nabc", "417",
+           "only Expect: 100-continue");
+    CHECK_INT(stat_of("continues"), 1);
+    server_stop();
+}
+
+/* A client that does not read its answer is cut off at the write deadline. */
+static void t_slow_reader(void)
+{
+    int fd;
+    double start;
+
+    small_limits();
+    limits.write_ms = 500;
+    server_start();
+    fd = dial("127.0.0.1");
+    send_str(fd, "GET /big HTTP/1.1\r\nHost: h\r\n\r\n");
+    start = now_s();
+    usleep(1500 * 1000);
+    /* reading now: the answer stops short of its 32 MiB and the connection is closed */
+    {
+        char *got = read_all(fd);
+        CHECK(strlen(got) < (32u << 20));
+        free(got);
+    }
+    CHECK(now_s() - start >= 0.5);
+    close(fd);
+    CHECK_INT(stat_of("timeouts_write"), 1);
+    server_stop();
+}
+
+/* CPU time (user + system, clock ticks) process pid has used. */
+static long long cpu_ticks(pid_t pid)
+{
+    char path[64], line[1024], *p;
+    unsigned long long ut = 0, st = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    f = fopen(path, "r");
+    REQUIRE(f);
+    REQUIRE(fgets(line, sizeof(line), f));
+    fclose(f);
+    p = strrchr(line, ')');
+    REQUIRE(p &&
+            sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2);
+    return (long long)(ut + st);
+}
+
+/*
+ * Out of descriptors, the server pauses accepting instead of spinning on the pending
+ * connections, and serves again once descriptors are free.
+ */
+static void t_emfile(void)
+{
+    int fds[40];
+    long long before;
+    char *got;
+    int fd;
+
+    small_limits();
+    server_nofile = 24;
+    server_start();
+    for (size_t i = 0; i < ARRAY_LEN(fds); i++)
+        fds[i] = dial("127.0.0.1");
+    before = cpu_ticks(server_pid);
+    sleep(2);
+    /* spinning would be about 2 s of CPU; pausing costs next to nothing */
+    CHECK(cpu_ticks(server_pid) - before < sysconf(_SC_CLK_TCK) / 2);
+    for (size_t i = 0; i < ARRAY_LEN(fds); i++)
+        close(fds[i]);
+    usleep(300 * 1000);
+    fd = dial("127.0.0.1");
+    send_str(fd, POST "Content-Length: 2\r\n\r\nok");
+    got = read_all(fd);
+    CHECK(strstr(got, "HTTP/1.1 200 ") == got);
+    free(got);
+    close(fd);
+    CHECK(stat_of("accept_errors") >= 1);
+    server_nofile = 0;
+    server_stop();
+}
+
+UNIT_MAIN(UNIT(t_chunked), UNIT(t_framing), UNIT(t_head_limit), UNIT(t_request_deadline),
+          UNIT(t_connection_caps), UNIT(t_buffered_cap), UNIT(t_expect), UNIT(t_slow_reader),
+          UNIT(t_emfile))

@@ -17,6 +17,8 @@
 #                the API server's address still go through while the 40 are held
 #   buffered     request bytes held over all connections stay under the cap (4 MiB here): the
 #                connections that would pass it get 503; reviews work again after the deadline
+#   tls-policy   a client offering only CBC suites (or TLS 1.1) is refused at the handshake on the
+#                webhook port, and the refused handshakes do not linger; ECDHE with AEAD works
 #   expect       Expect: 100-continue is answered 100 (body accepted) or 413 at once
 #   fd-caps      weftd at 256 descriptors and default caps: 400 connections to the certificate
 #                port are refused by the caps (scaled to the descriptor limit) before
@@ -190,6 +192,22 @@ case_buffered() {
     pod_injected after-buffered || return
 }
 
+no_handshakes() {
+    [ "$(metric 'weft_http_tls_handshakes{listener="webhook"}')" = 0 ]
+}
+
+case_tls_policy() {
+    local c
+    for c in ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES256-SHA384:ECDHE-RSA-AES128-SHA:AES128-SHA:AES256-SHA256; do
+        fails "TLS 1.2 with CBC suites only" sh -c "openssl s_client -connect 127.0.0.1:$WP -tls1_2 -cipher $c </dev/null" || return
+    done
+    fails "TLS 1.1" sh -c "openssl s_client -connect 127.0.0.1:$WP -tls1_1 </dev/null" || return
+    okv "TLS 1.2 AEAD" sh -c "openssl s_client -connect 127.0.0.1:$WP -tls1_2 -cipher ECDHE-ECDSA-AES128-GCM-SHA256 </dev/null 2>&1" || return
+    assert_contains "$OUT" "Cipher is ECDHE-ECDSA-AES128-GCM-SHA256" "AEAD suite negotiated" || return
+    wait_for 5 no_handshakes ||
+        { t_fail "refused handshakes linger: $(metric 'weft_http_tls_handshakes{listener="webhook"}')"; return 1; }
+}
+
 case_expect() {
     "$K" get secret -n weft-system weft-ca -o 'jsonpath={.data.ca\.crt}' | base64 -d >"$KL_TMP/bundle.pem"
     local rev='{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u1","operation":"UPDATE","kind":{"group":"","version":"v1","kind":"Pod"},"namespace":"x","object":{}}}'
@@ -259,6 +277,7 @@ t_run slow-body case_slow_body
 t_run no-hello case_no_hello
 t_run per-address case_per_address
 t_run buffered case_buffered
+t_run tls-policy case_tls_policy
 t_run expect case_expect
 t_run fd-caps case_fd_caps
 t_run emfile case_emfile

@@ -80,7 +80,9 @@ openssl x509 -in "$dir/cert.pem" -noout -subject -ext subjectAltName -enddate | 
 echo
 pod=$(k get pods -n demo -l app=frontend -o jsonpath='{.items[0].metadata.name}')
 echo "== the configuration compiled for proxy demo/$pod (first lines)"
-curl -s "http://127.0.0.1:15014/debug/config/demo/$pod" | head -40
+# /debug/ needs a bearer token the API server accepts for get on /debug/config (the kubeconfig's)
+tok=$(sed -n 's/^ *token: *//p' "$dir/kubeconfig" | head -1)
+curl -s -H "Authorization: Bearer $tok" "http://127.0.0.1:15014/debug/config/demo/$pod" | head -40
 cat <<TXT
    ...
 
@@ -91,7 +93,7 @@ Weft's control plane is running. In another terminal:
     kubectl describe trafficsplit backend -n demo
     kubectl patch trafficsplit backend -n demo --type=merge \\
         -p '{"spec":{"backends":[{"service":"backend-v1","weight":50},{"service":"backend-v2","weight":50}]}}'
-    curl -s http://127.0.0.1:15014/debug/config/demo/$pod
+    curl -s -H "Authorization: Bearer $tok" http://127.0.0.1:15014/debug/config/demo/$pod
     curl -s http://127.0.0.1:15014/metrics | grep ^weft_
 
 Logs: $dir/kubelite.log, $dir/weftd.log. Ctrl-C stops everything.

@@ -1,6 +1,7 @@
 /*
  * admin.c - weftd's admin endpoint (plain HTTP, 15014 by default): Prometheus metrics, liveness,
- * readiness (informers synced and the CA loaded), and the compiled document of any proxy.
+ * readiness (informers synced and the CA loaded), open to all; and the compiled document of any
+ * proxy under /debug/, for bearer tokens allowed to get /debug/config (debug_auth.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,6 +160,18 @@ static int metrics(struct weftd *d, struct buf *b)
     if (!rc)
         rc = weftd_http_metrics(d, b);
     if (!rc)
+        rc = buf_printf(
+            b,
+            "# HELP weft_debug_requests_total /debug/ requests by outcome (a bearer "
+            "token authorized for get on /debug/<endpoint>).\n"
+            "# TYPE weft_debug_requests_total counter\n"
+            "weft_debug_requests_total{result=\"allowed\"} %llu\n"
+            "weft_debug_requests_total{result=\"unauthenticated\"} %llu\n"
+            "weft_debug_requests_total{result=\"forbidden\"} %llu\n"
+            "weft_debug_requests_total{result=\"unavailable\"} %llu\n",
+            (unsigned long long)m->debug_allowed, (unsigned long long)m->debug_unauthenticated,
+            (unsigned long long)m->debug_forbidden, (unsigned long long)m->debug_unavailable);
+    if (!rc)
         rc = buf_printf(b,
                         "# HELP weft_leader Whether this replica holds the lease.\n"
                         "# TYPE weft_leader gauge\nweft_leader %d\n",
@@ -167,6 +180,36 @@ static int metrics(struct weftd *d, struct buf *b)
 #undef SUM
     json_decref(stats);
     return rc;
+}
+
+/* /debug/ once authorized (debug_auth.c): the compiled document of one proxy. */
+static void serve_debug(struct weftd *d, struct http_conn *c, const struct http_request *req)
+{
+    if (strncmp(req->path, "/debug/config/", 14) == 0) {
+        const char *key = req->path + 14;
+        json_t *doc = json_object_get(d->docs, key);
+        char *s;
+        if (!strchr(key, '/')) {
+            respond_text(c, 400, "use /debug/config/<namespace>/<pod>\n");
+            return;
+        }
+        if (!doc) {
+            char msg[700];
+            snprintf(msg, sizeof(msg),
+                     "no compiled configuration for pod %s (not found, or not meshed)\n", key);
+            respond_text(c, 404, msg);
+            return;
+        }
+        s = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
+        if (!s) {
+            respond_text(c, 500, "out of memory\n");
+            return;
+        }
+        http_respond(c, 200, "application/json", s, strlen(s), NULL);
+        free(s);
+    } else {
+        respond_text(c, 404, "not found\n");
+    }
 }
 
 static void handle(void *arg, struct http_conn *c, const struct http_request *req)
@@ -193,28 +236,8 @@ static void handle(void *arg, struct http_conn *c, const struct http_request *re
         else
             http_respond(c, 200, "text/plain; version=0.0.4", b.p, b.len, NULL);
         buf_release(&b);
-    } else if (strncmp(req->path, "/debug/config/", 14) == 0) {
-        const char *key = req->path + 14;
-        json_t *doc = json_object_get(d->docs, key);
-        char *s;
-        if (!strchr(key, '/')) {
-            respond_text(c, 400, "use /debug/config/<namespace>/<pod>\n");
-            return;
-        }
-        if (!doc) {
-            char msg[700];
-            snprintf(msg, sizeof(msg),
-                     "no compiled configuration for pod %s (not found, or not meshed)\n", key);
-            respond_text(c, 404, msg);
-            return;
-        }
-        s = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
-        if (!s) {
-            respond_text(c, 500, "out of memory\n");
-            return;
-        }
-        http_respond(c, 200, "application/json", s, strlen(s), NULL);
-        free(s);
+    } else if (strncmp(req->path, "/debug/", 7) == 0) {
+        weftd_debug_authorize(d, c, req, serve_debug);
     } else {
         respond_text(c, 404, "not found\n");
     }

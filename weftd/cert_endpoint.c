@@ -381,7 +381,7 @@ static void review_pump(struct weftd_certs *s)
 }
 
 /* RFC 6750 b64token: the only characters a bearer token may have. */
-static bool token_plausible(const char *t)
+bool weftd_token_plausible(const char *t)
 {
     size_t n = strlen(t);
     if (n == 0 || n > 16384)
@@ -439,7 +439,7 @@ static void certs_handle(void *arg, struct http_conn *c, const struct http_reque
     token = auth + 7;
     while (*token == ' ')
         token++;
-    if (!token_plausible(token)) {
+    if (!weftd_token_plausible(token)) {
         d->m.certs_refused[WEFTD_REFUSED_AUTH]++;
         respond_error(c, 401, "Unauthenticated", "malformed bearer token");
         return;

@@ -102,6 +102,8 @@ struct weftd_metrics {
     uint64_t webhook_shed_expired; /* dropped: waited past the API server's timeout */
     uint64_t webhook_shed_log_ns;  /* last shed warning, for rate limiting */
     struct weftd_hist webhook_seconds;
+    /* /debug/ requests (debug_auth.c), by outcome */
+    uint64_t debug_allowed, debug_unauthenticated, debug_forbidden, debug_unavailable;
 };
 
 struct weftd;
@@ -151,6 +153,7 @@ struct weftd {
     struct weftd_webhook *webhook_srv;
 
     struct http_server *admin, *webhook, *certs;
+    int debug_reviews; /* /debug/ requests being authorized (debug_auth.c) */
     struct weftd_http *attached[4];
     struct weftd_metrics m;
     uv_signal_t sigterm, sigint;
@@ -230,7 +233,18 @@ void weftd_webhook_leading(struct weftd *d);
 /* The CA became ready (or rotated): (re)issue the serving cert, refresh the caBundle. */
 void weftd_webhook_ca_ready(struct weftd *d);
 
-/* --- admin endpoint (admin.c) --- */
+/* --- admin endpoint (admin.c) and who may use its /debug/ (debug_auth.c) --- */
+typedef void weftd_debug_fn(struct weftd *d, struct http_conn *c, const struct http_request *req);
+/*
+ * Answer a /debug/ request with serve(d, c, req) once its bearer token is authenticated
+ * (TokenReview) and authorized for get on the non-resource URL /debug/<endpoint>
+ * (SubjectAccessReview); else 401, 403, 429 or 503. serve may run later, from the loop, with a
+ * copy of req.
+ */
+void weftd_debug_authorize(struct weftd *d, struct http_conn *c, const struct http_request *req,
+                           weftd_debug_fn *serve);
+/* RFC 6750 b64token of at most 16 KiB: what a bearer token may look like (cert_endpoint.c). */
+bool weftd_token_plausible(const char *t);
 int weftd_admin_start(struct weftd *d) WUR;
 void weftd_admin_stop(struct weftd *d);
 

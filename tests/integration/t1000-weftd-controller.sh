@@ -225,7 +225,7 @@ EOF
     ok "create pods" "$K" apply -f "$KL_TMP/client.yaml" || return 1
     ok "podIP" "$K" patch pod client -n t1 --subresource=status --type=merge \
         -p '{"status":{"podIP":"10.1.0.5","podIPs":[{"ip":"10.1.0.5"}]}}' || return 1
-    wait_for 10 sh -c "curl -s http://127.0.0.1:${WD_ADMIN[a]}/debug/config/t1/client | grep -q 10.1.0.5"
+    wait_for 10 sh -c "curl -s -H 'Authorization: Bearer $(wd_token)' http://127.0.0.1:${WD_ADMIN[a]}/debug/config/t1/client | grep -q 10.1.0.5"
     wd_get a /debug/config/t1/client
     assert_eq "$CODE" 200 "document status" || return 1
     assert_eq "$(printf '%s' "$BODY" | pyjson '[j["schemaVersion"], j["proxy"], j["identity"]["spiffeID"], [l["port"] for l in j["inbound"]]]')" \
@@ -240,12 +240,13 @@ EOF
     ok "reweight" "$K" patch ts/web -n t1 --type=json \
         -p '[{"op":"replace","path":"/spec/backends/0/weight","value":1},{"op":"replace","path":"/spec/backends/1/weight","value":3}]' ||
         return 1
+    tok=$(wd_token)
     t0=$(now_ms)
     want='{"web-v1": 250000, "web-v2": 750000}'
     got=
     # Poll with curl alone (cheap); the document is then checked exactly.
     while [ $(($(now_ms) - t0)) -lt 3000 ]; do
-        curl -s "http://127.0.0.1:${WD_ADMIN[a]}/debug/config/t1/client" |
+        curl -s -H "Authorization: Bearer $tok" "http://127.0.0.1:${WD_ADMIN[a]}/debug/config/t1/client" |
             grep -q '"requestedPpm": 750000' && break
         sleep 0.01
     done

@@ -81,7 +81,7 @@ fetch() {
     mkdir -p "$2"
     while read -r p; do
         code=$(curl -s -o "$2/${p/\//.}.json" -w '%{http_code}' \
-            "http://127.0.0.1:${WD_ADMIN[$1]}/debug/config/$p")
+            -H "Authorization: Bearer $(wd_token)" "http://127.0.0.1:${WD_ADMIN[$1]}/debug/config/$p")
         [ "$code" = 200 ] || ok=1
     done <"$KL_TMP/meshed.txt"
     return "$ok"

@@ -120,7 +120,7 @@ EOF
     done
     echo "    status writes: a $wa, b 0"
     # b is a follower but compiles: the same document on both.
-    wait_for 10 sh -c "curl -s http://127.0.0.1:${WD_ADMIN[b]}/debug/config/r1/client | grep -q '\"requestedPpm\": 750000'"
+    wait_for 10 sh -c "curl -s -H 'Authorization: Bearer $(wd_token)' http://127.0.0.1:${WD_ADMIN[b]}/debug/config/r1/client | grep -q '\"requestedPpm\": 750000'"
     wd_get a /debug/config/r1/client
     local da=$BODY
     wd_get b /debug/config/r1/client

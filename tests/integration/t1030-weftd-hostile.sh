@@ -27,6 +27,10 @@
 #                fails with EMFILE, and weftd pauses accepting instead of spinning (its CPU time
 #                over the attack, from /proc, stays far below the attack's length), warns at most
 #                once per 10 s, and serves again once descriptors are free
+#   debug-auth   the admin port's /debug/ needs a bearer token the API server authenticates
+#                (TokenReview) and authorizes for get on the non-resource URL /debug/config
+#                (SubjectAccessReview): none or a bad one 401, a ServiceAccount without the grant
+#                403, with a ClusterRole granting it 200; /metrics, /healthz, /readyz stay open
 #   nothing-lost every pod created during the attacks exists and was injected
 . "$(dirname "$0")/lib.sh"
 
@@ -263,6 +267,45 @@ case_emfile() {
     pod_injected after-emfile || return
 }
 
+debug_get() { # TOKEN PATH: CODE and BODY
+    BODY=$(curl -s --max-time 10 ${1:+-H "Authorization: Bearer $1"} -w '\n%{http_code}' \
+        "http://127.0.0.1:$AP$2")
+    CODE=${BODY##*$'\n'}
+    BODY=${BODY%$'\n'*}
+}
+
+case_debug_auth() {
+    local tok
+    debug_get "" /debug/config/$NS/before
+    assert_eq "$CODE" 401 "no token: $BODY" || return
+    assert_contains "$BODY" "Authorization: Bearer" "the 401 says what is needed" || return
+    debug_get 'not a token!' /debug/config/$NS/before
+    assert_eq "$CODE" 401 "malformed token: $BODY" || return
+    debug_get "eyJhbGciOiJub25lIn0.e30.forged" /debug/config/$NS/before
+    assert_eq "$CODE" 401 "token the API server does not know: $BODY" || return
+    ok "ServiceAccount" "$K" create serviceaccount -n "$NS" peeker || return
+    okv "its token" "$K" create token peeker -n "$NS" || return
+    tok=$OUT
+    debug_get "$tok" /debug/config/$NS/before
+    assert_eq "$CODE" 403 "no grant: $BODY" || return
+    assert_contains "$BODY" "system:serviceaccount:$NS:peeker" "403 names the user" || return
+    assert_contains "$BODY" 'cannot get path \"/debug/config\"' "403 names the path" || return
+    ok "ClusterRole" "$K" create clusterrole weft-debug --verb=get --non-resource-url=/debug/config || return
+    ok "binding" "$K" create clusterrolebinding peeker-debug --clusterrole=weft-debug --serviceaccount="$NS:peeker" || return
+    debug_get "$tok" /debug/config/$NS/before
+    assert_eq "$CODE" 200 "granted: $BODY" || return
+    echo "    ${BODY:0:200}" | tr -d '\n'; echo
+    assert_contains "$BODY" "spiffe://cluster.local/ns/$NS/sa/default" "the pod's document" || return
+    debug_get "$tok" /debug/other
+    assert_eq "$CODE" 403 "the grant is for /debug/config only: $BODY" || return
+    for p in /metrics /healthz /readyz; do
+        debug_get "" "$p"
+        assert_eq "$CODE" 200 "$p open" || return
+    done
+    assert_gt "$(metric 'weft_debug_requests_total{result="forbidden"}')" 1 "forbidden counted" || return
+    assert_gt "$(metric 'weft_debug_requests_total{result="allowed"}')" 0 "allowed counted" || return
+}
+
 case_nothing_lost() {
     local p
     for p in "${PODS[@]}"; do
@@ -281,5 +324,6 @@ t_run tls-policy case_tls_policy
 t_run expect case_expect
 t_run fd-caps case_fd_caps
 t_run emfile case_emfile
+t_run debug-auth case_debug_auth
 t_run nothing-lost case_nothing_lost
 t_summary

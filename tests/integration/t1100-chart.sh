@@ -246,7 +246,7 @@ case_render_values() {
     args_of usercasecret || return
     assert_match "$OUT" '^--user-ca-secret=my-ca$' "user CA arg" || return
     jpf usercasecret Role weftd '.rules[?(@.resourceNames[0]=="my-ca")].verbs' || return
-    assert_eq "$OUT" '["get"]' "the user CA Secret is read only" || return
+    assert_eq "$OUT" '["get","list","watch"]' "the user CA Secret is read only" || return
 
     render smi --set smi.enabled=true || return
     dry smi || return
@@ -481,6 +481,7 @@ true  watch split.smi-spec.io trafficsplits - - -
 false update split.smi-spec.io trafficsplits - shop t
 true  list specs.smi-spec.io httproutegroups - - -
 true  create authentication.k8s.io tokenreviews - - -
+true  create authorization.k8s.io subjectaccessreviews - - -
 true  get   admissionregistration.k8s.io mutatingwebhookconfigurations - - weft-injector
 true  patch admissionregistration.k8s.io mutatingwebhookconfigurations - - weft-injector
 true  update admissionregistration.k8s.io mutatingwebhookconfigurations - - weft-injector
@@ -496,6 +497,12 @@ false list   - configmaps - shop -
 true  get    - secrets - weft-system weft-ca
 true  update - secrets - weft-system weft-ca
 true  create - secrets - weft-system -
+true  list   - secrets - weft-system weft-ca
+true  watch  - secrets - weft-system weft-ca
+false list   - secrets - weft-system -
+false watch  - secrets - weft-system -
+false get    - secrets - weft-system sh.helm.release.v1.weft.v1
+false list   - secrets - weft-system sh.helm.release.v1.weft.v1
 false update - secrets - weft-system sh.helm.release.v1.weft.v1
 false get    - secrets - shop db-password
 false list   - secrets - shop -
@@ -516,7 +523,12 @@ false create - pods - shop -
 false delete - pods - shop p
 false update - services - shop s
 EOF
-    # And for real, with the same token.
+    # And for real, with the same token: weftd's own list of its CA Secret (by name, as its
+    # informer asks), but not the namespace's other Secrets (Helm's release Secrets).
+    ok "weftd lists its CA Secret by name" "$K" --token="$tok" get secrets -n "$NS" \
+        --field-selector metadata.name=weft-ca || return
+    run "$K" --token="$tok" get secrets -n "$NS"
+    assert_contains "$OUT" 'cannot list resource "secrets"' "the namespace's Secrets are not listed" || return
     run "$K" --token="$tok" get secrets -n default
     assert_contains "$OUT" 'User "system:serviceaccount:weft-system:weftd" cannot list resource "secrets"' \
         "secrets outside the release namespace are forbidden" || return

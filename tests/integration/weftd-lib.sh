@@ -4,7 +4,9 @@
 #   wd_start NAME [weftd options...]  start a replica with identity NAME, its own free ports and
 #                                     log ($KL_TMP/weftd-NAME.log); waits for its admin endpoint
 #   wd_stop NAME / wd_kill NAME       SIGTERM / SIGKILL it, and reap it
-#   wd_get NAME PATH                  GET PATH from its admin endpoint: BODY and CODE
+#   wd_get NAME PATH                  GET PATH from its admin endpoint: BODY and CODE (with the
+#                                     kubeconfig's bearer token, which /debug/ needs)
+#   wd_token                          that token (kubelite's admin: system:masters)
 #   wd_metric NAME SERIES             the value of one sample of /metrics ("" when absent),
 #                                     SERIES exactly as exposed: weft_model_objects{kind="Pod"}
 #   wd_synced NAME                    /readyz reports every informer synced
@@ -54,8 +56,13 @@ wd_kill() {
     bg_stop "${WD_PID[$1]}"
 }
 
+wd_token() {
+    sed -n 's/^ *token: *//p' "$KUBECONFIG" | head -1
+}
+
 wd_get() { # NAME PATH
-    BODY=$(curl -sS --max-time 10 -o - -w '\n%{http_code}' "http://127.0.0.1:${WD_ADMIN[$1]}$2" 2>&1)
+    BODY=$(curl -sS --max-time 10 -H "Authorization: Bearer $(wd_token)" -o - -w '\n%{http_code}' \
+        "http://127.0.0.1:${WD_ADMIN[$1]}$2" 2>&1)
     CODE=${BODY##*$'\n'}
     BODY=${BODY%$'\n'*}
 }

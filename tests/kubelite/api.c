@@ -1826,7 +1826,8 @@ void kl_handle(void *arg, struct http_conn *c, const struct http_request *req)
                               plural,
                               sub,
                               ns,
-                              name};
+                              name,
+                              NULL};
         char fs[512], one[512];
         /*
          * Like kube-apiserver: a list or watch narrowed to one object by

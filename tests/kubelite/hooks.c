@@ -607,6 +607,7 @@ void kl_virtual_create(struct kl *kl, struct http_conn *c, const struct http_req
     } else {
         /* SelfSubjectAccessReview / SubjectAccessReview: RBAC decides. */
         json_t *ra = jget2(obj, "spec", "resourceAttributes");
+        json_t *nra = jget2(obj, "spec", "nonResourceAttributes");
         char msg[1024];
         json_t *groups = json_object_get(kl->cur_user, "groups");
         const char *user = jstr_or(kl->cur_user, "username", "");
@@ -624,7 +625,12 @@ void kl_virtual_create(struct kl *kl, struct http_conn *c, const struct http_req
         az.subresource = jstr_or(ra, "subresource", "");
         az.ns = jstr(ra, "namespace");
         az.name = jstr(ra, "name");
-        allowed = ra ? kl_authorize(kl, &az, msg, sizeof(msg)) : true;
+        az.path = NULL;
+        if (!ra && nra) {
+            az.verb = jstr_or(nra, "verb", "get");
+            az.path = jstr_or(nra, "path", "");
+        }
+        allowed = ra || nra ? kl_authorize(kl, &az, msg, sizeof(msg)) : true;
         /* like kube's RBAC authorizer: a reason when allowed, none when merely not allowed */
         json_object_set_new(
             obj, "status",

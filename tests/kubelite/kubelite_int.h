@@ -270,6 +270,7 @@ struct kl_authz {
     const json_t *groups; /* array of strings */
     const char *verb;     /* get, list, watch, create, update, patch, delete, deletecollection */
     const char *group, *resource, *subresource, *ns, *name;
+    const char *path; /* a non-resource request (SubjectAccessReview nonResourceAttributes) */
 };
 /* True when RBAC allows the request; otherwise msg gets kube-apiserver's Forbidden text. */
 bool kl_authorize(struct kl *kl, const struct kl_authz *a, char *msg, size_t msglen);

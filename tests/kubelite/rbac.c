@@ -1,14 +1,32 @@
 /*
  * rbac.c - a minimal RBAC authorizer: Roles and ClusterRoles bound by RoleBindings and
  * ClusterRoleBindings to users, groups and ServiceAccounts, evaluated as kube-apiserver's RBAC
- * authorizer does for resource requests. The admin (system:masters) is always allowed, and
- * every authenticated user may read discovery and OpenAPI (system:discovery).
+ * authorizer does for resource requests and non-resource URLs (nonResourceURLs, with a trailing
+ * '*' as a prefix, from ClusterRoles bound by ClusterRoleBindings). The admin (system:masters) is
+ * always allowed, and every authenticated user may read discovery and OpenAPI (system:discovery).
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "tests/kubelite/kjson.h"
 #include "tests/kubelite/kubelite_int.h"
+
+/* A nonResourceURLs entry matches the path exactly, or as a prefix when it ends in '*'. */
+static bool url_matches(const json_t *urls, const char *path)
+{
+    size_t i;
+    json_t *u;
+    json_array_foreach(urls, i, u)
+    {
+        const char *p = json_string_value(u);
+        size_t n = p ? strlen(p) : 0;
+        if (!p)
+            continue;
+        if (strcmp(p, path) == 0 || (n && p[n - 1] == '*' && strncmp(p, path, n - 1) == 0))
+            return true;
+    }
+    return false;
+}
 
 static bool rule_allows(const json_t *rule, const struct kl_authz *a)
 {
@@ -17,6 +35,8 @@ static bool rule_allows(const json_t *rule, const struct kl_authz *a)
 
     if (!jlist_has(json_object_get(rule, "verbs"), a->verb))
         return false;
+    if (a->path)
+        return url_matches(json_object_get(rule, "nonResourceURLs"), a->path);
     if (!jlist_has(json_object_get(rule, "apiGroups"), a->group))
         return false;
     if (a->subresource && *a->subresource) {
@@ -84,8 +104,8 @@ static bool bindings_allow(struct kl *kl, const char *plural, const struct kl_au
         const json_t *role, *ref = json_object_get(b, "roleRef"), *rule;
         const char *bns = jstr(json_object_get(b, "metadata"), "namespace");
         size_t i;
-        if (!cluster && (!a->ns || !bns || strcmp(bns, a->ns) != 0))
-            continue;
+        if (!cluster && (a->path || !a->ns || !bns || strcmp(bns, a->ns) != 0))
+            continue; /* non-resource URLs are granted by ClusterRoleBindings only */
         if (!subject_matches(json_object_get(b, "subjects"), a))
             continue;
         role = find_role(kl, jstr_or(ref, "kind", ""), bns, jstr_or(ref, "name", ""));
@@ -112,6 +132,10 @@ bool kl_authorize(struct kl *kl, const struct kl_authz *a, char *msg, size_t msg
         return true;
     if (bindings_allow(kl, "clusterrolebindings", a) || bindings_allow(kl, "rolebindings", a))
         return true;
+    if (a->path) {
+        snprintf(msg, msglen, "User \"%s\" cannot %s path \"%s\"", a->user, a->verb, a->path);
+        return false;
+    }
     {
         char what[400], res[300], where[300];
         if (a->name)

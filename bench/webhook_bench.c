@@ -3,6 +3,12 @@
  * fixed request rates and the highest rate, against a trivial TLS server in the same run.
  *
  *   webhook_bench [--seconds S] [--conns N] [--rates R1,R2,...] [--closed-conns N]
+ *   webhook_bench --target PORT --ca FILE [--seconds S] [--conns N] [--rates R1,...]
+ *
+ * With --target, only the open-loop client runs, against a running weftd's webhook on
+ * 127.0.0.1:PORT whose serving certificate verifies against the root in FILE (PEM); one line
+ * per rate, "target <rate>/s open: achieved ... p50 ... p99 ... errors ..." (used by
+ * bench/hostile_bench.sh, legitimate reviews while weftd is under attack).
  *
  * Servers (each a fork()ed child running its own http_server_run loop on one thread, as
  * weftd's webhook port runs on weftd's one loop thread):
@@ -73,7 +79,7 @@
 #include "http/http.h"
 #include "webhook/webhook.h"
 
-#define MAX_BODY (8 * 1024 * 1024) /* weftd's WEBHOOK_MAX_BODY */
+#define MAX_BODY (4 * 1024 * 1024) /* weftd's webhook body limit (weftd/httpuv.c) */
 #define UID_PREFIX "\"request\":{\"uid\":\""
 #define UID_LEN 36
 #define RBUF_MAX (256 * 1024)
@@ -1119,6 +1125,57 @@ static int parse_rates(const char *s, double *rates, int max)
     return n;
 }
 
+/* --target: open-loop runs against a running webhook; 0 when every answer was right. */
+static int bench_target(int port, const char *ca_file, const char *req, size_t req_len,
+                        const double *rates, int nrates, int conns, double seconds)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    struct buf pem;
+    struct load l;
+    long errors = 0;
+    FILE *f = fopen(ca_file, "r");
+    char chunk[4096];
+    size_t n;
+
+    buf_init(&pem);
+    while (f && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        if (buf_append(&pem, chunk, n))
+            break;
+    if (f)
+        fclose(f);
+    if (!ctx || !pem.len || ctx_trust_pem(ctx, pem.p)) {
+        fprintf(stderr, "webhook_bench: cannot trust %s\n", ca_file);
+        SSL_CTX_free(ctx);
+        buf_release(&pem);
+        return 1;
+    }
+    buf_release(&pem);
+    for (int i = 0; i < nrates; i++) {
+        struct result r;
+
+        if (load_init(&l, conns, ctx, port, req, req_len, true)) {
+            fprintf(stderr, "webhook_bench: cannot connect to 127.0.0.1:%d\n", port);
+            load_release(&l);
+            SSL_CTX_free(ctx);
+            return 1;
+        }
+        load_run(&l, 0, 0.3);
+        errors += l.errors;
+        l.errors = 0;
+        load_run(&l, rates[i], seconds);
+        summarize(&l, 0, 0, &r);
+        printf("target %.0f/s open: achieved %.1f/s p50 %.3f p90 %.3f p99 %.3f max %.3f ms "
+               "errors %ld\n",
+               rates[i], r.achieved, r.p50, r.p90, r.p99, r.max, r.errors);
+        if (r.errors)
+            fprintf(stderr, "webhook_bench: %ld bad answers, first: %s\n", r.errors, l.first_error);
+        errors += r.errors;
+        load_release(&l);
+    }
+    SSL_CTX_free(ctx);
+    return errors ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     double seconds = 3, rates[8] = {500, 5000};
@@ -1135,9 +1192,15 @@ int main(int argc, char **argv)
     const char *tls_version = "?";
     int req_len;
     long errors = 0;
+    int target = 0;
+    const char *ca_file = NULL;
 
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
+        if (!strcmp(argv[i], "--target") && i + 1 < argc)
+            target = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--ca") && i + 1 < argc)
+            ca_file = argv[++i];
+        else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
             seconds = atof(argv[++i]);
         else if (!strcmp(argv[i], "--conns") && i + 1 < argc)
             conns = atoi(argv[++i]);
@@ -1151,9 +1214,11 @@ int main(int argc, char **argv)
         }
     }
     if (nrates < 1 || seconds <= 0 || conns < 1 || conns > 1000 || closed_conns < 1 ||
-        closed_conns > 1000) {
+        closed_conns > 1000 || (target && !ca_file) || target < 0 || target > 65535) {
         fprintf(stderr, "usage: webhook_bench [--seconds S] [--conns N] [--rates R1,R2,...] "
-                        "[--closed-conns N]\n");
+                        "[--closed-conns N]\n"
+                        "       webhook_bench --target PORT --ca FILE [--seconds S] [--conns N] "
+                        "[--rates R1,...]\n");
         return 2;
     }
     review = review_build();
@@ -1167,12 +1232,12 @@ int main(int argc, char **argv)
     wp.cfg = &cfg;
 
     /* in-process cost first: it also gives the answer's size for the trivial server */
-    if (review_cost(&cfg, review, body_len, 1.0, &review_us, &resp_len, &patch_len)) {
+    if (!target && review_cost(&cfg, review, body_len, 1.0, &review_us, &resp_len, &patch_len)) {
         fprintf(stderr, "webhook_bench: webhook_review failed on the bench's review\n");
         goto out;
     }
-    floor_us = parse_dump_cost(review, body_len, 1.0, false);
-    jansson_us = parse_dump_cost(review, body_len, 0.5, true);
+    floor_us = target ? 0 : parse_dump_cost(review, body_len, 1.0, false);
+    jansson_us = target ? 0 : parse_dump_cost(review, body_len, 0.5, true);
 
     req = malloc(body_len + 512);
     fixed = malloc(resp_len + 1);
@@ -1185,6 +1250,10 @@ int main(int argc, char **argv)
                        body_len);
     memcpy(req + req_len, review, body_len);
     req_len += (int)body_len;
+    if (target) {
+        status = bench_target(target, ca_file, req, (size_t)req_len, rates, nrates, conns, seconds);
+        goto out;
+    }
     memset(fixed, 'x', resp_len);
     fixed[0] = '"';
     fixed[resp_len - 1] = '"'; /* a JSON string of the same size */

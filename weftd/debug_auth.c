@@ -30,13 +30,13 @@ static const struct kube_resource res_sars = {"authorization.k8s.io", "v1", "sub
 
 struct debug_req {
     struct weftd *d;
-    struct http_conn *conn;  /* NULL once the peer went away */
+    struct http_conn *conn;   /* NULL once the peer went away */
     struct http_request *req; /* a copy, for serve */
     struct kube_call *kc;     /* the review in flight */
     weftd_debug_fn *serve;
-    char *token;       /* wiped when freed */
-    char url[64];      /* the non-resource URL authorized: /debug/<endpoint> */
-    char user[256];    /* for the log */
+    char *token;    /* wiped when freed */
+    char url[64];   /* the non-resource URL authorized: /debug/<endpoint> */
+    char user[256]; /* for the log */
 };
 
 static void debug_req_free(struct debug_req *r)
@@ -52,9 +52,9 @@ static void debug_req_free(struct debug_req *r)
 static void respond_status(struct http_conn *c, int code, const char *reason, const char *msg,
                            const char *extra)
 {
-    json_t *st = json_pack("{s:s,s:s,s:{},s:s,s:s,s:s,s:i}", "kind", "Status", "apiVersion", "v1",
-                           "metadata", "status", "Failure", "message", msg, "reason", reason,
-                           "code", code);
+    json_t *st =
+        json_pack("{s:s,s:s,s:{},s:s,s:s,s:s,s:i}", "kind", "Status", "apiVersion", "v1",
+                  "metadata", "status", "Failure", "message", msg, "reason", reason, "code", code);
     char *s = st ? json_dumps(st, JSON_COMPACT) : NULL;
 
     if (s)
@@ -138,8 +138,9 @@ static int sar_start(struct debug_req *r, const json_t *user)
     char path[256];
     int rc;
 
-    spec = json_pack("{s:s,s:{s:s,s:s}}", "user", json_string_value(json_object_get(user, "username")),
-                     "nonResourceAttributes", "path", r->url, "verb", "get");
+    spec =
+        json_pack("{s:s,s:{s:s,s:s}}", "user", json_string_value(json_object_get(user, "username")),
+                  "nonResourceAttributes", "path", r->url, "verb", "get");
     if (!spec)
         return -ENOMEM;
     /* groups, uid and extra as the TokenReview gave them: RBAC may grant by group */
@@ -262,13 +263,12 @@ void weftd_debug_authorize(struct weftd *d, struct http_conn *c, const struct ht
         http_defer(c, req_closed, r);
         return;
     }
-out:
-    {
-        char msg[128];
-        snprintf(msg, sizeof(msg), "cannot review the token: %s", err_str(rc));
-        d->m.debug_unavailable++;
-        respond_status(c, 503, "ServiceUnavailable", msg, NULL);
-    }
+out : {
+    char msg[128];
+    snprintf(msg, sizeof(msg), "cannot review the token: %s", err_str(rc));
+    d->m.debug_unavailable++;
+    respond_status(c, 503, "ServiceUnavailable", msg, NULL);
+}
     if (r)
         debug_req_free(r);
 }

@@ -114,9 +114,10 @@ void weftd_listener_bounds(const struct weftd_opts *o, enum weftd_listener l, si
             sum += bounds[i].lim.max_conns;
     if (budget && sum > budget) {
         unsigned long share = (unsigned long)lim->max_conns * budget / sum;
-        lim->max_conns = share > 8 ? (unsigned)share : 8;
-        if (lim->max_conns_per_addr > lim->max_conns)
-            lim->max_conns_per_addr = lim->max_conns;
+        lim->max_conns = share > 32 ? (unsigned)share : 32;
+        /* one address (one pod) must not take a scaled-down listener whole */
+        if (lim->max_conns_per_addr > lim->max_conns / 4)
+            lim->max_conns_per_addr = lim->max_conns / 4 > 8 ? lim->max_conns / 4 : 8;
     }
     if (o->max_connections > 0)
         lim->max_conns = (unsigned)o->max_connections;

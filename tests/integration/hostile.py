@@ -7,6 +7,8 @@ Kinds:
   slow-body  N connections each send a request head (Content-Length --length), --prefix bytes of
              the body, then one byte every --interval seconds: a silence timeout would never
              fire. Each ends when weftd closes it.
+  slow-head  N connections each send a request line and then one header byte every --interval
+             seconds (the head never ends).
   no-hello   N TCP connections that never start the TLS handshake (or, plain, never send).
   idle       N connections (TLS handshake done) that send nothing, held --hold seconds; the
              answer weftd gives at once (503 beyond a cap) is recorded.
@@ -18,7 +20,8 @@ Kinds:
 When everything has ended it prints one JSON line: for each connection the seconds from its
 connect to its close ("closed_after", null when still open at the end), the bytes it sent, and
 the status line weftd answered with ("" when none); slow-body also counts the bytes trickled. Connections are opened from --src, so that
-weftd's per-address cap sees one attacker apart from the API server and the test.
+weftd's per-address cap sees one attacker apart from the API server and the test (--srcs N:
+N attackers, 127.0.0.2 onwards).
 """
 import argparse
 import json
@@ -29,8 +32,11 @@ import sys
 import time
 
 
-def connect(a):
-    s = socket.create_connection(("127.0.0.1", a.port), timeout=10, source_address=(a.src, 0))
+def connect(a, i):
+    src = a.src
+    if a.srcs > 1:  # spread over 127.0.0.2, 127.0.0.3, ... (several pods)
+        src = "127.0.0.%d" % (2 + i % a.srcs)
+    s = socket.create_connection(("127.0.0.1", a.port), timeout=10, source_address=(src, 0))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return s
 
@@ -92,9 +98,9 @@ def head(a):
 
 def open_conns(a, tls, hello=True):
     conns = []
-    for _ in range(a.n):
+    for i in range(a.n):
         try:
-            s = connect(a)
+            s = connect(a, i)
             if tls and hello:
                 s = wrap(a, s)
         except (OSError, ssl.SSLError):
@@ -114,10 +120,13 @@ def wait_closed(conns, until):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("kind", choices=["slow-body", "no-hello", "idle", "fill", "buffered"])
+    p.add_argument("kind", choices=["slow-body", "slow-head", "no-hello", "idle", "fill",
+                                    "buffered"])
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--tls", action="store_true")
     p.add_argument("--src", default="127.0.0.2")
+    p.add_argument("--srcs", type=int, default=1,
+                   help="spread the connections over this many addresses from 127.0.0.2")
     p.add_argument("-n", type=int, default=10)
     p.add_argument("--length", type=int, default=1 << 20)
     p.add_argument("--prefix", type=int, default=65536)
@@ -133,9 +142,13 @@ def main():
         for c in conns:
             if c.closed_after is None:
                 c.send(head(a) + b"x" * a.prefix)
+    elif a.kind == "slow-head":
+        for c in conns:
+            if c.closed_after is None:
+                c.send(b"POST /inject HTTP/1.1\r\nHost: weftd\r\nX-Slow: ")
     if a.ready:
         open(a.ready, "w").close()
-    if a.kind == "slow-body":
+    if a.kind in ("slow-body", "slow-head"):
         while time.monotonic() < end:
             live = [c for c in conns if not c.poll_closed()]
             if not live:

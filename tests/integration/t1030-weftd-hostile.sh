@@ -71,7 +71,7 @@ wd_start() {
             --log-level debug "$@"
     ) >>"$WD_LOG" 2>&1 &
     WD_PID=$!
-    bg_track "$WD_PID"
+    daemon_track "$WD_PID" weftd
     wait_for 30 ready || { t_fail "weftd not ready: $(tail -5 "$WD_LOG")"; return 1; }
     # the API server (kubelite) sends reviews to this weftd's URL
     wait_for 20 registered || { t_fail "weft-injector not pointing at port $WP"; return 1; }

@@ -236,7 +236,7 @@ int proc_start(const struct proc_spec *ps, pid_t *pid, char *msg, size_t msglen)
         return rc;
     }
     if (c == 0) {
-        int efd = ep[1], fd, srcfd[64];
+        int efd = ep[1], fd, srcfd[64], exefd = -1;
         close(ep[0]);
         setpgid(0, 0);
         child_common(efd, parent);
@@ -257,8 +257,17 @@ int proc_start(const struct proc_spec *ps, pid_t *pid, char *msg, size_t msglen)
             die(efd, "sethostname", errno);
         if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL))
             die(efd, "mount --make-rslave /", errno);
-        /* Open every source before mounting anything: a mount over /tmp would otherwise hide
-         * the sources of later mounts that live under /tmp. */
+        /* Open every source, and the executable, before mounting anything: a volume mounted
+         * over /tmp would otherwise hide the sources of later mounts that live under /tmp, and
+         * the binary itself when the node's files live there (a checkout under /tmp). */
+        if (ps->argv[0][0] == '/') {
+            exefd = open(ps->argv[0], O_PATH | O_CLOEXEC);
+            if (exefd < 0) {
+                char what[600];
+                snprintf(what, sizeof(what), "exec %s", ps->argv[0]);
+                die(efd, what, errno);
+            }
+        }
         if (ps->nmounts > 64)
             die(efd, "volume mounts", E2BIG);
         for (size_t i = 0; i < ps->nmounts; i++) {
@@ -283,6 +292,9 @@ int proc_start(const struct proc_spec *ps, pid_t *pid, char *msg, size_t msglen)
             die(efd, ps->workdir ? ps->workdir : "/", errno);
         child_ids(efd, ps->set_ids, ps->uid, ps->gid, ps->groups, ps->ngroups, ps->caps,
                   ps->privileged);
+        /* A script cannot be run from a close-on-exec descriptor: then the path again. */
+        if (exefd >= 0)
+            syscall(SYS_execveat, exefd, "", ps->argv, ps->envp, AT_EMPTY_PATH);
         execve(ps->argv[0], ps->argv, ps->envp);
         {
             char what[600];

@@ -1027,9 +1027,11 @@ static void t_cert_rotation(void)
 
 struct raw {
     int port;
-    const char *cert, *key; /* file names in fixdir, or NULL */
-    const char *first;      /* first frame to send, or NULL */
-    int stall;              /* stop reading after the upgrade until drain is set */
+    const char *cert, *key;   /* file names in fixdir, or NULL */
+    const char *first;        /* first frame to send, or NULL */
+    int stall;                /* stop reading after the upgrade until drain is set */
+    const char *tls12_cipher; /* offer only TLS 1.2 with this suite, or NULL: OpenSSL's defaults */
+    int handshake_only;       /* close once the TLS handshake is done */
     atomic_int ready, drain;
     char want_hash[PUSH_HASH_LEN + 1];
     /* results */
@@ -1140,12 +1142,17 @@ static void *raw_thread(void *arg)
         snprintf(path, sizeof(path), "%s/%s", fixdir, r->key);
         SSL_CTX_use_PrivateKey_file(ctx, path, SSL_FILETYPE_PEM);
     }
+    if (r->tls12_cipher && (SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+                            SSL_CTX_set_cipher_list(ctx, r->tls12_cipher) != 1))
+        goto out;
     ssl = SSL_new(ctx);
     SSL_set_fd(ssl, fd);
     SSL_set_tlsext_host_name(ssl, "weftd.weft-system.svc");
     if (SSL_connect(ssl) != 1)
         goto out;
     r->handshake_ok = 1;
+    if (r->handshake_only)
+        goto out;
     snprintf(resp, sizeof(resp),
              "GET " PUSH_PATH " HTTP/1.1\r\nHost: weftd\r\nUpgrade: websocket\r\n"
              "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -1261,6 +1268,44 @@ static void t_no_client_cert_refused(void)
     h_done(&h);
 }
 
+/* Weft's TLS policy on the vhost context libwebsockets made: a TLS 1.2 CBC suite is refused, an
+ * ECDHE AEAD one is served (with the same client certificate). */
+static void t_tls_policy(void)
+{
+    static const char *const refused[] = {"ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA384"};
+    struct h h;
+    struct raw r;
+    pthread_t th;
+
+    h_init(&h, 0);
+    for (size_t i = 0; i < ARRAY_LEN(refused); i++) {
+        memset(&r, 0, sizeof(r));
+        r.cert = "cli.pem";
+        r.key = "cli.key";
+        r.tls12_cipher = refused[i];
+        r.handshake_only = 1;
+        raw_go(&h, &r, &th);
+        raw_wait(&h, th);
+        if (r.handshake_ok)
+            fprintf(stderr, "  %s accepted\n", refused[i]);
+        CHECK_INT(r.handshake_ok, 0);
+    }
+    memset(&r, 0, sizeof(r));
+    r.cert = "cli.pem";
+    r.key = "cli.key";
+    r.tls12_cipher = "ECDHE-ECDSA-AES128-GCM-SHA256";
+    r.first = "{\"type\":\"hello\",\"pod\":{\"namespace\":\"default\",\"name\":\"web-1\","
+              "\"uid\":\"u\"}}";
+    raw_go(&h, &r, &th);
+    REQUIRE(spin(&h.loop, p_hellos1, &h, 5000));
+    CHECK_INT(r.handshake_ok, 1);
+    CHECK_INT(r.status, 101);
+    push_server_free(h.srv); /* closes the stream so the thread ends */
+    h.srv = NULL;
+    raw_wait(&h, th);
+    h_done(&h);
+}
+
 static void t_bad_first_frame(void)
 {
     struct h h;
@@ -1362,5 +1407,5 @@ UNIT_MAIN(UNIT(t_sha256_vectors), UNIT(t_canonical), UNIT(t_msg_encode_exact), U
           UNIT(t_last_hash_before_document), UNIT(t_nack_recorded), UNIT(t_reject_backs_off),
           UNIT(t_unknown_ca_refused), UNIT(t_client_checks_server_cert), UNIT(t_spiffe_extraction),
           UNIT(t_debounce), UNIT(t_server_restart), UNIT(t_cert_rotation),
-          UNIT(t_no_client_cert_refused), UNIT(t_bad_first_frame), UNIT(t_slow_peer_bounded),
-          UNIT(t_forget))
+          UNIT(t_no_client_cert_refused), UNIT(t_tls_policy), UNIT(t_bad_first_frame),
+          UNIT(t_slow_peer_bounded), UNIT(t_forget))

@@ -30,9 +30,6 @@
 /* Requests waiting for a review slot beyond this are answered 503 with Retry-After. */
 #define REVIEW_QUEUE_MAX 10000
 
-static const struct kube_resource res_tokenreviews = {"authentication.k8s.io", "v1", "tokenreviews",
-                                                      false};
-
 struct cert_req;
 
 /*
@@ -330,23 +327,8 @@ out:
 /* Send the request's TokenReview. Returns 0 or a negative code (then nothing was sent). */
 static int review_start(struct weftd_certs *s, struct cert_req *r)
 {
-    json_t *review;
-    char path[256];
-    int rc;
+    int rc = weftd_token_review(s->d, r->token, CERTS_AUDIENCE, token_reviewed, r, &r->kc);
 
-    review = json_pack("{s:s,s:s,s:{s:s,s:[s]}}", "apiVersion", "authentication.k8s.io/v1", "kind",
-                       "TokenReview", "spec", "token", r->token, "audiences", CERTS_AUDIENCE);
-    if (!review)
-        return -ENOMEM;
-    rc = kube_path(&res_tokenreviews, NULL, NULL, NULL, path, sizeof(path));
-    if (!rc)
-        rc = kube_request(s->d->kube, "POST", path, review, NULL, token_reviewed, r, &r->kc);
-    /* the token in the serialized request is gone; wipe ours */
-    {
-        json_t *t = json_object_get(json_object_get(review, "spec"), "token");
-        OPENSSL_cleanse((char *)json_string_value(t), json_string_length(t));
-    }
-    json_decref(review);
     if (rc == 0)
         s->reviews++;
     return rc;
@@ -380,21 +362,6 @@ static void review_pump(struct weftd_certs *s)
         weftd_http_kick(s->d, s->d->certs);
 }
 
-/* RFC 6750 b64token: the only characters a bearer token may have. */
-bool weftd_token_plausible(const char *t)
-{
-    size_t n = strlen(t);
-    if (n == 0 || n > 16384)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char ch = t[i];
-        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-              strchr("-._~+/=", ch)))
-            return false;
-    }
-    return true;
-}
-
 static bool content_type_ok(const char *ct)
 {
     static const char *const ok[] = {"application/pkcs10", "application/x-pem-file"};
@@ -412,8 +379,7 @@ static void certs_handle(void *arg, struct http_conn *c, const struct http_reque
 {
     struct weftd_certs *s = arg;
     struct weftd *d = s->d;
-    const char *auth = http_req_header(req, "authorization");
-    const char *token;
+    const char *token = weftd_bearer_token(req);
     struct cert_req *r = NULL;
     int rc;
 
@@ -429,16 +395,13 @@ static void certs_handle(void *arg, struct http_conn *c, const struct http_reque
         respond_error(c, 503, "Unavailable", "the CA is not ready");
         return;
     }
-    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0) {
+    if (!token) {
         d->m.certs_refused[WEFTD_REFUSED_AUTH]++;
         respond_error(c, 401, "Unauthenticated",
                       "missing bearer token (Authorization: Bearer <ServiceAccount token, "
                       "audience " CERTS_AUDIENCE ">)");
         return;
     }
-    token = auth + 7;
-    while (*token == ' ')
-        token++;
     if (!weftd_token_plausible(token)) {
         d->m.certs_refused[WEFTD_REFUSED_AUTH]++;
         respond_error(c, 401, "Unauthenticated", "malformed bearer token");

@@ -23,8 +23,6 @@
 
 #define DEBUG_REVIEWS 16
 
-static const struct kube_resource res_tokenreviews = {"authentication.k8s.io", "v1", "tokenreviews",
-                                                      false};
 static const struct kube_resource res_sars = {"authorization.k8s.io", "v1", "subjectaccessreviews",
                                               false};
 
@@ -194,34 +192,18 @@ static void token_reviewed(void *arg, int err, long status, json_t *body)
 
 static int review_start(struct debug_req *r)
 {
-    json_t *review;
-    char path[256];
-    int rc;
-
-    review = json_pack("{s:s,s:s,s:{s:s}}", "apiVersion", "authentication.k8s.io/v1", "kind",
-                       "TokenReview", "spec", "token", r->token);
-    if (!review)
-        return -ENOMEM;
-    rc = kube_path(&res_tokenreviews, NULL, NULL, NULL, path, sizeof(path));
-    if (!rc)
-        rc = kube_request(r->d->kube, "POST", path, review, NULL, token_reviewed, r, &r->kc);
-    {
-        json_t *t = json_object_get(json_object_get(review, "spec"), "token");
-        OPENSSL_cleanse((char *)json_string_value(t), json_string_length(t));
-    }
-    json_decref(review);
-    return rc;
+    return weftd_token_review(r->d, r->token, NULL, token_reviewed, r, &r->kc);
 }
 
 void weftd_debug_authorize(struct weftd *d, struct http_conn *c, const struct http_request *req,
                            weftd_debug_fn *serve)
 {
-    const char *auth = http_req_header(req, "authorization"), *token, *end;
+    const char *token = weftd_bearer_token(req), *end;
     struct debug_req *r = NULL;
     size_t n;
     int rc;
 
-    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0) {
+    if (!token) {
         d->m.debug_unauthenticated++;
         respond_status(c, 401, "Unauthorized",
                        "/debug/ needs Authorization: Bearer <token> of a user allowed to get the "
@@ -229,9 +211,6 @@ void weftd_debug_authorize(struct weftd *d, struct http_conn *c, const struct ht
                        "WWW-Authenticate: Bearer\r\n");
         return;
     }
-    token = auth + 7;
-    while (*token == ' ')
-        token++;
     if (!weftd_token_plausible(token)) {
         d->m.debug_unauthenticated++;
         respond_status(c, 401, "Unauthorized", "malformed bearer token",

@@ -243,10 +243,20 @@ typedef void weftd_debug_fn(struct weftd *d, struct http_conn *c, const struct h
  */
 void weftd_debug_authorize(struct weftd *d, struct http_conn *c, const struct http_request *req,
                            weftd_debug_fn *serve);
-/* RFC 6750 b64token of at most 16 KiB: what a bearer token may look like (cert_endpoint.c). */
-bool weftd_token_plausible(const char *t);
 int weftd_admin_start(struct weftd *d) WUR;
 void weftd_admin_stop(struct weftd *d);
+
+/* --- bearer tokens (token_review.c), for cert_endpoint.c and debug_auth.c --- */
+/* The token of req's "Authorization: Bearer <token>" (borrowed from req), or NULL when there
+ * is no such header. */
+const char *weftd_bearer_token(const struct http_request *req);
+/* RFC 6750 b64token of at most 16 KiB: what a bearer token may look like. */
+bool weftd_token_plausible(const char *t);
+/* POST a TokenReview of token (for audience, or NULL: the API server's own); done(arg, ...)
+ * gets the answer on the loop, *call is the call in flight (kube_call_cancel). The token's copy
+ * in the request is wiped. 0 or a negative code (then nothing was sent and done never runs). */
+int weftd_token_review(struct weftd *d, const char *token, const char *audience,
+                       kube_response_fn *done, void *arg, struct kube_call **call) WUR;
 
 /* --- serving certificates (serving_cert.c), for cert_endpoint.c and webhook_server.c --- */
 /*

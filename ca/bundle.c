@@ -116,7 +116,7 @@ void ca_free(struct ca *ca)
     free(ca);
 }
 
-int ca_bundle_add(struct ca *ca, const char *pem, size_t len, size_t *added, struct ca_diag *diag)
+int ca_bundle_add(struct ca *ca, const char *pem, size_t len, size_t *added, struct diag *diag)
 {
     STACK_OF(X509) *sk = sk_X509_new_null();
     struct ca_root *grown = NULL, *fresh = NULL;
@@ -240,7 +240,7 @@ unsigned long ca_bundle_generation(const struct ca *ca)
     return ca->generation;
 }
 
-int ca_signer_set(struct ca *ca, struct ca_signer *signer, struct ca_diag *diag)
+int ca_signer_set(struct ca *ca, struct ca_signer *signer, struct diag *diag)
 {
     struct ca_signer *old;
 

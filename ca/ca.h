@@ -36,7 +36,7 @@
  *
  * Errors: functions return 0 or a negative code from core/err.h; out-parameters are written
  * only on success. Input that is refused (bad CSR, unusable signer PEM) returns ERR_INVALID
- * and, when a struct ca_diag is given, a stable reason code and a human-readable text.
+ * and, when a struct diag is given, a stable reason code and a human-readable text.
  */
 #ifndef WEFT_CA_CA_H
 #define WEFT_CA_CA_H
@@ -45,6 +45,7 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "core/diag.h"
 #include "core/err.h"
 
 struct ca;
@@ -88,11 +89,10 @@ enum ca_refusal {
     CA_REFUSAL_NREASONS         /* how many values there are (sizes counters); not a reason */
 };
 
-/* Detail for refused input: code plus a one-line text (never contains key material). */
-struct ca_diag {
-    enum ca_refusal code;
-    char text[160];
-};
+/*
+ * Refused input is described in a struct diag (core/diag.h): code is the enum ca_refusal, text
+ * one line that never contains key material.
+ */
 
 /* Stable CamelCase name of a refusal ("BadSignature", ...); never NULL. */
 const char *ca_refusal_str(enum ca_refusal r);
@@ -148,7 +148,7 @@ struct ca_signer_input {
  * (the signer itself, or in crt/ca) and the chain verifies to it. Encrypted keys are refused.
  * Returns 0, ERR_INVALID, -ENOMEM. */
 int ca_signer_load(const struct ca_signer_input *in, time_t now, struct ca_signer **out,
-                   struct ca_diag *diag) WUR;
+                   struct diag *diag) WUR;
 
 /* Serialize for storage in a Secret. out's strings are allocated; release with
  * ca_signer_pem_release() (which wipes the key). Returns 0 or -ENOMEM. */
@@ -175,8 +175,7 @@ void ca_clock_set(struct ca *ca, time_t (*fn)(void *arg), void *arg);
  * CA root (CA:TRUE, valid self-signature, not expired). Roots already present are skipped.
  * All-or-nothing. *added (may be NULL) gets the number of new roots. Returns 0, ERR_INVALID
  * (+diag), -ENOMEM. */
-int ca_bundle_add(struct ca *ca, const char *pem, size_t len, size_t *added,
-                  struct ca_diag *diag) WUR;
+int ca_bundle_add(struct ca *ca, const char *pem, size_t len, size_t *added, struct diag *diag) WUR;
 
 /* Remove the root with this SHA-256 fingerprint (64 lowercase hex). Returns 0; ERR_NOTFOUND;
  * -EBUSY if it is the active signer's root, or if this struct ca issued a leaf under it that
@@ -193,7 +192,7 @@ unsigned long ca_bundle_generation(const struct ca *ca);
 /* Switch issuance to `signer` (consumed, even on failure). Its root must already be in the
  * bundle (publish the bundle first: rotation step 1), else ERR_INVALID with
  * CA_REFUSAL_NOT_IN_BUNDLE. Returns 0 or ERR_INVALID. */
-int ca_signer_set(struct ca *ca, struct ca_signer *signer, struct ca_diag *diag) WUR;
+int ca_signer_set(struct ca *ca, struct ca_signer *signer, struct diag *diag) WUR;
 /* The active signer, borrowed. */
 const struct ca_signer *ca_signer_get(const struct ca *ca);
 
@@ -205,7 +204,7 @@ const struct ca_signer *ca_signer_get(const struct ca *ca);
  * ca supplies the curves (read only: any thread, see Threads); the result may be issued by
  * any struct ca. Returns 0, ERR_INVALID (+diag), -ENOMEM. Free with ca_csr_free(). */
 int ca_csr_parse(const struct ca *ca, const char *pem, size_t len, struct ca_csr **out,
-                 struct ca_diag *diag) WUR;
+                 struct diag *diag) WUR;
 void ca_csr_free(struct ca_csr *csr);
 
 /* An issued certificate. chain_pem: the leaf, then the signer's intermediates (never the root),
@@ -230,7 +229,7 @@ int ca_issue_csr(struct ca *ca, const struct ca_csr *csr, const struct ca_identi
 
 /* ca_csr_parse() + ca_issue_csr(). Refused CSRs return ERR_INVALID with diag. */
 int ca_issue(struct ca *ca, const char *csr_pem, size_t len, const struct ca_identity *id,
-             long ttl_seconds, struct ca_leaf *out, struct ca_diag *diag) WUR;
+             long ttl_seconds, struct ca_leaf *out, struct diag *diag) WUR;
 
 /* A serving certificate (e.g. the webhook's weft-webhook.weft-system.svc) with a fresh P-256
  * key made here: SANs = dns names + IP addresses (textual IPv4/IPv6), subject O=weft and

@@ -82,7 +82,7 @@ int ca__read_certs(const char *pem, size_t len, STACK_OF(X509) * sk);
 bool ca__self_signed(X509 *x);
 /* A certificate usable as a CA at now: CA:TRUE, keyCertSign if keyUsage is present, within its
  * validity. Returns 0 or ERR_INVALID (+diag naming `what`). */
-int ca__check_ca_cert(X509 *x, time_t now, const char *what, struct ca_diag *diag);
+int ca__check_ca_cert(X509 *x, time_t now, const char *what, struct diag *diag);
 
 /* ---- objects ------------------------------------------------------------------------------ */
 
@@ -156,7 +156,7 @@ int ca__identity_check(const struct ca_identity *id);
 int ca__finish(struct ca *ca, struct ca__der *tbs, time_t nb, time_t na, struct ca_leaf *out);
 
 /* Fill diag (may be NULL) and return ERR_INVALID. */
-int ca__refuse(struct ca_diag *diag, enum ca_refusal code, const char *fmt, ...) PRINTF_LIKE(3, 4);
+int ca__refuse(struct diag *diag, enum ca_refusal code, const char *fmt, ...) PRINTF_LIKE(3, 4);
 
 /* Well-known DER snippets. */
 extern const unsigned char ca__oid_ec_pub[9];

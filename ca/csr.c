@@ -100,7 +100,7 @@ static int ec_key_import(const struct ca *ca, int idx, const struct ca__rd *poin
 
 /* Check the SubjectPublicKeyInfo and import the key. Returns 0, ERR_INVALID (+diag), -ENOMEM. */
 static int spki_accept(const struct ca *ca, const struct ca__rd *spki, struct ca_csr *csr,
-                       struct csr_key *key, struct ca_diag *diag)
+                       struct csr_key *key, struct diag *diag)
 {
     struct ca__rd r = *spki, body, algid, oid, bits, param;
     char name[64];
@@ -185,7 +185,7 @@ static int spki_accept(const struct ca *ca, const struct ca__rd *spki, struct ca
 
 /* Signature algorithm accepted for this key kind: sets *md. */
 static int sigalg_accept(const struct ca__rd *algid_in, enum ca__key_kind kind, const EVP_MD **md,
-                         struct ca_diag *diag)
+                         struct diag *diag)
 {
     struct ca__rd algid = *algid_in, oid;
     char name[64];
@@ -246,7 +246,7 @@ static int signature_check(const struct csr_key *key, const EVP_MD *md, const st
 }
 
 int ca_csr_parse(const struct ca *ca, const char *pem, size_t len, struct ca_csr **out,
-                 struct ca_diag *diag)
+                 struct diag *diag)
 {
     struct ca__rd r, outer, cri_body, cri, algid, sig, version, spki;
     struct ca_csr *csr = NULL;

@@ -315,14 +315,14 @@ int ca__asn1_time(const ASN1_TIME *t, time_t *out)
     return 0;
 }
 
-int ca__refuse(struct ca_diag *diag, enum ca_refusal code, const char *fmt, ...)
+int ca__refuse(struct diag *diag, enum ca_refusal code, const char *fmt, ...)
 {
     va_list ap;
 
     if (diag) {
         diag->code = code;
         va_start(ap, fmt);
-        vsnprintf(diag->text, sizeof(diag->text), fmt, ap);
+        diag_vset(diag, fmt, ap);
         va_end(ap);
     }
     return ERR_INVALID;

@@ -364,7 +364,7 @@ out:
 }
 
 int ca_issue(struct ca *ca, const char *csr_pem, size_t len, const struct ca_identity *id,
-             long ttl_seconds, struct ca_leaf *out, struct ca_diag *diag)
+             long ttl_seconds, struct ca_leaf *out, struct diag *diag)
 {
     struct ca_csr *csr = NULL;
     int rc;

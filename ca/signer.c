@@ -302,7 +302,7 @@ bool ca__self_signed(X509 *x)
     return (X509_get_extension_flags(x) & EXFLAG_SS) != 0;
 }
 
-int ca__check_ca_cert(X509 *x, time_t now, const char *what, struct ca_diag *diag)
+int ca__check_ca_cert(X509 *x, time_t now, const char *what, struct diag *diag)
 {
     uint32_t fl = X509_get_extension_flags(x);
     char subj[96];
@@ -325,7 +325,7 @@ int ca__check_ca_cert(X509 *x, time_t now, const char *what, struct ca_diag *dia
 }
 
 int ca_signer_load(const struct ca_signer_input *in, time_t now, struct ca_signer **out,
-                   struct ca_diag *diag)
+                   struct diag *diag)
 {
     STACK_OF(X509) *crt = sk_X509_new_null(), *cas = sk_X509_new_null();
     STACK_OF(X509) *untrusted = sk_X509_new_null(), *chain = NULL;

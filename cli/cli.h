@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #include "core/buf.h"
+#include "core/diag.h"
 #include "core/err.h"
 
 struct inject_config;
@@ -35,11 +36,10 @@ enum {
 /*
  * The core of `weftctl inject`: parse text (len bytes of YAML or JSON named name in messages)
  * and transform its documents. Returns 0 and a new array of the documents in *docs (caller
- * json_decref()s); ERR_PARSE or ERR_INVALID with msg "name:doc N: reason"; -ENOMEM.
+ * json_decref()s); ERR_PARSE or ERR_INVALID with diag "name:doc N: reason"; -ENOMEM.
  * Injection warnings, if warnings is not NULL, are appended as lines "name:doc N: warning: ...".
  */
 int cli_inject_docs(const struct inject_config *cfg, const char *name, const char *text, size_t len,
-                    unsigned flags, json_t **docs, struct buf *warnings, char *msg,
-                    size_t msglen) WUR;
+                    unsigned flags, json_t **docs, struct buf *warnings, struct diag *diag) WUR;
 
 #endif

@@ -35,8 +35,7 @@ struct ctx {
     unsigned flags;
     size_t doc; /* 1-based */
     struct buf *warnings;
-    char *msg;
-    size_t msglen;
+    struct diag *diag;
 };
 
 static int fail(struct ctx *c, int rc, const char *fmt, ...) PRINTF_LIKE(3, 4);
@@ -48,7 +47,7 @@ static int fail(struct ctx *c, int rc, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(reason, sizeof(reason), fmt, ap);
     va_end(ap);
-    snprintf(c->msg, c->msglen, "%s:doc %zu: %s", c->name, c->doc, reason);
+    diag_set(c->diag, "%s:doc %zu: %s", c->name, c->doc, reason);
     return rc;
 }
 
@@ -69,18 +68,18 @@ static int transform_pod(struct ctx *c, json_t *parent, const char *key, json_t 
                          const char *ns, const char *what)
 {
     struct webhook_result res = {0};
-    char msg[512] = "";
+    struct diag wd = {0, ""};
     json_t *out = NULL;
     size_t i;
     json_t *w;
     int rc;
 
     if (c->flags & CLI_INJECT_UNDO) {
-        rc = webhook_pod_uninject(tmpl, &out, msg, sizeof(msg));
+        rc = webhook_pod_uninject(tmpl, &out, &wd);
         if (rc == 0 && json_object_set_new(parent, key, out) < 0)
             rc = -ENOMEM;
     } else {
-        rc = webhook_pod_inject(c->cfg, tmpl, ns, &res, msg, sizeof(msg));
+        rc = webhook_pod_inject(c->cfg, tmpl, ns, &res, &wd);
         if (rc == 0 && res.verdict == WEBHOOK_INJECTED && json_object_set(parent, key, res.pod) < 0)
             rc = -ENOMEM;
         json_array_foreach(res.warnings, i, w)
@@ -93,7 +92,7 @@ static int transform_pod(struct ctx *c, json_t *parent, const char *key, json_t 
         webhook_result_release(&res);
     }
     if (rc == ERR_INVALID)
-        return fail(c, rc, "%s: %s", what, msg);
+        return fail(c, rc, "%s: %s", what, wd.text);
     return rc;
 }
 
@@ -196,22 +195,22 @@ static size_t doc_of_line(const char *text, size_t len, long line)
 }
 
 int cli_inject_docs(const struct inject_config *cfg, const char *name, const char *text, size_t len,
-                    unsigned flags, json_t **docs, struct buf *warnings, char *msg, size_t msglen)
+                    unsigned flags, json_t **docs, struct buf *warnings, struct diag *diag)
 {
-    struct ctx c = {cfg, name, flags, 0, warnings, msg, msglen};
+    struct ctx c = {cfg, name, flags, 0, warnings, diag};
     json_t *all = NULL;
-    char ymsg[256] = "";
+    struct diag yd = {0, ""};
     size_t i;
     json_t *d;
     int rc;
 
-    rc = yaml_to_json(text, len, &all, ymsg, sizeof(ymsg));
+    rc = yaml_to_json(text, len, &all, &yd);
     if (rc < 0) {
-        const char *l = strstr(ymsg, "line ");
+        const char *l = strstr(yd.text, "line ");
 
         c.doc = doc_of_line(text, len, l ? strtol(l + 5, NULL, 10) : 1);
         if (rc == ERR_PARSE)
-            rc = fail(&c, rc, "%s", ymsg[0] ? ymsg : "cannot parse");
+            rc = fail(&c, rc, "%s", yd.text[0] ? yd.text : "cannot parse");
         return rc;
     }
     json_array_foreach(all, i, d)
@@ -254,7 +253,7 @@ int cli_inject_main(int argc, char **argv, FILE *in, FILE *out, FILE *err)
     unsigned flags = 0;
     struct buf text, warn, res;
     json_t *docs = NULL, *d;
-    char msg[768] = "";
+    struct diag diag = {0, ""};
     FILE *f = NULL;
     size_t i;
     int rc, status = 1;
@@ -306,9 +305,9 @@ int cli_inject_main(int argc, char **argv, FILE *in, FILE *out, FILE *err)
         goto out;
     }
     rc = cli_inject_docs(&cfg, strcmp(file, "-") ? file : "<stdin>", text.p, text.len, flags, &docs,
-                         &warn, msg, sizeof(msg));
+                         &warn, &diag);
     if (rc < 0) {
-        fprintf(err, "weftctl inject: %s\n", msg[0] ? msg : err_str(rc));
+        fprintf(err, "weftctl inject: %s\n", diag.text[0] ? diag.text : err_str(rc));
         goto out;
     }
     json_array_foreach(docs, i, d)

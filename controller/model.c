@@ -12,6 +12,7 @@
 
 #include "ca/ca.h"
 #include "conf/jbuild.h"
+#include "core/diag.h"
 #include "controller/controller_int.h"
 
 /* ---- hash: two independent 64-bit lanes (FNV-1a and a multiply-rotate mix) --------------- */
@@ -703,18 +704,14 @@ fail:
 
 /* ---- custom resources: normalize and validate ------------------------------------------- */
 
-struct vmsg {
-    char text[512];
-};
-
-static void vset(struct vmsg *v, const char *fmt, ...) PRINTF_LIKE(2, 3);
-static void vset(struct vmsg *v, const char *fmt, ...)
+static void vset(struct diag *v, const char *fmt, ...) PRINTF_LIKE(2, 3);
+static void vset(struct diag *v, const char *fmt, ...)
 {
     va_list ap;
     if (v->text[0])
         return; /* keep the first problem */
     va_start(ap, fmt);
-    vsnprintf(v->text, sizeof(v->text), fmt, ap);
+    diag_vset(v, fmt, ap);
     va_end(ap);
 }
 
@@ -741,7 +738,7 @@ static bool printable(const char *s)
  */
 
 /* A path match {type,value} normalized; NULL (and v set) when invalid. */
-static json_t *norm_path(struct jbuild *b, const json_t *p, const char *where, struct vmsg *v)
+static json_t *norm_path(struct jbuild *b, const json_t *p, const char *where, struct diag *v)
 {
     const char *type = controller__jstr(p, "type"), *val = controller__jstr(p, "value");
     if (!type)
@@ -767,7 +764,7 @@ static json_t *norm_path(struct jbuild *b, const json_t *p, const char *where, s
     return jbuild_new(b, json_pack("{s:s,s:s}", "type", type, "value", val));
 }
 
-static json_t *norm_headers(struct jbuild *b, const json_t *hs, const char *where, struct vmsg *v)
+static json_t *norm_headers(struct jbuild *b, const json_t *hs, const char *where, struct diag *v)
 {
     json_t *out = jbuild_new(b, json_array()), *h;
     size_t i;
@@ -819,7 +816,7 @@ fail:
 }
 
 /* A TrafficSplit match {path?, headers?, method?} normalized. */
-static json_t *norm_match(struct jbuild *b, const json_t *mt, const char *where, struct vmsg *v)
+static json_t *norm_match(struct jbuild *b, const json_t *mt, const char *where, struct diag *v)
 {
     json_t *out = jbuild_new(b, json_object()), *x;
     const char *method = controller__jstr(mt, "method");
@@ -848,7 +845,7 @@ fail:
 }
 
 /* The apex of an SMI split: "name" or "name.<ns>[.svc[.<domain>]]". */
-static char *smi_apex(const char *svc, const char *ns, struct vmsg *v)
+static char *smi_apex(const char *svc, const char *ns, struct diag *v)
 {
     const char *dot = strchr(svc, '.');
     size_t nl = strlen(ns);
@@ -861,7 +858,7 @@ static char *smi_apex(const char *svc, const char *ns, struct vmsg *v)
     return NULL;
 }
 
-static json_t *parse_split(const json_t *obj, bool smi, const char *ns, struct vmsg *v)
+static json_t *parse_split(const json_t *obj, bool smi, const char *ns, struct diag *v)
 {
     const json_t *spec = json_object_get(obj, "spec");
     const char *svc = controller__jstr(spec, "service");
@@ -959,7 +956,7 @@ out:
     return d;
 }
 
-static json_t *norm_from(struct jbuild *b, const json_t *from, const char *ns, struct vmsg *v)
+static json_t *norm_from(struct jbuild *b, const json_t *from, const char *ns, struct diag *v)
 {
     json_t *out = jbuild_new(b, json_array()), *f;
     size_t i;
@@ -1017,7 +1014,7 @@ fail:
     return NULL;
 }
 
-static json_t *norm_rules(struct jbuild *b, const json_t *rules, struct vmsg *v)
+static json_t *norm_rules(struct jbuild *b, const json_t *rules, struct diag *v)
 {
     json_t *out = jbuild_new(b, json_array()), *r;
     size_t i, j;
@@ -1054,7 +1051,7 @@ static json_t *norm_rules(struct jbuild *b, const json_t *rules, struct vmsg *v)
     return out;
 }
 
-static json_t *parse_ap(const json_t *obj, const char *ns, struct vmsg *v)
+static json_t *parse_ap(const json_t *obj, const char *ns, struct diag *v)
 {
     const json_t *spec = json_object_get(obj, "spec");
     json_t *tr = json_object_get(spec, "targetRef"), *sel = json_object_get(spec, "selector");
@@ -1134,7 +1131,7 @@ static const char *const retry_on_ok[] = {"connect-failure",
                                           "503",
                                           "504"};
 
-static json_t *parse_rp(const json_t *obj, struct vmsg *v)
+static json_t *parse_rp(const json_t *obj, struct diag *v)
 {
     const json_t *spec = json_object_get(obj, "spec"), *tr = json_object_get(spec, "targetRef");
     const char *kind = controller__jstr(tr, "kind"), *name = controller__jstr(tr, "name");
@@ -1195,7 +1192,7 @@ static json_t *parse_rp(const json_t *obj, struct vmsg *v)
 }
 
 /* HTTPRouteGroup: matches[{name, pathRegex, methods, headers}] into TrafficSplit matches. */
-static json_t *parse_rg(const json_t *obj, struct vmsg *v)
+static json_t *parse_rg(const json_t *obj, struct diag *v)
 {
     struct jbuild b = JBUILD_INIT;
     json_t *out = jbuild_new(&b, json_array()), *mt;
@@ -1821,7 +1818,7 @@ static int cr_parse(struct mesh_model *m, enum mk kind, const json_t *obj, const
                     const char *name, struct m_cr **out)
 {
     struct m_cr *cr = calloc(1, sizeof(*cr));
-    struct vmsg v = {{0}};
+    struct diag v = {0, ""};
     const char *created = controller__jstr(controller__jget(obj, "metadata"), "creationTimestamp");
 
     (void)m;

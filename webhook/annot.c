@@ -48,7 +48,7 @@ static bool cidr_ok(const char *item)
 }
 
 static int list_parse(const char *annot, const char *value, bool allow_star, item_fn *ok,
-                      const char *want, struct buf *norm, char *msg, size_t msglen)
+                      const char *want, struct buf *norm, struct diag *diag)
 {
     const char *p = value;
     int rc;
@@ -59,7 +59,7 @@ static int list_parse(const char *annot, const char *value, bool allow_star, ite
     if (is_star(value)) {
         if (allow_star)
             return buf_puts(norm, "*");
-        snprintf(msg, msglen, "annotation %s: \"*\" is not allowed here (want %s)", annot, want);
+        diag_set(diag, "annotation %s: \"*\" is not allowed here (want %s)", annot, want);
         return ERR_INVALID;
     }
     for (;;) {
@@ -75,11 +75,9 @@ static int list_parse(const char *annot, const char *value, bool allow_star, ite
         item[n] = '\0';
         if (n == 0 || (size_t)(e - s) > ITEM_MAX || !ok(item)) {
             if (n == 0)
-                snprintf(msg, msglen, "annotation %s: empty item in \"%s\" (want %s)", annot, value,
-                         want);
+                diag_set(diag, "annotation %s: empty item in \"%s\" (want %s)", annot, value, want);
             else
-                snprintf(msg, msglen, "annotation %s: invalid item \"%s\" (want %s)", annot, item,
-                         want);
+                diag_set(diag, "annotation %s: invalid item \"%s\" (want %s)", annot, item, want);
             return ERR_INVALID;
         }
         if (norm->len && (rc = buf_puts(norm, ",")) < 0)
@@ -93,24 +91,24 @@ static int list_parse(const char *annot, const char *value, bool allow_star, ite
 }
 
 int webhook__ports_parse(const char *annot, const char *value, bool allow_star, struct buf *norm,
-                         char *msg, size_t msglen)
+                         struct diag *diag)
 {
     return list_parse(annot, value, allow_star, port_ok,
                       allow_star ? "\"*\" or comma-separated ports 1-65535"
                                  : "comma-separated ports 1-65535",
-                      norm, msg, msglen);
+                      norm, diag);
 }
 
 int webhook__cidrs_parse(const char *annot, const char *value, bool allow_star, struct buf *norm,
-                         char *msg, size_t msglen)
+                         struct diag *diag)
 {
     return list_parse(annot, value, allow_star, cidr_ok,
                       allow_star ? "\"*\" or comma-separated CIDRs such as 10.0.0.0/8"
                                  : "comma-separated CIDRs such as 10.0.0.0/8",
-                      norm, msg, msglen);
+                      norm, diag);
 }
 
-int webhook__bool_parse(const char *annot, const char *value, bool *out, char *msg, size_t msglen)
+int webhook__bool_parse(const char *annot, const char *value, bool *out, struct diag *diag)
 {
     if (strcmp(value, "true") == 0) {
         *out = true;
@@ -120,7 +118,7 @@ int webhook__bool_parse(const char *annot, const char *value, bool *out, char *m
         *out = false;
         return 0;
     }
-    snprintf(msg, msglen, "annotation %s: \"%.64s\" is not \"true\" or \"false\"", annot, value);
+    diag_set(diag, "annotation %s: \"%.64s\" is not \"true\" or \"false\"", annot, value);
     return ERR_INVALID;
 }
 

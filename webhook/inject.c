@@ -55,7 +55,7 @@ void webhook_config_init(struct inject_config *cfg)
     cfg->prometheus_annotations = true;
 }
 
-int webhook_config_check(const struct inject_config *cfg, char *msg, size_t msglen)
+int webhook_config_check(const struct inject_config *cfg, struct diag *diag)
 {
     const char *q[4] = {cfg->proxy_cpu_request, cfg->proxy_memory_request, cfg->proxy_cpu_limit,
                         cfg->proxy_memory_limit};
@@ -67,27 +67,25 @@ int webhook_config_check(const struct inject_config *cfg, char *msg, size_t msgl
 
     if (!cfg->version || !*cfg->version || !cfg->proxy_image || !*cfg->proxy_image ||
         (cfg->init_image && !*cfg->init_image)) {
-        snprintf(msg, msglen, "the proxy and init images must not be empty");
+        diag_set(diag, "the proxy and init images must not be empty");
         return ERR_INVALID;
     }
     for (int i = 0; i < 4; i++) {
         if (q[i] && webhook__quantity_parse(q[i], &v[i]) < 0) {
-            snprintf(msg, msglen,
-                     "%s: \"%.64s\" is not a Kubernetes quantity (such as 100m, 1, 128Mi)",
+            diag_set(diag, "%s: \"%.64s\" is not a Kubernetes quantity (such as 100m, 1, 128Mi)",
                      qname[i], q[i]);
             return ERR_INVALID;
         }
     }
     for (int i = 0; i < 2; i++) {
         if (q[i] && q[i + 2] && v[i] > v[i + 2]) {
-            snprintf(msg, msglen, "%s %s is above the %s %s", qname[i], q[i], qname[i + 2],
-                     q[i + 2]);
+            diag_set(diag, "%s %s is above the %s %s", qname[i], q[i], qname[i + 2], q[i + 2]);
             return ERR_INVALID;
         }
     }
     /* weft-agent reads it with the same parser */
     if (!cfg->log_level || log_level_parse(cfg->log_level, &level) < 0) {
-        snprintf(msg, msglen, "proxy log level: \"%.32s\" is not debug, info, warn or error",
+        diag_set(diag, "proxy log level: \"%.32s\" is not debug, info, warn or error",
                  cfg->log_level ? cfg->log_level : "");
         return ERR_INVALID;
     }
@@ -95,14 +93,14 @@ int webhook_config_check(const struct inject_config *cfg, char *msg, size_t msgl
     if (!colon || colon == cfg->control_plane_addr || !colon[1] ||
         strspn(colon + 1, "0123456789") != strlen(colon + 1) || atoi(colon + 1) < 1 ||
         atoi(colon + 1) > 65535) {
-        snprintf(msg, msglen, "control-plane address: \"%.128s\" is not host:port",
+        diag_set(diag, "control-plane address: \"%.128s\" is not host:port",
                  cfg->control_plane_addr ? cfg->control_plane_addr : "");
         return ERR_INVALID;
     }
     if (cfg->image_pull_policy && strcmp(cfg->image_pull_policy, "Always") != 0 &&
         strcmp(cfg->image_pull_policy, "IfNotPresent") != 0 &&
         strcmp(cfg->image_pull_policy, "Never") != 0) {
-        snprintf(msg, msglen, "image pull policy: \"%.32s\" is not Always, IfNotPresent or Never",
+        diag_set(diag, "image pull policy: \"%.32s\" is not Always, IfNotPresent or Never",
                  cfg->image_pull_policy);
         return ERR_INVALID;
     }
@@ -121,20 +119,20 @@ void webhook_result_release(struct webhook_result *res)
 
 /* ---- reading the input ---- */
 
-static int bad(char *msg, size_t msglen, const char *fmt, ...) PRINTF_LIKE(3, 4);
-static int bad(char *msg, size_t msglen, const char *fmt, ...)
+static int bad(struct diag *diag, const char *fmt, ...) PRINTF_LIKE(2, 3);
+static int bad(struct diag *diag, const char *fmt, ...)
 {
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(msg, msglen, fmt, ap);
+    diag_vset(diag, fmt, ap);
     va_end(ap);
     return ERR_INVALID;
 }
 
 /* Optional member of the given type: 0 with *out (NULL if absent), ERR_INVALID if wrong type. */
 static int member(const json_t *obj, const char *key, json_type type, const char *where,
-                  json_t **out, char *msg, size_t msglen)
+                  json_t **out, struct diag *diag)
 {
     static const char *const names[] = {"an object", "a list", "a string", "a number",
                                         "a number",  "a bool", "a bool",   "null"};
@@ -143,7 +141,7 @@ static int member(const json_t *obj, const char *key, json_type type, const char
     if (v && json_is_null(v))
         v = NULL;
     if (v && json_typeof(v) != type) {
-        snprintf(msg, msglen, "%s%s: must be %s", where, key, names[type]);
+        diag_set(diag, "%s%s: must be %s", where, key, names[type]);
         return ERR_INVALID;
     }
     *out = v;
@@ -151,7 +149,7 @@ static int member(const json_t *obj, const char *key, json_type type, const char
 }
 
 /* Every element of a list is an object with a string name. */
-static int check_named_list(const json_t *list, const char *where, char *msg, size_t msglen)
+static int check_named_list(const json_t *list, const char *where, struct diag *diag)
 {
     size_t i;
     json_t *it;
@@ -159,7 +157,7 @@ static int check_named_list(const json_t *list, const char *where, char *msg, si
     json_array_foreach(list, i, it)
     {
         if (!json_is_object(it) || !json_is_string(json_object_get(it, "name"))) {
-            snprintf(msg, msglen, "%s[%zu]: must be an object with a name", where, i);
+            diag_set(diag, "%s[%zu]: must be an object with a name", where, i);
             return ERR_INVALID;
         }
     }
@@ -187,7 +185,7 @@ static bool has_named(const json_t *list, const char *name)
 }
 
 /* Shape check of everything injection reads or writes. */
-static int check_shape(const json_t *pod, char *msg, size_t msglen)
+static int check_shape(const json_t *pod, struct diag *diag)
 {
     json_t *meta = NULL, *spec = NULL, *a = NULL, *l = NULL, *c = NULL, *ic = NULL, *v = NULL;
     const char *key;
@@ -195,30 +193,29 @@ static int check_shape(const json_t *pod, char *msg, size_t msglen)
     int rc;
 
     if (!json_is_object(pod))
-        return bad(msg, msglen, "pod: must be an object");
-    if ((rc = member(pod, "metadata", JSON_OBJECT, "", &meta, msg, msglen)) < 0 ||
-        (rc = member(pod, "spec", JSON_OBJECT, "", &spec, msg, msglen)) < 0)
+        return bad(diag, "pod: must be an object");
+    if ((rc = member(pod, "metadata", JSON_OBJECT, "", &meta, diag)) < 0 ||
+        (rc = member(pod, "spec", JSON_OBJECT, "", &spec, diag)) < 0)
         return rc;
-    if (meta &&
-        ((rc = member(meta, "annotations", JSON_OBJECT, "metadata.", &a, msg, msglen)) < 0 ||
-         (rc = member(meta, "labels", JSON_OBJECT, "metadata.", &l, msg, msglen)) < 0))
+    if (meta && ((rc = member(meta, "annotations", JSON_OBJECT, "metadata.", &a, diag)) < 0 ||
+                 (rc = member(meta, "labels", JSON_OBJECT, "metadata.", &l, diag)) < 0))
         return rc;
     json_object_foreach(a, key, val)
     {
         if (!json_is_string(val))
-            return bad(msg, msglen, "metadata.annotations.%s: must be a string", key);
+            return bad(diag, "metadata.annotations.%s: must be a string", key);
     }
     if (!spec)
-        return bad(msg, msglen, "spec: missing");
-    if ((rc = member(spec, "containers", JSON_ARRAY, "spec.", &c, msg, msglen)) < 0 ||
-        (rc = member(spec, "initContainers", JSON_ARRAY, "spec.", &ic, msg, msglen)) < 0 ||
-        (rc = member(spec, "volumes", JSON_ARRAY, "spec.", &v, msg, msglen)) < 0)
+        return bad(diag, "spec: missing");
+    if ((rc = member(spec, "containers", JSON_ARRAY, "spec.", &c, diag)) < 0 ||
+        (rc = member(spec, "initContainers", JSON_ARRAY, "spec.", &ic, diag)) < 0 ||
+        (rc = member(spec, "volumes", JSON_ARRAY, "spec.", &v, diag)) < 0)
         return rc;
     if (!c || json_array_size(c) == 0)
-        return bad(msg, msglen, "spec.containers: missing or empty");
-    if ((rc = check_named_list(c, "spec.containers", msg, msglen)) < 0 ||
-        (rc = check_named_list(ic, "spec.initContainers", msg, msglen)) < 0 ||
-        (rc = check_named_list(v, "spec.volumes", msg, msglen)) < 0)
+        return bad(diag, "spec.containers: missing or empty");
+    if ((rc = check_named_list(c, "spec.containers", diag)) < 0 ||
+        (rc = check_named_list(ic, "spec.initContainers", diag)) < 0 ||
+        (rc = check_named_list(v, "spec.volumes", diag)) < 0)
         return rc;
     return 0;
 }
@@ -257,8 +254,7 @@ static const char *skip_reason(const struct inject_config *cfg, const json_t *po
  * the pod, naming the container and where the UID comes from. Init containers count only with
  * native sidecars: in classic mode they run before weft-init and are not captured anyway.
  */
-static int check_proxy_uid(const struct inject_config *cfg, const json_t *pod, char *msg,
-                           size_t msglen)
+static int check_proxy_uid(const struct inject_config *cfg, const json_t *pod, struct diag *diag)
 {
     const json_t *spec = json_object_get(pod, "spec");
     const json_t *pod_uid = json_object_get(json_object_get(spec, "securityContext"), "runAsUser");
@@ -284,7 +280,7 @@ static int check_proxy_uid(const struct inject_config *cfg, const json_t *pod, c
             else
                 snprintf(where, sizeof(where), "spec.%s[%zu].securityContext.runAsUser", lists[l],
                          i);
-            snprintf(msg, msglen,
+            diag_set(diag,
                      "%s \"%s\" runs as UID %d (%s), the UID reserved for the weft-proxy "
                      "sidecar: its traffic would bypass the proxy; run it as another user or opt "
                      "the pod out with the annotation weft.dev/inject: \"false\"",
@@ -298,7 +294,7 @@ static int check_proxy_uid(const struct inject_config *cfg, const json_t *pod, c
 
 /* ---- settings from annotations ---- */
 
-static int read_settings(struct inj *c, const json_t *pod, char *msg, size_t msglen)
+static int read_settings(struct inj *c, const json_t *pod, struct diag *diag)
 {
     static const struct {
         const char *key, *dflt;
@@ -322,8 +318,8 @@ static int read_settings(struct inj *c, const json_t *pod, char *msg, size_t msg
         v = annot(pod, lists[i].key);
         if (!v)
             v = lists[i].dflt;
-        rc = lists[i].cidr ? webhook__cidrs_parse(lists[i].key, v, lists[i].star, b, msg, msglen)
-                           : webhook__ports_parse(lists[i].key, v, lists[i].star, b, msg, msglen);
+        rc = lists[i].cidr ? webhook__cidrs_parse(lists[i].key, v, lists[i].star, b, diag)
+                           : webhook__ports_parse(lists[i].key, v, lists[i].star, b, diag);
         if (rc < 0)
             return rc;
     }
@@ -343,7 +339,7 @@ static int read_settings(struct inj *c, const json_t *pod, char *msg, size_t msg
         if (!v)
             continue;
         if (webhook__quantity_parse(v, &q) < 0) {
-            snprintf(msg, msglen,
+            diag_set(diag,
                      "annotation %s: \"%.64s\" is not a Kubernetes quantity (such as 100m, 1, "
                      "128Mi)",
                      res_keys[i], v);
@@ -358,7 +354,7 @@ static int read_settings(struct inj *c, const json_t *pod, char *msg, size_t msg
         if (!c->res[i] || !c->res[i + 2] || webhook__quantity_parse(c->res[i], &rq) < 0 ||
             webhook__quantity_parse(c->res[i + 2], &lq) < 0 || rq <= lq)
             continue;
-        snprintf(msg, msglen, "annotation %s: proxy %s request %s exceeds its limit %s",
+        diag_set(diag, "annotation %s: proxy %s request %s exceeds its limit %s",
                  annot(pod, res_keys[i]) ? res_keys[i] : res_keys[i + 2], i ? "memory" : "cpu",
                  c->res[i], c->res[i + 2]);
         return ERR_INVALID;
@@ -366,7 +362,7 @@ static int read_settings(struct inj *c, const json_t *pod, char *msg, size_t msg
 
     c->rewrite_probes = true;
     v = annot(pod, WEBHOOK_A_REWRITE);
-    if (v && (rc = webhook__bool_parse(WEBHOOK_A_REWRITE, v, &c->rewrite_probes, msg, msglen)) < 0)
+    if (v && (rc = webhook__bool_parse(WEBHOOK_A_REWRITE, v, &c->rewrite_probes, diag)) < 0)
         return rc;
     return 0;
 }
@@ -902,12 +898,12 @@ out:
 }
 
 int webhook_pod_inject(const struct inject_config *cfg, const json_t *pod, const char *ns,
-                       struct webhook_result *res, char *msg, size_t msglen)
+                       struct webhook_result *res, struct diag *diag)
 {
     json_t *copy = json_deep_copy(pod);
     if (!copy)
         return -ENOMEM;
-    return webhook__pod_inject_owned(cfg, copy, ns, res, msg, msglen);
+    return webhook__pod_inject_owned(cfg, copy, ns, res, diag);
 }
 
 /*
@@ -916,7 +912,7 @@ int webhook_pod_inject(const struct inject_config *cfg, const json_t *pod, const
  * pod. Reads that need the pod as it came in happen before the first change.
  */
 int webhook__pod_inject_owned(const struct inject_config *cfg, json_t *pod, const char *ns,
-                              struct webhook_result *res, char *msg, size_t msglen)
+                              struct webhook_result *res, struct diag *diag)
 {
     struct inj c;
     const char *why, *inject = NULL;
@@ -933,13 +929,13 @@ int webhook__pod_inject_owned(const struct inject_config *cfg, json_t *pod, cons
     buf_init(&c.ex_out_ports);
     buf_init(&c.in_ranges);
     buf_init(&c.ex_ranges);
-    if ((rc = check_shape(pod, msg, msglen)) < 0)
+    if ((rc = check_shape(pod, diag)) < 0)
         goto out;
     if (!ns || !*ns)
         ns = json_string_value(json_object_get(json_object_get(pod, "metadata"), "namespace"));
     inject = annot(pod, WEBHOOK_A_INJECT);
     if (inject && !(ns && (strcmp(ns, "kube-system") == 0 || strcmp(ns, "weft-system") == 0)) &&
-        (rc = webhook__bool_parse(WEBHOOK_A_INJECT, inject, &opt_in, msg, msglen)) < 0)
+        (rc = webhook__bool_parse(WEBHOOK_A_INJECT, inject, &opt_in, diag)) < 0)
         goto out;
     c.warnings = json_array();
     if (!c.warnings) {
@@ -956,8 +952,7 @@ int webhook__pod_inject_owned(const struct inject_config *cfg, json_t *pod, cons
         rc = 0;
         goto out;
     }
-    if ((rc = read_settings(&c, pod, msg, msglen)) < 0 ||
-        (rc = check_proxy_uid(cfg, pod, msg, msglen)) < 0)
+    if ((rc = read_settings(&c, pod, diag)) < 0 || (rc = check_proxy_uid(cfg, pod, diag)) < 0)
         goto out;
     c.job = is_job(pod);
     c.ops = json_array();
@@ -1041,7 +1036,7 @@ static bool string_list(const json_t *v)
  * Put back each original probe handler recorded in weft.dev/original-probes
  * ({container: {probe kind: {handler: value}}}), in place of the agent's httpGet.
  */
-static int restore_probes(json_t *spec, const char *text, char *msg, size_t msglen)
+static int restore_probes(json_t *spec, const char *text, struct diag *diag)
 {
     json_t *probes = json_loads(text, 0, NULL);
     const char *cname;
@@ -1049,7 +1044,7 @@ static int restore_probes(json_t *spec, const char *text, char *msg, size_t msgl
     int rc = 0;
 
     if (!json_is_object(probes)) {
-        rc = bad(msg, msglen, "annotation %s: not a JSON object", WEBHOOK_A_PROBES);
+        rc = bad(diag, "annotation %s: not a JSON object", WEBHOOK_A_PROBES);
         goto out;
     }
     json_object_foreach(probes, cname, kinds)
@@ -1058,8 +1053,8 @@ static int restore_probes(json_t *spec, const char *text, char *msg, size_t msgl
         json_t *ct;
 
         if (!json_is_object(kinds)) {
-            rc = bad(msg, msglen, "annotation %s: container %.64s: not a JSON object",
-                     WEBHOOK_A_PROBES, cname);
+            rc = bad(diag, "annotation %s: container %.64s: not a JSON object", WEBHOOK_A_PROBES,
+                     cname);
             goto out;
         }
         json_array_foreach(json_object_get(spec, "containers"), i, ct)
@@ -1081,7 +1076,7 @@ static int restore_probes(json_t *spec, const char *text, char *msg, size_t msgl
                     known |= strcmp(handler, probe_handlers[h]) == 0;
                 hv = known ? json_object_get(orig, handler) : NULL;
                 if (!json_is_object(hv)) {
-                    rc = bad(msg, msglen,
+                    rc = bad(diag,
                              "annotation %s: container %.64s %.32s: not {\"httpGet\"|"
                              "\"tcpSocket\"|\"grpc\": {...}}",
                              WEBHOOK_A_PROBES, cname, kind);
@@ -1126,7 +1121,7 @@ static int drop_created(json_t *parent, const char *entry, bool empty)
     return 0;
 }
 
-int webhook_pod_uninject(const json_t *pod, json_t **out, char *msg, size_t msglen)
+int webhook_pod_uninject(const json_t *pod, json_t **out, struct diag *diag)
 {
     json_t *copy = NULL, *st = NULL, *meta, *annots, *spec;
     const char *text, *k;
@@ -1135,7 +1130,7 @@ int webhook_pod_uninject(const json_t *pod, json_t **out, char *msg, size_t msgl
     int rc = 0;
 
     if (!json_is_object(pod))
-        return bad(msg, msglen, "not an object");
+        return bad(diag, "not an object");
     copy = json_deep_copy(pod);
     if (!copy)
         return -ENOMEM;
@@ -1151,11 +1146,11 @@ int webhook_pod_uninject(const json_t *pod, json_t **out, char *msg, size_t msgl
         !string_list(json_object_get(st, "volumes")) ||
         !string_list(json_object_get(st, "annotations")) ||
         !string_list(json_object_get(st, "created"))) {
-        rc = bad(msg, msglen, "annotation %s: not what injection writes", WEBHOOK_A_STATUS);
+        rc = bad(diag, "annotation %s: not what injection writes", WEBHOOK_A_STATUS);
         goto out;
     }
     if (!json_is_object(spec)) {
-        rc = bad(msg, msglen, "spec: missing");
+        rc = bad(diag, "spec: missing");
         goto out;
     }
     remove_named(json_object_get(spec, "initContainers"), json_object_get(st, "initContainers"));
@@ -1164,7 +1159,7 @@ int webhook_pod_uninject(const json_t *pod, json_t **out, char *msg, size_t msgl
     if (str_in(json_object_get(st, "annotations"), WEBHOOK_A_PROBES) &&
         json_is_string(json_object_get(annots, WEBHOOK_A_PROBES)) &&
         (rc = restore_probes(spec, json_string_value(json_object_get(annots, WEBHOOK_A_PROBES)),
-                             msg, msglen)) < 0)
+                             diag)) < 0)
         goto out;
     json_array_foreach(json_object_get(st, "annotations"), i, v)
     {

@@ -191,7 +191,7 @@ int webhook_review_explain(const struct inject_config *cfg, const char *body, si
     json_error_t jerr;
     json_t *doc = NULL, *req, *kind, *obj, *juid;
     const char *uid, *op, *v, *sub;
-    char msg[512] = "";
+    struct diag wd = {0, ""};
     int rc;
 
     memset(info, 0, sizeof(*info));
@@ -269,13 +269,12 @@ int webhook_review_explain(const struct inject_config *cfg, const char *body, si
         goto out;
     }
     /* the review is ours: inject into its pod instead of a copy */
-    rc = webhook__pod_inject_owned(cfg, json_incref(obj), str_at(req, "namespace"), &res, msg,
-                                   sizeof(msg));
+    rc = webhook__pod_inject_owned(cfg, json_incref(obj), str_at(req, "namespace"), &res, &wd);
     if (rc == ERR_INVALID) {
-        utf8_scrub(msg);
+        utf8_scrub(wd.text);
         info->outcome = WEBHOOK_OUTCOME_DENIED;
-        snprintf(info->reason, sizeof(info->reason), "%s", msg);
-        rc = deny(juid, msg, response_json, http_status);
+        snprintf(info->reason, sizeof(info->reason), "%s", wd.text);
+        rc = deny(juid, wd.text, response_json, http_status);
     } else if (rc == 0 && res.verdict == WEBHOOK_INJECTED) {
         info->outcome = WEBHOOK_OUTCOME_INJECTED;
         rc = patched(juid, &res, response_json, http_status);

@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "core/diag.h"
 #include "core/err.h"
 
 /* Injection settings: loaded once (Helm values, flags) and passed const. Strings borrowed. */
@@ -57,10 +58,10 @@ void webhook_config_init(struct inject_config *cfg);
  * value stops weftd at start-up instead of making every injected pod fail: images non-empty,
  * quantities that Kubernetes accepts, each request no larger than its limit, a known log level,
  * a host:port control-plane address, a known image pull policy. Returns 0, or ERR_INVALID with
- * msg naming the setting (by the field names of struct inject_config's documentation: "proxy
+ * diag naming the setting (by the field names of struct inject_config's documentation: "proxy
  * CPU request", ...) and the value.
  */
-int webhook_config_check(const struct inject_config *cfg, char *msg, size_t msglen) WUR;
+int webhook_config_check(const struct inject_config *cfg, struct diag *diag) WUR;
 
 enum webhook_verdict {
     WEBHOOK_INJECTED = 1, /* pod and patch are set */
@@ -87,19 +88,19 @@ void webhook_result_release(struct webhook_result *res);
  * earlier injection and the system namespaces (kube-system, weft-system) lead to SKIPPED.
  *
  * Returns 0 and fills *res; ERR_INVALID when the pod asks for something impossible (a malformed
- * weft.dev/... or traffic.weft.dev/... annotation, a field of the wrong JSON type): msg gets a
+ * weft.dev/... or traffic.weft.dev/... annotation, a field of the wrong JSON type): diag gets a
  * one-line reason naming the annotation or field, *res is untouched; -ENOMEM.
  */
 int webhook_pod_inject(const struct inject_config *cfg, const json_t *pod, const char *ns,
-                       struct webhook_result *res, char *msg, size_t msglen) WUR;
+                       struct webhook_result *res, struct diag *diag) WUR;
 
 /*
  * Undo an injection using the weft.dev/status annotation: removes exactly the containers,
  * volumes and annotations recorded there and restores the original probes. A pod without the
  * annotation comes back as an unchanged copy. Returns 0 and a new object in *out;
- * ERR_INVALID (msg says why) when the status annotation is not what injection writes; -ENOMEM.
+ * ERR_INVALID (diag says why) when the status annotation is not what injection writes; -ENOMEM.
  */
-int webhook_pod_uninject(const json_t *pod, json_t **out, char *msg, size_t msglen) WUR;
+int webhook_pod_uninject(const json_t *pod, json_t **out, struct diag *diag) WUR;
 
 /*
  * Answer one AdmissionReview (admission.k8s.io/v1) request body of len bytes.

@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "core/buf.h"
+#include "core/diag.h"
 #include "core/err.h"
 
 /* Fixed names and numbers (DESIGN.md "Ports"). */
@@ -69,24 +70,23 @@ int webhook__op_remove(json_t *ops, json_t *parent, const char *parent_ptr, cons
  * a message naming annot; -ENOMEM.
  */
 int webhook__ports_parse(const char *annot, const char *value, bool allow_star, struct buf *norm,
-                         char *msg, size_t msglen) WUR;
+                         struct diag *diag) WUR;
 /* Same for a list of IPv4/IPv6 CIDRs ("10.0.0.0/8,fd00::/8"). */
 int webhook__cidrs_parse(const char *annot, const char *value, bool allow_star, struct buf *norm,
-                         char *msg, size_t msglen) WUR;
+                         struct diag *diag) WUR;
 /*
  * Parse a non-negative Kubernetes quantity ("100m", "1.5Gi", "2e3") to a double in base units.
  * Returns 0 or ERR_INVALID.
  */
 int webhook__quantity_parse(const char *s, double *out) WUR;
 /* "true" -> 1, "false" -> 0, anything else ERR_INVALID with a message naming annot. */
-int webhook__bool_parse(const char *annot, const char *value, bool *out, char *msg,
-                        size_t msglen) WUR;
+int webhook__bool_parse(const char *annot, const char *value, bool *out, struct diag *diag) WUR;
 
 struct inject_config;
 struct webhook_result;
 
 /* webhook_pod_inject on a pod the caller gives up (consumed, even on failure; mutated). */
 int webhook__pod_inject_owned(const struct inject_config *cfg, json_t *pod, const char *ns,
-                              struct webhook_result *res, char *msg, size_t msglen) WUR;
+                              struct webhook_result *res, struct diag *diag) WUR;
 
 #endif

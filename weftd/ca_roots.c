@@ -204,7 +204,7 @@ static int bundle_add_roots(struct ca *ca, const char *pem)
     size_t pos = 0, len;
 
     while (next_cert_block(pem, &pos, &blk, &len)) {
-        struct ca_diag diag;
+        struct diag diag;
         int rc = ca_bundle_add(ca, blk, len, NULL, &diag);
         if (rc == -ENOMEM)
             return rc;
@@ -268,8 +268,8 @@ static int apply_secret(struct weftd_ca_roots *s, const json_t *secret)
     char *crt = NULL, *key = NULL, *ca_pem = NULL, *bundle = NULL;
     size_t crt_len = 0, key_len = 0, ca_len = 0;
     struct ca_signer *signer = NULL;
-    struct ca_diag diag;
-    char text[256];
+    struct diag diag;
+    char text[DIAG_TEXT_MAX + 64]; /* a prefix and diag.text */
     bool first = !d->ca, switched = false;
     int rc;
 

@@ -46,7 +46,7 @@ struct issue_job {
     char ns[256], sa[256];
     long ttl;
     int rc;
-    struct ca_diag diag;
+    struct diag diag;
     struct ca_leaf leaf;
 };
 

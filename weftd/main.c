@@ -49,7 +49,7 @@ int main(int argc, char **argv)
     static char host[HOST_NAME_MAX + 1];
     static char cp_addr[300];
     struct weftd d;
-    struct kube_diag diag;
+    struct diag diag;
     struct kube_leader_opts lo;
     struct mesh_config mc;
     int rc, exit_code = 1;
@@ -65,13 +65,10 @@ int main(int argc, char **argv)
         snprintf(cp_addr, sizeof(cp_addr), "weftd.%s.svc:15012", d.opts.namespace);
         d.inject.control_plane_addr = cp_addr;
     }
-    {
-        char msg[256];
-
-        if (webhook_config_check(&d.inject, msg, sizeof(msg)) != 0) {
-            fprintf(stderr, "weftd: injection settings: %s\n", msg);
-            return 2;
-        }
+    diag_clear(&diag);
+    if (webhook_config_check(&d.inject, &diag) != 0) {
+        fprintf(stderr, "weftd: injection settings: %s\n", diag.text);
+        return 2;
     }
     d.inject_opt_in = d.inject;
     d.inject_opt_in.opt_in_only = true;
@@ -82,11 +79,11 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
 
-    memset(&diag, 0, sizeof(diag));
+    diag_clear(&diag);
     rc = kube_config_load(d.opts.kubeconfig, &d.kcfg, &diag);
     if (rc) {
         fprintf(stderr, "weftd: cannot load Kubernetes credentials: %s\n",
-                diag.msg[0] ? diag.msg : err_str(rc));
+                diag.text[0] ? diag.text : err_str(rc));
         return 1;
     }
     d.loop = uv_default_loop();

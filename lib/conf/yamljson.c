@@ -264,8 +264,7 @@ struct yj {
     struct anchor *anchors;
     size_t nanchors, capanchors;
     size_t nodes; /* expanded nodes across all documents */
-    char *msg;
-    size_t msglen;
+    struct diag *diag;
 };
 
 static int yj_fail(struct yj *c, int line, const char *fmt, ...) PRINTF_LIKE(3, 4);
@@ -279,19 +278,16 @@ static int yj_fail(struct yj *c, int line, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(problem, sizeof(problem), fmt, ap);
     va_end(ap);
-    if (c->msg && c->msglen) {
-        if (line > 0)
-            snprintf(c->msg, c->msglen, "yaml: line %d: %s", line, problem);
-        else
-            snprintf(c->msg, c->msglen, "yaml: %s", problem);
-    }
+    if (line > 0)
+        diag_set(c->diag, "yaml: line %d: %s", line, problem);
+    else
+        diag_set(c->diag, "yaml: %s", problem);
     return ERR_PARSE;
 }
 
 static int too_large(struct yj *c)
 {
-    if (c->msg && c->msglen)
-        snprintf(c->msg, c->msglen, "%s", YJ_TOO_LARGE);
+    diag_set(c->diag, "%s", YJ_TOO_LARGE);
     return ERR_PARSE;
 }
 
@@ -805,7 +801,7 @@ static int parser_error(struct yj *c)
     }
 }
 
-int yaml_to_json(const char *text, size_t len, json_t **out, char *msg, size_t msglen)
+int yaml_to_json(const char *text, size_t len, json_t **out, struct diag *diag)
 {
     struct yj c;
     yaml_event_t ev;
@@ -813,8 +809,7 @@ int yaml_to_json(const char *text, size_t len, json_t **out, char *msg, size_t m
     int rc = 0;
 
     memset(&c, 0, sizeof(c));
-    c.msg = msg;
-    c.msglen = msglen;
+    c.diag = diag;
     if (!yaml_parser_initialize(&c.parser))
         return -ENOMEM;
     c.docs = json_array();

@@ -13,13 +13,14 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "core/diag.h"
 #include "core/err.h"
 
 /*
- * Parse text (len bytes) into a JSON array of documents in *out. Returns 0, ERR_PARSE (msg gets
- * "yaml: line N: <problem>" as the Go library words it when it can), -ENOMEM.
+ * Parse text (len bytes) into a JSON array of documents in *out. Returns 0, ERR_PARSE (diag, if
+ * not NULL, gets "yaml: line N: <problem>" as the Go library words it when it can), -ENOMEM.
  */
-int yaml_to_json(const char *text, size_t len, json_t **out, char *msg, size_t msglen) WUR;
+int yaml_to_json(const char *text, size_t len, json_t **out, struct diag *diag) WUR;
 
 /* Serialize a JSON value as YAML (block style, keys in the object's order). Caller frees. */
 char *json_to_yaml(const json_t *value);

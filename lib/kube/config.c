@@ -18,17 +18,6 @@
 
 #define MAX_FILE (4u * 1024 * 1024)
 
-static void diag_set(struct kube_diag *d, const char *fmt, ...) PRINTF_LIKE(2, 3);
-static void diag_set(struct kube_diag *d, const char *fmt, ...)
-{
-    va_list ap;
-    if (!d)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(d->msg, sizeof(d->msg), fmt, ap);
-    va_end(ap);
-}
-
 /* Read a whole file; *out is NUL-terminated. Returns 0, a negative errno or -EFBIG. */
 static int read_whole(const char *path, char **out, size_t *outlen)
 {
@@ -144,7 +133,7 @@ out:
 struct kc_parse {
     const char *file;
     char dir[4096];
-    struct kube_diag *diag;
+    struct diag *diag;
 };
 
 /* Find the entry named name in list (an array of {name, <kind>: {...}}); returns its body. */
@@ -347,11 +336,12 @@ static int parse_kubeconfig(struct kc_parse *p, const json_t *root, struct kube_
     return c->ns ? 0 : -ENOMEM;
 }
 
-static int load_file(const char *path, struct kube_config **out, struct kube_diag *diag)
+static int load_file(const char *path, struct kube_config **out, struct diag *diag)
 {
     struct kc_parse p = {.file = path, .diag = diag};
     struct kube_config *c = NULL;
-    char *text = NULL, msg[256] = "";
+    char *text = NULL;
+    struct diag yd = {0, ""};
     const char *slash;
     json_t *docs = NULL;
     size_t len = 0;
@@ -367,9 +357,9 @@ static int load_file(const char *path, struct kube_config **out, struct kube_dia
         snprintf(p.dir, sizeof(p.dir), "%.*s", (int)(slash - path), path);
     if (slash == path)
         snprintf(p.dir, sizeof(p.dir), "/");
-    rc = yaml_to_json(text, len, &docs, msg, sizeof(msg));
+    rc = yaml_to_json(text, len, &docs, &yd);
     if (rc) {
-        diag_set(diag, "%s: %s", path, msg[0] ? msg : err_str(rc));
+        diag_set(diag, "%s: %s", path, yd.text[0] ? yd.text : err_str(rc));
         goto out;
     }
     if (json_array_size(docs) != 1) {
@@ -394,7 +384,7 @@ out:
     return rc;
 }
 
-int kube_config_in_cluster(const char *sa_dir, struct kube_config **out, struct kube_diag *diag)
+int kube_config_in_cluster(const char *sa_dir, struct kube_config **out, struct diag *diag)
 {
     const char *host = getenv("KUBERNETES_SERVICE_HOST");
     const char *port = getenv("KUBERNETES_SERVICE_PORT");
@@ -459,7 +449,7 @@ out:
     return rc;
 }
 
-int kube_config_load(const char *path, struct kube_config **out, struct kube_diag *diag)
+int kube_config_load(const char *path, struct kube_config **out, struct diag *diag)
 {
     const char *env = getenv("KUBECONFIG"), *home;
     char buf[4096];

@@ -30,14 +30,8 @@
 #include <time.h>
 #include <uv.h>
 
+#include "core/diag.h"
 #include "core/err.h"
-
-/* ---- error detail ---------------------------------------------------------------------- */
-
-/* Human-readable detail for configuration errors: "<file>: <field>: <problem>". */
-struct kube_diag {
-    char msg[512];
-};
 
 /* ---- clock ------------------------------------------------------------------------------ */
 
@@ -70,7 +64,7 @@ struct kube_config;
  * Returns 0 and *out (free with kube_config_free), ERR_INVALID/ERR_PARSE/ERR_UNSUPPORTED or a
  * negative errno for an unreadable file, with the file and field named in diag (optional).
  */
-int kube_config_load(const char *path, struct kube_config **out, struct kube_diag *diag) WUR;
+int kube_config_load(const char *path, struct kube_config **out, struct diag *diag) WUR;
 
 /*
  * In-cluster configuration: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT, CA
@@ -78,8 +72,7 @@ int kube_config_load(const char *path, struct kube_config **out, struct kube_dia
  * changes, since projected tokens rotate), namespace from <dir>/namespace. sa_dir NULL means
  * /var/run/secrets/kubernetes.io/serviceaccount. Returns as kube_config_load.
  */
-int kube_config_in_cluster(const char *sa_dir, struct kube_config **out,
-                           struct kube_diag *diag) WUR;
+int kube_config_in_cluster(const char *sa_dir, struct kube_config **out, struct diag *diag) WUR;
 
 void kube_config_free(struct kube_config *cfg);
 /* The API server URL (no trailing slash) and the default namespace; never NULL. */

@@ -101,7 +101,7 @@ static int cmd_leaf(char **argv, int argc)
     struct ca_signer *s = NULL;
     struct ca *ca = NULL;
     struct ca_leaf leaf = {0};
-    struct ca_diag diag = {0};
+    struct diag diag = {0};
     struct buf pem;
     int rc = 1;
 

@@ -73,7 +73,7 @@ static void check_issue(const struct ca_csr *csr)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct ca_csr *csr = NULL;
-    struct ca_diag diag;
+    struct diag diag;
     struct buf pem;
     const char *text = (const char *)data;
     size_t len = size;

@@ -48,7 +48,7 @@ static void put_file(const uint8_t *data, size_t size)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct kube_config *cfg = NULL;
-    struct kube_diag diag;
+    struct diag diag;
     const char *server, *ns;
     int rc;
 
@@ -56,12 +56,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&diag, 0, sizeof(diag));
     rc = kube_config_load(mem_path, &cfg, &diag);
     FUZZ_ASSERTF(rc == 0 || rc == ERR_INVALID || rc == ERR_PARSE || rc == ERR_UNSUPPORTED,
-                 "kube_config_load returned %d (%s)", rc, diag.msg);
+                 "kube_config_load returned %d (%s)", rc, diag.text);
     if (rc) {
         FUZZ_ASSERT(cfg == NULL);
-        FUZZ_ASSERTF(strncmp(diag.msg, mem_path, strlen(mem_path)) == 0 &&
-                         strlen(diag.msg) > strlen(mem_path),
-                     "error %d without a diag naming the file: \"%s\"", rc, diag.msg);
+        FUZZ_ASSERTF(strncmp(diag.text, mem_path, strlen(mem_path)) == 0 &&
+                         strlen(diag.text) > strlen(mem_path),
+                     "error %d without a diag naming the file: \"%s\"", rc, diag.text);
         return 0;
     }
     FUZZ_ASSERT(cfg != NULL);

@@ -62,6 +62,7 @@ static bool names_unique(const json_t *pod)
 static void check_patch(const uint8_t *data, size_t size, const json_t *resp, const char *b64)
 {
     char *dec = NULL, msg[512] = "";
+    struct diag wd = {0, ""};
     size_t declen = 0;
     json_t *input, *obj, *ops, *out = NULL, *back = NULL;
     json_error_t je;
@@ -82,8 +83,8 @@ static void check_patch(const uint8_t *data, size_t size, const json_t *resp, co
     FUZZ_ASSERT(json_is_object(obj));
     rc = patch_json(obj, ops, &out, msg, sizeof(msg));
     FUZZ_ASSERTF(rc == 0, "the patch does not apply: %d %s", rc, msg);
-    rc = webhook_pod_uninject(out, &back, msg, sizeof(msg));
-    FUZZ_ASSERTF(rc == 0, "uninject of the injected pod failed: %d %s", rc, msg);
+    rc = webhook_pod_uninject(out, &back, &wd);
+    FUZZ_ASSERTF(rc == 0, "uninject of the injected pod failed: %d %s", rc, wd.text);
     FUZZ_ASSERTF(json_equal(back, obj) || !names_unique(obj), "uninject(inject(pod)) != pod");
     json_decref(back);
     json_decref(out);

@@ -46,7 +46,8 @@ static size_t count_nodes(const json_t *v, size_t limit)
 
 static void check_roundtrip(const json_t *doc)
 {
-    char *yaml, msg[256] = "";
+    char *yaml;
+    struct diag yd = {0, ""};
     json_t *again = NULL;
     int rc;
 
@@ -54,8 +55,8 @@ static void check_roundtrip(const json_t *doc)
         return;
     yaml = json_to_yaml(doc);
     FUZZ_ASSERTF(yaml != NULL, "json_to_yaml refused a document yaml_to_json made");
-    rc = yaml_to_json(yaml, strlen(yaml), &again, msg, sizeof(msg));
-    FUZZ_ASSERTF(rc == 0, "json_to_yaml's output does not read back (%d %s):\n%.1000s", rc, msg,
+    rc = yaml_to_json(yaml, strlen(yaml), &again, &yd);
+    FUZZ_ASSERTF(rc == 0, "json_to_yaml's output does not read back (%d %s):\n%.1000s", rc, yd.text,
                  yaml);
     FUZZ_ASSERTF(json_array_size(again) == 1, "%zu documents back from:\n%.1000s",
                  json_array_size(again), yaml);
@@ -73,16 +74,15 @@ static void check_roundtrip(const json_t *doc)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char msg[256];
+    struct diag yd = {0, ""};
     json_t *docs = NULL, *d;
     size_t i;
     int rc;
 
-    msg[0] = '\0';
-    rc = yaml_to_json((const char *)data, size, &docs, msg, sizeof(msg));
+    rc = yaml_to_json((const char *)data, size, &docs, &yd);
     FUZZ_ASSERTF(rc == 0 || rc == ERR_PARSE, "yaml_to_json returned %d", rc);
     if (rc) {
-        FUZZ_ASSERTF(msg[0] != '\0', "ERR_PARSE without a message");
+        FUZZ_ASSERTF(yd.text[0] != '\0', "ERR_PARSE without a message");
         return 0;
     }
     FUZZ_ASSERT(json_is_array(docs));

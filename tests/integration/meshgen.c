@@ -77,7 +77,7 @@ static int client_init(struct client *c, const char *kubeconfig)
     json_t *docs = NULL, *cfg, *v;
     const char *ctx_name, *cluster_name = NULL, *user_name = NULL, *server = NULL, *ca64 = NULL,
                           *token = NULL;
-    char msg[200], chunk[4096];
+    char chunk[4096];
     size_t i, n;
     int rc = ERR_PARSE;
 
@@ -93,7 +93,7 @@ static int client_init(struct client *c, const char *kubeconfig)
             rc = -ENOMEM;
             goto out;
         }
-    if (yaml_to_json(text.p ? text.p : "", text.len, &docs, msg, sizeof(msg)) ||
+    if (yaml_to_json(text.p ? text.p : "", text.len, &docs, NULL) ||
         !(cfg = json_array_get(docs, 0)))
         goto out;
     ctx_name = json_string_value(json_object_get(cfg, "current-context"));

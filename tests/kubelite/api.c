@@ -203,12 +203,13 @@ int kl_parse_body(struct http_conn *c, const struct http_request *req, json_t **
         v = json_loadb(req->body, req->body_len, 0, &jerr);
         if (!v) {
             json_t *docs = NULL;
-            int rc = yaml_to_json(req->body, req->body_len, &docs, msg, sizeof(msg));
+            struct diag yd = {0, ""};
+            int rc = yaml_to_json(req->body, req->body_len, &docs, &yd);
             if (rc || json_array_size(docs) != 1) {
                 json_decref(docs);
                 kl_respond_status(c, 400, "BadRequest",
-                                  rc ? msg : "the body must hold exactly one YAML document", NULL,
-                                  NULL, NULL, NULL);
+                                  rc ? yd.text : "the body must hold exactly one YAML document",
+                                  NULL, NULL, NULL, NULL);
                 return ERR_PARSE;
             }
             v = json_incref(json_array_get(docs, 0));

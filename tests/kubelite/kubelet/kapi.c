@@ -99,7 +99,8 @@ static int decode_field(const json_t *obj, const char *key, char **out)
 int kclient_new(const char *kubeconfig, struct kclient **out, char *msg, size_t msglen)
 {
     struct kclient *c = calloc(1, sizeof(*c));
-    char *text = NULL, ymsg[256] = "";
+    char *text = NULL;
+    struct diag yd = {0, ""};
     json_t *docs = NULL, *cfg, *ctx, *cluster, *user;
     const char *cur, *s;
     int rc = 0;
@@ -112,9 +113,9 @@ int kclient_new(const char *kubeconfig, struct kclient **out, char *msg, size_t 
         snprintf(msg, msglen, "%s: %s", kubeconfig, strerror(-rc));
         goto out;
     }
-    rc = yaml_to_json(text, strlen(text), &docs, ymsg, sizeof(ymsg));
+    rc = yaml_to_json(text, strlen(text), &docs, &yd);
     if (rc) {
-        snprintf(msg, msglen, "%s: %s", kubeconfig, ymsg);
+        snprintf(msg, msglen, "%s: %s", kubeconfig, yd.text);
         goto out;
     }
     cfg = json_array_get(docs, 0);

@@ -158,7 +158,7 @@ static void write_bundle(struct ca *ca, const char *path)
 
 /* Issue for `id` from the CSR file at csr_path into leaf_path; returns ca_issue's code. */
 static int issue_file(struct ca *ca, const char *csr_path, const struct ca_identity *id, long ttl,
-                      const char *leaf_path, struct ca_leaf *leaf_out, struct ca_diag *diag)
+                      const char *leaf_path, struct ca_leaf *leaf_out, struct diag *diag)
 {
     struct ca_leaf leaf;
     size_t n;
@@ -253,7 +253,7 @@ static void t_root_generate(void)
     struct ca_signer *s = NULL, *s2 = NULL;
     struct ca_signer_pem pem = {0};
     struct ca_cert_info info;
-    struct ca_diag diag = {0};
+    struct diag diag = {0};
     char expect[128];
     time_t now = time(NULL);
 
@@ -318,7 +318,7 @@ static void t_issue_verifies(void)
     struct ca *ca = new_ca();
     struct ca_leaf leaf = {0}, leaf2 = {0};
     struct ca_cert_info info;
-    struct ca_diag diag = {0};
+    struct diag diag = {0};
     char *key = NULL, *csr = NULL, nb[64], na[64], expect[160];
 
     enter_tmpdir();
@@ -418,7 +418,7 @@ static void t_issue_verifies(void)
 static void t_identity_from_caller_only(void)
 {
     struct ca *ca = new_ca();
-    struct ca_diag diag = {0};
+    struct diag diag = {0};
 
     enter_tmpdir();
     REQUIRE(sh("openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "
@@ -447,7 +447,7 @@ static void t_identity_from_caller_only(void)
 static void t_long_identity(void)
 {
     struct ca *ca = new_ca();
-    struct ca_diag diag = {0};
+    struct diag diag = {0};
     char sa[254], cn[CA_CN_MAX + 1], expect[512];
     struct ca_identity id = {"cluster.local", "payments", sa};
 
@@ -473,7 +473,7 @@ static void t_long_identity(void)
 static void t_key_types(void)
 {
     struct ca *ca = new_ca();
-    struct ca_diag diag = {0};
+    struct diag diag = {0};
     char *key = NULL, *csr = NULL;
     struct ca_leaf leaf = {0};
 
@@ -509,11 +509,12 @@ static void t_key_types(void)
 static void expect_refusal(struct ca *ca, const char *data, size_t n, enum ca_refusal code,
                            const char *text_part, int line)
 {
-    struct ca_diag diag = {CA_REFUSAL_NONE, ""};
+    struct diag diag = {CA_REFUSAL_NONE, ""};
     struct ca_leaf leaf = {0};
     int rc = ca_issue(ca, data, n, &web, 0, &leaf, &diag);
 
-    if (rc != ERR_INVALID || diag.code != code || (text_part && !strstr(diag.text, text_part))) {
+    if (rc != ERR_INVALID || diag.code != (int)code ||
+        (text_part && !strstr(diag.text, text_part))) {
         fprintf(stderr, "  line %d: rc %d code %s (\"%s\"), want %s \"%s\"\n", line, rc,
                 ca_refusal_str(diag.code), diag.text, ca_refusal_str(code),
                 text_part ? text_part : "");
@@ -722,7 +723,7 @@ static void csr_resign(const char *csr_der, const char *old_spki, const char *ne
 static void t_csr_key_substitution(void)
 {
     struct ca *ca = new_ca();
-    struct ca_diag diag = {0};
+    struct diag diag = {0};
 
     enter_tmpdir();
     REQUIRE(sh("for k in a b; do openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
@@ -748,7 +749,7 @@ static void t_root_rotation(void)
     struct ca *ca = new_ca();
     struct ca_signer *b = NULL, *b2 = NULL;
     struct ca_signer_pem bpem = {0};
-    struct ca_diag diag = {0};
+    struct diag diag = {0};
     char old_fp[CA_FINGERPRINT_HEX + 1], new_fp[CA_FINGERPRINT_HEX + 1];
     unsigned long gen = ca_bundle_generation(ca);
     size_t added = 99;
@@ -814,7 +815,7 @@ static void t_root_rotation(void)
 static void t_bundle_add_refusals(void)
 {
     struct ca *ca = new_ca();
-    struct ca_diag diag = {0};
+    struct diag diag = {0};
     struct ca_leaf leaf = {0};
     char *key = NULL, *csr = NULL, *both;
     const char *names[] = {"svc.example"};
@@ -866,7 +867,7 @@ static void make_user_chain(int days)
 }
 
 static int load_files(const char *crt, const char *key, const char *cafile, time_t now,
-                      struct ca_signer **out, struct ca_diag *diag)
+                      struct ca_signer **out, struct diag *diag)
 {
     struct ca_signer_input in = {0};
     char *c = read_file(crt, &in.crt_len), *k = read_file(key, &in.key_len), *a = NULL;
@@ -888,7 +889,7 @@ static void t_user_intermediate(void)
 {
     struct ca_signer *s = NULL;
     struct ca *ca = NULL;
-    struct ca_diag diag = {0};
+    struct diag diag = {0};
     struct ca_leaf leaf = {0};
     time_t now;
 
@@ -940,7 +941,7 @@ static void t_user_intermediate(void)
 #define LOAD_REFUSED(crt, key, cafile, now, want)                                                  \
     do {                                                                                           \
         struct ca_signer *unit__s = NULL;                                                          \
-        struct ca_diag unit__d = {CA_REFUSAL_NONE, ""};                                            \
+        struct diag unit__d = {CA_REFUSAL_NONE, ""};                                               \
         CHECK_INT(load_files(crt, key, cafile, now, &unit__s, &unit__d), ERR_INVALID);             \
         CHECK(unit__s == NULL);                                                                    \
         if (unit__d.code != (want))                                                                \
@@ -1139,7 +1140,7 @@ static void t_concurrent_issue(void)
     struct ca *ca = new_ca();
     struct ca_signer *b = NULL;
     struct ca_signer_pem apem = {0}, bpem = {0};
-    struct ca_diag diag = {0};
+    struct diag diag = {0};
     struct mt_arg args[MT_THREADS];
     pthread_t th[MT_THREADS];
     char *csrs[8], old_fp[CA_FINGERPRINT_HEX + 1];

@@ -19,15 +19,15 @@ static char *dump(const json_t *j)
 static char *parse(const char *text)
 {
     json_t *out = NULL;
-    char msg[256] = "";
-    int rc = yaml_to_json(text, strlen(text), &out, msg, sizeof(msg));
+    struct diag yd = {0, ""};
+    int rc = yaml_to_json(text, strlen(text), &out, &yd);
     char *s;
 
     if (rc < 0) {
         CHECK(out == NULL);
         if (rc != ERR_PARSE)
             fprintf(stderr, "  rc %d for %s\n", rc, text);
-        REQUIRE(asprintf(&s, "ERR: %s", msg) > 0);
+        REQUIRE(asprintf(&s, "ERR: %s", yd.text) > 0);
         return s;
     }
     s = dump(out);
@@ -226,10 +226,10 @@ static void t_keys(void)
     /* Keys with a NUL survive. */
     {
         json_t *out = NULL;
-        char msg[128] = "";
+        struct diag yd = {0, ""};
         const char txt[] = "\"a\\0b\": 1\n";
 
-        CHECK_INT(yaml_to_json(txt, sizeof(txt) - 1, &out, msg, sizeof(msg)), 0);
+        CHECK_INT(yaml_to_json(txt, sizeof(txt) - 1, &out, &yd), 0);
         CHECK(json_object_getn(json_array_get(out, 0), "a\0b", 3) != NULL);
         json_decref(out);
     }
@@ -282,9 +282,10 @@ static void t_anchors_merge(void)
     {
         const char *txt = "b: &b {x: [1]}\nc: *b\nm: {<<: *b}\n";
         json_t *out = NULL, *doc;
-        char msg[128] = "", *s;
+        struct diag yd = {0, ""};
+        char *s;
 
-        CHECK_INT(yaml_to_json(txt, strlen(txt), &out, msg, sizeof(msg)), 0);
+        CHECK_INT(yaml_to_json(txt, strlen(txt), &out, &yd), 0);
         doc = json_array_get(out, 0);
         json_array_append_new(json_object_get(json_object_get(doc, "b"), "x"), json_integer(2));
         json_object_set_new(json_object_get(doc, "c"), "new", json_true());
@@ -326,9 +327,9 @@ static void t_limits(void)
                           "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
                           "c: [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n";
         json_t *out = NULL;
-        char msg[128] = "";
+        struct diag yd = {0, ""};
 
-        CHECK_INT(yaml_to_json(txt, strlen(txt), &out, msg, sizeof(msg)), 0);
+        CHECK_INT(yaml_to_json(txt, strlen(txt), &out, &yd), 0);
         CHECK_STR(
             json_string_value(json_array_get(
                 json_array_get(json_array_get(json_object_get(json_array_get(out, 0), "c"), 9), 9),
@@ -380,12 +381,13 @@ static void t_node_cap(void)
 {
     struct buf b;
     json_t *out = NULL;
-    char msg[128] = "", *s;
+    struct diag yd = {0, ""};
+    char *s;
 
     buf_init(&b);
     for (int i = 0; i < 50000; i++)
         REQUIRE(buf_puts(&b, "- ~\n") == 0);
-    CHECK_INT(yaml_to_json(b.p, b.len, &out, msg, sizeof(msg)), 0);
+    CHECK_INT(yaml_to_json(b.p, b.len, &out, &yd), 0);
     CHECK_INT(json_array_size(json_array_get(out, 0)), 50000);
     json_decref(out);
     /* The cap counts across documents: 1,000,000 scalars + the document's sequence. */
@@ -410,23 +412,24 @@ static void t_documents(void)
     CHECK_YAML("---\n# c\n---\n\n---\na: 1\n...\n---\n- 2\n--- x\n---\n", "[{\"a\":1},[2],\"x\"]");
     CHECK_YAML("--- null\n--- ''\n", "[null,\"\"]");
     CHECK_YAML("%YAML 1.1\n---\na: b\n", "[{\"a\":\"b\"}]");
-    /* A NULL text with no length is an empty stream; msg may be NULL. */
+    /* A NULL text with no length is an empty stream; diag may be NULL. */
     {
         json_t *out = NULL;
 
-        CHECK_INT(yaml_to_json(NULL, 0, &out, NULL, 0), 0);
+        CHECK_INT(yaml_to_json(NULL, 0, &out, NULL), 0);
         CHECK_INT(json_array_size(out), 0);
         json_decref(out);
         out = NULL;
-        CHECK_INT(yaml_to_json("a: [", 4, &out, NULL, 0), ERR_PARSE);
+        CHECK_INT(yaml_to_json("a: [", 4, &out, NULL), ERR_PARSE);
         CHECK(out == NULL);
     }
     /* Only len bytes are read. */
     {
         json_t *out = NULL;
-        char msg[64] = "", *s;
+        struct diag yd = {0, ""};
+        char *s;
 
-        CHECK_INT(yaml_to_json("a: 1\nb: [", 5, &out, msg, sizeof(msg)), 0);
+        CHECK_INT(yaml_to_json("a: 1\nb: [", 5, &out, &yd), 0);
         s = dump(out);
         CHECK_STR(s, "[{\"a\":1}]");
         free(s);
@@ -499,12 +502,13 @@ static void t_json_to_yaml(void)
 /* json -> yaml -> json gives the same value. */
 static void check_round_trip(const json_t *v, const char *what)
 {
-    char *y = json_to_yaml(v), msg[256] = "";
+    char *y = json_to_yaml(v);
+    struct diag yd = {0, ""};
     json_t *back = NULL;
     int rc;
 
     REQUIRE(y);
-    rc = yaml_to_json(y, strlen(y), &back, msg, sizeof(msg));
+    rc = yaml_to_json(y, strlen(y), &back, &yd);
     CHECK_INT(rc, 0);
     CHECK_INT(json_array_size(back), 1);
     if (rc != 0 || !json_equal(json_array_get(back, 0), v)) {
@@ -513,7 +517,7 @@ static void check_round_trip(const json_t *v, const char *what)
         fprintf(stderr,
                 "  round trip of %s failed: %s\n  json: %.300s\n  yaml: %.300s\n  back: "
                 "%.300s\n",
-                what, msg, a, y, b ? b : "-");
+                what, yd.text, a, y, b ? b : "-");
         free(a);
         free(b);
         unit__failures++;
@@ -547,13 +551,14 @@ static void t_round_trip_corpus(void)
     REQUIRE(glob("/work/shared/real-apps/bookinfo.yaml", GLOB_APPEND, NULL, &g) == 0);
     for (size_t i = 0; i < g.gl_pathc; i++) {
         size_t len;
-        char *text = slurp(g.gl_pathv[i], &len), msg[256] = "";
+        char *text = slurp(g.gl_pathv[i], &len);
+        struct diag yd = {0, ""};
         json_t *out = NULL, *doc;
         size_t j;
-        int rc = yaml_to_json(text, len, &out, msg, sizeof(msg));
+        int rc = yaml_to_json(text, len, &out, &yd);
 
         if (rc != 0)
-            fprintf(stderr, "  %s: %s\n", g.gl_pathv[i], msg);
+            fprintf(stderr, "  %s: %s\n", g.gl_pathv[i], yd.text);
         CHECK_INT(rc, 0);
         CHECK(json_array_size(out) > 0);
         json_array_foreach(out, j, doc)

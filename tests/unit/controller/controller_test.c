@@ -47,10 +47,10 @@ static char *slurp(const char *path, size_t *len)
 static json_t *load_yaml(const char *path)
 {
     size_t len = 0;
-    char *text = slurp(path, &len), msg[256];
+    char *text = slurp(path, &len);
     json_t *docs = NULL;
     REQUIRE(text);
-    REQUIRE(yaml_to_json(text, len, &docs, msg, sizeof(msg)) == 0);
+    REQUIRE(yaml_to_json(text, len, &docs, NULL) == 0);
     free(text);
     return docs;
 }
@@ -413,8 +413,7 @@ static json_t *other_ns(void)
         "namespace: default}\nspec: {targetRef: {kind: Namespace}, action: Allow, from: "
         "[{namespace: default}]}\n";
     json_t *docs = NULL;
-    char msg[128];
-    REQUIRE(yaml_to_json(y, strlen(y), &docs, msg, sizeof(msg)) == 0);
+    REQUIRE(yaml_to_json(y, strlen(y), &docs, NULL) == 0);
     return docs;
 }
 
@@ -882,9 +881,8 @@ static void t_split_skipped_backend(void)
                     "10}, {service: b, weight: 1}, {service: b, weight: 2}]}\n";
     struct mesh_model *m = NULL;
     json_t *docs = NULL, *conds = NULL;
-    char msg[128];
 
-    REQUIRE(yaml_to_json(y, strlen(y), &docs, msg, sizeof(msg)) == 0);
+    REQUIRE(yaml_to_json(y, strlen(y), &docs, NULL) == 0);
     m = model_from(docs, MESH_MODE_ALL_AUTHENTICATED);
     REQUIRE(mesh_model_status(m, "TrafficSplit", "default", "s", NULL, NOW, &conds) == 0);
     CHECK_STR(cond(conds, "Accepted", "status"), "False");

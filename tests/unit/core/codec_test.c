@@ -1,9 +1,10 @@
 /*
- * codec_test.c - core/base64.h (both modes) and core/pct.h.
+ * codec_test.c - core/base64.h (both modes), core/pct.h and core/diag.h.
  */
 #include <stdlib.h>
 
 #include "core/base64.h"
+#include "core/diag.h"
 #include "core/pct.h"
 #include "tests/unit/core/core_test.h"
 #include "tests/unit/unit.h"
@@ -87,4 +88,26 @@ void t_pct_encode(void)
     CHECK_INT(pct_encode_buf(&b, "", NULL), 0);
     CHECK_STR(b.p, "");
     buf_release(&b);
+}
+
+void t_diag(void)
+{
+    struct diag d = {7, "old"};
+    char big[DIAG_TEXT_MAX * 2];
+
+    diag_clear(&d);
+    CHECK_INT(d.code, 0);
+    CHECK_STR(d.text, "");
+    d.code = 3;
+    diag_set(&d, "spec.backends[%d].service: %s", 0, "required");
+    CHECK_STR(d.text, "spec.backends[0].service: required");
+    CHECK_INT(d.code, 3); /* the text only */
+    diag_set(&d, "second");
+    CHECK_STR(d.text, "second"); /* overwrites */
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    diag_set(&d, "%s", big);
+    CHECK_INT(strlen(d.text), DIAG_TEXT_MAX - 1);
+    diag_set(NULL, "nobody listens");
+    diag_clear(NULL);
 }

@@ -23,5 +23,6 @@ void t_hold_beside(void);
 void t_base64_roundtrip(void);
 void t_base64_padded(void);
 void t_pct_encode(void);
+void t_diag(void);
 
 #endif

@@ -63,7 +63,7 @@ static const char *tpath(const char *name)
 }
 
 /* Load text as a kubeconfig file; returns rc, *out on success. */
-static int load_kc(const char *text, struct kube_config **out, struct kube_diag *d)
+static int load_kc(const char *text, struct kube_config **out, struct diag *d)
 {
     const char *p = tpath("config");
     write_text(p, text);
@@ -81,7 +81,7 @@ static int load_kc(const char *text, struct kube_config **out, struct kube_diag 
 static void t_config_token(void)
 {
     struct kube_config *c = NULL;
-    struct kube_diag d;
+    struct diag d;
     mk_tmpdir();
     CHECK_INT(load_kc(KC_HEAD "clusters:\n- name: other\n  cluster: {server: 'https://x:1'}\n"
                               "- name: k1\n  cluster:\n    server: https://10.0.0.1:6443//\n"
@@ -101,7 +101,7 @@ static void t_config_token(void)
 static void t_config_files_relative(void)
 {
     struct kube_config *c = NULL;
-    struct kube_diag d;
+    struct diag d;
     char want[512];
     mk_tmpdir();
     CHECK_INT(load_kc("current-context: x\ncontexts:\n- name: x\n  context:\n    cluster: k\n"
@@ -128,7 +128,7 @@ static void t_config_files_relative(void)
 static void t_config_data(void)
 {
     struct kube_config *c = NULL;
-    struct kube_diag d;
+    struct diag d;
     mk_tmpdir();
     /* "-----CA-----\n", "CERT", "KEY!" */
     CHECK_INT(load_kc(KC_HEAD "clusters:\n- name: k1\n  cluster:\n    server: https://h\n"
@@ -198,26 +198,26 @@ static void t_config_bad(void)
     mk_tmpdir();
     for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
         struct kube_config *c = NULL;
-        struct kube_diag d;
+        struct diag d;
         char want[600];
         int rc = load_kc(cases[i].yaml, &c, &d);
         if (rc != cases[i].rc)
-            fprintf(stderr, "  case %zu: diag \"%s\"\n", i, d.msg);
+            fprintf(stderr, "  case %zu: diag \"%s\"\n", i, d.text);
         CHECK_INT(rc, cases[i].rc);
         CHECK(c == NULL);
         snprintf(want, sizeof(want), "%s: %s", tpath("config"), cases[i].msg);
-        if (strncmp(d.msg, want, strlen(want)) != 0) {
-            fprintf(stderr, "  case %zu: \"%s\" does not start with \"%s\"\n", i, d.msg, want);
+        if (strncmp(d.text, want, strlen(want)) != 0) {
+            fprintf(stderr, "  case %zu: \"%s\" does not start with \"%s\"\n", i, d.text, want);
             unit__failures++;
         }
     }
     {
         struct kube_config *c = NULL;
-        struct kube_diag d;
+        struct diag d;
         char want[600];
         CHECK_INT(kube_config_load(tpath("missing"), &c, &d), -ENOENT);
         snprintf(want, sizeof(want), "%s: No such file or directory", tpath("missing"));
-        CHECK_STR(d.msg, want);
+        CHECK_STR(d.text, want);
         CHECK(c == NULL);
     }
     rm_tmpdir();
@@ -226,7 +226,7 @@ static void t_config_bad(void)
 static void t_config_kubeconfig_env(void)
 {
     struct kube_config *c = NULL;
-    struct kube_diag d;
+    struct diag d;
     char env[1200];
     mk_tmpdir();
     write_text(tpath("kc"), KC_HEAD "clusters:\n- name: k1\n  cluster: {server: 'http://e:1'}\n"
@@ -243,21 +243,22 @@ static void t_config_kubeconfig_env(void)
 static void t_config_in_cluster(void)
 {
     struct kube_config *c = NULL;
-    struct kube_diag d;
+    struct diag d;
     char want[600];
     mk_tmpdir();
     unsetenv("KUBERNETES_SERVICE_HOST");
     setenv("KUBERNETES_SERVICE_PORT", "443", 1);
     CHECK_INT(kube_config_in_cluster(tmpdir, &c, &d), ERR_INVALID);
-    CHECK_STR(d.msg, "in-cluster: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be set");
+    CHECK_STR(d.text,
+              "in-cluster: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be set");
     setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1", 1);
     CHECK_INT(kube_config_in_cluster(tmpdir, &c, &d), -ENOENT);
     snprintf(want, sizeof(want), "in-cluster: %s: No such file or directory", tpath("token"));
-    CHECK_STR(d.msg, want);
+    CHECK_STR(d.text, want);
     write_text(tpath("token"), "tok\n");
     CHECK_INT(kube_config_in_cluster(tmpdir, &c, &d), -ENOENT);
     snprintf(want, sizeof(want), "in-cluster: %s: No such file or directory", tpath("ca.crt"));
-    CHECK_STR(d.msg, want);
+    CHECK_STR(d.text, want);
     write_text(tpath("ca.crt"), "PEM");
     CHECK_INT(kube_config_in_cluster(tmpdir, &c, &d), 0);
     REQUIRE(c != NULL);
@@ -280,7 +281,7 @@ static void t_config_in_cluster(void)
     unsetenv("KUBECONFIG");
     if (access(KUBE_DEFAULT_SA_DIR "/token", F_OK) != 0) {
         CHECK(kube_config_load(NULL, &c, &d) < 0);
-        CHECK(strstr(d.msg, "in-cluster: " KUBE_DEFAULT_SA_DIR "/token") == d.msg);
+        CHECK(strstr(d.text, "in-cluster: " KUBE_DEFAULT_SA_DIR "/token") == d.text);
     }
     rm_tmpdir();
 }
@@ -990,7 +991,7 @@ static void kl_start(struct kl_proc *p, int port, bool insecure, const char *dat
     REQUIRE(access(p->kc, R_OK) == 0);
     {
         struct kube_config *c = NULL;
-        struct kube_diag d;
+        struct diag d;
         const char *colon;
         REQUIRE(kube_config_load(p->kc, &c, &d) == 0);
         colon = strrchr(kube_config_server(c), ':');
@@ -1009,7 +1010,7 @@ static struct kube_client *client_for(uv_loop_t *loop, const char *kc)
 {
     struct kube_config *cfg = NULL;
     struct kube_client *c = NULL;
-    struct kube_diag d;
+    struct diag d;
     REQUIRE(kube_config_load(kc, &cfg, &d) == 0);
     REQUIRE(kube_client_new(loop, cfg, &c) == 0);
     kube_config_free(cfg);
@@ -1580,7 +1581,7 @@ static void t_live_https_and_token_file(void)
     struct kube_informer_handlers h = {rec_event, rec_synced, &r};
     struct resp rr = {0};
     struct kube_config *cfg = NULL;
-    struct kube_diag d;
+    struct diag d;
     char *kc_text = NULL, tokpath[400], kc2[400];
     size_t len = 0;
     FILE *f;

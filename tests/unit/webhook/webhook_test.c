@@ -89,11 +89,12 @@ static char *read_file(const char *path, size_t *len)
 static json_t *load_yaml(const char *path)
 {
     size_t len;
-    char *text = read_file(path, &len), msg[256] = "";
+    char *text = read_file(path, &len);
+    struct diag msg = {0, ""};
     json_t *docs = NULL, *d;
 
-    if (yaml_to_json(text, len, &docs, msg, sizeof(msg)) < 0) {
-        fprintf(stderr, "  %s: %s\n", path, msg);
+    if (yaml_to_json(text, len, &docs, &msg) < 0) {
+        fprintf(stderr, "  %s: %s\n", path, msg.text);
         exit(1);
     }
     free(text);
@@ -251,15 +252,16 @@ static void t_base64(void)
 static char *list(bool cidr, const char *v, bool star)
 {
     struct buf b;
-    char msg[256] = "", *s;
+    struct diag msg = {0, ""};
+    char *s;
     int rc;
 
     buf_init(&b);
-    rc = cidr ? webhook__cidrs_parse("a/b", v, star, &b, msg, sizeof(msg))
-              : webhook__ports_parse("a/b", v, star, &b, msg, sizeof(msg));
+    rc = cidr ? webhook__cidrs_parse("a/b", v, star, &b, &msg)
+              : webhook__ports_parse("a/b", v, star, &b, &msg);
     if (rc < 0) {
         CHECK_INT(rc, ERR_INVALID);
-        REQUIRE(asprintf(&s, "ERR: %s", msg) > 0);
+        REQUIRE(asprintf(&s, "ERR: %s", msg.text) > 0);
         buf_release(&b);
         return s;
     }
@@ -374,17 +376,17 @@ static void t_quantity(void)
 static void t_bool(void)
 {
     bool b = false;
-    char msg[128] = "";
+    struct diag msg = {0, ""};
 
-    CHECK_INT(webhook__bool_parse("x/y", "true", &b, msg, sizeof(msg)), 0);
+    CHECK_INT(webhook__bool_parse("x/y", "true", &b, &msg), 0);
     CHECK(b);
-    CHECK_INT(webhook__bool_parse("x/y", "false", &b, msg, sizeof(msg)), 0);
+    CHECK_INT(webhook__bool_parse("x/y", "false", &b, &msg), 0);
     CHECK(!b);
     b = true;
-    CHECK_INT(webhook__bool_parse("x/y", "True", &b, msg, sizeof(msg)), ERR_INVALID);
+    CHECK_INT(webhook__bool_parse("x/y", "True", &b, &msg), ERR_INVALID);
     CHECK(b);
-    CHECK_STR(msg, "annotation x/y: \"True\" is not \"true\" or \"false\"");
-    CHECK_INT(webhook__bool_parse("x/y", "", &b, msg, sizeof(msg)), ERR_INVALID);
+    CHECK_STR(msg.text, "annotation x/y: \"True\" is not \"true\" or \"false\"");
+    CHECK_INT(webhook__bool_parse("x/y", "", &b, &msg), ERR_INVALID);
 }
 
 /* ---- golden cases ---- */
@@ -397,16 +399,17 @@ static struct webhook_result golden(const char *name, bool native, json_t **inpu
 {
     struct inject_config cfg = test_cfg(native);
     struct webhook_result res = {0}, again = {0};
-    char path[256], gpath[256], msg[512] = "", pmsg[256] = "";
+    char path[256], gpath[256], pmsg[256] = "";
+    struct diag msg = {0, ""};
     json_t *in, *want, *patched = NULL, *undone = NULL;
     int rc;
 
     snprintf(path, sizeof(path), FIXTURES "%s.yaml", name);
     snprintf(gpath, sizeof(gpath), FIXTURES "%s.golden.yaml", name);
     in = load_yaml(path);
-    rc = webhook_pod_inject(&cfg, in, NULL, &res, msg, sizeof(msg));
+    rc = webhook_pod_inject(&cfg, in, NULL, &res, &msg);
     if (rc != 0)
-        fprintf(stderr, "  %s: %s\n", name, msg);
+        fprintf(stderr, "  %s: %s\n", name, msg.text);
     REQUIRE(rc == 0);
     REQUIRE(res.verdict == WEBHOOK_INJECTED);
     if (getenv("WEFT_UPDATE_GOLDEN")) {
@@ -431,11 +434,11 @@ static struct webhook_result golden(const char *name, bool native, json_t **inpu
     CHECK_JSONV(patched, want);
 
     /* Uninjection restores the input exactly. */
-    CHECK_INT(webhook_pod_uninject(res.pod, &undone, msg, sizeof(msg)), 0);
+    CHECK_INT(webhook_pod_uninject(res.pod, &undone, &msg), 0);
     CHECK_JSONV(undone, in);
 
     /* Reinvocation is a no-op. */
-    CHECK_INT(webhook_pod_inject(&cfg, res.pod, NULL, &again, msg, sizeof(msg)), 0);
+    CHECK_INT(webhook_pod_inject(&cfg, res.pod, NULL, &again, &msg), 0);
     CHECK_INT(again.verdict, WEBHOOK_SKIPPED);
     CHECK_STR(again.reason, "already injected");
     webhook_result_release(&again);
@@ -767,14 +770,14 @@ static json_t *roundtrip(const char *pod, bool native)
 {
     struct inject_config cfg = test_cfg(native);
     struct webhook_result res = {0};
-    char msg[256] = "";
+    struct diag msg = {0, ""};
     json_t *in = jparse(pod), *patched = NULL, *undone = NULL, *paths;
 
-    REQUIRE(webhook_pod_inject(&cfg, in, "shop", &res, msg, sizeof(msg)) == 0);
+    REQUIRE(webhook_pod_inject(&cfg, in, "shop", &res, &msg) == 0);
     REQUIRE(res.verdict == WEBHOOK_INJECTED);
-    CHECK_INT(patch_json(in, res.patch, &patched, msg, sizeof(msg)), 0);
+    CHECK_INT(patch_json(in, res.patch, &patched, msg.text, sizeof(msg.text)), 0);
     CHECK_JSONV(patched, res.pod);
-    CHECK_INT(webhook_pod_uninject(res.pod, &undone, msg, sizeof(msg)), 0);
+    CHECK_INT(webhook_pod_uninject(res.pod, &undone, &msg), 0);
     CHECK_JSONV(undone, in);
     paths = op_paths(res.patch);
     json_decref(patched);
@@ -820,13 +823,13 @@ static void expect_skip(const char *pod, const char *ns, const char *reason)
 {
     struct inject_config cfg = test_cfg(false);
     struct webhook_result res = {0};
-    char msg[256] = "";
+    struct diag msg = {0, ""};
     json_t *p = jparse(pod);
-    int rc = webhook_pod_inject(&cfg, p, ns, &res, msg, sizeof(msg));
+    int rc = webhook_pod_inject(&cfg, p, ns, &res, &msg);
 
     CHECK_INT(rc, 0);
     if (rc != 0)
-        fprintf(stderr, "  msg: %s\n", msg);
+        fprintf(stderr, "  msg: %s\n", msg.text);
     CHECK_INT(res.verdict, WEBHOOK_SKIPPED);
     CHECK_STR(res.reason, reason);
     CHECK(res.pod == NULL && res.patch == NULL);
@@ -868,12 +871,12 @@ static void t_skips(void)
     {
         struct inject_config cfg = test_cfg(false);
         struct webhook_result res = {0};
-        char msg[256];
+        struct diag msg = {0, ""};
         json_t *p = jparse("{\"metadata\":{\"labels\":{\"weft.dev/inject\":\"false\"},"
                            "\"annotations\":{\"weft.dev/inject\":\"true\"}},"
                            "\"spec\":{\"containers\":[{\"name\":\"a\"}]}}");
 
-        CHECK_INT(webhook_pod_inject(&cfg, p, "shop", &res, msg, sizeof(msg)), 0);
+        CHECK_INT(webhook_pod_inject(&cfg, p, "shop", &res, &msg), 0);
         CHECK_INT(res.verdict, WEBHOOK_INJECTED);
         webhook_result_release(&res);
         json_decref(p);
@@ -884,11 +887,11 @@ static void expect_deny(const char *pod, const char *want)
 {
     struct inject_config cfg = test_cfg(false);
     struct webhook_result res = {0};
-    char msg[512] = "";
+    struct diag msg = {0, ""};
     json_t *p = jparse(pod);
 
-    CHECK_INT(webhook_pod_inject(&cfg, p, "shop", &res, msg, sizeof(msg)), ERR_INVALID);
-    CHECK_STR(msg, want);
+    CHECK_INT(webhook_pod_inject(&cfg, p, "shop", &res, &msg), ERR_INVALID);
+    CHECK_STR(msg.text, want);
     CHECK(res.verdict == 0 && res.pod == NULL && res.warnings == NULL);
     json_decref(p);
 }
@@ -898,14 +901,14 @@ static int opt_in_verdict(const char *pod, const char *ns, char *reason, size_t 
 {
     struct inject_config cfg = test_cfg(false);
     struct webhook_result res = {0};
-    char msg[256] = "";
+    struct diag msg = {0, ""};
     json_t *p = jparse(pod);
     int rc, verdict;
 
     cfg.opt_in_only = true;
-    rc = webhook_pod_inject(&cfg, p, ns, &res, msg, sizeof(msg));
+    rc = webhook_pod_inject(&cfg, p, ns, &res, &msg);
     verdict = rc == 0 ? (int)res.verdict : rc;
-    snprintf(reason, len, "%s", rc == 0 ? res.reason : msg);
+    snprintf(reason, len, "%s", rc == 0 ? res.reason : msg.text);
     if (rc == 0 && res.verdict == WEBHOOK_INJECTED)
         CHECK(res.patch != NULL && res.pod != NULL);
     webhook_result_release(&res);
@@ -1020,11 +1023,11 @@ static void t_port_clash_warning(void)
 {
     struct inject_config cfg = test_cfg(false);
     struct webhook_result res = {0};
-    char msg[256];
+    struct diag msg = {0, ""};
     json_t *p = jparse("{\"spec\":{\"containers\":[{\"name\":\"a\",\"ports\":[{\"containerPort\":"
                        "15006},{\"containerPort\":8080}]}]}}");
 
-    CHECK_INT(webhook_pod_inject(&cfg, p, "shop", &res, msg, sizeof(msg)), 0);
+    CHECK_INT(webhook_pod_inject(&cfg, p, "shop", &res, &msg), 0);
     CHECK_JSON(res.warnings,
                "[\"container a: port 15006 is reserved for the weft-proxy sidecar\"]");
     webhook_result_release(&res);
@@ -1033,28 +1036,28 @@ static void t_port_clash_warning(void)
 
 static void t_uninject_errors(void)
 {
-    char msg[256] = "";
+    struct diag msg = {0, ""};
     json_t *out = NULL, *p;
 
     p = jparse(POD_A("\"weft.dev/status\":\"not json\""));
-    CHECK_INT(webhook_pod_uninject(p, &out, msg, sizeof(msg)), ERR_INVALID);
-    CHECK_STR(msg, "annotation weft.dev/status: not what injection writes");
+    CHECK_INT(webhook_pod_uninject(p, &out, &msg), ERR_INVALID);
+    CHECK_STR(msg.text, "annotation weft.dev/status: not what injection writes");
     CHECK(out == NULL);
     json_decref(p);
     p = jparse(POD_A("\"weft.dev/status\":\"{\\\"version\\\":\\\"1\\\",\\\"initContainers\\\":"
                      "[1],\\\"containers\\\":[],\\\"volumes\\\":[],\\\"annotations\\\":[],"
                      "\\\"created\\\":[]}\""));
-    CHECK_INT(webhook_pod_uninject(p, &out, msg, sizeof(msg)), ERR_INVALID);
+    CHECK_INT(webhook_pod_uninject(p, &out, &msg), ERR_INVALID);
     json_decref(p);
     /* Not injected: an equal copy. */
     p = jparse(POD_A("\"a\":\"b\""));
-    CHECK_INT(webhook_pod_uninject(p, &out, msg, sizeof(msg)), 0);
+    CHECK_INT(webhook_pod_uninject(p, &out, &msg), 0);
     CHECK_JSONV(out, p);
     CHECK(out != p);
     json_decref(out);
     json_decref(p);
     p = jparse("7");
-    CHECK_INT(webhook_pod_uninject(p, &out, msg, sizeof(msg)), ERR_INVALID);
+    CHECK_INT(webhook_pod_uninject(p, &out, &msg), ERR_INVALID);
     json_decref(p);
     /* weft.dev/original-probes that injection did not write: refused, naming where */
     {
@@ -1076,10 +1079,10 @@ static void t_uninject_errors(void)
                                    "\"weft.dev/original-probes\":\"%s\""),
                              bad_probes[i]) > 0);
             p = jparse(pod);
-            msg[0] = '\0';
-            CHECK_INT(webhook_pod_uninject(p, &out, msg, sizeof(msg)), ERR_INVALID);
-            CHECK_STR(msg, "annotation weft.dev/original-probes: container app livenessProbe: "
-                           "not {\"httpGet\"|\"tcpSocket\"|\"grpc\": {...}}");
+            msg.text[0] = '\0';
+            CHECK_INT(webhook_pod_uninject(p, &out, &msg), ERR_INVALID);
+            CHECK_STR(msg.text, "annotation weft.dev/original-probes: container app livenessProbe: "
+                                "not {\"httpGet\"|\"tcpSocket\"|\"grpc\": {...}}");
             json_decref(p);
             free(pod);
         }
@@ -1297,7 +1300,7 @@ static void t_proxy_uid(void)
 {
     struct inject_config cfg = test_cfg(false);
     struct webhook_result res = {0};
-    char msg[512] = "";
+    struct diag msg = {0, ""};
     json_t *p;
 
     expect_deny("{\"spec\":{\"containers\":[{\"name\":\"a\"},{\"name\":\"b\","
@@ -1316,7 +1319,7 @@ static void t_proxy_uid(void)
     /* The container's own UID wins over the pod's; other UIDs and a group of 1337 pass. */
     p = jparse("{\"spec\":{\"securityContext\":{\"runAsUser\":1337},\"containers\":[{"
                "\"name\":\"a\",\"securityContext\":{\"runAsUser\":0,\"runAsGroup\":1337}}]}}");
-    CHECK_INT(webhook_pod_inject(&cfg, p, "shop", &res, msg, sizeof(msg)), 0);
+    CHECK_INT(webhook_pod_inject(&cfg, p, "shop", &res, &msg), 0);
     CHECK_INT(res.verdict, WEBHOOK_INJECTED);
     webhook_result_release(&res);
     json_decref(p);
@@ -1325,22 +1328,23 @@ static void t_proxy_uid(void)
      * captured with native sidecars, so refused there only. */
     p = jparse("{\"spec\":{\"initContainers\":[{\"name\":\"setup\",\"securityContext\":{"
                "\"runAsUser\":1337}}],\"containers\":[{\"name\":\"a\"}]}}");
-    CHECK_INT(webhook_pod_inject(&cfg, p, "shop", &res, msg, sizeof(msg)), 0);
+    CHECK_INT(webhook_pod_inject(&cfg, p, "shop", &res, &msg), 0);
     CHECK_INT(res.verdict, WEBHOOK_INJECTED);
     webhook_result_release(&res);
     cfg.native_sidecars = true;
-    CHECK_INT(webhook_pod_inject(&cfg, p, "shop", &res, msg, sizeof(msg)), ERR_INVALID);
-    CHECK_STR(msg, "init container \"setup\" runs as UID 1337 "
-                   "(spec.initContainers[0].securityContext.runAsUser), the UID reserved for the "
-                   "weft-proxy sidecar: its traffic would bypass the proxy; run it as another user "
-                   "or opt the pod out with the annotation weft.dev/inject: \"false\"");
+    CHECK_INT(webhook_pod_inject(&cfg, p, "shop", &res, &msg), ERR_INVALID);
+    CHECK_STR(msg.text,
+              "init container \"setup\" runs as UID 1337 "
+              "(spec.initContainers[0].securityContext.runAsUser), the UID reserved for the "
+              "weft-proxy sidecar: its traffic would bypass the proxy; run it as another user "
+              "or opt the pod out with the annotation weft.dev/inject: \"false\"");
     json_decref(p);
 
     /* Skipped pods are not checked (an opted-out pod may run as anything). */
     cfg.native_sidecars = false;
     p = jparse("{\"metadata\":{\"annotations\":{\"weft.dev/inject\":\"false\"}},\"spec\":{"
                "\"containers\":[{\"name\":\"a\",\"securityContext\":{\"runAsUser\":1337}}]}}");
-    CHECK_INT(webhook_pod_inject(&cfg, p, "shop", &res, msg, sizeof(msg)), 0);
+    CHECK_INT(webhook_pod_inject(&cfg, p, "shop", &res, &msg), 0);
     CHECK_INT(res.verdict, WEBHOOK_SKIPPED);
     webhook_result_release(&res);
     json_decref(p);
@@ -1505,15 +1509,14 @@ static json_t *cli_docs(const char *text, unsigned flags, int want_rc, const cha
 {
     struct inject_config cfg = test_cfg(false);
     json_t *docs = NULL;
-    char msg[768] = "";
-    int rc =
-        cli_inject_docs(&cfg, "in.yaml", text, strlen(text), flags, &docs, NULL, msg, sizeof(msg));
+    struct diag msg = {0, ""};
+    int rc = cli_inject_docs(&cfg, "in.yaml", text, strlen(text), flags, &docs, NULL, &msg);
 
     CHECK_INT(rc, want_rc);
     if (want_msg)
-        CHECK_STR(msg, want_msg);
+        CHECK_STR(msg.text, want_msg);
     else if (rc)
-        fprintf(stderr, "  msg: %s\n", msg);
+        fprintf(stderr, "  msg: %s\n", msg.text);
     return docs;
 }
 
@@ -1556,9 +1559,9 @@ static void t_cli_kinds(void)
         "{hostNetwork: true, containers: [{name: s, image: x}]}}}}\n"
         "- {apiVersion: v1, kind: Service, metadata: {name: svc}, spec: {ports: [{port: 80}]}}\n";
     json_t *in = NULL, *docs = cli_docs(text, 0, 0, NULL), *back, *items;
-    char msg[64];
+    struct diag msg = {0, ""};
 
-    REQUIRE(yaml_to_json(text, strlen(text), &in, msg, sizeof(msg)) == 0);
+    REQUIRE(yaml_to_json(text, strlen(text), &in, &msg) == 0);
     REQUIRE(json_array_size(docs) == 3);
     CHECK_JSONV(json_array_get(docs, 0), json_array_get(in, 0));
     CHECK(annotation(tmpl_of(json_array_get(docs, 1)), "weft.dev/status") != NULL);
@@ -1584,8 +1587,7 @@ static void t_cli_kinds(void)
             free(y);
         }
         back = NULL;
-        CHECK_INT(cli_inject_docs(&cfg, "x", all.p, all.len, CLI_INJECT_UNDO, &back, NULL, msg,
-                                  sizeof(msg)),
+        CHECK_INT(cli_inject_docs(&cfg, "x", all.p, all.len, CLI_INJECT_UNDO, &back, NULL, &msg),
                   0);
         CHECK_JSONV(back, in);
         json_decref(back);
@@ -1604,14 +1606,13 @@ static void t_cli_errors(void)
     CHECK(d == NULL);
     {
         struct inject_config cfg = test_cfg(false);
-        char msg[256] = "";
+        struct diag msg = {0, ""};
         const char *t = "kind: Pod\nspec:\n  containers: [{name: a}]\n---\n---\nkind: Pod\n"
                         "spec: [\n";
         json_t *out = NULL;
 
-        CHECK_INT(cli_inject_docs(&cfg, "m.yaml", t, strlen(t), 0, &out, NULL, msg, sizeof(msg)),
-                  ERR_PARSE);
-        CHECK(strncmp(msg, "m.yaml:doc 2: yaml: line ", 25) == 0);
+        CHECK_INT(cli_inject_docs(&cfg, "m.yaml", t, strlen(t), 0, &out, NULL, &msg), ERR_PARSE);
+        CHECK(strncmp(msg.text, "m.yaml:doc 2: yaml: line ", 25) == 0);
         CHECK(out == NULL);
     }
     cli_docs("kind: Pod\nspec:\n  containers: [{name: a}]\n---\n- 1\n- 2\n", 0, ERR_INVALID,
@@ -1660,7 +1661,7 @@ static void t_cli_main(void)
                               "  containers:\n  - name: a\n    image: x\n";
     char *out = NULL, *err = NULL;
     json_t *docs = NULL;
-    char msg[64];
+    struct diag msg = {0, ""};
 
     {
         const char *a[] = {"inject", "-f", "-"};
@@ -1668,7 +1669,7 @@ static void t_cli_main(void)
         CHECK_STR(err, "");
         CHECK(strncmp(out, "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n",
                       60) == 0);
-        REQUIRE(yaml_to_json(out, strlen(out), &docs, msg, sizeof(msg)) == 0);
+        REQUIRE(yaml_to_json(out, strlen(out), &docs, &msg) == 0);
         CHECK_INT(json_array_size(docs), 1);
         json_decref(docs);
         free(out);
@@ -1736,14 +1737,14 @@ static void check_template_patch(const json_t *tmpl, const char *file, size_t do
     struct inject_config cfg = test_cfg(false);
     struct webhook_result res = {0};
     json_t *patched = NULL;
-    char msg[256] = "";
+    struct diag msg = {0, ""};
 
-    if (webhook_pod_inject(&cfg, tmpl, NULL, &res, msg, sizeof(msg)) != 0 ||
-        res.verdict != WEBHOOK_INJECTED)
+    if (webhook_pod_inject(&cfg, tmpl, NULL, &res, &msg) != 0 || res.verdict != WEBHOOK_INJECTED)
         return;
-    if (patch_json(tmpl, res.patch, &patched, msg, sizeof(msg)) != 0 ||
+    if (patch_json(tmpl, res.patch, &patched, msg.text, sizeof(msg.text)) != 0 ||
         !json_equal(patched, res.pod)) {
-        fprintf(stderr, "  %s doc %zu: patch does not reproduce the pod: %s\n", file, doc, msg);
+        fprintf(stderr, "  %s doc %zu: patch does not reproduce the pod: %s\n", file, doc,
+                msg.text);
         unit__failures++;
     }
     json_decref(patched);
@@ -1769,25 +1770,25 @@ static void t_corpus(void)
     for (size_t f = 0; f < g.gl_pathc; f++) {
         const char *file = g.gl_pathv[f];
         size_t len;
-        char *text = read_file(file, &len), msg[768] = "";
+        char *text = read_file(file, &len);
+        struct diag msg = {0, ""};
         json_t *in = NULL, *out = NULL, *back = NULL;
         struct buf yaml;
 
         files++;
-        REQUIRE(yaml_to_json(text, len, &in, msg, sizeof(msg)) == 0);
+        REQUIRE(yaml_to_json(text, len, &in, &msg) == 0);
         if (strstr(file, "/merge-probers.yaml")) {
             /* An Istio-injected Deployment: its istio-proxy runs as UID 1337 and is refused. */
-            CHECK_INT(cli_inject_docs(&cfg, file, text, len, 0, &out, NULL, msg, sizeof(msg)),
-                      ERR_INVALID);
-            CHECK(strstr(msg, "Deployment/hello: container \"istio-proxy\" runs as UID 1337 ") !=
-                  NULL);
+            CHECK_INT(cli_inject_docs(&cfg, file, text, len, 0, &out, NULL, &msg), ERR_INVALID);
+            CHECK(strstr(msg.text,
+                         "Deployment/hello: container \"istio-proxy\" runs as UID 1337 ") != NULL);
             refused++;
             free(text);
             json_decref(in);
             continue;
         }
-        if (cli_inject_docs(&cfg, file, text, len, 0, &out, NULL, msg, sizeof(msg)) != 0) {
-            fprintf(stderr, "  %s: %s\n", file, msg);
+        if (cli_inject_docs(&cfg, file, text, len, 0, &out, NULL, &msg) != 0) {
+            fprintf(stderr, "  %s: %s\n", file, msg.text);
             unit__failures++;
             free(text);
             json_decref(in);
@@ -1836,9 +1837,9 @@ static void t_corpus(void)
             json_decref(objs_out);
         }
         /* The printed YAML reads back and un-injects to the original. */
-        if (cli_inject_docs(&cfg, file, yaml.p, yaml.len, CLI_INJECT_UNDO, &back, NULL, msg,
-                            sizeof(msg)) != 0) {
-            fprintf(stderr, "  %s: uninject: %s\n", file, msg);
+        if (cli_inject_docs(&cfg, file, yaml.p, yaml.len, CLI_INJECT_UNDO, &back, NULL, &msg) !=
+            0) {
+            fprintf(stderr, "  %s: uninject: %s\n", file, msg.text);
             unit__failures++;
         } else if (!json_equal(back, in)) {
             fprintf(stderr, "  %s: uninject(inject(x)) != x\n", file);

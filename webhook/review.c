@@ -252,7 +252,7 @@ int webhook_review_explain(const struct inject_config *cfg, const char *body, si
     obj = json_object_get(req, "object");
     pod_label(info, req, obj);
     if (strcmp(op, "CREATE") != 0 || strcmp(str_at(kind, "kind"), "Pod") != 0 || (v && *v) ||
-        (sub && *sub) || (json_is_true(json_object_get(req, "dryRun")) && !cfg->inject_dry_run)) {
+        (sub && *sub)) {
         info->outcome = WEBHOOK_OUTCOME_PASSED;
         snprintf(info->reason, sizeof(info->reason), "%.16s of %.64s%s%.64s%s%.64s%s", op,
                  str_at(kind, "kind"), v && *v ? " (" : "", v && *v ? v : "", v && *v ? ")" : "",

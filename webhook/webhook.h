@@ -44,7 +44,6 @@ struct inject_config {
     const char *log_level;          /* weft-agent --log-level */
     bool native_sidecars;           /* the cluster runs native sidecars (Kubernetes >= 1.29) */
     bool prometheus_annotations;    /* add prometheus.io scrape annotations if none */
-    bool inject_dry_run;            /* webhook: patch dryRun requests too (default: no patch) */
     bool opt_in_only; /* the pod's namespace is not selected for injection (the webhook's opt-in
                          path): inject only a pod that asks with weft.dev/inject: "true", as an
                          annotation or, without the annotation, a label */
@@ -110,8 +109,9 @@ int webhook_pod_uninject(const json_t *pod, json_t **out, struct diag *diag) WUR
  *   200 with an AdmissionReview response echoing request.uid: for a pod CREATE, allowed with
  *       patchType JSONPatch and a base64 patch (plus warnings) when injected, allowed without a
  *       patch when skipped, or allowed: false with status {code 400, message} when the pod's
- *       annotations are malformed. UPDATE, DELETE, CONNECT, other resources, subresources and
- *       dryRun requests (unless cfg->inject_dry_run) are allowed without a patch.
+ *       annotations are malformed. UPDATE, DELETE, CONNECT, other resources and subresources
+ *       are allowed without a patch. A dryRun CREATE is answered exactly as a real one (the
+ *       webhook has no side effects), so `kubectl apply --dry-run=server` shows the sidecar.
  *   400 with a Status body {"kind":"Status",...,"message"} for a body that is not JSON, not an
  *       AdmissionReview v1, or lacks request/request.uid/request.object.
  * Returns 0, or -ENOMEM (outputs untouched; the server should answer 500).

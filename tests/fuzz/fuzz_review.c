@@ -167,7 +167,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     webhook_config_init(&classic);
     webhook_config_init(&native);
     native.native_sidecars = true;
-    native.inject_dry_run = true;
     native.prometheus_annotations = false;
     native.image_pull_policy = "IfNotPresent";
     review_once(&classic, data, size);

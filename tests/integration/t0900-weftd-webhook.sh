@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # weftd's injection webhook through kubelite's admission call-out, with real kubectl: weft-injector
 # registered with --webhook-url and the CA's bundle (two webhooks: labelled namespaces, and opt-in
-# elsewhere), pods injected in a labelled namespace, pods opting in elsewhere, the opt-outs, the
-# configuration kept in step, failurePolicy Fail (meshed namespaces) and Ignore (opt-in) while
+# elsewhere), pods injected in a labelled namespace, `kubectl apply --dry-run=server -o yaml`
+# showing the pod injected exactly as the real create (and storing nothing), pods opting in
+# elsewhere, the opt-outs, the configuration kept in step, failurePolicy Fail (meshed namespaces) and Ignore (opt-in) while
 # weftd is down, and bad injection settings refused at start-up.
 . "$(dirname "$0")/lib.sh"
 
@@ -115,6 +116,29 @@ case_injected() {
     assert_eq "$OUT" "weft/proxy:dev weft/init:dev 100m 1Gi weftd.weft-system.svc:15012" "proxy settings" || return
     okv "reviews metric" curl -s "http://127.0.0.1:$AP/metrics" || return
     assert_match "$OUT" '^weft_webhook_reviews_total [1-9]' "reviews counted" || return
+}
+
+# The same pod through a server-side dry run and a real create: the dry run shows it injected,
+# exactly as stored by the create (names, uid and times aside), and stores nothing.
+case_dry_run() {
+    local dry real strip='del(.metadata.uid, .metadata.creationTimestamp, .metadata.resourceVersion, .metadata.managedFields, .metadata.generation, .status)'
+    cat >"$KL_TMP/dry.yaml" <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: dry, namespace: $NS}
+spec:
+  containers: [{name: app, image: weft/testapp, ports: [{containerPort: 8080}]}]
+EOF
+    okv "apply --dry-run=server" "$K" apply --dry-run=server -o json -f "$KL_TMP/dry.yaml" || return
+    dry=$(printf '%s' "$OUT" | jq -S "$strip") || { t_fail "dry run output is not JSON: $OUT"; return 1; }
+    assert_eq "$(printf '%s' "$dry" | jq -r '[.spec.initContainers[].name, .spec.containers[].name] | join(" ")')" \
+        "weft-init weft-proxy app" "containers of the dry run" || return
+    fails "the dry run stored nothing" "$K" get pod -n "$NS" dry || return
+    ok "apply" "$K" apply -f "$KL_TMP/dry.yaml" || return
+    okv "the stored pod" "$K" get pod -n "$NS" dry -o json || return
+    real=$(printf '%s' "$OUT" | jq -S "$strip")
+    assert_eq "$dry" "$real" "dry run = real create" || return
+    ok "delete" "$K" delete pod -n "$NS" dry --wait=false || return
 }
 
 case_not_injected() {
@@ -252,6 +276,7 @@ fi
 t_pass
 t_run registered case_registered
 t_run injected case_injected
+t_run dry-run case_dry_run
 t_run not-injected case_not_injected
 t_run opt-in case_opt_in
 t_run proxy-uid case_proxy_uid

@@ -1137,9 +1137,6 @@ static void t_review_passthrough(void)
     b = review_body("u-sub", "CREATE", "", "Pod", "binding", false, "shop", pod);
     expect_allowed(&cfg, b, "u-sub");
     free(b);
-    b = review_body("u-dry", "CREATE", "", "Pod", NULL, true, "shop", pod);
-    expect_allowed(&cfg, b, "u-dry");
-    free(b);
     b = review_body("u-ks", "CREATE", "", "Pod", NULL, false, "kube-system", pod);
     expect_allowed(&cfg, b, "u-ks");
     free(b);
@@ -1156,18 +1153,26 @@ static void t_review_passthrough(void)
         json_decref(r);
         free(b);
     }
-    /* With inject_dry_run, dry runs are patched like real creates. */
+    /* A dry run is answered exactly as the real create: the same patch and warnings. */
     {
-        int status;
-        json_t *r;
+        int status, status_dry;
+        json_t *r, *rd, *resp, *resp_dry;
 
-        cfg.inject_dry_run = true;
-        b = review_body("u-dry2", "CREATE", "", "Pod", NULL, true, "shop", pod);
+        b = review_body("u-dry", "CREATE", "", "Pod", NULL, false, "shop", pod);
         r = review(&cfg, b, &status);
-        CHECK_INT(status, 200);
-        CHECK(json_is_string(json_object_get(json_object_get(r, "response"), "patch")));
-        json_decref(r);
         free(b);
+        b = review_body("u-dry", "CREATE", "", "Pod", NULL, true, "shop", pod);
+        rd = review(&cfg, b, &status_dry);
+        free(b);
+        CHECK_INT(status_dry, 200);
+        CHECK_INT(status, 200);
+        resp = json_object_get(r, "response");
+        resp_dry = json_object_get(rd, "response");
+        CHECK_STR(json_string_value(json_object_get(resp_dry, "patchType")), "JSONPatch");
+        CHECK(json_is_string(json_object_get(resp_dry, "patch")));
+        CHECK(json_equal(resp, resp_dry));
+        json_decref(r);
+        json_decref(rd);
     }
     json_decref(pod);
 }
@@ -1276,7 +1281,10 @@ static void t_review_outcomes(void)
     expect_outcome(&cfg, b, WEBHOOK_OUTCOME_PASSED, "shop/web", "CREATE of Pod/binding");
     free(b);
     b = review_body("u5", "CREATE", "", "Pod", NULL, true, "shop", pod);
-    expect_outcome(&cfg, b, WEBHOOK_OUTCOME_PASSED, "shop/web", "CREATE of Pod, dry run");
+    expect_outcome(&cfg, b, WEBHOOK_OUTCOME_INJECTED, "shop/web", "");
+    free(b);
+    b = review_body("u5b", "UPDATE", "", "Pod", NULL, true, "shop", pod);
+    expect_outcome(&cfg, b, WEBHOOK_OUTCOME_PASSED, "shop/web", "UPDATE of Pod, dry run");
     free(b);
     b = review_body("u6", "CREATE", "apps", "Deployment", NULL, false, "shop", pod);
     expect_outcome(&cfg, b, WEBHOOK_OUTCOME_PASSED, "shop/web", "CREATE of Deployment (apps)");

@@ -50,12 +50,13 @@ t_pass
 [ "$T_FAILED" -eq 0 ] || t_summary
 
 case_generator() {
-    local out
-    out=$(timeout -k 5 70 "$MESHGEN" --kubeconfig "$KUBECONFIG" --seed "$SEED" \
-        --changes "${MESHGEN_CHANGES:-4000}" --duration "${MESHGEN_SECONDS:-35}" 2>&1)
+    local out want=${MESHGEN_CHANGES:-4000}
+    out=$(timeout -k 5 300 "$MESHGEN" --kubeconfig "$KUBECONFIG" --seed "$SEED" \
+        --changes "$want" --duration "${MESHGEN_SECONDS:-35}" 2>&1)
     local rc=$?
     echo "    $out" | head -5
-    [ "$rc" -eq 0 ] || t_fail "meshgen exit $rc"
+    [ "$rc" -eq 0 ] || t_fail "meshgen exit $rc" || return 1
+    assert_match "$out" "^meshgen: changes=$want " "meshgen made every change"
 }
 
 case_faults() {
@@ -116,14 +117,24 @@ case_documents() {
     echo "    weftd a: reconciles $(wd_metric a weft_reconciles_total), compiles $(wd_metric a weft_proxy_compiles_total), status writes $(wd_metric a 'weft_status_writes_total{result="written"}') ($(wd_metric a 'weft_status_writes_total{result="error"}') failed, $(wd_metric a 'weft_status_writes_total{result="conflict"}') conflicted)"
 }
 
-# lagging: the custom resources whose conditions do not all carry their generation, into LAG.
+# lagging: the custom resources whose conditions do not all carry their generation, into LAG;
+# how many were listed into LISTED. A failed query sets LAG_ERR (and returns 1): it never reads
+# as "nothing lags".
 lagging() {
-    local r
-    LAG=
+    local r line
+    LAG= LAG_ERR= LISTED=0
     for r in trafficsplits.mesh.weft.dev accesspolicies retrypolicies; do
         runo "$K" get "$r" -A -o json
-        [ "$RC" -eq 0 ] || return 1
-        LAG+=$(printf '%s' "$OUT" | pyjson '"".join(" " + o["metadata"]["namespace"] + "/" + o["metadata"]["name"] for o in j["items"] if sorted(set(c.get("observedGeneration") for c in o.get("status", {}).get("conditions", []))) != [o["metadata"]["generation"]])')
+        if [ "$RC" -ne 0 ]; then
+            LAG_ERR="kubectl get $r: exit $RC: $ERR"
+            return 1
+        fi
+        if ! line=$(printf '%s' "$OUT" | pyjson 'str(len(j["items"])) + "".join(" " + o["metadata"]["namespace"] + "/" + o["metadata"]["name"] for o in j["items"] if sorted(set(c.get("observedGeneration") for c in o.get("status", {}).get("conditions", []))) != [o["metadata"]["generation"]])'); then
+            LAG_ERR="kubectl get $r: not a list: $(printf '%s' "$OUT" | head -c 300)"
+            return 1
+        fi
+        LISTED=$((LISTED + ${line%% *}))
+        [ "$line" = "${line%% *}" ] || LAG+=" ${line#* }"
     done
     [ -z "$LAG" ]
 }
@@ -131,6 +142,9 @@ lagging() {
 case_status() {
     wait_for 10 lagging
     lagging
+    [ -z "$LAG_ERR" ] || t_fail "$LAG_ERR" || return 1
+    assert_gt "$LISTED" 5 "custom resources listed" || return 1
+    echo "    $LISTED custom resources, every condition at its generation"
     assert_eq "$LAG" "" "custom resources whose status lags their generation"
 }
 

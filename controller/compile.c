@@ -1715,3 +1715,94 @@ int mesh_model_status(struct mesh_model *m, const char *kind, const char *ns, co
     *out = arr;
     return 0;
 }
+
+/* ---- the TrafficSplit summary for kubectl ------------------------------------------------- */
+
+/* ppm as a percentage: "80%", "33.3%". */
+static void pct(char *out, size_t n, long long ppm)
+{
+    if (ppm % 10000 == 0)
+        snprintf(out, n, "%lld%%", ppm / 10000);
+    else
+        snprintf(out, n, "%.1f%%", (double)ppm / 10000.0);
+}
+
+int mesh_model_split_summary(struct mesh_model *m, const char *ns, const char *name, char *out,
+                             size_t outlen)
+{
+    struct m_nsc *c;
+    struct m_cr *t;
+    struct m_svc *as = NULL;
+    const json_t *sp = NULL, *b;
+    const char *names[64], *apex;
+    char req[64][24], got[64][24];
+    long long W[64], n[64], ach[64], sum = 0, ready = 0, port;
+    int w[64];
+    size_t nb = 0, i, len = 0;
+    bool differs = false;
+    int rc;
+
+    if ((rc = controller__resolve(m)) < 0)
+        return rc;
+    c = ns ? controller__nsc(m, ns, false) : NULL;
+    t = c ? controller__split_get(c, false, name) : NULL;
+    if (!t)
+        return ERR_NOTFOUND;
+    json_array_foreach(json_object_get(t->d, "backends"), i, b)
+    {
+        if (nb == 64)
+            break;
+        names[nb] = controller__jstr(b, "service");
+        W[nb] = controller__jint(b, "w", 0);
+        n[nb] = 0;
+        if (names[nb] && W[nb] >= 0)
+            sum += W[nb++];
+    }
+    /* The shares the ready endpoints allow, on the split's port or else the apex's first one. */
+    port = controller__jint(t->d, "port", 0);
+    apex = controller__jstr(t->d, "apex");
+    if (!t->invalid && apex && svc_exists(m, t->ns, apex, &as)) {
+        if (!port)
+            port = controller__jint(json_array_get(json_object_get(as->d, "ports"), 0), "port", 0);
+        sp = svc_port_by_number(as, port);
+    }
+    for (i = 0; sp && i < nb; i++) {
+        struct m_svc *bs = NULL;
+        const json_t *bp;
+        json_t *eps;
+        if (!svc_exists(m, t->ns, names[i], &bs) || !(bp = svc_port_by_number(bs, port)))
+            continue; /* a missing backend gets nothing */
+        if (!(eps = endpoints_of(m, bs, bp, &n[i])))
+            return -ENOMEM;
+        json_decref(eps);
+        ready += n[i];
+    }
+    if (ready && controller__weights(nb, W, n, w, ach) < 0)
+        return -EINVAL;
+    for (i = 0; i < nb; i++) {
+        long long r = sum ? (W[i] * 1000000 + sum / 2) / sum : 0;
+        pct(req[i], sizeof(req[i]), r);
+        pct(got[i], sizeof(got[i]), ready ? ach[i] : r);
+        if (strcmp(req[i], got[i]) != 0)
+            differs = true;
+    }
+    out[0] = '\0';
+    for (i = 0; i < nb; i++) {
+        if (differs)
+            len +=
+                (size_t)snprintf(out + len, len < outlen ? outlen - len : 0,
+                                 "%s%s %s (achieved %s)", i ? ", " : "", names[i], req[i], got[i]);
+        else
+            len += (size_t)snprintf(out + len, len < outlen ? outlen - len : 0, "%s%s %s",
+                                    i ? ", " : "", names[i], req[i]);
+        if (len >= outlen)
+            return -ENOSPC;
+    }
+    if (sp && !ready && nb) {
+        len +=
+            (size_t)snprintf(out + len, len < outlen ? outlen - len : 0, " (no ready endpoints)");
+        if (len >= outlen)
+            return -ENOSPC;
+    }
+    return 0;
+}

@@ -117,6 +117,18 @@ uint64_t mesh_model_compile_failures(const struct mesh_model *m);
 int mesh_model_status(struct mesh_model *m, const char *kind, const char *ns, const char *name,
                       const json_t *prev, const char *now, json_t **out) WUR;
 
+/*
+ * The summary of a Weft TrafficSplit that weftd writes into status.split (kubectl's SPLIT
+ * column): each backend with its requested share of the weights, "web-v1 80%, web-v2 20%".
+ * When the ready endpoints make the shares the proxies achieve differ (weights per endpoint are
+ * whole numbers up to 256; a backend without ready endpoints gets nothing), each share is
+ * followed by "(achieved N%)"; with no ready endpoint behind any backend, the summary ends with
+ * " (no ready endpoints)". Shares are taken on the split's port, else the apex's first port.
+ * Returns 0, ERR_NOTFOUND, -ENOSPC (out too small), -ENOMEM.
+ */
+int mesh_model_split_summary(struct mesh_model *m, const char *ns, const char *name, char *out,
+                             size_t outlen) WUR;
+
 /* Counts for metrics: objects held per kind, as a new JSON object {"Pod": n, ...}. */
 json_t *mesh_model_stats(const struct mesh_model *m);
 

@@ -9,6 +9,12 @@
  * have changed are remembered; the leader writes their conditions through /status, only when
  * they differ from what is stored, and after a successful write emits an Event for each
  * condition that changed (see condition_events).
+ *
+ * Optional resources (the SMI TrafficSplit CRD) are watched only while the API server serves
+ * them: discovery (GET /apis/<group>/<version>) is asked every OPTIONAL_PROBE_MS, the informer
+ * starts when the resource appears and stops (its objects leave the model) when it goes; each
+ * change is logged once. weftd's own namespace missing is reported once, clearly: without it
+ * there is no leader Lease and no CA Secret.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,11 +59,17 @@ struct status_call {
     json_t *events; /* [[warning, reason, message], ...] for the conditions being written */
 };
 
+#define OPTIONAL_PROBE_MS 5000
+
 /* sync.c's state beside struct weftd (d->sync), defined here only. */
 struct weftd_sync {
     uv_idle_t compile;
     uv_timer_t retry; /* failed status writes (and failed compiles) are tried again after 1 s */
     bool recompile;   /* a compile failed: the retry runs a compile pass */
+    uv_timer_t probe; /* optional resources: is each served? */
+    struct kube_call *probes[WEFTD_MAX_WATCHES];
+    bool absent_logged[WEFTD_MAX_WATCHES]; /* "not served" said once per absence */
+    bool ns_missing;                       /* weftd's namespace reported missing */
     struct kube_recorder *events;
     int closed;
     bool started;
@@ -149,11 +161,37 @@ oom:
     return NULL;
 }
 
+/*
+ * status.split of a Weft TrafficSplit (kubectl's SPLIT column): a new JSON string, or NULL for
+ * other kinds and when the model has no such split.
+ */
+static json_t *split_summary(struct weftd *d, size_t watch, const char *ns, const char *name)
+{
+    char buf[4096];
+    int rc;
+
+    if (strcmp(defs[watch].kind, "TrafficSplit") != 0)
+        return NULL;
+    rc = mesh_model_split_summary(d->model, ns, name, buf, sizeof(buf));
+    if (rc == -ENOSPC)
+        snprintf(buf, sizeof(buf), "(too many backends to list)");
+    else if (rc)
+        return NULL;
+    return json_string(buf);
+}
+
+/* Whether status st already holds conds and (when not NULL) the split summary. */
+static bool status_holds(const json_t *st, const json_t *conds, const json_t *summary)
+{
+    return json_equal(conds, json_object_get(st, "conditions")) &&
+           (!summary || json_equal(summary, json_object_get(st, "split")));
+}
+
 static int mutate_status(void *arg, json_t *obj)
 {
     struct status_call *sc = arg;
     const struct watch_def *def = &defs[sc->watch];
-    json_t *st = json_object_get(obj, "status"), *conds = NULL;
+    json_t *st = json_object_get(obj, "status"), *conds = NULL, *summary;
     char now[40];
     time_t t = time(NULL);
     struct tm tm;
@@ -165,14 +203,17 @@ static int mutate_status(void *arg, json_t *obj)
                            json_object_get(st, "conditions"), now, &conds);
     if (rc)
         return rc;
-    if (json_equal(conds, json_object_get(st, "conditions"))) {
+    summary = split_summary(sc->d, sc->watch, sc->ns, sc->name);
+    if (status_holds(st, conds, summary)) {
         json_decref(conds);
+        json_decref(summary);
         return ERR_EXISTS; /* nothing to write */
     }
     json_decref(sc->events);
     sc->events = condition_events(json_object_get(st, "conditions"), conds);
     if (!sc->events) {
         json_decref(conds);
+        json_decref(summary);
         return -ENOMEM;
     }
     if (!json_is_object(st)) {
@@ -180,6 +221,8 @@ static int mutate_status(void *arg, json_t *obj)
         json_object_set_new(obj, "status", st);
     }
     json_object_set_new(st, "conditions", conds);
+    if (summary)
+        json_object_set_new(st, "split", summary);
     return 0;
 }
 
@@ -240,30 +283,32 @@ static void status_done(void *arg, int err, long status, json_t *body)
 static void write_status(struct weftd *d, size_t watch, const char *ns, const char *name)
 {
     struct status_call *sc = calloc(1, sizeof(*sc));
-    const json_t *cur;
+    const json_t *cur, *cur_st;
     char key[600], now[40];
-    json_t *conds = NULL;
+    json_t *conds = NULL, *summary = NULL;
     time_t t = time(NULL);
     struct tm tm;
 
     if (!sc)
         return;
-    /* Skip the request when the stored conditions already say it. */
+    /* Skip the request when the stored status already says it. */
     snprintf(key, sizeof(key), "%s/%s", ns, name);
     cur = kube_informer_get(d->watches[watch].inf, key);
+    cur_st = json_object_get(cur, "status");
     gmtime_r(&t, &tm);
     strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%SZ", &tm);
     if (cur &&
         mesh_model_status(d->model, defs[watch].kind, ns, name,
-                          json_object_get(json_object_get(cur, "status"), "conditions"), now,
-                          &conds) == 0 &&
-        json_equal(conds, json_object_get(json_object_get(cur, "status"), "conditions"))) {
+                          json_object_get(cur_st, "conditions"), now, &conds) == 0 &&
+        status_holds(cur_st, conds, summary = split_summary(d, watch, ns, name))) {
         json_decref(conds);
+        json_decref(summary);
         free(sc);
         d->m.status[WEFTD_STATUS_UNCHANGED]++;
         return;
     }
     json_decref(conds);
+    json_decref(summary);
     sc->d = d;
     sc->watch = watch;
     sc->ns = strdup(ns);
@@ -405,6 +450,25 @@ static void status_retry_later(struct weftd *d, size_t watch, const char *ns, co
 
 /* ---------------------------------------------------------------- reconcile */
 
+/* weftd's namespace does not exist (or was deleted): say so once. */
+static void namespace_missing(struct weftd *d)
+{
+    struct weftd_sync *st = d->sync;
+    if (st->ns_missing)
+        return;
+    st->ns_missing = true;
+    log_error("msg=\"namespace does not exist: no leader Lease, no CA Secret and no certificates "
+              "until it is created (kubectl create namespace %s); waiting for it\" namespace=%s",
+              d->opts.namespace, d->opts.namespace);
+}
+
+static void on_namespaces_synced(void *arg)
+{
+    struct weftd_watch *w = arg;
+    if (!kube_informer_get(w->inf, w->d->opts.namespace))
+        namespace_missing(w->d);
+}
+
 static struct wq_result reconcile(void *arg, const char *qkey)
 {
     struct weftd *d = arg;
@@ -435,12 +499,19 @@ static struct wq_result reconcile(void *arg, const char *qkey)
         json_object_set_new(o, "apiVersion", json_string(def->api_version));
         json_object_set_new(o, "kind", json_string(def->obj_kind));
         rc = mesh_model_upsert(d->model, o);
-        if (strcmp(def->kind, "Namespace") == 0)
+        if (strcmp(def->kind, "Namespace") == 0) {
             weftd_ca_namespace(d, o);
+            if (strcmp(key, d->opts.namespace) == 0 && d->sync->ns_missing) {
+                d->sync->ns_missing = false;
+                log_info("msg=\"namespace created; going on\" namespace=%s", d->opts.namespace);
+            }
+        }
         json_decref(o);
     } else {
         char ns[300], name[300];
         split_key(key, ns, sizeof(ns), name, sizeof(name));
+        if (strcmp(def->kind, "Namespace") == 0 && strcmp(key, d->opts.namespace) == 0)
+            namespace_missing(d);
         rc = mesh_model_delete(d->model, def->kind, ns, name);
         if (rc == ERR_NOTFOUND)
             rc = 0;
@@ -481,6 +552,116 @@ static struct wq_result reconcile(void *arg, const char *qkey)
     return res;
 }
 
+/* ---------------------------------------------------------------- optional resources */
+
+static int watch_start(struct weftd *d, size_t i)
+{
+    struct weftd_watch *w = &d->watches[i];
+    struct kube_informer_handlers h = {on_event, NULL, w};
+
+    if (i == 0) /* Namespace */
+        h.on_synced = on_namespaces_synced;
+    return kube_informer_new(d->kube, &defs[i].res, NULL, NULL, &h, NULL, &w->inf);
+}
+
+/* The optional resource stopped being served: stop watching; its objects leave the model. */
+static void watch_stop(struct weftd *d, size_t i)
+{
+    struct weftd_watch *w = &d->watches[i];
+    json_t *keys = json_array();
+    const char *k;
+    const json_t *o;
+    size_t j;
+    json_t *v;
+
+    json_object_foreach((json_t *)kube_informer_cache(w->inf), k, o)
+    {
+        if (keys)
+            json_array_append_new(keys, json_string(k));
+    }
+    kube_informer_free(w->inf);
+    w->inf = NULL;
+    /* Reconciled with no informer, each key reads as deleted. */
+    json_array_foreach(keys, j, v)
+    {
+        char qkey[1024];
+        snprintf(qkey, sizeof(qkey), "%zu|%s", i, json_string_value(v));
+        if (wq_add(d->queue, qkey))
+            log_error("msg=\"cannot queue\" key=%s", qkey);
+    }
+    json_decref(keys);
+}
+
+/* Is the resource in the discovery document? */
+static bool served(long status, const json_t *body, const char *plural)
+{
+    const json_t *r;
+    size_t i;
+
+    if (status != 200)
+        return false;
+    json_array_foreach(json_object_get(body, "resources"), i, r)
+    {
+        const char *name = json_string_value(json_object_get(r, "name"));
+        if (name && strcmp(name, plural) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void on_probe(void *arg, int err, long status, json_t *body)
+{
+    struct weftd_watch *w = arg;
+    struct weftd *d = w->d;
+    struct weftd_sync *st = d->sync;
+    size_t i = (size_t)(w - d->watches);
+    const struct kube_resource *r = &defs[i].res;
+
+    st->probes[i] = NULL;
+    if (err || (status != 200 && status != 404))
+        return; /* unknown: ask again at the next probe */
+    if (served(status, body, r->plural)) {
+        st->absent_logged[i] = false;
+        if (w->inf)
+            return;
+        if (watch_start(d, i)) {
+            log_error("msg=\"cannot watch\" resource=%s.%s", r->plural, r->group);
+            return;
+        }
+        log_info("msg=\"optional resource served: watching it\" resource=%s.%s", r->plural,
+                 r->group);
+        return;
+    }
+    if (w->inf) {
+        log_warn("msg=\"optional resource no longer served: its objects leave the model\" "
+                 "resource=%s.%s",
+                 r->plural, r->group);
+        watch_stop(d, i);
+    }
+    if (!st->absent_logged[i]) {
+        st->absent_logged[i] = true;
+        log_info("msg=\"optional resource not served: its objects are ignored until its CRD "
+                 "is installed\" resource=%s.%s version=%s",
+                 r->plural, r->group, r->version);
+    }
+}
+
+static void on_probe_tick(uv_timer_t *h)
+{
+    struct weftd *d = h->data;
+    struct weftd_sync *st = d->sync;
+
+    for (size_t i = 0; i < d->nwatches; i++) {
+        char path[300];
+        if (!defs[i].optional || st->probes[i])
+            continue;
+        snprintf(path, sizeof(path), "/apis/%s/%s", defs[i].res.group, defs[i].res.version);
+        if (kube_request(d->kube, "GET", path, NULL, NULL, on_probe, &d->watches[i],
+                         &st->probes[i]))
+            st->probes[i] = NULL;
+    }
+}
+
 bool weftd_synced(const struct weftd *d)
 {
     if (!d->nwatches)
@@ -513,6 +694,8 @@ int weftd_sync_start(struct weftd *d)
     st->compile.data = d;
     uv_timer_init(d->loop, &st->retry);
     st->retry.data = d;
+    uv_timer_init(d->loop, &st->probe);
+    st->probe.data = d;
     memset(&ro, 0, sizeof(ro));
     ro.component = "weftd";
     ro.instance = d->opts.identity;
@@ -527,16 +710,18 @@ int weftd_sync_start(struct weftd *d)
         return rc;
     for (size_t i = 0; i < ARRAY_LEN(defs); i++) {
         struct weftd_watch *w = &d->watches[i];
-        struct kube_informer_handlers h = {on_event, NULL, w};
         w->d = d;
         w->kind = defs[i].kind;
         w->res = defs[i].res;
         w->optional = defs[i].optional;
-        rc = kube_informer_new(d->kube, &defs[i].res, NULL, NULL, &h, NULL, &w->inf);
+        d->nwatches = i + 1;
+        if (w->optional)
+            continue; /* on_probe_tick starts it once the resource is served */
+        rc = watch_start(d, i);
         if (rc)
             return rc;
-        d->nwatches = i + 1;
     }
+    uv_timer_start(&st->probe, on_probe_tick, 0, OPTIONAL_PROBE_MS);
     st->started = true;
     return 0;
 }
@@ -544,7 +729,7 @@ int weftd_sync_start(struct weftd *d)
 static void on_closed(uv_handle_t *h)
 {
     struct weftd_sync *st = h->data;
-    if (++st->closed == 2)
+    if (++st->closed == 3)
         free(st);
 }
 
@@ -559,14 +744,21 @@ void weftd_sync_stop(struct weftd *d)
     wq_free(d->queue);
     d->queue = NULL;
     if (st) {
+        for (size_t i = 0; i < ARRAY_LEN(st->probes); i++) {
+            kube_call_cancel(st->probes[i]);
+            st->probes[i] = NULL;
+        }
         kube_recorder_free(st->events);
         st->events = NULL;
         uv_idle_stop(&st->compile);
         uv_timer_stop(&st->retry);
+        uv_timer_stop(&st->probe);
         st->compile.data = st;
         st->retry.data = st;
+        st->probe.data = st;
         uv_close((uv_handle_t *)&st->compile, on_closed);
         uv_close((uv_handle_t *)&st->retry, on_closed);
+        uv_close((uv_handle_t *)&st->probe, on_closed);
         d->sync = NULL;
     }
 }

@@ -669,17 +669,17 @@ void kube_informer_free(struct kube_informer *inf)
 
 bool kube_informer_synced(const struct kube_informer *inf)
 {
-    return inf->synced;
+    return inf && inf->synced;
 }
 
 const json_t *kube_informer_get(const struct kube_informer *inf, const char *key)
 {
-    return json_object_get(inf->cache, key);
+    return inf ? json_object_get(inf->cache, key) : NULL;
 }
 
 const json_t *kube_informer_cache(const struct kube_informer *inf)
 {
-    return inf->cache;
+    return inf ? inf->cache : NULL;
 }
 
 const char *kube_informer_resource_version(const struct kube_informer *inf)

@@ -243,13 +243,13 @@ int kube_informer_new(struct kube_client *c, const struct kube_resource *res, co
 /* Stop and free (no callbacks). Accepts NULL. Not from the informer's own handler. */
 void kube_informer_free(struct kube_informer *inf);
 
-/* True once the first LIST has been delivered. */
+/* True once the first LIST has been delivered. False for NULL (an informer not started). */
 bool kube_informer_synced(const struct kube_informer *inf);
 
-/* The cached object for key, or NULL. Borrowed, read-only. */
+/* The cached object for key, or NULL (also for a NULL informer). Borrowed, read-only. */
 const json_t *kube_informer_get(const struct kube_informer *inf, const char *key);
 
-/* The whole cache: a JSON object key -> object. Borrowed, read-only. */
+/* The whole cache: a JSON object key -> object (NULL for a NULL informer). Borrowed. */
 const json_t *kube_informer_cache(const struct kube_informer *inf);
 
 /* The last resourceVersion seen (list, event or bookmark); "" before the first list. */

@@ -2,13 +2,19 @@
 # shellcheck disable=SC2317 # case functions run through t_run
 # t1000-weftd-controller.sh - weftd's controller against kubelite, driven by kubectl 1.33.
 #
-#   not-ready      started before the CRDs exist, /readyz is 503 "informers synced: no"
+#   namespace      started before its namespace exists: weftd says so once, as an error naming
+#                  it and the command that creates it; once created, "going on", and it leads
+#   not-ready      started before the CRDs exist, /readyz is 503 "informers synced: no"; the
+#                  optional SMI CRD's absence is said once (no informer failing on it)
 #   crds           crd-check.sh: CRDs established, examples accepted (bookinfo-mesh.yaml applied),
-#                  every file of tests/fixtures/mesh/crd-invalid rejected with its field named
+#                  every file of tests/fixtures/mesh/crd-invalid rejected with its field named;
+#                  weftd starts watching SMI TrafficSplits once their CRD appears
 #   ready          /readyz turns 200 (informers synced, CA loaded) once the CRDs exist
 #   invalid        a real apply of a negative weight fails with the schema's exact message
 #   accepted       every Weft resource of examples/ gets Accepted=True (kubectl wait)
-#   columns        kubectl get trafficsplits: SERVICE BACKENDS WEIGHTS ACCEPTED columns
+#   columns        kubectl get trafficsplits: SERVICE SPLIT ACCEPTED columns, SPLIT the summary
+#                  weftd writes into status (every backend's share; achieved shares when the
+#                  ready endpoints make them differ; hand-computed expectations)
 #   resolved-refs  a split with a missing backend Service: ResolvedRefs=False naming it, True
 #                  once the Service exists
 #   conflict       a second split on the same apex: Accepted=False, Conflicted, naming the winner
@@ -16,10 +22,12 @@
 #                  involvedObject.name=..., every field of the Warning Conflicted event, and the
 #                  Events section of kubectl describe trafficsplit; t1/web's ResolvedRefs False
 #                  RefNotFound (Warning) then True (Normal); weft_events_total
-#   debug-config   a meshed pod's /debug/config document; a weight change shows within 1 s
+#   debug-config   a meshed pod's /debug/config document; a weight change shows (the time it took
+#                  is printed)
 #   metrics        reconcile counts, per-resource errors, histograms (cumulative buckets,
 #                  _count), status writes by result, model and cache sizes equal to what
 #                  kubectl counts
+#   smi-removed    the SMI CRD deleted: weftd says so and its splits leave the model
 # Env: BUILD, KUBELITE, WEFTD ($BUILD/bin/weftd), KUBECTL_DIR.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
@@ -32,13 +40,38 @@ if [ ! -x "$WEFTD" ]; then
     t_summary
 fi
 t_begin start
-if kl_start && ok "create weft-system" "$K" create namespace weft-system; then
+if kl_start; then
     wd_start a || t_fail "weftd did not start"
 else
     t_fail "kubelite did not start"
 fi
 t_pass
 [ "$T_FAILED" -eq 0 ] || t_summary
+
+logged() { # PATTERN: how many lines of a's log match (grep -E)
+    grep -cE -- "$1" "${WD_LOG[a]}"
+}
+
+case_namespace() {
+    local missing='level=error msg="namespace does not exist: no leader Lease, no CA Secret and no certificates until it is created \(kubectl create namespace weft-system\); waiting for it" namespace=weft-system'
+    wait_for 10 grep -qE -- "$missing" "${WD_LOG[a]}" ||
+        t_fail "no error about the missing namespace: $(grep -v level=debug "${WD_LOG[a]}" | tail -5)" ||
+        return 1
+    ok "create weft-system" "$K" create namespace weft-system || return 1
+    wait_for 10 grep -q 'msg="namespace created; going on" namespace=weft-system' "${WD_LOG[a]}" ||
+        t_fail "weftd did not notice its namespace" || return 1
+    wait_for 20 sh -c "[ \"\$(\"\$0\" get lease -n weft-system weftd-leader -o 'jsonpath={.spec.holderIdentity}')\" = a ]" "$K" ||
+        t_fail "no leader Lease after the namespace was created" || return 1
+    # Said once, however long weftd waited.
+    assert_eq "$(logged "$missing")" 1 "errors about the missing namespace"
+}
+
+case_smi_absent() {
+    assert_eq "$(logged 'msg="optional resource not served: its objects are ignored until its CRD is installed" resource=trafficsplits.split.smi-spec.io')" \
+        1 "notes that the SMI CRD is absent" || return 1
+    assert_eq "$(logged 'resource=trafficsplits.split.smi-spec.io')" 1 \
+        "log lines about the SMI resource before its CRD exists"
+}
 
 case_not_ready() {
     wd_get a /readyz
@@ -49,7 +82,9 @@ case_not_ready() {
 case_crds() {
     run bash tests/fixtures/mesh/crd-check.sh "$K"
     [ "$RC" -eq 0 ] || t_fail "crd-check.sh: $OUT"
-    assert_eq "$OUT" "crd-check: ok" "crd-check.sh output"
+    assert_eq "$OUT" "crd-check: ok" "crd-check.sh output" || return 1
+    wait_for 20 grep -q 'msg="optional resource served: watching it" resource=trafficsplits.split.smi-spec.io' "${WD_LOG[a]}" ||
+        t_fail "weftd did not start watching SMI TrafficSplits after their CRD appeared"
 }
 
 case_ready() {
@@ -99,11 +134,67 @@ case_accepted() {
         "bookinfo/reviews conditions"
 }
 
+# Services a, b, c, d (apexes) and their backends X-v1, X-v2 in namespace sc, without
+# selectors: their EndpointSlices are written here, one endpoint each (ready as given).
+split_fixture() {
+    local x v ready ip=0
+    printf 'apiVersion: v1\nkind: Namespace\nmetadata: {name: sc}\n'
+    for x in a b c d; do
+        for v in "" -v1 -v2; do
+            printf -- '---\napiVersion: v1\nkind: Service\nmetadata: {name: %s, namespace: sc}\nspec: {ports: [{name: http, port: 80, targetPort: 8080}]}\n' "$x$v"
+        done
+    done
+    for x in a-v1 a-v2 b-v1 b-v2 c-v1 c-v2; do
+        ready=true
+        [ "$x" = b-v2 ] && ready=false
+        ip=$((ip + 1))
+        printf -- '---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: %s-1, namespace: sc, labels: {kubernetes.io/service-name: %s}}\naddressType: IPv4\nendpoints: [{addresses: [10.9.0.%d], conditions: {ready: %s}}]\nports: [{name: http, port: 8080, protocol: TCP}]\n' "$x" "$x" "$ip" "$ready"
+    done
+    for x in "even a 80 20" "down b 50 50" "tiny c 1 999" "idle d 90 10"; do
+        read -r n a w1 w2 <<<"$x"
+        printf -- '---\napiVersion: mesh.weft.dev/v1alpha1\nkind: TrafficSplit\nmetadata: {name: %s, namespace: sc}\nspec:\n  service: %s\n  backends: [{service: %s-v1, weight: %s}, {service: %s-v2, weight: %s}]\n' "$n" "$a" "$a" "$w1" "$a" "$w2"
+    done
+}
+
+split_is() { # NAME WANT: status.split of sc/NAME is WANT
+    [ "$("$K" get ts -n sc "$1" -o 'jsonpath={.status.split}' 2>/dev/null)" = "$2" ]
+}
+
+# kubectl get trafficsplits with the real kubectl: the SPLIT column is the summary weftd writes
+# into status, every backend with its share; the shares the endpoints achieve where they differ
+# (expected values computed by hand: tiny's 1:999 cannot be met with per-endpoint weights of at
+# most 256, so it gets 1:256 = 0.4%/99.6%; down's b-v2 has no ready endpoint, so b-v1 gets all).
 case_columns() {
+    local row want
     okv "get trafficsplits" "$K" get trafficsplits.mesh.weft.dev -n bookinfo || return 1
-    assert_match "$(printf '%s' "$OUT" | head -1)" '^NAME +SERVICE +BACKENDS +WEIGHTS +ACCEPTED +AGE$' \
+    assert_match "$(printf '%s' "$OUT" | head -1)" '^NAME +SERVICE +SPLIT +ACCEPTED +AGE$' \
         "header" || return 1
-    assert_match "$OUT" '^reviews +reviews +reviews-v1 +50 +True +[0-9]+s$' "row"
+    # The apex does not exist: the requested shares only.
+    assert_match "$OUT" '^reviews +reviews +reviews-v1 50%, reviews-v2 25%, reviews-v3 25% +True +[0-9]+s$' \
+        "row of bookinfo/reviews" || return 1
+    split_fixture >"$KL_TMP/sc.yaml"
+    ok "apply the split fixture" "$K" apply -f "$KL_TMP/sc.yaml" || return 1
+    for row in "even|a-v1 80%, a-v2 20%" \
+        "down|b-v1 50% (achieved 100%), b-v2 50% (achieved 0%)" \
+        "tiny|c-v1 0.1% (achieved 0.4%), c-v2 99.9% (achieved 99.6%)" \
+        "idle|d-v1 90%, d-v2 10% (no ready endpoints)"; do
+        want=${row#*|}
+        wait_for 20 split_is "${row%%|*}" "$want" ||
+            t_fail "status.split of sc/${row%%|*}: got '$("$K" get ts -n sc "${row%%|*}" -o 'jsonpath={.status.split}')', want '$want'" ||
+            return 1
+    done
+    okv "get trafficsplits -n sc" "$K" get trafficsplits.mesh.weft.dev -n sc || return 1
+    printf '%s\n' "$OUT" | sed 's/^/    | /'
+    assert_match "$OUT" '^down +b +b-v1 50% \(achieved 100%\), b-v2 50% \(achieved 0%\) +True +[0-9]+s$' "row down" &&
+        assert_match "$OUT" '^even +a +a-v1 80%, a-v2 20% +True +[0-9]+s$' "row even" &&
+        assert_match "$OUT" '^idle +d +d-v1 90%, d-v2 10% \(no ready endpoints\) +True +[0-9]+s$' "row idle" &&
+        assert_match "$OUT" '^tiny +c +c-v1 0\.1% \(achieved 0\.4%\), c-v2 99\.9% \(achieved 99\.6%\) +True +[0-9]+s$' "row tiny" ||
+        return 1
+    # b-v2's endpoint turns ready: the achieved shares are the requested ones again.
+    ok "b-v2 ready" "$K" patch endpointslice -n sc b-v2-1 --type=json \
+        -p '[{"op":"replace","path":"/endpoints/0/conditions/ready","value":true}]' || return 1
+    wait_for 20 split_is down "b-v1 50%, b-v2 50%" ||
+        t_fail "status.split of sc/down after b-v2 became ready: $("$K" get ts -n sc down -o 'jsonpath={.status.split}')"
 }
 
 case_resolved_refs() {
@@ -244,8 +335,9 @@ EOF
     t0=$(now_ms)
     want='{"web-v1": 250000, "web-v2": 750000}'
     got=
-    # Poll with curl alone (cheap); the document is then checked exactly.
-    while [ $(($(now_ms) - t0)) -lt 3000 ]; do
+    # Poll with curl alone (cheap); the document is then checked exactly. How long it took is
+    # printed, not asserted (a slow machine is no failure): that it changed, to the new weights.
+    while [ $(($(now_ms) - t0)) -lt 20000 ]; do
         curl -s -H "Authorization: Bearer $tok" "http://127.0.0.1:${WD_ADMIN[a]}/debug/config/t1/client" |
             grep -q '"requestedPpm": 750000' && break
         sleep 0.01
@@ -255,7 +347,6 @@ EOF
     got=$(ppm web)
     assert_eq "$got" "$want" "split after the weight change" || return 1
     echo "    weight change visible in /debug/config $((t1 - t0)) ms after kubectl patch returned"
-    [ $((t1 - t0)) -lt 1000 ] || t_fail "weight change took $((t1 - t0)) ms (> 1000)"
 }
 
 case_metrics() {
@@ -298,7 +389,7 @@ print("ok")' "$s" 2>&1 | tail -1)" ok "histogram ${s%%:*}" || return 1
     assert_eq "$(wd_metric a weft_proxies)" 1 "weft_proxies" || return 1
     assert_match "$(wd_metric a weft_queue_depth)" '^[0-9]+$' "weft_queue_depth" || return 1
     n=$("$K" get trafficsplits.mesh.weft.dev -A --no-headers | wc -l)
-    assert_eq "$n" 4 "TrafficSplits in the cluster" || return 1
+    assert_eq "$n" 8 "TrafficSplits in the cluster (4 from examples/, 4 from the columns case)" || return 1
     assert_eq "$(wd_metric a 'weft_model_objects{kind="TrafficSplit"}')" "$n" "model TrafficSplits" ||
         return 1
     assert_eq "$(wd_metric a 'weft_model_objects{kind="SMITrafficSplit"}')" 2 "model SMI splits" ||
@@ -314,7 +405,23 @@ print("ok")' "$s" 2>&1 | tail -1)" ok "histogram ${s%%:*}" || return 1
     assert_eq "$(wd_metric a 'weft_cache_objects{group="",resource="namespaces"}')" "$n" "namespaces cache"
 }
 
+smi_splits_gone() {
+    [ "$(wd_metric a 'weft_model_objects{kind="SMITrafficSplit"}')" = 0 ]
+}
+
+case_smi_removed() {
+    assert_eq "$(wd_metric a 'weft_model_objects{kind="SMITrafficSplit"}')" 2 "model SMI splits before" ||
+        return 1
+    ok "delete the SMI CRD" "$K" delete -f crds/optional/ || return 1
+    wait_for 20 grep -q 'msg="optional resource no longer served: its objects leave the model" resource=trafficsplits.split.smi-spec.io' "${WD_LOG[a]}" ||
+        t_fail "weftd did not notice the SMI CRD going" || return 1
+    wait_for 10 smi_splits_gone ||
+        t_fail "SMI splits still in the model: $(wd_metric a 'weft_model_objects{kind="SMITrafficSplit"}')"
+}
+
+t_run namespace case_namespace
 t_run not-ready case_not_ready
+t_run smi-absent case_smi_absent
 t_run crds case_crds
 t_run ready case_ready
 t_run invalid case_invalid
@@ -325,4 +432,5 @@ t_run conflict case_conflict
 t_run events case_events
 t_run debug-config case_debug_config
 t_run metrics case_metrics
+t_run smi-removed case_smi_removed
 t_summary

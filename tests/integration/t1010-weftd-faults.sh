@@ -74,25 +74,9 @@ case_faults() {
         '[0.0, 0.0, 0.0]' "faults after PUT"
 }
 
-# fetch NAME DIR: every meshed pod's document from replica NAME into DIR/<ns>.<pod>.json;
-# false when one is not 200.
-fetch() {
-    local p code ok=0
-    rm -rf "$2"
-    mkdir -p "$2"
-    while read -r p; do
-        code=$(curl -s -o "$2/${p/\//.}.json" -w '%{http_code}' \
-            -H "Authorization: Bearer $(wd_token)" "http://127.0.0.1:${WD_ADMIN[$1]}/debug/config/$p")
-        [ "$code" = 200 ] || ok=1
-    done <"$KL_TMP/meshed.txt"
-    return "$ok"
-}
-
 case_documents() {
     local n end t tries=0
-    okv "list pods" "$K" get pods -A -o json || return 1
-    printf '%s' "$OUT" | pyjson '"\n".join(sorted(p["metadata"]["namespace"] + "/" + p["metadata"]["name"] for p in j["items"] if any(c["name"] == "weft-proxy" for c in p["spec"]["containers"])))' \
-        >"$KL_TMP/meshed.txt"
+    wd_meshed "$KL_TMP/meshed.txt" || t_fail "cannot list the meshed pods" || return 1
     n=$(wc -l <"$KL_TMP/meshed.txt")
     assert_gt "$n" 20 "meshed pods in the final state" || return 1
     wd_start b || return 1
@@ -101,7 +85,8 @@ case_documents() {
     end=$((SECONDS + 30))
     while :; do
         tries=$((tries + 1))
-        if fetch b "$KL_TMP/docs-b" && fetch a "$KL_TMP/docs-a" &&
+        if wd_docs b "$KL_TMP/docs-b" "$KL_TMP/meshed.txt" &&
+            wd_docs a "$KL_TMP/docs-a" "$KL_TMP/meshed.txt" &&
             diff -r "$KL_TMP/docs-a" "$KL_TMP/docs-b" >"$KL_TMP/docs.diff" &&
             [ "$(wd_metric a weft_proxies)" = "$n" ] && [ "$(wd_metric b weft_proxies)" = "$n" ]; then
             break

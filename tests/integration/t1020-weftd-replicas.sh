@@ -11,15 +11,15 @@
 #                  compiles: same document on both)
 #   events         a conflicting split's Warning Conflicted event comes from a (its
 #                  reportingInstance), once; b creates none
-#   handover       kill -9 a, change the split at once; b holds the Lease less than the lease
-#                  duration plus 2 s after the kill. b watches the Lease, so it sees each of a's
-#                  renewals as it happens, and tries at the moment the last one it saw runs out
-#                  on its own clock (client-go's rule: the record must stay unchanged for
-#                  leaseDurationSeconds as b observes it); and b's acquireTime is at least
-#                  the lease duration after a's last renewTime (never early); prints both
+#   handover       b, a follower all along, wrote no status and created no Event (checked again
+#                  long after the first checks); kill -9 a, change the split at once; b takes
+#                  the Lease, and its acquireTime is at least the lease duration after a's last
+#                  renewTime (never early: order, not speed; the handover time is printed)
 #   new-leader     b writes the status of the change made after the kill (observedGeneration 2)
 #                  and, leading now, emits the Normal Accepted and Compiled events when the
 #                  conflict ends
+#   from-scratch   a fresh weftd c compiles, for every meshed pod, the same document as b, which
+#                  has lived through the handover and every change
 # Env: BUILD, KUBELITE, WEFTD ($BUILD/bin/weftd), KUBECTL_DIR.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
@@ -111,7 +111,10 @@ EOF
     okv "managedFields" "$K" get ts/web -n r1 --show-managed-fields -o json || return 1
     assert_eq "$(printf '%s' "$OUT" | pyjson '[(m["manager"], m["operation"], m.get("subresource")) for m in j["metadata"]["managedFields"] if "f:status" in m["fieldsV1"]]')" \
         '[["weft", "Update", "status"]]' "status writers" || return 1
-    sleep 1 # anything b would write has landed by now
+    # b has compiled the split (its document shows the weights): had it evaluated the split's
+    # status, it would have done so by now.
+    wait_for 20 sh -c "curl -s -H 'Authorization: Bearer $(wd_token)' http://127.0.0.1:${WD_ADMIN[b]}/debug/config/r1/client | grep -q '\"requestedPpm\": 750000'" ||
+        t_fail "b did not compile the split" || return 1
     wa=$(wd_metric a 'weft_status_writes_total{result="written"}')
     assert_gt "$wa" 0 "status writes by a" || return 1
     for r in written unchanged not_found conflict error; do
@@ -120,11 +123,14 @@ EOF
     done
     echo "    status writes: a $wa, b 0"
     # b is a follower but compiles: the same document on both.
-    wait_for 10 sh -c "curl -s -H 'Authorization: Bearer $(wd_token)' http://127.0.0.1:${WD_ADMIN[b]}/debug/config/r1/client | grep -q '\"requestedPpm\": 750000'"
     wd_get a /debug/config/r1/client
     local da=$BODY
     wd_get b /debug/config/r1/client
     assert_eq "$CODE" 200 "b's document" && assert_eq "$BODY" "$da" "b's document equals a's"
+}
+
+b_has_two_splits() {
+    [ "$(wd_metric b 'weft_model_objects{kind="TrafficSplit"}')" = 2 ]
 }
 
 case_events() {
@@ -139,7 +145,9 @@ EOF
     ok "late" "$K" apply -f "$KL_TMP/late.yaml" || return 1
     ok "Conflicted" "$K" wait -n r1 --for=condition=Accepted=False ts/late --timeout=20s || return 1
     wait_for 10 sh -c "\"\$0\" get events -n r1 --field-selector involvedObject.name=late -o name | grep -q ." "$K"
-    sleep 1 # a second event (from b, or a repeat) would have landed by now
+    # b holds late in its model (so it has seen the conflict); whatever it would wrongly emit
+    # is also caught by the handover's check and new-leader's complete list of late's events.
+    wait_for 20 b_has_two_splits || t_fail "b did not see the split late" || return 1
     okv "events" "$K" get events -n r1 --field-selector involvedObject.name=late -o json || return 1
     assert_eq "$(printf '%s' "$OUT" | pyjson '[(e["type"], e["reason"], e["count"], e["reportingInstance"]) for e in j["items"]]')" \
         '[["Warning", "Conflicted", 1, "a"]]' "late's events" || return 1
@@ -147,14 +155,22 @@ EOF
 }
 
 case_handover() {
-    local t0 t1 renew acquire transitions gap
+    local t0 t1 renew acquire transitions gap r
+    # b was a follower through every case above: nothing it wrote could still be on its way.
+    for r in written unchanged not_found conflict error; do
+        assert_eq "$(wd_metric b "weft_status_writes_total{result=\"$r\"}")" 0 \
+            "status evaluations by b before the handover ($r)" || return 1
+    done
+    assert_eq "$(wd_metric b 'weft_events_total{result="created"}')" 0 "events created by b before the handover" ||
+        return 1
     renew=$("$K" get lease -n weft-system weftd-leader -o 'jsonpath={.spec.renewTime}')
     wd_kill a
     t0=$(now_ms)
     # A change right after the kill: only the next leader can write its status.
     ok "reweight" "$K" patch ts/web -n r1 --type=json \
         -p '[{"op":"replace","path":"/spec/backends/1/weight","value":3}]' || return 1
-    while [ $(($(now_ms) - t0)) -lt $(((LEASE_SECONDS + 2 * RETRY_SECONDS + 5) * 1000)) ]; do
+    # A generous deadline: how fast is printed below, not asserted (a slow machine is no failure).
+    while [ $(($(now_ms) - t0)) -lt $(((4 * LEASE_SECONDS) * 1000)) ]; do
         holder_is b && break
         sleep 0.1
     done
@@ -170,9 +186,7 @@ case_handover() {
     # whole lease from then. (a may have renewed once more after $renew was read: later still.)
     [ "$gap" -ge $((LEASE_SECONDS * 1000)) ] ||
         t_fail "b took the Lease $gap ms after a's renewTime $renew (< ${LEASE_SECONDS} s)"
-    assert_eq "$transitions" 1 "leaseTransitions" || return 1
-    [ "$HANDOVER_MS" -lt $(((LEASE_SECONDS + 2) * 1000)) ] ||
-        t_fail "handover took $HANDOVER_MS ms (not under the lease duration + 2 s)"
+    assert_eq "$transitions" 1 "leaseTransitions"
 }
 
 case_new_leader() {
@@ -196,9 +210,30 @@ case_new_leader() {
         "late's events after the handover"
 }
 
+# A weftd started now compiles every meshed pod's document from the cluster as it is: b's, after
+# the handover and every change, must be the same.
+docs_equal() {
+    wd_docs b "$KL_TMP/docs-b" "$KL_TMP/meshed.txt" && wd_docs c "$KL_TMP/docs-c" "$KL_TMP/meshed.txt" &&
+        diff -r "$KL_TMP/docs-b" "$KL_TMP/docs-c" >"$KL_TMP/docs.diff"
+}
+
+case_from_scratch() {
+    local n
+    wd_meshed "$KL_TMP/meshed.txt" || t_fail "cannot list the meshed pods" || return 1
+    n=$(grep -c . "$KL_TMP/meshed.txt")
+    assert_gt "$n" 0 "meshed pods" || return 1
+    { wd_start c && wait_for 30 wd_synced c; } || t_fail "c did not start" || return 1
+    wait_for 20 docs_equal ||
+        t_fail "documents of b and c differ: $(head -c 3000 "$KL_TMP/docs.diff")" || return 1
+    assert_eq "$(wd_metric b weft_proxies)" "$n" "documents on b" || return 1
+    assert_eq "$(wd_metric c weft_proxies)" "$n" "documents on c" || return 1
+    echo "    $n documents equal on b and a fresh c"
+}
+
 t_run one-leader case_one_leader
 t_run leader-writes case_leader_writes
 t_run events case_events
 t_run handover case_handover
 t_run new-leader case_new_leader
+t_run from-scratch case_from_scratch
 t_summary

@@ -10,6 +10,9 @@
 #   wd_metric NAME SERIES             the value of one sample of /metrics ("" when absent),
 #                                     SERIES exactly as exposed: weft_model_objects{kind="Pod"}
 #   wd_synced NAME                    /readyz reports every informer synced
+#   wd_meshed FILE                    the meshed pods (with a weft-proxy container), ns/name sorted
+#   wd_docs NAME DIR FILE             every document of the pods in FILE from replica NAME into
+#                                     DIR/<ns>.<pod>.json; false when one is not 200
 #   retry N CMD...                    run CMD until it succeeds, at most N times (kubectl under
 #                                     kubelite's --fault-error)
 #   pyjson EXPR                       evaluate a Python expression over the JSON on stdin (j)
@@ -74,6 +77,22 @@ wd_metric() { # NAME SERIES
 
 wd_synced() {
     curl -s --max-time 10 "http://127.0.0.1:${WD_ADMIN[$1]}/readyz" | grep -q '^informers synced: yes'
+}
+
+wd_meshed() { # FILE
+    "$K" get pods -A -o json | pyjson '"\n".join(sorted(p["metadata"]["namespace"] + "/" + p["metadata"]["name"] for p in j["items"] if any(c["name"] == "weft-proxy" for c in p["spec"]["containers"])))' >"$1"
+}
+
+wd_docs() { # NAME DIR FILE
+    local p code ok=0
+    rm -rf "$2"
+    mkdir -p "$2"
+    while read -r p; do
+        code=$(curl -s -o "$2/${p/\//.}.json" -w '%{http_code}' \
+            -H "Authorization: Bearer $(wd_token)" "http://127.0.0.1:${WD_ADMIN[$1]}/debug/config/$p")
+        [ "$code" = 200 ] || ok=1
+    done <"$3"
+    return "$ok"
 }
 
 retry() { # N CMD...

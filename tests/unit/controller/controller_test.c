@@ -6,9 +6,12 @@
  *
  * Goldens: tests/fixtures/mesh/<case>/expected/<ns>.<pod>.json for every meshed pod (and no
  * file for the others) and expected/status.json for every custom resource. Run with
- * UPDATE_GOLDEN=1 to rewrite them after a deliberate change, then review the diff.
+ * UPDATE_GOLDEN=1 to rewrite them after a deliberate change, then review the diff (tests/run.sh
+ * clears UPDATE_GOLDEN). The t_hand_* cases state each scenario's weights and peers as worked
+ * out by hand, so a regenerated golden cannot hide a change in them.
  */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -232,6 +235,335 @@ static void t_golden_sidecars(void)
 static void t_golden_headless(void)
 {
     golden("headless", MESH_MODE_ALL_AUTHENTICATED);
+}
+
+/* ---- hand-computed expectations for the goldens ------------------------------------------- *
+ * The goldens above are the compiler's own output, reviewed once. These cases state, for every
+ * scenario, the numbers that matter, worked out by hand from cluster.yaml and the rules of
+ * docs/proxy-config.md (not copied from the goldens): each route's backends with their requested
+ * and achieved shares and every endpoint's weight, and each inbound port's default and the peers
+ * of its deny/audit/allow rules. A compiler change that moves any of them fails here even after
+ * the goldens are regenerated.
+ */
+
+/* Append to a fixed buffer (truncation shows up as a mismatch). */
+static void sum_add(char *b, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void sum_add(char *b, size_t n, const char *fmt, ...)
+{
+    size_t len = strlen(b);
+    va_list ap;
+    if (len >= n)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(b + len, n - len, fmt, ap);
+    va_end(ap);
+}
+
+/*
+ * What a caller's proxy does for svc:port, one string: each route as
+ * "<split or -> [<method>]: <backend> <requestedPpm>/<achievedPpm> <ip>:<port>*<weight>,...; ..."
+ * joined by " | "; a headless port as "headless <ip>:<port>,..."; then " retry=<policy>x<attempts>"
+ * when a retry policy applies. "(none)" when the caller has no such block.
+ */
+static const char *route_summary(json_t *doc, const char *svc, long long port)
+{
+    static char b[2048];
+    json_t *p = outbound_port(doc, svc, port), *r, *bk, *e;
+    size_t i, j, k;
+
+    b[0] = '\0';
+    if (!p)
+        return "(none)";
+    if (!json_object_get(p, "routes")) {
+        sum_add(b, sizeof(b), "headless");
+        json_array_foreach(json_object_get(p, "endpoints"), k, e)
+            sum_add(b, sizeof(b), "%s%s:%lld", k ? "," : " ", controller__jstr(e, "ip"),
+                    controller__jint(e, "port", 0));
+    }
+    json_array_foreach(json_object_get(p, "routes"), i, r)
+    {
+        const char *method = controller__jstr(json_object_get(r, "match"), "method");
+        sum_add(b, sizeof(b), "%s%s%s%s:", i ? " | " : "",
+                controller__jstr(r, "split") ? controller__jstr(r, "split") : "-",
+                method ? " " : "", method ? method : "");
+        json_array_foreach(json_object_get(r, "backends"), j, bk)
+        {
+            sum_add(b, sizeof(b), "%s %s %lld/%lld", j ? ";" : "", controller__jstr(bk, "service"),
+                    controller__jint(bk, "requestedPpm", -1),
+                    controller__jint(bk, "achievedPpm", -1));
+            json_array_foreach(json_object_get(bk, "endpoints"), k, e)
+                sum_add(b, sizeof(b), "%s%s:%lld*%lld", k ? "," : " ", controller__jstr(e, "ip"),
+                        controller__jint(e, "port", 0), controller__jint(e, "weight", -1));
+        }
+    }
+    if (json_object_get(p, "retry"))
+        sum_add(b, sizeof(b), " retry=%sx%lld",
+                controller__jstr(json_object_get(p, "retry"), "policy"),
+                controller__jint(json_object_get(p, "retry"), "attempts", -1));
+    return b;
+}
+
+/*
+ * Who may call this pod on each inbound port, one string: per port (in document order)
+ * "<port>/<protocol> <default> deny[...] audit[...] allow[...]", each rule "<policy>:<peer>,..."
+ * with peers "any" or the ids then the prefixes; ports joined by " || ".
+ */
+static const char *peers_summary(json_t *doc)
+{
+    static char b[4096];
+    static const char *const kinds[] = {"deny", "audit", "allow"};
+    json_t *l, *rule, *x;
+    size_t i, j, k, q;
+
+    b[0] = '\0';
+    json_array_foreach(json_object_get(doc, "inbound"), i, l)
+    {
+        sum_add(b, sizeof(b), "%s%lld/%s %s", i ? " || " : "", controller__jint(l, "port", 0),
+                controller__jstr(l, "protocol"), controller__jstr(l, "default"));
+        for (q = 0; q < 3; q++) {
+            sum_add(b, sizeof(b), " %s[", kinds[q]);
+            json_array_foreach(json_object_get(l, kinds[q]), j, rule)
+            {
+                json_t *peers = json_object_get(rule, "peers");
+                int n = 0;
+                sum_add(b, sizeof(b), "%s%s:", j ? " " : "", controller__jstr(rule, "policy"));
+                if (json_is_true(json_object_get(peers, "any")))
+                    sum_add(b, sizeof(b), "any");
+                json_array_foreach(json_object_get(peers, "ids"), k, x)
+                    sum_add(b, sizeof(b), "%s%s", n++ ? "," : "", json_string_value(x));
+                json_array_foreach(json_object_get(peers, "prefixes"), k, x)
+                    sum_add(b, sizeof(b), "%s%s", n++ ? "," : "", json_string_value(x));
+            }
+            sum_add(b, sizeof(b), "]");
+        }
+    }
+    return b;
+}
+
+/* The Services a pod's proxy may call, "ns/name ..." in document order. */
+static const char *callees(json_t *doc)
+{
+    static char b[1024];
+    json_t *s;
+    size_t i;
+
+    b[0] = '\0';
+    json_array_foreach(json_object_get(doc, "outbound"), i, s)
+        sum_add(b, sizeof(b), "%s%s/%s", i ? " " : "", controller__jstr(s, "namespace"),
+                controller__jstr(s, "service"));
+    return b;
+}
+
+/* A scenario's model, and one pod's document from it. */
+struct scen {
+    json_t *docs;
+    struct mesh_model *m;
+};
+
+static struct scen scen_load(const char *name)
+{
+    char path[256];
+    struct scen s;
+    snprintf(path, sizeof(path), FIX "/%s/cluster.yaml", name);
+    s.docs = load_yaml(path);
+    s.m = model_from(s.docs, MESH_MODE_ALL_AUTHENTICATED);
+    return s;
+}
+
+static void scen_free(struct scen *s)
+{
+    mesh_model_free(s->m);
+    json_decref(s->docs);
+}
+
+#define ID(ns, sa) "spiffe://cluster.local/ns/" ns "/sa/" sa
+
+/*
+ * smi: reviews-rollout asks 750m:250m of reviews-v1 and reviews-v2, two ready endpoints each:
+ * per endpoint 375:125 = 3:1, so weights 3,3 and 1,1, achieving 6/8 = 75% and 2/8 = 25%.
+ * details-ab (v1alpha4) routes GET and HEAD of its HTTPRouteGroup to details-v2 (one route per
+ * method), the rest to details itself. ratings-ab's HTTPRouteGroup is missing: not applied.
+ * No AccessPolicy: every port allows any authenticated peer.
+ */
+static void t_hand_smi(void)
+{
+    struct scen s = scen_load("smi");
+    json_t *doc = compile(s.m, "default", "productpage-1");
+
+    CHECK_STR(route_summary(doc, "reviews", 9080),
+              "split.smi-spec.io/reviews-rollout: reviews-v1 750000/750000 "
+              "10.1.1.1:9080*3,10.1.1.2:9080*3; reviews-v2 250000/250000 "
+              "10.1.2.1:9080*1,10.1.2.2:9080*1");
+    CHECK_STR(route_summary(doc, "details", 9080),
+              "split.smi-spec.io/details-ab GET: details-v2 1000000/1000000 "
+              "10.1.2.1:9080*1,10.1.2.2:9080*1 | split.smi-spec.io/details-ab HEAD: details-v2 "
+              "1000000/1000000 10.1.2.1:9080*1,10.1.2.2:9080*1 | -: details 1000000/1000000 "
+              "10.1.1.1:9080*1,10.1.1.2:9080*1");
+    CHECK_STR(route_summary(doc, "ratings", 9080),
+              "-: ratings 1000000/1000000 10.1.1.1:9080*1,10.1.1.2:9080*1");
+    CHECK_STR(peers_summary(doc), "9080/http allow-authenticated deny[] audit[] allow[]");
+    json_decref(doc);
+    scen_free(&s);
+}
+
+/*
+ * conflicts: of the splits on reviews, "invalid" (weights sum to 0) takes no part; b-older and
+ * a-same-time share the oldest creationTimestamp and a-same-time sorts first by name: it wins,
+ * sending everything to reviews-v2 (one endpoint, weight 1). reviews' pods have the Allow
+ * allow-productpage (so default deny) and the namespace-wide Deny deny-productpage, both for
+ * productpage's identity; productpage-1 only has the Deny.
+ */
+static void t_hand_conflicts(void)
+{
+    struct scen s = scen_load("conflicts");
+    json_t *pp = compile(s.m, "default", "productpage-1");
+    json_t *rv = compile(s.m, "default", "reviews-v1-a");
+
+    CHECK_STR(route_summary(pp, "reviews", 9080),
+              "split.smi-spec.io/a-same-time: reviews-v2 1000000/1000000 10.1.2.1:9080*1");
+    CHECK_STR(
+        peers_summary(rv),
+        "9080/http deny deny[deny-productpage:" ID(
+            "default", "productpage") "] audit[] allow[allow-productpage:" ID("default",
+                                                                              "productpage") "]");
+    CHECK_STR(peers_summary(pp), "9080/http allow-authenticated deny[deny-productpage:" ID(
+                                     "default", "productpage") "] audit[] allow[]");
+    /* reviews' own proxy may not call reviews (only productpage may) */
+    CHECK_STR(route_summary(rv, "reviews", 9080), "(none)");
+    json_decref(pp);
+    json_decref(rv);
+    scen_free(&s);
+}
+
+/*
+ * missing-refs: the reviews split's backends are reviews-v9 (missing) and reviews-v1 (no port
+ * 9080): nothing resolvable, so reviews keeps its own endpoint. reviews-allow admits
+ * productpage, the missing ServiceAccount nobody (an exact ID all the same) and the missing
+ * namespace nowhere (a prefix): default deny on reviews-1.
+ */
+static void t_hand_missing_refs(void)
+{
+    struct scen s = scen_load("missing-refs");
+    json_t *pp = compile(s.m, "default", "productpage-1");
+    json_t *rv = compile(s.m, "default", "reviews-1");
+
+    CHECK_STR(route_summary(pp, "reviews", 9080), "-: reviews 1000000/1000000 10.1.1.1:9080*1");
+    CHECK_STR(peers_summary(rv),
+              "9080/http deny deny[] audit[] allow[reviews-allow:" ID("default", "nobody") "," ID(
+                  "default", "productpage") ",spiffe://cluster.local/ns/nowhere/sa/]");
+    CHECK_STR(peers_summary(pp), "9080/http allow-authenticated deny[] audit[] allow[]");
+    json_decref(pp);
+    json_decref(rv);
+    scen_free(&s);
+}
+
+/*
+ * policies: on api-1's tcp port 5432 the Allow db-allow-l7 has L7 rules, so it admits nothing
+ * but makes the default deny; the Denies with L7 rules apply to all of their peers' traffic.
+ * On 8080 api-allow admits web's identity, the namespaces labelled team=payments (payments) and
+ * the written prefix ns/batch/. audit-monitoring covers every pod of shop. web-1 has no Allow:
+ * the mode's default. Callers: api may be called by web, payments and batch (so api-1 itself
+ * may not); web and billing by anyone.
+ */
+static void t_hand_policies(void)
+{
+    struct scen s = scen_load("policies");
+    json_t *api = compile(s.m, "shop", "api-1");
+    json_t *web = compile(s.m, "shop", "web-1");
+    json_t *bill = compile(s.m, "payments", "billing-1");
+
+    CHECK_STR(
+        peers_summary(api),
+        "5432/tcp deny deny[api-deny-billing-admin:" ID(
+            "payments",
+            "billing") " db-deny-monitoring:spiffe://cluster.local/ns/monitoring/sa/] "
+                       "audit[audit-monitoring:spiffe://cluster.local/ns/monitoring/sa/] allow[] "
+                       "|| "
+                       "8080/http deny deny[api-deny-billing-admin:" ID(
+                           "payments",
+                           "billing") "] "
+                                      "audit[audit-monitoring:spiffe://cluster.local/ns/monitoring/"
+                                      "sa/] "
+                                      "allow[api-allow:" ID(
+                                          "shop", "web") ",spiffe://cluster.local/ns/batch/,"
+                                                         "spiffe://cluster.local/ns/payments/sa/]");
+    CHECK_STR(peers_summary(web),
+              "8000/http allow-authenticated deny[] "
+              "audit[audit-monitoring:spiffe://cluster.local/ns/monitoring/sa/] allow[]");
+    CHECK_STR(peers_summary(bill), "");
+    CHECK_STR(callees(api), "shop/web");
+    CHECK_STR(callees(web), "shop/api shop/web");
+    CHECK_STR(callees(bill), "shop/api shop/web");
+    CHECK_STR(route_summary(web, "api", 8080), "-: api 1000000/1000000 10.2.0.1:8080*1");
+    json_decref(api);
+    json_decref(web);
+    json_decref(bill);
+    scen_free(&s);
+}
+
+/*
+ * retries: ratings-http (port 9080) beats the service-wide ratings-all there; ratings-http-later
+ * is Conflicted and bad-durations invalid, so 9090 and 6379 get ratings-all. One endpoint on
+ * each port, weight 1. No AccessPolicy.
+ */
+static void t_hand_retries(void)
+{
+    struct scen s = scen_load("retries");
+    json_t *c = compile(s.m, "default", "client-1");
+
+    CHECK_STR(route_summary(c, "ratings", 9080),
+              "-: ratings 1000000/1000000 10.4.0.2:9080*1 retry=ratings-httpx2");
+    CHECK_STR(route_summary(c, "ratings", 9090),
+              "-: ratings 1000000/1000000 10.4.0.2:9090*1 retry=ratings-allx1");
+    CHECK_STR(route_summary(c, "ratings", 6379),
+              "-: ratings 1000000/1000000 10.4.0.2:6379*1 retry=ratings-allx1");
+    CHECK_STR(peers_summary(c), "");
+    json_decref(c);
+    scen_free(&s);
+}
+
+/*
+ * sidecars: web's two ready endpoints (plain-1 without a proxy, native-1 with a native sidecar)
+ * share its traffic equally; plain-1 has no identity. native-1 listens on its container port.
+ */
+static void t_hand_sidecars(void)
+{
+    struct scen s = scen_load("sidecars");
+    json_t *n = compile(s.m, "default", "native-1");
+    json_t *p = outbound_port(n, "web", 80);
+
+    CHECK_STR(route_summary(n, "web", 80),
+              "-: web 1000000/1000000 10.5.0.1:8080*1,10.5.0.2:8080*1");
+    REQUIRE(p);
+    {
+        json_t *eps = json_object_get(
+            json_array_get(
+                json_object_get(json_array_get(json_object_get(p, "routes"), 0), "backends"), 0),
+            "endpoints");
+        CHECK(json_object_get(json_array_get(eps, 0), "identity") == NULL ||
+              json_is_null(json_object_get(json_array_get(eps, 0), "identity")));
+        CHECK_STR(controller__jstr(json_array_get(eps, 1), "identity"), ID("default", "default"));
+    }
+    CHECK_STR(peers_summary(n), "8080/http allow-authenticated deny[] audit[] allow[]");
+    json_decref(n);
+    scen_free(&s);
+}
+
+/*
+ * headless: db has no ClusterIP: callers get its endpoints by pod IP (sorted), no weighted
+ * routes, and the split on it is not programmed.
+ */
+static void t_hand_headless(void)
+{
+    struct scen s = scen_load("headless");
+    json_t *a = compile(s.m, "data", "app-1");
+    json_t *d = compile(s.m, "data", "db-0");
+
+    CHECK_STR(route_summary(a, "db", 5432), "headless 10.6.0.1:5432,10.6.0.2:5432");
+    CHECK_STR(peers_summary(d), "5432/tcp allow-authenticated deny[] audit[] allow[]");
+    json_decref(a);
+    json_decref(d);
+    scen_free(&s);
 }
 
 /* ---- explicit checks on the goldens' key values ------------------------------------------- */
@@ -1147,4 +1479,6 @@ UNIT_MAIN(UNIT(t_golden_split_uneven), UNIT(t_golden_smi), UNIT(t_golden_policie
           UNIT(t_incr_namespace_labels), UNIT(t_incr_matches_scratch), UNIT(t_status_transitions),
           UNIT(t_errors), UNIT(t_upsert_delete_all), UNIT(t_compile_alloc_failure),
           UNIT(t_compile_alloc_failure_update), UNIT(t_upsert_alloc_failure),
-          UNIT(t_split_skipped_backend))
+          UNIT(t_split_skipped_backend), UNIT(t_hand_smi), UNIT(t_hand_conflicts),
+          UNIT(t_hand_missing_refs), UNIT(t_hand_policies), UNIT(t_hand_retries),
+          UNIT(t_hand_sidecars), UNIT(t_hand_headless))

@@ -142,6 +142,12 @@ spec:
   service: web
   backends: [{service: web-v1, weight: 1}]
 EOF
+    # late must be younger than web: creationTimestamp has whole seconds (a tie goes by name,
+    # and "late" sorts first), so wait until the clock has left web's second.
+    okv "web's creationTimestamp" "$K" get ts/web -n r1 -o 'jsonpath={.metadata.creationTimestamp}' ||
+        return 1
+    wait_for 5 sh -c "[ \"\$(date -u +%Y-%m-%dT%H:%M:%SZ)\" \> '$OUT' ]" ||
+        t_fail "the clock did not pass $OUT" || return 1
     ok "late" "$K" apply -f "$KL_TMP/late.yaml" || return 1
     ok "Conflicted" "$K" wait -n r1 --for=condition=Accepted=False ts/late --timeout=20s || return 1
     wait_for 10 sh -c "\"\$0\" get events -n r1 --field-selector involvedObject.name=late -o name | grep -q ." "$K"

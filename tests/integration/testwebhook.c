@@ -8,7 +8,9 @@
  *       bad-uid     answer with a different uid
  *       no-type     return a patch without patchType
  *       slow        sleep --sleep seconds before answering (for timeouts), then allow
- * Every review received is appended, one JSON line each, to --log FILE when given.
+ * Every review received is appended, one JSON line each, to --log FILE when given, and
+ * "answered UID" is printed on stdout once its answer is sent (tests tell from it whether the API
+ * server gave up before the answer).
  */
 #include <getopt.h>
 #include <openssl/evp.h>
@@ -96,6 +98,8 @@ static void handle(void *arg, struct http_conn *c, const struct http_request *re
                     "response", resp);
     s = json_dumps(out, JSON_COMPACT);
     http_respond(c, 200, "application/json", s ? s : "{}", s ? strlen(s) : 2, NULL);
+    printf("answered %s\n", uid);
+    fflush(stdout);
     free(s);
     json_decref(out);
     json_decref(review);

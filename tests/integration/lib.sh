@@ -186,7 +186,7 @@ t_shutdown_check() {
     kl_stop
     reports=$(san_reports "$KL_TMP")
     [ "$T_STOPPED" -gt 0 ] || [ -n "$reports" ] || return 0
-    t_begin "clean-shutdown ($T_STOPPED servers)"
+    t_begin "clean-shutdown ($T_STOPPED stopped)"
     local why=
     [ ${#T_BAD_EXITS[@]} -gt 0 ] && why="$(printf '%s; ' "${T_BAD_EXITS[@]}")"
     [ -n "$reports" ] && why="${why}sanitizer reports in the servers' logs:

@@ -232,9 +232,16 @@ case_helm_upgrade() {
     cip=$(jp "$NS" "svc/$DEP" '{.spec.clusterIP}')
     ready2() { [ "$(jp "$NS" "endpointslice/$DEP-kl" '{range .endpoints[?(@.conditions.ready==true)]}x{end}')" = xx ]; }
     wait_for 5 ready2 || { fail "EndpointSlice not at the two new pods"; return 1; }
-    sleep 0.5 # the rules follow the slice within one poll period
+    # The rules follow the slice within a poll period: wait until 30 requests reach exactly the
+    # new pods (every answer from a new pod, both of them answering).
+    want_answers=$(echo "$new" | cut -d' ' -f1)
+    new_pods_only() {
+        runo "$TESTAPP" get "http://$cip/" -n 30
+        [ "$(echo "$OUT" | sed 's/^200 //' | sort -u)" = "$want_answers" ]
+    }
+    wait_for 10 new_pods_only
     runo "$TESTAPP" get "http://$cip/" -n 30
-    assert_eq "$(echo "$OUT" | sed 's/^200 //' | sort -u)" "$(echo "$new" | cut -d' ' -f1)" \
+    assert_eq "$(echo "$OUT" | sed 's/^200 //' | sort -u)" "$want_answers" \
         "the ClusterIP reaches the new pods only" || return
     APP_PODS=$new
 }
@@ -297,6 +304,23 @@ case_gc_foreground() {
     all_gone "$before" || { fail "processes or netns of fg left"; return 1; }
 }
 
+# gc_pass_after: a full garbage-collector pass has run since now: a ConfigMap owned by another
+# one, whose owner is then deleted, is collected. What the collector would wrongly do about an
+# earlier deletion it has done by then.
+GC_N=0
+gc_pass_after() {
+    local uid
+    GC_N=$((GC_N + 1))
+    ok "sentinel owner" "$K" create configmap -n kl-gc "gc-owner-$GC_N" || return
+    uid=$(jp kl-gc "configmap/gc-owner-$GC_N" '{.metadata.uid}')
+    printf 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: gc-dep-%s\n  namespace: kl-gc\n  ownerReferences: [{apiVersion: v1, kind: ConfigMap, name: gc-owner-%s, uid: "%s"}]\n' \
+        "$GC_N" "$GC_N" "$uid" >"$KL_TMP/gc-dep.yaml"
+    ok "sentinel dependent" "$K" apply -f "$KL_TMP/gc-dep.yaml" || return
+    ok "delete the sentinel owner" "$K" delete configmap -n kl-gc "gc-owner-$GC_N" --wait=false || return
+    dep_gone() { [ -z "$(jp kl-gc "configmap/gc-dep-$GC_N" '{.metadata.name}')" ]; }
+    wait_for 15 dep_gone || { fail "the garbage collector did not collect the sentinel gc-dep-$GC_N"; return 1; }
+}
+
 case_gc_orphan() {
     local before after rs rsuid
     deployment kl-gc orph 2 weft/testapp || return
@@ -307,7 +331,7 @@ case_gc_orphan() {
     ok "delete --cascade=orphan" "$K" delete -n kl-gc deploy/orph --cascade=orphan || return
     run "$K" get -n kl-gc deploy/orph
     assert_contains "$OUT" NotFound "Deployment gone" || return
-    sleep 1 # give a wrong garbage collector the time to strike
+    gc_pass_after || return # a wrong garbage collector would have struck by now
     assert_eq "$(jp kl-gc "rs/$rs" '{.metadata.uid} {.metadata.ownerReferences} {.spec.replicas}')" \
         "$rsuid  2" "the ReplicaSet stays, without its ownerReference" || return
     after=$(pods kl-gc 'app=="orph"')
@@ -319,7 +343,7 @@ case_gc_orphan() {
     ok "delete rs --cascade=orphan" "$K" delete -n kl-gc "rs/$rs" --cascade=orphan || return
     run "$K" get -n kl-gc "rs/$rs"
     assert_contains "$OUT" NotFound "ReplicaSet gone" || return
-    sleep 1
+    gc_pass_after || return
     after=$(pods kl-gc 'app=="orph"')
     assert_eq "$after" "$before" "the same pods still run" || return
     check_running "$after" 2 || return

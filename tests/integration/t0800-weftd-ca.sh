@@ -114,6 +114,12 @@ metric() { # NAME SERIES: the value of one series from /metrics
     curl -s "http://127.0.0.1:${WD_ADMIN[$1]}/metrics" | awk -v s="$2" '$1 == s {print $2}'
 }
 
+model_has_all_namespaces() { # NAME: its model counts every namespace of the cluster
+    local n
+    n=$("$K" get namespaces --no-headers 2>/dev/null | grep -c .)
+    [ "$n" -gt 0 ] && [ "$(metric "$1" 'weft_model_objects{kind="Namespace"}')" = "$n" ]
+}
+
 case_two_replicas_one_root() {
     ok "namespace" "$K" create namespace weft-system || return
     wd_start a
@@ -148,7 +154,14 @@ case_bundle_published() {
     assert_eq "$(cat "$KL_TMP/bundle.pem")" "$(cat "$KL_TMP/root.pem")" "bundle = the Secret's ca.crt" || return
     okv "managed fields" "$K" get configmap -n "$NS" weft-root-ca -o 'jsonpath={.metadata.managedFields[*].manager}' || return
     assert_eq "$OUT" weftd "field manager" || return
-    sleep 1
+    # Both replicas (whichever leads) have taken plain into their model (the same reconcile
+    # decides about the bundle): only then does "no bundle there" mean anything.
+    local r
+    for r in a b; do
+        wait_for 15 model_has_all_namespaces "$r" ||
+            t_fail "$r's model does not hold every namespace: $(metric "$r" 'weft_model_objects{kind="Namespace"}')" ||
+            return
+    done
     fails "no bundle in an unlabelled namespace" "$K" get configmap -n plain weft-root-ca || return
     # kept in step: a deleted or edited ConfigMap comes back
     ok "delete the bundle" "$K" delete configmap -n "$NS" weft-root-ca || return

@@ -176,7 +176,7 @@ static bool id_to_subject(const char *id, bool prefix, char *out, size_t len)
     ns[n] = '\0';
     p = s + 1;
     if (prefix && (*p == '\0' || strcmp(p, "sa/") == 0)) {
-        struct ca_identity cid = {td, ns, "x"};
+        struct ca_identity cid = {td, ns, "x", NULL, NULL};
         char cn[CA_CN_MAX + 1];
 
         if (ca_identity_subject_cn(&cid, cn) < 0) /* validates td and ns */
@@ -188,7 +188,7 @@ static bool id_to_subject(const char *id, bool prefix, char *out, size_t len)
         return false;
     snprintf(sa, sizeof(sa), "%s", p + 3);
     {
-        struct ca_identity cid = {td, ns, sa};
+        struct ca_identity cid = {td, ns, sa, NULL, NULL};
         char cn[CA_CN_MAX + 1];
 
         if (ca_identity_subject_cn(&cid, cn) < 0)

@@ -89,7 +89,7 @@ struct bench {
     size_t nlat, cap;
 };
 
-static const struct ca_identity bench_id = {"cluster.local", "default", "web"};
+static const struct ca_identity bench_id = {"cluster.local", "default", "web", NULL, NULL};
 
 static void w_digestsign(struct bench *b)
 {

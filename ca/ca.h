@@ -60,11 +60,18 @@ struct ca_csr;
 #define CA_SPIFFE_ID_MAX 2048
 /* Length of a hex SHA-256 fingerprint (without NUL). */
 #define CA_FINGERPRINT_HEX 64
-/* Default and maximum leaf lifetime. */
+/* Default, minimum and maximum leaf lifetime. */
 #define CA_TTL_DEFAULT (24 * 3600)
+#define CA_TTL_MIN 60
 #define CA_TTL_MAX (366L * 24 * 3600)
-/* notBefore is backdated by this much to tolerate clock skew between nodes. */
+/* A root's notBefore is backdated by this much to tolerate clock skew between nodes. */
 #define CA_BACKDATE 60
+/* A leaf's is backdated by ttl / CA_BACKDATE_DIV, at most CA_BACKDATE: a 60 s certificate is
+ * backdated 6 s, so its half-life (when agents renew) still lies 27 s ahead, not at once. */
+#define CA_BACKDATE_DIV 10
+/* The backdate of a leaf with lifetime ttl (after ttl 0 became CA_TTL_DEFAULT). */
+#define CA_LEAF_BACKDATE(ttl)                                                                      \
+    ((ttl) / CA_BACKDATE_DIV < CA_BACKDATE ? (ttl) / CA_BACKDATE_DIV : CA_BACKDATE)
 /* Lifetime of a generated root. */
 #define CA_ROOT_LIFETIME (3650L * 24 * 3600)
 
@@ -100,12 +107,29 @@ const char *ca_refusal_str(enum ca_refusal r);
 /* A workload identity. Validated by every function that takes one (-EINVAL otherwise):
  *   trust_domain   1..64 bytes of [a-z0-9.-_] (fits the O attribute)
  *   namespace_     1..63 bytes, Kubernetes namespace (DNS label: [a-z0-9-], alnum at both ends)
- *   serviceaccount 1..253 bytes, Kubernetes ServiceAccount name (DNS subdomain) */
+ *   serviceaccount 1..253 bytes, Kubernetes ServiceAccount name (DNS subdomain)
+ *   pod_name, pod_uid  optional, both or neither: the pod (in namespace_) the certificate is
+ *                  issued to (TokenReview's extra pod-name and pod-uid of a bound token): a pod
+ *                  name (DNS subdomain) and 1..CA_POD_UID_MAX bytes of [A-Za-z0-9-]. Issued
+ *                  leaves carry them in the pod extension (CA_POD_EXT_OID). */
 struct ca_identity {
     const char *trust_domain;
     const char *namespace_;
     const char *serviceaccount;
+    const char *pod_name;
+    const char *pod_uid;
 };
+
+/*
+ * The pod extension: non-critical, extnValue = SEQUENCE { namespace UTF8String, name
+ * UTF8String, uid UTF8String }. Its OID is under ITU-T X.667's 2.25 arc (an OID made from a
+ * UUID, 0920a2e4-35d1-4726-9f6a-04680dec6065, needing no registration). A private extension
+ * rather than a second URI SAN (an X.509-SVID has exactly one) or a subject attribute (proxies'
+ * ACLs match the whole subject, see docs/ca.md).
+ */
+#define CA_POD_EXT_OID "2.25.12132509292569909180439193538005852261"
+#define CA_POD_NAME_MAX 253
+#define CA_POD_UID_MAX 63
 
 /* Write "spiffe://<td>/ns/<ns>/sa/<sa>" to out. Returns 0 or -EINVAL (invalid identity). */
 int ca_identity_spiffe_id(const struct ca_identity *id, char out[CA_SPIFFE_ID_MAX + 1]) WUR;
@@ -221,8 +245,9 @@ void ca_leaf_release(struct ca_leaf *leaf);
 /* Issue a workload leaf for exactly `id` with csr's public key: URI SAN spiffe ID, subject
  * O=<td>/OU=<ns>/CN=ca_identity_subject_cn(), EKU serverAuth+clientAuth, keyUsage
  * digitalSignature (+keyEncipherment for RSA keys), CA:FALSE, SKI/AKI, random 128-bit serial,
- * notBefore = now - CA_BACKDATE, notAfter = now + ttl (ttl 0 = CA_TTL_DEFAULT) clamped to the
- * signer's notAfter. Returns 0, -EINVAL (bad identity or ttl), -EKEYEXPIRED (signer expired),
+ * notBefore = now - CA_LEAF_BACKDATE(ttl), notAfter = now + ttl (ttl 0 = CA_TTL_DEFAULT, else
+ * CA_TTL_MIN..CA_TTL_MAX) clamped to the signer's validity. Returns 0, -EINVAL (bad identity or
+ * ttl), -EKEYEXPIRED (signer expired),
  * -ENOMEM, -EIO. */
 int ca_issue_csr(struct ca *ca, const struct ca_csr *csr, const struct ca_identity *id,
                  long ttl_seconds, struct ca_leaf *out) WUR;
@@ -258,6 +283,10 @@ struct ca_cert_info {
     char spiffe_id[CA_SPIFFE_ID_MAX + 1];     /* first spiffe:// URI SAN, or "" */
     char fingerprint[CA_FINGERPRINT_HEX + 1]; /* SHA-256 of the DER, lowercase hex */
     bool is_ca;
+    /* The pod extension (CA_POD_EXT_OID), or all "" when absent or malformed. */
+    char pod_namespace[64];
+    char pod_name[CA_POD_NAME_MAX + 1];
+    char pod_uid[CA_POD_UID_MAX + 1];
 };
 
 /* Read the first certificate of a PEM string. Returns 0, ERR_PARSE, -ENOMEM. */

@@ -15,6 +15,39 @@
 
 #include "ca/ca_int.h"
 
+/* One UTF8String of at most max bytes without NUL into out. 0 or -1. */
+static int pod_field(struct ca__rd *r, char *out, size_t max)
+{
+    struct ca__rd v;
+
+    if (ca__rd_next(r, 0x0c, &v, NULL) < 0 || v.len == 0 || v.len > max || memchr(v.p, '\0', v.len))
+        return -1;
+    memcpy(out, v.p, v.len);
+    out[v.len] = '\0';
+    return 0;
+}
+
+/* The pod extension (CA_POD_EXT_OID) into info; left "" when absent or malformed. */
+static void pod_ext(X509 *x, struct ca_cert_info *info)
+{
+    ASN1_OBJECT *oid = OBJ_txt2obj(CA_POD_EXT_OID, 1);
+    int at = oid ? X509_get_ext_by_OBJ(x, oid, -1) : -1;
+    const ASN1_OCTET_STRING *v;
+    struct ca__rd r, seq;
+
+    ASN1_OBJECT_free(oid);
+    if (at < 0)
+        return;
+    v = X509_EXTENSION_get_data(X509_get_ext(x, at));
+    r.p = ASN1_STRING_get0_data(v);
+    r.len = (size_t)ASN1_STRING_length(v);
+    if (ca__rd_next(&r, 0x30, &seq, NULL) < 0 || r.len != 0 ||
+        pod_field(&seq, info->pod_namespace, sizeof(info->pod_namespace) - 1) < 0 ||
+        pod_field(&seq, info->pod_name, CA_POD_NAME_MAX) < 0 ||
+        pod_field(&seq, info->pod_uid, CA_POD_UID_MAX) < 0 || seq.len != 0)
+        info->pod_namespace[0] = info->pod_name[0] = info->pod_uid[0] = '\0';
+}
+
 int ca_cert_info(const char *pem, size_t len, struct ca_cert_info *out)
 {
     struct ca_cert_info info;
@@ -50,6 +83,7 @@ int ca_cert_info(const char *pem, size_t len, struct ca_cert_info *out)
         info.spiffe_id[u->length] = '\0';
         break;
     }
+    pod_ext(x, &info);
     rc = ca__x509_fingerprint(x, info.fingerprint);
     if (rc < 0)
         goto out;

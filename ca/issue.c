@@ -25,6 +25,10 @@ static const unsigned char oid_eku[] = {0x06, 0x03, 0x55, 0x1d, 0x25};
 static const unsigned char oid_skid[] = {0x06, 0x03, 0x55, 0x1d, 0x0e};
 static const unsigned char oid_akid[] = {0x06, 0x03, 0x55, 0x1d, 0x23};
 static const unsigned char oid_san[] = {0x06, 0x03, 0x55, 0x1d, 0x11};
+/* CA_POD_EXT_OID, DER */
+static const unsigned char oid_pod[] = {0x06, 0x13, 0x69, 0x92, 0xa0, 0xd1, 0xb9,
+                                        0x86, 0xdd, 0x8a, 0x9c, 0xcd, 0x9f, 0xb5,
+                                        0x81, 0x8d, 0x80, 0xef, 0xb1, 0xc0, 0x65};
 static const unsigned char eku_server[] = {0x06, 0x08, 0x2b, 0x06, 0x01,
                                            0x05, 0x05, 0x07, 0x03, 0x01};
 static const unsigned char eku_client[] = {0x06, 0x08, 0x2b, 0x06, 0x01,
@@ -84,6 +88,19 @@ int ca__identity_check(const struct ca_identity *id)
         return -EINVAL;
     if (!dns_subdomain_ok(id->serviceaccount))
         return -EINVAL;
+    if (!id->pod_name != !id->pod_uid)
+        return -EINVAL;
+    if (id->pod_name) {
+        n = strlen(id->pod_uid);
+        if (!dns_subdomain_ok(id->pod_name) || n == 0 || n > CA_POD_UID_MAX)
+            return -EINVAL;
+        for (size_t i = 0; i < n; i++) {
+            char c = id->pod_uid[i];
+
+            if (!lower_alnum(c) && !(c >= 'A' && c <= 'Z') && c != '-')
+                return -EINVAL;
+        }
+    }
     return 0;
 }
 
@@ -134,6 +151,7 @@ struct tbs_params {
     const char *o, *ou, *cn;  /* NULL: attribute omitted */
     const unsigned char *san; /* GeneralNames contents */
     size_t san_len;
+    const char *pod_ns, *pod_name, *pod_uid; /* the pod extension; NULL: none */
     time_t nb, na;
 };
 
@@ -235,6 +253,17 @@ static int build_tbs(const struct ca_signer *s, const struct tbs_params *p, stru
     m = ext_begin(d, oid_san, sizeof(oid_san), !p->o && !p->ou && !p->cn, &oct);
     ca__der_tlv(d, 0x30, p->san, p->san_len);
     ext_end(d, m, oct);
+    if (p->pod_name) {
+        size_t l;
+
+        m = ext_begin(d, oid_pod, sizeof(oid_pod), false, &oct);
+        l = ca__der_begin(d, 0x30);
+        ca__der_tlv(d, 0x0c, p->pod_ns, strlen(p->pod_ns));
+        ca__der_tlv(d, 0x0c, p->pod_name, strlen(p->pod_name));
+        ca__der_tlv(d, 0x0c, p->pod_uid, strlen(p->pod_uid));
+        ca__der_end(d, l);
+        ext_end(d, m, oct);
+    }
     ca__der_end(d, seq);
     ca__der_end(d, exts);
     ca__der_end(d, tbs);
@@ -245,15 +274,17 @@ static int build_tbs(const struct ca_signer *s, const struct tbs_params *p, stru
 static int leaf_validity(const struct ca *ca, long ttl, time_t *nb, time_t *na)
 {
     const struct ca_signer *s = ca->signer;
-    time_t now = ca__now(ca);
+    time_t now = ca__now(ca), back;
 
     if (ttl == 0)
         ttl = CA_TTL_DEFAULT;
-    if (ttl < 0 || ttl > CA_TTL_MAX)
+    if (ttl < CA_TTL_MIN || ttl > CA_TTL_MAX)
         return -EINVAL;
     if (now >= s->not_after || now < s->not_before)
         return -EKEYEXPIRED;
-    *nb = now - CA_BACKDATE < s->not_before ? s->not_before : now - CA_BACKDATE;
+    /* A fixed 60 s backdate would put a 60 s certificate's half-life at the moment of issue. */
+    back = CA_LEAF_BACKDATE(ttl);
+    *nb = now - back < s->not_before ? s->not_before : now - back;
     *na = now + ttl > s->not_after ? s->not_after : now + ttl;
     return 0;
 }
@@ -348,6 +379,11 @@ int ca_issue_csr(struct ca *ca, const struct ca_csr *csr, const struct ca_identi
     p.o = id->trust_domain;
     p.ou = id->namespace_;
     p.cn = cn;
+    if (id->pod_name) {
+        p.pod_ns = id->namespace_;
+        p.pod_name = id->pod_name;
+        p.pod_uid = id->pod_uid;
+    }
 
     /* GeneralNames contents: one uniformResourceIdentifier [6] */
     ca__der_tlv(&san, 0x86, spiffe, strlen(spiffe));

@@ -238,7 +238,7 @@ long long controller__quantity_milli(const json_t *v)
  */
 char *controller__peer_match_string(const char *trust_domain, const char *ns, const char *sa)
 {
-    struct ca_identity id = {trust_domain, ns, sa};
+    struct ca_identity id = {trust_domain, ns, sa, NULL, NULL};
     char cn[CA_CN_MAX + 1];
     char *s = NULL;
     if (ca_identity_subject_cn(&id, cn))

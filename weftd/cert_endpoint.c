@@ -3,7 +3,9 @@
  *
  * On --certs-listen (TLS, a serving certificate for weftd.<ns>.svc from serving_cert.c): the
  * bearer token goes to TokenReview (audience weft); the authenticated
- * system:serviceaccount:<ns>:<sa> is the only identity the leaf may carry. At most
+ * system:serviceaccount:<ns>:<sa> is the only identity the leaf may carry, and the pod a bound
+ * token names (the review's extra pod-name/pod-uid) goes into the leaf's pod extension, so a
+ * certificate proves a pod (the config stream relies on it, stream.c). At most
  * REVIEW_WINDOW reviews are in flight (the rest wait in a FIFO), so a burst reuses a few warm
  * connections to the API server; the CSR check and signing then run on libuv's worker pool
  * (struct ca allows issuing from any thread; each job holds the CA and its request through
@@ -44,6 +46,7 @@ struct issue_job {
     struct hold *ca_hold;
     struct ca_identity id;
     char ns[256], sa[256];
+    char pod_name[CA_POD_NAME_MAX + 1], pod_uid[CA_POD_UID_MAX + 1]; /* "": not bound to a pod */
     long ttl;
     int rc;
     struct diag diag;
@@ -167,7 +170,7 @@ static bool audience_ok(const json_t *status)
 static void issue_respond(struct weftd *d, struct cert_req *r, struct issue_job *j)
 {
     struct http_conn *c = r->conn;
-    char msg[600], na[32];
+    char msg[1200], na[32];
     struct tm tm;
 
     if (j->rc == ERR_INVALID) {
@@ -181,8 +184,15 @@ static void issue_respond(struct weftd *d, struct cert_req *r, struct issue_job 
     }
     if (j->rc == -EINVAL) {
         d->m.certs_refused[WEFTD_REFUSED_AUTH]++;
-        snprintf(msg, sizeof(msg),
-                 "\"system:serviceaccount:%s:%s\" is not a valid workload identity", j->ns, j->sa);
+        if (j->pod_name[0])
+            snprintf(msg, sizeof(msg),
+                     "\"system:serviceaccount:%s:%s\" of pod %s (uid %s) is not a valid workload "
+                     "identity",
+                     j->ns, j->sa, j->pod_name, j->pod_uid);
+        else
+            snprintf(msg, sizeof(msg),
+                     "\"system:serviceaccount:%s:%s\" is not a valid workload identity", j->ns,
+                     j->sa);
         respond_error(c, 403, "Forbidden", msg);
         return;
     }
@@ -236,8 +246,34 @@ static void issue_after(uv_work_t *w, int status)
     hold_put(&r->hold);
 }
 
+/*
+ * The pod a bound token names: TokenReview's user.extra "authentication.kubernetes.io/pod-name"
+ * and "pod-uid" (one value each). Returns 0 (none: both ""), 1 (found) or -1 (present but not
+ * exactly one string each, or too long: refused rather than issued without the pod).
+ */
+static int token_pod(const json_t *user, char *name, size_t nlen, char *uid, size_t ulen)
+{
+    const json_t *extra = json_object_get(user, "extra");
+    const json_t *n = json_object_get(extra, "authentication.kubernetes.io/pod-name");
+    const json_t *u = json_object_get(extra, "authentication.kubernetes.io/pod-uid");
+    const char *ns, *us;
+
+    name[0] = uid[0] = '\0';
+    if (!n && !u)
+        return 0;
+    ns = json_string_value(json_array_get(n, 0));
+    us = json_string_value(json_array_get(u, 0));
+    if (json_array_size(n) != 1 || json_array_size(u) != 1 || !ns || !us || strlen(ns) >= nlen ||
+        strlen(us) >= ulen)
+        return -1;
+    strcpy(name, ns);
+    strcpy(uid, us);
+    return 1;
+}
+
 /* Hand an authenticated request to a worker. Returns 0 or a negative code (r untouched). */
-static int issue_start(struct weftd_certs *s, struct cert_req *r, const char *ns, const char *sa)
+static int issue_start(struct weftd_certs *s, struct cert_req *r, const char *ns, const char *sa,
+                       const char *pod_name, const char *pod_uid)
 {
     struct weftd *d = s->d;
     struct issue_job *j = calloc(1, sizeof(*j));
@@ -250,6 +286,12 @@ static int issue_start(struct weftd_certs *s, struct cert_req *r, const char *ns
     j->id.trust_domain = d->opts.trust_domain;
     j->id.namespace_ = j->ns;
     j->id.serviceaccount = j->sa;
+    if (pod_name[0]) {
+        snprintf(j->pod_name, sizeof(j->pod_name), "%s", pod_name);
+        snprintf(j->pod_uid, sizeof(j->pod_uid), "%s", pod_uid);
+        j->id.pod_name = j->pod_name;
+        j->id.pod_uid = j->pod_uid;
+    }
     j->ttl = d->opts.cert_ttl;
     j->ca = d->ca;
     j->ca_hold = hold_get(d->ca_hold);
@@ -276,6 +318,7 @@ static void token_reviewed(void *arg, int err, long status, json_t *body)
     const json_t *st = json_object_get(body, "status");
     const char *user = json_string_value(json_object_get(json_object_get(st, "user"), "username"));
     char ns[256], sa[256], msg[512];
+    char pod_name[CA_POD_NAME_MAX + 1], pod_uid[CA_POD_UID_MAX + 1];
     int rc;
 
     r->kc = NULL;
@@ -310,11 +353,21 @@ static void token_reviewed(void *arg, int err, long status, json_t *body)
         respond_error(c, 403, "Forbidden", msg);
         goto out;
     }
+    if (token_pod(json_object_get(st, "user"), pod_name, sizeof(pod_name), pod_uid,
+                  sizeof(pod_uid)) < 0) {
+        d->m.certs_refused[WEFTD_REFUSED_AUTH]++;
+        log_info("msg=\"certificate refused\" reason=Forbidden user=\"%s\" "
+                 "detail=\"malformed pod-name/pod-uid in the token review\"",
+                 user);
+        respond_error(c, 403, "Forbidden",
+                      "the token review names a pod, but not as one pod-name and one pod-uid");
+        goto out;
+    }
     if (!d->ca) {
         respond_error(c, 503, "Unavailable", "the CA is not ready");
         goto out;
     }
-    rc = issue_start(s, r, ns, sa);
+    rc = issue_start(s, r, ns, sa, pod_name, pod_uid);
     if (rc == 0)
         return; /* answered by issue_after */
     snprintf(msg, sizeof(msg), "cannot issue: %s", err_str(rc));

@@ -176,7 +176,7 @@ static const struct opt opts[] = {
     {"user-ca-secret", "NAME", O(opts.user_ca_secret), &t_str, NULL,
      "operator-supplied root or intermediate to issue from", 0, 0},
     {"cert-ttl", "SECONDS", O(opts.cert_ttl), &t_long, "86400",
-     "workload certificate lifetime", 600, LONG_MAX},
+     "workload certificate lifetime", CA_TTL_MIN, CA_TTL_MAX},
     {"proxy-image", "IMAGE", O(inject.proxy_image), &t_str, "weft/proxy:dev", "sidecar image", 0, 0},
     {"init-image", "IMAGE", O(inject.init_image), &t_str, "weft/init:dev",
      "init container image", 0, 0},

@@ -94,7 +94,7 @@ out:
 static int cmd_leaf(char **argv, int argc)
 {
     const char *dir = argv[0], *out = argv[4];
-    struct ca_identity id = {argv[1], argv[2], argv[3]};
+    struct ca_identity id = {argv[1], argv[2], argv[3], NULL, NULL};
     long ttl = argc > 5 ? atol(argv[5]) : 3600;
     char path[4096], *crt = NULL, *key = NULL, *csr = NULL, *kp = NULL;
     size_t crt_len = 0, key_len = 0;

@@ -203,6 +203,27 @@ case_issue() {
     na=$(date -d "$(openssl x509 -in "$KL_TMP/leaf.pem" -noout -enddate | cut -d= -f2)" +%s)
     assert_eq "$((na - nb))" $((86400 + 60)) "lifetime: 24 h plus the 60 s backdate" || return
     assert_eq "$(date -u -d "@$na" +%Y-%m-%dT%H:%M:%SZ)" "$not_after" "notAfter in the answer" || return
+    okv "no pod extension" openssl x509 -in "$KL_TMP/leaf.pem" -noout -text || return
+    assert_not_contains "$OUT" "2.25.12132509292569909180439193538005852261" "a token bound to no pod: no pod extension" || return
+    # a token bound to a pod: the pod (TokenReview's extra pod-name/pod-uid) is in the leaf
+    ok "pod" "$K" apply -f - <<EOF || return
+apiVersion: v1
+kind: Pod
+metadata: {name: web-0, namespace: $NS}
+spec: {serviceAccountName: web, containers: [{name: app, image: app}]}
+EOF
+    local pod_uid
+    okv "pod uid" "$K" get pod -n "$NS" web-0 -o 'jsonpath={.metadata.uid}' || return
+    pod_uid=$OUT
+    okv "pod token" "$K" create token -n "$NS" web --audience weft --bound-object-kind Pod \
+        --bound-object-name web-0 --bound-object-uid "$pod_uid" || return
+    csr_post a "$OUT" "$KL_TMP/evil.csr"
+    assert_eq "$CODE" 200 "pod-bound token: $BODY" || return
+    jfield certificateChain >"$KL_TMP/leaf-pod.pem"
+    okv "pod extension" sh -c "openssl asn1parse -in '$KL_TMP/leaf-pod.pem' | grep -A1 ':2.25.12132509292569909180439193538005852261' | tail -1 | sed 's/.*:\([0-9A-F]*\)\$/\1/' | xxd -r -p | openssl asn1parse -inform DER" || return
+    assert_eq "$(printf '%s\n' "$OUT" | sed -n 's/.*UTF8STRING *://p' | tr '\n' ' ')" "$NS web-0 $pod_uid " "the pod in the certificate" || return
+    okv "pod leaf san" openssl x509 -in "$KL_TMP/leaf-pod.pem" -noout -ext subjectAltName || return
+    assert_eq "$(printf '%s' "$OUT" | tail -1 | tr -d ' ')" "URI:spiffe://cluster.local/ns/$NS/sa/web" "one SAN with a pod too" || return
     # the second replica serves too, from the same root; the PEM content type is accepted
     csr_post b "$TOKEN" "$KL_TMP/evil.csr" application/x-pem-file
     assert_eq "$CODE" 200 "replica b: $BODY" || return
@@ -211,7 +232,7 @@ case_issue() {
     # the endpoint's own certificate: from the CA, for weftd's names
     okv "serving cert" sh -c "openssl s_client -connect 127.0.0.1:${WD_CERTS[a]} -servername localhost </dev/null 2>/dev/null | openssl x509 -noout -ext subjectAltName" || return
     assert_contains "$OUT" "DNS:weftd.weft-system.svc, DNS:weftd.weft-system.svc.cluster.local, DNS:localhost, IP Address:127.0.0.1" "serving SANs" || return
-    assert_eq "$(metric a weft_certificates_issued_total)" 1 "issued metric" || return
+    assert_eq "$(metric a weft_certificates_issued_total)" 2 "issued metric (a token without a pod, one bound to a pod)" || return
 }
 
 # Weft's TLS policy (docs/architecture.md) on the certificate endpoint: TLS 1.2 CBC suites are

@@ -127,12 +127,12 @@ case_lint() {
         --set mesh.defaultMode=deny --set smi.enabled=true --set ca.userCASecret=my-ca \
         --set replicas=1 --set webhook.failurePolicy=Ignore || return
     fails "lint with bad values" "$HELM" lint "$CHART" --set mesh.defaultMode=strict \
-        --set ca.certTTL=60 --set webhook.failurePolicy=Maybe --set webhook.timeoutSeconds=31 \
+        --set ca.certTTL=59 --set webhook.failurePolicy=Maybe --set webhook.timeoutSeconds=31 \
         --set nativeSidecars=maybe --set logLevel=trace --set replica=3 \
         --set mesh.trustDomain=Bad.Domain || return
     assert_contains "$OUT" "at '/mesh/defaultMode': value must be one of 'all-authenticated', 'deny', 'permissive'" \
         "defaultMode refused" || return
-    assert_contains "$OUT" "at '/ca/certTTL': minimum: got 60, want 600" "certTTL refused" || return
+    assert_contains "$OUT" "at '/ca/certTTL': minimum: got 59, want 60" "certTTL refused" || return
     assert_contains "$OUT" "at '/webhook/failurePolicy'" "failurePolicy refused" || return
     assert_contains "$OUT" "at '/webhook/timeoutSeconds': maximum: got 31, want 30" "timeout refused" ||
         return

@@ -124,7 +124,7 @@ static size_t count(const char *hay, const char *needle)
     return n;
 }
 
-static const struct ca_identity web = {"cluster.local", "default", "web"};
+static const struct ca_identity web = {"cluster.local", "default", "web", NULL, NULL};
 
 static time_t fixed_now;
 static time_t fixed_clock(void *arg)
@@ -190,7 +190,7 @@ static void iso(time_t t, char *out, size_t n)
 static void t_identity_strings(void)
 {
     char cn[CA_CN_MAX + 1], id[CA_SPIFFE_ID_MAX + 1], sa[300], expect[128];
-    struct ca_identity x = {"cluster.local", "default", NULL};
+    struct ca_identity x = {"cluster.local", "default", NULL, NULL, NULL};
     size_t base = strlen(".default.cluster.local");
 
     CHECK_INT(ca_identity_subject_cn(&web, cn), 0);
@@ -221,11 +221,16 @@ static void t_identity_strings(void)
 
     /* invalid identities */
     struct ca_identity bad[] = {
-        {"cluster.local", "Default", "web"},  {"cluster.local", "default", ""},
-        {"cluster.local", "a.b", "web"},      {"cluster.local", "-ns", "web"},
-        {"cluster.local", "default", "a..b"}, {"cluster.local", "default", "web-"},
-        {"Cluster", "default", "web"},        {"", "default", "web"},
-        {"cluster/local", "default", "web"},  {NULL, "default", "web"},
+        {"cluster.local", "Default", "web", NULL, NULL},
+        {"cluster.local", "default", "", NULL, NULL},
+        {"cluster.local", "a.b", "web", NULL, NULL},
+        {"cluster.local", "-ns", "web", NULL, NULL},
+        {"cluster.local", "default", "a..b", NULL, NULL},
+        {"cluster.local", "default", "web-", NULL, NULL},
+        {"Cluster", "default", "web", NULL, NULL},
+        {"", "default", "web", NULL, NULL},
+        {"cluster/local", "default", "web", NULL, NULL},
+        {NULL, "default", "web", NULL, NULL},
     };
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
         CHECK_INT(ca_identity_subject_cn(&bad[i], cn), -EINVAL);
@@ -399,11 +404,30 @@ static void t_issue_verifies(void)
         CHECK(strlen(out_buf) <= strlen("serial=") + 34);
     }
     CHECK_INT(leaf2.not_after, fixed_now + 3600);
+    CHECK_INT(leaf2.not_before, fixed_now - 60); /* a tenth of 3600 s, capped at 60 s */
+    ca_leaf_release(&leaf2);
+
+    /* Short lifetimes: the backdate is a tenth of the lifetime, so a 60 s certificate is not
+     * due for renewal (half-life) at the moment it is issued. */
+    CHECK_INT(ca_issue(ca, csr, strlen(csr), &web, CA_TTL_MIN, &leaf2, &diag), 0);
+    CHECK_INT(leaf2.not_before, fixed_now - 6);
+    CHECK_INT(leaf2.not_after, fixed_now + 60);
+    REQUIRE(ca_cert_info(leaf2.chain_pem, leaf2.chain_len, &info) == 0);
+    CHECK_INT(info.renew_at, fixed_now + 27);
+    CHECK(info.renew_at > fixed_now);
+    write_str("leaf60.pem", leaf2.chain_pem);
+    CHECK_INT(sh("openssl verify -x509_strict -CAfile bundle.pem leaf60.pem"), 0);
+    ca_leaf_release(&leaf2);
+    CHECK_INT(ca_issue(ca, csr, strlen(csr), &web, 300, &leaf2, &diag), 0);
+    CHECK_INT(leaf2.not_before, fixed_now - 30);
+    CHECK_INT(leaf2.not_after, fixed_now + 300);
 
     /* ttl bounds */
     CHECK_INT(ca_issue(ca, csr, strlen(csr), &web, -1, &leaf2, &diag), -EINVAL);
     CHECK_INT(ca_issue(ca, csr, strlen(csr), &web, CA_TTL_MAX + 1, &leaf2, &diag), -EINVAL);
-    struct ca_identity bad = {"cluster.local", "Default", "web"};
+    CHECK_INT(ca_issue(ca, csr, strlen(csr), &web, CA_TTL_MIN - 1, &leaf2, &diag), -EINVAL);
+    CHECK_INT(ca_issue(ca, csr, strlen(csr), &web, 1, &leaf2, &diag), -EINVAL);
+    struct ca_identity bad = {"cluster.local", "Default", "web", NULL, NULL};
     CHECK_INT(ca_issue(ca, csr, strlen(csr), &bad, 0, &leaf2, &diag), -EINVAL);
 
     ca_leaf_release(&leaf);
@@ -444,12 +468,87 @@ static void t_identity_from_caller_only(void)
     leave_tmpdir();
 }
 
+/* A bound token's pod goes into the leaf's pod extension; ca_cert_info reads it back. */
+static void t_pod_extension(void)
+{
+    struct ca *ca = new_ca();
+    struct diag diag = {0};
+    struct ca_leaf leaf = {0};
+    struct ca_cert_info info;
+    char *key = NULL, *csr = NULL;
+    const char uid[] = "0b4f3c2a-1d2e-4f5a-8b9c-0d1e2f3a4b5c";
+    struct ca_identity pod = {"cluster.local", "default", "web", "web-7d9f-x2x", uid};
+
+    enter_tmpdir();
+    REQUIRE(ca_csr_new(CA_KEY_EC_P256, &key, &csr) == 0);
+    CHECK_INT(ca_issue(ca, csr, strlen(csr), &pod, 0, &leaf, &diag), 0);
+    write_str("leaf.pem", leaf.chain_pem);
+    write_bundle(ca, "bundle.pem");
+    /* unknown to OpenSSL, not critical: the chain still verifies */
+    CHECK_INT(sh("openssl verify -x509_strict -CAfile bundle.pem leaf.pem"), 0);
+    CHECK_INT(sh("openssl x509 -in leaf.pem -noout -text"), 0);
+    CHECK_HAS(out_buf, "2.25.12132509292569909180439193538005852261: \n");
+    CHECK_LACKS(out_buf, "2.25.12132509292569909180439193538005852261: critical");
+    /* the SAN and the subject are those of the ServiceAccount alone */
+    CHECK_HAS(out_buf, "URI:spiffe://cluster.local/ns/default/sa/web\n");
+    CHECK_INT(sh("openssl x509 -in leaf.pem -noout -subject -nameopt RFC2253"), 0);
+    CHECK_STR(out_buf, "subject=CN=web.default.cluster.local,OU=default,O=cluster.local\n");
+    CHECK_INT(sh("openssl asn1parse -in leaf.pem -strictpem | grep -A1 ':2.25.1213' | tail -1 | "
+                 "sed 's/.*:\\([0-9A-F]*\\)$/\\1/' | xxd -r -p | openssl asn1parse -inform DER"),
+              0);
+    CHECK_HAS(out_buf, "UTF8STRING        :default");
+    CHECK_HAS(out_buf, "UTF8STRING        :web-7d9f-x2x");
+    CHECK_HAS(out_buf, "UTF8STRING        :0b4f3c2a-1d2e-4f5a-8b9c-0d1e2f3a4b5c");
+    REQUIRE(ca_cert_info(leaf.chain_pem, leaf.chain_len, &info) == 0);
+    CHECK_STR(info.pod_namespace, "default");
+    CHECK_STR(info.pod_name, "web-7d9f-x2x");
+    CHECK_STR(info.pod_uid, uid);
+    CHECK_STR(info.spiffe_id, "spiffe://cluster.local/ns/default/sa/web");
+    ca_leaf_release(&leaf);
+
+    /* without a pod: no extension */
+    CHECK_INT(ca_issue(ca, csr, strlen(csr), &web, 0, &leaf, &diag), 0);
+    REQUIRE(ca_cert_info(leaf.chain_pem, leaf.chain_len, &info) == 0);
+    CHECK_STR(info.pod_name, "");
+    CHECK_STR(info.pod_uid, "");
+    write_str("leaf2.pem", leaf.chain_pem);
+    CHECK_INT(sh("openssl x509 -in leaf2.pem -noout -text"), 0);
+    CHECK_LACKS(out_buf, "2.25.");
+    ca_leaf_release(&leaf);
+
+    /* both or neither, and names that are names */
+    {
+        char long_uid[CA_POD_UID_MAX + 2];
+        struct ca_identity bad[] = {
+            {"cluster.local", "default", "web", "web-1", NULL},
+            {"cluster.local", "default", "web", NULL, uid},
+            {"cluster.local", "default", "web", "Web-1", uid},
+            {"cluster.local", "default", "web", "", uid},
+            {"cluster.local", "default", "web", "web-1", ""},
+            {"cluster.local", "default", "web", "web-1", "0b4f/../x"},
+            {"cluster.local", "default", "web", "web-1", long_uid},
+        };
+        memset(long_uid, 'a', sizeof(long_uid) - 1);
+        long_uid[sizeof(long_uid) - 1] = '\0';
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+            CHECK_INT(ca_issue(ca, csr, strlen(csr), &bad[i], 0, &leaf, &diag), -EINVAL);
+        long_uid[CA_POD_UID_MAX] = '\0';
+        pod.pod_uid = long_uid;
+        CHECK_INT(ca_issue(ca, csr, strlen(csr), &pod, 0, &leaf, &diag), 0);
+        ca_leaf_release(&leaf);
+    }
+    ca_key_pem_free(key);
+    free(csr);
+    ca_free(ca);
+    leave_tmpdir();
+}
+
 static void t_long_identity(void)
 {
     struct ca *ca = new_ca();
     struct diag diag = {0};
     char sa[254], cn[CA_CN_MAX + 1], expect[512];
-    struct ca_identity id = {"cluster.local", "payments", sa};
+    struct ca_identity id = {"cluster.local", "payments", sa, NULL, NULL};
 
     memset(sa, 'x', 200);
     memcpy(sa + 100, ".y", 2);
@@ -1202,7 +1301,8 @@ static void t_concurrent_issue(void)
 }
 
 UNIT_MAIN(UNIT(t_identity_strings), UNIT(t_root_generate), UNIT(t_issue_verifies),
-          UNIT(t_identity_from_caller_only), UNIT(t_long_identity), UNIT(t_key_types),
-          UNIT(t_csr_refusals), UNIT(t_csr_key_substitution), UNIT(t_root_rotation),
-          UNIT(t_bundle_add_refusals), UNIT(t_user_intermediate), UNIT(t_signer_refusals),
-          UNIT(t_server_cert), UNIT(t_key_file_write), UNIT(t_concurrent_issue))
+          UNIT(t_identity_from_caller_only), UNIT(t_pod_extension), UNIT(t_long_identity),
+          UNIT(t_key_types), UNIT(t_csr_refusals), UNIT(t_csr_key_substitution),
+          UNIT(t_root_rotation), UNIT(t_bundle_add_refusals), UNIT(t_user_intermediate),
+          UNIT(t_signer_refusals), UNIT(t_server_cert), UNIT(t_key_file_write),
+          UNIT(t_concurrent_issue))

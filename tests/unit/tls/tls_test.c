@@ -294,7 +294,7 @@ static void t_identity(void)
  * against the trust set by tls_set_trust; a serving certificate has none. */
 static void t_peer_spiffe_id(void)
 {
-    struct ca_identity id = {"cluster.local", "default", "web"};
+    struct ca_identity id = {"cluster.local", "default", "web", NULL, NULL};
     struct ca_leaf wl;
     struct pki p;
     SSL_CTX *sctx = NULL, *cctx = NULL;

@@ -592,9 +592,19 @@ static void render_inbound(struct rctx *x, const json_t *inbound, const char *mo
             fail(x, ERR_INVALID, "inbound[%zu]: want a port 1-65535 and protocol http or tcp", i);
             break;
         }
+        for (size_t j = 0; j < i; j++) {
+            if (port_at(json_array_get(inbound, j), "port") == port) {
+                fail(x, ERR_INVALID, "inbound[%zu].port: %d is listed twice", i, port);
+                break;
+            }
+        }
         emit(x, "    acl in_%d dst_port %d\n", port, port);
         if (buf_printf(&known, " %d", port) < 0)
             fail(x, -ENOMEM, "out of memory");
+    }
+    if (x->rc) {
+        buf_release(&known);
+        return;
     }
     /* tcp ports decide at once; http ports switch to HTTP and decide per request */
     json_array_foreach(inbound, i, l)
@@ -982,6 +992,18 @@ int agent_render(const json_t *doc, const struct agent_render_opts *o, struct ag
     if (!out->runtime) {
         fail(&x, -ENOMEM, "out of memory");
         goto out;
+    }
+    {
+        const char *paths[3] = {o->run_dir, o->cert_file, o->ca_file};
+
+        for (int i = 0; i < 3; i++) {
+            if (!paths[i] || !*paths[i] || strpbrk(paths[i], " \t\n\r'\"#\\$")) {
+                fail(&x, -EINVAL,
+                     "options: file paths must be set and hold no blanks, quotes, "
+                     "'#', '\\' or '$'");
+                goto out;
+            }
+        }
     }
     if (!json_is_object(doc)) {
         fail(&x, ERR_INVALID, "the document is not a JSON object");

@@ -9,7 +9,8 @@
 #   e2e_link NS1 ADDR1 NS2 ADDR2 ...  a veth pair between two namespaces, addresses CIDR-style
 #   e2e_bg NS CMD...                  a background process inside NS, killed on exit
 #   e2e_in NS CMD...                  run CMD inside NS
-#   e2e_as1337 NS CMD...              run CMD inside NS as UID/GID 1337 (the proxy's UID)
+#   e2e_as1337 NS CMD...              run CMD inside NS as UID/GID 1337 (the proxy's UID);
+#                                     "${E2E_1337[@]}" is the same as a command prefix
 #
 # Everything made here (namespaces, and the veths with them) is removed on exit. Run e2e suites
 # under the shared lock: flock /tmp/weft-netns.lock bash tests/run.sh e2e.
@@ -84,10 +85,14 @@ e2e_in() {
     ip netns exec "$ns" "$@"
 }
 
+# As a command prefix (for run/ok/okv, which cannot call functions):
+#   ok "what" ip netns exec NS "${E2E_1337[@]}" CMD...
+E2E_1337=(setpriv --reuid 1337 --regid 1337 --clear-groups)
+
 e2e_as1337() {
     local ns=$1
     shift
-    ip netns exec "$ns" setpriv --reuid 1337 --regid 1337 --clear-groups "$@"
+    ip netns exec "$ns" "${E2E_1337[@]}" "$@"
 }
 
 # e2e_bg NS CMD...: start CMD inside NS in the background (output to $KL_TMP/bg.<pid>.log).

@@ -497,7 +497,28 @@ static void t_render_errors(void)
                  "outbound[0].ports[0].routes[2]: the last route must have no match (it takes "
                  "what no other route matches)");
 
+    d = load(MESH "policies/expected/shop.api-1.json");
+    json_object_del(jp(d, "inbound/0"), "protocol");
+    expect_error("no protocol", d, ERR_INVALID,
+                 "inbound[0]: want a port 1-65535 and protocol http or tcp");
+
+    d = load(MESH "policies/expected/shop.api-1.json");
+    json_object_set_new(jp(d, "inbound/1"), "port", json_integer(5432));
+    expect_error("same port twice", d, ERR_INVALID, "inbound[1].port: 5432 is listed twice");
+
     expect_error("not an object", json_array(), ERR_INVALID, "the document is not a JSON object");
+    {
+        struct agent_render_opts o;
+        struct agent_render_out out;
+        char msg[256] = "";
+        json_t *doc = load(MESH "policies/expected/shop.api-1.json");
+
+        agent_render_opts_init(&o);
+        o.run_dir = "/run/my dir";
+        CHECK_INT(agent_render(doc, &o, &out, msg, sizeof(msg)), -EINVAL);
+        CHECK(strstr(msg, "file paths must be set and hold no blanks") != NULL);
+        json_decref(doc);
+    }
 }
 
 UNIT_MAIN(UNIT(t_plan_parse), UNIT(t_rules), UNIT(t_merge), UNIT(t_render_fixtures),

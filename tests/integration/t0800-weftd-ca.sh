@@ -308,7 +308,12 @@ case_refusals() {
         openssl s_client -quiet -connect "127.0.0.1:${WD_CERTS[a]}" >/dev/null 2>&1) >/dev/null 2>&1 &
     t=$!
     bg_track "$t"
-    sleep 0.5
+    # Both misbehaving clients are connected before the valid request (else it proves nothing).
+    misbehaving_connected() {
+        [ "$(ss -Htn state established "( dport = :${WD_CERTS[a]} )" | grep -c .)" -ge 2 ]
+    }
+    wait_for 10 misbehaving_connected || t_fail "the idle TCP and TLS clients did not connect" ||
+        return
     csr_post a "$TOKEN" "$KL_TMP/ok.csr"
     assert_eq "$CODE" 200 "valid request while others misbehave: $BODY" || return
     exec 7>&-

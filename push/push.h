@@ -62,6 +62,10 @@ struct push_server_config {
     unsigned ping_interval_s; /* 0: PUSH_PING_INTERVAL_S_DEFAULT */
     unsigned debounce_ms;     /* coalescing window for push_server_send; 0: none */
     unsigned hello_timeout_s; /* 0: 10; a stream without hello is closed after this */
+    /* Bounds (0: the default in brackets). A connection over a cap is closed at accept. */
+    unsigned max_conns;           /* connections at once, handshakes included [16384] */
+    unsigned max_conns_per_addr;  /* from one client address [64] */
+    unsigned handshake_timeout_s; /* TLS handshake and WebSocket upgrade [10] */
 };
 
 /* What a connecting agent claims (hello) and proves (its verified client certificate). */
@@ -70,6 +74,7 @@ struct push_peer {
     const char *agent;           /* agent version from hello */
     const char *last_hash;       /* from hello; "" when absent */
     const char *spiffe_id;       /* the certificate's URI SAN starting "spiffe://"; "" if none */
+    const char *cert_pem;        /* the verified client certificate (leaf) as PEM; "" if none */
 };
 
 /* Filled by on_hello to reject: a stable CamelCase code and a human-readable reason. */
@@ -118,12 +123,28 @@ int push_server_set_trust(struct push_server *s, const char *trust_pem) WUR;
 
 /*
  * Make doc_json the current document of the proxy key "ns/name" (copied). Nothing is sent if its
- * canonical hash equals the current one; otherwise, after the debounce window, the connected
- * stream (if any) gets one `config` with the newest document, unless that stream already has
- * that hash. A slow peer never queues more than the newest document. Returns 0, ERR_PARSE or
- * ERR_INVALID (doc is not a JSON object, key is not "ns/name") or -ENOMEM.
+ * canonical hash equals the current one. Otherwise the connected stream (if any) gets one
+ * `config` with the newest document, unless that stream already has that hash: at once when the
+ * proxy's last change went out at least debounce_ms ago (a change after a quiet period), else
+ * when the debounce window that the last one opened closes (a burst: later documents only
+ * replace the pending one). A slow peer never queues more than the newest document. Returns 0,
+ * ERR_PARSE or ERR_INVALID (doc is not a JSON object, key is not "ns/name") or -ENOMEM.
  */
 int push_server_send(struct push_server *s, const char *key, const char *doc_json) WUR;
+
+/* Counters of the server's work since push_server_new. */
+struct push_server_stats {
+    uint64_t changes_immediate;  /* changed documents released at once (after a quiet period) */
+    uint64_t changes_deferred;   /* changes held to the end of a debounce window */
+    uint64_t changes_superseded; /* changes replaced by a newer one inside the window */
+    uint64_t configs_sent;       /* `config` frames written */
+    uint64_t acks, nacks;
+    uint64_t hellos_accepted, hellos_rejected;
+    uint64_t refused_max_conns, refused_per_addr; /* connections closed at accept by the caps */
+    unsigned conns;                               /* connections open now (handshakes included) */
+    unsigned streams;                             /* accepted streams open now */
+};
+void push_server_stats(const struct push_server *s, struct push_server_stats *out);
 
 /* Forget a proxy's document and state (its pod is gone). An open stream stays open. */
 void push_server_forget(struct push_server *s, const char *key);
@@ -141,6 +162,7 @@ struct push_proxy_state {
     enum push_sync sync;
     int connected;
     const char *spiffe_id;    /* of the current or last accepted stream */
+    int64_t connected_ms;     /* Unix time in ms the current or last stream was accepted; 0 */
     const char *desired_hash; /* of the newest push_server_send document */
     uint64_t sent_version;    /* last `config` version on the current or last stream; 0 none */
     const char *sent_hash;

@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <libwebsockets.h>
 #include <netinet/in.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -25,6 +26,9 @@
 #define SPIFFE_MAX 512
 #define RX_MAX (64 * 1024) /* agent frames are small */
 #define VHOST_NAME "weft-push"
+#define MAX_CONNS_DEFAULT 16384
+#define MAX_PER_ADDR_DEFAULT 64
+#define HANDSHAKE_TIMEOUT_S_DEFAULT 10
 
 struct conn;
 
@@ -32,6 +36,9 @@ struct proxy {
     struct proxy *dprev, *dnext; /* debounce list, oldest first */
     int dirty;
     uint64_t due_ms;
+    int released;             /* a change went out (at once or at a window's end) */
+    uint64_t last_release_ms; /* uv_now then */
+    int64_t connected_ms;     /* Unix ms the current or last stream was accepted */
     int forgotten;
     const char *key; /* the proxies map's copy */
     char *doc;       /* canonical newest document, NULL none */
@@ -66,6 +73,12 @@ struct pss {
     struct conn *c;
 };
 
+/* The peer address of an accepted descriptor, for the per-address cap (indexed by fd). */
+struct addr_slot {
+    int used;
+    struct sockaddr_in peer;
+};
+
 struct push_server {
     uv_loop_t *loop;
     struct lws_context *ctx;
@@ -77,6 +90,10 @@ struct push_server {
     void *arg;
     unsigned debounce_ms;
     unsigned hello_timeout_s;
+    unsigned max_conns, max_per_addr;
+    struct addr_slot *slots; /* by descriptor number */
+    size_t nslots;
+    struct push_server_stats stats;
     char *trust_pem;
     lws_retry_bo_t retry;
     uint32_t retry_ms[1];
@@ -172,6 +189,8 @@ static void timer_cb(uv_timer_t *t)
         struct proxy *p = s->dhead;
 
         dirty_unlink(s, p);
+        p->released = 1;
+        p->last_release_ms = now;
         proxy_kick(p);
     }
     if (s->dhead)
@@ -232,13 +251,21 @@ static void conn_detach(struct push_server *s, struct conn *c, int notify)
 
 static void on_hello(struct push_server *s, struct conn *c, const struct push_msg *m)
 {
-    struct push_peer peer = {m->pod.ns, m->pod.name, m->pod.uid, m->agent, m->last_hash, c->spiffe};
+    struct push_peer peer = {m->pod.ns,    m->pod.name, m->pod.uid, m->agent,
+                             m->last_hash, c->spiffe,   ""};
     struct push_reject rej;
     char key[PUSH_NS_MAX + PUSH_NAME_MAX + 2];
+    char *cert = NULL;
     struct proxy *p;
+    int verdict;
 
     memset(&rej, 0, sizeof(rej));
-    if (s->ops.on_hello(s->arg, &peer, &rej) != 0) {
+    if (tls_peer_cert_pem(lws_get_ssl(c->wsi), &cert) == 0)
+        peer.cert_pem = cert;
+    verdict = s->ops.on_hello(s->arg, &peer, &rej);
+    free(cert);
+    if (verdict != 0) {
+        s->stats.hellos_rejected++;
         log_info("msg=\"config stream rejected\" pod=%s/%s identity=\"%s\" code=%s", m->pod.ns,
                  m->pod.name, c->spiffe, rej.code[0] ? rej.code : "Rejected");
         conn_fail(c, rej.code[0] ? rej.code : "Rejected", rej.reason, PUSH_CLOSE_POLICY);
@@ -256,8 +283,10 @@ static void on_hello(struct push_server *s, struct conn *c, const struct push_ms
         conn_fail(old, PUSH_ERR_REPLACED, "a newer stream for this pod was accepted",
                   LWS_CLOSE_STATUS_NORMAL);
     }
+    s->stats.hellos_accepted++;
     p->forgotten = 0;
     p->conn = c;
+    p->connected_ms = push__now_unix_ms();
     c->proxy = p;
     memcpy(p->spiffe, c->spiffe, sizeof(p->spiffe));
     p->sent_version = 0;
@@ -294,11 +323,13 @@ static void on_frame(struct push_server *s, struct conn *c)
         goto out;
     }
     if (m.type == PUSH_MSG_ACK) {
+        s->stats.acks++;
         p->acked_version = m.version;
         memcpy(p->acked_hash, m.hash, sizeof(p->acked_hash));
         if (s->ops.on_ack)
             s->ops.on_ack(s->arg, p->key, m.version, m.hash);
     } else {
+        s->stats.nacks++;
         free(p->nack_reason);
         p->nack_reason = m.reason;
         m.reason = NULL;
@@ -314,7 +345,7 @@ out:
     push_msg_release(&m);
 }
 
-static int on_writeable(struct conn *c)
+static int on_writeable(struct push_server *s, struct conn *c)
 {
     struct proxy *p = c->proxy;
     struct push_msg m;
@@ -346,6 +377,7 @@ static int on_writeable(struct conn *c)
     free(frame);
     if (rc < 0)
         return -1;
+    s->stats.configs_sent++;
     c->want_config = 0;
     c->version = m.version;
     memcpy(c->sent_hash, p->hash, sizeof(c->sent_hash));
@@ -364,6 +396,66 @@ static int path_ok(struct lws *wsi)
 }
 
 static void free_conn(struct conn *c);
+
+/* Whether slot i still holds the connection it recorded: the descriptor is open and its peer
+ * is the recorded address and port (a reused number with the same 4-tuple is that connection). */
+static int slot_live(const struct addr_slot *sl, int fd)
+{
+    struct sockaddr_in peer;
+    socklen_t len = sizeof(peer);
+
+    return fcntl(fd, F_GETFD) != -1 && getpeername(fd, (struct sockaddr *)&peer, &len) == 0 &&
+           peer.sin_family == AF_INET && peer.sin_port == sl->peer.sin_port &&
+           peer.sin_addr.s_addr == sl->peer.sin_addr.s_addr;
+}
+
+/*
+ * The caps, at accept (before TLS): at most max_conns connections at once (lws's own count of
+ * the connections it created, s->live) and max_per_addr from one address. Entries of closed
+ * connections are found stale by slot_live when the address is counted, so nothing has to see
+ * lws close a descriptor. Returns 1 to admit fd.
+ */
+static int admit(struct push_server *s, int fd)
+{
+    struct sockaddr_in peer;
+    socklen_t len = sizeof(peer);
+    unsigned n = 0;
+
+    if (fd < 0 || getpeername(fd, (struct sockaddr *)&peer, &len) < 0 || peer.sin_family != AF_INET)
+        return 0;
+    if ((unsigned)s->live >= s->max_conns) {
+        s->stats.refused_max_conns++;
+        return 0;
+    }
+    if ((size_t)fd >= s->nslots) {
+        size_t n2 = (size_t)fd + 1 > 2 * s->nslots ? (size_t)fd + 1 : 2 * s->nslots;
+        struct addr_slot *g = realloc(s->slots, n2 * sizeof(*g));
+
+        if (!g)
+            return 0;
+        memset(g + s->nslots, 0, (n2 - s->nslots) * sizeof(*g));
+        s->slots = g;
+        s->nslots = n2;
+    }
+    s->slots[fd].used = 0; /* the kernel gave this number again: its old entry is gone */
+    for (size_t i = 0; i < s->nslots; i++) {
+        struct addr_slot *sl = &s->slots[i];
+
+        if (!sl->used || sl->peer.sin_addr.s_addr != peer.sin_addr.s_addr)
+            continue;
+        if (!slot_live(sl, (int)i))
+            sl->used = 0;
+        else
+            n++;
+    }
+    if (n >= s->max_per_addr) {
+        s->stats.refused_per_addr++;
+        return 0;
+    }
+    s->slots[fd].used = 1;
+    s->slots[fd].peer = peer;
+    return 1;
+}
 
 static int server_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                      size_t len)
@@ -389,6 +481,9 @@ static int server_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
     case LWS_CALLBACK_OPENSSL_PERFORM_CLIENT_CERT_VERIFICATION:
         /* lws returns our verdict to OpenSSL as is: keep OpenSSL's (len is preverify_ok). */
         return len ? 0 : 1;
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+        s = lws_context_user(lws_get_context(wsi));
+        return s->freeing || !admit(s, (int)(intptr_t)in);
     case LWS_CALLBACK_HTTP:
         return -1; /* only the WebSocket upgrade is served */
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
@@ -434,7 +529,7 @@ static int server_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
         s = lws_context_user(lws_get_context(wsi));
         if (s->freeing)
             return push__ws_close(wsi, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
-        return c ? on_writeable(c) : 0;
+        return c ? on_writeable(s, c) : 0;
     case LWS_CALLBACK_CLOSED:
         c = pss->c;
         if (!c)
@@ -516,6 +611,8 @@ int push_server_new(uv_loop_t *loop, const struct push_server_config *cfg,
     s->arg = arg;
     s->debounce_ms = cfg->debounce_ms;
     s->hello_timeout_s = cfg->hello_timeout_s ? cfg->hello_timeout_s : 10;
+    s->max_conns = cfg->max_conns ? cfg->max_conns : MAX_CONNS_DEFAULT;
+    s->max_per_addr = cfg->max_conns_per_addr ? cfg->max_conns_per_addr : MAX_PER_ADDR_DEFAULT;
     ping = cfg->ping_interval_s ? cfg->ping_interval_s : PUSH_PING_INTERVAL_S_DEFAULT;
     s->retry_ms[0] = 1000;
     s->retry.retry_ms_table = s->retry_ms;
@@ -543,6 +640,11 @@ int push_server_new(uv_loop_t *loop, const struct push_server_config *cfg,
     info.server_ssl_private_key_mem = cfg->key_pem;
     info.server_ssl_private_key_mem_len = (unsigned)strlen(cfg->key_pem);
     info.retry_and_idle_policy = &s->retry;
+    /* the TLS handshake and the upgrade request (lws's pending timeouts before the stream) */
+    info.timeout_secs =
+        cfg->handshake_timeout_s ? cfg->handshake_timeout_s : HANDSHAKE_TIMEOUT_S_DEFAULT;
+    /* descriptors lws tracks on its one thread: the caps, plus the listener and a margin */
+    info.fd_limit_per_thread = s->max_conns + 64;
     info.provided_client_ssl_ctx = s->client_ssl_ctx;
     info.pcontext = &s->ctx; /* lws writes NULL here once it is completely done */
     s->ctx = lws_create_context(&info);
@@ -598,6 +700,30 @@ int push_server_set_trust(struct push_server *s, const char *trust_pem)
     return 0;
 }
 
+/* Queue p for release at due (list ordered by due time; new entries land near the tail). */
+static void dirty_insert(struct push_server *s, struct proxy *p, uint64_t due)
+{
+    struct proxy *after = s->dtail;
+    uint64_t now = uv_now(s->loop);
+
+    while (after && after->due_ms > due)
+        after = after->dprev;
+    p->dirty = 1;
+    p->due_ms = due;
+    p->dprev = after;
+    p->dnext = after ? after->dnext : s->dhead;
+    if (p->dnext)
+        p->dnext->dprev = p;
+    else
+        s->dtail = p;
+    if (after)
+        after->dnext = p;
+    else
+        s->dhead = p;
+    if (s->dhead == p || !uv_is_active((uv_handle_t *)&s->timer))
+        uv_timer_start(&s->timer, timer_cb, s->dhead->due_ms > now ? s->dhead->due_ms - now : 0, 0);
+}
+
 static int key_ok(const char *key)
 {
     const char *slash = strchr(key, '/');
@@ -611,6 +737,7 @@ int push_server_send(struct push_server *s, const char *key, const char *doc_jso
     char hash[PUSH_HASH_LEN + 1];
     char *canon = NULL;
     struct proxy *p;
+    uint64_t now;
     int rc;
 
     if (!key || !doc_json || !key_ok(key))
@@ -628,22 +755,21 @@ int push_server_send(struct push_server *s, const char *key, const char *doc_jso
     p->doc = canon;
     canon = NULL;
     memcpy(p->hash, hash, sizeof(p->hash));
-    if (!s->debounce_ms) {
+    if (p->dirty) {
+        s->stats.changes_superseded++;
+        goto out; /* the pending flush takes the newest document */
+    }
+    now = uv_now(s->loop);
+    if (!s->debounce_ms || !p->released || now - p->last_release_ms >= s->debounce_ms) {
+        /* the first change after a quiet period goes out at once and opens a window */
+        s->stats.changes_immediate++;
+        p->released = 1;
+        p->last_release_ms = now;
         proxy_kick(p);
         goto out;
     }
-    if (p->dirty)
-        goto out; /* the pending flush takes the newest document */
-    p->dirty = 1;
-    p->due_ms = uv_now(s->loop) + s->debounce_ms;
-    p->dprev = s->dtail;
-    if (s->dtail)
-        s->dtail->dnext = p;
-    else
-        s->dhead = p;
-    s->dtail = p;
-    if (!uv_is_active((uv_handle_t *)&s->timer))
-        uv_timer_start(&s->timer, timer_cb, s->debounce_ms, 0);
+    s->stats.changes_deferred++;
+    dirty_insert(s, p, p->last_release_ms + s->debounce_ms);
 out:
     free(canon);
     return rc;
@@ -674,6 +800,7 @@ static void proxy_visit(const struct proxy *p, push_state_visit_fn *fn, void *ar
     st.key = p->key;
     st.connected = p->conn != NULL;
     st.spiffe_id = p->spiffe;
+    st.connected_ms = p->connected_ms;
     st.desired_hash = p->hash;
     st.sent_version = p->sent_version;
     st.sent_hash = p->sent_hash;
@@ -711,6 +838,15 @@ int push_server_proxy_state(struct push_server *s, const char *key, push_state_v
     return 0;
 }
 
+void push_server_stats(const struct push_server *s, struct push_server_stats *out)
+{
+    *out = s->stats;
+    out->conns = s->live > 0 ? (unsigned)s->live : 0;
+    out->streams = 0;
+    MAP_FOREACH(&s->proxies, slot)
+    out->streams += ((const struct proxy *)slot->val)->conn != NULL;
+}
+
 static void free_conn(struct conn *c)
 {
     buf_release(&c->rx);
@@ -730,6 +866,7 @@ static void maybe_release(struct push_server *s)
     }
     push__fdguard_release(s->guard);
     SSL_CTX_free(s->client_ssl_ctx);
+    free(s->slots);
     free(s);
 }
 

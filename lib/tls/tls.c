@@ -6,6 +6,7 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tls/tls.h"
@@ -237,6 +238,34 @@ int tls_peer_spiffe_id(const SSL *ssl, char *out, size_t n)
 out:
     ERR_clear_error();
     GENERAL_NAMES_free(names);
+    X509_free(cert);
+    return rc;
+}
+
+int tls_peer_cert_pem(const SSL *ssl, char **out)
+{
+    X509 *cert = ssl ? SSL_get1_peer_certificate(ssl) : NULL;
+    BIO *b = NULL;
+    BUF_MEM *mem = NULL;
+    char *s;
+    int rc = -ENOMEM;
+
+    if (!cert)
+        return ERR_NOTFOUND;
+    b = BIO_new(BIO_s_mem());
+    if (!b || !PEM_write_bio_X509(b, cert))
+        goto out;
+    BIO_get_mem_ptr(b, &mem);
+    s = malloc(mem->length + 1);
+    if (!s)
+        goto out;
+    memcpy(s, mem->data, mem->length);
+    s[mem->length] = '\0';
+    *out = s;
+    rc = 0;
+out:
+    ERR_clear_error();
+    BIO_free(b);
     X509_free(cert);
     return rc;
 }

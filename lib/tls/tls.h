@@ -57,6 +57,10 @@ int tls_set_trust(SSL_CTX *ctx, const char *trust_pem) WUR;
  * 0, ERR_NOTFOUND (no certificate, or no such SAN) or -ENAMETOOLONG. */
 int tls_peer_spiffe_id(const SSL *ssl, char *out, size_t n) WUR;
 
+/* ssl's verified peer certificate (the leaf) as PEM into *out (free()). 0, ERR_NOTFOUND (no
+ * certificate) or -ENOMEM. */
+int tls_peer_cert_pem(const SSL *ssl, char **out) WUR;
+
 /* SHA-256 of len bytes at data as lowercase hex into out. 0 or -ENOMEM (out untouched). */
 int tls_sha256_hex(const void *data, size_t len, char out[TLS_SHA256_HEX + 1]) WUR;
 

@@ -171,6 +171,7 @@ struct h {
     /* server side */
     int hellos, acks, nacks, disconnects;
     char spiffe[256], hello_ns[64], hello_name[256], hello_uid[64], hello_agent[64];
+    char hello_cert[8192]; /* the client certificate push/ handed to on_hello */
     char hello_last_hash[PUSH_HASH_LEN + 1];
     int reject;
     uint64_t hello_at[MAXEV];
@@ -194,6 +195,7 @@ static int s_on_hello(void *arg, const struct push_peer *p, struct push_reject *
         h->hello_at[h->hellos] = now_ms();
     h->hellos++;
     snprintf(h->spiffe, sizeof(h->spiffe), "%s", p->spiffe_id);
+    snprintf(h->hello_cert, sizeof(h->hello_cert), "%s", p->cert_pem);
     snprintf(h->hello_ns, sizeof(h->hello_ns), "%s", p->ns);
     snprintf(h->hello_name, sizeof(h->hello_name), "%s", p->name);
     snprintf(h->hello_uid, sizeof(h->hello_uid), "%s", p->uid);
@@ -918,6 +920,10 @@ static void t_spiffe_extraction(void)
     h_client(&h, &F.multi, NULL);
     REQUIRE(spin(&h.loop, p_hellos1, &h, 5000));
     CHECK_STR(h.spiffe, "spiffe://cluster.local/ns/prod/sa/web");
+    /* on_hello gets the verified client certificate itself: the client's leaf, as PEM */
+    REQUIRE(strlen(h.hello_cert) > 100);
+    CHECK(strncmp(h.hello_cert, "-----BEGIN CERTIFICATE-----\n", 28) == 0);
+    CHECK(strncmp(h.hello_cert, F.multi.cert, strlen(h.hello_cert)) == 0);
     push_client_free(h.cli);
     h_client(&h, &F.nouri, NULL);
     REQUIRE(spin(&h.loop, p_hellos2, &h, 5000));
@@ -925,9 +931,17 @@ static void t_spiffe_extraction(void)
     h_done(&h);
 }
 
+static int p_acks3(void *a)
+{
+    return ((struct h *)a)->acks >= 3;
+}
+
+/* A burst: the first change goes out at once, the other 49 inside its window become one
+ * `config` with the newest document when the window closes. */
 static void t_debounce(void)
 {
     struct h h;
+    struct push_server_stats st;
     char doc[128], want[PUSH_HASH_LEN + 1];
     uint64_t t0;
 
@@ -943,13 +957,167 @@ static void t_debounce(void)
     }
     REQUIRE(now_ms() - t0 < 200); /* all 50 inside one window */
     hash_of(doc, want);
-    REQUIRE(spin(&h.loop, p_acks1, &h, 5000));
+    REQUIRE(spin(&h.loop, p_acks2, &h, 5000));
     spin(&h.loop, NULL, NULL, 300);
-    CHECK_INT(h.configs, 1);
+    CHECK_INT(h.configs, 2);
     CHECK_STR(h.cfg_doc, "{\"n\":49}");
     CHECK_STR(h.cfg_hash, want);
-    CHECK_INT(h.cfg_version, 1);
+    CHECK_INT(h.cfg_version, 2);
+    push_server_stats(h.srv, &st);
+    CHECK_INT(st.changes_immediate, 1);
+    CHECK_INT(st.changes_deferred, 1);
+    CHECK_INT(st.changes_superseded, 48);
+    CHECK_INT(st.configs_sent, 2);
+    CHECK_INT(st.acks, 2);
+    CHECK_INT(st.streams, 1);
     h_done(&h);
+}
+
+/*
+ * After a quiet period a change is not held for the window: shown by the server's own counters
+ * (released at once, nothing deferred), not by timing. The control: a change right after it,
+ * inside the window it opened, is deferred.
+ */
+static void t_debounce_quiet(void)
+{
+    struct h h;
+    struct push_server_stats st;
+
+    h_init(&h, 500);
+    h_client(&h, &F.cli, NULL);
+    REQUIRE(spin(&h.loop, p_hellos1, &h, 5000));
+    CHECK_INT(push_server_send(h.srv, KEY, DOC1), 0);
+    REQUIRE(spin(&h.loop, p_acks1, &h, 5000));
+    spin(&h.loop, NULL, NULL, 600); /* quiet: longer than the window */
+    CHECK_INT(push_server_send(h.srv, KEY, DOC2), 0);
+    push_server_stats(h.srv, &st);
+    CHECK_INT(st.changes_immediate, 2);
+    CHECK_INT(st.changes_deferred, 0);
+    REQUIRE(spin(&h.loop, p_acks2, &h, 5000));
+    CHECK_INT(push_server_send(h.srv, KEY, DOC1), 0); /* inside DOC2's window */
+    push_server_stats(h.srv, &st);
+    CHECK_INT(st.changes_immediate, 2);
+    CHECK_INT(st.changes_deferred, 1);
+    REQUIRE(spin(&h.loop, p_acks3, &h, 5000));
+    CHECK_INT(h.configs, 3);
+    CHECK_INT(st.changes_superseded, 0);
+    h_done(&h);
+}
+
+/* A plain TCP connection to 127.0.0.1:port (no TLS: the caps act at accept). -1 on failure. */
+static int tcp_open(int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+struct caps_wait {
+    struct push_server *srv;
+    uint64_t want_addr, want_total;
+};
+
+static int p_refused(void *a)
+{
+    struct caps_wait *w = a;
+    struct push_server_stats st;
+
+    push_server_stats(w->srv, &st);
+    return st.refused_per_addr >= w->want_addr && st.refused_max_conns >= w->want_total;
+}
+
+/* 1 when the server closed fd (EOF or reset within ms), 0 when it stays open. */
+static int closed_by_server(uv_loop_t *loop, int fd, unsigned ms)
+{
+    char c;
+    uint64_t end = now_ms() + ms;
+
+    while (now_ms() < end) {
+        ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
+
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+            return 1;
+        spin(loop, NULL, NULL, 10);
+    }
+    return 0;
+}
+
+/* The listener's caps: connections from one address, then in all; the stats count refusals,
+ * and a closed connection's place is free again. */
+static void t_conn_caps(void)
+{
+    struct h h;
+    struct push_server_config sc = server_cfg(0, 0);
+    struct caps_wait w;
+    int fd[4];
+
+    memset(&h, 0, sizeof(h));
+    REQUIRE(uv_loop_init(&h.loop) == 0);
+    sc.max_conns_per_addr = 2;
+    sc.max_conns = 3;
+    REQUIRE(push_server_new(&h.loop, &sc, &sops, &h, &h.srv) == 0);
+    h.port = push_server_port(h.srv);
+    w.srv = h.srv;
+    for (int i = 0; i < 3; i++)
+        REQUIRE((fd[i] = tcp_open(h.port)) >= 0);
+    w.want_addr = 1;
+    w.want_total = 0;
+    REQUIRE(spin(&h.loop, p_refused, &w, 5000));
+    CHECK(closed_by_server(&h.loop, fd[2], 500));
+    CHECK(!closed_by_server(&h.loop, fd[0], 200));
+    CHECK(!closed_by_server(&h.loop, fd[1], 50));
+    /* one closes: its place is free again */
+    close(fd[2]);
+    close(fd[1]);
+    spin(&h.loop, NULL, NULL, 100);
+    REQUIRE((fd[1] = tcp_open(h.port)) >= 0);
+    CHECK(!closed_by_server(&h.loop, fd[1], 200));
+    {
+        struct push_server_stats st;
+
+        push_server_stats(h.srv, &st);
+        CHECK_INT(st.refused_per_addr, 1);
+        CHECK_INT(st.conns, 2);
+    }
+    close(fd[0]);
+    close(fd[1]);
+    push_server_free(h.srv);
+    h.srv = NULL;
+    while (uv_run(&h.loop, UV_RUN_DEFAULT))
+        ;
+    CHECK_INT(uv_loop_close(&h.loop), 0);
+
+    /* the total: four slots of one per address would pass, the cap of 3 does not */
+    memset(&h, 0, sizeof(h));
+    REQUIRE(uv_loop_init(&h.loop) == 0);
+    sc.max_conns_per_addr = 64;
+    sc.max_conns = 3;
+    REQUIRE(push_server_new(&h.loop, &sc, &sops, &h, &h.srv) == 0);
+    h.port = push_server_port(h.srv);
+    w.srv = h.srv;
+    for (int i = 0; i < 3; i++) {
+        REQUIRE((fd[i] = tcp_open(h.port)) >= 0);
+        spin(&h.loop, NULL, NULL, 30);
+    }
+    REQUIRE((fd[3] = tcp_open(h.port)) >= 0);
+    w.want_addr = 0;
+    w.want_total = 1;
+    REQUIRE(spin(&h.loop, p_refused, &w, 5000));
+    CHECK(closed_by_server(&h.loop, fd[3], 500));
+    CHECK(!closed_by_server(&h.loop, fd[0], 100));
+    for (int i = 0; i < 4; i++)
+        close(fd[i]);
+    push_server_free(h.srv);
+    h.srv = NULL;
+    while (uv_run(&h.loop, UV_RUN_DEFAULT))
+        ;
+    CHECK_INT(uv_loop_close(&h.loop), 0);
 }
 
 static void t_server_restart(void)
@@ -1406,6 +1574,6 @@ UNIT_MAIN(UNIT(t_sha256_vectors), UNIT(t_canonical), UNIT(t_msg_encode_exact), U
           UNIT(t_identical_not_resent), UNIT(t_reconnect_last_hash),
           UNIT(t_last_hash_before_document), UNIT(t_nack_recorded), UNIT(t_reject_backs_off),
           UNIT(t_unknown_ca_refused), UNIT(t_client_checks_server_cert), UNIT(t_spiffe_extraction),
-          UNIT(t_debounce), UNIT(t_server_restart), UNIT(t_cert_rotation),
-          UNIT(t_no_client_cert_refused), UNIT(t_tls_policy), UNIT(t_bad_first_frame),
-          UNIT(t_slow_peer_bounded), UNIT(t_forget))
+          UNIT(t_debounce), UNIT(t_debounce_quiet), UNIT(t_conn_caps), UNIT(t_server_restart),
+          UNIT(t_cert_rotation), UNIT(t_no_client_cert_refused), UNIT(t_tls_policy),
+          UNIT(t_bad_first_frame), UNIT(t_slow_peer_bounded), UNIT(t_forget))

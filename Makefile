@@ -139,6 +139,12 @@ $(BUILD)/tests/%: $(call obj,tests/integration/%.c) $(KL_LIB) $(CORE_LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+# the config stream's agent side for t1040 (push/'s client library)
+$(BUILD)/tests/streamclient: $(call obj,tests/integration/streamclient.c) $(WEFT_LIB) $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
 # e2e helpers (tests/e2e/*.c) use Weft's modules (ca/, agent/).
 $(E2E_BINS): $(BUILD)/tests/%: $(BUILD)/obj/tests/e2e/%.o $(WEFT_LIB) $(CORE_LIB)
 	@mkdir -p $(dir $@)

@@ -55,7 +55,7 @@ sed -n 's/^ *token: //p' "$KUBECONFIG" >"$TMP/admin.token"
 CERTS_PORT=$(free_port)
 ADMIN_PORT=$(free_port)
 "$WEFTD" --kubeconfig "$KUBECONFIG" --namespace weft-system --identity load \
-    --admin-listen "127.0.0.1:$ADMIN_PORT" --certs-listen "127.0.0.1:$CERTS_PORT" \
+    --admin-listen "127.0.0.1:$ADMIN_PORT" --certs-listen "127.0.0.1:$CERTS_PORT" --stream-listen "127.0.0.1:$(free_port)" \
     --webhook-listen "127.0.0.1:$(free_port)" --log-level warn >"$TMP/weftd.log" 2>&1 &
 WD_PID=$!
 for _ in $(seq 200); do

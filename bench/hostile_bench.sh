@@ -72,7 +72,7 @@ AP=$(free_port)
 (
     ulimit -n 1024
     exec "$BUILD/bin/weftd" --kubeconfig "$KUBECONFIG" --namespace weft-system --identity bench \
-        --admin-listen "127.0.0.1:$AP" --certs-listen "127.0.0.1:$CP" \
+        --admin-listen "127.0.0.1:$AP" --certs-listen "127.0.0.1:$CP" --stream-listen "127.0.0.1:$(free_port)" \
         --webhook-listen "127.0.0.1:$WP" --webhook-url "https://127.0.0.1:$WP/inject"
 ) >"$tmp/weftd.log" 2>&1 &
 WPID=$!

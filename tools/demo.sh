@@ -42,7 +42,7 @@ k create namespace weft-system --dry-run=client -o yaml | k apply -f - >/dev/nul
 echo "== weftd (webhook https://127.0.0.1:9443/inject, admin http://127.0.0.1:15014)"
 build/bin/weftd --kubeconfig "$KUBECONFIG" --namespace weft-system --identity demo \
     --admin-listen 127.0.0.1:15014 --webhook-listen 127.0.0.1:9443 \
-    --certs-listen 127.0.0.1:15012 --webhook-url https://127.0.0.1:9443/inject \
+    --certs-listen 127.0.0.1:15012 --stream-listen 127.0.0.1:15013 --webhook-url https://127.0.0.1:9443/inject \
     >"$dir/weftd.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 150); do

@@ -160,6 +160,8 @@ static int metrics(struct weftd *d, struct buf *b)
     if (!rc)
         rc = weftd_http_metrics(d, b);
     if (!rc)
+        rc = weftd_stream_metrics(d, b);
+    if (!rc)
         rc = buf_printf(
             b,
             "# HELP weft_debug_requests_total /debug/ requests by outcome (a bearer "
@@ -207,6 +209,9 @@ static void serve_debug(struct weftd *d, struct http_conn *c, const struct http_
         }
         http_respond(c, 200, "application/json", s, strlen(s), NULL);
         free(s);
+    } else if (strcmp(req->path, "/debug/proxies") == 0 ||
+               strncmp(req->path, "/debug/proxies/", 15) == 0) {
+        weftd_stream_debug(d, c, req);
     } else {
         respond_text(c, 404, "not found\n");
     }

@@ -369,6 +369,7 @@ static int apply_secret(struct weftd_ca_roots *s, const json_t *secret)
         if (first || switched)
             weftd_certs_ca_ready(d);
         weftd_webhook_ca_ready(d);
+        weftd_stream_bundle(d);
         publish_all(s);
     }
 out:

@@ -507,6 +507,11 @@ out:
 
 /* ---- start and stop ----------------------------------------------------------------------- */
 
+static void serving_issued(void *arg, const char *chain_pem, const char *key_pem)
+{
+    weftd_stream_identity(arg, chain_pem, key_pem);
+}
+
 int weftd_certs_start(struct weftd *d)
 {
     struct weftd_certs *s = calloc(1, sizeof(*s));
@@ -523,7 +528,9 @@ int weftd_certs_start(struct weftd *d)
     d->certs_srv = s;
     snprintf(dns0, sizeof(dns0), "weftd.%s.svc", d->opts.namespace);
     snprintf(dns1, sizeof(dns1), "weftd.%s.svc.cluster.local", d->opts.namespace);
-    rc = weftd_serving_cert_new(d, dns, ARRAY_LEN(dns), ips, ARRAY_LEN(ips), NULL, NULL, &s->tls);
+    /* the config stream (stream.c) serves with the same certificate: same names */
+    rc = weftd_serving_cert_new(d, dns, ARRAY_LEN(dns), ips, ARRAY_LEN(ips), serving_issued, d,
+                                &s->tls);
     if (rc)
         return rc;
     rc = weftd_http_listen(d, WEFTD_LISTENER_CERTS, d->opts.certs_listen,

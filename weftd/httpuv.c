@@ -107,11 +107,10 @@ void weftd_listener_bounds(const struct weftd_opts *o, enum weftd_listener l, si
     /*
      * Hostile clients are refused by the caps before descriptors run out (EMFILE would stop
      * every listener accepting): with a low descriptor limit each listener's default cap
-     * shrinks in proportion. The config stream is not wired in yet, so it takes no share.
+     * shrinks in proportion.
      */
     for (int i = 0; i < WEFTD_NLISTENERS; i++)
-        if (i != WEFTD_LISTENER_STREAM)
-            sum += bounds[i].lim.max_conns;
+        sum += bounds[i].lim.max_conns;
     if (budget && sum > budget) {
         unsigned long share = (unsigned long)lim->max_conns * budget / sum;
         lim->max_conns = share > 32 ? (unsigned)share : 32;

@@ -109,7 +109,7 @@ static int cert_install(struct weftd_serving_cert *t, const struct serving_job *
     log_info("msg=\"serving certificate issued\" name=%s notAfter=%s", cert_name(t), na);
     cert_arm(t, info.renew_at - time(NULL));
     if (t->on_issued)
-        t->on_issued(t->arg);
+        t->on_issued(t->arg, j->leaf.chain_pem, j->key_pem);
     return 0;
 }
 

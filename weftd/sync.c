@@ -393,6 +393,7 @@ static void compile_pass(struct weftd *d)
         weftd_hist_observe(&d->m.compile_seconds, now_s() - t1);
         if (rc == ERR_NOTFOUND) {
             json_object_del(d->docs, key);
+            weftd_stream_forget(d, key);
             continue;
         }
         if (rc) {
@@ -407,6 +408,7 @@ static void compile_pass(struct weftd *d)
             log_debug("msg=\"proxy config changed\" pod=%s", key);
         }
         json_object_set_new(d->docs, key, doc);
+        weftd_stream_doc(d, key, doc);
     }
     if (json_array_size(dirty))
         weftd_hist_observe(&d->m.compile_pass_seconds, now_s() - t0);
@@ -660,6 +662,11 @@ static void on_probe_tick(uv_timer_t *h)
                          &st->probes[i]))
             st->probes[i] = NULL;
     }
+}
+
+bool weftd_sync_idle(const struct weftd *d)
+{
+    return d->sync && wq_len(d->queue) == 0 && !uv_is_active((uv_handle_t *)&d->sync->compile);
 }
 
 bool weftd_synced(const struct weftd *d)

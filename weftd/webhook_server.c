@@ -513,8 +513,10 @@ static void on_tick(uv_timer_t *h)
         register_now(w);
 }
 
-static void tls_issued(void *arg)
+static void tls_issued(void *arg, const char *chain_pem, const char *key_pem)
 {
+    (void)chain_pem;
+    (void)key_pem;
     register_now(arg);
 }
 

@@ -36,6 +36,8 @@ struct weftd_opts {
     const char *admin_listen;    /* "0.0.0.0:15014": metrics, healthz, readyz, debug */
     const char *webhook_listen;  /* "0.0.0.0:9443": POST /inject */
     const char *certs_listen;    /* "0.0.0.0:15012": POST /v1/certificates */
+    const char *stream_listen;   /* "0.0.0.0:15013": the config stream (wss) */
+    long stream_debounce_ms;     /* coalescing window of a burst of changes to one proxy (100) */
     const char *webhook_url;     /* out of cluster: register weft-injector with this URL */
     const char *webhook_service; /* in cluster: Service name of the webhook (weft-webhook) */
     long webhook_max_inflight;   /* reviews queued or running before 503s (1024) */
@@ -102,6 +104,8 @@ struct weftd_metrics {
     uint64_t webhook_shed_expired; /* dropped: waited past the API server's timeout */
     uint64_t webhook_shed_log_ns;  /* last shed warning, for rate limiting */
     struct weftd_hist webhook_seconds;
+    /* config stream hellos refused by weftd's checks (stream.c), by code */
+    uint64_t stream_unknown_pod, stream_identity_mismatch;
     /* /debug/ requests (debug_auth.c), by outcome */
     uint64_t debug_allowed, debug_unauthenticated, debug_forbidden, debug_unavailable;
 };
@@ -113,6 +117,7 @@ struct weftd_ca_roots;     /* ca_roots.c */
 struct weftd_certs;        /* cert_endpoint.c */
 struct weftd_webhook;      /* webhook_server.c */
 struct weftd_serving_cert; /* serving_cert.c */
+struct weftd_stream;       /* stream.c */
 
 /* One watched resource: its informer and how its keys reach the work queue. */
 struct weftd_watch {
@@ -151,6 +156,7 @@ struct weftd {
     struct weftd_ca_roots *ca_roots;
     struct weftd_certs *certs_srv;
     struct weftd_webhook *webhook_srv;
+    struct weftd_stream *stream;
 
     struct http_server *admin, *webhook, *certs;
     int debug_reviews; /* /debug/ requests being authorized (debug_auth.c) */
@@ -171,7 +177,7 @@ enum weftd_listener {
     WEFTD_LISTENER_ADMIN,   /* metrics, health, debug */
     WEFTD_LISTENER_WEBHOOK, /* AdmissionReviews from the API server */
     WEFTD_LISTENER_CERTS,   /* CSRs from every agent */
-    WEFTD_LISTENER_STREAM,  /* the config stream to every agent (when it is wired in) */
+    WEFTD_LISTENER_STREAM,  /* the config stream to every agent (push/, stream.c) */
     WEFTD_NLISTENERS
 };
 extern const char *const weftd_listener_names[WEFTD_NLISTENERS];
@@ -202,6 +208,8 @@ void weftd_http_kick(struct weftd *d, struct http_server *s);
 int weftd_sync_start(struct weftd *d) WUR;
 void weftd_sync_stop(struct weftd *d);
 bool weftd_synced(const struct weftd *d);
+/* Nothing queued to reconcile and no compile pass pending: d->docs reflect the model. */
+bool weftd_sync_idle(const struct weftd *d);
 void weftd_sync_leading(struct weftd *d); /* became leader: write pending status */
 /* Counters of the Events emitted for condition changes (zeros before the start). */
 void weftd_sync_event_stats(const struct weftd *d, struct kube_recorder_stats *out);
@@ -225,6 +233,23 @@ int weftd_certs_start(struct weftd *d) WUR;
 void weftd_certs_stop(struct weftd *d);
 /* The CA became ready or its signer changed: re-issue the endpoint's serving certificate. */
 void weftd_certs_ca_ready(struct weftd *d);
+
+/* --- the config stream (stream.c): push/'s server on --stream-listen --- */
+/* Start the listener's state; the listener itself opens once the CA is ready and the serving
+ * certificate arrived (weftd_stream_identity). 0 or a negative code. */
+int weftd_stream_start(struct weftd *d) WUR;
+void weftd_stream_stop(struct weftd *d);
+/* A serving certificate for weftd's names was issued (borrowed PEMs): listen, or rotate. */
+void weftd_stream_identity(struct weftd *d, const char *chain_pem, const char *key_pem);
+/* The trust bundle (d->bundle_pem) changed: client certificates verify against the new one. */
+void weftd_stream_bundle(struct weftd *d);
+/* A proxy's document was compiled (changed or not) / its pod is gone or no longer meshed. */
+void weftd_stream_doc(struct weftd *d, const char *key, const json_t *doc);
+void weftd_stream_forget(struct weftd *d, const char *key);
+/* GET /debug/proxies[/<ns>/<pod>] (admin.c, once authorized). */
+void weftd_stream_debug(struct weftd *d, struct http_conn *c, const struct http_request *req);
+/* Append the stream's series to b (Prometheus text). 0 or -ENOMEM. */
+int weftd_stream_metrics(struct weftd *d, struct buf *b) WUR;
 
 /* --- injection webhook server and its configuration (webhook_server.c) --- */
 int weftd_webhook_start(struct weftd *d) WUR;
@@ -263,11 +288,12 @@ int weftd_token_review(struct weftd *d, const char *token, const char *audience,
  * A TLS server context (Weft's TLS policy) whose certificate is issued from d->ca for the given
  * names (copied) and re-issued at half-life and on weftd_serving_cert_refresh (CA ready or
  * signer changed). Until the first certificate arrives the context has none, so handshakes
- * fail. Issuance (key generation) runs on a libuv worker; on_issued(arg) runs on the loop
- * after each new certificate is installed. The context is valid until weftd_serving_cert_free;
+ * fail. Issuance (key generation) runs on a libuv worker; on_issued(arg, chain, key) runs on
+ * the loop after each new certificate is installed (the PEMs are borrowed for the call; the key
+ * is wiped after it). The context is valid until weftd_serving_cert_free;
  * free the http_server that borrows it first.
  */
-typedef void weftd_serving_cert_fn(void *arg);
+typedef void weftd_serving_cert_fn(void *arg, const char *chain_pem, const char *key_pem);
 int weftd_serving_cert_new(struct weftd *d, const char *const *dns, size_t ndns,
                            const char *const *ips, size_t nips, weftd_serving_cert_fn *on_issued,
                            void *arg, struct weftd_serving_cert **out) WUR;

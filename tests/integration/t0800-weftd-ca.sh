@@ -27,7 +27,7 @@ wd_start() {
     WD_ADMIN[$name]=$(free_port)
     WD_LOG[$name]=$KL_TMP/weftd-$name.log
     "$WEFTD" --kubeconfig "$KUBECONFIG" --namespace weft-system --identity "$name" \
-        --admin-listen "127.0.0.1:${WD_ADMIN[$name]}" --certs-listen "127.0.0.1:${WD_CERTS[$name]}" \
+        --admin-listen "127.0.0.1:${WD_ADMIN[$name]}" --certs-listen "127.0.0.1:${WD_CERTS[$name]}" --stream-listen "127.0.0.1:$(free_port)" \
         --webhook-listen "127.0.0.1:$(free_port)" --log-level debug "$@" \
         >>"${WD_LOG[$name]}" 2>&1 &
     WD_PID[$name]=$!
@@ -409,7 +409,7 @@ case_user_ca() {
     WD_CERTS[c]=$(free_port)
     WD_ADMIN[c]=$(free_port)
     "$WEFTD" --kubeconfig "$KUBECONFIG" --namespace weft-corp --identity c --user-ca-secret corp-ca \
-        --admin-listen "127.0.0.1:${WD_ADMIN[c]}" --certs-listen "127.0.0.1:${WD_CERTS[c]}" \
+        --admin-listen "127.0.0.1:${WD_ADMIN[c]}" --certs-listen "127.0.0.1:${WD_CERTS[c]}" --stream-listen "127.0.0.1:$(free_port)" \
         --webhook-listen "127.0.0.1:$(free_port)" --cert-ttl 3600 >"${WD_LOG[c]}" 2>&1 &
     WD_PID[c]=$!
     daemon_track "${WD_PID[c]}" "weftd c"

@@ -26,7 +26,7 @@ free_port() {
 wd_start() {
     WD_LOG=$KL_TMP/weftd.log
     "$WEFTD" --kubeconfig "$KUBECONFIG" --namespace weft-system --identity wd \
-        --admin-listen "127.0.0.1:$AP" --certs-listen "127.0.0.1:$(free_port)" \
+        --admin-listen "127.0.0.1:$AP" --certs-listen "127.0.0.1:$(free_port)" --stream-listen "127.0.0.1:$(free_port)" \
         --webhook-listen "127.0.0.1:$WP" --webhook-url "https://127.0.0.1:$WP/inject" \
         --log-level debug >>"$WD_LOG" 2>&1 &
     WD_PID=$!

@@ -65,7 +65,7 @@ wd_start() {
     (
         [ "$nofile" = - ] || ulimit -n "$nofile"
         exec "$WEFTD" --kubeconfig "$KUBECONFIG" --namespace weft-system --identity wd \
-            --admin-listen "127.0.0.1:$AP" --certs-listen "127.0.0.1:$CP" \
+            --admin-listen "127.0.0.1:$AP" --certs-listen "127.0.0.1:$CP" --stream-listen "127.0.0.1:$(free_port)" \
             --webhook-listen "127.0.0.1:$WP" --webhook-url "https://127.0.0.1:$WP/inject" \
             --request-timeout-ms "$DEADLINE_MS" --max-connections-per-address 40 \
             --log-level debug "$@"

@@ -185,7 +185,7 @@ case_render_default() {
     assert_eq "$OUT" "2 weftd true" "replicas, ServiceAccount, token" || return
     jpf default Deployment weftd '.spec.template.spec.containers[0].ports[*].name}={.spec.template.spec.containers[0].ports[*].containerPort' ||
         return
-    assert_eq "$OUT" "certs webhook admin=15012 9443 15014" "named ports" || return
+    assert_eq "$OUT" "certs stream webhook admin=15012 15013 9443 15014" "named ports (the config stream on 15013)" || return
     jpf default Deployment weftd '.spec.template.spec.containers[0].readinessProbe.httpGet.path} {.spec.template.spec.containers[0].readinessProbe.httpGet.port} {.spec.template.spec.containers[0].livenessProbe.httpGet.path} {.spec.template.spec.containers[0].livenessProbe.httpGet.port' ||
         return
     assert_eq "$OUT" "/readyz admin /healthz admin" "probes" || return
@@ -201,7 +201,7 @@ case_render_default() {
     jpf default Service weft-webhook '.spec.ports[0].port}>{.spec.ports[0].targetPort' || return
     assert_eq "$OUT" "443>webhook" "webhook Service port" || return
     jpf default Service weftd '.spec.ports[*].port' || return
-    assert_eq "$OUT" "15012 15014" "weftd Service ports" || return
+    assert_eq "$OUT" "15012 15013 15014" "weftd Service ports" || return
     jpf default PodDisruptionBudget weftd '.spec.minAvailable' || return
     assert_eq "$OUT" "1" "PDB minAvailable" || return
     jpf default MutatingWebhookConfiguration weft-injector '.webhooks[0].name} {.webhooks[0].clientConfig.service.name}/{.webhooks[0].clientConfig.service.namespace}:{.webhooks[0].clientConfig.service.port}{.webhooks[0].clientConfig.service.path} {.webhooks[0].failurePolicy} {.webhooks[0].timeoutSeconds} {.webhooks[0].sideEffects} {.webhooks[0].reinvocationPolicy} {.webhooks[0].admissionReviewVersions} {.webhooks[0].rules[0].operations} {.webhooks[0].rules[0].resources' ||
@@ -383,6 +383,7 @@ stray" "checker refuses unknown flags, missing and unexpected values" || return
     assert_match "$usage" '^ *--admin-listen ADDR .*\(0\.0\.0\.0:15014\)' "admin port" || return
     assert_match "$usage" '^ *--webhook-listen ADDR .*\(0\.0\.0\.0:9443\)' "webhook port" || return
     assert_match "$usage" '^ *--certs-listen ADDR .*\(0\.0\.0\.0:15012\)' "certs port" || return
+    assert_match "$usage" '^ *--stream-listen ADDR .*\(0\.0\.0\.0:15013\)' "config stream port" || return
     # The schema offers exactly the modes and levels weftd documents.
     assert_match "$usage" '^ *--default-mode MODE +all-authenticated \| deny \| permissive$' \
         "weftd's modes" || return
@@ -709,7 +710,7 @@ case_with_weftd() {
     done <<<"$OUT"
     admin=$(free_port)
     POD_NAME=weftd-test-0 "$WEFTD_BIN" --kubeconfig "$kc" "${args[@]}" \
-        --admin-listen "127.0.0.1:$admin" --certs-listen "127.0.0.1:$(free_port)" \
+        --admin-listen "127.0.0.1:$admin" --certs-listen "127.0.0.1:$(free_port)" --stream-listen "127.0.0.1:$(free_port)" \
         --webhook-listen "127.0.0.1:$(free_port)" >"$WD_LOG" 2>&1 &
     WD_PID=$!
     daemon_track "$WD_PID" weftd

@@ -37,7 +37,7 @@ wd_start() {
     WD_ADMIN[$name]=$(free_port)
     WD_LOG[$name]=$KL_TMP/weftd-$name.log
     "$WEFTD" --kubeconfig "$KUBECONFIG" --namespace weft-system --identity "$name" \
-        --admin-listen "127.0.0.1:${WD_ADMIN[$name]}" --certs-listen "127.0.0.1:$(free_port)" \
+        --admin-listen "127.0.0.1:${WD_ADMIN[$name]}" --certs-listen "127.0.0.1:$(free_port)" --stream-listen "127.0.0.1:$(free_port)" \
         --webhook-listen "127.0.0.1:$(free_port)" --log-level debug "$@" \
         >>"${WD_LOG[$name]}" 2>&1 &
     WD_PID[$name]=$!

@@ -1,0 +1,398 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2317 # case functions run through t_run
+# t1040-weftd-stream.sh - weftd's config stream against kubelite, with an agent-side client
+# (tests/integration/streamclient.c: push/'s client library) holding a real workload certificate
+# that weftd's CSR endpoint issued for the pod's bound token.
+#
+#   setup          CRDs, a meshed namespace, a TrafficSplit, pods a and b (same ServiceAccount),
+#                  each with a certificate from POST /v1/certificates for its pod-bound token
+#   document       the client receives pod a's document (equal to /debug/config, hash = SHA-256
+#                  of its canonical JSON) and ACKs; /debug/proxies: synced with that hash; the
+#                  weft_proxy_config_sync and weft_config_stream_* series
+#   change         a kubectl patch of the TrafficSplit reaches the client as config 2; after a quiet
+#                  period it went out at once (weftd's counters: immediate, nothing deferred)
+#   burst          changes inside one debounce window (--stream-debounce-ms 3000) are deferred
+#                  and coalesced: the counters move, the client gets one config for them
+#   nack           a NACK shows on /debug/proxies (rejected, with its reason) and in the metrics;
+#                  the next ACKed document makes it synced again, the NACK stays on record
+#   other-pod      pod a's certificate asking for pod b's document (same ServiceAccount): refused
+#                  (IdentityMismatch naming both pods); with pod a's uid too; a certificate of a
+#                  token bound to no pod: refused
+#   no-cert        no client certificate, or one from another CA: the TLS handshake fails, no
+#                  hello reaches weftd
+#   debug-auth     /debug/proxies without a token: 401 (authenticated like /debug/config)
+#   restart        weftd restarted on the same ports: the client reconnects and is synced again
+#                  (its hello's lastHash is the current hash: nothing resent)
+# Env: BUILD, KUBELITE, WEFTD ($BUILD/bin/weftd), KUBECTL_DIR.
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+. tests/integration/lib.sh
+. tests/integration/weftd-lib.sh
+
+SC=$KL_REPO/$BUILD/tests/streamclient
+case $BUILD in /*) SC=$BUILD/tests/streamclient ;; esac
+NS=app
+declare -A WD_CERTS WD_STREAM CL_PID
+
+if [ ! -x "$WEFTD" ] || [ ! -x "$SC" ]; then
+    t_begin weftd
+    t_skip "$WEFTD or $SC not built"
+    t_summary
+fi
+
+# ws_start NAME [weftd options]: a replica whose certificate and stream ports are known (kept
+# across restarts of the same NAME).
+ws_start() {
+    local name=$1
+    shift
+    WD_ADMIN[$name]=${WD_ADMIN[$name]:-$(free_port)}
+    WD_CERTS[$name]=${WD_CERTS[$name]:-$(free_port)}
+    WD_STREAM[$name]=${WD_STREAM[$name]:-$(free_port)}
+    WD_LOG[$name]=$KL_TMP/weftd-$name.log
+    "$WEFTD" --kubeconfig "$KUBECONFIG" --namespace weft-system --identity "$name" \
+        --admin-listen "127.0.0.1:${WD_ADMIN[$name]}" --certs-listen "127.0.0.1:${WD_CERTS[$name]}" \
+        --stream-listen "127.0.0.1:${WD_STREAM[$name]}" --webhook-listen "127.0.0.1:$(free_port)" \
+        --log-level debug "$@" >>"${WD_LOG[$name]}" 2>&1 &
+    WD_PID[$name]=$!
+    daemon_track "${WD_PID[$name]}" "weftd $name"
+    wait_for 10 curl -sf "http://127.0.0.1:${WD_ADMIN[$name]}/healthz"
+}
+
+stream_listening() { # NAME: the stream listener is open (after the CA and its certificate)
+    [ "$(grep -c 'msg=listening what=stream' "${WD_LOG[$1]}")" -ge "${2:-1}" ]
+}
+
+# csr_post TOKEN CSR: BODY and CODE of POST /v1/certificates on replica a
+csr_post() {
+    BODY=$(curl -sS --max-time 20 -k -H "Authorization: Bearer $1" -H "Content-Type: application/pkcs10" \
+        --data-binary "@$2" -o - -w '\n%{http_code}' "https://127.0.0.1:${WD_CERTS[a]}/v1/certificates" 2>&1)
+    CODE=${BODY##*$'\n'}
+    BODY=${BODY%$'\n'*}
+}
+
+# cert_for NAME [POD]: key and certificate DIR/NAME.{key,crt} for ServiceAccount client, from a
+# token bound to POD (none: an unbound token)
+cert_for() {
+    local name=$1 pod=${2:-} bound=()
+    if [ -n "$pod" ]; then
+        okv "uid of $pod" "$K" get pod -n "$NS" "$pod" -o 'jsonpath={.metadata.uid}' || return
+        bound=(--bound-object-kind Pod --bound-object-name "$pod" --bound-object-uid "$OUT")
+    fi
+    okv "token $name" "$K" create token -n "$NS" client --audience weft "${bound[@]}" || return
+    local tok=$OUT
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$KL_TMP/$name.key" \
+        -subj /CN=x -out "$KL_TMP/$name.csr" 2>/dev/null || return
+    csr_post "$tok" "$KL_TMP/$name.csr"
+    assert_eq "$CODE" 200 "certificate $name: $BODY" || return
+    printf '%s' "$BODY" | pyjson 'j["certificateChain"]' >"$KL_TMP/$name.crt"
+    printf '%s' "$BODY" | pyjson 'j["trustBundle"]' >"$KL_TMP/bundle.pem"
+}
+
+uid_of() { "$K" get pod -n "$NS" "$1" -o 'jsonpath={.metadata.uid}'; }
+
+# cl_start NAME CERT POD [UID]: a stream client for ns/POD/UID (default: POD's uid) with CERT,
+# writing into $KL_TMP/cl-NAME
+cl_start() {
+    local name=$1 cert=$2 pod=$3 uid=${4:-}
+    [ -n "$uid" ] || uid=$(uid_of "$pod")
+    rm -rf "$KL_TMP/cl-$name"
+    mkdir -p "$KL_TMP/cl-$name"
+    : >"$KL_TMP/cl-$name/events"
+    "$SC" --port "${WD_STREAM[a]}" --cert "$KL_TMP/$cert.crt" --key "$KL_TMP/$cert.key" \
+        --trust "$KL_TMP/bundle.pem" --pod "$NS/$pod/$uid" --dir "$KL_TMP/cl-$name" \
+        >>"$KL_TMP/cl-$name/log" 2>&1 &
+    CL_PID[$name]=$!
+    bg_track "${CL_PID[$name]}"
+}
+
+cl_stop() { bg_stop "${CL_PID[$1]}"; }
+
+has_event() { # NAME REGEX
+    grep -qE -- "$2" "$KL_TMP/cl-$1/events"
+}
+
+count_ev() { # NAME REGEX: how many events match
+    grep -cE -- "$2" "$KL_TMP/cl-$1/events"
+}
+
+count_ge() { # NAME REGEX N: at least N events match
+    [ "$(count_ev "$1" "$2")" -ge "$3" ]
+}
+
+events() { sed 's/^/      | /' "$KL_TMP/cl-$1/events"; }
+
+proxy() { # POD EXPR: EXPR over /debug/proxies/<ns>/<pod> (j)
+    wd_get a "/debug/proxies/$NS/$1"
+    [ "$CODE" = 200 ] || return 1
+    printf '%s' "$BODY" | pyjson "$2"
+}
+
+proxy_is() { # POD EXPR WANT
+    [ "$(proxy "$1" "$2")" = "$3" ]
+}
+
+canonical() { # the canonical JSON of stdin's document (docs/config-stream.md)
+    python3 -c 'import json,sys; sys.stdout.write(json.dumps(json.load(sys.stdin), sort_keys=True, separators=(",", ":"), ensure_ascii=False))'
+}
+
+series() { wd_metric a "$1"; }
+
+t_begin start
+if kl_start; then
+    ws_start a --stream-debounce-ms 100 || t_fail "weftd did not start"
+else
+    t_fail "kubelite did not start"
+fi
+t_pass
+[ "$T_FAILED" -eq 0 ] || t_summary
+
+case_setup() {
+    ok "weft-system" "$K" create namespace weft-system || return
+    ok "CRDs" "$K" apply -f crds/ || return
+    wait_for 30 curl -sf "http://127.0.0.1:${WD_ADMIN[a]}/readyz" || t_fail "weftd not ready" || return
+    wait_for 20 stream_listening a || t_fail "the stream never listened: $(grep -v level=debug "${WD_LOG[a]}" | tail -5)" || return
+    assert_match "$(grep 'msg=listening what=stream' "${WD_LOG[a]}")" \
+        "address=127.0.0.1:${WD_STREAM[a]} port=${WD_STREAM[a]} max_connections=[0-9]+ max_connections_per_address=[0-9]+ handshake_timeout_s=5 debounce_ms=100" \
+        "the stream's bounds, logged" || return
+    cat >"$KL_TMP/app.yaml" <<EOF
+apiVersion: v1
+kind: Namespace
+metadata: {name: $NS, labels: {weft.dev/inject: enabled}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: client, namespace: $NS}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: $NS}
+spec: {selector: {app: web}, ports: [{port: 80, name: http, targetPort: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-v1, namespace: $NS}
+spec: {selector: {app: web, v: v1}, ports: [{port: 80, name: http, targetPort: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-v2, namespace: $NS}
+spec: {selector: {app: web, v: v2}, ports: [{port: 80, name: http, targetPort: 8080}]}
+---
+apiVersion: mesh.weft.dev/v1alpha1
+kind: TrafficSplit
+metadata: {name: web, namespace: $NS}
+spec:
+  service: web
+  backends: [{service: web-v1, weight: 90}, {service: web-v2, weight: 10}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: $NS, labels: {app: client}}
+spec:
+  serviceAccountName: client
+  containers:
+  - {name: app, image: app:1, ports: [{containerPort: 9000}]}
+  - {name: weft-proxy, image: weft/proxy:dev}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: $NS, labels: {app: client}}
+spec:
+  serviceAccountName: client
+  containers:
+  - {name: app, image: app:1, ports: [{containerPort: 9000}]}
+  - {name: weft-proxy, image: weft/proxy:dev}
+EOF
+    ok "apply" "$K" apply -f "$KL_TMP/app.yaml" || return
+    cert_for a a || return
+    cert_for b b || return
+    cert_for unbound || return
+    wait_for 20 sh -c "curl -sf -H 'Authorization: Bearer $(wd_token)' http://127.0.0.1:${WD_ADMIN[a]}/debug/config/$NS/a >/dev/null" ||
+        t_fail "no document for $NS/a" || return
+}
+
+case_document() {
+    local hash
+    cl_start a a a
+    wait_for 20 has_event a '^ack 1$' || t_fail "no config ACKed: $(events a)" || return
+    assert_eq "$(head -2 "$KL_TMP/cl-a/events" | tr '\n' ' ')" \
+        "connected config 1 $(cat "$KL_TMP/cl-a/hash") " "first events" || return
+    wd_get a "/debug/config/$NS/a"
+    assert_eq "$CODE" 200 "/debug/config" || return
+    assert_eq "$(cat "$KL_TMP/cl-a/config.json")" "$(printf '%s' "$BODY" | canonical)" \
+        "the document received is /debug/config's, canonical" || return
+    hash=$(sha256sum <"$KL_TMP/cl-a/config.json" | cut -d' ' -f1)
+    assert_eq "$(cat "$KL_TMP/cl-a/hash")" "$hash" "hash = SHA-256 of the canonical text" || return
+    wait_for 10 proxy_is a 'j["sync"]' synced || t_fail "not synced: $(proxy a j)" || return
+    assert_eq "$(proxy a '[j["pod"], j["connected"], j["spiffeId"], j["desiredHash"], j["sent"], j["acked"], j["lastNack"]]')" \
+        "[\"$NS/a\", true, \"spiffe://cluster.local/ns/$NS/sa/client\", \"$hash\", {\"version\": 1, \"hash\": \"$hash\"}, {\"version\": 1, \"hash\": \"$hash\"}, null]" \
+        "/debug/proxies/$NS/a" || return
+    assert_match "$(proxy a 'j["connectedSince"]')" '^20[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9:]{8}\.[0-9]{3}Z$' "connectedSince" || return
+    wd_get a /debug/proxies
+    assert_eq "$(printf '%s' "$BODY" | pyjson '[[p["pod"], p["sync"]] for p in j]')" \
+        "[[\"$NS/a\", \"synced\"], [\"$NS/b\", \"disconnected\"]]" "/debug/proxies: every proxy" || return
+    assert_eq "$(series 'weft_proxy_config_sync{state="synced"}')" 1 "synced proxies" || return
+    assert_eq "$(series 'weft_proxy_config_sync{state="disconnected"}')" 1 "disconnected proxies" || return
+    assert_eq "$(series 'weft_config_stream_streams')" 1 "open streams" || return
+    assert_eq "$(series 'weft_config_stream_hellos_total{result="accepted"}')" 1 "hellos accepted" || return
+    assert_eq "$(series 'weft_config_stream_replies_total{type="ack"}')" 1 "ACKs" || return
+}
+
+ppm_of_client() { # the web split's requestedPpm of web-v2 in the client's last document
+    pyjson "[b['requestedPpm'] for o in j['outbound'] if o['service'] == 'web' for p in o['ports'] for r in p['routes'] if r.get('split') for b in r['backends'] if b['service'] == 'web-v2'][0]" <"$KL_TMP/cl-a/config.json"
+}
+
+case_change() {
+    local imm def
+    imm=$(series 'weft_config_stream_changes_total{release="immediate"}')
+    def=$(series 'weft_config_stream_changes_total{release="deferred"}')
+    sleep 0.3 # quiet: longer than the 100 ms window since the last change
+    ok "reweight" "$K" patch ts/web -n "$NS" --type=json \
+        -p '[{"op":"replace","path":"/spec/backends/0/weight","value":1},{"op":"replace","path":"/spec/backends/1/weight","value":3}]' || return
+    wait_for 20 has_event a '^ack 2$' || t_fail "the change did not arrive: $(events a)" || return
+    assert_eq "$(ppm_of_client)" 750000 "the new split in the document received" || return
+    wd_get a "/debug/config/$NS/a"
+    assert_eq "$(cat "$KL_TMP/cl-a/config.json")" "$(printf '%s' "$BODY" | canonical)" "still /debug/config's" || return
+    wait_for 10 proxy_is a '[j["sync"], j["acked"]["version"], j["acked"]["hash"]]' "[\"synced\", 2, \"$(cat "$KL_TMP/cl-a/hash")\"]" ||
+        t_fail "not synced on config 2: $(proxy a j)" || return
+    # after a quiet period the change went out at once: released immediately (pods a and b),
+    # nothing held for the window
+    assert_gt "$(series 'weft_config_stream_changes_total{release="immediate"}')" "$imm" "changes released at once" || return
+    assert_eq "$(series 'weft_config_stream_changes_total{release="deferred"}')" "$def" "changes deferred" || return
+}
+
+case_burst() {
+    # A weftd with a 3 s window: the second and third change follow the first inside it.
+    local imm def sup n
+    wd_stop a
+    ws_start a --stream-debounce-ms 3000 || return
+    wait_for 20 stream_listening a 2 || t_fail "the stream did not listen again" || return
+    wait_for 20 proxy_is a 'j["sync"]' synced || t_fail "client not synced after the restart" || return
+    imm=$(series 'weft_config_stream_changes_total{release="immediate"}')
+    def=$(series 'weft_config_stream_changes_total{release="deferred"}')
+    sup=$(series 'weft_config_stream_changes_total{release="superseded"}')
+    n=$(count_ev a '^ack ')
+    sleep 3.2 # quiet: a whole window since the documents went out at the start
+    ok "weight 1" "$K" patch ts/web -n "$NS" --type=json -p '[{"op":"replace","path":"/spec/backends/1/weight","value":5}]' || return
+    wait_for 10 count_ge a '^ack ' $((n + 1)) || t_fail "the first change was held: $(events a)" || return
+    ok "weight 2" "$K" patch ts/web -n "$NS" --type=json -p '[{"op":"replace","path":"/spec/backends/1/weight","value":7}]' || return
+    ok "weight 3" "$K" patch ts/web -n "$NS" --type=json -p '[{"op":"replace","path":"/spec/backends/1/weight","value":9}]' || return
+    wait_for 20 count_ge a '^ack ' $((n + 2)) || t_fail "the burst did not arrive: $(events a)" || return
+    sleep 3.5 # a whole window: nothing more comes
+    assert_eq "$(count_ev a '^ack ')" $((n + 2)) "configs: the first change, then one for the burst" || return
+    assert_eq "$(ppm_of_client)" 900000 "the newest weights (1:9)" || return
+    # per proxy (a and b): the first change at once, the second deferred, the third superseded
+    echo "    changes before: immediate $imm deferred $def superseded $sup; after: $(series 'weft_config_stream_changes_total{release="immediate"}') $(series 'weft_config_stream_changes_total{release="deferred"}') $(series 'weft_config_stream_changes_total{release="superseded"}')"
+    assert_eq "$(series 'weft_config_stream_changes_total{release="immediate"}')" $((imm + 2)) "immediate" || return
+    assert_eq "$(series 'weft_config_stream_changes_total{release="deferred"}')" $((def + 2)) "deferred" || return
+    assert_eq "$(series 'weft_config_stream_changes_total{release="superseded"}')" $((sup + 2)) "superseded" || return
+    wd_stop a
+    ws_start a --stream-debounce-ms 100 || return
+    wait_for 20 stream_listening a 3 || t_fail "the stream did not listen again" || return
+    wait_for 20 proxy_is a 'j["sync"]' synced || t_fail "client not synced after the second restart"
+}
+
+case_nack() {
+    local n reason="haproxy -c: [ALERT] parsing [weft.cfg:12]: unknown keyword 'bogus'"
+    n=$(count_ev a '^ack ')
+    printf '%s\n' "$reason" >"$KL_TMP/cl-a/nack"
+    ok "reweight" "$K" patch ts/web -n "$NS" --type=json -p '[{"op":"replace","path":"/spec/backends/1/weight","value":2}]' || return
+    wait_for 20 has_event a "^nack [0-9]+ " || t_fail "no NACK: $(events a)" || return
+    wait_for 10 proxy_is a 'j["sync"]' rejected || t_fail "not rejected: $(proxy a j)" || return
+    assert_eq "$(proxy a '[j["lastNack"]["reason"], j["lastNack"]["hash"] == j["desiredHash"], j["lastNack"]["version"] == j["sent"]["version"]]')" \
+        "[\"$reason\", true, true]" "the NACK on /debug/proxies" || return
+    assert_match "$(proxy a 'j["lastNack"]["time"]')" '^20[0-9]{2}-' "the NACK's time" || return
+    assert_eq "$(series 'weft_proxy_config_sync{state="rejected"}')" 1 "rejected proxies" || return
+    assert_eq "$(series 'weft_config_stream_replies_total{type="nack"}')" 1 "NACKs" || return
+    grep "msg=\"config rejected by agent\" proxy=$NS/a " "${WD_LOG[a]}" | grep -qF "reason=\"$reason\"" ||
+        t_fail "the NACK is not in weftd's log" || return
+    rm -f "$KL_TMP/cl-a/nack"
+    sleep 0.3
+    ok "reweight" "$K" patch ts/web -n "$NS" --type=json -p '[{"op":"replace","path":"/spec/backends/1/weight","value":3}]' || return
+    wait_for 20 count_ge a '^ack ' $((n + 1)) || t_fail "no ACK after the NACK: $(events a)" || return
+    wait_for 10 proxy_is a 'j["sync"]' synced || t_fail "not synced again: $(proxy a j)" || return
+    assert_eq "$(proxy a 'j["lastNack"]["reason"]')" "$reason" "the last NACK stays on record" || return
+}
+
+case_other_pod() {
+    local uid_a uid_b
+    uid_a=$(uid_of a)
+    uid_b=$(uid_of b)
+    cl_start ab a b
+    wait_for 20 has_event ab '^rejected ' || t_fail "pod a's certificate was not refused pod b: $(events ab)" || return
+    assert_eq "$(grep -m1 '^rejected' "$KL_TMP/cl-ab/events")" \
+        "rejected IdentityMismatch the certificate was issued to pod $NS/a, the hello asks for pod $NS/b" "the refusal" || return
+    has_event ab '^config' && { t_fail "pod b's document reached pod a's certificate"; return; }
+    cl_stop ab
+    # pod b's name with pod a's uid: refused all the same
+    cl_start ab2 a b "$uid_a"
+    wait_for 20 has_event ab2 '^rejected IdentityMismatch ' || t_fail "not refused: $(events ab2)" || return
+    cl_stop ab2
+    # pod a's name with pod b's uid
+    cl_start ab3 a a "$uid_b"
+    wait_for 20 has_event ab3 '^rejected IdentityMismatch ' || t_fail "not refused: $(events ab3)" || return
+    cl_stop ab3
+    # a certificate that names no pod
+    cl_start nb unbound a
+    wait_for 20 has_event nb '^rejected IdentityMismatch the client certificate names no pod' || t_fail "not refused: $(events nb)" || return
+    has_event nb '^config' && { t_fail "a document reached a certificate naming no pod"; return; }
+    cl_stop nb
+    # pod b's own certificate gets pod b's document
+    cl_start b b b
+    wait_for 20 has_event b '^ack 1$' || t_fail "pod b's own certificate: $(events b)" || return
+    cl_stop b
+    assert_gt "$(series 'weft_config_stream_hellos_total{result="IdentityMismatch"}')" 3 "IdentityMismatch hellos" || return
+    # pod a's stream was never replaced by these
+    proxy_is a 'j["connected"]' True || t_fail "pod a's stream was disturbed: $(proxy a j)"
+}
+
+case_no_cert() {
+    local before
+    before=$(series 'weft_config_stream_hellos_total{result="accepted"}')
+    # no client certificate: the handshake fails (TLS 1.3: weftd's alert after the client's Finished)
+    run sh -c "printf 'GET /v1/stream HTTP/1.1\r\nHost: weftd\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: weft-config-v1\r\n\r\n' | openssl s_client -connect 127.0.0.1:${WD_STREAM[a]} -servername weftd.weft-system.svc -CAfile $KL_TMP/bundle.pem -quiet 2>&1"
+    assert_contains "$OUT" "alert" "no certificate: a TLS alert" || return
+    assert_not_contains "$OUT" "101 Switching Protocols" "no certificate: no upgrade" || return
+    # a certificate from another CA (same SPIFFE ID, same pod)
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$KL_TMP/evil.key" \
+        -subj /CN=evil -addext "subjectAltName=URI:spiffe://cluster.local/ns/$NS/sa/client" \
+        -days 1 -out "$KL_TMP/evil.crt" 2>/dev/null || return
+    cl_start evil evil a
+    wait_for 10 has_event evil '^disconnected' || t_fail "no failure seen: $(events evil)" || return
+    sleep 1
+    has_event evil '^(connected|config)' && { t_fail "another CA's certificate got a stream: $(events evil)"; return; }
+    cl_stop evil
+    assert_eq "$(series 'weft_config_stream_hellos_total{result="accepted"}')" "$before" "no hello accepted" || return
+}
+
+case_debug_auth() {
+    run curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${WD_ADMIN[a]}/debug/proxies"
+    assert_eq "$OUT" 401 "/debug/proxies without a token" || return
+    run curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(wd_token)" "http://127.0.0.1:${WD_ADMIN[a]}/debug/proxies/$NS/nosuch"
+    assert_eq "$OUT" 404 "/debug/proxies of an unknown pod" || return
+}
+
+case_restart() {
+    local hash n
+    hash=$(cat "$KL_TMP/cl-a/hash")
+    n=$(count_ev a '^config')
+    wd_stop a
+    wait_for 10 has_event a '^disconnected' || t_fail "the client did not see weftd go" || return
+    ws_start a --stream-debounce-ms 100 || return
+    wait_for 30 proxy_is a '[j["sync"], j["connected"], j["acked"]["hash"]]' "[\"synced\", true, \"$hash\"]" ||
+        t_fail "not synced after the restart: $(proxy a j) $(events a)" || return
+    assert_eq "$(count_ev a '^config')" "$n" "nothing resent: the hello's lastHash was current" || return
+    assert_eq "$(tail -1 "$KL_TMP/cl-a/events")" connected "reconnected" || return
+}
+
+t_run setup case_setup
+t_run document case_document
+t_run change case_change
+t_run burst case_burst
+t_run nack case_nack
+t_run other-pod case_other_pod
+t_run no-cert case_no_cert
+t_run debug-auth case_debug_auth
+t_run restart case_restart
+cl_stop a
+t_summary

@@ -23,6 +23,10 @@
 #   debug-auth     /debug/proxies without a token: 401 (authenticated like /debug/config)
 #   restart        weftd restarted on the same ports: the client reconnects and is synced again
 #                  (its hello's lastHash is the current hash: nothing resent)
+#   rotation       (last) a root rotation through the CA Secret: a certificate from the new root is
+#                  accepted once the root is in the bundle (the stream follows the bundle), the
+#                  stream's serving certificate follows the signer switch, and once the old root
+#                  is removed a certificate from it is refused while the open stream continues
 # Env: BUILD, KUBELITE, WEFTD ($BUILD/bin/weftd), KUBECTL_DIR.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
@@ -372,6 +376,48 @@ case_debug_auth() {
     assert_eq "$OUT" 404 "/debug/proxies of an unknown pod" || return
 }
 
+stream_verifies() { # CAFILE CERT: the stream's serving certificate verifies with CAFILE (TLS
+    # with client certificate CERT)
+    printf '' | openssl s_client -connect "127.0.0.1:${WD_STREAM[a]}" -servername weftd.weft-system.svc \
+        -CAfile "$1" -cert "$KL_TMP/$2.crt" -key "$KL_TMP/$2.key" 2>&1 | grep -q 'Verify return code: 0 (ok)'
+}
+
+case_rotation() {
+    local root1 n
+    root1=$(cat "$KL_TMP/bundle.pem")
+    printf '%s\n' "$root1" >"$KL_TMP/root1.pem"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+        -subj "/O=weft/CN=weft root 2" -keyout "$KL_TMP/root2.key" -out "$KL_TMP/root2.pem" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null || return
+    ok "step 1: add the new root" "$K" patch secret -n weft-system weft-ca --type merge -p \
+        "{\"data\":{\"ca.crt\":\"$(cat "$KL_TMP/root1.pem" "$KL_TMP/root2.pem" | base64 -w0)\"}}" || return
+    wait_for 15 grep -q 'msg="trust bundle changed"' "${WD_LOG[a]}" || t_fail "the bundle did not change" || return
+    ok "step 2: switch the signer" "$K" patch secret -n weft-system weft-ca --type merge -p \
+        "{\"data\":{\"tls.crt\":\"$(base64 -w0 <"$KL_TMP/root2.pem")\",\"tls.key\":\"$(base64 -w0 <"$KL_TMP/root2.key")\"}}" || return
+    wait_for 15 grep -q 'CA signer switched' "${WD_LOG[a]}" || t_fail "signer not switched" || return
+    cert_for b2 b || return # the certificate endpoint's answer: the new leaf, both roots
+    okv "new leaf from the new root" openssl verify -CAfile "$KL_TMP/root2.pem" "$KL_TMP/b2.crt" || return
+    # the stream's serving certificate follows the signer (re-issued from root 2)
+    wait_for 15 stream_verifies "$KL_TMP/root2.pem" b2 || t_fail "the stream's serving certificate is not from the new root" || return
+    # a client with the new certificate: verified against the bundle weftd now holds
+    cl_start b2 b2 b
+    wait_for 20 has_event b2 '^ack 1$' || t_fail "a certificate from the new root: $(events b2)" || return
+    cl_stop b2
+    n=$(count_ev a '^disconnected')
+    ok "step 3: remove the old root" "$K" patch secret -n weft-system weft-ca --type merge -p \
+        "{\"data\":{\"ca.crt\":\"$(base64 -w0 <"$KL_TMP/root2.pem")\"}}" || return
+    wait_for 15 grep -q 'root removed from the trust bundle' "${WD_LOG[a]}" || t_fail "old root not removed" || return
+    # a new connection with the old root's certificate fails the handshake
+    cl_start old b b
+    wait_for 10 has_event old '^disconnected' || t_fail "the old root's certificate: $(events old)" || return
+    sleep 1
+    has_event old '^(connected|config)' && { t_fail "the removed root's certificate got a stream: $(events old)"; return; }
+    cl_stop old
+    # pod a's stream, opened with the old root's certificate, continues
+    assert_eq "$(count_ev a '^disconnected')" "$n" "pod a's open stream was not cut" || return
+    proxy_is a '[j["sync"], j["connected"]]' '["synced", true]' || t_fail "pod a: $(proxy a j)"
+}
+
 case_restart() {
     local hash n
     hash=$(cat "$KL_TMP/cl-a/hash")
@@ -394,5 +440,6 @@ t_run other-pod case_other_pod
 t_run no-cert case_no_cert
 t_run debug-auth case_debug_auth
 t_run restart case_restart
+t_run rotation case_rotation
 cl_stop a
 t_summary

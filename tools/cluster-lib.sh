@@ -168,7 +168,7 @@ cluster_leftovers() {
 }
 
 cluster_down() {
-    local dir=${1:?cluster_down DIR} pid left bin other
+    local dir=${1:?cluster_down DIR} pid left bin other killed=()
     [ -d "$dir" ] && dir=$(cd "$dir" && pwd)
     bin=$(_cluster_bin)
     if other=$(cluster_active) && [ "$other" != "$dir" ]; then
@@ -181,7 +181,10 @@ cluster_down() {
     if _cluster_alive "$pid"; then
         kill -TERM "$pid"
         for _ in $(seq 300); do _cluster_alive "$pid" || break; sleep 0.1; done
-        _cluster_alive "$pid" && kill -KILL "$pid"
+        if _cluster_alive "$pid"; then
+            kill -KILL "$pid"
+            killed+=("kubelet-lite ignored SIGTERM for 30 s and was killed")
+        fi
     fi
     if ip link show kl0 >/dev/null 2>&1 || ip netns list 2>/dev/null | grep -q '^kl-'; then
         "$bin/kubelet-lite" --cleanup --root "$dir/node" >/dev/null 2>&1
@@ -190,14 +193,18 @@ cluster_down() {
     if _cluster_alive "$pid"; then
         kill -TERM "$pid"
         for _ in $(seq 100); do _cluster_alive "$pid" || break; sleep 0.1; done
-        _cluster_alive "$pid" && kill -KILL "$pid"
+        if _cluster_alive "$pid"; then
+            kill -KILL "$pid"
+            killed+=("kubelite ignored SIGTERM for 10 s and was killed")
+        fi
     fi
     if [ "$(cat "$CLUSTER_MARK" 2>/dev/null)" = "$dir" ]; then
         rm -f "$CLUSTER_MARK"
     fi
     left=$(cluster_leftovers "$dir")
+    [ ${#killed[@]} -gt 0 ] && left=$(printf '%s\n' "${killed[@]}" "$left")
     if [ -n "$left" ]; then
-        _cluster_err "left behind after down:"
+        _cluster_err "down was not clean; left behind:"
         echo "$left" | sed 's/^/  /' >&2
         return 1
     fi

@@ -23,7 +23,20 @@
 #   logs             kubectl logs [-c C] [--tail N] [-f] [--previous] through kubelite's
 #                    pods/log: the output, the last lines, a follow that sees new lines and ends
 #                    when the container exits, the previous run after a restart, the errors
+#   probes           a readiness probe's requests come from the node (10.244.0.1, seen by the
+#                    app) and pass the pod's nat PREROUTING (a probe of a port only a REDIRECT
+#                    rule there leads to the app passes once the rule exists)
+#   post-start       a postStart hook that sleeps 2 s delays the next container by 2 s
+#   pre-stop         on deletion the preStop hook runs first; SIGTERM comes after it ends
+#   native-sidecar   an injected pod starts with weft-proxy as a native sidecar (node v1.33):
+#                    the app starts after the proxy; Ready 2/2
 #   down             tools/cluster down leaves no process, netns, link, iptables chain or mount
+#   classic-sidecar  a second cluster whose node reports v1.28.0: the chart injects classic
+#                    sidecars, the node ignores init containers' restartPolicy, and the
+#                    postStart hook `weft-agent wait` holds the app until the proxy answers; down
+#                    leaves nothing
+# weft/proxy and weft/init are stand-ins here (an image map): this suite tests the cluster, not
+# the agent (a script named weft-agent that serves :15020 after a second, `wait` until it does).
 # Env: BUILD, KUBECTL_DIR, HELM.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
@@ -54,11 +67,29 @@ t_failed && t_summary
 t_pass
 
 final() {
+    cluster_down "$KL_TMP/classic" >/dev/null 2>&1
     cluster_down "$CDIR" >/dev/null 2>&1
     kl_cleanup
 }
 trap final EXIT
 chmod 0755 "$KL_TMP" # pods run as other users and read their volumes under it
+STANDIN=$KL_TMP/standin
+mkdir -p "$STANDIN" "$KL_TMP/hooks"
+cat >"$STANDIN/weft-agent" <<EOF
+#!/bin/sh
+# stand-in for weft-agent: serves :15020 after a second; "wait" returns once it answers
+if [ "\$1" = wait ]; then
+    for i in \$(seq 100); do
+        $KL_REPO/$BUILD/bin/testapp get http://127.0.0.1:15020/healthz/ready -n 1 -t 300 >/dev/null 2>&1 && exit 0
+        sleep 0.1
+    done
+    exit 1
+fi
+sleep 1
+PORT=15020 exec $KL_REPO/$BUILD/bin/testapp
+EOF
+chmod 0755 "$STANDIN" "$STANDIN/weft-agent" "$KL_TMP/hooks"
+printf 'weft/proxy %s\nweft/init /bin/true\n' "$STANDIN/weft-agent" >"$STANDIN/images"
 
 export KUBECONFIG=$CDIR/kubeconfig
 k() { "$K" "$@"; }
@@ -77,7 +108,7 @@ cluster_fail() {
 }
 
 case_up() {
-    run tools/cluster up --dir "$CDIR" -- --set replicas=1
+    run tools/cluster up --dir "$CDIR" --images "$STANDIN/images" -- --set replicas=1
     [ "$RC" = 0 ] || { cluster_fail "tools/cluster up: exit $RC: $OUT"; return 1; }
     assert_contains "$OUT" "export KUBECONFIG=$CDIR/kubeconfig" "up's output" || return 1
     okv "helm list" env KUBECONFIG="$CDIR/kubeconfig" "$HELM" list -n weft-system -o json || return 1
@@ -282,6 +313,121 @@ YAML
     assert_eq "$(echo "$OUT" | tr '\n' ' ')" "step 1 step 2 step 3 " "a follow to the container's exit"
 }
 
+# started NS POD CONTAINER [init]: the container's startedAt in seconds since the epoch
+started() {
+    local f=containerStatuses
+    [ -n "${4:-}" ] && f=initContainerStatuses
+    date -d "$(k get pod -n "$1" "$2" -o "jsonpath={.status.$f[?(@.name==\"$3\")].state.running.startedAt}")" +%s
+}
+ready() { [ "$(k get pod -n "$1" "$2" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" = True ]; }
+
+case_probes() {
+    local netns
+    # The probe asks for 8081, where nothing listens: it can pass only through a nat PREROUTING
+    # rule of the pod that redirects 8081 to the app's 8080 (as weft-init's inbound rules do).
+    ok "probed" "$K" create -n plain -f - <<'YAML' || return 1
+{"apiVersion":"v1","kind":"Pod","metadata":{"name":"probed"},"spec":{"containers":[
+ {"name":"app","image":"weft/testapp","readinessProbe":{"httpGet":{"path":"/healthz","port":8081},"periodSeconds":1,"failureThreshold":1}}]}}
+YAML
+    wait_for 30 running plain probed || { cluster_fail "probed is not Running"; return 1; }
+    sleep 2
+    ready plain probed && { t_fail "probed is Ready without the redirect"; return 1; }
+    netns=kl-$(k get pod -n plain probed -o 'jsonpath={.metadata.uid}' | tr -d - | cut -c1-8)
+    ok "redirect rule" ip netns exec "$netns" iptables -t nat -A PREROUTING -p tcp --dport 8081 \
+        -j REDIRECT --to-ports 8080 || return 1
+    wait_for 10 ready plain probed || { cluster_fail "probed is not Ready through the redirect"; return 1; }
+    okv "logs" "$K" logs -n plain probed || return 1
+    assert_match "$OUT" ' 10\.244\.0\.1:[0-9]+ "GET /healthz' "a probe request from the node" ||
+        return 1
+    assert_not_contains "$OUT" "127.0.0.1:" "a probe from inside the pod"
+}
+
+case_post_start() {
+    local a b
+    ok "hooked" "$K" create -n plain -f - <<'YAML' || return 1
+{"apiVersion":"v1","kind":"Pod","metadata":{"name":"hooked"},"spec":{"containers":[
+ {"name":"first","image":"weft/testapp","env":[{"name":"PORT","value":"8081"}],
+  "lifecycle":{"postStart":{"exec":{"command":["/bin/sh","-c","sleep 2"]}}}},
+ {"name":"second","image":"weft/testapp","env":[{"name":"PORT","value":"8082"}],
+  "lifecycle":{"postStart":{"exec":{"command":["testapp","get","http://127.0.0.1:8082/"]}}}}]}}
+YAML
+    sleep 1
+    okv "status during the hook" "$K" get pod -n plain hooked \
+        -o 'jsonpath={.status.containerStatuses[0].state.waiting.reason} {.status.containerStatuses[1].state.waiting.reason}' ||
+        return 1
+    assert_eq "$OUT" "ContainerCreating ContainerCreating" "both containers while first's hook runs" ||
+        return 1
+    wait_for 30 ready plain hooked || { cluster_fail "hooked is not Ready"; return 1; }
+    a=$(started plain hooked first)
+    b=$(started plain hooked second)
+    echo "    first started at $a, second at $b"
+    [ $((b - a)) -ge 2 ] || { t_fail "second started $((b - a)) s after first, want >= 2"; return 1; }
+}
+
+case_pre_stop() {
+    local pre term
+    ok "stopper" "$K" create -n plain -f - <<YAML || return 1
+{"apiVersion":"v1","kind":"Pod","metadata":{"name":"stopper"},"spec":{
+ "volumes":[{"name":"hooks","hostPath":{"path":"$KL_TMP/hooks"}}],
+ "containers":[{"name":"c","image":"weft/testapp","volumeMounts":[{"name":"hooks","mountPath":"/hooks"}],
+  "command":["/bin/sh","-c","trap 'date +%s%N >/hooks/term; exit 0' TERM; while :; do sleep 0.1; done"],
+  "lifecycle":{"preStop":{"exec":{"command":["/bin/sh","-c","date +%s%N >/hooks/prestop; sleep 1"]}}}}]}}
+YAML
+    wait_for 30 running plain stopper || { cluster_fail "stopper is not Running"; return 1; }
+    ok "delete" "$K" delete pod -n plain stopper --timeout=30s || return 1
+    pre=$(cat "$KL_TMP/hooks/prestop" 2>/dev/null)
+    term=$(cat "$KL_TMP/hooks/term" 2>/dev/null)
+    [ -n "$pre" ] && [ -n "$term" ] || { t_fail "preStop ($pre) or SIGTERM ($term) not seen"; return 1; }
+    echo "    SIGTERM $(((term - pre) / 1000000)) ms after the preStop hook began"
+    [ $((term - pre)) -ge 1000000000 ] || t_fail "SIGTERM came before the preStop hook ended"
+}
+
+# injected_pod NS NAME: create a meshed testapp pod and wait until it is Ready
+injected_pod() {
+    ok "namespace $1" "$K" create namespace "$1" || return 1
+    ok "label" "$K" label namespace "$1" weft.dev/inject=enabled || return 1
+    ok "pod" "$K" run -n "$1" "$2" --image=weft/testapp || return 1
+    wait_for 60 ready "$1" "$2" || { cluster_fail "$1/$2 is not Ready"; return 1; }
+}
+
+case_native_sidecar() {
+    local proxy app
+    injected_pod mesh app || return 1
+    okv "layout" "$K" get pod -n mesh app \
+        -o 'jsonpath={.spec.initContainers[*].name}/{.spec.initContainers[1].restartPolicy}/{.spec.containers[*].name}' ||
+        return 1
+    assert_eq "$OUT" "weft-init weft-proxy/Always/app" "a native sidecar" || return 1
+    proxy=$(started mesh app weft-proxy init)
+    app=$(started mesh app app)
+    [ "$app" -ge "$proxy" ] || { t_fail "the app started before the proxy"; return 1; }
+    okv "ready containers" "$K" get pod -n mesh app -o 'jsonpath={.status.initContainerStatuses[1].ready} {.status.containerStatuses[0].ready}' ||
+        return 1
+    assert_eq "$OUT" "true true" "the proxy and the app ready"
+}
+
+case_classic_sidecar() {
+    local c2=$KL_TMP/classic proxy app
+    run tools/cluster up --dir "$c2" --kubelet-version v1.28.0 --images "$STANDIN/images" -- \
+        --set replicas=1
+    [ "$RC" = 0 ] || { t_fail "up with a v1.28 node: exit $RC: $OUT"; return 1; }
+    export KUBECONFIG=$c2/kubeconfig
+    okv "node version" "$K" get node weft-node -o 'jsonpath={.status.nodeInfo.kubeletVersion}' ||
+        return 1
+    assert_eq "$OUT" v1.28.0 "the node's kubelet version" || return 1
+    injected_pod mesh app || return 1
+    okv "layout" "$K" get pod -n mesh app \
+        -o 'jsonpath={.spec.initContainers[*].name}/{.spec.containers[*].name}/{.spec.containers[0].lifecycle.postStart.exec.command}' ||
+        return 1
+    assert_eq "$OUT" 'weft-init/weft-proxy app/["weft-agent","wait"]' "classic sidecars" || return 1
+    proxy=$(started mesh app weft-proxy)
+    app=$(started mesh app app)
+    echo "    proxy started at $proxy, app at $app"
+    [ $((app - proxy)) -ge 1 ] || { t_fail "the app did not wait for the proxy's postStart hook"; return 1; }
+    run tools/cluster down --dir "$c2"
+    [ "$RC" = 0 ] || { t_fail "down: exit $RC: $OUT"; return 1; }
+    export KUBECONFIG=$CDIR/kubeconfig
+}
+
 case_down() {
     run tools/cluster down --dir "$CDIR"
     [ "$RC" = 0 ] || { t_fail "tools/cluster down: exit $RC: $OUT"; return 1; }
@@ -300,6 +446,11 @@ if [ "$T_FAILED" = "$failed0" ]; then
     t_run dns case_dns
     t_run dns-live case_dns_live
     t_run logs case_logs
+    t_run probes case_probes
+    t_run post-start case_post_start
+    t_run pre-stop case_pre_stop
+    t_run native-sidecar case_native_sidecar
 fi
 t_run down case_down
+[ "$T_FAILED" = "$failed0" ] && t_run classic-sidecar case_classic_sidecar
 t_summary

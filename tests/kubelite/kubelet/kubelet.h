@@ -302,9 +302,10 @@ unsigned long long proc_caps_for(const json_t *capabilities, bool root);
 enum probe_kind { PROBE_HTTP, PROBE_TCP, PROBE_EXEC, PROBE_GRPC_UNSUPPORTED };
 
 /*
- * Start a probe child: HTTP GET or TCP connect from inside netns_path to host:port (HTTP: a
- * status 200-399 passes), or exec argv inside the namespaces of process target_pid (netns,
- * mount, UTS) with uid/gid. The child exits 0 on success. Returns 0 with *pid or -errno.
+ * Start a probe (or lifecycle hook) child: HTTP GET or TCP connect from the node (the host's
+ * network namespace) to host:port (HTTP: a status 200-399 passes), or exec argv inside the
+ * namespaces of process target_pid (netns_path, mount, UTS) with uid/gid. The child exits 0 on
+ * success and is killed after timeout_s + 1 s. Returns 0 with *pid or -errno.
  */
 int proc_probe_start(enum probe_kind kind, const char *netns_path, const char *host, int port,
                      const char *path, const char *scheme, const json_t *headers, char *const *argv,

@@ -23,6 +23,7 @@
 #define BACKOFF_RESET 60.0 /* a container that ran this long restarts without delay history */
 #define VOLUME_REFRESH 5.0 /* seconds between volume refreshes */
 #define MAX_GROUPS 32
+#define POSTSTART_TIMEOUT 600 /* seconds a postStart hook may run before it counts as failed */
 
 enum cstate { CS_WAITING, CS_RUNNING, CS_TERMINATED };
 enum { P_STARTUP, P_READINESS, P_LIVENESS, P_COUNT };
@@ -62,6 +63,11 @@ struct ctr {
     gid_t gid;
     bool set_ids;
     struct probe probes[P_COUNT];
+    char program[512]; /* the image's program: hooks and exec probes may name it by basename */
+    pid_t post_pid;    /* the postStart hook while it runs: later containers wait for it */
+    pid_t pre_pid;     /* the preStop hook while it runs: SIGTERM follows it */
+    bool pre_started;  /* termination began for this container (hook or SIGTERM) */
+    bool post_failed;  /* the postStart hook failed: the container is being killed */
 };
 
 struct cond {
@@ -102,7 +108,7 @@ static bool alive(const struct ctr *c)
 /* Ready: running, started, and the readiness probe (when there is one) passing. */
 static bool ctr_ready(const struct ctr *c)
 {
-    return alive(c) && c->started && (!c->probes[P_READINESS].spec || c->ready);
+    return alive(c) && c->started && c->post_pid == 0 && (!c->probes[P_READINESS].spec || c->ready);
 }
 
 struct pod *pod_new(const json_t *obj, bool native_sidecars)
@@ -221,11 +227,41 @@ static void kill_probes(struct ctr *c)
     }
 }
 
+static void kill_hooks(struct ctr *c)
+{
+    kill_group(c->post_pid, SIGKILL);
+    kill_group(c->pre_pid, SIGKILL);
+}
+
+static int start_hook(struct pod *p, struct ctr *c, const json_t *handler, int timeout, pid_t *pid);
+
+/*
+ * Stop one container as the kubelet does: its preStop hook first (within the grace period),
+ * SIGTERM when the hook is done (pod_reaped) or at once without one.
+ */
+static void stop_container(struct pod *p, struct ctr *c, double deadline)
+{
+    const json_t *pre = json_object_get(json_object_get(c->spec, "lifecycle"), "preStop");
+    double left = deadline - spec_mono();
+
+    if (!alive(c) || c->pre_started)
+        return;
+    c->pre_started = true;
+    kill_group(c->post_pid, SIGKILL);
+    if (pre && start_hook(p, c, pre, left > 1 ? (int)left : 1, &c->pre_pid) == 0) {
+        log_info("msg=\"preStop hook started\" pod=%s/%s container=%s", p->ns, p->name, c->name);
+        return;
+    }
+    c->pre_pid = 0;
+    kill_group(c->pid, SIGTERM);
+}
+
 void pod_kill_all(struct pod *p)
 {
     for (size_t i = 0; i < p->nc; i++) {
         kill_group(p->c[i].pid, SIGKILL);
         kill_probes(&p->c[i]);
+        kill_hooks(&p->c[i]);
     }
 }
 
@@ -244,10 +280,8 @@ static void begin_termination(struct pod *p, double grace)
     for (size_t i = 0; i < p->nc; i++) {
         kill_probes(&p->c[i]);
         /* Regular containers first; sidecars once those are gone (as the kubelet orders it). */
-        if (!p->c[i].init)
-            kill_group(p->c[i].pid, SIGTERM);
-        else if (!p->c[i].sidecar)
-            kill_group(p->c[i].pid, SIGTERM);
+        if (!p->c[i].sidecar)
+            stop_container(p, &p->c[i], p->term_deadline);
     }
 }
 
@@ -718,6 +752,19 @@ static void start_container(struct pod *p, struct ctr *c, struct kapi *api,
     snprintf(c->container_id, sizeof(c->container_id), "kubelet-lite://%s-%s-%d", p->id, c->name,
              (int)pid);
     snprintf(c->image_id, sizeof(c->image_id), "kubelet-lite://%s", ie->argv[0]);
+    snprintf(c->program, sizeof(c->program), "%s", ie->argv[0]);
+    c->pre_started = c->post_failed = false;
+    {
+        const json_t *post = json_object_get(json_object_get(c->spec, "lifecycle"), "postStart");
+        if (post && start_hook(p, c, post, POSTSTART_TIMEOUT, &c->post_pid)) {
+            c->post_pid = 0;
+            c->post_failed = true;
+            kill_group(c->pid, SIGKILL);
+        } else if (post) {
+            log_info("msg=\"postStart hook started\" pod=%s/%s container=%s", p->ns, p->name,
+                     c->name);
+        }
+    }
     c->started = !c->probes[P_STARTUP].spec;
     c->ready = false;
     for (int k = 0; k < P_COUNT; k++) {
@@ -760,8 +807,8 @@ static void schedule_restart(struct pod *p, struct ctr *c, double now)
 static void on_exit_decide(struct pod *p, struct ctr *c, double now)
 {
     const char *rp = restart_policy(p);
-    bool ok =
-        c->term.exit_code == 0 && c->term.signal == 0 && strcmp(c->term.reason, "StartError") != 0;
+    bool ok = c->term.exit_code == 0 && c->term.signal == 0 &&
+              strcmp(c->term.reason, "StartError") != 0 && !c->post_failed;
 
     c->ready = false;
     c->started = false;
@@ -821,8 +868,29 @@ static void probe_result(struct pod *p, struct ctr *c, int k, bool success, doub
 
 bool pod_reaped(struct pod *p, pid_t pid, int wstatus, double now)
 {
+    bool ok = WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0;
+
     for (size_t i = 0; i < p->nc; i++) {
         struct ctr *c = &p->c[i];
+        if (c->post_pid == pid) {
+            c->post_pid = 0;
+            log_info("msg=\"postStart hook %s\" pod=%s/%s container=%s", ok ? "done" : "failed",
+                     p->ns, p->name, c->name);
+            if (!ok && alive(c)) {
+                /* FailedPostStartHook: the kubelet kills the container; the policy restarts it. */
+                c->post_failed = true;
+                kill_group(c->pid, SIGTERM);
+                c->kill_deadline = now + grace_of(p);
+            }
+            return true;
+        }
+        if (c->pre_pid == pid) {
+            c->pre_pid = 0;
+            log_info("msg=\"preStop hook %s\" pod=%s/%s container=%s", ok ? "done" : "failed",
+                     p->ns, p->name, c->name);
+            kill_group(c->pid, SIGTERM);
+            return true;
+        }
         for (int k = 0; k < P_COUNT; k++) {
             if (c->probes[k].pid == pid) {
                 c->probes[k].pid = 0;
@@ -834,6 +902,7 @@ bool pod_reaped(struct pod *p, pid_t pid, int wstatus, double now)
             c->pid = 0;
             kill_group(pid, SIGKILL); /* children it left in its process group */
             kill_probes(c);
+            kill_group(c->post_pid, SIGKILL);
             c->state = CS_TERMINATED;
             memset(&c->term, 0, sizeof(c->term));
             c->term.set = true;
@@ -844,7 +913,10 @@ bool pod_reaped(struct pod *p, pid_t pid, int wstatus, double now)
                 c->term.exit_code = 128 + c->term.signal;
             }
             snprintf(c->term.reason, sizeof(c->term.reason), "%s",
-                     c->term.exit_code == 0 ? "Completed" : "Error");
+                     c->term.exit_code == 0 && !c->post_failed ? "Completed" : "Error");
+            if (c->post_failed)
+                snprintf(c->term.message, sizeof(c->term.message),
+                         "FailedPostStartHook: the postStart hook failed");
             snprintf(c->term.started, sizeof(c->term.started), "%s", c->started_at);
             spec_now_rfc3339(c->term.finished);
             c->kill_deadline = 0;
@@ -878,6 +950,62 @@ static int probe_port(const struct ctr *c, const json_t *port)
     return 0;
 }
 
+/*
+ * The argv of an exec probe or hook (a calloc'd array of borrowed strings; NULL when empty): a
+ * first word that is the basename of the container's program (`weft-agent` for an image mapped
+ * to build/bin/weft-agent) runs that program, as it would inside the image; other words are
+ * looked up in PATH.
+ */
+static char **exec_argv(const struct ctr *c, const json_t *cmd)
+{
+    size_t n = json_array_size(cmd);
+    char **argv = n ? calloc(n + 1, sizeof(char *)) : NULL;
+    const char *base = strrchr(c->program, '/');
+
+    if (!argv)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        const char *w = json_string_value(json_array_get(cmd, i));
+        argv[i] = (char *)(w ? w : "");
+    }
+    if (base && !strchr(argv[0], '/') && strcmp(argv[0], base + 1) == 0)
+        argv[0] = (char *)c->program;
+    return argv;
+}
+
+/* Start a lifecycle hook (exec in the container, httpGet from the node, sleep) as a child of
+ * the kind probes are. Returns 0 with *pid, or an error (an unusable handler). */
+static int start_hook(struct pod *p, struct ctr *c, const json_t *handler, int timeout, pid_t *pid)
+{
+    const json_t *e, *h, *sl;
+    int rc = -EINVAL;
+
+    *pid = 0;
+    if ((e = json_object_get(handler, "exec")) != NULL) {
+        char **argv = exec_argv(c, json_object_get(e, "command"));
+        if (argv)
+            rc = proc_probe_start(PROBE_EXEC, p->netns_path, NULL, 0, NULL, NULL, NULL, argv,
+                                  c->pid, c->uid, c->gid, c->set_ids, timeout, pid);
+        free(argv);
+    } else if ((h = json_object_get(handler, "httpGet")) != NULL) {
+        const char *host = spec_str(h, "host");
+        rc = proc_probe_start(PROBE_HTTP, p->netns_path, host ? host : p->ip,
+                              probe_port(c, json_object_get(h, "port")), spec_str(h, "path"),
+                              spec_str(h, "scheme"), json_object_get(h, "httpHeaders"), NULL, 0, 0,
+                              0, false, timeout, pid);
+    } else if ((sl = json_object_get(handler, "sleep")) != NULL) {
+        char secs[32];
+        char *argv[] = {(char *)"/bin/sleep", secs, NULL};
+        snprintf(secs, sizeof(secs), "%ld", spec_int(sl, "seconds", 0));
+        rc = proc_probe_start(PROBE_EXEC, p->netns_path, NULL, 0, NULL, NULL, NULL, argv, c->pid,
+                              c->uid, c->gid, c->set_ids, timeout, pid);
+    }
+    if (rc)
+        log_warn("msg=\"cannot run a lifecycle hook\" pod=%s/%s container=%s err=\"%s\"", p->ns,
+                 p->name, c->name, err_str(rc));
+    return rc;
+}
+
 static void run_probes(struct pod *p, struct ctr *c, double now)
 {
     for (int k = 0; k < P_COUNT; k++) {
@@ -885,7 +1013,7 @@ static void run_probes(struct pod *p, struct ctr *c, double now)
         const json_t *h, *t, *e;
         int timeout = (int)spec_int(pr->spec, "timeoutSeconds", 1), rc = -EINVAL;
         pid_t pid = 0;
-        if (!pr->spec || !alive(c) || c->kill_deadline > 0)
+        if (!pr->spec || !alive(c) || c->kill_deadline > 0 || c->post_pid > 0)
             continue;
         if ((k == P_STARTUP) == c->started)
             continue; /* startup before started; the others after */
@@ -911,17 +1039,10 @@ static void run_probes(struct pod *p, struct ctr *c, double now)
                                   probe_port(c, json_object_get(t, "port")), NULL, NULL, NULL, NULL,
                                   0, 0, 0, false, timeout, &pid);
         } else if ((e = json_object_get(pr->spec, "exec")) != NULL) {
-            json_t *cmd = json_object_get(e, "command");
-            size_t n = json_array_size(cmd);
-            char **argv = calloc(n + 1, sizeof(char *));
-            if (argv && n) {
-                for (size_t i = 0; i < n; i++)
-                    argv[i] = (char *)(json_string_value(json_array_get(cmd, i))
-                                           ? json_string_value(json_array_get(cmd, i))
-                                           : "");
+            char **argv = exec_argv(c, json_object_get(e, "command"));
+            if (argv)
                 rc = proc_probe_start(PROBE_EXEC, p->netns_path, NULL, 0, NULL, NULL, NULL, argv,
                                       c->pid, c->uid, c->gid, c->set_ids, timeout, &pid);
-            }
             free(argv);
         }
         if (rc) {
@@ -951,7 +1072,9 @@ static json_t *ctr_status(const struct ctr *c)
     json_t *st, *state;
     const char *image = spec_str(c->spec, "image");
 
-    if (c->state == CS_RUNNING)
+    if (c->state == CS_RUNNING && c->post_pid > 0) /* the postStart hook holds the start */
+        state = json_pack("{s:{s:s}}", "waiting", "reason", "ContainerCreating");
+    else if (c->state == CS_RUNNING)
         state = json_pack("{s:{s:s}}", "running", "startedAt", c->started_at);
     else if (c->state == CS_TERMINATED)
         state = json_pack("{s:o}", "terminated", term_json(&c->term));
@@ -961,7 +1084,8 @@ static json_t *ctr_status(const struct ctr *c)
         state = json_pack("{s:{s:s}}", "waiting", "reason", c->reason);
     st = json_pack("{s:s,s:s,s:s,s:b,s:b,s:i,s:o,s:o}", "name", c->name, "image",
                    image ? image : "", "imageID", c->image_id, "ready", ctr_ready(c), "started",
-                   c->started && alive(c), "restartCount", c->restarts, "state", state, "lastState",
+                   c->started && alive(c) && c->post_pid == 0, "restartCount", c->restarts, "state",
+                   state, "lastState",
                    c->last.set ? json_pack("{s:o}", "terminated", term_json(&c->last))
                                : json_object());
     if (st && c->container_id[0])
@@ -1152,13 +1276,13 @@ static void terminate_step(struct pod *p, struct kapi *api, struct net *net,
             regular_alive = true;
         for (int k = 0; k < P_COUNT; k++)
             any_alive = any_alive || p->c[i].probes[k].pid > 0;
-        any_alive = any_alive || alive(&p->c[i]);
+        any_alive = any_alive || alive(&p->c[i]) || p->c[i].post_pid > 0 || p->c[i].pre_pid > 0;
     }
     if (!regular_alive && !p->sidecars_termed) {
         p->sidecars_termed = true;
         for (size_t i = p->ninit; i-- > 0;) {
             if (p->c[i].sidecar)
-                kill_group(p->c[i].pid, SIGTERM);
+                stop_container(p, &p->c[i], p->term_deadline);
         }
     }
     if (any_alive && now >= p->term_deadline)
@@ -1305,7 +1429,7 @@ static void run_containers(struct pod *p, struct kapi *api, const struct image_m
         if (c->sidecar) {
             if (c->state != CS_RUNNING && now >= c->next_start)
                 start_container(p, c, api, images, conf, now);
-            if (!c->gate_passed && !(c->started && alive(c)))
+            if (!c->gate_passed && !(c->started && alive(c) && c->post_pid == 0))
                 return;
             c->gate_passed = true;
             continue;
@@ -1316,10 +1440,13 @@ static void run_containers(struct pod *p, struct kapi *api, const struct image_m
             start_container(p, c, api, images, conf, now);
         return;
     }
+    /* In order; a container's postStart hook holds the ones after it, as the kubelet's does. */
     for (size_t i = p->ninit; i < p->nc; i++) {
         struct ctr *c = &p->c[i];
         if (c->state == CS_WAITING && now >= c->next_start)
             start_container(p, c, api, images, conf, now);
+        if (c->post_pid > 0)
+            return;
     }
 }
 

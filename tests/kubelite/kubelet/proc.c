@@ -400,9 +400,14 @@ int proc_probe_start(enum probe_kind kind, const char *netns_path, const char *h
         efd = open("/dev/null", O_WRONLY | O_CLOEXEC);
         child_common(efd, parent);
         alarm((unsigned)(timeout_s > 0 ? timeout_s + 1 : 2));
-        fd = open(netns_path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || setns(fd, CLONE_NEWNET))
-            _exit(2);
+        /* HTTP and TCP probes come from the node, as the kubelet's: from the host through the
+         * bridge to the pod's IP, so they pass the pod's PREROUTING rules. Exec probes enter
+         * the container's namespaces. */
+        if (kind == PROBE_EXEC) {
+            fd = open(netns_path, O_RDONLY | O_CLOEXEC);
+            if (fd < 0 || setns(fd, CLONE_NEWNET))
+                _exit(2);
+        }
         if (kind == PROBE_TCP) {
             _exit(probe_connect(host, port, timeout_s) >= 0 ? 0 : 1);
         } else if (kind == PROBE_HTTP) {

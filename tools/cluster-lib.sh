@@ -2,6 +2,7 @@
 # The local cluster as functions, for tools/cluster and for test scripts (sourced, not run):
 #
 #   . tools/cluster-lib.sh
+#   DIR=$(cluster_tmpdir)     # a new directory under ${TMPDIR:-/tmp} that pods can read
 #   cluster_up DIR [--kubelet-version vX.Y.Z] [--images MAPFILE] [-- HELM-INSTALL-ARGS...]
 #   export KUBECONFIG=DIR/kubeconfig; ...
 #   cluster_down DIR          # stops everything; fails when anything was left behind
@@ -38,6 +39,13 @@ _cluster_kubectl() {
 }
 _cluster_err() { echo "cluster: $*" >&2; }
 _cluster_alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
+
+# A new directory for cluster_up (mode 0755: pods run as other users and read their volumes
+# under it; its parents must be searchable too, as /tmp is).
+cluster_tmpdir() {
+    local d
+    d=$(mktemp -d "${TMPDIR:-/tmp}/weft-cluster.XXXXXX") && chmod 0755 "$d" && echo "$d"
+}
 
 # The directory of the cluster that is up, if any.
 cluster_active() {

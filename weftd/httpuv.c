@@ -290,6 +290,18 @@ int weftd_http_metrics(const struct weftd *d, struct buf *b)
             "closed unanswered (overflow).",
             "reason", "connections", shed_conns, "per_address", shed_per_addr, "buffered_bytes",
             shed_buffered, "overflow", shed_closed);
+    if (!rc)
+        rc = buf_printf(b, "# HELP weft_http_evicted_total Connections closed to make room: at the "
+                           "connection cap the oldest without a request, at the buffered-bytes "
+                           "cap the oldest partial request.\n"
+                           "# TYPE weft_http_evicted_total counter\n");
+    for (size_t i = 0; i < ARRAY_LEN(srv) && !rc; i++)
+        rc = buf_printf(b,
+                        "weft_http_evicted_total{listener=\"%s\",reason=\"connections\"} %llu\n"
+                        "weft_http_evicted_total{listener=\"%s\",reason=\"buffered_bytes\"} "
+                        "%llu\n",
+                        weftd_listener_names[srv[i].l], (unsigned long long)st[i].evicted_conns,
+                        weftd_listener_names[srv[i].l], (unsigned long long)st[i].evicted_buffered);
     SERIES2("weft_http_timeouts_total", "counter",
             "Connections closed at a deadline: TLS handshake, whole request, keep-alive idle, "
             "answer not taken.",

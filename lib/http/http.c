@@ -54,9 +54,12 @@ struct http_conn {
     bool handshaking; /* TLS handshake not finished */
     bool shed;        /* over a cap: answered 503 and closed, not counted as served */
     bool expect_seen; /* the current request's Expect was looked at */
-    uint32_t addr;    /* client IPv4 address, network order */
-    unsigned nreq;    /* requests dispatched */
-    size_t held;      /* request bytes accounted in srv->st.buffered_bytes */
+    bool unproven;    /* on srv's unproven list: no request dispatched yet */
+    bool evicted;     /* closed to make room for another (counted in srv->nevicting) */
+    struct http_conn *uprev, *unext; /* the unproven list, oldest first */
+    uint32_t addr;                   /* client IPv4 address, network order */
+    unsigned nreq;                   /* requests dispatched */
+    size_t held;                     /* request bytes accounted in srv->st.buffered_bytes */
     struct timespec accepted;
     struct timespec req_start; /* first byte of the current request (the accept for the first) */
     struct timespec out_since; /* when out last went from empty to not */
@@ -92,6 +95,8 @@ struct http_server {
     struct http_limits lim;
     struct http_stats st;
     uint64_t nshed;                              /* conns being shed */
+    uint64_t nevicting;                          /* evicted for the connection cap, not yet freed */
+    struct http_conn *unproven, *unproven_tail;  /* served conns without a request yet */
     unsigned round_handshakes;                   /* handshake steps this round */
     struct addr_count *addrs[HTTP_ADDR_BUCKETS]; /* served connections per client address */
     struct timespec accept_resume;               /* while st.accept_paused */
@@ -140,6 +145,50 @@ static void addr_remove(struct http_server *s, uint32_t addr)
         *pp = a->next;
         free(a);
     }
+}
+
+/*
+ * Close c's socket now (its memory goes at the end of the round, when nothing can point at it):
+ * a connection closed to make room must give its descriptor back before the next accept.
+ */
+static void conn_close_now(struct http_conn *c)
+{
+    epoll_ctl(c->srv->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->fd = -1;
+    c->dead = true;
+}
+
+static void unproven_remove(struct http_conn *c)
+{
+    struct http_server *s = c->srv;
+
+    if (!c->unproven)
+        return;
+    c->unproven = false;
+    if (c->uprev)
+        c->uprev->unext = c->unext;
+    else
+        s->unproven = c->unext;
+    if (c->unext)
+        c->unext->uprev = c->uprev;
+    else
+        s->unproven_tail = c->uprev;
+    c->uprev = c->unext = NULL;
+}
+
+static void unproven_add(struct http_conn *c)
+{
+    struct http_server *s = c->srv;
+
+    c->unproven = true;
+    c->uprev = s->unproven_tail;
+    c->unext = NULL;
+    if (s->unproven_tail)
+        s->unproven_tail->unext = c;
+    else
+        s->unproven = c;
+    s->unproven_tail = c;
 }
 
 void http_limits_default(struct http_limits *l)
@@ -338,15 +387,20 @@ static void conn_free(struct http_conn *c)
         c->on_close = NULL;
         fn(c->close_arg, c);
     }
-    epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    if (c->fd >= 0) {
+        epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+        close(c->fd);
+    }
     if (c->ssl)
         SSL_free(c->ssl);
-    close(c->fd);
     buf_release(&c->in);
     buf_release(&c->out);
     http__parser_reset(&c->parser);
     s->st.buffered_bytes -= c->held;
     s->st.conns--;
+    unproven_remove(c);
+    if (c->evicted)
+        s->nevicting--;
     if (c->handshaking)
         s->st.handshaking--;
     if (c->shed)
@@ -735,6 +789,7 @@ static bool conn_try_request(struct http_conn *c)
         return false;
     c->expect_seen = false;
     c->nreq++;
+    unproven_remove(c);
     conn_hdr = http_req_header(&c->parser.req, "connection");
     if (conn_hdr && strcasecmp(conn_hdr, "close") == 0)
         c->want_close = true;
@@ -749,6 +804,37 @@ static bool conn_try_request(struct http_conn *c)
     if (!c->in.len && c->in.cap > HTTP_KEEP_BUF)
         buf_release(&c->in); /* an idle keep-alive connection holds no big buffer */
     conn_account(c);
+    return true;
+}
+
+static bool ts_before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/*
+ * At the buffered-bytes cap, the request that has been arriving the longest (older than c's)
+ * gives way: it is closed and its bytes freed, so that requests arriving at a normal pace (a
+ * review comes whole in a millisecond) are not refused while slow ones hold the memory. Returns
+ * false when c's own request is the oldest (c is then refused).
+ */
+static bool evict_partial(struct http_conn *c)
+{
+    struct http_server *s = c->srv;
+    struct http_conn *v = NULL;
+
+    for (struct http_conn *x = s->conns; x; x = x->next) {
+        if (x == c || x->dead || x->state != CONN_READING || !x->held)
+            continue;
+        if (ts_before(&x->req_start, v ? &v->req_start : &c->req_start))
+            v = x;
+    }
+    if (!v)
+        return false;
+    s->st.buffered_bytes -= v->held;
+    v->held = 0;
+    conn_close_now(v);
+    s->st.evicted_buffered++;
     return true;
 }
 
@@ -812,6 +898,9 @@ static void conn_read(struct http_conn *c)
             continue;
         if (!c->in.len && c->nreq)
             clock_gettime(CLOCK_MONOTONIC, &c->req_start);
+        while (c->state == CONN_READING && s->lim.max_buffered &&
+               s->st.buffered_bytes + (size_t)n > s->lim.max_buffered && evict_partial(c))
+            ;
         if (c->state == CONN_READING && s->lim.max_buffered &&
             s->st.buffered_bytes + (size_t)n > s->lim.max_buffered) {
             s->st.shed_buffered++;
@@ -875,13 +964,34 @@ static void accept_pause(struct http_server *s, int err)
     }
 }
 
+/*
+ * At the connection cap, a new connection takes the place of the oldest one that has not sent
+ * a whole request yet (a slow or silent client), rather than being refused: clients that work
+ * (the API server's keep-alive connections, which have) are never pushed out, and a flood of
+ * idle connections cannot lock them out. Returns false when every connection has proven itself.
+ */
+static bool evict_unproven(struct http_server *s)
+{
+    struct http_conn *v = s->unproven;
+
+    if (!v)
+        return false;
+    unproven_remove(v);
+    conn_close_now(v);
+    v->evicted = true;
+    s->nevicting++;
+    s->st.evicted_conns++;
+    return true;
+}
+
 /* Why a new connection from addr cannot be served (a counter to bump), or NULL. */
 static uint64_t *over_cap(struct http_server *s, uint32_t addr)
 {
-    if (s->lim.max_conns && s->st.conns - s->nshed >= s->lim.max_conns)
-        return &s->st.shed_conns;
     if (s->lim.max_conns_per_addr && addr_conns(s, addr) >= s->lim.max_conns_per_addr)
         return &s->st.shed_per_addr;
+    if (s->lim.max_conns && s->st.conns - s->nshed - s->nevicting >= s->lim.max_conns &&
+        !evict_unproven(s))
+        return &s->st.shed_conns;
     return NULL;
 }
 
@@ -937,6 +1047,8 @@ static void do_accept(struct http_server *s)
         if (shed) {
             (*shed)++;
             s->nshed++;
+        } else {
+            unproven_add(c);
         }
         c->next = s->conns;
         if (s->conns)

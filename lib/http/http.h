@@ -14,12 +14,14 @@
  * deadline counted from its first byte (from the accept for a connection's first request, TLS
  * handshake included), not a silence timeout that every byte resets; answers must be taken
  * within a deadline; connections are capped in total and per client address, and request bytes
- * buffered over all connections are capped; beyond a cap the client gets 503 and the
- * connection closes. TLS handshakes have a deadline and a budget of handshake steps per loop
- * round, so a flood of handshakes cannot monopolize the loop. When accept fails for want of
- * descriptors (EMFILE, ENFILE) the listener pauses instead of spinning. `Expect: 100-continue`
- * is answered with 100 when the body will be read, or with 413/503 at once when it would not.
- * struct http_stats counts each of these.
+ * buffered over all connections are capped. At the total cap a new connection takes the place
+ * of the oldest one that has not sent a whole request yet, and at the buffered cap the oldest
+ * partial request gives way (both closed); when there is none, or over the per-address cap, the
+ * client gets 503 and the connection closes. TLS handshakes have a deadline and a budget of
+ * handshake steps per loop round, so a flood of handshakes cannot monopolize the loop. When accept
+ * fails for want of descriptors (EMFILE, ENFILE) the listener pauses instead of spinning. `Expect:
+ * 100-continue` is answered with 100 when the body will be read, or with 413/503 at once when it
+ * would not. struct http_stats counts each of these.
  */
 #ifndef WEFT_HTTP_H
 #define WEFT_HTTP_H
@@ -87,10 +89,12 @@ struct http_stats {
     uint64_t buffered_bytes; /* gauge: request bytes received and not yet handed over */
     uint64_t accept_paused;  /* gauge: 1 while accepting is paused (out of descriptors) */
     uint64_t accepted;
-    uint64_t shed_conns;    /* 503: over max_conns */
-    uint64_t shed_per_addr; /* 503: over max_conns_per_addr */
-    uint64_t shed_buffered; /* 503: over max_buffered */
-    uint64_t shed_closed;   /* closed unanswered: too many being shed at once */
+    uint64_t shed_conns;       /* 503: over max_conns */
+    uint64_t shed_per_addr;    /* 503: over max_conns_per_addr */
+    uint64_t shed_buffered;    /* 503: over max_buffered */
+    uint64_t shed_closed;      /* closed unanswered: too many being shed at once */
+    uint64_t evicted_conns;    /* closed at the connection cap: the oldest without a request */
+    uint64_t evicted_buffered; /* closed at the buffered cap: the oldest partial request */
     uint64_t timeouts_handshake, timeouts_request, timeouts_idle, timeouts_write;
     uint64_t too_large;          /* 413 */
     uint64_t bad_requests;       /* 400, 417, 501 */

@@ -28,14 +28,16 @@ static void answer_stats(struct http_conn *c)
                  "conns=%llu\nhandshaking=%llu\nbuffered_bytes=%llu\naccept_paused=%llu\n"
                  "shed_conns=%llu\nshed_per_addr=%llu\nshed_buffered=%llu\nshed_closed=%llu\n"
                  "timeouts_request=%llu\ntimeouts_idle=%llu\ntimeouts_write=%llu\n"
-                 "too_large=%llu\ncontinues=%llu\naccept_errors=%llu\n",
+                 "too_large=%llu\ncontinues=%llu\naccept_errors=%llu\nevicted_conns=%llu\n"
+                 "evicted_buffered=%llu\n",
                  (unsigned long long)st.conns, (unsigned long long)st.handshaking,
                  (unsigned long long)st.buffered_bytes, (unsigned long long)st.accept_paused,
                  (unsigned long long)st.shed_conns, (unsigned long long)st.shed_per_addr,
                  (unsigned long long)st.shed_buffered, (unsigned long long)st.shed_closed,
                  (unsigned long long)st.timeouts_request, (unsigned long long)st.timeouts_idle,
                  (unsigned long long)st.timeouts_write, (unsigned long long)st.too_large,
-                 (unsigned long long)st.continues, (unsigned long long)st.accept_errors);
+                 (unsigned long long)st.continues, (unsigned long long)st.accept_errors,
+                 (unsigned long long)st.evicted_conns, (unsigned long long)st.evicted_buffered);
     http_respond(c, 200, "text/plain", out, (size_t)n, NULL);
 }
 
@@ -438,81 +440,128 @@ static void t_request_deadline(void)
     server_stop();
 }
 
-/* Over the connection caps, 503 and close; other addresses and later connections are served. */
+/* Send a small request on fd and read its answer: "200 ..." when served. */
+static bool serves(int fd)
+{
+    char *got;
+    bool ok;
+
+    send_str(fd, POST "Content-Length: 2\r\n\r\nok");
+    got = read_all_one(fd);
+    ok = strstr(got, "HTTP/1.1 200 ") == got && strstr(got, "body=2:ok");
+    free(got);
+    return ok;
+}
+
+/*
+ * Over the per-address cap, and over the total cap when every connection has sent a request
+ * (so none can be pushed out), 503 and close.
+ */
 static void t_connection_caps(void)
 {
-    int fds[4], extra;
+    int a, b, c, extra;
     char *got;
 
     small_limits();
-    limits.max_conns = 4;
-    limits.max_conns_per_addr = 3;
+    limits.max_conns = 3;
+    limits.max_conns_per_addr = 2;
     server_start();
-    for (int i = 0; i < 3; i++)
-        fds[i] = dial("127.0.0.2");
-    /* the fourth from 127.0.0.2 is over its address's cap */
+    a = dial("127.0.0.2");
+    b = dial("127.0.0.2");
+    CHECK(serves(a) && serves(b));
     extra = dial("127.0.0.2");
     got = read_all(extra);
     CHECK(strstr(got, "HTTP/1.1 503 ") == got && strstr(got, "Retry-After: 1\r\n"));
     free(got);
     close(extra);
-    fds[3] = dial("127.0.0.3");
-    send_str(fds[3], POST "Content-Length: 2\r\n\r\nok");
-    got = read_all_one(fds[3]);
-    CHECK(strstr(got, "HTTP/1.1 200 ") == got && strstr(got, "body=2:ok"));
-    free(got);
-    close(fds[3]);
-    CHECK_INT(stat_of("shed_per_addr"), 1);
-    wait_conns(3);
-    /* four open: the fifth is over the total cap */
-    fds[3] = dial("127.0.0.3");
-    extra = dial("127.0.0.4");
-    send_str(extra, "GET /stats HTTP/1.1\r\nHost: h\r\n\r\n");
+    c = dial("127.0.0.3");
+    CHECK(serves(c));
+    /* three, all with a request behind them: none can be pushed out */
+    extra = dial("127.0.0.5");
     got = read_all(extra);
-    CHECK(strstr(got, "HTTP/1.1 503 ") == got);
+    CHECK(strstr(got, "HTTP/1.1 503 ") == got && strstr(got, "too many connections"));
     free(got);
     close(extra);
-    for (int i = 0; i < 4; i++)
-        close(fds[i]);
-    wait_conns(0); /* (asking may itself be shed until the server has seen the closes) */
+    CHECK(serves(a) && serves(b) && serves(c));
+    close(a);
+    close(b);
+    close(c);
+    wait_conns(0);
+    CHECK_INT(stat_of("shed_per_addr"), 1);
     CHECK(stat_of("shed_conns") >= 1);
     server_stop();
 }
 
-/* Request bytes held over all connections are capped: the connection that would pass it gets 503.
+/*
+ * At the total cap a new connection takes the place of the oldest one that has sent nothing
+ * yet; connections that have sent a request are never pushed out.
+ */
+static void t_eviction(void)
+{
+    int a, b, c, d;
+
+    small_limits();
+    limits.max_conns = 3;
+    server_start();
+    a = dial("127.0.0.2");
+    CHECK(serves(a));
+    b = dial("127.0.0.3"); /* silent, older */
+    c = dial("127.0.0.3"); /* silent, newer */
+    CHECK(!closed_within(b, 200));
+    d = dial("127.0.0.4");
+    CHECK(serves(d));
+    CHECK(closed_within(b, 3000));
+    CHECK(serves(a));
+    close(a);
+    close(b);
+    close(c);
+    close(d);
+    CHECK(stat_of("evicted_conns") >= 1);
+    server_stop();
+}
+
+/*
+ * Request bytes held over all connections are capped: the oldest partial request gives way to
+ * a newer one; a request that is itself the oldest and would pass the cap gets 503.
  */
 static void t_buffered_cap(void)
 {
     char body[2001];
     char *got;
-    int a, b;
+    int a, b, c;
 
     small_limits();
-    limits.max_buffered = 6000;
+    limits.max_buffered = 3000;
     server_start();
     memset(body, 'b', sizeof(body));
     body[sizeof(body) - 1] = '\0';
-    /* a holds about 4060 bytes: its head and 3999 of its 4000 */
+    /* a holds about 2060 bytes: its head and 2000 of its 4000 */
     a = dial("127.0.0.1");
     send_str(a, POST "Content-Length: 4000\r\n\r\n");
     send_str(a, body);
-    send_str(a, body + 1);
     CHECK(!closed_within(a, 200));
-    /* b's 2000 would take the total over 6000 */
+    /* b's head and 1500 would take the total over 3000: a, older, is closed instead */
     b = dial("127.0.0.1");
-    send_str(b, POST "Content-Length: 4000\r\n\r\n");
-    send_str(b, body);
-    got = read_all(b);
-    CHECK(strstr(got, "HTTP/1.1 503 ") == got && strstr(got, "too many request bytes"));
-    free(got);
-    close(b);
-    /* the first still completes */
-    send_str(a, "b");
-    got = read_all_one(a);
-    CHECK(strstr(got, "HTTP/1.1 200 ") == got && strstr(got, "body=4000:"));
+    send_str(b, POST "Content-Length: 2000\r\n\r\n");
+    send_str(b, body + 500);
+    CHECK(closed_within(a, 3000));
+    send_str(b, body + 1500);
+    got = read_all_one(b);
+    CHECK(strstr(got, "HTTP/1.1 200 ") == got && strstr(got, "body=2000:"));
     free(got);
     close(a);
+    close(b);
+    /* alone and over the cap: refused */
+    c = dial("127.0.0.1");
+    send_str(c, POST "Content-Length: 4000\r\n\r\n");
+    send_str(c, body);
+    send_str(c, body + 500);
+    got = read_all(c);
+    CHECK(strstr(got, "HTTP/1.1 503 ") == got && strstr(got, "too many request bytes"));
+    free(got);
+    close(c);
     CHECK_INT(stat_of("shed_buffered"), 1);
+    CHECK_INT(stat_of("evicted_buffered"), 1);
     server_stop();
 }
 
@@ -622,5 +671,5 @@ static void t_emfile(void)
 }
 
 UNIT_MAIN(UNIT(t_chunked), UNIT(t_framing), UNIT(t_head_limit), UNIT(t_request_deadline),
-          UNIT(t_connection_caps), UNIT(t_buffered_cap), UNIT(t_expect), UNIT(t_slow_reader),
-          UNIT(t_emfile))
+          UNIT(t_connection_caps), UNIT(t_eviction), UNIT(t_buffered_cap), UNIT(t_expect),
+          UNIT(t_slow_reader), UNIT(t_emfile))

@@ -24,6 +24,11 @@
 #define HTTP_ADDR_BUCKETS 1024
 #define HTTP_WARN_EVERY_MS 10000
 #define HTTP_KEEP_BUF (64 * 1024) /* larger buffers are freed between requests */
+/*
+ * Bytes read from one connection per round: a client streaming megabytes waits for the next
+ * round (epoll reports it again) instead of holding the loop while others wait.
+ */
+#define HTTP_READ_PER_ROUND (256 * 1024)
 
 enum conn_state { CONN_READING, CONN_STREAMING, CONN_CLOSING, CONN_DEFERRED };
 
@@ -850,6 +855,7 @@ static void conn_read(struct http_conn *c)
 {
     struct http_server *s = c->srv;
     char tmp[65536];
+    size_t got = 0;
 
     if (c->handshaking) {
         /* a flood of handshakes must leave the loop to others: the rest wait for a later round */
@@ -861,6 +867,9 @@ static void conn_read(struct http_conn *c)
     }
     for (;;) {
         ssize_t n;
+        /* the rest waits in the socket (nothing decrypted is left in OpenSSL's buffers) */
+        if (got >= HTTP_READ_PER_ROUND && !(c->ssl && SSL_has_pending(c->ssl)))
+            break;
         if (c->ssl) {
             int r;
             ERR_clear_error();
@@ -893,6 +902,7 @@ static void conn_read(struct http_conn *c)
         }
         if (c->handshaking)
             handshake_done(c);
+        got += (size_t)n;
         /* draining after an answer that closes: nothing more is parsed */
         if (c->lingering || (c->want_close && c->state == CONN_CLOSING))
             continue;

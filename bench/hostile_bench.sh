@@ -17,8 +17,9 @@
 #   slow-head  N TLS connections trickling a request head, one byte every 0.5 s
 #   idle-tls   N TLS connections, handshake done, silent
 #   no-hello   N TCP connections to the webhook port that never start TLS
-#   emfile     1,100 TCP connections to the certificate port (more than weftd's 1,024
-#              descriptors)
+#   fd-flood   1,100 TCP connections to the certificate port, more than weftd's 1,024
+#              descriptors (the EMFILE case: the caps, scaled to the descriptor limit, refuse
+#              them before descriptors run out; t1030 checks the back-off when they do run out)
 # For each: weftd's resident memory (VmHWM over the run, /proc), its idle figure before the
 # first run, the attack's connections weftd held in the middle of the run (weft_http_connections
 # less the legitimate 8), and the reviews' p50/p99. Targets: memory within idle + 200 MB, p99 < 10 ms.
@@ -116,7 +117,7 @@ attack_start() { # KIND
     slow-head) args=(slow-head --tls --port "$WP" -n "$CONNS" --interval 0.5) ;;
     idle-tls) args=(idle --tls --port "$WP" -n "$CONNS" --hold 3600) ;;
     no-hello) args=(no-hello --port "$WP" -n "$CONNS") ;;
-    emfile) args=(fill --port "$CP" -n 1100 --hold 3600) ;;
+    fd-flood) args=(fill --port "$CP" -n 1100 --hold 3600) ;;
     esac
     args+=(--srcs "$SRCS")
     rm -f "$tmp/stop"
@@ -136,19 +137,19 @@ idle_kb=$(kb VmRSS)
 echo "== weftd under hostile clients ($(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(date -u +%Y-%m-%dT%H:%MZ))"
 echo "  $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); weftd at 1,024 descriptors, default bounds;"
 echo "  legitimate reviews: ${RATE}/s open loop, 8 TLS keep-alive conns, ${SECONDS_RUN} s per run; idle RSS $((idle_kb / 1024)) MB"
-printf '  %-10s %6s %5s %12s %12s %8s %8s %7s %9s  %s\n' attack conns held "peak RSS MB" \
-    "over idle MB" "p50 ms" "p99 ms" errors achieved targets
+printf '  %-10s %6s %5s %12s %12s %8s %8s %10s %7s %9s  %s\n' attack conns held "peak RSS MB" \
+    "over idle MB" "p50 ms" "p99 ms" "p99 / none" errors achieved targets
 status=0
-for kind in none slow-body slow-head idle-tls no-hello emfile; do
+for kind in none slow-body slow-head idle-tls no-hello fd-flood; do
     conns=$CONNS
     [ "$kind" = none ] && conns=0
-    [ "$kind" = emfile ] && conns=1100
+    [ "$kind" = fd-flood ] && conns=1100
     reset_hwm
     [ "$kind" = none ] || attack_start "$kind"
     legit >"$tmp/legit.out" &
     lp=$!
     sleep "$(awk -v s="$SECONDS_RUN" 'BEGIN { print s / 2 }')"
-    if [ "$kind" = emfile ]; then h=$(held certs); else h=$(($(held webhook) - 8)); fi
+    if [ "$kind" = fd-flood ]; then h=$(held certs); else h=$(($(held webhook) - 8)); fi
     wait "$lp"
     read -r p50 p99 errs achieved <"$tmp/legit.out"
     peak=$(kb VmHWM)
@@ -160,9 +161,11 @@ for kind in none slow-body slow-head idle-tls no-hello emfile; do
         met=MISSED
         status=1
     fi
-    [ "$kind" = none ] && h=0
-    printf '  %-10s %6s %5s %12s %12s %8s %8s %7s %9s  %s (weftd fds at the end %s)\n' "$kind" \
-        "$conns" "$h" "$((peak / 1024))" "$over" "${p50:-?}" "${p99:-?}" "${errs:-?}" "${achieved:-?}" "$met" "$fds"
+    [ "$kind" = none ] && h=0 && base=${p99:-0}
+    ratio=$(awk -v a="${p99:-0}" -v b="${base:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "?" }')
+    printf '  %-10s %6s %5s %12s %12s %8s %8s %10s %7s %9s  %s (weftd fds at the end %s)\n' "$kind" \
+        "$conns" "$h" "$((peak / 1024))" "$over" "${p50:-?}" "${p99:-?}" "$ratio" "${errs:-?}" \
+        "${achieved:-?}" "$met" "$fds"
 done
 echo "  weftd's counters after the runs:"
 curl -s "http://127.0.0.1:$AP/metrics" |

@@ -20,7 +20,8 @@
 #define HTTP_MAX_BACKLOG (256u * 1024 * 1024)
 #define HTTP_LINGER_MS 1000 /* input drained after an error answer, so it is read */
 #define HTTP_SWEEP_MS 250   /* deadlines are checked this often: closes come at most this late */
-#define HTTP_ACCEPTS_PER_ROUND 256
+#define HTTP_ACCEPTS_PER_ROUND 64 /* a burst of connections is taken in slices between other work  \
+                                   */
 #define HTTP_ADDR_BUCKETS 1024
 #define HTTP_WARN_EVERY_MS 10000
 #define HTTP_KEEP_BUF (64 * 1024) /* larger buffers are freed between requests */
@@ -28,7 +29,7 @@
  * Bytes read from one connection per round: a client streaming megabytes waits for the next
  * round (epoll reports it again) instead of holding the loop while others wait.
  */
-#define HTTP_READ_PER_ROUND (256 * 1024)
+#define HTTP_READ_PER_ROUND (64 * 1024)
 
 enum conn_state { CONN_READING, CONN_STREAMING, CONN_CLOSING, CONN_DEFERRED };
 

@@ -20,8 +20,8 @@
 #define HTTP_MAX_BACKLOG (256u * 1024 * 1024)
 #define HTTP_LINGER_MS 1000 /* input drained after an error answer, so it is read */
 #define HTTP_SWEEP_MS 250   /* deadlines are checked this often: closes come at most this late */
-#define HTTP_ACCEPTS_PER_ROUND 64 /* a burst of connections is taken in slices between other work  \
-                                   */
+/* a burst of connections is taken in slices between other work */
+#define HTTP_ACCEPTS_PER_ROUND 64
 #define HTTP_ADDR_BUCKETS 1024
 #define HTTP_WARN_EVERY_MS 10000
 #define HTTP_KEEP_BUF (64 * 1024) /* larger buffers are freed between requests */

@@ -4,11 +4,11 @@
  * weftd wires the modules together on one libuv loop: the Kubernetes client and informers
  * (lib/kube, sync.c), the mesh model and compiler (controller/, sync.c), the CA (ca/: signer and
  * trust bundle in ca_roots.c, POST /v1/certificates in cert_endpoint.c, serving certificates in
- * serving_cert.c), the injection webhook (webhook/, webhook_server.c), and the admin endpoint
- * (admin.c, with metrics.c). HTTP servers are lib/http
- * servers embedded in the loop (weftd_http_attach). Every replica watches and compiles; only
- * the Lease holder writes (custom resource status, the CA root Secret, trust-bundle ConfigMaps,
- * the webhook configuration).
+ * serving_cert.c), the injection webhook (webhook/, webhook_server.c), the config stream to
+ * every agent (push/, stream.c), and the admin endpoint (admin.c, with metrics.c). HTTP servers
+ * are lib/http servers embedded in the loop (weftd_http_attach). Every replica watches and
+ * compiles; only the Lease holder writes (custom resource status, the CA root Secret, trust-bundle
+ * ConfigMaps, the webhook configuration).
  */
 #ifndef WEFTD_INT_H
 #define WEFTD_INT_H

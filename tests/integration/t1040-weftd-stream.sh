@@ -23,6 +23,9 @@
 #   debug-auth     /debug/proxies without a token: 401 (authenticated like /debug/config)
 #   restart        weftd restarted on the same ports: the client reconnects and is synced again
 #                  (its hello's lastHash is the current hash: nothing resent)
+#   caps           weftd with --max-connections-per-address 3: pod a's stream and two more
+#                  connections from 127.0.0.1 are held, the next one is closed at accept
+#                  (weft_config_stream_refused_total)
 #   rotation       (last) a root rotation through the CA Secret: a certificate from the new root is
 #                  accepted once the root is in the bundle (the stream follows the bundle), the
 #                  stream's serving certificate follows the signer switch, and once the old root
@@ -376,6 +379,45 @@ case_debug_auth() {
     assert_eq "$OUT" 404 "/debug/proxies of an unknown pod" || return
 }
 
+# hold_conns N: open N TCP connections to the stream port one after another and print, for each,
+# 1 when weftd closed it within 1.5 s (before any TLS: refused at accept), else 0
+hold_conns() {
+    python3 - "${WD_STREAM[a]}" "$1" <<'PY'
+import socket, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+conns = []
+for _ in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    conns.append(s)
+    time.sleep(0.2)
+time.sleep(1.0)
+out = []
+for s in conns:
+    s.setblocking(False)
+    try:
+        out.append("1" if s.recv(1) == b"" else "0")
+    except BlockingIOError:
+        out.append("0")
+    except OSError:
+        out.append("1")
+print(" ".join(out))
+PY
+}
+
+case_caps() {
+    wd_stop a
+    ws_start a --max-connections-per-address 3 || return
+    wait_for 20 proxy_is a '[j["sync"], j["connected"]]' '["synced", true]' || t_fail "pod a not back: $(events a)" || return
+    assert_match "$(grep 'msg=listening what=stream' "${WD_LOG[a]}" | tail -1)" "max_connections_per_address=3 " "the cap, logged" || return
+    OUT=$(hold_conns 3)
+    assert_eq "$OUT" "0 0 1" "pod a's stream, two more held, the third closed at accept" || return
+    assert_eq "$(series 'weft_config_stream_refused_total{cap="max_connections_per_address"}')" 1 "refused by the per-address cap" || return
+    proxy_is a 'j["connected"]' True || t_fail "pod a's stream was cut: $(proxy a j)" || return
+    wd_stop a
+    ws_start a --stream-debounce-ms 100 || return
+    wait_for 20 proxy_is a '[j["sync"], j["connected"]]' '["synced", true]' || t_fail "pod a not back: $(events a)"
+}
+
 stream_verifies() { # CAFILE CERT: the stream's serving certificate verifies with CAFILE (TLS
     # with client certificate CERT)
     printf '' | openssl s_client -connect "127.0.0.1:${WD_STREAM[a]}" -servername weftd.weft-system.svc \
@@ -440,6 +482,7 @@ t_run other-pod case_other_pod
 t_run no-cert case_no_cert
 t_run debug-auth case_debug_auth
 t_run restart case_restart
+t_run caps case_caps
 t_run rotation case_rotation
 cl_stop a
 t_summary

@@ -17,7 +17,8 @@
 #                  the next ACKed document makes it synced again, the NACK stays on record
 #   other-pod      pod a's certificate asking for pod b's document (same ServiceAccount): refused
 #                  (IdentityMismatch naming both pods); with pod a's uid too; a certificate of a
-#                  token bound to no pod: refused
+#                  token bound to no pod: refused; pod b recreated under its name, its old
+#                  certificate (old uid): UnknownPod
 #   no-cert        no client certificate, or one from another CA: the TLS handshake fails, no
 #                  hello reaches weftd
 #   debug-auth     /debug/proxies without a token: 401 (authenticated like /debug/config)
@@ -349,6 +350,15 @@ case_other_pod() {
     wait_for 20 has_event b '^ack 1$' || t_fail "pod b's own certificate: $(events b)" || return
     cl_stop b
     assert_gt "$(series 'weft_config_stream_hellos_total{result="IdentityMismatch"}')" 3 "IdentityMismatch hellos" || return
+    # pod b deleted and created again under the same name: its old certificate names the old uid
+    ok "delete b" "$K" delete pod -n "$NS" b --wait=false || return
+    wait_for 20 sh -c "! \"\$0\" get pod -n $NS b >/dev/null 2>&1" "$K" || t_fail "pod b not gone" || return
+    ok "recreate b" "$K" apply -f "$KL_TMP/app.yaml" || return
+    cl_start b-old b b "$uid_b"
+    wait_for 20 has_event b-old '^rejected UnknownPod ' || t_fail "the old pod's certificate: $(events b-old)" || return
+    assert_eq "$(grep -m1 '^rejected' "$KL_TMP/cl-b-old/events")" "rejected UnknownPod no pod $NS/b with uid $uid_b" "the refusal" || return
+    cl_stop b-old
+    assert_eq "$(series 'weft_config_stream_hellos_total{result="UnknownPod"}')" 1 "UnknownPod hellos" || return
     # pod a's stream was never replaced by these
     proxy_is a 'j["connected"]' True || t_fail "pod a's stream was disturbed: $(proxy a j)"
 }

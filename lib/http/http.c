@@ -18,8 +18,9 @@
 #include "tls/tls.h"
 
 #define HTTP_MAX_BACKLOG (256u * 1024 * 1024)
-#define HTTP_LINGER_MS 1000 /* input drained after an error answer, so it is read */
-#define HTTP_SWEEP_MS 250   /* deadlines are checked this often: closes come at most this late */
+#define HTTP_LINGER_MS 1000    /* input drained after an error answer, so it is read */
+#define HTTP_SWEEP_MS 250      /* deadlines are checked this often: closes come at most this late */
+#define HTTP_EVICT_AGE_MS 1000 /* a connection silent this long may be pushed out at the cap */
 /* a burst of connections is taken in slices between other work */
 #define HTTP_ACCEPTS_PER_ROUND 64
 #define HTTP_ADDR_BUCKETS 1024
@@ -985,7 +986,11 @@ static bool evict_unproven(struct http_server *s)
 {
     struct http_conn *v = s->unproven;
 
-    if (!v)
+    /*
+     * Only one silent for a while: a flood of new connections must not push each other out in
+     * a loop (each would be closed before it could even send its request).
+     */
+    if (!v || ms_since(&v->accepted) < HTTP_EVICT_AGE_MS)
         return false;
     unproven_remove(v);
     conn_close_now(v);

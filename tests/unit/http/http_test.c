@@ -494,7 +494,7 @@ static void t_connection_caps(void)
 
 /*
  * At the total cap a new connection takes the place of the oldest one that has sent nothing
- * yet; connections that have sent a request are never pushed out.
+ * for a second; connections that have sent a request are never pushed out.
  */
 static void t_eviction(void)
 {
@@ -508,6 +508,15 @@ static void t_eviction(void)
     b = dial("127.0.0.3"); /* silent, older */
     c = dial("127.0.0.3"); /* silent, newer */
     CHECK(!closed_within(b, 200));
+    /* young, they may not be pushed out yet (a flood must not churn): d is refused */
+    d = dial("127.0.0.4");
+    {
+        char *got = read_all(d);
+        CHECK(strstr(got, "HTTP/1.1 503 ") == got);
+        free(got);
+    }
+    close(d);
+    usleep(1000 * 1000); /* silent for a second now */
     d = dial("127.0.0.4");
     CHECK(serves(d));
     CHECK(closed_within(b, 3000));

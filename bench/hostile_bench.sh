@@ -21,7 +21,7 @@
 #              descriptors (the EMFILE case: the caps, scaled to the descriptor limit, refuse
 #              them before descriptors run out; t1030 checks the back-off when they do run out)
 # For each: weftd's resident memory (VmHWM over the run, /proc), its idle figure before the
-# first run, the attack's connections weftd held in the middle of the run (weft_http_connections
+# first run, the attack's connections open in weftd in the middle of the run (weft_http_connections
 # less the legitimate 8), and the reviews' p50/p99. Targets: memory within idle + 200 MB, p99 < 10 ms.
 # Prints one table; BENCHMARKS.md records it with the method. Env: BUILD, KUBECTL.
 set -u
@@ -137,7 +137,7 @@ idle_kb=$(kb VmRSS)
 echo "== weftd under hostile clients ($(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(date -u +%Y-%m-%dT%H:%MZ))"
 echo "  $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); weftd at 1,024 descriptors, default bounds;"
 echo "  legitimate reviews: ${RATE}/s open loop, 8 TLS keep-alive conns, ${SECONDS_RUN} s per run; idle RSS $((idle_kb / 1024)) MB"
-printf '  %-10s %6s %5s %12s %12s %8s %8s %10s %7s %9s  %s\n' attack conns held "peak RSS MB" \
+printf '  %-10s %6s %5s %12s %12s %8s %8s %10s %7s %9s  %s\n' attack conns open "peak RSS MB" \
     "over idle MB" "p50 ms" "p99 ms" "p99 / none" errors achieved targets
 status=0
 for kind in none slow-body slow-head idle-tls no-hello fd-flood; do

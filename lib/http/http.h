@@ -15,13 +15,13 @@
  * handshake included), not a silence timeout that every byte resets; answers must be taken
  * within a deadline; connections are capped in total and per client address, and request bytes
  * buffered over all connections are capped. At the total cap a new connection takes the place
- * of the oldest one that has not sent a whole request yet, and at the buffered cap the oldest
- * partial request gives way (both closed); when there is none, or over the per-address cap, the
- * client gets 503 and the connection closes. TLS handshakes have a deadline and a budget of
- * handshake steps per loop round, so a flood of handshakes cannot monopolize the loop. When accept
- * fails for want of descriptors (EMFILE, ENFILE) the listener pauses instead of spinning. `Expect:
- * 100-continue` is answered with 100 when the body will be read, or with 413/503 at once when it
- * would not. struct http_stats counts each of these.
+ * of the oldest one that has not sent a whole request yet (connected at least a second), and at the
+ * buffered cap the oldest partial request gives way (both closed); when there is none, or over the
+ * per-address cap, the client gets 503 and the connection closes. TLS handshakes have a deadline
+ * and a budget of handshake steps per loop round, so a flood of handshakes cannot monopolize the
+ * loop. When accept fails for want of descriptors (EMFILE, ENFILE) the listener pauses instead of
+ * spinning. `Expect: 100-continue` is answered with 100 when the body will be read, or with 413/503
+ * at once when it would not. struct http_stats counts each of these.
  */
 #ifndef WEFT_HTTP_H
 #define WEFT_HTTP_H

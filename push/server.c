@@ -643,8 +643,9 @@ int push_server_new(uv_loop_t *loop, const struct push_server_config *cfg,
     /* the TLS handshake and the upgrade request (lws's pending timeouts before the stream) */
     info.timeout_secs =
         cfg->handshake_timeout_s ? cfg->handshake_timeout_s : HANDSHAKE_TIMEOUT_S_DEFAULT;
-    /* descriptors lws tracks on its one thread: the caps, plus the listener and a margin */
-    info.fd_limit_per_thread = s->max_conns + 64;
+    /* fd_limit_per_thread stays 0: lws's lookup table is then indexed by descriptor up to the
+     * process limit; a smaller limit switches it to a slower lookup, and weftd's other
+     * listeners hold descriptors numbered past this server's cap. The cap is admit()'s. */
     info.provided_client_ssl_ctx = s->client_ssl_ctx;
     info.pcontext = &s->ctx; /* lws writes NULL here once it is completely done */
     s->ctx = lws_create_context(&info);

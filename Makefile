@@ -60,7 +60,7 @@ WEFT_LIB := $(BUILD)/lib/libweft.a
 
 KLT_SRC := $(wildcard tests/kubelite/kubelet/*.c)
 BINS := $(BUILD)/bin/kubelite $(BUILD)/bin/weftctl $(BUILD)/bin/kubelet-lite $(BUILD)/bin/testapp \
-	$(BUILD)/bin/weftd $(BUILD)/bin/weft-init
+	$(BUILD)/bin/weftd $(BUILD)/bin/weft-init $(BUILD)/bin/weft-agent
 UNIT_BINS += $(BUILD)/tests/unit-kubelet
 
 .PHONY: all bins test unit sanitize clean deps check-deps format format-check bench demo \
@@ -107,6 +107,12 @@ $(BUILD)/bin/weftd: $(call obj,$(WEFTD_SRC)) $(WEFT_LIB) $(CORE_LIB)
 
 # weft-init (image weft/init): the pod's iptables redirection (agent/init/, docs/agent.md).
 $(BUILD)/bin/weft-init: $(call obj,agent/init/main.c) $(WEFT_LIB) $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# weft-agent (image weft/proxy): certificate, HAProxy driver, health on 15020 (docs/agent.md).
+$(BUILD)/bin/weft-agent: $(call obj,agent/main.c) $(WEFT_LIB) $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)

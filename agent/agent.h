@@ -14,6 +14,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
 #include "core/buf.h"
 #include "core/err.h"
@@ -114,5 +115,142 @@ void agent_render_out_release(struct agent_render_out *out);
  */
 int agent_render(const json_t *doc, const struct agent_render_opts *o, struct agent_render_out *out,
                  char *msg, size_t msglen) WUR;
+
+/* ---- weft-agent: the HAProxy driver (agent/haproxy.c) -------------------------------------- */
+
+/*
+ * How the driver reaches HAProxy. The real table (agent_haproxy_real_ops) runs the haproxy
+ * binary and talks to its sockets; tests plug in a fake. Each call blocks (a check takes up to
+ * half a second with a large configuration): the agent makes them on a worker thread, one at a
+ * time (the driver's lock). msg receives HAProxy's own words on failure.
+ */
+struct agent_haproxy_ops {
+    /* `haproxy -c -f cfg_path`: 0, or ERR_INVALID with HAProxy's ALERT lines in msg. */
+    int (*check)(void *ctx, const char *cfg_path, char *msg, size_t msglen);
+    /* Start the master (master-worker mode, master socket master_sock) with cfg_path; *pid is
+     * the master's. 0 or a negative errno. */
+    int (*start)(void *ctx, const char *cfg_path, const char *master_sock, int *pid);
+    /* One command on a CLI socket (the stats socket or the master socket); the answer, capped,
+     * into reply. 0 or a negative errno (-ETIMEDOUT, -ECONNREFUSED...). */
+    int (*cmd)(void *ctx, const char *sock, const char *command, struct buf *reply);
+};
+extern const struct agent_haproxy_ops agent_haproxy_real_ops;
+/* What agent_haproxy_real_ops reads through ctx (borrowed). */
+struct agent_haproxy_real {
+    const char *haproxy; /* the binary: "haproxy" (PATH) by default */
+    int timeout_ms;      /* per socket command */
+};
+
+/* What an apply did. */
+enum agent_apply_kind {
+    AGENT_APPLY_NONE,    /* nothing changed */
+    AGENT_APPLY_START,   /* the first configuration: HAProxy started */
+    AGENT_APPLY_RUNTIME, /* weights only: `set server ... weight` on the runtime API */
+    AGENT_APPLY_RELOAD,  /* checked with haproxy -c, then a seamless master-worker reload */
+};
+const char *agent_apply_kind_name(enum agent_apply_kind k);
+
+struct agent_driver;
+
+/*
+ * A driver for one HAProxy whose files live under opts->run_dir (haproxy.cfg, outbound.map,
+ * admin.sock, master.sock) and opts->cert_file / ca_file. ops and ctx are borrowed for the
+ * driver's life; opts is copied. Nothing runs until the first apply. 0 or -ENOMEM.
+ */
+int agent_driver_new(const struct agent_haproxy_ops *ops, void *ctx,
+                     const struct agent_render_opts *opts, struct agent_driver **out) WUR;
+/* Does not stop HAProxy (agent_driver_stop does). NULL is fine. */
+void agent_driver_free(struct agent_driver *d);
+
+/*
+ * Make HAProxy run `r` (a full rendering of the current state). The first call writes the
+ * files, checks them and starts HAProxy. Later calls compare with the last good rendering:
+ * when only server weights differ they go through the runtime API (no reload; the files are
+ * rewritten so that a later reload or restart keeps them); otherwise the new files are checked
+ * with `haproxy -c` and HAProxy reloads through the master socket. A configuration HAProxy
+ * refuses returns ERR_INVALID with HAProxy's message in msg: the last good files are put back
+ * and keep serving. A failing runtime command falls back to a reload. *kind says what was done
+ * (written on success). Thread-safe (serialized by the driver's lock).
+ */
+int agent_driver_apply(struct agent_driver *d, const struct agent_render_out *r,
+                       enum agent_apply_kind *kind, char *msg, size_t msglen) WUR;
+
+/*
+ * The pod's certificate (chain_pem then key_pem, one PEM, 0600 at opts->cert_file) and the
+ * trust bundle (opts->ca_file). Written atomically; when HAProxy runs, swapped in through the
+ * runtime API (`set ssl cert`/`commit ssl cert`, `set ssl ca-file`/`commit ssl ca-file`) with
+ * no reload. key_pem is never logged and never put in msg. 0, or a negative code with msg.
+ */
+int agent_driver_set_identity(struct agent_driver *d, const char *chain_pem, const char *key_pem,
+                              const char *bundle_pem, char *msg, size_t msglen) WUR;
+
+/* Whether a first configuration has been applied, and the master's PID (0: none running). */
+bool agent_driver_configured(struct agent_driver *d);
+int agent_driver_pid(struct agent_driver *d);
+
+/*
+ * The master exited (the agent reaps it): start it again with the last good files. 0 or a
+ * negative code with msg. Thread-safe.
+ */
+int agent_driver_restart(struct agent_driver *d, char *msg, size_t msglen) WUR;
+
+/* Whether HAProxy answers `show info` on its stats socket. Thread-safe. */
+bool agent_driver_healthy(struct agent_driver *d);
+
+/* ---- weft-agent: certificate timing (agent/identity.c) ------------------------------------- */
+
+/*
+ * When to renew a certificate received at `now` that expires at not_after: at half the
+ * remaining lifetime, minus a jitter of up to a tenth of it (rnd in [0, 1)), so that pods
+ * given certificates together do not renew together. Milliseconds from now, at least 1000.
+ */
+long agent_renew_delay_ms(time_t now, time_t not_after, double rnd);
+/*
+ * The wait before retry number `attempt` (0 = first retry) after a failed request: 1 s
+ * doubling to 30 s, times a jitter factor in [0.5, 1) from rnd; never past half the time left
+ * before not_after when a certificate is held (not_after 0: none), and at least 200 ms.
+ */
+long agent_retry_delay_ms(unsigned attempt, time_t now, time_t not_after, double rnd);
+
+/* ---- weft-agent: the pod's certificate from weftd (agent/identity.c) ------------------------ */
+
+struct agent_cert_req {
+    const char *url;        /* https://<control plane>/v1/certificates */
+    const char *token_file; /* the projected ServiceAccount token (audience weft), read each time */
+    const char *ca_file;    /* verifies weftd's serving certificate (the weft-root-ca bundle) */
+    long timeout_ms;        /* the whole request */
+};
+
+/* A certificate and its key; release with agent_cert_release (wipes the key). */
+struct agent_cert {
+    char *chain_pem;  /* leaf, then intermediates */
+    char *key_pem;    /* PKCS#8, made here, never leaves the process but into HAProxy's file */
+    char *bundle_pem; /* every root weftd trusts */
+    time_t not_after;
+    char spiffe_id[2049];
+    char fingerprint[65];
+};
+void agent_cert_release(struct agent_cert *c);
+
+/*
+ * A fresh ECDSA P-256 key made in memory (ca_csr_new), its CSR sent with the token to weftd,
+ * the answer checked (the chain's leaf holds this key; a bundle). Blocking (key generation and
+ * one HTTPS request): run on a worker thread. 0 with *out filled, or a negative code with msg
+ * (weftd's own error text when it answered one; the token is never put in msg).
+ */
+int agent_cert_fetch(const struct agent_cert_req *req, struct agent_cert *out, char *msg,
+                     size_t msglen) WUR;
+
+/* ---- weft-agent: app probes (agent/health.c) ------------------------------------------------ */
+
+/*
+ * Run one probe of WEFT_APP_PROBES (docs/injection.md, "Probes"): spec is the value for one
+ * /app-health/... path ({"httpGet": {scheme, port, path, httpHeaders}} | {"tcpSocket": {port}}
+ * | {"grpc": {port, service}}, "timeoutSeconds"). Over loopback (127.0.0.1), which weft-init
+ * does not redirect. Blocking, bounded by timeoutSeconds: run on a worker. Returns 0 when the
+ * app passes (HTTP 200-399, the TCP connect, gRPC SERVING), else a negative code with why in
+ * msg; ERR_INVALID for a spec this cannot run.
+ */
+int agent_probe_run(const json_t *spec, char *msg, size_t msglen) WUR;
 
 #endif

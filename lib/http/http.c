@@ -695,6 +695,11 @@ void http_stream_end(struct http_conn *c)
     mark_dirty(c);
 }
 
+uint32_t http_conn_peer_v4(const struct http_conn *c)
+{
+    return c->addr;
+}
+
 size_t http_conn_backlog(const struct http_conn *c)
 {
     return c->out.len;

@@ -159,6 +159,8 @@ void http_stream_begin(struct http_conn *c, int status, const char *content_type
 int http_stream_write(struct http_conn *c, const char *data, size_t len) WUR;
 /* Finish the stream (terminating chunk); the connection serves its next request after it. */
 void http_stream_end(struct http_conn *c);
+/* The client's IPv4 address in network order (0 for another family). */
+uint32_t http_conn_peer_v4(const struct http_conn *c);
 /* Bytes queued and not yet written. */
 size_t http_conn_backlog(const struct http_conn *c);
 

@@ -1,0 +1,647 @@
+/*
+ * main.c - weft-agent (image weft/proxy, the weft-proxy container, UID 1337): the pod's
+ * certificate from weftd, HAProxy driven with the rendered configuration, supervision, and the
+ * health endpoint on 15020 (docs/agent.md).
+ *
+ * One libuv loop. Blocking work (key generation and the CSR request, haproxy -c, reloads and
+ * runtime API commands, app probes) runs on libuv's worker pool and posts back; the driver
+ * serializes what touches HAProxy. The loop owns the state below.
+ */
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "agent/agent.h"
+#include "ca/ca.h"
+#include "core/log.h"
+#include "http/http.h"
+
+struct agent {
+    uv_loop_t *loop;
+    struct agent_render_opts ro;
+    struct agent_haproxy_real real;
+    struct agent_driver *drv;
+    const char *config_file; /* the document, until the config stream is wired in */
+    const char *health_addr;
+    uint32_t pod_ip; /* network order; 0 unknown */
+    json_t *probes;  /* WEFT_APP_PROBES */
+    bool stopping;
+
+    /* identity */
+    struct agent_cert_req creq;
+    char url[512];
+    bool have_cert;
+    time_t not_after;
+    unsigned attempts;
+    uv_timer_t cert_timer;
+
+    /* configuration */
+    json_t *doc;     /* the document waiting to be applied (newest wins) */
+    bool apply_busy; /* an apply runs on a worker */
+    bool configured; /* a first configuration runs */
+    char last_error[1024];
+
+    /* supervision and health */
+    uv_signal_t sig_chld, sig_term, sig_int, sig_hup;
+    uv_timer_t health_timer;
+    bool health_busy, hp_healthy, restart_busy;
+
+    struct http_server *hs;
+    uv_poll_t hpoll;
+    uv_timer_t htimer;
+};
+
+static double rnd01(void)
+{
+    uint32_t v = 0;
+
+    if (getrandom(&v, sizeof(v), 0) != sizeof(v))
+        v = (uint32_t)time(NULL);
+    return (double)v / 4294967296.0;
+}
+
+/* ---- worker jobs ------------------------------------------------------------------------- */
+
+enum job_kind { JOB_CERT, JOB_APPLY, JOB_RESTART, JOB_HEALTH, JOB_PROBE };
+
+struct job {
+    uv_work_t w;
+    struct agent *a;
+    enum job_kind kind;
+    int rc;
+    char msg[1024];
+    struct agent_cert cert; /* JOB_CERT */
+    json_t *doc;            /* JOB_APPLY */
+    enum agent_apply_kind applied;
+    bool healthy;           /* JOB_HEALTH */
+    json_t *spec;           /* JOB_PROBE */
+    struct http_conn *conn; /* JOB_PROBE: NULL once the kubelet went away */
+};
+
+static void run_job(uv_work_t *w)
+{
+    struct job *j = w->data;
+    struct agent *a = j->a;
+
+    switch (j->kind) {
+    case JOB_CERT:
+        j->rc = agent_cert_fetch(&a->creq, &j->cert, j->msg, sizeof(j->msg));
+        if (!j->rc)
+            j->rc = agent_driver_set_identity(a->drv, j->cert.chain_pem, j->cert.key_pem,
+                                              j->cert.bundle_pem, j->msg, sizeof(j->msg));
+        /* the key lives on in HAProxy's file only */
+        ca_key_pem_free(j->cert.key_pem);
+        j->cert.key_pem = NULL;
+        break;
+    case JOB_APPLY: {
+        struct agent_render_out out;
+
+        j->rc = agent_render(j->doc, &a->ro, &out, j->msg, sizeof(j->msg));
+        if (!j->rc) {
+            j->rc = agent_driver_apply(a->drv, &out, &j->applied, j->msg, sizeof(j->msg));
+            agent_render_out_release(&out);
+        }
+        break;
+    }
+    case JOB_RESTART:
+        j->rc = agent_driver_restart(a->drv, j->msg, sizeof(j->msg));
+        break;
+    case JOB_HEALTH:
+        j->healthy = agent_driver_healthy(a->drv);
+        break;
+    case JOB_PROBE:
+        j->rc = agent_probe_run(j->spec, j->msg, sizeof(j->msg));
+        break;
+    }
+}
+
+static void after_job(uv_work_t *w, int status);
+
+static struct job *job_new(struct agent *a, enum job_kind kind)
+{
+    struct job *j = calloc(1, sizeof(*j));
+
+    if (j) {
+        j->a = a;
+        j->kind = kind;
+        j->w.data = j;
+    }
+    return j;
+}
+
+/* Hand a job (its fields set) to the worker pool. Consumes j, even on failure. */
+static int submit(struct agent *a, struct job *j)
+{
+    int rc;
+
+    if (!j)
+        return -ENOMEM;
+    rc = uv_queue_work(a->loop, &j->w, run_job, after_job);
+    if (rc)
+        free(j);
+    return rc;
+}
+
+static void apply_next(struct agent *a);
+static void cert_due(uv_timer_t *t);
+
+static void cert_done(struct agent *a, struct job *j)
+{
+    time_t now = time(NULL);
+    long ms;
+
+    if (j->rc) {
+        ms = agent_retry_delay_ms(a->attempts++, now, a->have_cert ? a->not_after : 0, rnd01());
+        log_error("msg=\"no new certificate\" error=\"%s\" have_valid_certificate=%s "
+                  "retry_in_ms=%ld",
+                  j->msg, a->have_cert && a->not_after > now ? "yes" : "no", ms);
+    } else {
+        a->have_cert = true;
+        a->not_after = j->cert.not_after;
+        a->attempts = 0;
+        ms = agent_renew_delay_ms(now, j->cert.not_after, rnd01());
+        log_info("msg=\"certificate installed\" spiffe_id=%s fingerprint=%s expires_in_s=%ld "
+                 "renew_in_ms=%ld haproxy_pid=%d",
+                 j->cert.spiffe_id, j->cert.fingerprint, (long)(j->cert.not_after - now), ms,
+                 agent_driver_pid(a->drv));
+        apply_next(a); /* a configuration may have waited for the certificate */
+    }
+    if (!a->stopping)
+        uv_timer_start(&a->cert_timer, cert_due, (uint64_t)ms, 0);
+}
+
+static void after_job(uv_work_t *w, int status)
+{
+    struct job *j = w->data;
+    struct agent *a = j->a;
+
+    (void)status;
+    switch (j->kind) {
+    case JOB_CERT:
+        cert_done(a, j);
+        break;
+    case JOB_APPLY:
+        a->apply_busy = false;
+        if (j->rc) {
+            snprintf(a->last_error, sizeof(a->last_error), "%s", j->msg);
+            log_error("msg=\"configuration refused; the last good one keeps serving\" "
+                      "error=\"%s\"",
+                      j->msg);
+        } else {
+            a->configured = true;
+            a->last_error[0] = '\0';
+            log_info("msg=\"configuration applied\" how=%s haproxy_pid=%d",
+                     agent_apply_kind_name(j->applied), agent_driver_pid(a->drv));
+        }
+        json_decref(j->doc);
+        apply_next(a);
+        break;
+    case JOB_RESTART:
+        a->restart_busy = false;
+        if (j->rc)
+            log_error("msg=\"HAProxy could not be restarted\" error=\"%s\"", j->msg);
+        else
+            log_info("msg=\"HAProxy restarted with the last good configuration\" pid=%d",
+                     agent_driver_pid(a->drv));
+        break;
+    case JOB_HEALTH:
+        a->health_busy = false;
+        if (a->hp_healthy != j->healthy)
+            log_info("msg=\"HAProxy health changed\" healthy=%s", j->healthy ? "yes" : "no");
+        a->hp_healthy = j->healthy;
+        break;
+    case JOB_PROBE:
+        if (j->conn) {
+            if (j->rc)
+                http_respond(j->conn, 503, "text/plain", j->msg, strlen(j->msg), NULL);
+            else
+                http_respond(j->conn, 200, "text/plain", "ok\n", 3, NULL);
+            http_server_flush(a->hs);
+        }
+        json_decref(j->spec);
+        break;
+    }
+    free(j);
+}
+
+/* ---- identity ---------------------------------------------------------------------------- */
+
+static void cert_due(uv_timer_t *t)
+{
+    struct agent *a = t->data;
+
+    if (submit(a, job_new(a, JOB_CERT)))
+        uv_timer_start(&a->cert_timer, cert_due, 1000, 0);
+}
+
+/* ---- configuration ----------------------------------------------------------------------- */
+
+static void apply_next(struct agent *a)
+{
+    struct job *j;
+
+    if (a->apply_busy || !a->doc || !a->have_cert || a->stopping)
+        return;
+    j = job_new(a, JOB_APPLY);
+    if (!j)
+        return;
+    j->doc = a->doc;
+    if (submit(a, j))
+        return; /* the document stays waiting; the next change or certificate retries */
+    a->doc = NULL;
+    a->apply_busy = true;
+}
+
+static void load_config(struct agent *a)
+{
+    json_error_t e;
+    json_t *doc;
+
+    if (!a->config_file)
+        return;
+    doc = json_load_file(a->config_file, 0, &e);
+    if (!doc) {
+        log_error("msg=\"configuration document unreadable; the last good one keeps serving\" "
+                  "file=%s line=%d error=\"%s\"",
+                  a->config_file, e.line, e.text);
+        return;
+    }
+    json_decref(a->doc);
+    a->doc = doc;
+    apply_next(a);
+}
+
+/* ---- supervision --------------------------------------------------------------------------- */
+
+static void stop_all(struct agent *a);
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    struct agent *a = s->data;
+
+    if (signum == SIGHUP) {
+        load_config(a);
+        return;
+    }
+    if (signum == SIGCHLD) {
+        int pid = agent_driver_pid(a->drv), st;
+
+        if (pid <= 0 || waitpid(pid, &st, WNOHANG) != pid)
+            return;
+        if (a->stopping)
+            return;
+        log_error("msg=\"HAProxy's master exited; restarting it with the last good "
+                  "configuration\" pid=%d status=%s%d",
+                  pid, WIFSIGNALED(st) ? "signal " : "exit ",
+                  WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+        a->hp_healthy = false;
+        if (!a->restart_busy && submit(a, job_new(a, JOB_RESTART)) == 0)
+            a->restart_busy = true;
+        return;
+    }
+    log_info("msg=\"stopping\" signal=%d", signum);
+    stop_all(a);
+}
+
+static void health_tick(uv_timer_t *t)
+{
+    struct agent *a = t->data;
+
+    if (!a->health_busy && submit(a, job_new(a, JOB_HEALTH)) == 0)
+        a->health_busy = true;
+}
+
+/* ---- health on 15020 ----------------------------------------------------------------------- */
+
+static void probe_gone(void *arg, struct http_conn *c)
+{
+    struct job *j = arg;
+
+    (void)c;
+    j->conn = NULL;
+}
+
+static bool from_pod(struct agent *a, struct http_conn *c)
+{
+    uint32_t peer = http_conn_peer_v4(c);
+
+    return (ntohl(peer) >> 24) == 127 || (a->pod_ip && peer == a->pod_ip);
+}
+
+static void health_handle(void *arg, struct http_conn *c, const struct http_request *req)
+{
+    struct agent *a = arg;
+    static const char pfx[] = "/app-health/";
+
+    if (strcmp(req->path, "/healthz/ready") == 0) {
+        char why[1200];
+
+        if (a->have_cert && a->configured && a->hp_healthy && !a->stopping) {
+            http_respond(c, 200, "text/plain", "ready\n", 6, NULL);
+            return;
+        }
+        snprintf(why, sizeof(why), "not ready:%s%s%s%s\n",
+                 a->have_cert ? "" : " no certificate yet;",
+                 a->configured ? "" : " no configuration applied yet;",
+                 a->hp_healthy ? "" : " HAProxy does not answer;", a->stopping ? " stopping;" : "");
+        http_respond(c, 503, "text/plain", why, strlen(why), NULL);
+        return;
+    }
+    if (strncmp(req->path, pfx, sizeof(pfx) - 1) == 0) {
+        const json_t *spec = json_object_get(a->probes, req->path);
+        struct job *j;
+
+        if (!spec) {
+            http_respond(c, 404, "text/plain", "no such probe\n", 14, NULL);
+            return;
+        }
+        j = job_new(a, JOB_PROBE);
+        if (!j) {
+            http_respond(c, 503, "text/plain", "out of memory\n", 14, NULL);
+            return;
+        }
+        j->spec = json_incref((json_t *)spec);
+        j->conn = c;
+        if (submit(a, j)) {
+            json_decref((json_t *)spec);
+            http_respond(c, 503, "text/plain", "busy\n", 5, NULL);
+            return;
+        }
+        http_defer(c, probe_gone, j);
+        return;
+    }
+    if (strcmp(req->path, "/quitquitquit") == 0) {
+        if (!from_pod(a, c)) {
+            http_respond(c, 403, "text/plain", "only the pod itself may stop its proxy\n", 39,
+                         NULL);
+            return;
+        }
+        if (strcmp(req->method, "POST") != 0) {
+            http_respond(c, 405, "text/plain", "use POST\n", 9, NULL);
+            return;
+        }
+        http_respond(c, 200, "text/plain", "stopping\n", 9, NULL);
+        http_server_flush(a->hs);
+        log_info("msg=\"stopping: /quitquitquit\"");
+        stop_all(a);
+        return;
+    }
+    http_respond(c, 404, "text/plain", "not found\n", 10, NULL);
+}
+
+static void on_htimer(uv_timer_t *t);
+static void hround_(struct agent *a)
+{
+    int t;
+
+    if (!a->hs || http_server_step(a->hs, 0))
+        return;
+    t = http_server_next_timeout(a->hs);
+    uv_timer_start(&a->htimer, on_htimer, (uint64_t)(t < 0 ? 1000 : t), 0);
+}
+static void on_htimer(uv_timer_t *t)
+{
+    hround_(t->data);
+}
+static void on_hpoll(uv_poll_t *p, int status, int events)
+{
+    (void)status;
+    (void)events;
+    hround_(p->data);
+}
+
+static int health_start(struct agent *a)
+{
+    /* probes from the kubelet and /quitquitquit: small, few, quick */
+    struct http_limits lim = {.request_ms = 5000,
+                              .idle_ms = 30000,
+                              .handshake_ms = 5000,
+                              .write_ms = 5000,
+                              .max_conns = 64,
+                              .max_conns_per_addr = 32,
+                              .max_buffered = 256u << 10,
+                              .handshakes_per_round = 8,
+                              .accept_backoff_ms = 100};
+    int rc = http_server_new(a->health_addr, NULL, 4096, health_handle, a, &a->hs);
+
+    if (rc)
+        return rc;
+    http_server_set_limits(a->hs, &lim);
+    uv_timer_init(a->loop, &a->htimer);
+    a->htimer.data = a;
+    rc = uv_poll_init(a->loop, &a->hpoll, http_server_fd(a->hs));
+    if (rc)
+        return rc;
+    a->hpoll.data = a;
+    rc = uv_poll_start(&a->hpoll, UV_READABLE, on_hpoll);
+    if (!rc)
+        hround_(a);
+    return rc;
+}
+
+/* ---- stop -------------------------------------------------------------------------------- */
+
+static void stop_all(struct agent *a)
+{
+    int pid = agent_driver_pid(a->drv);
+
+    if (a->stopping)
+        return;
+    a->stopping = true;
+    if (pid > 0)
+        kill(pid, SIGTERM); /* the master stops its worker */
+    uv_timer_stop(&a->cert_timer);
+    uv_timer_stop(&a->health_timer);
+    uv_signal_stop(&a->sig_hup);
+    uv_stop(a->loop);
+}
+
+/* ---- main -------------------------------------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: weft-agent [--log-level debug|info|warn|error] [--config-file DOC.json]\n"
+               "                  [--run-dir /var/lib/weft] [--control-plane HOST:PORT]\n"
+               "                  [--token-file PATH] [--ca-file PATH] [--haproxy BIN]\n"
+               "                  [--health-listen 0.0.0.0:15020] [--inbound-port 15006]\n"
+               "                  [--outbound-port 15001] [--metrics-port 15090]\n");
+}
+
+static const char *env_or(const char *name, const char *dflt)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : dflt;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option lopts[] = {
+        {"log-level", required_argument, NULL, 'l'},
+        {"config-file", required_argument, NULL, 'c'},
+        {"run-dir", required_argument, NULL, 'r'},
+        {"control-plane", required_argument, NULL, 'p'},
+        {"token-file", required_argument, NULL, 't'},
+        {"ca-file", required_argument, NULL, 'a'},
+        {"haproxy", required_argument, NULL, 'H'},
+        {"health-listen", required_argument, NULL, 'h'},
+        {"inbound-port", required_argument, NULL, 'i'},
+        {"outbound-port", required_argument, NULL, 'o'},
+        {"metrics-port", required_argument, NULL, 'm'},
+        {"help", no_argument, NULL, '?'},
+        {NULL, 0, NULL, 0},
+    };
+    struct agent a = {0};
+    const char *run_dir = "/var/lib/weft";
+    const char *cp = env_or("WEFT_CONTROL_PLANE", NULL);
+    char cert_file[600], ca_file[600];
+    const char *probes = getenv("WEFT_APP_PROBES"), *pod_ip = getenv("POD_IP");
+    int opt, rc;
+
+    a.loop = uv_default_loop();
+    a.creq.token_file = "/var/run/secrets/weft/tokens/token";
+    a.creq.ca_file = "/var/run/secrets/weft/ca/ca.crt";
+    a.creq.timeout_ms = 10000;
+    a.health_addr = "0.0.0.0:15020";
+    a.real.timeout_ms = 5000;
+    agent_render_opts_init(&a.ro);
+    while ((opt = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
+        enum log_level lvl;
+        switch (opt) {
+        case 'l':
+            if (log_level_parse(optarg, &lvl)) {
+                fprintf(stderr, "weft-agent: --log-level: unknown level \"%s\"\n", optarg);
+                return 2;
+            }
+            log_set_level(lvl);
+            break;
+        case 'c':
+            a.config_file = optarg;
+            break;
+        case 'r':
+            run_dir = optarg;
+            break;
+        case 'p':
+            cp = optarg;
+            break;
+        case 't':
+            a.creq.token_file = optarg;
+            break;
+        case 'a':
+            a.creq.ca_file = optarg;
+            break;
+        case 'H':
+            a.real.haproxy = optarg;
+            break;
+        case 'h':
+            a.health_addr = optarg;
+            break;
+        case 'i':
+        case 'o':
+        case 'm': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 1 || v > 65535) {
+                fprintf(stderr, "weft-agent: --%s: want a port 1-65535, not \"%s\"\n",
+                        opt == 'i'   ? "inbound-port"
+                        : opt == 'o' ? "outbound-port"
+                                     : "metrics-port",
+                        optarg);
+                return 2;
+            }
+            *(opt == 'i'   ? &a.ro.inbound_port
+              : opt == 'o' ? &a.ro.outbound_port
+                           : &a.ro.metrics_port) = (int)v;
+            break;
+        }
+        default:
+            usage(opt == '?' && optopt == 0 ? stdout : stderr);
+            return 2;
+        }
+    }
+    if (!cp) {
+        fprintf(stderr, "weft-agent: no control plane: set WEFT_CONTROL_PLANE or "
+                        "--control-plane HOST:PORT (weftd's certificate endpoint)\n");
+        return 2;
+    }
+    snprintf(a.url, sizeof(a.url), "https://%s/v1/certificates", cp);
+    a.creq.url = a.url;
+    snprintf(cert_file, sizeof(cert_file), "%s/pod.pem", run_dir);
+    snprintf(ca_file, sizeof(ca_file), "%s/bundle.pem", run_dir);
+    a.ro.run_dir = run_dir;
+    a.ro.cert_file = cert_file;
+    a.ro.ca_file = ca_file;
+    if (pod_ip && *pod_ip) {
+        struct in_addr in;
+        if (inet_pton(AF_INET, pod_ip, &in) == 1)
+            a.pod_ip = in.s_addr;
+        else if (strchr(pod_ip, ':'))
+            a.ro.ipv6 = true;
+    }
+    if (probes && *probes) {
+        json_error_t e;
+        a.probes = json_loads(probes, 0, &e);
+        if (!json_is_object(a.probes)) {
+            fprintf(stderr, "weft-agent: WEFT_APP_PROBES: not a JSON object (%s)\n", e.text);
+            return 2;
+        }
+    }
+    /* the run directory holds the key: this user only */
+    if (mkdir(run_dir, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "weft-agent: %s: %s\n", run_dir, strerror(errno));
+        return 1;
+    }
+    if (chmod(run_dir, 0700) != 0) {
+        fprintf(stderr, "weft-agent: %s: %s\n", run_dir, strerror(errno));
+        return 1;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    rc = agent_driver_new(&agent_haproxy_real_ops, &a.real, &a.ro, &a.drv);
+    if (rc) {
+        fprintf(stderr, "weft-agent: %s\n", err_str(rc));
+        return 1;
+    }
+    rc = health_start(&a);
+    if (rc) {
+        fprintf(stderr, "weft-agent: health listener %s: %s\n", a.health_addr, err_str(rc));
+        return 1;
+    }
+    uv_timer_init(a.loop, &a.cert_timer);
+    a.cert_timer.data = &a;
+    uv_timer_init(a.loop, &a.health_timer);
+    a.health_timer.data = &a;
+    uv_timer_start(&a.health_timer, health_tick, 0, 500);
+    uv_signal_init(a.loop, &a.sig_chld);
+    uv_signal_init(a.loop, &a.sig_term);
+    uv_signal_init(a.loop, &a.sig_int);
+    uv_signal_init(a.loop, &a.sig_hup);
+    a.sig_chld.data = a.sig_term.data = a.sig_int.data = a.sig_hup.data = &a;
+    uv_signal_start(&a.sig_chld, on_signal, SIGCHLD);
+    uv_signal_start(&a.sig_term, on_signal, SIGTERM);
+    uv_signal_start(&a.sig_int, on_signal, SIGINT);
+    uv_signal_start(&a.sig_hup, on_signal, SIGHUP);
+    log_info("msg=\"weft-agent starting\" control_plane=%s run_dir=%s health=%s", cp, run_dir,
+             a.health_addr);
+    load_config(&a);
+    cert_due(&a.cert_timer);
+    uv_run(a.loop, UV_RUN_DEFAULT);
+    /* jobs still on workers finish before the process exits */
+    {
+        int pid = agent_driver_pid(a.drv), st;
+        if (pid > 0)
+            while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+                ;
+    }
+    log_info("msg=\"weft-agent stopped\"");
+    return 0;
+}

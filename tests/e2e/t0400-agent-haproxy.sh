@@ -122,13 +122,10 @@ case_renewal() {
     assert_eq "$(master_cmd "show proc" | awk '$2 == "master" {print $3}')" 0 "master reloads" || return
     okv "leaf" sh -c "echo | openssl s_client -connect 127.0.0.1:$IN_PORT -cert $D/client.pem -key $D/client.pem -CAfile $D/root.pem 2>/dev/null | openssl x509 -noout -enddate" || return
     echo "    serials $s0 -> $s1, worker $pid0 unchanged; $OUT"
-    # with the mesh client certificate a request gets through TLS to HAProxy's HTTP (503: no app
-    # listens behind it); without a client certificate the handshake is refused
-    run curl -sk -o /dev/null -w '%{http_code}' --cert "$D/client.pem" "https://127.0.0.1:$IN_PORT/"
-    assert_eq "$OUT" 503 "HTTP status with a client certificate (no app behind)" || return
-    run curl -sk -o /dev/null -w '%{http_code}' "https://127.0.0.1:$IN_PORT/"
-    assert_ne "$RC" 0 "curl without a client certificate fails" || return
-    assert_eq "$OUT" 000 "no HTTP answer without a client certificate" || return
+    # without a client certificate the handshake is refused (TLS 1.3: the alert comes with the
+    # first read)
+    run sh -c "printf 'GET / HTTP/1.0\r\n\r\n' | timeout 5 openssl s_client -connect 127.0.0.1:$IN_PORT -CAfile $D/root.pem -ign_eof"
+    assert_contains "$OUT" "alert certificate required" "openssl s_client without a client certificate" || return
 }
 
 # HAProxy's master SIGKILL'd (its worker follows it): the agent starts it again with the last

@@ -768,11 +768,14 @@ case_with_weftd() {
 
     # Uninstall while weftd still runs (as it does during a real uninstall): no webhook
     # configuration may come back, or pods in meshed namespaces could not be created.
+    local before
+    before=$(grep -c 'msg="lost leadership"' "$WD_LOG")
     ok "helm uninstall with weftd running" "$HELM" uninstall "$REL" -n "$NS" || return
-    # No event shows that weftd has handled the deletion: the same uninstall removes weftd's
-    # RBAC, after which it reacts to nothing visibly (a weft-injector made by hand is not
-    # patched either), so a pause remains here.
-    sleep 3
+    # Only the leader writes weft-injector. The uninstall deletes weftd's ServiceAccount and
+    # RBAC with the rest, so weftd's next lease renewal fails and it stops leading: from then on
+    # it writes nothing, and what is stored is what stays.
+    wait_for 30 bash -c "[ \$(grep -c 'msg=\"lost leadership\"' '$WD_LOG') -gt $before ]" ||
+        t_fail "weftd still leads after the uninstall: $(tail -5 "$WD_LOG")" || return
     okv "webhook configurations" "$K" get mutatingwebhookconfiguration -o name || return
     assert_eq "$OUT" "" "weft-injector after uninstall" || return
 }

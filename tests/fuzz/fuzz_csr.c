@@ -54,7 +54,7 @@ static void pem_wrap(const uint8_t *der, size_t n, struct buf *out)
 
 static void check_issue(const struct ca_csr *csr)
 {
-    static const struct ca_identity id = {"cluster.local", "fuzz", "default"};
+    static const struct ca_identity id = {"cluster.local", "fuzz", "default", NULL, NULL};
     struct ca_leaf leaf;
     struct ca_cert_info info;
     int rc;

@@ -229,6 +229,7 @@ struct agent_cert {
     time_t not_after;
     char spiffe_id[2049];
     char fingerprint[65];
+    char pod_namespace[64], pod_name[254], pod_uid[64]; /* the pod extension; "" when absent */
 };
 void agent_cert_release(struct agent_cert *c);
 

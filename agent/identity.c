@@ -225,6 +225,9 @@ int agent_cert_fetch(const struct agent_cert_req *req, struct agent_cert *out, c
         c.not_after = info.not_after;
         snprintf(c.spiffe_id, sizeof(c.spiffe_id), "%s", info.spiffe_id);
         snprintf(c.fingerprint, sizeof(c.fingerprint), "%s", info.fingerprint);
+        snprintf(c.pod_namespace, sizeof(c.pod_namespace), "%s", info.pod_namespace);
+        snprintf(c.pod_name, sizeof(c.pod_name), "%s", info.pod_name);
+        snprintf(c.pod_uid, sizeof(c.pod_uid), "%s", info.pod_uid);
     }
     *out = c;
     memset(&c, 0, sizeof(c));

@@ -26,6 +26,7 @@
 #include "ca/ca.h"
 #include "core/log.h"
 #include "http/http.h"
+#include "push/push.h"
 
 struct agent {
     uv_loop_t *loop;
@@ -45,6 +46,14 @@ struct agent {
     time_t not_after;
     unsigned attempts;
     uv_timer_t cert_timer;
+
+    struct agent_cert cert; /* the current one: the stream's client certificate */
+
+    /* the config stream */
+    struct push_client *stream;
+    char stream_host[256];
+    int stream_port; /* 0: no stream (--config-file) */
+    const char *stream_name;
 
     /* configuration */
     json_t *doc;     /* the document waiting to be applied (newest wins) */
@@ -100,9 +109,6 @@ static void run_job(uv_work_t *w)
         if (!j->rc)
             j->rc = agent_driver_set_identity(a->drv, j->cert.chain_pem, j->cert.key_pem,
                                               j->cert.bundle_pem, j->msg, sizeof(j->msg));
-        /* the key lives on in HAProxy's file only */
-        ca_key_pem_free(j->cert.key_pem);
-        j->cert.key_pem = NULL;
         break;
     case JOB_APPLY: {
         struct agent_render_out out;
@@ -156,6 +162,8 @@ static int submit(struct agent *a, struct job *j)
 static void apply_next(struct agent *a);
 static void cert_due(uv_timer_t *t);
 
+static void stream_start(struct agent *a);
+
 static void cert_done(struct agent *a, struct job *j)
 {
     time_t now = time(NULL);
@@ -175,8 +183,22 @@ static void cert_done(struct agent *a, struct job *j)
                  "renew_in_ms=%ld haproxy_pid=%d",
                  j->cert.spiffe_id, j->cert.fingerprint, (long)(j->cert.not_after - now), ms,
                  agent_driver_pid(a->drv));
+        /* the agent keeps the key for the stream's mutual TLS (never written elsewhere) */
+        agent_cert_release(&a->cert);
+        a->cert = j->cert;
+        memset(&j->cert, 0, sizeof(j->cert));
+        if (a->stream) {
+            int rc = push_client_set_certs(a->stream, a->cert.chain_pem, a->cert.key_pem,
+                                           a->cert.bundle_pem);
+            if (rc)
+                log_error("msg=\"config stream: the new certificate was refused\" error=%s",
+                          err_str(rc));
+        } else {
+            stream_start(a);
+        }
         apply_next(a); /* a configuration may have waited for the certificate */
     }
+    agent_cert_release(&j->cert);
     if (!a->stopping)
         uv_timer_start(&a->cert_timer, cert_due, (uint64_t)ms, 0);
 }
@@ -233,6 +255,91 @@ static void after_job(uv_work_t *w, int status)
         break;
     }
     free(j);
+}
+
+/* ---- the config stream --------------------------------------------------------------------- */
+
+/*
+ * A document from weftd: rendered and applied before the answer, so that the NACK carries
+ * HAProxy's own message. This runs on the loop thread (push/'s callback answers synchronously):
+ * a reload's haproxy -c holds the loop for its duration (tens of ms for a small document, up
+ * to half a second for 1,000 services, HAPROXY-NOTES.md).
+ */
+static int on_stream_config(void *arg, uint64_t version, const char *hash, const char *doc,
+                            char *reason, size_t reason_size)
+{
+    struct agent *a = arg;
+    struct agent_render_out out;
+    enum agent_apply_kind k = AGENT_APPLY_NONE;
+    json_error_t e;
+    json_t *js = json_loads(doc, 0, &e);
+    int rc;
+
+    if (!js) {
+        snprintf(reason, reason_size, "the document is not JSON: %s", e.text);
+        return ERR_PARSE;
+    }
+    rc = agent_render(js, &a->ro, &out, reason, reason_size);
+    json_decref(js);
+    if (!rc) {
+        rc = agent_driver_apply(a->drv, &out, &k, reason, reason_size);
+        agent_render_out_release(&out);
+    }
+    if (rc) {
+        log_error("msg=\"configuration refused (NACK); the last good one keeps serving\" "
+                  "version=%llu hash=%s error=\"%s\"",
+                  (unsigned long long)version, hash, reason);
+        return rc;
+    }
+    a->configured = true;
+    log_info("msg=\"configuration applied (ACK)\" version=%llu hash=%s how=%s haproxy_pid=%d",
+             (unsigned long long)version, hash, agent_apply_kind_name(k), agent_driver_pid(a->drv));
+    return 0;
+}
+
+static void on_stream_state(void *arg, const struct push_client_event *ev)
+{
+    (void)arg;
+    if (ev->state == PUSH_CLIENT_CONNECTED)
+        log_info("msg=\"config stream connected\"");
+    else if (ev->state == PUSH_CLIENT_REJECTED)
+        log_error("msg=\"config stream refused by weftd\" code=%s reason=\"%s\"", ev->code,
+                  ev->reason);
+    else
+        log_warn("msg=\"config stream down; the last good configuration keeps serving\" "
+                 "reason=\"%s\" retry_in_ms=%u",
+                 ev->reason, ev->retry_ms);
+}
+
+static void stream_start(struct agent *a)
+{
+    static const struct push_client_ops ops = {.on_config = on_stream_config,
+                                               .on_state = on_stream_state};
+    const char *ns = getenv("POD_NAMESPACE"), *name = getenv("POD_NAME");
+    struct push_client_config cfg = {0};
+    int rc;
+
+    if (!a->stream_port || a->stream)
+        return;
+    /* the certificate's pod extension names the pod; the downward API when it has none */
+    cfg.pod_ns = a->cert.pod_namespace[0] ? a->cert.pod_namespace : ns;
+    cfg.pod_name = a->cert.pod_name[0] ? a->cert.pod_name : name;
+    cfg.pod_uid = a->cert.pod_uid;
+    if (!cfg.pod_ns || !*cfg.pod_ns || !cfg.pod_name || !*cfg.pod_name || !*cfg.pod_uid) {
+        log_error("msg=\"no config stream: the certificate names no pod (a token bound to the "
+                  "pod is needed: the webhook's weft-token volume)\"");
+        return;
+    }
+    cfg.host = a->stream_host;
+    cfg.port = a->stream_port;
+    cfg.server_name = a->stream_name;
+    cfg.cert_pem = a->cert.chain_pem;
+    cfg.key_pem = a->cert.key_pem;
+    cfg.trust_pem = a->cert.bundle_pem;
+    cfg.agent_version = "weft-agent";
+    rc = push_client_new(a->loop, &cfg, &ops, a, &a->stream);
+    if (rc)
+        log_error("msg=\"config stream cannot start\" error=%s", err_str(rc));
 }
 
 /* ---- identity ---------------------------------------------------------------------------- */
@@ -464,6 +571,8 @@ static void stop_all(struct agent *a)
     uv_timer_stop(&a->cert_timer);
     uv_timer_stop(&a->health_timer);
     uv_signal_stop(&a->sig_hup);
+    push_client_free(a->stream);
+    a->stream = NULL;
     uv_stop(a->loop);
 }
 
@@ -475,7 +584,8 @@ static void usage(FILE *f)
                "                  [--run-dir /var/lib/weft] [--control-plane HOST:PORT]\n"
                "                  [--token-file PATH] [--ca-file PATH] [--haproxy BIN]\n"
                "                  [--health-listen 0.0.0.0:15020] [--inbound-port 15006]\n"
-               "                  [--outbound-port 15001] [--metrics-port 15090]\n");
+               "                  [--outbound-port 15001] [--metrics-port 15090]\n"
+               "                  [--stream-port 15013] [--stream-server-name NAME]\n");
 }
 
 static const char *env_or(const char *name, const char *dflt)
@@ -498,6 +608,8 @@ int main(int argc, char **argv)
         {"inbound-port", required_argument, NULL, 'i'},
         {"outbound-port", required_argument, NULL, 'o'},
         {"metrics-port", required_argument, NULL, 'm'},
+        {"stream-port", required_argument, NULL, 's'},
+        {"stream-server-name", required_argument, NULL, 'n'},
         {"help", no_argument, NULL, '?'},
         {NULL, 0, NULL, 0},
     };
@@ -546,6 +658,10 @@ int main(int argc, char **argv)
         case 'h':
             a.health_addr = optarg;
             break;
+        case 'n':
+            a.stream_name = optarg;
+            break;
+        case 's':
         case 'i':
         case 'o':
         case 'm': {
@@ -553,11 +669,16 @@ int main(int argc, char **argv)
             long v = strtol(optarg, &end, 10);
             if (*end || v < 1 || v > 65535) {
                 fprintf(stderr, "weft-agent: --%s: want a port 1-65535, not \"%s\"\n",
-                        opt == 'i'   ? "inbound-port"
+                        opt == 's'   ? "stream-port"
+                        : opt == 'i' ? "inbound-port"
                         : opt == 'o' ? "outbound-port"
                                      : "metrics-port",
                         optarg);
                 return 2;
+            }
+            if (opt == 's') {
+                a.stream_port = (int)v;
+                break;
             }
             *(opt == 'i'   ? &a.ro.inbound_port
               : opt == 'o' ? &a.ro.outbound_port
@@ -575,6 +696,23 @@ int main(int argc, char **argv)
         return 2;
     }
     snprintf(a.url, sizeof(a.url), "https://%s/v1/certificates", cp);
+    /* the stream: port 15013 of the control plane's host (docs/config-stream.md), unless the
+     * document comes from a file */
+    {
+        const char *colon = strrchr(cp, ':');
+        size_t hl = colon ? (size_t)(colon - cp) : strlen(cp);
+
+        if (hl >= sizeof(a.stream_host)) {
+            fprintf(stderr, "weft-agent: control plane address too long\n");
+            return 2;
+        }
+        memcpy(a.stream_host, cp, hl);
+        a.stream_host[hl] = '\0';
+        if (a.config_file)
+            a.stream_port = 0;
+        else if (!a.stream_port)
+            a.stream_port = 15013;
+    }
     a.creq.url = a.url;
     snprintf(cert_file, sizeof(cert_file), "%s/pod.pem", run_dir);
     snprintf(ca_file, sizeof(ca_file), "%s/bundle.pem", run_dir);
@@ -642,6 +780,7 @@ int main(int argc, char **argv)
             while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
                 ;
     }
+    agent_cert_release(&a.cert);
     log_info("msg=\"weft-agent stopped\"");
     return 0;
 }

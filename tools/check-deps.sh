@@ -21,7 +21,7 @@ declare -A allow=(
   [push]="core tls push"
   [cli]="core kube conf cli webhook"
   [webhook]="core conf ca webhook"
-  [agent]="core conf tls http ca agent push_types"
+  [agent]="core conf tls http ca agent push push_types"
   [agent/init]="core conf tls ca agent push_types"
   [tests/kubelite]="core conf tls http kubelite"
 )

@@ -169,6 +169,9 @@ static void cert_done(struct agent *a, struct job *j)
     time_t now = time(NULL);
     long ms;
 
+    if (a->stopping)
+        return;
+
     if (j->rc) {
         ms = agent_retry_delay_ms(a->attempts++, now, a->have_cert ? a->not_after : 0, rnd01());
         log_error("msg=\"no new certificate\" error=\"%s\" have_valid_certificate=%s "
@@ -198,7 +201,6 @@ static void cert_done(struct agent *a, struct job *j)
         }
         apply_next(a); /* a configuration may have waited for the certificate */
     }
-    agent_cert_release(&j->cert);
     if (!a->stopping)
         uv_timer_start(&a->cert_timer, cert_due, (uint64_t)ms, 0);
 }
@@ -212,6 +214,7 @@ static void after_job(uv_work_t *w, int status)
     switch (j->kind) {
     case JOB_CERT:
         cert_done(a, j);
+        agent_cert_release(&j->cert); /* empty when cert_done took it */
         break;
     case JOB_APPLY:
         a->apply_busy = false;
@@ -568,12 +571,18 @@ static void stop_all(struct agent *a)
     a->stopping = true;
     if (pid > 0)
         kill(pid, SIGTERM); /* the master stops its worker */
-    uv_timer_stop(&a->cert_timer);
-    uv_timer_stop(&a->health_timer);
-    uv_signal_stop(&a->sig_hup);
+    /* every handle closed: uv_run returns once the stream's teardown and the jobs on workers
+     * are done (main then frees the rest) */
     push_client_free(a->stream);
     a->stream = NULL;
-    uv_stop(a->loop);
+    uv_close((uv_handle_t *)&a->cert_timer, NULL);
+    uv_close((uv_handle_t *)&a->health_timer, NULL);
+    uv_close((uv_handle_t *)&a->htimer, NULL);
+    uv_close((uv_handle_t *)&a->hpoll, NULL);
+    uv_close((uv_handle_t *)&a->sig_chld, NULL);
+    uv_close((uv_handle_t *)&a->sig_term, NULL);
+    uv_close((uv_handle_t *)&a->sig_int, NULL);
+    uv_close((uv_handle_t *)&a->sig_hup, NULL);
 }
 
 /* ---- main -------------------------------------------------------------------------------- */
@@ -780,7 +789,13 @@ int main(int argc, char **argv)
             while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
                 ;
     }
+    http_server_free(a.hs);
+    agent_driver_free(a.drv);
+    json_decref(a.probes);
+    json_decref(a.doc);
     agent_cert_release(&a.cert);
+    IGNORE_RESULT(uv_loop_close(a.loop));
+    curl_global_cleanup();
     log_info("msg=\"weft-agent stopped\"");
     return 0;
 }

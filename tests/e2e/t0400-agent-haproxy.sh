@@ -10,7 +10,7 @@
 
 K="$KUBECTL_DIR/kubectl.1.33"
 WEFTD=$KL_REPO/$BUILD/bin/weftd
-AGENT=$KL_REPO/$BUILD/bin/weft-agent
+AGENT=${AGENT:-$KL_REPO/$BUILD/bin/weft-agent}
 WFE_TOOL=$KL_REPO/$BUILD/tests/wfe-tool
 HAPROXY=${HAPROXY:-haproxy}
 DOC=$KL_REPO/tests/fixtures/mesh/split-uneven/expected/default.productpage-1.json

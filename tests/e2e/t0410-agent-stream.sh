@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.." || exit 1
 . tests/integration/lib.sh
 . tests/integration/weftd-lib.sh
 
-AGENT=$KL_REPO/$BUILD/bin/weft-agent
+AGENT=${AGENT:-$KL_REPO/$BUILD/bin/weft-agent}
 HAPROXY=${HAPROXY:-haproxy}
 NS=shop
 D=$KL_TMP/agent

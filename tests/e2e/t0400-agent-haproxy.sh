@@ -86,7 +86,14 @@ case_start() {
     OUT_PORT=$(free_port)
     MET_PORT=$(free_port)
     HEALTH_PORT=$(free_port)
-    POD_IP=127.0.0.1 "$AGENT" --log-level debug --control-plane "127.0.0.1:$CERTS_PORT" \
+    # the app: an HTTP server with /ok; a probe to a port where nothing listens
+    APP_PORT=$(free_port)
+    DEAD_PORT=$(free_port)
+    mkdir -p "$D/www" && echo ok >"$D/www/ok"
+    (cd "$D/www" && exec python3 -m http.server --bind 127.0.0.1 "$APP_PORT" >/dev/null 2>&1) &
+    bg_track $!
+    PROBES="{\"/app-health/app/livez\": {\"httpGet\": {\"scheme\": \"HTTP\", \"port\": $APP_PORT, \"path\": \"/ok\", \"httpHeaders\": [{\"name\": \"X-Probe\", \"value\": \"kubelet\"}]}, \"timeoutSeconds\": 1}, \"/app-health/app/startupz\": {\"httpGet\": {\"port\": $APP_PORT, \"path\": \"/missing\"}, \"timeoutSeconds\": 1}, \"/app-health/app/readyz\": {\"tcpSocket\": {\"port\": $DEAD_PORT}, \"timeoutSeconds\": 1}, \"/app-health/db/readyz\": {\"tcpSocket\": {\"port\": $APP_PORT}, \"timeoutSeconds\": 1}}"
+    WEFT_APP_PROBES=$PROBES POD_IP=127.0.0.1 "$AGENT" --log-level debug --control-plane "127.0.0.1:$CERTS_PORT" \
         --token-file "$D/token" --ca-file "$D/root.pem" --run-dir "$D/run" \
         --config-file "$D/doc.json" --health-listen "127.0.0.1:$HEALTH_PORT" \
         --inbound-port "$IN_PORT" --outbound-port "$OUT_PORT" --metrics-port "$MET_PORT" \
@@ -170,8 +177,35 @@ case_readiness() {
         { t_fail "not ready again"; return 1; }
 }
 
+# the kubelet's rewritten probes (docs/injection.md): the original check run over loopback
+case_probes() {
+    probe() { curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HEALTH_PORT$1"; }
+    wait_for 10 sh -c "curl -sf http://127.0.0.1:$APP_PORT/ok >/dev/null" || { t_fail "the app did not start"; return 1; }
+    assert_eq "$(probe /app-health/app/livez)" 200 "httpGet to the app's /ok" || return
+    assert_eq "$(probe /app-health/app/startupz)" 503 "httpGet answered 404" || return
+    assert_contains "$(curl -s "http://127.0.0.1:$HEALTH_PORT/app-health/app/startupz")" "HTTP 404" "why" || return
+    assert_eq "$(probe /app-health/app/readyz)" 503 "tcpSocket to a closed port" || return
+    assert_eq "$(probe /app-health/db/readyz)" 200 "tcpSocket to an open port" || return
+    assert_eq "$(probe /app-health/nope/livez)" 404 "a probe the webhook did not write" || return
+}
+
+# /quitquitquit: POST only; from the pod itself (here loopback) it stops HAProxy and the agent
+case_quit() {
+    local m
+    m=$(master_pid)
+    assert_eq "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HEALTH_PORT/quitquitquit")" 405 "GET" || return
+    assert_eq "$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$HEALTH_PORT/quitquitquit")" 200 "POST from loopback" || return
+    wait_for 10 sh -c "! kill -0 $AGENT_PID 2>/dev/null" || { t_fail "the agent still runs"; return 1; }
+    wait "$AGENT_PID"
+    assert_eq "$?" 0 "the agent's exit status" || return
+    daemon_killed "$AGENT_PID"
+    ! kill -0 "$m" 2>/dev/null || { t_fail "HAProxy's master $m still runs"; return 1; }
+}
+
 t_run "agent: certificate from weftd, HAProxy started, ready" case_start
 t_run "60 s certificates renewed without a reload; new handshakes see the new serial" case_renewal
 t_run "HAProxy SIGKILL'd: serving again within a second" case_sigkill
 t_run "readiness reflects HAProxy's health" case_readiness
+t_run "app probes forwarded over loopback" case_probes
+t_run "/quitquitquit from the pod stops HAProxy and the agent" case_quit
 t_summary

@@ -133,6 +133,8 @@ struct kl {
     const char *advertise;
     int advertise_port;
     const char *ca_pem;
+    struct kl_log_follower *log_followers; /* `kubectl logs -f` streams (podlog.c) */
+    size_t nlog_followers;
 };
 
 /* The `kubernetes` Service's ClusterIP: the first address of the service CIDR 10.96.0.0/12. */

@@ -27,8 +27,8 @@
 #define TICK_READ (256u << 10) /* bytes sent to one follower per tick */
 #define MAX_BACKLOG (1u << 20) /* a follower with this much unsent waits */
 
-struct follower {
-    struct follower *next;
+struct kl_log_follower {
+    struct kl_log_follower *next;
     struct kl *kl;
     struct http_conn *conn;
     int fd;
@@ -39,21 +39,18 @@ struct follower {
     bool dead;       /* the connection failed: its close (on_close) frees this */
 };
 
-static struct follower *followers;
-static size_t nfollowers;
-
 static void bad(struct http_conn *c, const char *msg)
 {
     kl_respond_status(c, 400, "BadRequest", msg, NULL, NULL, NULL, NULL);
 }
 
-static void follower_free(struct follower *f)
+static void follower_free(struct kl_log_follower *f)
 {
-    struct follower **pp;
-    for (pp = &followers; *pp; pp = &(*pp)->next) {
+    struct kl_log_follower **pp;
+    for (pp = &f->kl->log_followers; *pp; pp = &(*pp)->next) {
         if (*pp == f) {
             *pp = f->next;
-            nfollowers--;
+            f->kl->nlog_followers--;
             break;
         }
     }
@@ -279,7 +276,7 @@ void kl_pod_log(struct kl *kl, struct http_conn *c, const struct http_request *r
         free(data);
         return;
     }
-    if (nfollowers >= MAX_FOLLOWERS) {
+    if (kl->nlog_followers >= MAX_FOLLOWERS) {
         close(fd);
         free(data);
         kl_respond_status(c, 429, "TooManyRequests", "too many log streams are open; retry later",
@@ -287,7 +284,7 @@ void kl_pod_log(struct kl *kl, struct http_conn *c, const struct http_request *r
         return;
     }
     {
-        struct follower *f = calloc(1, sizeof(*f));
+        struct kl_log_follower *f = calloc(1, sizeof(*f));
         if (!f) {
             close(fd);
             free(data);
@@ -307,9 +304,9 @@ void kl_pod_log(struct kl *kl, struct http_conn *c, const struct http_request *r
         snprintf(f->uid, sizeof(f->uid), "%s",
                  jstr_or(json_object_get(pod, "metadata"), "uid", ""));
         snprintf(f->container, sizeof(f->container), "%s", container);
-        f->next = followers;
-        followers = f;
-        nfollowers++;
+        f->next = kl->log_followers;
+        kl->log_followers = f;
+        kl->nlog_followers++;
         http_stream_begin(c, 200, "text/plain", follower_closed, f);
         if (len && http_stream_write(c, data + start, len))
             f->dead = true;
@@ -318,7 +315,7 @@ void kl_pod_log(struct kl *kl, struct http_conn *c, const struct http_request *r
 }
 
 /* Send what was appended; true when the stream is over (the container is done with this file). */
-static bool follow_step(struct follower *f)
+static bool follow_step(struct kl_log_follower *f)
 {
     struct rstore *pods = kl_store_get(f->kl, "", "pods", false);
     char key[600], buf[65536];
@@ -360,8 +357,7 @@ static bool follow_step(struct follower *f)
 
 void kl_pod_log_tick(struct kl *kl)
 {
-    struct follower *f = followers, *next;
-    (void)kl;
+    struct kl_log_follower *f = kl->log_followers, *next;
     for (; f; f = next) {
         next = f->next;
         if (!f->dead && follow_step(f)) {

@@ -35,7 +35,7 @@ allow_file=tests/skip-allow.txt
 
 # Every unit runner a build makes: one per tests/unit/<dir>, plus kubelet-lite's own
 # (tests/kubelite/kubelet/test). A new unit directory must be added here.
-UNIT_RUNNERS=(agent ca conf_json conf_yaml controller core http kl_patch kl_proto kl_selector
+UNIT_RUNNERS=(agent agent_driver ca conf_json conf_yaml controller core http kl_patch kl_proto kl_selector
     kl_ssa kl_table kl_validate kube kubelet push tls webhook)
 
 scale=${SUITE_TIME_SCALE:-}

@@ -597,6 +597,52 @@ static void usage(FILE *f)
                "                  [--stream-port 15013] [--stream-server-name NAME]\n");
 }
 
+static size_t discard(char *p, size_t sz, size_t n, void *arg)
+{
+    (void)p;
+    (void)arg;
+    return sz * n;
+}
+
+/*
+ * `weft-agent wait`: the classic-mode postStart hook (docs/injection.md). Returns 0 once the
+ * running agent's /healthz/ready answers 200 (asked every 200 ms over loopback on the health
+ * port), 1 after WAIT_TIMEOUT_S without it.
+ */
+#define WAIT_TIMEOUT_S 600
+static int wait_ready(const char *health_addr)
+{
+    const char *colon = strrchr(health_addr, ':');
+    char url[128];
+    time_t end = time(NULL) + WAIT_TIMEOUT_S;
+    CURL *c;
+
+    snprintf(url, sizeof(url), "http://127.0.0.1:%s/healthz/ready", colon ? colon + 1 : "15020");
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    c = curl_easy_init();
+    if (!c)
+        return 1;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 1000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+    for (;;) {
+        long status = 0;
+
+        if (curl_easy_perform(c) == CURLE_OK &&
+            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK && status == 200) {
+            curl_easy_cleanup(c);
+            return 0;
+        }
+        if (time(NULL) >= end) {
+            fprintf(stderr, "weft-agent wait: %s not ready after %d s\n", url, WAIT_TIMEOUT_S);
+            curl_easy_cleanup(c);
+            return 1;
+        }
+        nanosleep(&(struct timespec){0, 200 * 1000000L}, NULL);
+    }
+}
+
 static const char *env_or(const char *name, const char *dflt)
 {
     const char *v = getenv(name);
@@ -698,6 +744,13 @@ int main(int argc, char **argv)
             usage(opt == '?' && optopt == 0 ? stdout : stderr);
             return 2;
         }
+    }
+    if (optind < argc && strcmp(argv[optind], "wait") == 0 && optind + 1 == argc)
+        return wait_ready(a.health_addr);
+    if (optind < argc) {
+        fprintf(stderr, "weft-agent: unexpected argument \"%s\" (the only subcommand is wait)\n",
+                argv[optind]);
+        return 2;
     }
     if (!cp) {
         fprintf(stderr, "weft-agent: no control plane: set WEFT_CONTROL_PLANE or "

@@ -100,9 +100,17 @@ case_start() {
         >"$D/agent.log" 2>&1 &
     AGENT_PID=$!
     daemon_track "$AGENT_PID" "weft-agent"
+    # the classic-mode postStart hook: holds until the agent is ready
+    "$AGENT" --health-listen "127.0.0.1:$HEALTH_PORT" wait >"$D/wait.log" 2>&1 &
+    WAIT_PID=$!
+    bg_track "$WAIT_PID"
+    kill -0 "$WAIT_PID" 2>/dev/null || { t_fail "weft-agent wait returned before the agent was ready: $(cat "$D/wait.log")"; return 1; }
     wait_for 20 sh -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$HEALTH_PORT/healthz/ready)\" = 200 ]" ||
         { t_fail "not ready within 20 s: $(curl -s "http://127.0.0.1:$HEALTH_PORT/healthz/ready"); $(tail -5 "$D/agent.log")"; return 1; }
     assert_contains "$(cat "$D/agent.log")" 'msg="configuration applied" how=start' "first configuration" || return
+    wait_for 5 sh -c "! kill -0 $WAIT_PID 2>/dev/null" || { t_fail "weft-agent wait still waits with the agent ready"; return 1; }
+    wait "$WAIT_PID"
+    assert_eq "$?" 0 "weft-agent wait's exit status" || return
     assert_contains "$(cat "$D/agent.log")" 'spiffe_id=spiffe://cluster.local/ns/default/sa/productpage' "the identity the token names" || return
     assert_not_contains "$(cat "$D/agent.log" "$D/weftd.log")" "PRIVATE KEY" "key material in the logs" || return
     okv "run dir" stat -c '%a' "$D/run" "$D/run/pod.pem" || return

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "core/buf.h"
+#include "core/diag.h"
 #include "core/err.h"
 #include "core/netaddr.h"
 
@@ -56,10 +57,10 @@ void agent_ipt_plan_release(struct agent_ipt_plan *p);
  * ("include-inbound-ports", "exclude-inbound-ports", "exclude-outbound-ports",
  * "include-outbound-ip-ranges", "exclude-outbound-ip-ranges"); value is comma-separated, blank
  * for none, "*" where the option allows it. Duplicates are dropped. On error returns
- * ERR_INVALID with a message naming the option and the item; the plan keeps its old list.
+ * ERR_INVALID with a message in diag naming the option and the item; the plan keeps its old list.
  */
-int agent_ipt_plan_set(struct agent_ipt_plan *p, const char *what, const char *value, char *msg,
-                       size_t msglen) WUR;
+int agent_ipt_plan_set(struct agent_ipt_plan *p, const char *what, const char *value,
+                       struct diag *diag) WUR;
 
 /*
  * The rules for one family (AF_INET or AF_INET6), as the body of an iptables-restore `*nat`
@@ -73,11 +74,10 @@ int agent_ipt_rules(const struct agent_ipt_plan *p, int family, struct buf *out)
  * may be empty), `rules` what agent_ipt_rules wrote. Keeps every chain and rule of the nat table
  * that is not ours (the built-in chains' policies included), drops our chains and every rule
  * that jumps to one, and appends ours; the result is `*nat ... COMMIT\n`, for iptables-restore
- * without --noflush (atomic; other tables are untouched). ERR_UNSUPPORTED with a message when
- * the saved nat table cannot be represented by iptables (nft rules written by another tool).
+ * without --noflush (atomic; other tables are untouched). ERR_UNSUPPORTED with a message in diag
+ * when the saved nat table cannot be represented by iptables (nft rules written by another tool).
  */
-int agent_ipt_merge(const char *saved, const char *rules, struct buf *out, char *msg,
-                    size_t msglen) WUR;
+int agent_ipt_merge(const char *saved, const char *rules, struct buf *out, struct diag *diag) WUR;
 
 /* ---- the renderer: document -> HAProxy 2.6 configuration ----------------------------------- */
 
@@ -109,12 +109,12 @@ void agent_render_out_release(struct agent_render_out *out);
 /*
  * Render a configuration document (docs/proxy-config.md, schemaVersion 1). Pure: no I/O. On
  * success fills *out (release with agent_render_out_release). Errors: ERR_INVALID (a field the
- * document gets wrong, named by its JSON path in msg), ERR_UNSUPPORTED (a valid document this
+ * document gets wrong, named by its JSON path in diag), ERR_UNSUPPORTED (a valid document this
  * renderer cannot express: another schemaVersion, permissive mode), -ENOMEM. *out is left
  * empty on error. Thread-safe.
  */
 int agent_render(const json_t *doc, const struct agent_render_opts *o, struct agent_render_out *out,
-                 char *msg, size_t msglen) WUR;
+                 struct diag *diag) WUR;
 
 /* ---- weft-agent: the HAProxy driver (agent/haproxy.c) -------------------------------------- */
 
@@ -122,11 +122,11 @@ int agent_render(const json_t *doc, const struct agent_render_opts *o, struct ag
  * How the driver reaches HAProxy. The real table (agent_haproxy_real_ops) runs the haproxy
  * binary and talks to its sockets; tests plug in a fake. Each call blocks (a check takes up to
  * half a second with a large configuration): the agent makes them on a worker thread, one at a
- * time (the driver's lock). msg receives HAProxy's own words on failure.
+ * time (the driver's lock). diag receives HAProxy's own words on failure.
  */
 struct agent_haproxy_ops {
-    /* `haproxy -c -f cfg_path`: 0, or ERR_INVALID with HAProxy's ALERT lines in msg. */
-    int (*check)(void *ctx, const char *cfg_path, char *msg, size_t msglen);
+    /* `haproxy -c -f cfg_path`: 0, or ERR_INVALID with HAProxy's ALERT lines in diag. */
+    int (*check)(void *ctx, const char *cfg_path, struct diag *diag);
     /* Start the master (master-worker mode, master socket master_sock) with cfg_path; *pid is
      * the master's. 0 or a negative errno. */
     int (*start)(void *ctx, const char *cfg_path, const char *master_sock, int *pid);
@@ -168,21 +168,21 @@ void agent_driver_free(struct agent_driver *d);
  * when only server weights differ they go through the runtime API (no reload; the files are
  * rewritten so that a later reload or restart keeps them); otherwise the new files are checked
  * with `haproxy -c` and HAProxy reloads through the master socket. A configuration HAProxy
- * refuses returns ERR_INVALID with HAProxy's message in msg: the last good files are put back
+ * refuses returns ERR_INVALID with HAProxy's message in diag: the last good files are put back
  * and keep serving. A failing runtime command falls back to a reload. *kind says what was done
  * (written on success). Thread-safe (serialized by the driver's lock).
  */
 int agent_driver_apply(struct agent_driver *d, const struct agent_render_out *r,
-                       enum agent_apply_kind *kind, char *msg, size_t msglen) WUR;
+                       enum agent_apply_kind *kind, struct diag *diag) WUR;
 
 /*
  * The pod's certificate (chain_pem then key_pem, one PEM, 0600 at opts->cert_file) and the
  * trust bundle (opts->ca_file). Written atomically; when HAProxy runs, swapped in through the
  * runtime API (`set ssl cert`/`commit ssl cert`, `set ssl ca-file`/`commit ssl ca-file`) with
- * no reload. key_pem is never logged and never put in msg. 0, or a negative code with msg.
+ * no reload. key_pem is never logged and never put in diag. 0, or a negative code with diag.
  */
 int agent_driver_set_identity(struct agent_driver *d, const char *chain_pem, const char *key_pem,
-                              const char *bundle_pem, char *msg, size_t msglen) WUR;
+                              const char *bundle_pem, struct diag *diag) WUR;
 
 /* Whether a first configuration has been applied, and the master's PID (0: none running). */
 bool agent_driver_configured(struct agent_driver *d);
@@ -190,9 +190,9 @@ int agent_driver_pid(struct agent_driver *d);
 
 /*
  * The master exited (the agent reaps it): start it again with the last good files. 0 or a
- * negative code with msg. Thread-safe.
+ * negative code with diag. Thread-safe.
  */
-int agent_driver_restart(struct agent_driver *d, char *msg, size_t msglen) WUR;
+int agent_driver_restart(struct agent_driver *d, struct diag *diag) WUR;
 
 /* Whether HAProxy answers `show info` on its stats socket. Thread-safe. */
 bool agent_driver_healthy(struct agent_driver *d);
@@ -236,11 +236,11 @@ void agent_cert_release(struct agent_cert *c);
 /*
  * A fresh ECDSA P-256 key made in memory (ca_csr_new), its CSR sent with the token to weftd,
  * the answer checked (the chain's leaf holds this key; a bundle). Blocking (key generation and
- * one HTTPS request): run on a worker thread. 0 with *out filled, or a negative code with msg
- * (weftd's own error text when it answered one; the token is never put in msg).
+ * one HTTPS request): run on a worker thread. 0 with *out filled, or a negative code with diag
+ * (weftd's own error text when it answered one; the token is never put in diag).
  */
-int agent_cert_fetch(const struct agent_cert_req *req, struct agent_cert *out, char *msg,
-                     size_t msglen) WUR;
+int agent_cert_fetch(const struct agent_cert_req *req, struct agent_cert *out,
+                     struct diag *diag) WUR;
 
 /* ---- weft-agent: app probes (agent/health.c) ------------------------------------------------ */
 
@@ -250,8 +250,8 @@ int agent_cert_fetch(const struct agent_cert_req *req, struct agent_cert *out, c
  * | {"grpc": {port, service}}, "timeoutSeconds"). Over loopback (127.0.0.1), which weft-init
  * does not redirect. Blocking, bounded by timeoutSeconds: run on a worker. Returns 0 when the
  * app passes (HTTP 200-399, the TCP connect, gRPC SERVING), else a negative code with why in
- * msg; ERR_INVALID for a spec this cannot run.
+ * diag; ERR_INVALID for a spec this cannot run.
  */
-int agent_probe_run(const json_t *spec, char *msg, size_t msglen) WUR;
+int agent_probe_run(const json_t *spec, struct diag *diag) WUR;
 
 #endif

@@ -11,7 +11,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -216,18 +215,6 @@ static int server_weight(const json_t *runtime, const char *backend, const char 
     return -1;
 }
 
-static void set_msg(char *msg, size_t msglen, const char *fmt, ...) PRINTF_LIKE(3, 4);
-static void set_msg(char *msg, size_t msglen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!msg || !msglen)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(msg, msglen, fmt, ap);
-    va_end(ap);
-}
-
 /* The reply with its trailing blank lines cut, for messages. */
 static const char *trimmed(struct buf *b)
 {
@@ -256,7 +243,7 @@ out:
 }
 
 /* A seamless reload through the master socket, waited for until the master counts it. */
-static int reload(struct agent_driver *d, char *msg, size_t msglen)
+static int reload(struct agent_driver *d, struct diag *diag)
 {
     long r0 = 0, f0 = 0, r1 = 0, f1 = 0;
     struct buf r;
@@ -265,12 +252,12 @@ static int reload(struct agent_driver *d, char *msg, size_t msglen)
     buf_init(&r);
     rc = master_reloads(d, &r0, &f0);
     if (rc) {
-        set_msg(msg, msglen, "master socket %s: show proc: %s", d->master_sock, err_str(rc));
+        diag_set(diag, "master socket %s: show proc: %s", d->master_sock, err_str(rc));
         goto out;
     }
     rc = d->ops->cmd(d->ctx, d->master_sock, "reload", &r);
     if (rc) {
-        set_msg(msg, msglen, "master socket %s: reload: %s", d->master_sock, err_str(rc));
+        diag_set(diag, "master socket %s: reload: %s", d->master_sock, err_str(rc));
         goto out;
     }
     for (int waited = 0; waited < RELOAD_WAIT_MS; waited += 20) {
@@ -280,10 +267,10 @@ static int reload(struct agent_driver *d, char *msg, size_t msglen)
     }
     if (r1 <= r0) {
         rc = -ETIMEDOUT;
-        set_msg(msg, msglen, "HAProxy did not reload within %d ms", RELOAD_WAIT_MS);
+        diag_set(diag, "HAProxy did not reload within %d ms", RELOAD_WAIT_MS);
     } else if (f1 > f0) {
         rc = -EIO;
-        set_msg(msg, msglen, "HAProxy's master reports a failed reload (%ld failed so far)", f1);
+        diag_set(diag, "HAProxy's master reports a failed reload (%ld failed so far)", f1);
     }
 out:
     buf_release(&r);
@@ -364,7 +351,7 @@ static int remember(struct agent_driver *d, const struct agent_render_out *r)
 }
 
 int agent_driver_apply(struct agent_driver *d, const struct agent_render_out *r,
-                       enum agent_apply_kind *kind, char *msg, size_t msglen)
+                       enum agent_apply_kind *kind, struct diag *diag)
 {
     const char *cfg = r->config.p ? r->config.p : "";
     const char *map = r->outbound_map.p ? r->outbound_map.p : "";
@@ -390,7 +377,7 @@ int agent_driver_apply(struct agent_driver *d, const struct agent_render_out *r,
             /* the files follow, so that a later reload or restart keeps these weights */
             rc = write_file(d->cfg_path, cfg, strlen(cfg), 0644);
             if (rc) {
-                set_msg(msg, msglen, "%s: %s", d->cfg_path, err_str(rc));
+                diag_set(diag, "%s: %s", d->cfg_path, err_str(rc));
                 goto out;
             }
             k = AGENT_APPLY_RUNTIME;
@@ -409,31 +396,31 @@ int agent_driver_apply(struct agent_driver *d, const struct agent_render_out *r,
     if (!rc)
         rc = write_file(cfg_new, cfg, strlen(cfg), 0644);
     if (rc) {
-        set_msg(msg, msglen, "%s: %s", d->run_dir, err_str(rc));
+        diag_set(diag, "%s: %s", d->run_dir, err_str(rc));
         IGNORE_RESULT(put_back(d));
         goto out;
     }
-    rc = d->ops->check(d->ctx, cfg_new, msg, msglen);
+    rc = d->ops->check(d->ctx, cfg_new, diag);
     if (rc) {
         if (rc != ERR_INVALID)
-            set_msg(msg, msglen, "haproxy -c: %s", err_str(rc));
+            diag_set(diag, "haproxy -c: %s", err_str(rc));
         unlink(cfg_new);
         IGNORE_RESULT(put_back(d));
         goto out;
     }
     if (rename(cfg_new, d->cfg_path) != 0) {
         rc = -errno;
-        set_msg(msg, msglen, "%s: %s", d->cfg_path, err_str(rc));
+        diag_set(diag, "%s: %s", d->cfg_path, err_str(rc));
         IGNORE_RESULT(put_back(d));
         goto out;
     }
     if (d->pid > 0) {
-        rc = reload(d, msg, msglen);
+        rc = reload(d, diag);
     } else {
         k = AGENT_APPLY_START;
         rc = d->ops->start(d->ctx, d->cfg_path, d->master_sock, &d->pid);
         if (rc)
-            set_msg(msg, msglen, "starting HAProxy: %s", err_str(rc));
+            diag_set(diag, "starting HAProxy: %s", err_str(rc));
     }
     if (rc) {
         /* HAProxy accepted the files but did not take them: keep the last good on disk so
@@ -456,7 +443,7 @@ out:
 
 /* `set <what> <file> <<` with payload, then `commit <what> <file>`. */
 static int runtime_swap(struct agent_driver *d, const char *what, const char *file,
-                        const char *payload, char *msg, size_t msglen)
+                        const char *payload, struct diag *diag)
 {
     struct buf cmd, r;
     int rc;
@@ -470,11 +457,11 @@ static int runtime_swap(struct agent_driver *d, const char *what, const char *fi
     rc = d->ops->cmd(d->ctx, d->admin_sock, cmd.p, &r);
     if (!rc && !strstr(r.p ? r.p : "", "ransaction")) { /* "Transaction created/updated" */
         rc = -EIO;
-        set_msg(msg, msglen, "set %s %s: %s", what, file, trimmed(&r));
+        diag_set(diag, "set %s %s: %s", what, file, trimmed(&r));
         goto out;
     }
     if (rc) {
-        set_msg(msg, msglen, "set %s %s: %s", what, file, err_str(rc));
+        diag_set(diag, "set %s %s: %s", what, file, err_str(rc));
         goto out;
     }
     buf_reset(&cmd);
@@ -485,9 +472,9 @@ static int runtime_swap(struct agent_driver *d, const char *what, const char *fi
     rc = d->ops->cmd(d->ctx, d->admin_sock, cmd.p, &r);
     if (!rc && !strstr(r.p ? r.p : "", "Success")) {
         rc = -EIO;
-        set_msg(msg, msglen, "commit %s %s: %s", what, file, trimmed(&r));
+        diag_set(diag, "commit %s %s: %s", what, file, trimmed(&r));
     } else if (rc) {
-        set_msg(msg, msglen, "commit %s %s: %s", what, file, err_str(rc));
+        diag_set(diag, "commit %s %s: %s", what, file, err_str(rc));
     }
 out:
     /* the payload may hold the private key: wipe the copy */
@@ -499,7 +486,7 @@ out:
 }
 
 int agent_driver_set_identity(struct agent_driver *d, const char *chain_pem, const char *key_pem,
-                              const char *bundle_pem, char *msg, size_t msglen)
+                              const char *bundle_pem, struct diag *diag)
 {
     struct buf pem;
     int rc;
@@ -529,11 +516,11 @@ int agent_driver_set_identity(struct agent_driver *d, const char *chain_pem, con
         rc = ca_key_file_write(d->ca_file, bundle_pem, strlen(bundle_pem));
         if (rc) {
             free(copy);
-            set_msg(msg, msglen, "%s: %s", d->ca_file, err_str(rc));
+            diag_set(diag, "%s: %s", d->ca_file, err_str(rc));
             goto out;
         }
         if (d->pid > 0)
-            rc = runtime_swap(d, "ssl ca-file", d->ca_file, bundle_pem, msg, msglen);
+            rc = runtime_swap(d, "ssl ca-file", d->ca_file, bundle_pem, diag);
         if (rc) {
             free(copy);
             goto out;
@@ -543,11 +530,11 @@ int agent_driver_set_identity(struct agent_driver *d, const char *chain_pem, con
     }
     rc = ca_key_file_write(d->cert_file, pem.p, pem.len);
     if (rc) {
-        set_msg(msg, msglen, "%s: %s", d->cert_file, err_str(rc));
+        diag_set(diag, "%s: %s", d->cert_file, err_str(rc));
         goto out;
     }
     if (d->pid > 0)
-        rc = runtime_swap(d, "ssl cert", d->cert_file, pem.p, msg, msglen);
+        rc = runtime_swap(d, "ssl cert", d->cert_file, pem.p, diag);
 out:
     pthread_mutex_unlock(&d->lock);
     if (pem.p)
@@ -576,7 +563,7 @@ int agent_driver_pid(struct agent_driver *d)
     return v;
 }
 
-int agent_driver_restart(struct agent_driver *d, char *msg, size_t msglen)
+int agent_driver_restart(struct agent_driver *d, struct diag *diag)
 {
     int rc = 0;
 
@@ -587,7 +574,7 @@ int agent_driver_restart(struct agent_driver *d, char *msg, size_t msglen)
     /* the files on disk are the last good ones (an apply puts them back when it fails) */
     rc = d->ops->start(d->ctx, d->cfg_path, d->master_sock, &d->pid);
     if (rc)
-        set_msg(msg, msglen, "starting HAProxy: %s", err_str(rc));
+        diag_set(diag, "starting HAProxy: %s", err_str(rc));
 out:
     pthread_mutex_unlock(&d->lock);
     return rc;
@@ -645,7 +632,7 @@ static int read_all(int fd, struct buf *b, int timeout_ms)
     }
 }
 
-static int real_check(void *ctx, const char *cfg_path, char *msg, size_t msglen)
+static int real_check(void *ctx, const char *cfg_path, struct diag *diag)
 {
     const char *argv[] = {hp_bin(ctx), "-c", "-f", cfg_path, NULL};
     posix_spawn_file_actions_t fa;
@@ -664,7 +651,7 @@ static int real_check(void *ctx, const char *cfg_path, char *msg, size_t msglen)
     close(pipefd[1]);
     if (rc) {
         close(pipefd[0]);
-        set_msg(msg, msglen, "cannot run %s: %s", argv[0], err_str(rc));
+        diag_set(diag, "cannot run %s: %s", argv[0], err_str(rc));
         buf_release(&out);
         return rc;
     }
@@ -682,8 +669,8 @@ static int real_check(void *ctx, const char *cfg_path, char *msg, size_t msglen)
              line = strtok_r(NULL, "\n", &save))
             if (strstr(line, "ALERT"))
                 IGNORE_RESULT(buf_printf(&m, "%s%s", m.len ? " | " : "", line));
-        set_msg(msg, msglen, "haproxy -c refused the configuration: %s",
-                m.len ? m.p : (out.len ? trimmed(&out) : "no message"));
+        diag_set(diag, "haproxy -c refused the configuration: %s",
+                 m.len ? m.p : (out.len ? trimmed(&out) : "no message"));
         buf_release(&m);
         rc = ERR_INVALID;
     }

@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -16,25 +15,13 @@
 
 #include "agent/agent.h"
 
-static void set_msg(char *msg, size_t msglen, const char *fmt, ...) PRINTF_LIKE(3, 4);
-static void set_msg(char *msg, size_t msglen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!msg || !msglen)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(msg, msglen, fmt, ap);
-    va_end(ap);
-}
-
 static int port_of(const json_t *h)
 {
     json_int_t p = json_integer_value(json_object_get(h, "port"));
     return json_is_integer(json_object_get(h, "port")) && p > 0 && p < 65536 ? (int)p : -1;
 }
 
-static int tcp_probe(int port, long timeout_ms, char *msg, size_t msglen)
+static int tcp_probe(int port, long timeout_ms, struct diag *diag)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET,
                              .sin_port = htons((uint16_t)port),
@@ -59,7 +46,7 @@ static int tcp_probe(int port, long timeout_ms, char *msg, size_t msglen)
 out:
     close(fd);
     if (rc)
-        set_msg(msg, msglen, "tcp 127.0.0.1:%d: %s", port, err_str(rc));
+        diag_set(diag, "tcp 127.0.0.1:%d: %s", port, err_str(rc));
     return rc;
 }
 
@@ -81,7 +68,7 @@ static size_t on_body(char *p, size_t sz, size_t n, void *arg)
 }
 
 /* httpGet, or grpc (grpc.health.v1.Health/Check over h2c) when grpc is true. */
-static int http_probe(const json_t *h, bool grpc, long timeout_ms, char *msg, size_t msglen)
+static int http_probe(const json_t *h, bool grpc, long timeout_ms, struct diag *diag)
 {
     const char *scheme = json_string_value(json_object_get(h, "scheme"));
     const char *path = json_string_value(json_object_get(h, "path"));
@@ -102,7 +89,7 @@ static int http_probe(const json_t *h, bool grpc, long timeout_ms, char *msg, si
     if (!path || !*path)
         path = "/";
     if (port < 0 || path[0] != '/' || strlen(path) > 2048 || (service && strlen(service) > 255)) {
-        set_msg(msg, msglen, "the probe's port or path is invalid");
+        diag_set(diag, "the probe's port or path is invalid");
         return ERR_INVALID;
     }
     snprintf(url, sizeof(url), "%s://127.0.0.1:%d%s", tls ? "https" : "http", port,
@@ -166,7 +153,7 @@ static int http_probe(const json_t *h, bool grpc, long timeout_ms, char *msg, si
     cc = curl_easy_perform(c);
     if (cc != CURLE_OK) {
         rc = cc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -ECONNREFUSED;
-        set_msg(msg, msglen, "%s: %s", url, curl_easy_strerror(cc));
+        diag_set(diag, "%s: %s", url, curl_easy_strerror(cc));
         goto out;
     }
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
@@ -174,11 +161,11 @@ static int http_probe(const json_t *h, bool grpc, long timeout_ms, char *msg, si
         /* HealthCheckResponse{status = 1 (SERVING)} */
         if (status != 200 || b.len < 7 || b.p[5] != 0x08 || b.p[6] != 0x01) {
             rc = -EIO;
-            set_msg(msg, msglen, "%s: not SERVING (HTTP %ld, %zu bytes)", url, status, b.len);
+            diag_set(diag, "%s: not SERVING (HTTP %ld, %zu bytes)", url, status, b.len);
         }
     } else if (status < 200 || status >= 400) {
         rc = -EIO;
-        set_msg(msg, msglen, "%s: HTTP %ld", url, status);
+        diag_set(diag, "%s: HTTP %ld", url, status);
     }
 out:
     curl_slist_free_all(hdrs);
@@ -186,23 +173,23 @@ out:
     return rc;
 }
 
-int agent_probe_run(const json_t *spec, char *msg, size_t msglen)
+int agent_probe_run(const json_t *spec, struct diag *diag)
 {
     json_int_t t = json_integer_value(json_object_get(spec, "timeoutSeconds"));
     long timeout_ms = (t > 0 && t <= 3600 ? (long)t : 1) * 1000;
     const json_t *h;
 
     if ((h = json_object_get(spec, "httpGet")))
-        return http_probe(h, false, timeout_ms, msg, msglen);
+        return http_probe(h, false, timeout_ms, diag);
     if ((h = json_object_get(spec, "grpc")))
-        return http_probe(h, true, timeout_ms, msg, msglen);
+        return http_probe(h, true, timeout_ms, diag);
     if ((h = json_object_get(spec, "tcpSocket"))) {
         if (port_of(h) < 0) {
-            set_msg(msg, msglen, "the probe's port is invalid");
+            diag_set(diag, "the probe's port is invalid");
             return ERR_INVALID;
         }
-        return tcp_probe(port_of(h), timeout_ms, msg, msglen);
+        return tcp_probe(port_of(h), timeout_ms, diag);
     }
-    set_msg(msg, msglen, "the probe has no httpGet, tcpSocket or grpc handler");
+    diag_set(diag, "the probe has no httpGet, tcpSocket or grpc handler");
     return ERR_INVALID;
 }

@@ -11,7 +11,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,18 +61,6 @@ void agent_cert_release(struct agent_cert *c)
     ca_key_pem_free(c->key_pem);
     free(c->bundle_pem);
     memset(c, 0, sizeof(*c));
-}
-
-static void set_msg(char *msg, size_t msglen, const char *fmt, ...) PRINTF_LIKE(3, 4);
-static void set_msg(char *msg, size_t msglen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!msg || !msglen)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(msg, msglen, fmt, ap);
-    va_end(ap);
 }
 
 /* The token, whitespace around it dropped; wiped by the caller. */
@@ -131,8 +118,7 @@ static size_t on_body(char *p, size_t sz, size_t n, void *arg)
     return sz * n;
 }
 
-int agent_cert_fetch(const struct agent_cert_req *req, struct agent_cert *out, char *msg,
-                     size_t msglen)
+int agent_cert_fetch(const struct agent_cert_req *req, struct agent_cert *out, struct diag *diag)
 {
     struct agent_cert c = {0};
     struct ca_cert_info info;
@@ -148,12 +134,12 @@ int agent_cert_fetch(const struct agent_cert_req *req, struct agent_cert *out, c
     buf_init(&body);
     rc = read_token(req->token_file, &token);
     if (rc) {
-        set_msg(msg, msglen, "the ServiceAccount token %s: %s", req->token_file, err_str(rc));
+        diag_set(diag, "the ServiceAccount token %s: %s", req->token_file, err_str(rc));
         goto out;
     }
     rc = ca_csr_new(CA_KEY_EC_P256, &c.key_pem, &csr);
     if (rc) {
-        set_msg(msg, msglen, "making the key and CSR: %s", err_str(rc));
+        diag_set(diag, "making the key and CSR: %s", err_str(rc));
         goto out;
     }
     if (asprintf(&auth, "Authorization: Bearer %s", token) < 0) {
@@ -182,7 +168,7 @@ int agent_cert_fetch(const struct agent_cert_req *req, struct agent_cert *out, c
     cc = curl_easy_perform(h);
     if (cc != CURLE_OK) {
         rc = -ECONNREFUSED;
-        set_msg(msg, msglen, "%s: %s", req->url, curl_easy_strerror(cc));
+        diag_set(diag, "%s: %s", req->url, curl_easy_strerror(cc));
         goto out;
     }
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
@@ -191,8 +177,8 @@ int agent_cert_fetch(const struct agent_cert_req *req, struct agent_cert *out, c
         const char *e = json_string_value(json_object_get(js, "error"));
         const char *why = json_string_value(json_object_get(js, "reason"));
         rc = status == 401 || status == 403 ? -EACCES : -EIO;
-        set_msg(msg, msglen, "%s answered %ld %s: %s", req->url, status, why ? why : "",
-                e ? e : "(no error text)");
+        diag_set(diag, "%s answered %ld %s: %s", req->url, status, why ? why : "",
+                 e ? e : "(no error text)");
         goto out;
     }
     {
@@ -201,19 +187,18 @@ int agent_cert_fetch(const struct agent_cert_req *req, struct agent_cert *out, c
 
         if (!chain || !bundle) {
             rc = ERR_PARSE;
-            set_msg(msg, msglen, "%s: the answer lacks certificateChain or trustBundle", req->url);
+            diag_set(diag, "%s: the answer lacks certificateChain or trustBundle", req->url);
             goto out;
         }
         if (tls_check_identity(chain, c.key_pem) != 0 || tls_check_trust(bundle) != 0) {
             rc = ERR_INVALID;
-            set_msg(msg, msglen,
-                    "%s: the certificate does not hold the key sent, or the bundle is empty",
-                    req->url);
+            diag_set(diag, "%s: the certificate does not hold the key sent, or the bundle is empty",
+                     req->url);
             goto out;
         }
         rc = ca_cert_info(chain, strlen(chain), &info);
         if (rc) {
-            set_msg(msg, msglen, "%s: the certificate does not parse", req->url);
+            diag_set(diag, "%s: the certificate does not parse", req->url);
             goto out;
         }
         c.chain_pem = strdup(chain);

@@ -50,7 +50,7 @@ void agent_ipt_plan_release(struct agent_ipt_plan *p)
 /* One list option: its items parsed into a fresh array (ports: int, ranges: struct netaddr_cidr).
  */
 static int list_parse(const char *what, const char *value, bool cidr, bool allow_star, bool *star,
-                      void **items, size_t *n, char *msg, size_t msglen)
+                      void **items, size_t *n, struct diag *diag)
 {
     size_t sz = cidr ? sizeof(struct netaddr_cidr) : sizeof(int);
     const char *s = value, *e = value + strlen(value);
@@ -64,8 +64,7 @@ static int list_parse(const char *what, const char *value, bool cidr, bool allow
         goto done;
     if (e - s == 1 && *s == '*') {
         if (!allow_star) {
-            snprintf(msg, msglen, "--%s: \"*\" is not allowed here (want comma-separated %s)", what,
-                     want);
+            diag_set(diag, "--%s: \"*\" is not allowed here (want comma-separated %s)", what, want);
             return ERR_INVALID;
         }
         *star = true;
@@ -89,11 +88,11 @@ static int list_parse(const char *what, const char *value, bool cidr, bool allow
              (cidr ? netaddr_cidr_parse(item, &v.c) : netaddr_port_parse(item, &v.port));
         if (!ok) {
             if (len == 0)
-                snprintf(msg, msglen, "--%s: empty item in \"%.200s\" (want comma-separated %s)",
-                         what, value, want);
+                diag_set(diag, "--%s: empty item in \"%.200s\" (want comma-separated %s)", what,
+                         value, want);
             else
-                snprintf(msg, msglen, "--%s: invalid item \"%s\" (want comma-separated %s)", what,
-                         item, want);
+                diag_set(diag, "--%s: invalid item \"%s\" (want comma-separated %s)", what, item,
+                         want);
             free(arr);
             return ERR_INVALID;
         }
@@ -120,8 +119,8 @@ done:
     return 0;
 }
 
-int agent_ipt_plan_set(struct agent_ipt_plan *p, const char *what, const char *value, char *msg,
-                       size_t msglen)
+int agent_ipt_plan_set(struct agent_ipt_plan *p, const char *what, const char *value,
+                       struct diag *diag)
 {
     static const struct {
         const char *name;
@@ -148,7 +147,7 @@ int agent_ipt_plan_set(struct agent_ipt_plan *p, const char *what, const char *v
 
         if (strcmp(opts[i].name, what) != 0)
             continue;
-        rc = list_parse(what, value, opts[i].cidr, opts[i].star, &star, &items, &n, msg, msglen);
+        rc = list_parse(what, value, opts[i].cidr, opts[i].star, &star, &items, &n, diag);
         if (rc < 0)
             return rc;
         slot = (void **)((char *)p + opts[i].items);
@@ -159,7 +158,7 @@ int agent_ipt_plan_set(struct agent_ipt_plan *p, const char *what, const char *v
             *(bool *)((char *)p + opts[i].starflag) = star;
         return 0;
     }
-    snprintf(msg, msglen, "unknown list option --%s", what);
+    diag_set(diag, "unknown list option --%s", what);
     return ERR_INVALID;
 }
 
@@ -276,7 +275,7 @@ static bool rule_ours(const char *line, size_t len)
     return false;
 }
 
-int agent_ipt_merge(const char *saved, const char *rules, struct buf *out, char *msg, size_t msglen)
+int agent_ipt_merge(const char *saved, const char *rules, struct buf *out, struct diag *diag)
 {
     struct buf decl, body;
     bool in_nat = false;
@@ -297,7 +296,7 @@ int agent_ipt_merge(const char *saved, const char *rules, struct buf *out, char 
             /* other tables, blank lines */
         } else if (p[0] == '#') {
             if (memmem(p, len, "incompatible", 12)) {
-                snprintf(msg, msglen,
+                diag_set(diag,
                          "the nat table holds rules iptables cannot represent (%.*s); refusing "
                          "to overwrite them",
                          (int)(len > 200 ? 200 : len), p);
@@ -320,13 +319,13 @@ int agent_ipt_merge(const char *saved, const char *rules, struct buf *out, char 
                     goto out;
             }
         } else if (len > 1 && p[0] == '[') {
-            snprintf(msg, msglen, "unexpected counters in iptables-save output: %.*s",
+            diag_set(diag, "unexpected counters in iptables-save output: %.*s",
                      (int)(len > 200 ? 200 : len), p);
             rc = ERR_PARSE;
             goto out;
         } else {
-            snprintf(msg, msglen, "unexpected line in the nat table: %.*s",
-                     (int)(len > 200 ? 200 : len), p);
+            diag_set(diag, "unexpected line in the nat table: %.*s", (int)(len > 200 ? 200 : len),
+                     p);
             rc = ERR_PARSE;
             goto out;
         }

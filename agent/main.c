@@ -89,7 +89,7 @@ struct job {
     struct agent *a;
     enum job_kind kind;
     int rc;
-    char msg[1024];
+    struct diag diag;
     struct agent_cert cert; /* JOB_CERT */
     json_t *doc;            /* JOB_APPLY */
     enum agent_apply_kind applied;
@@ -105,29 +105,29 @@ static void run_job(uv_work_t *w)
 
     switch (j->kind) {
     case JOB_CERT:
-        j->rc = agent_cert_fetch(&a->creq, &j->cert, j->msg, sizeof(j->msg));
+        j->rc = agent_cert_fetch(&a->creq, &j->cert, &j->diag);
         if (!j->rc)
             j->rc = agent_driver_set_identity(a->drv, j->cert.chain_pem, j->cert.key_pem,
-                                              j->cert.bundle_pem, j->msg, sizeof(j->msg));
+                                              j->cert.bundle_pem, &j->diag);
         break;
     case JOB_APPLY: {
         struct agent_render_out out;
 
-        j->rc = agent_render(j->doc, &a->ro, &out, j->msg, sizeof(j->msg));
+        j->rc = agent_render(j->doc, &a->ro, &out, &j->diag);
         if (!j->rc) {
-            j->rc = agent_driver_apply(a->drv, &out, &j->applied, j->msg, sizeof(j->msg));
+            j->rc = agent_driver_apply(a->drv, &out, &j->applied, &j->diag);
             agent_render_out_release(&out);
         }
         break;
     }
     case JOB_RESTART:
-        j->rc = agent_driver_restart(a->drv, j->msg, sizeof(j->msg));
+        j->rc = agent_driver_restart(a->drv, &j->diag);
         break;
     case JOB_HEALTH:
         j->healthy = agent_driver_healthy(a->drv);
         break;
     case JOB_PROBE:
-        j->rc = agent_probe_run(j->spec, j->msg, sizeof(j->msg));
+        j->rc = agent_probe_run(j->spec, &j->diag);
         break;
     }
 }
@@ -176,7 +176,7 @@ static void cert_done(struct agent *a, struct job *j)
         ms = agent_retry_delay_ms(a->attempts++, now, a->have_cert ? a->not_after : 0, rnd01());
         log_error("msg=\"no new certificate\" error=\"%s\" have_valid_certificate=%s "
                   "retry_in_ms=%ld",
-                  j->msg, a->have_cert && a->not_after > now ? "yes" : "no", ms);
+                  j->diag.text, a->have_cert && a->not_after > now ? "yes" : "no", ms);
     } else {
         a->have_cert = true;
         a->not_after = j->cert.not_after;
@@ -219,10 +219,10 @@ static void after_job(uv_work_t *w, int status)
     case JOB_APPLY:
         a->apply_busy = false;
         if (j->rc) {
-            snprintf(a->last_error, sizeof(a->last_error), "%s", j->msg);
+            snprintf(a->last_error, sizeof(a->last_error), "%s", j->diag.text);
             log_error("msg=\"configuration refused; the last good one keeps serving\" "
                       "error=\"%s\"",
-                      j->msg);
+                      j->diag.text);
         } else {
             a->configured = true;
             a->last_error[0] = '\0';
@@ -235,7 +235,7 @@ static void after_job(uv_work_t *w, int status)
     case JOB_RESTART:
         a->restart_busy = false;
         if (j->rc)
-            log_error("msg=\"HAProxy could not be restarted\" error=\"%s\"", j->msg);
+            log_error("msg=\"HAProxy could not be restarted\" error=\"%s\"", j->diag.text);
         else
             log_info("msg=\"HAProxy restarted with the last good configuration\" pid=%d",
                      agent_driver_pid(a->drv));
@@ -249,7 +249,7 @@ static void after_job(uv_work_t *w, int status)
     case JOB_PROBE:
         if (j->conn) {
             if (j->rc)
-                http_respond(j->conn, 503, "text/plain", j->msg, strlen(j->msg), NULL);
+                http_respond(j->conn, 503, "text/plain", j->diag.text, strlen(j->diag.text), NULL);
             else
                 http_respond(j->conn, 200, "text/plain", "ok\n", 3, NULL);
             http_server_flush(a->hs);
@@ -273,6 +273,7 @@ static int on_stream_config(void *arg, uint64_t version, const char *hash, const
 {
     struct agent *a = arg;
     struct agent_render_out out;
+    struct diag dg = {0, ""};
     enum agent_apply_kind k = AGENT_APPLY_NONE;
     json_error_t e;
     json_t *js = json_loads(doc, 0, &e);
@@ -282,13 +283,14 @@ static int on_stream_config(void *arg, uint64_t version, const char *hash, const
         snprintf(reason, reason_size, "the document is not JSON: %s", e.text);
         return ERR_PARSE;
     }
-    rc = agent_render(js, &a->ro, &out, reason, reason_size);
+    rc = agent_render(js, &a->ro, &out, &dg);
     json_decref(js);
     if (!rc) {
-        rc = agent_driver_apply(a->drv, &out, &k, reason, reason_size);
+        rc = agent_driver_apply(a->drv, &out, &k, &dg);
         agent_render_out_release(&out);
     }
     if (rc) {
+        snprintf(reason, reason_size, "%s", dg.text);
         log_error("msg=\"configuration refused (NACK); the last good one keeps serving\" "
                   "version=%llu hash=%s error=\"%s\"",
                   (unsigned long long)version, hash, reason);

@@ -31,8 +31,7 @@ struct rctx {
     struct buf *c; /* the configuration being written */
     const char *ns, *td, *pod_ip;
     bool v6;
-    char *msg;
-    size_t msglen;
+    struct diag *diag;
     int rc;
     int seq; /* unique ACL numbers */
 };
@@ -46,7 +45,7 @@ static void fail(struct rctx *x, int rc, const char *fmt, ...)
         return;
     x->rc = rc;
     va_start(ap, fmt);
-    vsnprintf(x->msg, x->msglen, fmt, ap);
+    diag_vset(x->diag, fmt, ap);
     va_end(ap);
 }
 
@@ -975,9 +974,9 @@ static void render_outbound(struct rctx *x, const json_t *outbound)
 /* ---- the document ---- */
 
 int agent_render(const json_t *doc, const struct agent_render_opts *o, struct agent_render_out *out,
-                 char *msg, size_t msglen)
+                 struct diag *diag)
 {
-    struct rctx x = {.o = o, .out = out, .msg = msg, .msglen = msglen};
+    struct rctx x = {.o = o, .out = out, .diag = diag};
     const json_t *proxy = json_object_get(doc, "proxy"), *ident = json_object_get(doc, "identity");
     const json_t *inbound = json_object_get(doc, "inbound"),
                  *outbound = json_object_get(doc, "outbound");

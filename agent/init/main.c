@@ -33,7 +33,7 @@
 
 #define CAP_NET_ADMIN_BIT 12
 
-static char errmsg[1024];
+static struct diag err; /* what failed, for the caller to print */
 
 static void usage(FILE *f)
 {
@@ -245,9 +245,8 @@ static int backend_pick(const char *want, struct backend *out)
         bool ok = strcmp(want, "nft") == 0 ? nft_ok : leg_ok;
 
         if (!ok) {
-            snprintf(errmsg, sizeof(errmsg),
-                     "--iptables-backend %s: iptables-%s-save/-restore are not installed", want,
-                     want);
+            diag_set(&err, "--iptables-backend %s: iptables-%s-save/-restore are not installed",
+                     want, want);
             return ERR_NOTFOUND;
         }
         *out = strcmp(want, "nft") == 0 ? nft : legacy;
@@ -258,7 +257,7 @@ static int backend_pick(const char *want, struct backend *out)
     if (leg_ok)
         leg_n = backend_rules(&legacy, &leg_ours);
     if (nft_n < 0 && leg_n < 0) {
-        snprintf(errmsg, sizeof(errmsg),
+        diag_set(&err,
                  "no usable iptables: neither iptables-nft-save nor iptables-legacy-save runs "
                  "here (install Debian's iptables package)");
         return ERR_NOTFOUND;
@@ -364,7 +363,7 @@ static int apply_family(const struct agent_ipt_plan *plan, int family, const cha
     buf_init(&rules);
     buf_init(&table);
     if (!backend_tools(bname, family, &b)) {
-        snprintf(errmsg, sizeof(errmsg), "%s: %stables-%s-save/-restore are not installed", fam,
+        diag_set(&err, "%s: %stables-%s-save/-restore are not installed", fam,
                  family == AF_INET6 ? "ip6" : "ip", bname);
         rc = ERR_NOTFOUND;
         goto out;
@@ -374,16 +373,16 @@ static int apply_family(const struct agent_ipt_plan *plan, int family, const cha
 
         rc = run(argv, NULL, &saved);
         if (rc != 0) {
-            snprintf(errmsg, sizeof(errmsg), "%s: %s -t nat failed: %s", fam, b.save,
+            diag_set(&err, "%s: %s -t nat failed: %s", fam, b.save,
                      rc < 0 ? err_str(rc) : last_line(&saved));
             rc = rc < 0 ? rc : -EIO;
             goto out;
         }
     }
     if ((rc = agent_ipt_rules(plan, family, &rules)) < 0 ||
-        (rc = agent_ipt_merge(saved.p, rules.p, &table, errmsg, sizeof(errmsg))) < 0) {
+        (rc = agent_ipt_merge(saved.p, rules.p, &table, &err)) < 0) {
         if (rc == -ENOMEM)
-            snprintf(errmsg, sizeof(errmsg), "out of memory");
+            diag_set(&err, "out of memory");
         goto out;
     }
     {
@@ -393,7 +392,7 @@ static int apply_family(const struct agent_ipt_plan *plan, int family, const cha
         buf_init(&o);
         rc = run(argv, table.p, &o);
         if (rc != 0)
-            snprintf(errmsg, sizeof(errmsg), "%s: %s failed: %s", fam, b.restore,
+            diag_set(&err, "%s: %s failed: %s", fam, b.restore,
                      rc < 0 ? err_str(rc) : last_line(&o));
         buf_release(&o);
         if (rc != 0) {
@@ -460,8 +459,8 @@ int main(int argc, char **argv)
                 plan.inbound_port = (int)v;
             break;
         case 'L':
-            if (agent_ipt_plan_set(&plan, opts[idx].name, optarg, errmsg, sizeof(errmsg)) < 0) {
-                fprintf(stderr, "weft-init: %s\n", errmsg);
+            if (agent_ipt_plan_set(&plan, opts[idx].name, optarg, &err) < 0) {
+                fprintf(stderr, "weft-init: %s\n", err.text);
                 status = 2;
                 goto out;
             }
@@ -536,11 +535,11 @@ int main(int argc, char **argv)
         goto out;
     }
     if ((rc = backend_pick(want, &be)) < 0) {
-        fprintf(stderr, "weft-init: %s\n", errmsg);
+        fprintf(stderr, "weft-init: %s\n", err.text);
         goto out;
     }
     if ((rc = apply_family(&plan, AF_INET, be.name, &applied)) < 0) {
-        fprintf(stderr, "weft-init: %s\n", errmsg);
+        fprintf(stderr, "weft-init: %s\n", err.text);
         goto out;
     }
     if (v6) {
@@ -549,7 +548,7 @@ int main(int argc, char **argv)
             fprintf(stderr,
                     "weft-init: IPv6 is enabled in this pod but its traffic cannot be redirected "
                     "(%s); refusing to start the pod with IPv6 uncaptured\n",
-                    errmsg);
+                    err.text);
             goto out;
         }
         if ((rc = lo_add_v6_source()) < 0) {

@@ -158,7 +158,8 @@ static int cmd_render(char **argv, int argc)
     struct agent_render_out out;
     json_error_t je;
     json_t *doc = json_load_file(argv[0], 0, &je);
-    char msg[1024] = "", path[4096], *rt;
+    struct diag dg = {0, ""};
+    char path[4096], *rt;
     int rc;
 
     if (!doc)
@@ -168,10 +169,10 @@ static int cmd_render(char **argv, int argc)
     o.cert_file = argv[2];
     o.ca_file = argv[3];
     o.ipv6 = argc > 4 && strcmp(argv[4], "--ipv6") == 0;
-    rc = agent_render(doc, &o, &out, msg, sizeof(msg));
+    rc = agent_render(doc, &o, &out, &dg);
     json_decref(doc);
     if (rc < 0)
-        return die("render", msg);
+        return die("render", dg.text);
     snprintf(path, sizeof(path), "%s/haproxy.cfg", argv[1]);
     if (spill(path, out.config.p, out.config.len) < 0) {
         agent_render_out_release(&out);

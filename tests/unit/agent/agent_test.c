@@ -21,44 +21,40 @@ static char *rules_of(const struct agent_ipt_plan *p, int family)
 static void t_plan_parse(void)
 {
     struct agent_ipt_plan p;
-    char msg[256] = "";
+    struct diag dg = {0, ""};
 
     agent_ipt_plan_init(&p);
     CHECK(p.in_all && p.out_all);
-    CHECK_INT(agent_ipt_plan_set(&p, "exclude-inbound-ports", " 7777, 15020,15090,7777 ", msg,
-                                 sizeof(msg)),
-              0);
+    CHECK_INT(agent_ipt_plan_set(&p, "exclude-inbound-ports", " 7777, 15020,15090,7777 ", &dg), 0);
     CHECK_INT(p.n_ex_in_ports, 3); /* duplicate dropped */
     CHECK_INT(p.ex_in_ports[0], 7777);
-    CHECK_INT(agent_ipt_plan_set(&p, "include-inbound-ports", "", msg, sizeof(msg)), 0);
+    CHECK_INT(agent_ipt_plan_set(&p, "include-inbound-ports", "", &dg), 0);
     CHECK(!p.in_all);
     CHECK_INT(p.n_in_ports, 0);
-    CHECK_INT(agent_ipt_plan_set(&p, "include-inbound-ports", "*", msg, sizeof(msg)), 0);
+    CHECK_INT(agent_ipt_plan_set(&p, "include-inbound-ports", "*", &dg), 0);
     CHECK(p.in_all);
     CHECK_INT(agent_ipt_plan_set(&p, "exclude-outbound-ip-ranges",
-                                 "10.1.2.3/8,10.0.0.0/8,fd00::1/8", msg, sizeof(msg)),
+                                 "10.1.2.3/8,10.0.0.0/8,fd00::1/8", &dg),
               0);
     CHECK_INT(p.n_ex_ranges, 2); /* host bits cleared: 10.1.2.3/8 == 10.0.0.0/8 */
 
-    CHECK_INT(agent_ipt_plan_set(&p, "exclude-inbound-ports", "*", msg, sizeof(msg)), ERR_INVALID);
-    CHECK_STR(msg, "--exclude-inbound-ports: \"*\" is not allowed here (want comma-separated ports "
-                   "1-65535)");
+    CHECK_INT(agent_ipt_plan_set(&p, "exclude-inbound-ports", "*", &dg), ERR_INVALID);
+    CHECK_STR(dg.text,
+              "--exclude-inbound-ports: \"*\" is not allowed here (want comma-separated ports "
+              "1-65535)");
     CHECK_INT(p.n_ex_in_ports, 3); /* unchanged on error */
-    CHECK_INT(agent_ipt_plan_set(&p, "exclude-outbound-ports", "80,0", msg, sizeof(msg)),
+    CHECK_INT(agent_ipt_plan_set(&p, "exclude-outbound-ports", "80,0", &dg), ERR_INVALID);
+    CHECK_STR(dg.text, "--exclude-outbound-ports: invalid item \"0\" (want comma-separated ports "
+                       "1-65535)");
+    CHECK_INT(agent_ipt_plan_set(&p, "exclude-outbound-ports", "80,,81", &dg), ERR_INVALID);
+    CHECK_STR(dg.text,
+              "--exclude-outbound-ports: empty item in \"80,,81\" (want comma-separated ports "
+              "1-65535)");
+    CHECK_INT(agent_ipt_plan_set(&p, "include-outbound-ip-ranges", "10.0.0.0/33", &dg),
               ERR_INVALID);
-    CHECK_STR(msg, "--exclude-outbound-ports: invalid item \"0\" (want comma-separated ports "
-                   "1-65535)");
-    CHECK_INT(agent_ipt_plan_set(&p, "exclude-outbound-ports", "80,,81", msg, sizeof(msg)),
-              ERR_INVALID);
-    CHECK_STR(msg, "--exclude-outbound-ports: empty item in \"80,,81\" (want comma-separated ports "
-                   "1-65535)");
-    CHECK_INT(agent_ipt_plan_set(&p, "include-outbound-ip-ranges", "10.0.0.0/33", msg, sizeof(msg)),
-              ERR_INVALID);
-    CHECK_INT(agent_ipt_plan_set(&p, "include-outbound-ip-ranges", "10.0.0.1", msg, sizeof(msg)),
-              ERR_INVALID);
-    CHECK_INT(agent_ipt_plan_set(&p, "include-outbound-ip-ranges", "fd00::/129", msg, sizeof(msg)),
-              ERR_INVALID);
-    CHECK_INT(agent_ipt_plan_set(&p, "bogus", "1", msg, sizeof(msg)), ERR_INVALID);
+    CHECK_INT(agent_ipt_plan_set(&p, "include-outbound-ip-ranges", "10.0.0.1", &dg), ERR_INVALID);
+    CHECK_INT(agent_ipt_plan_set(&p, "include-outbound-ip-ranges", "fd00::/129", &dg), ERR_INVALID);
+    CHECK_INT(agent_ipt_plan_set(&p, "bogus", "1", &dg), ERR_INVALID);
     agent_ipt_plan_release(&p);
     agent_ipt_plan_release(NULL);
 }
@@ -66,14 +62,14 @@ static void t_plan_parse(void)
 static void t_rules(void)
 {
     struct agent_ipt_plan p;
-    char msg[256];
+    struct diag dg = {0, ""};
     char *r4, *r6;
 
     agent_ipt_plan_init(&p);
-    REQUIRE(agent_ipt_plan_set(&p, "exclude-inbound-ports", "15020,15090", msg, sizeof(msg)) == 0);
-    REQUIRE(agent_ipt_plan_set(&p, "exclude-outbound-ip-ranges", "10.96.0.0/12,fd00::/8", msg,
-                               sizeof(msg)) == 0);
-    REQUIRE(agent_ipt_plan_set(&p, "exclude-outbound-ports", "5432", msg, sizeof(msg)) == 0);
+    REQUIRE(agent_ipt_plan_set(&p, "exclude-inbound-ports", "15020,15090", &dg) == 0);
+    REQUIRE(agent_ipt_plan_set(&p, "exclude-outbound-ip-ranges", "10.96.0.0/12,fd00::/8", &dg) ==
+            0);
+    REQUIRE(agent_ipt_plan_set(&p, "exclude-outbound-ports", "5432", &dg) == 0);
     r4 = rules_of(&p, AF_INET);
     CHECK_STR(r4, ":WEFT_INBOUND - [0:0]\n"
                   ":WEFT_IN_REDIRECT - [0:0]\n"
@@ -103,9 +99,8 @@ static void t_rules(void)
     free(r6);
 
     /* Include lists: only the listed ports / ranges; an excluded port is never included. */
-    REQUIRE(agent_ipt_plan_set(&p, "include-inbound-ports", "8080,15020", msg, sizeof(msg)) == 0);
-    REQUIRE(agent_ipt_plan_set(&p, "include-outbound-ip-ranges", "10.0.0.0/8", msg, sizeof(msg)) ==
-            0);
+    REQUIRE(agent_ipt_plan_set(&p, "include-inbound-ports", "8080,15020", &dg) == 0);
+    REQUIRE(agent_ipt_plan_set(&p, "include-outbound-ip-ranges", "10.0.0.0/8", &dg) == 0);
     r4 = rules_of(&p, AF_INET);
     CHECK(strstr(r4, "-A WEFT_INBOUND -p tcp -m tcp --dport 8080 -j WEFT_IN_REDIRECT\n"));
     CHECK(!strstr(r4, "--dport 15020"));
@@ -123,7 +118,7 @@ static void t_merge(void)
 {
     struct agent_ipt_plan p;
     struct buf once, twice;
-    char msg[256] = "";
+    struct diag dg = {0, ""};
     char *r = NULL;
     const char *saved = "# Generated by iptables-save v1.8.9 (nf_tables)\n"
                         "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j ACCEPT\nCOMMIT\n"
@@ -141,7 +136,7 @@ static void t_merge(void)
     r = rules_of(&p, AF_INET);
     buf_init(&once);
     buf_init(&twice);
-    REQUIRE(agent_ipt_merge(saved, r, &once, msg, sizeof(msg)) == 0);
+    REQUIRE(agent_ipt_merge(saved, r, &once, &dg) == 0);
     /* other tables are not restored; the nat table keeps others' chains, policies and rules */
     CHECK(!strstr(once.p, "*filter"));
     CHECK(strncmp(once.p, "*nat\n:PREROUTING ACCEPT [0:0]\n", 30) == 0);
@@ -159,22 +154,21 @@ static void t_merge(void)
     }
     CHECK(strstr(once.p, "COMMIT\n") && strlen(strstr(once.p, "COMMIT\n")) == 7);
     /* merging the result again gives the same table (what iptables-save would show) */
-    REQUIRE(agent_ipt_merge(once.p, r, &twice, msg, sizeof(msg)) == 0);
+    REQUIRE(agent_ipt_merge(once.p, r, &twice, &dg) == 0);
     CHECK_STR(twice.p, once.p);
 
     /* an empty save (legacy without a nat table yet) */
     buf_reset(&once);
-    REQUIRE(agent_ipt_merge("", r, &once, msg, sizeof(msg)) == 0);
+    REQUIRE(agent_ipt_merge("", r, &once, &dg) == 0);
     CHECK(strncmp(once.p, "*nat\n:WEFT_INBOUND - [0:0]\n", 27) == 0);
 
     /* a table iptables cannot show is refused, not overwritten */
     buf_reset(&once);
     CHECK_INT(agent_ipt_merge("*nat\n# Table `nat' is incompatible, use 'nft' tool.\nCOMMIT\n", r,
-                              &once, msg, sizeof(msg)),
+                              &once, &dg),
               ERR_UNSUPPORTED);
-    CHECK(strstr(msg, "refusing to overwrite"));
-    CHECK_INT(agent_ipt_merge("*nat\n[1:2] -A OUTPUT -j X\nCOMMIT\n", r, &once, msg, sizeof(msg)),
-              ERR_PARSE);
+    CHECK(strstr(dg.text, "refusing to overwrite"));
+    CHECK_INT(agent_ipt_merge("*nat\n[1:2] -A OUTPUT -j X\nCOMMIT\n", r, &once, &dg), ERR_PARSE);
     buf_release(&once);
     buf_release(&twice);
     free(r);
@@ -197,7 +191,7 @@ static json_t *load(const char *path)
     return j;
 }
 
-static int render(const json_t *doc, struct agent_render_out *out, char *msg, size_t len)
+static int render(const json_t *doc, struct agent_render_out *out, struct diag *diag)
 {
     struct agent_render_opts o;
 
@@ -205,7 +199,7 @@ static int render(const json_t *doc, struct agent_render_out *out, char *msg, si
     o.run_dir = "/run/w";
     o.cert_file = "/run/w/pod.pem";
     o.ca_file = "/run/w/bundle.pem";
-    return agent_render(doc, &o, out, msg, len);
+    return agent_render(doc, &o, out, diag);
 }
 
 /* position of needle in hay, or -1 */
@@ -251,7 +245,7 @@ static void t_render_fixtures(void)
     REQUIRE(glob(MESH "*/expected/*.json", 0, NULL, &g) == 0);
     for (size_t f = 0; f < g.gl_pathc; f++) {
         struct agent_render_out a, b;
-        char msg[512] = "";
+        struct diag dg = {0, ""};
         json_t *doc, *svc, *p, *r, *be, *e;
         size_t i, j, k, l, m;
 
@@ -259,13 +253,13 @@ static void t_render_fixtures(void)
             continue;
         doc = load(g.gl_pathv[f]);
         docs++;
-        if (render(doc, &a, msg, sizeof(msg)) != 0) {
-            fprintf(stderr, "  %s: %s\n", g.gl_pathv[f], msg);
+        if (render(doc, &a, &dg) != 0) {
+            fprintf(stderr, "  %s: %s\n", g.gl_pathv[f], dg.text);
             unit__failures++;
             json_decref(doc);
             continue;
         }
-        REQUIRE(render(doc, &b, msg, sizeof(msg)) == 0);
+        REQUIRE(render(doc, &b, &dg) == 0);
         CHECK_STR(a.config.p, b.config.p);
         CHECK_HAS(a.config.p,
                   "frontend weft_inbound\n    bind :15006 ssl crt /run/w/pod.pem ca-file "
@@ -355,10 +349,10 @@ static void t_render_access(void)
 {
     json_t *doc = load(MESH "policies/expected/shop.api-1.json");
     struct agent_render_out o;
-    char msg[512] = "";
+    struct diag dg = {0, ""};
     const char *c;
 
-    REQUIRE(render(doc, &o, msg, sizeof(msg)) == 0);
+    REQUIRE(render(doc, &o, &dg) == 0);
     c = o.config.p;
     /* tcp port 5432: deny rules, audit, then the default (deny) */
     CHECK_HAS(c, "    acl in_5432 dst_port 5432\n");
@@ -398,7 +392,7 @@ static void t_render_access(void)
 
     /* mode deny: ports the document does not name are refused; all-authenticated passes them */
     json_object_set_new(doc, "mode", json_string("deny"));
-    REQUIRE(render(doc, &o, msg, sizeof(msg)) == 0);
+    REQUIRE(render(doc, &o, &dg) == 0);
     CHECK_HAS(o.config.p, "    tcp-request content reject unless { dst_port 5432 8080 }\n");
     agent_render_out_release(&o);
     json_decref(doc);
@@ -409,7 +403,7 @@ static void t_render_ipv6_and_quoting(void)
     json_t *doc = load(MESH "policies/expected/shop.api-1.json");
     struct agent_render_opts opts;
     struct agent_render_out o;
-    char msg[512] = "";
+    struct diag dg = {0, ""};
     json_t *l7;
 
     json_object_set_new(json_object_get(doc, "proxy"), "ip", json_string("fd00::5"));
@@ -421,7 +415,7 @@ static void t_render_ipv6_and_quoting(void)
         "l7", l7);
     agent_render_opts_init(&opts);
     opts.ipv6 = true;
-    REQUIRE(agent_render(doc, &opts, &o, msg, sizeof(msg)) == 0);
+    REQUIRE(agent_render(doc, &opts, &o, &dg) == 0);
     CHECK_HAS(o.config.p, "    server app [fd00::5]:8080 source [::6]:0\n");
     CHECK_HAS(o.config.p, "    bind [::1]:15001\n");
     CHECK_HAS(o.config.p, "path -m reg '^(/a b'\\''c)$'\n");
@@ -432,11 +426,11 @@ static void t_render_ipv6_and_quoting(void)
 static void expect_error(const char *what, json_t *doc, int want, const char *msg_want)
 {
     struct agent_render_out o;
-    char msg[512] = "";
+    struct diag dg = {0, ""};
 
-    CHECK_INT(render(doc, &o, msg, sizeof(msg)), want);
-    if (strcmp(msg, msg_want) != 0) {
-        fprintf(stderr, "  %s:\n    got  %s\n    want %s\n", what, msg, msg_want);
+    CHECK_INT(render(doc, &o, &dg), want);
+    if (strcmp(dg.text, msg_want) != 0) {
+        fprintf(stderr, "  %s:\n    got  %s\n    want %s\n", what, dg.text, msg_want);
         unit__failures++;
     }
     CHECK(o.config.p == NULL && o.runtime == NULL);
@@ -510,13 +504,13 @@ static void t_render_errors(void)
     {
         struct agent_render_opts o;
         struct agent_render_out out;
-        char msg[256] = "";
+        struct diag dg = {0, ""};
         json_t *doc = load(MESH "policies/expected/shop.api-1.json");
 
         agent_render_opts_init(&o);
         o.run_dir = "/run/my dir";
-        CHECK_INT(agent_render(doc, &o, &out, msg, sizeof(msg)), -EINVAL);
-        CHECK(strstr(msg, "file paths must be set and hold no blanks") != NULL);
+        CHECK_INT(agent_render(doc, &o, &out, &dg), -EINVAL);
+        CHECK(strstr(dg.text, "file paths must be set and hold no blanks") != NULL);
         json_decref(doc);
     }
 }

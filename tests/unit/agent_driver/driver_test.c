@@ -39,7 +39,7 @@ static char *slurp(const char *path)
     return buf_take(&b);
 }
 
-static int f_check(void *ctx, const char *cfg, char *msg, size_t msglen)
+static int f_check(void *ctx, const char *cfg, struct diag *diag)
 {
     struct fake *f = ctx;
     char *c = slurp(cfg);
@@ -49,7 +49,7 @@ static int f_check(void *ctx, const char *cfg, char *msg, size_t msglen)
     free(c);
     IGNORE_RESULT(buf_printf(&f->log, "check\n"));
     if (f->check_rc)
-        snprintf(msg, msglen, "haproxy -c refused the configuration: [ALERT] fake refusal");
+        diag_set(diag, "haproxy -c refused the configuration: [ALERT] fake refusal");
     return f->check_rc;
 }
 
@@ -135,15 +135,14 @@ static void env_release(struct env *e)
     IGNORE_RESULT(system(cmd));
 }
 
-static int apply(struct env *e, const json_t *doc, enum agent_apply_kind *k, char *msg,
-                 size_t msglen)
+static int apply(struct env *e, const json_t *doc, enum agent_apply_kind *k, struct diag *diag)
 {
     struct agent_render_out out;
     int rc;
 
-    REQUIRE(agent_render(doc, &e->o, &out, msg, msglen) == 0);
+    REQUIRE(agent_render(doc, &e->o, &out, diag) == 0);
     buf_reset(&e->f.log);
-    rc = agent_driver_apply(e->d, &out, k, msg, msglen);
+    rc = agent_driver_apply(e->d, &out, k, diag);
     agent_render_out_release(&out);
     return rc;
 }
@@ -174,25 +173,25 @@ static void t_first_start_then_runtime_weights(void)
     struct env e;
     json_t *doc = load(DOC);
     enum agent_apply_kind k = AGENT_APPLY_NONE;
-    char msg[512] = "";
+    struct diag dg = {0, ""};
     char *cfg;
 
     env_init(&e);
     CHECK(!agent_driver_configured(e.d));
-    CHECK_INT(apply(&e, doc, &k, msg, sizeof(msg)), 0);
+    CHECK_INT(apply(&e, doc, &k, &dg), 0);
     CHECK_STR(agent_apply_kind_name(k), "start");
     CHECK_STR(e.f.log.p, "check\nstart\n");
     CHECK(agent_driver_configured(e.d));
     CHECK_INT(agent_driver_pid(e.d), 4001);
 
     /* the same document again: nothing */
-    CHECK_INT(apply(&e, doc, &k, msg, sizeof(msg)), 0);
+    CHECK_INT(apply(&e, doc, &k, &dg), 0);
     CHECK_STR(agent_apply_kind_name(k), "none");
     CHECK_STR(e.f.log.p ? e.f.log.p : "", "");
 
     /* a weight changes: the runtime API, no check, no reload; the file follows */
     json_object_set_new(endpoint(doc, 0), "weight", json_integer(5));
-    CHECK_INT(apply(&e, doc, &k, msg, sizeof(msg)), 0);
+    CHECK_INT(apply(&e, doc, &k, &dg), 0);
     CHECK_STR(agent_apply_kind_name(k), "runtime");
     CHECK(strstr(e.f.log.p, "admin.sock set server ") != NULL);
     CHECK(strstr(e.f.log.p, " weight 5\n") != NULL);
@@ -205,7 +204,7 @@ static void t_first_start_then_runtime_weights(void)
 
     /* a weight to 0 (an endpoint not ready) too */
     json_object_set_new(endpoint(doc, 0), "ready", json_false());
-    CHECK_INT(apply(&e, doc, &k, msg, sizeof(msg)), 0);
+    CHECK_INT(apply(&e, doc, &k, &dg), 0);
     CHECK_STR(agent_apply_kind_name(k), "runtime");
     CHECK(strstr(e.f.log.p, " weight 0\n") != NULL);
     json_decref(doc);
@@ -217,11 +216,11 @@ static void t_reload_and_refusal(void)
     struct env e;
     json_t *doc = load(DOC);
     enum agent_apply_kind k = AGENT_APPLY_NONE;
-    char msg[512] = "";
+    struct diag dg = {0, ""};
     char *good, *now;
 
     env_init(&e);
-    CHECK_INT(apply(&e, doc, &k, msg, sizeof(msg)), 0);
+    CHECK_INT(apply(&e, doc, &k, &dg), 0);
     good = slurp(e.cfg);
     REQUIRE(good);
 
@@ -243,7 +242,7 @@ static void t_reload_and_refusal(void)
             "endpoints"),
         json_pack("{s:s,s:i,s:s,s:b,s:i}", "ip", "10.1.0.99", "port", 9080, "identity",
                   "spiffe://cluster.local/ns/default/sa/productpage", "ready", 1, "weight", 3));
-    CHECK_INT(apply(&e, doc, &k, msg, sizeof(msg)), 0);
+    CHECK_INT(apply(&e, doc, &k, &dg), 0);
     CHECK_STR(agent_apply_kind_name(k), "reload");
     CHECK_STR(e.f.log.p, "check\nmaster.sock reload\n");
     CHECK(strstr(e.f.checked, "10.1.0.99:9080") != NULL); /* the new file was checked */
@@ -256,8 +255,8 @@ static void t_reload_and_refusal(void)
     /* HAProxy refuses the next one: its message, no reload, the last good files in place */
     json_object_set_new(endpoint(doc, 0), "ip", json_string("10.1.0.77"));
     e.f.check_rc = ERR_INVALID;
-    CHECK_INT(apply(&e, doc, &k, msg, sizeof(msg)), ERR_INVALID);
-    CHECK_STR(msg, "haproxy -c refused the configuration: [ALERT] fake refusal");
+    CHECK_INT(apply(&e, doc, &k, &dg), ERR_INVALID);
+    CHECK_STR(dg.text, "haproxy -c refused the configuration: [ALERT] fake refusal");
     CHECK_STR(e.f.log.p, "check\n");
     CHECK_INT(e.f.reloads, 1);
     now = slurp(e.cfg);
@@ -274,11 +273,11 @@ static void t_reload_and_refusal(void)
     e.f.check_rc = 0;
     json_object_set_new(endpoint(doc, 0), "ip", json_string("10.1.0.10"));
     json_object_set_new(endpoint(doc, 0), "weight", json_integer(9));
-    CHECK_INT(apply(&e, doc, &k, msg, sizeof(msg)), 0);
+    CHECK_INT(apply(&e, doc, &k, &dg), 0);
     CHECK_STR(agent_apply_kind_name(k), "runtime");
 
     /* the master died: a restart runs the last good files */
-    CHECK_INT(agent_driver_restart(e.d, msg, sizeof(msg)), 0);
+    CHECK_INT(agent_driver_restart(e.d, &dg), 0);
     CHECK_INT(e.f.starts, 2);
     CHECK_INT(agent_driver_pid(e.d), 4002);
     now = slurp(e.cfg);
@@ -294,7 +293,7 @@ static void t_identity_swap(void)
     struct env e;
     json_t *doc = load(DOC);
     enum agent_apply_kind k = AGENT_APPLY_NONE;
-    char msg[512] = "";
+    struct diag dg = {0, ""};
     struct stat st;
     char *pem;
 
@@ -305,7 +304,7 @@ static void t_identity_swap(void)
                   "-----BEGIN CERTIFICATE-----\nA\n-----END "
                   "CERTIFICATE-----",
                   "-----BEGIN PRIVATE KEY-----\nK\n-----END PRIVATE KEY-----\n",
-                  "-----BEGIN CERTIFICATE-----\nR\n-----END CERTIFICATE-----\n", msg, sizeof(msg)),
+                  "-----BEGIN CERTIFICATE-----\nR\n-----END CERTIFICATE-----\n", &dg),
               0);
     CHECK_STR(e.f.log.p ? e.f.log.p : "", "");
     REQUIRE(stat(e.cert, &st) == 0);
@@ -315,7 +314,7 @@ static void t_identity_swap(void)
                    "KEY-----\nK\n-----END PRIVATE KEY-----\n");
     free(pem);
 
-    CHECK_INT(apply(&e, doc, &k, msg, sizeof(msg)), 0);
+    CHECK_INT(apply(&e, doc, &k, &dg), 0);
     buf_reset(&e.f.log);
     /* with HAProxy running: the bundle, then the certificate, through the runtime API */
     CHECK_INT(agent_driver_set_identity(
@@ -323,7 +322,7 @@ static void t_identity_swap(void)
                   "-----BEGIN CERTIFICATE-----\nB\n-----END "
                   "CERTIFICATE-----\n",
                   "-----BEGIN PRIVATE KEY-----\nL\n-----END PRIVATE KEY-----\n",
-                  "-----BEGIN CERTIFICATE-----\nS\n-----END CERTIFICATE-----\n", msg, sizeof(msg)),
+                  "-----BEGIN CERTIFICATE-----\nS\n-----END CERTIFICATE-----\n", &dg),
               0);
     {
         char want[1024];
@@ -341,7 +340,7 @@ static void t_identity_swap(void)
                   "-----BEGIN CERTIFICATE-----\nC\n-----END "
                   "CERTIFICATE-----\n",
                   "-----BEGIN PRIVATE KEY-----\nM\n-----END PRIVATE KEY-----\n",
-                  "-----BEGIN CERTIFICATE-----\nS\n-----END CERTIFICATE-----\n", msg, sizeof(msg)),
+                  "-----BEGIN CERTIFICATE-----\nS\n-----END CERTIFICATE-----\n", &dg),
               0);
     {
         char want[1024];

@@ -99,6 +99,22 @@ static void emit_q(struct rctx *x, const char *path, const char *s)
     emit(x, "'");
 }
 
+/* The document's POSIX ERE, quoted and anchored: it matches the whole value, as the document says.
+ */
+static void emit_re(struct rctx *x, const char *path, const char *val)
+{
+    size_t n = strlen(val) + sizeof("^()$");
+    char *re = malloc(n);
+
+    if (!re) {
+        fail(x, -ENOMEM, "out of memory");
+        return;
+    }
+    snprintf(re, n, "^(%s)$", val);
+    emit_q(x, path, re);
+    free(re);
+}
+
 /* Kubernetes names go into HAProxy object names: [a-z0-9.-] only. */
 static bool name_ok(const char *s)
 {
@@ -296,19 +312,9 @@ static void acl_path(struct rctx *x, const char *name, const json_t *p, const ch
         }
         free(slash);
     } else if (strcmp(type, "RegularExpression") == 0) {
-        /* anchored, as the document's POSIX ERE matches the whole path */
-        size_t n = strlen(val);
-        char *re = malloc(n + 7);
-
-        if (!re) {
-            fail(x, -ENOMEM, "out of memory");
-            return;
-        }
-        snprintf(re, n + 7, "^(%s)$", val);
         emit(x, "    acl %s path -m reg ", name);
-        emit_q(x, path, re);
+        emit_re(x, path, val);
         emit(x, "\n");
-        free(re);
     } else {
         fail(x, ERR_INVALID, "%s.type: \"%s\" is not Exact, PathPrefix or RegularExpression", path,
              type);
@@ -343,17 +349,8 @@ static void acl_header(struct rctx *x, const char *name, const json_t *h, const 
         emit(x, "    acl %s req.fhdr(%s) -m str ", name, hn);
         emit_q(x, path, val);
     } else if (strcmp(type, "RegularExpression") == 0) {
-        size_t n = strlen(val);
-        char *re = malloc(n + 7);
-
-        if (!re) {
-            fail(x, -ENOMEM, "out of memory");
-            return;
-        }
-        snprintf(re, n + 7, "^(%s)$", val);
         emit(x, "    acl %s req.fhdr(%s) -m reg ", name, hn);
-        emit_q(x, path, re);
-        free(re);
+        emit_re(x, path, val);
     } else {
         fail(x, ERR_INVALID, "%s.type: \"%s\" is not Exact, RegularExpression or Present", path,
              type);

@@ -704,3 +704,34 @@ int conf_json_dump(const json_t *v, struct buf *out)
         return ERR_INVALID;
     return dump_value(v, out, 0);
 }
+
+int conf_json_equal(const json_t *a, const json_t *b)
+{
+    const char *k;
+    size_t kl, i;
+    json_t *v;
+
+    if (!a || !b)
+        return a == b;
+    if (json_typeof(a) != json_typeof(b))
+        return 0;
+    if (json_is_array(a)) {
+        if (json_array_size(a) != json_array_size(b))
+            return 0;
+        for (i = 0; i < json_array_size(a); i++)
+            if (!conf_json_equal(json_array_get(a, i), json_array_get(b, i)))
+                return 0;
+        return 1;
+    }
+    if (json_is_object(a)) {
+        if (json_object_size(a) != json_object_size(b))
+            return 0;
+        json_object_keylen_foreach((json_t *)a, k, kl, v)
+        {
+            if (!conf_json_equal(v, json_object_getn(b, k, kl)))
+                return 0;
+        }
+        return 1;
+    }
+    return json_equal((json_t *)a, (json_t *)b); /* scalars: length-aware for strings */
+}

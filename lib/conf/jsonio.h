@@ -51,4 +51,12 @@ json_t *conf_json_loadb(const char *text, size_t len, json_error_t *err);
  */
 int conf_json_dump(const json_t *v, struct buf *out) WUR;
 
+/*
+ * 1 when a and b hold the same value (json_equal's rules: same types, numbers, strings, arrays in
+ * order, objects with the same members in any order), 0 otherwise. Unlike jansson's json_equal,
+ * object keys are compared with their lengths, so keys holding a NUL byte (which both readers
+ * accept) are not cut at it. Either may be NULL (equal only to NULL).
+ */
+int conf_json_equal(const json_t *a, const json_t *b);
+
 #endif

@@ -60,7 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                      (int)json_error_code(&oe), oe.text);
         goto out;
     }
-    FUZZ_ASSERTF(json_equal(ref, got), "values differ");
+    FUZZ_ASSERTF(conf_json_equal(ref, got), "values differ");
     check_dump(got);
     check_dump(ref);
 out:

@@ -6,7 +6,7 @@
  *   - yaml_to_json returns 0 with an array of documents, or ERR_PARSE with a non-empty
  *     message (never -ENOMEM or another code for bad input);
  *   - every document d of a success survives the way back: json_to_yaml(d) is not NULL and
- *     yaml_to_json of that text gives exactly [d] (json_equal: same types, same numbers, same
+ *     yaml_to_json of that text gives exactly [d] (conf_json_equal: same types, same numbers, same
  *     strings and keys in any order). This holds for every value yaml_to_json produces (see
  *     docs/fuzzing.md): documents whose expansion (aliases) exceeds ROUNDTRIP_MAX_NODES
  *     nodes are skipped only to keep the run fast, not because the property fails there.
@@ -14,6 +14,7 @@
 #include <jansson.h>
 #include <string.h>
 
+#include "conf/jsonio.h"
 #include "conf/yamljson.h"
 #include "tests/fuzz/fuzz.h"
 
@@ -60,7 +61,7 @@ static void check_roundtrip(const json_t *doc)
                  yaml);
     FUZZ_ASSERTF(json_array_size(again) == 1, "%zu documents back from:\n%.1000s",
                  json_array_size(again), yaml);
-    if (!json_equal(json_array_get(again, 0), doc)) {
+    if (!conf_json_equal(json_array_get(again, 0), doc)) {
         char *a = json_dumps(doc, JSON_COMPACT | JSON_ENCODE_ANY);
         char *b = json_dumps(json_array_get(again, 0), JSON_COMPACT | JSON_ENCODE_ANY);
 

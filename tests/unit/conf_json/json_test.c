@@ -546,6 +546,40 @@ static void t_jbuild(void)
     }
 }
 
+/* Keys holding NUL (yaml_to_json makes them): jansson's json_equal looks keys up cut at the NUL,
+ * so it calls a copy of such an object unequal (found by fuzz_yaml); conf_json_equal does not. */
+/* {"\0<c>": null, "x": [1, 2.5, "<s>"]}, its members set in the order given by first. */
+static json_t *nul_key_doc(char c, const char *s, int nul_first)
+{
+    char key[2] = {'\0', c};
+    json_t *o = json_object(), *x = json_pack("[i f s]", 1, 2.5, s);
+
+    if (!o || !x)
+        return NULL;
+    if (!nul_first)
+        json_object_set(o, "x", x);
+    json_object_setn_new(o, key, 2, json_null());
+    json_object_set_new(o, "x", x);
+    return o;
+}
+
+static void t_equal_nul_keys(void)
+{
+    json_t *a = nul_key_doc('m', "s", 1), *b = nul_key_doc('m', "s", 0);
+    json_t *c = nul_key_doc('n', "s", 1), *d = nul_key_doc('m', "t", 1);
+
+    CHECK(a && b && c && d);
+    CHECK(conf_json_equal(a, b));
+    CHECK(!conf_json_equal(a, c));
+    CHECK(!conf_json_equal(a, d));
+    CHECK(conf_json_equal(NULL, NULL));
+    CHECK(!conf_json_equal(a, NULL));
+    json_decref(a);
+    json_decref(b);
+    json_decref(c);
+    json_decref(d);
+}
+
 UNIT_MAIN(UNIT(t_repository_documents), UNIT(t_edge_cases), UNIT(t_nul_inside_buffer),
           UNIT(t_depth), UNIT(t_error_position), UNIT(t_mutations), UNIT(t_dump_values),
-          UNIT(t_jbuild))
+          UNIT(t_jbuild), UNIT(t_equal_nul_keys))

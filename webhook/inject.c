@@ -658,8 +658,12 @@ static json_t *proxy_env(const struct inj *c)
                              json_string_value(json_object_get(ct, "name")))) < 0)
             goto out;
     }
+    /* the agent's SIGTERM handling depends on whether the kubelet stops it after the apps
+     * (native) or together with them (classic: docs/agent.md, "Lifecycle") */
     if (json_array_append_new(
-            env, json_pack("{s:s,s:s}", "name", "WEFT_APP_CONTAINERS", "value", names.p)) < 0) {
+            env, json_pack("{s:s,s:s}", "name", "WEFT_APP_CONTAINERS", "value", names.p)) < 0 ||
+        json_array_append_new(env, json_pack("{s:s,s:s}", "name", "WEFT_SIDECAR_MODE", "value",
+                                             c->cfg->native_sidecars ? "native" : "classic")) < 0) {
         rc = -ENOMEM;
         goto out;
     }

@@ -30,6 +30,10 @@
 #include "core/diag.h"
 #include "core/err.h"
 
+/* The containers injection adds (weftd recognises a meshed pod's sidecar by its name). */
+#define WEBHOOK_INIT_NAME "weft-init"
+#define WEBHOOK_PROXY_NAME "weft-proxy"
+
 /* Injection settings: loaded once (Helm values, flags) and passed const. Strings borrowed. */
 struct inject_config {
     const char *version;           /* recorded in weft.dev/status; never NULL */

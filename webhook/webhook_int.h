@@ -19,8 +19,6 @@
 #define WEBHOOK_PORT_INBOUND 15006
 #define WEBHOOK_PORT_HEALTH 15020
 #define WEBHOOK_PORT_METRICS 15090
-#define WEBHOOK_INIT_NAME "weft-init"
-#define WEBHOOK_PROXY_NAME "weft-proxy"
 #define WEBHOOK_CA_CONFIGMAP "weft-root-ca"
 #define WEBHOOK_TOKEN_AUDIENCE "weft"
 

@@ -539,6 +539,7 @@ static void t_golden_simple(void)
     CHECK(env_value(proxy, "WEFT_EXIT_ON_COMPLETION") == NULL);
     CHECK(env_value(proxy, "WEFT_APP_PROBES") == NULL);
     CHECK_STR(env_value(proxy, "WEFT_APP_CONTAINERS"), "web");
+    CHECK_STR(env_value(proxy, "WEFT_SIDECAR_MODE"), "classic");
     CHECK_INT(json_array_size(res.warnings), 0);
     json_decref(paths);
     webhook_result_release(&res);
@@ -677,6 +678,7 @@ static void t_golden_native_job(void)
     CHECK(proxy != NULL);
     CHECK(container(res.pod, "containers", "weft-proxy") == NULL);
     CHECK(env_value(proxy, "WEFT_EXIT_ON_COMPLETION") == NULL);
+    CHECK_STR(env_value(proxy, "WEFT_SIDECAR_MODE"), "native");
     webhook_result_release(&res);
 }
 

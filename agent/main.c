@@ -39,6 +39,13 @@ struct agent {
     json_t *probes;  /* WEFT_APP_PROBES */
     bool stopping;
 
+    /* lifecycle (docs/agent.md, "Lifecycle") */
+    bool classic;            /* WEFT_SIDECAR_MODE=classic: a regular container beside the apps */
+    bool exit_on_completion; /* WEFT_EXIT_ON_COMPLETION=true: a Job's pod (classic mode) */
+    bool draining;           /* SIGTERM in classic mode: serving until the apps have exited */
+    bool apps_exited;        /* weftd said so on the stream (appsExited) */
+    uv_timer_t stop_timer;   /* stop_all from outside push/'s callback */
+
     /* identity */
     struct agent_cert_req creq;
     char url[512];
@@ -316,10 +323,48 @@ static void on_stream_state(void *arg, const struct push_client_event *ev)
                  ev->reason, ev->retry_ms);
 }
 
+static void stop_all(struct agent *a);
+
+static void stop_later(uv_timer_t *t)
+{
+    stop_all(t->data);
+}
+
+/*
+ * weftd says every app container of the pod has exited for good. A classic-mode sidecar leaves
+ * when its pod is stopping (SIGTERM came) or is a Job's (it would hold the pod forever);
+ * otherwise it remembers, and a later SIGTERM stops it at once. Native sidecars are stopped by
+ * the kubelet (weftd sends this only for classic pods).
+ */
+static void on_stream_apps_exited(void *arg, const char *reason)
+{
+    struct agent *a = arg;
+
+    if (a->stopping || a->apps_exited)
+        return;
+    a->apps_exited = true;
+    if (!a->classic) {
+        log_warn("msg=\"weftd says the app containers exited, but this is no classic-mode "
+                 "sidecar (WEFT_SIDECAR_MODE); the kubelet stops it\" reason=\"%s\"",
+                 reason);
+        return;
+    }
+    if (a->draining || a->exit_on_completion) {
+        log_info("msg=\"stopping: the app containers have exited\" reason=\"%s\" why=%s", reason,
+                 a->draining ? "SIGTERM" : "WEFT_EXIT_ON_COMPLETION");
+        /* push/ is calling us: the stream is freed from the loop, not from here */
+        uv_timer_start(&a->stop_timer, stop_later, 0, 0);
+        return;
+    }
+    log_info("msg=\"the app containers have exited; serving on until SIGTERM\" reason=\"%s\"",
+             reason);
+}
+
 static void stream_start(struct agent *a)
 {
     static const struct push_client_ops ops = {.on_config = on_stream_config,
-                                               .on_state = on_stream_state};
+                                               .on_state = on_stream_state,
+                                               .on_apps_exited = on_stream_apps_exited};
     const char *ns = getenv("POD_NAMESPACE"), *name = getenv("POD_NAME");
     struct push_client_config cfg = {0};
     int rc;
@@ -396,8 +441,6 @@ static void load_config(struct agent *a)
 
 /* ---- supervision --------------------------------------------------------------------------- */
 
-static void stop_all(struct agent *a);
-
 static void on_signal(uv_signal_t *s, int signum)
 {
     struct agent *a = s->data;
@@ -422,7 +465,21 @@ static void on_signal(uv_signal_t *s, int signum)
             a->restart_busy = true;
         return;
     }
-    log_info("msg=\"stopping\" signal=%d", signum);
+    /*
+     * Classic mode: the kubelet sends SIGTERM to every container at once, so the apps may still
+     * be finishing requests and making calls. The proxy serves on (readiness turns 503) until
+     * weftd says the apps have exited, or the kubelet's SIGKILL ends the grace period. Without
+     * a config stream nothing would say so: stop now. A second SIGTERM or SIGINT stops now.
+     */
+    if (signum == SIGTERM && a->classic && a->stream_port && !a->apps_exited && !a->draining &&
+        !a->stopping) {
+        a->draining = true;
+        log_info("msg=\"SIGTERM: serving on until the app containers have exited (weftd tells) "
+                 "or the grace period ends\" stream=%s",
+                 a->stream ? "open" : "not yet connected");
+        return;
+    }
+    log_info("msg=\"stopping\" signal=%d%s", signum, a->apps_exited ? " apps_exited=yes" : "");
     stop_all(a);
 }
 
@@ -459,14 +516,17 @@ static void health_handle(void *arg, struct http_conn *c, const struct http_requ
     if (strcmp(req->path, "/healthz/ready") == 0) {
         char why[1200];
 
-        if (a->have_cert && a->configured && a->hp_healthy && !a->stopping) {
+        if (a->have_cert && a->configured && a->hp_healthy && !a->stopping && !a->draining) {
             http_respond(c, 200, "text/plain", "ready\n", 6, NULL);
             return;
         }
-        snprintf(why, sizeof(why), "not ready:%s%s%s%s\n",
+        snprintf(why, sizeof(why), "not ready:%s%s%s%s%s\n",
                  a->have_cert ? "" : " no certificate yet;",
                  a->configured ? "" : " no configuration applied yet;",
-                 a->hp_healthy ? "" : " HAProxy does not answer;", a->stopping ? " stopping;" : "");
+                 a->hp_healthy ? "" : " HAProxy does not answer;", a->stopping ? " stopping;" : "",
+                 a->draining && !a->stopping
+                     ? " pod stopping: serving until the app containers have exited;"
+                     : "");
         http_respond(c, 503, "text/plain", why, strlen(why), NULL);
         return;
     }
@@ -578,6 +638,7 @@ static void stop_all(struct agent *a)
     push_client_free(a->stream);
     a->stream = NULL;
     uv_close((uv_handle_t *)&a->cert_timer, NULL);
+    uv_close((uv_handle_t *)&a->stop_timer, NULL);
     uv_close((uv_handle_t *)&a->health_timer, NULL);
     uv_close((uv_handle_t *)&a->htimer, NULL);
     uv_close((uv_handle_t *)&a->hpoll, NULL);
@@ -790,6 +851,23 @@ int main(int argc, char **argv)
         else if (strchr(pod_ip, ':'))
             a.ro.ipv6 = true;
     }
+    {
+        const char *mode = env_or("WEFT_SIDECAR_MODE", "native"),
+                   *eoc = env_or("WEFT_EXIT_ON_COMPLETION", "false");
+
+        if (strcmp(mode, "classic") != 0 && strcmp(mode, "native") != 0) {
+            fprintf(stderr, "weft-agent: WEFT_SIDECAR_MODE: want classic or native, not \"%s\"\n",
+                    mode);
+            return 2;
+        }
+        if (strcmp(eoc, "true") != 0 && strcmp(eoc, "false") != 0) {
+            fprintf(stderr, "weft-agent: WEFT_EXIT_ON_COMPLETION: want true or false, not \"%s\"\n",
+                    eoc);
+            return 2;
+        }
+        a.classic = strcmp(mode, "classic") == 0;
+        a.exit_on_completion = strcmp(eoc, "true") == 0;
+    }
     if (probes && *probes) {
         json_error_t e;
         a.probes = json_loads(probes, 0, &e);
@@ -820,6 +898,8 @@ int main(int argc, char **argv)
     }
     uv_timer_init(a.loop, &a.cert_timer);
     a.cert_timer.data = &a;
+    uv_timer_init(a.loop, &a.stop_timer);
+    a.stop_timer.data = &a;
     uv_timer_init(a.loop, &a.health_timer);
     a.health_timer.data = &a;
     uv_timer_start(&a.health_timer, health_tick, 0, 500);
@@ -832,8 +912,10 @@ int main(int argc, char **argv)
     uv_signal_start(&a.sig_term, on_signal, SIGTERM);
     uv_signal_start(&a.sig_int, on_signal, SIGINT);
     uv_signal_start(&a.sig_hup, on_signal, SIGHUP);
-    log_info("msg=\"weft-agent starting\" control_plane=%s run_dir=%s health=%s", cp, run_dir,
-             a.health_addr);
+    log_info("msg=\"weft-agent starting\" control_plane=%s run_dir=%s health=%s sidecar_mode=%s "
+             "exit_on_completion=%s",
+             cp, run_dir, a.health_addr, a.classic ? "classic" : "native",
+             a.exit_on_completion ? "yes" : "no");
     load_config(&a);
     cert_due(&a.cert_timer);
     uv_run(a.loop, UV_RUN_DEFAULT);

@@ -252,6 +252,10 @@ static int on_frame(struct push_client *c)
     }
     if (m.type == PUSH_MSG_CONFIG) {
         on_config(c, &m);
+    } else if (m.type == PUSH_MSG_APPS_EXITED) {
+        log_info("msg=\"weftd: the pod's app containers have exited\" reason=\"%s\"", m.reason);
+        if (c->ops.on_apps_exited)
+            c->ops.on_apps_exited(c->arg, m.reason);
     } else if (m.type == PUSH_MSG_ERROR) {
         c->rejected = 1;
         snprintf(c->why, sizeof(c->why), "%s: %s", m.code, m.reason);

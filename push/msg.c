@@ -18,7 +18,7 @@ static const struct {
     const char *name;
 } msg_types[] = {
     {PUSH_MSG_HELLO, "hello"},   {PUSH_MSG_ACK, "ack"},     {PUSH_MSG_NACK, "nack"},
-    {PUSH_MSG_CONFIG, "config"}, {PUSH_MSG_ERROR, "error"},
+    {PUSH_MSG_CONFIG, "config"}, {PUSH_MSG_ERROR, "error"}, {PUSH_MSG_APPS_EXITED, "appsExited"},
 };
 
 int push__strlcpy(char *dst, const char *src, size_t n)
@@ -145,6 +145,9 @@ int push_msg_parse(const char *text, size_t len, struct push_msg *out)
         if (!rc)
             rc = get_dup(root, "reason", &m.reason);
         break;
+    case PUSH_MSG_APPS_EXITED:
+        rc = get_dup(root, "reason", &m.reason);
+        break;
     case PUSH_MSG_NONE:
         rc = ERR_INVALID;
         break;
@@ -217,6 +220,10 @@ int push_msg_encode(const struct push_msg *m, char **out)
     case PUSH_MSG_ERROR:
         if (json_object_set_new(o, "code", json_string(m->code)) ||
             json_object_set_new(o, "reason", json_string(m->reason ? m->reason : "")))
+            goto out;
+        break;
+    case PUSH_MSG_APPS_EXITED:
+        if (json_object_set_new(o, "reason", json_string(m->reason ? m->reason : "")))
             goto out;
         break;
     default:

@@ -132,12 +132,21 @@ int push_server_set_trust(struct push_server *s, const char *trust_pem) WUR;
  */
 int push_server_send(struct push_server *s, const char *key, const char *doc_json) WUR;
 
+/*
+ * Record that every app container of proxy key's pod ("ns/name") has exited and none will run
+ * again (reason says which and why; copied, cut at PUSH_REASON_MAX bytes). The proxy's stream,
+ * the current one or the next accepted one, gets one `appsExited` before any `config`. Once
+ * said, it stays said until push_server_forget. Returns 0, ERR_INVALID (bad key) or -ENOMEM.
+ */
+int push_server_apps_exited(struct push_server *s, const char *key, const char *reason) WUR;
+
 /* Counters of the server's work since push_server_new. */
 struct push_server_stats {
     uint64_t changes_immediate;  /* changed documents released at once (after a quiet period) */
     uint64_t changes_deferred;   /* changes held to the end of a debounce window */
     uint64_t changes_superseded; /* changes replaced by a newer one inside the window */
     uint64_t configs_sent;       /* `config` frames written */
+    uint64_t apps_exited_sent;   /* `appsExited` frames written */
     uint64_t acks, nacks;
     uint64_t hellos_accepted, hellos_rejected;
     uint64_t refused_max_conns, refused_per_addr; /* connections closed at accept by the caps */
@@ -172,6 +181,8 @@ struct push_proxy_state {
     const char *nack_hash;
     const char *nack_reason; /* last NACK; kept after later ACKs */
     int64_t nack_time_ms;    /* Unix time in ms of the last NACK; 0 none */
+    const char *apps_exited; /* push_server_apps_exited's reason; "" while the apps run */
+    int apps_exited_sent;    /* the current stream got `appsExited` */
 };
 
 typedef void push_state_visit_fn(void *arg, const struct push_proxy_state *st);
@@ -232,6 +243,12 @@ struct push_client_ops {
                      size_t reason_size);
     /* Optional. */
     void (*on_state)(void *arg, const struct push_client_event *ev);
+    /*
+     * Optional. weftd says the pod's app containers have exited for good (`appsExited`; reason
+     * is weftd's, borrowed for the call). Called once per stream that carries it, so possibly
+     * again after a reconnect.
+     */
+    void (*on_apps_exited)(void *arg, const char *reason);
 };
 
 /*

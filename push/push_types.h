@@ -42,11 +42,12 @@
 
 enum push_msg_type {
     PUSH_MSG_NONE = 0,
-    PUSH_MSG_HELLO,  /* agent -> weftd */
-    PUSH_MSG_ACK,    /* agent -> weftd */
-    PUSH_MSG_NACK,   /* agent -> weftd */
-    PUSH_MSG_CONFIG, /* weftd -> agent */
-    PUSH_MSG_ERROR,  /* weftd -> agent, then close 1008 */
+    PUSH_MSG_HELLO,       /* agent -> weftd */
+    PUSH_MSG_ACK,         /* agent -> weftd */
+    PUSH_MSG_NACK,        /* agent -> weftd */
+    PUSH_MSG_CONFIG,      /* weftd -> agent */
+    PUSH_MSG_ERROR,       /* weftd -> agent, then close 1008 */
+    PUSH_MSG_APPS_EXITED, /* weftd -> agent: the pod's app containers have exited for good */
 };
 
 struct push_pod_ref {
@@ -67,7 +68,7 @@ struct push_msg {
     uint64_t version;                  /* ack, nack, config; >= 1 */
     char hash[PUSH_HASH_LEN + 1];      /* ack, nack, config */
     char code[PUSH_CODE_MAX + 1];      /* error */
-    char *reason;                      /* nack, error; NULL otherwise */
+    char *reason;                      /* nack, error, appsExited; NULL otherwise */
     char *config;                      /* config: the document as canonical JSON text */
 };
 

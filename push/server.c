@@ -53,6 +53,7 @@ struct proxy {
     char nack_hash[PUSH_HASH_LEN + 1];
     char *nack_reason;
     int64_t nack_time_ms;
+    char *apps_exited; /* push_server_apps_exited's reason; NULL while the apps run */
 };
 
 struct conn {
@@ -63,6 +64,7 @@ struct conn {
     uint64_t version;                  /* of the last `config` on this stream */
     char sent_hash[PUSH_HASH_LEN + 1]; /* what the peer has (sent, or its lastHash) */
     int want_config;
+    int apps_sent;     /* `appsExited` went out on this stream */
     char *error_frame; /* to write before closing */
     char close_reason[64];
     int close_status;
@@ -158,15 +160,21 @@ static void proxy_remove(struct push_server *s, struct proxy *p)
     map_del(&s->proxies, p->key); /* frees p->key */
     free(p->doc);
     free(p->nack_reason);
+    free(p->apps_exited);
     free(p);
 }
 
-/* Ask the proxy's stream for a write if it lacks the newest document. */
+/* Ask the proxy's stream for a write if it lacks the newest document or the news that the
+ * pod's apps have exited. */
 static void proxy_kick(struct proxy *p)
 {
     struct conn *c = p->conn;
 
-    if (!c || !p->doc || c->close_status)
+    if (!c || c->close_status)
+        return;
+    if (p->apps_exited && !c->apps_sent)
+        lws_callback_on_writable(c->wsi);
+    if (!p->doc)
         return;
     if (strcmp(c->sent_hash, p->hash) == 0) {
         /* The stream's hello reported this document as served: count it as acknowledged. */
@@ -211,6 +219,18 @@ static int frame_write(struct lws *wsi, const char *text)
     n = lws_write(wsi, b + LWS_PRE, len, LWS_WRITE_TEXT);
     free(b);
     return n < (int)len ? -EIO : 0;
+}
+
+/* Encode m and write it as one frame. 0 or a negative code. */
+static int msg_write(struct lws *wsi, const struct push_msg *m)
+{
+    char *frame = NULL;
+    int rc = push_msg_encode(m, &frame);
+
+    if (rc == 0)
+        rc = frame_write(wsi, frame);
+    free(frame);
+    return rc;
 }
 
 /* Send `error` then close with status. Later frames from the peer are ignored. */
@@ -349,7 +369,6 @@ static int on_writeable(struct push_server *s, struct conn *c)
 {
     struct proxy *p = c->proxy;
     struct push_msg m;
-    char *frame = NULL;
     int rc;
 
     if (c->close_status) {
@@ -364,6 +383,19 @@ static int on_writeable(struct push_server *s, struct conn *c)
         }
         return push__ws_close(c->wsi, c->close_status, c->close_reason);
     }
+    if (p && p->apps_exited && !c->apps_sent) {
+        /* before any document: a proxy whose apps are gone has nothing left to configure */
+        memset(&m, 0, sizeof(m));
+        m.type = PUSH_MSG_APPS_EXITED;
+        m.reason = p->apps_exited;
+        if (msg_write(c->wsi, &m) < 0)
+            return -1;
+        c->apps_sent = 1;
+        s->stats.apps_exited_sent++;
+        if (c->want_config)
+            lws_callback_on_writable(c->wsi);
+        return 0;
+    }
     if (!c->want_config || !p || !p->doc || strcmp(c->sent_hash, p->hash) == 0)
         return 0;
     memset(&m, 0, sizeof(m));
@@ -371,11 +403,7 @@ static int on_writeable(struct push_server *s, struct conn *c)
     m.version = c->version + 1;
     memcpy(m.hash, p->hash, sizeof(m.hash));
     m.config = p->doc;
-    rc = push_msg_encode(&m, &frame);
-    if (rc == 0)
-        rc = frame_write(c->wsi, frame);
-    free(frame);
-    if (rc < 0)
+    if (msg_write(c->wsi, &m) < 0)
         return -1;
     s->stats.configs_sent++;
     c->want_config = 0;
@@ -776,6 +804,29 @@ out:
     return rc;
 }
 
+int push_server_apps_exited(struct push_server *s, const char *key, const char *reason)
+{
+    struct proxy *p;
+    char *copy;
+    int rc;
+
+    if (!key || !reason || !key_ok(key))
+        return ERR_INVALID;
+    if (proxy_find(s, key) && proxy_find(s, key)->apps_exited)
+        return 0; /* said once; it cannot be unsaid */
+    copy = strndup(reason, PUSH_REASON_MAX);
+    if (!copy)
+        return -ENOMEM;
+    rc = proxy_get(s, key, &p);
+    if (rc < 0) {
+        free(copy);
+        return rc;
+    }
+    p->apps_exited = copy;
+    proxy_kick(p);
+    return 0;
+}
+
 void push_server_forget(struct push_server *s, const char *key)
 {
     struct proxy *p = proxy_find(s, key);
@@ -811,6 +862,8 @@ static void proxy_visit(const struct proxy *p, push_state_visit_fn *fn, void *ar
     st.nack_hash = p->nack_hash;
     st.nack_reason = p->nack_reason ? p->nack_reason : "";
     st.nack_time_ms = p->nack_time_ms;
+    st.apps_exited = p->apps_exited ? p->apps_exited : "";
+    st.apps_exited_sent = p->conn && p->conn->apps_sent;
     if (!p->conn)
         st.sync = PUSH_SYNC_DISCONNECTED;
     else if (p->doc && strcmp(p->acked_hash, p->hash) == 0)

@@ -155,6 +155,77 @@ static void send_doc(struct weftd_stream *st, const char *key, const json_t *doc
     free(text);
 }
 
+/*
+ * Whether every app container of a classic-mode meshed pod (weft-proxy among spec.containers)
+ * has exited for good: each has a terminated state in status.containerStatuses, and none will
+ * start again because the pod is being deleted, its restartPolicy is Never, or it is OnFailure
+ * and all of them exited 0. why (size n) then says which and why. Native sidecars are stopped
+ * by the kubelet once the apps are done, so they get no such message.
+ */
+static bool apps_exited(const json_t *pod, char *why, size_t n)
+{
+    const json_t *spec = json_object_get(pod, "spec"), *status = json_object_get(pod, "status");
+    const json_t *meta = json_object_get(pod, "metadata"), *c, *cs;
+    const char *rp = json_string_value(json_object_get(spec, "restartPolicy"));
+    bool classic = false, deleting = json_object_get(meta, "deletionTimestamp") != NULL;
+    bool all_ok = true;
+    size_t i, j, apps = 0, len = 0;
+
+    json_array_foreach(json_object_get(spec, "containers"), i, c)
+    {
+        const char *name = json_string_value(json_object_get(c, "name"));
+        const json_t *term = NULL;
+        json_int_t code;
+
+        if (!name)
+            return false;
+        if (strcmp(name, WEBHOOK_PROXY_NAME) == 0) {
+            classic = true;
+            continue;
+        }
+        json_array_foreach(json_object_get(status, "containerStatuses"), j, cs)
+        {
+            const char *sn = json_string_value(json_object_get(cs, "name"));
+
+            if (sn && strcmp(sn, name) == 0)
+                term = json_object_get(json_object_get(cs, "state"), "terminated");
+        }
+        if (!json_is_object(term))
+            return false;
+        code = json_integer_value(json_object_get(term, "exitCode"));
+        all_ok = all_ok && code == 0;
+        apps++;
+        if (len < n)
+            len += (size_t)snprintf(why + len, n - len, "%s%s exited %lld", apps > 1 ? ", " : "",
+                                    name, (long long)code);
+    }
+    if (!classic || !apps)
+        return false;
+    if (!rp)
+        rp = "Always";
+    if (!deleting && strcmp(rp, "Never") != 0 && !(strcmp(rp, "OnFailure") == 0 && all_ok))
+        return false; /* the kubelet restarts them */
+    if (len < n)
+        snprintf(why + len, n - len, "; %s",
+                 deleting       ? "the pod is being deleted"
+                 : rp[0] == 'N' ? "restartPolicy Never"
+                                : "restartPolicy OnFailure");
+    return true;
+}
+
+static void send_pod(struct weftd_stream *st, const char *key, const json_t *pod)
+{
+    char why[PUSH_REASON_MAX + 1];
+    int rc;
+
+    if (!apps_exited(pod, why, sizeof(why)))
+        return;
+    rc = push_server_apps_exited(st->srv, key, why);
+    if (rc)
+        log_error("msg=\"cannot tell the proxy its apps exited\" pod=%s error=%s", key,
+                  err_str(rc));
+}
+
 static void retry_cb(uv_timer_t *t);
 
 /* Open the listener with the newest serving pair and the bundle, then queue every document. */
@@ -195,6 +266,10 @@ static void try_listen(struct weftd_stream *st)
              d->opts.stream_listen, push_server_port(st->srv), cfg.max_conns,
              cfg.max_conns_per_addr, cfg.handshake_timeout_s, cfg.debounce_ms);
     json_object_foreach(d->docs, key, doc) send_doc(st, key, doc);
+    for (size_t i = 0; i < d->nwatches; i++)
+        if (strcmp(d->watches[i].kind, "Pod") == 0)
+            json_object_foreach((json_t *)kube_informer_cache(d->watches[i].inf), key, doc)
+                send_pod(st, key, doc);
 }
 
 static void retry_cb(uv_timer_t *t)
@@ -311,6 +386,12 @@ void weftd_stream_doc(struct weftd *d, const char *key, const json_t *doc)
         send_doc(d->stream, key, doc);
 }
 
+void weftd_stream_pod(struct weftd *d, const char *key, const json_t *pod)
+{
+    if (d->stream && d->stream->srv && pod)
+        send_pod(d->stream, key, pod);
+}
+
 void weftd_stream_forget(struct weftd *d, const char *key)
 {
     if (d->stream && d->stream->srv)
@@ -352,6 +433,8 @@ static void add_state(void *arg, const struct push_proxy_state *ps)
                   "hash", or_null(ps->sent_hash), "acked", "version", (json_int_t)ps->acked_version,
                   "hash", or_null(ps->acked_hash));
 
+    if (o)
+        json_object_set_new(o, "appsExited", or_null(ps->apps_exited));
     if (o && ps->nack_reason[0])
         json_object_set_new(o, "lastNack",
                             json_pack("{s:I,s:o,s:s,s:o}", "version", (json_int_t)ps->nack_version,
@@ -478,6 +561,10 @@ int weftd_stream_metrics(struct weftd *d, struct buf *b)
             "# HELP weft_config_stream_configs_sent_total config frames written.\n"
             "# TYPE weft_config_stream_configs_sent_total counter\n"
             "weft_config_stream_configs_sent_total %llu\n"
+            "# HELP weft_config_stream_apps_exited_sent_total appsExited frames written (a "
+            "classic-mode pod's app containers exited for good).\n"
+            "# TYPE weft_config_stream_apps_exited_sent_total counter\n"
+            "weft_config_stream_apps_exited_sent_total %llu\n"
             "# HELP weft_config_stream_replies_total Agents' ack and nack messages.\n"
             "# TYPE weft_config_stream_replies_total counter\n"
             "weft_config_stream_replies_total{type=\"ack\"} %llu\n"
@@ -497,8 +584,9 @@ int weftd_stream_metrics(struct weftd *d, struct buf *b)
             "# TYPE weft_config_stream_streams gauge\nweft_config_stream_streams %u\n",
             (unsigned long long)st.changes_immediate, (unsigned long long)st.changes_deferred,
             (unsigned long long)st.changes_superseded, (unsigned long long)st.configs_sent,
-            (unsigned long long)st.acks, (unsigned long long)st.nacks,
-            (unsigned long long)st.hellos_accepted, (unsigned long long)d->m.stream_unknown_pod,
+            (unsigned long long)st.apps_exited_sent, (unsigned long long)st.acks,
+            (unsigned long long)st.nacks, (unsigned long long)st.hellos_accepted,
+            (unsigned long long)d->m.stream_unknown_pod,
             (unsigned long long)d->m.stream_identity_mismatch,
             (unsigned long long)st.refused_max_conns, (unsigned long long)st.refused_per_addr,
             st.conns, st.streams);

@@ -509,6 +509,8 @@ static struct wq_result reconcile(void *arg, const char *qkey)
             }
         }
         json_decref(o);
+        if (strcmp(def->kind, "Pod") == 0)
+            weftd_stream_pod(d, key, obj);
     } else {
         char ns[300], name[300];
         split_key(key, ns, sizeof(ns), name, sizeof(name));

@@ -246,6 +246,9 @@ void weftd_stream_bundle(struct weftd *d);
 /* A proxy's document was compiled (changed or not) / its pod is gone or no longer meshed. */
 void weftd_stream_doc(struct weftd *d, const char *key, const json_t *doc);
 void weftd_stream_forget(struct weftd *d, const char *key);
+/* A Pod changed (pod: the informer's object, NULL when gone): a classic-mode pod whose app
+ * containers have exited for good is told so on its stream (`appsExited`). */
+void weftd_stream_pod(struct weftd *d, const char *key, const json_t *pod);
 /* GET /debug/proxies[/<ns>/<pod>] (admin.c, once authorized). */
 void weftd_stream_debug(struct weftd *d, struct http_conn *c, const struct http_request *req);
 /* Append the stream's series to b (Prometheus text). 0 or -ENOMEM. */

@@ -4,7 +4,11 @@
 # certificate from a token bound to the pod, the hello naming the pod its certificate proves,
 # the document rendered and applied before the ACK (weftd's /debug/proxies: synced with that
 # hash), readiness; weftd stopped: HAProxy keeps serving and the agent stays ready; weftd back:
-# the agent reconnects and is synced again. Agent and HAProxy on loopback with free ports.
+# the agent reconnects and is synced again. Lifecycle: SIGTERM stops a native-mode agent at
+# once; a classic-mode one (WEFT_SIDECAR_MODE=classic) keeps serving, not ready, until weftd
+# says on the stream that the app containers exited for good (the pod deleted), then exits 0;
+# a Job's (WEFT_EXIT_ON_COMPLETION=true) exits 0 once its app completed, without SIGTERM.
+# Agent and HAProxy on loopback with free ports.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 . tests/integration/lib.sh
@@ -112,6 +116,7 @@ case_stream() {
         --health-listen "127.0.0.1:$HEALTH_PORT" --inbound-port "$IN_PORT" \
         --outbound-port "$(free_port)" --metrics-port "$(free_port)" >"$D/agent.log" 2>&1 &
     AGENT_PID=$!
+    STREAM_AGENT=$AGENT_PID
     daemon_track "$AGENT_PID" "weft-agent"
     wait_for 20 synced || { t_fail "not synced: $(proxy "j" 2>&1); $(grep -v level=debug "$D/agent.log" | tail -5)"; return 1; }
     wd_get a "/debug/config/$NS/a"
@@ -154,8 +159,125 @@ case_nack() {
     wait_for 20 synced || { t_fail "not synced after the NACK: $(proxy 'j' 2>&1)"; return 1; }
 }
 
+# agent_start LOGNAME TOKENFILE [ENV=VALUE...]: an agent for the pod of TOKENFILE on fresh ports
+# (IN_PORT, HEALTH_PORT), not daemon-tracked (these cases check how it exits themselves)
+agent_start() {
+    local log=$1 token=$2
+    shift 2
+    IN_PORT=$(free_port)
+    HEALTH_PORT=$(free_port)
+    env POD_IP=127.0.0.1 "$@" "$AGENT" --log-level debug --control-plane "127.0.0.1:${WD_CERTS[a]}" \
+        --stream-port "${WD_STREAM[a]}" --stream-server-name weftd.weft-system.svc \
+        --token-file "$token" --ca-file "$D/bundle.pem" --run-dir "$D/run-$log" \
+        --health-listen "127.0.0.1:$HEALTH_PORT" --inbound-port "$IN_PORT" \
+        --outbound-port "$(free_port)" --metrics-port "$(free_port)" >"$D/$log.log" 2>&1 &
+    AGENT_PID=$!
+    bg_track "$AGENT_PID"
+}
+
+# app_state POD STATE: POD's status says its app container is in STATE (a containerStatuses state)
+app_state() {
+    ok "$1: app $2" "$K" patch pod -n "$NS" "$1" --subresource=status --type=merge -p \
+        "{\"status\":{\"containerStatuses\":[{\"name\":\"app\",\"image\":\"app:1\",\"imageID\":\"\",\"ready\":false,\"restartCount\":0,\"state\":$2},{\"name\":\"weft-proxy\",\"image\":\"weft/proxy:dev\",\"imageID\":\"\",\"ready\":true,\"restartCount\":0,\"state\":{\"running\":{}}}]}}"
+}
+
+alive() { kill -0 "$1" 2>/dev/null; }
+gone() { ! kill -0 "$1" 2>/dev/null; }
+
+# the exit status of a finished background agent
+exit_of() {
+    wait "$1" 2>/dev/null
+    echo $?
+}
+
+# exits_clean LOGNAME T0 EVENT LOGLINE: AGENT_PID exits within 10 s (time since T0 printed), status
+# 0, its log has LOGLINE, and HAProxy no longer serves
+exits_clean() {
+    local ms
+    wait_for 10 gone "$AGENT_PID" || { t_fail "$1: the agent still runs: $(grep -v level=debug "$D/$1.log" | tail -3)"; return 1; }
+    ms=$((($(date +%s%N) - $2) / 1000000))
+    echo "    $1: the agent exited ${ms} ms after $3"
+    assert_eq "$(exit_of "$AGENT_PID")" 0 "$1: exit status" || return
+    assert_contains "$(cat "$D/$1.log")" "$4" "$1: why it stopped" || return
+    [ -z "$(handshake)" ] || { t_fail "$1: HAProxy still serves after the agent exited"; return 1; }
+}
+
+# Native mode (no WEFT_SIDECAR_MODE): the kubelet sends SIGTERM after the apps exited, so the
+# agent stops at once. Classic mode: SIGTERM comes with the apps' own; the proxy keeps serving
+# (readiness 503) until weftd says the apps have exited for good, then exits 0 with HAProxy.
+case_classic_sigterm() {
+    local t0 ms
+    daemon_killed "$STREAM_AGENT" # its exit is checked here
+    t0=$(date +%s%N)
+    kill -TERM "$STREAM_AGENT"
+    wait_for 5 gone "$STREAM_AGENT" || { t_fail "native mode: the agent did not stop on SIGTERM"; return 1; }
+    ms=$((($(date +%s%N) - t0) / 1000000))
+    echo "    native mode: stopped ${ms} ms after SIGTERM"
+    assert_eq "$(exit_of "$STREAM_AGENT")" 0 "native mode: exit status" || return
+    app_state a '{"running":{"startedAt":"2026-01-01T00:00:00Z"}}' || return
+    agent_start classic "$D/token" WEFT_SIDECAR_MODE=classic
+    wait_for 20 synced || { t_fail "classic agent not synced: $(grep -v level=debug "$D/classic.log" | tail -5)"; return 1; }
+    wait_for 10 sh -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$HEALTH_PORT/healthz/ready)\" = 200 ]" ||
+        { t_fail "classic agent not ready"; return 1; }
+    assert_contains "$(cat "$D/classic.log")" "sidecar_mode=classic exit_on_completion=no" "mode logged" || return
+    kill -TERM "$AGENT_PID"
+    sleep 2
+    alive "$AGENT_PID" || { t_fail "classic mode: the agent stopped on SIGTERM while the app runs: $(tail -3 "$D/classic.log")"; return 1; }
+    assert_contains "$(handshake)" "CN = web.$NS.cluster.local" "classic mode, SIGTERM'd: still serving" || return
+    assert_eq "$(ready_code)" 503 "readiness after SIGTERM" || return
+    assert_contains "$(curl -s "http://127.0.0.1:$HEALTH_PORT/healthz/ready")" "pod stopping: serving until the app containers have exited" "why not ready" || return
+    # the app terminated but would be restarted (restartPolicy Always, pod not deleted)
+    app_state a '{"terminated":{"exitCode":0,"reason":"Completed"}}' || return
+    sleep 1.5
+    alive "$AGENT_PID" || { t_fail "stopped although the kubelet restarts the app"; return 1; }
+    assert_contains "$(handshake)" "CN = web.$NS.cluster.local" "still serving" || return
+    # the pod is deleted (a finalizer keeps it listed): the apps are gone for good
+    ok "hold" "$K" patch pod -n "$NS" a --type=merge -p '{"metadata":{"finalizers":["test.weft.dev/hold"]}}' || return
+    t0=$(date +%s%N)
+    ok "delete" "$K" delete pod -n "$NS" a --wait=false || return
+    exits_clean classic "$t0" "the pod's deletion (appsExited on the stream)" \
+        'msg="stopping: the app containers have exited" reason="app exited 0; the pod is being deleted" why=SIGTERM' || return
+    ok "release" "$K" patch pod -n "$NS" a --type=json -p '[{"op":"remove","path":"/metadata/finalizers"}]'
+}
+
+# A Job's pod in classic mode (WEFT_EXIT_ON_COMPLETION=true): once its app terminated with
+# restartPolicy Never, the agent exits 0 on its own (no SIGTERM), so the pod can complete.
+case_job_completion() {
+    local t0
+    cat >"$D/job.yaml" <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: j, namespace: $NS, labels: {app: job}}
+spec:
+  serviceAccountName: web
+  restartPolicy: Never
+  containers:
+  - {name: weft-proxy, image: weft/proxy:dev}
+  - {name: app, image: app:1}
+EOF
+    ok "job pod" "$K" apply -f "$D/job.yaml" || return
+    ok "pod IP" "$K" patch pod -n "$NS" j --subresource=status --type=merge \
+        -p '{"status":{"phase":"Running","podIP":"127.0.0.1","podIPs":[{"ip":"127.0.0.1"}]}}' || return
+    app_state j '{"running":{"startedAt":"2026-01-01T00:00:00Z"}}' || return
+    okv "uid" "$K" get pod -n "$NS" j -o 'jsonpath={.metadata.uid}' || return
+    okv "token bound to j" "$K" create token -n "$NS" web --audience weft --duration 1h \
+        --bound-object-kind Pod --bound-object-name j --bound-object-uid "$OUT" || return
+    printf '%s\n' "$OUT" >"$D/token-j"
+    agent_start job "$D/token-j" WEFT_SIDECAR_MODE=classic WEFT_EXIT_ON_COMPLETION=true
+    wait_for 20 sh -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$HEALTH_PORT/healthz/ready)\" = 200 ]" ||
+        { t_fail "job agent not ready: $(grep -v level=debug "$D/job.log" | tail -5)"; return 1; }
+    sleep 1
+    alive "$AGENT_PID" || { t_fail "the job's agent left while the app runs"; return 1; }
+    t0=$(date +%s%N)
+    app_state j '{"terminated":{"exitCode":0,"reason":"Completed"}}' || return
+    exits_clean job "$t0" "the app's termination was reported" \
+        'reason="app exited 0; restartPolicy Never" why=WEFT_EXIT_ON_COMPLETION' || return
+}
+
 t_run "setup: weftd with its stream, a meshed pod with an IP, a token bound to it" case_setup
 t_run "the agent holds the stream: document rendered, applied, ACKed; ready" case_stream
 t_run "a document the agent cannot run: NACK with the reason, the last good one serves" case_nack
 t_run "weftd stopped: HAProxy serves, the agent stays ready; back: synced again" case_weftd_away
+t_run "SIGTERM: native mode stops at once; classic mode serves until weftd says the apps exited" case_classic_sigterm
+t_run "a Job's pod in classic mode: the agent exits 0 once the app completed" case_job_completion
 t_summary

@@ -6,10 +6,10 @@
  *                [--host 127.0.0.1] [--server-name weftd.weft-system.svc]
  *
  * DIR/events gets one line per event: "config VERSION HASH", "ack VERSION", "nack VERSION
- * REASON", "connected", "rejected CODE REASON", "disconnected REASON". DIR/config.json holds the
- * last document received, DIR/hash its hash. While DIR/nack exists, every config is NACKed with
- * the file's first line as the reason (the test creates and removes it). Runs until SIGTERM or
- * SIGINT; exit 0.
+ * REASON", "connected", "rejected CODE REASON", "disconnected REASON", "appsExited REASON".
+ * DIR/config.json holds the last document received, DIR/hash its hash. While DIR/nack exists, every
+ * config is NACKed with the file's first line as the reason (the test creates and removes it). Runs
+ * until SIGTERM or SIGINT; exit 0.
  */
 #include <getopt.h>
 #include <signal.h>
@@ -109,6 +109,11 @@ static void on_state(void *arg, const struct push_client_event *ev)
         event(sc, "disconnected %s\n", ev->reason);
 }
 
+static void on_apps_exited(void *arg, const char *reason)
+{
+    event(arg, "appsExited %s\n", reason);
+}
+
 static void on_signal(uv_signal_t *h, int sig)
 {
     struct sc *sc = h->data;
@@ -127,7 +132,7 @@ int main(int argc, char **argv)
         {"cert", 1, NULL, 'c'}, {"key", 1, NULL, 'k'},  {"trust", 1, NULL, 't'},
         {"pod", 1, NULL, 'o'},  {"dir", 1, NULL, 'd'},  {NULL, 0, NULL, 0},
     };
-    static const struct push_client_ops ops = {on_config, on_state};
+    static const struct push_client_ops ops = {on_config, on_state, on_apps_exited};
     struct push_client_config cc;
     const char *cert = NULL, *key = NULL, *trust = NULL, *pod = NULL;
     char ns[64], name[254], uid[64];

@@ -22,6 +22,12 @@
 #   no-cert        no client certificate, or one from another CA: the TLS handshake fails, no
 #                  hello reaches weftd
 #   debug-auth     /debug/proxies without a token: 401 (authenticated like /debug/config)
+#   apps-exited    classic-mode pods (weft-proxy among the containers): a Job's pod (restartPolicy
+#                  Never) whose app is running gets nothing; once its status says the app
+#                  terminated, the stream carries appsExited naming it (/debug/proxies, metric); a
+#                  new stream hears it again after its hello, before its document; a pod with
+#                  restartPolicy Always whose app terminated gets nothing (the kubelet restarts
+#                  it) until the pod is being deleted (deletionTimestamp, held by a finalizer)
 #   restart        weftd restarted on the same ports: the client reconnects and is synced again
 #                  (its hello's lastHash is the current hash: nothing resent)
 #   caps           weftd with --max-connections-per-address 3: pod a's stream and two more
@@ -470,6 +476,72 @@ case_rotation() {
     proxy_is a '[j["sync"], j["connected"]]' '["synced", true]' || t_fail "pod a: $(proxy a j)"
 }
 
+# app_status POD STATE: the status of POD's containers, weft-proxy running and app in STATE (a
+# containerStatuses state object, e.g. '{"running":{}}')
+app_status() {
+    ok "status of $1" "$K" patch pod "$1" -n "$NS" --subresource=status --type=merge -p \
+        "{\"status\":{\"phase\":\"Running\",\"containerStatuses\":[{\"name\":\"weft-proxy\",\"image\":\"weft/proxy:dev\",\"imageID\":\"\",\"ready\":true,\"restartCount\":0,\"state\":{\"running\":{}}},{\"name\":\"app\",\"image\":\"app:1\",\"imageID\":\"\",\"ready\":false,\"restartCount\":0,\"state\":$2}]}}"
+}
+
+case_apps_exited() {
+    local term='{"terminated":{"exitCode":0,"reason":"Completed"}}' sent
+    cat >"$KL_TMP/apps.yaml" <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: job, namespace: $NS, labels: {app: job}}
+spec:
+  serviceAccountName: client
+  restartPolicy: Never
+  containers:
+  - {name: weft-proxy, image: weft/proxy:dev}
+  - {name: app, image: app:1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: svc, namespace: $NS, labels: {app: svc}, finalizers: [test.weft.dev/hold]}
+spec:
+  serviceAccountName: client
+  containers:
+  - {name: weft-proxy, image: weft/proxy:dev}
+  - {name: app, image: app:1}
+EOF
+    ok "pods" "$K" apply -f "$KL_TMP/apps.yaml" || return
+    cert_for job job || return
+    cert_for svc svc || return
+    sent=$(series weft_config_stream_apps_exited_sent_total)
+    app_status job '{"running":{}}' || return
+    cl_start job job job
+    wait_for 20 has_event job '^ack 1$' || t_fail "pod job: no document: $(events job)" || return
+    assert_eq "$(proxy job 'j["appsExited"]')" None "running app: nothing said" || return
+    app_status job "$term" || return
+    wait_for 10 has_event job '^appsExited ' || t_fail "no appsExited: $(events job)" || return
+    assert_eq "$(grep '^appsExited' "$KL_TMP/cl-job/events")" "appsExited app exited 0; restartPolicy Never" \
+        "the message names the app and why it will not run again" || return
+    assert_eq "$(proxy job '[j["appsExited"], j["sync"]]')" '["app exited 0; restartPolicy Never", "synced"]' \
+        "/debug/proxies" || return
+    assert_eq "$(series weft_config_stream_apps_exited_sent_total)" $((sent + 1)) "frames sent" || return
+    # a new stream (the agent restarted): told after its hello, before its document
+    cl_stop job
+    cl_start job2 job job
+    wait_for 20 has_event job2 '^ack 1$' || t_fail "pod job, second stream: $(events job2)" || return
+    assert_eq "$(head -3 "$KL_TMP/cl-job2/events" | cut -d' ' -f1 | tr '\n' ' ')" "connected appsExited config " \
+        "appsExited first on a new stream" || return
+    cl_stop job2
+    # restartPolicy Always: a terminated app is restarted by the kubelet; only deletion ends it
+    cl_start svc svc svc
+    wait_for 20 has_event svc '^ack 1$' || t_fail "pod svc: no document: $(events svc)" || return
+    app_status svc "$term" || return
+    sleep 1
+    has_event svc '^appsExited' && { t_fail "restartPolicy Always, not deleted: $(events svc)"; return; }
+    ok "delete svc" "$K" delete pod svc -n "$NS" --wait=false || return
+    wait_for 10 has_event svc '^appsExited ' || t_fail "no appsExited after deletion: $(events svc)" || return
+    assert_eq "$(grep '^appsExited' "$KL_TMP/cl-svc/events")" "appsExited app exited 0; the pod is being deleted" \
+        "deletion" || return
+    cl_stop svc
+    ok "release svc" "$K" patch pod svc -n "$NS" --type=json -p '[{"op":"remove","path":"/metadata/finalizers"}]' || return
+    ok "delete job" "$K" delete pod job -n "$NS" --wait=false
+}
+
 case_restart() {
     local hash n
     hash=$(cat "$KL_TMP/cl-a/hash")
@@ -491,6 +563,7 @@ t_run nack case_nack
 t_run other-pod case_other_pod
 t_run no-cert case_no_cert
 t_run debug-auth case_debug_auth
+t_run apps-exited case_apps_exited
 t_run restart case_restart
 t_run caps case_caps
 t_run rotation case_rotation

@@ -183,6 +183,9 @@ struct h {
     char cfg_hash[PUSH_HASH_LEN + 1];
     char *cfg_doc;
     int nack_with; /* on_config returns this with reason "render: bad route" */
+    int apps_exited;
+    char apps_reason[256];
+    int configs_at_apps; /* configs received before the last appsExited */
     char rej_code[64], rej_reason[256];
     unsigned retry_ms[MAXEV];
 };
@@ -276,7 +279,16 @@ static void c_on_state(void *arg, const struct push_client_event *ev)
     }
 }
 
-static const struct push_client_ops cops = {c_on_config, c_on_state};
+static void c_on_apps_exited(void *arg, const char *reason)
+{
+    struct h *h = arg;
+
+    h->apps_exited++;
+    h->configs_at_apps = h->configs;
+    snprintf(h->apps_reason, sizeof(h->apps_reason), "%s", reason);
+}
+
+static const struct push_client_ops cops = {c_on_config, c_on_state, c_on_apps_exited};
 
 static struct push_server_config server_cfg(int port, unsigned debounce)
 {
@@ -371,6 +383,8 @@ struct st_copy {
     char acked[PUSH_HASH_LEN + 1], nack_hash[PUSH_HASH_LEN + 1], nack_reason[256];
     uint64_t sent_version, acked_version, nack_version;
     int64_t nack_time_ms;
+    char apps_exited[PUSH_REASON_MAX + 1];
+    int apps_exited_sent;
 };
 
 static void st_visit(void *arg, const struct push_proxy_state *st)
@@ -390,6 +404,8 @@ static void st_visit(void *arg, const struct push_proxy_state *st)
     c->acked_version = st->acked_version;
     c->nack_version = st->nack_version;
     c->nack_time_ms = st->nack_time_ms;
+    snprintf(c->apps_exited, sizeof(c->apps_exited), "%s", st->apps_exited);
+    c->apps_exited_sent = st->apps_exited_sent;
 }
 
 static struct st_copy state_of(struct h *h, const char *key)
@@ -549,6 +565,18 @@ static void t_msg_parse(void)
         push_msg_release(&m);
     }
     {
+        const char *ax = "{\"type\":\"appsExited\",\"reason\":\"app exited 0\"}";
+        char *s = NULL;
+
+        CHECK_INT(push_msg_parse(ax, strlen(ax), &m), 0);
+        CHECK_INT(m.type, PUSH_MSG_APPS_EXITED);
+        CHECK_STR(m.reason, "app exited 0");
+        CHECK_INT(push_msg_encode(&m, &s), 0);
+        CHECK_STR(s, ax);
+        free(s);
+        push_msg_release(&m);
+    }
+    {
         const char *err = "{\"type\":\"error\",\"code\":\"UnknownPod\",\"reason\":\"no pod\"}";
 
         CHECK_INT(push_msg_parse(err, strlen(err), &m), 0);
@@ -587,6 +615,8 @@ static void t_msg_parse_invalid(void)
         {"{\"type\":\"config\",\"version\":1,\"hash\":\"" H64 "\",\"config\":[1]}", ERR_INVALID},
         {"{\"type\":\"error\",\"code\":\"\",\"reason\":\"x\"}", ERR_INVALID},
         {"{\"type\":\"error\",\"code\":\"X\"}", ERR_INVALID},
+        {"{\"type\":\"appsExited\"}", ERR_INVALID},
+        {"{\"type\":\"appsExited\",\"reason\":1}", ERR_INVALID},
     };
     char longname[400];
     char text[600];
@@ -1547,6 +1577,67 @@ static void t_slow_peer_bounded(void)
     h_done(&h);
 }
 
+static int p_apps1(void *a)
+{
+    return ((struct h *)a)->apps_exited >= 1;
+}
+
+static int p_apps2(void *a)
+{
+    return ((struct h *)a)->apps_exited >= 2;
+}
+
+/* appsExited: to the open stream at once (and only once), to a new stream after its hello,
+ * before any document; it cannot be taken back; /debug/proxies' fields follow. */
+static void t_apps_exited(void)
+{
+    struct h h;
+    struct st_copy st;
+    struct push_server_stats ss;
+    char big[PUSH_REASON_MAX + 100];
+
+    h_init(&h, 0);
+    CHECK_INT(push_server_apps_exited(h.srv, "noslash", "x"), ERR_INVALID);
+    CHECK_INT(push_server_send(h.srv, KEY, DOC1), 0);
+    h_client(&h, &F.cli, NULL);
+    REQUIRE(spin(&h.loop, p_acks1, &h, 5000));
+    CHECK_INT(h.apps_exited, 0);
+    CHECK_STR(state_of(&h, KEY).apps_exited, "");
+    CHECK_INT(push_server_apps_exited(h.srv, KEY, "app exited 0; restartPolicy Never"), 0);
+    REQUIRE(spin(&h.loop, p_apps1, &h, 5000));
+    CHECK_STR(h.apps_reason, "app exited 0; restartPolicy Never");
+    CHECK_INT(push_server_apps_exited(h.srv, KEY, "said again"), 0);
+    spin(&h.loop, NULL, NULL, 200);
+    CHECK_INT(h.apps_exited, 1);
+    push_server_stats(h.srv, &ss);
+    CHECK_INT(ss.apps_exited_sent, 1);
+    st = state_of(&h, KEY);
+    CHECK_STR(st.apps_exited, "app exited 0; restartPolicy Never");
+    CHECK_INT(st.apps_exited_sent, 1);
+    /* a new stream (agent restarted, or reconnected) hears it after its hello, before the
+     * document it lacks */
+    push_client_free(h.cli);
+    h.cli = NULL;
+    spin(&h.loop, NULL, NULL, 200);
+    h.configs = 0;
+    CHECK_INT(push_server_send(h.srv, KEY, DOC2), 0);
+    h_client(&h, &F.cli, NULL);
+    REQUIRE(spin(&h.loop, p_apps2, &h, 5000));
+    CHECK_INT(h.configs_at_apps, 0);
+    CHECK_STR(h.apps_reason, "app exited 0; restartPolicy Never");
+    REQUIRE(spin(&h.loop, p_acks2, &h, 5000)); /* the document still follows */
+    st = state_of(&h, KEY);
+    CHECK_INT(st.sync, PUSH_SYNC_SYNCED);
+    /* a reason over the limit is cut, not refused */
+    memset(big, 'r', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    CHECK_INT(push_server_apps_exited(h.srv, "default/other", big), 0);
+    st = state_of(&h, "default/other");
+    CHECK_INT(strlen(st.apps_exited), PUSH_REASON_MAX);
+    CHECK_INT(st.apps_exited_sent, 0);
+    h_done(&h);
+}
+
 static void t_forget(void)
 {
     struct h h;
@@ -1576,4 +1667,4 @@ UNIT_MAIN(UNIT(t_sha256_vectors), UNIT(t_canonical), UNIT(t_msg_encode_exact), U
           UNIT(t_unknown_ca_refused), UNIT(t_client_checks_server_cert), UNIT(t_spiffe_extraction),
           UNIT(t_debounce), UNIT(t_debounce_quiet), UNIT(t_conn_caps), UNIT(t_server_restart),
           UNIT(t_cert_rotation), UNIT(t_no_client_cert_refused), UNIT(t_tls_policy),
-          UNIT(t_bad_first_frame), UNIT(t_slow_peer_bounded), UNIT(t_forget))
+          UNIT(t_bad_first_frame), UNIT(t_slow_peer_bounded), UNIT(t_forget), UNIT(t_apps_exited))

@@ -110,7 +110,7 @@ void agent_render_out_release(struct agent_render_out *out);
  * Render a configuration document (docs/proxy-config.md, schemaVersion 1). Pure: no I/O. On
  * success fills *out (release with agent_render_out_release). Errors: ERR_INVALID (a field the
  * document gets wrong, named by its JSON path in diag), ERR_UNSUPPORTED (a valid document this
- * renderer cannot express: another schemaVersion, permissive mode), -ENOMEM. *out is left
+ * renderer cannot express: another schemaVersion), -ENOMEM. *out is left
  * empty on error. Thread-safe.
  */
 int agent_render(const json_t *doc, const struct agent_render_opts *o, struct agent_render_out *out,

@@ -706,6 +706,43 @@ static int wait_ready(const char *health_addr)
     }
 }
 
+/* The directory that holds the key, this user's only (0700). A directory of ours is used as
+ * it is; one we do not own (the pod's emptyDir, which the kubelet makes root's with mode 0777)
+ * gets a private subdirectory "proxy" for everything the agent writes. Returns the path (dir
+ * itself or buf), or NULL after saying why. */
+static const char *private_run_dir(const char *dir, char *buf, size_t len)
+{
+    struct stat st;
+
+    for (int i = 0; i < 2; i++) {
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+            fprintf(stderr, "weft-agent: %s: %s\n", dir, strerror(errno));
+            return NULL;
+        }
+        if (stat(dir, &st) != 0) {
+            fprintf(stderr, "weft-agent: %s: %s\n", dir, strerror(errno));
+            return NULL;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "weft-agent: %s: not a directory\n", dir);
+            return NULL;
+        }
+        if (st.st_uid == geteuid()) {
+            if (chmod(dir, 0700) != 0) {
+                fprintf(stderr, "weft-agent: %s: %s\n", dir, strerror(errno));
+                return NULL;
+            }
+            return dir;
+        }
+        if (i == 1 || (size_t)snprintf(buf, len, "%s/proxy", dir) >= len)
+            break;
+        dir = buf;
+    }
+    fprintf(stderr, "weft-agent: %s: owned by another user (uid %u), not usable for the key\n", dir,
+            (unsigned)st.st_uid);
+    return NULL;
+}
+
 static const char *env_or(const char *name, const char *dflt)
 {
     const char *v = getenv(name);
@@ -734,7 +771,7 @@ int main(int argc, char **argv)
     struct agent a = {0};
     const char *run_dir = "/var/lib/weft";
     const char *cp = env_or("WEFT_CONTROL_PLANE", NULL);
-    char cert_file[600], ca_file[600];
+    char cert_file[600], ca_file[600], run_dir_buf[520];
     const char *probes = getenv("WEFT_APP_PROBES"), *pod_ip = getenv("POD_IP");
     int opt, rc;
 
@@ -839,6 +876,9 @@ int main(int argc, char **argv)
             a.stream_port = 15013;
     }
     a.creq.url = a.url;
+    run_dir = private_run_dir(run_dir, run_dir_buf, sizeof(run_dir_buf));
+    if (!run_dir)
+        return 1;
     snprintf(cert_file, sizeof(cert_file), "%s/pod.pem", run_dir);
     snprintf(ca_file, sizeof(ca_file), "%s/bundle.pem", run_dir);
     a.ro.run_dir = run_dir;
@@ -875,15 +915,6 @@ int main(int argc, char **argv)
             fprintf(stderr, "weft-agent: WEFT_APP_PROBES: not a JSON object (%s)\n", e.text);
             return 2;
         }
-    }
-    /* the run directory holds the key: this user only */
-    if (mkdir(run_dir, 0700) != 0 && errno != EEXIST) {
-        fprintf(stderr, "weft-agent: %s: %s\n", run_dir, strerror(errno));
-        return 1;
-    }
-    if (chmod(run_dir, 0700) != 0) {
-        fprintf(stderr, "weft-agent: %s: %s\n", run_dir, strerror(errno));
-        return 1;
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
     rc = agent_driver_new(&agent_haproxy_real_ops, &a.real, &a.ro, &a.drv);

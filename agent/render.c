@@ -8,6 +8,9 @@
  *                 with tcp-request content rules, http ports switch to HTTP and decide with
  *                 http-request rules; then one backend per port to the app on the pod's IP, from
  *                 127.0.0.6 (::6), which weft-init does not redirect.
+ *                 In permissive mode 15006 is plain TCP first: a TLS ClientHello is handed to
+ *                 that frontend (weft_inbound_tls, a unix socket, PROXY v2 header), plaintext
+ *                 goes to the app where the port admits it (inbound_plaintext()).
  *   weft_outbound (127.0.0.1:15001): the original destination "ip:port" looked up in a map to a
  *                 backend name; http services switch to HTTP (route matches); anything not in
  *                 the map passes through to its original destination.
@@ -24,6 +27,12 @@
 #include "ca/ca.h"
 
 #define PROXY_PORTS "15001 15006 15020 15090"
+/* permissive mode: the mutual-TLS frontend's unix socket in the run directory; HAProxy binds
+ * "<path>.<pid>.tmp" first, hence the slack under sun_path's 108 bytes */
+#define INBOUND_TLS_SOCK "inbound-tls.sock"
+#define INBOUND_SOCK_SLACK 16
+/* permissive mode: how long the inbound port waits for a client's first bytes */
+#define PERMISSIVE_INSPECT "1s"
 
 struct rctx {
     const struct agent_render_opts *o;
@@ -31,6 +40,7 @@ struct rctx {
     struct buf *c; /* the configuration being written */
     const char *ns, *td, *pod_ip;
     bool v6;
+    bool permissive; /* mode permissive: plaintext next to mutual TLS */
     struct diag *diag;
     int rc;
     int seq; /* unique ACL numbers */
@@ -534,10 +544,10 @@ static void inbound_port(struct rctx *x, const json_t *l, size_t idx, bool http)
         fail(x, ERR_INVALID, "%s.default: want deny, allow-authenticated or allow-any", path);
         return;
     }
-    if (strcmp(dflt, "allow-any") == 0) {
-        fail(x, ERR_UNSUPPORTED,
-             "%s.default: allow-any (permissive mode: plaintext inbound) is not rendered yet",
-             path);
+    /* allow-any: plaintext clients are admitted before TLS (render_inbound); over TLS it is
+     * any mesh peer, as allow-authenticated */
+    if (strcmp(dflt, "allow-any") == 0 && !x->permissive) {
+        fail(x, ERR_INVALID, "%s.default: allow-any is for mode permissive only", path);
         return;
     }
     if (strcmp(dflt, "deny") == 0) {
@@ -550,6 +560,78 @@ static void inbound_port(struct rctx *x, const json_t *l, size_t idx, bool http)
     } else {
         emit(x, "    %s if %s\n", http ? "http-request allow" : "tcp-request content accept", pacl);
     }
+}
+
+/* A port admits plaintext clients in permissive mode when its default is allow-any and no Deny
+ * names every peer (plaintext clients have no identity to check the others against). */
+static bool plaintext_port(const json_t *l)
+{
+    const json_t *r;
+    size_t i;
+
+    if (!str_at(l, "default") || strcmp(str_at(l, "default"), "allow-any") != 0)
+        return false;
+    json_array_foreach(json_object_get(l, "deny"), i, r)
+    {
+        if (json_is_true(json_object_get(json_object_get(r, "peers"), "any")))
+            return false;
+    }
+    return true;
+}
+
+/*
+ * Permissive mode: the inbound port first tells TLS from plaintext by the first bytes
+ * (req.ssl_hello_type, waiting up to PERMISSIVE_INSPECT for them). A TLS ClientHello goes to
+ * the mutual-TLS frontend (weft_inbound_tls) on a unix socket in the run directory, with the
+ * original addresses in a PROXY v2 header, so dst_port and the source are the peer's as before.
+ * Plaintext goes straight to the app on the port it dialled, where the port admits it
+ * (plaintext_port; ports the document does not name admit it: the mode's default). A client that
+ * sends nothing (a server-first protocol) is taken for plaintext once the delay has passed.
+ * Returns false on error.
+ */
+static bool inbound_plaintext(struct rctx *x, const json_t *inbound)
+{
+    struct buf closed;
+    const json_t *l;
+    size_t i;
+
+    if (strlen(x->o->run_dir) + sizeof("/" INBOUND_TLS_SOCK) + INBOUND_SOCK_SLACK > 108) {
+        fail(x, ERR_INVALID,
+             "options: the run directory's path is too long for the unix socket "
+             "%s/" INBOUND_TLS_SOCK " (permissive mode)",
+             x->o->run_dir);
+        return false;
+    }
+    buf_init(&closed);
+    json_array_foreach(inbound, i, l)
+    {
+        if (!plaintext_port(l) && buf_printf(&closed, " %d", port_at(l, "port")) < 0) {
+            fail(x, -ENOMEM, "out of memory");
+            buf_release(&closed);
+            return false;
+        }
+    }
+    emit(x,
+         "\nfrontend weft_inbound\n"
+         "    # permissive: TLS to weft_inbound_tls, plaintext to the app where admitted\n"
+         "    bind :%d\n"
+         "    maxconn %d\n"
+         "    log-format \"%%ci:%%cp plaintext port=%%[dst_port] %%b %%B %%Tt %%ts\"\n"
+         "    tcp-request inspect-delay " PERMISSIVE_INSPECT "\n"
+         "    tcp-request content reject if { dst_port " PROXY_PORTS " }\n"
+         "    tcp-request content set-log-level silent if { req.ssl_hello_type 1 }\n"
+         "    tcp-request content accept if { req.ssl_hello_type 1 }\n",
+         x->o->inbound_port, x->o->maxconn);
+    if (closed.len)
+        emit(x, "    tcp-request content reject if { dst_port%s }\n", closed.p);
+    emit(x,
+         "    use_backend weft_in_tls if { req.ssl_hello_type 1 }\n"
+         "    default_backend weft_in_other\n"
+         "\nbackend weft_in_tls\n"
+         "    server tls %s/" INBOUND_TLS_SOCK " send-proxy-v2\n",
+         x->o->run_dir);
+    buf_release(&closed);
+    return !x->rc;
 }
 
 static void render_inbound(struct rctx *x, const json_t *inbound, const char *mode)
@@ -565,11 +647,24 @@ static void render_inbound(struct rctx *x, const json_t *inbound, const char *mo
     {
         any_http |= str_at(l, "protocol") && strcmp(str_at(l, "protocol"), "http") == 0;
     }
-    emit(x,
-         "\nfrontend weft_inbound\n"
-         "    bind :%d ssl crt %s ca-file %s verify required\n"
-         "    maxconn %d\n",
-         x->o->inbound_port, x->o->cert_file, x->o->ca_file, x->o->maxconn);
+    if (x->permissive) {
+        if (!inbound_plaintext(x, inbound)) {
+            buf_release(&known);
+            return;
+        }
+        emit(x,
+             "\nfrontend weft_inbound_tls\n"
+             "    bind %s/" INBOUND_TLS_SOCK " mode 600 accept-proxy ssl crt %s ca-file %s "
+             "verify required\n"
+             "    maxconn %d\n",
+             x->o->run_dir, x->o->cert_file, x->o->ca_file, x->o->maxconn);
+    } else {
+        emit(x,
+             "\nfrontend weft_inbound\n"
+             "    bind :%d ssl crt %s ca-file %s verify required\n"
+             "    maxconn %d\n",
+             x->o->inbound_port, x->o->cert_file, x->o->ca_file, x->o->maxconn);
+    }
     /* HTTP settings only where some port switches to HTTP (else HAProxy warns) */
     if (any_http)
         emit(x, "    option idle-close-on-response\n"
@@ -1030,11 +1125,7 @@ int agent_render(const json_t *doc, const struct agent_render_opts *o, struct ag
         fail(&x, ERR_INVALID, "mode: want all-authenticated, deny or permissive");
         goto out;
     }
-    if (strcmp(mode, "permissive") == 0) {
-        fail(&x, ERR_UNSUPPORTED,
-             "mode: permissive (plaintext inbound next to mutual TLS) is not rendered yet");
-        goto out;
-    }
+    x.permissive = strcmp(mode, "permissive") == 0;
     if (!json_is_array(inbound) || !json_is_array(outbound)) {
         fail(&x, ERR_INVALID, "inbound and outbound must be lists");
         goto out;

@@ -398,6 +398,52 @@ static void t_render_access(void)
     json_decref(doc);
 }
 
+/* Permissive mode: the inbound port tells TLS from plaintext; TLS goes on to the mutual-TLS
+ * frontend through a unix socket with a PROXY header; plaintext reaches the app only on ports
+ * whose default is allow-any and that no Deny of every peer covers. */
+static void t_render_permissive(void)
+{
+    json_t *doc = load(MESH "policies/expected/shop.api-1.json"), *in;
+    struct agent_render_out o;
+    struct diag dg = {0, ""};
+    const char *c;
+
+    json_object_set_new(doc, "mode", json_string("permissive"));
+    in = json_object_get(doc, "inbound");
+    json_object_set_new(json_array_get(in, 0), "default", json_string("allow-any"));
+    REQUIRE(render(doc, &o, &dg) == 0);
+    c = o.config.p;
+    CHECK_HAS(c, "frontend weft_inbound\n"
+                 "    # permissive: TLS to weft_inbound_tls, plaintext to the app where admitted\n"
+                 "    bind :15006\n");
+    CHECK_HAS(c, "    tcp-request inspect-delay 1s\n");
+    CHECK(pos(c, "    tcp-request content reject if { dst_port 15001 15006 15020 15090 }\n") <
+          pos(c, "    tcp-request content accept if { req.ssl_hello_type 1 }\n"));
+    /* 8080's default is deny (an Allow applies): no plaintext there; 5432 admits it */
+    CHECK(pos(c, "    tcp-request content accept if { req.ssl_hello_type 1 }\n") <
+          pos(c, "    tcp-request content reject if { dst_port 8080 }\n"));
+    CHECK_HAS(c, "    use_backend weft_in_tls if { req.ssl_hello_type 1 }\n"
+                 "    default_backend weft_in_other\n"
+                 "\nbackend weft_in_tls\n"
+                 "    server tls /run/w/inbound-tls.sock send-proxy-v2\n");
+    CHECK_HAS(c, "frontend weft_inbound_tls\n"
+                 "    bind /run/w/inbound-tls.sock mode 600 accept-proxy ssl crt /run/w/pod.pem "
+                 "ca-file /run/w/bundle.pem verify required\n");
+    /* over TLS, allow-any is any mesh peer, after the port's deny rules */
+    CHECK(pos(c, "tcp-request content reject if in_5432 peer_") <
+          pos(c, "    tcp-request content accept if in_5432\n"));
+    CHECK(pos(c, ":15006 ssl") < 0);
+    agent_render_out_release(&o);
+
+    /* a Deny of every peer closes the port to plaintext too */
+    json_array_append_new(json_object_get(json_array_get(in, 0), "deny"),
+                          json_pack("{s:s,s:{s:b}}", "policy", "all", "peers", "any", 1));
+    REQUIRE(render(doc, &o, &dg) == 0);
+    CHECK_HAS(o.config.p, "    tcp-request content reject if { dst_port 5432 8080 }\n");
+    agent_render_out_release(&o);
+    json_decref(doc);
+}
+
 static void t_render_ipv6_and_quoting(void)
 {
     json_t *doc = load(MESH "policies/expected/shop.api-1.json");
@@ -446,9 +492,10 @@ static void t_render_errors(void)
     expect_error("version", d, ERR_UNSUPPORTED, "schemaVersion: this agent renders version 1 only");
 
     d = load(MESH "policies/expected/shop.api-1.json");
-    json_object_set_new(d, "mode", json_string("permissive"));
-    expect_error("permissive", d, ERR_UNSUPPORTED,
-                 "mode: permissive (plaintext inbound next to mutual TLS) is not rendered yet");
+    json_object_set_new(json_array_get(json_object_get(d, "inbound"), 0), "default",
+                        json_string("allow-any"));
+    expect_error("allow-any outside permissive", d, ERR_INVALID,
+                 "inbound[0].default: allow-any is for mode permissive only");
 
     d = load(MESH "policies/expected/shop.api-1.json");
     json_object_set_new(jp(d, "proxy"), "ip", json_null());
@@ -516,4 +563,5 @@ static void t_render_errors(void)
 }
 
 UNIT_MAIN(UNIT(t_plan_parse), UNIT(t_rules), UNIT(t_merge), UNIT(t_render_fixtures),
-          UNIT(t_render_access), UNIT(t_render_ipv6_and_quoting), UNIT(t_render_errors))
+          UNIT(t_render_access), UNIT(t_render_permissive), UNIT(t_render_ipv6_and_quoting),
+          UNIT(t_render_errors))

@@ -1,0 +1,444 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2317 # case functions are called through t_run
+# t1300-mesh-cluster.sh - the real sidecar in injected pods on the local cluster (tools/cluster
+# up: kubelite, kubelet-lite, Weft by helm; weft/init = build/bin/weft-init, weft/proxy =
+# build/bin/weft-agent driving HAProxy; root, under flock /tmp/weft-netns.lock). Observed on the
+# wire and from other pods, not from the agent's own word:
+#
+#   workloads     namespace mesh (labelled): Deployments alpha and beta (weft/testapp, readiness
+#                 and liveness httpGet probes) behind Services alpha and beta; a pod "loner"
+#                 whose app listens on 127.0.0.1:9090 only (Service loner:90); namespace plain
+#                 (not labelled): a client pod "outsider" and a plaintext server "web"
+#   sidecar       every meshed pod runs weft-init, then the real weft-agent (image id
+#                 build/bin/weft-agent) as a native sidecar, then the app; the agent holds the
+#                 config stream through the weftd Service's 15013 (an established connection
+#                 from the pod to the ClusterIP); HAProxy runs under it as UID 1337; the key is
+#                 in the agent's own 0700 directory inside the root-owned 0777 emptyDir; the
+#                 app started after the proxy's startup probe passed
+#   by-name       alpha's app calls http://beta/ and beta's app http://alpha/ (cluster DNS, the
+#                 Service name): 200 from the other workload's pod
+#   capture       tcpdump on the pod bridge kl0 during those calls: the meshed requests' paths
+#                 and answers are not in clear, TLS records go between the two pods' IPs; the
+#                 positive control (outsider -> web, plaintext) is seen in clear on the same
+#                 capture
+#   s-client      openssl s_client from outsider to beta's pod IP:8080: the certificate's URI
+#                 SAN is beta's SPIFFE ID (spiffe://cluster.local/ns/mesh/sa/default), issued by
+#                 the root in weft-root-ca; an HTTP request without a client certificate gets no
+#                 answer (handshake refused); plaintext from outsider is refused
+#   self-call     alpha calls its own Service (one replica: the endpoint is itself): 200, and
+#                 alpha's inbound listener logged the call with alpha's own certificate subject
+#   loopback-app  the app of loner answers on 127.0.0.1:9090 inside its pod, but alpha's call
+#                 to loner:90 gets no 200 (the inbound listener forwards to the pod's IP)
+#   uid-1337      kubectl apply of a pod whose app runs as UID 1337 in mesh is refused with the
+#                 webhook's message
+#   probes        beta's probes were rewritten to /app-health/app/{readyz,livez} on 15020; the
+#                 pod is Ready, never restarted, and the app logged the forwarded probe requests
+#                 (port 8080 itself only takes mutual TLS: a direct probe would fail)
+#   permissive    helm upgrade --set mesh.defaultMode=permissive: weftd rolls, every proxy gets
+#                 the new document; then plaintext from outsider to beta:8080 answers 200, the
+#                 meshed calls still do and stay TLS, s_client without a certificate is still
+#                 refused
+# Env: BUILD, KUBECTL_DIR, HELM.
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+# shellcheck source=../integration/lib.sh
+. tests/integration/lib.sh
+# shellcheck source=../../tools/cluster-lib.sh
+. tools/cluster-lib.sh
+
+K="$KUBECTL_DIR/kubectl.1.33"
+export KUBECTL=$K HELM
+CDIR=$KL_TMP/cluster
+TESTAPP=$KL_REPO/$BUILD/bin/testapp
+
+if [ "$(id -u)" != 0 ]; then
+    t_begin cluster
+    t_skip "needs root: kubelet-lite runs pods in network namespaces (veth, bridge, iptables)"
+    t_summary
+fi
+
+t_begin prerequisites
+for bin in "$BUILD/bin/kubelite" "$BUILD/bin/kubelet-lite" "$BUILD/bin/weftd" "$TESTAPP" \
+    "$BUILD/bin/weft-agent" "$BUILD/bin/weft-init" "$K" "$HELM"; do
+    [ -x "$bin" ] || t_fail "$bin is not an executable"
+done
+for tool in haproxy tcpdump openssl python3; do
+    command -v $tool >/dev/null || t_fail "$tool is not installed"
+done
+if other=$(cluster_active); then
+    t_fail "a cluster is up in $other"
+fi
+t_failed && t_summary
+t_pass
+
+CAP_PID=
+final() {
+    [ -n "$CAP_PID" ] && kill "$CAP_PID" 2>/dev/null
+    cluster_down "$CDIR" >/dev/null 2>&1
+    kl_cleanup
+}
+trap final EXIT
+chmod 0755 "$KL_TMP" # pods run as other users and read their volumes under it
+
+export KUBECONFIG=$CDIR/kubeconfig
+k() { "$K" "$@"; }
+cluster_fail() {
+    t_fail "$1"
+    echo "    --- kubelet-lite log"
+    tail -20 "$CDIR/kubelet-lite.log" 2>/dev/null | sed 's/^/    | /'
+    return 1
+}
+# pod_of NS LABEL: the first pod's name
+pod_of() { k get pods -n "$1" -l "$2" -o 'jsonpath={.items[0].metadata.name}'; }
+ip_of() { k get pod -n "$1" "$2" -o 'jsonpath={.status.podIP}'; }
+# pid_of NS POD CONTAINER: the container's process (from its containerID)
+pid_of() {
+    local f
+    for f in containerStatuses initContainerStatuses; do
+        k get pod -n "$1" "$2" -o "jsonpath={.status.${f}[?(@.name==\"$3\")].containerID}"
+    done | sed -E 's#.*-([0-9]+)$#\1#'
+}
+# in_pod NS POD: IN=(a command prefix that runs in the app container's network and mount
+# namespaces, as root); AS=(the same as the app's user, UID 1000: redirected like the app)
+in_pod() {
+    local pid
+    pid=$(pid_of "$1" "$2" app)
+    IN=(nsenter -t "$pid" -n -m)
+    AS=("${IN[@]}" setpriv --reuid 1000 --regid 1000 --clear-groups)
+}
+ready() { [ "$(k get pod -n "$1" "$2" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" = True ]; }
+proxy_log() { k logs -n "$1" "$2" -c weft-proxy 2>/dev/null; }
+
+ALPHA='' BETA='' LONER='' OUTSIDER='' WEB=''
+
+case_up() {
+    run tools/cluster up --dir "$CDIR" -- --set replicas=1
+    [ "$RC" = 0 ] || { cluster_fail "tools/cluster up: exit $RC: $OUT"; return 1; }
+}
+
+# workload NAME: a Deployment of testapp with httpGet probes, and its Service (port 80 -> 8080)
+workload() {
+    cat <<EOF
+---
+apiVersion: v1
+kind: Service
+metadata: {name: $1, namespace: mesh}
+spec: {selector: {app: $1}, ports: [{name: http, port: 80, targetPort: 8080}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: $1, namespace: mesh}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: $1}}
+  template:
+    metadata: {labels: {app: $1}}
+    spec:
+      containers:
+      - name: app
+        image: weft/testapp
+        securityContext: {runAsUser: 1000, runAsGroup: 1000}
+        env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
+        livenessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1, failureThreshold: 3}
+EOF
+}
+
+case_workloads() {
+    {
+        cat <<'EOF'
+apiVersion: v1
+kind: Namespace
+metadata: {name: mesh, labels: {weft.dev/inject: enabled}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: plain}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: loner, namespace: mesh, labels: {app: loner}}
+spec:
+  containers:
+  - name: app
+    image: weft/testapp
+    securityContext: {runAsUser: 1000, runAsGroup: 1000}
+    command: [/usr/bin/python3, -m, http.server, "9090", --bind, 127.0.0.1, --directory, /]
+    ports: [{name: http, containerPort: 9090}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: loner, namespace: mesh}
+spec: {selector: {app: loner}, ports: [{name: http, port: 90, targetPort: 9090}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: outsider, namespace: plain}
+spec:
+  containers:
+  - {name: app, image: weft/testapp, env: [{name: PORT, value: "8081"}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: plain, labels: {app: web}}
+spec:
+  containers:
+  - {name: app, image: weft/testapp, env: [{name: POD_NAME, value: web}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: plain}
+spec: {selector: {app: web}, ports: [{name: http, port: 80, targetPort: 8080}]}
+EOF
+        workload alpha
+        workload beta
+    } >"$KL_TMP/workloads.yaml"
+    ok "apply" "$K" apply -f "$KL_TMP/workloads.yaml" || return 1
+    local p
+    for p in alpha beta; do
+        wait_for 90 sh -c "[ -n \"\$($K get pods -n mesh -l app=$p -o name)\" ]" ||
+            { cluster_fail "no pod for $p"; return 1; }
+    done
+    ALPHA=$(pod_of mesh app=alpha)
+    BETA=$(pod_of mesh app=beta)
+    LONER=loner OUTSIDER=outsider WEB=web
+    for p in "mesh $ALPHA" "mesh $BETA" "mesh $LONER" "plain $OUTSIDER" "plain $WEB"; do
+        # shellcheck disable=SC2086
+        wait_for 90 ready $p || {
+            # shellcheck disable=SC2086
+            cluster_fail "$p is not Ready: $(k get pod -n $p -o wide 2>&1 | tail -1); proxy: $(proxy_log $p | tail -5)"
+            return 1
+        }
+    done
+}
+
+# started NS POD CONTAINER [init]: the container's startedAt (RFC 3339)
+started() {
+    local f=containerStatuses
+    [ -n "${4:-}" ] && f=initContainerStatuses
+    k get pod -n "$1" "$2" -o "jsonpath={.status.${f}[?(@.name==\"$3\")].state.running.startedAt}"
+}
+
+case_sidecar() {
+    local pod weftd_ip pid est
+    weftd_ip=$(k get svc -n weft-system weftd -o 'jsonpath={.spec.clusterIP}')
+    for pod in "$ALPHA" "$BETA" "$LONER"; do
+        okv "$pod layout" "$K" get pod -n mesh "$pod" \
+            -o 'jsonpath={.spec.initContainers[*].name}/{.spec.initContainers[1].restartPolicy}/{.spec.containers[*].name}' ||
+            return 1
+        assert_eq "$OUT" "weft-init weft-proxy/Always/app" "$pod: native sidecar layout" || return 1
+        okv "$pod image ids" "$K" get pod -n mesh "$pod" \
+            -o 'jsonpath={.status.initContainerStatuses[*].imageID}' || return 1
+        assert_eq "$OUT" "kubelet-lite://$KL_REPO/$BUILD/bin/weft-init kubelet-lite://$KL_REPO/$BUILD/bin/weft-agent" \
+            "$pod: the real weft-init and weft-agent" || return 1
+        okv "$pod proxy state" "$K" get pod -n mesh "$pod" \
+            -o 'jsonpath={.status.initContainerStatuses[1].started} {.status.initContainerStatuses[1].ready} {.status.initContainerStatuses[1].restartCount}' ||
+            return 1
+        assert_eq "$OUT" "true true 0" "$pod: weft-proxy started, ready, never restarted" || return 1
+        # the config stream: an established connection from the agent to the weftd Service's
+        # 15013 (the ClusterIP: kubelet-lite's service rules take it to weftd's pod)
+        pid=$(pid_of mesh "$pod" weft-proxy)
+        est=$(nsenter -t "$pid" -n ss -Htnp state established dst "$weftd_ip:15013")
+        assert_contains "$est" "weft-agent" "$pod: the agent's connection to weftd:15013" || return 1
+        # the key's directory: the emptyDir is root's (0777), the agent's own subdirectory is not
+        okv "$pod run directory" nsenter -t "$pid" -m stat -c '%u %a %n' /var/lib/weft \
+            /var/lib/weft/proxy /var/lib/weft/proxy/pod.pem || return 1
+        assert_eq "$(printf "%s" "$OUT" | tr "\n" " ")" "0 777 /var/lib/weft 1337 700 /var/lib/weft/proxy 1337 600 /var/lib/weft/proxy/pod.pem" \
+            "$pod: owners and modes of the run directory and the key" || return 1
+        # HAProxy runs, as the agent's child, as UID 1337
+        okv "$pod haproxy" ps -o user=,comm= --ppid "$pid" || return 1
+        assert_match "$OUT" '^1337 +haproxy$' "$pod: HAProxy under the agent" || return 1
+        # the app started after the proxy (its startup probe gates the next container)
+        [[ "$(started mesh "$pod" app)" > "$(started mesh "$pod" weft-proxy init)" ]] ||
+            [ "$(started mesh "$pod" app)" = "$(started mesh "$pod" weft-proxy init)" ] || {
+            t_fail "$pod: app started at $(started mesh "$pod" app), before the proxy"
+            return 1
+        }
+    done
+    proxy_log mesh "$BETA" >"$KL_TMP/beta-proxy.log"
+    assert_contains "$(cat "$KL_TMP/beta-proxy.log")" "certificate" "beta's agent log" || return 1
+    sed -n '1,12p' "$KL_TMP/beta-proxy.log" | sed 's/^/    | /'
+}
+
+# call FROM-NS FROM-POD URL [COUNT]: the app's client through its sidecar; OUT: the answers
+call() {
+    in_pod "$1" "$2"
+    okv "$2 -> $3" "${AS[@]}" "$TESTAPP" get "$3" -n "${4:-1}" -t 5000
+}
+
+case_by_name() {
+    CAP_LOG=$KL_TMP/cap.pcap
+    tcpdump -Z root --immediate-mode -i kl0 -U -s 0 -w "$CAP_LOG" tcp >"$KL_TMP/tcpdump.log" 2>&1 &
+    CAP_PID=$!
+    wait_for 10 grep -q "listening on" "$KL_TMP/tcpdump.log" || { t_fail "tcpdump did not start"; return 1; }
+    call mesh "$ALPHA" "http://beta/meshed-secret-a" 3 || return 1
+    assert_eq "$OUT" "$(printf '200 %s\n200 %s\n200 %s' "$BETA" "$BETA" "$BETA")" "alpha -> beta by name" ||
+        return 1
+    call mesh "$BETA" "http://alpha.mesh/meshed-secret-b" 3 || return 1
+    assert_eq "$OUT" "$(printf '200 %s\n200 %s\n200 %s' "$ALPHA" "$ALPHA" "$ALPHA")" "beta -> alpha.mesh" ||
+        return 1
+    # positive control on the same capture: an unmeshed plaintext call across the bridge
+    in_pod plain "$OUTSIDER"
+    okv "control" "${IN[@]}" "$TESTAPP" get "http://web.plain:80/plaintext-control" -t 5000 ||
+        return 1
+}
+
+case_capture() {
+    local cap a b
+    sleep 0.5
+    kill "$CAP_PID" 2>/dev/null
+    wait "$CAP_PID" 2>/dev/null
+    CAP_PID=
+    okv "read capture" tcpdump -r "$CAP_LOG" -nn -A || return 1
+    cap=$OUT
+    assert_contains "$cap" "GET /plaintext-control" "the control's request seen in clear" || return 1
+    assert_contains "$cap" "HTTP/1.1 200" "the control's answer seen in clear" || return 1
+    assert_not_contains "$cap" "meshed-secret" "the meshed requests' paths in clear" || return 1
+    assert_not_contains "$cap" "$BETA" "beta's answer (its pod name) in clear" || return 1
+    a=$(ip_of mesh "$ALPHA")
+    b=$(ip_of mesh "$BETA")
+    # TLS records (content type 0x16 handshake, 0x17 application data, version 3.3) between the
+    # two pods, on the app's port
+    okv "TLS records alpha -> beta" tcpdump -r "$CAP_LOG" -nn \
+        "src host $a and dst host $b and dst port 8080 and tcp[((tcp[12:1] & 0xf0) >> 2):1] = 0x17 and tcp[((tcp[12:1] & 0xf0) >> 2)+1:2] = 0x0303" ||
+        return 1
+    assert_gt "$(printf '%s\n' "$OUT" | grep -c .)" 0 "TLS application data records alpha -> beta:8080" ||
+        return 1
+    okv "TLS handshakes beta -> alpha" tcpdump -r "$CAP_LOG" -nn \
+        "src host $b and dst host $a and dst port 8080 and tcp[((tcp[12:1] & 0xf0) >> 2):1] = 0x16" ||
+        return 1
+    assert_gt "$(printf '%s\n' "$OUT" | grep -c .)" 0 "TLS handshake records beta -> alpha:8080" ||
+        return 1
+    # and nothing of it goes to the Service addresses: the sidecar dials the endpoint itself
+    okv "to cluster IPs" tcpdump -r "$CAP_LOG" -nn "net 10.96.0.0/12 and port 80" || return 1
+    assert_eq "$OUT" "" "packets to ClusterIPs on the bridge"
+}
+
+case_s_client() {
+    local b cert chain
+    b=$(ip_of mesh "$BETA")
+    in_pod plain "$OUTSIDER"
+    runo "${IN[@]}" openssl s_client -connect "$b:8080" -showcerts </dev/null
+    chain=$(printf '%s\n' "$OUT" | sed -n '/BEGIN CERTIFICATE/,/END CERTIFICATE/p')
+    cert=$(printf '%s\n' "$chain" | sed '/END CERTIFICATE/q')
+    [ -n "$cert" ] || { t_fail "s_client saw no certificate: $OUT $ERR"; return 1; }
+    okv "SAN" openssl x509 -noout -ext subjectAltName <<<"$cert" || return 1
+    assert_contains "$OUT" "URI:spiffe://cluster.local/ns/mesh/sa/default" "the certificate's URI SAN" ||
+        return 1
+    k get configmap -n mesh weft-root-ca -o 'jsonpath={.data.ca\.crt}' >"$KL_TMP/root.pem"
+    printf '%s\n' "$cert" >"$KL_TMP/beta.pem"
+    printf '%s\n' "$chain" >"$KL_TMP/chain.pem"
+    okv "verify against weft-root-ca" openssl verify -CAfile "$KL_TMP/root.pem" \
+        -untrusted "$KL_TMP/chain.pem" "$KL_TMP/beta.pem" || return 1
+    # an HTTP request without a client certificate: no answer
+    runo "${IN[@]}" sh -c "printf 'GET / HTTP/1.1\r\nHost: beta\r\n\r\n' | timeout 5 openssl s_client -connect $b:8080 -quiet -ign_eof"
+    assert_not_contains "$OUT" "HTTP/1.1" "an answer without a client certificate" || return 1
+    assert_match "$ERR" "alert|error" "s_client's report of the refused handshake" || return 1
+    # plaintext from an unmeshed pod: refused (default mode all-authenticated)
+    runo "${IN[@]}" "$TESTAPP" get "http://$b:8080/plaintext" -t 3000
+    assert_match "$OUT" '^ERR' "plaintext to a meshed pod" || return 1
+    okv "direct to the unmeshed web" "${IN[@]}" "$TESTAPP" get "http://$(ip_of plain "$WEB"):8080/" ||
+        return 1
+    assert_eq "$OUT" "200 web" "plaintext to an unmeshed pod (control)"
+}
+
+case_self_call() {
+    local subj
+    call mesh "$ALPHA" "http://alpha/self-call" 2 || return 1
+    assert_eq "$OUT" "$(printf '200 %s\n200 %s' "$ALPHA" "$ALPHA")" "alpha -> its own Service" || return 1
+    # through alpha's inbound listener, which saw alpha's own certificate
+    subj="/O=cluster.local/OU=mesh/CN=default.mesh.cluster.local"
+    wait_for 5 sh -c "$K logs -n mesh $ALPHA -c weft-proxy | grep -F '$subj port=8080' | grep -q ' 200 '" || {
+        t_fail "alpha's inbound log has no call from $subj: $(proxy_log mesh "$ALPHA" | tail -5)"
+        return 1
+    }
+}
+
+case_loopback_app() {
+    in_pod mesh "$LONER"
+    okv "inside loner" "${IN[@]}" "$TESTAPP" get http://127.0.0.1:9090/etc/hostname -t 3000 ||
+        return 1
+    assert_match "$OUT" '^200 ' "the app answers on loopback inside its pod" || return 1
+    in_pod mesh "$ALPHA"
+    runo "${AS[@]}" "$TESTAPP" get http://loner:90/etc/hostname -t 5000
+    assert_not_contains "$OUT" "200 " "alpha -> loner:90 (the app is bound to 127.0.0.1)" || return 1
+    echo "    alpha -> loner:90: $OUT"
+}
+
+case_uid_1337() {
+    cat >"$KL_TMP/as1337.yaml" <<'EOF'
+apiVersion: v1
+kind: Pod
+metadata: {name: as1337, namespace: mesh}
+spec:
+  containers:
+  - {name: app, image: weft/testapp, securityContext: {runAsUser: 1337}}
+EOF
+    fails "apply a pod running as 1337" "$K" apply -f "$KL_TMP/as1337.yaml" || return 1
+    assert_contains "$OUT" 'container "app" runs as UID 1337 (spec.containers[0].securityContext.runAsUser), the UID reserved for the weft-proxy sidecar' \
+        "kubectl apply's message" || return 1
+    fails "not created" "$K" get pod -n mesh as1337
+}
+
+case_probes() {
+    local n
+    okv "probes" "$K" get pod -n mesh "$BETA" \
+        -o 'jsonpath={.spec.containers[0].readinessProbe.httpGet.port} {.spec.containers[0].readinessProbe.httpGet.path} {.spec.containers[0].livenessProbe.httpGet.path}' ||
+        return 1
+    assert_eq "$OUT" "15020 /app-health/app/readyz /app-health/app/livez" "beta's rewritten probes" ||
+        return 1
+    ready mesh "$BETA" || { t_fail "beta is not Ready"; return 1; }
+    okv "restarts" "$K" get pod -n mesh "$BETA" -o 'jsonpath={.status.containerStatuses[0].restartCount}' ||
+        return 1
+    assert_eq "$OUT" 0 "beta's app restarts (liveness every second)" || return 1
+    n=$(k logs -n mesh "$BETA" -c app | grep -c 'GET /healthz')
+    assert_gt "$n" 4 "probe requests the app received" || return 1
+}
+
+case_permissive() {
+    local b t0
+    b=$(ip_of mesh "$BETA")
+    t0=$SECONDS
+    ok "helm upgrade" env KUBECONFIG="$CDIR/kubeconfig" "$HELM" upgrade weft "$KL_REPO/charts/weft" \
+        -n weft-system --reuse-values --set mesh.defaultMode=permissive || return 1
+    in_pod plain "$OUTSIDER"
+    wait_for 120 sh -c "${IN[*]} $TESTAPP get http://$b:8080/permissive -t 2000 | grep -q '^200 '" ||
+        { cluster_fail "plaintext to beta never answered after the upgrade: $(proxy_log mesh "$BETA" | tail -5)"; return 1; }
+    echo "    plaintext admitted $((SECONDS - t0)) s after helm upgrade"
+    okv "plaintext" "${IN[@]}" "$TESTAPP" get "http://$b:8080/permissive" -n 3 -t 3000 ||
+        return 1
+    assert_eq "$OUT" "$(printf '200 %s\n200 %s\n200 %s' "$BETA" "$BETA" "$BETA")" "plaintext in permissive mode" ||
+        return 1
+    call mesh "$ALPHA" "http://beta/still-meshed" 3 || return 1
+    assert_eq "$OUT" "$(printf '200 %s\n200 %s\n200 %s' "$BETA" "$BETA" "$BETA")" "alpha -> beta in permissive mode" ||
+        return 1
+    wait_for 5 sh -c "$K logs -n mesh $BETA -c weft-proxy | grep -F 'OU=mesh/CN=default.mesh.cluster.local port=8080' | grep -q 'GET /still-meshed\| 200 '" ||
+        { t_fail "beta's TLS frontend did not log alpha's call"; return 1; }
+    runo "${IN[@]}" sh -c "printf 'GET / HTTP/1.1\r\nHost: beta\r\n\r\n' | timeout 5 openssl s_client -connect $b:8080 -quiet -ign_eof"
+    assert_not_contains "$OUT" "HTTP/1.1" "TLS without a client certificate in permissive mode" || return 1
+    proxy_log mesh "$BETA" | grep -F "plaintext port=8080" | tail -1 | sed 's/^/    | /'
+}
+
+case_down() {
+    run tools/cluster down --dir "$CDIR"
+    [ "$RC" = 0 ] || { t_fail "tools/cluster down: exit $RC: $OUT"; return 1; }
+    assert_eq "$(cluster_leftovers "$CDIR")" "" "what down left behind"
+}
+
+failed0=$T_FAILED
+t_run up case_up
+[ "$T_FAILED" = "$failed0" ] && t_run workloads case_workloads
+if [ "$T_FAILED" = "$failed0" ]; then
+    t_run sidecar case_sidecar
+    t_run by-name case_by_name
+    t_run capture case_capture
+    t_run s-client case_s_client
+    t_run self-call case_self_call
+    t_run loopback-app case_loopback_app
+    t_run uid-1337 case_uid_1337
+    t_run probes case_probes
+    t_run permissive case_permissive
+fi
+t_run down case_down
+t_summary

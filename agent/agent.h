@@ -177,12 +177,38 @@ int agent_driver_apply(struct agent_driver *d, const struct agent_render_out *r,
 
 /*
  * The pod's certificate (chain_pem then key_pem, one PEM, 0600 at opts->cert_file) and the
- * trust bundle (opts->ca_file). Written atomically; when HAProxy runs, swapped in through the
- * runtime API (`set ssl cert`/`commit ssl cert`, `set ssl ca-file`/`commit ssl ca-file`) with
- * no reload. key_pem is never logged and never put in diag. 0, or a negative code with diag.
+ * trust bundle (opts->ca_file), written atomically. When HAProxy runs and the bundle is the one
+ * it holds, the certificate goes through the runtime API (`set ssl cert`/`commit ssl cert`, no
+ * reload). A new bundle is never committed through the runtime API (HAProxy 2.6.12's
+ * `commit ssl ca-file` breaks later certificate commits and then crashes the worker: see
+ * haproxy.c): both files are written, checked with `haproxy -c` and loaded by one seamless
+ * reload; if HAProxy refuses them the last good files are put back. key_pem is never logged and
+ * never put in diag. 0, or a negative code with diag.
  */
 int agent_driver_set_identity(struct agent_driver *d, const char *chain_pem, const char *key_pem,
                               const char *bundle_pem, struct diag *diag) WUR;
+
+/*
+ * A new trust bundle alone (weftd's `trust` message on the config stream, between renewals):
+ * nothing when it equals the installed one; otherwise written, checked and loaded by a seamless
+ * reload as above (*reloaded says whether one happened; may be NULL). Before HAProxy runs, the
+ * file only. 0, or a negative code with diag (the last good bundle kept).
+ */
+int agent_driver_set_trust(struct agent_driver *d, const char *bundle_pem, bool *reloaded,
+                           struct diag *diag) WUR;
+
+/* What the driver did since it was made (for the agent's metrics). */
+struct agent_driver_stats {
+    unsigned long reloads;         /* seamless reloads HAProxy's master counted */
+    unsigned long reload_failures; /* reloads refused or timed out */
+    unsigned long bundle_reloads;  /* of the reloads: for a new trust bundle */
+    unsigned long runtime_applies; /* configurations applied through the runtime API */
+    unsigned long cert_swaps;      /* certificates committed through the runtime API */
+};
+void agent_driver_get_stats(struct agent_driver *d, struct agent_driver_stats *out);
+
+/* A whole (small) file into *out (NUL-terminated, free(); wiped on error). 0 or -errno. */
+int agent_read_file(const char *path, char **out) WUR;
 
 /* Whether a first configuration has been applied, and the master's PID (0: none running). */
 bool agent_driver_configured(struct agent_driver *d);
@@ -196,6 +222,39 @@ int agent_driver_restart(struct agent_driver *d, struct diag *diag) WUR;
 
 /* Whether HAProxy answers `show info` on its stats socket. Thread-safe. */
 bool agent_driver_healthy(struct agent_driver *d);
+
+/* ---- weft-agent: metrics on 15020 (agent/metrics.c) ------------------------------------- */
+
+enum agent_stream_state {
+    AGENT_STREAM_NONE, /* no stream (--config-file), or not started yet */
+    AGENT_STREAM_CONNECTED,
+    AGENT_STREAM_DISCONNECTED,
+    AGENT_STREAM_REJECTED,
+};
+
+/* The agent's own numbers for a scrape, gathered on its loop. */
+struct agent_metrics {
+    bool ready, haproxy_up, haproxy_scrape_ok;
+    time_t cert_not_after; /* 0: none yet */
+    unsigned long cert_ok, cert_errors;
+    unsigned bundle_roots;
+    unsigned long trust_updates;
+    enum agent_stream_state stream_state;
+    unsigned long stream_connects;
+    unsigned long applied[4]; /* by enum agent_apply_kind */
+    unsigned long nacks, restarts;
+    struct agent_driver_stats drv;
+};
+
+/* Append the agent's families (weft_agent_*) in Prometheus text format 0.0.4. 0 or -ENOMEM. */
+int agent_metrics_text(const struct agent_metrics *m, struct buf *b) WUR;
+
+/*
+ * Whether text (len bytes, HAProxy's exporter answer) may be appended to the agent's families:
+ * complete lines only, no NUL, and every sample a haproxy_* family (so that nothing can
+ * shadow or break the agent's own). 0 or ERR_INVALID.
+ */
+int agent_metrics_check_haproxy(const char *text, size_t len) WUR;
 
 /* ---- weft-agent: certificate timing (agent/identity.c) ------------------------------------- */
 
@@ -218,6 +277,9 @@ struct agent_cert_req {
     const char *url;        /* https://<control plane>/v1/certificates */
     const char *token_file; /* the projected ServiceAccount token (audience weft), read each time */
     const char *ca_file;    /* verifies weftd's serving certificate (the weft-root-ca bundle) */
+    const char *trust_pem;  /* NULL, or the newest bundle weftd sent (answer or stream): trusted
+                             * too, so that weftd's certificate from a new root verifies before
+                             * the mounted ConfigMap catches up */
     long timeout_ms;        /* the whole request */
 };
 

@@ -43,7 +43,8 @@ struct agent_driver {
     char *good_cfg, *good_map;
     json_t *good_runtime;
     char *bundle; /* the trust bundle HAProxy holds */
-    int pid;      /* the master's, 0 when none runs */
+    struct agent_driver_stats st;
+    int pid; /* the master's, 0 when none runs */
 };
 
 const char *agent_apply_kind_name(enum agent_apply_kind k)
@@ -160,6 +161,42 @@ out:
     return rc;
 }
 
+int agent_read_file(const char *path, char **out)
+{
+    struct buf b;
+    char tmp[4096];
+    int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
+
+    if (fd < 0)
+        return -errno;
+    buf_init(&b);
+    for (;;) {
+        ssize_t n = read(fd, tmp, sizeof(tmp));
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = -errno;
+            break;
+        }
+        if (n == 0)
+            break;
+        rc = buf_append(&b, tmp, (size_t)n);
+        if (rc)
+            break;
+    }
+    close(fd);
+    explicit_bzero(tmp, sizeof(tmp));
+    if (rc) {
+        if (b.p)
+            explicit_bzero(b.p, b.cap);
+        buf_release(&b);
+        return rc;
+    }
+    *out = buf_take(&b);
+    return 0;
+}
+
 /*
  * The configuration with the weight of every server line removed: two renderings whose
  * stripped texts are equal differ at most in weights, which the runtime API changes.
@@ -272,6 +309,10 @@ static int reload(struct agent_driver *d, struct diag *diag)
         rc = -EIO;
         diag_set(diag, "HAProxy's master reports a failed reload (%ld failed so far)", f1);
     }
+    if (rc)
+        d->st.reload_failures++;
+    else
+        d->st.reloads++;
 out:
     buf_release(&r);
     return rc;
@@ -430,8 +471,11 @@ int agent_driver_apply(struct agent_driver *d, const struct agent_render_out *r,
     }
     rc = remember(d, r);
 out:
-    if (!rc)
+    if (!rc) {
         *kind = k;
+        if (k == AGENT_APPLY_RUNTIME)
+            d->st.runtime_applies++;
+    }
     if (!rc && k == AGENT_APPLY_RUNTIME)
         log_info("msg=\"applied through the runtime API\" weights_changed=%u", changed);
     pthread_mutex_unlock(&d->lock);
@@ -485,10 +529,62 @@ out:
     return rc;
 }
 
+/*
+ * Install a new trust bundle (the lock held). Never through `commit ssl ca-file`: in HAProxy
+ * 2.6.12 that commit rebuilds every bind and server SSL instance using the file without linking
+ * the new instances to their certificate's store, so every later `commit ssl cert` answers
+ * "Success" but new handshakes keep presenting the old certificate (until it expires), and the
+ * next ca-file commit follows the freed store and kills the worker with SIGSEGV (HAProxy issue
+ * #3165, fixed upstream by 7482b6eb after 2.6.12; docs/agent.md, "Trust bundle"). So the bundle
+ * file is written, the configuration checked with it, and HAProxy reloaded (seamless
+ * master-worker reload: the master and the listening sockets stay; the new worker reads the
+ * bundle and the certificate file). A bundle HAProxy refuses is put back to the last good one.
+ * *reloaded is set when a reload happened.
+ */
+static int install_bundle(struct agent_driver *d, const char *bundle_pem, bool *reloaded,
+                          struct diag *diag)
+{
+    char *copy;
+    int rc;
+
+    *reloaded = false;
+    if (d->bundle && strcmp(d->bundle, bundle_pem) == 0)
+        return 0;
+    copy = strdup(bundle_pem);
+    if (!copy)
+        return -ENOMEM;
+    rc = ca_key_file_write(d->ca_file, bundle_pem, strlen(bundle_pem));
+    if (rc) {
+        diag_set(diag, "%s: %s", d->ca_file, err_str(rc));
+        goto fail;
+    }
+    if (d->pid > 0 && d->good_cfg) {
+        rc = d->ops->check(d->ctx, d->cfg_path, diag);
+        if (rc && rc != ERR_INVALID)
+            diag_set(diag, "haproxy -c with the new bundle: %s", err_str(rc));
+        if (!rc)
+            rc = reload(d, diag);
+        if (rc) {
+            if (d->bundle)
+                IGNORE_RESULT(ca_key_file_write(d->ca_file, d->bundle, strlen(d->bundle)));
+            goto fail;
+        }
+        *reloaded = true;
+        d->st.bundle_reloads++;
+    }
+    free(d->bundle);
+    d->bundle = copy;
+    return 0;
+fail:
+    free(copy);
+    return rc;
+}
+
 int agent_driver_set_identity(struct agent_driver *d, const char *chain_pem, const char *key_pem,
                               const char *bundle_pem, struct diag *diag)
 {
     struct buf pem;
+    bool reloaded = false;
     int rc;
 
     buf_init(&pem);
@@ -501,46 +597,72 @@ int agent_driver_set_identity(struct agent_driver *d, const char *chain_pem, con
     if (rc)
         goto out;
     /*
-     * The bundle first: a new root must be trusted before a leaf under it is presented. Only
-     * when it changed (a root rotation), not at every renewal: HAProxy 2.6.12's worker crashed
-     * (SIGSEGV) on the second `commit ssl ca-file` of the same file (t0400 found it); a crash is
-     * still recovered by the restart with the files written here.
+     * When the bundle changed too (a root rotation), both files first and one reload that reads
+     * them together: the new root is trusted by the time a leaf under it is presented.
+     * Otherwise the certificate alone through the runtime API (no reload).
      */
-    if (!d->bundle || strcmp(d->bundle, bundle_pem) != 0) {
-        char *copy = strdup(bundle_pem);
+    if (d->bundle && strcmp(d->bundle, bundle_pem) != 0) {
+        char *old = NULL;
 
-        if (!copy) {
-            rc = -ENOMEM;
-            goto out;
-        }
-        rc = ca_key_file_write(d->ca_file, bundle_pem, strlen(bundle_pem));
+        rc = agent_read_file(d->cert_file, &old);
+        if (rc == -ENOENT)
+            rc = 0;
+        if (!rc)
+            rc = ca_key_file_write(d->cert_file, pem.p, pem.len);
         if (rc) {
-            free(copy);
-            diag_set(diag, "%s: %s", d->ca_file, err_str(rc));
+            diag_set(diag, "%s: %s", d->cert_file, err_str(rc));
+            free(old);
             goto out;
         }
-        if (d->pid > 0)
-            rc = runtime_swap(d, "ssl ca-file", d->ca_file, bundle_pem, diag);
-        if (rc) {
-            free(copy);
-            goto out;
+        rc = install_bundle(d, bundle_pem, &reloaded, diag);
+        if (rc && old) /* HAProxy runs with the old pair: keep it for a restart */
+            IGNORE_RESULT(ca_key_file_write(d->cert_file, old, strlen(old)));
+        if (old) {
+            explicit_bzero(old, strlen(old));
+            free(old);
         }
-        free(d->bundle);
-        d->bundle = copy;
+        goto out;
     }
+    rc = install_bundle(d, bundle_pem, &reloaded, diag); /* the first one: a file */
+    if (rc)
+        goto out;
     rc = ca_key_file_write(d->cert_file, pem.p, pem.len);
     if (rc) {
         diag_set(diag, "%s: %s", d->cert_file, err_str(rc));
         goto out;
     }
-    if (d->pid > 0)
+    if (d->pid > 0) {
         rc = runtime_swap(d, "ssl cert", d->cert_file, pem.p, diag);
+        if (!rc)
+            d->st.cert_swaps++;
+    }
 out:
     pthread_mutex_unlock(&d->lock);
     if (pem.p)
         explicit_bzero(pem.p, pem.cap);
     buf_release(&pem);
     return rc;
+}
+
+int agent_driver_set_trust(struct agent_driver *d, const char *bundle_pem, bool *reloaded,
+                           struct diag *diag)
+{
+    bool r = false;
+    int rc;
+
+    pthread_mutex_lock(&d->lock);
+    rc = install_bundle(d, bundle_pem, &r, diag);
+    pthread_mutex_unlock(&d->lock);
+    if (reloaded)
+        *reloaded = r;
+    return rc;
+}
+
+void agent_driver_get_stats(struct agent_driver *d, struct agent_driver_stats *out)
+{
+    pthread_mutex_lock(&d->lock);
+    *out = d->st;
+    pthread_mutex_unlock(&d->lock);
 }
 
 bool agent_driver_configured(struct agent_driver *d)

@@ -125,13 +125,15 @@ int agent_cert_fetch(const struct agent_cert_req *req, struct agent_cert *out, s
     char *csr = NULL, *token = NULL, *auth = NULL;
     struct curl_slist *hdrs = NULL;
     CURL *h = NULL;
-    struct buf body;
+    struct buf body, trust;
+    struct curl_blob blob;
     json_t *js = NULL;
     long status = 0;
     CURLcode cc;
     int rc;
 
     buf_init(&body);
+    buf_init(&trust);
     rc = read_token(req->token_file, &token);
     if (rc) {
         diag_set(diag, "the ServiceAccount token %s: %s", req->token_file, err_str(rc));
@@ -157,6 +159,25 @@ int agent_cert_fetch(const struct agent_cert_req *req, struct agent_cert *out, s
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https");
     curl_easy_setopt(h, CURLOPT_CAINFO, req->ca_file);
     curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
+    if (req->trust_pem) {
+        /* the mounted bundle and the newest one from weftd, as one blob (a blob replaces the
+         * file in libcurl) */
+        char *mounted = NULL;
+
+        if (agent_read_file(req->ca_file, &mounted) == 0)
+            rc = buf_puts(&trust, mounted);
+        free(mounted);
+        if (!rc && trust.len && trust.p[trust.len - 1] != '\n')
+            rc = buf_puts(&trust, "\n");
+        if (!rc)
+            rc = buf_puts(&trust, req->trust_pem);
+        if (rc)
+            goto out;
+        blob.data = trust.p;
+        blob.len = trust.len;
+        blob.flags = CURL_BLOB_COPY;
+        curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &blob);
+    }
     curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, csr);
@@ -217,6 +238,7 @@ int agent_cert_fetch(const struct agent_cert_req *req, struct agent_cert *out, s
     *out = c;
     memset(&c, 0, sizeof(c));
 out:
+    buf_release(&trust);
     agent_cert_release(&c);
     if (token) {
         explicit_bzero(token, TOKEN_MAX);

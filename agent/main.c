@@ -62,6 +62,11 @@ struct agent {
     int stream_port; /* 0: no stream (--config-file) */
     const char *stream_name;
 
+    /* the trust bundle from the stream (between renewals) */
+    char *trust_next; /* waiting to be installed (newest wins) */
+    bool trust_busy;
+    unsigned long trust_updates;
+
     /* configuration */
     json_t *doc;     /* the document waiting to be applied (newest wins) */
     bool apply_busy; /* an apply runs on a worker */
@@ -76,6 +81,11 @@ struct agent {
     struct http_server *hs;
     uv_poll_t hpoll;
     uv_timer_t htimer;
+
+    /* for /stats/prometheus */
+    bool scrape_busy; /* one scrape at a time: a second one is answered 503 */
+    unsigned long cert_ok, cert_errors, stream_connects, applied[4], nacks, restarts;
+    enum agent_stream_state stream_state;
 };
 
 static double rnd01(void)
@@ -89,7 +99,11 @@ static double rnd01(void)
 
 /* ---- worker jobs ------------------------------------------------------------------------- */
 
-enum job_kind { JOB_CERT, JOB_APPLY, JOB_RESTART, JOB_HEALTH, JOB_PROBE };
+enum job_kind { JOB_CERT, JOB_APPLY, JOB_RESTART, JOB_HEALTH, JOB_PROBE, JOB_TRUST, JOB_SCRAPE };
+
+/* HAProxy's exporter answer a scrape takes (1,000 services: a few MB), and how long it waits. */
+#define SCRAPE_MAX (16u << 20)
+#define SCRAPE_TIMEOUT_MS 3000
 
 struct job {
     uv_work_t w;
@@ -103,7 +117,57 @@ struct job {
     bool healthy;           /* JOB_HEALTH */
     json_t *spec;           /* JOB_PROBE */
     struct http_conn *conn; /* JOB_PROBE: NULL once the kubelet went away */
+    char *bundle;           /* JOB_TRUST; JOB_CERT: the bundle to trust too (weftd's newest) */
+    bool reloaded;          /* JOB_TRUST */
+    struct agent_metrics m; /* JOB_SCRAPE: the agent's numbers, taken on the loop */
+    struct buf out;         /* JOB_SCRAPE: the merged answer */
 };
+
+static size_t scrape_write(char *p, size_t sz, size_t n, void *arg)
+{
+    struct buf *b = arg;
+
+    if (b->len + sz * n > SCRAPE_MAX || buf_append(b, p, sz * n))
+        return 0; /* too large, or no memory: curl stops */
+    return sz * n;
+}
+
+/*
+ * /stats/prometheus (on a worker): HAProxy's exporter on 127.0.0.1:<metrics port>/metrics,
+ * bounded in time and size and checked (agent_metrics_check_haproxy), after the agent's own
+ * families. Without HAProxy's part the agent's are served alone, with
+ * weft_agent_haproxy_scrape_ok 0.
+ */
+static int scrape(struct agent *a, struct agent_metrics *m, struct buf *out)
+{
+    struct buf hp;
+    char url[64];
+    long status = 0;
+    CURL *c = curl_easy_init();
+    int rc;
+
+    buf_init(&hp);
+    agent_driver_get_stats(a->drv, &m->drv);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", a->ro.metrics_port);
+    if (c) {
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)SCRAPE_TIMEOUT_MS);
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, scrape_write);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &hp);
+        m->haproxy_scrape_ok = m->haproxy_up && curl_easy_perform(c) == CURLE_OK &&
+                               curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK &&
+                               status == 200 &&
+                               agent_metrics_check_haproxy(hp.p ? hp.p : "", hp.len) == 0;
+        curl_easy_cleanup(c);
+    }
+    rc = agent_metrics_text(m, out);
+    if (!rc && m->haproxy_scrape_ok)
+        rc = buf_append(out, hp.p, hp.len);
+    buf_release(&hp);
+    return rc;
+}
 
 static void run_job(uv_work_t *w)
 {
@@ -111,12 +175,16 @@ static void run_job(uv_work_t *w)
     struct agent *a = j->a;
 
     switch (j->kind) {
-    case JOB_CERT:
-        j->rc = agent_cert_fetch(&a->creq, &j->cert, &j->diag);
+    case JOB_CERT: {
+        struct agent_cert_req r = a->creq;
+
+        r.trust_pem = j->bundle; /* a copy of the newest bundle from weftd, or NULL */
+        j->rc = agent_cert_fetch(&r, &j->cert, &j->diag);
         if (!j->rc)
             j->rc = agent_driver_set_identity(a->drv, j->cert.chain_pem, j->cert.key_pem,
                                               j->cert.bundle_pem, &j->diag);
         break;
+    }
     case JOB_APPLY: {
         struct agent_render_out out;
 
@@ -135,6 +203,12 @@ static void run_job(uv_work_t *w)
         break;
     case JOB_PROBE:
         j->rc = agent_probe_run(j->spec, &j->diag);
+        break;
+    case JOB_TRUST:
+        j->rc = agent_driver_set_trust(a->drv, j->bundle, &j->reloaded, &j->diag);
+        break;
+    case JOB_SCRAPE:
+        j->rc = scrape(a, &j->m, &j->out);
         break;
     }
 }
@@ -161,8 +235,10 @@ static int submit(struct agent *a, struct job *j)
     if (!j)
         return -ENOMEM;
     rc = uv_queue_work(a->loop, &j->w, run_job, after_job);
-    if (rc)
+    if (rc) {
+        free(j->bundle);
         free(j);
+    }
     return rc;
 }
 
@@ -170,6 +246,15 @@ static void apply_next(struct agent *a);
 static void cert_due(uv_timer_t *t);
 
 static void stream_start(struct agent *a);
+
+static unsigned count_certs(const char *pem)
+{
+    unsigned n = 0;
+
+    for (const char *p = pem; (p = strstr(p, "-----BEGIN CERTIFICATE-----")); p++)
+        n++;
+    return n;
+}
 
 static void cert_done(struct agent *a, struct job *j)
 {
@@ -180,19 +265,21 @@ static void cert_done(struct agent *a, struct job *j)
         return;
 
     if (j->rc) {
+        a->cert_errors++;
         ms = agent_retry_delay_ms(a->attempts++, now, a->have_cert ? a->not_after : 0, rnd01());
         log_error("msg=\"no new certificate\" error=\"%s\" have_valid_certificate=%s "
                   "retry_in_ms=%ld",
                   j->diag.text, a->have_cert && a->not_after > now ? "yes" : "no", ms);
     } else {
+        a->cert_ok++;
         a->have_cert = true;
         a->not_after = j->cert.not_after;
         a->attempts = 0;
         ms = agent_renew_delay_ms(now, j->cert.not_after, rnd01());
         log_info("msg=\"certificate installed\" spiffe_id=%s fingerprint=%s expires_in_s=%ld "
-                 "renew_in_ms=%ld haproxy_pid=%d",
+                 "renew_in_ms=%ld roots=%u haproxy_pid=%d",
                  j->cert.spiffe_id, j->cert.fingerprint, (long)(j->cert.not_after - now), ms,
-                 agent_driver_pid(a->drv));
+                 count_certs(j->cert.bundle_pem), agent_driver_pid(a->drv));
         /* the agent keeps the key for the stream's mutual TLS (never written elsewhere) */
         agent_cert_release(&a->cert);
         a->cert = j->cert;
@@ -212,6 +299,28 @@ static void cert_done(struct agent *a, struct job *j)
         uv_timer_start(&a->cert_timer, cert_due, (uint64_t)ms, 0);
 }
 
+static void trust_next(struct agent *a);
+
+static void trust_done(struct agent *a, struct job *j)
+{
+    a->trust_busy = false;
+    if (j->rc) {
+        log_error("msg=\"new trust bundle not installed; the last good one stays\" error=\"%s\"",
+                  j->diag.text);
+    } else if (!a->cert.bundle_pem || strcmp(a->cert.bundle_pem, j->bundle) != 0) {
+        /* the bundle the next renewal and the stream's reconnects use until weftd sends one */
+        free(a->cert.bundle_pem);
+        a->cert.bundle_pem = j->bundle;
+        j->bundle = NULL;
+        a->trust_updates++;
+        log_info("msg=\"trust bundle installed\" roots=%u haproxy_reloaded=%s haproxy_pid=%d",
+                 count_certs(a->cert.bundle_pem), j->reloaded ? "yes" : "no",
+                 agent_driver_pid(a->drv));
+    }
+    free(j->bundle);
+    trust_next(a);
+}
+
 static void after_job(uv_work_t *w, int status)
 {
     struct job *j = w->data;
@@ -222,15 +331,18 @@ static void after_job(uv_work_t *w, int status)
     case JOB_CERT:
         cert_done(a, j);
         agent_cert_release(&j->cert); /* empty when cert_done took it */
+        free(j->bundle);
         break;
     case JOB_APPLY:
         a->apply_busy = false;
         if (j->rc) {
+            a->nacks++;
             snprintf(a->last_error, sizeof(a->last_error), "%s", j->diag.text);
             log_error("msg=\"configuration refused; the last good one keeps serving\" "
                       "error=\"%s\"",
                       j->diag.text);
         } else {
+            a->applied[j->applied]++;
             a->configured = true;
             a->last_error[0] = '\0';
             log_info("msg=\"configuration applied\" how=%s haproxy_pid=%d",
@@ -246,12 +358,29 @@ static void after_job(uv_work_t *w, int status)
         else
             log_info("msg=\"HAProxy restarted with the last good configuration\" pid=%d",
                      agent_driver_pid(a->drv));
+        if (!j->rc)
+            a->restarts++;
         break;
     case JOB_HEALTH:
         a->health_busy = false;
         if (a->hp_healthy != j->healthy)
             log_info("msg=\"HAProxy health changed\" healthy=%s", j->healthy ? "yes" : "no");
         a->hp_healthy = j->healthy;
+        break;
+    case JOB_TRUST:
+        trust_done(a, j);
+        break;
+    case JOB_SCRAPE:
+        a->scrape_busy = false;
+        if (j->conn) {
+            if (j->rc)
+                http_respond(j->conn, 503, "text/plain", "out of memory\n", 14, NULL);
+            else
+                http_respond(j->conn, 200, "text/plain; version=0.0.4; charset=utf-8", j->out.p,
+                             j->out.len, NULL);
+            http_server_flush(a->hs);
+        }
+        buf_release(&j->out);
         break;
     case JOB_PROBE:
         if (j->conn) {
@@ -297,12 +426,14 @@ static int on_stream_config(void *arg, uint64_t version, const char *hash, const
         agent_render_out_release(&out);
     }
     if (rc) {
+        a->nacks++;
         snprintf(reason, reason_size, "%s", dg.text);
         log_error("msg=\"configuration refused (NACK); the last good one keeps serving\" "
                   "version=%llu hash=%s error=\"%s\"",
                   (unsigned long long)version, hash, reason);
         return rc;
     }
+    a->applied[k]++;
     a->configured = true;
     log_info("msg=\"configuration applied (ACK)\" version=%llu hash=%s how=%s haproxy_pid=%d",
              (unsigned long long)version, hash, agent_apply_kind_name(k), agent_driver_pid(a->drv));
@@ -311,10 +442,15 @@ static int on_stream_config(void *arg, uint64_t version, const char *hash, const
 
 static void on_stream_state(void *arg, const struct push_client_event *ev)
 {
-    (void)arg;
-    if (ev->state == PUSH_CLIENT_CONNECTED)
+    struct agent *a = arg;
+
+    a->stream_state = ev->state == PUSH_CLIENT_CONNECTED  ? AGENT_STREAM_CONNECTED
+                      : ev->state == PUSH_CLIENT_REJECTED ? AGENT_STREAM_REJECTED
+                                                          : AGENT_STREAM_DISCONNECTED;
+    if (ev->state == PUSH_CLIENT_CONNECTED) {
+        a->stream_connects++;
         log_info("msg=\"config stream connected\"");
-    else if (ev->state == PUSH_CLIENT_REJECTED)
+    } else if (ev->state == PUSH_CLIENT_REJECTED)
         log_error("msg=\"config stream refused by weftd\" code=%s reason=\"%s\"", ev->code,
                   ev->reason);
     else
@@ -360,11 +496,49 @@ static void on_stream_apps_exited(void *arg, const char *reason)
              reason);
 }
 
+static void trust_next(struct agent *a)
+{
+    struct job *j;
+
+    if (a->trust_busy || !a->trust_next || a->stopping)
+        return;
+    j = job_new(a, JOB_TRUST);
+    if (!j)
+        return;
+    j->bundle = a->trust_next;
+    a->trust_next = NULL;
+    if (submit(a, j)) {
+        log_error("msg=\"cannot queue the trust bundle's installation\"");
+        return; /* dropped (submit freed it); the next renewal brings the bundle too */
+    }
+    a->trust_busy = true;
+}
+
+/* weftd's roots (push/ checked they hold certificates): installed when they differ. */
+static void on_stream_trust(void *arg, const char *bundle_pem)
+{
+    struct agent *a = arg;
+    char *copy;
+
+    if (a->cert.bundle_pem && strcmp(a->cert.bundle_pem, bundle_pem) == 0 && !a->trust_next)
+        return;
+    copy = strdup(bundle_pem);
+    if (!copy) {
+        log_error("msg=\"trust bundle dropped: out of memory\"");
+        return;
+    }
+    log_info("msg=\"trust bundle from weftd\" roots=%u", count_certs(bundle_pem));
+    free(a->trust_next);
+    a->trust_next = copy;
+    trust_next(a);
+}
+
 static void stream_start(struct agent *a)
 {
     static const struct push_client_ops ops = {.on_config = on_stream_config,
                                                .on_state = on_stream_state,
-                                               .on_apps_exited = on_stream_apps_exited};
+                                               .on_apps_exited = on_stream_apps_exited,
+                                               .on_trust = on_stream_trust};
     const char *ns = getenv("POD_NAMESPACE"), *name = getenv("POD_NAME");
     struct push_client_config cfg = {0};
     int rc;
@@ -397,8 +571,14 @@ static void stream_start(struct agent *a)
 static void cert_due(uv_timer_t *t)
 {
     struct agent *a = t->data;
+    struct job *j = job_new(a, JOB_CERT);
 
-    if (submit(a, job_new(a, JOB_CERT)))
+    /* weftd's serving certificate may come from a root the mounted bundle does not hold yet */
+    if (j && a->cert.bundle_pem && !(j->bundle = strdup(a->cert.bundle_pem))) {
+        free(j);
+        j = NULL;
+    }
+    if (!j || submit(a, j))
         uv_timer_start(&a->cert_timer, cert_due, 1000, 0);
 }
 
@@ -508,6 +688,29 @@ static bool from_pod(struct agent *a, struct http_conn *c)
     return (ntohl(peer) >> 24) == 127 || (a->pod_ip && peer == a->pod_ip);
 }
 
+static bool is_ready(const struct agent *a)
+{
+    return a->have_cert && a->configured && a->hp_healthy && !a->stopping && !a->draining;
+}
+
+static void metrics_snapshot(struct agent *a, struct agent_metrics *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->ready = is_ready(a);
+    m->haproxy_up = a->hp_healthy;
+    m->cert_not_after = a->have_cert ? a->not_after : 0;
+    m->cert_ok = a->cert_ok;
+    m->cert_errors = a->cert_errors;
+    m->bundle_roots = a->cert.bundle_pem ? count_certs(a->cert.bundle_pem) : 0;
+    m->trust_updates = a->trust_updates;
+    m->stream_state = a->stream_state;
+    m->stream_connects = a->stream_connects;
+    memcpy(m->applied, a->applied, sizeof(m->applied));
+    m->nacks = a->nacks;
+    m->restarts = a->restarts;
+    /* the driver's counters are read on the worker: its lock may be held by a reload */
+}
+
 static void health_handle(void *arg, struct http_conn *c, const struct http_request *req)
 {
     struct agent *a = arg;
@@ -516,7 +719,7 @@ static void health_handle(void *arg, struct http_conn *c, const struct http_requ
     if (strcmp(req->path, "/healthz/ready") == 0) {
         char why[1200];
 
-        if (a->have_cert && a->configured && a->hp_healthy && !a->stopping && !a->draining) {
+        if (is_ready(a)) {
             http_respond(c, 200, "text/plain", "ready\n", 6, NULL);
             return;
         }
@@ -550,6 +753,29 @@ static void health_handle(void *arg, struct http_conn *c, const struct http_requ
             http_respond(c, 503, "text/plain", "busy\n", 5, NULL);
             return;
         }
+        http_defer(c, probe_gone, j);
+        return;
+    }
+    if (strcmp(req->path, "/stats/prometheus") == 0) {
+        struct job *j;
+
+        if (a->scrape_busy) {
+            http_respond(c, 503, "text/plain", "a scrape is in progress\n", 24, NULL);
+            return;
+        }
+        j = job_new(a, JOB_SCRAPE);
+        if (!j) {
+            http_respond(c, 503, "text/plain", "out of memory\n", 14, NULL);
+            return;
+        }
+        metrics_snapshot(a, &j->m);
+        buf_init(&j->out);
+        j->conn = c;
+        if (submit(a, j)) {
+            http_respond(c, 503, "text/plain", "busy\n", 5, NULL);
+            return;
+        }
+        a->scrape_busy = true;
         http_defer(c, probe_gone, j);
         return;
     }
@@ -961,6 +1187,7 @@ int main(int argc, char **argv)
     agent_driver_free(a.drv);
     json_decref(a.probes);
     json_decref(a.doc);
+    free(a.trust_next);
     agent_cert_release(&a.cert);
     IGNORE_RESULT(uv_loop_close(a.loop));
     curl_global_cleanup();

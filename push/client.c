@@ -256,6 +256,14 @@ static int on_frame(struct push_client *c)
         log_info("msg=\"weftd: the pod's app containers have exited\" reason=\"%s\"", m.reason);
         if (c->ops.on_apps_exited)
             c->ops.on_apps_exited(c->arg, m.reason);
+    } else if (m.type == PUSH_MSG_TRUST) {
+        /* the stream's own verification follows weftd's roots too */
+        if (tls_check_trust(m.bundle) < 0 || tls_set_trust(c->ssl_ctx, m.bundle) < 0) {
+            log_warn("msg=\"config stream: weftd's trust bundle holds no usable certificate; "
+                     "ignored\"");
+        } else if (c->ops.on_trust && !c->freeing) {
+            c->ops.on_trust(c->arg, m.bundle);
+        }
     } else if (m.type == PUSH_MSG_ERROR) {
         c->rejected = 1;
         snprintf(c->why, sizeof(c->why), "%s: %s", m.code, m.reason);

@@ -19,6 +19,7 @@ static const struct {
 } msg_types[] = {
     {PUSH_MSG_HELLO, "hello"},   {PUSH_MSG_ACK, "ack"},     {PUSH_MSG_NACK, "nack"},
     {PUSH_MSG_CONFIG, "config"}, {PUSH_MSG_ERROR, "error"}, {PUSH_MSG_APPS_EXITED, "appsExited"},
+    {PUSH_MSG_TRUST, "trust"},
 };
 
 int push__strlcpy(char *dst, const char *src, size_t n)
@@ -148,6 +149,17 @@ int push_msg_parse(const char *text, size_t len, struct push_msg *out)
     case PUSH_MSG_APPS_EXITED:
         rc = get_dup(root, "reason", &m.reason);
         break;
+    case PUSH_MSG_TRUST: {
+        json_t *v = json_object_get(root, "bundle");
+
+        if (!json_is_string(v) || !json_string_length(v) ||
+            json_string_length(v) > PUSH_BUNDLE_MAX ||
+            strlen(json_string_value(v)) != json_string_length(v))
+            rc = ERR_INVALID;
+        else if (!(m.bundle = strdup(json_string_value(v))))
+            rc = -ENOMEM;
+        break;
+    }
     case PUSH_MSG_NONE:
         rc = ERR_INVALID;
         break;
@@ -226,6 +238,14 @@ int push_msg_encode(const struct push_msg *m, char **out)
         if (json_object_set_new(o, "reason", json_string(m->reason ? m->reason : "")))
             goto out;
         break;
+    case PUSH_MSG_TRUST:
+        if (!m->bundle || !m->bundle[0] || strlen(m->bundle) > PUSH_BUNDLE_MAX) {
+            rc = ERR_INVALID;
+            goto out;
+        }
+        if (json_object_set_new(o, "bundle", json_string(m->bundle)))
+            goto out;
+        break;
     default:
         rc = ERR_INVALID;
         goto out;
@@ -247,6 +267,7 @@ void push_msg_release(struct push_msg *m)
         return;
     free(m->reason);
     free(m->config);
+    free(m->bundle);
     memset(m, 0, sizeof(*m));
 }
 

@@ -118,7 +118,11 @@ int push_server_port(const struct push_server *s);
  */
 int push_server_set_certs(struct push_server *s, const char *cert_pem, const char *key_pem) WUR;
 
-/* Replace the trust bundle for new handshakes. Returns 0, -EINVAL or ERR_INVALID. */
+/*
+ * Replace the trust bundle for new handshakes, and send it (`trust`) to every accepted stream;
+ * a stream accepted later gets it after its hello, before any `config`. A bundle equal to the
+ * current one sends nothing. Returns 0, -EINVAL, ERR_INVALID or -ENOMEM (the old one stays).
+ */
 int push_server_set_trust(struct push_server *s, const char *trust_pem) WUR;
 
 /*
@@ -147,6 +151,7 @@ struct push_server_stats {
     uint64_t changes_superseded; /* changes replaced by a newer one inside the window */
     uint64_t configs_sent;       /* `config` frames written */
     uint64_t apps_exited_sent;   /* `appsExited` frames written */
+    uint64_t trusts_sent;        /* `trust` frames written (one per stream and bundle) */
     uint64_t acks, nacks;
     uint64_t hellos_accepted, hellos_rejected;
     uint64_t refused_max_conns, refused_per_addr; /* connections closed at accept by the caps */
@@ -249,6 +254,12 @@ struct push_client_ops {
      * again after a reconnect.
      */
     void (*on_apps_exited)(void *arg, const char *reason);
+    /*
+     * Optional. weftd's trust bundle (`trust`: after the hello and whenever weftd's roots
+     * change), already checked to hold certificates and installed for the stream's own next
+     * handshakes. bundle_pem is borrowed for the call.
+     */
+    void (*on_trust)(void *arg, const char *bundle_pem);
 };
 
 /*

@@ -39,6 +39,7 @@
 #define PUSH_AGENT_MAX 63
 #define PUSH_CODE_MAX 63
 #define PUSH_REASON_MAX 1024
+#define PUSH_BUNDLE_MAX (1024 * 1024) /* a trust bundle's PEM */
 
 enum push_msg_type {
     PUSH_MSG_NONE = 0,
@@ -48,6 +49,7 @@ enum push_msg_type {
     PUSH_MSG_CONFIG,      /* weftd -> agent */
     PUSH_MSG_ERROR,       /* weftd -> agent, then close 1008 */
     PUSH_MSG_APPS_EXITED, /* weftd -> agent: the pod's app containers have exited for good */
+    PUSH_MSG_TRUST,       /* weftd -> agent: the trust bundle */
 };
 
 struct push_pod_ref {
@@ -57,8 +59,8 @@ struct push_pod_ref {
 };
 
 /*
- * One decoded message. Strings are NUL-terminated; an absent optional string is "". reason and
- * config are heap strings owned by the message (push_msg_release frees them).
+ * One decoded message. Strings are NUL-terminated; an absent optional string is "". reason,
+ * config and bundle are heap strings owned by the message (push_msg_release frees them).
  */
 struct push_msg {
     enum push_msg_type type;
@@ -70,6 +72,7 @@ struct push_msg {
     char code[PUSH_CODE_MAX + 1];      /* error */
     char *reason;                      /* nack, error, appsExited; NULL otherwise */
     char *config;                      /* config: the document as canonical JSON text */
+    char *bundle;                      /* trust: the PEM roots; NULL otherwise */
 };
 
 #endif

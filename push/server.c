@@ -64,8 +64,9 @@ struct conn {
     uint64_t version;                  /* of the last `config` on this stream */
     char sent_hash[PUSH_HASH_LEN + 1]; /* what the peer has (sent, or its lastHash) */
     int want_config;
-    int apps_sent;     /* `appsExited` went out on this stream */
-    char *error_frame; /* to write before closing */
+    int apps_sent;       /* `appsExited` went out on this stream */
+    uint64_t trust_sent; /* the server's trust_gen last sent on this stream; 0 none */
+    char *error_frame;   /* to write before closing */
     char close_reason[64];
     int close_status;
     char spiffe[SPIFFE_MAX];
@@ -97,6 +98,7 @@ struct push_server {
     size_t nslots;
     struct push_server_stats stats;
     char *trust_pem;
+    uint64_t trust_gen; /* bumped by every new bundle; streams are sent the newest */
     lws_retry_bo_t retry;
     uint32_t retry_ms[1];
     struct lws_protocols protocols[2];
@@ -319,6 +321,8 @@ static void on_hello(struct push_server *s, struct conn *c, const struct push_ms
     }
     lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
     proxy_kick(p);
+    if (c->trust_sent != s->trust_gen)
+        lws_callback_on_writable(c->wsi); /* the bundle goes out first */
 }
 
 static void on_frame(struct push_server *s, struct conn *c)
@@ -392,6 +396,19 @@ static int on_writeable(struct push_server *s, struct conn *c)
             return -1;
         c->apps_sent = 1;
         s->stats.apps_exited_sent++;
+        if (c->want_config || c->trust_sent != s->trust_gen)
+            lws_callback_on_writable(c->wsi);
+        return 0;
+    }
+    if (p && c->trust_sent != s->trust_gen) {
+        /* the trust bundle before any document: the agent follows a root rotation */
+        memset(&m, 0, sizeof(m));
+        m.type = PUSH_MSG_TRUST;
+        m.bundle = s->trust_pem;
+        if (msg_write(c->wsi, &m) < 0)
+            return -1;
+        s->stats.trusts_sent++;
+        c->trust_sent = s->trust_gen;
         if (c->want_config)
             lws_callback_on_writable(c->wsi);
         return 0;
@@ -631,6 +648,7 @@ int push_server_new(uv_loop_t *loop, const struct push_server_config *cfg,
     uv_timer_init(loop, &s->timer);
     s->timer.data = s;
     s->trust_pem = strdup(cfg->trust_pem);
+    s->trust_gen = 1;
     rc = s->trust_pem ? tls_client_ctx_new(&s->client_ssl_ctx) : -ENOMEM;
     if (rc)
         goto out;
@@ -724,8 +742,17 @@ int push_server_set_trust(struct push_server *s, const char *trust_pem)
         free(copy);
         return rc;
     }
+    if (s->trust_pem && strcmp(s->trust_pem, copy) == 0) {
+        free(copy);
+        return 0;
+    }
     free(s->trust_pem);
     s->trust_pem = copy;
+    /* every accepted stream gets the new bundle (`trust`) on its next writable turn */
+    s->trust_gen++;
+    for (struct conn *c = s->conns; c; c = c->next)
+        if (c->proxy && !c->close_status)
+            lws_callback_on_writable(c->wsi);
     return 0;
 }
 

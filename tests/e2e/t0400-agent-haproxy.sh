@@ -21,19 +21,7 @@ free_port() {
 }
 
 # master_cmd CMD: one command on HAProxy's master socket
-master_cmd() {
-    python3 - "$D/run/master.sock" "$1" <<'PY'
-import socket, sys
-s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(sys.argv[1])
-s.sendall(sys.argv[2].encode() + b"\n"); s.shutdown(socket.SHUT_WR)
-d = b""
-while True:
-    x = s.recv(65536)
-    if not x: break
-    d += x
-print(d.decode(), end="")
-PY
-}
+master_cmd() { python3 "$KL_REPO/tests/e2e/hacli.py" "$D/run/master.sock" "$1"; }
 worker_pid() { master_cmd "show proc" | awk '$2 == "worker" {print $1; exit}'; }
 master_pid() { master_cmd "show proc" | awk '$2 == "master" {print $1; exit}'; }
 
@@ -143,6 +131,86 @@ case_renewal() {
     assert_contains "$OUT" "alert certificate required" "openssl s_client without a client certificate" || return
 }
 
+# A root rotation with 60 s certificates: each renewal brings weftd's bundle. A changed bundle
+# is loaded by a checked seamless reload (never `commit ssl ca-file`: in HAProxy 2.6.12 the
+# certificate commits after one answer Success but new handshakes keep the old certificate, and
+# the next one crashes the worker, docs/agent.md); renewals with an unchanged bundle stay on the
+# runtime API. Observed: the master is never restarted, every renewal's certificate is the one
+# new handshakes see (with `commit ssl ca-file` this failed at the first renewal after the
+# bundle changed), and the bundle HAProxy uses follows each step.
+serial_with() { # CLIENT_PEM CA_PEM: the serial the inbound listener presents to that client
+    echo | timeout 5 openssl s_client -connect "127.0.0.1:$IN_PORT" -cert "$1" -key "$1" \
+        -CAfile "$2" -verify_return_error 2>/dev/null | openssl x509 -noout -serial 2>/dev/null | sed 's/^serial=//'
+}
+leaf_serial() { openssl x509 -in "$D/run/pod.pem" -noout -serial | sed 's/^serial=//'; }
+next_install() { # N: wait for install number N+1
+    wait_for 45 sh -c "[ \$(grep -c 'msg=\"certificate installed\"' '$D/agent.log') -gt $1 ]" ||
+        { t_fail "no renewal within 45 s: $(grep -v level=debug "$D/agent.log" | tail -3)"; return 1; }
+    sleep 0.5
+}
+master_reloads() { master_cmd "show proc" | awk '$2 == "master" {print $3}'; }
+case_rotation() {
+    local m0 r0 n s_before s round
+    m0=$(master_pid)
+    r0=$(master_reloads)
+    assert_match "$r0" '^[0-9]+$' "master reload counter" || return
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+        -subj "/O=weft/CN=weft root 2" -keyout "$D/root2.key" -out "$D/root2.pem" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null || return
+    cat "$D/root.pem" "$D/root2.pem" >"$D/roots.pem"
+    # step 1: the new root joins the bundle; the next renewal brings it: one reload
+    ok "step 1: add the new root" "$K" patch secret -n weft-system weft-ca --type merge -p \
+        "{\"data\":{\"ca.crt\":\"$(base64 -w0 <"$D/roots.pem")\"}}" || return
+    wait_for 15 sh -c "grep -q 'trust bundle changed' '$D/weftd.log'" || { t_fail "weftd did not take the new root"; return 1; }
+    n=$(installs)
+    next_install "$n" || return
+    assert_contains "$(grep 'msg="certificate installed"' "$D/agent.log" | tail -1)" "roots=2" "renewal with the two-root bundle" || return
+    assert_eq "$(serial_with "$D/client.pem" "$D/roots.pem")" "$(leaf_serial)" "the renewal that changed the bundle is presented" || return
+    assert_eq "$(master_reloads)" "$((r0 + 1))" "master reloads after the bundle change" || return
+    assert_eq "$(cmp -s "$D/run/bundle.pem" "$D/roots.pem" && echo same)" same "bundle.pem holds both roots" || return
+    # step 2: the signer switches; renewals from the new root go through the runtime API
+    ok "step 2: switch the signer" "$K" patch secret -n weft-system weft-ca --type merge -p \
+        "{\"data\":{\"tls.crt\":\"$(base64 -w0 <"$D/root2.pem")\",\"tls.key\":\"$(base64 -w0 <"$D/root2.key")\"}}" || return
+    wait_for 15 sh -c "grep -q 'CA signer switched' '$D/weftd.log'" || { t_fail "signer not switched"; return 1; }
+    for round in 1 2; do
+        n=$(installs)
+        s_before=$(serial_with "$D/client.pem" "$D/roots.pem")
+        next_install "$n" || return
+        s=$(serial_with "$D/client.pem" "$D/roots.pem")
+        assert_ne "$s" "$s_before" "renewal $round after the bundle change: new handshakes see a new serial" || return
+        assert_eq "$s" "$(leaf_serial)" "renewal $round: the presented certificate is pod.pem's" || return
+    done
+    okv "the presented leaf chains to the new root" sh -c "echo | timeout 5 openssl s_client -connect 127.0.0.1:$IN_PORT -cert $D/client.pem -key $D/client.pem -CAfile $D/root2.pem -verify_return_error 2>&1 | grep -c 'Verify return code: 0'" || return
+    assert_eq "$(master_reloads)" "$((r0 + 1))" "no reload for renewals with an unchanged bundle" || return
+    # a mesh client from the new root (the token's ServiceAccount, through the endpoint)
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$D/client2.key" \
+        -subj /CN=client2 -out "$D/client2.csr" 2>/dev/null || { t_fail "client CSR"; return 1; }
+    curl -sS --cacert "$D/roots.pem" -H "Authorization: Bearer $(cat "$D/token")" \
+        -H "Content-Type: application/pkcs10" --data-binary "@$D/client2.csr" \
+        "https://127.0.0.1:$CERTS_PORT/v1/certificates" | jq -r .certificateChain >"$D/client2.pem" || { t_fail "client certificate"; return 1; }
+    cat "$D/client2.key" >>"$D/client2.pem"
+    assert_eq "$(serial_with "$D/client2.pem" "$D/roots.pem")" "$(leaf_serial)" "a client from the new root is accepted" || return
+    # step 3: the old root leaves; the next renewal brings the one-root bundle: one more reload
+    ok "step 3: remove the old root" "$K" patch secret -n weft-system weft-ca --type merge -p \
+        "{\"data\":{\"ca.crt\":\"$(base64 -w0 <"$D/root2.pem")\"}}" || return
+    wait_for 15 sh -c "grep -q 'root removed from the trust bundle' '$D/weftd.log'" || { t_fail "weftd kept the old root"; return 1; }
+    n=$(installs)
+    next_install "$n" || return
+    assert_contains "$(grep 'msg="certificate installed"' "$D/agent.log" | tail -1)" "roots=1" "renewal with the one-root bundle" || return
+    assert_eq "$(serial_with "$D/client2.pem" "$D/root2.pem")" "$(leaf_serial)" "after the second bundle change, the renewal is presented" || return
+    run sh -c "printf 'GET / HTTP/1.0\r\n\r\n' | timeout 5 openssl s_client -connect 127.0.0.1:$IN_PORT -cert $D/client.pem -key $D/client.pem -CAfile $D/root2.pem -ign_eof"
+    assert_contains "$OUT" "alert unknown ca" "a client from the removed root, refused" || return
+    n=$(installs)
+    next_install "$n" || return
+    assert_eq "$(serial_with "$D/client2.pem" "$D/root2.pem")" "$(leaf_serial)" "the renewal after it, presented" || return
+    assert_eq "$(master_reloads)" "$((r0 + 2))" "master reloads after the second bundle change" || return
+    assert_eq "$(master_pid)" "$m0" "HAProxy's master across the rotation (never restarted)" || return
+    assert_not_contains "$(cat "$D/agent.log")" "HAProxy's master exited" "HAProxy crashed" || return
+    echo "    5 renewals, 2 bundle changes: $(($(master_reloads) - r0)) reloads, master $m0 throughout, every renewal presented"
+    # the cases below talk to the inbound listener as a mesh client of the current root
+    cp "$D/client2.pem" "$D/client.pem" && cp "$D/root2.pem" "$D/root.pem"
+}
+
 # HAProxy's master SIGKILL'd (its worker follows it): the agent starts it again with the last
 # good configuration, and the inbound listener serves within a second.
 case_sigkill() {
@@ -197,6 +265,51 @@ case_probes() {
     assert_eq "$(probe /app-health/nope/livez)" 404 "a probe the webhook did not write" || return
 }
 
+# Merged metrics where the webhook's annotations point Prometheus (prometheus.io/port 15020,
+# path /stats/prometheus): the agent's own families, then HAProxy's exporter output (15090),
+# in valid text format with every family declared once.
+case_metrics() {
+    local body na fams
+    okv "scrape" curl -sf -o "$D/scrape.txt" -w '%{content_type}' "http://127.0.0.1:$HEALTH_PORT/stats/prometheus" || return
+    assert_contains "$OUT" "text/plain; version=0.0.4" "content type" || return
+    body=$(cat "$D/scrape.txt")
+    na=$(date -d "$(openssl x509 -in "$D/run/pod.pem" -noout -enddate | sed 's/notAfter=//')" +%s)
+    assert_contains "$body" "weft_agent_certificate_expiry_timestamp_seconds $na" "certificate expiry = pod.pem's notAfter" || return
+    assert_contains "$body" "weft_agent_ready 1" "ready" || return
+    assert_contains "$body" "weft_agent_config_applied_total{how=\"start\"} 1" "first configuration" || return
+    assert_contains "$body" 'weft_agent_config_stream_state{state="none"} 1' "no stream (--config-file)" || return
+    assert_contains "$body" "weft_agent_haproxy_reloads_total{result=\"ok\",reason=\"bundle\"} 2" "the rotation's two bundle reloads" || return
+    assert_contains "$body" "weft_agent_haproxy_scrape_ok 1" "HAProxy's exporter answered" || return
+    # HAProxy's part: the same families its exporter serves on the metrics port
+    curl -sf "http://127.0.0.1:$MET_PORT/metrics" | awk '$1 == "#" && $2 == "TYPE" {print $3}' | sort >"$D/hp.fams"
+    awk '$1 == "#" && $2 == "TYPE" && $3 ~ /^haproxy_/ {print $3}' "$D/scrape.txt" | sort >"$D/merged.fams"
+    [ -s "$D/hp.fams" ] || { t_fail "HAProxy's exporter served nothing"; return 1; }
+    assert_eq "$(cat "$D/merged.fams")" "$(cat "$D/hp.fams")" "HAProxy's families in the merged scrape" || return
+    # the text format: samples of declared families, each family declared once
+    run python3 - "$D/scrape.txt" <<'PY'
+import re, sys
+fams, cur, n = set(), None, 0
+sample = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (-?[0-9.e+-]+|NaN|[+-]Inf)$')
+for line in open(sys.argv[1]):
+    line = line.rstrip("\n")
+    if not line or line.startswith("# HELP"):
+        continue
+    if line.startswith("# TYPE "):
+        cur = line.split()[2]
+        assert cur not in fams, "declared twice: " + cur
+        fams.add(cur)
+        continue
+    m = sample.match(line)
+    assert m, "not a sample: " + line
+    name = m.group(1)
+    assert cur and (name == cur or name.startswith(cur + "_")), "sample outside its family: " + line
+    n += 1
+print(len(fams), "families,", n, "samples")
+PY
+    assert_eq "$RC" 0 "text format: $OUT" || return
+    echo "    merged scrape: $OUT ($(wc -c <"$D/scrape.txt") bytes)"
+}
+
 # /quitquitquit: POST only; from the pod itself (here loopback) it stops HAProxy and the agent
 case_quit() {
     local m
@@ -212,8 +325,10 @@ case_quit() {
 
 t_run "agent: certificate from weftd, HAProxy started, ready" case_start
 t_run "60 s certificates renewed without a reload; new handshakes see the new serial" case_renewal
+t_run "a root rotation: bundle changes reload, every renewal is presented, no crash" case_rotation
 t_run "HAProxy SIGKILL'd: serving again within a second" case_sigkill
 t_run "readiness reflects HAProxy's health" case_readiness
 t_run "app probes forwarded over loopback" case_probes
+t_run "merged metrics on the health port: the agent's and HAProxy's" case_metrics
 t_run "/quitquitquit from the pod stops HAProxy and the agent" case_quit
 t_summary

@@ -274,10 +274,103 @@ EOF
         'reason="app exited 0; restartPolicy Never" why=WEFT_EXIT_ON_COMPLETION' || return
 }
 
+# a root rotation in weftd (docs/ca.md: add the new root, switch the signer, remove the old
+# root) reaches the agent on the stream (`trust`) within seconds, without waiting for a renewal
+# (certificates here live an hour) and without restarting HAProxy's master; mutual-TLS
+# handshakes to the inbound listener run throughout: none fails, a peer with a certificate from
+# the new root is accepted once the bundle holds it, and one from the old root is refused once
+# the old root is gone.
+new_client() { # OUT_FILE: a mesh client certificate issued by weftd now
+    local tok
+    tok=$("$K" create token -n "$NS" web --audience weft) || return 1
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1.key" \
+        -subj /CN=x -out "$1.csr" 2>/dev/null || return 1
+    curl -sS --cacert "$D/roots.pem" -H "Authorization: Bearer $tok" \
+        -H "Content-Type: application/pkcs10" --data-binary "@$1.csr" \
+        "https://127.0.0.1:${WD_CERTS[a]}/v1/certificates" | pyjson 'j["certificateChain"]' >"$1.tmp" || return 1
+    cat "$1.key" >>"$1.tmp" && mv "$1.tmp" "$1"
+}
+hs_with() { # CLIENT_PEM: "ok" when the inbound listener accepts that client certificate
+    python3 - "$IN_PORT" "$1" "$D/roots.pem" <<'PY'
+import socket, ssl, sys
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT); ctx.check_hostname = False
+ctx.load_verify_locations(sys.argv[3]); ctx.load_cert_chain(sys.argv[2])
+try:
+    with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5) as s, ctx.wrap_socket(s) as t:
+        t.settimeout(2)
+        try:
+            t.sendall(b"GET / HTTP/1.0\r\n\r\n"); t.recv(1)
+        except ssl.SSLError:
+            raise
+        except OSError:
+            pass
+    print("ok")
+except (OSError, ssl.SSLError) as e:
+    print("refused", e)
+PY
+}
+master_cmd() { python3 tests/e2e/hacli.py "$D/run/master.sock" "$1"; }
+trust_installs() { grep -c 'msg="trust bundle installed"' "$D/agent.log"; }
+case_rotation() {
+    local m0 n0 t0 t1 new old2 total fails
+    m0=$(master_cmd "show proc" | awk '$2 == "master" {print $1; exit}')
+    assert_match "$m0" '^[0-9]+$' "HAProxy master PID" || return
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+        -subj "/O=weft/CN=weft root 2" -keyout "$D/root2.key" -out "$D/root2.pem" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null || return
+    cat "$D/bundle.pem" "$D/root2.pem" >"$D/roots.pem"
+    cp "$D/client.pem" "$D/traffic.pem"
+    rm -f "$D/hs.stop"
+    python3 tests/e2e/hs_loop.py 127.0.0.1 "$IN_PORT" "$D/traffic.pem" "$D/roots.pem" "$D/hs.stop" "$D/hs.log" &
+    bg_track $!
+    sleep 1
+    n0=$(trust_installs)
+    # step 1: the new root joins the bundle
+    new=$(cat "$D/bundle.pem" "$D/root2.pem" | base64 -w0)
+    t0=$(date +%s%N)
+    ok "step 1: add the new root" "$K" patch secret -n weft-system weft-ca --type merge -p "{\"data\":{\"ca.crt\":\"$new\"}}" || return
+    wait_for 15 sh -c "[ \$(grep -c 'msg=\"trust bundle installed\" roots=2' '$D/agent.log') -ge 1 ]" ||
+        { t_fail "the agent did not install the two-root bundle: $(grep -v level=debug "$D/agent.log" | tail -5)"; return 1; }
+    t1=$(date +%s%N)
+    echo "    two-root bundle installed by the agent $(((t1 - t0) / 1000000)) ms after the Secret changed"
+    assert_eq "$(grep -c 'msg="certificate installed"' "$D/agent.log")" 1 "no renewal was needed" || return
+    # step 2: the signer switches; a peer with a certificate from the new root is accepted
+    ok "step 2: switch the signer" "$K" patch secret -n weft-system weft-ca --type merge -p \
+        "{\"data\":{\"tls.crt\":\"$(base64 -w0 <"$D/root2.pem")\",\"tls.key\":\"$(base64 -w0 <"$D/root2.key")\"}}" || return
+    wait_for 15 grep -q 'CA signer switched' "${WD_LOG[a]}" || { t_fail "signer not switched"; return 1; }
+    new_client "$D/client2.pem" || { t_fail "no certificate from the new root"; return 1; }
+    okv "the new client chains to the new root" openssl verify -CAfile "$D/root2.pem" "$D/client2.pem" || return
+    assert_eq "$(hs_with "$D/client2.pem")" ok "a peer from the new root, accepted" || return
+    cp "$D/client2.pem" "$D/traffic.pem.tmp" && mv "$D/traffic.pem.tmp" "$D/traffic.pem"
+    sleep 1
+    # step 3: the old root leaves the bundle
+    ok "step 3: remove the old root" "$K" patch secret -n weft-system weft-ca --type merge -p \
+        "{\"data\":{\"ca.crt\":\"$(base64 -w0 <"$D/root2.pem")\"}}" || return
+    wait_for 15 sh -c "[ \$(grep -c 'msg=\"trust bundle installed\" roots=1' '$D/agent.log') -ge 1 ]" ||
+        { t_fail "the agent did not drop the old root: $(grep -v level=debug "$D/agent.log" | tail -5)"; return 1; }
+    assert_contains "$(hs_with "$D/client.pem")" "refused" "a peer from the old root, once it left the bundle" || return
+    assert_eq "$(hs_with "$D/client2.pem")" ok "a peer from the new root" || return
+    sleep 1
+    touch "$D/hs.stop"
+    sleep 1
+    old2=$(master_cmd "show proc" | awk '$2 == "master" {print $1; exit}')
+    assert_eq "$old2" "$m0" "HAProxy's master across the rotation (no restart)" || return
+    assert_eq "$(($(trust_installs) - n0))" 2 "bundles installed (two changes)" || return
+    total=$(wc -l <"$D/hs.log")
+    fails=$(grep -c '^fail' "$D/hs.log")
+    echo "    $total handshakes during the rotation, $fails failed; $(grep -c '^ok' "$D/hs.log") ok"
+    [ "$total" -ge 50 ] || { t_fail "too few handshakes ($total)"; return 1; }
+    assert_eq "$fails" 0 "failed handshakes during the rotation: $(grep '^fail' "$D/hs.log" | head -3)" || return
+    assert_not_contains "$(cat "$D/agent.log")" "HAProxy's master exited" "HAProxy crashed" || return
+    # what the cluster mounts from now on (the ConfigMap follows the Secret), and a current client
+    cp "$D/root2.pem" "$D/bundle.pem" && cp "$D/client2.pem" "$D/client.pem"
+}
+
 t_run "setup: weftd with its stream, a meshed pod with an IP, a token bound to it" case_setup
 t_run "the agent holds the stream: document rendered, applied, ACKed; ready" case_stream
 t_run "a document the agent cannot run: NACK with the reason, the last good one serves" case_nack
 t_run "weftd stopped: HAProxy serves, the agent stays ready; back: synced again" case_weftd_away
+t_run "a root rotation reaches the agent on the stream; handshakes never fail" case_rotation
 t_run "SIGTERM: native mode stops at once; classic mode serves until weftd says the apps exited" case_classic_sigterm
 t_run "a Job's pod in classic mode: the agent exits 0 once the app completed" case_job_completion
 t_summary

@@ -132,7 +132,7 @@ int main(int argc, char **argv)
         {"cert", 1, NULL, 'c'}, {"key", 1, NULL, 'k'},  {"trust", 1, NULL, 't'},
         {"pod", 1, NULL, 'o'},  {"dir", 1, NULL, 'd'},  {NULL, 0, NULL, 0},
     };
-    static const struct push_client_ops ops = {on_config, on_state, on_apps_exited};
+    static const struct push_client_ops ops = {on_config, on_state, on_apps_exited, NULL};
     struct push_client_config cc;
     const char *cert = NULL, *key = NULL, *trust = NULL, *pod = NULL;
     char ns[64], name[254], uid[64];

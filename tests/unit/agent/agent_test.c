@@ -562,6 +562,76 @@ static void t_render_errors(void)
     }
 }
 
-UNIT_MAIN(UNIT(t_plan_parse), UNIT(t_rules), UNIT(t_merge), UNIT(t_render_fixtures),
-          UNIT(t_render_access), UNIT(t_render_permissive), UNIT(t_render_ipv6_and_quoting),
-          UNIT(t_render_errors))
+/* the agent's own families, and what of HAProxy's exporter answer may be appended */
+static void t_metrics(void)
+{
+    struct agent_metrics m;
+    struct buf b;
+
+    memset(&m, 0, sizeof(m));
+    m.ready = true;
+    m.haproxy_up = true;
+    m.haproxy_scrape_ok = true;
+    m.cert_not_after = 1800000000;
+    m.cert_ok = 3;
+    m.cert_errors = 1;
+    m.bundle_roots = 2;
+    m.trust_updates = 1;
+    m.stream_state = AGENT_STREAM_CONNECTED;
+    m.stream_connects = 2;
+    m.applied[AGENT_APPLY_START] = 1;
+    m.applied[AGENT_APPLY_RELOAD] = 4;
+    m.nacks = 5;
+    m.restarts = 6;
+    m.drv.reloads = 7;
+    m.drv.bundle_reloads = 2;
+    m.drv.reload_failures = 1;
+    m.drv.cert_swaps = 9;
+    buf_init(&b);
+    CHECK_INT(agent_metrics_text(&m, &b), 0);
+    CHECK(strstr(b.p, "\nweft_agent_ready 1\n"));
+    CHECK(strstr(b.p, "\nweft_agent_certificate_expiry_timestamp_seconds 1800000000\n"));
+    CHECK(strstr(b.p, "\nweft_agent_certificate_requests_total{result=\"error\"} 1\n"));
+    CHECK(strstr(b.p, "\nweft_agent_trust_bundle_roots 2\n"));
+    CHECK(strstr(b.p, "\nweft_agent_config_stream_state{state=\"connected\"} 1\n"));
+    CHECK(strstr(b.p, "\nweft_agent_config_stream_state{state=\"disconnected\"} 0\n"));
+    CHECK(strstr(b.p, "\nweft_agent_config_applied_total{how=\"reload\"} 4\n"));
+    CHECK(strstr(b.p, "\nweft_agent_config_nacks_total 5\n"));
+    CHECK(strstr(b.p, "\nweft_agent_haproxy_reloads_total{result=\"ok\",reason=\"config\"} 5\n"));
+    CHECK(strstr(b.p, "\nweft_agent_haproxy_reloads_total{result=\"ok\",reason=\"bundle\"} 2\n"));
+    CHECK(strstr(b.p, "\nweft_agent_haproxy_cert_swaps_total 9\n"));
+    CHECK(strstr(b.p, "\nweft_agent_haproxy_restarts_total 6\n"));
+    CHECK(strstr(b.p, "\nweft_agent_haproxy_scrape_ok 1\n"));
+    /* every sample line belongs to a family declared before it, declared once */
+    {
+        char *save = NULL, *copy = strdup(b.p), fam[128] = "", seen[4096] = " ", key[130];
+        int families = 0;
+
+        REQUIRE(copy);
+        for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+            if (strncmp(l, "# TYPE ", 7) == 0) {
+                snprintf(fam, sizeof(fam), "%.*s", (int)strcspn(l + 7, " "), l + 7);
+                snprintf(key, sizeof(key), " %s ", fam);
+                CHECK(strstr(seen, key) == NULL); /* declared once */
+                strncat(seen, key + 1, sizeof(seen) - strlen(seen) - 1);
+                families++;
+            } else if (l[0] != '#') {
+                CHECK(strncmp(l, fam, strlen(fam)) == 0 && fam[0]);
+            }
+        }
+        CHECK_INT(families, 14);
+        free(copy);
+    }
+    buf_release(&b);
+
+    CHECK_INT(agent_metrics_check_haproxy("", 0), 0);
+    CHECK_INT(agent_metrics_check_haproxy("# HELP haproxy_x y\nhaproxy_x 1\n\n", 32), 0);
+    /* cut short, a family that is not HAProxy's, a NUL */
+    CHECK_INT(agent_metrics_check_haproxy("haproxy_x 1", 11), ERR_INVALID);
+    CHECK_INT(agent_metrics_check_haproxy("weft_agent_ready 0\n", 19), ERR_INVALID);
+    CHECK_INT(agent_metrics_check_haproxy("haproxy_x 1\n\0\n", 14), ERR_INVALID);
+}
+
+UNIT_MAIN(UNIT(t_metrics), UNIT(t_plan_parse), UNIT(t_rules), UNIT(t_merge),
+          UNIT(t_render_fixtures), UNIT(t_render_access), UNIT(t_render_permissive),
+          UNIT(t_render_ipv6_and_quoting), UNIT(t_render_errors))

@@ -188,6 +188,9 @@ struct h {
     int configs_at_apps; /* configs received before the last appsExited */
     char rej_code[64], rej_reason[256];
     unsigned retry_ms[MAXEV];
+    int trusts;           /* on_trust calls */
+    int configs_at_trust; /* configs received when the last trust arrived */
+    char *trust;          /* the last bundle */
 };
 
 static int s_on_hello(void *arg, const struct push_peer *p, struct push_reject *rej)
@@ -288,7 +291,17 @@ static void c_on_apps_exited(void *arg, const char *reason)
     snprintf(h->apps_reason, sizeof(h->apps_reason), "%s", reason);
 }
 
-static const struct push_client_ops cops = {c_on_config, c_on_state, c_on_apps_exited};
+static void c_on_trust(void *arg, const char *bundle)
+{
+    struct h *h = arg;
+
+    h->trusts++;
+    h->configs_at_trust = h->configs;
+    free(h->trust);
+    h->trust = strdup(bundle);
+}
+
+static const struct push_client_ops cops = {c_on_config, c_on_state, c_on_apps_exited, c_on_trust};
 
 static struct push_server_config server_cfg(int port, unsigned debounce)
 {
@@ -352,6 +365,7 @@ static void h_done(struct h *h)
         ;
     CHECK_INT(uv_loop_close(&h->loop), 0);
     free(h->cfg_doc);
+    free(h->trust);
 }
 
 static int p_acks1(void *a)
@@ -583,6 +597,34 @@ static void t_msg_parse(void)
         CHECK_STR(m.code, "UnknownPod");
         CHECK_STR(m.reason, "no pod");
         push_msg_release(&m);
+    }
+    {
+        const char *tr = "{\"type\":\"trust\",\"bundle\":\"-----BEGIN CERTIFICATE-----\\nA\\n\"}";
+        struct push_msg e;
+        char *out = NULL;
+
+        CHECK_INT(push_msg_parse(tr, strlen(tr), &m), 0);
+        CHECK_INT(m.type, PUSH_MSG_TRUST);
+        CHECK_STR(m.bundle, "-----BEGIN CERTIFICATE-----\nA\n");
+        CHECK_INT(push_msg_encode(&m, &out), 0);
+        CHECK_STR(out, tr);
+        free(out);
+        push_msg_release(&m);
+        /* an empty bundle, a missing one, one of the wrong type; one with a NUL is not JSON here */
+        CHECK_INT(push_msg_parse("{\"type\":\"trust\",\"bundle\":\"\"}",
+                                 sizeof("{\"type\":\"trust\",\"bundle\":\"\"}") - 1, &m),
+                  ERR_INVALID);
+        CHECK_INT(push_msg_parse("{\"type\":\"trust\"}", sizeof("{\"type\":\"trust\"}") - 1, &m),
+                  ERR_INVALID);
+        CHECK_INT(push_msg_parse("{\"type\":\"trust\",\"bundle\":1}",
+                                 sizeof("{\"type\":\"trust\",\"bundle\":1}") - 1, &m),
+                  ERR_INVALID);
+        CHECK_INT(push_msg_parse("{\"type\":\"trust\",\"bundle\":\"a\\u0000b\"}",
+                                 sizeof("{\"type\":\"trust\",\"bundle\":\"a\\u0000b\"}") - 1, &m),
+                  ERR_PARSE);
+        memset(&e, 0, sizeof(e));
+        e.type = PUSH_MSG_TRUST;
+        CHECK_INT(push_msg_encode(&e, &out), ERR_INVALID);
     }
 }
 
@@ -1180,6 +1222,50 @@ static void t_server_restart(void)
     h_done(&h);
 }
 
+static int p_trusts2(void *a)
+{
+    return ((struct h *)a)->trusts >= 2;
+}
+
+/* weftd's bundle reaches the agent after the hello, before the document, and again when it
+ * changes; the stream's own verification follows it; an unchanged bundle is not resent */
+static void t_trust_follows(void)
+{
+    struct h h;
+    struct push_server_stats st;
+    char *both = NULL;
+
+    h_init(&h, 0);
+    CHECK_INT(push_server_send(h.srv, KEY, DOC1), 0);
+    h_client(&h, &F.cli, NULL);
+    REQUIRE(spin(&h.loop, p_acks1, &h, 5000));
+    CHECK_INT(h.trusts, 1);
+    CHECK_INT(h.configs_at_trust, 0);
+    CHECK_STR(h.trust, F.ca);
+    REQUIRE(asprintf(&both, "%s%s", F.ca, F.rogue_ca) > 0);
+    CHECK_INT(push_server_set_trust(h.srv, both), 0);
+    REQUIRE(spin(&h.loop, p_trusts2, &h, 5000));
+    CHECK_STR(h.trust, both);
+    CHECK_INT(push_server_set_trust(h.srv, both), 0);
+    spin(&h.loop, NULL, NULL, 200);
+    CHECK_INT(h.trusts, 2);
+    push_server_stats(h.srv, &st);
+    CHECK_INT((int)st.trusts_sent, 2);
+    CHECK_INT(h.configs, 1);
+    /* the stream's next handshake needs the new bundle: weftd now serves from the other CA's
+     * pair... here the same pair, with the client's trust now the two roots: still verifies */
+    CHECK_INT(push_client_set_certs(h.cli, F.cli.cert, F.cli.key, NULL), 0);
+    {
+        int want = h.hellos + 1;
+
+        for (uint64_t end = now_ms() + 5000; h.hellos < want && now_ms() < end;)
+            spin(&h.loop, NULL, NULL, 20);
+        CHECK_INT(h.hellos, want);
+    }
+    free(both);
+    h_done(&h);
+}
+
 static void t_cert_rotation(void)
 {
     struct h h;
@@ -1667,4 +1753,5 @@ UNIT_MAIN(UNIT(t_sha256_vectors), UNIT(t_canonical), UNIT(t_msg_encode_exact), U
           UNIT(t_unknown_ca_refused), UNIT(t_client_checks_server_cert), UNIT(t_spiffe_extraction),
           UNIT(t_debounce), UNIT(t_debounce_quiet), UNIT(t_conn_caps), UNIT(t_server_restart),
           UNIT(t_cert_rotation), UNIT(t_no_client_cert_refused), UNIT(t_tls_policy),
-          UNIT(t_bad_first_frame), UNIT(t_slow_peer_bounded), UNIT(t_forget), UNIT(t_apps_exited))
+          UNIT(t_bad_first_frame), UNIT(t_slow_peer_bounded), UNIT(t_forget), UNIT(t_apps_exited),
+          UNIT(t_trust_follows))

@@ -3,7 +3,7 @@
 # memory and the latency of legitimate webhook reviews while 150 hostile connections of each
 # kind are held, next to the same figures without an attack, in the same run.
 #
-#   bench/hostile_bench.sh [--seconds S] [--conns N] [--rate R]
+#   bench/hostile_bench.sh [--seconds S] [--conns N] [--rate R] [--attacks "slow-body ..."]
 #
 # One kubelite and one weftd (its descriptor limit at 1,024, default bounds: docs/operations.md,
 # "Bounds on clients") on loopback. Legitimate load: bench/webhook_bench --target (its open-loop
@@ -22,7 +22,8 @@
 #              them before descriptors run out; t1030 checks the back-off when they do run out)
 # For each: weftd's resident memory (VmHWM over the run, /proc), its idle figure before the
 # first run, the attack's connections open in weftd in the middle of the run (weft_http_connections
-# less the legitimate 8), and the reviews' p50/p99. Targets: memory within idle + 200 MB, p99 < 10 ms.
+# less the legitimate 8), the reviews' p50/p99, and weftd's CPU time over the run (share of one
+# CPU). Targets: memory within idle + 200 MB, p99 < 10 ms.
 # Prints one table; BENCHMARKS.md records it with the method. Env: BUILD, KUBECTL.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -31,13 +32,15 @@ KUBECTL=${KUBECTL:-/usr/lib/google-cloud-sdk/bin/kubectl.1.33}
 SECONDS_RUN=10
 CONNS=150
 RATE=100
+ATTACKS="slow-body slow-head idle-tls no-hello fd-flood"
 SRCS=8 # attackers' addresses: 127.0.0.2 to 127.0.0.9 (a pod is one address)
 while [ $# -gt 0 ]; do
     case $1 in
     --seconds) SECONDS_RUN=$2; shift 2 ;;
     --conns) CONNS=$2; shift 2 ;;
     --rate) RATE=$2; shift 2 ;;
-    *) echo "usage: bench/hostile_bench.sh [--seconds S] [--conns N] [--rate R]" >&2; exit 2 ;;
+    --attacks) ATTACKS=$2; shift 2 ;; # a subset, in this order (the no-attack run always comes first)
+    *) echo "usage: bench/hostile_bench.sh [--seconds S] [--conns N] [--rate R] [--attacks LIST]" >&2; exit 2 ;;
     esac
 done
 for b in "$BUILD/bin/kubelite" "$BUILD/bin/weftd" "$BUILD/bench/webhook_bench" "$KUBECTL"; do
@@ -79,10 +82,10 @@ AP=$(free_port)
 WPID=$!
 pids+=("$WPID")
 for _ in $(seq 300); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$AP/readyz")" = 200 ] && break
+    [ "$(curl -s -m 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$AP/readyz")" = 200 ] && break
     sleep 0.1
 done
-[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$AP/readyz")" = 200 ] ||
+[ "$(curl -s -m 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$AP/readyz")" = 200 ] ||
     die "weftd not ready: $(tail -5 "$tmp/weftd.log")"
 "$KUBECTL" get secret -n weft-system weft-ca -o 'jsonpath={.data.ca\.crt}' | base64 -d >"$tmp/ca.pem"
 # the serving certificate is issued in the background once the CA is ready
@@ -100,8 +103,12 @@ reset_hwm() {
     echo 5 >"/proc/$WPID/clear_refs" 2>/dev/null || true
 }
 
+cpu_ticks() { # weftd's CPU time so far (user + system), in clock ticks
+    awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$WPID/stat"
+}
+
 held() { # LISTENER: weft_http_connections now
-    curl -s "http://127.0.0.1:$AP/metrics" | awk -v s="weft_http_connections{listener=\"$1\"}" '$1 == s { print $2 }'
+    curl -s -m 5 "http://127.0.0.1:$AP/metrics" | awk -v s="weft_http_connections{listener=\"$1\"}" '$1 == s { print $2 }'
 }
 
 legit() { # prints "p50 p99 errors achieved"
@@ -137,20 +144,25 @@ idle_kb=$(kb VmRSS)
 echo "== weftd under hostile clients ($(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(date -u +%Y-%m-%dT%H:%MZ))"
 echo "  $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); weftd at 1,024 descriptors, default bounds;"
 echo "  legitimate reviews: ${RATE}/s open loop, 8 TLS keep-alive conns, ${SECONDS_RUN} s per run; idle RSS $((idle_kb / 1024)) MB"
-printf '  %-10s %6s %5s %12s %12s %8s %8s %10s %7s %9s  %s\n' attack conns open "peak RSS MB" \
-    "over idle MB" "p50 ms" "p99 ms" "p99 / none" errors achieved targets
+printf '  %-10s %6s %5s %12s %12s %8s %8s %10s %7s %9s %9s  %s\n' attack conns open "peak RSS MB" \
+    "over idle MB" "p50 ms" "p99 ms" "p99 / none" errors achieved "weftd CPU" targets
 status=0
-for kind in none slow-body slow-head idle-tls no-hello fd-flood; do
+for kind in none $ATTACKS; do
+    case $kind in none | slow-body | slow-head | idle-tls | no-hello | fd-flood) ;; *) die "unknown attack $kind" ;; esac
     conns=$CONNS
     [ "$kind" = none ] && conns=0
     [ "$kind" = fd-flood ] && conns=1100
     reset_hwm
     [ "$kind" = none ] || attack_start "$kind"
+    t0=$(cpu_ticks)
     legit >"$tmp/legit.out" &
     lp=$!
     sleep "$(awk -v s="$SECONDS_RUN" 'BEGIN { print s / 2 }')"
     if [ "$kind" = fd-flood ]; then h=$(held certs); else h=$(($(held webhook) - 8)); fi
     wait "$lp"
+    # weftd's share of one CPU while the reviews ran
+    cpu=$(awk -v t="$(($(cpu_ticks) - t0))" -v hz="$(getconf CLK_TCK)" -v s="$SECONDS_RUN" \
+        'BEGIN { printf "%.0f%%", 100 * t / hz / (s + 0.3) }')
     read -r p50 p99 errs achieved <"$tmp/legit.out"
     peak=$(kb VmHWM)
     fds=$(ls "/proc/$WPID/fd" | wc -l)
@@ -163,12 +175,12 @@ for kind in none slow-body slow-head idle-tls no-hello fd-flood; do
     fi
     [ "$kind" = none ] && h=0 && base=${p99:-0}
     ratio=$(awk -v a="${p99:-0}" -v b="${base:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "?" }')
-    printf '  %-10s %6s %5s %12s %12s %8s %8s %10s %7s %9s  %s (weftd fds at the end %s)\n' "$kind" \
+    printf '  %-10s %6s %5s %12s %12s %8s %8s %10s %7s %9s %9s  %s (weftd fds at the end %s)\n' "$kind" \
         "$conns" "$h" "$((peak / 1024))" "$over" "${p50:-?}" "${p99:-?}" "$ratio" "${errs:-?}" \
-        "${achieved:-?}" "$met" "$fds"
+        "${achieved:-?}" "$cpu" "$met" "$fds"
 done
 echo "  weftd's counters after the runs:"
-curl -s "http://127.0.0.1:$AP/metrics" |
-    grep -E '^weft_http_(shed_total|timeouts_total|accept_errors_total|handshakes_delayed_total)\{listener="(webhook|certs)"' |
+curl -s -m 5 "http://127.0.0.1:$AP/metrics" |
+    grep -E '^weft_http_(shed_total|evicted_total|timeouts_total|accept_errors_total|handshakes_delayed_total|throttled_total)\{listener="(webhook|certs)"' |
     grep -v ' 0$' | sed 's/^/    /'
 exit $status

@@ -38,10 +38,14 @@ static const struct {
                                .max_conns_per_addr = 64,
                                .max_buffered = 1u << 20,
                                .handshakes_per_round = 16,
-                               .accept_backoff_ms = 100}},
+                               .accept_backoff_ms = 100,
+                               .addr_rate = 256u << 10,
+                               .addr_burst = 64u << 10}},
     /*
      * The API server sends at most 3 MiB and waits 10 s by default; it opens one connection
      * per concurrent call (HTTP/1.1), up to its mutating in-flight limit (200) per replica.
+     * 16 MiB/s from one address is some 1,600 reviews/s of a 10 KiB pod; a whole 3 MiB review
+     * passes at once (4 MiB).
      */
     [WEFTD_LISTENER_WEBHOOK] = {4u << 20,
                                 {.request_ms = 10000,
@@ -52,7 +56,9 @@ static const struct {
                                  .max_conns_per_addr = 256,
                                  .max_buffered = 64u << 20,
                                  .handshakes_per_round = 16,
-                                 .accept_backoff_ms = 100}},
+                                 .accept_backoff_ms = 100,
+                                 .addr_rate = 16u << 20,
+                                 .addr_burst = 4u << 20}},
     /* one CSR (< 4 KiB) per agent per renewal; a rollout renews them all at once */
     [WEFTD_LISTENER_CERTS] = {CA_CSR_MAX_PEM,
                               {.request_ms = 10000,
@@ -63,7 +69,9 @@ static const struct {
                                .max_conns_per_addr = 64,
                                .max_buffered = 32u << 20,
                                .handshakes_per_round = 16,
-                               .accept_backoff_ms = 100}},
+                               .accept_backoff_ms = 100,
+                               .addr_rate = 1u << 20,
+                               .addr_burst = 1u << 20}},
     /* a long-lived stream per agent; agents send only small messages */
     [WEFTD_LISTENER_STREAM] = {64u << 10,
                                {.request_ms = 10000,
@@ -124,6 +132,11 @@ void weftd_listener_bounds(const struct weftd_opts *o, enum weftd_listener l, si
         lim->max_conns_per_addr = (unsigned)o->max_connections_per_ip;
     if (o->max_request_bytes > 0)
         lim->max_buffered = (size_t)o->max_request_bytes;
+    if (o->request_bytes_per_s > 0) {
+        lim->addr_rate = (size_t)o->request_bytes_per_s;
+        if (lim->addr_burst < lim->addr_rate)
+            lim->addr_burst = lim->addr_rate; /* at least a second's worth at once */
+    }
 }
 
 struct weftd_http {
@@ -230,9 +243,10 @@ int weftd_http_listen(struct weftd *d, enum weftd_listener l, const char *addr, 
         return rc;
     }
     log_info("msg=listening what=%s address=%s port=%d max_body=%zu max_connections=%u "
-             "max_connections_per_address=%u request_timeout_ms=%u",
+             "max_connections_per_address=%u request_timeout_ms=%u "
+             "request_bytes_per_second_per_address=%zu",
              weftd_listener_names[l], addr, http_server_port(s), max_body, lim.max_conns,
-             lim.max_conns_per_addr, lim.request_ms);
+             lim.max_conns_per_addr, lim.request_ms, lim.addr_rate);
     *out = s;
     return 0;
 }
@@ -284,6 +298,9 @@ int weftd_http_metrics(const struct weftd *d, struct buf *b)
            "Request bytes received and not yet handed over.", buffered_bytes);
     SERIES("weft_http_accept_paused", "gauge",
            "1 while accepting is paused for want of descriptors.", accept_paused);
+    SERIES("weft_http_throttled_connections", "gauge",
+           "Connections not read until their client address's byte budget refills.",
+           throttled_conns);
     SERIES("weft_http_connections_accepted_total", "counter", "Connections accepted.", accepted);
     SERIES2("weft_http_shed_total", "counter",
             "Clients refused for a cap: 503 (connections, per_address, buffered_bytes) or "
@@ -317,6 +334,8 @@ int weftd_http_metrics(const struct weftd *d, struct buf *b)
            handshakes_delayed);
     SERIES("weft_http_accept_errors_total", "counter",
            "Accepts that failed for want of descriptors or memory.", accept_errors);
+    SERIES("weft_http_throttled_total", "counter",
+           "Reads put off because the client address had spent its byte budget.", throttled);
 #undef SERIES
 #undef SERIES2
     return rc;

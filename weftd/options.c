@@ -211,6 +211,8 @@ static const struct opt opts[] = {
      "every listener: open connections from one client address", 1, 1000000},
     {"max-buffered-request-bytes", "N", O(opts.max_request_bytes), &t_bound, NULL,
      "every listener: request bytes held over all its connections", 1, 1L << 40},
+    {"max-request-bytes-per-second-per-address", "N", O(opts.request_bytes_per_s), &t_bound, NULL,
+     "every listener: request bytes read per second from one client address", 1, 1L << 40},
 };
 /* clang-format on */
 

@@ -52,6 +52,7 @@ struct weftd_opts {
     long max_connections;        /* --max-connections */
     long max_connections_per_ip; /* --max-connections-per-address */
     long max_request_bytes;      /* --max-buffered-request-bytes */
+    long request_bytes_per_s;    /* --max-request-bytes-per-second-per-address */
 };
 
 /* --- metrics (metrics.c) --- */

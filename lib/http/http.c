@@ -31,6 +31,17 @@
  * round (epoll reports it again) instead of holding the loop while others wait.
  */
 #define HTTP_READ_PER_ROUND (64 * 1024)
+/*
+ * Bytes read per round from connections in the middle of a large request (HTTP_READ_PER_ROUND
+ * or more of it already read) or draining after an answer that closes: a round (decrypting and
+ * copying) stays well under a millisecond however many clients stream at once; the connections
+ * left over are read first in the next round, in the order they were held back. Requests
+ * smaller than that (every review but the largest pods) come first: they are read whatever the
+ * round has read already, so they never queue behind bulk uploads.
+ */
+#define HTTP_READ_ROUND_TOTAL (256 * 1024)
+/* connections waiting for their address's byte budget are looked at again this often */
+#define HTTP_THROTTLE_MS 10
 
 enum conn_state { CONN_READING, CONN_STREAMING, CONN_CLOSING, CONN_DEFERRED };
 
@@ -63,7 +74,9 @@ struct http_conn {
     bool expect_seen; /* the current request's Expect was looked at */
     bool unproven;    /* on srv's unproven list: no request dispatched yet */
     bool evicted;     /* closed to make room for another (counted in srv->nevicting) */
+    bool throttled;   /* on srv's throttled list: its address's or the round's budget is spent */
     struct http_conn *uprev, *unext; /* the unproven list, oldest first */
+    struct http_conn *tprev, *tnext; /* the throttled list, in the order they were held back */
     uint32_t addr;                   /* client IPv4 address, network order */
     unsigned nreq;                   /* requests dispatched */
     size_t held;                     /* request bytes accounted in srv->st.buffered_bytes */
@@ -101,20 +114,29 @@ struct http_server {
     struct timespec last_sweep;
     struct http_limits lim;
     struct http_stats st;
-    uint64_t nshed;                              /* conns being shed */
-    uint64_t nevicting;                          /* evicted for the connection cap, not yet freed */
-    struct http_conn *unproven, *unproven_tail;  /* served conns without a request yet */
-    unsigned round_handshakes;                   /* handshake steps this round */
-    struct addr_count *addrs[HTTP_ADDR_BUCKETS]; /* served connections per client address */
-    struct timespec accept_resume;               /* while st.accept_paused */
-    struct timespec accept_warned;               /* last warning about accept errors */
-    uint64_t accept_unwarned;                    /* errors since that warning */
+    uint64_t nshed;                             /* conns being shed */
+    uint64_t nevicting;                         /* evicted for the connection cap, not yet freed */
+    struct http_conn *unproven, *unproven_tail; /* served conns without a request yet */
+    struct http_conn *throttled, *throttled_tail; /* not read until there is budget again */
+    size_t round_read;                            /* bytes read from clients this round */
+    bool round_spent;                             /* a connection waits for the next round */
+    unsigned round_handshakes;                    /* handshake steps this round */
+    struct addr_count *addrs[HTTP_ADDR_BUCKETS];  /* served connections per client address */
+    struct timespec accept_resume;                /* while st.accept_paused */
+    struct timespec accept_warned;                /* last warning about accept errors */
+    uint64_t accept_unwarned;                     /* errors since that warning */
 };
 
-/* Served connections from one client address (a chained hash table: 10,000s of clients). */
+/*
+ * One client address (a chained hash table: 10,000s of clients): its served connections and,
+ * with lim.addr_rate, its byte budget. An entry lives while the address has connections, and
+ * after that while its budget is still refilling (an address cannot reset it by reconnecting).
+ */
 struct addr_count {
     uint32_t addr;
     unsigned n;
+    double tokens;          /* request bytes it may send now; below 0 after a read overshoots */
+    struct timespec refill; /* tokens is as of then */
     struct addr_count *next;
 };
 
@@ -132,25 +154,82 @@ static unsigned addr_conns(struct http_server *s, uint32_t addr)
     return a ? a->n : 0;
 }
 
-static int addr_add(struct http_server *s, uint32_t addr)
+/* Bring a's byte budget up to now: lim.addr_rate per second, at most lim.addr_burst. */
+static void addr_refill(const struct http_server *s, struct addr_count *a,
+                        const struct timespec *now)
+{
+    double sec =
+        (double)(now->tv_sec - a->refill.tv_sec) + (double)(now->tv_nsec - a->refill.tv_nsec) / 1e9;
+
+    a->refill = *now;
+    if (sec > 0)
+        a->tokens += sec * (double)s->lim.addr_rate;
+    if (a->tokens > (double)s->lim.addr_burst)
+        a->tokens = (double)s->lim.addr_burst;
+}
+
+/* addr's entry, made with a full budget when missing (NULL without memory). */
+static struct addr_count *addr_get(struct http_server *s, uint32_t addr)
 {
     struct addr_count **pp = addr_slot(s, addr);
     if (!*pp) {
         *pp = calloc(1, sizeof(**pp));
         if (!*pp)
-            return -ENOMEM;
+            return NULL;
         (*pp)->addr = addr;
+        (*pp)->tokens = (double)s->lim.addr_burst;
+        clock_gettime(CLOCK_MONOTONIC, &(*pp)->refill);
     }
-    (*pp)->n++;
+    return *pp;
+}
+
+static int addr_add(struct http_server *s, uint32_t addr)
+{
+    struct addr_count *a = addr_get(s, addr);
+    if (!a)
+        return -ENOMEM;
+    a->n++;
     return 0;
+}
+
+/* Whether a, without connections, may go: nothing of its byte budget is left to refill. */
+static bool addr_spare(const struct http_server *s, struct addr_count *a,
+                       const struct timespec *now)
+{
+    if (a->n)
+        return false;
+    if (!s->lim.addr_rate)
+        return true;
+    addr_refill(s, a, now);
+    return a->tokens >= (double)s->lim.addr_burst;
 }
 
 static void addr_remove(struct http_server *s, uint32_t addr)
 {
     struct addr_count **pp = addr_slot(s, addr), *a = *pp;
-    if (a && --a->n == 0) {
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (a && --a->n == 0 && addr_spare(s, a, &now)) {
         *pp = a->next;
         free(a);
+    }
+}
+
+/* Free the entries of addresses without connections whose budget has refilled. */
+static void addr_sweep(struct http_server *s, const struct timespec *now)
+{
+    for (size_t i = 0; i < HTTP_ADDR_BUCKETS; i++) {
+        struct addr_count **pp = &s->addrs[i];
+        while (*pp) {
+            struct addr_count *a = *pp;
+            if (addr_spare(s, a, now)) {
+                *pp = a->next;
+                free(a);
+            } else {
+                pp = &a->next;
+            }
+        }
     }
 }
 
@@ -182,6 +261,25 @@ static void unproven_remove(struct http_conn *c)
     else
         s->unproven_tail = c->uprev;
     c->uprev = c->unext = NULL;
+}
+
+static void throttled_remove(struct http_conn *c)
+{
+    struct http_server *s = c->srv;
+
+    if (!c->throttled)
+        return;
+    c->throttled = false;
+    s->st.throttled_conns--;
+    if (c->tprev)
+        c->tprev->tnext = c->tnext;
+    else
+        s->throttled = c->tnext;
+    if (c->tnext)
+        c->tnext->tprev = c->tprev;
+    else
+        s->throttled_tail = c->tprev;
+    c->tprev = c->tnext = NULL;
 }
 
 static void unproven_add(struct http_conn *c)
@@ -406,6 +504,7 @@ static void conn_free(struct http_conn *c)
     s->st.buffered_bytes -= c->held;
     s->st.conns--;
     unproven_remove(c);
+    throttled_remove(c);
     if (c->evicted)
         s->nevicting--;
     if (c->handshaking)
@@ -494,8 +593,11 @@ static void conn_account(struct http_conn *c)
 static void conn_update_events(struct http_conn *c)
 {
     struct epoll_event ev = {0};
-    /* input piling up behind a request being answered waits in the kernel, not here */
-    if (!input_paused(c))
+    /*
+     * input piling up behind a request being answered, or past the address's byte budget, waits
+     * in the kernel, not here
+     */
+    if (!input_paused(c) && !c->throttled)
         ev.events = EPOLLIN | EPOLLRDHUP;
     if (c->out.len || c->tls_want_write)
         ev.events |= EPOLLOUT;
@@ -858,11 +960,38 @@ static void handshake_done(struct http_conn *c)
         shed_answer(c);
 }
 
+/*
+ * c's address has spent its byte budget (or the round has, round_spent): c is not read until it
+ * refills (resume_throttled).
+ */
+static void conn_throttle(struct http_conn *c, bool round_spent)
+{
+    struct http_server *s = c->srv;
+
+    if (c->throttled)
+        return; /* already held: it keeps its place */
+    if (round_spent)
+        s->round_spent = true;
+    else
+        s->st.throttled++;
+    c->throttled = true;
+    c->tprev = s->throttled_tail;
+    c->tnext = NULL;
+    if (s->throttled_tail)
+        s->throttled_tail->tnext = c;
+    else
+        s->throttled = c;
+    s->throttled_tail = c;
+    s->st.throttled_conns++;
+    conn_update_events(c);
+}
+
 static void conn_read(struct http_conn *c)
 {
     struct http_server *s = c->srv;
     char tmp[65536];
-    size_t got = 0;
+    size_t got = 0, limit = HTTP_READ_PER_ROUND;
+    struct addr_count *a = NULL;
 
     if (c->handshaking) {
         /* a flood of handshakes must leave the loop to others: the rest wait for a later round */
@@ -872,15 +1001,41 @@ static void conn_read(struct http_conn *c)
         }
         s->round_handshakes++;
     }
+    if (!c->handshaking && (c->lingering || c->shed || c->held >= HTTP_READ_PER_ROUND)) {
+        if (s->round_read >= HTTP_READ_ROUND_TOTAL) {
+            conn_throttle(c, true);
+            return;
+        }
+        if (limit > HTTP_READ_ROUND_TOTAL - s->round_read)
+            limit = HTTP_READ_ROUND_TOTAL - s->round_read;
+    }
+    if (s->lim.addr_rate) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        a = addr_get(s, c->addr); /* NULL (no memory): not limited */
+        if (a)
+            addr_refill(s, a, &now);
+        if (a && !c->handshaking) {
+            if (a->tokens < 1) {
+                conn_throttle(c, false);
+                return;
+            }
+            if (a->tokens < (double)limit)
+                limit = (size_t)a->tokens;
+        }
+    }
     for (;;) {
+        size_t want = got < limit ? limit - got : sizeof(tmp);
         ssize_t n;
         /* the rest waits in the socket (nothing decrypted is left in OpenSSL's buffers) */
-        if (got >= HTTP_READ_PER_ROUND && !(c->ssl && SSL_has_pending(c->ssl)))
+        if (got >= limit && !(c->ssl && SSL_has_pending(c->ssl)))
             break;
+        if (want > sizeof(tmp))
+            want = sizeof(tmp);
         if (c->ssl) {
             int r;
             ERR_clear_error();
-            r = SSL_read(c->ssl, tmp, sizeof(tmp));
+            r = SSL_read(c->ssl, tmp, (int)want);
             if (r <= 0) {
                 int e = SSL_get_error(c->ssl, r);
                 if (e == SSL_ERROR_WANT_READ)
@@ -895,7 +1050,7 @@ static void conn_read(struct http_conn *c)
             }
             n = r;
         } else {
-            n = recv(c->fd, tmp, sizeof(tmp), 0);
+            n = recv(c->fd, tmp, want, 0);
             if (n == 0) {
                 c->dead = true;
                 return;
@@ -910,6 +1065,9 @@ static void conn_read(struct http_conn *c)
         if (c->handshaking)
             handshake_done(c);
         got += (size_t)n;
+        s->round_read += (size_t)n;
+        if (a)
+            a->tokens -= (double)n;
         /* draining after an answer that closes: nothing more is parsed */
         if (c->lingering || (c->want_close && c->state == CONN_CLOSING))
             continue;
@@ -939,6 +1097,9 @@ static void conn_read(struct http_conn *c)
     }
     if (c->handshaking && c->ssl && SSL_is_init_finished(c->ssl))
         handshake_done(c);
+    /* the budget is spent (and more is likely waiting): held back until it refills */
+    if (a && a->tokens < 1 && !c->handshaking)
+        conn_throttle(c, false);
     if (c->lingering)
         return;
     while (c->state == CONN_READING && !c->dead && c->in.len) {
@@ -946,6 +1107,35 @@ static void conn_read(struct http_conn *c)
             break;
     }
     conn_account(c);
+}
+
+/*
+ * At the start of a round, before new input: read the connections held back whose address has
+ * budget again, in the order they were held, while the round's budget lasts.
+ */
+static void resume_throttled(struct http_server *s)
+{
+    struct timespec now;
+    struct http_conn *c, *next;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    for (c = s->throttled; c && !s->round_spent; c = next) {
+        struct addr_count *a = *addr_slot(s, c->addr);
+
+        next = c->tnext;
+        if (c->dead)
+            continue; /* conn_free takes it off the list */
+        if (a) {
+            addr_refill(s, a, &now);
+            if (a->tokens < 1)
+                continue;
+        }
+        throttled_remove(c);
+        conn_update_events(c);
+        /* OpenSSL may hold decrypted bytes epoll knows nothing of: read now */
+        if (!input_paused(c))
+            conn_read(c); /* may put c back at the end of the list, behind next */
+    }
 }
 
 static void accept_resume(struct http_server *s)
@@ -1181,6 +1371,10 @@ int http_server_next_timeout(const struct http_server *s)
         return 0;
     if (s->conns && timeout > HTTP_SWEEP_MS)
         timeout = HTTP_SWEEP_MS; /* deadlines */
+    if (s->round_spent)
+        return 0; /* connections wait for the next round's budget */
+    if (s->throttled && timeout > HTTP_THROTTLE_MS)
+        timeout = HTTP_THROTTLE_MS;
     if (s->st.accept_paused && timeout > (int)s->lim.accept_backoff_ms)
         timeout = (int)s->lim.accept_backoff_ms;
     if (s->timer_armed) {
@@ -1215,6 +1409,10 @@ int http_server_step(struct http_server *s, int timeout_ms)
         return -errno;
     }
     s->round_handshakes = 0;
+    s->round_read = 0;
+    s->round_spent = false;
+    if (s->throttled)
+        resume_throttled(s);
     if (s->st.accept_paused && ms_since(&s->accept_resume) >= 0)
         accept_resume(s);
     for (int i = 0; i < n; i++) {
@@ -1231,8 +1429,13 @@ int http_server_step(struct http_server *s, int timeout_ms)
         }
         if (c->dead)
             continue;
-        if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))
+        if (c->throttled) {
+            /* held back (no EPOLLIN asked): only a reset or hang-up is reported, and ends it */
+            if (evs[i].events & (EPOLLERR | EPOLLHUP))
+                c->dead = true;
+        } else if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) {
             conn_read(c);
+        }
         if (!c->dead && (evs[i].events & EPOLLOUT))
             mark_dirty(c);
     }
@@ -1266,6 +1469,8 @@ int http_server_step(struct http_server *s, int timeout_ms)
         for (struct http_conn *c = s->conns; c; c = c->next)
             if (!c->dead)
                 conn_check_deadlines(c, &s->last_sweep);
+        if (s->lim.addr_rate)
+            addr_sweep(s, &s->last_sweep);
     }
     for (struct http_conn *c = s->conns; c && !any_dead; c = c->next)
         any_dead = c->dead;

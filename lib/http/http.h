@@ -19,9 +19,14 @@
  * buffered cap the oldest partial request gives way (both closed); when there is none, or over the
  * per-address cap, the client gets 503 and the connection closes. TLS handshakes have a deadline
  * and a budget of handshake steps per loop round, so a flood of handshakes cannot monopolize the
- * loop. When accept fails for want of descriptors (EMFILE, ENFILE) the listener pauses instead of
- * spinning. `Expect: 100-continue` is answered with 100 when the body will be read, or with 413/503
- * at once when it would not. struct http_stats counts each of these.
+ * loop. Request bytes read from one client address are limited per second (a token bucket over
+ * its connections), so a client streaming bodies as fast as it can is held back by TCP instead
+ * of having its bytes decrypted and copied on the loop while others' requests wait; and each round
+ * of the loop reads at most 64 KiB from a connection and 256 KiB in all from connections in the
+ * middle of a large request (the rest first in the next round), while requests smaller than that
+ * are read at once. When accept fails for want of descriptors (EMFILE, ENFILE) the listener
+ * pauses instead of spinning. `Expect: 100-continue` is answered with 100 when the body will be
+ * read, or with 413/503 at once when it would not. struct http_stats counts each of these.
  */
 #ifndef WEFT_HTTP_H
 #define WEFT_HTTP_H
@@ -65,7 +70,7 @@ void http_server_free(struct http_server *s);
  * Bounds on what clients may hold (see the top of this file). 0 turns a cap off; timeouts must
  * be > 0. http_limits_default gives: request 10 s, idle 120 s, handshake 10 s, write 30 s,
  * 16384 connections, no per-address cap, 256 MiB buffered, 32 handshake steps per round,
- * accept back-off 100 ms.
+ * accept back-off 100 ms, no per-address byte rate.
  */
 struct http_limits {
     unsigned request_ms;           /* a request (head and body) must arrive whole within this */
@@ -77,6 +82,14 @@ struct http_limits {
     size_t max_buffered;           /* request bytes held over all connections; beyond: 503 */
     unsigned handshakes_per_round; /* TLS handshake steps per round of the loop */
     unsigned accept_backoff_ms;    /* accepting pauses this long after EMFILE/ENFILE */
+    /*
+     * Request bytes read per second from one client address, over all its connections, and of
+     * those how many at once (a token bucket; 0: no limit). Past it the address's connections
+     * are not read (the kernel's buffers fill and TCP pushes back) until the budget refills, so
+     * one address streaming bodies cannot take the loop's time from the others.
+     */
+    size_t addr_rate;
+    size_t addr_burst;
 };
 void http_limits_default(struct http_limits *l);
 /* Replace the server's limits (http_server_new starts with the defaults). Loop thread. */
@@ -84,10 +97,11 @@ void http_server_set_limits(struct http_server *s, const struct http_limits *l);
 
 /* What a server counts: gauges (now) and counters (since it started). */
 struct http_stats {
-    uint64_t conns;          /* gauge: open connections (shed ones being answered included) */
-    uint64_t handshaking;    /* gauge: connections in their TLS handshake */
-    uint64_t buffered_bytes; /* gauge: request bytes received and not yet handed over */
-    uint64_t accept_paused;  /* gauge: 1 while accepting is paused (out of descriptors) */
+    uint64_t conns;           /* gauge: open connections (shed ones being answered included) */
+    uint64_t handshaking;     /* gauge: connections in their TLS handshake */
+    uint64_t buffered_bytes;  /* gauge: request bytes received and not yet handed over */
+    uint64_t accept_paused;   /* gauge: 1 while accepting is paused (out of descriptors) */
+    uint64_t throttled_conns; /* gauge: connections waiting for their address's byte budget */
     uint64_t accepted;
     uint64_t shed_conns;       /* 503: over max_conns */
     uint64_t shed_per_addr;    /* 503: over max_conns_per_addr */
@@ -101,6 +115,7 @@ struct http_stats {
     uint64_t continues;          /* 100 Continue sent */
     uint64_t handshakes_delayed; /* handshake steps put off to a later round (budget spent) */
     uint64_t accept_errors;      /* accepts failed for want of descriptors or memory */
+    uint64_t throttled;          /* reads put off because the address's byte budget was spent */
 };
 void http_server_stats(const struct http_server *s, struct http_stats *out);
 

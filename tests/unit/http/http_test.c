@@ -29,7 +29,7 @@ static void answer_stats(struct http_conn *c)
                  "shed_conns=%llu\nshed_per_addr=%llu\nshed_buffered=%llu\nshed_closed=%llu\n"
                  "timeouts_request=%llu\ntimeouts_idle=%llu\ntimeouts_write=%llu\n"
                  "too_large=%llu\ncontinues=%llu\naccept_errors=%llu\nevicted_conns=%llu\n"
-                 "evicted_buffered=%llu\n",
+                 "evicted_buffered=%llu\nthrottled=%llu\nthrottled_conns=%llu\n",
                  (unsigned long long)st.conns, (unsigned long long)st.handshaking,
                  (unsigned long long)st.buffered_bytes, (unsigned long long)st.accept_paused,
                  (unsigned long long)st.shed_conns, (unsigned long long)st.shed_per_addr,
@@ -37,7 +37,8 @@ static void answer_stats(struct http_conn *c)
                  (unsigned long long)st.timeouts_request, (unsigned long long)st.timeouts_idle,
                  (unsigned long long)st.timeouts_write, (unsigned long long)st.too_large,
                  (unsigned long long)st.continues, (unsigned long long)st.accept_errors,
-                 (unsigned long long)st.evicted_conns, (unsigned long long)st.evicted_buffered);
+                 (unsigned long long)st.evicted_conns, (unsigned long long)st.evicted_buffered,
+                 (unsigned long long)st.throttled, (unsigned long long)st.throttled_conns);
     http_respond(c, 200, "text/plain", out, (size_t)n, NULL);
 }
 
@@ -574,6 +575,61 @@ static void t_buffered_cap(void)
     server_stop();
 }
 
+/* A POST of n body bytes on fd, all sent at once. */
+static void post_body(int fd, size_t n)
+{
+    char head[128], body[4096];
+
+    REQUIRE(n <= sizeof(body));
+    snprintf(head, sizeof(head), POST "Content-Length: %zu\r\n\r\n", n);
+    memset(body, 'r', n);
+    send_str(fd, head);
+    REQUIRE(send(fd, body, n, MSG_NOSIGNAL) == (ssize_t)n);
+}
+
+/*
+ * The byte budget per client address (2000 bytes/s, 1000 at once): a request from an address
+ * that has spent it is read as the budget refills, and not sooner; another address is served
+ * meanwhile; the budget belongs to the address, so a new connection does not reset it.
+ */
+static void t_addr_rate(void)
+{
+    double start, took;
+    char *got;
+    int a, b;
+
+    small_limits();
+    limits.addr_rate = 2000;
+    limits.addr_burst = 1000;
+    server_start();
+    /* about 3050 bytes: 1000 at once, the rest takes about a second more */
+    a = dial("127.0.0.2");
+    start = now_s();
+    post_body(a, 3000);
+    usleep(100 * 1000);
+    /* meanwhile, from another address: answered at once, and a is being held back */
+    CHECK_INT(stat_of("throttled_conns"), 1);
+    got = read_all_one(a);
+    took = now_s() - start;
+    CHECK(strstr(got, "HTTP/1.1 200 ") == got && strstr(got, "body=3000:"));
+    CHECK(took >= 0.8);
+    free(got);
+    close(a);
+    /* a new connection from the same address finds the budget spent: 2000 bytes take a second */
+    b = dial("127.0.0.2");
+    start = now_s();
+    post_body(b, 2000);
+    got = read_all_one(b);
+    took = now_s() - start;
+    CHECK(strstr(got, "HTTP/1.1 200 ") == got && strstr(got, "body=2000:"));
+    CHECK(took >= 0.8);
+    free(got);
+    close(b);
+    CHECK(stat_of("throttled") >= 2);
+    CHECK_INT(stat_of("throttled_conns"), 0);
+    server_stop();
+}
+
 /* Expect: 100-continue is answered before the body is sent; 413 and 417 at once. */
 static void t_expect(void)
 {
@@ -681,4 +737,4 @@ static void t_emfile(void)
 
 UNIT_MAIN(UNIT(t_chunked), UNIT(t_framing), UNIT(t_head_limit), UNIT(t_request_deadline),
           UNIT(t_connection_caps), UNIT(t_eviction), UNIT(t_buffered_cap), UNIT(t_expect),
-          UNIT(t_slow_reader), UNIT(t_emfile))
+          UNIT(t_slow_reader), UNIT(t_emfile), UNIT(t_addr_rate))

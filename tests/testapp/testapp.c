@@ -11,9 +11,11 @@
  *   /echo                  200, body: the request line and headers as received
  * Every request logs one line to stdout. SIGTERM or SIGINT: close the listener, exit 0.
  *
- * Client: `testapp get URL [-n COUNT] [-t TIMEOUT_MS] [-H 'Name: value']...` sends COUNT
- * requests (a new connection each, so per-connection load balancing shows) and prints one line
- * per request: "<status> <body without trailing newline>" or "ERR <reason>". Exit status 0 when
+ * Client: `testapp get URL [-n COUNT] [-t TIMEOUT_MS] [-i INTERVAL_MS] [-s] [-H 'Name: value']...`
+ * sends COUNT requests (a new connection each, so per-connection load balancing shows), INTERVAL_MS
+ * apart (start to start; default 0), and prints one line per request: "<status> <body without
+ * trailing newline>" or "ERR <reason>", with -s prefixed by the Unix time in milliseconds at which
+ * the request started (traffic tests time outages from it). Exit status 0 when
  * every request got an HTTP response, 1 otherwise, 2 on usage errors. Only http:// URLs with a
  * literal IPv4 address or a name getaddrinfo resolves.
  */
@@ -27,6 +29,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -423,6 +426,14 @@ static int url_parse(const char *s, struct url *u)
     return u->host[0] ? 0 : -1;
 }
 
+static long long now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static int wait_fd(int fd, short ev, int ms)
 {
     struct pollfd p = {fd, ev, 0};
@@ -517,7 +528,8 @@ static int client(int argc, char **argv)
 {
     struct url u;
     char hdrs[2048] = "";
-    int count = 1, timeout_ms = 2000, i, failed = 0;
+    int count = 1, timeout_ms = 2000, interval_ms = 0, i, failed = 0;
+    bool stamp = false;
     size_t hl = 0;
     const char *url = NULL;
 
@@ -526,6 +538,10 @@ static int client(int argc, char **argv)
             count = atoi(argv[++i]);
         } else if (strcmp(argv[i], "-t") == 0 && i + 1 < argc) {
             timeout_ms = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "-i") == 0 && i + 1 < argc) {
+            interval_ms = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "-s") == 0) {
+            stamp = true;
         } else if (strcmp(argv[i], "-H") == 0 && i + 1 < argc) {
             int n = snprintf(hdrs + hl, sizeof(hdrs) - hl, "%s\r\n", argv[++i]);
             if (n < 0 || (size_t)n >= sizeof(hdrs) - hl) {
@@ -540,13 +556,21 @@ static int client(int argc, char **argv)
             break;
         }
     }
-    if (!url || count < 1 || timeout_ms < 1 || url_parse(url, &u)) {
+    if (!url || count < 1 || timeout_ms < 1 || interval_ms < 0 || url_parse(url, &u)) {
         fprintf(stderr, "usage: testapp get http://HOST[:PORT]/PATH [-n COUNT] [-t TIMEOUT_MS] "
-                        "[-H 'Name: value']...\n");
+                        "[-i INTERVAL_MS] [-s] [-H 'Name: value']...\n");
         return 2;
     }
-    for (i = 0; i < count; i++)
+    for (i = 0; i < count; i++) {
+        long long t0 = now_ms(), left;
+
+        if (stamp)
+            printf("%lld ", t0);
         failed |= get_once(&u, hdrs, timeout_ms) != 0;
+        left = t0 + interval_ms - now_ms();
+        if (i + 1 < count && left > 0)
+            nanosleep(&(struct timespec){left / 1000, (left % 1000) * 1000000L}, NULL);
+    }
     return failed ? 1 : 0;
 }
 

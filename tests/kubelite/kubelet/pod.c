@@ -219,6 +219,18 @@ static void kill_group(pid_t pid, int sig)
         kill(pid, sig);
 }
 
+/*
+ * Ask a container to stop: SIGTERM to its main process only, as a container runtime signals
+ * the container's init process (a sidecar's children, HAProxy under weft-agent, are the main
+ * process's to stop). SIGKILL (kill_group) still takes the whole process group, as a runtime
+ * takes the whole container, and the group goes when the main process exits (pod_reaped).
+ */
+static void term_main(pid_t pid)
+{
+    if (pid > 0)
+        kill(pid, SIGTERM);
+}
+
 static void kill_probes(struct ctr *c)
 {
     for (int k = 0; k < P_COUNT; k++) {
@@ -253,7 +265,7 @@ static void stop_container(struct pod *p, struct ctr *c, double deadline)
         return;
     }
     c->pre_pid = 0;
-    kill_group(c->pid, SIGTERM);
+    term_main(c->pid);
 }
 
 void pod_kill_all(struct pod *p)
@@ -861,7 +873,7 @@ static void probe_result(struct pod *p, struct ctr *c, int k, bool success, doub
         double grace = json_is_integer(g) ? (double)json_integer_value(g) : grace_of(p);
         log_info("msg=\"%s probe failed, killing container\" pod=%s/%s container=%s",
                  k == P_LIVENESS ? "liveness" : "startup", p->ns, p->name, c->name);
-        kill_group(c->pid, SIGTERM);
+        term_main(c->pid);
         c->kill_deadline = now + grace;
     }
 }
@@ -879,7 +891,7 @@ bool pod_reaped(struct pod *p, pid_t pid, int wstatus, double now)
             if (!ok && alive(c)) {
                 /* FailedPostStartHook: the kubelet kills the container; the policy restarts it. */
                 c->post_failed = true;
-                kill_group(c->pid, SIGTERM);
+                term_main(c->pid);
                 c->kill_deadline = now + grace_of(p);
             }
             return true;
@@ -888,7 +900,7 @@ bool pod_reaped(struct pod *p, pid_t pid, int wstatus, double now)
             c->pre_pid = 0;
             log_info("msg=\"preStop hook %s\" pod=%s/%s container=%s", ok ? "done" : "failed",
                      p->ns, p->name, c->name);
-            kill_group(c->pid, SIGTERM);
+            term_main(c->pid);
             return true;
         }
         for (int k = 0; k < P_COUNT; k++) {
@@ -1474,7 +1486,7 @@ void pod_sync(struct pod *p, struct kapi *api, struct net *net, const struct ima
         /* The pod is done: sidecars (and anything left) stop; processes are not restarted. */
         for (size_t i = 0; i < p->nc; i++) {
             if (alive(&p->c[i]) && p->c[i].kill_deadline == 0) {
-                kill_group(p->c[i].pid, SIGTERM);
+                term_main(p->c[i].pid);
                 p->c[i].kill_deadline = now + grace_of(p);
             }
         }

@@ -16,6 +16,9 @@
 #   gc-orphan        --cascade=orphan: the Deployment goes, its ReplicaSet and pods keep running
 #                    without the ownerReference
 #   namespace-delete deleting a namespace removes its pods (processes, netns) and objects
+#   job              a Job whose pod exits 0 is Complete (succeeded 1, its pod Succeeded, owned
+#                    by the Job, labelled job-name); one whose pods exit 3 with backoffLimit 1 is
+#                    Failed (BackoffLimitExceeded) after two pods
 #   helm-uninstall   helm uninstall --wait removes the release's processes and netns
 #   shutdown         kubelet-lite exits 0; no kl-* netns, testapp or kubelet-lite process left
 # Env: BUILD, KUBELITE, KUBELET_LITE, TESTAPP, KUBECTL_DIR, HELM.
@@ -376,6 +379,44 @@ case_namespace_delete() {
     done
 }
 
+case_job() {
+    ok "namespace" "$K" create namespace kl-job || return
+    cat >"$KL_TMP/jobs.yaml" <<EOF
+apiVersion: batch/v1
+kind: Job
+metadata: {name: ok, namespace: kl-job}
+spec:
+  template:
+    metadata: {labels: {app: ok}}
+    spec:
+      restartPolicy: Never
+      containers: [{name: main, image: weft/testapp, command: [/bin/sh, -c, "echo done"]}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: bad, namespace: kl-job}
+spec:
+  backoffLimit: 1
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: main, image: weft/testapp, command: [/bin/sh, -c, "exit 3"]}]
+EOF
+    ok "jobs" "$K" apply -f "$KL_TMP/jobs.yaml" || return
+    ok "ok completes" "$K" wait -n kl-job --for=condition=complete job/ok --timeout=30s || return
+    assert_eq "$(jp kl-job job/ok '{.status.succeeded}/{.status.failed}/{.status.active}/{.status.conditions[0].reason}')" \
+        "1/0/0/Completed" "job ok's status" || return
+    assert_eq "$(jp kl-job pod '{range .items[?(@.metadata.labels.job-name=="ok")]}{.status.phase} {.metadata.labels.app} {.metadata.ownerReferences[0].kind}{end}')" \
+        "Succeeded ok Job" "job ok's one pod" || return
+    assert_ne "$(jp kl-job job/ok '{.status.completionTime}')" "" "completionTime" || return
+    ok "bad fails" "$K" wait -n kl-job --for=condition=failed job/bad --timeout=30s || return
+    assert_eq "$(jp kl-job job/bad '{.status.failed}/{.status.conditions[0].reason}')" "2/BackoffLimitExceeded" \
+        "job bad: backoffLimit 1 allows one retry" || return
+    assert_eq "$(jp kl-job pod '{range .items[?(@.metadata.labels.job-name=="bad")]}{.status.phase} {end}')" \
+        "Failed Failed " "job bad's pods" || return
+    ok "delete" "$K" delete namespace kl-job --wait=false
+}
+
 case_helm_uninstall() {
     local t0
     t0=$(ms)
@@ -398,6 +439,7 @@ t_run gc-background case_gc_background
 t_run gc-foreground case_gc_foreground
 t_run gc-orphan case_gc_orphan
 t_run namespace-delete case_namespace_delete
+t_run job case_job
 t_run helm-uninstall case_helm_uninstall
 
 t_begin shutdown

@@ -9,6 +9,8 @@
  *   deployments      a ReplicaSet per pod template (pod-template-hash), old ones scaled to 0,
  *                    status counts and Available/Progressing conditions
  *   replicasets      pods created and deleted to match spec.replicas, status counts
+ *   jobs             one pod at a time until spec.completions succeeded (Complete) or more
+ *                    than spec.backoffLimit failed (Failed); status counts
  *   garbage          ownerReferences: dependents of deleted owners are deleted (background),
  *                    owners deleted in the foreground wait for their dependents, orphaning
  *                    owners remove their references from them (see collect_garbage)
@@ -522,6 +524,122 @@ static void reconcile_replicasets(struct kl *kl)
     json_decref(list);
 }
 
+/* ------------------------------------------------------------ jobs */
+
+static const char *pod_phase(const json_t *pod)
+{
+    return jstr_or(json_object_get(pod, "status"), "phase", "");
+}
+
+static json_t *job_condition(const char *type, const char *reason, const char *message,
+                             const char *now)
+{
+    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "type", type, "status", "True", "reason", reason,
+                     "message", message, "lastProbeTime", now, "lastTransitionTime", now);
+}
+
+/*
+ * The Job controller for the sequential case (parallelism 1): one pod at a time from the
+ * template, owned by the Job (labels job-name and batch.kubernetes.io/job-name added), until
+ * spec.completions pods (default 1) Succeeded (condition Complete) or more than
+ * spec.backoffLimit (default 6) Failed (condition Failed, BackoffLimitExceeded). Finished Jobs
+ * are left alone, their pods kept, as the real controller does.
+ */
+static void reconcile_jobs(struct kl *kl)
+{
+    struct rstore *jobs = store(kl, "batch", "jobs"), *pods = store(kl, "", "pods");
+    json_t *list = json_array(), *job;
+    const char *key;
+    size_t i;
+
+    json_object_foreach(jobs->objs, key, job) json_array_append(list, job);
+    json_array_foreach(list, i, job)
+    {
+        const json_t *st = json_object_get(job, "status"), *c;
+        long completions = 1, backoff = 6, active = 0, succeeded = 0, failed = 0;
+        bool finished = false;
+        json_t *status, *pod, *conds;
+        const char *pk;
+        char now[40];
+        size_t j;
+
+        if (deleting(job))
+            continue;
+        json_array_foreach(json_object_get(st, "conditions"), j, c)
+        {
+            const char *t = jstr_or(c, "type", "");
+            finished |= strcmp(t, "Complete") == 0 || strcmp(t, "Failed") == 0;
+        }
+        if (finished)
+            continue;
+        if (json_is_integer(jget2(job, "spec", "completions")))
+            completions = (long)json_integer_value(jget2(job, "spec", "completions"));
+        if (json_is_integer(jget2(job, "spec", "backoffLimit")))
+            backoff = (long)json_integer_value(jget2(job, "spec", "backoffLimit"));
+        json_object_foreach(pods->objs, pk, pod)
+        {
+            const char *ph = pod_phase(pod);
+            if (strcmp(ns_of(pod), ns_of(job)) != 0 || !owned_by(pod, job))
+                continue;
+            if (strcmp(ph, "Succeeded") == 0)
+                succeeded++;
+            else if (strcmp(ph, "Failed") == 0)
+                failed++;
+            else if (!deleting(pod))
+                active++;
+        }
+        active += kl_inflight_owned(kl, "pods", jstr_or(md_of(job), "uid", ""));
+        kl_now_rfc3339(now, sizeof(now));
+        if (!active && succeeded < completions && failed <= backoff) {
+            json_t *tmpl = jget2(job, "spec", "template"), *p, *labels;
+            p = new_object(kl, "v1", "Pod", ns_of(job), "");
+            if (p) {
+                json_object_del(md_of(p), "name"); /* the API server generates it */
+                json_object_set_new(md_of(p), "generateName", json_sprintf("%s-", name_of(job)));
+                labels =
+                    json_deep_copy(json_object_get(json_object_get(tmpl, "metadata"), "labels"));
+                if (!json_is_object(labels)) {
+                    json_decref(labels);
+                    labels = json_object();
+                }
+                json_object_set_new(labels, "job-name", json_string(name_of(job)));
+                json_object_set_new(labels, "batch.kubernetes.io/job-name",
+                                    json_string(name_of(job)));
+                json_object_set_new(md_of(p), "labels", labels);
+                if (json_object_get(json_object_get(tmpl, "metadata"), "annotations"))
+                    json_object_set(md_of(p), "annotations",
+                                    jget2(tmpl, "metadata", "annotations"));
+                json_object_set_new(md_of(p), "ownerReferences", owner_ref("batch/v1", job));
+                json_object_set_new(p, "spec", json_deep_copy(json_object_get(tmpl, "spec")));
+                kl_create_internal(kl, "", "v1", "pods", ns_of(job), p,
+                                   "system:serviceaccount:kube-system:job-controller");
+                active++;
+            }
+        }
+        status = json_pack("{s:i,s:i,s:i}", "active", (int)active, "succeeded", (int)succeeded,
+                           "failed", (int)failed);
+        if (!status)
+            continue;
+        if (json_object_get(st, "startTime"))
+            json_object_set(status, "startTime", json_object_get(st, "startTime"));
+        else
+            json_object_set_new(status, "startTime", json_string(now));
+        conds = NULL;
+        if (succeeded >= completions) {
+            conds = json_pack("[o]", job_condition("Complete", "Completed", "Job completed", now));
+            json_object_set_new(status, "completionTime", json_string(now));
+        } else if (failed > backoff) {
+            conds =
+                json_pack("[o]", job_condition("Failed", "BackoffLimitExceeded",
+                                               "Job has reached the specified backoff limit", now));
+        }
+        if (conds)
+            json_object_set_new(status, "conditions", conds);
+        set_status(kl, jobs, job, status);
+    }
+    json_decref(list);
+}
+
 static void reconcile_deployments(struct kl *kl)
 {
     struct rstore *deps = store(kl, "apps", "deployments"), *rss = store(kl, "apps", "replicasets");
@@ -866,6 +984,7 @@ static const struct ctl ctls[] = {
     {reconcile_serviceaccounts, {"/namespaces", "/serviceaccounts"}, false},
     {reconcile_deployments, {"apps/deployments", "apps/replicasets", "/pods"}, false},
     {reconcile_replicasets, {"apps/replicasets", "/pods"}, true},
+    {reconcile_jobs, {"batch/jobs", "/pods"}, true},
     {reconcile_endpointslices, {"/services", "/pods", "discovery.k8s.io/endpointslices"}, false},
     {reconcile_kubernetes_service, {"/services", "discovery.k8s.io/endpointslices"}, false},
     {reconcile_root_ca, {"/namespaces", "/configmaps"}, false},

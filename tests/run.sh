@@ -53,7 +53,7 @@ suite_limit() { # name: seconds
     case $1 in
     unit-*) s=180 ;;
     fuzz) s=1200 ;;
-    t0400-watch-harness | t0710-cluster | t0910-inject-corpus | t1010-weftd-faults) s=900 ;;
+    t0400-watch-harness | t0710-cluster | t0910-inject-corpus | t1010-weftd-faults | t1310-mesh-lifecycle) s=900 ;;
     *) s=600 ;;
     esac
     echo $((s * scale))

@@ -29,14 +29,16 @@
 #   post-start       a postStart hook that sleeps 2 s delays the next container by 2 s
 #   pre-stop         on deletion the preStop hook runs first; SIGTERM comes after it ends
 #   native-sidecar   an injected pod starts with weft-proxy as a native sidecar (node v1.33):
-#                    the app starts after the proxy; Ready 2/2
+#                    the app starts after the proxy was ready (the agent's own log of its
+#                    certificate, first configuration and HAProxy's health, against
+#                    kubelet-lite's log of the app's start, in milliseconds); Ready 2/2
 #   down             tools/cluster down leaves no process, netns, link, iptables chain or mount
 #   classic-sidecar  a second cluster whose node reports v1.28.0: the chart injects classic
 #                    sidecars, the node ignores init containers' restartPolicy, and the
-#                    postStart hook `weft-agent wait` holds the app until the proxy answers; down
-#                    leaves nothing
-# weft/proxy and weft/init are stand-ins here (an image map): this suite tests the cluster, not
-# the agent (a script named weft-agent that serves :15020 after a second, `wait` until it does).
+#                    postStart hook `weft-agent wait` holds the app until the proxy is ready
+#                    (measured as for native-sidecar); down leaves nothing
+# The sidecars are the real ones (weft/init = build/bin/weft-init, weft/proxy =
+# build/bin/weft-agent with HAProxy); what they do on the wire is tests/e2e/t1300-mesh-cluster.sh.
 # Env: BUILD, KUBECTL_DIR, HELM.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
@@ -73,23 +75,8 @@ final() {
 }
 trap final EXIT
 chmod 0755 "$KL_TMP" # pods run as other users and read their volumes under it
-STANDIN=$KL_TMP/standin
-mkdir -p "$STANDIN" "$KL_TMP/hooks"
-cat >"$STANDIN/weft-agent" <<EOF
-#!/bin/sh
-# stand-in for weft-agent: serves :15020 after a second; "wait" returns once it answers
-if [ "\$1" = wait ]; then
-    for i in \$(seq 100); do
-        $KL_REPO/$BUILD/bin/testapp get http://127.0.0.1:15020/healthz/ready -n 1 -t 300 >/dev/null 2>&1 && exit 0
-        sleep 0.1
-    done
-    exit 1
-fi
-sleep 1
-PORT=15020 exec $KL_REPO/$BUILD/bin/testapp
-EOF
-chmod 0755 "$STANDIN" "$STANDIN/weft-agent" "$KL_TMP/hooks"
-printf 'weft/proxy %s\nweft/init /bin/true\n' "$STANDIN/weft-agent" >"$STANDIN/images"
+mkdir -p "$KL_TMP/hooks"
+chmod 0755 "$KL_TMP/hooks"
 
 export KUBECONFIG=$CDIR/kubeconfig
 k() { "$K" "$@"; }
@@ -108,7 +95,7 @@ cluster_fail() {
 }
 
 case_up() {
-    run tools/cluster up --dir "$CDIR" --images "$STANDIN/images" -- --set replicas=1
+    run tools/cluster up --dir "$CDIR" -- --set replicas=1
     [ "$RC" = 0 ] || { cluster_fail "tools/cluster up: exit $RC: $OUT"; return 1; }
     assert_contains "$OUT" "export KUBECONFIG=$CDIR/kubeconfig" "up's output" || return 1
     okv "helm list" env KUBECONFIG="$CDIR/kubeconfig" "$HELM" list -n weft-system -o json || return 1
@@ -390,6 +377,30 @@ injected_pod() {
     wait_for 60 ready "$1" "$2" || { cluster_fail "$1/$2 is not Ready"; return 1; }
 }
 
+# ms_of TIMESTAMP: 2026-12-07T14:05:53.726Z in milliseconds since the epoch
+ms_of() { date -d "$1" +%s%3N; }
+
+# proxy_before_app DIR NS POD: the agent was ready (its certificate installed, its first
+# configuration applied and HAProxy healthy: what /healthz/ready requires) before kubelet-lite
+# started the app container
+proxy_before_app() {
+    local log ready=0 t app m
+    log=$("$K" logs -n "$2" "$3" -c weft-proxy) || { t_fail "no weft-proxy log"; return 1; }
+    for m in 'msg="certificate installed"' 'msg="configuration applied (ACK)"' \
+        'msg="HAProxy health changed" healthy=yes'; do
+        t=$(printf '%s\n' "$log" | grep -F "$m" | head -1 | sed -E 's/^ts=([^ ]+) .*/\1/')
+        [ -n "$t" ] || { t_fail "the agent never logged $m: $(printf '%s' "$log" | tail -5)"; return 1; }
+        t=$(ms_of "$t")
+        [ "$t" -gt "$ready" ] && ready=$t
+    done
+    t=$(grep -F "msg=\"container started\" pod=$2/$3 container=app " "$1/kubelet-lite.log" | head -1 |
+        sed -E 's/^ts=([^ ]+) .*/\1/')
+    [ -n "$t" ] || { t_fail "kubelet-lite did not log the app's start"; return 1; }
+    app=$(ms_of "$t")
+    echo "    the proxy was ready $((app - ready)) ms before the app started"
+    [ "$app" -ge "$ready" ] || { t_fail "the app started $((ready - app)) ms before the proxy was ready"; return 1; }
+}
+
 case_native_sidecar() {
     local proxy app
     injected_pod mesh app || return 1
@@ -400,15 +411,15 @@ case_native_sidecar() {
     proxy=$(started mesh app weft-proxy init)
     app=$(started mesh app app)
     [ "$app" -ge "$proxy" ] || { t_fail "the app started before the proxy"; return 1; }
+    proxy_before_app "$CDIR" mesh app || return 1
     okv "ready containers" "$K" get pod -n mesh app -o 'jsonpath={.status.initContainerStatuses[1].ready} {.status.containerStatuses[0].ready}' ||
         return 1
     assert_eq "$OUT" "true true" "the proxy and the app ready"
 }
 
 case_classic_sidecar() {
-    local c2=$KL_TMP/classic proxy app
-    run tools/cluster up --dir "$c2" --kubelet-version v1.28.0 --images "$STANDIN/images" -- \
-        --set replicas=1
+    local c2=$KL_TMP/classic
+    run tools/cluster up --dir "$c2" --kubelet-version v1.28.0 -- --set replicas=1
     [ "$RC" = 0 ] || { t_fail "up with a v1.28 node: exit $RC: $OUT"; return 1; }
     export KUBECONFIG=$c2/kubeconfig
     okv "node version" "$K" get node weft-node -o 'jsonpath={.status.nodeInfo.kubeletVersion}' ||
@@ -419,10 +430,7 @@ case_classic_sidecar() {
         -o 'jsonpath={.spec.initContainers[*].name}/{.spec.containers[*].name}/{.spec.containers[0].lifecycle.postStart.exec.command}' ||
         return 1
     assert_eq "$OUT" 'weft-init/weft-proxy app/["weft-agent","wait"]' "classic sidecars" || return 1
-    proxy=$(started mesh app weft-proxy)
-    app=$(started mesh app app)
-    echo "    proxy started at $proxy, app at $app"
-    [ $((app - proxy)) -ge 1 ] || { t_fail "the app did not wait for the proxy's postStart hook"; return 1; }
+    proxy_before_app "$c2" mesh app || return 1
     run tools/cluster down --dir "$c2"
     [ "$RC" = 0 ] || { t_fail "down: exit $RC: $OUT"; return 1; }
     export KUBECONFIG=$CDIR/kubeconfig

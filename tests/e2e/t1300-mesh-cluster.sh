@@ -37,7 +37,10 @@
 #   permissive    helm upgrade --set mesh.defaultMode=permissive: weftd rolls, every proxy gets
 #                 the new document; then plaintext from outsider to beta:8080 answers 200, the
 #                 meshed calls still do and stay TLS, s_client without a certificate is still
-#                 refused
+#                 refused; a server-first protocol (a banner) reaches a plaintext client after
+#                 the 1 s inspect delay, a mesh client at once; an Allow AccessPolicy on alpha closes alpha's port to plaintext
+#                 (its default becomes deny) while beta, which it names, still calls alpha and
+#                 beta still takes plaintext
 # Env: BUILD, KUBECTL_DIR, HELM.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
@@ -62,7 +65,7 @@ for bin in "$BUILD/bin/kubelite" "$BUILD/bin/kubelet-lite" "$BUILD/bin/weftd" "$
     "$BUILD/bin/weft-agent" "$BUILD/bin/weft-init" "$K" "$HELM"; do
     [ -x "$bin" ] || t_fail "$bin is not an executable"
 done
-for tool in haproxy tcpdump openssl python3; do
+for tool in haproxy tcpdump openssl /usr/bin/python3; do
     command -v $tool >/dev/null || t_fail "$tool is not installed"
 done
 if other=$(cluster_active); then
@@ -174,6 +177,22 @@ spec: {selector: {app: loner}, ports: [{name: http, port: 90, targetPort: 9090}]
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: banner, namespace: mesh, labels: {app: banner}}
+spec:
+  containers:
+  - name: app
+    image: weft/testapp
+    securityContext: {runAsUser: 1000, runAsGroup: 1000}
+    command: [/usr/bin/python3, -c, "import socket; s = socket.create_server(('', 2525)); [(c.sendall(b'220 banner\\n'), c.close()) for c, _ in iter(s.accept, None)]"]
+    ports: [{name: smtp, containerPort: 2525}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: banner, namespace: mesh}
+spec: {selector: {app: banner}, ports: [{name: smtp, port: 25, targetPort: 2525}]}
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: outsider, namespace: plain}
 spec:
   containers:
@@ -203,7 +222,7 @@ EOF
     ALPHA=$(pod_of mesh app=alpha)
     BETA=$(pod_of mesh app=beta)
     LONER=loner OUTSIDER=outsider WEB=web
-    for p in "mesh $ALPHA" "mesh $BETA" "mesh $LONER" "plain $OUTSIDER" "plain $WEB"; do
+    for p in "mesh $ALPHA" "mesh $BETA" "mesh $LONER" "mesh banner" "plain $OUTSIDER" "plain $WEB"; do
         # shellcheck disable=SC2086
         wait_for 90 ready $p || {
             # shellcheck disable=SC2086
@@ -285,7 +304,7 @@ case_by_name() {
 }
 
 case_capture() {
-    local cap a b
+    local cap a b n16 n17
     sleep 0.5
     kill "$CAP_PID" 2>/dev/null
     wait "$CAP_PID" 2>/dev/null
@@ -303,13 +322,17 @@ case_capture() {
     okv "TLS records alpha -> beta" tcpdump -r "$CAP_LOG" -nn \
         "src host $a and dst host $b and dst port 8080 and tcp[((tcp[12:1] & 0xf0) >> 2):1] = 0x17 and tcp[((tcp[12:1] & 0xf0) >> 2)+1:2] = 0x0303" ||
         return 1
-    assert_gt "$(printf '%s\n' "$OUT" | grep -c .)" 0 "TLS application data records alpha -> beta:8080" ||
-        return 1
+    n17=$(printf '%s\n' "$OUT" | grep -c .)
+    assert_gt "$n17" 0 "TLS application data records alpha -> beta:8080" || return 1
     okv "TLS handshakes beta -> alpha" tcpdump -r "$CAP_LOG" -nn \
         "src host $b and dst host $a and dst port 8080 and tcp[((tcp[12:1] & 0xf0) >> 2):1] = 0x16" ||
         return 1
-    assert_gt "$(printf '%s\n' "$OUT" | grep -c .)" 0 "TLS handshake records beta -> alpha:8080" ||
-        return 1
+    n16=$(printf '%s\n' "$OUT" | grep -c .)
+    assert_gt "$n16" 0 "TLS handshake records beta -> alpha:8080" || return 1
+    # nothing between the two meshed pods is HTTP in clear
+    okv "between alpha and beta" tcpdump -r "$CAP_LOG" -nn -A "host $a and host $b" || return 1
+    assert_not_contains "$OUT" "HTTP/1." "plaintext HTTP between the meshed pods" || return 1
+    echo "    $(printf '%s\n' "$OUT" | grep -c ' IP ') packets between alpha and beta, $n17 segments starting an application-data record alpha -> beta:8080, $n16 starting a handshake record beta -> alpha:8080"
     # and nothing of it goes to the Service addresses: the sidecar dials the endpoint itself
     okv "to cluster IPs" tcpdump -r "$CAP_LOG" -nn "net 10.96.0.0/12 and port 80" || return 1
     assert_eq "$OUT" "" "packets to ClusterIPs on the bridge"
@@ -396,8 +419,17 @@ case_probes() {
     assert_gt "$n" 4 "probe requests the app received" || return 1
 }
 
+# python3 -c "$BANNER_CLIENT" HOST PORT: "<first line from the server> <ms it took>", or exit 1
+# when the connection closes without one
+BANNER_CLIENT='import socket, sys, time
+t = time.time()
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), 5)
+c.settimeout(5)
+d = c.recv(100)
+sys.exit("closed without a banner") if not d else print(d.decode().strip(), int((time.time() - t) * 1000))'
+
 case_permissive() {
-    local b t0
+    local a b t0
     b=$(ip_of mesh "$BETA")
     t0=$SECONDS
     ok "helm upgrade" env KUBECONFIG="$CDIR/kubeconfig" "$HELM" upgrade weft "$KL_REPO/charts/weft" \
@@ -418,6 +450,46 @@ case_permissive() {
     runo "${IN[@]}" sh -c "printf 'GET / HTTP/1.1\r\nHost: beta\r\n\r\n' | timeout 5 openssl s_client -connect $b:8080 -quiet -ign_eof"
     assert_not_contains "$OUT" "HTTP/1.1" "TLS without a client certificate in permissive mode" || return 1
     proxy_log mesh "$BETA" | grep -F "plaintext port=8080" | tail -1 | sed 's/^/    | /'
+    # A server-first protocol (the server speaks first): a plaintext client gets the banner,
+    # after the inspect delay; a mesh client at once (its sidecar sends a ClientHello)
+    wait_for 30 "${IN[@]}" /usr/bin/python3 -c "$BANNER_CLIENT" "$(ip_of mesh banner)" 2525 ||
+        { t_fail "banner's proxy never admitted plaintext"; return 1; }
+    okv "banner, plaintext" "${IN[@]}" /usr/bin/python3 -c "$BANNER_CLIENT" "$(ip_of mesh banner)" 2525 ||
+        return 1
+    echo "    server-first, plaintext client in permissive mode: $OUT"
+    assert_match "$OUT" '^220 banner [0-9]+$' "the banner through the permissive port" || return 1
+    assert_gt "${OUT##* }" 900 "ms to the banner for a plaintext client (the inspect delay)" || return 1
+    in_pod mesh "$ALPHA"
+    okv "banner, meshed" "${AS[@]}" /usr/bin/python3 -c "$BANNER_CLIENT" banner 25 || return 1
+    echo "    server-first, mesh client: $OUT"
+    assert_match "$OUT" '^220 banner [0-9]+$' "the banner through the mesh" || return 1
+    assert_gt 900 "${OUT##* }" "ms to the banner for a mesh client" || return 1
+    in_pod plain "$OUTSIDER"
+    # An Allow on alpha makes its port's default deny: no plaintext there, mesh peers it names
+    # still pass (beta runs as the ServiceAccount default too)
+    a=$(ip_of mesh "$ALPHA")
+    okv "plaintext to alpha before the policy" "${IN[@]}" "$TESTAPP" get "http://$a:8080/" -t 3000 ||
+        return 1
+    assert_eq "$OUT" "200 $ALPHA" "plaintext to alpha without a policy" || return 1
+    ok "AccessPolicy" "$K" apply -f - <<'EOF' || return 1
+apiVersion: mesh.weft.dev/v1alpha1
+kind: AccessPolicy
+metadata: {name: alpha-from-mesh, namespace: mesh}
+spec:
+  targetRef: {kind: Service, name: alpha}
+  action: Allow
+  from:
+  - serviceAccount: {name: default, namespace: mesh}
+EOF
+    wait_for 30 sh -c "! ${IN[*]} $TESTAPP get http://$a:8080/ -t 2000 | grep -q '^200 '" ||
+        { t_fail "plaintext to alpha still answered 30 s after the Allow"; return 1; }
+    runo "${IN[@]}" "$TESTAPP" get "http://$a:8080/" -t 3000
+    assert_match "$OUT" '^ERR' "plaintext to alpha under an Allow" || return 1
+    call mesh "$BETA" "http://alpha/allowed" 2 || return 1
+    assert_eq "$OUT" "$(printf '200 %s\n200 %s' "$ALPHA" "$ALPHA")" "beta -> alpha under the Allow" ||
+        return 1
+    okv "plaintext to beta" "${IN[@]}" "$TESTAPP" get "http://$b:8080/" -t 3000 || return 1
+    assert_eq "$OUT" "200 $BETA" "plaintext to beta (no policy) still admitted"
 }
 
 case_down() {

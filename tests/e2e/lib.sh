@@ -8,6 +8,7 @@
 #   e2e_netns NAME                    a fresh namespace (names must start with wfe-), lo up
 #   e2e_link NS1 ADDR1 NS2 ADDR2 ...  a veth pair between two namespaces, addresses CIDR-style
 #   e2e_bg NS CMD...                  a background process inside NS, killed on exit
+#   e2e_hosts NS "ADDR NAME"...       /etc/hosts entries inside NS
 #   e2e_in NS CMD...                  run CMD inside NS
 #   e2e_as1337 NS CMD...              run CMD inside NS as UID/GID 1337 (the proxy's UID);
 #                                     "${E2E_1337[@]}" is the same as a command prefix
@@ -27,6 +28,7 @@ e2e_cleanup() {
     kl_cleanup
     for ns in "${E2E_NS[@]}"; do
         ip netns del "$ns" 2>/dev/null
+        rm -rf "/etc/netns/$ns"
     done
 }
 trap e2e_cleanup EXIT
@@ -77,6 +79,15 @@ e2e_link() {
     done
     ip -n "$n1" link set "$va" up && ip -n "$n2" link set "$vb" up
     E2E_LINK_A=$va E2E_LINK_B=$vb
+}
+
+# e2e_hosts NS "ADDR NAME"...: /etc/hosts inside NS (ip netns exec mounts /etc/netns/NS/hosts);
+# removed with the namespace.
+e2e_hosts() {
+    local ns=$1
+    shift
+    mkdir -p "/etc/netns/$ns" && printf '127.0.0.1 localhost\n' >"/etc/netns/$ns/hosts" &&
+        printf '%s\n' "$@" >>"/etc/netns/$ns/hosts"
 }
 
 e2e_in() {

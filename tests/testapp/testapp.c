@@ -9,6 +9,7 @@
  *   /sethealth?code=N      sets the /healthz answer (readiness tests); 200 "healthz=N\n"
  *   /sleep?ms=N            answers after N milliseconds
  *   /echo                  200, body: the request line and headers as received
+ *   /bytes?n=N             200, body: N bytes "x" (0..16384, default 1024; bench/mesh_bench.sh)
  * Every request logs one line to stdout. SIGTERM or SIGINT: close the listener, exit 0.
  *
  * Client: `testapp get URL [-n COUNT] [-t TIMEOUT_MS] [-i INTERVAL_MS] [-s] [-H 'Name: value']...`
@@ -162,6 +163,15 @@ static int handle(struct conn *c, char *req, size_t head_len, int keep)
         } else {
             atomic_store(&c->app->health_code, (int)v);
             snprintf(body, sizeof(body), "healthz=%ld\n", v);
+        }
+    } else if (strcmp(path, "/bytes") == 0) {
+        long v = query_int(q, "n", 1024);
+        if (v < 0 || v > REQ_MAX) {
+            code = 400;
+            snprintf(body, sizeof(body), "n must be 0..%d\n", REQ_MAX);
+        } else {
+            memset(body, 'x', (size_t)v);
+            body[v] = '\0';
         }
     } else if (strcmp(path, "/echo") == 0) {
         size_t l = head_len < sizeof(body) - 1 ? head_len : sizeof(body) - 1;

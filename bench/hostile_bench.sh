@@ -138,6 +138,12 @@ attack_stop() {
     pkill -P "$ATTACK" 2>/dev/null # the attacker now running (by its parent's id)
     wait "$ATTACK" 2>/dev/null
     sleep 1
+    # the next run starts once weftd has closed the attack's connections (a held-back upload is
+    # closed at its deadline at the latest), so that its memory is not counted twice
+    for _ in $(seq 150); do
+        [ "$(held webhook)" = 0 ] && [ "$(held certs)" = 0 ] && break
+        sleep 0.1
+    done
 }
 
 idle_kb=$(kb VmRSS)

@@ -44,8 +44,9 @@ static const struct {
     /*
      * The API server sends at most 3 MiB and waits 10 s by default; it opens one connection
      * per concurrent call (HTTP/1.1), up to its mutating in-flight limit (200) per replica.
-     * 16 MiB/s from one address is some 1,600 reviews/s of a 10 KiB pod; a whole 3 MiB review
-     * passes at once (4 MiB).
+     * 4 MiB/s from one address is some 400 reviews/s of a 10 KiB pod (one API server); a whole
+     * 3 MiB review passes at once (4 MiB). Every byte costs the loop thread some 3 ns to
+     * decrypt and copy: 4 MiB/s from each of a few hostile pods stays a small share of it.
      */
     [WEFTD_LISTENER_WEBHOOK] = {4u << 20,
                                 {.request_ms = 10000,
@@ -57,7 +58,7 @@ static const struct {
                                  .max_buffered = 64u << 20,
                                  .handshakes_per_round = 16,
                                  .accept_backoff_ms = 100,
-                                 .addr_rate = 16u << 20,
+                                 .addr_rate = 4u << 20,
                                  .addr_burst = 4u << 20}},
     /* one CSR (< 4 KiB) per agent per renewal; a rollout renews them all at once */
     [WEFTD_LISTENER_CERTS] = {CA_CSR_MAX_PEM,

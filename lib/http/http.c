@@ -32,14 +32,15 @@
  */
 #define HTTP_READ_PER_ROUND (64 * 1024)
 /*
- * Bytes read per round from connections in the middle of a large request (HTTP_READ_PER_ROUND
- * or more of it already read) or draining after an answer that closes: a round (decrypting and
+ * Bytes read per round from connections in the middle of a large request (HTTP_SMALL_REQUEST or
+ * more of it already read) or draining after an answer that closes: a round (decrypting and
  * copying) stays well under a millisecond however many clients stream at once; the connections
- * left over are read first in the next round, in the order they were held back. Requests
- * smaller than that (every review but the largest pods) come first: they are read whatever the
- * round has read already, so they never queue behind bulk uploads.
+ * left over are read first in the next round, in the order they were held back. The first
+ * HTTP_SMALL_REQUEST bytes of a request (all of a typical review, CSR or probe) come first: they
+ * are read whatever the round has read already, so small requests never queue behind uploads.
  */
 #define HTTP_READ_ROUND_TOTAL (256 * 1024)
+#define HTTP_SMALL_REQUEST (16 * 1024)
 /* connections waiting for their address's byte budget are looked at again this often */
 #define HTTP_THROTTLE_MS 10
 
@@ -1001,13 +1002,17 @@ static void conn_read(struct http_conn *c)
         }
         s->round_handshakes++;
     }
-    if (!c->handshaking && (c->lingering || c->shed || c->held >= HTTP_READ_PER_ROUND)) {
+    if (c->handshaking) {
+        /* the handshake's budget applies */
+    } else if (c->lingering || c->shed || c->held >= HTTP_SMALL_REQUEST) {
         if (s->round_read >= HTTP_READ_ROUND_TOTAL) {
             conn_throttle(c, true);
             return;
         }
         if (limit > HTTP_READ_ROUND_TOTAL - s->round_read)
             limit = HTTP_READ_ROUND_TOTAL - s->round_read;
+    } else {
+        limit = HTTP_SMALL_REQUEST - c->held; /* the rest, if any, in its turn */
     }
     if (s->lim.addr_rate) {
         struct timespec now;

@@ -22,9 +22,9 @@
  * loop. Request bytes read from one client address are limited per second (a token bucket over
  * its connections), so a client streaming bodies as fast as it can is held back by TCP instead
  * of having its bytes decrypted and copied on the loop while others' requests wait; and each round
- * of the loop reads at most 64 KiB from a connection and 256 KiB in all from connections in the
- * middle of a large request (the rest first in the next round), while requests smaller than that
- * are read at once. When accept fails for want of descriptors (EMFILE, ENFILE) the listener
+ * of the loop reads at most 64 KiB from a connection and 256 KiB in all from connections past the
+ * first 16 KiB of a request (the rest first in the next round), while the first 16 KiB of every
+ * request is read at once. When accept fails for want of descriptors (EMFILE, ENFILE) the listener
  * pauses instead of spinning. `Expect: 100-continue` is answered with 100 when the body will be
  * read, or with 413/503 at once when it would not. struct http_stats counts each of these.
  */

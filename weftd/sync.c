@@ -64,6 +64,7 @@ struct status_call {
 /* sync.c's state beside struct weftd (d->sync), defined here only. */
 struct weftd_sync {
     uv_idle_t compile;
+    uint64_t compile_wanted_ms; /* uv_now when the pending compile pass was asked for, 0 none */
     uv_timer_t retry; /* failed status writes (and failed compiles) are tried again after 1 s */
     bool recompile;   /* a compile failed: the retry runs a compile pass */
     uv_timer_t probe; /* optional resources: is each served? */
@@ -421,11 +422,34 @@ static void compile_pass(struct weftd *d)
     flush_status(d);
 }
 
+/*
+ * A compile pass runs once the work queue is empty, or when it has waited this long behind a
+ * queue that keeps filling (before the informers have synced the stream is closed and documents
+ * only need to be right at the end, so the wait is longer). Compiling after every reconcile
+ * instead recompiles the same callers once per endpoint: with 10,000 pods, 1,000 to a
+ * namespace, a start-up compiled some ten million documents.
+ */
+#define COMPILE_DEFER_MS 50
+#define COMPILE_DEFER_UNSYNCED_MS 1000
+
 static void on_compile(uv_idle_t *h)
 {
     struct weftd *d = h->data;
+    uint64_t now = uv_now(d->loop);
+    uint64_t bound = weftd_synced(d) ? COMPILE_DEFER_MS : COMPILE_DEFER_UNSYNCED_MS;
+
+    if (wq_len(d->queue) > 0 && now - d->sync->compile_wanted_ms < bound)
+        return; /* the idle handle stays active: asked again after the next reconcile */
     uv_idle_stop(h);
+    d->sync->compile_wanted_ms = 0;
     compile_pass(d);
+}
+
+static void compile_soon(struct weftd *d)
+{
+    if (!d->sync->compile_wanted_ms)
+        d->sync->compile_wanted_ms = uv_now(d->loop);
+    uv_idle_start(&d->sync->compile, on_compile);
 }
 
 static void on_retry(uv_timer_t *t)
@@ -552,7 +576,7 @@ static struct wq_result reconcile(void *arg, const char *qkey)
         }
     }
     weftd_hist_observe(&d->m.reconcile_seconds, now_s() - t0);
-    uv_idle_start(&d->sync->compile, on_compile);
+    compile_soon(d);
     return res;
 }
 

@@ -157,7 +157,7 @@ static int run_until(uv_loop_t *loop, int *counter, int target, unsigned ms)
 
 static int bench_push(uv_loop_t *loop, int n, int rounds, size_t doc_bytes, struct stats *st)
 {
-    struct push_server_ops sops = {b_hello, b_ack, NULL, NULL};
+    struct push_server_ops sops = {.on_hello = b_hello, .on_ack = b_ack};
     struct push_client_ops cops = {c_config, NULL, NULL, NULL};
     struct push_server_config sc;
     struct push_client **cl = calloc((size_t)n, sizeof(*cl));

@@ -87,7 +87,7 @@ static int get_version_hash(json_t *o, struct push_msg *m)
     return 0;
 }
 
-static int dump_canonical(json_t *doc, char **out)
+static int dump_canonical(const json_t *doc, char **out)
 {
     *out = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
     return *out ? 0 : -ENOMEM;
@@ -269,6 +269,24 @@ void push_msg_release(struct push_msg *m)
     free(m->config);
     free(m->bundle);
     memset(m, 0, sizeof(*m));
+}
+
+int push__doc_canonical_json(const json_t *doc, char **canon_out, char hash_out[PUSH_HASH_LEN + 1])
+{
+    char *canon = NULL;
+    int rc;
+
+    if (!json_is_object(doc))
+        return ERR_INVALID;
+    rc = dump_canonical(doc, &canon);
+    if (!rc)
+        rc = tls_sha256_hex(canon, strlen(canon), hash_out);
+    if (rc) {
+        free(canon);
+        return rc;
+    }
+    *canon_out = canon;
+    return 0;
 }
 
 int push_doc_canonical(const char *doc_json, char **canon_out, char hash_out[PUSH_HASH_LEN + 1])

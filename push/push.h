@@ -96,6 +96,12 @@ struct push_server_ops {
                     const char *reason);
     /* Optional. An accepted stream ended (not called from push_server_free). */
     void (*on_disconnect)(void *arg, const char *key);
+    /*
+     * Optional. The proxy ACKed the document that a change (push_server_send replacing its
+     * document) made current, seconds after that call; once per change, not for a proxy's first
+     * document nor for a document superseded before it was ACKed.
+     */
+    void (*on_converged)(void *arg, const char *key, double seconds);
 };
 
 /*
@@ -143,6 +149,14 @@ int push_server_send(struct push_server *s, const char *key, const char *doc_jso
  * said, it stays said until push_server_forget. Returns 0, ERR_INVALID (bad key) or -ENOMEM.
  */
 int push_server_apps_exited(struct push_server *s, const char *key, const char *reason) WUR;
+
+/*
+ * push_server_send with the document as a JSON object (borrowed for the call): the same
+ * canonical text and hash without serializing and parsing it first (weftd's compiler hands out
+ * json_t documents). Same returns; ERR_INVALID when doc is not an object.
+ */
+struct json_t;
+int push_server_send_json(struct push_server *s, const char *key, const struct json_t *doc) WUR;
 
 /* Counters of the server's work since push_server_new. */
 struct push_server_stats {

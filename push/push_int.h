@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "core/err.h"
+#include "push/push_types.h"
 
 /* TLS (policy, PEM into the SSL_CTX, the peer's SPIFFE ID) and the content hash go through
  * lib/tls (tls/tls.h). */
@@ -37,6 +38,11 @@ int push__strlcpy(char *dst, const char *src, size_t n) WUR;
 
 /* 1 if s is PUSH_HASH_LEN lowercase hex digits. */
 int push__is_hash(const char *s);
+
+/* push_doc_canonical of a document already parsed (a JSON object). */
+struct json_t;
+int push__doc_canonical_json(const struct json_t *doc, char **canon_out,
+                             char hash_out[PUSH_HASH_LEN + 1]) WUR;
 
 /* Wall clock in Unix milliseconds. */
 int64_t push__now_unix_ms(void);

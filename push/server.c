@@ -43,6 +43,7 @@ struct proxy {
     const char *key; /* the proxies map's copy */
     char *doc;       /* canonical newest document, NULL none */
     char hash[PUSH_HASH_LEN + 1];
+    uint64_t doc_ms;   /* uv_now when doc became current (a change), 0: not a change */
     struct conn *conn; /* accepted stream, NULL none */
     char spiffe[SPIFFE_MAX];
     uint64_t sent_version;
@@ -70,6 +71,8 @@ struct conn {
     char close_reason[64];
     int close_status;
     char spiffe[SPIFFE_MAX];
+    uint64_t last_rx_ms; /* uv_now of the last frame from the peer (a pong counts) */
+    int want_ping, pinged;
 };
 
 struct pss {
@@ -98,9 +101,12 @@ struct push_server {
     size_t nslots;
     struct push_server_stats stats;
     char *trust_pem;
-    uint64_t trust_gen; /* bumped by every new bundle; streams are sent the newest */
-    lws_retry_bo_t retry;
+    uint64_t trust_gen;   /* bumped by every new bundle; streams are sent the newest */
+    lws_retry_bo_t retry; /* lws's validity timers off: see keepalive_cb */
     uint32_t retry_ms[1];
+    unsigned ping_ms;
+    uv_timer_t keepalive;
+    int keepalive_done;
     struct lws_protocols protocols[2];
     struct map proxies; /* "ns/name" -> struct proxy */
     struct proxy *dhead, *dtail;
@@ -208,6 +214,37 @@ static void timer_cb(uv_timer_t *t)
 }
 
 /* --- streams ------------------------------------------------------------------------------- */
+
+/*
+ * Idle streams are pinged after ping_ms and dropped after 3 * ping_ms without a frame from the
+ * peer, by one sweep over the streams every ping_ms / 3. libwebsockets' own validity timers do
+ * the same per connection, but lws 4.1 keeps every timer in one sorted list and re-inserts a
+ * connection's timer (a walk over the whole list) on every frame received: with 10,000 streams
+ * a connect storm or a change ACKed by every agent spent most of weftd's CPU in that walk.
+ */
+static void keepalive_cb(uv_timer_t *t)
+{
+    struct push_server *s = t->data;
+    uint64_t now = uv_now(s->loop);
+    struct conn *next;
+
+    for (struct conn *c = s->conns; c; c = next) {
+        uint64_t idle = now - c->last_rx_ms;
+
+        next = c->next; /* c may be freed below */
+        if (idle >= 3 * (uint64_t)s->ping_ms) {
+            /* Silent for three intervals: closed at once, without a close frame (it would not
+             * be read). This runs on the loop outside any lws callback, where lws allows a
+             * synchronous close (its CLOSED callback frees c); its asynchronous kill and
+             * pending timeouts do not fire on a foreign libuv loop without other traffic. */
+            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+        } else if (idle >= s->ping_ms && !c->pinged && !c->close_status) {
+            c->want_ping = 1;
+            c->pinged = 1;
+            lws_callback_on_writable(c->wsi);
+        }
+    }
+}
 
 static int frame_write(struct lws *wsi, const char *text)
 {
@@ -350,6 +387,12 @@ static void on_frame(struct push_server *s, struct conn *c)
         s->stats.acks++;
         p->acked_version = m.version;
         memcpy(p->acked_hash, m.hash, sizeof(p->acked_hash));
+        if (p->doc_ms && strcmp(m.hash, p->hash) == 0) {
+            /* the change that made this document current has reached the proxy */
+            if (s->ops.on_converged)
+                s->ops.on_converged(s->arg, p->key, (double)(uv_now(s->loop) - p->doc_ms) / 1000.0);
+            p->doc_ms = 0;
+        }
         if (s->ops.on_ack)
             s->ops.on_ack(s->arg, p->key, m.version, m.hash);
     } else {
@@ -375,6 +418,17 @@ static int on_writeable(struct push_server *s, struct conn *c)
     struct push_msg m;
     int rc;
 
+    if (c->want_ping && !c->close_status) {
+        unsigned char b[LWS_PRE + 1];
+
+        c->want_ping = 0;
+        /* with a payload: lws does not pass an empty pong up (LWS_CALLBACK_RECEIVE_PONG) */
+        b[LWS_PRE] = 'k';
+        if (lws_write(c->wsi, b + LWS_PRE, 1, LWS_WRITE_PING) < 0)
+            return -1;
+        lws_callback_on_writable(c->wsi); /* anything else waiting: one frame per turn */
+        return 0;
+    }
     if (c->close_status) {
         /* The error frame first; the close frame needs a writable turn of its own. */
         if (c->error_frame) {
@@ -541,6 +595,7 @@ static int server_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
         if (!c)
             return -1;
         c->wsi = wsi;
+        c->last_rx_ms = uv_now(s->loop);
         buf_init(&c->rx);
         if (tls_peer_spiffe_id(lws_get_ssl(wsi), c->spiffe, sizeof(c->spiffe)) < 0)
             c->spiffe[0] = '\0';
@@ -551,6 +606,14 @@ static int server_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
         pss->c = c;
         lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, (int)s->hello_timeout_s);
         return 0;
+    case LWS_CALLBACK_RECEIVE_PONG:
+        c = pss->c;
+        s = lws_context_user(lws_get_context(wsi));
+        if (c) {
+            c->last_rx_ms = uv_now(s->loop);
+            c->pinged = 0;
+        }
+        return 0;
     case LWS_CALLBACK_RECEIVE:
         c = pss->c;
         if (!c)
@@ -558,6 +621,8 @@ static int server_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
         s = lws_context_user(lws_get_context(wsi));
         if (s->freeing)
             return 0;
+        c->last_rx_ms = uv_now(s->loop);
+        c->pinged = 0;
         if (c->rx.len + len > RX_MAX) {
             lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, NULL, 0);
             return -1;
@@ -647,6 +712,8 @@ int push_server_new(uv_loop_t *loop, const struct push_server_config *cfg,
         return -ENOMEM;
     uv_timer_init(loop, &s->timer);
     s->timer.data = s;
+    uv_timer_init(loop, &s->keepalive);
+    s->keepalive.data = s;
     s->trust_pem = strdup(cfg->trust_pem);
     s->trust_gen = 1;
     rc = s->trust_pem ? tls_client_ctx_new(&s->client_ssl_ctx) : -ENOMEM;
@@ -663,12 +730,16 @@ int push_server_new(uv_loop_t *loop, const struct push_server_config *cfg,
     s->retry_ms[0] = 1000;
     s->retry.retry_ms_table = s->retry_ms;
     s->retry.retry_ms_table_count = 1;
-    s->retry.secs_since_valid_ping = (uint16_t)ping;
-    s->retry.secs_since_valid_hangup = (uint16_t)(3 * ping);
+    /* secs_since_valid_hangup 0: no lws validity timers (keepalive_cb does it) */
+    s->retry.secs_since_valid_ping = 0;
+    s->retry.secs_since_valid_hangup = 0;
+    s->ping_ms = ping * 1000;
     s->protocols[0].name = PUSH_SUBPROTOCOL;
     s->protocols[0].callback = server_cb;
     s->protocols[0].per_session_data_size = sizeof(struct pss);
-    s->protocols[0].rx_buffer_size = 16384;
+    /* lws holds this much per stream for received frames; agents send acks (and nacks, whose
+     * reason is at most 1 KiB) and larger frames arrive in pieces (RX_MAX bounds the whole) */
+    s->protocols[0].rx_buffer_size = 2048;
 
     push__lws_log_init();
     memset(&info, 0, sizeof(info));
@@ -701,9 +772,11 @@ int push_server_new(uv_loop_t *loop, const struct push_server_config *cfg,
         goto out;
     }
     s->port = lws_get_vhost_listen_port(vh);
+    uv_timer_start(&s->keepalive, keepalive_cb, s->ping_ms / 3, s->ping_ms / 3);
     /* Weft's TLS policy replaces lws's defaults before the loop runs a handshake, and lws
      * loads only the leaf from memory: install the full chain from the same PEM. */
     rc = tls_policy_apply(s->ssl_ctx);
+    tls_release_buffers(s->ssl_ctx); /* streams are idle between changes */
     if (!rc)
         rc = tls_set_identity(s->ssl_ctx, cfg->cert_pem, cfg->key_pem);
     if (rc < 0)
@@ -788,25 +861,21 @@ static int key_ok(const char *key)
            (size_t)(slash - key) <= PUSH_NS_MAX && strlen(slash + 1) <= PUSH_NAME_MAX;
 }
 
-int push_server_send(struct push_server *s, const char *key, const char *doc_json)
+/* Make canon (consumed, even on failure) with its hash the proxy's current document. */
+static int send_canonical(struct push_server *s, const char *key, char *canon, const char *hash)
 {
-    char hash[PUSH_HASH_LEN + 1];
-    char *canon = NULL;
     struct proxy *p;
     uint64_t now;
     int rc;
 
-    if (!key || !doc_json || !key_ok(key))
-        return ERR_INVALID;
-    rc = push_doc_canonical(doc_json, &canon, hash);
-    if (rc < 0)
-        goto out;
     rc = proxy_get(s, key, &p);
     if (rc < 0)
         goto out;
     p->forgotten = 0;
     if (p->doc && strcmp(p->hash, hash) == 0)
         goto out; /* unchanged */
+    /* a replaced document is a change (the first one a proxy gets is not: nothing to converge) */
+    p->doc_ms = p->doc ? uv_now(s->loop) : 0;
     free(p->doc);
     p->doc = canon;
     canon = NULL;
@@ -852,6 +921,30 @@ int push_server_apps_exited(struct push_server *s, const char *key, const char *
     p->apps_exited = copy;
     proxy_kick(p);
     return 0;
+}
+
+int push_server_send(struct push_server *s, const char *key, const char *doc_json)
+{
+    char hash[PUSH_HASH_LEN + 1];
+    char *canon = NULL;
+    int rc;
+
+    if (!key || !doc_json || !key_ok(key))
+        return ERR_INVALID;
+    rc = push_doc_canonical(doc_json, &canon, hash);
+    return rc < 0 ? rc : send_canonical(s, key, canon, hash);
+}
+
+int push_server_send_json(struct push_server *s, const char *key, const struct json_t *doc)
+{
+    char hash[PUSH_HASH_LEN + 1];
+    char *canon = NULL;
+    int rc;
+
+    if (!key || !doc || !key_ok(key))
+        return ERR_INVALID;
+    rc = push__doc_canonical_json(doc, &canon, hash);
+    return rc < 0 ? rc : send_canonical(s, key, canon, hash);
 }
 
 void push_server_forget(struct push_server *s, const char *key)
@@ -937,7 +1030,7 @@ static void free_conn(struct conn *c)
 
 static void maybe_release(struct push_server *s)
 {
-    if (s->ctx || s->lws_stuck || !s->timer_done)
+    if (s->ctx || s->lws_stuck || !s->timer_done || !s->keepalive_done)
         return;        /* lws_stuck: lws may still call back, so the struct is kept */
     while (s->conns) { /* streams lws never reported closed */
         struct conn *c = s->conns;
@@ -949,6 +1042,14 @@ static void maybe_release(struct push_server *s)
     SSL_CTX_free(s->client_ssl_ctx);
     free(s->slots);
     free(s);
+}
+
+static void keepalive_closed(uv_handle_t *h)
+{
+    struct push_server *s = h->data;
+
+    s->keepalive_done = 1;
+    maybe_release(s);
 }
 
 static void timer_closed(uv_handle_t *h)
@@ -1001,6 +1102,8 @@ void push_server_free(struct push_server *s)
     if (!s)
         return;
     s->freeing = 1;
+    uv_timer_stop(&s->keepalive);
+    uv_close((uv_handle_t *)&s->keepalive, keepalive_closed);
     for (struct conn *c = s->conns; c; c = c->next) {
         c->proxy = NULL;
         /* Close frame on the next writable turn; a peer that never reads is cut after 1 s. */

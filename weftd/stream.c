@@ -142,17 +142,23 @@ static int on_hello(void *arg, const struct push_peer *peer, struct push_reject 
     return 0;
 }
 
-static const struct push_server_ops ops = {on_hello, NULL, NULL, NULL};
+static void on_converged(void *arg, const char *key, double seconds)
+{
+    struct weftd *d = arg;
+
+    (void)key;
+    weftd_hist_observe(&d->m.stream_convergence_seconds, seconds);
+}
+
+static const struct push_server_ops ops = {.on_hello = on_hello, .on_converged = on_converged};
 
 static void send_doc(struct weftd_stream *st, const char *key, const json_t *doc)
 {
-    char *text = json_dumps(doc, JSON_COMPACT);
-    int rc = text ? push_server_send(st->srv, key, text) : -ENOMEM;
+    int rc = push_server_send_json(st->srv, key, doc);
 
     if (rc)
         log_error("msg=\"cannot queue the proxy's configuration\" pod=%s error=%s", key,
                   err_str(rc));
-    free(text);
 }
 
 /*
@@ -590,5 +596,10 @@ int weftd_stream_metrics(struct weftd *d, struct buf *b)
             (unsigned long long)d->m.stream_identity_mismatch,
             (unsigned long long)st.refused_max_conns, (unsigned long long)st.refused_per_addr,
             st.conns, st.streams);
+    if (!rc)
+        rc = weftd_hist_print(b, "weft_config_stream_convergence_seconds",
+                              "From a change of a proxy's document (compiled and handed to the "
+                              "stream) to the proxy's ACK of it.",
+                              &d->m.stream_convergence_seconds);
     return rc;
 }

@@ -107,6 +107,7 @@ struct weftd_metrics {
     struct weftd_hist webhook_seconds;
     /* config stream hellos refused by weftd's checks (stream.c), by code */
     uint64_t stream_unknown_pod, stream_identity_mismatch;
+    struct weftd_hist stream_convergence_seconds; /* document changed -> the proxy's ACK */
     /* /debug/ requests (debug_auth.c), by outcome */
     uint64_t debug_allowed, debug_unauthenticated, debug_forbidden, debug_unavailable;
 };

@@ -59,6 +59,11 @@ int tls_server_ctx_new(SSL_CTX **out)
     return ctx_new(TLS_server_method(), out);
 }
 
+void tls_release_buffers(SSL_CTX *ctx)
+{
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+}
+
 int tls_client_ctx_new(SSL_CTX **out)
 {
     return ctx_new(TLS_client_method(), out);

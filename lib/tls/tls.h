@@ -38,6 +38,10 @@ int tls_policy_apply(SSL_CTX *ctx) WUR;
 /* A new server (or client) context with the policy, no certificate and no trust. Free with
  * SSL_CTX_free. 0, -ENOMEM or -EIO. */
 int tls_server_ctx_new(SSL_CTX **out) WUR;
+
+/* For servers holding many mostly idle connections: OpenSSL frees a connection's read and write
+ * buffers (some 34 KiB) whenever they are empty (SSL_MODE_RELEASE_BUFFERS). */
+void tls_release_buffers(SSL_CTX *ctx);
 int tls_client_ctx_new(SSL_CTX **out) WUR;
 
 /* Whether chain_pem parses (at least one certificate) and its first certificate matches

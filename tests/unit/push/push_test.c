@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <jansson.h>
 #include <time.h>
 
 #include "push/push.h"
@@ -191,6 +192,8 @@ struct h {
     int trusts;           /* on_trust calls */
     int configs_at_trust; /* configs received when the last trust arrived */
     char *trust;          /* the last bundle */
+    int converged;
+    double converged_s;
 };
 
 static int s_on_hello(void *arg, const struct push_peer *p, struct push_reject *rej)
@@ -242,7 +245,17 @@ static void s_on_disconnect(void *arg, const char *key)
     h->disconnects++;
 }
 
-static const struct push_server_ops sops = {s_on_hello, s_on_ack, s_on_nack, s_on_disconnect};
+static void s_on_converged(void *arg, const char *key, double seconds)
+{
+    struct h *h = arg;
+
+    (void)key;
+    h->converged++;
+    h->converged_s = seconds;
+}
+
+static const struct push_server_ops sops = {s_on_hello, s_on_ack, s_on_nack, s_on_disconnect,
+                                            s_on_converged};
 
 static int c_on_config(void *arg, uint64_t version, const char *hash, const char *doc, char *reason,
                        size_t n)
@@ -694,7 +707,7 @@ static void t_bad_arguments(void)
 {
     struct h h;
     struct push_server_config sc = server_cfg(0, 0);
-    struct push_server_ops noh = {NULL, NULL, NULL, NULL};
+    struct push_server_ops noh = {.on_hello = NULL};
     struct push_server *s = (struct push_server *)&h;
     struct push_client *c = (struct push_client *)&h;
     struct push_client_config cc;
@@ -811,6 +824,44 @@ static void t_identical_not_resent(void)
     CHECK_INT(st.sent_version, 2);
     CHECK_INT(st.acked_version, 2);
     CHECK_INT(st.sync, PUSH_SYNC_SYNCED);
+    h_done(&h);
+}
+
+/* push_server_send_json: the same canonical text and hash as push_server_send of the text;
+ * on_converged once per changed document, after its ACK, not for the first document. */
+static void t_send_json_converged(void)
+{
+    struct h h;
+    char h1[PUSH_HASH_LEN + 1], h2[PUSH_HASH_LEN + 1];
+    json_t *d1 = json_loads(DOC1_REORDERED, 0, NULL), *d2 = json_loads(DOC2, 0, NULL);
+    json_t *arr = json_array();
+
+    REQUIRE(d1 && d2 && arr);
+    hash_of(DOC1, h1);
+    hash_of(DOC2, h2);
+    h_init(&h, 0);
+    CHECK_INT(push_server_send_json(h.srv, KEY, arr), ERR_INVALID);
+    CHECK_INT(push_server_send_json(h.srv, "nokey", d1), ERR_INVALID);
+    CHECK_INT(push_server_send_json(h.srv, KEY, d1), 0);
+    CHECK_STR(state_of(&h, KEY).desired, h1);
+    h_client(&h, &F.cli, NULL);
+    REQUIRE(spin(&h.loop, p_acks1, &h, 5000));
+    CHECK_STR(h.cfg_doc, DOC1_CANON);
+    CHECK_STR(h.cfg_hash, h1);
+    CHECK_INT(h.converged, 0);                        /* the first document is no change */
+    CHECK_INT(push_server_send(h.srv, KEY, DOC1), 0); /* the same document as text */
+    spin(&h.loop, NULL, NULL, 200);
+    CHECK_INT(h.configs, 1);
+    CHECK_INT(h.converged, 0);
+    CHECK_INT(push_server_send_json(h.srv, KEY, d2), 0);
+    REQUIRE(spin(&h.loop, p_acks2, &h, 5000));
+    CHECK_STR(h.cfg_hash, h2);
+    CHECK_INT(h.converged, 1);
+    CHECK(h.converged_s >= 0 && h.converged_s < 5);
+    CHECK_INT(state_of(&h, KEY).sync, PUSH_SYNC_SYNCED);
+    json_decref(d1);
+    json_decref(d2);
+    json_decref(arr);
     h_done(&h);
 }
 
@@ -1724,6 +1775,43 @@ static void t_apps_exited(void)
     h_done(&h);
 }
 
+/* Streams silent for three ping intervals are dropped; an agent answering pings stays. */
+static void t_keepalive(void)
+{
+    struct h h;
+    struct push_server_config sc = server_cfg(0, 0);
+    struct raw r;
+    pthread_t th;
+
+    memset(&h, 0, sizeof(h));
+    REQUIRE(uv_loop_init(&h.loop) == 0);
+    sc.ping_interval_s = 1;
+    REQUIRE(push_server_new(&h.loop, &sc, &sops, &h, &h.srv) == 0);
+    h.port = push_server_port(h.srv);
+    h_client(&h, &F.cli, NULL); /* pings every 15 s itself: idle here, but answers weftd's */
+    REQUIRE(spin(&h.loop, p_hellos1, &h, 5000));
+    memset(&r, 0, sizeof(r));
+    r.cert = "cli.pem";
+    r.key = "cli.key";
+    r.first = "{\"type\":\"hello\",\"pod\":{\"namespace\":\"default\",\"name\":\"web-2\","
+              "\"uid\":\"u\"}}";
+    r.stall = 1; /* reads nothing, so answers no ping */
+    raw_go(&h, &r, &th);
+    REQUIRE(spin(&h.loop, p_raw_ready, &r, 5000));
+    spin(&h.loop, NULL, NULL, 1500);
+    CHECK_INT(h.hellos, 2);
+    CHECK_INT(h.disconnects, 0); /* pinged, not yet dropped */
+    spin(&h.loop, NULL, NULL, 3500);
+    CHECK_INT(h.disconnects, 1); /* the silent peer, 3 s after its hello (+1 s to cut it) */
+    CHECK_INT(state_of(&h, "default/web-2").connected, 0);
+    CHECK_INT(state_of(&h, KEY).connected, 1);
+    CHECK_INT(h.disconnected, 0);
+    atomic_store(&r.drain, 1);
+    raw_wait(&h, th);
+    CHECK(r.frames >= 1); /* the ping (and nothing else: it has no document) */
+    h_done(&h);
+}
+
 static void t_forget(void)
 {
     struct h h;
@@ -1748,10 +1836,10 @@ static void t_forget(void)
 
 UNIT_MAIN(UNIT(t_sha256_vectors), UNIT(t_canonical), UNIT(t_msg_encode_exact), UNIT(t_msg_parse),
           UNIT(t_msg_parse_invalid), UNIT(t_bad_arguments), UNIT(t_hello_config_ack),
-          UNIT(t_identical_not_resent), UNIT(t_reconnect_last_hash),
+          UNIT(t_identical_not_resent), UNIT(t_send_json_converged), UNIT(t_reconnect_last_hash),
           UNIT(t_last_hash_before_document), UNIT(t_nack_recorded), UNIT(t_reject_backs_off),
           UNIT(t_unknown_ca_refused), UNIT(t_client_checks_server_cert), UNIT(t_spiffe_extraction),
           UNIT(t_debounce), UNIT(t_debounce_quiet), UNIT(t_conn_caps), UNIT(t_server_restart),
           UNIT(t_cert_rotation), UNIT(t_no_client_cert_refused), UNIT(t_tls_policy),
-          UNIT(t_bad_first_frame), UNIT(t_slow_peer_bounded), UNIT(t_forget), UNIT(t_apps_exited),
-          UNIT(t_trust_follows))
+          UNIT(t_bad_first_frame), UNIT(t_slow_peer_bounded), UNIT(t_keepalive), UNIT(t_forget),
+          UNIT(t_apps_exited), UNIT(t_trust_follows))

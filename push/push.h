@@ -66,6 +66,7 @@ struct push_server_config {
     unsigned max_conns;           /* connections at once, handshakes included [16384] */
     unsigned max_conns_per_addr;  /* from one client address [64] */
     unsigned handshake_timeout_s; /* TLS handshake and WebSocket upgrade [10] */
+    unsigned max_handshakes;      /* connections before an accepted hello, at once [128] */
 };
 
 /* What a connecting agent claims (hello) and proves (its verified client certificate). */
@@ -169,8 +170,9 @@ struct push_server_stats {
     uint64_t acks, nacks;
     uint64_t hellos_accepted, hellos_rejected;
     uint64_t refused_max_conns, refused_per_addr; /* connections closed at accept by the caps */
-    unsigned conns;                               /* connections open now (handshakes included) */
-    unsigned streams;                             /* accepted streams open now */
+    uint64_t refused_handshakes; /* closed at accept: max_handshakes were under way */
+    unsigned conns;              /* connections open now (handshakes included) */
+    unsigned streams;            /* accepted streams open now */
 };
 void push_server_stats(const struct push_server *s, struct push_server_stats *out);
 

@@ -29,6 +29,7 @@
 #define MAX_CONNS_DEFAULT 16384
 #define MAX_PER_ADDR_DEFAULT 64
 #define HANDSHAKE_TIMEOUT_S_DEFAULT 10
+#define MAX_HANDSHAKES_DEFAULT 128
 
 struct conn;
 
@@ -73,6 +74,7 @@ struct conn {
     char spiffe[SPIFFE_MAX];
     uint64_t last_rx_ms; /* uv_now of the last frame from the peer (a pong counts) */
     int want_ping, pinged;
+    int counted; /* in nstreams */
 };
 
 struct pss {
@@ -96,7 +98,8 @@ struct push_server {
     void *arg;
     unsigned debounce_ms;
     unsigned hello_timeout_s;
-    unsigned max_conns, max_per_addr;
+    unsigned max_conns, max_per_addr, max_handshakes;
+    unsigned nstreams;       /* connections past their accepted hello (the rest are handshaking) */
     struct addr_slot *slots; /* by descriptor number */
     size_t nslots;
     struct push_server_stats stats;
@@ -343,6 +346,10 @@ static void on_hello(struct push_server *s, struct conn *c, const struct push_ms
                   LWS_CLOSE_STATUS_NORMAL);
     }
     s->stats.hellos_accepted++;
+    if (!c->counted) {
+        c->counted = 1;
+        s->nstreams++;
+    }
     p->forgotten = 0;
     p->conn = c;
     p->connected_ms = push__now_unix_ms();
@@ -526,6 +533,17 @@ static int admit(struct push_server *s, int fd)
         s->stats.refused_max_conns++;
         return 0;
     }
+    /*
+     * A reconnect storm (weftd restarted, or every agent cut off at once) brings thousands of
+     * TLS handshakes together: served all at once, each takes so long in the crowd that most
+     * pass their deadline and the CPU they used is wasted (at 10,000 agents almost none got
+     * through). Over the cap the connection is closed at once, which costs nearly nothing, and
+     * the agent retries after its backoff.
+     */
+    if ((unsigned)s->live - s->nstreams >= s->max_handshakes) {
+        s->stats.refused_handshakes++;
+        return 0;
+    }
     if ((size_t)fd >= s->nslots) {
         size_t n2 = (size_t)fd + 1 > 2 * s->nslots ? (size_t)fd + 1 : 2 * s->nslots;
         struct addr_slot *g = realloc(s->slots, n2 * sizeof(*g));
@@ -646,6 +664,8 @@ static int server_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
             return 0;
         s = lws_context_user(lws_get_context(wsi));
         pss->c = NULL;
+        if (c->counted && s->nstreams > 0)
+            s->nstreams--;
         conn_detach(s, c, 1);
         if (c->prev)
             c->prev->next = c->next;
@@ -726,6 +746,7 @@ int push_server_new(uv_loop_t *loop, const struct push_server_config *cfg,
     s->hello_timeout_s = cfg->hello_timeout_s ? cfg->hello_timeout_s : 10;
     s->max_conns = cfg->max_conns ? cfg->max_conns : MAX_CONNS_DEFAULT;
     s->max_per_addr = cfg->max_conns_per_addr ? cfg->max_conns_per_addr : MAX_PER_ADDR_DEFAULT;
+    s->max_handshakes = cfg->max_handshakes ? cfg->max_handshakes : MAX_HANDSHAKES_DEFAULT;
     ping = cfg->ping_interval_s ? cfg->ping_interval_s : PUSH_PING_INTERVAL_S_DEFAULT;
     s->retry_ms[0] = 1000;
     s->retry.retry_ms_table = s->retry_ms;

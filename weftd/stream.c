@@ -584,6 +584,7 @@ int weftd_stream_metrics(struct weftd *d, struct buf *b)
             "# TYPE weft_config_stream_refused_total counter\n"
             "weft_config_stream_refused_total{cap=\"max_connections\"} %llu\n"
             "weft_config_stream_refused_total{cap=\"max_connections_per_address\"} %llu\n"
+            "weft_config_stream_refused_total{cap=\"handshakes\"} %llu\n"
             "# HELP weft_config_stream_connections Connections open (handshakes included).\n"
             "# TYPE weft_config_stream_connections gauge\nweft_config_stream_connections %u\n"
             "# HELP weft_config_stream_streams Accepted streams open.\n"
@@ -595,7 +596,7 @@ int weftd_stream_metrics(struct weftd *d, struct buf *b)
             (unsigned long long)d->m.stream_unknown_pod,
             (unsigned long long)d->m.stream_identity_mismatch,
             (unsigned long long)st.refused_max_conns, (unsigned long long)st.refused_per_addr,
-            st.conns, st.streams);
+            (unsigned long long)st.refused_handshakes, st.conns, st.streams);
     if (!rc)
         rc = weftd_hist_print(b, "weft_config_stream_convergence_seconds",
                               "From a change of a proxy's document (compiled and handed to the "

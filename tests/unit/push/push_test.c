@@ -1241,6 +1241,44 @@ static void t_conn_caps(void)
     while (uv_run(&h.loop, UV_RUN_DEFAULT))
         ;
     CHECK_INT(uv_loop_close(&h.loop), 0);
+
+    /* handshakes at once: connections before their accepted hello count, streams do not */
+    memset(&h, 0, sizeof(h));
+    REQUIRE(uv_loop_init(&h.loop) == 0);
+    sc.max_conns = 64;
+    sc.max_handshakes = 2;
+    REQUIRE(push_server_new(&h.loop, &sc, &sops, &h, &h.srv) == 0);
+    h.port = push_server_port(h.srv);
+    for (int i = 0; i < 3; i++) {
+        REQUIRE((fd[i] = tcp_open(h.port)) >= 0);
+        spin(&h.loop, NULL, NULL, 30);
+    }
+    CHECK(closed_by_server(&h.loop, fd[2], 500));
+    CHECK(!closed_by_server(&h.loop, fd[0], 100));
+    close(fd[0]);
+    close(fd[1]);
+    close(fd[2]);
+    spin(&h.loop, NULL, NULL, 100);
+    h_client(&h, &F.cli, NULL);
+    REQUIRE(spin(&h.loop, p_hellos1, &h, 5000));
+    spin(&h.loop, NULL, NULL, 50);
+    for (int i = 0; i < 2; i++) {
+        REQUIRE((fd[i] = tcp_open(h.port)) >= 0);
+        spin(&h.loop, NULL, NULL, 30);
+    }
+    CHECK(!closed_by_server(&h.loop, fd[0], 100));
+    CHECK(!closed_by_server(&h.loop, fd[1], 100));
+    {
+        struct push_server_stats st;
+
+        push_server_stats(h.srv, &st);
+        CHECK_INT(st.refused_handshakes, 1);
+        CHECK_INT(st.refused_max_conns, 0);
+        CHECK_INT(st.refused_per_addr, 0);
+    }
+    close(fd[0]);
+    close(fd[1]);
+    h_done(&h);
 }
 
 static void t_server_restart(void)

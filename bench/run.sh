@@ -2,9 +2,10 @@
 # bench/run.sh - run the benchmarks and print their results (make bench).
 #   bench/run.sh [kubelite_bench options...]   e.g. --pods 2000 --watchers 200 for a quick run
 # BUILD selects the build directory (build/ by default). Method and recorded figures:
-# BENCHMARKS.md. Takes about 5 minutes on 2 cores with the defaults (the webhook part about
+# BENCHMARKS.md. Takes about 6 minutes on 2 cores with the defaults (the webhook part about
 # 25 s, weftd under hostile clients about 90 s, the sidecar about 2.5 minutes plus the wait for
-# /tmp/weft-netns.lock).
+# /tmp/weft-netns.lock, the config stream with 1,000 agents about 70 s; STREAM_AGENTS=10000
+# runs it with 10,000).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
@@ -28,6 +29,10 @@ fi
 if [ -x "$BUILD/bench/push_bench" ]; then
     echo "== push (config stream)"
     "$BUILD/bench/push_bench" || rc=1
+fi
+if [ -x "$BUILD/bench/stream_load" ] && [ -x "$BUILD/bin/weftd" ]; then
+    # STREAM_AGENTS=10000 for the full size (about 10 minutes); see BENCHMARKS.md
+    BUILD=$BUILD python3 bench/stream_bench.py --agents "${STREAM_AGENTS:-1000}" || rc=1
 fi
 if [ -x "$BUILD/bench/webhook_bench" ]; then
     echo "== webhook (sidecar injection over HTTPS)"

@@ -101,7 +101,9 @@ struct agent_render_out {
     struct buf config;       /* haproxy.cfg */
     struct buf outbound_map; /* <run_dir>/outbound.map: "ip:port backend" lines */
     /* What may change without a reload, for the runtime API: [{"kind": "ssl-cert"|"ca-file"|
-     * "map", "file": path}, {"kind": "server", "backend", "server", "weight"}...]. */
+     * "map", "file": path}, {"kind": "server", "backend", "server", "weight", "addr", "args",
+     * "line"}...]: every server of an outbound backend, with what `add server` needs (addr
+     * "ip:port" or "[ip]:port", args the TLS keywords or "") and its configuration line. */
     json_t *runtime;
 };
 void agent_render_out_release(struct agent_render_out *out);
@@ -145,7 +147,7 @@ struct agent_haproxy_real {
 enum agent_apply_kind {
     AGENT_APPLY_NONE,    /* nothing changed */
     AGENT_APPLY_START,   /* the first configuration: HAProxy started */
-    AGENT_APPLY_RUNTIME, /* weights only: `set server ... weight` on the runtime API */
+    AGENT_APPLY_RUNTIME, /* outbound servers only: added, removed, reweighted (runtime API) */
     AGENT_APPLY_RELOAD,  /* checked with haproxy -c, then a seamless master-worker reload */
 };
 const char *agent_apply_kind_name(enum agent_apply_kind k);
@@ -165,12 +167,17 @@ void agent_driver_free(struct agent_driver *d);
 /*
  * Make HAProxy run `r` (a full rendering of the current state). The first call writes the
  * files, checks them and starts HAProxy. Later calls compare with the last good rendering:
- * when only server weights differ they go through the runtime API (no reload; the files are
- * rewritten so that a later reload or restart keeps them); otherwise the new files are checked
- * with `haproxy -c` and HAProxy reloads through the master socket. A configuration HAProxy
- * refuses returns ERR_INVALID with HAProxy's message in diag: the last good files are put back
- * and keep serving. A failing runtime command falls back to a reload. *kind says what was done
- * (written on success). Thread-safe (serialized by the driver's lock).
+ * when they differ only in the servers of outbound backends (endpoints added or removed,
+ * weights, an endpoint's identity: it is named after it, so a new identity is another server)
+ * the difference goes through the runtime API with no reload: `add server` then `set server
+ * ... state ready`, `set server ... weight`, `set server ... state maint` then `del server`
+ * (refused while connections remain: the server stays in maintenance, taking no new request,
+ * and is deleted by a later apply or agent_driver_sweep). The files are rewritten too, so that
+ * a later reload or restart runs the same state. Anything else: the new files are checked with
+ * `haproxy -c` and HAProxy reloads through the master socket. A configuration HAProxy refuses
+ * returns ERR_INVALID with HAProxy's message in diag: the last good files are put back and keep
+ * serving. A failing runtime command falls back to a reload. *kind says what was done (written
+ * on success). Thread-safe (serialized by the driver's lock).
  */
 int agent_driver_apply(struct agent_driver *d, const struct agent_render_out *r,
                        enum agent_apply_kind *kind, struct diag *diag) WUR;
@@ -219,6 +226,10 @@ int agent_driver_pid(struct agent_driver *d);
  * negative code with diag. Thread-safe.
  */
 int agent_driver_restart(struct agent_driver *d, struct diag *diag) WUR;
+
+/* Delete the removed servers HAProxy kept while they had connections, where it now lets go.
+ * Blocking (one command per such server); thread-safe. */
+void agent_driver_sweep(struct agent_driver *d);
 
 /* Whether HAProxy answers `show info` on its stats socket. Thread-safe. */
 bool agent_driver_healthy(struct agent_driver *d);

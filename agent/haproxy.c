@@ -42,6 +42,10 @@ struct agent_driver {
     /* the last good rendering: what the files on disk hold when no apply is running */
     char *good_cfg, *good_map;
     json_t *good_runtime;
+    /* servers removed from the configuration that HAProxy still holds, in maintenance: `del
+     * server` refused while connections remained; retried by agent_driver_sweep and every apply
+     * ({"backend", "server", "addr", "args"}, keyed "<backend>/<server>") */
+    json_t *zombies;
     char *bundle; /* the trust bundle HAProxy holds */
     struct agent_driver_stats st;
     int pid; /* the master's, 0 when none runs */
@@ -89,8 +93,9 @@ int agent_driver_new(const struct agent_haproxy_ops *ops, void *ctx,
     d->map_path = join(opts->run_dir, "outbound.map");
     d->admin_sock = join(opts->run_dir, "admin.sock");
     d->master_sock = join(opts->run_dir, "master.sock");
-    if (!d->run_dir || !d->cert_file || !d->ca_file || !d->cfg_path || !d->map_path ||
-        !d->admin_sock || !d->master_sock) {
+    d->zombies = json_object();
+    if (!d->zombies || !d->run_dir || !d->cert_file || !d->ca_file || !d->cfg_path ||
+        !d->map_path || !d->admin_sock || !d->master_sock) {
         agent_driver_free(d);
         return -ENOMEM;
     }
@@ -115,6 +120,7 @@ void agent_driver_free(struct agent_driver *d)
     free(d->good_cfg);
     free(d->good_map);
     json_decref(d->good_runtime);
+    json_decref(d->zombies);
     free(d->bundle);
     pthread_mutex_destroy(&d->lock);
     free(d);
@@ -198,34 +204,25 @@ int agent_read_file(const char *path, char **out)
 }
 
 /*
- * The configuration with the weight of every server line removed: two renderings whose
- * stripped texts are equal differ at most in weights, which the runtime API changes.
+ * The configuration without the server lines of the outbound backends (oh_*, ot_*): every one
+ * of them is a runtime item the runtime API can add, remove or reweight. Two renderings whose
+ * stripped texts are equal differ only in those servers.
  */
-static char *strip_weights(const char *cfg)
+static char *strip_servers(const char *cfg)
 {
     struct buf b;
     const char *p = cfg;
+    bool outbound = false;
 
     buf_init(&b);
     while (*p) {
         const char *eol = strchr(p, '\n');
         size_t n = eol ? (size_t)(eol - p + 1) : strlen(p);
-        const char *w = NULL;
 
-        if (strncmp(p, "    server ", 11) == 0) {
-            w = strstr(p, " weight ");
-            if (w && w >= p + n)
-                w = NULL;
-        }
-        if (w) {
-            const char *e = w + 8;
-            while (*e >= '0' && *e <= '9')
-                e++;
-            if (buf_append(&b, p, (size_t)(w - p)) || buf_append(&b, e, (size_t)(p + n - e)))
-                goto fail;
-        } else if (buf_append(&b, p, n)) {
+        if (p[0] != ' ' && p[0] != '\n' && p[0] != '#')
+            outbound = strncmp(p, "backend oh_", 11) == 0 || strncmp(p, "backend ot_", 11) == 0;
+        if (!(outbound && strncmp(p, "    server ", 11) == 0) && buf_append(&b, p, n))
             goto fail;
-        }
         p += n;
     }
     if (buf_reserve(&b, 1))
@@ -236,20 +233,42 @@ fail:
     return NULL;
 }
 
-static int server_weight(const json_t *runtime, const char *backend, const char *server)
+/* The runtime's server items by "<backend>/<server>" (borrowed references), or NULL. */
+static json_t *server_index(const json_t *runtime)
 {
+    json_t *idx = json_object(), *it;
     size_t i;
-    json_t *it;
 
+    if (!idx)
+        return NULL;
     json_array_foreach(runtime, i, it)
     {
         const char *k = json_string_value(json_object_get(it, "kind"));
-        if (k && strcmp(k, "server") == 0 &&
-            strcmp(json_string_value(json_object_get(it, "backend")), backend) == 0 &&
-            strcmp(json_string_value(json_object_get(it, "server")), server) == 0)
-            return (int)json_integer_value(json_object_get(it, "weight"));
+        char key[512];
+
+        if (!k || strcmp(k, "server") != 0)
+            continue;
+        snprintf(key, sizeof(key), "%s/%s", json_string_value(json_object_get(it, "backend")),
+                 json_string_value(json_object_get(it, "server")));
+        if (json_object_set(idx, key, it) < 0) {
+            json_decref(idx);
+            return NULL;
+        }
     }
-    return -1;
+    return idx;
+}
+
+static const char *sv_str(const json_t *it, const char *k)
+{
+    const char *v = json_string_value(json_object_get(it, k));
+    return v ? v : "";
+}
+
+/* The same server (address and TLS arguments), weights aside. */
+static bool same_server(const json_t *a, const json_t *b)
+{
+    return strcmp(sv_str(a, "addr"), sv_str(b, "addr")) == 0 &&
+           strcmp(sv_str(a, "args"), sv_str(b, "args")) == 0;
 }
 
 /* The reply with its trailing blank lines cut, for messages. */
@@ -329,44 +348,190 @@ static int put_back(struct agent_driver *d)
     return rc;
 }
 
-/* Weight changes through the runtime API; 0, or nonzero when a command was refused. */
-static int apply_weights(struct agent_driver *d, const json_t *runtime, unsigned *changed)
+/*
+ * One command on the admin socket whose success is the answer `ok` (a prefix; NULL: an empty
+ * answer). 0, -EIO with HAProxy's answer in r when it refused, or the socket's error.
+ */
+static int admin(struct agent_driver *d, const char *cmd, const char *ok, struct buf *r)
 {
-    size_t i;
-    json_t *it;
+    int rc;
+
+    buf_reset(r);
+    rc = d->ops->cmd(d->ctx, d->admin_sock, cmd, r);
+    if (rc)
+        return rc;
+    if (ok ? !(r->p && strncmp(r->p, ok, strlen(ok)) == 0)
+           : (r->len && strspn(r->p, "\n ") != r->len))
+        return -EIO;
+    return 0;
+}
+
+/*
+ * `del server` for a server already in maintenance. HAProxy refuses while connections remain
+ * (active or idle): then it stays a zombie, in maintenance (no new request goes to it), and is
+ * tried again later. 0 deleted, 1 kept for later, <0 the socket failed.
+ */
+static int del_server(struct agent_driver *d, const char *be, const char *sv, struct buf *r)
+{
+    char cmd[600];
+    int rc;
+
+    snprintf(cmd, sizeof(cmd), "del server %s/%s", be, sv);
+    rc = admin(d, cmd, "Server deleted.", r);
+    if (rc == -EIO) {
+        log_debug("msg=\"server kept in maintenance until its connections end\" server=%s/%s "
+                  "answer=\"%s\"",
+                  be, sv, trimmed(r));
+        return 1;
+    }
+    return rc;
+}
+
+/* Delete the zombies HAProxy now lets go. Called with the lock held. */
+static void sweep(struct agent_driver *d)
+{
+    const char *key;
+    json_t *z, *tmp;
     struct buf r;
-    int rc = 0;
 
+    if (d->pid <= 0 || json_object_size(d->zombies) == 0)
+        return;
     buf_init(&r);
-    json_array_foreach(runtime, i, it)
+    json_object_foreach_safe(d->zombies, tmp, key, z)
     {
-        const char *k = json_string_value(json_object_get(it, "kind"));
-        const char *be, *sv;
-        char cmd[512];
-        int w;
+        int rc = del_server(d, sv_str(z, "backend"), sv_str(z, "server"), &r);
 
-        if (!k || strcmp(k, "server") != 0)
-            continue;
-        be = json_string_value(json_object_get(it, "backend"));
-        sv = json_string_value(json_object_get(it, "server"));
-        w = (int)json_integer_value(json_object_get(it, "weight"));
-        if (server_weight(d->good_runtime, be, sv) == w)
-            continue;
-        snprintf(cmd, sizeof(cmd), "set server %s/%s weight %d", be, sv, w);
-        buf_reset(&r);
-        rc = d->ops->cmd(d->ctx, d->admin_sock, cmd, &r);
-        /* success is an empty answer; anything else is HAProxy refusing */
-        if (!rc && r.len && strspn(r.p, "\n ") != r.len)
-            rc = -EIO;
-        if (rc) {
-            log_warn("msg=\"runtime API refused a weight change; reloading instead\" "
-                     "command=\"%s\" answer=\"%s\"",
-                     cmd, rc == -EIO ? trimmed(&r) : err_str(rc));
+        if (rc == 0) {
+            log_info("msg=\"removed server deleted\" server=%s", key);
+            json_object_del(d->zombies, key);
+        } else if (rc < 0) {
             break;
         }
-        (*changed)++;
     }
     buf_release(&r);
+}
+
+struct server_counts {
+    unsigned added, removed, reweighted, kept;
+};
+
+/*
+ * Servers through the runtime API: from the last good rendering's servers to r's. First what
+ * cannot be done at runtime is looked for (a server whose address or TLS arguments changed
+ * under the same name: 1, nothing sent). Then new servers are added (`add server`, then `set
+ * server ... state ready`: HAProxy adds them in maintenance), or taken back from the zombies;
+ * weights are set; removed servers go to maintenance and are deleted, or kept as zombies while
+ * connections remain. The order means a backend never lacks a server its new state has.
+ * 0 done, 1 needs a reload, <0 a command failed (HAProxy's answer logged): reload.
+ */
+static int apply_servers(struct agent_driver *d, const json_t *runtime, struct server_counts *n)
+{
+    json_t *oldx = server_index(d->good_runtime), *newx = server_index(runtime), *it, *old;
+    const char *key;
+    struct buf r, cmd;
+    int rc = -ENOMEM;
+
+    buf_init(&r);
+    buf_init(&cmd);
+    if (!oldx || !newx)
+        goto out;
+    rc = 1;
+    json_object_foreach(newx, key, it)
+    {
+        old = json_object_get(oldx, key);
+        if (!old)
+            old = json_object_get(d->zombies, key);
+        if (old && !same_server(old, it)) {
+            log_info("msg=\"a server changed under the same name; reloading\" server=%s", key);
+            goto out;
+        }
+    }
+    rc = 0;
+    /* added (or taken back from the zombies) */
+    json_object_foreach(newx, key, it)
+    {
+        const char *be = sv_str(it, "backend"), *sv = sv_str(it, "server");
+        int w = (int)json_integer_value(json_object_get(it, "weight"));
+
+        if (json_object_get(oldx, key))
+            continue;
+        buf_reset(&cmd);
+        if (json_object_get(d->zombies, key)) {
+            rc = buf_printf(&cmd, "set server %s/%s weight %d", be, sv, w);
+            if (!rc)
+                rc = admin(d, cmd.p, NULL, &r);
+        } else {
+            rc = buf_printf(&cmd, "add server %s/%s %s weight %d%s%s", be, sv, sv_str(it, "addr"),
+                            w, *sv_str(it, "args") ? " " : "", sv_str(it, "args"));
+            if (!rc)
+                rc = admin(d, cmd.p, "New server registered.", &r);
+        }
+        if (!rc) {
+            buf_reset(&cmd);
+            rc = buf_printf(&cmd, "set server %s/%s state ready", be, sv);
+            if (!rc)
+                rc = admin(d, cmd.p, NULL, &r);
+        }
+        if (rc)
+            goto refused;
+        json_object_del(d->zombies, key);
+        n->added++;
+    }
+    /* reweighted */
+    json_object_foreach(newx, key, it)
+    {
+        int w = (int)json_integer_value(json_object_get(it, "weight"));
+
+        old = json_object_get(oldx, key);
+        if (!old || json_integer_value(json_object_get(old, "weight")) == w)
+            continue;
+        buf_reset(&cmd);
+        rc = buf_printf(&cmd, "set server %s/%s weight %d", sv_str(it, "backend"),
+                        sv_str(it, "server"), w);
+        if (!rc)
+            rc = admin(d, cmd.p, NULL, &r);
+        if (rc)
+            goto refused;
+        n->reweighted++;
+    }
+    /* removed: drained (maintenance), then deleted when HAProxy lets go */
+    json_object_foreach(oldx, key, old)
+    {
+        const char *be = sv_str(old, "backend"), *sv = sv_str(old, "server");
+        json_t *z;
+
+        if (json_object_get(newx, key))
+            continue;
+        buf_reset(&cmd);
+        rc = buf_printf(&cmd, "set server %s/%s state maint", be, sv);
+        if (!rc)
+            rc = admin(d, cmd.p, NULL, &r);
+        if (!rc)
+            rc = del_server(d, be, sv, &r);
+        if (rc < 0)
+            goto refused;
+        n->removed++;
+        if (rc == 1) {
+            z = json_pack("{s:s,s:s,s:s,s:s}", "backend", be, "server", sv, "addr",
+                          sv_str(old, "addr"), "args", sv_str(old, "args"));
+            if (!z || json_object_set_new(d->zombies, key, z) < 0) {
+                rc = -ENOMEM;
+                goto out;
+            }
+            n->kept++;
+            rc = 0;
+        }
+    }
+    goto out;
+refused:
+    log_warn("msg=\"runtime API refused a server change; reloading instead\" command=\"%s\" "
+             "answer=\"%s\"",
+             cmd.p ? cmd.p : "", rc == -EIO ? trimmed(&r) : err_str(rc));
+out:
+    json_decref(oldx);
+    json_decref(newx);
+    buf_release(&r);
+    buf_release(&cmd);
     return rc;
 }
 
@@ -398,7 +563,7 @@ int agent_driver_apply(struct agent_driver *d, const struct agent_render_out *r,
     const char *map = r->outbound_map.p ? r->outbound_map.p : "";
     char *s_old = NULL, *s_new = NULL, *cfg_new = NULL;
     enum agent_apply_kind k = AGENT_APPLY_RELOAD;
-    unsigned changed = 0;
+    struct server_counts counts = {0};
     int rc;
 
     pthread_mutex_lock(&d->lock);
@@ -408,14 +573,15 @@ int agent_driver_apply(struct agent_driver *d, const struct agent_render_out *r,
         goto out;
     }
     if (d->good_cfg && d->pid > 0 && strcmp(d->good_map, map) == 0) {
-        s_old = strip_weights(d->good_cfg);
-        s_new = strip_weights(cfg);
+        s_old = strip_servers(d->good_cfg);
+        s_new = strip_servers(cfg);
         if (!s_old || !s_new) {
             rc = -ENOMEM;
             goto out;
         }
-        if (strcmp(s_old, s_new) == 0 && apply_weights(d, r->runtime, &changed) == 0) {
-            /* the files follow, so that a later reload or restart keeps these weights */
+        sweep(d);
+        if (strcmp(s_old, s_new) == 0 && apply_servers(d, r->runtime, &counts) == 0) {
+            /* the files follow, so that a later reload or restart runs this state */
             rc = write_file(d->cfg_path, cfg, strlen(cfg), 0644);
             if (rc) {
                 diag_set(diag, "%s: %s", d->cfg_path, err_str(rc));
@@ -457,6 +623,8 @@ int agent_driver_apply(struct agent_driver *d, const struct agent_render_out *r,
     }
     if (d->pid > 0) {
         rc = reload(d, diag);
+        if (!rc) /* the new worker runs the file: no zombie in it */
+            json_object_clear(d->zombies);
     } else {
         k = AGENT_APPLY_START;
         rc = d->ops->start(d->ctx, d->cfg_path, d->master_sock, &d->pid);
@@ -477,7 +645,9 @@ out:
             d->st.runtime_applies++;
     }
     if (!rc && k == AGENT_APPLY_RUNTIME)
-        log_info("msg=\"applied through the runtime API\" weights_changed=%u", changed);
+        log_info("msg=\"applied through the runtime API\" servers_added=%u servers_removed=%u "
+                 "weights_changed=%u removed_kept_draining=%u",
+                 counts.added, counts.removed, counts.reweighted, counts.kept);
     pthread_mutex_unlock(&d->lock);
     free(s_old);
     free(s_new);
@@ -691,6 +861,7 @@ int agent_driver_restart(struct agent_driver *d, struct diag *diag)
 
     pthread_mutex_lock(&d->lock);
     d->pid = 0;
+    json_object_clear(d->zombies);
     if (!d->good_cfg)
         goto out;
     /* the files on disk are the last good ones (an apply puts them back when it fails) */
@@ -700,6 +871,13 @@ int agent_driver_restart(struct agent_driver *d, struct diag *diag)
 out:
     pthread_mutex_unlock(&d->lock);
     return rc;
+}
+
+void agent_driver_sweep(struct agent_driver *d)
+{
+    pthread_mutex_lock(&d->lock);
+    sweep(d);
+    pthread_mutex_unlock(&d->lock);
 }
 
 bool agent_driver_healthy(struct agent_driver *d)

@@ -69,6 +69,9 @@ struct agent {
 
     /* configuration */
     json_t *doc;     /* the document waiting to be applied (newest wins) */
+    bool doc_stream; /* it came from the stream: answer weftd once applied */
+    uint64_t doc_version;
+    char doc_hash[PUSH_HASH_LEN + 1];
     bool apply_busy; /* an apply runs on a worker */
     bool configured; /* a first configuration runs */
     char last_error[1024];
@@ -113,6 +116,9 @@ struct job {
     struct diag diag;
     struct agent_cert cert; /* JOB_CERT */
     json_t *doc;            /* JOB_APPLY */
+    bool stream;            /* JOB_APPLY: a document from the stream, answered when done */
+    uint64_t version;
+    char hash[PUSH_HASH_LEN + 1];
     enum agent_apply_kind applied;
     bool healthy;           /* JOB_HEALTH */
     json_t *spec;           /* JOB_PROBE */
@@ -200,6 +206,7 @@ static void run_job(uv_work_t *w)
         break;
     case JOB_HEALTH:
         j->healthy = agent_driver_healthy(a->drv);
+        agent_driver_sweep(a->drv); /* removed servers whose last connections ended */
         break;
     case JOB_PROBE:
         j->rc = agent_probe_run(j->spec, &j->diag);
@@ -338,16 +345,31 @@ static void after_job(uv_work_t *w, int status)
         if (j->rc) {
             a->nacks++;
             snprintf(a->last_error, sizeof(a->last_error), "%s", j->diag.text);
-            log_error("msg=\"configuration refused; the last good one keeps serving\" "
-                      "error=\"%s\"",
-                      j->diag.text);
+            if (j->stream)
+                log_error("msg=\"configuration refused (NACK); the last good one keeps serving\" "
+                          "version=%llu hash=%s error=\"%s\"",
+                          (unsigned long long)j->version, j->hash, j->diag.text);
+            else
+                log_error("msg=\"configuration refused; the last good one keeps serving\" "
+                          "error=\"%s\"",
+                          j->diag.text);
         } else {
             a->applied[j->applied]++;
             a->configured = true;
             a->last_error[0] = '\0';
-            log_info("msg=\"configuration applied\" how=%s haproxy_pid=%d",
-                     agent_apply_kind_name(j->applied), agent_driver_pid(a->drv));
+            if (j->stream)
+                log_info("msg=\"configuration applied (ACK)\" version=%llu hash=%s how=%s "
+                         "haproxy_pid=%d",
+                         (unsigned long long)j->version, j->hash, agent_apply_kind_name(j->applied),
+                         agent_driver_pid(a->drv));
+            else
+                log_info("msg=\"configuration applied\" how=%s haproxy_pid=%d",
+                         agent_apply_kind_name(j->applied), agent_driver_pid(a->drv));
         }
+        if (j->stream && a->stream &&
+            push_client_answer(a->stream, j->version, j->hash, j->rc, j->diag.text))
+            log_error("msg=\"config stream: the answer could not be queued\" version=%llu",
+                      (unsigned long long)j->version);
         json_decref(j->doc);
         apply_next(a);
         break;
@@ -399,45 +421,33 @@ static void after_job(uv_work_t *w, int status)
 /* ---- the config stream --------------------------------------------------------------------- */
 
 /*
- * A document from weftd: rendered and applied before the answer, so that the NACK carries
- * HAProxy's own message. This runs on the loop thread (push/'s callback answers synchronously):
- * a reload's haproxy -c holds the loop for its duration (tens of ms for a small document, up
- * to half a second for 1,000 services, HAPROXY-NOTES.md).
+ * A document from weftd: parsed here, then rendered and applied on a worker (a reload's
+ * haproxy -c takes up to half a second with 1,000 services, HAPROXY-NOTES.md), and answered
+ * from there (push_client_answer), so that the NACK carries HAProxy's own message. The newest
+ * document wins: one that arrives while another waits replaces it.
  */
 static int on_stream_config(void *arg, uint64_t version, const char *hash, const char *doc,
                             char *reason, size_t reason_size)
 {
     struct agent *a = arg;
-    struct agent_render_out out;
-    struct diag dg = {0, ""};
-    enum agent_apply_kind k = AGENT_APPLY_NONE;
     json_error_t e;
     json_t *js = json_loads(doc, 0, &e);
-    int rc;
 
     if (!js) {
         snprintf(reason, reason_size, "the document is not JSON: %s", e.text);
-        return ERR_PARSE;
-    }
-    rc = agent_render(js, &a->ro, &out, &dg);
-    json_decref(js);
-    if (!rc) {
-        rc = agent_driver_apply(a->drv, &out, &k, &dg);
-        agent_render_out_release(&out);
-    }
-    if (rc) {
         a->nacks++;
-        snprintf(reason, reason_size, "%s", dg.text);
         log_error("msg=\"configuration refused (NACK); the last good one keeps serving\" "
                   "version=%llu hash=%s error=\"%s\"",
                   (unsigned long long)version, hash, reason);
-        return rc;
+        return ERR_PARSE;
     }
-    a->applied[k]++;
-    a->configured = true;
-    log_info("msg=\"configuration applied (ACK)\" version=%llu hash=%s how=%s haproxy_pid=%d",
-             (unsigned long long)version, hash, agent_apply_kind_name(k), agent_driver_pid(a->drv));
-    return 0;
+    json_decref(a->doc);
+    a->doc = js;
+    a->doc_stream = true;
+    a->doc_version = version;
+    snprintf(a->doc_hash, sizeof(a->doc_hash), "%s", hash);
+    apply_next(a);
+    return PUSH_CONFIG_LATER;
 }
 
 static void on_stream_state(void *arg, const struct push_client_event *ev)
@@ -594,6 +604,9 @@ static void apply_next(struct agent *a)
     if (!j)
         return;
     j->doc = a->doc;
+    j->stream = a->doc_stream;
+    j->version = a->doc_version;
+    memcpy(j->hash, a->doc_hash, sizeof(j->hash));
     if (submit(a, j))
         return; /* the document stays waiting; the next change or certificate retries */
     a->doc = NULL;
@@ -616,6 +629,7 @@ static void load_config(struct agent *a)
     }
     json_decref(a->doc);
     a->doc = doc;
+    a->doc_stream = false;
     apply_next(a);
 }
 

@@ -18,6 +18,7 @@
  */
 #include <arpa/inet.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -744,16 +745,41 @@ static void render_inbound(struct rctx *x, const json_t *inbound, const char *mo
 
 /* ---- outbound ---- */
 
-static void runtime_server(struct rctx *x, const char *backend, const char *server, int weight)
+/*
+ * A server the runtime API can change: its weight (`set server ... weight`), or the whole server
+ * (`add server <backend>/<server> <addr> weight <w> <args>`, `del server`). `line` is the
+ * configuration line as written (without its newline): the driver compares configurations
+ * without these lines.
+ */
+static void runtime_server(struct rctx *x, const char *backend, const char *server, int weight,
+                           const char *addr, const char *args, const char *line)
 {
-    json_t *item = json_pack("{s:s,s:s,s:s,s:i}", "kind", "server", "backend", backend, "server",
-                             server, "weight", weight);
+    json_t *item =
+        json_pack("{s:s,s:s,s:s,s:i,s:s,s:s,s:s}", "kind", "server", "backend", backend, "server",
+                  server, "weight", weight, "addr", addr, "args", args, "line", line);
 
     if (!item || json_array_append_new(x->out->runtime, item) < 0)
         fail(x, -ENOMEM, "out of memory");
 }
 
-/* One server line for an endpoint {ip, port, identity, ready, weight}. */
+/* FNV-1a, 32 bits: a short tag of an endpoint's identity for its server name. */
+static uint32_t fnv1a(const char *s)
+{
+    uint32_t h = 2166136261u;
+
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 16777619u;
+    }
+    return h;
+}
+
+/*
+ * One server line for an endpoint {ip, port, identity, ready, weight}. The server is named
+ * <ip>_<port>, with _<tag of the identity's name> when it has one: an endpoint whose identity
+ * changes is another server (removed and added through the runtime API: `verifyhost` cannot
+ * change on a running server).
+ */
 static void server_line(struct rctx *x, const char *backend, const json_t *e, const char *path,
                         bool fixed_weight)
 {
@@ -761,7 +787,7 @@ static void server_line(struct rctx *x, const char *backend, const json_t *e, co
     int port = port_at(e, "port"), fam = ip_family(ip);
     const json_t *w = json_object_get(e, "weight");
     int weight = fixed_weight ? 1 : (int)json_integer_value(w);
-    char name[80], cn[CA_CN_MAX + 1];
+    char name[96], cn[CA_CN_MAX + 1], addr[80], args[1600] = "", line[1900];
     bool ready = json_is_true(json_object_get(e, "ready"));
 
     if (!fam || !port) {
@@ -774,22 +800,25 @@ static void server_line(struct rctx *x, const char *backend, const json_t *e, co
     }
     if (!ready)
         weight = 0;
-    snprintf(name, sizeof(name), "%s_%d", ip, port);
-    emit(x, fam == AF_INET6 ? "    server %s [%s]:%d weight %d" : "    server %s %s:%d weight %d",
-         name, ip, port, weight);
+    snprintf(addr, sizeof(addr), fam == AF_INET6 ? "[%s]:%d" : "%s:%d", ip, port);
     if (id) {
         if (!id_to_cn(id, cn, sizeof(cn))) {
             fail(x, ERR_INVALID, "%s.identity: \"%s\" is not spiffe://<td>/ns/<ns>/sa/<sa>", path,
                  id);
             return;
         }
+        snprintf(name, sizeof(name), "%s_%d_%08x", ip, port, fnv1a(cn));
         /* mutual TLS: our certificate, the peer verified against the bundle, and its name
          * checked (in 2.6 sni overrides verifyhost: both say the same) */
-        emit(x, " ssl crt %s ca-file %s verify required sni str(%s) verifyhost %s", x->o->cert_file,
-             x->o->ca_file, cn, cn);
+        snprintf(args, sizeof(args),
+                 " ssl crt %s ca-file %s verify required sni str(%s) verifyhost %s",
+                 x->o->cert_file, x->o->ca_file, cn, cn);
+    } else {
+        snprintf(name, sizeof(name), "%s_%d", ip, port);
     }
-    emit(x, "\n");
-    runtime_server(x, backend, name, weight);
+    snprintf(line, sizeof(line), "    server %s %s weight %d%s", name, addr, weight, args);
+    emit(x, "%s\n", line);
+    runtime_server(x, backend, name, weight, addr, args[0] ? args + 1 : "", line);
 }
 
 /* The document's retryOn names (docs/crds.md) to HAProxy 2.6's retry-on keywords. */

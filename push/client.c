@@ -229,6 +229,8 @@ static void on_config(struct push_client *c, struct push_msg *m)
         return;
     }
     rc = c->ops.on_config(c->arg, m->version, m->hash, m->config, reason, sizeof(reason));
+    if (rc == PUSH_CONFIG_LATER)
+        return;
     reason[sizeof(reason) - 1] = '\0';
     if (rc == 0) {
         ans.type = PUSH_MSG_ACK;
@@ -239,6 +241,31 @@ static void on_config(struct push_client *c, struct push_msg *m)
         ans.reason = reason[0] ? reason : (char *)(uintptr_t)err_str(rc);
     }
     q_msg(c, &ans);
+}
+
+int push_client_answer(struct push_client *c, uint64_t version, const char *hash, int rc,
+                       const char *reason)
+{
+    char r[PUSH_REASON_MAX + 1];
+    struct push_msg ans;
+
+    if (!c || !hash || strlen(hash) != PUSH_HASH_LEN)
+        return -EINVAL;
+    memset(&ans, 0, sizeof(ans));
+    ans.version = version;
+    memcpy(ans.hash, hash, sizeof(ans.hash));
+    if (rc == 0) {
+        ans.type = PUSH_MSG_ACK;
+        memcpy(c->last_hash, hash, sizeof(c->last_hash));
+        memcpy(c->hello.last_hash, hash, sizeof(c->hello.last_hash));
+    } else {
+        ans.type = PUSH_MSG_NACK;
+        snprintf(r, sizeof(r), "%s", reason && *reason ? reason : err_str(rc));
+        ans.reason = r;
+    }
+    if (c->st == C_OPEN && !c->freeing)
+        q_msg(c, &ans);
+    return 0;
 }
 
 static int on_frame(struct push_client *c)

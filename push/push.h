@@ -226,6 +226,10 @@ void push_server_free(struct push_server *s);
 
 struct push_client;
 
+/* on_config's answer "not yet": push_client_answer() gives the verdict. A value no error
+ * code takes (they are negative; callers NACK with small positive values too). */
+#define PUSH_CONFIG_LATER 0x4c415445 /* "LATE" */
+
 struct push_client_config {
     const char *host; /* weftd address to connect to */
     int port;
@@ -258,7 +262,8 @@ struct push_client_ops {
     /*
      * Required. A `config` arrived whose hash matches its document (canonical JSON text).
      * Return 0 to ACK (the hash becomes lastHash); nonzero to NACK with reason (NUL-terminated
-     * in reason_size bytes; empty: err_str of the return value).
+     * in reason_size bytes; empty: err_str of the return value); or PUSH_CONFIG_LATER to answer
+     * later with push_client_answer() (the document is applied off the loop).
      */
     int (*on_config)(void *arg, uint64_t version, const char *hash, const char *doc, char *reason,
                      size_t reason_size);
@@ -294,6 +299,16 @@ int push_client_new(uv_loop_t *loop, const struct push_client_config *cfg,
  */
 int push_client_set_certs(struct push_client *c, const char *cert_pem, const char *key_pem,
                           const char *trust_pem) WUR;
+
+/*
+ * The verdict on a document on_config deferred (PUSH_CONFIG_LATER): rc 0 ACKs it (its hash
+ * becomes lastHash), nonzero NACKs it with reason (NULL or "": err_str(rc)). Sent when the
+ * stream is open (a stream reopened since still hears it: the hash names what the proxy runs);
+ * otherwise only lastHash follows. A document superseded before it was applied may go
+ * unanswered: weftd compares the last answer with its newest document. 0, -EINVAL or -ENOMEM.
+ */
+int push_client_answer(struct push_client *c, uint64_t version, const char *hash, int rc,
+                       const char *reason) WUR;
 
 /* Hash of the last ACKed configuration (sent as lastHash in every hello); "" none. */
 const char *push_client_last_hash(const struct push_client *c);

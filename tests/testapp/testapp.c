@@ -2,9 +2,14 @@
  * testapp.c - the test workload behind the image weft/testapp (see docs/kubelet-lite.md).
  *
  * Server (default mode, or `testapp serve`): HTTP/1.1 on $PORT (default 8080), all addresses
- * (IPv6 dual-stack socket, IPv4 fallback), one thread per connection, keep-alive honoured.
+ * (IPv6 dual-stack socket, IPv4 fallback) or only $ADDR, one thread per connection, keep-alive
+ * honoured.
  *   GET /                  200, body "<pod name>\n" ($POD_NAME, else the hostname)
- *   ?fail=N / FAIL_PERCENT exactly N of every 100 requests (counted per process) answer 503
+ *   ?fail=N / FAIL_PERCENT exactly N of every 100 requests (counted per process) answer 503;
+ *                          with FAIL_SEED set, each request fails with probability N/100
+ *                          instead, drawn from a generator seeded with FAIL_SEED (random, not
+ *                          spread evenly: a retry may fail again)
+ *   DELAY_MS               every answer but /healthz waits this long (a hanging endpoint)
  *   /healthz               200 "ok\n", or the code set with /sethealth?code=N
  *   /sethealth?code=N      sets the /healthz answer (readiness tests); 200 "healthz=N\n"
  *   /sleep?ms=N            answers after N milliseconds
@@ -19,6 +24,14 @@
  * the request started (traffic tests time outages from it). Exit status 0 when
  * every request got an HTTP response, 1 otherwise, 2 on usage errors. Only http:// URLs with a
  * literal IPv4 address or a name getaddrinfo resolves.
+ *
+ * Load: `testapp load URL [-n COUNT] [-d SECONDS] [-r RATE] [-c CONNS] [-t TIMEOUT_MS]
+ * [-X METHOD] [-H 'Name: value']...` sends requests over CONNS keep-alive connections (1) at
+ * RATE requests per second in all (0: as fast as answers come), until COUNT requests were sent
+ * or SECONDS passed (or SIGTERM/SIGINT), reconnecting after a failure or a `Connection: close`.
+ * It prints "requests N ok N failed N" (ok: an HTTP answer with status < 500; failed: no HTTP
+ * answer, or 5xx), then one line per distinct answer, "<count> <status> <body's first line>"
+ * (or "<count> ERR <reason>"), most frequent first. Exit 0.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -31,6 +44,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +58,9 @@
 struct app {
     char name[256];
     int fail_percent;
+    int fail_random; /* FAIL_SEED set: failures drawn at random */
+    uint64_t rng;    /* xorshift64* state, under log_lock */
+    long delay_ms;   /* DELAY_MS */
     atomic_uint counter;
     atomic_int health_code;
     pthread_mutex_t log_lock;
@@ -55,7 +72,8 @@ struct conn {
     char peer[INET6_ADDRSTRLEN + 8];
 };
 
-/* Exactly n of every 100 consecutive requests fail (Bresenham spread), n in 0..100. */
+/* Exactly n of every 100 consecutive requests fail (Bresenham spread), n in 0..100; with
+ * FAIL_SEED, each fails with probability n/100 from the seeded generator. */
 static int should_fail(struct app *app, int n)
 {
     unsigned k;
@@ -64,6 +82,17 @@ static int should_fail(struct app *app, int n)
         return 0;
     if (n >= 100)
         return 1;
+    if (app->fail_random) {
+        uint64_t x;
+
+        pthread_mutex_lock(&app->log_lock);
+        app->rng ^= app->rng >> 12;
+        app->rng ^= app->rng << 25;
+        app->rng ^= app->rng >> 27;
+        x = app->rng * 2685821657736338717ull;
+        pthread_mutex_unlock(&app->log_lock);
+        return (x >> 11) % 10000 < (uint64_t)n * 100;
+    }
     k = atomic_fetch_add(&app->counter, 1) % 100;
     return (k * (unsigned)n) / 100 != ((k + 1) * (unsigned)n) / 100;
 }
@@ -178,6 +207,11 @@ static int handle(struct conn *c, char *req, size_t head_len, int keep)
         memcpy(body, req, l);
         body[l] = '\0';
     } else {
+        if (c->app->delay_ms > 0) {
+            struct timespec ts = {c->app->delay_ms / 1000, (c->app->delay_ms % 1000) * 1000000L};
+            while (nanosleep(&ts, &ts) && errno == EINTR)
+                ;
+        }
         if (strcmp(path, "/sleep") == 0) {
             long ms = query_int(q, "ms", 0);
             if (ms > 0) {
@@ -281,6 +315,28 @@ static int listen_on(int port)
     int fd, one = 1, zero = 0;
     struct sockaddr_in6 a6;
     struct sockaddr_in a4;
+    const char *only = getenv("ADDR");
+
+    if (only && *only) {
+        struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_PASSIVE,
+                                 .ai_socktype = SOCK_STREAM},
+                        *res = NULL;
+        char ps[8];
+
+        snprintf(ps, sizeof(ps), "%d", port);
+        if (getaddrinfo(only, ps, &hints, &res) || !res)
+            return -1;
+        fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0) {
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+            if (bind(fd, res->ai_addr, res->ai_addrlen) || listen(fd, 128)) {
+                close(fd);
+                fd = -1;
+            }
+        }
+        freeaddrinfo(res);
+        return fd;
+    }
 
     fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd >= 0) {
@@ -347,6 +403,13 @@ static int serve(void)
         snprintf(app.name, sizeof(app.name), "testapp");
     s = getenv("FAIL_PERCENT");
     app.fail_percent = s ? atoi(s) : 0;
+    s = getenv("FAIL_SEED");
+    if (s && *s) {
+        app.fail_random = 1;
+        app.rng = strtoull(s, NULL, 10) * 0x9E3779B97F4A7C15ull + 1; /* never 0 */
+    }
+    s = getenv("DELAY_MS");
+    app.delay_ms = s ? atol(s) : 0;
     s = getenv("PORT");
     if (s && *s)
         port = atoi(s);
@@ -370,7 +433,8 @@ static int serve(void)
         fprintf(stderr, "testapp: cannot start the signal thread\n");
         return 1;
     }
-    printf("testapp: %s listening on port %d (fail %d%%)\n", app.name, port, app.fail_percent);
+    printf("testapp: %s listening on port %d (fail %d%%%s, delay %ld ms)\n", app.name, port,
+           app.fail_percent, app.fail_random ? " at random" : "", app.delay_ms);
     fflush(stdout);
     for (;;) {
         struct sockaddr_storage ss;
@@ -584,13 +648,283 @@ static int client(int argc, char **argv)
     return failed ? 1 : 0;
 }
 
+/* ------------------------------------------------------------------ load */
+
+#define LOAD_KINDS 64
+
+struct load {
+    struct url u;
+    char req[4096];
+    long count;      /* 0: no limit */
+    double deadline; /* monotonic seconds; 0: none */
+    double interval; /* seconds between one connection's requests; 0: back to back */
+    int timeout_ms;
+    atomic_long sent;
+    pthread_mutex_t lock;
+    long total, ok, failed;
+    struct {
+        char key[160];
+        long n;
+    } kinds[LOAD_KINDS];
+    int nkinds;
+};
+
+static volatile sig_atomic_t load_stop;
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    load_stop = 1;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void load_count(struct load *l, const char *key, int ok)
+{
+    int i;
+
+    pthread_mutex_lock(&l->lock);
+    l->total++;
+    if (ok)
+        l->ok++;
+    else
+        l->failed++;
+    for (i = 0; i < l->nkinds; i++)
+        if (strcmp(l->kinds[i].key, key) == 0)
+            break;
+    if (i == l->nkinds && l->nkinds < LOAD_KINDS)
+        snprintf(l->kinds[l->nkinds++].key, sizeof(l->kinds[0].key), "%s", key);
+    if (i < l->nkinds)
+        l->kinds[i].n++;
+    pthread_mutex_unlock(&l->lock);
+}
+
+static int load_connect(struct load *l)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+    int fd, err = 0;
+    socklen_t el = sizeof(err);
+
+    if (getaddrinfo(l->u.host, l->u.port, &hints, &res) || !res)
+        return -1;
+    fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, res->ai_addr, res->ai_addrlen) && errno != EINPROGRESS) {
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd >= 0 && (wait_fd(fd, POLLOUT, l->timeout_ms) ||
+                    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) || err)) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+/* One request on fd; the answer's status and first body line in key. 1 keep the connection,
+ * 0 close it, -1 failed (key says why). */
+static int load_once(struct load *l, int fd, char *key, size_t klen, int *status)
+{
+    char buf[65536];
+    size_t have = 0;
+    long clen = -1;
+    char *end = NULL;
+
+    if (write_all(fd, l->req, strlen(l->req))) {
+        snprintf(key, klen, "ERR send: %s", strerror(errno));
+        return -1;
+    }
+    for (;;) {
+        ssize_t r;
+
+        if (end && clen >= 0 && have >= (size_t)(end - buf) + 4 + (size_t)clen)
+            break;
+        if (have >= sizeof(buf) - 1) {
+            snprintf(key, klen, "ERR answer too large");
+            return -1;
+        }
+        if (wait_fd(fd, POLLIN, l->timeout_ms)) {
+            snprintf(key, klen, "ERR read: timeout");
+            return -1;
+        }
+        r = recv(fd, buf + have, sizeof(buf) - 1 - have, 0);
+        if (r < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (r <= 0) {
+            snprintf(key, klen, "ERR read: %s", r ? strerror(errno) : "connection closed");
+            return -1;
+        }
+        have += (size_t)r;
+        buf[have] = '\0';
+        if (!end && (end = strstr(buf, "\r\n\r\n")) != NULL) {
+            char *cl = strcasestr(buf, "\r\ncontent-length:");
+            if (!cl || cl > end) {
+                snprintf(key, klen, "ERR answer without Content-Length");
+                return -1;
+            }
+            clen = strtol(cl + 17, NULL, 10);
+        }
+    }
+    if (sscanf(buf, "HTTP/1.%*d %d", status) != 1) {
+        snprintf(key, klen, "ERR bad response");
+        return -1;
+    }
+    {
+        char *body = end + 4, *nl;
+        size_t n;
+
+        body[clen] = '\0';
+        nl = strpbrk(body, "\r\n");
+        n = nl ? (size_t)(nl - body) : strlen(body);
+        snprintf(key, klen, "%d %.*s", *status, (int)(n > 100 ? 100 : n), body);
+        *end = '\0';
+        return strcasestr(buf, "\r\nconnection: close") ? 0 : 1;
+    }
+}
+
+static void *load_main(void *arg)
+{
+    struct load *l = arg;
+    double next = now_s();
+    int fd = -1;
+
+    while (!load_stop) {
+        char key[200];
+        int st = 0, rc;
+        long n = atomic_fetch_add(&l->sent, 1);
+
+        if ((l->count && n >= l->count) || (l->deadline > 0 && now_s() >= l->deadline))
+            break;
+        if (l->interval > 0) {
+            double d = next - now_s();
+            if (d > 0) {
+                struct timespec ts = {(time_t)d, (long)((d - (double)(time_t)d) * 1e9)};
+                nanosleep(&ts, NULL);
+            }
+            next += l->interval;
+        }
+        if (fd < 0 && (fd = load_connect(l)) < 0) {
+            load_count(l, "ERR connect", 0);
+            continue;
+        }
+        rc = load_once(l, fd, key, sizeof(key), &st);
+        load_count(l, key, rc >= 0 && st < 500);
+        if (rc <= 0) {
+            close(fd);
+            fd = -1;
+        }
+    }
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
+struct load_rank {
+    long n;
+    int i;
+};
+
+/* Most frequent first. */
+static int load_cmp(const void *a, const void *b)
+{
+    long na = ((const struct load_rank *)a)->n, nb = ((const struct load_rank *)b)->n;
+
+    return na < nb ? 1 : na > nb ? -1 : 0;
+}
+
+static int load_run(int argc, char **argv)
+{
+    static struct load l;
+    char hdrs[2048] = "", method[16] = "GET";
+    const char *url = NULL;
+    double rate = 0, secs = 0;
+    int conns = 1, i;
+    size_t hl = 0;
+    pthread_t th[256];
+    struct load_rank order[LOAD_KINDS];
+
+    l.timeout_ms = 5000;
+    for (i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "-n") == 0 && i + 1 < argc)
+            l.count = atol(argv[++i]);
+        else if (strcmp(argv[i], "-d") == 0 && i + 1 < argc)
+            secs = atof(argv[++i]);
+        else if (strcmp(argv[i], "-r") == 0 && i + 1 < argc)
+            rate = atof(argv[++i]);
+        else if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
+            conns = atoi(argv[++i]);
+        else if (strcmp(argv[i], "-t") == 0 && i + 1 < argc)
+            l.timeout_ms = atoi(argv[++i]);
+        else if (strcmp(argv[i], "-X") == 0 && i + 1 < argc)
+            snprintf(method, sizeof(method), "%s", argv[++i]);
+        else if (strcmp(argv[i], "-H") == 0 && i + 1 < argc) {
+            int n = snprintf(hdrs + hl, sizeof(hdrs) - hl, "%s\r\n", argv[++i]);
+            if (n < 0 || (size_t)n >= sizeof(hdrs) - hl) {
+                fprintf(stderr, "testapp: headers too long\n");
+                return 2;
+            }
+            hl += (size_t)n;
+        } else if (!url && argv[i][0] != '-')
+            url = argv[i];
+        else {
+            url = NULL;
+            break;
+        }
+    }
+    if (!url || url_parse(url, &l.u) || conns < 1 || conns > 256 || l.timeout_ms < 1 || rate < 0 ||
+        (!l.count && secs <= 0)) {
+        fprintf(stderr, "usage: testapp load http://HOST[:PORT]/PATH [-n COUNT] [-d SECONDS] "
+                        "[-r RATE] [-c CONNS] [-t TIMEOUT_MS] [-X METHOD] [-H 'Name: value']...\n");
+        return 2;
+    }
+    snprintf(l.req, sizeof(l.req),
+             "%s %s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: testapp-load\r\n%s%s\r\n", method,
+             l.u.path, l.u.host, l.u.port, hdrs,
+             strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ? "Content-Length: 0\r\n"
+                                                                       : "");
+    pthread_mutex_init(&l.lock, NULL);
+    if (secs > 0)
+        l.deadline = now_s() + secs;
+    if (rate > 0)
+        l.interval = (double)conns / rate;
+    signal(SIGTERM, on_stop);
+    signal(SIGINT, on_stop);
+    signal(SIGPIPE, SIG_IGN);
+    for (i = 0; i < conns; i++)
+        if (pthread_create(&th[i], NULL, load_main, &l)) {
+            fprintf(stderr, "testapp: cannot start a thread\n");
+            return 1;
+        }
+    for (i = 0; i < conns; i++)
+        pthread_join(th[i], NULL);
+    printf("requests %ld ok %ld failed %ld\n", l.total, l.ok, l.failed);
+    for (i = 0; i < l.nkinds; i++) {
+        order[i].n = l.kinds[i].n;
+        order[i].i = i;
+    }
+    qsort(order, (size_t)l.nkinds, sizeof(order[0]), load_cmp);
+    for (i = 0; i < l.nkinds; i++)
+        printf("%ld %s\n", order[i].n, l.kinds[order[i].i].key);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc >= 2 && strcmp(argv[1], "get") == 0)
         return client(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "load") == 0)
+        return load_run(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "serve") != 0) {
-        fprintf(stderr, "usage: testapp [serve] | testapp get URL [-n COUNT] [-t MS] [-H H]\n");
+        fprintf(stderr,
+                "usage: testapp [serve] | testapp get URL [-n COUNT] [-t MS] [-H H] | testapp load "
+                "URL [-n COUNT] [-d S] [-r RATE] [-c CONNS] [-t MS] [-X M] [-H H]\n");
         return 2;
     }
     return serve();

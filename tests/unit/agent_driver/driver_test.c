@@ -19,6 +19,7 @@ struct fake {
     int check_rc;   /* what the next check answers */
     long reloads;   /* the master's counter */
     int starts;
+    int del_refusals;   /* how many `del server` are refused (connections remain) */
     char checked[4096]; /* the file content seen by the last check */
 };
 
@@ -86,6 +87,16 @@ static int f_cmd(void *ctx, const char *sock, const char *cmd, struct buf *reply
         f->reloads++;
     if (strncmp(cmd, "commit ssl", 10) == 0)
         return buf_puts(reply, "Committing x\nSuccess!\n");
+    if (strncmp(cmd, "add server ", 11) == 0)
+        return buf_puts(reply, "New server registered.\n\n");
+    if (strncmp(cmd, "del server ", 11) == 0) {
+        if (f->del_refusals > 0) {
+            f->del_refusals--;
+            return buf_puts(reply, "Server still has connections attached to it, cannot remove "
+                                   "it.\n\n");
+        }
+        return buf_puts(reply, "Server deleted.\n\n");
+    }
     if (strcmp(cmd, "show info") == 0)
         return buf_puts(reply, "Name: HAProxy\nPid: 7\nUptime_sec: 3\n");
     return 0;
@@ -224,36 +235,26 @@ static void t_reload_and_refusal(void)
     good = slurp(e.cfg);
     REQUIRE(good);
 
-    /* an endpoint added: not a weight change, so checked and reloaded */
-    json_array_append_new(
-        json_object_get(
-            json_array_get(
-                json_object_get(
-                    json_array_get(
-                        json_object_get(
-                            json_array_get(
-                                json_object_get(json_array_get(json_object_get(doc, "outbound"), 0),
-                                                "ports"),
-                                0),
-                            "routes"),
-                        0),
-                    "backends"),
-                0),
-            "endpoints"),
-        json_pack("{s:s,s:i,s:s,s:b,s:i}", "ip", "10.1.0.99", "port", 9080, "identity",
-                  "spiffe://cluster.local/ns/default/sa/productpage", "ready", 1, "weight", 3));
+    /* a timeout changes: not a server, so checked and reloaded */
+    json_object_set_new(
+        json_array_get(
+            json_object_get(json_array_get(json_object_get(doc, "outbound"), 0), "ports"), 0),
+        "timeoutMs", json_integer(1234));
     CHECK_INT(apply(&e, doc, &k, &dg), 0);
     CHECK_STR(agent_apply_kind_name(k), "reload");
     CHECK_STR(e.f.log.p, "check\nmaster.sock reload\n");
-    CHECK(strstr(e.f.checked, "10.1.0.99:9080") != NULL); /* the new file was checked */
+    CHECK(strstr(e.f.checked, "timeout server 1234ms") != NULL); /* the new file was checked */
     CHECK_INT(e.f.reloads, 1);
     CHECK_INT(e.f.starts, 1);
     free(good);
     good = slurp(e.cfg);
-    REQUIRE(good && strstr(good, "10.1.0.99:9080"));
+    REQUIRE(good && strstr(good, "timeout server 1234ms"));
 
     /* HAProxy refuses the next one: its message, no reload, the last good files in place */
-    json_object_set_new(endpoint(doc, 0), "ip", json_string("10.1.0.77"));
+    json_object_set_new(
+        json_array_get(
+            json_object_get(json_array_get(json_object_get(doc, "outbound"), 0), "ports"), 0),
+        "timeoutMs", json_integer(99));
     e.f.check_rc = ERR_INVALID;
     CHECK_INT(apply(&e, doc, &k, &dg), ERR_INVALID);
     CHECK_STR(dg.text, "haproxy -c refused the configuration: [ALERT] fake refusal");
@@ -269,9 +270,12 @@ static void t_reload_and_refusal(void)
     }
 
     /* a weight change after the refusal is measured against the last good configuration:
-     * the refused endpoint change is not smuggled in */
+     * the refused change is not smuggled in */
     e.f.check_rc = 0;
-    json_object_set_new(endpoint(doc, 0), "ip", json_string("10.1.0.10"));
+    json_object_set_new(
+        json_array_get(
+            json_object_get(json_array_get(json_object_get(doc, "outbound"), 0), "ports"), 0),
+        "timeoutMs", json_integer(1234));
     json_object_set_new(endpoint(doc, 0), "weight", json_integer(9));
     CHECK_INT(apply(&e, doc, &k, &dg), 0);
     CHECK_STR(agent_apply_kind_name(k), "runtime");
@@ -284,6 +288,121 @@ static void t_reload_and_refusal(void)
     CHECK(now && strstr(now, "10.1.0.10:9080 weight 9") != NULL);
     free(now);
     free(good);
+    json_decref(doc);
+    env_release(&e);
+}
+
+/* The endpoints of outbound[0] (productpage: one endpoint, 10.1.0.10 with an identity). */
+static json_t *pp_endpoints(json_t *doc)
+{
+    json_t *eps = json_object_get(
+        json_array_get(
+            json_object_get(
+                json_array_get(
+                    json_object_get(
+                        json_array_get(
+                            json_object_get(json_array_get(json_object_get(doc, "outbound"), 0),
+                                            "ports"),
+                            0),
+                        "routes"),
+                    0),
+                "backends"),
+            0),
+        "endpoints");
+    REQUIRE(json_is_array(eps));
+    return eps;
+}
+
+#define PP "oh_default_productpage_9080"
+
+/* Scale-ups, scale-downs and a changed identity through the runtime API, never a reload. */
+static void t_runtime_servers(void)
+{
+    struct env e;
+    json_t *doc = load(DOC), *eps = pp_endpoints(doc);
+    enum agent_apply_kind k = AGENT_APPLY_NONE;
+    struct diag dg = {0, ""};
+    const char *add, *del;
+    char *cfg;
+
+    env_init(&e);
+    CHECK_INT(apply(&e, doc, &k, &dg), 0);
+    CHECK_STR(agent_apply_kind_name(k), "start");
+
+    /* scale-up: a plaintext endpoint added; HAProxy adds servers in maintenance */
+    json_array_append_new(eps, json_pack("{s:s,s:i,s:n,s:b,s:i}", "ip", "10.1.0.11", "port", 9080,
+                                         "identity", "ready", 1, "weight", 1));
+    CHECK_INT(apply(&e, doc, &k, &dg), 0);
+    CHECK_STR(agent_apply_kind_name(k), "runtime");
+    CHECK_STR(e.f.log.p, "admin.sock add server " PP "/10.1.0.11_9080 10.1.0.11:9080 weight 1\n"
+                         "admin.sock set server " PP "/10.1.0.11_9080 state ready\n");
+    cfg = slurp(e.cfg);
+    CHECK(cfg && strstr(cfg, "    server 10.1.0.11_9080 10.1.0.11:9080 weight 1\n") != NULL);
+    free(cfg);
+
+    /* the first endpoint's identity changes: verifyhost cannot change on a running server, so
+     * the server named after the new identity is added, then the old one drained and deleted */
+    json_object_set_new(json_array_get(eps, 0), "identity",
+                        json_string("spiffe://cluster.local/ns/default/sa/other"));
+    CHECK_INT(apply(&e, doc, &k, &dg), 0);
+    CHECK_STR(agent_apply_kind_name(k), "runtime");
+    add = strstr(e.f.log.p, "admin.sock add server " PP "/10.1.0.10_9080_");
+    del = strstr(e.f.log.p, "admin.sock del server " PP "/10.1.0.10_9080_");
+    CHECK(add && del && add < del);
+    CHECK(strstr(e.f.log.p, " 10.1.0.10:9080 weight 1 ssl crt ") != NULL);
+    CHECK(strstr(e.f.log.p, "sni str(other.default.cluster.local) verifyhost "
+                            "other.default.cluster.local\n") != NULL);
+    CHECK(strstr(e.f.log.p, " state maint\n") != NULL);
+    CHECK(strstr(e.f.log.p, "check") == NULL && strstr(e.f.log.p, "reload") == NULL);
+
+    /* scale-down while the server still has connections: drained (maintenance), kept, and
+     * deleted by a later sweep once HAProxy lets go */
+    json_array_remove(eps, 1);
+    e.f.del_refusals = 1;
+    CHECK_INT(apply(&e, doc, &k, &dg), 0);
+    CHECK_STR(agent_apply_kind_name(k), "runtime");
+    CHECK_STR(e.f.log.p, "admin.sock set server " PP "/10.1.0.11_9080 state maint\n"
+                         "admin.sock del server " PP "/10.1.0.11_9080\n");
+    cfg = slurp(e.cfg);
+    CHECK(cfg && strstr(cfg, "10.1.0.11") == NULL);
+    free(cfg);
+    buf_reset(&e.f.log);
+    agent_driver_sweep(e.d);
+    CHECK_STR(e.f.log.p, "admin.sock del server " PP "/10.1.0.11_9080\n");
+    buf_reset(&e.f.log);
+    agent_driver_sweep(e.d); /* gone: nothing left to sweep */
+    CHECK_STR(e.f.log.p ? e.f.log.p : "", "");
+
+    /* removed, kept (connections), then back before it was deleted: taken back, not added */
+    json_array_append_new(eps, json_pack("{s:s,s:i,s:n,s:b,s:i}", "ip", "10.1.0.11", "port", 9080,
+                                         "identity", "ready", 1, "weight", 2));
+    CHECK_INT(apply(&e, doc, &k, &dg), 0);
+    json_array_remove(eps, 1);
+    e.f.del_refusals = 1;
+    CHECK_INT(apply(&e, doc, &k, &dg), 0);
+    json_array_append_new(eps, json_pack("{s:s,s:i,s:n,s:b,s:i}", "ip", "10.1.0.11", "port", 9080,
+                                         "identity", "ready", 1, "weight", 3));
+    e.f.del_refusals = 1; /* the sweep before the apply is refused too */
+    CHECK_INT(apply(&e, doc, &k, &dg), 0);
+    CHECK_STR(agent_apply_kind_name(k), "runtime");
+    CHECK_STR(e.f.log.p, "admin.sock del server " PP "/10.1.0.11_9080\n"
+                         "admin.sock set server " PP "/10.1.0.11_9080 weight 3\n"
+                         "admin.sock set server " PP "/10.1.0.11_9080 state ready\n");
+
+    /* anything but servers (here a timeout) takes a reload; the new worker runs the file, so
+     * no removed server is left to sweep */
+    json_array_remove(eps, 1);
+    e.f.del_refusals = 1;
+    CHECK_INT(apply(&e, doc, &k, &dg), 0);
+    json_object_set_new(
+        json_array_get(
+            json_object_get(json_array_get(json_object_get(doc, "outbound"), 0), "ports"), 0),
+        "timeoutMs", json_integer(777));
+    CHECK_INT(apply(&e, doc, &k, &dg), 0);
+    CHECK_STR(agent_apply_kind_name(k), "reload");
+    buf_reset(&e.f.log);
+    agent_driver_sweep(e.d);
+    CHECK_STR(e.f.log.p ? e.f.log.p : "", "");
     json_decref(doc);
     env_release(&e);
 }
@@ -432,4 +551,4 @@ static void t_timing(void)
 }
 
 UNIT_MAIN(UNIT(t_first_start_then_runtime_weights), UNIT(t_reload_and_refusal),
-          UNIT(t_identity_swap), UNIT(t_timing))
+          UNIT(t_runtime_servers), UNIT(t_identity_swap), UNIT(t_timing))

@@ -964,6 +964,54 @@ static void t_nack_recorded(void)
     h_done(&h);
 }
 
+static int p_configs1(void *a)
+{
+    return ((struct h *)a)->configs >= 1;
+}
+
+static int p_configs2(void *a)
+{
+    return ((struct h *)a)->configs >= 2;
+}
+
+/* The agent applies off the loop: on_config says PUSH_CONFIG_LATER, push_client_answer() ACKs
+ * or NACKs later; nothing is answered meanwhile. */
+static void t_deferred_answer(void)
+{
+    struct h h;
+    struct st_copy st;
+    char h1[PUSH_HASH_LEN + 1];
+
+    h_init(&h, 0);
+    hash_of(DOC1, h1);
+    h.nack_with = PUSH_CONFIG_LATER;
+    CHECK_INT(push_server_send(h.srv, KEY, DOC1), 0);
+    h_client(&h, &F.cli, NULL);
+    REQUIRE(spin(&h.loop, p_configs1, &h, 5000));
+    spin(&h.loop, p_acks1, &h, 200); /* no answer goes out by itself */
+    CHECK_INT(h.acks + h.nacks, 0);
+    CHECK_INT(state_of(&h, KEY).sync, PUSH_SYNC_PENDING);
+    CHECK_INT(push_client_answer(h.cli, h.cfg_version, "nothex", 0, NULL), -EINVAL);
+    CHECK_INT(push_client_answer(h.cli, h.cfg_version, h.cfg_hash, 0, NULL), 0);
+    REQUIRE(spin(&h.loop, p_acks1, &h, 5000));
+    st = state_of(&h, KEY);
+    CHECK_INT(st.sync, PUSH_SYNC_SYNCED);
+    CHECK_INT(st.acked_version, 1);
+    CHECK_STR(push_client_last_hash(h.cli), h1);
+    /* a later one refused: the NACK carries the reason given to push_client_answer */
+    CHECK_INT(push_server_send(h.srv, KEY, DOC2), 0);
+    REQUIRE(spin(&h.loop, p_configs2, &h, 5000));
+    CHECK_INT(push_client_answer(h.cli, h.cfg_version, h.cfg_hash, ERR_INVALID,
+                                 "haproxy -c refused the configuration"),
+              0);
+    REQUIRE(spin(&h.loop, p_nacks1, &h, 5000));
+    CHECK_STR(h.nack_reason, "haproxy -c refused the configuration");
+    CHECK_INT(h.nack_version, 2);
+    CHECK_STR(push_client_last_hash(h.cli), h1);
+    CHECK_INT(state_of(&h, KEY).sync, PUSH_SYNC_REJECTED);
+    h_done(&h);
+}
+
 static int p_three_disconnects(void *a)
 {
     return ((struct h *)a)->disconnected >= 4;
@@ -1875,7 +1923,7 @@ static void t_forget(void)
 UNIT_MAIN(UNIT(t_sha256_vectors), UNIT(t_canonical), UNIT(t_msg_encode_exact), UNIT(t_msg_parse),
           UNIT(t_msg_parse_invalid), UNIT(t_bad_arguments), UNIT(t_hello_config_ack),
           UNIT(t_identical_not_resent), UNIT(t_send_json_converged), UNIT(t_reconnect_last_hash),
-          UNIT(t_last_hash_before_document), UNIT(t_nack_recorded), UNIT(t_reject_backs_off),
+          UNIT(t_last_hash_before_document), UNIT(t_nack_recorded), UNIT(t_deferred_answer), UNIT(t_reject_backs_off),
           UNIT(t_unknown_ca_refused), UNIT(t_client_checks_server_cert), UNIT(t_spiffe_extraction),
           UNIT(t_debounce), UNIT(t_debounce_quiet), UNIT(t_conn_caps), UNIT(t_server_restart),
           UNIT(t_cert_rotation), UNIT(t_no_client_cert_refused), UNIT(t_tls_policy),

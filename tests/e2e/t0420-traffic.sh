@@ -1,0 +1,270 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2317 # case functions run through t_run
+# Traffic rules on the wire, as a client observes them: a meshed client pod (network namespace
+# wfe-tc, 10.250.42.1) with weft-init's rules and the real weft-agent (UID 1337) holding a real
+# weftd's config stream (weftd and kubelite on this machine's loopback, reached through
+# relay.py), calling Service web (10.96.42.10:80) whose TrafficSplit sends to web-v1 and web-v2;
+# their endpoints are testapp processes in namespace wfe-tb (10.250.42.x, plaintext: the
+# backends are not meshed, so the split and the runtime API are what is measured).
+#
+#   - per request: one keep-alive connection, 2,000 requests, 90/10 over 1 and 3 endpoints:
+#     each share within +-3 points;
+#   - matches: requests matching the split's match go to the split, the rest to the apex;
+#   - weights 90/10 -> 50/50 -> 0/100, scale-ups, scale-downs, an endpoint going unready, under
+#     a continuous load of 300 requests/s over 4 keep-alive connections: no request fails, every
+#     change is applied through the runtime API, the HAProxy worker's PID does not change and
+#     the master never reloads.
+. "$(dirname "$0")/lib.sh"
+. "$KL_REPO/tests/integration/weftd-lib.sh"
+
+e2e_require_root || t_summary
+
+AGENT=$KL_REPO/$BUILD/bin/weft-agent
+WEFT_INIT=$KL_REPO/$BUILD/bin/weft-init
+TESTAPP=$KL_REPO/$BUILD/bin/testapp
+NC=wfe-tc NB=wfe-tb
+C=10.250.42.1 SVC=10.96.42.10
+NS=shop
+D=$KL_TMP/traffic
+
+t_begin "tools"
+command -v haproxy >/dev/null || { t_skip "haproxy is not installed"; t_summary; }
+have_tool "$AGENT" && have_tool "$TESTAPP" && have_tool "$WEFT_INIT" || t_summary
+t_pass
+
+# backend NAME IP: a testapp answering its NAME on IP:8080 in wfe-tb
+backend() {
+    e2e_bg $NB env PORT=8080 ADDR="$2" POD_NAME="$1" "$TESTAPP" || return 1
+    wait_for 10 grep -q "listening" "$E2E_BG_LOG"
+}
+# slice NAME SERVICE IP[:unready]...: the EndpointSlice of SERVICE (port http 8080)
+slice() {
+    local name=$1 svc=$2 eps="" ip ready
+    shift 2
+    for ip in "$@"; do
+        ready=true
+        case $ip in *:unready) ip=${ip%:unready} ready=false ;; esac
+        eps="$eps${eps:+, }{\"addresses\": [\"$ip\"], \"conditions\": {\"ready\": $ready}}"
+    done
+    printf '{"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": {"name": "%s", "namespace": "%s", "labels": {"kubernetes.io/service-name": "%s"}}, "addressType": "IPv4", "ports": [{"name": "http", "port": 8080}], "endpoints": [%s]}\n' \
+        "$name" "$NS" "$svc" "$eps" | "$K" apply -f - >/dev/null
+}
+# split V1 V2 [MATCHES-JSON]: the TrafficSplit web -> web-v1 V1, web-v2 V2
+split() {
+    printf '{"apiVersion": "mesh.weft.dev/v1alpha1", "kind": "TrafficSplit", "metadata": {"name": "web", "namespace": "%s"}, "spec": {"service": "web", "backends": [{"service": "web-v1", "weight": %s}, {"service": "web-v2", "weight": %s}]%s}}\n' \
+        "$NS" "$1" "$2" "${3:+, \"matches\": $3}" | "$K" apply -f - >/dev/null
+}
+acks() { grep -c 'msg="configuration applied (ACK)"' "$D/agent.log"; }
+# applied N: wait until more than N documents were ACKed; HOW = how the last one was applied
+applied() {
+    wait_for 20 sh -c "[ \$(grep -c 'msg=\"configuration applied (ACK)\"' '$D/agent.log') -gt $1 ]" || {
+        t_fail "no new document applied: $(grep -v level=debug "$D/agent.log" | tail -5)"
+        return 1
+    }
+    HOW=$(grep 'msg="configuration applied (ACK)"' "$D/agent.log" | tail -1 | sed 's/.* how=\([a-z]*\).*/\1/')
+}
+master_cmd() {
+    python3 - "$D/run/master.sock" "$1" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(sys.argv[1])
+s.sendall(sys.argv[2].encode() + b"\n"); s.shutdown(socket.SHUT_WR)
+d = b""
+while True:
+    x = s.recv(65536)
+    if not x: break
+    d += x
+print(d.decode(), end="")
+PY
+}
+worker_pid() { master_cmd "show proc" | awk '$2 == "worker" {print $1; exit}'; }
+master_reloads() { master_cmd "show proc" | awk '$2 == "master" {print $3; exit}'; }
+# "${LOAD[@]}" ARGS...: testapp load from the client pod (as root: captured by weft-init) to web
+LOAD=(ip netns exec $NC "$TESTAPP" load "http://$SVC:80/")
+# share PREFIX: the percentage of answers "200 PREFIX..." in OUT (testapp load's summary)
+share() {
+    printf '%s\n' "$OUT" | awk -v p="$1" 'NR == 1 {t = $2} NR > 1 && $2 == 200 && index($3, p) == 1 {n += $1} END {printf "%.1f", t ? 100 * n / t : 0}'
+}
+within() { # GOT WANT TOLERANCE
+    python3 -c "import sys; sys.exit(0 if abs($1 - $2) <= $3 else 1)"
+}
+
+case_setup() {
+    mkdir -p "$D" && chmod 0755 "$KL_TMP" "$D" || return
+    kl_start || return
+    ok "weft-system" "$K" create namespace weft-system || return
+    ok "CRDs" "$K" apply -f "$KL_REPO/crds/" || return
+    CERTS_PORT=$(free_port) STREAM_PORT=$(free_port)
+    wd_start a --certs-listen "127.0.0.1:$CERTS_PORT" --stream-listen "127.0.0.1:$STREAM_PORT" ||
+        { t_fail "weftd did not start"; return 1; }
+    wait_for 30 grep -q 'msg=listening what=stream' "${WD_LOG[a]}" || { t_fail "no stream listener"; return 1; }
+    wait_for 20 sh -c "curl -s http://127.0.0.1:${WD_ADMIN[a]}/readyz | grep -q '^ca loaded: yes'" ||
+        { t_fail "weftd: CA not loaded"; return 1; }
+    # namespaces: the client pod and the backends, one veth; the client's default route
+    e2e_netns $NC && e2e_netns $NB || return
+    e2e_link $NC $C/24 $NB 10.250.42.2/24 || return
+    for b in 11 12 21 22 23 24 31; do
+        ip -n $NB addr add 10.250.42.$b/24 dev "$E2E_LINK_B" || return
+    done
+    ip -n $NC route add default dev "$E2E_LINK_A" || return
+    for b in v1-a:11 v1-b:12 v2-a:21 v2-b:22 v2-c:23 v2-d:24 apex:31; do
+        backend "${b%%:*}" "10.250.42.${b##*:}" || { t_fail "backend $b: $(cat "$E2E_BG_LOG")"; return 1; }
+    done
+    cat >"$D/app.yaml" <<EOF
+apiVersion: v1
+kind: Namespace
+metadata: {name: $NS, labels: {weft.dev/inject: enabled}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: client, namespace: $NS}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: c, namespace: $NS, labels: {app: client}}
+spec:
+  serviceAccountName: client
+  containers:
+  - {name: app, image: app:1}
+  - {name: weft-proxy, image: weft/proxy:dev}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: $NS}
+spec: {clusterIP: $SVC, ports: [{port: 80, name: http, targetPort: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-v1, namespace: $NS}
+spec: {clusterIP: 10.96.42.11, ports: [{port: 80, name: http, targetPort: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-v2, namespace: $NS}
+spec: {clusterIP: 10.96.42.12, ports: [{port: 80, name: http, targetPort: 8080}]}
+EOF
+    ok "apply" "$K" apply -f "$D/app.yaml" || return
+    ok "pod IP" "$K" patch pod -n $NS c --subresource=status --type=merge \
+        -p "{\"status\":{\"phase\":\"Running\",\"podIP\":\"$C\",\"podIPs\":[{\"ip\":\"$C\"}]}}" || return
+    slice web-apex web 10.250.42.31 && slice web-v1-x web-v1 10.250.42.11 &&
+        slice web-v2-x web-v2 10.250.42.21 10.250.42.22 10.250.42.23 && split 90 10 || { t_fail "slices and split"; return 1; }
+    okv "uid" "$K" get pod -n $NS c -o 'jsonpath={.metadata.uid}' || return
+    okv "token bound to the pod" "$K" create token -n $NS client --audience weft --duration 1h \
+        --bound-object-kind Pod --bound-object-name c --bound-object-uid "$OUT" || return
+    printf '%s\n' "$OUT" >"$D/token"
+    okv "root" "$K" get secret -n weft-system weft-ca -o 'jsonpath={.data.ca\.crt}' || return
+    printf '%s' "$OUT" | base64 -d >"$D/bundle.pem"
+    chmod 0644 "$D/token" "$D/bundle.pem"
+    # weftd's two ports inside the client pod's namespace, through Unix sockets
+    e2e_bg $NC "$E2E_PY" "$E2E_DIR/relay.py" tcp-to-unix "127.0.0.1:$CERTS_PORT" "$D/certs.sock"
+    e2e_bg $NC "$E2E_PY" "$E2E_DIR/relay.py" tcp-to-unix "127.0.0.1:$STREAM_PORT" "$D/stream.sock"
+    "$E2E_PY" "$E2E_DIR/relay.py" unix-to-tcp "$D/certs.sock" "127.0.0.1:$CERTS_PORT" >"$D/relay1.log" 2>&1 &
+    bg_track $!
+    "$E2E_PY" "$E2E_DIR/relay.py" unix-to-tcp "$D/stream.sock" "127.0.0.1:$STREAM_PORT" >"$D/relay2.log" 2>&1 &
+    bg_track $!
+    ok "weft-init" ip netns exec $NC "$WEFT_INIT" || return
+    mkdir -p "$D/run" && chown 1337:1337 "$D/run" || return
+    e2e_bg $NC env POD_IP=$C "${E2E_1337[@]}" "$AGENT" --log-level debug \
+        --control-plane "127.0.0.1:$CERTS_PORT" --stream-port "$STREAM_PORT" \
+        --stream-server-name weftd.weft-system.svc --token-file "$D/token" --ca-file "$D/bundle.pem" \
+        --run-dir "$D/run"
+    AGENT_PID=$E2E_BG_PID
+    ln -sf "$E2E_BG_LOG" "$D/agent.log"
+    wait_for 30 sh -c "[ \"\$(ip netns exec $NC curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:15020/healthz/ready)\" = 200 ]" ||
+        { t_fail "the agent is not ready: $(grep -v level=debug "$D/agent.log" | tail -5)"; return 1; }
+    okv "first request" ip netns exec $NC "$TESTAPP" get "http://$SVC:80/" || return
+    assert_match "$OUT" '^200 v[12]-' "through the split" || return
+    assert_match "$(worker_pid)" '^[0-9]+$' "HAProxy worker PID" || return
+}
+
+# 2,000 requests on one keep-alive connection: the split is per request, not per connection
+case_split() {
+    okv "2,000 requests, one connection" "${LOAD[@]}" -n 2000 -c 1 || return
+    local v1 v2
+    v1=$(share v1-) v2=$(share v2-)
+    echo "    90/10 over 1 and 3 endpoints: web-v1 $v1%, web-v2 $v2% of 2,000 ($(printf '%s' "$OUT" | head -1))"
+    assert_contains "$OUT" "requests 2000 ok 2000 failed 0" "every request answered" || return
+    within "$v1" 90 3 || { t_fail "web-v1 got $v1% (want 90 +- 3): $OUT"; return 1; }
+    within "$v2" 10 3 || { t_fail "web-v2 got $v2% (want 10 +- 3): $OUT"; return 1; }
+    # each of web-v2's three endpoints serves (the per-endpoint weights make up the share)
+    assert_contains "$OUT" " 200 v2-a" "v2-a served" && assert_contains "$OUT" " 200 v2-b" "v2-b served" &&
+        assert_contains "$OUT" " 200 v2-c" "v2-c served" || return
+}
+
+# a split with a match: matching requests to the split's backends, the rest to the apex
+case_matches() {
+    local n
+    n=$(acks)
+    split 0 100 '[{"path": {"type": "PathPrefix", "value": "/beta"}, "headers": [{"name": "x-user", "value": "tester"}], "method": "GET"}]' || return
+    applied "$n" || return
+    okv "matching" ip netns exec $NC "$TESTAPP" get "http://$SVC:80/beta/x" -H 'x-user: tester' -n 3 || return
+    assert_match "$OUT" '^200 v2-' "GET /beta/x with x-user: tester" || return
+    assert_not_contains "$OUT" "apex" "matching requests" || return
+    okv "path not matching" ip netns exec $NC "$TESTAPP" get "http://$SVC:80/betamax" -H 'x-user: tester' -n 3 || return
+    assert_eq "$OUT" $'200 apex\n200 apex\n200 apex' "/betamax (PathPrefix is element-wise)" || return
+    okv "header not matching" ip netns exec $NC "$TESTAPP" get "http://$SVC:80/beta" -H 'x-user: other' || return
+    assert_eq "$OUT" "200 apex" "x-user: other" || return
+    okv "method not matching" "${LOAD[@]}" -n 3 -X POST -H 'x-user: tester' || return
+    assert_contains "$OUT" "3 200 apex" "POST /" || return
+    n=$(acks)
+    split 90 10 || return
+    applied "$n" || return
+}
+
+# changes under a continuous load: no failed request, runtime API only, same worker
+case_changes_under_load() {
+    local n r0 lpid w0
+    sleep 1 # the matches' reload: its old worker gone
+    w0=$(worker_pid)
+    r0=$(master_reloads)
+    n=$(acks)
+    ip netns exec $NC "$TESTAPP" load "http://$SVC:80/" -d 60 -r 300 -c 4 >"$D/load.out" 2>&1 &
+    lpid=$!
+    bg_track "$lpid"
+    sleep 2
+    step() { # WHAT CMD...: one change, applied through the runtime API
+        local what=$1
+        shift
+        n=$(acks)
+        cp "$D/run/haproxy.cfg" "$D/before.cfg"
+        "$@" || { t_fail "$what: kubectl"; return 1; }
+        applied "$n" || return 1
+        echo "    $what: applied how=$HOW"
+        [ "$HOW" = runtime ] || {
+            t_fail "$what: applied by $HOW, not the runtime API: $(diff "$D/before.cfg" "$D/run/haproxy.cfg" | head -20); $(grep -v level=debug "$D/agent.log" | tail -5)"
+            return 1
+        }
+        sleep 2
+    }
+    step "90/10 -> 50/50" split 50 50 || return
+    step "50/50 -> 0/100" split 0 100 || return
+    okv "after 0/100" "${LOAD[@]}" -n 200 -c 2 || return
+    assert_eq "$(share v2-)" "100.0" "web-v2's share after 0/100" || return
+    step "scale-up web-v2 (+v2-d)" slice web-v2-x web-v2 10.250.42.21 10.250.42.22 10.250.42.23 10.250.42.24 || return
+    step "scale-down web-v2 (-v2-a)" slice web-v2-x web-v2 10.250.42.22 10.250.42.23 10.250.42.24 || return
+    okv "after the scale-down" "${LOAD[@]}" -n 300 -c 2 || return
+    assert_contains "$OUT" " 200 v2-d" "the added endpoint serves" || return
+    assert_not_contains "$OUT" "v2-a" "the removed endpoint" || return
+    step "v2-b unready" slice web-v2-x web-v2 10.250.42.22:unready 10.250.42.23 10.250.42.24 || return
+    okv "after v2-b went unready" "${LOAD[@]}" -n 200 -c 2 || return
+    assert_not_contains "$OUT" "v2-b" "the unready endpoint" || return
+    step "0/100 -> 90/10" split 90 10 || return
+    step "scale-up web-v1 (+v1-b)" slice web-v1-x web-v1 10.250.42.11 10.250.42.12 || return
+    step "scale-down web-v1 (-v1-a)" slice web-v1-x web-v1 10.250.42.12 || return
+    step "v2-b ready again" slice web-v2-x web-v2 10.250.42.22 10.250.42.23 10.250.42.24 || return
+    kill -TERM "$lpid" 2>/dev/null
+    wait "$lpid"
+    OUT=$(cat "$D/load.out")
+    echo "    continuous load: $(head -1 "$D/load.out"); answers: $(sed 1d "$D/load.out" | tr '\n' ';')"
+    assert_match "$(head -1 "$D/load.out")" '^requests [0-9]+ ok [0-9]+ failed 0$' "no failed request" || return
+    assert_gt "$(awk 'NR == 1 {print $2}' "$D/load.out")" 3000 "requests sent during the changes" || return
+    assert_eq "$(worker_pid)" "$w0" "HAProxy worker PID (no reload)" || return
+    assert_eq "$(master_reloads)" "$r0" "the master's reload count" || return
+    assert_contains "$(cat "$D/agent.log")" "msg=\"applied through the runtime API\" servers_added=1" "servers added at runtime" || return
+}
+
+t_run "setup: weftd, a meshed client pod with the agent, web split over web-v1 and web-v2" case_setup
+[ "$T_FAILED" -eq 0 ] || t_summary
+t_run "90/10 over 1 and 3 endpoints, one keep-alive connection: each share within 3 points" case_split
+t_run "a split's match: matching requests to the split, the rest to the apex" case_matches
+t_run "weights, scale-ups, scale-downs under 300 requests/s: no failure, no reload" case_changes_under_load
+t_summary

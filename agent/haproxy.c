@@ -332,6 +332,8 @@ static int reload(struct agent_driver *d, struct diag *diag)
         d->st.reload_failures++;
     else
         d->st.reloads++;
+    if (!rc) /* the new worker runs the files: none of the kept servers is in it */
+        json_object_clear(d->zombies);
 out:
     buf_release(&r);
     return rc;
@@ -378,6 +380,8 @@ static int del_server(struct agent_driver *d, const char *be, const char *sv, st
 
     snprintf(cmd, sizeof(cmd), "del server %s/%s", be, sv);
     rc = admin(d, cmd, "Server deleted.", r);
+    if (rc == -EIO && r->p && strncmp(r->p, "No such server", 14) == 0)
+        return 0; /* already gone */
     if (rc == -EIO) {
         log_debug("msg=\"server kept in maintenance until its connections end\" server=%s/%s "
                   "answer=\"%s\"",
@@ -623,8 +627,6 @@ int agent_driver_apply(struct agent_driver *d, const struct agent_render_out *r,
     }
     if (d->pid > 0) {
         rc = reload(d, diag);
-        if (!rc) /* the new worker runs the file: no zombie in it */
-            json_object_clear(d->zombies);
     } else {
         k = AGENT_APPLY_START;
         rc = d->ops->start(d->ctx, d->cfg_path, d->master_sock, &d->pid);

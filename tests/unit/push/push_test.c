@@ -1923,9 +1923,9 @@ static void t_forget(void)
 UNIT_MAIN(UNIT(t_sha256_vectors), UNIT(t_canonical), UNIT(t_msg_encode_exact), UNIT(t_msg_parse),
           UNIT(t_msg_parse_invalid), UNIT(t_bad_arguments), UNIT(t_hello_config_ack),
           UNIT(t_identical_not_resent), UNIT(t_send_json_converged), UNIT(t_reconnect_last_hash),
-          UNIT(t_last_hash_before_document), UNIT(t_nack_recorded), UNIT(t_deferred_answer), UNIT(t_reject_backs_off),
-          UNIT(t_unknown_ca_refused), UNIT(t_client_checks_server_cert), UNIT(t_spiffe_extraction),
-          UNIT(t_debounce), UNIT(t_debounce_quiet), UNIT(t_conn_caps), UNIT(t_server_restart),
-          UNIT(t_cert_rotation), UNIT(t_no_client_cert_refused), UNIT(t_tls_policy),
-          UNIT(t_bad_first_frame), UNIT(t_slow_peer_bounded), UNIT(t_keepalive), UNIT(t_forget),
-          UNIT(t_apps_exited), UNIT(t_trust_follows))
+          UNIT(t_last_hash_before_document), UNIT(t_nack_recorded), UNIT(t_deferred_answer),
+          UNIT(t_reject_backs_off), UNIT(t_unknown_ca_refused), UNIT(t_client_checks_server_cert),
+          UNIT(t_spiffe_extraction), UNIT(t_debounce), UNIT(t_debounce_quiet), UNIT(t_conn_caps),
+          UNIT(t_server_restart), UNIT(t_cert_rotation), UNIT(t_no_client_cert_refused),
+          UNIT(t_tls_policy), UNIT(t_bad_first_frame), UNIT(t_slow_peer_bounded), UNIT(t_keepalive),
+          UNIT(t_forget), UNIT(t_apps_exited), UNIT(t_trust_follows))

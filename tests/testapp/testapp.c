@@ -21,7 +21,8 @@
  * sends COUNT requests (a new connection each, so per-connection load balancing shows), INTERVAL_MS
  * apart (start to start; default 0), and prints one line per request: "<status> <body without
  * trailing newline>" or "ERR <reason>", with -s prefixed by the Unix time in milliseconds at which
- * the request started (traffic tests time outages from it). Exit status 0 when
+ * the request started and the milliseconds it took (traffic tests time outages from them). Exit
+ * status 0 when
  * every request got an HTTP response, 1 otherwise, 2 on usage errors. Only http:// URLs with a
  * literal IPv4 address or a name getaddrinfo resolves.
  *
@@ -518,6 +519,23 @@ static int wait_fd(int fd, short ev, int ms)
     return r > 0 ? 0 : -1;
 }
 
+/* The client's result line, after "<start ms> <elapsed ms> " with -s. */
+static bool say_stamp;
+static long long say_t0;
+
+static long long now_ms(void);
+
+__attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
+{
+    va_list ap;
+
+    if (say_stamp)
+        printf("%lld %lld ", say_t0, now_ms() - say_t0);
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+}
+
 /* One request on a new connection. Prints the result line; returns 0 on an HTTP response. */
 static int get_once(const struct url *u, const char *hdrs, int timeout_ms)
 {
@@ -532,24 +550,24 @@ static int get_once(const struct url *u, const char *hdrs, int timeout_ms)
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     if (getaddrinfo(u->host, u->port, &hints, &res) || !res) {
-        printf("ERR cannot resolve %s\n", u->host);
+        say("ERR cannot resolve %s\n", u->host);
         return -1;
     }
     fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        printf("ERR socket: %s\n", strerror(errno));
+        say("ERR socket: %s\n", strerror(errno));
         goto out;
     }
     if (connect(fd, res->ai_addr, res->ai_addrlen) && errno != EINPROGRESS) {
-        printf("ERR connect: %s\n", strerror(errno));
+        say("ERR connect: %s\n", strerror(errno));
         goto out;
     }
     if (wait_fd(fd, POLLOUT, timeout_ms)) {
-        printf("ERR connect: timeout\n");
+        say("ERR connect: timeout\n");
         goto out;
     }
     if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) || err) {
-        printf("ERR connect: %s\n", strerror(err));
+        say("ERR connect: %s\n", strerror(err));
         goto out;
     }
     snprintf(req, sizeof(req),
@@ -557,7 +575,7 @@ static int get_once(const struct url *u, const char *hdrs, int timeout_ms)
              "Connection: close\r\n\r\n",
              u->path, u->host, u->port, hdrs);
     if (write_all(fd, req, strlen(req))) {
-        printf("ERR send: %s\n", strerror(errno));
+        say("ERR send: %s\n", strerror(errno));
         goto out;
     }
     for (;;) {
@@ -565,14 +583,14 @@ static int get_once(const struct url *u, const char *hdrs, int timeout_ms)
         if (have >= sizeof(buf) - 1)
             break;
         if (wait_fd(fd, POLLIN, timeout_ms)) {
-            printf("ERR read: timeout\n");
+            say("ERR read: timeout\n");
             goto out;
         }
         r = recv(fd, buf + have, sizeof(buf) - 1 - have, 0);
         if (r < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (r < 0) {
-            printf("ERR read: %s\n", strerror(errno));
+            say("ERR read: %s\n", strerror(errno));
             goto out;
         }
         if (r == 0)
@@ -581,14 +599,14 @@ static int get_once(const struct url *u, const char *hdrs, int timeout_ms)
     }
     buf[have] = '\0';
     if (sscanf(buf, "HTTP/1.%*d %d", &code) != 1) {
-        printf("ERR bad response\n");
+        say("ERR bad response\n");
         goto out;
     }
     body = strstr(buf, "\r\n\r\n");
     body = body ? body + 4 : buf + have;
     while (have && (buf[have - 1] == '\n' || buf[have - 1] == '\r') && buf + have > body)
         buf[--have] = '\0';
-    printf("%d %s\n", code, body);
+    say("%d %s\n", code, body);
     rc = 0;
 out:
     if (fd >= 0)
@@ -638,8 +656,8 @@ static int client(int argc, char **argv)
     for (i = 0; i < count; i++) {
         long long t0 = now_ms(), left;
 
-        if (stamp)
-            printf("%lld ", t0);
+        say_stamp = stamp;
+        say_t0 = t0;
         failed |= get_once(&u, hdrs, timeout_ms) != 0;
         left = t0 + interval_ms - now_ms();
         if (i + 1 < count && left > 0)

@@ -33,6 +33,7 @@ struct net {
     int prefix;
     unsigned size; /* addresses in the CIDR */
     unsigned char *used;
+    unsigned last; /* the host part given out last: allocation goes on after it */
     char gw[16];
     char svc_cidr[32];
     char *root;
@@ -294,12 +295,23 @@ int net_prefix(const struct net *n)
 int net_pod_add(struct net *n, const char *id, char ip[16], char *msg, size_t msglen)
 {
     char ns[32], veth[32], addr[40];
-    unsigned i;
+    unsigned i = 0, k, hosts = n->size - 3;
     int rc;
 
-    for (i = 2; i < n->size - 1 && n->used[i]; i++)
-        ;
-    if (i >= n->size - 1) {
+    /*
+     * Round-robin from the last address given out, as host-local IPAM does: an address freed by
+     * a deleted pod is not given to the next pod at once, whose peers (the host, other pods)
+     * would still have the old pod's MAC address in their neighbour tables and lose its
+     * replies for the ~30 s those entries stay reachable.
+     */
+    for (k = 0; k < hosts; k++) {
+        i = 2 + (n->last - 2 + 1 + k) % hosts;
+        if (n->last < 2)
+            i = 2 + k;
+        if (!n->used[i])
+            break;
+    }
+    if (k == hosts) {
         snprintf(msg, msglen, "no free address in the pod CIDR");
         return -ENOSPC;
     }
@@ -323,6 +335,9 @@ int net_pod_add(struct net *n, const char *id, char ip[16], char *msg, size_t ms
         return rc;
     }
     n->used[i] = 1;
+    n->last = i;
+    /* the host's own entry for a reused address would point at the old pod's veth peer */
+    IP(NULL, 0, "neigh", "flush", "to", ip, "dev", BRIDGE);
     return 0;
 }
 

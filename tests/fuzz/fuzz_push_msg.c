@@ -1,6 +1,7 @@
 /*
  * fuzz_push_msg.c - push_msg_parse (push/push.h): every frame that crosses the config stream,
- * read by weftd (hello, ack, nack from agents) and by the agent (config, error from weftd).
+ * read by weftd (hello, ack, nack from agents) and by the agent (config, error, appsExited from
+ * weftd).
  *
  * Invariants, for any bytes:
  *   - push_msg_parse returns 0, ERR_PARSE or ERR_INVALID; on failure the message is left zeroed;
@@ -57,10 +58,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_ASSERT(all_zero(&m));
         return 0;
     }
-    FUZZ_ASSERT(m.type >= PUSH_MSG_HELLO && m.type <= PUSH_MSG_ERROR);
+    FUZZ_ASSERT(m.type >= PUSH_MSG_HELLO && m.type <= PUSH_MSG_APPS_EXITED);
     FUZZ_ASSERT(!m.reason || strlen(m.reason) <= PUSH_REASON_MAX);
     FUZZ_ASSERT((m.type == PUSH_MSG_CONFIG) == (m.config != NULL));
-    FUZZ_ASSERT(m.type == PUSH_MSG_HELLO || m.type == PUSH_MSG_ERROR || m.version >= 1);
+    FUZZ_ASSERT(m.type == PUSH_MSG_HELLO || m.type == PUSH_MSG_ERROR ||
+                m.type == PUSH_MSG_APPS_EXITED || m.version >= 1);
+    FUZZ_ASSERT((m.type == PUSH_MSG_NACK || m.type == PUSH_MSG_ERROR ||
+                 m.type == PUSH_MSG_APPS_EXITED) == (m.reason != NULL));
 
     rc = push_msg_encode(&m, &frame);
     FUZZ_ASSERTF(rc == 0, "a parsed message does not encode: %d", rc);

@@ -25,7 +25,8 @@
 #   apps-exited    classic-mode pods (weft-proxy among the containers): a Job's pod (restartPolicy
 #                  Never) whose app is running gets nothing; once its status says the app
 #                  terminated, the stream carries appsExited naming it (/debug/proxies, metric); a
-#                  new stream hears it again after its hello, before its document; a pod with
+#                  new stream hears it again after its hello, before its document; OnFailure:
+#                  nothing after an exit 1, appsExited after an exit 0; a pod with
 #                  restartPolicy Always whose app terminated gets nothing (the kubelet restarts
 #                  it) until the pod is being deleted (deletionTimestamp, held by a finalizer)
 #   restart        weftd restarted on the same ports: the client reconnects and is synced again
@@ -498,6 +499,16 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: retry, namespace: $NS, labels: {app: retry}}
+spec:
+  serviceAccountName: client
+  restartPolicy: OnFailure
+  containers:
+  - {name: weft-proxy, image: weft/proxy:dev}
+  - {name: app, image: app:1}
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: svc, namespace: $NS, labels: {app: svc}, finalizers: [test.weft.dev/hold]}
 spec:
   serviceAccountName: client
@@ -508,6 +519,7 @@ EOF
     ok "pods" "$K" apply -f "$KL_TMP/apps.yaml" || return
     cert_for job job || return
     cert_for svc svc || return
+    cert_for retry retry || return
     sent=$(series weft_config_stream_apps_exited_sent_total)
     app_status job '{"running":{}}' || return
     cl_start job job job
@@ -527,6 +539,17 @@ EOF
     assert_eq "$(head -3 "$KL_TMP/cl-job2/events" | cut -d' ' -f1 | tr '\n' ' ')" "connected appsExited config " \
         "appsExited first on a new stream" || return
     cl_stop job2
+    # restartPolicy OnFailure: a failed app is restarted; one that exited 0 is done
+    cl_start retry retry retry
+    wait_for 20 has_event retry '^ack 1$' || t_fail "pod retry: no document: $(events retry)" || return
+    app_status retry '{"terminated":{"exitCode":1,"reason":"Error"}}' || return
+    sleep 1
+    has_event retry '^appsExited' && { t_fail "OnFailure, exit 1: $(events retry)"; return; }
+    app_status retry "$term" || return
+    wait_for 10 has_event retry '^appsExited ' || t_fail "OnFailure, exit 0: no appsExited: $(events retry)" || return
+    assert_eq "$(grep '^appsExited' "$KL_TMP/cl-retry/events")" "appsExited app exited 0; restartPolicy OnFailure" \
+        "OnFailure" || return
+    cl_stop retry
     # restartPolicy Always: a terminated app is restarted by the kubelet; only deletion ends it
     cl_start svc svc svc
     wait_for 20 has_event svc '^ack 1$' || t_fail "pod svc: no document: $(events svc)" || return

@@ -44,7 +44,8 @@ struct rctx {
     bool permissive; /* mode permissive: plaintext next to mutual TLS */
     struct diag *diag;
     int rc;
-    int seq; /* unique ACL numbers */
+    int seq;   /* unique ACL numbers */
+    int tries; /* unique inner listeners of whole-request timeouts */
 };
 
 static void fail(struct rctx *x, int rc, const char *fmt, ...) PRINTF_LIKE(3, 4);
@@ -848,12 +849,43 @@ static const char *retry_keyword(const char *c)
     return NULL;
 }
 
-static void backend_head(struct rctx *x, const char *name, bool http, const json_t *p)
+/*
+ * The head of the backend `name` that the port's traffic is sent to; *servers receives the name
+ * of the backend the servers go in. Usually the same. But 2.6's `timeout server` applies per
+ * try, so an http port with retries and a whole-request `timeoutMs` gets two layers: `name`
+ * bounds the whole request (`timeout server <timeoutMs>`, 504 when it expires) and forwards to
+ * an inner listener on a Unix socket of the run directory, whose backend `<name>_try` holds the
+ * retries, the per-try timeout and the servers.
+ */
+static void backend_head(struct rctx *x, const char *name, bool http, const json_t *p,
+                         char *servers, size_t servers_len)
 {
     const json_t *retry = json_object_get(p, "retry");
     const json_t *tmo = json_object_get(p, "timeoutMs");
     long per_try = (long)json_integer_value(json_object_get(retry, "perTryTimeoutMs"));
+    long whole = json_is_integer(tmo) ? (long)json_integer_value(tmo) : 0;
+    const char *what = name; /* for messages: the port's backend */
 
+    snprintf(servers, servers_len, "%s", name);
+    if (http && whole > 0 && json_integer_value(json_object_get(retry, "attempts")) > 0) {
+        char sock[160];
+
+        if (snprintf(sock, sizeof(sock), "%s/try%d.sock", x->o->run_dir, ++x->tries) >= 108) {
+            fail(x, ERR_UNSUPPORTED,
+                 "%s: the run directory's path is too long for a Unix socket (the "
+                 "whole-request timeout's inner listener)",
+                 name);
+            return;
+        }
+        snprintf(servers, servers_len, "%s_try", name);
+        emit(x,
+             "\nbackend %s\n    mode http\n    # the whole request, all tries included\n"
+             "    timeout server %ldms\n    server whole unix@%s\n"
+             "\nfrontend weft_%s\n    mode http\n    bind unix@%s mode 600\n    no log\n"
+             "    default_backend %s\n",
+             name, whole, sock, servers, sock, servers);
+        name = servers;
+    }
     emit(x, "\nbackend %s\n    mode %s\n    balance roundrobin\n", name, http ? "http" : "tcp");
     if (http)
         emit(x, "    http-reuse always\n");
@@ -863,10 +895,18 @@ static void backend_head(struct rctx *x, const char *name, bool http, const json
         json_int_t attempts = json_integer_value(json_object_get(retry, "attempts"));
 
         if (attempts < 0 || attempts > 100) {
-            fail(x, ERR_INVALID, "%s: retry.attempts: want 0-100", name);
+            fail(x, ERR_INVALID, "%s: retry.attempts: want 0-100", what);
             return;
         }
-        emit(x, "    retries %lld\n    option redispatch\n", (long long)attempts);
+        /* every retry to another server where there is one (2.6's default redispatches on the
+         * last retry only: a per-try timeout would hit the same hanging endpoint again) */
+        emit(x, "    retries %lld\n    option redispatch 1\n", (long long)attempts);
+        /* non-idempotent methods (POST, PATCH, CONNECT, others) are retried only when the
+         * connection failed (the request never left): a 503 or a timeout after the request was
+         * sent is not retried, since the app may have acted on it */
+        if (http && attempts > 0)
+            emit(x, "    http-request disable-l7-retry unless { method GET HEAD OPTIONS TRACE PUT "
+                    "DELETE }\n");
         if (http && json_array_size(on)) {
             emit(x, "    retry-on");
             json_array_foreach(on, i, v)
@@ -877,7 +917,7 @@ static void backend_head(struct rctx *x, const char *name, bool http, const json
                     fail(x, ERR_INVALID,
                          "%s: retry.retryOn[%zu]: \"%s\" is not a condition HAProxy "
                          "2.6 can retry on",
-                         name, i, c ? c : "(not a string)");
+                         what, i, c ? c : "(not a string)");
                     return;
                 }
                 emit(x, " %s", kw);
@@ -886,7 +926,7 @@ static void backend_head(struct rctx *x, const char *name, bool http, const json
         }
     }
     /* a per-try timeout is HAProxy's server timeout; the whole-request timeout is used when
-     * there is none (2.6 has no timer over all tries) */
+     * there is none (with retries, the outer layer above bounds all tries) */
     if (per_try > 0)
         emit(x, "    timeout server %ldms\n", per_try);
     else if (json_is_integer(tmo) && json_integer_value(tmo) > 0)
@@ -999,15 +1039,15 @@ static void render_outbound(struct rctx *x, const json_t *outbound)
 
                 json_array_foreach(json_object_get(p, "endpoints"), k, e)
                 {
-                    char be[400], ep[128];
+                    char be[400], sbe[420], ep[128];
 
                     snprintf(ep, sizeof(ep), "%s.endpoints[%zu]", pp, k);
                     snprintf(be, sizeof(be), "%s_%s", base, str_at(e, "ip") ? str_at(e, "ip") : "");
                     for (char *c = be; *c; c++)
                         if (*c == ':')
                             *c = '.';
-                    backend_head(x, be, http, p);
-                    server_line(x, be, e, ep, true);
+                    backend_head(x, be, http, p, sbe, sizeof(sbe));
+                    server_line(x, sbe, e, ep, true);
                     if (!ip_family(str_at(e, "ip")) || !port_at(e, "port")) {
                         fail(x, ERR_INVALID, "%s: want an IP address and a port", ep);
                         break;
@@ -1025,7 +1065,7 @@ static void render_outbound(struct rctx *x, const json_t *outbound)
             map_line(x, cip, port, base);
             json_array_foreach(routes, k, r)
             {
-                char be[340], rp[128];
+                char be[340], sbe[360], rp[128];
                 const json_t *b, *e, *m = json_object_get(r, "match");
                 size_t bi, ei;
                 bool single = json_array_size(routes) == 1 && !m;
@@ -1047,7 +1087,7 @@ static void render_outbound(struct rctx *x, const json_t *outbound)
                     break;
                 }
                 x->c = &backends;
-                backend_head(x, be, http, p);
+                backend_head(x, be, http, p, sbe, sizeof(sbe));
                 json_array_foreach(json_object_get(r, "backends"), bi, b)
                 {
                     json_array_foreach(json_object_get(b, "endpoints"), ei, e)
@@ -1055,7 +1095,7 @@ static void render_outbound(struct rctx *x, const json_t *outbound)
                         char ep[200];
 
                         snprintf(ep, sizeof(ep), "%s.backends[%zu].endpoints[%zu]", rp, bi, ei);
-                        server_line(x, be, e, ep, false);
+                        server_line(x, sbe, e, ep, false);
                     }
                 }
                 if (!single) {

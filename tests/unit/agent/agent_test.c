@@ -353,6 +353,51 @@ static void t_render_fixtures(void)
     CHECK(docs >= 20);
 }
 
+/* RetryPolicy: retries to another server each time, L7 retries for idempotent methods only. */
+static void t_render_retries(void)
+{
+    json_t *doc = load(MESH "retries/expected/default.client-1.json");
+    struct agent_render_out o;
+    struct diag dg = {0, ""};
+    const char *c, *b;
+
+    REQUIRE(render(doc, &o, &dg) == 0);
+    c = o.config.p;
+    {
+        /* retries and a whole-request timeout (90 s): an outer layer bounds all tries, the
+         * inner backend retries with the per-try timeout */
+        static const char want[] =
+            "\nbackend oh_default_ratings_9080\n    mode http\n"
+            "    # the whole request, all tries included\n    timeout server 90000ms\n"
+            "    server whole unix@/run/w/try1.sock\n"
+            "\nfrontend weft_oh_default_ratings_9080_try\n    mode http\n"
+            "    bind unix@/run/w/try1.sock mode 600\n    no log\n"
+            "    default_backend oh_default_ratings_9080_try\n"
+            "\nbackend oh_default_ratings_9080_try\n    mode http\n    balance roundrobin\n"
+            "    http-reuse always\n    retries 2\n    option redispatch 1\n"
+            "    http-request disable-l7-retry unless { method GET HEAD OPTIONS TRACE PUT DELETE "
+            "}\n"
+            "    retry-on conn-failure response-timeout 503\n    timeout server 500ms\n"
+            "    server ";
+
+        b = strstr(c, "\nbackend oh_default_ratings_9080\n");
+        REQUIRE(b);
+        CHECK(strncmp(b, want, strlen(want)) == 0);
+    }
+    /* a tcp port: retries of the connection only, no HTTP rule */
+    {
+        static const char want[] =
+            "\nbackend ot_default_ratings_6379\n    mode tcp\n    balance "
+            "roundrobin\n    retries 1\n    option redispatch 1\n    server ";
+
+        b = strstr(c, "\nbackend ot_default_ratings_6379\n");
+        REQUIRE(b);
+        CHECK(strncmp(b, want, strlen(want)) == 0);
+    }
+    agent_render_out_release(&o);
+    json_decref(doc);
+}
+
 /* Access rules: the evaluation order (deny, audit, allow, default), peers as subjects, the app on
  * the pod's own IP from 127.0.0.6, the 403 with x-weft-denied. */
 static void t_render_access(void)
@@ -643,5 +688,5 @@ static void t_metrics(void)
 }
 
 UNIT_MAIN(UNIT(t_metrics), UNIT(t_plan_parse), UNIT(t_rules), UNIT(t_merge),
-          UNIT(t_render_fixtures), UNIT(t_render_access), UNIT(t_render_permissive),
-          UNIT(t_render_ipv6_and_quoting), UNIT(t_render_errors))
+          UNIT(t_render_fixtures), UNIT(t_render_retries), UNIT(t_render_access),
+          UNIT(t_render_permissive), UNIT(t_render_ipv6_and_quoting), UNIT(t_render_errors))

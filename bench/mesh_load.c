@@ -13,9 +13,12 @@
  * the server closes is replaced by a new one; a request in flight on it that got no byte of an
  * answer is sent once more on another connection and counted in retried= (what HTTP clients do
  * with idempotent requests when a keep-alive connection is closed under them); any other
- * closed, refused or non-200 answer is an error.
- * Prints one line: sent= ok= errors= late= retried= recorded= p50_us= p90_us= p99_us= max_us=
- * body_bytes= (late: sent more than 1 ms after its due time). Exit 1 when any request failed.
+ * closed, refused or non-200 answer is an error. Requests go to the connections in turn. Bytes on
+ * an idle connection (HAProxy's 408 on one that has not carried a request within `timeout
+ * http-request`) close and replace it, counted in idle_closed=, not an error.
+ * Prints one line: sent= ok= errors= late= retried= idle_closed= recorded= p50_us= p90_us= p99_us=
+ * max_us= body_bytes= (late: sent more than 1 ms after its due time). Exit 1 when any request
+ * failed.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -110,7 +113,8 @@ int main(int argc, char **argv)
     uint64_t *lat, start, total, next = 0, queued = 0, sent = 0, ok = 0, errors = 0, late = 0;
     /* requests whose keep-alive connection the server closed before any byte of the answer:
      * sent again once on another connection, as HTTP clients do with idempotent requests */
-    uint64_t retry_due[MAX_CONNS], retried = 0;
+    uint64_t retry_due[MAX_CONNS], retried = 0, idle_closed = 0;
+    int rr = 0; /* the connection the next request tries first: all of them stay in use */
     bool retry_rec[MAX_CONNS];
     size_t nretry = 0;
     size_t nlat = 0, body_bytes = 0;
@@ -183,7 +187,8 @@ int main(int argc, char **argv)
             next++;
             queued++;
         }
-        for (int i = 0; i < nconns && (queued || nretry); i++) {
+        for (int m = 0; m < nconns && (queued || nretry); m++) {
+            int i = (rr + m) % nconns;
             struct conn *c = &conns[i];
             uint64_t idx = next - queued;
 
@@ -213,6 +218,7 @@ int main(int argc, char **argv)
                 late++;
             c->busy = true;
             c->rx_len = 0;
+            rr = (i + 1) % nconns;
             sent++;
             queued--;
         }
@@ -273,7 +279,25 @@ int main(int argc, char **argv)
             len = answer_len(c, &status, &body);
             if (len == 0)
                 continue;
-            if (len < 0 || status != 200 || !c->busy) {
+            if (!c->busy) {
+                /* a server's notice on an idle connection (HAProxy's 408 when
+                 * `timeout http-request` expires on a connection that has not sent a request
+                 * yet) and its close: no request of ours; the connection is replaced */
+                struct epoll_event ev = {.events = EPOLLIN, .data.u32 = evs[k].data.u32};
+
+                idle_closed++;
+                epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+                close(c->fd);
+                c->rx_len = 0;
+                c->fd = dial(addr, port);
+                if (c->fd >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
+                    close(c->fd);
+                    c->fd = -1;
+                }
+                continue;
+            }
+            if (len < 0 || status != 200) {
+                fprintf(stderr, "mesh_load: bad answer: %.120s\n", c->rx);
                 errors++;
                 c->busy = false;
                 c->rx_len = 0;
@@ -292,11 +316,11 @@ int main(int argc, char **argv)
         errors = sent - ok; /* never answered */
     qsort(lat, nlat, sizeof(*lat), cmp_u64);
 #define PCT(p) (nlat ? lat[(size_t)((double)(nlat - 1) * (p))] / 1000 : 0)
-    printf("sent=%llu ok=%llu errors=%llu late=%llu retried=%llu recorded=%zu p50_us=%llu "
-           "p90_us=%llu p99_us=%llu max_us=%llu body_bytes=%zu\n",
+    printf("sent=%llu ok=%llu errors=%llu late=%llu retried=%llu idle_closed=%llu recorded=%zu "
+           "p50_us=%llu p90_us=%llu p99_us=%llu max_us=%llu body_bytes=%zu\n",
            (unsigned long long)sent, (unsigned long long)ok, (unsigned long long)errors,
-           (unsigned long long)late, (unsigned long long)retried, nlat,
-           (unsigned long long)PCT(0.50), (unsigned long long)PCT(0.90),
+           (unsigned long long)late, (unsigned long long)retried, (unsigned long long)idle_closed,
+           nlat, (unsigned long long)PCT(0.50), (unsigned long long)PCT(0.90),
            (unsigned long long)PCT(0.99), (unsigned long long)(nlat ? lat[nlat - 1] / 1000 : 0),
            body_bytes);
     free(lat);

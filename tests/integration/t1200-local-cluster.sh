@@ -28,6 +28,11 @@
 #                    rule there leads to the app passes once the rule exists)
 #   post-start       a postStart hook that sleeps 2 s delays the next container by 2 s
 #   pre-stop         on deletion the preStop hook runs first; SIGTERM comes after it ends
+#   debug-service    weftd's admin port through the weftd Service, from inside pods: a pod whose
+#                    ServiceAccount is granted get on /debug/config and /debug/proxies (a
+#                    ClusterRole on the non-resource URLs) gets 200 with its own mounted token, a
+#                    pod whose ServiceAccount is not gets 403, no token 401; /metrics, /healthz and
+#                    /readyz answer 200 without one
 #   native-sidecar   an injected pod starts with weft-proxy as a native sidecar (node v1.33):
 #                    the app starts after the proxy was ready (the agent's own log of its
 #                    certificate, first configuration and HAProxy's health, against
@@ -329,6 +334,57 @@ YAML
     assert_not_contains "$OUT" "127.0.0.1:" "a probe from inside the pod"
 }
 
+# debug_from POD TOKEN PATH: GET weftd's admin port through its Service from the pod's network;
+# CODE gets the status, BODY the answer
+debug_from() {
+    local ip auth=()
+    ip=$(k get svc -n weft-system weftd -o 'jsonpath={.spec.clusterIP}')
+    [ -n "$2" ] && auth=(-H "Authorization: Bearer $2")
+    CODE=$(nsenter -t "$(pid_of plain "$1")" -n curl -s -m 10 -o "$KL_TMP/debug.out" \
+        -w '%{http_code}' "${auth[@]}" "http://$ip:15014$3")
+    BODY=$(cat "$KL_TMP/debug.out" 2>/dev/null)
+}
+
+case_debug_service() {
+    local sa=/var/run/secrets/kubernetes.io/serviceaccount tok_dbg tok_web p
+    ok "serviceaccount" "$K" create serviceaccount -n plain debugger || return 1
+    ok "clusterrole" "$K" create clusterrole weft-debug --verb=get \
+        --non-resource-url=/debug/config --non-resource-url=/debug/proxies || return 1
+    ok "binding" "$K" create clusterrolebinding plain-debugger --clusterrole=weft-debug \
+        --serviceaccount=plain:debugger || return 1
+    ok "pod dbg" "$K" run -n plain dbg --image=weft/testapp \
+        --overrides='{"spec":{"serviceAccountName":"debugger"}}' || return 1
+    ok "meshed pod" "$K" run -n demo target --image=weft/testapp || return 1
+    wait_for 30 running plain dbg || { cluster_fail "pod plain/dbg is not Running"; return 1; }
+    okv "dbg's token" nsenter -t "$(pid_of plain dbg)" -m cat "$sa/token" || return 1
+    tok_dbg=$OUT
+    okv "web's token" nsenter -t "$(pid_of plain web)" -m cat "$sa/token" || return 1
+    tok_web=$OUT
+    # allowed: weftd compiles demo/target's document shortly after the pod is created
+    for _ in $(seq 50); do
+        debug_from dbg "$tok_dbg" /debug/config/demo/target
+        [ "$CODE" = 200 ] && break
+        sleep 0.2
+    done
+    assert_eq "$CODE" 200 "/debug/config with a granted ServiceAccount's token: $BODY" || return 1
+    assert_eq "$(echo "$BODY" | jq -r 'type')" object "the compiled document" || return 1
+    debug_from dbg "$tok_dbg" /debug/proxies
+    assert_eq "$CODE" 200 "/debug/proxies with a granted token: $BODY" || return 1
+    debug_from web "$tok_web" /debug/config/demo/target
+    assert_eq "$CODE" 403 "/debug/config with plain:default's token" || return 1
+    assert_contains "$BODY" "system:serviceaccount:plain:default" "403 names the user" || return 1
+    debug_from web "" /debug/config/demo/target
+    assert_eq "$CODE" 401 "/debug/config without a token" || return 1
+    debug_from dbg "$tok_web.x" /debug/config/demo/target
+    assert_eq "$CODE" 401 "/debug/config with a token the API server does not authenticate" ||
+        return 1
+    for p in /metrics /healthz /readyz; do
+        debug_from web "" "$p"
+        assert_eq "$CODE" 200 "$p without a token" || return 1
+    done
+    ok "delete" "$K" delete pod -n demo target --wait=false
+}
+
 case_post_start() {
     local a b
     ok "hooked" "$K" create -n plain -f - <<'YAML' || return 1
@@ -457,6 +513,7 @@ if [ "$T_FAILED" = "$failed0" ]; then
     t_run probes case_probes
     t_run post-start case_post_start
     t_run pre-stop case_pre_stop
+    t_run debug-service case_debug_service
     t_run native-sidecar case_native_sidecar
 fi
 t_run down case_down

@@ -13,7 +13,13 @@
 #   - weights 90/10 -> 50/50 -> 0/100, scale-ups, scale-downs, an endpoint going unready, under
 #     a continuous load of 300 requests/s over 4 keep-alive connections: no request fails, every
 #     change is applied through the runtime API, the HAProxy worker's PID does not change and
-#     the master never reloads.
+#     the master never reloads;
+#   - RetryPolicy: against endpoints failing 30% of requests with 503 at random (seeded), the
+#     success rate of 2,000 GETs matches 1 - 0.3^(attempts+1) within 4 standard deviations for
+#     0, 1 and 3 retries, and HAProxy counts the retries; POST is not retried on a 503 (Weft's
+#     rule for non-idempotent methods: connection failures only); a per-try timeout lands the
+#     retry on the other endpoint when one hangs (option redispatch 1); the whole-request
+#     timeout answers 504.
 . "$(dirname "$0")/lib.sh"
 . "$KL_REPO/tests/integration/weftd-lib.sh"
 
@@ -32,9 +38,11 @@ command -v haproxy >/dev/null || { t_skip "haproxy is not installed"; t_summary;
 have_tool "$AGENT" && have_tool "$TESTAPP" && have_tool "$WEFT_INIT" || t_summary
 t_pass
 
-# backend NAME IP: a testapp answering its NAME on IP:8080 in wfe-tb
+# backend NAME IP [VAR=VALUE...]: a testapp answering its NAME on IP:8080 in wfe-tb
 backend() {
-    e2e_bg $NB env PORT=8080 ADDR="$2" POD_NAME="$1" "$TESTAPP" || return 1
+    local name=$1 ip=$2
+    shift 2
+    e2e_bg $NB env PORT=8080 ADDR="$ip" POD_NAME="$name" "$@" "$TESTAPP" || return 1
     wait_for 10 grep -q "listening" "$E2E_BG_LOG"
 }
 # slice NAME SERVICE IP[:unready]...: the EndpointSlice of SERVICE (port http 8080)
@@ -102,13 +110,16 @@ case_setup() {
     # namespaces: the client pod and the backends, one veth; the client's default route
     e2e_netns $NC && e2e_netns $NB || return
     e2e_link $NC $C/24 $NB 10.250.42.2/24 || return
-    for b in 11 12 21 22 23 24 31; do
+    for b in 11 12 21 22 23 24 31 51 52 61 62; do
         ip -n $NB addr add 10.250.42.$b/24 dev "$E2E_LINK_B" || return
     done
     ip -n $NC route add default dev "$E2E_LINK_A" || return
     for b in v1-a:11 v1-b:12 v2-a:21 v2-b:22 v2-c:23 v2-d:24 apex:31; do
         backend "${b%%:*}" "10.250.42.${b##*:}" || { t_fail "backend $b: $(cat "$E2E_BG_LOG")"; return 1; }
     done
+    # 30% random 503s (two seeds), a hanging endpoint and a quick one
+    backend flaky-a 10.250.42.51 FAIL_PERCENT=30 FAIL_SEED=1 && backend flaky-b 10.250.42.52 FAIL_PERCENT=30 FAIL_SEED=2 &&
+        backend hang 10.250.42.61 DELAY_MS=5000 && backend quick 10.250.42.62 || { t_fail "retry backends"; return 1; }
     cat >"$D/app.yaml" <<EOF
 apiVersion: v1
 kind: Namespace
@@ -142,7 +153,19 @@ kind: Service
 metadata: {name: web-v2, namespace: $NS}
 spec: {clusterIP: 10.96.42.12, ports: [{port: 80, name: http, targetPort: 8080}]}
 EOF
+    # flaky, slow and stuck: apexes of single-backend splits (in the mesh although their
+    # endpoints are not meshed pods), with RetryPolicies set by the cases
+    for svc in flaky:20 flaky-b:21 slow:22 slow-b:23 stuck:24 stuck-b:25; do
+        printf -- '---\napiVersion: v1\nkind: Service\nmetadata: {name: %s, namespace: %s}\nspec: {clusterIP: 10.96.42.%s, ports: [{port: 80, name: http, targetPort: 8080}]}\n' \
+            "${svc%%:*}" "$NS" "${svc##*:}" >>"$D/app.yaml"
+    done
+    for svc in flaky slow stuck; do
+        printf -- '---\napiVersion: mesh.weft.dev/v1alpha1\nkind: TrafficSplit\nmetadata: {name: %s, namespace: %s}\nspec: {service: %s, backends: [{service: %s-b, weight: 1}]}\n' \
+            "$svc" "$NS" "$svc" "$svc" >>"$D/app.yaml"
+    done
     ok "apply" "$K" apply -f "$D/app.yaml" || return
+    slice flaky-x flaky-b 10.250.42.51 10.250.42.52 && slice slow-x slow-b 10.250.42.61 10.250.42.62 &&
+        slice stuck-x stuck-b 10.250.42.61 || { t_fail "retry slices"; return 1; }
     ok "pod IP" "$K" patch pod -n $NS c --subresource=status --type=merge \
         -p "{\"status\":{\"phase\":\"Running\",\"podIP\":\"$C\",\"podIPs\":[{\"ip\":\"$C\"}]}}" || return
     slice web-apex web 10.250.42.31 && slice web-v1-x web-v1 10.250.42.11 &&
@@ -262,9 +285,80 @@ case_changes_under_load() {
     assert_contains "$(cat "$D/agent.log")" "msg=\"applied through the runtime API\" servers_added=1" "servers added at runtime" || return
 }
 
+# retry NAME SPEC-JSON: the RetryPolicy NAME (applied and ACKed)
+retry() {
+    local n
+    n=$(acks)
+    printf '{"apiVersion": "mesh.weft.dev/v1alpha1", "kind": "RetryPolicy", "metadata": {"name": "%s", "namespace": "%s"}, "spec": %s}\n' \
+        "$1" "$NS" "$2" | "$K" apply -f - >/dev/null || { t_fail "RetryPolicy $1"; return 1; }
+    applied "$n"
+}
+# retries_count: HAProxy's retry counter of flaky's backend (the client pod's exporter)
+retries_count() {
+    ip netns exec $NC curl -s http://127.0.0.1:15090/metrics |
+        awk '/^haproxy_backend_retry_warnings_total\{proxy="oh_shop_flaky_80"\}/ {print $2; exit}'
+}
+# rate_ok RATE P N: |RATE - P| within 4 standard deviations of a binomial(N, P) proportion
+rate_ok() {
+    python3 -c "import math, sys; sys.exit(0 if abs($1 - $2) <= 4 * math.sqrt($2 * (1 - $2) / $3) + 1e-9 else 1)"
+}
+
+case_retries() {
+    local a want rate r0 r1 ok
+    for a in 0 1 3; do
+        retry flaky "{\"targetRef\": {\"name\": \"flaky\"}, \"attempts\": $a, \"retryOn\": [\"503\"]}" || return
+        r0=$(retries_count)
+        okv "2,000 GETs, $a retries" ip netns exec $NC "$TESTAPP" load "http://10.96.42.20:80/" -n 2000 -c 2 || return
+        r1=$(retries_count)
+        ok=$(printf '%s' "$OUT" | awk 'NR == 1 {print $4}')
+        rate=$(python3 -c "print($ok / 2000)")
+        want=$(python3 -c "print(1 - 0.3 ** ($a + 1))")
+        echo "    $a retries: success $rate (theory $want), HAProxy counted $((${r1:-0} - ${r0:-0})) retries"
+        rate_ok "$rate" "$want" 2000 || { t_fail "$a retries: success rate $rate, theory $want: $OUT"; return 1; }
+        if [ "$a" -gt 0 ]; then
+            # a retry per failed try: the first tries' failures (0.3 N) and the retries' own
+            [ "$((${r1:-0} - ${r0:-0}))" -ge 450 ] || { t_fail "$a retries: HAProxy counted $((${r1:-0} - ${r0:-0})) retries (want ~$((600 + (a > 1 ? 180 : 0))))"; return 1; }
+        fi
+    done
+    # POST: not retried on a 503 (it may have acted); the success rate is the first try's
+    okv "2,000 POSTs, 3 retries" ip netns exec $NC "$TESTAPP" load "http://10.96.42.20:80/" -n 2000 -c 2 -X POST || return
+    rate=$(python3 -c "print($(printf '%s' "$OUT" | awk 'NR == 1 {print $4}') / 2000)")
+    echo "    POST with 3 retries: success $rate (not retried: theory 0.7)"
+    rate_ok "$rate" 0.7 2000 || { t_fail "POST: success rate $rate, want 0.7 (no L7 retry): $OUT"; return 1; }
+}
+
+# a per-try timeout lands the retry on the other endpoint (option redispatch 1): with 2 retries
+# and 2.6's default (redispatch on the last retry only) the first retry would wait on the same
+# hanging endpoint again
+case_per_try_timeout() {
+    local times max
+    retry slow '{"targetRef": {"name": "slow"}, "attempts": 2, "perTryTimeout": "300ms", "retryOn": ["response-timeout"]}' || return
+    okv "10 requests, one endpoint hanging" ip netns exec $NC curl -s -w ' %{http_code} %{time_total}\n' \
+        http://10.96.42.22/ http://10.96.42.22/ http://10.96.42.22/ http://10.96.42.22/ http://10.96.42.22/ \
+        http://10.96.42.22/ http://10.96.42.22/ http://10.96.42.22/ http://10.96.42.22/ http://10.96.42.22/ || return
+    times=$(printf '%s\n' "$OUT" | tr -s ' ' | awk 'NF >= 3 {print $NF}')
+    max=$(printf '%s\n' "$times" | sort -n | tail -1)
+    echo "    answers: $(printf '%s' "$OUT" | tr '\n' ';'); slowest ${max}s"
+    assert_eq "$(printf '%s\n' "$OUT" | grep -c 'quick 200')" 10 "every request answered by the quick endpoint" || return
+    printf '%s\n' "$times" | awk '$1 >= 0.29 {n++} END {exit n ? 0 : 1}' || { t_fail "no request waited for the hanging endpoint: $times"; return 1; }
+    python3 -c "import sys; sys.exit(0 if $max < 0.55 else 1)" || { t_fail "a request took ${max}s: the retry went back to the hanging endpoint"; return 1; }
+}
+
+# the CRD's timeout bounds the whole request, all tries included, and answers 504: 3 retries of
+# 300 ms each against a hanging endpoint would take 1.2 s; the timeout of 700 ms ends it
+case_timeout() {
+    retry stuck '{"targetRef": {"name": "stuck"}, "attempts": 3, "perTryTimeout": "300ms", "timeout": "700ms", "retryOn": ["response-timeout"]}' || return
+    okv "a request to a hanging endpoint" ip netns exec $NC curl -s -o /dev/null -w '%{http_code} %{time_total}' http://10.96.42.24/ || return
+    echo "    3 retries x 300 ms, timeout 700 ms: $OUT"
+    assert_match "$OUT" '^504 0\.(6[5-9]|[7-9])' "status and seconds" || return
+}
+
 t_run "setup: weftd, a meshed client pod with the agent, web split over web-v1 and web-v2" case_setup
 [ "$T_FAILED" -eq 0 ] || t_summary
 t_run "90/10 over 1 and 3 endpoints, one keep-alive connection: each share within 3 points" case_split
 t_run "a split's match: matching requests to the split, the rest to the apex" case_matches
 t_run "weights, scale-ups, scale-downs under 300 requests/s: no failure, no reload" case_changes_under_load
+t_run "RetryPolicy against 30% random 503s: 0, 1, 3 retries; POST not retried" case_retries
+t_run "a per-try timeout retries on the other endpoint" case_per_try_timeout
+t_run "the whole-request timeout answers 504" case_timeout
 t_summary

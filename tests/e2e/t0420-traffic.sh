@@ -333,13 +333,15 @@ case_retries() {
 case_per_try_timeout() {
     local times max
     retry slow '{"targetRef": {"name": "slow"}, "attempts": 2, "perTryTimeout": "300ms", "retryOn": ["response-timeout"]}' || return
-    okv "10 requests, one endpoint hanging" ip netns exec $NC curl -s -w ' %{http_code} %{time_total}\n' \
+    okv "10 requests, one endpoint hanging" ip netns exec $NC curl -s -w '%{http_code} %{time_total}\n' \
         http://10.96.42.22/ http://10.96.42.22/ http://10.96.42.22/ http://10.96.42.22/ http://10.96.42.22/ \
         http://10.96.42.22/ http://10.96.42.22/ http://10.96.42.22/ http://10.96.42.22/ http://10.96.42.22/ || return
-    times=$(printf '%s\n' "$OUT" | tr -s ' ' | awk 'NF >= 3 {print $NF}')
+    # each answer is the body's line (the pod's name) then "<status> <seconds>"
+    times=$(printf '%s\n' "$OUT" | awk '/^[0-9][0-9][0-9] / {print $2}')
     max=$(printf '%s\n' "$times" | sort -n | tail -1)
     echo "    answers: $(printf '%s' "$OUT" | tr '\n' ';'); slowest ${max}s"
-    assert_eq "$(printf '%s\n' "$OUT" | grep -c 'quick 200')" 10 "every request answered by the quick endpoint" || return
+    assert_eq "$(printf '%s\n' "$OUT" | grep -cx 'quick')" 10 "every request answered by the quick endpoint" || return
+    assert_eq "$(printf '%s\n' "$OUT" | grep -c '^200 ')" 10 "every request answered 200" || return
     printf '%s\n' "$times" | awk '$1 >= 0.29 {n++} END {exit n ? 0 : 1}' || { t_fail "no request waited for the hanging endpoint: $times"; return 1; }
     python3 -c "import sys; sys.exit(0 if $max < 0.55 else 1)" || { t_fail "a request took ${max}s: the retry went back to the hanging endpoint"; return 1; }
 }

@@ -3,7 +3,7 @@
 
 CC ?= cc
 BUILD ?= build
-PKGS := jansson openssl yaml-0.1 libcurl libuv libwebsockets
+PKGS := jansson openssl yaml-0.1 libcurl libuv libwebsockets zlib
 
 WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wold-style-definition -Wformat=2 -Wundef -Wpointer-arith -Wwrite-strings -Wvla \

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS="build-essential pkg-config clang libcurl4-openssl-dev libjansson-dev libssl-dev libyaml-dev
-libwebsockets-dev libuv1-dev haproxy iptables iproute2 openssl curl unzip valgrind procps
+libwebsockets-dev libuv1-dev zlib1g-dev haproxy iptables iproute2 openssl curl unzip valgrind procps
 jq xxd python3 clang-format libclang-rt-14-dev libcap2-bin util-linux tcpdump"
 missing=()
 for p in $PKGS; do

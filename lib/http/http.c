@@ -757,6 +757,35 @@ void http_defer(struct http_conn *c, http_close_fn on_close, void *arg)
     c->close_arg = arg;
 }
 
+int http_conn_takeover(struct http_conn *c, int *fd, SSL **ssl, char **early, size_t *early_len)
+{
+    char *copy = NULL;
+
+    if (c->dead || c->out.len || c->tls_want_write || c->fd < 0)
+        return -EBUSY;
+    if (c->in.len) {
+        copy = malloc(c->in.len);
+        if (!copy)
+            return -ENOMEM;
+        memcpy(copy, c->in.p, c->in.len);
+    }
+    epoll_ctl(c->srv->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    *fd = c->fd;
+    *ssl = c->ssl;
+    *early = copy;
+    *early_len = c->in.len;
+    /* conn_free at the end of the round releases only the memory */
+    c->fd = -1;
+    c->ssl = NULL;
+    c->on_close = NULL;
+    buf_consume(&c->in, c->in.len);
+    c->want_close = true;
+    c->state = CONN_CLOSING;
+    c->dead = true;
+    mark_dirty(c);
+    return 0;
+}
+
 void http_stream_begin(struct http_conn *c, int status, const char *content_type,
                        http_close_fn on_close, void *arg)
 {

@@ -179,4 +179,15 @@ uint32_t http_conn_peer_v4(const struct http_conn *c);
 /* Bytes queued and not yet written. */
 size_t http_conn_backlog(const struct http_conn *c);
 
+/*
+ * Take the connection over (a protocol upgrade: kubelite's pods/portforward). Only from the
+ * handler of the request, before answering it. On success the server forgets the connection: the
+ * caller owns *fd (non-blocking) and *ssl (NULL for plain HTTP; SSL_free it), and *early (a
+ * malloc'd copy of the bytes the client sent after the request, *early_len of them, NULL when
+ * none; free it). The caller writes the upgrade answer itself. Returns -EBUSY when an earlier
+ * answer is still being written (the request must then be answered normally), -ENOMEM.
+ */
+int http_conn_takeover(struct http_conn *c, int *fd, SSL **ssl, char **early,
+                       size_t *early_len) WUR;
+
 #endif

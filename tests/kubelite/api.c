@@ -1844,6 +1844,18 @@ void kl_handle(void *arg, struct http_conn *c, const struct http_request *req)
             kl_respond_status(c, 403, "Forbidden", msg, plural, name, group, NULL);
             goto done;
         }
+        /*
+         * kube-apiserver (AuthorizePodWebsocketUpgradeCreatePermission, on from 1.31): the
+         * WebSocket upgrade of pods/portforward, exec and attach is a GET, and needs `create`
+         * on the subresource as well as `get`, as the SPDY upgrade (a POST) does.
+         */
+        if (strcmp(sub, "portforward") == 0 && strcmp(m, "GET") == 0) {
+            az.verb = "create";
+            if (!kl_authorize(kl, &az, msg, sizeof(msg))) {
+                kl_respond_status(c, 403, "Forbidden", msg, plural, name, group, NULL);
+                goto done;
+            }
+        }
     }
     if (fault_error(kl, c, req))
         goto done;

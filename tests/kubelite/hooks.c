@@ -645,7 +645,8 @@ bool kl_subresource_known(const struct rtype *rt, const char *sub)
            (strcmp(sub, "scale") == 0 && rt->has_scale) ||
            (strcmp(sub, "token") == 0 && is(rt, "", "serviceaccounts")) ||
            (strcmp(sub, "binding") == 0 && is(rt, "", "pods")) ||
-           (strcmp(sub, "log") == 0 && is(rt, "", "pods"));
+           (strcmp(sub, "log") == 0 && is(rt, "", "pods")) ||
+           (strcmp(sub, "portforward") == 0 && is(rt, "", "pods"));
 }
 
 static json_t *scale_of(const struct rtype *rt, const json_t *obj)
@@ -755,6 +756,10 @@ void kl_subresource_handle(struct kl *kl, struct http_conn *c, const struct http
     }
     if (strcmp(sub, "log") == 0) {
         kl_pod_log(kl, c, req, ns, name);
+        return;
+    }
+    if (strcmp(sub, "portforward") == 0) {
+        kl_pod_portforward(kl, c, req, ns, name);
         return;
     }
     kl_key(ns, name, key, sizeof(key));

@@ -11,6 +11,7 @@
 #define KUBELITE_INT_H
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -100,6 +101,13 @@ struct kl_faults {
     uint64_t drops, expires, errors; /* injected so far */
 };
 
+/* port-forward sessions run on threads of their own: what they share with the loop */
+struct kl_pf {
+    atomic_uint sessions; /* running */
+    atomic_bool stop;     /* kubelite is stopping: sessions end */
+    double idle_timeout;  /* seconds without traffic before a session ends (0: 4 h) */
+};
+
 struct kl {
     struct http_server *http;
     struct openapi *oa;
@@ -135,6 +143,7 @@ struct kl {
     const char *ca_pem;
     struct kl_log_follower *log_followers; /* `kubectl logs -f` streams (podlog.c) */
     size_t nlog_followers;
+    struct kl_pf pf; /* `kubectl port-forward` sessions (portforward.c) */
 };
 
 /* The `kubernetes` Service's ClusterIP: the first address of the service CIDR 10.96.0.0/12. */
@@ -250,6 +259,20 @@ void kl_admission_release(struct kl *kl);
 /* --- controllers (controllers.c) --- */
 /* Reconcile every controller if anything was written since the last run. */
 void kl_controllers_run(struct kl *kl);
+/*
+ * POST/GET pods/<name>/portforward (portforward.c): `kubectl port-forward` over SPDY/3.1 or
+ * SPDY tunneled in WebSocket, to 127.0.0.1:<port> in the pod's network namespace. Takes the
+ * connection over on success.
+ */
+void kl_pod_portforward(struct kl *kl, struct http_conn *c, const struct http_request *req,
+                        const char *ns, const char *name);
+/* Ask running sessions to end and wait for them (at most 2 s). */
+void kl_portforward_shutdown(struct kl *kl);
+/* The SPDY/3 header dictionary; a header's first value from a decompressed name/value block
+ * (1 found, 0 absent, -1 malformed). Exposed for the unit tests. */
+const unsigned char *kl_pf_dictionary(size_t *len);
+int kl_pf_header(const unsigned char *b, size_t len, const char *name, char *out, size_t outlen);
+
 /* GET pods/<name>/log (podlog.c): a container's output from its kubelet-lite node's files. */
 void kl_pod_log(struct kl *kl, struct http_conn *c, const struct http_request *req, const char *ns,
                 const char *name);

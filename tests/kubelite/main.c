@@ -51,6 +51,8 @@ static void usage(FILE *f)
                "  --advertise-address IP   the address pods reach this server at: publishes the\n"
                "                           kubernetes Service, kube-root-ca.crt and adds the\n"
                "                           ServiceAccount token volume to pods\n"
+               "  --stream-idle-timeout SEC a port-forward connection without traffic ends\n"
+               "                           after this (default 14400, the kubelet's)\n"
                "fault injection (tests; see docs/kubelite.md, PUT /kubelite/faults):\n"
                "  --fault-seed N           seed of every fault decision (default 1)\n"
                "  --fault-drop-watch P     per watch event: end the stream instead (0..1)\n"
@@ -363,6 +365,7 @@ int main(int argc, char **argv)
         {"fault-drop-watch", required_argument, NULL, 'D'},
         {"fault-expire", required_argument, NULL, 'E'},
         {"fault-error", required_argument, NULL, 'F'},
+        {"stream-idle-timeout", required_argument, NULL, 'I'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -403,6 +406,19 @@ int main(int argc, char **argv)
         case 'b':
             kl.bookmark_interval = atof(optarg);
             break;
+        case 'I': {
+            char *end;
+            double v = strtod(optarg, &end);
+            if (end == optarg || *end || !(v > 0 && v <= 86400 * 7)) {
+                fprintf(stderr,
+                        "kubelite: --stream-idle-timeout: \"%s\" is not a number of seconds "
+                        "(0 < N <= 604800)\n",
+                        optarg);
+                return 2;
+            }
+            kl.pf.idle_timeout = v;
+            break;
+        }
         case 'v': {
             enum log_level lvl;
             if (log_level_parse(optarg, &lvl)) {
@@ -547,6 +563,7 @@ int main(int argc, char **argv)
              "injected_errors=%llu",
              (unsigned long long)kl.faults.drops, (unsigned long long)kl.faults.expires,
              (unsigned long long)kl.faults.errors);
+    kl_portforward_shutdown(&kl);
     http_server_free(kl.http); /* ends watches and deferred requests first */
     kl_admission_release(&kl);
     kl_release(&kl);

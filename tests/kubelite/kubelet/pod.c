@@ -8,6 +8,8 @@
  * results arrive through pod_reaped.
  */
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1365,6 +1367,32 @@ static int write_etc(struct pod *p, const struct kubelet_conf *conf, char *msg, 
     return rc;
 }
 
+/*
+ * <pod dir>/netns holds the path of the pod's network namespace (a line), for kubelite's
+ * pods/portforward: the API server side of `kubectl port-forward` enters it to reach the pod's
+ * 127.0.0.1 (kubelite finds the pod directory through the Node's pod-log-dir annotation).
+ */
+static int write_netns_file(const struct pod *p)
+{
+    char path[4200], tmp[4300], line[80];
+    int fd, n, rc = 0;
+
+    snprintf(path, sizeof(path), "%s/netns", p->dir);
+    snprintf(tmp, sizeof(tmp), "%s.kl-tmp", path);
+    n = snprintf(line, sizeof(line), "%s\n", p->netns_path);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    if (write(fd, line, (size_t)n) != n)
+        rc = errno ? -errno : -EIO;
+    close(fd);
+    if (!rc && rename(tmp, path))
+        rc = -errno;
+    if (rc)
+        unlink(tmp);
+    return rc;
+}
+
 static bool setup(struct pod *p, struct kapi *api, struct net *net, const struct kubelet_conf *conf,
                   double now)
 {
@@ -1390,6 +1418,16 @@ static bool setup(struct pod *p, struct kapi *api, struct net *net, const struct
                      msg[0] ? msg : err_str(rc));
             log_warn("msg=\"pod network setup failed\" pod=%s/%s err=\"%s\"", p->ns, p->name,
                      p->wait_msg);
+            p->next_setup = now + 2;
+            return false;
+        }
+        /* kubelite's pods/portforward enters the pod's network namespace named here */
+        rc = write_netns_file(p);
+        if (rc) {
+            snprintf(p->wait_reason, sizeof(p->wait_reason), "ContainerCreating");
+            snprintf(p->wait_msg, sizeof(p->wait_msg), "cannot write the pod's netns file: %s",
+                     err_str(rc));
+            log_warn("msg=\"pod setup failed\" pod=%s/%s err=\"%s\"", p->ns, p->name, p->wait_msg);
             p->next_setup = now + 2;
             return false;
         }

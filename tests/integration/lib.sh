@@ -121,6 +121,35 @@ bg_stop() {
     return 0
 }
 
+# pf_start NAME KUBECTL ARGS...: `KUBECTL port-forward ARGS` in the background (bg_track'd),
+# logging to $KL_TMP/pf-NAME.log; waits up to 10 s for "Forwarding from 127.0.0.1:PORT" and sets
+# PF_PORT and PF_PID. pf_stop ends it.
+pf_start() {
+    local log="$KL_TMP/pf-$1.log" kc=$2
+    shift 2
+    "$kc" port-forward "$@" >"$log" 2>&1 &
+    PF_PID=$!
+    bg_track "$PF_PID"
+    PF_PORT=
+    for _ in $(seq 100); do
+        PF_PORT=$(sed -nE 's/^Forwarding from 127\.0\.0\.1:([0-9]+) .*/\1/p' "$log" | head -1)
+        [ -n "$PF_PORT" ] && return 0
+        kill -0 "$PF_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    t_fail "kubectl port-forward $* did not start: $(cat "$log")"
+    return 1
+}
+pf_stop() {
+    kill "$PF_PID" 2>/dev/null
+    wait "$PF_PID" 2>/dev/null
+    return 0
+}
+# pf_protocol LOG: the protocol (spdy, websocket) of the last port-forward session kubelite logged
+pf_protocol() {
+    grep 'msg="port-forward session"' "$1" | tail -1 | sed -E 's/.*protocol=([a-z]+).*/\1/'
+}
+
 # kl_start [kubelite options...]: start kubelite on 127.0.0.1:0 in a fresh directory, wait up to
 # 10 s for its kubeconfig, export KUBECONFIG. Returns nonzero (after printing why) on failure.
 kl_start() {

@@ -33,6 +33,11 @@
 #                    ClusterRole on the non-resource URLs) gets 200 with its own mounted token, a
 #                    pod whose ServiceAccount is not gets 403, no token 401; /metrics, /healthz and
 #                    /readyz answer 200 without one
+#   port-forward     kubectl port-forward through kubelite's pods/portforward: 1.33 (SPDY in
+#                    WebSocket) and 1.27 (SPDY) reach the app (20 and 10 concurrent connections,
+#                    whole answers), a listener on the pod's 127.0.0.1 only, a closed port gives
+#                    kubectl's error and ends it, RBAC needs create on pods/portforward, weftd's
+#                    admin port through deploy/weftd (/debug/ with a granted token 200, without 401)
 #   native-sidecar   an injected pod starts with weft-proxy as a native sidecar (node v1.33):
 #                    the app starts after the proxy was ready (the agent's own log of its
 #                    certificate, first configuration and HAProxy's health, against
@@ -385,6 +390,106 @@ case_debug_service() {
     ok "delete" "$K" delete pod -n demo target --wait=false
 }
 
+case_port_forward() {
+    local sa=/var/run/secrets/kubernetes.io/serviceaccount old="$KUBECTL_DIR/kubectl.1.27" i n tok
+    # kubectl 1.33 speaks SPDY tunneled in WebSocket; the app answers with its pod's name
+    pf_start ws "$K" -n plain pod/web :8080 || return 1
+    okv "GET / through port-forward" curl -s -m 10 "http://127.0.0.1:$PF_PORT/" || return 1
+    assert_eq "$OUT" web "the app's answer through kubectl 1.33's port-forward" || return 1
+    assert_eq "$(pf_protocol "$CDIR/kubelite.log")" websocket "kubectl 1.33's protocol" || return 1
+    # 20 connections at once, each 16 KiB of answer, plus the request echoed back
+    seq 20 | xargs -P 20 -I{} curl -s -m 20 -o "$KL_TMP/pf-bytes.{}" \
+        "http://127.0.0.1:$PF_PORT/bytes?n=16384"
+    n=0
+    for i in $(seq 20); do
+        [ "$(tr -d x <"$KL_TMP/pf-bytes.$i" | wc -c)" = 0 ] &&
+            [ "$(wc -c <"$KL_TMP/pf-bytes.$i")" = 16384 ] && n=$((n + 1))
+    done
+    assert_eq "$n" 20 "whole 16 KiB answers of 20 concurrent connections" || return 1
+    okv "echo" curl -s -m 10 -H "X-Pf-Check: $(head -c 3000 /dev/zero | tr '\0' y)" \
+        "http://127.0.0.1:$PF_PORT/echo" || return 1
+    assert_contains "$OUT" "$(head -c 3000 /dev/zero | tr '\0' y)" "a 3 KB header echoed" || return 1
+    pf_stop
+    # kubectl 1.27 speaks plain SPDY/3.1
+    pf_start spdy "$old" -n plain pod/web :8080 || return 1
+    okv "GET / through 1.27's port-forward" curl -s -m 10 "http://127.0.0.1:$PF_PORT/" || return 1
+    assert_eq "$OUT" web "the app's answer through kubectl 1.27's port-forward" || return 1
+    assert_eq "$(pf_protocol "$CDIR/kubelite.log")" spdy "kubectl 1.27's protocol" || return 1
+    seq 10 | xargs -P 10 -I{} curl -s -m 20 -o "$KL_TMP/pf-old.{}" "http://127.0.0.1:$PF_PORT/"
+    assert_eq "$(cat "$KL_TMP"/pf-old.* | sort | uniq -c | awk '{print $1, $2}')" "10 web" \
+        "10 concurrent answers through 1.27" || return 1
+    pf_stop
+    # delivered to 127.0.0.1 inside the pod: a listener on the pod's loopback only is reached
+    mkdir -p "$KL_TMP/lo-only"
+    echo "only on the pod's loopback" >"$KL_TMP/lo-only/hello"
+    ok "loopback-only pod" "$K" create -n plain -f - <<YAML || return 1
+{"apiVersion":"v1","kind":"Pod","metadata":{"name":"lo-only"},"spec":{"containers":[{"name":"c",
+ "image":"weft/testapp","command":["/usr/bin/python3","-m","http.server","--bind","127.0.0.1","8099"],
+ "workingDir":"$KL_TMP/lo-only"}]}}
+YAML
+    wait_for 30 running plain lo-only || { cluster_fail "lo-only is not Running"; return 1; }
+    pf_start lo "$K" -n plain pod/lo-only :8099 || return 1
+    for _ in $(seq 30); do
+        OUT=$(curl -s -m 5 "http://127.0.0.1:$PF_PORT/hello")
+        [ -n "$OUT" ] && break
+        sleep 0.2
+    done
+    assert_eq "$OUT" "only on the pod's loopback" "a listener on the pod's 127.0.0.1 through port-forward" ||
+        return 1
+    # ... which the pod's address does not reach
+    fails "the pod's IP" curl -s -m 3 "http://$(k get pod -n plain lo-only -o 'jsonpath={.status.podIP}'):8099/hello" ||
+        return 1
+    pf_stop
+    # a port nobody listens on: kubectl prints the error the error stream carried, and ends
+    for kc in "$K" "$old"; do
+        pf_start refused "$kc" -n plain pod/web :9 || return 1
+        curl -s -m 10 -o /dev/null "http://127.0.0.1:$PF_PORT/"
+        for _ in $(seq 50); do
+            kill -0 "$PF_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        OUT=$(cat "$KL_TMP/pf-refused.log")
+        assert_contains "$OUT" "an error occurred forwarding $PF_PORT -> 9: error forwarding port 9 to pod plain/web" \
+            "$(basename "$kc")'s error for a closed port" || return 1
+        assert_contains "$OUT" "dial tcp4 127.0.0.1:9: connect: connection refused" \
+            "$(basename "$kc")'s error names the refusal" || return 1
+        assert_contains "$OUT" "lost connection to pod" "$(basename "$kc") ends" || return 1
+        pf_stop
+    done
+    # RBAC: pods/portforward needs create (get on pods is not enough)
+    ok "serviceaccount" "$K" create serviceaccount -n plain forwarder || return 1
+    ok "reader role" "$K" create role -n plain pod-reader --verb=get,list --resource=pods || return 1
+    ok "reader binding" "$K" create rolebinding -n plain forwarder-reads --role=pod-reader \
+        --serviceaccount=plain:forwarder || return 1
+    tok=$("$K" create token -n plain forwarder)
+    fails "port-forward without create on pods/portforward" "$K" --token="$tok" port-forward \
+        -n plain pod/web :8080 || return 1
+    assert_contains "$OUT" 'cannot create resource "pods/portforward" in API group "" in the namespace "plain"' \
+        "the Forbidden message" || return 1
+    ok "forward role" "$K" create role -n plain forward --verb=create --resource=pods/portforward ||
+        return 1
+    ok "forward binding" "$K" create rolebinding -n plain forwarder-forwards --role=forward \
+        --serviceaccount=plain:forwarder || return 1
+    pf_start granted "$K" --token="$tok" -n plain pod/web :8080 || return 1
+    okv "GET / with create on pods/portforward" curl -s -m 10 "http://127.0.0.1:$PF_PORT/" || return 1
+    assert_eq "$OUT" web "the answer with the grant" || return 1
+    pf_stop
+    # docs/operations.md: weftd's admin port through `kubectl port-forward deploy/weftd`
+    pf_start weftd "$K" -n weft-system deploy/weftd :15014 || return 1
+    okv "dbg's token" nsenter -t "$(pid_of plain dbg)" -m cat "$sa/token" || return 1
+    tok=$OUT
+    CODE=$(curl -s -m 10 -o "$KL_TMP/pf-debug.out" -w '%{http_code}' \
+        -H "Authorization: Bearer $tok" "http://127.0.0.1:$PF_PORT/debug/proxies")
+    assert_eq "$CODE" 200 "/debug/proxies with a granted token through port-forward: $(cat "$KL_TMP/pf-debug.out")" ||
+        return 1
+    CODE=$(curl -s -m 10 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PF_PORT/debug/proxies")
+    assert_eq "$CODE" 401 "/debug/proxies without a token through port-forward" || return 1
+    CODE=$(curl -s -m 10 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PF_PORT/metrics")
+    assert_eq "$CODE" 200 "/metrics through port-forward" || return 1
+    pf_stop
+    ok "delete" "$K" delete pod -n plain lo-only --wait=false
+}
+
 case_post_start() {
     local a b
     ok "hooked" "$K" create -n plain -f - <<'YAML' || return 1
@@ -514,6 +619,7 @@ if [ "$T_FAILED" = "$failed0" ]; then
     t_run post-start case_post_start
     t_run pre-stop case_pre_stop
     t_run debug-service case_debug_service
+    t_run port-forward case_port_forward
     t_run native-sidecar case_native_sidecar
 fi
 t_run down case_down

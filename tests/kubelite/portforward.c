@@ -45,6 +45,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -59,11 +60,11 @@
 #define PF_PROTOCOL "portforward.k8s.io"
 #define PF_WS_PROTOCOL "SPDY/3.1+portforward.k8s.io"
 
-#define PF_MAX_SESSIONS 64      /* upgraded connections at once (then 429) */
-#define PF_MAX_PAIRS 64         /* forwarded connections per session (128 streams) */
+#define PF_MAX_SESSIONS 64         /* upgraded connections at once (then 429) */
+#define PF_MAX_PAIRS 64            /* forwarded connections per session (128 streams) */
 #define PF_STREAM_BUF (256u << 10) /* bytes for one pod socket before the client is not read */
-#define PF_OUT_MAX (1u << 20)   /* bytes queued to the client before pod sockets are not read */
-#define PF_FRAME_MAX (1u << 20) /* a SPDY frame or WebSocket message fragment */
+#define PF_OUT_MAX (1u << 20)      /* bytes queued to the client before pod sockets are not read */
+#define PF_FRAME_MAX (1u << 20)    /* a SPDY frame or WebSocket message fragment */
 #define PF_HEADERS_MAX (64u << 10) /* a decompressed header block */
 #define PF_READ_CHUNK 32768
 #define PF_PAIR_TIMEOUT 30.0 /* the kubelet's streamCreationTimeout */
@@ -90,17 +91,71 @@ enum {
  * The SPDY/3 header compression dictionary (draft 3, section 2.6.10.1): these words, each after
  * its length as 4 bytes big-endian, then the tail as it is. Built once by pf_dictionary().
  */
-static const char *const dict_words[] = {
-    "options", "head", "post", "put", "delete", "trace", "accept", "accept-charset",
-    "accept-encoding", "accept-language", "accept-ranges", "age", "allow", "authorization",
-    "cache-control", "connection", "content-base", "content-encoding", "content-language",
-    "content-length", "content-location", "content-md5", "content-range", "content-type", "date",
-    "etag", "expect", "expires", "from", "host", "if-match", "if-modified-since", "if-none-match",
-    "if-range", "if-unmodified-since", "last-modified", "location", "max-forwards", "pragma",
-    "proxy-authenticate", "proxy-authorization", "range", "referer", "retry-after", "server", "te",
-    "trailer", "transfer-encoding", "upgrade", "user-agent", "vary", "via", "warning",
-    "www-authenticate", "method", "get", "status", "200 OK", "version", "HTTP/1.1", "url",
-    "public", "set-cookie", "keep-alive", "origin"};
+static const char *const dict_words[] = {"options",
+                                         "head",
+                                         "post",
+                                         "put",
+                                         "delete",
+                                         "trace",
+                                         "accept",
+                                         "accept-charset",
+                                         "accept-encoding",
+                                         "accept-language",
+                                         "accept-ranges",
+                                         "age",
+                                         "allow",
+                                         "authorization",
+                                         "cache-control",
+                                         "connection",
+                                         "content-base",
+                                         "content-encoding",
+                                         "content-language",
+                                         "content-length",
+                                         "content-location",
+                                         "content-md5",
+                                         "content-range",
+                                         "content-type",
+                                         "date",
+                                         "etag",
+                                         "expect",
+                                         "expires",
+                                         "from",
+                                         "host",
+                                         "if-match",
+                                         "if-modified-since",
+                                         "if-none-match",
+                                         "if-range",
+                                         "if-unmodified-since",
+                                         "last-modified",
+                                         "location",
+                                         "max-forwards",
+                                         "pragma",
+                                         "proxy-authenticate",
+                                         "proxy-authorization",
+                                         "range",
+                                         "referer",
+                                         "retry-after",
+                                         "server",
+                                         "te",
+                                         "trailer",
+                                         "transfer-encoding",
+                                         "upgrade",
+                                         "user-agent",
+                                         "vary",
+                                         "via",
+                                         "warning",
+                                         "www-authenticate",
+                                         "method",
+                                         "get",
+                                         "status",
+                                         "200 OK",
+                                         "version",
+                                         "HTTP/1.1",
+                                         "url",
+                                         "public",
+                                         "set-cookie",
+                                         "keep-alive",
+                                         "origin"};
 static const char dict_tail[] =
     "100101201202205206300302303304305306307402405406407408409410411412413414415416417502504505"
     "203 Non-Authoritative Information204 No Content301 Moved Permanently400 Bad Request401 "
@@ -145,10 +200,10 @@ struct pf_pair {
     int fd;                   /* the pod's socket, -1 before and after */
     int attempt;              /* 0: 127.0.0.1 being connected, 1: [::1] */
     bool connecting, connected;
-    bool client_fin;  /* the client half-closed the data stream */
-    bool shut_wr;     /* ... and the socket was shut for writing after the last byte */
-    bool done;        /* both streams finished: freed at the end of the round */
-    char v4err[96];   /* why 127.0.0.1 failed */
+    bool client_fin; /* the client half-closed the data stream */
+    bool shut_wr;    /* ... and the socket was shut for writing after the last byte */
+    bool done;       /* both streams finished: freed at the end of the round */
+    char v4err[96];  /* why 127.0.0.1 failed */
     struct buf to_pod;
     double created;
 };
@@ -893,6 +948,14 @@ static void session_free(struct pf_session *s)
     free(s);
 }
 
+/* Is fd the network namespace this thread is in already (a hostNetwork pod)? */
+static bool same_netns(int fd)
+{
+    struct stat a, b;
+    return fstat(fd, &a) == 0 && stat("/proc/thread-self/ns/net", &b) == 0 &&
+           a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
 static void *session_run(void *arg)
 {
     struct pf_session *s = arg;
@@ -900,7 +963,7 @@ static void *session_run(void *arg)
     struct pollfd pfd[1 + PF_MAX_PAIRS];
     struct pf_pair *polled[PF_MAX_PAIRS];
 
-    if (s->netns_fd >= 0 && setns(s->netns_fd, CLONE_NEWNET) < 0) {
+    if (s->netns_fd >= 0 && !same_netns(s->netns_fd) && setns(s->netns_fd, CLONE_NEWNET) < 0) {
         log_warn("msg=\"port-forward cannot enter the pod's network namespace\" pod=%s netns=%s "
                  "err=\"%s\"",
                  s->pod, s->netns, strerror(errno));
@@ -950,8 +1013,8 @@ static void *session_run(void *arg)
         }
         if (pfd[0].revents & (POLLERR | POLLNVAL))
             s->failed = true;
-        if (read_client && ((pfd[0].revents & (POLLIN | POLLHUP)) ||
-                            (s->ssl && SSL_pending(s->ssl))))
+        if (read_client &&
+            ((pfd[0].revents & (POLLIN | POLLHUP)) || (s->ssl && SSL_pending(s->ssl))))
             client_read(s);
         for (size_t i = 0; i < np && !s->failed; i++) {
             struct pf_pair *p = polled[i];
@@ -1096,11 +1159,12 @@ void kl_pod_portforward(struct kl *kl, struct http_conn *c, const struct http_re
     dir = jstr(jget2(node, "metadata", "annotations"), LOG_DIR_ANNOTATION);
     uid = jstr_or(json_object_get(pod, "metadata"), "uid", "");
     if (!dir || dir[0] != '/' || strchr(uid, '/') || !uid[0]) {
-        snprintf(msg, sizeof(msg),
-                 "node %s cannot forward ports (kubelite enters the network namespaces of a "
-                 "kubelet-lite node, which names its pod directory in the annotation " LOG_DIR_ANNOTATION
-                 ")",
-                 node_name);
+        snprintf(
+            msg, sizeof(msg),
+            "node %s cannot forward ports (kubelite enters the network namespaces of a "
+            "kubelet-lite node, which names its pod directory in the annotation " LOG_DIR_ANNOTATION
+            ")",
+            node_name);
         kl_respond_status(c, 400, "BadRequest", msg, NULL, NULL, NULL, NULL);
         return;
     }
@@ -1125,8 +1189,8 @@ void kl_pod_portforward(struct kl *kl, struct http_conn *c, const struct http_re
         close(netns_fd);
         log_warn("msg=\"port-forward refused: too many sessions\" max=%d", PF_MAX_SESSIONS);
         kl_respond_status(c, 429, "TooManyRequests",
-                          "too many port-forward connections at once, try again later", NULL,
-                          NULL, NULL, NULL);
+                          "too many port-forward connections at once, try again later", NULL, NULL,
+                          NULL, NULL);
         return;
     }
     s = calloc(1, sizeof(*s));

@@ -68,6 +68,7 @@
 #define PF_HEADERS_MAX (64u << 10) /* a decompressed header block */
 #define PF_READ_CHUNK 32768
 #define PF_PAIR_TIMEOUT 30.0 /* the kubelet's streamCreationTimeout */
+#define PF_CLOSE_GRACE 10.0  /* a closing session's last frames must be taken within this */
 
 /* SPDY/3 control frame types, flags and RST_STREAM status codes */
 enum {
@@ -227,7 +228,8 @@ struct pf_session {
     double last_active;
     double idle_timeout;
     bool closing; /* flush out, then end */
-    bool failed;  /* the client's connection is gone: end now */
+    double closing_since;
+    bool failed; /* the client's connection is gone: end now */
 };
 
 static double now_s(void)
@@ -298,6 +300,13 @@ static void ctrl_frame(struct pf_session *s, int type, int flags, const unsigned
     out_bytes(s, f, 8 + len);
 }
 
+static void mark_closing(struct pf_session *s)
+{
+    if (!s->closing)
+        s->closing_since = now_s();
+    s->closing = true;
+}
+
 static void send_rst(struct pf_session *s, uint32_t id, uint32_t status)
 {
     unsigned char b[8];
@@ -312,7 +321,7 @@ static void send_goaway(struct pf_session *s, uint32_t status)
     put32(b, s->last_id & 0x7fffffff);
     put32(b + 4, status);
     ctrl_frame(s, SPDY_GOAWAY, 0, b, 8);
-    s->closing = true;
+    mark_closing(s);
 }
 
 /* A DATA frame (payload may be empty, e.g. a lone FIN). */
@@ -700,7 +709,7 @@ static void spdy_process(struct pf_session *s, struct buf *b)
                     ctrl_frame(s, SPDY_PING, 0, body, 4);
                 break;
             case SPDY_GOAWAY:
-                s->closing = true;
+                mark_closing(s);
                 break;
             default: /* SETTINGS, WINDOW_UPDATE (no flow control here), unknown: ignored */
                 break;
@@ -759,7 +768,7 @@ static void ws_process(struct pf_session *s)
             case 8: { /* close: answer it, end */
                 unsigned char c[4] = {0x88, 2, 0x03, 0xe8};
                 out_raw(s, c, 4);
-                s->closing = true;
+                mark_closing(s);
                 break;
             }
             case 9: { /* ping: pong */
@@ -983,8 +992,12 @@ static void *session_run(void *arg)
                 read_client = false; /* one pod socket is slow: TCP pushes the client back */
         }
         backlog = s->out.len - s->out_off;
+        if (backlog > PF_OUT_MAX)
+            read_client = false; /* a client that does not read gets no more answers queued */
         if (s->closing && !backlog)
             break;
+        if (s->closing && now_s() - s->closing_since > PF_CLOSE_GRACE)
+            break; /* its GOAWAY was not taken */
         pfd[0].fd = s->fd;
         pfd[0].events = (short)((read_client ? POLLIN : 0) | (backlog ? POLLOUT : 0));
         pfd[0].revents = 0;
@@ -1176,12 +1189,17 @@ void kl_pod_portforward(struct kl *kl, struct http_conn *c, const struct http_re
         fclose(f);
         netns[strcspn(netns, "\n")] = '\0';
     }
-    if (netns[0] == '/')
-        netns_fd = open(netns, O_RDONLY | O_CLOEXEC);
-    if (netns_fd < 0) {
-        /* the kubelet's answer for a pod it does not run */
+    if (netns[0] != '/') {
+        /* the kubelet's answer for a pod it does not run (yet) */
         snprintf(msg, sizeof(msg), "pod not found (\"%s_%s\")", name, ns);
         kl_respond_status(c, 404, "NotFound", msg, NULL, NULL, NULL, NULL);
+        return;
+    }
+    netns_fd = open(netns, O_RDONLY | O_CLOEXEC);
+    if (netns_fd < 0) {
+        snprintf(msg, sizeof(msg), "cannot open the network namespace %s of pod %s/%s: %s", netns,
+                 ns, name, strerror(errno));
+        kl_respond_status(c, 500, "InternalError", msg, NULL, NULL, NULL, NULL);
         return;
     }
     if (atomic_fetch_add(&kl->pf.sessions, 1) >= PF_MAX_SESSIONS) {

@@ -1368,7 +1368,8 @@ static int write_etc(struct pod *p, const struct kubelet_conf *conf, char *msg, 
 }
 
 /*
- * <pod dir>/netns holds the path of the pod's network namespace (a line), for kubelite's
+ * <pod dir>/netns holds the path of the pod's network namespace (a line; for a hostNetwork pod
+ * kubelet-lite's own, /proc/<pid>/ns/net), for kubelite's
  * pods/portforward: the API server side of `kubectl port-forward` enters it to reach the pod's
  * 127.0.0.1 (kubelite finds the pod directory through the Node's pod-log-dir annotation).
  */
@@ -1379,7 +1380,11 @@ static int write_netns_file(const struct pod *p)
 
     snprintf(path, sizeof(path), "%s/netns", p->dir);
     snprintf(tmp, sizeof(tmp), "%s.kl-tmp", path);
-    n = snprintf(line, sizeof(line), "%s\n", p->netns_path);
+    /* a hostNetwork pod shares kubelet-lite's namespace (/proc/1 may be out of reach) */
+    if (p->host_network)
+        n = snprintf(line, sizeof(line), "/proc/%d/ns/net\n", (int)getpid());
+    else
+        n = snprintf(line, sizeof(line), "%s\n", p->netns_path);
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return -errno;

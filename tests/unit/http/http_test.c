@@ -42,6 +42,35 @@ static void answer_stats(struct http_conn *c)
     http_respond(c, 200, "text/plain", out, (size_t)n, NULL);
 }
 
+/*
+ * /takeover: the connection becomes the handler's (an upgrade): answer 101 and what came after
+ * the request ("early=N:bytes"), then, on the same socket, what the client sends next
+ * ("more=bytes"), and close. Blocks the loop: a test's server.
+ */
+static void take_over(struct http_conn *c)
+{
+    char out[256], more[64];
+    struct pollfd p;
+    SSL *ssl = NULL;
+    char *early = NULL;
+    size_t elen = 0;
+    ssize_t n;
+    int fd = -1, len;
+
+    REQUIRE(http_conn_takeover(c, &fd, &ssl, &early, &elen) == 0);
+    REQUIRE(fd >= 0 && !ssl);
+    len = snprintf(out, sizeof(out), "HTTP/1.1 101 Switching Protocols\r\n\r\nearly=%zu:%.*s", elen,
+                   (int)elen, early ? early : "");
+    free(early);
+    REQUIRE(send(fd, out, (size_t)len, MSG_NOSIGNAL) == len);
+    p.fd = fd;
+    p.events = POLLIN;
+    n = poll(&p, 1, 3000) == 1 ? recv(fd, more, sizeof(more), 0) : 0;
+    len = snprintf(out, sizeof(out), "more=%.*s", (int)(n > 0 ? n : 0), more);
+    REQUIRE(send(fd, out, (size_t)len, MSG_NOSIGNAL) == len);
+    close(fd);
+}
+
 /* Echo what the parser gave: the body's length and bytes. /stats and /big (32 MiB) aside. */
 static void echo(void *arg, struct http_conn *c, const struct http_request *req)
 {
@@ -51,6 +80,10 @@ static void echo(void *arg, struct http_conn *c, const struct http_request *req)
     (void)arg;
     if (strcmp(req->path, "/stats") == 0) {
         answer_stats(c);
+        return;
+    }
+    if (strcmp(req->path, "/takeover") == 0) {
+        take_over(c);
         return;
     }
     if (strcmp(req->path, "/big") == 0) {
@@ -737,6 +770,26 @@ static void t_emfile(void)
     server_stop();
 }
 
+/* http_conn_takeover: the socket and the bytes after the request are the caller's; the server
+ * forgets the connection. */
+static void t_takeover(void)
+{
+    char *got;
+    int fd;
+
+    server_start();
+    fd = dial("127.0.0.1");
+    send_str(fd, "GET /takeover HTTP/1.1\r\nHost: x\r\n\r\nEARLY");
+    usleep(200 * 1000);
+    send_str(fd, "LATER");
+    got = read_all(fd);
+    CHECK_STR(got, "HTTP/1.1 101 Switching Protocols\r\n\r\nearly=5:EARLYmore=LATER");
+    free(got);
+    close(fd);
+    CHECK(stat_of("conns") == 1); /* the /stats request's own */
+    server_stop();
+}
+
 UNIT_MAIN(UNIT(t_chunked), UNIT(t_framing), UNIT(t_head_limit), UNIT(t_request_deadline),
           UNIT(t_connection_caps), UNIT(t_eviction), UNIT(t_buffered_cap), UNIT(t_expect),
-          UNIT(t_slow_reader), UNIT(t_emfile), UNIT(t_addr_rate))
+          UNIT(t_slow_reader), UNIT(t_emfile), UNIT(t_addr_rate), UNIT(t_takeover))

@@ -8,6 +8,8 @@
 #   kubectl-websocket  1.33 reaches testapp; 20 concurrent connections get whole answers;
 #                      kubelite logged protocol=websocket
 #   kubectl-spdy       1.27, and 1.33 told not to use WebSockets: the same over SPDY
+#   every-kubectl      each installed kubectl 1.27-1.33 reaches testapp: 1.27-1.30 over SPDY,
+#                      1.31-1.33 over WebSocket
 #   errors             unknown pod 404, a pod without a node 400, missing upgrade headers 400,
 #                      a pod whose netns file is missing 404 "pod not found", a node without the
 #                      annotation 400
@@ -59,6 +61,21 @@ case_kubectl_spdy() {
     forward_checks "kubectl 1.33 without WebSockets" || return 1
     assert_eq "$(pf_protocol "$KL_LOG")" spdy "kubectl 1.33's protocol without WebSockets" || return 1
     pf_stop
+}
+
+case_every_kubectl() {
+    local v want
+    for v in 27 28 29 30 31 32 33; do
+        [ -x "$KUBECTL_DIR/kubectl.1.$v" ] || { t_fail "kubectl.1.$v is not installed"; return 1; }
+        pf_start "v$v" "$KUBECTL_DIR/kubectl.1.$v" pod/app ":$APP_PORT" || return 1
+        okv "kubectl 1.$v: GET /" curl -s -m 10 "http://127.0.0.1:$PF_PORT/" || return 1
+        assert_eq "$OUT" app "kubectl 1.$v: testapp's answer" || return 1
+        want=spdy
+        [ "$v" -ge 31 ] && want=websocket
+        assert_eq "$(pf_protocol "$KL_LOG")" "$want" "kubectl 1.$v's protocol" || return 1
+        echo "    kubectl 1.$v: $want"
+        pf_stop
+    done
 }
 
 # upgrade PATH [HEADER...]: a POST to PATH; CODE and OUT (the body)
@@ -197,6 +214,7 @@ t_pass
 
 t_run kubectl-websocket case_kubectl_websocket
 t_run kubectl-spdy case_kubectl_spdy
+t_run every-kubectl case_every_kubectl
 t_run errors case_errors
 t_run streams case_streams
 t_run frame case_frame

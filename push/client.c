@@ -39,12 +39,16 @@ struct push_client {
     uint64_t rng;
     lws_retry_bo_t retry;
     uint32_t retry_ms[1];
-    struct lws_protocols protocols[2];
+    struct lws_protocols protocols[3];
+    unsigned max_protocol;     /* offered: 2 (v2, then v1) or 1 */
+    int proto;                 /* negotiated on the open stream: 1 or 2; 0 none */
+    struct push__cache *cache; /* v2 blocks, kept across streams */
     uv_timer_t timer;
     struct lws *wsi; /* the current attempt's connection, NULL between attempts */
     enum cstate st;
     int established, rejected, rotating;
     char why[256];
+    char asm_hash[PUSH_HASH_LEN + 1]; /* of the `config` being assembled (v2) */
     struct frame *qhead, *qtail;
     unsigned qlen;
     struct buf rx;
@@ -145,6 +149,7 @@ static void closed(struct push_client *c, const char *why)
         return;
     c->wsi = NULL;
     c->st = C_WAITING;
+    c->proto = 0;
     q_clear(c);
     buf_reset(&c->rx);
     if (c->rotating) {
@@ -177,7 +182,9 @@ static void connect_now(struct push_client *c)
     ci.path = PUSH_PATH;
     ci.host = c->server_name;
     ci.origin = c->server_name;
-    ci.protocol = PUSH_SUBPROTOCOL;
+    /* weftd serves the first name of the list it knows; an older one knows only v1 */
+    ci.protocol =
+        c->max_protocol >= 2 ? PUSH_SUBPROTOCOL_V2 ", " PUSH_SUBPROTOCOL : PUSH_SUBPROTOCOL;
     ci.local_protocol_name = PUSH_SUBPROTOCOL;
     ci.ssl_connection = LCCSCF_USE_SSL;
     ci.retry_and_idle_policy = &c->retry;
@@ -205,16 +212,73 @@ static void timer_cb(uv_timer_t *t)
         connect_now(c);
 }
 
-static void on_config(struct push_client *c, struct push_msg *m)
+/* Hand a document whose hash was checked to the owner and answer as it says. */
+static void deliver(struct push_client *c, uint64_t version, const char *hash, const char *doc)
 {
-    char hash[PUSH_HASH_LEN + 1];
     char reason[PUSH_REASON_MAX + 1] = "";
     struct push_msg ans;
     int rc;
 
     memset(&ans, 0, sizeof(ans));
+    ans.version = version;
+    memcpy(ans.hash, hash, sizeof(ans.hash));
+    rc = c->ops.on_config(c->arg, version, hash, doc, reason, sizeof(reason));
+    if (rc == PUSH_CONFIG_LATER)
+        return;
+    reason[sizeof(reason) - 1] = '\0';
+    if (rc == 0) {
+        ans.type = PUSH_MSG_ACK;
+        memcpy(c->last_hash, hash, sizeof(c->last_hash));
+        memcpy(c->hello.last_hash, hash, sizeof(c->hello.last_hash));
+    } else {
+        ans.type = PUSH_MSG_NACK;
+        ans.reason = reason[0] ? reason : (char *)(uintptr_t)err_str(rc);
+    }
+    q_msg(c, &ans);
+}
+
+/* What the v2 assembly said: deliver the document, ask for blocks, or NACK the version. */
+static void on_assembly(struct push_client *c, const struct push_msg *m, int rc,
+                        struct push__asm_out *o)
+{
+    struct push_msg out;
+
+    memset(&out, 0, sizeof(out));
+    out.version = m->version;
+    if (rc == PUSH__ASM_DONE) {
+        deliver(c, m->version, m->hash[0] ? m->hash : c->asm_hash, o->doc);
+    } else if (rc == PUSH__ASM_NEED) {
+        out.type = PUSH_MSG_NEED;
+        out.hashes = o->need;
+        out.nhashes = o->nneed;
+        q_msg(c, &out);
+    } else if (rc == PUSH__ASM_FAIL) {
+        log_warn("msg=\"config refused: %s\" version=%llu", o->reason,
+                 (unsigned long long)m->version);
+        out.type = PUSH_MSG_NACK;
+        memcpy(out.hash, m->hash[0] ? m->hash : c->asm_hash, sizeof(out.hash));
+        out.reason = o->reason;
+        if (push__is_hash(out.hash))
+            q_msg(c, &out);
+    }
+    free(o->doc);
+    free(o->need);
+}
+
+static void on_config(struct push_client *c, struct push_msg *m)
+{
+    char hash[PUSH_HASH_LEN + 1];
+    struct push__asm_out o;
+    struct push_msg ans;
+
+    memset(&ans, 0, sizeof(ans));
     ans.version = m->version;
     memcpy(ans.hash, m->hash, sizeof(ans.hash));
+    if (c->proto == 2) {
+        memcpy(c->asm_hash, m->hash, sizeof(c->asm_hash));
+        on_assembly(c, m, push__cache_config(c->cache, m, &o), &o);
+        return;
+    }
     if (tls_sha256_hex(m->config, strlen(m->config), hash) < 0) {
         /* not a verdict on the document: the server sends it again after a reconnect */
         ans.type = PUSH_MSG_NACK;
@@ -228,19 +292,7 @@ static void on_config(struct push_client *c, struct push_msg *m)
         q_msg(c, &ans);
         return;
     }
-    rc = c->ops.on_config(c->arg, m->version, m->hash, m->config, reason, sizeof(reason));
-    if (rc == PUSH_CONFIG_LATER)
-        return;
-    reason[sizeof(reason) - 1] = '\0';
-    if (rc == 0) {
-        ans.type = PUSH_MSG_ACK;
-        memcpy(c->last_hash, m->hash, sizeof(c->last_hash));
-        memcpy(c->hello.last_hash, m->hash, sizeof(c->hello.last_hash));
-    } else {
-        ans.type = PUSH_MSG_NACK;
-        ans.reason = reason[0] ? reason : (char *)(uintptr_t)err_str(rc);
-    }
-    q_msg(c, &ans);
+    deliver(c, m->version, m->hash, m->config);
 }
 
 int push_client_answer(struct push_client *c, uint64_t version, const char *hash, int rc,
@@ -277,8 +329,16 @@ static int on_frame(struct push_client *c)
         snprintf(c->why, sizeof(c->why), "malformed frame from server: %s", err_str(rc));
         return -1;
     }
-    if (m.type == PUSH_MSG_CONFIG) {
+    if (m.type == PUSH_MSG_CONFIG && (c->proto == 2) != (m.config == NULL)) {
+        snprintf(c->why, sizeof(c->why), "a %s config on a %s stream", m.config ? "v1" : "v2",
+                 c->proto == 2 ? "v2" : "v1");
+        rc = -1;
+    } else if (m.type == PUSH_MSG_CONFIG) {
         on_config(c, &m);
+    } else if (m.type == PUSH_MSG_BLOCKS && c->proto == 2) {
+        struct push__asm_out o;
+
+        on_assembly(c, &m, push__cache_blocks(c->cache, &m, &o), &o);
     } else if (m.type == PUSH_MSG_APPS_EXITED) {
         log_info("msg=\"weftd: the pod's app containers have exited\" reason=\"%s\"", m.reason);
         if (c->ops.on_apps_exited)
@@ -361,15 +421,28 @@ static int client_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
     switch (reason) {
     case LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION:
         return len ? 0 : 1; /* keep OpenSSL's verdict (len is preverify_ok) */
-    case LWS_CALLBACK_CLIENT_ESTABLISHED:
+    case LWS_CALLBACK_CLIENT_FILTER_PRE_ESTABLISH: {
+        char proto[32] = "";
+
+        /* the subprotocol weftd chose (the response's headers are readable only here): v2
+         * only when it said so; an older weftd says v1 */
+        if (lws_hdr_copy(wsi, proto, sizeof(proto), WSI_TOKEN_PROTOCOL) < 0)
+            proto[0] = '\0';
+        c->proto = strcmp(proto, PUSH_SUBPROTOCOL_V2) == 0 ? 2 : 1;
+        return 0;
+    }
+    case LWS_CALLBACK_CLIENT_ESTABLISHED: {
         if (c->freeing)
             return -1;
+        if (!c->proto)
+            c->proto = 1;
         c->st = C_OPEN;
         c->established = 1;
         q_msg(c, &c->hello);
         emit(c, PUSH_CLIENT_CONNECTED, "", "", 0);
         lws_callback_on_writable(wsi);
         return 0;
+    }
     case LWS_CALLBACK_CLIENT_RECEIVE:
         if (c->rx.len + len > RX_MAX) {
             snprintf(c->why, sizeof(c->why), "frame over %u bytes", RX_MAX);
@@ -485,9 +558,21 @@ int push_client_new(uv_loop_t *loop, const struct push_client_config *cfg,
     c->retry.retry_ms_table_count = 1;
     c->retry.secs_since_valid_ping = (uint16_t)ping;
     c->retry.secs_since_valid_hangup = (uint16_t)(3 * ping);
-    c->protocols[0].name = PUSH_SUBPROTOCOL;
-    c->protocols[0].callback = client_cb;
-    c->protocols[0].rx_buffer_size = 16384;
+    c->max_protocol = cfg->max_protocol ? cfg->max_protocol : PUSH_PROTOCOL_MAX;
+    if (c->max_protocol > PUSH_PROTOCOL_MAX) {
+        rc = -EINVAL;
+        goto out;
+    }
+    rc = push__cache_new(cfg->block_cache_bytes ? cfg->block_cache_bytes
+                                                : PUSH_BLOCK_CACHE_BYTES_DEFAULT,
+                         &c->cache);
+    if (rc)
+        goto out;
+    for (int i = 0; i < 2; i++) {
+        c->protocols[i].name = i ? PUSH_SUBPROTOCOL_V2 : PUSH_SUBPROTOCOL;
+        c->protocols[i].callback = client_cb;
+        c->protocols[i].rx_buffer_size = 16384;
+    }
 
     push__lws_log_init();
     memset(&info, 0, sizeof(info));
@@ -544,11 +629,22 @@ const char *push_client_last_hash(const struct push_client *c)
     return c->last_hash;
 }
 
+int push_client_protocol(const struct push_client *c)
+{
+    return c->st == C_OPEN ? c->proto : 0;
+}
+
+void push_client_cache_stats(const struct push_client *c, size_t *nblocks, size_t *bytes)
+{
+    push__cache_stats(c->cache, nblocks, bytes);
+}
+
 static void maybe_release(struct push_client *c)
 {
     if (c->ctx || c->lws_stuck || !c->timer_done)
         return; /* lws_stuck: lws may still call back, so the struct is kept */
     push__fdguard_release(c->guard);
+    push__cache_free(c->cache);
     SSL_CTX_free(c->ssl_ctx);
     free(c);
 }

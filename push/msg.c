@@ -19,7 +19,7 @@ static const struct {
 } msg_types[] = {
     {PUSH_MSG_HELLO, "hello"},   {PUSH_MSG_ACK, "ack"},     {PUSH_MSG_NACK, "nack"},
     {PUSH_MSG_CONFIG, "config"}, {PUSH_MSG_ERROR, "error"}, {PUSH_MSG_APPS_EXITED, "appsExited"},
-    {PUSH_MSG_TRUST, "trust"},
+    {PUSH_MSG_TRUST, "trust"},   {PUSH_MSG_NEED, "need"},   {PUSH_MSG_BLOCKS, "blocks"},
 };
 
 int push__strlcpy(char *dst, const char *src, size_t n)
@@ -93,6 +93,118 @@ static int dump_canonical(const json_t *doc, char **out)
     return *out ? 0 : -ENOMEM;
 }
 
+static int get_hash_array(json_t *a, size_t max, struct push_hash **out, size_t *n)
+{
+    size_t i, k = json_array_size(a);
+    struct push_hash *h;
+
+    if (!json_is_array(a) || k > max)
+        return ERR_INVALID;
+    if (!k)
+        return 0;
+    h = calloc(k, sizeof(*h));
+    if (!h)
+        return -ENOMEM;
+    for (i = 0; i < k; i++) {
+        json_t *v = json_array_get(a, i);
+
+        if (!json_is_string(v) || push__strlcpy(h[i].h, json_string_value(v), sizeof(h[i].h)) ||
+            !push__is_hash(h[i].h)) {
+            free(h);
+            return ERR_INVALID;
+        }
+    }
+    *out = h;
+    *n = k;
+    return 0;
+}
+
+static int cmp_block(const void *a, const void *b)
+{
+    return strcmp(((const struct push_block *)a)->hash, ((const struct push_block *)b)->hash);
+}
+
+/* The v2 `blocks` object: hash -> JSON object, kept as canonical text, sorted by hash. */
+static int get_blocks(json_t *o, struct push_msg *m)
+{
+    const char *k;
+    json_t *v;
+
+    if (!o)
+        return 0;
+    if (!json_is_object(o) || json_object_size(o) > PUSH_REFS_MAX)
+        return ERR_INVALID;
+    if (!json_object_size(o))
+        return 0;
+    m->blocks = calloc(json_object_size(o), sizeof(*m->blocks));
+    if (!m->blocks)
+        return -ENOMEM;
+    json_object_foreach(o, k, v)
+    {
+        struct push_block *b = &m->blocks[m->nblocks];
+
+        if (push__strlcpy(b->hash, k, sizeof(b->hash)) || !push__is_hash(b->hash) ||
+            !json_is_object(v))
+            return ERR_INVALID;
+        b->text = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+        if (!b->text)
+            return -ENOMEM;
+        b->len = strlen(b->text);
+        m->nblocks++;
+    }
+    qsort(m->blocks, m->nblocks, sizeof(*m->blocks), cmp_block);
+    return 0;
+}
+
+static int cmp_member(const void *a, const void *b)
+{
+    return strcmp(((const struct push_member *)a)->key, ((const struct push_member *)b)->key);
+}
+
+/* A v2 `config`: skeleton (inline members), refs (members made of blocks), blocks. */
+static int get_v2_doc(json_t *root, struct push_msg *m)
+{
+    json_t *skel = json_object_get(root, "skeleton"), *refs = json_object_get(root, "refs"), *v;
+    size_t n, total = 0;
+    const char *k;
+    int rc;
+
+    if (!json_is_object(skel) || (refs && !json_is_object(refs)))
+        return ERR_INVALID;
+    n = json_object_size(skel) + json_object_size(refs);
+    if (n) {
+        m->members = calloc(n, sizeof(*m->members));
+        if (!m->members)
+            return -ENOMEM;
+    }
+    json_object_foreach(skel, k, v)
+    {
+        struct push_member *mb = &m->members[m->nmembers++];
+
+        mb->key = strdup(k);
+        mb->text = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+        if (!mb->key || !mb->text)
+            return -ENOMEM;
+        mb->len = strlen(mb->text);
+    }
+    json_object_foreach(refs, k, v)
+    {
+        struct push_member *mb = &m->members[m->nmembers++];
+
+        if (json_object_get(skel, k))
+            return ERR_INVALID; /* a member is either inline or made of blocks */
+        mb->key = strdup(k);
+        if (!mb->key)
+            return -ENOMEM;
+        rc = get_hash_array(v, PUSH_REFS_MAX - total, &mb->refs, &mb->nrefs);
+        if (rc)
+            return rc;
+        total += mb->nrefs;
+    }
+    qsort(m->members, m->nmembers, sizeof(*m->members), cmp_member);
+    return get_blocks(json_object_get(root, "blocks"), m);
+}
+
 int push_msg_parse(const char *text, size_t len, struct push_msg *out)
 {
     struct push_msg m;
@@ -134,11 +246,45 @@ int push_msg_parse(const char *text, size_t len, struct push_msg *out)
         break;
     case PUSH_MSG_CONFIG:
         rc = get_version_hash(root, &m);
-        if (!rc && !json_is_object(json_object_get(root, "config")))
+        if (rc)
+            break;
+        if (json_object_get(root, "skeleton")) {
+            /* v2: the document as a skeleton and blocks (never both forms) */
+            rc = json_object_get(root, "config") ? ERR_INVALID : get_v2_doc(root, &m);
+            break;
+        }
+        if (!json_is_object(json_object_get(root, "config")))
             rc = ERR_INVALID;
         if (!rc)
             rc = dump_canonical(json_object_get(root, "config"), &m.config);
         break;
+    case PUSH_MSG_NEED: {
+        json_t *v = json_object_get(root, "version");
+
+        if (!json_is_integer(v) || json_integer_value(v) < 1) {
+            rc = ERR_INVALID;
+            break;
+        }
+        m.version = (uint64_t)json_integer_value(v);
+        rc = get_hash_array(json_object_get(root, "blocks"), PUSH_NEED_MAX, &m.hashes, &m.nhashes);
+        if (!rc && !m.nhashes)
+            rc = ERR_INVALID;
+        break;
+    }
+    case PUSH_MSG_BLOCKS: {
+        json_t *v = json_object_get(root, "version"), *miss = json_object_get(root, "missing");
+
+        if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+            !json_is_object(json_object_get(root, "blocks"))) {
+            rc = ERR_INVALID;
+            break;
+        }
+        m.version = (uint64_t)json_integer_value(v);
+        rc = get_blocks(json_object_get(root, "blocks"), &m);
+        if (!rc && miss)
+            rc = get_hash_array(miss, PUSH_REFS_MAX, &m.hashes, &m.nhashes);
+        break;
+    }
     case PUSH_MSG_ERROR:
         rc = get_str(root, "code", m.code, sizeof(m.code), 0);
         if (!rc && !m.code[0])
@@ -174,6 +320,85 @@ out:
     return rc;
 }
 
+/* Append the JSON string for s (a member's name), as jansson writes it in a canonical dump. */
+static int put_key(struct buf *b, const char *s)
+{
+    json_t *j = json_string(s);
+    char *t = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+    int rc = t ? buf_puts(b, t) : ERR_INVALID;
+
+    free(t);
+    json_decref(j);
+    return rc;
+}
+
+static int put_hashes(struct buf *b, const struct push_hash *h, size_t n)
+{
+    int rc = buf_puts(b, "[");
+
+    for (size_t i = 0; !rc && i < n; i++)
+        rc = push__is_hash(h[i].h) ? buf_printf(b, "%s\"%s\"", i ? "," : "", h[i].h) : ERR_INVALID;
+    return rc ? rc : buf_puts(b, "]");
+}
+
+static int put_blocks(struct buf *b, const struct push_block *bl, size_t n)
+{
+    int rc = buf_puts(b, "{");
+
+    for (size_t i = 0; !rc && i < n; i++) {
+        if (!push__is_hash(bl[i].hash) || !bl[i].text || bl[i].text[0] != '{')
+            return ERR_INVALID;
+        rc = buf_printf(b, "%s\"%s\":", i ? "," : "", bl[i].hash);
+        if (!rc)
+            rc = buf_append(b, bl[i].text, bl[i].len);
+    }
+    return rc ? rc : buf_puts(b, "}");
+}
+
+/* The members of a v2 document: skeleton, refs and blocks objects (built by hand so that the
+ * canonical texts go out byte for byte). */
+static int put_v2_doc(struct buf *b, const struct push_msg *m)
+{
+    int rc = buf_puts(b, ",\"skeleton\":{"), first = 1;
+
+    for (size_t i = 0; !rc && i < m->nmembers; i++) {
+        const struct push_member *mb = &m->members[i];
+
+        if (!mb->text)
+            continue;
+        rc = buf_puts(b, first ? "" : ",");
+        if (!rc)
+            rc = put_key(b, mb->key);
+        if (!rc)
+            rc = buf_puts(b, ":");
+        if (!rc)
+            rc = buf_append(b, mb->text, mb->len);
+        first = 0;
+    }
+    if (!rc)
+        rc = buf_puts(b, "},\"refs\":{");
+    first = 1;
+    for (size_t i = 0; !rc && i < m->nmembers; i++) {
+        const struct push_member *mb = &m->members[i];
+
+        if (mb->text)
+            continue;
+        rc = buf_puts(b, first ? "" : ",");
+        if (!rc)
+            rc = put_key(b, mb->key);
+        if (!rc)
+            rc = buf_puts(b, ":");
+        if (!rc)
+            rc = put_hashes(b, mb->refs, mb->nrefs);
+        first = 0;
+    }
+    if (!rc)
+        rc = buf_puts(b, "},\"blocks\":");
+    if (!rc)
+        rc = put_blocks(b, m->blocks, m->nblocks);
+    return rc;
+}
+
 int push_msg_encode(const struct push_msg *m, char **out)
 {
     json_t *o = NULL;
@@ -182,6 +407,31 @@ int push_msg_encode(const struct push_msg *m, char **out)
     int rc = -ENOMEM;
 
     buf_init(&b);
+    if (m->type == PUSH_MSG_CONFIG && !m->config && m->version >= 1 && push__is_hash(m->hash)) {
+        rc = buf_printf(&b, "{\"type\":\"config\",\"version\":%llu,\"hash\":\"%s\"",
+                        (unsigned long long)m->version, m->hash);
+        if (!rc)
+            rc = put_v2_doc(&b, m);
+        goto v2_done;
+    }
+    if (m->type == PUSH_MSG_NEED || m->type == PUSH_MSG_BLOCKS) {
+        if (m->version < 1 || (m->type == PUSH_MSG_NEED && !m->nhashes)) {
+            rc = ERR_INVALID;
+            goto out;
+        }
+        rc = buf_printf(&b, "{\"type\":\"%s\",\"version\":%llu,\"blocks\":",
+                        m->type == PUSH_MSG_NEED ? "need" : "blocks",
+                        (unsigned long long)m->version);
+        if (!rc)
+            rc = m->type == PUSH_MSG_NEED ? put_hashes(&b, m->hashes, m->nhashes)
+                                          : put_blocks(&b, m->blocks, m->nblocks);
+        if (!rc && m->type == PUSH_MSG_BLOCKS && m->nhashes) {
+            rc = buf_puts(&b, ",\"missing\":");
+            if (!rc)
+                rc = put_hashes(&b, m->hashes, m->nhashes);
+        }
+        goto v2_done;
+    }
     if (m->type == PUSH_MSG_CONFIG) {
         /* Built by hand so the canonical document text goes out byte for byte. */
         if (!m->config || m->config[0] != '{' || !push__is_hash(m->hash) || m->version < 1) {
@@ -251,6 +501,13 @@ int push_msg_encode(const struct push_msg *m, char **out)
         goto out;
     }
     s = json_dumps(o, JSON_COMPACT);
+    goto done;
+v2_done:
+    if (!rc)
+        rc = buf_puts(&b, "}");
+    if (rc)
+        goto out;
+    s = buf_take(&b);
 done:
     rc = s ? 0 : (rc ? rc : -ENOMEM);
     if (s)
@@ -268,6 +525,16 @@ void push_msg_release(struct push_msg *m)
     free(m->reason);
     free(m->config);
     free(m->bundle);
+    for (size_t i = 0; i < m->nmembers; i++) {
+        free(m->members[i].key);
+        free(m->members[i].text);
+        free(m->members[i].refs);
+    }
+    free(m->members);
+    for (size_t i = 0; i < m->nblocks; i++)
+        free(m->blocks[i].text);
+    free(m->blocks);
+    free(m->hashes);
     memset(m, 0, sizeof(*m));
 }
 

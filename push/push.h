@@ -67,6 +67,8 @@ struct push_server_config {
     unsigned max_conns_per_addr;  /* from one client address [64] */
     unsigned handshake_timeout_s; /* TLS handshake and WebSocket upgrade [10] */
     unsigned max_handshakes;      /* connections before an accepted hello, at once [128] */
+    /* The newest protocol served: 0 or 2 both (v2 to agents that offer it), 1 v1 only. */
+    unsigned max_protocol;
 };
 
 /* What a connecting agent claims (hello) and proves (its verified client certificate). */
@@ -171,8 +173,17 @@ struct push_server_stats {
     uint64_t hellos_accepted, hellos_rejected;
     uint64_t refused_max_conns, refused_per_addr; /* connections closed at accept by the caps */
     uint64_t refused_handshakes; /* closed at accept: max_handshakes were under way */
+    uint64_t bytes_sent;         /* payload bytes of `config` and `blocks` frames */
+    uint64_t config_bytes;       /* of them in `config` frames (v1 and v2) */
+    uint64_t blocks_bytes;       /* of them in `blocks` frames (v2 answers to `need`) */
+    uint64_t blocks_sent;        /* blocks written, inline in a `config` or in `blocks` */
+    uint64_t blocks_frames;      /* `blocks` frames written */
+    uint64_t needs;              /* `need` frames received */
     unsigned conns;              /* connections open now (handshakes included) */
     unsigned streams;            /* accepted streams open now */
+    unsigned streams_v2;         /* of them speaking protocol v2 */
+    size_t blocks_held;          /* distinct blocks held for current and last-sent documents */
+    size_t block_bytes_held;     /* their canonical text */
 };
 void push_server_stats(const struct push_server *s, struct push_server_stats *out);
 
@@ -243,6 +254,8 @@ struct push_client_config {
     unsigned ping_interval_s; /* 0: PUSH_PING_INTERVAL_S_DEFAULT */
     unsigned backoff_min_ms;  /* 0: PUSH_BACKOFF_MIN_MS_DEFAULT */
     unsigned backoff_max_ms;  /* 0: PUSH_BACKOFF_MAX_MS_DEFAULT */
+    unsigned max_protocol;    /* newest protocol offered: 0 or 2 (v2, falling back to v1), 1 */
+    size_t block_cache_bytes; /* v2: unpinned blocks kept; 0: PUSH_BLOCK_CACHE_BYTES_DEFAULT */
 };
 
 enum push_client_state {
@@ -312,6 +325,12 @@ int push_client_answer(struct push_client *c, uint64_t version, const char *hash
 
 /* Hash of the last ACKed configuration (sent as lastHash in every hello); "" none. */
 const char *push_client_last_hash(const struct push_client *c);
+
+/* The protocol of the open stream (1 or 2, as weftd chose), 0 while none is open. */
+int push_client_protocol(const struct push_client *c);
+
+/* v2 block cache: blocks held (pinned or spare) and their bytes. */
+void push_client_cache_stats(const struct push_client *c, size_t *nblocks, size_t *bytes);
 
 /*
  * Close the stream (close frame 1001) and stop reconnecting; no op runs afterwards. Memory goes

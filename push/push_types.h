@@ -11,7 +11,9 @@
 #include <stdint.h>
 
 #define PUSH_PATH "/v1/stream"
-#define PUSH_SUBPROTOCOL "weft-config-v1"
+#define PUSH_SUBPROTOCOL "weft-config-v1"    /* whole documents */
+#define PUSH_SUBPROTOCOL_V2 "weft-config-v2" /* skeletons referring to shared blocks by hash */
+#define PUSH_PROTOCOL_MAX 2                  /* the newest protocol version both ends speak */
 #define PUSH_PORT_DEFAULT 15012
 
 /* A configuration hash: SHA-256 of the document's canonical JSON, 64 lowercase hex digits. */
@@ -41,6 +43,13 @@
 #define PUSH_REASON_MAX 1024
 #define PUSH_BUNDLE_MAX (1024 * 1024) /* a trust bundle's PEM */
 
+/* Protocol v2 (docs/config-stream.md, "Protocol v2"). */
+#define PUSH_BLOCK_MAX (4 * 1024 * 1024) /* one block's canonical text */
+#define PUSH_DOC_MAX (64 * 1024 * 1024)  /* a document assembled from its skeleton and blocks */
+#define PUSH_REFS_MAX 65536              /* block references in one document, blocks in a frame */
+#define PUSH_NEED_MAX 768                /* hashes in one `need` (the frame stays under 64 KiB) */
+#define PUSH_BLOCK_CACHE_BYTES_DEFAULT (16 * 1024 * 1024) /* agent: unpinned blocks kept */
+
 enum push_msg_type {
     PUSH_MSG_NONE = 0,
     PUSH_MSG_HELLO,       /* agent -> weftd */
@@ -50,6 +59,28 @@ enum push_msg_type {
     PUSH_MSG_ERROR,       /* weftd -> agent, then close 1008 */
     PUSH_MSG_APPS_EXITED, /* weftd -> agent: the pod's app containers have exited for good */
     PUSH_MSG_TRUST,       /* weftd -> agent: the trust bundle */
+    PUSH_MSG_NEED,        /* agent -> weftd (v2): blocks the agent lacks */
+    PUSH_MSG_BLOCKS,      /* weftd -> agent (v2): the blocks asked for */
+};
+
+struct push_hash {
+    char h[PUSH_HASH_LEN + 1];
+};
+
+/* A block (v2): a JSON object as canonical text, named by the SHA-256 of that text. */
+struct push_block {
+    char hash[PUSH_HASH_LEN + 1]; /* as the frame names it (not checked by the codec) */
+    char *text;                   /* canonical JSON of the block */
+    size_t len;
+};
+
+/* A top-level member of a v2 document: inline (text) or an array of blocks (refs). */
+struct push_member {
+    char *key;              /* the member's name (decoded) */
+    char *text;             /* canonical JSON of its value; NULL for a member sent as refs */
+    size_t len;             /* of text */
+    struct push_hash *refs; /* the blocks that make up the array, in order */
+    size_t nrefs;
 };
 
 struct push_pod_ref {
@@ -67,12 +98,19 @@ struct push_msg {
     struct push_pod_ref pod;           /* hello */
     char agent[PUSH_AGENT_MAX + 1];    /* hello */
     char last_hash[PUSH_HASH_LEN + 1]; /* hello; "" when absent */
-    uint64_t version;                  /* ack, nack, config; >= 1 */
+    uint64_t version;                  /* ack, nack, config, need, blocks; >= 1 */
     char hash[PUSH_HASH_LEN + 1];      /* ack, nack, config */
     char code[PUSH_CODE_MAX + 1];      /* error */
     char *reason;                      /* nack, error, appsExited; NULL otherwise */
     char *config;                      /* config: the document as canonical JSON text */
     char *bundle;                      /* trust: the PEM roots; NULL otherwise */
+    /* v2 */
+    struct push_member *members; /* config in v2 form (config NULL): sorted by key */
+    size_t nmembers;
+    struct push_block *blocks; /* config (v2 form), blocks: the blocks carried */
+    size_t nblocks;
+    struct push_hash *hashes; /* need: the blocks asked for; blocks: those weftd does not hold */
+    size_t nhashes;
 };
 
 #endif

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <string.h>
+#include <jansson.h>
 
 #include "core/buf.h"
 #include "core/log.h"
@@ -41,8 +42,8 @@ struct proxy {
     uint64_t last_release_ms; /* uv_now then */
     int64_t connected_ms;     /* Unix ms the current or last stream was accepted */
     int forgotten;
-    const char *key; /* the proxies map's copy */
-    char *doc;       /* canonical newest document, NULL none */
+    const char *key;       /* the proxies map's copy */
+    struct push__doc *doc; /* newest document, NULL none */
     char hash[PUSH_HASH_LEN + 1];
     uint64_t doc_ms;   /* uv_now when doc became current (a change), 0: not a change */
     struct conn *conn; /* accepted stream, NULL none */
@@ -66,6 +67,13 @@ struct conn {
     uint64_t version;                  /* of the last `config` on this stream */
     char sent_hash[PUSH_HASH_LEN + 1]; /* what the peer has (sent, or its lastHash) */
     int want_config;
+    int v2;                     /* protocol v2 was negotiated */
+    int holds_nothing;          /* v2: the hello named no lastHash: inline every block */
+    struct push__doc *sent_doc; /* v2: the last document sent (its blocks are served) */
+    unsigned char *need;        /* v2: per block of sent_doc, asked for by a `need` */
+    size_t nneed;               /* blocks flagged in need */
+    struct push_hash *missing;  /* v2: asked for, not in sent_doc (at most PUSH_NEED_MAX) */
+    size_t nmissing;
     int apps_sent;       /* `appsExited` went out on this stream */
     uint64_t trust_sent; /* the server's trust_gen last sent on this stream; 0 none */
     char *error_frame;   /* to write before closing */
@@ -110,8 +118,9 @@ struct push_server {
     unsigned ping_ms;
     uv_timer_t keepalive;
     int keepalive_done;
-    struct lws_protocols protocols[2];
-    struct map proxies; /* "ns/name" -> struct proxy */
+    struct lws_protocols protocols[3]; /* v1 first: a request naming no subprotocol gets v1 */
+    struct map proxies;                /* "ns/name" -> struct proxy */
+    struct push__store store;          /* the blocks of every document held (v2) */
     struct proxy *dhead, *dtail;
     uv_timer_t timer;
     struct conn *conns;
@@ -169,7 +178,7 @@ static void proxy_remove(struct push_server *s, struct proxy *p)
 {
     dirty_unlink(s, p);
     map_del(&s->proxies, p->key); /* frees p->key */
-    free(p->doc);
+    push__doc_unref(&s->store, p->doc);
     free(p->nack_reason);
     free(p->apps_exited);
     free(p);
@@ -358,6 +367,9 @@ static void on_hello(struct push_server *s, struct conn *c, const struct push_ms
     p->sent_version = 0;
     p->sent_hash[0] = '\0';
     memcpy(c->sent_hash, m->last_hash, sizeof(c->sent_hash));
+    /* an agent that reports no document has assembled none, so it would ask for every block:
+     * the first config carries them (one round trip less on a first connect) */
+    c->holds_nothing = !m->last_hash[0];
     if (m->last_hash[0] && p->doc && strcmp(m->last_hash, p->hash) == 0) {
         /* The agent already serves the current document: nothing to send. */
         memcpy(p->acked_hash, m->last_hash, sizeof(p->acked_hash));
@@ -367,6 +379,87 @@ static void on_hello(struct push_server *s, struct conn *c, const struct push_ms
     proxy_kick(p);
     if (c->trust_sent != s->trust_gen)
         lws_callback_on_writable(c->wsi); /* the bundle goes out first */
+}
+
+/*
+ * A v2 agent lacks blocks of the document last sent on its stream. A `need` for an older
+ * version is dropped (the newer `config` is out or on its way, and the agent gave up the old
+ * one); blocks that document does not hold are answered as `missing`. What is asked is kept as
+ * flags over the document's blocks, so repeated asks cost no memory.
+ */
+static void on_need(struct push_server *s, struct conn *c, const struct push_msg *m)
+{
+    struct push__doc *d = c->sent_doc;
+
+    s->stats.needs++;
+    if (!d || m->version != c->version)
+        return;
+    if (!c->need) {
+        c->need = calloc(d->nblocks ? d->nblocks : 1, 1);
+        if (!c->need) {
+            conn_fail(c, "Internal", "out of memory", LWS_CLOSE_STATUS_UNEXPECTED_CONDITION);
+            return;
+        }
+    }
+    for (size_t i = 0; i < m->nhashes; i++) {
+        int k = push__doc_find(d, m->hashes[i].h);
+
+        if (k >= 0) {
+            c->nneed += !c->need[k];
+            c->need[k] = 1;
+            continue;
+        }
+        if (!c->missing)
+            c->missing = calloc(PUSH_NEED_MAX, sizeof(*c->missing));
+        if (c->missing && c->nmissing < PUSH_NEED_MAX)
+            c->missing[c->nmissing++] = m->hashes[i];
+    }
+    lws_callback_on_writable(c->wsi);
+}
+
+/* Drop what a `need` asked for (answered, or for a document since replaced). */
+static void need_clear(struct conn *c)
+{
+    FREE_AND_NULL(c->need);
+    FREE_AND_NULL(c->missing);
+    c->nneed = c->nmissing = 0;
+}
+
+/* Write the `blocks` answer to the pending asks. 0 or -1 (drop the connection). */
+static int blocks_write(struct push_server *s, struct conn *c)
+{
+    struct push__doc *d = c->sent_doc;
+    struct push_block *bl = calloc(c->nneed ? c->nneed : 1, sizeof(*bl));
+    struct push_msg m;
+    char *frame = NULL;
+    size_t n = 0;
+    int rc;
+
+    if (!bl)
+        return -1;
+    for (size_t i = 0; d && i < d->nblocks && n < c->nneed; i++)
+        if (c->need[i])
+            bl[n++] = *push__doc_block(d, i);
+    memset(&m, 0, sizeof(m));
+    m.type = PUSH_MSG_BLOCKS;
+    m.version = c->version;
+    m.blocks = bl;
+    m.nblocks = n;
+    m.hashes = c->missing;
+    m.nhashes = c->nmissing;
+    rc = push_msg_encode(&m, &frame);
+    free(bl);
+    if (rc == 0)
+        rc = frame_write(c->wsi, frame);
+    if (rc == 0) {
+        s->stats.blocks_frames++;
+        s->stats.blocks_sent += n;
+        s->stats.bytes_sent += strlen(frame);
+        s->stats.blocks_bytes += strlen(frame);
+    }
+    free(frame);
+    need_clear(c);
+    return rc < 0 ? -1 : 0;
 }
 
 static void on_frame(struct push_server *s, struct conn *c)
@@ -386,8 +479,14 @@ static void on_frame(struct push_server *s, struct conn *c)
             on_hello(s, c, &m);
         goto out;
     }
-    if (rc < 0 || (m.type != PUSH_MSG_ACK && m.type != PUSH_MSG_NACK)) {
-        conn_fail(c, PUSH_ERR_PROTOCOL, "expected ack or nack", PUSH_CLOSE_POLICY);
+    if (rc < 0 || (m.type != PUSH_MSG_ACK && m.type != PUSH_MSG_NACK &&
+                   (m.type != PUSH_MSG_NEED || !c->v2))) {
+        conn_fail(c, PUSH_ERR_PROTOCOL,
+                  c->v2 ? "expected ack, nack or need" : "expected ack or nack", PUSH_CLOSE_POLICY);
+        goto out;
+    }
+    if (m.type == PUSH_MSG_NEED) {
+        on_need(s, c, &m);
         goto out;
     }
     if (m.type == PUSH_MSG_ACK) {
@@ -474,18 +573,40 @@ static int on_writeable(struct push_server *s, struct conn *c)
             lws_callback_on_writable(c->wsi);
         return 0;
     }
-    if (!c->want_config || !p || !p->doc || strcmp(c->sent_hash, p->hash) == 0)
+    if (!c->want_config || !p || !p->doc || strcmp(c->sent_hash, p->hash) == 0) {
+        if (c->need || c->missing)
+            return blocks_write(s, c);
         return 0;
-    memset(&m, 0, sizeof(m));
-    m.type = PUSH_MSG_CONFIG;
-    m.version = c->version + 1;
-    memcpy(m.hash, p->hash, sizeof(m.hash));
-    m.config = p->doc;
-    if (msg_write(c->wsi, &m) < 0)
-        return -1;
+    }
+    {
+        char *frame = NULL;
+        size_t inl = 0;
+
+        rc = c->v2 ? push__doc_frame_v2(p->doc, c->version + 1, c->sent_doc, c->holds_nothing,
+                                        &frame, &inl)
+                   : push__doc_frame_v1(p->doc, c->version + 1, &frame);
+        if (rc == 0)
+            rc = frame_write(c->wsi, frame);
+        if (rc == 0) {
+            s->stats.bytes_sent += strlen(frame);
+            s->stats.config_bytes += strlen(frame);
+            s->stats.blocks_sent += inl;
+        }
+        free(frame);
+        if (rc < 0)
+            return -1;
+    }
     s->stats.configs_sent++;
     c->want_config = 0;
-    c->version = m.version;
+    c->version++;
+    /* asks for the previous version are moot: the agent assembles this one now */
+    need_clear(c);
+    if (c->v2) {
+        push__doc_unref(&s->store, c->sent_doc);
+        c->sent_doc = p->doc;
+        p->doc->refs++;
+        c->holds_nothing = 0;
+    }
     memcpy(c->sent_hash, p->hash, sizeof(c->sent_hash));
     p->sent_version = c->version;
     memcpy(p->sent_hash, p->hash, sizeof(p->sent_hash));
@@ -501,7 +622,7 @@ static int path_ok(struct lws *wsi)
     return strcmp(uri, PUSH_PATH) == 0;
 }
 
-static void free_conn(struct conn *c);
+static void free_conn(struct push_server *s, struct conn *c);
 
 /* Whether slot i still holds the connection it recorded: the descriptor is open and its peer
  * is the recorded address and port (a reused number with the same 4-tuple is that connection). */
@@ -613,6 +734,8 @@ static int server_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
         if (!c)
             return -1;
         c->wsi = wsi;
+        c->v2 = lws_get_protocol(wsi) && lws_get_protocol(wsi)->name &&
+                strcmp(lws_get_protocol(wsi)->name, PUSH_SUBPROTOCOL_V2) == 0;
         c->last_rx_ms = uv_now(s->loop);
         buf_init(&c->rx);
         if (tls_peer_spiffe_id(lws_get_ssl(wsi), c->spiffe, sizeof(c->spiffe)) < 0)
@@ -673,7 +796,7 @@ static int server_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
             s->conns = c->next;
         if (c->next)
             c->next->prev = c->prev;
-        free_conn(c);
+        free_conn(s, c);
         return 0;
     default:
         return 0;
@@ -755,12 +878,22 @@ int push_server_new(uv_loop_t *loop, const struct push_server_config *cfg,
     s->retry.secs_since_valid_ping = 0;
     s->retry.secs_since_valid_hangup = 0;
     s->ping_ms = ping * 1000;
-    s->protocols[0].name = PUSH_SUBPROTOCOL;
-    s->protocols[0].callback = server_cb;
-    s->protocols[0].per_session_data_size = sizeof(struct pss);
-    /* lws holds this much per stream for received frames; agents send acks (and nacks, whose
-     * reason is at most 1 KiB) and larger frames arrive in pieces (RX_MAX bounds the whole) */
-    s->protocols[0].rx_buffer_size = 2048;
+    if (cfg->max_protocol > PUSH_PROTOCOL_MAX) {
+        rc = -EINVAL;
+        goto out;
+    }
+    push__store_init(&s->store);
+    /* v1 first (a request that names no subprotocol gets it); lws picks the first name of the
+     * client's list that it serves, and agents list v2 first */
+    for (int i = 0; i < (cfg->max_protocol == 1 ? 1 : 2); i++) {
+        s->protocols[i].name = i ? PUSH_SUBPROTOCOL_V2 : PUSH_SUBPROTOCOL;
+        s->protocols[i].callback = server_cb;
+        s->protocols[i].per_session_data_size = sizeof(struct pss);
+        /* lws holds this much per stream for received frames; agents send acks (and nacks,
+         * whose reason is at most 1 KiB, and needs) and larger frames arrive in pieces (RX_MAX
+         * bounds the whole) */
+        s->protocols[i].rx_buffer_size = 2048;
+    }
 
     push__lws_log_init();
     memset(&info, 0, sizeof(info));
@@ -882,8 +1015,8 @@ static int key_ok(const char *key)
            (size_t)(slash - key) <= PUSH_NS_MAX && strlen(slash + 1) <= PUSH_NAME_MAX;
 }
 
-/* Make canon (consumed, even on failure) with its hash the proxy's current document. */
-static int send_canonical(struct push_server *s, const char *key, char *canon, const char *hash)
+/* Make d (consumed, even on failure) the proxy's current document. */
+static int send_doc(struct push_server *s, const char *key, struct push__doc *d)
 {
     struct proxy *p;
     uint64_t now;
@@ -893,14 +1026,14 @@ static int send_canonical(struct push_server *s, const char *key, char *canon, c
     if (rc < 0)
         goto out;
     p->forgotten = 0;
-    if (p->doc && strcmp(p->hash, hash) == 0)
+    if (p->doc && strcmp(p->hash, d->hash) == 0)
         goto out; /* unchanged */
     /* a replaced document is a change (the first one a proxy gets is not: nothing to converge) */
     p->doc_ms = p->doc ? uv_now(s->loop) : 0;
-    free(p->doc);
-    p->doc = canon;
-    canon = NULL;
-    memcpy(p->hash, hash, sizeof(p->hash));
+    push__doc_unref(&s->store, p->doc);
+    p->doc = d;
+    d = NULL;
+    memcpy(p->hash, p->doc->hash, sizeof(p->hash));
     if (p->dirty) {
         s->stats.changes_superseded++;
         goto out; /* the pending flush takes the newest document */
@@ -917,7 +1050,7 @@ static int send_canonical(struct push_server *s, const char *key, char *canon, c
     s->stats.changes_deferred++;
     dirty_insert(s, p, p->last_release_ms + s->debounce_ms);
 out:
-    free(canon);
+    push__doc_unref(&s->store, d);
     return rc;
 }
 
@@ -946,26 +1079,28 @@ int push_server_apps_exited(struct push_server *s, const char *key, const char *
 
 int push_server_send(struct push_server *s, const char *key, const char *doc_json)
 {
-    char hash[PUSH_HASH_LEN + 1];
-    char *canon = NULL;
+    json_t *doc;
     int rc;
 
     if (!key || !doc_json || !key_ok(key))
         return ERR_INVALID;
-    rc = push_doc_canonical(doc_json, &canon, hash);
-    return rc < 0 ? rc : send_canonical(s, key, canon, hash);
+    doc = json_loads(doc_json, JSON_REJECT_DUPLICATES, NULL);
+    if (!doc)
+        return ERR_PARSE;
+    rc = push_server_send_json(s, key, doc);
+    json_decref(doc);
+    return rc;
 }
 
 int push_server_send_json(struct push_server *s, const char *key, const struct json_t *doc)
 {
-    char hash[PUSH_HASH_LEN + 1];
-    char *canon = NULL;
+    struct push__doc *d = NULL;
     int rc;
 
     if (!key || !doc || !key_ok(key))
         return ERR_INVALID;
-    rc = push__doc_canonical_json(doc, &canon, hash);
-    return rc < 0 ? rc : send_canonical(s, key, canon, hash);
+    rc = push__doc_from_json(&s->store, doc, &d);
+    return rc < 0 ? rc : send_doc(s, key, d);
 }
 
 void push_server_forget(struct push_server *s, const char *key)
@@ -980,7 +1115,8 @@ void push_server_forget(struct push_server *s, const char *key)
     }
     /* Keep the entry while its stream is open; it goes when the stream closes. */
     dirty_unlink(s, p);
-    FREE_AND_NULL(p->doc);
+    push__doc_unref(&s->store, p->doc);
+    p->doc = NULL;
     p->hash[0] = '\0';
     p->forgotten = 1;
 }
@@ -1037,15 +1173,24 @@ void push_server_stats(const struct push_server *s, struct push_server_stats *ou
 {
     *out = s->stats;
     out->conns = s->live > 0 ? (unsigned)s->live : 0;
-    out->streams = 0;
+    out->streams = out->streams_v2 = 0;
     MAP_FOREACH(&s->proxies, slot)
-    out->streams += ((const struct proxy *)slot->val)->conn != NULL;
+    {
+        const struct conn *c = ((const struct proxy *)slot->val)->conn;
+
+        out->streams += c != NULL;
+        out->streams_v2 += c && c->v2;
+    }
+    out->blocks_held = s->store.nblocks;
+    out->block_bytes_held = s->store.bytes;
 }
 
-static void free_conn(struct conn *c)
+static void free_conn(struct push_server *s, struct conn *c)
 {
     buf_release(&c->rx);
     free(c->error_frame);
+    need_clear(c);
+    push__doc_unref(&s->store, c->sent_doc);
     free(c);
 }
 
@@ -1057,8 +1202,9 @@ static void maybe_release(struct push_server *s)
         struct conn *c = s->conns;
 
         s->conns = c->next;
-        free_conn(c);
+        free_conn(s, c);
     }
+    push__store_release(&s->store);
     push__fdguard_release(s->guard);
     SSL_CTX_free(s->client_ssl_ctx);
     free(s->slots);

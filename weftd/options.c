@@ -166,6 +166,10 @@ static const struct opt opts[] = {
      "config stream (IPv4)", 0, 0},
     {"stream-debounce-ms", "MS", O(opts.stream_debounce_ms), &t_long, "100",
      "config stream: a burst of changes to one proxy within this is sent as one", 0, 60000},
+    {"stream-protocol", "N", O(opts.stream_protocol), &t_long, "2",
+     "config stream: newest protocol served (2: v2 to agents that offer it, v1 to others; 1: v1 "
+     "only)",
+     1, 2},
     {"webhook-url", "URL", O(opts.webhook_url), &t_str, NULL,
      "register weft-injector with this URL (out of cluster)", 0, 0},
     {"webhook-service", "NAME", O(opts.webhook_service), &t_str, "weft-webhook",

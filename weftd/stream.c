@@ -255,6 +255,7 @@ static void try_listen(struct weftd_stream *st)
     cfg.key_pem = st->key_pem;
     cfg.trust_pem = d->bundle_pem;
     cfg.debounce_ms = (unsigned)d->opts.stream_debounce_ms;
+    cfg.max_protocol = (unsigned)d->opts.stream_protocol;
     cfg.max_conns = lim.max_conns;
     cfg.max_conns_per_addr = lim.max_conns_per_addr;
     cfg.handshake_timeout_s = (lim.handshake_ms + 999) / 1000;
@@ -588,7 +589,28 @@ int weftd_stream_metrics(struct weftd *d, struct buf *b)
             "# HELP weft_config_stream_connections Connections open (handshakes included).\n"
             "# TYPE weft_config_stream_connections gauge\nweft_config_stream_connections %u\n"
             "# HELP weft_config_stream_streams Accepted streams open.\n"
-            "# TYPE weft_config_stream_streams gauge\nweft_config_stream_streams %u\n",
+            "# TYPE weft_config_stream_streams gauge\nweft_config_stream_streams %u\n"
+            "# HELP weft_config_stream_protocol_streams Accepted streams open by protocol.\n"
+            "# TYPE weft_config_stream_protocol_streams gauge\n"
+            "weft_config_stream_protocol_streams{protocol=\"v1\"} %u\n"
+            "weft_config_stream_protocol_streams{protocol=\"v2\"} %u\n"
+            "# HELP weft_config_stream_sent_bytes_total Payload bytes of config frames (whole "
+            "documents in v1, skeletons with new blocks in v2) and of v2 blocks answers.\n"
+            "# TYPE weft_config_stream_sent_bytes_total counter\n"
+            "weft_config_stream_sent_bytes_total{frame=\"config\"} %llu\n"
+            "weft_config_stream_sent_bytes_total{frame=\"blocks\"} %llu\n"
+            "# HELP weft_config_stream_blocks_sent_total v2 blocks written, inline in a config "
+            "or in a blocks answer.\n"
+            "# TYPE weft_config_stream_blocks_sent_total counter\n"
+            "weft_config_stream_blocks_sent_total %llu\n"
+            "# HELP weft_config_stream_needs_total v2 need messages (agents asking for blocks "
+            "they lack).\n"
+            "# TYPE weft_config_stream_needs_total counter\nweft_config_stream_needs_total %llu\n"
+            "# HELP weft_config_stream_blocks Distinct blocks held for current and last-sent "
+            "documents.\n"
+            "# TYPE weft_config_stream_blocks gauge\nweft_config_stream_blocks %zu\n"
+            "# HELP weft_config_stream_block_bytes Bytes of those blocks.\n"
+            "# TYPE weft_config_stream_block_bytes gauge\nweft_config_stream_block_bytes %zu\n",
             (unsigned long long)st.changes_immediate, (unsigned long long)st.changes_deferred,
             (unsigned long long)st.changes_superseded, (unsigned long long)st.configs_sent,
             (unsigned long long)st.apps_exited_sent, (unsigned long long)st.acks,
@@ -596,7 +618,10 @@ int weftd_stream_metrics(struct weftd *d, struct buf *b)
             (unsigned long long)d->m.stream_unknown_pod,
             (unsigned long long)d->m.stream_identity_mismatch,
             (unsigned long long)st.refused_max_conns, (unsigned long long)st.refused_per_addr,
-            (unsigned long long)st.refused_handshakes, st.conns, st.streams);
+            (unsigned long long)st.refused_handshakes, st.conns, st.streams,
+            st.streams - st.streams_v2, st.streams_v2, (unsigned long long)st.config_bytes,
+            (unsigned long long)st.blocks_bytes, (unsigned long long)st.blocks_sent,
+            (unsigned long long)st.needs, st.blocks_held, st.block_bytes_held);
     if (!rc)
         rc = weftd_hist_print(b, "weft_config_stream_convergence_seconds",
                               "From a change of a proxy's document (compiled and handed to the "

@@ -37,6 +37,7 @@ struct weftd_opts {
     const char *webhook_listen;  /* "0.0.0.0:9443": POST /inject */
     const char *certs_listen;    /* "0.0.0.0:15012": POST /v1/certificates */
     const char *stream_listen;   /* "0.0.0.0:15013": the config stream (wss) */
+    long stream_protocol;        /* newest config stream protocol served (2; 1: v1 only) */
     long stream_debounce_ms;     /* coalescing window of a burst of changes to one proxy (100) */
     const char *webhook_url;     /* out of cluster: register weft-injector with this URL */
     const char *webhook_service; /* in cluster: Service name of the webhook (weft-webhook) */

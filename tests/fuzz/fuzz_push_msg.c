@@ -1,7 +1,7 @@
 /*
  * fuzz_push_msg.c - push_msg_parse (push/push.h): every frame that crosses the config stream,
- * read by weftd (hello, ack, nack from agents) and by the agent (config, error, appsExited from
- * weftd).
+ * read by weftd (hello, ack, nack, need from agents) and by the agent (config in both forms,
+ * blocks, error, appsExited, trust from weftd).
  *
  * Invariants, for any bytes:
  *   - push_msg_parse returns 0, ERR_PARSE or ERR_INVALID; on failure the message is left zeroed;
@@ -36,6 +36,21 @@ static void check_same(const struct push_msg *a, const struct push_msg *b)
                  b->reason ? b->reason : "NULL");
     FUZZ_ASSERTF(str_eq(a->config, b->config), "config\n  %.300s\n  %.300s",
                  a->config ? a->config : "NULL", b->config ? b->config : "NULL");
+    FUZZ_ASSERT(str_eq(a->bundle, b->bundle));
+    FUZZ_ASSERT(a->nmembers == b->nmembers && a->nblocks == b->nblocks && a->nhashes == b->nhashes);
+    for (size_t i = 0; i < a->nmembers; i++) {
+        FUZZ_ASSERT(str_eq(a->members[i].key, b->members[i].key));
+        FUZZ_ASSERT(str_eq(a->members[i].text, b->members[i].text));
+        FUZZ_ASSERT(a->members[i].nrefs == b->members[i].nrefs);
+        for (size_t j = 0; j < a->members[i].nrefs; j++)
+            FUZZ_ASSERT(str_eq(a->members[i].refs[j].h, b->members[i].refs[j].h));
+    }
+    for (size_t i = 0; i < a->nblocks; i++) {
+        FUZZ_ASSERT(str_eq(a->blocks[i].hash, b->blocks[i].hash));
+        FUZZ_ASSERT(str_eq(a->blocks[i].text, b->blocks[i].text));
+    }
+    for (size_t i = 0; i < a->nhashes; i++)
+        FUZZ_ASSERT(str_eq(a->hashes[i].h, b->hashes[i].h));
 }
 
 static int all_zero(const struct push_msg *m)
@@ -58,11 +73,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_ASSERT(all_zero(&m));
         return 0;
     }
-    FUZZ_ASSERT(m.type >= PUSH_MSG_HELLO && m.type <= PUSH_MSG_APPS_EXITED);
+    FUZZ_ASSERT(m.type >= PUSH_MSG_HELLO && m.type <= PUSH_MSG_BLOCKS);
     FUZZ_ASSERT(!m.reason || strlen(m.reason) <= PUSH_REASON_MAX);
-    FUZZ_ASSERT((m.type == PUSH_MSG_CONFIG) == (m.config != NULL));
+    FUZZ_ASSERT(m.type == PUSH_MSG_CONFIG || m.config == NULL);
+    FUZZ_ASSERT(!m.config || (m.nmembers == 0 && m.nblocks == 0)); /* one form or the other */
+    FUZZ_ASSERT(m.type == PUSH_MSG_CONFIG || m.nmembers == 0);
+    FUZZ_ASSERT(m.type == PUSH_MSG_NEED || m.type == PUSH_MSG_BLOCKS || m.nhashes == 0);
+    FUZZ_ASSERT(m.type != PUSH_MSG_NEED || (m.nhashes >= 1 && m.nhashes <= PUSH_NEED_MAX));
     FUZZ_ASSERT(m.type == PUSH_MSG_HELLO || m.type == PUSH_MSG_ERROR ||
-                m.type == PUSH_MSG_APPS_EXITED || m.version >= 1);
+                m.type == PUSH_MSG_APPS_EXITED || m.type == PUSH_MSG_TRUST || m.version >= 1);
     FUZZ_ASSERT((m.type == PUSH_MSG_NACK || m.type == PUSH_MSG_ERROR ||
                  m.type == PUSH_MSG_APPS_EXITED) == (m.reason != NULL));
 

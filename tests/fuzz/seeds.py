@@ -213,6 +213,7 @@ def seeds_csr():
 def seeds_push_msg():
     clear("fuzz_push_msg")
     h = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+    h2 = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"
     frames = {
         "hello": {"type": "hello", "pod": {"namespace": "shop", "name": "web-0", "uid": "u-1"},
                   "agent": "0.1.0"},
@@ -224,6 +225,13 @@ def seeds_push_msg():
                    "config": {"listeners": [{"port": 15001, "weight": 0.25, "tls": True}],
                               "b": None, "a": {"z": "\u00e9", "y": [1, -2, 3.5e-3]}}},
         "error": {"type": "error", "code": "IdentityMismatch", "reason": "spiffe id differs"},
+        "config-v2": {"type": "config", "version": 2, "hash": h,
+                      "skeleton": {"mode": "deny", "proxy": {"pod": "web-0", "ip": None}},
+                      "refs": {"outbound": [h, h2], "inbound": []},
+                      "blocks": {h2: {"service": "api", "port": 80, "w": 0.5}}},
+        "need": {"type": "need", "version": 2, "blocks": [h, h2]},
+        "blocks": {"type": "blocks", "version": 2, "blocks": {h: {"a": [1, {"b": "\u00e9"}]}},
+                   "missing": [h2]},
         "unknown": {"type": "bye", "version": 1},
     }
     for k, v in frames.items():

@@ -3,13 +3,14 @@
  * client library with a real workload certificate, writing what it receives to files.
  *
  *   streamclient --port P --cert FILE --key FILE --trust FILE --pod NS/NAME/UID --dir DIR
- *                [--host 127.0.0.1] [--server-name weftd.weft-system.svc]
+ *                [--host 127.0.0.1] [--server-name weftd.weft-system.svc] [--protocol 1|2]
  *
  * DIR/events gets one line per event: "config VERSION HASH", "ack VERSION", "nack VERSION
  * REASON", "connected", "rejected CODE REASON", "disconnected REASON", "appsExited REASON".
- * DIR/config.json holds the last document received, DIR/hash its hash. While DIR/nack exists, every
- * config is NACKed with the file's first line as the reason (the test creates and removes it). Runs
- * until SIGTERM or SIGINT; exit 0.
+ * DIR/config.json holds the last document received, DIR/hash its hash, DIR/protocol the protocol
+ * weftd chose on the last stream opened (--protocol: the newest one offered, default 2). While
+ * DIR/nack exists, every config is NACKed with the file's first line as the reason (the test
+ * creates and removes it). Runs until SIGTERM or SIGINT; exit 0.
  */
 #include <getopt.h>
 #include <signal.h>
@@ -101,12 +102,17 @@ static void on_state(void *arg, const struct push_client_event *ev)
 {
     struct sc *sc = arg;
 
-    if (ev->state == PUSH_CLIENT_CONNECTED)
+    if (ev->state == PUSH_CLIENT_CONNECTED) {
+        char p[16];
+
+        snprintf(p, sizeof(p), "%d\n", push_client_protocol(sc->cli));
+        put(sc->dir, "protocol", p, "w");
         event(sc, "connected\n");
-    else if (ev->state == PUSH_CLIENT_REJECTED)
+    } else if (ev->state == PUSH_CLIENT_REJECTED) {
         event(sc, "rejected %s %s\n", ev->code, ev->reason);
-    else
+    } else {
         event(sc, "disconnected %s\n", ev->reason);
+    }
 }
 
 static void on_apps_exited(void *arg, const char *reason)
@@ -130,7 +136,8 @@ int main(int argc, char **argv)
     static const struct option lo[] = {
         {"host", 1, NULL, 'h'}, {"port", 1, NULL, 'p'}, {"server-name", 1, NULL, 's'},
         {"cert", 1, NULL, 'c'}, {"key", 1, NULL, 'k'},  {"trust", 1, NULL, 't'},
-        {"pod", 1, NULL, 'o'},  {"dir", 1, NULL, 'd'},  {NULL, 0, NULL, 0},
+        {"pod", 1, NULL, 'o'},  {"dir", 1, NULL, 'd'},  {"protocol", 1, NULL, 'P'},
+        {NULL, 0, NULL, 0},
     };
     static const struct push_client_ops ops = {on_config, on_state, on_apps_exited, NULL};
     struct push_client_config cc;
@@ -171,6 +178,9 @@ int main(int argc, char **argv)
             break;
         case 'd':
             sc.dir = optarg;
+            break;
+        case 'P':
+            cc.max_protocol = (unsigned)atoi(optarg);
             break;
         default:
             return 2;

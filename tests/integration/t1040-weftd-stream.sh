@@ -31,6 +31,12 @@
 #                  it) until the pod is being deleted (deletionTimestamp, held by a finalizer)
 #   restart        weftd restarted on the same ports: the client reconnects and is synced again
 #                  (its hello's lastHash is the current hash: nothing resent)
+#   skew           version skew (protocol v2, docs/config-stream.md): the default client speaks
+#                  v2, one offering only v1 gets v1 from the same weftd; both converge to
+#                  /debug/config's documents, also after a change; pod b's document over v1 and
+#                  over v2 is the same text and hash; the metrics count streams by protocol and
+#                  v2's blocks; weftd restarted with --stream-protocol 1 (v1 only): the v2 client
+#                  falls back to v1, stays synced without a resend and takes the next change
 #   caps           weftd with --max-connections-per-address 3: pod a's stream and two more
 #                  connections from 127.0.0.1 are held, the next one is closed at accept
 #                  (weft_config_stream_refused_total)
@@ -105,17 +111,17 @@ cert_for() {
 
 uid_of() { "$K" get pod -n "$NS" "$1" -o 'jsonpath={.metadata.uid}'; }
 
-# cl_start NAME CERT POD [UID]: a stream client for ns/POD/UID (default: POD's uid) with CERT,
-# writing into $KL_TMP/cl-NAME
+# cl_start NAME CERT POD [UID [PROTOCOL]]: a stream client for ns/POD/UID (default: POD's uid)
+# with CERT, offering protocols up to PROTOCOL (default 2), writing into $KL_TMP/cl-NAME
 cl_start() {
-    local name=$1 cert=$2 pod=$3 uid=${4:-}
+    local name=$1 cert=$2 pod=$3 uid=${4:-} proto=${5:-2}
     [ -n "$uid" ] || uid=$(uid_of "$pod")
     rm -rf "$KL_TMP/cl-$name"
     mkdir -p "$KL_TMP/cl-$name"
     : >"$KL_TMP/cl-$name/events"
     "$SC" --port "${WD_STREAM[a]}" --cert "$KL_TMP/$cert.crt" --key "$KL_TMP/$cert.key" \
         --trust "$KL_TMP/bundle.pem" --pod "$NS/$pod/$uid" --dir "$KL_TMP/cl-$name" \
-        >>"$KL_TMP/cl-$name/log" 2>&1 &
+        --protocol "$proto" >>"$KL_TMP/cl-$name/log" 2>&1 &
     CL_PID[$name]=$!
     bg_track "${CL_PID[$name]}"
 }
@@ -578,6 +584,66 @@ case_restart() {
     assert_eq "$(tail -1 "$KL_TMP/cl-a/events")" connected "reconnected" || return
 }
 
+is_debug_config() { # NAME POD: the client's last document is /debug/config's for POD
+    wd_get a "/debug/config/$NS/$2"
+    [ "$CODE" = 200 ] && [ "$(cat "$KL_TMP/cl-$1/config.json")" = "$(printf '%s' "$BODY" | canonical)" ]
+}
+
+case_skew() {
+    local na nb hash blocks
+    assert_eq "$(cat "$KL_TMP/cl-a/protocol")" 2 "the default client negotiated v2" || return
+    is_debug_config a a || t_fail "pod a's v2 document is not /debug/config's" || return
+    blocks=$(series 'weft_config_stream_blocks_sent_total')
+    cert_for bnow b || return # pod b was recreated by other-pod: a certificate for this one
+    cl_start b1 bnow b "" 1
+    wait_for 20 has_event b1 '^ack 1$' || t_fail "the v1 client got nothing: $(events b1)" || return
+    assert_eq "$(cat "$KL_TMP/cl-b1/protocol")" 1 "a client offering v1 only gets v1" || return
+    is_debug_config b1 b || t_fail "pod b's v1 document is not /debug/config's" || return
+    assert_eq "$(series 'weft_config_stream_protocol_streams{protocol="v1"}')" 1 "v1 streams" || return
+    assert_eq "$(series 'weft_config_stream_protocol_streams{protocol="v2"}')" 1 "v2 streams" || return
+    # a change reaches both, each as /debug/config says
+    na=$(count_ev a '^ack')
+    nb=$(count_ev b1 '^ack')
+    ok "reweight" "$K" patch ts/web -n "$NS" --type=json \
+        -p '[{"op":"replace","path":"/spec/backends/0/weight","value":2},{"op":"replace","path":"/spec/backends/1/weight","value":3}]' || return
+    wait_for 20 count_ge a '^ack' $((na + 1)) || t_fail "the v2 client missed the change: $(events a)" || return
+    wait_for 20 count_ge b1 '^ack' $((nb + 1)) || t_fail "the v1 client missed the change: $(events b1)" || return
+    assert_eq "$(ppm_of_client)" 600000 "the new split over v2" || return
+    wait_for 10 is_debug_config a a || t_fail "pod a's v2 document after the change" || return
+    wait_for 10 is_debug_config b1 b || t_fail "pod b's v1 document after the change" || return
+    assert_gt "$(series 'weft_config_stream_blocks_sent_total')" "$blocks" "the change went out as blocks over v2" || return
+    # pod b's document over v2: the same text and hash as over v1
+    cl_stop b1
+    cl_start b2 bnow b "" 2
+    wait_for 20 has_event b2 '^ack 1$' || t_fail "the v2 client of pod b got nothing: $(events b2)" || return
+    assert_eq "$(cat "$KL_TMP/cl-b2/protocol")" 2 "pod b over v2" || return
+    cmp -s "$KL_TMP/cl-b1/config.json" "$KL_TMP/cl-b2/config.json" || t_fail "pod b's document differs between v1 and v2" || return
+    assert_eq "$(cat "$KL_TMP/cl-b2/hash")" "$(cat "$KL_TMP/cl-b1/hash")" "the same hash over v1 and v2" || return
+    cl_stop b2
+    # a weftd that serves v1 only (an older one): the v2 client falls back
+    hash=$(cat "$KL_TMP/cl-a/hash")
+    na=$(count_ev a '^config')
+    wd_stop a
+    wait_for 10 has_event a '^disconnected' || t_fail "the client did not see weftd go" || return
+    ws_start a --stream-debounce-ms 100 --stream-protocol 1 || return
+    wait_for 30 proxy_is a '[j["sync"], j["connected"], j["acked"]["hash"]]' "[\"synced\", true, \"$hash\"]" ||
+        t_fail "not synced on a v1-only weftd: $(proxy a j) $(events a)" || return
+    assert_eq "$(cat "$KL_TMP/cl-a/protocol")" 1 "fell back to v1" || return
+    assert_eq "$(count_ev a '^config')" "$na" "nothing resent: the hello's lastHash was current" || return
+    na=$(count_ev a '^ack')
+    sleep 0.3
+    ok "reweight" "$K" patch ts/web -n "$NS" --type=json \
+        -p '[{"op":"replace","path":"/spec/backends/0/weight","value":1},{"op":"replace","path":"/spec/backends/1/weight","value":3}]' || return
+    wait_for 20 count_ge a '^ack' $((na + 1)) || t_fail "the change did not arrive over v1: $(events a)" || return
+    assert_eq "$(ppm_of_client)" 750000 "the change over the fallback" || return
+    wait_for 10 is_debug_config a a || t_fail "pod a's v1 document after the change" || return
+    assert_eq "$(series 'weft_config_stream_protocol_streams{protocol="v2"}')" 0 "no v2 stream on a v1-only weftd" || return
+    wd_stop a
+    ws_start a --stream-debounce-ms 100 || return
+    wait_for 20 proxy_is a '[j["sync"], j["connected"]]' '["synced", true]' || t_fail "pod a not back: $(events a)" || return
+    wait_for 10 sh -c "[ \"\$(cat '$KL_TMP/cl-a/protocol')\" = 2 ]" || t_fail "v2 again with v2 served" || return
+}
+
 t_run setup case_setup
 t_run document case_document
 t_run change case_change
@@ -588,6 +654,7 @@ t_run no-cert case_no_cert
 t_run debug-auth case_debug_auth
 t_run apps-exited case_apps_exited
 t_run restart case_restart
+t_run skew case_skew
 t_run caps case_caps
 t_run rotation case_rotation
 cl_stop a

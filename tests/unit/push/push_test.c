@@ -16,7 +16,9 @@
 #include <jansson.h>
 #include <time.h>
 
+#include "core/buf.h"
 #include "push/push.h"
+#include "push/push_int.h"
 #include "tls/tls.h"
 #include "tests/unit/unit.h"
 
@@ -1920,12 +1922,417 @@ static void t_forget(void)
     h_done(&h);
 }
 
-UNIT_MAIN(UNIT(t_sha256_vectors), UNIT(t_canonical), UNIT(t_msg_encode_exact), UNIT(t_msg_parse),
-          UNIT(t_msg_parse_invalid), UNIT(t_bad_arguments), UNIT(t_hello_config_ack),
-          UNIT(t_identical_not_resent), UNIT(t_send_json_converged), UNIT(t_reconnect_last_hash),
-          UNIT(t_last_hash_before_document), UNIT(t_nack_recorded), UNIT(t_deferred_answer),
-          UNIT(t_reject_backs_off), UNIT(t_unknown_ca_refused), UNIT(t_client_checks_server_cert),
-          UNIT(t_spiffe_extraction), UNIT(t_debounce), UNIT(t_debounce_quiet), UNIT(t_conn_caps),
-          UNIT(t_server_restart), UNIT(t_cert_rotation), UNIT(t_no_client_cert_refused),
-          UNIT(t_tls_policy), UNIT(t_bad_first_frame), UNIT(t_slow_peer_bounded), UNIT(t_keepalive),
-          UNIT(t_forget), UNIT(t_apps_exited), UNIT(t_trust_follows))
+/* --- protocol v2 --------------------------------------------------------------------------- */
+
+/* A document split into members and blocks joins back to exactly v1's canonical text. */
+static void t_v2_doc_exact(void)
+{
+    static const char *const docs[] = {
+        DOC1,
+        DOC2,
+        "{}",
+        "{\"outbound\":[{\"b\":1,\"a\":[1,2.5,-3e-7,null,true]},{\"\\u00e9\\\"x\\n\":\"\\u001f\"}],"
+        "\"inbound\":[{\"port\":1}],\"mixed\":[{\"a\":1},2],\"z\":{\"y\":[]},\"a b\":\"\\u2603\"}",
+        "{\"outbound\":[{\"a\":1},{\"a\":1},{\"a\":2}],\"schemaVersion\":1}",
+    };
+    struct push__store st;
+
+    push__store_init(&st);
+    for (size_t i = 0; i < ARRAY_LEN(docs); i++) {
+        json_t *j = json_loads(docs[i], JSON_REJECT_DUPLICATES, NULL);
+        char want[PUSH_HASH_LEN + 1], *canon = NULL, *v1 = NULL;
+        struct push__doc *d = NULL;
+        struct push_msg m;
+        struct buf b;
+
+        REQUIRE(j);
+        buf_init(&b);
+        REQUIRE(push_doc_canonical(docs[i], &canon, want) == 0);
+        REQUIRE(push__doc_from_json(&st, j, &d) == 0);
+        REQUIRE(push__doc_text(d, &b) == 0);
+        CHECK_STR(b.p, canon);
+        CHECK_STR(d->hash, want);
+        CHECK_INT((long long)d->len, (long long)strlen(canon));
+        /* the v1 frame carries that text */
+        REQUIRE(push__doc_frame_v1(d, 3, &v1) == 0);
+        REQUIRE(push_msg_parse(v1, strlen(v1), &m) == 0);
+        CHECK_STR(m.config, canon);
+        CHECK_STR(m.hash, want);
+        push_msg_release(&m);
+        free(v1);
+        buf_release(&b);
+        free(canon);
+        push__doc_unref(&st, d);
+        json_decref(j);
+    }
+    CHECK_INT((long long)st.nblocks, 0); /* every block went with its documents */
+    push__store_release(&st);
+}
+
+/* Blocks are stored once however many documents hold them; the compiler's shared objects are
+ * found by identity; v2 frames carry only what the previous document did not hold. */
+static void t_v2_store_shared(void)
+{
+    json_t *blk = json_pack("{s:s,s:i}", "service", "api", "port", 80);
+    json_t *d1 = json_pack("{s:[O,{s:s}],s:s}", "outbound", blk, "service", "web", "mode", "a");
+    json_t *d2 = json_pack("{s:[O,{s:s}],s:s}", "outbound", blk, "service", "db", "mode", "a");
+    struct push__doc *a = NULL, *b = NULL;
+    struct push__store st;
+    struct push_msg m;
+    char *f = NULL;
+    size_t inl = 9;
+
+    REQUIRE(blk && d1 && d2);
+    push__store_init(&st);
+    REQUIRE(push__doc_from_json(&st, d1, &a) == 0);
+    REQUIRE(push__doc_from_json(&st, d2, &b) == 0);
+    CHECK_INT((long long)st.nblocks, 3); /* api, web, db */
+    CHECK_INT((long long)a->nblocks, 2);
+    CHECK(a->blocks[0] == b->blocks[0]);
+    /* first config on a stream: no block inline (the agent asks for what it lacks) */
+    REQUIRE(push__doc_frame_v2(a, 1, NULL, 0, &f, &inl) == 0);
+    CHECK_INT((long long)inl, 0);
+    REQUIRE(push_msg_parse(f, strlen(f), &m) == 0);
+    CHECK(m.config == NULL);
+    CHECK_INT((long long)m.nmembers, 2);
+    CHECK_STR(m.members[0].key, "mode");
+    CHECK_STR(m.members[0].text, "\"a\"");
+    CHECK_STR(m.members[1].key, "outbound");
+    CHECK_INT((long long)m.members[1].nrefs, 2);
+    CHECK_STR(m.members[1].refs[0].h, push__doc_block(a, 0)->hash);
+    push_msg_release(&m);
+    free(f);
+    /* after a, b carries only its own block */
+    REQUIRE(push__doc_frame_v2(b, 2, a, 0, &f, &inl) == 0);
+    CHECK_INT((long long)inl, 1);
+    REQUIRE(push_msg_parse(f, strlen(f), &m) == 0);
+    CHECK_INT((long long)m.nblocks, 1);
+    CHECK_STR(m.blocks[0].hash, push__doc_block(b, 1)->hash);
+    CHECK_STR(m.blocks[0].text, "{\"service\":\"db\"}");
+    push_msg_release(&m);
+    free(f);
+    push__doc_unref(&st, a);
+    CHECK_INT((long long)st.nblocks, 2);
+    push__doc_unref(&st, b);
+    CHECK_INT((long long)st.nblocks, 0);
+    push__store_release(&st);
+    json_decref(blk);
+    json_decref(d1);
+    json_decref(d2);
+}
+
+/* need and blocks frames round-trip; malformed ones are refused. */
+static void t_v2_msgs(void)
+{
+    static const char *const bad[] = {
+        "{\"type\":\"need\",\"version\":1,\"blocks\":[]}",
+        "{\"type\":\"need\",\"version\":0,\"blocks\":[\""
+        "0000000000000000000000000000000000000000000000000000000000000000"
+        "\"]}",
+        "{\"type\":\"need\",\"version\":1,\"blocks\":[\"abc\"]}",
+        "{\"type\":\"blocks\",\"version\":1}",
+        "{\"type\":\"blocks\",\"version\":1,\"blocks\":{\"xyz\":{}}}",
+        "{\"type\":\"blocks\",\"version\":1,\"blocks\":{\""
+        "0000000000000000000000000000000000000000000000000000000000000000"
+        "\":[1]}}",
+        "{\"type\":\"config\",\"version\":1,\"hash\":\""
+        "0000000000000000000000000000000000000000000000000000000000000000"
+        "\",\"skeleton\":{},\"config\":{}}",
+        "{\"type\":\"config\",\"version\":1,\"hash\":\""
+        "0000000000000000000000000000000000000000000000000000000000000000"
+        "\",\"skeleton\":{\"a\":1},\"refs\":{\"a\":[]}}",
+        "{\"type\":\"config\",\"version\":1,\"hash\":\""
+        "0000000000000000000000000000000000000000000000000000000000000000"
+        "\",\"skeleton\":[]}",
+    };
+    const char *need = "{\"type\":\"need\",\"version\":4,\"blocks\":[\""
+                       "1111111111111111111111111111111111111111111111111111111111111111"
+                       "\"]}";
+    const char *blocks = "{\"type\":\"blocks\",\"version\":4,\"blocks\":{\""
+                         "2222222222222222222222222222222222222222222222222222222222222222"
+                         "\":{\"a\":1}},\"missing\":[\""
+                         "1111111111111111111111111111111111111111111111111111111111111111"
+                         "\"]}";
+    struct push_msg m;
+    char *f = NULL;
+
+    REQUIRE(push_msg_parse(need, strlen(need), &m) == 0);
+    CHECK_INT(m.type, PUSH_MSG_NEED);
+    CHECK_INT((long long)m.version, 4);
+    CHECK_INT((long long)m.nhashes, 1);
+    REQUIRE(push_msg_encode(&m, &f) == 0);
+    CHECK_STR(f, need);
+    free(f);
+    push_msg_release(&m);
+    REQUIRE(push_msg_parse(blocks, strlen(blocks), &m) == 0);
+    CHECK_INT(m.type, PUSH_MSG_BLOCKS);
+    CHECK_INT((long long)m.nblocks, 1);
+    CHECK_STR(m.blocks[0].text, "{\"a\":1}");
+    CHECK_INT((long long)m.nhashes, 1);
+    REQUIRE(push_msg_encode(&m, &f) == 0);
+    CHECK_STR(f, blocks);
+    free(f);
+    push_msg_release(&m);
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        if (push_msg_parse(bad[i], strlen(bad[i]), &m) != ERR_INVALID)
+            CHECK(!bad[i]);
+    }
+}
+
+/* Build a v2 config frame for doc (text) as weftd would after `have` (NULL: first), parse it. */
+static void v2_config(struct push__store *st, const char *doc, const char *have, uint64_t version,
+                      struct push_msg *m, char hash[PUSH_HASH_LEN + 1])
+{
+    json_t *j = json_loads(doc, 0, NULL), *jh = have ? json_loads(have, 0, NULL) : NULL;
+    struct push__doc *d = NULL, *dh = NULL;
+    char *f = NULL;
+
+    REQUIRE(j && push__doc_from_json(st, j, &d) == 0);
+    if (jh)
+        REQUIRE(push__doc_from_json(st, jh, &dh) == 0);
+    REQUIRE(push__doc_frame_v2(d, version, dh, 0, &f, NULL) == 0);
+    REQUIRE(push_msg_parse(f, strlen(f), m) == 0);
+    memcpy(hash, d->hash, PUSH_HASH_LEN + 1);
+    free(f);
+    push__doc_unref(st, d);
+    push__doc_unref(st, dh);
+    json_decref(j);
+    json_decref(jh);
+}
+
+#define V2A "{\"outbound\":[{\"s\":\"api\"},{\"s\":\"db\"}],\"inbound\":[{\"p\":1}],\"mode\":\"x\"}"
+#define V2B                                                                                        \
+    "{\"outbound\":[{\"s\":\"api\"},{\"s\":\"db2\"}],\"inbound\":[{\"p\":1}],\"mode\":\"x\"}"
+#define V2C                                                                                        \
+    "{\"outbound\":[{\"s\":\"api\"},{\"s\":\"db3\"}],\"inbound\":[{\"p\":1}],\"mode\":\"y\"}"
+
+/* The agent's side: asks for what it lacks, assembles the exact document, keeps the last
+ * document's blocks; hostile answers (a block not named by its hash, one over the limit, one
+ * weftd says it lacks, a document whose hash does not match) are refused with a reason and
+ * never disturb the last document's blocks. */
+static void t_v2_cache(void)
+{
+    struct push__store st;
+    struct push__cache *c = NULL;
+    struct push__asm_out o;
+    struct push_msg m, ans;
+    char ha[PUSH_HASH_LEN + 1], hb[PUSH_HASH_LEN + 1], hc[PUSH_HASH_LEN + 1], *canon = NULL;
+    size_t n, bytes;
+    int rc;
+
+    push__store_init(&st);
+    REQUIRE(push__cache_new(0, &c) == 0); /* no spare: only pinned blocks stay */
+    /* first document: nothing cached, the agent asks for its three blocks */
+    v2_config(&st, V2A, NULL, 1, &m, ha);
+    rc = push__cache_config(c, &m, &o);
+    CHECK_INT(rc, PUSH__ASM_NEED);
+    CHECK_INT((long long)o.nneed, 3);
+    push_msg_release(&m);
+    /* answer with the blocks, as weftd would */
+    memset(&ans, 0, sizeof(ans));
+    ans.type = PUSH_MSG_BLOCKS;
+    ans.version = 1;
+    ans.blocks = calloc(3, sizeof(*ans.blocks));
+    {
+        json_t *j = json_loads(V2A, 0, NULL);
+        struct push__doc *d = NULL;
+
+        REQUIRE(push__doc_from_json(&st, j, &d) == 0);
+        for (size_t i = 0; i < o.nneed; i++) {
+            int k = push__doc_find(d, o.need[i].h);
+
+            REQUIRE(k >= 0);
+            ans.blocks[ans.nblocks] = *push__doc_block(d, (size_t)k);
+            ans.blocks[ans.nblocks].text = strdup(ans.blocks[ans.nblocks].text);
+            ans.nblocks++;
+        }
+        push__doc_unref(&st, d);
+        json_decref(j);
+    }
+    free(o.need);
+    rc = push__cache_blocks(c, &ans, &o);
+    CHECK_INT(rc, PUSH__ASM_DONE);
+    REQUIRE(push_doc_canonical(V2A, &canon, hb) == 0);
+    CHECK_STR(o.doc, canon);
+    CHECK_STR(hb, ha);
+    free(o.doc);
+    free(canon);
+    /* a late answer for the same version is ignored */
+    CHECK_INT(push__cache_blocks(c, &ans, &o), PUSH__ASM_IGNORE);
+    push_msg_release(&ans);
+    push__cache_stats(c, &n, &bytes);
+    CHECK_INT((long long)n, 3);
+
+    /* second document after the first: only db2 travels, nothing to ask */
+    v2_config(&st, V2B, V2A, 2, &m, hb);
+    CHECK_INT((long long)m.nblocks, 1);
+    rc = push__cache_config(c, &m, &o);
+    CHECK_INT(rc, PUSH__ASM_DONE);
+    REQUIRE(push_doc_canonical(V2B, &canon, hc) == 0);
+    CHECK_STR(o.doc, canon);
+    free(o.doc);
+    free(canon);
+    push_msg_release(&m);
+    push__cache_stats(c, &n, &bytes);
+    CHECK_INT((long long)n, 3); /* db went with the spare budget of 0 */
+
+    /* hostile: the inline block is not named by its hash */
+    v2_config(&st, V2C, V2B, 3, &m, hc);
+    REQUIRE(m.nblocks == 1);
+    m.blocks[0].text[7] = 'X'; /* {"s":"dX3"} */
+    CHECK_INT(push__cache_config(c, &m, &o), PUSH__ASM_FAIL);
+    CHECK(strncmp(o.reason, "BadBlock: block ", 16) == 0);
+    push_msg_release(&m);
+    /* hostile: an inline block over the limit (checked before its hash) */
+    v2_config(&st, V2C, V2B, 4, &m, hc);
+    m.blocks[0].len = PUSH_BLOCK_MAX + 1;
+    CHECK_INT(push__cache_config(c, &m, &o), PUSH__ASM_FAIL);
+    CHECK(strncmp(o.reason, "BlockTooLarge: block ", 21) == 0);
+    m.blocks[0].len = strlen(m.blocks[0].text);
+    push_msg_release(&m);
+    /* hostile: a skeleton whose block weftd then says it does not hold */
+    v2_config(&st, V2C, NULL, 5, &m, hc);
+    CHECK_INT(push__cache_config(c, &m, &o), PUSH__ASM_NEED);
+    CHECK_INT((long long)o.nneed, 1);
+    memset(&ans, 0, sizeof(ans));
+    ans.type = PUSH_MSG_BLOCKS;
+    ans.version = 5;
+    ans.hashes = o.need;
+    ans.nhashes = o.nneed;
+    CHECK_INT(push__cache_blocks(c, &ans, &o), PUSH__ASM_FAIL);
+    CHECK(strncmp(o.reason, "UnknownBlock: weftd does not hold block ", 40) == 0);
+    free(ans.hashes);
+    push_msg_release(&m);
+    /* hostile: an answer that carries nothing for what was asked */
+    v2_config(&st, V2C, NULL, 6, &m, hc);
+    CHECK_INT(push__cache_config(c, &m, &o), PUSH__ASM_NEED);
+    free(o.need);
+    memset(&ans, 0, sizeof(ans));
+    ans.type = PUSH_MSG_BLOCKS;
+    ans.version = 6;
+    CHECK_INT(push__cache_blocks(c, &ans, &o), PUSH__ASM_FAIL);
+    CHECK(strncmp(o.reason, "UnknownBlock: weftd's answer lacks block ", 41) == 0);
+    push_msg_release(&m);
+    /* hostile: right blocks, wrong document hash */
+    v2_config(&st, V2B, V2A, 7, &m, hb);
+    memcpy(m.hash, ha, sizeof(m.hash));
+    CHECK_INT(push__cache_config(c, &m, &o), PUSH__ASM_FAIL);
+    CHECK(strncmp(o.reason, "HashMismatch: ", 14) == 0);
+    push_msg_release(&m);
+
+    /* through all of it the last good document's blocks stayed: B again needs nothing */
+    v2_config(&st, V2B, NULL, 8, &m, hb);
+    CHECK_INT((long long)m.nblocks, 0);
+    CHECK_INT(push__cache_config(c, &m, &o), PUSH__ASM_DONE);
+    REQUIRE(push_doc_canonical(V2B, &canon, hc) == 0);
+    CHECK_STR(o.doc, canon);
+    free(o.doc);
+    free(canon);
+    push_msg_release(&m);
+    push__cache_free(c);
+    CHECK_INT((long long)st.nblocks, 0);
+    push__store_release(&st);
+}
+
+static int p_acks3b(void *a)
+{
+    return ((struct h *)a)->acks >= 3;
+}
+
+/* Negotiation and the wire: a default client and server speak v2 and deliver the same
+ * documents as v1; a change sends only the changed block; a reconnecting agent asks only for
+ * what it lacks; v1 on either side falls back to v1. */
+static void t_v2_stream(void)
+{
+    struct push_server_stats ss;
+    struct h h;
+    char h1[PUSH_HASH_LEN + 1], h2[PUSH_HASH_LEN + 1];
+    uint64_t b1;
+
+    hash_of(V2A, h1);
+    hash_of(V2B, h2);
+    h_init(&h, 0);
+    CHECK_INT(push_server_send(h.srv, KEY, V2A), 0);
+    h_client(&h, &F.cli, NULL);
+    REQUIRE(spin(&h.loop, p_acks1, &h, 5000));
+    CHECK_INT(push_client_protocol(h.cli), 2);
+    CHECK_STR(h.cfg_hash, h1);
+    push_server_stats(h.srv, &ss);
+    CHECK_INT(ss.streams_v2, 1);
+    CHECK_INT((long long)ss.needs, 0);       /* no lastHash: every block came inline */
+    CHECK_INT((long long)ss.blocks_sent, 3); /* api, db, the inbound listener */
+    b1 = ss.bytes_sent;
+    CHECK_INT(push_server_send(h.srv, KEY, V2B), 0);
+    REQUIRE(spin(&h.loop, p_acks2, &h, 5000));
+    CHECK_STR(h.cfg_hash, h2);
+    {
+        char *canon = NULL;
+
+        REQUIRE(push_doc_canonical(V2B, &canon, h2) == 0);
+        CHECK_STR(h.cfg_doc, canon);
+        free(canon);
+    }
+    push_server_stats(h.srv, &ss);
+    CHECK_INT((long long)ss.needs, 0);
+    CHECK_INT((long long)ss.blocks_sent, 4); /* db2 only, inline */
+    CHECK(ss.bytes_sent > b1);
+    /* a new stream (its hello names B): the agent keeps its blocks and asks only for db3 */
+    CHECK_INT(push_client_set_certs(h.cli, F.cli.cert, F.cli.key, NULL), 0);
+    REQUIRE(spin(&h.loop, p_hellos2, &h, 5000));
+    CHECK_INT(push_server_send(h.srv, KEY, V2C), 0);
+    REQUIRE(spin(&h.loop, p_acks3b, &h, 5000));
+    push_server_stats(h.srv, &ss);
+    CHECK_INT((long long)ss.needs, 1);
+    CHECK_INT((long long)ss.blocks_sent, 5);
+    CHECK_INT((long long)ss.blocks_frames, 1);
+    CHECK_INT(state_of(&h, KEY).sync, PUSH_SYNC_SYNCED);
+    push_client_free(h.cli);
+    h.cli = NULL;
+
+    /* an agent that offers only v1 gets v1 from this server */
+    {
+        struct push_client_config cc = client_cfg(&h, &F.cli);
+        int acks = h.acks;
+
+        cc.max_protocol = 1;
+        CHECK_INT(push_server_send(h.srv, KEY, V2A), 0);
+        REQUIRE(push_client_new(&h.loop, &cc, &cops, &h, &h.cli) == 0);
+        for (uint64_t end = now_ms() + 5000; h.acks == acks && now_ms() < end;)
+            spin(&h.loop, NULL, NULL, 20);
+        CHECK_INT(push_client_protocol(h.cli), 1);
+        CHECK_STR(h.cfg_hash, h1);
+    }
+    h_done(&h);
+
+    /* a v1-only server: the v2 agent falls back and gets the same document */
+    {
+        struct push_server_config sc = server_cfg(0, 0);
+
+        memset(&h, 0, sizeof(h));
+        REQUIRE(uv_loop_init(&h.loop) == 0);
+        sc.max_protocol = 1;
+        REQUIRE(push_server_new(&h.loop, &sc, &sops, &h, &h.srv) == 0);
+        h.port = push_server_port(h.srv);
+        CHECK_INT(push_server_send(h.srv, KEY, V2A), 0);
+        h_client(&h, &F.cli, NULL);
+        REQUIRE(spin(&h.loop, p_acks1, &h, 5000));
+        CHECK_INT(push_client_protocol(h.cli), 1);
+        CHECK_STR(h.cfg_hash, h1);
+        push_server_stats(h.srv, &ss);
+        CHECK_INT(ss.streams_v2, 0);
+        CHECK_INT((long long)ss.blocks_sent, 0);
+        h_done(&h);
+    }
+}
+
+UNIT_MAIN(UNIT(t_v2_doc_exact), UNIT(t_v2_store_shared), UNIT(t_v2_msgs), UNIT(t_v2_cache),
+          UNIT(t_v2_stream), UNIT(t_sha256_vectors), UNIT(t_canonical), UNIT(t_msg_encode_exact),
+          UNIT(t_msg_parse), UNIT(t_msg_parse_invalid), UNIT(t_bad_arguments),
+          UNIT(t_hello_config_ack), UNIT(t_identical_not_resent), UNIT(t_send_json_converged),
+          UNIT(t_reconnect_last_hash), UNIT(t_last_hash_before_document), UNIT(t_nack_recorded),
+          UNIT(t_deferred_answer), UNIT(t_reject_backs_off), UNIT(t_unknown_ca_refused),
+          UNIT(t_client_checks_server_cert), UNIT(t_spiffe_extraction), UNIT(t_debounce),
+          UNIT(t_debounce_quiet), UNIT(t_conn_caps), UNIT(t_server_restart), UNIT(t_cert_rotation),
+          UNIT(t_no_client_cert_refused), UNIT(t_tls_policy), UNIT(t_bad_first_frame),
+          UNIT(t_slow_peer_bounded), UNIT(t_keepalive), UNIT(t_forget), UNIT(t_apps_exited),
+          UNIT(t_trust_follows))

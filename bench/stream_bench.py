@@ -2,6 +2,7 @@
 """stream_bench.py - weftd's config stream at scale (issue 17), against a baseline in the same run.
 
     bench/stream_bench.py [--agents N] [--rounds R] [--stalled-every K] [--skip-restart]
+                          [--protocol 1|2] [--no-v1-compare]
 
 Starts kubelite (HTTPS) and weftd, writes a mesh of N meshed pods, issues every pod a workload
 certificate through weftd's POST /v1/certificates, and drives build/bench/stream_load (N agents
@@ -20,7 +21,9 @@ server sending the same document bytes to the same agents) in the same run:
   - weftd's CPU time per pushed config;
   - a client reconnect storm (every agent drops its stream and reconnects at once) and a weftd
     restart with all agents connected: time until every agent is back in sync, configs re-sent;
-  - weftd's RSS per connected proxy: (RSS with N streams - RSS with none) / N.
+  - weftd's RSS per connected proxy: (RSS with N streams - RSS with none) / N;
+  - with --protocol 2 (the default: agents offer protocol v2), the same two changes again with
+    the agents offering v1 only, against the same weftd: bytes and latency of v1 and v2.
 BUILD selects the build directory, WEFTD the weftd binary. Method and figures: BENCHMARKS.md.
 """
 import argparse
@@ -392,10 +395,11 @@ class Bench:
             f.write(open(self.bundle).read() + open(d + "/bl-ca.pem").read())
 
     # --- measurements -------------------------------------------------------------------------
-    def load(self, port, tag):
+    def load(self, port, tag, proto=None):
         return Proc([LOAD, "--agents", self.agents_file, "--key", self.key, "--trust",
                      self.trust_all, "--port", str(port), "--stalled-every",
-                     str(self.a.stalled_every)], os.path.join(self.tmp, "load-%s.log" % tag))
+                     str(self.a.stalled_every), "--protocol", str(proto or self.a.protocol)],
+                    os.path.join(self.tmp, "load-%s.log" % tag))
 
     def change(self, ld, scope, write, pid, timeout):
         """One change: write() makes it; returns the wait's answer and the server's CPU."""
@@ -488,6 +492,25 @@ class Bench:
         ld.p.stdin.write("quit\n")
         ld.p.stdin.flush()
         ld.p.wait(30)
+
+        # --- the same weftd, agents offering protocol v1 only
+        if a.protocol == 2 and not a.no_v1_compare:
+            time.sleep(1)
+            ld = self.load(self.ports["stream"], "weftd-v1", 1)
+            t0 = time.monotonic()
+            ld.cmd("connect")
+            res["v1_connect"] = kv(ld.cmd("synced 300", 330, "synced"))
+            res["v1_connect"]["secs"] = "%.3f" % (time.monotonic() - t0)
+            res["v1_10"], res["v1_all"] = [], []
+            for r in range(a.rounds):
+                time.sleep(0.3)
+                res["v1_10"].append(self.change(ld, "ns-0", patch("ns-0", "split"), self.wd.pid, 60))
+            for r in range(a.rounds):
+                time.sleep(0.3)
+                res["v1_all"].append(self.change(ld, "*", patch("shared", "common"), self.wd.pid, 120))
+            ld.p.stdin.write("quit\n")
+            ld.p.stdin.flush()
+            ld.p.wait(30)
 
         # --- baseline: the same agents against a trivial TLS WebSocket server
         bport = free_port()
@@ -584,6 +607,25 @@ class Bench:
             print("%-44s %14s %14s" % ("  all ACKed, hashes verified; others touched",
                                        "%s; %d" % ("yes" if w[7] else "NO", w[9]),
                                        "%s; %d" % ("yes" if b[7] else "NO", b[9])))
+        if "v1_10" in res:
+            print("same weftd, agents offering v1 only (weftd column: v2 agents, baseline: v1)")
+            for key, label in (("10", "10%% change (ns-0, %s proxies)"), ("all", "all-proxies change (%s)")):
+                w, v = agg(res["w_" + key]), agg(res["v1_" + key])
+                lab = label % w[8]
+                print("%-44s %12.1fms %12.1fms %7.2fx" % (lab + ": p50", w[0], v[0], w[0] / max(v[0], 1e-3)))
+                print("%-44s %12.1fms %12.1fms %7.2fx" % ("  p99 (median of rounds)", w[1], v[1],
+                                                          w[1] / max(v[1], 1e-3)))
+                print("%-44s %12.1fms %12.1fms" % ("  p99 (worst round)", w[2], v[2]))
+                print("%-44s %13.0fK %13.0fK %7.3fx" % ("  bytes per change (read by the agents)",
+                                                       w[3] / 1e3, v[3] / 1e3, w[3] / max(v[3], 1)))
+                print("%-44s %13.0fK %13.0fK %7.3fx" % ("  payload bytes per change",
+                                                       w[4] / 1e3, v[4] / 1e3, w[4] / max(v[4], 1)))
+                wcpu, vcpu = w[6] / max(w[5], 1), v[6] / max(v[5], 1)
+                print("%-44s %12.1fus %12.1fus %7.2fx" % ("  weftd CPU per config pushed", wcpu * 1e6,
+                                                         vcpu * 1e6, wcpu / max(vcpu, 1e-9)))
+                print("%-44s %14s %14s" % ("  all ACKed, hashes verified; others touched",
+                                           "%s; %d" % ("yes" if w[7] else "NO", w[9]),
+                                           "%s; %d" % ("yes" if v[7] else "NO", v[9])))
         cs, cn = res["w_conv"]
         if cn:
             print("%-44s %12.1fms %14s" % ("weftd's convergence metric, mean (all changes)",
@@ -611,6 +653,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--stalled-every", type=int, default=100)
     ap.add_argument("--skip-restart", action="store_true")
+    ap.add_argument("--protocol", type=int, choices=(1, 2), default=2,
+                    help="newest protocol the agents offer")
+    ap.add_argument("--no-v1-compare", action="store_true",
+                    help="with --protocol 2: skip the changes measured again with v1 agents")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     a = ap.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # one descriptor per agent, both ends

@@ -4,7 +4,7 @@
  * stream").
  *
  *   stream_load --agents FILE --key FILE --trust FILE --port P [--host 127.0.0.1]
- *               [--server-name weftd.weft-system.svc] [--stalled-every K]
+ *               [--server-name weftd.weft-system.svc] [--stalled-every K] [--protocol 1|2]
  *   stream_load --serve --cert FILE --key FILE --trust FILE --port P --doc FILE
  *
  * Agents (one process, one thread, one epoll set, one descriptor per agent): FILE has one line
@@ -13,14 +13,17 @@
  * agent: non-blocking TCP from its own source address (127.1.x.y, 50 agents per address, so
  * weftd's per-address cap of 64 holds and repeated storms do not run out of ports), TLS with its
  * certificate (all share the --key: one P-256 key, many certificates), the WebSocket upgrade
- * (subprotocol weft-config-v1, the Sec-WebSocket-Accept checked), `hello` with the last ACKed
+ * (subprotocol weft-config-v1, or with --protocol 2 weft-config-v2 then v1, the protocol weftd
+ * chose read from its answer; the Sec-WebSocket-Accept checked), `hello` with the last ACKed
  * hash; every `config` has its hash recomputed over the document bytes (SHA-256) and compared,
- * then is ACKed (a mismatch is NACKed and counted). Every K-th agent (--stalled-every) is a slow
- * reader: once it has ACKed the first config of a connection, or at once after a hello carrying
- * a hash, it stops reading (it still notices the peer closing, and then reconnects). A closed
- * stream is reopened with the agent's backoff (docs/config-stream.md): delay before attempt n
- * uniform in [d/2, d], d = min(30 s, 0.5 s * 2^n); n goes back to 0 once a hello was answered with
- * a config or the stream stayed open 1 s.
+ * then is ACKed (a mismatch is NACKed and counted). Over v2 each agent keeps its own block
+ * cache (push/'s, the one weft-agent uses, with 256 KiB of spare blocks): it asks for the
+ * blocks it lacks (`need`), assembles the document and checks its hash the same way. Every K-th
+ * agent (--stalled-every) is a slow reader: once it has ACKed the first config of a connection, or
+ * at once after a hello carrying a hash, it stops reading (it still notices the peer closing, and
+ * then reconnects). A closed stream is reopened with the agent's backoff (docs/config-stream.md):
+ * delay before attempt n uniform in [d/2, d], d = min(30 s, 0.5 s * 2^n); n goes back to 0 once a
+ * hello was answered with a config or the stream stayed open 1 s.
  *
  * Commands on stdin, one per line; each answers one line on stdout:
  *   connect              open every agent's stream        -> "ok"
@@ -70,10 +73,15 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "push/push.h"
+#include "push/push_int.h"
+
 #define HASH_HEX 64
 #define PER_ADDR 50
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define SUBPROTO "weft-config-v1"
+#define SUBPROTO_V2 "weft-config-v2"
+#define SPARE_BYTES (256 * 1024) /* v2: unpinned blocks each agent keeps */
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 30000
 
@@ -275,12 +283,15 @@ struct agent {
     bool reading_stopped;
     bool acked_on_conn; /* ACKed a config on this stream */
     bool hello_sent;
-    unsigned attempt;   /* backoff step */
-    uint64_t due_ns;    /* A_IDLE: next attempt */
-    uint64_t opened_ns; /* stream open */
-    uint64_t ack_ns;    /* first ACK after the mark, 0 none */
-    uint64_t configs;   /* since the mark */
-    char *last_doc;     /* kept for dump only by the first agent of each group */
+    unsigned attempt;            /* backoff step */
+    uint64_t due_ns;             /* A_IDLE: next attempt */
+    uint64_t opened_ns;          /* stream open */
+    uint64_t ack_ns;             /* first ACK after the mark, 0 none */
+    uint64_t configs;            /* since the mark */
+    char *last_doc;              /* kept for dump only by the first agent of each group */
+    int proto;                   /* of the open stream: 1 or 2 */
+    struct push__cache *cache;   /* v2 */
+    char asm_hash[HASH_HEX + 1]; /* v2: of the config being assembled */
 };
 
 static struct {
@@ -292,6 +303,7 @@ static struct {
     struct sockaddr_in dst;
     const char *server_name;
     unsigned stalled_every;
+    unsigned protocol; /* newest offered */
     int ep;
     /* since the mark */
     uint64_t wire_bytes, payload_bytes, configs, hash_errors, errors_rx, closes, connects;
@@ -389,8 +401,8 @@ static void send_upgrade(struct agent *a)
     snprintf(req, sizeof(req),
              "GET /v1/stream HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
              "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
-             "Sec-WebSocket-Protocol: " SUBPROTO "\r\n\r\n",
-             g.server_name, key);
+             "Sec-WebSocket-Protocol: %s\r\n\r\n",
+             g.server_name, key, g.protocol >= 2 ? SUBPROTO_V2 ", " SUBPROTO : SUBPROTO);
     bytes_add(&a->out, req, strlen(req));
 }
 
@@ -412,6 +424,72 @@ static void send_hello(struct agent *a)
         a->reading_stopped = true;
 }
 
+static void acked(struct agent *a, uint64_t version, const char *hash)
+{
+    char reply[512];
+
+    snprintf(reply, sizeof(reply), "{\"type\":\"ack\",\"version\":%llu,\"hash\":\"%s\"}",
+             (unsigned long long)version, hash);
+    send_text(a, reply);
+    memcpy(a->acked, hash, sizeof(a->acked));
+    if (!a->ack_ns && g.mark_ns)
+        a->ack_ns = now_ns();
+    a->acked_on_conn = true;
+    a->attempt = 0;
+    if (a->stalled)
+        a->reading_stopped = true;
+}
+
+/* A v2 frame (config or blocks), through push/'s cache as weft-agent does it. */
+static void on_message_v2(struct agent *a, const char *p, size_t n)
+{
+    struct push__asm_out o;
+    struct push_msg m, out;
+    char *frame = NULL;
+    int rc;
+
+    if (push_msg_parse(p, n, &m) != 0 || (m.type != PUSH_MSG_CONFIG && m.type != PUSH_MSG_BLOCKS)) {
+        g.errors_rx++;
+        push_msg_release(&m);
+        return;
+    }
+    if (m.type == PUSH_MSG_CONFIG) {
+        g.configs++;
+        a->configs++;
+        memcpy(a->asm_hash, m.hash, sizeof(a->asm_hash));
+        rc = push__cache_config(a->cache, &m, &o);
+    } else {
+        rc = push__cache_blocks(a->cache, &m, &o);
+    }
+    memset(&out, 0, sizeof(out));
+    out.version = m.version;
+    if (rc == PUSH__ASM_DONE) {
+        if (a->last_doc) {
+            free(a->last_doc);
+            a->last_doc = strdup(o.doc);
+        }
+        acked(a, m.version, a->asm_hash);
+    } else if (rc == PUSH__ASM_NEED) {
+        out.type = PUSH_MSG_NEED;
+        out.hashes = o.need;
+        out.nhashes = o.nneed;
+        if (push_msg_encode(&out, &frame) == 0)
+            send_text(a, frame);
+    } else if (rc == PUSH__ASM_FAIL) {
+        g.hash_errors++;
+        fprintf(stderr, "stream_load: agent %s/%s: %s\n", a->ns, a->name, o.reason);
+        out.type = PUSH_MSG_NACK;
+        memcpy(out.hash, a->asm_hash, sizeof(out.hash));
+        out.reason = o.reason;
+        if (push_msg_encode(&out, &frame) == 0)
+            send_text(a, frame);
+    }
+    free(frame);
+    free(o.doc);
+    free(o.need);
+    push_msg_release(&m);
+}
+
 /* A complete text message from weftd. */
 static void on_message(struct agent *a, const char *p, size_t n)
 {
@@ -422,6 +500,10 @@ static void on_message(struct agent *a, const char *p, size_t n)
     char *end;
 
     g.payload_bytes += n;
+    if (a->proto == 2) {
+        on_message_v2(a, p, n);
+        return;
+    }
     if (n < sizeof(pre) || memcmp(p, pre, sizeof(pre) - 1) != 0) {
         g.errors_rx++;
         if (getenv("STREAM_LOAD_DEBUG"))
@@ -454,16 +536,7 @@ static void on_message(struct agent *a, const char *p, size_t n)
         send_text(a, reply);
         return;
     }
-    snprintf(reply, sizeof(reply), "{\"type\":\"ack\",\"version\":%llu,\"hash\":\"%s\"}", version,
-             hash);
-    send_text(a, reply);
-    memcpy(a->acked, hash, sizeof(a->acked));
-    if (!a->ack_ns && g.mark_ns)
-        a->ack_ns = now_ns();
-    a->acked_on_conn = true;
-    a->attempt = 0;
-    if (a->stalled)
-        a->reading_stopped = true;
+    acked(a, version, hash);
 }
 
 /* Frames in a->in; false when the stream must be dropped. */
@@ -516,6 +589,11 @@ static bool upgrade_done(struct agent *a)
         fprintf(stderr, "stream_load: upgrade refused: %.200s\n", (char *)a->in.p);
         agent_drop(a, true);
         return false;
+    }
+    {
+        const char *pr = strcasestr((char *)a->in.p, "\r\nSec-WebSocket-Protocol: ");
+
+        a->proto = pr && strncmp(pr + 26, SUBPROTO_V2, strlen(SUBPROTO_V2)) == 0 ? 2 : 1;
     }
     a->in.off = (size_t)(end - (char *)a->in.p) + 4;
     a->st = A_OPEN;
@@ -880,9 +958,12 @@ static int agents_main(const char *agents, const char *key_path, const char *tru
     if (!key || SSL_CTX_use_PrivateKey(g.ctx, key) != 1)
         die("--key");
     load_agents(agents);
-    for (size_t i = 0; i < g.n; i++)
+    for (size_t i = 0; i < g.n; i++) {
         if (X509_check_private_key(g.a[i].leaf, key) != 1)
             die("an agent's certificate does not match --key");
+        if (push__cache_new(SPARE_BYTES, &g.a[i].cache) != 0)
+            die("block cache");
+    }
     g.dst.sin_family = AF_INET;
     g.dst.sin_port = htons((uint16_t)port);
     if (inet_pton(AF_INET, host, &g.dst.sin_addr) != 1)
@@ -1246,10 +1327,10 @@ static int serve_main(const char *cert, const char *key, const char *trust, int 
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"agents", 1, NULL, 'a'},        {"key", 1, NULL, 'k'},   {"trust", 1, NULL, 't'},
-        {"port", 1, NULL, 'p'},          {"host", 1, NULL, 'h'},  {"server-name", 1, NULL, 'n'},
-        {"stalled-every", 1, NULL, 's'}, {"serve", 0, NULL, 'S'}, {"cert", 1, NULL, 'c'},
-        {"doc", 1, NULL, 'd'},           {NULL, 0, NULL, 0}};
+        {"agents", 1, NULL, 'a'},        {"key", 1, NULL, 'k'},      {"trust", 1, NULL, 't'},
+        {"port", 1, NULL, 'p'},          {"host", 1, NULL, 'h'},     {"server-name", 1, NULL, 'n'},
+        {"stalled-every", 1, NULL, 's'}, {"serve", 0, NULL, 'S'},    {"cert", 1, NULL, 'c'},
+        {"doc", 1, NULL, 'd'},           {"protocol", 1, NULL, 'P'}, {NULL, 0, NULL, 0}};
     const char *agents = NULL, *key = NULL, *trust = NULL, *host = "127.0.0.1", *cert = NULL,
                *doc = NULL;
     int port = 0, c;
@@ -1288,6 +1369,9 @@ int main(int argc, char **argv)
             break;
         case 'd':
             doc = optarg;
+            break;
+        case 'P':
+            g.protocol = (unsigned)atoi(optarg);
             break;
         default:
             fprintf(stderr, "usage: see the comment at the top of bench/stream_load.c\n");

@@ -1659,6 +1659,32 @@ static void status_rp(struct mesh_model *m, const struct m_cr *rp, struct cond *
     }
 }
 
+/*
+ * The custom resource kind/ns/name (kind as in mesh_model_status) after resolving the model:
+ * 0 with *k, *c (its namespace) and *cr set, ERR_UNSUPPORTED, ERR_NOTFOUND or -ENOMEM.
+ */
+static int cr_lookup(struct mesh_model *m, const char *kind, const char *ns, const char *name,
+                     enum mk *k, struct m_nsc **c, struct m_cr **cr)
+{
+    int rc = controller__kind_of_name(kind, k);
+
+    if (rc < 0)
+        return rc;
+    if (*k != MK_TS && *k != MK_SMITS && *k != MK_AP && *k != MK_RP)
+        return ERR_UNSUPPORTED;
+    if ((rc = controller__resolve(m)) < 0)
+        return rc;
+    *c = ns ? controller__nsc(m, ns, false) : NULL;
+    *cr = NULL;
+    if (*c && (*k == MK_TS || *k == MK_SMITS))
+        *cr = controller__split_get(*c, *k == MK_SMITS, name);
+    else if (*c && *k == MK_AP)
+        *cr = map_get(&(*c)->aps, name);
+    else if (*c && *k == MK_RP)
+        *cr = map_get(&(*c)->rps, name);
+    return *cr ? 0 : ERR_NOTFOUND;
+}
+
 int mesh_model_status(struct mesh_model *m, const char *kind, const char *ns, const char *name,
                       const json_t *prev, const char *now, json_t **out)
 {
@@ -1668,23 +1694,10 @@ int mesh_model_status(struct mesh_model *m, const char *kind, const char *ns, co
     json_t *arr = NULL;
     enum mk k;
     size_t i, j;
-    int rc = controller__kind_of_name(kind, &k);
+    int rc = cr_lookup(m, kind, ns, name, &k, &c, &cr);
 
-    if (rc < 0)
+    if (rc)
         return rc;
-    if (k != MK_TS && k != MK_SMITS && k != MK_AP && k != MK_RP)
-        return ERR_UNSUPPORTED;
-    if ((rc = controller__resolve(m)) < 0)
-        return rc;
-    c = ns ? controller__nsc(m, ns, false) : NULL;
-    if (c && (k == MK_TS || k == MK_SMITS))
-        cr = controller__split_get(c, k == MK_SMITS, name);
-    else if (c && k == MK_AP)
-        cr = map_get(&c->aps, name);
-    else if (c && k == MK_RP)
-        cr = map_get(&c->rps, name);
-    if (!cr)
-        return ERR_NOTFOUND;
     if (k == MK_AP)
         status_ap(m, cr, cs);
     else if (k == MK_RP)
@@ -1713,6 +1726,49 @@ int mesh_model_status(struct mesh_model *m, const char *kind, const char *ns, co
         }
     }
     *out = arr;
+    return 0;
+}
+
+/* ---- the proxies a resource shapes ---------------------------------------------------------- */
+
+static int visit_callers(const struct m_svc *s, mesh_proxy_visit_fn *fn, void *arg)
+{
+    int rc = 0;
+    MAP_FOREACH(&s->callers, x)
+    {
+        const struct m_ident *id = x->val;
+        MAP_FOREACH(&id->pods, y)
+        {
+            const struct m_pod *p = y->val;
+            if (p->meshed && (rc = fn(arg, p->key)) != 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+int mesh_model_affected_proxies(struct mesh_model *m, const char *kind, const char *ns,
+                                const char *name, mesh_proxy_visit_fn *fn, void *arg)
+{
+    struct m_nsc *c;
+    struct m_cr *cr = NULL;
+    struct m_svc *s = NULL;
+    enum mk k;
+    int rc = cr_lookup(m, kind, ns, name, &k, &c, &cr);
+
+    if (rc)
+        return rc;
+    if (k == MK_AP) {
+        MAP_FOREACH(&c->pods, x)
+        {
+            const struct m_pod *p = x->val;
+            if (p->meshed && controller__ap_targets_pod(m, cr, p) && (rc = fn(arg, p->key)) != 0)
+                return rc;
+        }
+        return 0;
+    }
+    if (svc_exists(m, cr->ns, controller__jstr(cr->d, k == MK_RP ? "service" : "apex"), &s))
+        return visit_callers(s, fn, arg);
     return 0;
 }
 

@@ -118,6 +118,17 @@ int mesh_model_status(struct mesh_model *m, const char *kind, const char *ns, co
                       const json_t *prev, const char *now, json_t **out) WUR;
 
 /*
+ * The meshed pods whose documents a custom resource (kind as in mesh_model_status) shapes: for
+ * a TrafficSplit the pods that may call its apex Service, for a RetryPolicy those that may call
+ * its Service, for an AccessPolicy the meshed pods it targets. fn(arg, "ns/name") is called once
+ * per pod, in no particular order; a nonzero return stops the walk and is returned. Returns 0,
+ * ERR_NOTFOUND, ERR_UNSUPPORTED, -ENOMEM or fn's code.
+ */
+typedef int mesh_proxy_visit_fn(void *arg, const char *key);
+int mesh_model_affected_proxies(struct mesh_model *m, const char *kind, const char *ns,
+                                const char *name, mesh_proxy_visit_fn *fn, void *arg) WUR;
+
+/*
  * The summary of a Weft TrafficSplit that weftd writes into status.split (kubectl's SPLIT
  * column): each backend with its requested share of the weights, "web-v1 80%, web-v2 20%".
  * When the ready endpoints make the shares the proxies achieve differ (weights per endpoint are

@@ -162,6 +162,8 @@ static int metrics(struct weftd *d, struct buf *b)
     if (!rc)
         rc = weftd_stream_metrics(d, b);
     if (!rc)
+        rc = weftd_programmed_metrics(d, b);
+    if (!rc)
         rc = buf_printf(
             b,
             "# HELP weft_debug_requests_total /debug/ requests by outcome (a bearer "

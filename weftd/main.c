@@ -110,8 +110,8 @@ int main(int argc, char **argv)
     uv_signal_start(&d.sigint, on_signal, SIGINT);
 
     if ((rc = weftd_admin_start(&d)) || (rc = weftd_sync_start(&d)) || (rc = weftd_ca_start(&d)) ||
-        (rc = weftd_stream_start(&d)) || (rc = weftd_certs_start(&d)) ||
-        (rc = weftd_webhook_start(&d))) {
+        (rc = weftd_stream_start(&d)) || (rc = weftd_programmed_start(&d)) ||
+        (rc = weftd_certs_start(&d)) || (rc = weftd_webhook_start(&d))) {
         fprintf(stderr, "weftd: cannot start: %s\n", err_str(rc));
         goto out;
     }
@@ -141,6 +141,7 @@ out:
     weftd_webhook_stop(&d);
     weftd_certs_stop(&d);
     weftd_stream_stop(&d);
+    weftd_programmed_stop(&d);
     weftd_ca_stop(&d);
     weftd_sync_stop(&d);
     weftd_admin_stop(&d);

@@ -170,6 +170,8 @@ static const struct opt opts[] = {
      "config stream: newest protocol served (2: v2 to agents that offer it, v1 to others; 1: v1 "
      "only)",
      1, 2},
+    {"disconnected-grace-s", "S", O(opts.disconnected_grace_s), &t_long, "30",
+     "Programmed: a proxy on no replica's stream stops being waited for after this", 0, 86400},
     {"webhook-url", "URL", O(opts.webhook_url), &t_str, NULL,
      "register weft-injector with this URL (out of cluster)", 0, 0},
     {"webhook-service", "NAME", O(opts.webhook_service), &t_str, "weft-webhook",

@@ -150,7 +150,50 @@ static void on_converged(void *arg, const char *key, double seconds)
     weftd_hist_observe(&d->m.stream_convergence_seconds, seconds);
 }
 
-static const struct push_server_ops ops = {.on_hello = on_hello, .on_converged = on_converged};
+/* Any change of a stream's acknowledgement state: programmed.c publishes and evaluates. */
+static int on_hello_acked(void *arg, const struct push_peer *peer, struct push_reject *rej)
+{
+    int rc = on_hello(arg, peer, rej);
+
+    if (rc == 0)
+        weftd_programmed_changed(arg);
+    return rc;
+}
+
+static void on_ack(void *arg, const char *key, uint64_t version, const char *hash)
+{
+    (void)key;
+    (void)version;
+    (void)hash;
+    weftd_programmed_changed(arg);
+}
+
+static void on_nack(void *arg, const char *key, uint64_t version, const char *hash,
+                    const char *reason)
+{
+    (void)key;
+    (void)version;
+    (void)hash;
+    (void)reason; /* push/ logs it */
+    weftd_programmed_changed(arg);
+}
+
+static void on_disconnect(void *arg, const char *key)
+{
+    (void)key;
+    weftd_programmed_changed(arg);
+}
+
+static const struct push_server_ops ops = {.on_hello = on_hello_acked,
+                                           .on_ack = on_ack,
+                                           .on_nack = on_nack,
+                                           .on_disconnect = on_disconnect,
+                                           .on_converged = on_converged};
+
+static void note_hash(void *arg, const struct push_proxy_state *ps)
+{
+    weftd_programmed_doc(arg, ps->key, ps->desired_hash);
+}
 
 static void send_doc(struct weftd_stream *st, const char *key, const json_t *doc)
 {
@@ -159,6 +202,8 @@ static void send_doc(struct weftd_stream *st, const char *key, const json_t *doc
     if (rc)
         log_error("msg=\"cannot queue the proxy's configuration\" pod=%s error=%s", key,
                   err_str(rc));
+    else if (push_server_proxy_state(st->srv, key, note_hash, st->d) != 0)
+        log_error("msg=\"no stream state for a document just queued\" pod=%s", key);
 }
 
 /*
@@ -401,8 +446,14 @@ void weftd_stream_pod(struct weftd *d, const char *key, const json_t *pod)
 
 void weftd_stream_forget(struct weftd *d, const char *key)
 {
+    weftd_programmed_forget(d, key);
     if (d->stream && d->stream->srv)
         push_server_forget(d->stream->srv, key);
+}
+
+struct push_server *weftd_stream_server(struct weftd *d)
+{
+    return d->stream && d->stream->model_loaded ? d->stream->srv : NULL;
 }
 
 /* --- /debug/proxies and metrics ------------------------------------------------------------ */

@@ -48,7 +48,7 @@ static const struct watch_def defs[] = {
     {"RetryPolicy", "mesh.weft.dev/v1alpha1", "RetryPolicy",
      {"mesh.weft.dev", "v1alpha1", "retrypolicies", true}, false, true},
     {"TrafficSplit.split.smi-spec.io", "split.smi-spec.io/v1alpha4", "TrafficSplit",
-     {"split.smi-spec.io", "v1alpha4", "trafficsplits", true}, true, false},
+     {"split.smi-spec.io", "v1alpha4", "trafficsplits", true}, true, true},
 };
 /* clang-format on */
 
@@ -136,7 +136,8 @@ static json_t *condition_events(const json_t *prev, const json_t *next)
         if (!type || !st || !reason || !*reason)
             continue;
         ok = strcmp(st, "True") == 0;
-        if (!ok && strcmp(type, "Programmed") == 0 && strcmp(reason, "NotAccepted") == 0)
+        if (!ok && strcmp(type, "Programmed") == 0 &&
+            (strcmp(reason, "NotAccepted") == 0 || strcmp(reason, "Pending") == 0))
             continue;
         json_array_foreach(prev, j, p)
         {
@@ -181,6 +182,26 @@ static json_t *split_summary(struct weftd *d, size_t watch, const char *ns, cons
     return json_string(buf);
 }
 
+/*
+ * The conditions weftd wants on the resource: the model's, with Programmed judged by the
+ * proxies' acknowledgements (programmed.c). prev: the stored conditions. 0 or a negative code.
+ */
+static int desired_conditions(struct weftd *d, size_t watch, const char *ns, const char *name,
+                              const json_t *prev, const char *now, json_t **out)
+{
+    json_t *conds = NULL;
+    int rc = mesh_model_status(d->model, defs[watch].kind, ns, name, prev, now, &conds);
+
+    if (!rc)
+        rc = weftd_programmed_overlay(d, watch, defs[watch].kind, ns, name, prev, now, conds);
+    if (rc) {
+        json_decref(conds);
+        return rc;
+    }
+    *out = conds;
+    return 0;
+}
+
 /* Whether status st already holds conds and (when not NULL) the split summary. */
 static bool status_holds(const json_t *st, const json_t *conds, const json_t *summary)
 {
@@ -191,7 +212,6 @@ static bool status_holds(const json_t *st, const json_t *conds, const json_t *su
 static int mutate_status(void *arg, json_t *obj)
 {
     struct status_call *sc = arg;
-    const struct watch_def *def = &defs[sc->watch];
     json_t *st = json_object_get(obj, "status"), *conds = NULL, *summary;
     char now[40];
     time_t t = time(NULL);
@@ -200,8 +220,8 @@ static int mutate_status(void *arg, json_t *obj)
 
     gmtime_r(&t, &tm);
     strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    rc = mesh_model_status(sc->d->model, def->kind, sc->ns, sc->name,
-                           json_object_get(st, "conditions"), now, &conds);
+    rc = desired_conditions(sc->d, sc->watch, sc->ns, sc->name, json_object_get(st, "conditions"),
+                            now, &conds);
     if (rc)
         return rc;
     summary = split_summary(sc->d, sc->watch, sc->ns, sc->name);
@@ -299,8 +319,8 @@ static void write_status(struct weftd *d, size_t watch, const char *ns, const ch
     gmtime_r(&t, &tm);
     strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%SZ", &tm);
     if (cur &&
-        mesh_model_status(d->model, defs[watch].kind, ns, name,
-                          json_object_get(cur_st, "conditions"), now, &conds) == 0 &&
+        desired_conditions(d, watch, ns, name, json_object_get(cur_st, "conditions"), now,
+                           &conds) == 0 &&
         status_holds(cur_st, conds, summary = split_summary(d, watch, ns, name))) {
         json_decref(conds);
         json_decref(summary);
@@ -348,6 +368,11 @@ static void flush_status(struct weftd *d)
 void weftd_sync_leading(struct weftd *d)
 {
     /* A new leader owns every resource's status: look at all of them once. */
+    weftd_sync_status_all(d);
+}
+
+void weftd_sync_status_all(struct weftd *d)
+{
     for (size_t i = 0; i < d->nwatches; i++) {
         const char *k;
         const json_t *o;
@@ -378,6 +403,7 @@ static void compile_pass(struct weftd *d)
         log_error("msg=\"cannot list dirty proxies: out of memory\"");
         return;
     }
+    weftd_programmed_pass(d);
     json_array_foreach(dirty, i, k)
     {
         const char *key = json_string_value(k);
@@ -401,6 +427,7 @@ static void compile_pass(struct weftd *d)
             /* nothing partial: the last good document (if any) stays; the pod stays dirty */
             log_error("msg=\"compile failed\" pod=%s error=\"%s\" kept=%s", key, err_str(rc),
                       json_object_get(d->docs, key) ? "last-good" : "none");
+            weftd_programmed_doc(d, key, NULL); /* the last good one is no longer current */
             failed = true;
             continue;
         }
@@ -535,6 +562,8 @@ static struct wq_result reconcile(void *arg, const char *qkey)
         json_decref(o);
         if (strcmp(def->kind, "Pod") == 0)
             weftd_stream_pod(d, key, obj);
+        if (def->has_status && rc == 0)
+            weftd_programmed_resource(d, wi, key, obj);
     } else {
         char ns[300], name[300];
         split_key(key, ns, sizeof(ns), name, sizeof(name));
@@ -543,6 +572,8 @@ static struct wq_result reconcile(void *arg, const char *qkey)
         rc = mesh_model_delete(d->model, def->kind, ns, name);
         if (rc == ERR_NOTFOUND)
             rc = 0;
+        if (def->has_status)
+            weftd_programmed_resource(d, wi, key, NULL);
     }
     if (rc == -ENOMEM) {
         d->watches[wi].reconcile_errors++;

@@ -39,6 +39,7 @@ struct weftd_opts {
     const char *stream_listen;   /* "0.0.0.0:15013": the config stream (wss) */
     long stream_protocol;        /* newest config stream protocol served (2; 1: v1 only) */
     long stream_debounce_ms;     /* coalescing window of a burst of changes to one proxy (100) */
+    long disconnected_grace_s;   /* a proxy on no stream stops blocking Programmed after (30) */
     const char *webhook_url;     /* out of cluster: register weft-injector with this URL */
     const char *webhook_service; /* in cluster: Service name of the webhook (weft-webhook) */
     long webhook_max_inflight;   /* reviews queued or running before 503s (1024) */
@@ -121,6 +122,7 @@ struct weftd_certs;        /* cert_endpoint.c */
 struct weftd_webhook;      /* webhook_server.c */
 struct weftd_serving_cert; /* serving_cert.c */
 struct weftd_stream;       /* stream.c */
+struct weftd_programmed;   /* programmed.c */
 
 /* One watched resource: its informer and how its keys reach the work queue. */
 struct weftd_watch {
@@ -160,6 +162,7 @@ struct weftd {
     struct weftd_certs *certs_srv;
     struct weftd_webhook *webhook_srv;
     struct weftd_stream *stream;
+    struct weftd_programmed *programmed;
 
     struct http_server *admin, *webhook, *certs;
     int debug_reviews; /* /debug/ requests being authorized (debug_auth.c) */
@@ -217,6 +220,9 @@ void weftd_sync_leading(struct weftd *d); /* became leader: write pending status
 /* Counters of the Events emitted for condition changes (zeros before the start). */
 void weftd_sync_event_stats(const struct weftd *d, struct kube_recorder_stats *out);
 
+/* Evaluate every custom resource's status now (leader): written where it changed. */
+void weftd_sync_status_all(struct weftd *d);
+
 /* --- CA: the signer and the trust bundle (ca_roots.c) --- */
 int weftd_ca_start(struct weftd *d) WUR;
 void weftd_ca_stop(struct weftd *d);
@@ -256,6 +262,36 @@ void weftd_stream_pod(struct weftd *d, const char *key, const json_t *pod);
 void weftd_stream_debug(struct weftd *d, struct http_conn *c, const struct http_request *req);
 /* Append the stream's series to b (Prometheus text). 0 or -ENOMEM. */
 int weftd_stream_metrics(struct weftd *d, struct buf *b) WUR;
+
+/* The stream's server once it listens and the model is loaded, else NULL. */
+struct push_server *weftd_stream_server(struct weftd *d);
+
+/* --- Programmed from the proxies' acknowledgements (programmed.c) --- */
+int weftd_programmed_start(struct weftd *d) WUR;
+void weftd_programmed_stop(struct weftd *d);
+/* A compile pass begins (sync.c). */
+void weftd_programmed_pass(struct weftd *d);
+/* Proxy key's current document has this canonical hash (NULL: its compile failed, no document
+ * is current) / its pod is gone. */
+void weftd_programmed_doc(struct weftd *d, const char *key, const char *hash);
+void weftd_programmed_forget(struct weftd *d, const char *key);
+/* A custom resource of watch was reconciled (obj NULL: deleted): note a new generation. */
+void weftd_programmed_resource(struct weftd *d, size_t watch, const char *key, const json_t *obj);
+/* A stream's acknowledgement state moved (hello, ack, nack, close): publish and evaluate soon. */
+void weftd_programmed_changed(struct weftd *d);
+/* The leader can judge: the stream listens and the peers' publications are listed. */
+bool weftd_programmed_ready(const struct weftd *d);
+/*
+ * Replace the Programmed condition in conds (mesh_model_status's, for kind/ns/name of watch)
+ * when the model says True (Compiled) by the proxies' acknowledgements: True Programmed, False
+ * Pending or False Rejected. prev: the stored conditions. 0 or -ENOMEM.
+ */
+int weftd_programmed_overlay(struct weftd *d, size_t watch, const char *kind, const char *ns,
+                             const char *name, const json_t *prev, const char *now,
+                             json_t *conds) WUR;
+/* Delete publications of replicas gone long ago (leader). */
+void weftd_programmed_gc(struct weftd *d);
+int weftd_programmed_metrics(struct weftd *d, struct buf *b) WUR;
 
 /* --- injection webhook server and its configuration (webhook_server.c) --- */
 int weftd_webhook_start(struct weftd *d) WUR;

@@ -16,8 +16,9 @@
 #                  the Lease, and its acquireTime is at least the lease duration after a's last
 #                  renewTime (never early: order, not speed; the handover time is printed)
 #   new-leader     b writes the status of the change made after the kill (observedGeneration 2)
-#                  and, leading now, emits the Normal Accepted and Compiled events when the
-#                  conflict ends
+#                  and, leading now, emits the Normal Accepted and Programmed events when the
+#                  conflict ends (Programmed once the agent-less client pod's 3 s
+#                  --disconnected-grace-s is over)
 #   from-scratch   a fresh weftd c compiles, for every meshed pod, the same document as b, which
 #                  has lived through the handover and every change
 # Env: BUILD, KUBELITE, WEFTD ($BUILD/bin/weftd), KUBECTL_DIR.
@@ -78,8 +79,8 @@ EOF
     ok "podIP" "$K" patch pod client -n r1 --subresource=status --type=merge \
         -p '{"status":{"podIP":"10.1.0.7","podIPs":[{"ip":"10.1.0.7"}]}}'
     # a first, and leading, before b starts: which replica leads is then known.
-    { wd_start a && wait_for 20 holder_is a; } || t_fail "a did not take the Lease"
-    { wd_start b && wait_for 30 wd_synced b; } || t_fail "b did not start"
+    { wd_start a --disconnected-grace-s 3 && wait_for 20 holder_is a; } || t_fail "a did not take the Lease"
+    { wd_start b --disconnected-grace-s 3 && wait_for 30 wd_synced b; } || t_fail "b did not start"
     wait_for 30 wd_synced a || t_fail "a did not sync"
 else
     t_fail "kubelite did not start"
@@ -209,10 +210,11 @@ case_new_leader() {
     # The conflict ends: the new leader reports it.
     ok "delete the winner" "$K" delete ts/web -n r1 || return 1
     ok "late Accepted" "$K" wait -n r1 --for=condition=Accepted=True ts/late --timeout=20s || return 1
-    wait_for 10 sh -c "\"\$0\" get events -n r1 --field-selector involvedObject.name=late,type=Normal -o name | grep -q ." "$K"
+    # Programmed: the client pod has no agent; once the 3 s grace is over it is not waited for.
+    wait_for 20 sh -c "\"\$0\" get events -n r1 --field-selector involvedObject.name=late -o jsonpath='{.items[*].reason}' | grep -qw Programmed" "$K"
     okv "events" "$K" get events -n r1 --field-selector involvedObject.name=late -o json || return 1
     assert_eq "$(printf '%s' "$OUT" | pyjson '[(e["type"], e["reason"], e["message"], e["count"], e["reportingInstance"]) for e in sorted(j["items"], key=lambda e: e["metadata"]["name"])]')" \
-        '[["Warning", "Conflicted", "TrafficSplit r1/web (mesh.weft.dev) already splits Service web and takes precedence (older creationTimestamp, then name); delete one of them or give them different ports", 1, "a"], ["Normal", "Accepted", "the split is valid", 1, "b"], ["Normal", "Compiled", "compiled into the configuration of the 1 proxies that may call web", 1, "b"]]' \
+        '[["Warning", "Conflicted", "TrafficSplit r1/web (mesh.weft.dev) already splits Service web and takes precedence (older creationTimestamp, then name); delete one of them or give them different ports", 1, "a"], ["Normal", "Accepted", "the split is valid", 1, "b"], ["Normal", "Programmed", "acknowledged by 0 of the 1 proxies it affects; 1 disconnected for more than 3s, not waited for: r1/client", 1, "b"]]' \
         "late's events after the handover"
 }
 

@@ -50,97 +50,13 @@ cd "$(dirname "$0")/../.." || exit 1
 . tests/integration/lib.sh
 . tests/integration/weftd-lib.sh
 
-SC=$KL_REPO/$BUILD/tests/streamclient
-case $BUILD in /*) SC=$BUILD/tests/streamclient ;; esac
 NS=app
-declare -A WD_CERTS WD_STREAM CL_PID
 
 if [ ! -x "$WEFTD" ] || [ ! -x "$SC" ]; then
     t_begin weftd
     t_skip "$WEFTD or $SC not built"
     t_summary
 fi
-
-# ws_start NAME [weftd options]: a replica whose certificate and stream ports are known (kept
-# across restarts of the same NAME).
-ws_start() {
-    local name=$1
-    shift
-    WD_ADMIN[$name]=${WD_ADMIN[$name]:-$(free_port)}
-    WD_CERTS[$name]=${WD_CERTS[$name]:-$(free_port)}
-    WD_STREAM[$name]=${WD_STREAM[$name]:-$(free_port)}
-    WD_LOG[$name]=$KL_TMP/weftd-$name.log
-    "$WEFTD" --kubeconfig "$KUBECONFIG" --namespace weft-system --identity "$name" \
-        --admin-listen "127.0.0.1:${WD_ADMIN[$name]}" --certs-listen "127.0.0.1:${WD_CERTS[$name]}" \
-        --stream-listen "127.0.0.1:${WD_STREAM[$name]}" --webhook-listen "127.0.0.1:$(free_port)" \
-        --log-level debug "$@" >>"${WD_LOG[$name]}" 2>&1 &
-    WD_PID[$name]=$!
-    daemon_track "${WD_PID[$name]}" "weftd $name"
-    wait_for 10 curl -sf "http://127.0.0.1:${WD_ADMIN[$name]}/healthz"
-}
-
-stream_listening() { # NAME: the stream listener is open (after the CA and its certificate)
-    [ "$(grep -c 'msg=listening what=stream' "${WD_LOG[$1]}")" -ge "${2:-1}" ]
-}
-
-# csr_post TOKEN CSR: BODY and CODE of POST /v1/certificates on replica a
-csr_post() {
-    BODY=$(curl -sS --max-time 20 -k -H "Authorization: Bearer $1" -H "Content-Type: application/pkcs10" \
-        --data-binary "@$2" -o - -w '\n%{http_code}' "https://127.0.0.1:${WD_CERTS[a]}/v1/certificates" 2>&1)
-    CODE=${BODY##*$'\n'}
-    BODY=${BODY%$'\n'*}
-}
-
-# cert_for NAME [POD]: key and certificate DIR/NAME.{key,crt} for ServiceAccount client, from a
-# token bound to POD (none: an unbound token)
-cert_for() {
-    local name=$1 pod=${2:-} bound=()
-    if [ -n "$pod" ]; then
-        okv "uid of $pod" "$K" get pod -n "$NS" "$pod" -o 'jsonpath={.metadata.uid}' || return
-        bound=(--bound-object-kind Pod --bound-object-name "$pod" --bound-object-uid "$OUT")
-    fi
-    okv "token $name" "$K" create token -n "$NS" client --audience weft "${bound[@]}" || return
-    local tok=$OUT
-    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$KL_TMP/$name.key" \
-        -subj /CN=x -out "$KL_TMP/$name.csr" 2>/dev/null || return
-    csr_post "$tok" "$KL_TMP/$name.csr"
-    assert_eq "$CODE" 200 "certificate $name: $BODY" || return
-    printf '%s' "$BODY" | pyjson 'j["certificateChain"]' >"$KL_TMP/$name.crt"
-    printf '%s' "$BODY" | pyjson 'j["trustBundle"]' >"$KL_TMP/bundle.pem"
-}
-
-uid_of() { "$K" get pod -n "$NS" "$1" -o 'jsonpath={.metadata.uid}'; }
-
-# cl_start NAME CERT POD [UID [PROTOCOL]]: a stream client for ns/POD/UID (default: POD's uid)
-# with CERT, offering protocols up to PROTOCOL (default 2), writing into $KL_TMP/cl-NAME
-cl_start() {
-    local name=$1 cert=$2 pod=$3 uid=${4:-} proto=${5:-2}
-    [ -n "$uid" ] || uid=$(uid_of "$pod")
-    rm -rf "$KL_TMP/cl-$name"
-    mkdir -p "$KL_TMP/cl-$name"
-    : >"$KL_TMP/cl-$name/events"
-    "$SC" --port "${WD_STREAM[a]}" --cert "$KL_TMP/$cert.crt" --key "$KL_TMP/$cert.key" \
-        --trust "$KL_TMP/bundle.pem" --pod "$NS/$pod/$uid" --dir "$KL_TMP/cl-$name" \
-        --protocol "$proto" >>"$KL_TMP/cl-$name/log" 2>&1 &
-    CL_PID[$name]=$!
-    bg_track "${CL_PID[$name]}"
-}
-
-cl_stop() { bg_stop "${CL_PID[$1]}"; }
-
-has_event() { # NAME REGEX
-    grep -qE -- "$2" "$KL_TMP/cl-$1/events"
-}
-
-count_ev() { # NAME REGEX: how many events match
-    grep -cE -- "$2" "$KL_TMP/cl-$1/events"
-}
-
-count_ge() { # NAME REGEX N: at least N events match
-    [ "$(count_ev "$1" "$2")" -ge "$3" ]
-}
-
-events() { sed 's/^/      | /' "$KL_TMP/cl-$1/events"; }
 
 proxy() { # POD EXPR: EXPR over /debug/proxies/<ns>/<pod> (j)
     wd_get a "/debug/proxies/$NS/$1"

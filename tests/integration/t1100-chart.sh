@@ -479,6 +479,7 @@ true  patch  mesh.weft.dev retrypolicies status shop rp1
 false update mesh.weft.dev trafficsplits - shop ts1
 false delete mesh.weft.dev trafficsplits - shop ts1
 true  watch split.smi-spec.io trafficsplits - - -
+true  update split.smi-spec.io trafficsplits status shop t
 false update split.smi-spec.io trafficsplits - shop t
 true  list specs.smi-spec.io httproutegroups - - -
 true  create authentication.k8s.io tokenreviews - - -
@@ -495,6 +496,10 @@ true  get    - configmaps - shop weft-root-ca
 false update - configmaps - shop app-config
 false get    - configmaps - shop app-config
 false list   - configmaps - shop -
+true  update - configmaps - weft-system weftd-acks-weftd-test-0
+true  list   - configmaps - weft-system -
+true  watch  - configmaps - weft-system -
+true  delete - configmaps - weft-system weftd-acks-gone
 true  get    - secrets - weft-system weft-ca
 true  update - secrets - weft-system weft-ca
 true  create - secrets - weft-system -

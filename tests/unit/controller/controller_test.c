@@ -1107,6 +1107,83 @@ static void t_status_transitions(void)
     mesh_model_free(m);
 }
 
+/* ---- the proxies a resource shapes -------------------------------------------------------- */
+
+static int collect_key(void *arg, const char *key)
+{
+    return json_array_append_new(arg, json_string(key)) ? -ENOMEM : 0;
+}
+
+static int stop_at_first(void *arg, const char *key)
+{
+    (void)key;
+    ++*(int *)arg;
+    return 42;
+}
+
+/* The affected proxies of kind/ns/name, sorted and joined with spaces ("" when none). */
+static char *affected(struct mesh_model *m, const char *kind, const char *ns, const char *name,
+                      int *rc)
+{
+    json_t *keys = json_array(), *k;
+    char *out = calloc(1, 4096);
+    const char *v[64];
+    size_t i, n = 0;
+
+    *rc = mesh_model_affected_proxies(m, kind, ns, name, collect_key, keys);
+    json_array_foreach(keys, i, k) if (n < 64) v[n++] = json_string_value(k);
+    for (i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && strcmp(v[j - 1], v[j]) > 0; j--) {
+            const char *t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    for (i = 0; i < n; i++)
+        snprintf(out + strlen(out), 4096 - strlen(out), "%s%s", i ? " " : "", v[i]);
+    json_decref(keys);
+    return out;
+}
+
+static void t_affected_proxies(void)
+{
+    json_t *docs = load_yaml(FIX "/retries/cluster.yaml");
+    json_t *pdocs = load_yaml(FIX "/policies/cluster.yaml");
+    struct mesh_model *m = model_from(docs, MESH_MODE_ALL_AUTHENTICATED);
+    struct mesh_model *pm = model_from(pdocs, MESH_MODE_ALL_AUTHENTICATED);
+    char *s;
+    int rc, calls = 0;
+
+    /* a RetryPolicy: every meshed pod that may call its Service */
+    s = affected(m, "RetryPolicy", "default", "ratings-http", &rc);
+    CHECK_INT(rc, 0);
+    CHECK_STR(s, "default/client-1 default/ratings-1");
+    free(s);
+    /* an AccessPolicy: the meshed pods it targets (a Service's, a selector's, a namespace's) */
+    s = affected(pm, "AccessPolicy", "shop", "api-allow", &rc);
+    CHECK_INT(rc, 0);
+    CHECK_STR(s, "shop/api-1");
+    free(s);
+    s = affected(pm, "AccessPolicy", "shop", "audit-monitoring", &rc);
+    CHECK_INT(rc, 0);
+    CHECK_STR(s, "shop/api-1 shop/web-1");
+    free(s);
+    /* the walk stops at the visitor's first nonzero return, which is returned */
+    CHECK_INT(mesh_model_affected_proxies(m, "RetryPolicy", "default", "ratings-http",
+                                          stop_at_first, &calls),
+              42);
+    CHECK_INT(calls, 1);
+    s = affected(m, "RetryPolicy", "default", "nope", &rc);
+    CHECK_INT(rc, ERR_NOTFOUND);
+    free(s);
+    s = affected(m, "Pod", "default", "client-1", &rc);
+    CHECK_INT(rc, ERR_UNSUPPORTED);
+    free(s);
+    json_decref(docs);
+    json_decref(pdocs);
+    mesh_model_free(m);
+    mesh_model_free(pm);
+}
+
 /* ---- errors ------------------------------------------------------------------------------- */
 
 static void t_errors(void)
@@ -1477,8 +1554,8 @@ UNIT_MAIN(UNIT(t_golden_split_uneven), UNIT(t_golden_smi), UNIT(t_golden_policie
           UNIT(t_weights_bound), UNIT(t_weights_exact), UNIT(t_parsers), UNIT(t_incr_weight_change),
           UNIT(t_incr_policy_and_pods), UNIT(t_incr_endpoints_and_service),
           UNIT(t_incr_namespace_labels), UNIT(t_incr_matches_scratch), UNIT(t_status_transitions),
-          UNIT(t_errors), UNIT(t_upsert_delete_all), UNIT(t_compile_alloc_failure),
-          UNIT(t_compile_alloc_failure_update), UNIT(t_upsert_alloc_failure),
-          UNIT(t_split_skipped_backend), UNIT(t_hand_smi), UNIT(t_hand_conflicts),
-          UNIT(t_hand_missing_refs), UNIT(t_hand_policies), UNIT(t_hand_retries),
-          UNIT(t_hand_sidecars), UNIT(t_hand_headless))
+          UNIT(t_affected_proxies), UNIT(t_errors), UNIT(t_upsert_delete_all),
+          UNIT(t_compile_alloc_failure), UNIT(t_compile_alloc_failure_update),
+          UNIT(t_upsert_alloc_failure), UNIT(t_split_skipped_backend), UNIT(t_hand_smi),
+          UNIT(t_hand_conflicts), UNIT(t_hand_missing_refs), UNIT(t_hand_policies),
+          UNIT(t_hand_retries), UNIT(t_hand_sidecars), UNIT(t_hand_headless))

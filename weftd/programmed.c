@@ -43,17 +43,17 @@
 #define PUBLISH_RENEW_MS 20000
 #define PEER_STALE_MS 60000
 #define PEER_GC_MS 600000
-#define LIST_MAX 5          /* proxies named per category in a message */
-#define REASON_IN_MSG 160   /* bytes of a NACK reason quoted in a message */
+#define LIST_MAX 5        /* proxies named per category in a message */
+#define REASON_IN_MSG 160 /* bytes of a NACK reason quoted in a message */
 #define ACKS_LABEL "weft.dev/acks"
 
 static const struct kube_resource configmaps = {"", "v1", "configmaps", true};
 
 /* One proxy's documents on this replica. */
 struct px {
-    uint64_t hash[HIST];  /* 64-bit prefix of the canonical hash; 0: no valid document */
-    uint64_t since[HIST]; /* the compile pass that made it current */
-    unsigned n, head;     /* ring: newest at (head + HIST - 1) % HIST */
+    uint64_t hash[HIST];   /* 64-bit prefix of the canonical hash; 0: no valid document */
+    uint64_t since[HIST];  /* the compile pass that made it current */
+    unsigned n, head;      /* ring: newest at (head + HIST - 1) % HIST */
     int64_t disc_since_ms; /* leader: first seen connected to no replica; 0 when connected */
 };
 
@@ -79,7 +79,7 @@ struct weftd_programmed {
     uv_timer_t eval, publish, tick;
     uint64_t last_eval_ms, last_publish_ms, renew_due_ms;
     bool eval_wanted, writing;
-    bool counting; /* inside on_eval: count each resource's state */
+    bool counting;   /* inside on_eval: count each resource's state */
     char *published; /* proxies' state as last written */
     char cm_name[254];
     int closed;
@@ -100,7 +100,7 @@ static uint64_t prefix(const char *h)
         return 0;
     for (int i = 0; i < 16; i++) {
         char c = h[i];
-        unsigned x = c >= '0' && c <= '9' ? (unsigned)(c - '0')
+        unsigned x = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
                      : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
                                             : 16;
         if (x == 16)
@@ -263,7 +263,8 @@ static void merged_state(struct weftd_programmed *pg, const char *key, struct ac
     uint64_t now = uv_now(d->loop);
 
     memset(a, 0, sizeof(*a));
-    if (weftd_stream_server(d) && push_server_proxy_state(weftd_stream_server(d), key, local_state, a) != 0)
+    if (weftd_stream_server(d) &&
+        push_server_proxy_state(weftd_stream_server(d), key, local_state, a) != 0)
         memset(a, 0, sizeof(*a));
     MAP_FOREACH(&pg->peers, x)
     {
@@ -545,10 +546,10 @@ static void publish_send(struct weftd_programmed *pg, const char *method)
 
     gmtime_r(&t, &tm);
     strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    obj = json_pack("{s:s,s:s,s:{s:s,s:s,s:{s:s,s:s}},s:{s:s,s:s,s:s}}", "apiVersion", "v1",
-                    "kind", "ConfigMap", "metadata", "name", pg->cm_name, "namespace",
-                    d->opts.namespace, "labels", ACKS_LABEL, "true", "app.kubernetes.io/part-of",
-                    "weft", "data", "replica", d->opts.identity, "renewed", now, "proxies",
+    obj = json_pack("{s:s,s:s,s:{s:s,s:s,s:{s:s,s:s}},s:{s:s,s:s,s:s}}", "apiVersion", "v1", "kind",
+                    "ConfigMap", "metadata", "name", pg->cm_name, "namespace", d->opts.namespace,
+                    "labels", ACKS_LABEL, "true", "app.kubernetes.io/part-of", "weft", "data",
+                    "replica", d->opts.identity, "renewed", now, "proxies",
                     pg->published ? pg->published : "{}");
     if (!obj) {
         pg->writing = false;
@@ -805,8 +806,7 @@ int weftd_programmed_start(struct weftd *d)
     uv_timer_init(d->loop, &pg->tick);
     pg->eval.data = pg->publish.data = pg->tick.data = pg;
     d->programmed = pg;
-    rc = kube_informer_new(d->kube, &configmaps, d->opts.namespace, ACKS_LABEL, &h, NULL,
-                           &pg->inf);
+    rc = kube_informer_new(d->kube, &configmaps, d->opts.namespace, ACKS_LABEL, &h, NULL, &pg->inf);
     if (rc)
         return rc;
     uv_timer_start(&pg->tick, on_tick, EVAL_TICK_MS, EVAL_TICK_MS);

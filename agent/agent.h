@@ -267,6 +267,26 @@ int agent_metrics_text(const struct agent_metrics *m, struct buf *b) WUR;
  */
 int agent_metrics_check_haproxy(const char *text, size_t len) WUR;
 
+/* ---- the inbound listener's access decisions (agent/access.c) ----------------------------- */
+
+/* The datagram socket in the run directory the inbound frontend logs to (render.c, main.c). */
+#define AGENT_ACCESS_LOG_SOCK "access.sock"
+/* At most this many (action, policy) series are counted. */
+#define AGENT_ACCESS_MAX 4096
+
+struct agent_access;
+int agent_access_new(struct agent_access **out) WUR;
+void agent_access_free(struct agent_access *a);
+/* One inbound log line (render.c's log-format, ending "denied=<ns>/<p> audit=<ns>/<p>;..."):
+ * its decisions counted. false when the line is not one (a TLS handshake error line, a cut
+ * line). */
+bool agent_access_line(struct agent_access *a, const char *line, size_t len);
+/* After a document is applied: its Deny and Audit policies (and <ns>/default where a port
+ * denies by default, or in mode deny) listed at 0, the counters of the others dropped. */
+int agent_access_doc(struct agent_access *a, const json_t *doc) WUR;
+/* weft_agent_access_decisions_total and weft_agent_access_log_lines_total, sorted. */
+int agent_access_text(const struct agent_access *a, struct buf *b) WUR;
+
 /* ---- weft-agent: certificate timing (agent/identity.c) ------------------------------------- */
 
 /*

@@ -16,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -84,6 +86,11 @@ struct agent {
     struct http_server *hs;
     uv_poll_t hpoll;
     uv_timer_t htimer;
+
+    /* the inbound listener's decisions: HAProxy's log lines on <run_dir>/access.sock */
+    struct agent_access *access;
+    int access_fd;
+    uv_poll_t access_poll;
 
     /* for /stats/prometheus */
     bool scrape_busy; /* one scrape at a time: a second one is answered 503 */
@@ -356,6 +363,8 @@ static void after_job(uv_work_t *w, int status)
         } else {
             a->applied[j->applied]++;
             a->configured = true;
+            if (agent_access_doc(a->access, j->doc))
+                log_warn("msg=\"the access decision counters could not follow the document\"");
             a->last_error[0] = '\0';
             if (j->stream)
                 log_info("msg=\"configuration applied (ACK)\" version=%llu hash=%s how=%s "
@@ -784,6 +793,12 @@ static void health_handle(void *arg, struct http_conn *c, const struct http_requ
         }
         metrics_snapshot(a, &j->m);
         buf_init(&j->out);
+        if (agent_access_text(a->access, &j->out)) {
+            buf_release(&j->out);
+            free(j);
+            http_respond(c, 503, "text/plain", "out of memory\n", 14, NULL);
+            return;
+        }
         j->conn = c;
         if (submit(a, j)) {
             http_respond(c, 503, "text/plain", "busy\n", 5, NULL);
@@ -862,6 +877,64 @@ static int health_start(struct agent *a)
     return rc;
 }
 
+/* ---- access decisions ----------------------------------------------------------------------- */
+
+#define ACCESS_BATCH 256 /* datagrams per wake-up, so that a flood cannot starve the loop */
+
+static void on_access(uv_poll_t *p, int status, int events)
+{
+    struct agent *a = p->data;
+    char line[4096];
+
+    (void)status;
+    (void)events;
+    for (int i = 0; i < ACCESS_BATCH; i++) {
+        ssize_t n = recv(a->access_fd, line, sizeof(line), MSG_TRUNC);
+
+        if (n < 0)
+            break; /* EAGAIN: drained */
+        /* a line longer than the buffer is counted from what fits (the decisions end it, so a
+         * cut line is not one: agent_access_line says so) */
+        if (!agent_access_line(a->access, line, (size_t)(n > (ssize_t)sizeof(line) ? 0 : n)))
+            log_debug("msg=\"access.sock: not a decision line\" bytes=%zd", n);
+    }
+}
+
+/*
+ * <run_dir>/access.sock: the datagram socket HAProxy's inbound frontend logs to (render.c),
+ * mode 0600, with a 1 MB receive buffer. What does not fit while the agent is busy is dropped
+ * by HAProxy (its "dropped logs" counter), never blocking a request.
+ */
+static int access_start(struct agent *a)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd, size = 1 << 20, rc;
+
+    a->access_fd = -1;
+    rc = agent_access_new(&a->access);
+    if (rc)
+        return rc;
+    if (snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/" AGENT_ACCESS_LOG_SOCK, a->ro.run_dir) >=
+        (int)sizeof(sa.sun_path))
+        return ERR_INVALID;
+    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    unlink(sa.sun_path);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(sa.sun_path, 0600) < 0) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    IGNORE_RESULT(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size)));
+    a->access_fd = fd;
+    rc = uv_poll_init(a->loop, &a->access_poll, fd);
+    if (rc)
+        return rc;
+    a->access_poll.data = a;
+    return uv_poll_start(&a->access_poll, UV_READABLE, on_access);
+}
+
 /* ---- stop -------------------------------------------------------------------------------- */
 
 static void stop_all(struct agent *a)
@@ -882,6 +955,7 @@ static void stop_all(struct agent *a)
     uv_close((uv_handle_t *)&a->health_timer, NULL);
     uv_close((uv_handle_t *)&a->htimer, NULL);
     uv_close((uv_handle_t *)&a->hpoll, NULL);
+    uv_close((uv_handle_t *)&a->access_poll, NULL);
     uv_close((uv_handle_t *)&a->sig_chld, NULL);
     uv_close((uv_handle_t *)&a->sig_term, NULL);
     uv_close((uv_handle_t *)&a->sig_int, NULL);
@@ -1167,6 +1241,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "weft-agent: health listener %s: %s\n", a.health_addr, err_str(rc));
         return 1;
     }
+    rc = access_start(&a);
+    if (rc) {
+        fprintf(stderr, "weft-agent: %s/" AGENT_ACCESS_LOG_SOCK ": %s\n", run_dir, err_str(rc));
+        return 1;
+    }
     uv_timer_init(a.loop, &a.cert_timer);
     a.cert_timer.data = &a;
     uv_timer_init(a.loop, &a.stop_timer);
@@ -1198,6 +1277,9 @@ int main(int argc, char **argv)
                 ;
     }
     http_server_free(a.hs);
+    if (a.access_fd >= 0)
+        close(a.access_fd);
+    agent_access_free(a.access);
     agent_driver_free(a.drv);
     json_decref(a.probes);
     json_decref(a.doc);

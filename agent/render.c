@@ -458,6 +458,15 @@ static void emit_if(struct rctx *x, const char *prefix, const json_t *alts)
     emit(x, "\n");
 }
 
+/* The decision's variable txn.weft_denied with the policy's <namespace>/<name> (a tcp
+ * connection is one transaction, an http request another): the log line carries it and the
+ * agent counts it (access.c). The caller ends the line with the same condition as the deny's. */
+static void emit_denied_var(struct rctx *x, bool http, const char *policy)
+{
+    emit(x, "    %s set-var(txn.weft_denied) str(%s/%s)",
+         http ? "http-request" : "tcp-request content", x->ns, policy);
+}
+
 static void emit_deny_403(struct rctx *x, const char *policy)
 {
     /* double-quoted for the body's "\n": names are [a-z0-9.-], nothing to escape */
@@ -513,29 +522,35 @@ static void inbound_port(struct rctx *x, const json_t *l, size_t idx, bool http)
             snprintf(prefix, sizeof(prefix), "%s%s%s", pacl, any ? "" : " ", any ? "" : peer);
             if (http) {
                 l7_alternatives(x, json_object_get(r, "l7"), rp, alts);
-                if (k == 0)
+                if (k == 0) {
+                    emit_denied_var(x, true, policy);
+                    emit_if(x, prefix, alts);
                     emit_deny_403(x, policy);
-                else if (k == 1)
+                } else if (k == 1) {
                     emit(x,
                          "    http-request set-var(txn.weft_audit) "
-                         "str(),concat(,txn.weft_audit,;%s)",
-                         policy);
-                else
+                         "str(),concat(,txn.weft_audit,;%s/%s)",
+                         x->ns, policy);
+                } else {
                     emit(x, "    http-request allow");
+                }
             } else {
                 /* on tcp ports L7 conditions are not checked: deny/audit apply to every
                  * connection of the peers (the compiler marks them l7Ignored); allow rules with
                  * l7 are left out by the compiler */
                 json_array_append_new(alts, json_string(""));
-                if (k == 0)
+                if (k == 0) {
+                    emit_denied_var(x, false, policy);
+                    emit_if(x, prefix, alts);
                     emit(x, "    tcp-request content reject");
-                else if (k == 1)
+                } else if (k == 1) {
                     emit(x,
-                         "    tcp-request content set-var(sess.weft_audit) "
-                         "str(),concat(,sess.weft_audit,;%s)",
-                         policy);
-                else
+                         "    tcp-request content set-var(txn.weft_audit) "
+                         "str(),concat(,txn.weft_audit,;%s/%s)",
+                         x->ns, policy);
+                } else {
                     emit(x, "    tcp-request content accept");
+                }
             }
             emit_if(x, prefix, alts);
             json_decref(alts);
@@ -553,6 +568,8 @@ static void inbound_port(struct rctx *x, const json_t *l, size_t idx, bool http)
         return;
     }
     if (strcmp(dflt, "deny") == 0) {
+        emit_denied_var(x, http, "default");
+        emit(x, " if %s\n", pacl);
         if (http) {
             emit_deny_403(x, "default");
             emit(x, " if %s\n", pacl);
@@ -644,6 +661,13 @@ static void render_inbound(struct rctx *x, const json_t *inbound, const char *mo
     const char *src = x->v6 ? "[" AGENT_INBOUND_SRC6 "]:0" : AGENT_INBOUND_SRC4;
     bool any_http = false;
 
+    if (strlen(x->o->run_dir) + sizeof("/" AGENT_ACCESS_LOG_SOCK) > 108) {
+        fail(x, ERR_INVALID,
+             "options: the run directory's path is too long for the unix socket "
+             "%s/" AGENT_ACCESS_LOG_SOCK,
+             x->o->run_dir);
+        return;
+    }
     buf_init(&known);
     json_array_foreach(inbound, i, l)
     {
@@ -667,14 +691,23 @@ static void render_inbound(struct rctx *x, const json_t *inbound, const char *mo
              "    maxconn %d\n",
              x->o->inbound_port, x->o->cert_file, x->o->ca_file, x->o->maxconn);
     }
+    /* every decision is logged, to stdout and to the agent's access log socket (it counts
+     * them: weft_agent_access_decisions_total), connections without data included (a tcp
+     * port's reject happens before the peer's first byte) */
+    emit(x,
+         "    log global\n"
+         "    log unix@%s/" AGENT_ACCESS_LOG_SOCK " format raw local0 info\n"
+         "    no option dontlognull\n",
+         x->o->run_dir);
     /* HTTP settings only where some port switches to HTTP (else HAProxy warns) */
     if (any_http)
-        emit(x, "    option idle-close-on-response\n"
-                "    log-format \"%%ci:%%cp %%[ssl_c_s_dn] port=%%[dst_port] %%b %%ST %%B %%Tt "
-                "%%ts audit=%%[var(txn.weft_audit)]%%[var(sess.weft_audit)]\"\n");
+        emit(x,
+             "    option idle-close-on-response\n"
+             "    log-format \"%%ci:%%cp %%[ssl_c_s_dn] port=%%[dst_port] %%b %%ST %%B %%Tt %%ts "
+             "denied=%%[var(txn.weft_denied)] audit=%%[var(txn.weft_audit),regsub(^;,)]\"\n");
     else
         emit(x, "    log-format \"%%ci:%%cp %%[ssl_c_s_dn] port=%%[dst_port] %%b %%B %%Tt %%ts "
-                "audit=%%[var(sess.weft_audit)]\"\n");
+                "denied=%%[var(txn.weft_denied)] audit=%%[var(txn.weft_audit),regsub(^;,)]\"\n");
     emit(x, "    tcp-request content reject if { dst_port " PROXY_PORTS " }\n");
     json_array_foreach(inbound, i, l)
     {
@@ -712,10 +745,13 @@ static void render_inbound(struct rctx *x, const json_t *inbound, const char *mo
     }
     /* ports the document does not name: the mode decides (all-authenticated: any mesh peer) */
     if (strcmp(mode, "deny") == 0) {
+        emit_denied_var(x, false, "default");
         if (known.len)
-            emit(x, "    tcp-request content reject unless { dst_port%s }\n", known.p);
+            emit(x,
+                 " unless { dst_port%s }\n    tcp-request content reject unless { dst_port%s }\n",
+                 known.p, known.p);
         else
-            emit(x, "    tcp-request content reject\n");
+            emit(x, "\n    tcp-request content reject\n");
     }
     json_array_foreach(inbound, i, l)
     {

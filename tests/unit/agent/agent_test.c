@@ -415,16 +415,27 @@ static void t_render_access(void)
               "ssl_c_s_dn -m str '/O=cluster.local/OU=payments/CN=billing.payments.cluster.local'");
     CHECK_HAS(c, "ssl_c_s_dn -m beg '/O=cluster.local/OU=monitoring/CN='");
     CHECK(pos(c, "tcp-request content reject if in_5432 peer_") <
-          pos(c, "tcp-request content set-var(sess.weft_audit) "
-                 "str(),concat(,sess.weft_audit,;audit-monitoring) if in_5432"));
-    CHECK(pos(c, "concat(,sess.weft_audit,;audit-monitoring) if in_5432") <
+          pos(c, "tcp-request content set-var(txn.weft_audit) "
+                 "str(),concat(,txn.weft_audit,;shop/audit-monitoring) if in_5432"));
+    CHECK(pos(c, "concat(,txn.weft_audit,;shop/audit-monitoring) if in_5432") <
           pos(c, "tcp-request content reject if in_5432\n"));
+    /* each deny first names its policy in the decision variable, on the same condition */
+    CHECK(pos(c, "tcp-request content set-var(txn.weft_denied) str(shop/default) if in_5432\n") <
+          pos(c, "tcp-request content reject if in_5432\n"));
+    CHECK(pos(c, "http-request set-var(txn.weft_denied) str(shop/api-deny-billing-admin) if "
+                 "in_8080 peer_") > 0);
+    CHECK(pos(c, "http-request set-var(txn.weft_denied) str(shop/default) if in_8080\n") <
+          pos(c, "\"denied by the mesh: shop/default\\n\""));
+    /* every decision logged to the agent's socket too, connections without data included */
+    CHECK_HAS(c, "    log global\n    log unix@/run/w/access.sock format raw local0 info\n"
+                 "    no option dontlognull\n");
+    CHECK_HAS(c, " denied=%[var(txn.weft_denied)] audit=%[var(txn.weft_audit),regsub(^;,)]\"\n");
     /* http port 8080: switch to HTTP; deny (with its L7 path), audit, allow, default 403 */
     CHECK_HAS(c, "    tcp-request content switch-mode http if in_8080\n");
     {
         long deny = pos(c, "hdr x-weft-denied \"shop/api-deny-billing-admin\" if in_8080 peer_");
         long audit = pos(c, "http-request set-var(txn.weft_audit) "
-                            "str(),concat(,txn.weft_audit,;audit-monitoring) if in_8080");
+                            "str(),concat(,txn.weft_audit,;shop/audit-monitoring) if in_8080");
         long allow = pos(c, "http-request allow if in_8080 peer_");
         long dflt = pos(c, "http-request deny deny_status 403 content-type text/plain string "
                            "\"denied by the mesh: shop/default\\n\" hdr x-weft-denied "
@@ -687,6 +698,55 @@ static void t_metrics(void)
     CHECK_INT(agent_metrics_check_haproxy("haproxy_x 1\n\0\n", 14), ERR_INVALID);
 }
 
-UNIT_MAIN(UNIT(t_metrics), UNIT(t_plan_parse), UNIT(t_rules), UNIT(t_merge),
+/* access decisions from the inbound listener's log lines; the document's policies listed at 0 */
+static void t_access(void)
+{
+    struct agent_access *a;
+    struct buf b;
+    json_t *doc = load(MESH "policies/expected/shop.api-1.json");
+    static const char l1[] = "10.0.0.1:4242 /O=cluster.local/OU=shop/CN=web.shop.cluster.local "
+                             "port=8080 in_8080 403 120 1 PR-- denied=shop/default audit=-\n";
+    static const char l2[] = "10.0.0.1:4243 /O=x port=8080 in_8080 200 9 3 ---- denied=- "
+                             "audit=shop/audit-monitoring;shop/other";
+    static const char l3[] = "10.0.0.1:4244 /O=x port=5432 in_5432 0 1 PR denied=shop/Bad_Name "
+                             "audit=";
+
+    REQUIRE(agent_access_new(&a) == 0);
+    REQUIRE(doc);
+    CHECK_INT(agent_access_doc(a, doc), 0);
+    CHECK(agent_access_line(a, l1, sizeof(l1) - 1));
+    CHECK(agent_access_line(a, l2, sizeof(l2) - 1));
+    CHECK(agent_access_line(a, l2, sizeof(l2) - 1));
+    CHECK(agent_access_line(a, l3, sizeof(l3) - 1)); /* a decision line, but not a policy name */
+    /* not decision lines: a handshake error, a cut line, the fields not at the end */
+    CHECK(!agent_access_line(a, "10.0.0.1:4245 [07/Dec/2026] weft_inbound/1: SSL handshake failure",
+                             66));
+    CHECK(!agent_access_line(a, "10.0.0.1:1 x denied=shop/a", 26));
+    CHECK(!agent_access_line(a, "audit= x denied=shop/a", 22));
+    buf_init(&b);
+    CHECK_INT(agent_access_text(a, &b), 0);
+    CHECK_HAS(b.p, "\nweft_agent_access_decisions_total{action=\"audit\",policy=\"shop/"
+                   "audit-monitoring\"} 2\n");
+    CHECK_HAS(b.p,
+              "\nweft_agent_access_decisions_total{action=\"audit\",policy=\"shop/other\"} 2\n");
+    CHECK_HAS(b.p,
+              "\nweft_agent_access_decisions_total{action=\"deny\",policy=\"shop/default\"} 1\n");
+    CHECK_HAS(b.p, "\nweft_agent_access_decisions_total{action=\"deny\",policy=\"shop/"
+                   "api-deny-billing-admin\"} 0\n");
+    CHECK_HAS(b.p, "\nweft_agent_access_log_lines_total{result=\"ok\"} 3\n");
+    CHECK_HAS(b.p, "\nweft_agent_access_log_lines_total{result=\"bad\"} 1\n");
+    buf_release(&b);
+    /* the next document: shop/other (not in it) dropped, the others kept with their counts */
+    CHECK_INT(agent_access_doc(a, doc), 0);
+    buf_init(&b);
+    CHECK_INT(agent_access_text(a, &b), 0);
+    CHECK(strstr(b.p, "shop/other") == NULL);
+    CHECK_HAS(b.p, "{action=\"audit\",policy=\"shop/audit-monitoring\"} 2\n");
+    buf_release(&b);
+    json_decref(doc);
+    agent_access_free(a);
+}
+
+UNIT_MAIN(UNIT(t_metrics), UNIT(t_access), UNIT(t_plan_parse), UNIT(t_rules), UNIT(t_merge),
           UNIT(t_render_fixtures), UNIT(t_render_retries), UNIT(t_render_access),
           UNIT(t_render_permissive), UNIT(t_render_ipv6_and_quoting), UNIT(t_render_errors))

@@ -1,0 +1,358 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2317 # case functions run through t_run
+# AccessPolicy on the wire, as clients observe it. Three meshed pods as network namespaces, each
+# with weft-init's rules and the real weft-agent (UID 1337) holding weftd's config stream:
+#   app   (wfe-as, 10.250.44.2, namespace acc, ServiceAccount app): testapp on 8080 (Service app
+#         port 80, name http) and a TCP line echo on 9000 (Service port 9000, name echo: tcp);
+#         kubelite and weftd run here too;
+#   front (wfe-af, 10.250.44.1, namespace acc, ServiceAccount front);
+#   guest (wfe-ag, 10.250.45.1, namespace guest, ServiceAccount guest).
+# The clients' apps call Service app (10.96.44.2) through their sidecars and the app's sidecar
+# decides. Observed: the status, x-weft-denied and the body a client gets; whether the app's own
+# request log (or the echo server's) saw the request; the app sidecar's log line and its
+# counters on 15020; connections that stay open across policy changes; weftd restarted with
+# --default-mode deny.
+#
+# A caller that no Allow admits does not get the Service in its document (the compiler's
+# outbound scoping, proxy-config.md): its sidecar passes the connection through to the ClusterIP
+# unchanged. Here (no kube-proxy) that address leads nowhere, so such a caller observes a
+# connection that is never answered; in a cluster kube-proxy sends it to the pod, whose sidecar
+# refuses the plaintext in the TLS handshake. Either way the app never sees it. The 403 a peer
+# gets when no Allow matches (x-weft-denied: <ns>/default) is checked with callers that some
+# Allow admits for other requests, and with a mesh certificate presented directly.
+. "$(dirname "$0")/lib.sh"
+
+e2e_require_root || t_summary
+
+K="$KUBECTL_DIR/kubectl.1.33"
+WEFTD=$KL_REPO/$BUILD/bin/weftd
+AGENT=$KL_REPO/$BUILD/bin/weft-agent
+INIT=$KL_REPO/$BUILD/bin/weft-init
+TESTAPP=$KL_REPO/$BUILD/bin/testapp
+F=10.250.44.1 S=10.250.44.2 G=10.250.45.1 SVC=10.96.44.2
+NSS=wfe-as NSF=wfe-af NSG=wfe-ag NS=acc
+CP=weftd.weft-system.svc
+D=$KL_TMP/acc
+
+t_begin "tools"
+command -v haproxy >/dev/null || { t_skip "haproxy is not installed"; t_summary; }
+for b in "$WEFTD" "$AGENT" "$INIT" "$TESTAPP" "$KL_REPO/$BUILD/bin/kubelite"; do
+    have_tool "$b" || t_summary
+done
+t_pass
+
+KCS=(ip netns exec "$NSS" env KUBECONFIG="$D/kubeconfig" "$K") # kubectl in the app's namespace
+kcs() { "${KCS[@]}" "$@"; }
+ready() { [ "$(ip netns exec "$1" curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:15020/healthz/ready)" = 200 ]; }
+hacli() { python3 "$E2E_DIR/hacli.py" "$D/app/run/master.sock" "$1"; }
+worker_pid() { hacli "show proc" | awk '$2 == "worker" {print $1; exit}'; }
+master_pid() { hacli "show proc" | awk '$2 == "master" {print $1; exit}'; }
+acks() { grep -c 'msg="configuration applied (ACK)"' "$D/app.log"; }
+# counter ACTION POLICY: weft_agent_access_decisions_total of the app's sidecar (0 when absent)
+counter() {
+    ip netns exec $NSS curl -s http://127.0.0.1:15020/stats/prometheus |
+        awk -v s="weft_agent_access_decisions_total{action=\"$1\",policy=\"$2\"}" '$1 == s {v = $2} END {print v + 0}'
+}
+
+pod_of() { case $1 in "$NSF") echo front ;; "$NSG") echo guest ;; *) echo "$1" ;; esac; }
+MARK=0
+# call NS METHOD PATH [HEADER...]: one request from the pod NS's app to Service app through its
+# sidecar, with a unique mark in the query. CODE (000: no answer), DENIED (x-weft-denied), BODY,
+# M (the mark, to look for in the app's log).
+call() {
+    local ns=$1 method=$2 path=$3 h=()
+    shift 3
+    for x in "$@"; do h+=(-H "$x"); done
+    MARK=$((MARK + 1))
+    M="m$MARK-$$"
+    CODE=$(ip netns exec "$ns" curl -s -m 3 -X "$method" "${h[@]}" -D "$D/hdr" -o "$D/body" \
+        -w '%{http_code}' "http://$SVC:80$path?mark=$M")
+    DENIED=$(tr -d '\r' <"$D/hdr" 2>/dev/null | awk -F': ' 'tolower($1) == "x-weft-denied" {print $2}')
+    BODY=$(cat "$D/body" 2>/dev/null)
+    rm -f "$D/hdr" "$D/body"
+}
+# until_code SECONDS CODE NS METHOD PATH [HEADER...]: call until the answer is CODE
+until_code() {
+    local t=$1 want=$2 i
+    shift 2
+    for ((i = 0; i < t * 4; i++)); do
+        call "$@"
+        [ "$CODE" = "$want" ] && return 0
+        sleep 0.25
+    done
+    t_fail "$2 $3 from $(pod_of "$1"): $CODE (want $want) after ${t}s"
+    return 1
+}
+app_saw() { grep -q "mark=$1" "$APP_LOG"; }
+# expect CODE DENIED NS METHOD PATH [HEADER...]: one call; its status, x-weft-denied (- for
+# none), and that the app saw it exactly when the status is 200
+expect() {
+    local code=$1 denied=$2 what
+    shift 2
+    call "$@"
+    what="$2 $3 from $(pod_of "$1")${4:+ ($4)}"
+    assert_eq "$CODE" "$code" "$what: status" || return 1
+    if [ "$denied" = - ]; then
+        assert_eq "$DENIED" "" "$what: x-weft-denied" || return 1
+    else
+        assert_eq "$DENIED" "$denied" "$what: x-weft-denied" &&
+            assert_eq "$BODY" "denied by the mesh: $denied" "$what: body" || return 1
+    fi
+    sleep 0.1 # the app logs after it answers
+    if [ "$code" = 200 ]; then
+        app_saw "$M" || { t_fail "$what: the app did not log mark=$M"; return 1; }
+    else
+        ! app_saw "$M" || { t_fail "$what: the app saw the refused request (mark=$M)"; return 1; }
+    fi
+    echo "    $what: $CODE${DENIED:+ x-weft-denied: $DENIED}"
+}
+# echo_call NS: one line through Service app port 9000 from the pod NS's app; OUT its output
+echo_call() {
+    OUT=$(ip netns exec "$1" timeout 10 "$E2E_PY" "$E2E_DIR/conn.py" tcp $SVC 9000 1 0 2>&1)
+}
+# until_echo SECONDS NS yes|no: until a line comes back (yes) or the connection is closed (no)
+until_echo() {
+    local i
+    for ((i = 0; i < $1 * 2; i++)); do
+        echo_call "$2"
+        case $3:$OUT in yes:*"echo 0"* | no:*"closed after 0"*) return 0 ;; esac
+        sleep 0.5
+    done
+    t_fail "port 9000 from $(pod_of "$2"): $OUT (want $([ "$3" = yes ] && echo an echo || echo closed))"
+    return 1
+}
+# policy NAME ACTION FROM-JSON|- [RULES-JSON|-] [PORTS-JSON]: an AccessPolicy on Service app
+policy() {
+    local from="" rules="" ports=""
+    [ "$3" != - ] && from=", \"from\": $3"
+    [ -n "${4:-}" ] && [ "$4" != - ] && rules=", \"rules\": $4"
+    [ -n "${5:-}" ] && ports=", \"ports\": $5"
+    printf '{"apiVersion": "mesh.weft.dev/v1alpha1", "kind": "AccessPolicy", "metadata": {"name": "%s", "namespace": "%s"}, "spec": {"targetRef": {"kind": "Service", "name": "app"}, "action": "%s"%s%s%s}}\n' \
+        "$1" "$NS" "$2" "$from" "$rules" "$ports" | kcs apply -f - >/dev/null || { t_fail "AccessPolicy $1"; return 1; }
+}
+no_policies() { kcs delete accesspolicies -n $NS --all >/dev/null; }
+SA_FRONT='[{"serviceAccount": {"name": "front"}}]'
+SA_GUEST='[{"serviceAccount": {"name": "guest", "namespace": "guest"}}]'
+
+weftd_start() { # [weftd options...]
+    e2e_bg $NSS "$WEFTD" --kubeconfig "$D/kubeconfig" --namespace weft-system --identity a \
+        --admin-listen 127.0.0.1:18090 --certs-listen "$S:15012" --stream-listen "$S:15013" \
+        --webhook-listen 127.0.0.1:18444 "$@"
+    WEFTD_PID=$E2E_BG_PID WEFTD_LOG=$E2E_BG_LOG
+    wait_for 30 grep -q 'msg=listening what=stream' "$WEFTD_LOG" || { t_fail "weftd: $(tail -5 "$WEFTD_LOG")"; return 1; }
+}
+
+case_setup() {
+    local uid p name ns ip
+    mkdir -p "$D" && chmod 755 "$KL_TMP" "$D"
+    e2e_netns $NSS && e2e_netns $NSF && e2e_netns $NSG || return
+    e2e_link $NSF $F/24 $NSS $S/24 && ip -n $NSF route add default dev "$E2E_LINK_A" || return
+    e2e_link $NSG $G/24 $NSS 10.250.45.2/24 && ip -n $NSG route add default dev "$E2E_LINK_A" || return
+    # weftd's serving certificate names weftd.weft-system.svc: resolve it to the app's pod
+    e2e_hosts $NSF "$S $CP" && e2e_hosts $NSG "$S $CP" && e2e_hosts $NSS "$S $CP" || return
+    e2e_bg $NSS env PORT=8080 POD_NAME=app "$TESTAPP"
+    APP_LOG=$E2E_BG_LOG
+    e2e_bg $NSS "$E2E_PY" "$E2E_DIR/conn.py" echo 0.0.0.0:9000
+    ECHO_LOG=$E2E_BG_LOG
+    e2e_bg $NSS "$KL_REPO/$BUILD/bin/kubelite" --listen 127.0.0.1:0 --kubeconfig-out "$D/kubeconfig" \
+        --openapi-dir "$KL_REPO/tests/kubelite/openapi"
+    wait_for 10 test -s "$D/kubeconfig" || { t_fail "kubelite did not start"; return 1; }
+    wait_for 10 grep -q listening "$ECHO_LOG" || { t_fail "echo server: $(cat "$ECHO_LOG")"; return 1; }
+    ok "weft-system" "${KCS[@]}" create namespace weft-system || return
+    ok "CRDs" "${KCS[@]}" apply -f "$KL_REPO/crds/" || return
+    cat >"$D/app.yaml" <<EOF
+apiVersion: v1
+kind: Namespace
+metadata: {name: $NS, labels: {weft.dev/inject: enabled}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: guest, labels: {weft.dev/inject: enabled}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: front, namespace: $NS}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: app, namespace: $NS}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: guest, namespace: guest}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: app, namespace: $NS}
+spec:
+  clusterIP: $SVC
+  selector: {app: app}
+  ports:
+  - {port: 80, name: http, targetPort: 8080}
+  - {port: 9000, name: echo, targetPort: 9000}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: front, namespace: $NS, labels: {app: front}}
+spec:
+  serviceAccountName: front
+  containers:
+  - {name: app, image: app:1}
+  - {name: weft-proxy, image: weft/proxy:dev}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: guest, namespace: guest, labels: {app: guest}}
+spec:
+  serviceAccountName: guest
+  containers:
+  - {name: app, image: app:1}
+  - {name: weft-proxy, image: weft/proxy:dev}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: app, namespace: $NS, labels: {app: app}}
+spec:
+  serviceAccountName: app
+  containers:
+  - name: app
+    image: app:1
+    ports: [{containerPort: 8080, name: http}, {containerPort: 9000, name: echo}]
+  - {name: weft-proxy, image: weft/proxy:dev}
+EOF
+    ok "objects" "${KCS[@]}" apply -f "$D/app.yaml" || return
+    for p in front:$NS:$F app:$NS:$S guest:guest:$G; do
+        IFS=: read -r name ns ip <<<"$p"
+        ok "$name: IP" "${KCS[@]}" patch pod -n "$ns" "$name" --subresource=status --type=merge \
+            -p "{\"status\":{\"phase\":\"Running\",\"podIP\":\"$ip\",\"podIPs\":[{\"ip\":\"$ip\"}],\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}}" || return
+        uid=$(kcs get pod -n "$ns" "$name" -o 'jsonpath={.metadata.uid}') || return
+        kcs create token -n "$ns" "$name" --audience weft --duration 1h --bound-object-kind Pod \
+            --bound-object-name "$name" --bound-object-uid "$uid" >"$D/$name.token" || return
+    done
+    uid=$(kcs get pod -n $NS app -o 'jsonpath={.metadata.uid}')
+    cat >"$D/slice.yaml" <<EOF
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: app-1, namespace: $NS, labels: {kubernetes.io/service-name: app}}
+addressType: IPv4
+endpoints:
+- addresses: [$S]
+  conditions: {ready: true}
+  targetRef: {kind: Pod, name: app, namespace: $NS, uid: $uid}
+ports: [{name: http, port: 8080, protocol: TCP}, {name: echo, port: 9000, protocol: TCP}]
+EOF
+    ok "endpoints" "${KCS[@]}" apply -f "$D/slice.yaml" || return
+    weftd_start || return
+    kcs get secret -n weft-system weft-ca -o 'jsonpath={.data.ca\.crt}' | base64 -d >"$D/root.pem" || return
+    chmod 644 "$D"/*.token "$D/root.pem"
+    ok "front: weft-init" ip netns exec $NSF "$INIT" || return
+    ok "guest: weft-init" ip netns exec $NSG "$INIT" || return
+    ok "app: weft-init" ip netns exec $NSS "$INIT" --include-inbound-ports 8080,9000 || return
+    for p in front:$NSF:$F guest:$NSG:$G app:$NSS:$S; do
+        IFS=: read -r name ns ip <<<"$p"
+        mkdir -p "$D/$name" && chown 1337:1337 "$D/$name"
+        ip netns exec "$ns" env POD_IP="$ip" "${E2E_1337[@]}" "$AGENT" --control-plane "$CP:15012" \
+            --stream-port 15013 --stream-server-name $CP --token-file "$D/$name.token" \
+            --ca-file "$D/root.pem" --run-dir "$D/$name/run" >"$D/$name.log" 2>&1 &
+        bg_track $!
+    done
+    wait_for 30 sh -c "$(declare -f ready); ready $NSF && ready $NSG && ready $NSS" ||
+        { t_fail "agents not ready: $(tail -3 "$D/front.log") $(tail -3 "$D/app.log")"; return 1; }
+    until_code 20 200 $NSF GET / && until_code 20 200 $NSG GET / || return
+    until_echo 10 $NSF yes || return
+}
+
+# Deny by ServiceAccount: front gets 200, guest 403 naming the policy; the app never sees it;
+# on the tcp port the same Deny closes guest's connection while front's line comes back
+case_identity() {
+    local n0 d0
+    policy deny-guest Deny "$SA_GUEST" || return
+    until_code 20 403 $NSG GET / || return
+    d0=$(counter deny acc/deny-guest)
+    expect 200 - $NSF GET /hello || return
+    expect 403 acc/deny-guest $NSG GET /hello || return
+    expect 403 acc/deny-guest $NSG POST /hello || return
+    assert_eq "$(($(counter deny acc/deny-guest) - d0))" 2 "weft_agent_access_decisions_total{action=deny,policy=acc/deny-guest}" || return
+    # the log line of a denied request names the peer, the status and the policy
+    wait_for 5 grep -q "OU=guest/CN=guest.*port=8080 .* 403 .*denied=acc/deny-guest" "$D/app.log" ||
+        { t_fail "no log line for guest's 403: $(grep 'port=8080' "$D/app.log" | tail -3)"; return 1; }
+    echo "    log: $(grep "OU=guest/CN=guest.*port=8080 .* 403 " "$D/app.log" | tail -1)"
+    n0=$(grep -c '^conn ' "$ECHO_LOG")
+    until_echo 10 $NSG no || return
+    echo "    port 9000 (tcp) from guest: $(printf '%s' "$OUT" | tr '\n' ' ')"
+    until_echo 10 $NSF yes || return
+    echo "    port 9000 (tcp) from front: $(printf '%s' "$OUT" | tr '\n' ' ')"
+    assert_eq "$(grep -c '^conn ' "$ECHO_LOG")" "$((n0 + 1))" "connections the echo server saw (front's only)" || return
+    wait_for 5 grep -q "OU=guest/CN=guest.*port=9000 .*denied=acc/deny-guest" "$D/app.log" ||
+        { t_fail "no log line for guest's closed connection: $(grep 'port=9000' "$D/app.log" | tail -3)"; return 1; }
+    echo "    log: $(grep "OU=guest/CN=guest.*port=9000 .*denied=acc/deny-guest" "$D/app.log" | tail -1)"
+}
+
+# an Allow for front only: guest is no caller any more (its sidecar does not route the Service)
+# and the app does not see its request
+case_allow_only() {
+    no_policies && policy allow-front Allow "$SA_FRONT" || return
+    until_code 20 000 $NSG GET / || return
+    expect 200 - $NSF GET /hello || return
+    expect 000 - $NSG GET /hello || return
+    echo "    guest is not in Service app's callers: not routed by its sidecar, never reaches the app"
+}
+
+# L7 rules: guest may GET /public and send x-team: blue; POST /admin is denied to everyone
+# (Deny beats Allow); what no Allow admits gets the default 403; the tcp port admits front only
+case_l7() {
+    no_policies && policy allow-front Allow "$SA_FRONT" &&
+        policy allow-guest Allow "$SA_GUEST" '[{"methods": ["GET"], "paths": [{"type": "PathPrefix", "value": "/public"}]}, {"headers": [{"name": "x-team", "value": "blue"}]}]' &&
+        policy deny-admin Deny - '[{"methods": ["POST"], "paths": [{"type": "Exact", "value": "/admin"}]}]' '[80]' || return
+    until_code 20 200 $NSG GET /public || return
+    until_code 20 403 $NSF POST /admin || return
+    expect 200 - $NSG GET /public || return
+    expect 200 - $NSG GET /public/x || return
+    expect 403 acc/default $NSG GET /publicity || return
+    expect 403 acc/default $NSG POST /public || return
+    expect 403 acc/default $NSG GET /private || return
+    expect 200 - $NSG GET /private "x-team: blue" || return
+    expect 403 acc/default $NSG GET /private "x-team: red" || return
+    expect 403 acc/deny-admin $NSF POST /admin || return
+    expect 403 acc/deny-admin $NSG POST /admin "x-team: blue" || return
+    expect 200 - $NSF GET /admin || return
+    expect 200 - $NSF POST /admin/x || return
+    # port 9000: an Allow with rules admits nothing on a tcp port; deny-admin is for port 80
+    until_echo 10 $NSG no || return
+    echo "    port 9000 (tcp) from guest (only an Allow with L7 rules): $(printf '%s' "$OUT" | tr '\n' ' ')"
+    until_echo 10 $NSF yes || return
+}
+
+# Audit: served, logged with the policy, counted under its name
+case_audit() {
+    local a0 i
+    no_policies && policy audit-guest Audit "$SA_GUEST" || return
+    until_code 20 200 $NSG GET /private || return
+    wait_for 20 sh -c "ip netns exec $NSS curl -s http://127.0.0.1:15020/stats/prometheus | grep -q 'weft_agent_access_decisions_total{action=\"audit\",policy=\"acc/audit-guest\"}'" ||
+        { t_fail "no audit counter for acc/audit-guest: $(ip netns exec $NSS curl -s http://127.0.0.1:15020/stats/prometheus | grep access)"; return 1; }
+    a0=$(counter audit acc/audit-guest)
+    for i in 1 2 3 4 5; do
+        expect 200 - $NSG GET /audited || return
+    done
+    expect 200 - $NSF GET /not-audited || return
+    wait_for 5 sh -c "[ \$(grep -c 'OU=guest/CN=guest.* 200 .*audit=acc/audit-guest' '$D/app.log') -ge 5 ]" ||
+        { t_fail "guest's requests not logged with the policy: $(grep 'port=8080' "$D/app.log" | tail -3)"; return 1; }
+    echo "    log: $(grep 'audit=acc/audit-guest' "$D/app.log" | tail -1)"
+    assert_eq "$(($(counter audit acc/audit-guest) - a0))" 5 "weft_agent_access_decisions_total{action=audit,policy=acc/audit-guest}" || return
+    # tcp: the connection is served and counted too
+    echo_call $NSG
+    assert_contains "$OUT" "echo 0" "port 9000 from guest (audited)" || return
+    wait_for 5 sh -c "[ \$(($(counter audit acc/audit-guest) - a0)) -eq 6 ]" 2>/dev/null
+    assert_eq "$(($(counter audit acc/audit-guest) - a0))" 6 "audited requests and connections" || return
+}
+
+t_run "three meshed pods, weftd in the app's namespace, every sidecar ready" case_setup
+[ "$T_FAILED" -eq 0 ] || t_summary # nothing below can work without the pods
+t_run "Deny by ServiceAccount: 200 for front, 403 naming the policy for guest; tcp closed" case_identity
+t_run "Allow for front only: guest is not routed, the app never sees it" case_allow_only
+t_run "L7 rules: GET /public, headers, POST /admin denied; an Allow with rules on tcp" case_l7
+t_run "Audit: served, logged and counted under the policy's name" case_audit
+if [ "$T_FAILED" -ne 0 ] && [ -n "${T0440_KEEP:-}" ]; then # debugging: keep the logs
+    mkdir -p "$T0440_KEEP" && cp -r "$D"/*.log "$D"/*/run/haproxy.cfg "$KL_TMP"/bg.*.log "$T0440_KEEP" 2>/dev/null
+fi
+t_summary

@@ -10,6 +10,8 @@
 #   kubectl-spdy       1.27, and 1.33 told not to use WebSockets: the same over SPDY
 #   every-kubectl      each installed kubectl 1.27-1.33 reaches testapp: 1.27-1.30 over SPDY,
 #                      1.31-1.33 over WebSocket
+#   two-ports          one kubectl port-forward for two ports (one session); svc/NAME :80 to the
+#                      Service's targetPort
 #   errors             unknown pod 404, a pod without a node 400, missing upgrade headers 400,
 #                      a pod whose netns file is missing 404 "pod not found", a node without the
 #                      annotation 400
@@ -76,6 +78,38 @@ case_every_kubectl() {
         echo "    kubectl 1.$v: $want"
         pf_stop
     done
+}
+
+# two ports on one port-forward (one connection, streams for both), and svc/NAME resolved by
+# kubectl to a pod of the Service and its targetPort
+case_two_ports() {
+    local p2
+    pf_start two "$K" pod/app ":$APP_PORT" ":$ECHO_PORT" || return 1
+    p2=$(sed -nE 's/^Forwarding from 127\.0\.0\.1:([0-9]+) -> '"$ECHO_PORT"'$/\1/p' "$KL_TMP/pf-two.log")
+    okv "first port" curl -s -m 10 "http://127.0.0.1:$PF_PORT/" || return 1
+    assert_eq "$OUT" app "the first port's answer" || return 1
+    okv "second port" python3 -c '
+import socket, sys
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+c.sendall(b"echo through port-forward"); c.shutdown(socket.SHUT_WR)
+got = b""
+while True:
+    d = c.recv(4096)
+    if not d: break
+    got += d
+print(got.decode())' "$p2" || return 1
+    assert_eq "$OUT" "echo through port-forward" "the second port's echo" || return 1
+    assert_eq "$(grep -c 'msg="port-forward session"' "$KL_LOG")" "$(($(cat "$KL_TMP/sessions0") + 1))" \
+        "one session for both ports" || return 1
+    pf_stop
+    ok "service" "$K" create -f - <<EOF || return 1
+{"apiVersion":"v1","kind":"Service","metadata":{"name":"appsvc","namespace":"default"},
+ "spec":{"selector":{"app":"app"},"ports":[{"port":80,"targetPort":$APP_PORT}]}}
+EOF
+    pf_start svc "$K" svc/appsvc :80 || return 1
+    okv "svc/appsvc :80" curl -s -m 10 "http://127.0.0.1:$PF_PORT/" || return 1
+    assert_eq "$OUT" app "the answer through svc/appsvc" || return 1
+    pf_stop
 }
 
 # upgrade PATH [HEADER...]: a POST to PATH; CODE and OUT (the body)
@@ -195,7 +229,8 @@ ok "other node" "$K" create -f - <<EOF || t_summary
 EOF
 for p in app:$NODE nonet:$NODE unbound: elsewhere:other; do
     ok "pod ${p%%:*}" "$K" create -f - <<EOF || t_summary
-{"apiVersion":"v1","kind":"Pod","metadata":{"name":"${p%%:*}","namespace":"default"},
+{"apiVersion":"v1","kind":"Pod","metadata":{"name":"${p%%:*}","namespace":"default",
+ "labels":{"app":"${p%%:*}"}},
  "spec":{"nodeName":"${p#*:}","containers":[{"name":"c","image":"weft/testapp"}]}}
 EOF
 done
@@ -215,6 +250,8 @@ t_pass
 t_run kubectl-websocket case_kubectl_websocket
 t_run kubectl-spdy case_kubectl_spdy
 t_run every-kubectl case_every_kubectl
+grep -c 'msg="port-forward session"' "$KL_LOG" >"$KL_TMP/sessions0"
+t_run two-ports case_two_ports
 t_run errors case_errors
 t_run streams case_streams
 t_run frame case_frame

@@ -170,7 +170,7 @@ FUZZ_SAN := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS := $(CFLAGS_BASE) -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) $(PKG_CFLAGS)
 FUZZ_DIRS := lib/core lib/conf lib/tls lib/kube webhook ca push
 FUZZ_LIB_SRC := $(filter-out %/main.c,$(foreach d,$(FUZZ_DIRS),$(wildcard $(d)/*.c))) \
-	tests/kubelite/patch.c tests/kubelite/openapi.c lib/http/parse.c
+	tests/kubelite/patch.c tests/kubelite/openapi.c tests/kubelite/pfproto.c lib/http/parse.c
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 FUZZ_LIB := $(BUILD)/fuzz/libfuzzdeps.a

@@ -20,6 +20,7 @@ fuzz_csr         16400  400000
 fuzz_push_msg    16384  2000000
 fuzz_kubeconfig  16384  200000
 fuzz_http        16384  300000
+fuzz_portforward 16384  200000
 TABLE
 }
 

@@ -317,10 +317,95 @@ def seeds_http():
         out("fuzz_http", k + ".txt", v)
 
 
+# ---- fuzz_portforward -------------------------------------------------------------------------
+# The SPDY/3 header dictionary (draft 3, 2.6.10.1), as kubectl's spdystream primes its zlib
+# streams: each word after its length (4 bytes, big-endian), then the tail. Its Adler-32 is the
+# dictionary id every kubectl header block names.
+SPDY_WORDS = (
+    "options head post put delete trace accept accept-charset accept-encoding accept-language "
+    "accept-ranges age allow authorization cache-control connection content-base "
+    "content-encoding content-language content-length content-location content-md5 "
+    "content-range content-type date etag expect expires from host if-match if-modified-since "
+    "if-none-match if-range if-unmodified-since last-modified location max-forwards pragma "
+    "proxy-authenticate proxy-authorization range referer retry-after server te trailer "
+    "transfer-encoding upgrade user-agent vary via warning www-authenticate method get status "
+    "200_OK version HTTP/1.1 url public set-cookie keep-alive origin").split()
+SPDY_TAIL = (
+    "100101201202205206300302303304305306307402405406407408409410411412413414415416417502504505"
+    "203 Non-Authoritative Information204 No Content301 Moved Permanently400 Bad Request401 "
+    "Unauthorized403 Forbidden404 Not Found500 Internal Server Error501 Not Implemented503 "
+    "Service UnavailableJan Feb Mar Apr May Jun Jul Aug Sept Oct Nov Dec 00:00:00 Mon, Tue, Wed, "
+    "Thu, Fri, Sat, Sun, GMTchunked,text/html,image/png,image/jpg,image/gif,application/xml,"
+    "application/xhtml+xml,text/plain,text/javascript,publicprivatemax-age=gzip,deflate,"
+    "sdchcharset=utf-8charset=iso-8859-1,utf-,*,enq=0.")
+
+
+def spdy_dictionary():
+    import struct
+    import zlib
+    d = b"".join(struct.pack(">I", len(w)) + w.replace("_", " ").encode() for w in SPDY_WORDS)
+    d += SPDY_TAIL.encode()
+    assert zlib.adler32(d) == 0xE3C6A7C2, hex(zlib.adler32(d))
+    return d
+
+
+def seeds_portforward():
+    """A kubectl-shaped session (an error and a data stream per forwarded connection, the error
+    stream's FIN, data, a PING, a refused port, RST_STREAM, WINDOW_UPDATE, GOAWAY), bare and in
+    WebSocket messages (masked, a ping, a close after the data), with and without the
+    dictionary; and a frame over the size limit. The first byte picks the tunnel (bit 0) and the
+    split of the rest into two reads."""
+    import struct
+    import zlib
+    clear("fuzz_portforward")
+
+    def session(zdict):
+        z = zlib.compressobj(9, zlib.DEFLATED, 15, 9, zlib.Z_DEFAULT_STRATEGY, zdict) \
+            if zdict else zlib.compressobj(9)
+
+        def syn(sid, port, req, typ):
+            h = [(b"port", port), (b"requestid", req), (b"streamtype", typ)]
+            nv = struct.pack(">I", len(h))
+            for k, v in h:
+                nv += struct.pack(">I", len(k)) + k + struct.pack(">I", len(v)) + v
+            blk = z.compress(nv) + z.flush(zlib.Z_SYNC_FLUSH)
+            body = struct.pack(">IIBB", sid, 0, 0, 0) + blk
+            return struct.pack(">HHI", 0x8003, 1, len(body)) + body
+
+        def data(sid, p, fin=False):
+            return struct.pack(">II", sid, (1 if fin else 0) << 24 | len(p)) + p
+
+        return [syn(1, b"8080", b"0", b"error"), data(1, b"", True),
+                syn(3, b"8080", b"0", b"data"), data(3, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+                struct.pack(">HHII", 0x8003, 6, 4, 1),
+                syn(5, b"9", b"1", b"error"), syn(7, b"9", b"1", b"data"), data(3, b"", True),
+                struct.pack(">HHIII", 0x8003, 3, 8, 7, 5),
+                struct.pack(">HHIII", 0x8003, 9, 8, 3, 65536),
+                struct.pack(">HHIII", 0x8003, 7, 8, 7, 0)]
+
+    def ws(frames):
+        mask = b"\x11\x22\x33\x44"
+        o = b""
+        for f in frames:
+            n = len(f)
+            h = bytes([0x82, 0x80 | n]) if n < 126 else bytes([0x82, 0xFE]) + struct.pack(">H", n)
+            o += h + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(f))
+        o += bytes([0x89, 0x82]) + mask + bytes([ord("h") ^ 0x11, ord("i") ^ 0x22])
+        o += bytes([0x88, 0x82]) + mask + bytes([0x03 ^ 0x11, 0xE8 ^ 0x22])
+        return o
+
+    d = spdy_dictionary()
+    out("fuzz_portforward", "spdy-kubectl.bin", bytes([0x80]) + b"".join(session(d)))
+    out("fuzz_portforward", "spdy-nodict.bin", bytes([0x40]) + b"".join(session(None)))
+    out("fuzz_portforward", "ws-kubectl.bin", bytes([0x81]) + ws(session(d)))
+    out("fuzz_portforward", "spdy-toolarge.bin",
+        bytes([0x00]) + struct.pack(">II", 1, 0x200000) + b"x" * 32)
+
+
 if __name__ == "__main__":
     os.chdir(ROOT)
     for fn in (seeds_json, seeds_review, seeds_yaml, seeds_csr, seeds_push_msg, seeds_kubeconfig,
-               seeds_http):
+               seeds_http, seeds_portforward):
         fn()
     for d in sorted(os.listdir(CORPUS)):
         print(d, len(os.listdir(os.path.join(CORPUS, d))), file=sys.stderr)

@@ -268,10 +268,6 @@ void kl_pod_portforward(struct kl *kl, struct http_conn *c, const struct http_re
                         const char *ns, const char *name);
 /* Ask running sessions to end and wait for them (at most 2 s). */
 void kl_portforward_shutdown(struct kl *kl);
-/* The SPDY/3 header dictionary; a header's first value from a decompressed name/value block
- * (1 found, 0 absent, -1 malformed). Exposed for the unit tests. */
-const unsigned char *kl_pf_dictionary(size_t *len);
-int kl_pf_header(const unsigned char *b, size_t len, const char *name, char *out, size_t outlen);
 
 /* GET pods/<name>/log (podlog.c): a container's output from its kubelet-lite node's files. */
 void kl_pod_log(struct kl *kl, struct http_conn *c, const struct http_request *req, const char *ns,

@@ -55,427 +55,13 @@
 #include "core/log.h"
 #include "tests/kubelite/kjson.h"
 #include "tests/kubelite/kubelite_int.h"
+#include "tests/kubelite/pfproto.h"
 
 #define LOG_DIR_ANNOTATION "kubelet-lite.weft.dev/pod-log-dir"
 #define PF_PROTOCOL "portforward.k8s.io"
 #define PF_WS_PROTOCOL "SPDY/3.1+portforward.k8s.io"
 
-#define PF_MAX_SESSIONS 64         /* upgraded connections at once (then 429) */
-#define PF_MAX_PAIRS 64            /* forwarded connections per session (128 streams) */
-#define PF_STREAM_BUF (256u << 10) /* bytes for one pod socket before the client is not read */
-#define PF_OUT_MAX (1u << 20)      /* bytes queued to the client before pod sockets are not read */
-#define PF_FRAME_MAX (1u << 20)    /* a SPDY frame or WebSocket message fragment */
-#define PF_HEADERS_MAX (64u << 10) /* a decompressed header block */
-#define PF_READ_CHUNK 32768
-#define PF_PAIR_TIMEOUT 30.0 /* the kubelet's streamCreationTimeout */
-#define PF_CLOSE_GRACE 10.0  /* a closing session's last frames must be taken within this */
-
-/* SPDY/3 control frame types, flags and RST_STREAM status codes */
-enum {
-    SPDY_SYN_STREAM = 1,
-    SPDY_SYN_REPLY = 2,
-    SPDY_RST_STREAM = 3,
-    SPDY_SETTINGS = 4,
-    SPDY_PING = 6,
-    SPDY_GOAWAY = 7,
-    SPDY_HEADERS = 8,
-    SPDY_WINDOW_UPDATE = 9,
-};
-#define SPDY_FLAG_FIN 0x01
-#define SPDY_RST_PROTOCOL_ERROR 1
-#define SPDY_RST_REFUSED_STREAM 3
-#define SPDY_RST_CANCEL 5
-#define SPDY_RST_STREAM_IN_USE 8
-#define SPDY_GOAWAY_PROTOCOL_ERROR 1
-
-/*
- * The SPDY/3 header compression dictionary (draft 3, section 2.6.10.1): these words, each after
- * its length as 4 bytes big-endian, then the tail as it is. Built once by pf_dictionary().
- */
-static const char *const dict_words[] = {"options",
-                                         "head",
-                                         "post",
-                                         "put",
-                                         "delete",
-                                         "trace",
-                                         "accept",
-                                         "accept-charset",
-                                         "accept-encoding",
-                                         "accept-language",
-                                         "accept-ranges",
-                                         "age",
-                                         "allow",
-                                         "authorization",
-                                         "cache-control",
-                                         "connection",
-                                         "content-base",
-                                         "content-encoding",
-                                         "content-language",
-                                         "content-length",
-                                         "content-location",
-                                         "content-md5",
-                                         "content-range",
-                                         "content-type",
-                                         "date",
-                                         "etag",
-                                         "expect",
-                                         "expires",
-                                         "from",
-                                         "host",
-                                         "if-match",
-                                         "if-modified-since",
-                                         "if-none-match",
-                                         "if-range",
-                                         "if-unmodified-since",
-                                         "last-modified",
-                                         "location",
-                                         "max-forwards",
-                                         "pragma",
-                                         "proxy-authenticate",
-                                         "proxy-authorization",
-                                         "range",
-                                         "referer",
-                                         "retry-after",
-                                         "server",
-                                         "te",
-                                         "trailer",
-                                         "transfer-encoding",
-                                         "upgrade",
-                                         "user-agent",
-                                         "vary",
-                                         "via",
-                                         "warning",
-                                         "www-authenticate",
-                                         "method",
-                                         "get",
-                                         "status",
-                                         "200 OK",
-                                         "version",
-                                         "HTTP/1.1",
-                                         "url",
-                                         "public",
-                                         "set-cookie",
-                                         "keep-alive",
-                                         "origin"};
-static const char dict_tail[] =
-    "100101201202205206300302303304305306307402405406407408409410411412413414415416417502504505"
-    "203 Non-Authoritative Information204 No Content301 Moved Permanently400 Bad Request401 "
-    "Unauthorized403 Forbidden404 Not Found500 Internal Server Error501 Not Implemented503 "
-    "Service UnavailableJan Feb Mar Apr May Jun Jul Aug Sept Oct Nov Dec 00:00:00 Mon, Tue, Wed, "
-    "Thu, Fri, Sat, Sun, GMTchunked,text/html,image/png,image/jpg,image/gif,application/xml,"
-    "application/xhtml+xml,text/plain,text/javascript,publicprivatemax-age=gzip,deflate,"
-    "sdchcharset=utf-8charset=iso-8859-1,utf-,*,enq=0.";
-
-static unsigned char dict[1500];
-static size_t dict_len;
-static pthread_once_t dict_once = PTHREAD_ONCE_INIT;
-
-static void dict_build(void)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < sizeof(dict_words) / sizeof(dict_words[0]); i++) {
-        size_t n = strlen(dict_words[i]);
-        dict[o++] = 0;
-        dict[o++] = 0;
-        dict[o++] = 0;
-        dict[o++] = (unsigned char)n;
-        memcpy(dict + o, dict_words[i], n);
-        o += n;
-    }
-    memcpy(dict + o, dict_tail, sizeof(dict_tail) - 1);
-    dict_len = o + sizeof(dict_tail) - 1;
-}
-
-const unsigned char *kl_pf_dictionary(size_t *len)
-{
-    pthread_once(&dict_once, dict_build);
-    *len = dict_len;
-    return dict;
-}
-
-/* One forwarded connection: its two streams and the pod's socket. */
-struct pf_pair {
-    char reqid[64];
-    int port;
-    uint32_t err_id, data_id; /* 0 until the client opened it */
-    int fd;                   /* the pod's socket, -1 before and after */
-    int attempt;              /* 0: 127.0.0.1 being connected, 1: [::1] */
-    bool connecting, connected;
-    bool client_fin; /* the client half-closed the data stream */
-    bool shut_wr;    /* ... and the socket was shut for writing after the last byte */
-    bool done;       /* both streams finished: freed at the end of the round */
-    char v4err[96];  /* why 127.0.0.1 failed */
-    struct buf to_pod;
-    double created;
-};
-
-struct pf_session {
-    struct kl_pf *pf;
-    int fd;
-    SSL *ssl;
-    bool ws;
-    int netns_fd; /* -1: the host's */
-    char netns[256], pod[600], uid[64];
-    struct buf in;   /* bytes read from the client (WebSocket frames or SPDY) */
-    struct buf spdy; /* SPDY bytes unwrapped from WebSocket messages */
-    struct buf out;  /* bytes for the client */
-    size_t out_off;
-    z_stream zin, zout;
-    bool zin_ok, zout_ok;
-    struct pf_pair *pairs[PF_MAX_PAIRS];
-    size_t npairs;
-    uint32_t last_id;
-    double last_active;
-    double idle_timeout;
-    bool closing; /* flush out, then end */
-    double closing_since;
-    bool failed; /* the client's connection is gone: end now */
-};
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static uint32_t be32(const unsigned char *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void put32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
-}
-
-/* Queue bytes for the client, in a binary WebSocket message when tunneled. */
-static void out_raw(struct pf_session *s, const void *p, size_t n)
-{
-    if (buf_append(&s->out, p, n))
-        s->failed = true;
-}
-
-static void out_bytes(struct pf_session *s, const void *p, size_t n)
-{
-    if (s->ws) {
-        unsigned char h[10];
-        size_t hl;
-        h[0] = 0x82; /* FIN, binary */
-        if (n < 126) {
-            h[1] = (unsigned char)n;
-            hl = 2;
-        } else if (n < 65536) {
-            h[1] = 126;
-            h[2] = (unsigned char)(n >> 8);
-            h[3] = (unsigned char)n;
-            hl = 4;
-        } else {
-            h[1] = 127;
-            for (int i = 0; i < 8; i++)
-                h[2 + i] = (unsigned char)((uint64_t)n >> (56 - 8 * i));
-            hl = 10;
-        }
-        out_raw(s, h, hl);
-    }
-    out_raw(s, p, n);
-}
-
-static void ctrl_frame(struct pf_session *s, int type, int flags, const unsigned char *body,
-                       size_t len)
-{
-    unsigned char f[8 + 16];
-    if (len > 16)
-        return;
-    f[0] = 0x80;
-    f[1] = 3;
-    f[2] = (unsigned char)(type >> 8);
-    f[3] = (unsigned char)type;
-    put32(f + 4, (uint32_t)len);
-    f[4] = (unsigned char)flags;
-    memcpy(f + 8, body, len);
-    out_bytes(s, f, 8 + len);
-}
-
-static void mark_closing(struct pf_session *s)
-{
-    if (!s->closing)
-        s->closing_since = now_s();
-    s->closing = true;
-}
-
-static void send_rst(struct pf_session *s, uint32_t id, uint32_t status)
-{
-    unsigned char b[8];
-    put32(b, id & 0x7fffffff);
-    put32(b + 4, status);
-    ctrl_frame(s, SPDY_RST_STREAM, 0, b, 8);
-}
-
-static void send_goaway(struct pf_session *s, uint32_t status)
-{
-    unsigned char b[8];
-    put32(b, s->last_id & 0x7fffffff);
-    put32(b + 4, status);
-    ctrl_frame(s, SPDY_GOAWAY, 0, b, 8);
-    mark_closing(s);
-}
-
-/* A DATA frame (payload may be empty, e.g. a lone FIN). */
-static void send_data(struct pf_session *s, uint32_t id, bool fin, const void *p, size_t n)
-{
-    unsigned char h[8];
-    if (!id)
-        return;
-    put32(h, id & 0x7fffffff);
-    put32(h + 4, (uint32_t)n);
-    h[4] = fin ? SPDY_FLAG_FIN : 0;
-    if (s->ws) {
-        /* one message: the frame head and its payload together */
-        unsigned char *m = malloc(8 + n);
-        if (!m) {
-            s->failed = true;
-            return;
-        }
-        memcpy(m, h, 8);
-        if (n)
-            memcpy(m + 8, p, n);
-        out_bytes(s, m, 8 + n);
-        free(m);
-        return;
-    }
-    out_raw(s, h, 8);
-    if (n)
-        out_raw(s, p, n);
-}
-
-/* SYN_REPLY with an empty header block (what the kubelet answers each stream with). */
-static void send_syn_reply(struct pf_session *s, uint32_t id)
-{
-    unsigned char nv[4] = {0, 0, 0, 0}, z[64], f[8 + 4 + 64];
-    size_t zl;
-
-    s->zout.next_in = nv;
-    s->zout.avail_in = sizeof(nv);
-    s->zout.next_out = z;
-    s->zout.avail_out = sizeof(z);
-    if (deflate(&s->zout, Z_SYNC_FLUSH) != Z_OK || s->zout.avail_in) {
-        s->failed = true;
-        return;
-    }
-    zl = sizeof(z) - s->zout.avail_out;
-    f[0] = 0x80;
-    f[1] = 3;
-    f[2] = 0;
-    f[3] = SPDY_SYN_REPLY;
-    put32(f + 4, (uint32_t)(4 + zl));
-    put32(f + 8, id & 0x7fffffff);
-    memcpy(f + 12, z, zl);
-    out_bytes(s, f, 12 + zl);
-}
-
-/*
- * Inflate one header block (the session's one zlib stream) into out. Returns 0, or -EPROTO for
- * a corrupt or oversized block.
- */
-static int inflate_block(struct pf_session *s, const unsigned char *p, size_t n, struct buf *out)
-{
-    unsigned char tmp[4096];
-    s->zin.next_in = (unsigned char *)p;
-    s->zin.avail_in = (uInt)n;
-    while (s->zin.avail_in) {
-        int zr;
-        s->zin.next_out = tmp;
-        s->zin.avail_out = sizeof(tmp);
-        zr = inflate(&s->zin, Z_SYNC_FLUSH);
-        if (zr == Z_NEED_DICT) {
-            size_t dl;
-            const unsigned char *d = kl_pf_dictionary(&dl);
-            if (inflateSetDictionary(&s->zin, d, (uInt)dl) != Z_OK)
-                return -EPROTO;
-            continue;
-        }
-        if (zr != Z_OK && zr != Z_BUF_ERROR)
-            return -EPROTO;
-        if (buf_append(out, tmp, sizeof(tmp) - s->zin.avail_out))
-            return -ENOMEM;
-        if (out->len > PF_HEADERS_MAX)
-            return -EPROTO;
-        if (zr == Z_BUF_ERROR && s->zin.avail_out)
-            break;
-    }
-    return 0;
-}
-
-/*
- * The value of header name (lower case) in a decompressed name/value block, into out (values of
- * a repeated header are NUL-separated: the first is taken). Returns false when absent; -1 on a
- * malformed block.
- */
-int kl_pf_header(const unsigned char *b, size_t len, const char *name, char *out, size_t outlen)
-{
-    size_t o = 4, nl = strlen(name);
-    uint32_t count;
-    if (len < 4)
-        return -1;
-    count = be32(b);
-    for (uint32_t i = 0; i < count; i++) {
-        uint32_t kl_, vl;
-        const unsigned char *k, *v;
-        if (len - o < 4)
-            return -1;
-        kl_ = be32(b + o);
-        o += 4;
-        if (len - o < kl_)
-            return -1;
-        k = b + o;
-        o += kl_;
-        if (len - o < 4)
-            return -1;
-        vl = be32(b + o);
-        o += 4;
-        if (len - o < vl)
-            return -1;
-        v = b + o;
-        o += vl;
-        if (kl_ == nl && strncasecmp((const char *)k, name, nl) == 0) {
-            size_t m = strnlen((const char *)v, vl);
-            if (m >= outlen)
-                m = outlen - 1;
-            memcpy(out, v, m);
-            out[m] = '\0';
-            return 1;
-        }
-    }
-    return 0;
-}
-
-static struct pf_pair *pair_by_stream(struct pf_session *s, uint32_t id)
-{
-    for (size_t i = 0; i < s->npairs; i++) {
-        struct pf_pair *p = s->pairs[i];
-        if (!p->done && (p->err_id == id || p->data_id == id))
-            return p;
-    }
-    return NULL;
-}
-
-static void pair_finish(struct pf_session *s, struct pf_pair *p, bool send_fins)
-{
-    if (p->done)
-        return;
-    if (send_fins) {
-        send_data(s, p->data_id, true, NULL, 0);
-        send_data(s, p->err_id, true, NULL, 0);
-    }
-    if (p->fd >= 0)
-        close(p->fd);
-    p->fd = -1;
-    p->done = true;
-}
+#define PF_MAX_SESSIONS 64 /* upgraded connections at once (then 429) */
 
 /* Lower-case Go's wording of an errno ("connection refused"). */
 static void go_errstr(int err, char *out, size_t outlen)
@@ -483,17 +69,6 @@ static void go_errstr(int err, char *out, size_t outlen)
     snprintf(out, outlen, "%s", strerror(err));
     if (out[0])
         out[0] = (char)tolower((unsigned char)out[0]);
-}
-
-/* The connection failed for good: say why on the error stream (kubectl prints it), end both. */
-static void pair_fail(struct pf_session *s, struct pf_pair *p, const char *why)
-{
-    char msg[2200];
-    int n = snprintf(msg, sizeof(msg), "error forwarding port %d to pod %s, uid %s: %s", p->port,
-                     s->pod, s->uid, why);
-    log_info("msg=\"port-forward failed\" pod=%s port=%d err=\"%s\"", s->pod, p->port, why);
-    send_data(s, p->err_id, false, msg, (size_t)(n < (int)sizeof(msg) ? n : (int)sizeof(msg) - 1));
-    pair_finish(s, p, true);
 }
 
 static void pair_connect(struct pf_session *s, struct pf_pair *p);
@@ -515,7 +90,7 @@ static void pair_attempt_failed(struct pf_session *s, struct pf_pair *p, int err
              "localhost:%d inside namespace \"%s\", IPv4: dial tcp4 127.0.0.1:%d: connect: %s "
              "IPv6 dial tcp6 [::1]:%d: connect: %s ",
              s->netns, p->port, s->netns, p->port, p->v4err, p->port, e6);
-    pair_fail(s, p, why);
+    kl_pf_pair_fail(s, p, why);
 }
 
 /*
@@ -570,229 +145,6 @@ static void pair_connect_done(struct pf_session *s, struct pf_pair *p)
     pair_attempt_failed(s, p, err);
 }
 
-/* A new stream from the client. */
-static void on_syn_stream(struct pf_session *s, uint32_t id, bool fin, const unsigned char *hb,
-                          size_t hl)
-{
-    struct buf nv;
-    char type[16] = "", port[16] = "", reqid[64] = "", *end;
-    struct pf_pair *p = NULL;
-    long portn;
-    int r1, r2, r3;
-
-    buf_init(&nv);
-    if (inflate_block(s, hb, hl, &nv)) {
-        buf_release(&nv);
-        send_goaway(s, SPDY_GOAWAY_PROTOCOL_ERROR);
-        return;
-    }
-    r1 = kl_pf_header((unsigned char *)nv.p, nv.len, "streamtype", type, sizeof(type));
-    r2 = kl_pf_header((unsigned char *)nv.p, nv.len, "port", port, sizeof(port));
-    r3 = kl_pf_header((unsigned char *)nv.p, nv.len, "requestid", reqid, sizeof(reqid));
-    buf_release(&nv);
-    if (r1 < 0 || r2 < 0 || r3 < 0 || !(id & 1) || id <= s->last_id) {
-        send_goaway(s, SPDY_GOAWAY_PROTOCOL_ERROR);
-        return;
-    }
-    s->last_id = id;
-    portn = strtol(port, &end, 10);
-    if ((strcmp(type, "error") != 0 && strcmp(type, "data") != 0) || !reqid[0] || !port[0] ||
-        *end || portn < 1 || portn > 65535) {
-        log_info("msg=\"port-forward stream refused\" pod=%s streamType=\"%s\" port=\"%s\" "
-                 "requestID=\"%s\"",
-                 s->pod, type, port, reqid);
-        send_rst(s, id, SPDY_RST_PROTOCOL_ERROR);
-        return;
-    }
-    for (size_t i = 0; i < s->npairs; i++) {
-        if (!s->pairs[i]->done && strcmp(s->pairs[i]->reqid, reqid) == 0)
-            p = s->pairs[i];
-    }
-    if (!p) {
-        if (s->npairs >= PF_MAX_PAIRS) {
-            log_warn("msg=\"port-forward stream refused: too many\" pod=%s max=%d", s->pod,
-                     PF_MAX_PAIRS);
-            send_rst(s, id, SPDY_RST_REFUSED_STREAM);
-            return;
-        }
-        p = calloc(1, sizeof(*p));
-        if (!p) {
-            send_rst(s, id, SPDY_RST_REFUSED_STREAM);
-            return;
-        }
-        snprintf(p->reqid, sizeof(p->reqid), "%s", reqid);
-        p->port = (int)portn;
-        p->fd = -1;
-        p->created = now_s();
-        buf_init(&p->to_pod);
-        s->pairs[s->npairs++] = p;
-    }
-    if ((type[0] == 'e' && p->err_id) || (type[0] == 'd' && p->data_id) || p->port != portn) {
-        send_rst(s, id, SPDY_RST_STREAM_IN_USE);
-        return;
-    }
-    send_syn_reply(s, id);
-    if (type[0] == 'e') {
-        p->err_id = id;
-    } else {
-        p->data_id = id;
-        p->client_fin = fin;
-    }
-    if (p->err_id && p->data_id)
-        pair_connect(s, p);
-}
-
-static void on_data(struct pf_session *s, uint32_t id, bool fin, const unsigned char *d, size_t n)
-{
-    struct pf_pair *p = pair_by_stream(s, id);
-    if (!p || id != p->data_id || p->client_fin)
-        return; /* the error stream carries nothing from the client; finished streams drop */
-    if (n && buf_append(&p->to_pod, d, n)) {
-        s->failed = true;
-        return;
-    }
-    if (fin)
-        p->client_fin = true;
-}
-
-/* Handle every whole SPDY frame in s->spdy (or s->in when not tunneled). */
-static void spdy_process(struct pf_session *s, struct buf *b)
-{
-    size_t o = 0;
-    while (!s->closing && !s->failed && b->len - o >= 8) {
-        const unsigned char *f = (const unsigned char *)b->p + o;
-        uint32_t len = be32(f + 4) & 0xffffff;
-        int flags = f[4];
-        if (len > PF_FRAME_MAX) {
-            log_warn("msg=\"port-forward frame too large\" pod=%s len=%u", s->pod, len);
-            send_goaway(s, SPDY_GOAWAY_PROTOCOL_ERROR);
-            break;
-        }
-        if (b->len - o < 8 + (size_t)len)
-            break;
-        s->last_active = now_s();
-        if (f[0] & 0x80) {
-            int version = (f[0] & 0x7f) << 8 | f[1], type = f[2] << 8 | f[3];
-            const unsigned char *body = f + 8;
-            if (version != 3) {
-                send_goaway(s, SPDY_GOAWAY_PROTOCOL_ERROR);
-                break;
-            }
-            switch (type) {
-            case SPDY_SYN_STREAM:
-                if (len < 10) {
-                    send_goaway(s, SPDY_GOAWAY_PROTOCOL_ERROR);
-                    break;
-                }
-                on_syn_stream(s, be32(body) & 0x7fffffff, flags & SPDY_FLAG_FIN, body + 10,
-                              len - 10);
-                break;
-            case SPDY_SYN_REPLY:
-            case SPDY_HEADERS: {
-                /* never expected, but the zlib stream must stay in step */
-                struct buf nv;
-                buf_init(&nv);
-                if (len < 4 || inflate_block(s, body + 4, len - 4, &nv))
-                    send_goaway(s, SPDY_GOAWAY_PROTOCOL_ERROR);
-                buf_release(&nv);
-                break;
-            }
-            case SPDY_RST_STREAM:
-                if (len >= 8) {
-                    struct pf_pair *p = pair_by_stream(s, be32(body) & 0x7fffffff);
-                    if (p)
-                        pair_finish(s, p, false);
-                }
-                break;
-            case SPDY_PING:
-                if (len == 4 && (be32(body) & 1))
-                    ctrl_frame(s, SPDY_PING, 0, body, 4);
-                break;
-            case SPDY_GOAWAY:
-                mark_closing(s);
-                break;
-            default: /* SETTINGS, WINDOW_UPDATE (no flow control here), unknown: ignored */
-                break;
-            }
-        } else {
-            on_data(s, be32(f) & 0x7fffffff, flags & SPDY_FLAG_FIN, f + 8, len);
-        }
-        o += 8 + len;
-    }
-    buf_consume(b, o);
-}
-
-/* Unwrap the whole WebSocket frames in s->in into s->spdy; control frames are answered. */
-static void ws_process(struct pf_session *s)
-{
-    size_t o = 0;
-    while (!s->closing && !s->failed && s->in.len - o >= 2) {
-        const unsigned char *f = (const unsigned char *)s->in.p + o;
-        int op = f[0] & 0x0f;
-        bool masked = f[1] & 0x80;
-        uint64_t n = f[1] & 0x7f;
-        size_t hl = 2;
-        unsigned char mask[4];
-        if (n == 126) {
-            if (s->in.len - o < 4)
-                break;
-            n = (uint64_t)f[2] << 8 | f[3];
-            hl = 4;
-        } else if (n == 127) {
-            if (s->in.len - o < 10)
-                break;
-            n = 0;
-            for (int i = 0; i < 8; i++)
-                n = n << 8 | f[2 + i];
-            hl = 10;
-        }
-        if (!masked || n > PF_FRAME_MAX) {
-            log_warn("msg=\"port-forward websocket frame refused\" pod=%s masked=%d len=%llu",
-                     s->pod, masked, (unsigned long long)n);
-            s->failed = true;
-            break;
-        }
-        if (s->in.len - o < hl + 4 + n)
-            break;
-        memcpy(mask, f + hl, 4);
-        {
-            unsigned char *pl = (unsigned char *)s->in.p + o + hl + 4;
-            for (uint64_t i = 0; i < n; i++)
-                pl[i] ^= mask[i & 3];
-            switch (op) {
-            case 0: /* continuation */
-            case 2: /* binary */
-                if (buf_append(&s->spdy, pl, (size_t)n))
-                    s->failed = true;
-                break;
-            case 8: { /* close: answer it, end */
-                unsigned char c[4] = {0x88, 2, 0x03, 0xe8};
-                out_raw(s, c, 4);
-                mark_closing(s);
-                break;
-            }
-            case 9: { /* ping: pong */
-                unsigned char h[4] = {0x8a, 0, 0, 0};
-                if (n < 126) {
-                    h[1] = (unsigned char)n;
-                    out_raw(s, h, 2);
-                    out_raw(s, pl, (size_t)n);
-                }
-                break;
-            }
-            case 10:
-                break;
-            default: /* text or unknown: the tunnel carries binary messages only */
-                s->failed = true;
-                break;
-            }
-        }
-        s->last_active = now_s();
-        o += hl + 4 + (size_t)n;
-    }
-    buf_consume(&s->in, o);
-}
-
 /* Read what the client sent. */
 static void client_read(struct pf_session *s)
 {
@@ -823,12 +175,7 @@ static void client_read(struct pf_session *s)
             }
         }
         s->in.len += (size_t)n;
-        if (s->ws) {
-            ws_process(s);
-            spdy_process(s, &s->spdy);
-        } else {
-            spdy_process(s, &s->in);
-        }
+        kl_pf_input(s);
         if (s->in.len + s->spdy.len > 2 * PF_FRAME_MAX + 64) {
             s->failed = true; /* cannot happen with whole frames consumed; a guard */
             return;
@@ -862,7 +209,7 @@ static void client_flush(struct pf_session *s)
             }
         }
         s->out_off += (size_t)n;
-        s->last_active = now_s();
+        s->last_active = kl_pf_now();
     }
     if (s->out_off == s->out.len) {
         buf_reset(&s->out);
@@ -881,11 +228,11 @@ static void pod_read(struct pf_session *s, struct pf_pair *p)
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (n <= 0) {
-        pair_finish(s, p, true); /* the pod's end closed: both streams end */
+        kl_pf_pair_finish(s, p, true); /* the pod's end closed: both streams end */
         return;
     }
-    send_data(s, p->data_id, false, b, (size_t)n);
-    s->last_active = now_s();
+    kl_pf_send_data(s, p->data_id, false, b, (size_t)n);
+    s->last_active = kl_pf_now();
 }
 
 static void pod_write(struct pf_session *s, struct pf_pair *p)
@@ -895,7 +242,7 @@ static void pod_write(struct pf_session *s, struct pf_pair *p)
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return;
         if (n <= 0) {
-            pair_finish(s, p, true);
+            kl_pf_pair_finish(s, p, true);
             return;
         }
         buf_consume(&p->to_pod, (size_t)n);
@@ -906,43 +253,9 @@ static void pod_write(struct pf_session *s, struct pf_pair *p)
     }
 }
 
-static void pairs_sweep(struct pf_session *s)
-{
-    size_t j = 0;
-    double t = now_s();
-    for (size_t i = 0; i < s->npairs; i++) {
-        struct pf_pair *p = s->pairs[i];
-        if (!p->done && !(p->err_id && p->data_id) && t - p->created > PF_PAIR_TIMEOUT) {
-            /* the kubelet: "timed out waiting for all streams" */
-            log_info("msg=\"port-forward pair timed out\" pod=%s requestID=%s", s->pod, p->reqid);
-            if (p->err_id)
-                send_rst(s, p->err_id, SPDY_RST_CANCEL);
-            if (p->data_id)
-                send_rst(s, p->data_id, SPDY_RST_CANCEL);
-            pair_finish(s, p, false);
-        }
-        if (p->done) {
-            buf_release(&p->to_pod);
-            free(p);
-        } else {
-            s->pairs[j++] = p;
-        }
-    }
-    s->npairs = j;
-}
-
 static void session_free(struct pf_session *s)
 {
-    for (size_t i = 0; i < s->npairs; i++) {
-        if (s->pairs[i]->fd >= 0)
-            close(s->pairs[i]->fd);
-        buf_release(&s->pairs[i]->to_pod);
-        free(s->pairs[i]);
-    }
-    if (s->zin_ok)
-        inflateEnd(&s->zin);
-    if (s->zout_ok)
-        deflateEnd(&s->zout);
+    kl_pf_release(s);
     if (s->ssl) {
         SSL_shutdown(s->ssl);
         SSL_free(s->ssl);
@@ -951,9 +264,6 @@ static void session_free(struct pf_session *s)
         close(s->fd);
     if (s->netns_fd >= 0)
         close(s->netns_fd);
-    buf_release(&s->in);
-    buf_release(&s->spdy);
-    buf_release(&s->out);
     free(s);
 }
 
@@ -980,7 +290,7 @@ static void *session_run(void *arg)
     }
     log_info("msg=\"port-forward session\" pod=%s netns=%s protocol=%s", s->pod, s->netns,
              s->ws ? "websocket" : "spdy");
-    s->last_active = now_s();
+    s->last_active = kl_pf_now();
     while (!s->failed && !atomic_load(&pf->stop)) {
         size_t np = 0, backlog = 0;
         bool read_client = !s->closing;
@@ -996,7 +306,7 @@ static void *session_run(void *arg)
             read_client = false; /* a client that does not read gets no more answers queued */
         if (s->closing && !backlog)
             break;
-        if (s->closing && now_s() - s->closing_since > PF_CLOSE_GRACE)
+        if (s->closing && kl_pf_now() - s->closing_since > PF_CLOSE_GRACE)
             break; /* its GOAWAY was not taken */
         pfd[0].fd = s->fd;
         pfd[0].events = (short)((read_client ? POLLIN : 0) | (backlog ? POLLOUT : 0));
@@ -1049,18 +359,18 @@ static void *session_run(void *arg)
             if (!p->done && p->connected && (p->to_pod.len || (p->client_fin && !p->shut_wr)))
                 pod_write(s, p);
         }
-        pairs_sweep(s);
+        kl_pf_sweep(s);
         client_flush(s);
-        t = now_s();
+        t = kl_pf_now();
         if (t - s->last_active > s->idle_timeout && !s->closing) {
             log_info("msg=\"port-forward session idle, closing\" pod=%s idle_s=%.0f", s->pod,
                      s->idle_timeout);
-            send_goaway(s, 0);
+            kl_pf_send_goaway(s, 0);
             client_flush(s);
         }
     }
     if (!s->failed && atomic_load(&pf->stop) && !s->closing) {
-        send_goaway(s, 0);
+        kl_pf_send_goaway(s, 0);
         client_flush(s);
     }
     log_info("msg=\"port-forward session ended\" pod=%s", s->pod);
@@ -1218,26 +528,13 @@ void kl_pod_portforward(struct kl *kl, struct http_conn *c, const struct http_re
     s->fd = -1;
     s->netns_fd = netns_fd;
     netns_fd = -1;
-    s->ws = ws;
+    s->pair_ready = pair_connect;
     s->idle_timeout = kl->pf.idle_timeout > 0 ? kl->pf.idle_timeout : 4 * 3600;
     snprintf(s->netns, sizeof(s->netns), "%s", netns);
     snprintf(s->pod, sizeof(s->pod), "%s/%s", ns, name);
     snprintf(s->uid, sizeof(s->uid), "%s", uid);
-    buf_init(&s->in);
-    buf_init(&s->spdy);
-    buf_init(&s->out);
-    if (inflateInit(&s->zin) != Z_OK)
+    if (kl_pf_init(s, ws))
         goto fail;
-    s->zin_ok = true;
-    if (deflateInit(&s->zout, Z_DEFAULT_COMPRESSION) != Z_OK)
-        goto fail;
-    s->zout_ok = true;
-    {
-        size_t dl;
-        const unsigned char *d = kl_pf_dictionary(&dl);
-        if (deflateSetDictionary(&s->zout, d, (uInt)dl) != Z_OK)
-            goto fail;
-    }
     if (ws) {
         char acc[64];
         ws_accept_key(http_req_header(req, "sec-websocket-key"), acc);
@@ -1273,14 +570,8 @@ void kl_pod_portforward(struct kl *kl, struct http_conn *c, const struct http_re
     }
     if (s->ssl)
         SSL_set_mode(s->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    if (s->in.len) {
-        if (s->ws) {
-            ws_process(s);
-            spdy_process(s, &s->spdy);
-        } else {
-            spdy_process(s, &s->in);
-        }
-    }
+    if (s->in.len)
+        kl_pf_input(s);
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     rc = pthread_create(&th, &attr, session_run, s);

@@ -388,7 +388,8 @@ void kl_pf_pair_fail(struct pf_session *s, struct pf_pair *p, const char *why)
     int n = snprintf(msg, sizeof(msg), "error forwarding port %d to pod %s, uid %s: %s", p->port,
                      s->pod, s->uid, why);
     log_info("msg=\"port-forward failed\" pod=%s port=%d err=\"%s\"", s->pod, p->port, why);
-    kl_pf_send_data(s, p->err_id, false, msg, (size_t)(n < (int)sizeof(msg) ? n : (int)sizeof(msg) - 1));
+    kl_pf_send_data(s, p->err_id, false, msg,
+                    (size_t)(n < (int)sizeof(msg) ? n : (int)sizeof(msg) - 1));
     kl_pf_pair_finish(s, p, true);
 }
 

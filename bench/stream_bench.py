@@ -95,9 +95,17 @@ class Api:
 
     def call(self, method, path, body=None, ctype="application/json", ok=(200, 201)):
         data = json.dumps(body) if body is not None and not isinstance(body, (bytes, str)) else body
-        self.conn.request(method, path, data, {"Authorization": self.auth, "Content-Type": ctype})
-        r = self.conn.getresponse()
-        out = r.read()
+        for attempt in (0, 1):  # kubelite closes an idle keep-alive connection: open another
+            try:
+                self.conn.request(method, path, data, {"Authorization": self.auth,
+                                                       "Content-Type": ctype})
+                r = self.conn.getresponse()
+                out = r.read()
+                break
+            except (OSError, http.client.HTTPException):
+                self.conn.close()
+                if attempt:
+                    raise
         if r.status not in ok:
             die("%s %s: %d %s" % (method, path, r.status, out[:300]))
         return json.loads(out) if out else None
@@ -404,11 +412,12 @@ class Bench:
     def change(self, ld, scope, write, pid, timeout):
         """One change: write() makes it; returns the wait's answer and the server's CPU."""
         ld.cmd("mark")
-        c0 = cpu_s(pid)
+        c0, a0 = cpu_s(pid), cpu_s(ld.p.pid)
         t0 = time.monotonic()
         write()
         r = kv(ld.cmd("wait %s %d %.9f" % (scope, timeout, t0), timeout + 30, "done"))
         r["cpu_s"] = cpu_s(pid) - c0
+        r["agents_cpu_s"] = cpu_s(ld.p.pid) - a0
         print("  %s: %s" % (scope, " ".join("%s=%s" % i for i in sorted(r.items()))),
               file=sys.stderr, flush=True)
         return r
@@ -465,6 +474,24 @@ class Bench:
             return f
 
         res["w_10"], res["w_all"] = [], []
+        if a.profile:
+            # perf over the whole machine during the 10% changes (report per process: --comm)
+            perf = subprocess.Popen(["perf", "record", "-a", "-F", "499", "-o", a.profile],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1)
+            for r in range(a.rounds):
+                time.sleep(0.3)
+                res["w_10"].append(self.change(ld, "ns-0", patch("ns-0", "split"), self.wd.pid, 60))
+            perf.send_signal(signal.SIGINT)
+            perf.wait(60)
+            m = self.metrics()
+            print("profile: %s; weftd convergence mean %.1f ms over %d changes" % (
+                a.profile, 1e3 * m.get("weft_config_stream_convergence_seconds_sum", 0) /
+                max(m.get("weft_config_stream_convergence_seconds_count", 1), 1),
+                m.get("weft_config_stream_convergence_seconds_count", 0)))
+            for r in res["w_10"]:
+                print("  " + " ".join("%s=%s" % i for i in sorted(r.items())))
+            return
         for r in range(a.rounds):
             time.sleep(0.3)
             res["w_10"].append(self.change(ld, "ns-0", patch("ns-0", "split"), self.wd.pid, 60))
@@ -580,8 +607,9 @@ class Bench:
             cfg = sum(int(r["configs"]) for r in rs) / len(rs)
             cpu = sum(r["cpu_s"] for r in rs) / len(rs)
             ok = all(r["n"] == r["want"] and r["hash_errors"] == "0" for r in rs)
+            acpu = sum(r["agents_cpu_s"] for r in rs) / len(rs)
             return p50, p99, worst, byts, pay, cfg, cpu, ok, rs[0]["want"], max(
-                int(r["others"]) for r in rs)
+                int(r["others"]) for r in rs), acpu
 
         print("agents: %d (every %d-th a slow reader: %d), rounds per change: %d" % (
             n, self.a.stalled_every, stalled, self.a.rounds))
@@ -623,6 +651,9 @@ class Bench:
                 wcpu, vcpu = w[6] / max(w[5], 1), v[6] / max(v[5], 1)
                 print("%-44s %12.1fus %12.1fus %7.2fx" % ("  weftd CPU per config pushed", wcpu * 1e6,
                                                          vcpu * 1e6, wcpu / max(vcpu, 1e-9)))
+                print("%-44s %12.1fus %12.1fus" % ("  agents' CPU per config (stream_load)",
+                                                  w[10] / max(w[5], 1) * 1e6,
+                                                  v[10] / max(v[5], 1) * 1e6))
                 print("%-44s %14s %14s" % ("  all ACKed, hashes verified; others touched",
                                            "%s; %d" % ("yes" if w[7] else "NO", w[9]),
                                            "%s; %d" % ("yes" if v[7] else "NO", v[9])))
@@ -658,6 +689,8 @@ def main():
     ap.add_argument("--no-v1-compare", action="store_true",
                     help="with --protocol 2: skip the changes measured again with v1 agents")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--profile", metavar="FILE",
+                    help="only connect and make the 10%% changes, under perf record -a into FILE")
     a = ap.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # one descriptor per agent, both ends
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

@@ -405,10 +405,13 @@ out:
     return rc;
 }
 
-int push__doc_find(const struct push__doc *d, const char *hash)
+int push__doc_find(const struct push__store *st, const struct push__doc *d, const char *hash)
 {
-    for (size_t i = 0; d && i < d->nblocks; i++)
-        if (strcmp(d->blocks[i]->pb.hash, hash) == 0)
+    const struct push__block *b = map_get(&st->by_hash, hash);
+
+    /* a pointer walk: an agent's `need` costs no string compares per block */
+    for (size_t i = 0; b && d && i < d->nblocks; i++)
+        if (d->blocks[i] == b)
             return (int)i;
     return -1;
 }
@@ -442,6 +445,7 @@ struct push__cache {
     struct cblock **asmb; /* per reference, in document order; NULL: missing */
     unsigned char *asked; /* per reference: asked for in a `need` */
     const char **refh;    /* per reference: its hash (in members) */
+    size_t asm_bytes;     /* the blocks found so far, counted at every reference */
     size_t nrefs;
 };
 
@@ -546,7 +550,7 @@ static void asm_clear(struct push__cache *c)
     FREE_AND_NULL(c->asmb);
     FREE_AND_NULL(c->asked);
     FREE_AND_NULL(c->refh);
-    c->nmembers = c->nrefs = 0;
+    c->nmembers = c->nrefs = c->asm_bytes = 0;
     c->active = 0;
 }
 
@@ -696,9 +700,20 @@ static size_t asm_fill(struct push__cache *c, struct cblock *b)
             continue;
         pin(c, b);
         c->asmb[i] = b;
+        c->asm_bytes += b->pb.len;
         n++;
     }
     return n;
+}
+
+/* Blocks already held for a document over the limit are dropped at once (a peer cannot make
+ * the agent pin more than one document's worth while it assembles). */
+static int over_limit(struct push__cache *c, struct push__asm_out *o)
+{
+    if (c->asm_bytes <= PUSH_DOC_MAX)
+        return 0;
+    return fail(c, o, "DocumentTooLarge: its blocks alone are %zu bytes, over the limit of %d",
+                c->asm_bytes, PUSH_DOC_MAX);
 }
 
 int push__cache_config(struct push__cache *c, struct push_msg *m, struct push__asm_out *o)
@@ -755,6 +770,9 @@ int push__cache_config(struct push__cache *c, struct push_msg *m, struct push__a
         if (b)
             asm_fill(c, b);
     }
+    rc = over_limit(c, o);
+    if (rc)
+        goto out;
     rc = ask(c, o);
     if (rc == 0)
         rc = finish(c, o);
@@ -790,6 +808,9 @@ int push__cache_blocks(struct push__cache *c, const struct push_msg *m, struct p
         if (!b)
             return fail(c, o, "OutOfMemory: cannot keep block %.12s", m->blocks[i].hash);
         asm_fill(c, b);
+        rc = over_limit(c, o);
+        if (rc)
+            return rc;
     }
     for (size_t i = 0; i < m->nhashes; i++)
         for (size_t j = 0; j < c->nrefs; j++)

@@ -119,6 +119,163 @@ static int get_hash_array(json_t *a, size_t max, struct push_hash **out, size_t 
     return 0;
 }
 
+/*
+ * A validating JSON scanner, for the blocks of v2 frames: they are hashed as the bytes they
+ * arrive in (weftd writes each block's canonical text), so they need no tree and no dump.
+ * Strings: escapes checked, no control characters, well-formed UTF-8. Depth is bounded.
+ */
+#define SCAN_DEPTH 64
+
+static void scan_ws(const char **p, const char *e)
+{
+    while (*p < e && (**p == ' ' || **p == '\t' || **p == '\n' || **p == '\r'))
+        (*p)++;
+}
+
+static int scan_utf8(const char **p, const char *e)
+{
+    const unsigned char *s = (const unsigned char *)*p;
+    unsigned c = s[0], n, cp;
+
+    if (c < 0xc2 || c > 0xf4)
+        return -1;
+    n = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : 1;
+    if ((const char *)s + n >= e)
+        return -1;
+    cp = c & (0x3fu >> n);
+    for (unsigned i = 1; i <= n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return -1;
+        cp = cp << 6 | (s[i] & 0x3fu);
+    }
+    if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return -1;
+    *p += n + 1;
+    return 0;
+}
+
+static int is_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+static int scan_string(const char **p, const char *e)
+{
+    const char *s = *p + 1;
+
+    while (s < e && *s != '"') {
+        unsigned char c = (unsigned char)*s;
+
+        if (c < 0x20)
+            return -1;
+        if (c == '\\') {
+            if (++s >= e)
+                return -1;
+            if (*s == 'u') {
+                for (int i = 1; i <= 4; i++)
+                    if (s + i >= e || !is_hex(s[i]))
+                        return -1;
+                s += 5;
+            } else if (*s == '"' || *s == '\\' || *s == '/' || *s == 'b' || *s == 'f' ||
+                       *s == 'n' || *s == 'r' || *s == 't') {
+                s++;
+            } else {
+                return -1;
+            }
+        } else if (c >= 0x80) {
+            if (scan_utf8(&s, e) < 0)
+                return -1;
+        } else {
+            s++;
+        }
+    }
+    if (s >= e)
+        return -1;
+    *p = s + 1;
+    return 0;
+}
+
+static int scan_digits(const char **p, const char *e)
+{
+    const char *s = *p;
+
+    while (*p < e && **p >= '0' && **p <= '9')
+        (*p)++;
+    return *p > s ? 0 : -1;
+}
+
+static int scan_value(const char **p, const char *e, int depth)
+{
+    const char *s = *p;
+
+    if (s >= e || depth > SCAN_DEPTH)
+        return -1;
+    if (*s == '"')
+        return scan_string(p, e);
+    if (*s == '{' || *s == '[') {
+        char close = *s == '{' ? '}' : ']';
+
+        (*p)++;
+        scan_ws(p, e);
+        if (*p < e && **p == close) {
+            (*p)++;
+            return 0;
+        }
+        for (;;) {
+            if (close == '}') {
+                if (*p >= e || **p != '"' || scan_string(p, e) < 0)
+                    return -1;
+                scan_ws(p, e);
+                if (*p >= e || **p != ':')
+                    return -1;
+                (*p)++;
+                scan_ws(p, e);
+            }
+            if (scan_value(p, e, depth + 1) < 0)
+                return -1;
+            scan_ws(p, e);
+            if (*p < e && **p == ',') {
+                (*p)++;
+                scan_ws(p, e);
+                continue;
+            }
+            if (*p < e && **p == close) {
+                (*p)++;
+                return 0;
+            }
+            return -1;
+        }
+    }
+    if ((size_t)(e - s) >= 4 && (memcmp(s, "true", 4) == 0 || memcmp(s, "null", 4) == 0)) {
+        *p += 4;
+        return 0;
+    }
+    if ((size_t)(e - s) >= 5 && memcmp(s, "false", 5) == 0) {
+        *p += 5;
+        return 0;
+    }
+    if (*p < e && **p == '-')
+        (*p)++;
+    if (*p < e && **p == '0')
+        (*p)++;
+    else if (scan_digits(p, e) < 0)
+        return -1;
+    if (*p < e && **p == '.') {
+        (*p)++;
+        if (scan_digits(p, e) < 0)
+            return -1;
+    }
+    if (*p < e && (**p == 'e' || **p == 'E')) {
+        (*p)++;
+        if (*p < e && (**p == '+' || **p == '-'))
+            (*p)++;
+        if (scan_digits(p, e) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int cmp_block(const void *a, const void *b)
 {
     return strcmp(((const struct push_block *)a)->hash, ((const struct push_block *)b)->hash);
@@ -201,8 +358,140 @@ static int get_v2_doc(json_t *root, struct push_msg *m)
             return rc;
         total += mb->nrefs;
     }
-    qsort(m->members, m->nmembers, sizeof(*m->members), cmp_member);
+    if (m->nmembers)
+        qsort(m->members, m->nmembers, sizeof(*m->members), cmp_member);
     return get_blocks(json_object_get(root, "blocks"), m);
+}
+
+static void drop_blocks(struct push_msg *m)
+{
+    for (size_t i = 0; i < m->nblocks; i++)
+        free(m->blocks[i].text);
+    FREE_AND_NULL(m->blocks);
+    m->nblocks = 0;
+}
+
+/*
+ * The blocks of a v2 frame, `"blocks":{hash:object,...}` at the top level, taken as raw bytes
+ * (each block's text as it arrived: weftd writes canonical texts, and the hash names exactly
+ * those bytes). The frame without that member goes to jansson (*rest, free()), which then reads
+ * a handful of small fields instead of the whole frame. Returns 0 (*rest NULL: no such member,
+ * or a frame this scan does not follow: jansson reads it all and judges it), ERR_INVALID for
+ * malformed blocks, -ENOMEM.
+ */
+static int take_raw_blocks(const char *text, size_t len, struct push_msg *m, char **rest)
+{
+    const char *p = text, *e = text + len, *bv = NULL, *be = NULL;
+    struct buf b;
+    size_t n = 0;
+    int rc = 0;
+
+    *rest = NULL;
+    scan_ws(&p, e);
+    if (p >= e || *p != '{')
+        return 0;
+    buf_init(&b);
+    p++;
+    scan_ws(&p, e);
+    while (p < e && *p == '"') {
+        const char *k = p, *v;
+        size_t klen;
+
+        if (scan_string(&p, e) < 0)
+            goto out;
+        klen = (size_t)(p - k);
+        scan_ws(&p, e);
+        if (p >= e || *p++ != ':')
+            goto out;
+        scan_ws(&p, e);
+        v = p;
+        if (scan_value(&p, e, 1) < 0)
+            goto out;
+        if (klen == 8 && memcmp(k, "\"blocks\"", 8) == 0 && *v == '{' && !bv) {
+            bv = v;
+            be = p;
+        } else {
+            rc = buf_puts(&b, b.len ? "," : "{");
+            if (!rc)
+                rc = buf_append(&b, k, (size_t)(p - k));
+            if (rc)
+                goto out;
+        }
+        scan_ws(&p, e);
+        if (p < e && *p == ',') {
+            p++;
+            scan_ws(&p, e);
+        }
+    }
+    if (!bv)
+        goto out;
+    /* count, then take the members of the blocks object (scan_value checked its shape) */
+    for (const char *q = bv + 1; q < be; q++) {
+        scan_ws(&q, be);
+        if (q >= be || *q == '}')
+            break;
+        if (scan_string(&q, be) < 0)
+            goto out;
+        scan_ws(&q, be);
+        q++; /* ':' */
+        scan_ws(&q, be);
+        if (scan_value(&q, be, 1) < 0)
+            goto out;
+        scan_ws(&q, be);
+        n++; /* q is at ',' or '}' */
+    }
+    rc = ERR_INVALID;
+    if (n > PUSH_REFS_MAX)
+        goto out;
+    if (n) {
+        rc = -ENOMEM;
+        m->blocks = calloc(n, sizeof(*m->blocks));
+        if (!m->blocks)
+            goto out;
+    }
+    p = bv + 1;
+    for (size_t i = 0; i < n; i++) {
+        struct push_block *blk = &m->blocks[m->nblocks];
+        const char *k, *v;
+
+        scan_ws(&p, be);
+        k = p;
+        rc = ERR_INVALID;
+        if (scan_string(&p, be) < 0 || p - k != PUSH_HASH_LEN + 2)
+            goto out;
+        memcpy(blk->hash, k + 1, PUSH_HASH_LEN);
+        blk->hash[PUSH_HASH_LEN] = '\0';
+        if (!push__is_hash(blk->hash))
+            goto out;
+        scan_ws(&p, be);
+        p++; /* ':' */
+        scan_ws(&p, be);
+        v = p;
+        if (*v != '{' || scan_value(&p, be, 1) < 0)
+            goto out;
+        rc = -ENOMEM;
+        blk->len = (size_t)(p - v);
+        blk->text = strndup(v, blk->len);
+        if (!blk->text)
+            goto out;
+        m->nblocks++;
+        scan_ws(&p, be);
+        p++; /* ',' or '}' */
+    }
+    if (m->nblocks)
+        qsort(m->blocks, m->nblocks, sizeof(*m->blocks), cmp_block);
+    rc = ERR_INVALID;
+    for (size_t i = 1; i < m->nblocks; i++)
+        if (strcmp(m->blocks[i - 1].hash, m->blocks[i].hash) == 0)
+            goto out; /* duplicate names, as jansson refuses */
+    rc = buf_puts(&b, b.len ? "}" : "{}");
+    if (!rc)
+        *rest = buf_take(&b);
+out:
+    if (rc || !*rest)
+        drop_blocks(m);
+    buf_release(&b);
+    return rc;
 }
 
 int push_msg_parse(const char *text, size_t len, struct push_msg *out)
@@ -210,11 +499,18 @@ int push_msg_parse(const char *text, size_t len, struct push_msg *out)
     struct push_msg m;
     json_t *root = NULL, *pod, *tv;
     const char *type;
-    int rc = 0;
+    char *rest = NULL;
+    int rc = 0, raw;
 
     memset(&m, 0, sizeof(m));
     memset(out, 0, sizeof(*out));
-    root = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+    rc = take_raw_blocks(text, len, &m, &rest);
+    if (rc)
+        goto out;
+    raw = rest != NULL;
+    root = rest ? json_loads(rest, JSON_REJECT_DUPLICATES, NULL)
+                : json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+    free(rest);
     if (!json_is_object(root)) {
         rc = ERR_PARSE;
         goto out;
@@ -224,6 +520,13 @@ int push_msg_parse(const char *text, size_t len, struct push_msg *out)
     for (size_t i = 0; i < ARRAY_LEN(msg_types); i++)
         if (strcmp(type, msg_types[i].name) == 0)
             m.type = msg_types[i].type;
+    if (raw && json_object_get(root, "blocks")) {
+        rc = ERR_INVALID; /* twice, under two spellings of the name: duplicates are refused */
+        goto out;
+    }
+    if (raw && m.type != PUSH_MSG_BLOCKS &&
+        (m.type != PUSH_MSG_CONFIG || !json_object_get(root, "skeleton")))
+        drop_blocks(&m); /* not a field of this message: ignored, as unknown fields are */
     switch (m.type) {
     case PUSH_MSG_HELLO:
         pod = json_object_get(root, "pod");
@@ -275,7 +578,7 @@ int push_msg_parse(const char *text, size_t len, struct push_msg *out)
         json_t *v = json_object_get(root, "version"), *miss = json_object_get(root, "missing");
 
         if (!json_is_integer(v) || json_integer_value(v) < 1 ||
-            !json_is_object(json_object_get(root, "blocks"))) {
+            (!raw && !json_is_object(json_object_get(root, "blocks")))) {
             rc = ERR_INVALID;
             break;
         }

@@ -92,8 +92,8 @@ int push__doc_frame_v1(const struct push__doc *d, uint64_t version, char **out) 
  * sent on the stream; NULL: none, the agent asks) does not hold; *nblocks: how many. */
 int push__doc_frame_v2(const struct push__doc *d, uint64_t version, const struct push__doc *have,
                        int all, char **out, size_t *nblocks) WUR;
-/* Index of the first reference to block hash in d, or -1. */
-int push__doc_find(const struct push__doc *d, const char *hash);
+/* Index of the first reference to block hash in d (made from st), or -1. */
+int push__doc_find(const struct push__store *st, const struct push__doc *d, const char *hash);
 const struct push_block *push__doc_block(const struct push__doc *d, size_t i);
 
 /* The agent's block cache and assembly. */

@@ -74,9 +74,10 @@ struct conn {
     size_t nneed;               /* blocks flagged in need */
     struct push_hash *missing;  /* v2: asked for, not in sent_doc (at most PUSH_NEED_MAX) */
     size_t nmissing;
-    int apps_sent;       /* `appsExited` went out on this stream */
-    uint64_t trust_sent; /* the server's trust_gen last sent on this stream; 0 none */
-    char *error_frame;   /* to write before closing */
+    unsigned needs_this_version; /* `need`s for the last document sent */
+    int apps_sent;               /* `appsExited` went out on this stream */
+    uint64_t trust_sent;         /* the server's trust_gen last sent on this stream; 0 none */
+    char *error_frame;           /* to write before closing */
     char close_reason[64];
     int close_status;
     char spiffe[SPIFFE_MAX];
@@ -394,6 +395,13 @@ static void on_need(struct push_server *s, struct conn *c, const struct push_msg
     s->stats.needs++;
     if (!d || m->version != c->version)
         return;
+    /* an agent asks for a document's blocks in at most nblocks / PUSH_NEED_MAX + 1 messages
+     * (the next batch once the answer came); more is not an agent assembling that document */
+    if (++c->needs_this_version > d->nblocks / PUSH_NEED_MAX + 2) {
+        conn_fail(c, PUSH_ERR_PROTOCOL, "too many need messages for one document",
+                  PUSH_CLOSE_POLICY);
+        return;
+    }
     if (!c->need) {
         c->need = calloc(d->nblocks ? d->nblocks : 1, 1);
         if (!c->need) {
@@ -402,7 +410,7 @@ static void on_need(struct push_server *s, struct conn *c, const struct push_msg
         }
     }
     for (size_t i = 0; i < m->nhashes; i++) {
-        int k = push__doc_find(d, m->hashes[i].h);
+        int k = push__doc_find(&s->store, d, m->hashes[i].h);
 
         if (k >= 0) {
             c->nneed += !c->need[k];
@@ -601,6 +609,7 @@ static int on_writeable(struct push_server *s, struct conn *c)
     c->version++;
     /* asks for the previous version are moot: the agent assembles this one now */
     need_clear(c);
+    c->needs_this_version = 0;
     if (c->v2) {
         push__doc_unref(&s->store, c->sent_doc);
         c->sent_doc = p->doc;

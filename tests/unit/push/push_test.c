@@ -2139,7 +2139,7 @@ static void t_v2_cache(void)
 
         REQUIRE(push__doc_from_json(&st, j, &d) == 0);
         for (size_t i = 0; i < o.nneed; i++) {
-            int k = push__doc_find(d, o.need[i].h);
+            int k = push__doc_find(&st, d, o.need[i].h);
 
             REQUIRE(k >= 0);
             ans.blocks[ans.nblocks] = *push__doc_block(d, (size_t)k);
@@ -2234,6 +2234,54 @@ static void t_v2_cache(void)
     push__store_release(&st);
 }
 
+/* A peer cannot make the agent pin more than a document's worth of blocks: 17 distinct blocks
+ * just under the block limit (68 MiB, over the 64 MiB document limit) are refused as they come,
+ * and the last good document's blocks stay. */
+static void t_v2_cache_bounded(void)
+{
+    enum { NB = 17 };
+    struct push__cache *c = NULL;
+    struct push__asm_out o;
+    struct push_msg m;
+    size_t n, bytes;
+
+    REQUIRE(push__cache_new(0, &c) == 0);
+    memset(&m, 0, sizeof(m));
+    m.type = PUSH_MSG_CONFIG;
+    m.version = 1;
+    memset(m.hash, 'a', PUSH_HASH_LEN);
+    m.members = calloc(1, sizeof(*m.members));
+    m.blocks = calloc(NB, sizeof(*m.blocks));
+    REQUIRE(m.members && m.blocks);
+    m.nmembers = 1;
+    m.members[0].key = strdup("outbound");
+    m.members[0].refs = calloc(NB, sizeof(*m.members[0].refs));
+    m.members[0].nrefs = NB;
+    for (int i = 0; i < NB; i++) {
+        size_t len = PUSH_BLOCK_MAX;
+        char *t = malloc(len + 1);
+
+        REQUIRE(t);
+        memset(t, 'x', len);
+        snprintf(t, 16, "{\"%02d\":\"", i);
+        t[7] = 'x'; /* snprintf's NUL */
+        t[len - 2] = '"';
+        t[len - 1] = '}';
+        t[len] = '\0';
+        m.blocks[i].text = t;
+        m.blocks[i].len = len;
+        REQUIRE(tls_sha256_hex(t, len, m.blocks[i].hash) == 0);
+        memcpy(m.members[0].refs[i].h, m.blocks[i].hash, PUSH_HASH_LEN + 1);
+    }
+    m.nblocks = NB;
+    CHECK_INT(push__cache_config(c, &m, &o), PUSH__ASM_FAIL);
+    CHECK(strncmp(o.reason, "DocumentTooLarge: its blocks alone are ", 39) == 0);
+    push__cache_stats(c, &n, &bytes);
+    CHECK_INT((long long)n, 0); /* nothing pinned, no spare: all dropped */
+    push_msg_release(&m);
+    push__cache_free(c);
+}
+
 static int p_acks3b(void *a)
 {
     return ((struct h *)a)->acks >= 3;
@@ -2326,13 +2374,13 @@ static void t_v2_stream(void)
 }
 
 UNIT_MAIN(UNIT(t_v2_doc_exact), UNIT(t_v2_store_shared), UNIT(t_v2_msgs), UNIT(t_v2_cache),
-          UNIT(t_v2_stream), UNIT(t_sha256_vectors), UNIT(t_canonical), UNIT(t_msg_encode_exact),
-          UNIT(t_msg_parse), UNIT(t_msg_parse_invalid), UNIT(t_bad_arguments),
-          UNIT(t_hello_config_ack), UNIT(t_identical_not_resent), UNIT(t_send_json_converged),
-          UNIT(t_reconnect_last_hash), UNIT(t_last_hash_before_document), UNIT(t_nack_recorded),
-          UNIT(t_deferred_answer), UNIT(t_reject_backs_off), UNIT(t_unknown_ca_refused),
-          UNIT(t_client_checks_server_cert), UNIT(t_spiffe_extraction), UNIT(t_debounce),
-          UNIT(t_debounce_quiet), UNIT(t_conn_caps), UNIT(t_server_restart), UNIT(t_cert_rotation),
-          UNIT(t_no_client_cert_refused), UNIT(t_tls_policy), UNIT(t_bad_first_frame),
-          UNIT(t_slow_peer_bounded), UNIT(t_keepalive), UNIT(t_forget), UNIT(t_apps_exited),
-          UNIT(t_trust_follows))
+          UNIT(t_v2_cache_bounded), UNIT(t_v2_stream), UNIT(t_sha256_vectors), UNIT(t_canonical),
+          UNIT(t_msg_encode_exact), UNIT(t_msg_parse), UNIT(t_msg_parse_invalid),
+          UNIT(t_bad_arguments), UNIT(t_hello_config_ack), UNIT(t_identical_not_resent),
+          UNIT(t_send_json_converged), UNIT(t_reconnect_last_hash),
+          UNIT(t_last_hash_before_document), UNIT(t_nack_recorded), UNIT(t_deferred_answer),
+          UNIT(t_reject_backs_off), UNIT(t_unknown_ca_refused), UNIT(t_client_checks_server_cert),
+          UNIT(t_spiffe_extraction), UNIT(t_debounce), UNIT(t_debounce_quiet), UNIT(t_conn_caps),
+          UNIT(t_server_restart), UNIT(t_cert_rotation), UNIT(t_no_client_cert_refused),
+          UNIT(t_tls_policy), UNIT(t_bad_first_frame), UNIT(t_slow_peer_bounded), UNIT(t_keepalive),
+          UNIT(t_forget), UNIT(t_apps_exited), UNIT(t_trust_follows))

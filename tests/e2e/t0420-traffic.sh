@@ -19,7 +19,10 @@
 #     0, 1 and 3 retries, and HAProxy counts the retries; POST is not retried on a 503 (Weft's
 #     rule for non-idempotent methods: connection failures only); a per-try timeout lands the
 #     retry on the other endpoint when one hangs (option redispatch 1); the whole-request
-#     timeout answers 504.
+#     timeout answers 504;
+#   - SMI TrafficSplit (split.smi-spec.io v1alpha1 with quantity weights, v1alpha2, v1alpha3,
+#     v1alpha4), as Flagger and Argo Rollouts write it, in place of Weft's: 2,000 requests on one
+#     connection per version, each share within +-3 points.
 . "$(dirname "$0")/lib.sh"
 . "$KL_REPO/tests/integration/weftd-lib.sh"
 
@@ -355,6 +358,34 @@ case_timeout() {
     assert_match "$OUT" '^504 0\.(6[5-9]|[7-9])' "status and seconds" || return
 }
 
+# SMI TrafficSplit as Flagger and Argo Rollouts write it, in each served version, instead of
+# Weft's: the same per-request shares on the wire (one keep-alive connection, 2,000 requests)
+case_smi() {
+    local n v w1 w2 want1 v1 v2
+    ok "SMI CRD" "$K" apply -f "$KL_REPO/crds/optional/smi-trafficsplits.yaml" || return
+    n=$(acks)
+    ok "Weft's split removed" "$K" delete trafficsplits.mesh.weft.dev -n $NS web || return
+    applied "$n" || return
+    # weftd watches the optional SMI resource once it is served (probed every 5 s)
+    for v in "v1alpha1 \"800m\" \"200m\" 80" "v1alpha1 \"70\" \"30\" 70" "v1alpha2 90 10 90" \
+        "v1alpha3 60 40 60" "v1alpha4 25 75 25"; do
+        read -r v w1 w2 want1 <<<"$v"
+        n=$(acks)
+        printf '{"apiVersion": "split.smi-spec.io/%s", "kind": "TrafficSplit", "metadata": {"name": "web-rollout", "namespace": "%s"}, "spec": {"service": "web", "backends": [{"service": "web-v1", "weight": %s}, {"service": "web-v2", "weight": %s}]}}\n' \
+            "$v" "$NS" "$w1" "$w2" | "$K" apply -f - >/dev/null || { t_fail "SMI $v"; return 1; }
+        wait_for 30 sh -c "[ \$(grep -c 'msg=\"configuration applied (ACK)\"' '$D/agent.log') -gt $n ]" ||
+            { t_fail "SMI $v: no document applied: $(grep -i smi "${WD_LOG[a]}" | tail -3)"; return 1; }
+        okv "SMI $v: 2,000 requests, one connection" "${LOAD[@]}" -n 2000 -c 1 || return
+        v1=$(share v1-) v2=$(share v2-)
+        echo "    SMI $v, weights $w1/$w2: web-v1 $v1%, web-v2 $v2% ($(printf '%s' "$OUT" | head -1))"
+        assert_contains "$OUT" "requests 2000 ok 2000 failed 0" "SMI $v: every request answered" || return
+        within "$v1" "$want1" 3 || { t_fail "SMI $v: web-v1 got $v1% (want $want1 +- 3): $OUT"; return 1; }
+        within "$v2" "$((100 - want1))" 3 || { t_fail "SMI $v: web-v2 got $v2% (want $((100 - want1)) +- 3): $OUT"; return 1; }
+    done
+    okv "stored" "$K" get trafficsplits.split.smi-spec.io -n $NS web-rollout -o 'jsonpath={.apiVersion}' || return
+    echo "    read back as $OUT"
+}
+
 t_run "setup: weftd, a meshed client pod with the agent, web split over web-v1 and web-v2" case_setup
 [ "$T_FAILED" -eq 0 ] || t_summary
 t_run "90/10 over 1 and 3 endpoints, one keep-alive connection: each share within 3 points" case_split
@@ -363,4 +394,5 @@ t_run "weights, scale-ups, scale-downs under 300 requests/s: no failure, no relo
 t_run "RetryPolicy against 30% random 503s: 0, 1, 3 retries; POST not retried" case_retries
 t_run "a per-try timeout retries on the other endpoint" case_per_try_timeout
 t_run "the whole-request timeout answers 504" case_timeout
+t_run "SMI TrafficSplit v1alpha1-v1alpha4 (Flagger, Argo Rollouts): the same shares" case_smi
 t_summary

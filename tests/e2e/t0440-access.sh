@@ -55,7 +55,7 @@ counter() {
 }
 
 pod_of() { case $1 in "$NSF") echo front ;; "$NSG") echo guest ;; *) echo "$1" ;; esac; }
-MARK=0
+MARK=0 AGENT_PIDS=()
 # call NS METHOD PATH [HEADER...]: one request from the pod NS's app to Service app through its
 # sidecar, with a unique mark in the query. CODE (000: no answer), DENIED (x-weft-denied), BODY,
 # M (the mark, to look for in the app's log).
@@ -255,6 +255,7 @@ EOF
             --stream-port 15013 --stream-server-name $CP --token-file "$D/$name.token" \
             --ca-file "$D/root.pem" --run-dir "$D/$name/run" >"$D/$name.log" 2>&1 &
         bg_track $!
+        AGENT_PIDS+=($!)
     done
     wait_for 30 sh -c "$(declare -f ready); ready $NSF && ready $NSG && ready $NSS" ||
         { t_fail "agents not ready: $(tail -3 "$D/front.log") $(tail -3 "$D/app.log")"; return 1; }
@@ -346,12 +347,111 @@ case_audit() {
     assert_eq "$(($(counter audit acc/audit-guest) - a0))" 6 "audited requests and connections" || return
 }
 
+# namespaceSelector: guest's namespace gains and loses the label, the decision follows without
+# restarting anything (guest stays a caller through its GET /public Allow, so the flip is
+# 403 <-> 200 on GET /team)
+case_ns_selector() {
+    local m0 t0 i
+    no_policies && policy allow-front Allow "$SA_FRONT" &&
+        policy allow-guest-public Allow "$SA_GUEST" '[{"methods": ["GET"], "paths": [{"type": "PathPrefix", "value": "/public"}]}]' &&
+        policy allow-blue Allow '[{"namespaceSelector": {"matchLabels": {"team": "blue"}}}]' || return
+    until_code 20 200 $NSG GET /public && until_code 20 403 $NSG GET /team || return
+    expect 403 acc/default $NSG GET /team || return
+    m0=$(master_pid)
+    for i in 1 2; do
+        t0=$(date +%s%N)
+        ok "label guest team=blue" "${KCS[@]}" label ns guest team=blue --overwrite || return
+        until_code 20 200 $NSG GET /team || return
+        echo "    namespace guest labelled team=blue: 200 after $((($(date +%s%N) - t0) / 1000000)) ms"
+        expect 200 - $NSG GET /team || return
+        t0=$(date +%s%N)
+        ok "label guest team=red" "${KCS[@]}" label ns guest team=red --overwrite || return
+        until_code 20 403 $NSG GET /team || return
+        echo "    namespace guest relabelled team=red: 403 after $((($(date +%s%N) - t0) / 1000000)) ms"
+        expect 403 acc/default $NSG GET /team || return
+        ok "unlabel" "${KCS[@]}" label ns guest team- || return
+    done
+    assert_eq "$(master_pid)" "$m0" "the app sidecar's HAProxy master (not restarted)" || return
+    for p in "${AGENT_PIDS[@]}"; do
+        kill -0 "$p" 2>/dev/null || { t_fail "agent $p is gone"; return 1; }
+    done
+    kill -0 "$WEFTD_PID" 2>/dev/null || { t_fail "weftd is gone"; return 1; }
+    assert_eq "$(grep -c 'msg=listening what=stream' "$WEFTD_LOG")" 1 "weftd started once" || return
+}
+
+# a policy change while front holds a keep-alive HTTP connection and a TCP connection through
+# its sidecar: both carry on (same local port, every answer), the echo app sees one connection
+case_keepalive() {
+    local w0 m0 n e0 hp tp
+    no_policies && policy allow-front Allow "$SA_FRONT" || return
+    until_code 20 200 $NSF GET / && until_echo 10 $NSF yes || return
+    sleep 1
+    w0=$(worker_pid) m0=$(master_pid) n=$(acks) e0=$(grep -c '^conn ' "$ECHO_LOG")
+    ip netns exec $NSF "$E2E_PY" "$E2E_DIR/conn.py" http "http://$SVC:80/keep" 40 0.15 >"$D/ka-http.out" 2>&1 &
+    hp=$!
+    ip netns exec $NSF "$E2E_PY" "$E2E_DIR/conn.py" tcp $SVC 9000 40 0.15 >"$D/ka-tcp.out" 2>&1 &
+    tp=$!
+    bg_track $hp
+    bg_track $tp
+    sleep 1.5
+    # front stays allowed; the app sidecar's document changes (a Deny for guest on /admin)
+    policy deny-guest-admin Deny "$SA_GUEST" '[{"paths": [{"type": "PathPrefix", "value": "/admin"}]}]' || return
+    wait_for 20 sh -c "[ \$(grep -c 'msg=\"configuration applied (ACK)\"' '$D/app.log') -gt $n ]" ||
+        { t_fail "the app sidecar applied no new document"; return 1; }
+    echo "    app sidecar: $(grep 'msg="configuration applied (ACK)"' "$D/app.log" | tail -1 | grep -o 'how=[a-z]*')"
+    wait $hp || { t_fail "the HTTP connection: $(tr '\n' ' ' <"$D/ka-http.out")"; return 1; }
+    wait $tp || { t_fail "the TCP connection: $(tr '\n' ' ' <"$D/ka-tcp.out")"; return 1; }
+    assert_eq "$(awk '$2 == 200 {print $1}' "$D/ka-http.out" | sort -u | wc -l)" 1 "local ports of the HTTP answers" || return
+    assert_eq "$(grep -c ' 200$' "$D/ka-http.out")" 40 "HTTP answers (200) on the one connection" || return
+    assert_eq "$(grep -c '^echo ' "$D/ka-tcp.out")" 40 "TCP echoes on the one connection" || return
+    assert_eq "$(($(grep -c '^conn ' "$ECHO_LOG") - e0))" 1 "connections the echo app saw" || return
+    echo "    HTTP: 40 x 200 from local port $(head -1 "$D/ka-http.out" | cut -d' ' -f1); TCP: $(head -1 "$D/ka-tcp.out"), 40 echoes"
+    echo "    app sidecar's HAProxy: worker $w0 -> $(worker_pid) (a reload: access rules are configuration), master $m0 -> $(master_pid)"
+    assert_eq "$(master_pid)" "$m0" "the HAProxy master" || return
+}
+
+# weftd restarted with --default-mode deny, no policy: nothing reaches the app. The clients'
+# sidecars no longer route the Service (no caller may call it); a peer presenting its mesh
+# certificate directly gets 403 acc/default, and its tcp connection is closed.
+case_mode_deny() {
+    local d0 e0 out
+    no_policies || return
+    kill -TERM "$WEFTD_PID" && wait "$WEFTD_PID" 2>/dev/null
+    weftd_start --default-mode deny || return
+    until_code 30 000 $NSF GET / || return
+    expect 000 - $NSF GET /x || return
+    expect 000 - $NSG GET /x || return
+    d0=$(counter deny acc/default) e0=$(grep -c '^conn ' "$ECHO_LOG")
+    MARK=$((MARK + 1)) M="m$MARK-$$"
+    out=$(ip netns exec $NSF "${E2E_1337[@]}" curl -sk -m 5 --cert "$D/front/run/pod.pem" -D - -o /dev/null \
+        "https://$S:8080/direct?mark=$M" | tr -d '\r')
+    assert_match "$out" '^HTTP/1.1 403' "front's certificate, directly: status" || return
+    assert_contains "$out" "x-weft-denied: acc/default" "front's certificate, directly: x-weft-denied" || return
+    sleep 0.1
+    ! app_saw "$M" || { t_fail "the app saw the refused request"; return 1; }
+    out=$( (echo ping; sleep 1) | ip netns exec $NSF "${E2E_1337[@]}" timeout 5 openssl s_client -quiet \
+        -connect "$S:9000" -cert "$D/front/run/pod.pem" 2>&1)
+    assert_not_contains "$out" "ping" "port 9000 with front's certificate: no echo" || return
+    assert_eq "$(grep -c '^conn ' "$ECHO_LOG")" "$e0" "connections the echo app saw" || return
+    assert_eq "$(($(counter deny acc/default) - d0))" 2 "weft_agent_access_decisions_total{action=deny,policy=acc/default}" || return
+    echo "    mode deny: front and guest not routed; front's certificate directly: 403 acc/default, tcp closed; counted 2"
+    # an Allow opens it for front only
+    policy allow-front Allow "$SA_FRONT" || return
+    until_code 30 200 $NSF GET / || return
+    expect 200 - $NSF GET /after || return
+    expect 000 - $NSG GET /after || return
+    until_echo 10 $NSF yes || return
+}
+
 t_run "three meshed pods, weftd in the app's namespace, every sidecar ready" case_setup
 [ "$T_FAILED" -eq 0 ] || t_summary # nothing below can work without the pods
 t_run "Deny by ServiceAccount: 200 for front, 403 naming the policy for guest; tcp closed" case_identity
 t_run "Allow for front only: guest is not routed, the app never sees it" case_allow_only
 t_run "L7 rules: GET /public, headers, POST /admin denied; an Allow with rules on tcp" case_l7
 t_run "Audit: served, logged and counted under the policy's name" case_audit
+t_run "namespaceSelector follows the namespace's labels live" case_ns_selector
+t_run "a policy change keeps front's keep-alive HTTP and TCP connections" case_keepalive
+t_run "--default-mode deny without an Allow: everything refused; an Allow opens it" case_mode_deny
 if [ "$T_FAILED" -ne 0 ] && [ -n "${T0440_KEEP:-}" ]; then # debugging: keep the logs
     mkdir -p "$T0440_KEEP" && cp -r "$D"/*.log "$D"/*/run/haproxy.cfg "$KL_TMP"/bg.*.log "$T0440_KEEP" 2>/dev/null
 fi

@@ -37,7 +37,8 @@
 #                    WebSocket) and 1.27 (SPDY) reach the app (20 and 10 concurrent connections,
 #                    whole answers), a listener on the pod's 127.0.0.1 only, a closed port gives
 #                    kubectl's error and ends it, RBAC needs create on pods/portforward, weftd's
-#                    admin port through deploy/weftd (/debug/ with a granted token 200, without 401)
+#                    admin port through deploy/weftd (/debug/ with a granted token 200, without
+#                    401), a meshed pod's app on its 127.0.0.1
 #   native-sidecar   an injected pod starts with weft-proxy as a native sidecar (node v1.33):
 #                    the app starts after the proxy was ready (the agent's own log of its
 #                    certificate, first configuration and HAProxy's health, against
@@ -487,7 +488,15 @@ YAML
     CODE=$(curl -s -m 10 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PF_PORT/metrics")
     assert_eq "$CODE" 200 "/metrics through port-forward" || return 1
     pf_stop
-    ok "delete" "$K" delete pod -n plain lo-only --wait=false
+    # a meshed pod: 127.0.0.1:8080 inside it is the app (weft-init's rules leave loopback alone)
+    ok "meshed pod" "$K" run -n demo pfm --image=weft/testapp || return 1
+    wait_for 60 ready demo pfm || { cluster_fail "demo/pfm is not Ready"; return 1; }
+    pf_start meshed "$K" -n demo pod/pfm :8080 || return 1
+    okv "GET / of a meshed pod" curl -s -m 10 "http://127.0.0.1:$PF_PORT/" || return 1
+    assert_eq "$OUT" pfm "the meshed app's answer through port-forward" || return 1
+    pf_stop
+    ok "delete" "$K" delete pod -n plain lo-only --wait=false || return 1
+    ok "delete" "$K" delete pod -n demo pfm --wait=false
 }
 
 case_post_start() {

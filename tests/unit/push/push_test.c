@@ -3,7 +3,8 @@
  * loop over loopback TLS. Certificates are made once per run with the openssl CLI (a CA, a
  * server certificate, client certificates with URI SANs, one from an unknown CA). A raw
  * OpenSSL WebSocket client on a thread plays peers push_client cannot (no certificate, a peer
- * that stops reading, a malformed first frame).
+ * that stops reading, a malformed first frame), and a raw server on a thread a hostile weftd
+ * speaking protocol v2 (bad, oversized and unknown blocks).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -2373,11 +2374,285 @@ static void t_v2_stream(void)
     }
 }
 
+/* --- a hostile v2 server on a thread (for the agent's side) -------------------------------- */
+
+struct hsrv {
+    int lfd, port;
+    char *frames[8];  /* scripted frames to send, in order; "NEED" waits for a need and answers
+                       * it with that block missing */
+    char got[8][512]; /* the client's frames after its hello (truncated) */
+    int ngot;
+    atomic_int done;
+};
+
+static int hs_write(SSL *ssl, const char *text)
+{
+    size_t len = strlen(text), hl = 2;
+    unsigned char hdr[10] = {0x81};
+    int rc;
+    unsigned char *b;
+
+    if (len < 126) {
+        hdr[1] = (unsigned char)len;
+    } else if (len < 65536) {
+        hdr[1] = 126;
+        hdr[2] = (unsigned char)(len >> 8);
+        hdr[3] = (unsigned char)len;
+        hl = 4;
+    } else {
+        hdr[1] = 127;
+        for (int i = 0; i < 8; i++)
+            hdr[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+        hl = 10;
+    }
+    b = malloc(hl + len);
+    memcpy(b, hdr, hl);
+    memcpy(b + hl, text, len);
+    rc = SSL_write(ssl, b, (int)(hl + len)) == (int)(hl + len) ? 0 : -1;
+    free(b);
+    return rc;
+}
+
+/* One frame from the client (masked); its text in *out (free()); the opcode or -1. */
+static int hs_read(SSL *ssl, char **out)
+{
+    unsigned char h[2], ext[8], mask[4];
+    uint64_t len;
+    char *p;
+
+    if (raw_read_full(ssl, h, 2) < 0)
+        return -1;
+    len = h[1] & 0x7f;
+    if (len == 126) {
+        if (raw_read_full(ssl, ext, 2) < 0)
+            return -1;
+        len = (uint64_t)ext[0] << 8 | ext[1];
+    } else if (len == 127) {
+        if (raw_read_full(ssl, ext, 8) < 0)
+            return -1;
+        len = 0;
+        for (int i = 0; i < 8; i++)
+            len = len << 8 | ext[i];
+    }
+    if (!(h[1] & 0x80) || raw_read_full(ssl, mask, 4) < 0 || len > (1u << 20))
+        return -1;
+    p = malloc(len + 1);
+    if (!p || raw_read_full(ssl, p, len) < 0) {
+        free(p);
+        return -1;
+    }
+    for (uint64_t i = 0; i < len; i++)
+        p[i] ^= (char)mask[i % 4];
+    p[len] = '\0';
+    *out = p;
+    return h[0] & 0x0f;
+}
+
+/* The next text frame from the client (pings are not sent by it within the test). */
+static char *hs_next(SSL *ssl)
+{
+    for (;;) {
+        char *p = NULL;
+        int op = hs_read(ssl, &p);
+
+        if (op == 1)
+            return p;
+        free(p);
+        if (op < 0 || op == 8)
+            return NULL;
+    }
+}
+
+static void *hs_thread(void *arg)
+{
+    struct hsrv *hs = arg;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    char path[256], req[2048], key[64] = "", acc[64], resp[512];
+    unsigned char md[20];
+    unsigned int mdlen = 0;
+    struct timeval tv = {5, 0};
+    SSL *ssl = NULL;
+    size_t n = 0;
+    int fd;
+
+    fd = accept(hs->lfd, NULL, NULL);
+    if (fd < 0)
+        goto out;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    snprintf(path, sizeof(path), "%s/srv.pem", fixdir);
+    SSL_CTX_use_certificate_file(ctx, path, SSL_FILETYPE_PEM);
+    snprintf(path, sizeof(path), "%s/srv.key", fixdir);
+    SSL_CTX_use_PrivateKey_file(ctx, path, SSL_FILETYPE_PEM);
+    ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    if (SSL_accept(ssl) != 1)
+        goto out;
+    req[0] = '\0';
+    while (n < sizeof(req) - 1 && !strstr(req, "\r\n\r\n")) {
+        if (SSL_read(ssl, req + n, 1) <= 0)
+            goto out;
+        req[++n] = '\0';
+    }
+    {
+        const char *k = strcasestr(req, "\r\nSec-WebSocket-Key: ");
+        char src[128];
+
+        if (!k || sscanf(k + 21, "%40s", key) != 1)
+            goto out;
+        snprintf(src, sizeof(src), "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", key);
+        EVP_Digest(src, strlen(src), md, &mdlen, EVP_sha1(), NULL);
+        EVP_EncodeBlock((unsigned char *)acc, md, (int)mdlen);
+    }
+    snprintf(resp, sizeof(resp),
+             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             "Sec-WebSocket-Accept: %s\r\nSec-WebSocket-Protocol: " PUSH_SUBPROTOCOL_V2 "\r\n\r\n",
+             acc);
+    if (SSL_write(ssl, resp, (int)strlen(resp)) <= 0)
+        goto out;
+    free(hs_next(ssl)); /* the hello */
+    for (int i = 0; i < 8 && hs->frames[i]; i++) {
+        char *p;
+
+        if (strncmp(hs->frames[i], "NEED ", 5) == 0) {
+            /* answer the client's need: the block is missing */
+            p = hs_next(ssl);
+            if (!p)
+                goto out;
+            snprintf(hs->got[hs->ngot++], sizeof(hs->got[0]), "%s", p);
+            free(p);
+            if (hs_write(ssl, hs->frames[i] + 5) < 0)
+                goto out;
+        } else if (hs_write(ssl, hs->frames[i]) < 0) {
+            goto out;
+        }
+        if (hs->frames[i + 1] && strncmp(hs->frames[i + 1], "NEED ", 5) == 0)
+            continue;     /* the answer to this one is a need */
+        p = hs_next(ssl); /* ack or nack */
+        if (!p)
+            goto out;
+        snprintf(hs->got[hs->ngot++], sizeof(hs->got[0]), "%s", p);
+        free(p);
+    }
+out:
+    atomic_store(&hs->done, 1);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
+static int p_hs_done(void *a)
+{
+    return atomic_load(&((struct hsrv *)a)->done);
+}
+
+/* The agent's side of v2 against a hostile weftd, on the wire: a good document is ACKed; a
+ * block not named by its hash, one over the limit and one the server then says it lacks are
+ * each NACKed with the reason, on_config never sees them, and the last good hash stays. */
+static void t_v2_hostile_server(void)
+{
+    struct push__store st;
+    struct push_client_config cc;
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    socklen_t sl = sizeof(sa);
+    char h1[PUSH_HASH_LEN + 1], h2[PUSH_HASH_LEN + 1], need_blocks[256];
+    struct hsrv hs;
+    pthread_t th;
+    struct push_msg m;
+    struct h h;
+    char *good = NULL, *bad = NULL, *big = NULL, *unknown = NULL;
+
+    push__store_init(&st);
+    {
+        json_t *j = json_loads(V2A, 0, NULL), *jb = json_loads(V2B, 0, NULL);
+        struct push__doc *d = NULL, *db = NULL;
+
+        REQUIRE(j && jb && push__doc_from_json(&st, j, &d) == 0);
+        REQUIRE(push__doc_from_json(&st, jb, &db) == 0);
+        memcpy(h1, d->hash, sizeof(h1));
+        memcpy(h2, db->hash, sizeof(h2));
+        REQUIRE(push__doc_frame_v2(d, 1, NULL, 1, &good, NULL) == 0);
+        /* B after A carries db2 inline: spoil its content, keep its name */
+        REQUIRE(push__doc_frame_v2(db, 2, d, 0, &bad, NULL) == 0);
+        REQUIRE(strstr(bad, "\"db2\""));
+        memcpy(strstr(bad, "\"db2\"") + 1, "dbX", 3);
+        /* B with nothing inline: the agent asks for db2 */
+        REQUIRE(push__doc_frame_v2(db, 4, NULL, 0, &unknown, NULL) == 0);
+        REQUIRE(push_msg_parse(unknown, strlen(unknown), &m) == 0);
+        snprintf(need_blocks, sizeof(need_blocks),
+                 "NEED {\"type\":\"blocks\",\"version\":4,\"blocks\":{},\"missing\":[\"%s\"]}",
+                 push__doc_block(db, 2)->hash); /* inbound p, outbound api, db2 */
+        push_msg_release(&m);
+        push__doc_unref(&st, d);
+        push__doc_unref(&st, db);
+        json_decref(j);
+        json_decref(jb);
+    }
+    {
+        /* a block over PUSH_BLOCK_MAX, named by its real hash */
+        size_t len = PUSH_BLOCK_MAX + 16;
+        char *blk = malloc(len + 1), hb[PUSH_HASH_LEN + 1];
+        struct buf b;
+
+        REQUIRE(blk);
+        memset(blk, 'y', len);
+        memcpy(blk, "{\"s\":\"", 6);
+        blk[len - 2] = '"';
+        blk[len - 1] = '}';
+        blk[len] = '\0';
+        REQUIRE(tls_sha256_hex(blk, len, hb) == 0);
+        buf_init(&b);
+        REQUIRE(buf_printf(&b,
+                           "{\"type\":\"config\",\"version\":3,\"hash\":\"%s\",\"skeleton\":{},"
+                           "\"refs\":{\"outbound\":[\"%s\"]},\"blocks\":{\"%s\":",
+                           h2, hb, hb) == 0);
+        REQUIRE(buf_puts(&b, blk) == 0 && buf_puts(&b, "}}") == 0);
+        big = buf_take(&b);
+        free(blk);
+    }
+    memset(&hs, 0, sizeof(hs));
+    hs.frames[0] = good;
+    hs.frames[1] = bad;
+    hs.frames[2] = big;
+    hs.frames[3] = unknown;
+    hs.frames[4] = need_blocks;
+    hs.lfd = socket(AF_INET, SOCK_STREAM, 0);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(bind(hs.lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(hs.lfd, 4) == 0);
+    REQUIRE(getsockname(hs.lfd, (struct sockaddr *)&sa, &sl) == 0);
+    memset(&h, 0, sizeof(h));
+    REQUIRE(uv_loop_init(&h.loop) == 0);
+    h.port = ntohs(sa.sin_port);
+    REQUIRE(pthread_create(&th, NULL, hs_thread, &hs) == 0);
+    cc = client_cfg(&h, &F.cli);
+    REQUIRE(push_client_new(&h.loop, &cc, &cops, &h, &h.cli) == 0);
+    REQUIRE(spin(&h.loop, p_hs_done, &hs, 10000));
+    pthread_join(th, NULL);
+    close(hs.lfd);
+    CHECK_INT(h.configs, 1); /* only the good document reached on_config */
+    CHECK_STR(h.cfg_hash, h1);
+    CHECK_STR(push_client_last_hash(h.cli), h1);
+    CHECK_INT(hs.ngot, 5);
+    CHECK(strstr(hs.got[0], "\"type\":\"ack\"") && strstr(hs.got[0], h1));
+    CHECK(strstr(hs.got[1], "\"type\":\"nack\"") && strstr(hs.got[1], "BadBlock: block "));
+    CHECK(strstr(hs.got[2], "\"type\":\"nack\"") && strstr(hs.got[2], "BlockTooLarge: block "));
+    CHECK(strstr(hs.got[3], "\"type\":\"need\"") && strstr(hs.got[3], "\"version\":4"));
+    CHECK(strstr(hs.got[4], "\"type\":\"nack\"") &&
+          strstr(hs.got[4], "UnknownBlock: weftd does not hold block "));
+    free(good);
+    free(bad);
+    free(big);
+    free(unknown);
+    h_done(&h);
+    push__store_release(&st);
+}
+
 UNIT_MAIN(UNIT(t_v2_doc_exact), UNIT(t_v2_store_shared), UNIT(t_v2_msgs), UNIT(t_v2_cache),
-          UNIT(t_v2_cache_bounded), UNIT(t_v2_stream), UNIT(t_sha256_vectors), UNIT(t_canonical),
-          UNIT(t_msg_encode_exact), UNIT(t_msg_parse), UNIT(t_msg_parse_invalid),
-          UNIT(t_bad_arguments), UNIT(t_hello_config_ack), UNIT(t_identical_not_resent),
-          UNIT(t_send_json_converged), UNIT(t_reconnect_last_hash),
+          UNIT(t_v2_cache_bounded), UNIT(t_v2_stream), UNIT(t_v2_hostile_server),
+          UNIT(t_sha256_vectors), UNIT(t_canonical), UNIT(t_msg_encode_exact), UNIT(t_msg_parse),
+          UNIT(t_msg_parse_invalid), UNIT(t_bad_arguments), UNIT(t_hello_config_ack),
+          UNIT(t_identical_not_resent), UNIT(t_send_json_converged), UNIT(t_reconnect_last_hash),
           UNIT(t_last_hash_before_document), UNIT(t_nack_recorded), UNIT(t_deferred_answer),
           UNIT(t_reject_backs_off), UNIT(t_unknown_ca_refused), UNIT(t_client_checks_server_cert),
           UNIT(t_spiffe_extraction), UNIT(t_debounce), UNIT(t_debounce_quiet), UNIT(t_conn_caps),

@@ -92,6 +92,7 @@ struct agent_render_opts {
     int maxconn;           /* per process and per listener */
     int hard_stop_after_s; /* bound on an old worker after a reload */
     bool ipv6;             /* the pod has IPv6: the outbound listener binds [::1] too */
+    bool access_log_all;   /* log every request, not only decisions and errors (--access-log) */
 };
 
 /* /var/lib/weft/{pod.pem,bundle.pem}, 15006/15001/15090, maxconn 4096, hard-stop-after 30 s. */

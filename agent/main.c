@@ -971,7 +971,8 @@ static void usage(FILE *f)
                "                  [--token-file PATH] [--ca-file PATH] [--haproxy BIN]\n"
                "                  [--health-listen 0.0.0.0:15020] [--inbound-port 15006]\n"
                "                  [--outbound-port 15001] [--metrics-port 15090]\n"
-               "                  [--stream-port 15013] [--stream-server-name NAME]\n");
+               "                  [--stream-port 15013] [--stream-server-name NAME]\n"
+               "                  [--access-log decisions|all]\n");
 }
 
 static size_t discard(char *p, size_t sz, size_t n, void *arg)
@@ -1079,6 +1080,7 @@ int main(int argc, char **argv)
         {"metrics-port", required_argument, NULL, 'm'},
         {"stream-port", required_argument, NULL, 's'},
         {"stream-server-name", required_argument, NULL, 'n'},
+        {"access-log", required_argument, NULL, 'A'},
         {"help", no_argument, NULL, '?'},
         {NULL, 0, NULL, 0},
     };
@@ -1129,6 +1131,14 @@ int main(int argc, char **argv)
             break;
         case 'n':
             a.stream_name = optarg;
+            break;
+        case 'A':
+            if (strcmp(optarg, "all") && strcmp(optarg, "decisions")) {
+                fprintf(stderr, "weft-agent: --access-log: want decisions or all, not \"%s\"\n",
+                        optarg);
+                return 2;
+            }
+            a.ro.access_log_all = strcmp(optarg, "all") == 0;
             break;
         case 's':
         case 'i':

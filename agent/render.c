@@ -27,6 +27,13 @@
 #include "agent/agent.h"
 #include "ca/ca.h"
 
+/*
+ * The access log (--access-log decisions, the default): an HTTP request the app answered below
+ * 500 is not logged; denials, audited requests, errors HAProxy answers itself (503, 504) and the
+ * app's 5xx are. `--access-log all` logs every request. docs/agent.md, "Access log".
+ */
+#define ACCESS_LOG_QUIET "http-response set-log-level silent"
+
 #define PROXY_PORTS "15001 15006 15020 15090"
 /* permissive mode: the mutual-TLS frontend's unix socket in the run directory; HAProxy binds
  * "<path>.<pid>.tmp" first, hence the slack under sun_path's 108 bytes */
@@ -758,6 +765,10 @@ static void render_inbound(struct rctx *x, const json_t *inbound, const char *mo
         if (strcmp(str_at(l, "protocol"), "http") == 0)
             inbound_port(x, l, i, true);
     }
+    /* decisions (a deny answers from HAProxy: no http-response rule runs) stay logged */
+    if (any_http && !x->o->access_log_all)
+        emit(x,
+             "    " ACCESS_LOG_QUIET " if { status lt 500 } !{ var(txn.weft_audit) -m found }\n");
     json_array_foreach(inbound, i, l)
     {
         emit(x, "    use_backend in_%d if in_%d\n", port_at(l, "port"), port_at(l, "port"));
@@ -1157,6 +1168,8 @@ static void render_outbound(struct rctx *x, const json_t *outbound)
     x->c = conf;
     if (rules.len)
         emit(x, "%s", rules.p);
+    if (!x->o->access_log_all)
+        emit(x, "    " ACCESS_LOG_QUIET " if { status lt 500 }\n");
     emit(x, "    use_backend %%[var(sess.weft_svc)] if { var(sess.weft_svc) -m found }\n"
             "    default_backend weft_passthrough\n");
     if (backends.len)

@@ -37,6 +37,7 @@ struct inj {
     struct buf in_ports, ex_in_ports, ex_out_ports, in_ranges, ex_ranges;
     const char *res[4]; /* cpu request, memory request, cpu limit, memory limit */
     bool rewrite_probes;
+    const char *access_log; /* weft.dev/access-log, validated; NULL: the agent's default */
     bool job;
     const char *first; /* name of the first app container, read before any change */
 };
@@ -357,6 +358,14 @@ static int read_settings(struct inj *c, const json_t *pod, struct diag *diag)
         diag_set(diag, "annotation %s: proxy %s request %s exceeds its limit %s",
                  annot(pod, res_keys[i]) ? res_keys[i] : res_keys[i + 2], i ? "memory" : "cpu",
                  c->res[i], c->res[i + 2]);
+        return ERR_INVALID;
+    }
+
+    /* the proxy's access log (docs/agent.md "Access log"): decisions and errors, or all */
+    c->access_log = annot(pod, WEBHOOK_A_ACCESS_LOG);
+    if (c->access_log && strcmp(c->access_log, "decisions") && strcmp(c->access_log, "all")) {
+        diag_set(diag, "annotation %s: \"%.64s\" is not decisions or all", WEBHOOK_A_ACCESS_LOG,
+                 c->access_log);
         return ERR_INVALID;
     }
 
@@ -717,6 +726,13 @@ static json_t *proxy_container(const struct inj *c)
 
     if (!ctr)
         return NULL;
+    if (c->access_log) {
+        json_t *args = json_object_get(ctr, "args");
+
+        if (json_array_append_new(args, json_string("--access-log")) < 0 ||
+            json_array_append_new(args, json_string(c->access_log)) < 0)
+            goto fail;
+    }
     if (native)
         /* The kubelet starts the next container once this startup probe passes. */
         more =

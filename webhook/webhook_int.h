@@ -27,6 +27,7 @@
 #define WEBHOOK_A_STATUS "weft.dev/status"
 #define WEBHOOK_A_PROBES "weft.dev/original-probes"
 #define WEBHOOK_A_REWRITE "weft.dev/rewrite-app-probes"
+#define WEBHOOK_A_ACCESS_LOG "weft.dev/access-log"
 #define WEBHOOK_A_CPU "weft.dev/proxy-cpu"
 #define WEBHOOK_A_MEM "weft.dev/proxy-memory"
 #define WEBHOOK_A_CPU_LIMIT "weft.dev/proxy-cpu-limit"

@@ -20,7 +20,7 @@ ok "root" "$WFE_TOOL" ca "$D" &&
     ok "leaf" "$WFE_TOOL" leaf "$D" cluster.local default productpage "$D/pod.pem" &&
     cp "$D/root.crt" "$D/bundle.pem" && t_pass
 
-check_all() { # ipv6|ipv4
+check_all() { # ipv6|ipv4 [--access-log-all]
     local f n=0 bad=0 doc
     for f in "$KL_REPO"/tests/fixtures/mesh/*/expected/*.json; do
         case $f in */status.json) continue ;; esac
@@ -30,7 +30,7 @@ check_all() { # ipv6|ipv4
             doc=$D/doc6.json
             jq '.proxy.ip = "fd00:10::\(.proxy.ip | split(".") | .[3])"' "$f" >"$doc"
         fi
-        run "$WFE_TOOL" render "$doc" "$D" "$D/pod.pem" "$D/bundle.pem" $([ "$1" = ipv6 ] && echo --ipv6)
+        run "$WFE_TOOL" render "$doc" "$D" "$D/pod.pem" "$D/bundle.pem" $([ "$1" = ipv6 ] && echo --ipv6) ${2:-}
         if [ "$RC" -ne 0 ]; then
             echo "    ${f#"$KL_REPO"/}: render: $OUT"
             bad=$((bad + 1))
@@ -49,4 +49,5 @@ check_all() { # ipv6|ipv4
 
 t_run "every fixture document renders and passes haproxy -c (IPv4 pod)" check_all ipv4
 t_run "every fixture document renders and passes haproxy -c (IPv6 pod)" check_all ipv6
+t_run "every fixture document renders and passes haproxy -c (access log: every request)" check_all ipv4 --access-log-all
 t_summary

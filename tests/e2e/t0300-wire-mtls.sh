@@ -67,7 +67,9 @@ sidecar() {
     mkdir -p "$run"
     ok "$pod: certificate" "$WFE_TOOL" leaf "$D" cluster.local default "$pod" "$run/pod.pem" || return 1
     cp "$D/root.crt" "$run/bundle.pem"
-    ok "$pod: render" "$WFE_TOOL" render "$run/doc.json" "$run" "$run/pod.pem" "$run/bundle.pem" || return 1
+    # every request in the access log: the checks below read the peer's subject from it
+    ok "$pod: render" "$WFE_TOOL" render "$run/doc.json" "$run" "$run/pod.pem" "$run/bundle.pem" \
+        --access-log-all || return 1
     chown -R 1337:1337 "$run"
     [ "$pod" = b ] && args=(--exclude-inbound-ports 7070,15020,15090)
     ok "$pod: weft-init" ip netns exec "$ns" "$WEFT_INIT" "${args[@]}" || return 1

@@ -120,7 +120,7 @@ case_up() {
 }
 
 # workload NAME: a Deployment of testapp with httpGet probes, and its Service (port 80 -> 8080)
-workload() {
+workload() { # NAME [ANNOTATION]
     cat <<EOF
 ---
 apiVersion: v1
@@ -135,7 +135,7 @@ spec:
   replicas: 1
   selector: {matchLabels: {app: $1}}
   template:
-    metadata: {labels: {app: $1}}
+    metadata: {labels: {app: $1}${2:+, annotations: {$2\}}}
     spec:
       containers:
       - name: app
@@ -211,7 +211,7 @@ metadata: {name: web, namespace: plain}
 spec: {selector: {app: web}, ports: [{name: http, port: 80, targetPort: 8080}]}
 EOF
         workload alpha
-        workload beta
+        workload beta '"weft.dev/access-log": "all"'
     } >"$KL_TMP/workloads.yaml"
     ok "apply" "$K" apply -f "$KL_TMP/workloads.yaml" || return 1
     local p
@@ -510,6 +510,16 @@ EOF
     call mesh "$BETA" "http://alpha/allowed" 2 || return 1
     assert_eq "$OUT" "$(printf '200 %s\n200 %s' "$ALPHA" "$ALPHA")" "beta -> alpha under the Allow" ||
         return 1
+    # The access log: alpha has the default (decisions and errors), beta weft.dev/access-log:
+    # all. Both calls are in beta's outbound log; alpha's inbound logs a later refused plaintext
+    # connection but not the two 200s before it.
+    runo "${IN[@]}" "$TESTAPP" get "http://$a:8080/after-allowed" -t 3000
+    wait_for 10 sh -c "$K logs -n mesh $ALPHA -c weft-proxy | grep -q 'plaintext port=8080'" ||
+        { t_fail "alpha's proxy did not log the refused plaintext connection"; return 1; }
+    assert_eq "$(proxy_log mesh "$ALPHA" | grep -c 'CN=default.mesh.cluster.local port=8080 in_8080 200')" 0 \
+        "allowed requests in alpha's access log (default: decisions)" || return 1
+    assert_gt "$(proxy_log mesh "$BETA" | grep -c -e '-> [0-9.]*:80 oh_mesh_alpha_80/.* 200 ')" 1 \
+        "beta's calls to alpha in beta's access log (weft.dev/access-log: all)" || return 1
     okv "plaintext to beta" "${IN[@]}" "$TESTAPP" get "http://$b:8080/" -t 3000 || return 1
     assert_eq "$OUT" "200 $BETA" "plaintext to beta (no policy) still admitted"
 }

@@ -7,7 +7,7 @@
  *                                         spiffe://TD/ns/NS/sa/SA issued by DIR's root through
  *                                         ca_issue() (what weftd's CA issues): OUT.pem holds the
  *                                         certificate chain, then the key (HAProxy's crt)
- *   wfe-tool render DOC.json RUNDIR CERT CAFILE [--ipv6]
+ *   wfe-tool render DOC.json RUNDIR CERT CAFILE [--ipv6] [--access-log-all]
  *                                         agent_render(): RUNDIR/haproxy.cfg, RUNDIR/outbound.map;
  *                                         prints the runtime items (JSON) on stdout
  *
@@ -168,7 +168,14 @@ static int cmd_render(char **argv, int argc)
     o.run_dir = argv[1];
     o.cert_file = argv[2];
     o.ca_file = argv[3];
-    o.ipv6 = argc > 4 && strcmp(argv[4], "--ipv6") == 0;
+    for (int i = 4; i < argc; i++) {
+        if (strcmp(argv[i], "--ipv6") == 0)
+            o.ipv6 = true;
+        else if (strcmp(argv[i], "--access-log-all") == 0)
+            o.access_log_all = true;
+        else
+            return die(argv[i], "unknown option (want --ipv6 or --access-log-all)");
+    }
     rc = agent_render(doc, &o, &out, &dg);
     json_decref(doc);
     if (rc < 0)
@@ -197,9 +204,9 @@ int main(int argc, char **argv)
         return cmd_ca(argv[2]);
     if ((argc == 7 || argc == 8) && strcmp(argv[1], "leaf") == 0)
         return cmd_leaf(argv + 2, argc - 2);
-    if ((argc == 6 || argc == 7) && strcmp(argv[1], "render") == 0)
+    if (argc >= 6 && argc <= 8 && strcmp(argv[1], "render") == 0)
         return cmd_render(argv + 2, argc - 2);
     fprintf(stderr, "usage: wfe-tool ca DIR | leaf DIR TD NS SA OUT.pem [TTL] |"
-                    " render DOC.json RUNDIR CERT CAFILE [--ipv6]\n");
+                    " render DOC.json RUNDIR CERT CAFILE [--ipv6] [--access-log-all]\n");
     return 2;
 }

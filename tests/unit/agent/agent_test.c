@@ -464,6 +464,41 @@ static void t_render_access(void)
     json_decref(doc);
 }
 
+/* The access log: by default a request the app answered below 500 is not logged (inbound:
+ * unless audited; denials answer from HAProxy, where no http-response rule runs); with
+ * --access-log all nothing is silenced. */
+static void t_render_access_log(void)
+{
+    json_t *doc = load(MESH "policies/expected/shop.api-1.json");
+    struct agent_render_out o;
+    struct agent_render_opts ro;
+    struct diag dg = {0, ""};
+    const char *quiet_in = "    http-response set-log-level silent if { status lt 500 } "
+                           "!{ var(txn.weft_audit) -m found }\n";
+    const char *quiet_out = "    http-response set-log-level silent if { status lt 500 }\n";
+    long fe_out;
+
+    REQUIRE(render(doc, &o, &dg) == 0);
+    CHECK_HAS(o.config.p, quiet_in);
+    /* in the frontends, before their backends are chosen */
+    CHECK(pos(o.config.p, quiet_in) < pos(o.config.p, "    use_backend in_8080 if in_8080\n"));
+    fe_out = pos(o.config.p, "\nfrontend weft_outbound\n");
+    CHECK(fe_out > 0 && pos(o.config.p + fe_out, quiet_out) > 0);
+    CHECK(pos(o.config.p + fe_out, quiet_out) <
+          pos(o.config.p + fe_out, "    default_backend weft_passthrough\n"));
+    agent_render_out_release(&o);
+
+    agent_render_opts_init(&ro);
+    ro.run_dir = "/run/w";
+    ro.cert_file = "/run/w/pod.pem";
+    ro.ca_file = "/run/w/bundle.pem";
+    ro.access_log_all = true;
+    REQUIRE(agent_render(doc, &ro, &o, &dg) == 0);
+    CHECK(pos(o.config.p, "set-log-level silent if { status") < 0);
+    agent_render_out_release(&o);
+    json_decref(doc);
+}
+
 /* Permissive mode: the inbound port tells TLS from plaintext; TLS goes on to the mutual-TLS
  * frontend through a unix socket with a PROXY header; plaintext reaches the app only on ports
  * whose default is allow-any and that no Deny of every peer covers. */
@@ -749,4 +784,5 @@ static void t_access(void)
 
 UNIT_MAIN(UNIT(t_metrics), UNIT(t_access), UNIT(t_plan_parse), UNIT(t_rules), UNIT(t_merge),
           UNIT(t_render_fixtures), UNIT(t_render_retries), UNIT(t_render_access),
-          UNIT(t_render_permissive), UNIT(t_render_ipv6_and_quoting), UNIT(t_render_errors))
+          UNIT(t_render_access_log), UNIT(t_render_permissive), UNIT(t_render_ipv6_and_quoting),
+          UNIT(t_render_errors))

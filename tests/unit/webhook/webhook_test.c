@@ -843,6 +843,35 @@ static void expect_skip(const char *pod, const char *ns, const char *reason)
     "{\"metadata\":{\"name\":\"p\",\"annotations\":{" annots "}},"                                 \
     "\"spec\":{\"containers\":[{\"name\":\"app\",\"image\":\"x\"}]}}"
 
+/* weft.dev/access-log reaches the agent as --access-log; without it the agent's default. */
+static void t_access_log_annotation(void)
+{
+    static const char *const v[] = {"all", "decisions", NULL};
+
+    for (int i = 0; i < 3; i++) {
+        struct inject_config cfg = test_cfg(true);
+        struct webhook_result res = {0};
+        struct diag msg = {0, ""};
+        char pod[256], want[128];
+        json_t *in;
+
+        if (v[i]) {
+            snprintf(pod, sizeof(pod), POD_A("\"weft.dev/access-log\":\"%s\""), v[i]);
+            snprintf(want, sizeof(want), "[\"--log-level\",\"info\",\"--access-log\",\"%s\"]",
+                     v[i]);
+        } else {
+            snprintf(pod, sizeof(pod), POD_A(""));
+            snprintf(want, sizeof(want), "[\"--log-level\",\"info\"]");
+        }
+        in = jparse(pod);
+        REQUIRE(webhook_pod_inject(&cfg, in, "shop", &res, &msg) == 0);
+        CHECK_JSON(json_object_get(container(res.pod, "initContainers", "weft-proxy"), "args"),
+                   want);
+        json_decref(in);
+        webhook_result_release(&res);
+    }
+}
+
 static void t_skips(void)
 {
     expect_skip("{\"spec\":{\"hostNetwork\":true,\"containers\":[{\"name\":\"a\"}]}}", "shop",
@@ -996,6 +1025,8 @@ static void t_denials(void)
                 "annotation weft.dev/inject: \"enabled\" is not \"true\" or \"false\"");
     expect_deny(POD_A("\"weft.dev/rewrite-app-probes\":\"no\""),
                 "annotation weft.dev/rewrite-app-probes: \"no\" is not \"true\" or \"false\"");
+    expect_deny(POD_A("\"weft.dev/access-log\":\"verbose\""),
+                "annotation weft.dev/access-log: \"verbose\" is not decisions or all");
     expect_deny(POD_A("\"weft.dev/proxy-memory\":\"lots\""),
                 "annotation weft.dev/proxy-memory: \"lots\" is not a Kubernetes quantity (such as "
                 "100m, 1, 128Mi)");
@@ -1878,9 +1909,10 @@ UNIT_MAIN(UNIT(t_pointer_escape), UNIT(t_base64), UNIT(t_ports), UNIT(t_cidrs), 
           UNIT(t_bool), UNIT(t_golden_simple), UNIT(t_golden_probes), UNIT(t_golden_existing),
           UNIT(t_golden_nonroot), UNIT(t_golden_generatename), UNIT(t_golden_job),
           UNIT(t_golden_native_job), UNIT(t_golden_native), UNIT(t_golden_volume_clash),
-          UNIT(t_golden_traffic), UNIT(t_golden_template), UNIT(t_null_parents), UNIT(t_skips),
-          UNIT(t_opt_in), UNIT(t_denials), UNIT(t_port_clash_warning), UNIT(t_uninject_errors),
-          UNIT(t_proxy_uid), UNIT(t_review_passthrough), UNIT(t_review_malformed),
-          UNIT(t_review_deny), UNIT(t_review_deny_proxy_uid), UNIT(t_review_outcomes),
-          UNIT(t_review_patch_warnings), UNIT(t_review_damaged), UNIT(t_cli_kinds),
-          UNIT(t_cli_errors), UNIT(t_cli_main), UNIT(t_corpus))
+          UNIT(t_golden_traffic), UNIT(t_golden_template), UNIT(t_access_log_annotation),
+          UNIT(t_null_parents), UNIT(t_skips), UNIT(t_opt_in), UNIT(t_denials),
+          UNIT(t_port_clash_warning), UNIT(t_uninject_errors), UNIT(t_proxy_uid),
+          UNIT(t_review_passthrough), UNIT(t_review_malformed), UNIT(t_review_deny),
+          UNIT(t_review_deny_proxy_uid), UNIT(t_review_outcomes), UNIT(t_review_patch_warnings),
+          UNIT(t_review_damaged), UNIT(t_cli_kinds), UNIT(t_cli_errors), UNIT(t_cli_main),
+          UNIT(t_corpus))

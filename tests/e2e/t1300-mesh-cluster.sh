@@ -25,8 +25,9 @@
 #                 SAN is beta's SPIFFE ID (spiffe://cluster.local/ns/mesh/sa/default), issued by
 #                 the root in weft-root-ca; an HTTP request without a client certificate gets no
 #                 answer (handshake refused); plaintext from outsider is refused
-#   self-call     alpha calls its own Service (one replica: the endpoint is itself): 200, and
-#                 alpha's inbound listener logged the call with alpha's own certificate subject
+#   self-call     beta calls its own Service (one replica: the endpoint is itself): 200, and
+#                 beta's inbound listener logged the call with beta's own certificate subject
+#                 (beta has weft.dev/access-log: all; alpha the default, decisions)
 #   loopback-app  the app of loner answers on 127.0.0.1:9090 inside its pod, but alpha's call
 #                 to loner:90 gets no 200 (the inbound listener forwards to the pod's IP)
 #   uid-1337      kubectl apply of a pod whose app runs as UID 1337 in mesh is refused with the
@@ -40,7 +41,8 @@
 #                 refused; a server-first protocol (a banner) reaches a plaintext client after
 #                 the 1 s inspect delay, a mesh client at once; an Allow AccessPolicy on alpha closes alpha's port to plaintext
 #                 (its default becomes deny) while beta, which it names, still calls alpha and
-#                 beta still takes plaintext
+#                 beta still takes plaintext; alpha's access log (default: decisions) has the
+#                 refused plaintext connection but not beta's 200s before it, beta's (all) has them
 # Env: BUILD, KUBECTL_DIR, HELM.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
@@ -388,12 +390,13 @@ case_s_client() {
 
 case_self_call() {
     local subj
-    call mesh "$ALPHA" "http://alpha/self-call" 2 || return 1
-    assert_eq "$OUT" "$(printf '200 %s\n200 %s' "$ALPHA" "$ALPHA")" "alpha -> its own Service" || return 1
-    # through alpha's inbound listener, which saw alpha's own certificate
+    # beta: its sidecar logs every request (weft.dev/access-log: all), so the log shows who called
+    call mesh "$BETA" "http://beta/self-call" 2 || return 1
+    assert_eq "$OUT" "$(printf '200 %s\n200 %s' "$BETA" "$BETA")" "beta -> its own Service" || return 1
+    # through beta's inbound listener, which saw beta's own certificate
     subj="/O=cluster.local/OU=mesh/CN=default.mesh.cluster.local"
-    wait_for 5 sh -c "$K logs -n mesh $ALPHA -c weft-proxy | grep -F '$subj port=8080' | grep -q ' 200 '" || {
-        t_fail "alpha's inbound log has no call from $subj: $(proxy_log mesh "$ALPHA" | tail -5)"
+    wait_for 5 sh -c "$K logs -n mesh $BETA -c weft-proxy | grep -F '$subj port=8080' | grep -q ' 200 '" || {
+        t_fail "beta's inbound log has no call from $subj: $(proxy_log mesh "$BETA" | tail -5)"
         return 1
     }
 }

@@ -454,7 +454,7 @@ d = c.recv(100)
 sys.exit("closed without a banner") if not d else print(d.decode().strip(), int((time.time() - t) * 1000))'
 
 case_permissive() {
-    local a b t0
+    local a b t0 n
     b=$(ip_of mesh "$BETA")
     t0=$SECONDS
     ok "helm upgrade" env KUBECONFIG="$CDIR/kubeconfig" "$HELM" upgrade weft "$KL_REPO/charts/weft" \
@@ -516,8 +516,9 @@ EOF
     # The access log: alpha has the default (decisions and errors), beta weft.dev/access-log:
     # all. Both calls are in beta's outbound log; alpha's inbound logs a later refused plaintext
     # connection but not the two 200s before it.
+    n=$(proxy_log mesh "$ALPHA" | grep -c 'plaintext port=8080')
     runo "${IN[@]}" "$TESTAPP" get "http://$a:8080/after-allowed" -t 3000
-    wait_for 10 sh -c "$K logs -n mesh $ALPHA -c weft-proxy | grep -q 'plaintext port=8080'" ||
+    wait_for 10 sh -c "[ \$($K logs -n mesh $ALPHA -c weft-proxy | grep -c 'plaintext port=8080') -gt $n ]" ||
         { t_fail "alpha's proxy did not log the refused plaintext connection"; return 1; }
     assert_eq "$(proxy_log mesh "$ALPHA" | grep -c 'CN=default.mesh.cluster.local port=8080 in_8080 200')" 0 \
         "allowed requests in alpha's access log (default: decisions)" || return 1

@@ -382,7 +382,7 @@ case_ns_selector() {
 # a policy change while front holds a keep-alive HTTP connection and a TCP connection through
 # its sidecar: both carry on (same local port, every answer), the echo app sees one connection
 case_keepalive() {
-    local w0 m0 n e0 hp tp
+    local w0 m0 n e0 hp tp lp
     no_policies && policy allow-front Allow "$SA_FRONT" || return
     until_code 20 200 $NSF GET / && until_echo 10 $NSF yes || return
     sleep 1
@@ -391,8 +391,12 @@ case_keepalive() {
     hp=$!
     ip netns exec $NSF "$E2E_PY" "$E2E_DIR/conn.py" tcp $SVC 9000 40 0.15 >"$D/ka-tcp.out" 2>&1 &
     tp=$!
+    # and one that outlives the old worker's hard-stop-after (30 s): measured, not asserted
+    ip netns exec $NSF "$E2E_PY" "$E2E_DIR/conn.py" tcp $SVC 9000 45 1 >"$D/ka-long.out" 2>&1 &
+    lp=$!
     bg_track $hp
     bg_track $tp
+    bg_track $lp
     sleep 1.5
     # front stays allowed; the app sidecar's document changes (a Deny for guest on /admin)
     policy deny-guest-admin Deny "$SA_GUEST" '[{"paths": [{"type": "PathPrefix", "value": "/admin"}]}]' || return
@@ -404,10 +408,12 @@ case_keepalive() {
     assert_eq "$(awk '$2 == 200 {print $1}' "$D/ka-http.out" | sort -u | wc -l)" 1 "local ports of the HTTP answers" || return
     assert_eq "$(grep -c ' 200$' "$D/ka-http.out")" 40 "HTTP answers (200) on the one connection" || return
     assert_eq "$(grep -c '^echo ' "$D/ka-tcp.out")" 40 "TCP echoes on the one connection" || return
-    assert_eq "$(($(grep -c '^conn ' "$ECHO_LOG") - e0))" 1 "connections the echo app saw" || return
+    assert_eq "$(($(grep -c '^conn ' "$ECHO_LOG") - e0))" 2 "connections the echo app saw (the two TCP clients')" || return
     echo "    HTTP: 40 x 200 from local port $(head -1 "$D/ka-http.out" | cut -d' ' -f1); TCP: $(head -1 "$D/ka-tcp.out"), 40 echoes"
     echo "    app sidecar's HAProxy: worker $w0 -> $(worker_pid) (a reload: access rules are configuration), master $m0 -> $(master_pid)"
     assert_eq "$(master_pid)" "$m0" "the HAProxy master" || return
+    wait $lp
+    echo "    a TCP connection held on after the change, one line a second: $(grep -c '^echo ' "$D/ka-long.out") echoes, then: $(grep -v '^echo\|^local' "$D/ka-long.out" | tr '\n' ' ')(hard-stop-after 30 s ends the old worker)"
 }
 
 # weftd restarted with --default-mode deny, no policy: nothing reaches the app. The clients'

@@ -53,6 +53,7 @@ KUBELITE = os.path.join(BUILD, "bin", "kubelite")
 LOAD = os.path.join(BUILD, "bench", "stream_load")
 KUBECTL = os.environ.get("KUBECTL", "/usr/lib/google-cloud-sdk/bin/kubectl.1.33")
 NGROUPS, NSVC = 10, 10
+STATUS_WRITES = 'weft_status_writes_total{result="written"}'
 PROCS = []
 
 
@@ -413,14 +414,36 @@ class Bench:
         """One change: write() makes it; returns the wait's answer and the server's CPU."""
         ld.cmd("mark")
         c0, a0 = cpu_s(pid), cpu_s(ld.p.pid)
+        on_weftd = pid == self.wd.pid
+        st0 = self.metrics().get(STATUS_WRITES, 0) if on_weftd else 0
         t0 = time.monotonic()
         write()
         r = kv(ld.cmd("wait %s %d %.9f" % (scope, timeout, t0), timeout + 30, "done"))
         r["cpu_s"] = cpu_s(pid) - c0
         r["agents_cpu_s"] = cpu_s(ld.p.pid) - a0
+        if on_weftd:
+            if scope == "*" and not self.a.stalled_every:
+                # every agent ACKs: the shared split's Programmed turns True for this generation
+                r["programmed_ms"] = "%.0f" % ((self.programmed_at() - t0) * 1e3)
+            # the leader evaluates Programmed at most once a second after ACKs: wait for the
+            # last one, then count every status write this change made (all resources)
+            time.sleep(1.5)
+            r["status_writes"] = int(self.metrics().get(STATUS_WRITES, 0) - st0)
         print("  %s: %s" % (scope, " ".join("%s=%s" % i for i in sorted(r.items()))),
               file=sys.stderr, flush=True)
         return r
+
+    def programmed_at(self, timeout=20):
+        """When (monotonic) the shared split's Programmed condition says True for its generation."""
+        api, end = self.api(), time.monotonic() + timeout
+        while time.monotonic() < end:
+            o = api.call("GET", "/apis/mesh.weft.dev/v1alpha1/namespaces/shared/trafficsplits/common")
+            c = [c for c in o.get("status", {}).get("conditions", []) if c["type"] == "Programmed"]
+            if c and c[0]["status"] == "True" and \
+                    c[0].get("observedGeneration") == o["metadata"]["generation"]:
+                return time.monotonic()
+            time.sleep(0.02)
+        return float("nan")
 
     def run(self):
         a = self.a
@@ -627,6 +650,14 @@ class Bench:
             print("%-44s %13.0fK %13.0fK %7.2fx" % ("  bytes per change (read by the agents)",
                                                    w[3] / 1e3, b[3] / 1e3, w[3] / max(b[3], 1)))
             print("%-44s %14.0f %14.0f" % ("  configs per change", w[5], b[5]))
+            sw = [r["status_writes"] for r in res["w_" + key] if "status_writes" in r]
+            if sw:
+                print("%-44s %14s %14s" % ("  status writes per change (min-max)",
+                                           "%d-%d" % (min(sw), max(sw)), "-"))
+            pm = sorted(float(r["programmed_ms"]) for r in res["w_" + key] if "programmed_ms" in r)
+            if pm:
+                print("%-44s %12.0fms %14s" % ("  change -> Programmed=True (median)",
+                                              pm[len(pm) // 2], "-"))
             wcpu, bcpu = w[6] / max(w[5], 1), b[6] / max(b[5], 1)
             print("%-44s %12.1fus %12.1fus %8s" % (
                 "  server CPU per config pushed", wcpu * 1e6, bcpu * 1e6,

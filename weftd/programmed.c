@@ -325,7 +325,7 @@ static int eval_proxy(void *arg, const char *key)
 {
     struct eval *e = arg;
     struct weftd_programmed *pg = e->pg;
-    struct px *p = px_get(pg, key, false);
+    struct px *p = px_get(pg, key, true); /* NULL only when out of memory */
     struct ack a;
     int64_t grace_ms = pg->d->opts.disconnected_grace_s * 1000;
 

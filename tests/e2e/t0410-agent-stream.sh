@@ -3,8 +3,10 @@
 # weft-agent holding weftd's config stream (push/'s client) with the real HAProxy: the pod's
 # certificate from a token bound to the pod, the hello naming the pod its certificate proves,
 # the document rendered and applied before the ACK (weftd's /debug/proxies: synced with that
-# hash), readiness; weftd stopped: HAProxy keeps serving and the agent stays ready; weftd back:
-# the agent reconnects and is synced again. Lifecycle: SIGTERM stops a native-mode agent at
+# hash), readiness; a document the agent refuses (the pod's IP gone): NACK, the last good
+# configuration serves; an AccessPolicy on the pod stays Programmed (its generation runs), its
+# next generation is Programmed=False Rejected with the agent's reason; weftd stopped: HAProxy keeps serving and the agent stays
+# ready; weftd back: the agent reconnects and is synced again. Lifecycle: SIGTERM stops a native-mode agent at
 # once; a classic-mode one (WEFT_SIDECAR_MODE=classic) keeps serving, not ready, until weftd
 # says on the stream that the app containers exited for good (the pod deleted), then exits 0;
 # a Job's (WEFT_EXIT_ON_COMPLETION=true) exits 0 once its app completed, without SIGTERM.
@@ -146,7 +148,28 @@ case_weftd_away() {
 
 # a document the agent cannot run (the pod lost its IP: the renderer refuses it) is NACKed with
 # the reason; HAProxy keeps the last good configuration; the next good document is applied
+# ap_programmed: the Programmed condition of AccessPolicy web-callers, "status|reason|message"
+ap_programmed() {
+    "$K" get ap web-callers -n "$NS" -o 'jsonpath={.status.conditions[?(@.type=="Programmed")].status}|{.status.conditions[?(@.type=="Programmed")].reason}|{.status.conditions[?(@.type=="Programmed")].message}'
+}
+
+ap_rejected() { [ "$(ap_programmed | cut -d'|' -f2)" = Rejected ]; }
+
 case_nack() {
+    local rc
+    # a policy on the pod: Programmed once the agent runs it
+    cat >"$D/ap.yaml" <<EOF
+apiVersion: mesh.weft.dev/v1alpha1
+kind: AccessPolicy
+metadata: {name: web-callers, namespace: $NS}
+spec:
+  selector: {matchLabels: {app: web}}
+  action: Allow
+  from: [{serviceAccount: {name: web}}]
+EOF
+    ok "policy" "$K" apply -f "$D/ap.yaml" || return
+    ok "Programmed" "$K" wait -n "$NS" --for=condition=Programmed ap/web-callers --timeout=30s || return
+    assert_eq "$(ap_programmed)" "True|Programmed|acknowledged by all 1 proxies it affects" "the policy runs" || return
     ok "pod IP gone" "$K" patch pod -n "$NS" a --subresource=status --type=merge \
         -p '{"status":{"podIP":null,"podIPs":null}}' || return
     wait_for 20 sh -c "[ \"\$(curl -s -H 'Authorization: Bearer $(wd_token)' http://127.0.0.1:${WD_ADMIN[a]}/debug/proxies/$NS/a | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"sync\"])')\" = rejected ]" ||
@@ -154,9 +177,27 @@ case_nack() {
     assert_contains "$(proxy 'j["lastNack"]["reason"]')" "proxy.ip" "the NACK's reason (the renderer's message)" || return
     assert_contains "$(handshake)" "CN = web.$NS.cluster.local" "the last good configuration serves" || return
     assert_eq "$(ready_code)" 200 "still ready" || return
+    nack_policy
+    rc=$?
     ok "pod IP back" "$K" patch pod -n "$NS" a --subresource=status --type=merge \
         -p '{"status":{"podIP":"127.0.0.1","podIPs":[{"ip":"127.0.0.1"}]}}' || return
     wait_for 20 synced || { t_fail "not synced after the NACK: $(proxy 'j' 2>&1)"; return 1; }
+    [ "$rc" = 0 ] || return
+    ok "Programmed again" "$K" wait -n "$NS" --for=condition=Programmed ap/web-callers --timeout=20s || return
+    ok "policy removed" "$K" delete ap web-callers -n "$NS" || return
+    wait_for 20 synced || { t_fail "not synced after the policy's removal: $(proxy 'j' 2>&1)"; return 1; }
+}
+
+# While the agent refuses the pod's documents: the policy's current generation is still in
+# effect (the refused change was the IP's), so it stays Programmed; a new generation of it
+# cannot reach the proxy: Rejected, with the agent's reason.
+nack_policy() {
+    assert_eq "$(ap_programmed | cut -d'|' -f1)" True "the policy's generation 1 still runs" || return
+    ok "policy generation 2" "$K" patch ap web-callers -n "$NS" --type=merge \
+        -p '{"spec":{"from":[{"serviceAccount":{"name":"web"}},{"namespace":"monitoring"}]}}' || return
+    wait_for 10 ap_rejected || { t_fail "not Rejected: $(ap_programmed)"; return 1; }
+    assert_match "$(ap_programmed)" "^False\|Rejected\|1 of 1 proxies refused their configuration: $NS/a: .*proxy\.ip" "the condition names the pod and the reason" || return
+    assert_eq "$(wd_metric a 'weft_proxy_config_sync{state="rejected"}')" 1 "weft_proxy_config_sync{rejected}"
 }
 
 # agent_start LOGNAME TOKENFILE [ENV=VALUE...]: an agent for the pod of TOKENFILE on fresh ports
@@ -368,7 +409,7 @@ case_rotation() {
 
 t_run "setup: weftd with its stream, a meshed pod with an IP, a token bound to it" case_setup
 t_run "the agent holds the stream: document rendered, applied, ACKed; ready" case_stream
-t_run "a document the agent cannot run: NACK with the reason, the last good one serves" case_nack
+t_run "a document the agent cannot run: NACK with the reason, the last good one serves, the policy's Programmed names it" case_nack
 t_run "weftd stopped: HAProxy serves, the agent stays ready; back: synced again" case_weftd_away
 t_run "a root rotation reaches the agent on the stream; handshakes never fail" case_rotation
 t_run "SIGTERM: native mode stops at once; classic mode serves until weftd says the apps exited" case_classic_sigterm

@@ -60,7 +60,14 @@ struct px {
 struct crgen {
     long long gen;
     uint64_t seq; /* first compile pass that includes generation gen */
+    /* the verdict of evaluation epoch v_epoch for generation v_gen (state: enum verdict) */
+    uint64_t v_epoch;
+    long long v_gen;
+    int v_state;
+    char *v_msg;
 };
+
+enum verdict { V_NONE, V_PROGRAMMED, V_PENDING, V_REJECTED };
 
 /* A peer replica's publication. */
 struct peer {
@@ -80,6 +87,7 @@ struct weftd_programmed {
     uint64_t last_eval_ms, last_publish_ms, renew_due_ms;
     bool eval_wanted, writing;
     bool counting;   /* inside on_eval: count each resource's state */
+    uint64_t epoch;  /* evaluations so far: verdicts are reused within one */
     char *published; /* proxies' state as last written */
     char cm_name[254];
     int closed;
@@ -190,6 +198,14 @@ void weftd_programmed_forget(struct weftd *d, const char *key)
         free(map_del(&d->programmed->px, key));
 }
 
+static void crgen_free(struct crgen *g)
+{
+    if (g) {
+        free(g->v_msg);
+        free(g);
+    }
+}
+
 void weftd_programmed_resource(struct weftd *d, size_t watch, const char *key, const json_t *obj)
 {
     struct weftd_programmed *pg = d->programmed;
@@ -201,7 +217,7 @@ void weftd_programmed_resource(struct weftd *d, size_t watch, const char *key, c
         return;
     snprintf(k, sizeof(k), "%zu|%s", watch, key);
     if (!obj) {
-        free(map_del(&pg->crs, k));
+        crgen_free(map_del(&pg->crs, k));
         return;
     }
     gen = (long long)json_integer_value(
@@ -389,6 +405,54 @@ static int set_cond(json_t *c, const json_t *prev, const char *now, bool ok, con
     return 0;
 }
 
+/* Judge resource kind/ns/name (generation record g, may be NULL) by the merged ACK state. */
+static int judge(struct weftd_programmed *pg, const char *kind, const char *ns, const char *name,
+                 const struct crgen *g, int *state, char *msg, size_t n)
+{
+    struct weftd *d = pg->d;
+    struct eval e;
+    int rc;
+
+    memset(&e, 0, sizeof(e));
+    e.pg = pg;
+    e.need = g ? g->seq : pg->seq;
+    e.now_ms = wall_ms();
+    rc = mesh_model_affected_proxies(d->model, kind, ns, name, eval_proxy, &e);
+    if (rc == 0)
+        rc = e.err;
+    if (rc) {
+        /* nothing */
+    } else if (e.rejected) {
+        int len = snprintf(msg, n, "%zu of %zu proxies refused their configuration: %s", e.rejected,
+                           e.total, bs(&e.rej));
+        if (e.pending && len > 0 && (size_t)len < n)
+            snprintf(msg + len, n - (size_t)len, "; %zu more have not acknowledged it: %s",
+                     e.pending, bs(&e.pend));
+        *state = V_REJECTED;
+    } else if (e.pending) {
+        snprintf(msg, n,
+                 "%zu of %zu proxies have not acknowledged a configuration with generation %lld "
+                 "yet: %s",
+                 e.pending, e.total, g ? g->gen : 0LL, bs(&e.pend));
+        *state = V_PENDING;
+    } else {
+        if (!e.total)
+            snprintf(msg, n, "no meshed proxy is affected");
+        else if (!e.gone)
+            snprintf(msg, n, "acknowledged by all %zu proxies it affects", e.total);
+        else
+            snprintf(msg, n,
+                     "acknowledged by %zu of the %zu proxies it affects; %zu disconnected for "
+                     "more than %lds, not waited for: %s",
+                     e.ok, e.total, e.gone, d->opts.disconnected_grace_s, bs(&e.gonel));
+        *state = V_PROGRAMMED;
+    }
+    buf_release(&e.rej);
+    buf_release(&e.pend);
+    buf_release(&e.gonel);
+    return rc;
+}
+
 bool weftd_programmed_ready(const struct weftd *d)
 {
     const struct weftd_programmed *pg = d->programmed;
@@ -399,7 +463,7 @@ int weftd_programmed_overlay(struct weftd *d, size_t watch, const char *kind, co
                              const char *name, const json_t *prev, const char *now, json_t *conds)
 {
     struct weftd_programmed *pg = d->programmed;
-    struct eval e;
+    int state = V_NONE;
     json_t *c = NULL, *v;
     const json_t *pc;
     struct crgen *g;
@@ -432,51 +496,33 @@ int weftd_programmed_overlay(struct weftd *d, size_t watch, const char *kind, co
     }
     snprintf(k, sizeof(k), "%zu|%s/%s", watch, ns, name);
     g = map_get(&pg->crs, k);
-    memset(&e, 0, sizeof(e));
-    e.pg = pg;
-    e.need = g ? g->seq : pg->seq;
-    e.now_ms = wall_ms();
-    rc = mesh_model_affected_proxies(d->model, kind, ns, name, eval_proxy, &e);
-    if (rc == 0)
-        rc = e.err;
-    if (rc) {
-        buf_release(&e.rej);
-        buf_release(&e.pend);
-        buf_release(&e.gonel);
-        return rc == ERR_NOTFOUND ? 0 : rc;
-    }
-    if (e.rejected) {
-        int n = snprintf(msg, sizeof(msg), "%zu of %zu proxies refused their configuration: %s",
-                         e.rejected, e.total, bs(&e.rej));
-        if (e.pending && n > 0 && (size_t)n < sizeof(msg))
-            snprintf(msg + n, sizeof(msg) - (size_t)n, "; %zu more have not acknowledged it: %s",
-                     e.pending, bs(&e.pend));
-        rc = set_cond(c, prev, now, false, "Rejected", msg);
-        pg->res_acc[2] += pg->counting;
-    } else if (e.pending) {
-        snprintf(msg, sizeof(msg),
-                 "%zu of %zu proxies have not acknowledged a configuration with generation %lld "
-                 "yet: %s",
-                 e.pending, e.total, g ? g->gen : 0LL, bs(&e.pend));
-        rc = set_cond(c, prev, now, false, "Pending", msg);
-        pg->res_acc[1] += pg->counting;
+    /* Between two evaluations the verdict stands: writes that other events cause (a status
+     * write's own watch event, any reconcile) do not carry every ACK to the API server. */
+    if (g && g->v_msg && g->v_epoch == pg->epoch && g->v_gen == g->gen) {
+        state = g->v_state;
+        snprintf(msg, sizeof(msg), "%s", g->v_msg);
     } else {
-        if (!e.total)
-            snprintf(msg, sizeof(msg), "no meshed proxy is affected");
-        else if (!e.gone)
-            snprintf(msg, sizeof(msg), "acknowledged by all %zu proxies it affects", e.total);
-        else
-            snprintf(msg, sizeof(msg),
-                     "acknowledged by %zu of the %zu proxies it affects; %zu disconnected for "
-                     "more than %lds, not waited for: %s",
-                     e.ok, e.total, e.gone, d->opts.disconnected_grace_s, bs(&e.gonel));
-        rc = set_cond(c, prev, now, true, "Programmed", msg);
-        pg->res_acc[0] += pg->counting;
+        rc = judge(pg, kind, ns, name, g, &state, msg, sizeof(msg));
+        if (rc)
+            return rc == ERR_NOTFOUND ? 0 : rc;
+        if (g) {
+            char *m = strdup(msg);
+            if (m) {
+                free(g->v_msg);
+                g->v_msg = m;
+                g->v_epoch = pg->epoch;
+                g->v_gen = g->gen;
+                g->v_state = state;
+            }
+        }
     }
-    buf_release(&e.rej);
-    buf_release(&e.pend);
-    buf_release(&e.gonel);
-    return rc;
+    if (pg->counting)
+        pg->res_acc[state == V_PROGRAMMED ? 0 : state == V_PENDING ? 1 : 2]++;
+    return set_cond(c, prev, now, state == V_PROGRAMMED,
+                    state == V_PROGRAMMED ? "Programmed"
+                    : state == V_PENDING  ? "Pending"
+                                          : "Rejected",
+                    msg);
 }
 
 static void on_eval(uv_timer_t *t)
@@ -489,6 +535,7 @@ static void on_eval(uv_timer_t *t)
     if (!d->leading || !weftd_programmed_ready(d))
         return;
     pg->evaluations++;
+    pg->epoch++;
     memset(pg->res_acc, 0, sizeof(pg->res_acc));
     pg->counting = true;
     weftd_sync_status_all(d);
@@ -820,7 +867,7 @@ static void on_closed(uv_handle_t *h)
     if (++pg->closed < 3)
         return;
     MAP_FOREACH(&pg->px, x) free(x->val);
-    MAP_FOREACH(&pg->crs, x) free(x->val);
+    MAP_FOREACH(&pg->crs, x) crgen_free(x->val);
     MAP_FOREACH(&pg->peers, x) peer_free(x->val);
     map_release(&pg->px);
     map_release(&pg->crs);

@@ -554,10 +554,16 @@ static void eval_soon(struct weftd_programmed *pg)
     uv_timer_start(&pg->eval, on_eval, wait, 0);
 }
 
+static void publish_later(struct weftd_programmed *pg, uint64_t ms);
+
 static void on_tick(uv_timer_t *t)
 {
     struct weftd_programmed *pg = t->data;
 
+    /* the publication's renewal: readers count it stale when it is not renewed for 60 s */
+    if (pg->renew_due_ms && uv_now(pg->d->loop) >= pg->renew_due_ms &&
+        !uv_is_active((uv_handle_t *)&pg->publish))
+        publish_later(pg, 0);
     eval_soon(pg);
     if (pg->d->leading)
         weftd_programmed_gc(pg->d);
@@ -612,8 +618,6 @@ static void publish_send(struct weftd_programmed *pg, const char *method)
         pg->publish_errors++;
     }
 }
-
-static void publish_later(struct weftd_programmed *pg, uint64_t ms);
 
 static void publish_done(void *arg, int err, long status, json_t *body)
 {

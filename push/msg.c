@@ -160,6 +160,12 @@ static int is_hex(char c)
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
+/* Bytes a string may hold as they are: printable ASCII but '"' and '\\'. */
+static int plain_byte(unsigned char c)
+{
+    return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+}
+
 static int scan_string(const char **p, const char *e)
 {
     const char *s = *p + 1;
@@ -167,6 +173,12 @@ static int scan_string(const char **p, const char *e)
     while (s < e && *s != '"') {
         unsigned char c = (unsigned char)*s;
 
+        if (plain_byte(c)) { /* the common case, in a tight loop */
+            do
+                s++;
+            while (s < e && plain_byte((unsigned char)*s));
+            continue;
+        }
         if (c < 0x20)
             return -1;
         if (c == '\\') {

@@ -33,6 +33,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/map.h"
+#include "core/utf8.h"
 #include "push/push.h"
 #include "weftd/weftd_int.h"
 
@@ -413,6 +414,7 @@ static int judge(struct weftd_programmed *pg, const char *kind, const char *ns, 
     struct eval e;
     int rc;
 
+    msg[0] = '\0';
     memset(&e, 0, sizeof(e));
     e.pg = pg;
     e.need = g ? g->seq : pg->seq;
@@ -450,6 +452,7 @@ static int judge(struct weftd_programmed *pg, const char *kind, const char *ns, 
     buf_release(&e.rej);
     buf_release(&e.pend);
     buf_release(&e.gonel);
+    utf8_scrub(msg); /* reasons and the message are cut at byte counts */
     return rc;
 }
 

@@ -972,7 +972,8 @@ static void usage(FILE *f)
                "                  [--health-listen 0.0.0.0:15020] [--inbound-port 15006]\n"
                "                  [--outbound-port 15001] [--metrics-port 15090]\n"
                "                  [--stream-port 15013] [--stream-server-name NAME]\n"
-               "                  [--access-log decisions|all]\n");
+               "                  [--access-log decisions|all]\n"
+               "                  [--hard-stop-after SECONDS] [--max-reloads N]\n");
 }
 
 static size_t discard(char *p, size_t sz, size_t n, void *arg)
@@ -1081,6 +1082,8 @@ int main(int argc, char **argv)
         {"stream-port", required_argument, NULL, 's'},
         {"stream-server-name", required_argument, NULL, 'n'},
         {"access-log", required_argument, NULL, 'A'},
+        {"hard-stop-after", required_argument, NULL, 'S'},
+        {"max-reloads", required_argument, NULL, 'R'},
         {"help", no_argument, NULL, '?'},
         {NULL, 0, NULL, 0},
     };
@@ -1140,6 +1143,21 @@ int main(int argc, char **argv)
             }
             a.ro.access_log_all = strcmp(optarg, "all") == 0;
             break;
+        case 'S':
+        case 'R': {
+            /* how long, and through how many later reloads, an old HAProxy worker may keep
+             * serving its connections (docs/operations.md, "Long-lived connections") */
+            char *end;
+            long v = strtol(optarg, &end, 10), max = opt == 'S' ? 7 * 86400 : 1000;
+            if (*end || end == optarg || v < 1 || v > max) {
+                fprintf(stderr, "weft-agent: --%s: want %s 1-%ld, not \"%s\"\n",
+                        opt == 'S' ? "hard-stop-after" : "max-reloads",
+                        opt == 'S' ? "seconds" : "a count", max, optarg);
+                return 2;
+            }
+            *(opt == 'S' ? &a.ro.hard_stop_after_s : &a.ro.max_reloads) = (int)v;
+            break;
+        }
         case 's':
         case 'i':
         case 'o':

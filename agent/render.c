@@ -172,6 +172,41 @@ static int port_at(const json_t *o, const char *k)
     return (int)json_integer_value(v);
 }
 
+/*
+ * The document's protocol of a port (docs/proxy-config.md): tcp, server-first and
+ * server-first-plaintext are opaque TCP, the others carry HTTP requests; http2 and grpc are
+ * HTTP/2 (h2 with ALPN between the sidecars, h2c to the app).
+ */
+enum proto { P_BAD, P_TCP, P_SERVER_FIRST, P_SERVER_FIRST_PLAIN, P_HTTP, P_HTTP2, P_GRPC };
+#define PROTO_WANT "protocol http, http2, grpc, tcp, server-first or server-first-plaintext"
+
+static enum proto proto_at(const json_t *o)
+{
+    static const char *const names[] = {"",     "tcp",   "server-first", "server-first-plaintext",
+                                        "http", "http2", "grpc"};
+    const char *p = str_at(o, "protocol");
+
+    for (size_t i = 1; p && i < ARRAY_LEN(names); i++)
+        if (strcmp(p, names[i]) == 0)
+            return (enum proto)i;
+    return P_BAD;
+}
+
+static bool proto_http(enum proto p)
+{
+    return p >= P_HTTP;
+}
+
+static bool proto_h2(enum proto p)
+{
+    return p == P_HTTP2 || p == P_GRPC;
+}
+
+/* gRPC's status as a log field: HAProxy 2.6 reads response headers, not trailers, so only a
+ * Trailers-Only answer (a call that failed before any message) shows its grpc-status here */
+#define GRPC_LOG " grpc=%[var(txn.weft_grpc)]"
+#define GRPC_VAR "    http-response set-var(txn.weft_grpc) res.fhdr(grpc-status)\n"
+
 /* ---- identities ---- */
 
 /*
@@ -612,12 +647,16 @@ static bool plaintext_port(const json_t *l)
  * original addresses in a PROXY v2 header, so dst_port and the source are the peer's as before.
  * Plaintext goes straight to the app on the port it dialled, where the port admits it
  * (plaintext_port; ports the document does not name admit it: the mode's default). A client that
- * sends nothing (a server-first protocol) is taken for plaintext once the delay has passed.
+ * sends nothing (a server-first protocol) is taken for plaintext once the delay has passed,
+ * except on ports declared server-first: no detection there, the connection goes to mutual TLS
+ * at once (the caller's sidecar opens with its ClientHello; a plaintext client gets no answer),
+ * and server-first-plaintext ports go to the app at once, plaintext from every caller (their
+ * sidecars do not originate TLS there), where the port admits plaintext, else are closed.
  * Returns false on error.
  */
 static bool inbound_plaintext(struct rctx *x, const json_t *inbound)
 {
-    struct buf closed;
+    struct buf closed, first, plain, plain_closed;
     const json_t *l;
     size_t i;
 
@@ -629,13 +668,19 @@ static bool inbound_plaintext(struct rctx *x, const json_t *inbound)
         return false;
     }
     buf_init(&closed);
+    buf_init(&first);
+    buf_init(&plain);
+    buf_init(&plain_closed);
     json_array_foreach(inbound, i, l)
     {
-        if (!plaintext_port(l) && buf_printf(&closed, " %d", port_at(l, "port")) < 0) {
+        enum proto pr = proto_at(l);
+        struct buf *b = pr == P_SERVER_FIRST         ? &first
+                        : pr == P_SERVER_FIRST_PLAIN ? (plaintext_port(l) ? &plain : &plain_closed)
+                        : !plaintext_port(l)         ? &closed
+                                                     : NULL;
+
+        if (b && buf_printf(b, " %d", port_at(l, "port")) < 0)
             fail(x, -ENOMEM, "out of memory");
-            buf_release(&closed);
-            return false;
-        }
     }
     emit(x,
          "\nfrontend weft_inbound\n"
@@ -644,12 +689,28 @@ static bool inbound_plaintext(struct rctx *x, const json_t *inbound)
          "    maxconn %d\n"
          "    log-format \"%%ci:%%cp plaintext port=%%[dst_port] %%b %%B %%Tt %%ts\"\n"
          "    tcp-request inspect-delay " PERMISSIVE_INSPECT "\n"
-         "    tcp-request content reject if { dst_port " PROXY_PORTS " }\n"
-         "    tcp-request content set-log-level silent if { req.ssl_hello_type 1 }\n"
-         "    tcp-request content accept if { req.ssl_hello_type 1 }\n",
+         "    tcp-request content reject if { dst_port " PROXY_PORTS " }\n",
          x->o->inbound_port, x->o->maxconn);
+    if (first.len)
+        emit(x,
+             "    # server-first ports: mutual TLS without waiting for the client's bytes\n"
+             "    acl server_first dst_port%s\n"
+             "    tcp-request content set-log-level silent if server_first\n"
+             "    tcp-request content accept if server_first\n",
+             first.p);
+    if (plain_closed.len)
+        emit(x, "    tcp-request content reject if { dst_port%s }\n", plain_closed.p);
+    if (plain.len)
+        emit(x,
+             "    # server-first-plaintext ports: plaintext without waiting\n"
+             "    tcp-request content accept if { dst_port%s }\n",
+             plain.p);
+    emit(x, "    tcp-request content set-log-level silent if { req.ssl_hello_type 1 }\n"
+            "    tcp-request content accept if { req.ssl_hello_type 1 }\n");
     if (closed.len)
         emit(x, "    tcp-request content reject if { dst_port%s }\n", closed.p);
+    if (first.len)
+        emit(x, "    use_backend weft_in_tls if server_first\n");
     emit(x,
          "    use_backend weft_in_tls if { req.ssl_hello_type 1 }\n"
          "    default_backend weft_in_other\n"
@@ -657,6 +718,9 @@ static bool inbound_plaintext(struct rctx *x, const json_t *inbound)
          "    server tls %s/" INBOUND_TLS_SOCK " send-proxy-v2\n",
          x->o->run_dir);
     buf_release(&closed);
+    buf_release(&first);
+    buf_release(&plain);
+    buf_release(&plain_closed);
     return !x->rc;
 }
 
@@ -666,7 +730,9 @@ static void render_inbound(struct rctx *x, const json_t *inbound, const char *mo
     const json_t *l;
     struct buf known;
     const char *src = x->v6 ? "[" AGENT_INBOUND_SRC6 "]:0" : AGENT_INBOUND_SRC4;
-    bool any_http = false;
+    bool any_http = false, any_h2 = false, any_grpc = false;
+    /* HTTP/2 ports: callers' sidecars offer h2 by ALPN (others offer none and get HTTP/1.1) */
+    const char *alpn;
 
     if (strlen(x->o->run_dir) + sizeof("/" AGENT_ACCESS_LOG_SOCK) > 108) {
         fail(x, ERR_INVALID,
@@ -678,8 +744,11 @@ static void render_inbound(struct rctx *x, const json_t *inbound, const char *mo
     buf_init(&known);
     json_array_foreach(inbound, i, l)
     {
-        any_http |= str_at(l, "protocol") && strcmp(str_at(l, "protocol"), "http") == 0;
+        any_http |= proto_http(proto_at(l));
+        any_h2 |= proto_h2(proto_at(l));
+        any_grpc |= proto_at(l) == P_GRPC;
     }
+    alpn = any_h2 ? " alpn h2,http/1.1" : "";
     if (x->permissive) {
         if (!inbound_plaintext(x, inbound)) {
             buf_release(&known);
@@ -688,15 +757,15 @@ static void render_inbound(struct rctx *x, const json_t *inbound, const char *mo
         emit(x,
              "\nfrontend weft_inbound_tls\n"
              "    bind %s/" INBOUND_TLS_SOCK " mode 600 accept-proxy ssl crt %s ca-file %s "
-             "verify required\n"
+             "verify required%s\n"
              "    maxconn %d\n",
-             x->o->run_dir, x->o->cert_file, x->o->ca_file, x->o->maxconn);
+             x->o->run_dir, x->o->cert_file, x->o->ca_file, alpn, x->o->maxconn);
     } else {
         emit(x,
              "\nfrontend weft_inbound\n"
-             "    bind :%d ssl crt %s ca-file %s verify required\n"
+             "    bind :%d ssl crt %s ca-file %s verify required%s\n"
              "    maxconn %d\n",
-             x->o->inbound_port, x->o->cert_file, x->o->ca_file, x->o->maxconn);
+             x->o->inbound_port, x->o->cert_file, x->o->ca_file, alpn, x->o->maxconn);
     }
     /* every decision is logged, to stdout and to the agent's access log socket (it counts
      * them: weft_agent_access_decisions_total), connections without data included (a tcp
@@ -710,8 +779,9 @@ static void render_inbound(struct rctx *x, const json_t *inbound, const char *mo
     if (any_http)
         emit(x,
              "    option idle-close-on-response\n"
-             "    log-format \"%%ci:%%cp %%[ssl_c_s_dn] port=%%[dst_port] %%b %%ST %%B %%Tt %%ts "
-             "denied=%%[var(txn.weft_denied)] audit=%%[var(txn.weft_audit),regsub(^;,)]\"\n");
+             "    log-format \"%%ci:%%cp %%[ssl_c_s_dn] port=%%[dst_port] %%b %%ST %%B %%Tt "
+             "%%ts%s denied=%%[var(txn.weft_denied)] audit=%%[var(txn.weft_audit),regsub(^;,)]\"\n",
+             any_grpc ? GRPC_LOG : "");
     else
         emit(x, "    log-format \"%%ci:%%cp %%[ssl_c_s_dn] port=%%[dst_port] %%b %%B %%Tt %%ts "
                 "denied=%%[var(txn.weft_denied)] audit=%%[var(txn.weft_audit),regsub(^;,)]\"\n");
@@ -719,10 +789,14 @@ static void render_inbound(struct rctx *x, const json_t *inbound, const char *mo
     json_array_foreach(inbound, i, l)
     {
         int port = port_at(l, "port");
-        const char *proto = str_at(l, "protocol");
 
-        if (!port || !proto || (strcmp(proto, "http") && strcmp(proto, "tcp"))) {
-            fail(x, ERR_INVALID, "inbound[%zu]: want a port 1-65535 and protocol http or tcp", i);
+        if (!port || proto_at(l) == P_BAD) {
+            fail(x, ERR_INVALID, "inbound[%zu]: want a port 1-65535 and " PROTO_WANT, i);
+            break;
+        }
+        if (proto_at(l) == P_SERVER_FIRST_PLAIN && !x->permissive) {
+            fail(x, ERR_INVALID, "inbound[%zu]: server-first-plaintext is for mode permissive only",
+                 i);
             break;
         }
         for (size_t j = 0; j < i; j++) {
@@ -742,12 +816,12 @@ static void render_inbound(struct rctx *x, const json_t *inbound, const char *mo
     /* tcp ports decide at once; http ports switch to HTTP and decide per request */
     json_array_foreach(inbound, i, l)
     {
-        if (strcmp(str_at(l, "protocol"), "tcp") == 0)
+        if (!proto_http(proto_at(l)))
             inbound_port(x, l, i, false);
     }
     json_array_foreach(inbound, i, l)
     {
-        if (strcmp(str_at(l, "protocol"), "http") == 0)
+        if (proto_http(proto_at(l)))
             emit(x, "    tcp-request content switch-mode http if in_%d\n", port_at(l, "port"));
     }
     /* ports the document does not name: the mode decides (all-authenticated: any mesh peer) */
@@ -762,7 +836,7 @@ static void render_inbound(struct rctx *x, const json_t *inbound, const char *mo
     }
     json_array_foreach(inbound, i, l)
     {
-        if (strcmp(str_at(l, "protocol"), "http") == 0)
+        if (proto_http(proto_at(l)))
             inbound_port(x, l, i, true);
     }
     /* decisions (a deny answers from HAProxy: no http-response rule runs) stay logged */
@@ -777,11 +851,15 @@ static void render_inbound(struct rctx *x, const json_t *inbound, const char *mo
     json_array_foreach(inbound, i, l)
     {
         int port = port_at(l, "port");
-        bool http = strcmp(str_at(l, "protocol"), "http") == 0;
+        enum proto pr = proto_at(l);
 
-        emit(x, "\nbackend in_%d\n    mode %s\n", port, http ? "http" : "tcp");
-        emit(x, x->v6 ? "    server app [%s]:%d source %s\n" : "    server app %s:%d source %s\n",
-             x->pod_ip, port, src);
+        emit(x, "\nbackend in_%d\n    mode %s\n", port, proto_http(pr) ? "http" : "tcp");
+        if (pr == P_GRPC)
+            emit(x, GRPC_VAR);
+        /* HTTP/2 ports: h2c to the app (prior knowledge, as gRPC servers expect) */
+        emit(x,
+             x->v6 ? "    server app [%s]:%d source %s%s\n" : "    server app %s:%d source %s%s\n",
+             x->pod_ip, port, src, proto_h2(pr) ? " proto h2" : "");
     }
     emit(x,
          "\nbackend weft_in_other\n"
@@ -823,15 +901,20 @@ static uint32_t fnv1a(const char *s)
 }
 
 /*
- * One server line for an endpoint {ip, port, identity, ready, weight}. The server is named
+ * One server line for an endpoint {ip, port, identity, ready, weight} of a port of protocol pr:
+ * ALPN h2 over mutual TLS or h2c without identity for HTTP/2, no TLS at all for
+ * server-first-plaintext. The server is named
  * <ip>_<port>, with _<tag of the identity's name> when it has one: an endpoint whose identity
  * changes is another server (removed and added through the runtime API: `verifyhost` cannot
  * change on a running server).
  */
 static void server_line(struct rctx *x, const char *backend, const json_t *e, const char *path,
-                        bool fixed_weight)
+                        bool fixed_weight, enum proto pr)
 {
-    const char *ip = str_at(e, "ip"), *id = str_at(e, "identity");
+    bool h2 = proto_h2(pr);
+    /* server-first-plaintext: no TLS towards any endpoint (permissive mode only) */
+    const char *ip = str_at(e, "ip"),
+               *id = pr == P_SERVER_FIRST_PLAIN ? NULL : str_at(e, "identity");
     int port = port_at(e, "port"), fam = ip_family(ip);
     const json_t *w = json_object_get(e, "weight");
     int weight = fixed_weight ? 1 : (int)json_integer_value(w);
@@ -859,10 +942,13 @@ static void server_line(struct rctx *x, const char *backend, const json_t *e, co
         /* mutual TLS: our certificate, the peer verified against the bundle, and its name
          * checked (in 2.6 sni overrides verifyhost: both say the same) */
         snprintf(args, sizeof(args),
-                 " ssl crt %s ca-file %s verify required sni str(%s) verifyhost %s",
-                 x->o->cert_file, x->o->ca_file, cn, cn);
+                 " ssl crt %s ca-file %s verify required sni str(%s) verifyhost %s%s",
+                 x->o->cert_file, x->o->ca_file, cn, cn, h2 ? " alpn h2" : "");
     } else {
         snprintf(name, sizeof(name), "%s_%d", ip, port);
+        /* an HTTP/2 port of an app outside the mesh: h2c, as its own clients speak it */
+        if (h2)
+            snprintf(args, sizeof(args), " proto h2");
     }
     snprintf(line, sizeof(line), "    server %s %s weight %d%s", name, addr, weight, args);
     emit(x, "%s\n", line);
@@ -927,13 +1013,19 @@ static void backend_head(struct rctx *x, const char *name, bool http, const json
         snprintf(servers, servers_len, "%s_try", name);
         emit(x,
              "\nbackend %s\n    mode http\n    # the whole request, all tries included\n"
-             "    timeout server %ldms\n    server whole unix@%s\n"
+             "    timeout server %ldms\n    server whole unix@%s\n",
+             name, whole, sock);
+        if (proto_at(p) == P_GRPC) /* where the caller's log line sees it */
+            emit(x, GRPC_VAR);
+        emit(x,
              "\nfrontend weft_%s\n    mode http\n    bind unix@%s mode 600\n    no log\n"
              "    default_backend %s\n",
-             name, whole, sock, servers, sock, servers);
+             servers, sock, servers);
         name = servers;
     }
     emit(x, "\nbackend %s\n    mode %s\n    balance roundrobin\n", name, http ? "http" : "tcp");
+    if (proto_at(p) == P_GRPC && name == what)
+        emit(x, GRPC_VAR);
     if (http)
         emit(x, "    http-reuse always\n");
     if (retry) {
@@ -1029,16 +1121,24 @@ static void render_outbound(struct rctx *x, const json_t *outbound)
     const json_t *svc, *p, *r;
     struct buf backends, rules;
     struct buf *conf = x->c;
+    bool any_grpc = false;
 
     buf_init(&backends);
     buf_init(&rules);
+    json_array_foreach(outbound, i, svc)
+    {
+        json_array_foreach(json_object_get(svc, "ports"), j, p)
+        {
+            any_grpc |= proto_at(p) == P_GRPC;
+        }
+    }
     emit(x, "\nfrontend weft_outbound\n    bind 127.0.0.1:%d\n", x->o->outbound_port);
     if (x->o->ipv6)
         emit(x, "    bind [::1]:%d\n", x->o->outbound_port);
     emit(x,
          "    maxconn %d\n"
          "    option idle-close-on-response\n"
-         "    log-format \"%%ci:%%cp -> %%[dst]:%%[dst_port] %%b/%%s %%ST %%B %%Tt\"\n"
+         "    log-format \"%%ci:%%cp -> %%[dst]:%%[dst_port] %%b/%%s %%ST %%B %%Tt%s\"\n"
          "    # never loop into our own listeners\n"
          "    tcp-request content reject if { dst_port " PROXY_PORTS
          " } { dst 127.0.0.0/8 ::1 %s }\n"
@@ -1046,7 +1146,7 @@ static void render_outbound(struct rctx *x, const json_t *outbound)
          "    tcp-request content set-var(sess.weft_svc) "
          "dst,concat(:,sess.weft_dport),map(%s/outbound.map)\n"
          "    tcp-request content switch-mode http if { var(sess.weft_svc) -m beg oh_ }\n",
-         x->o->maxconn, x->pod_ip, x->o->run_dir);
+         x->o->maxconn, any_grpc ? GRPC_LOG : "", x->pod_ip, x->o->run_dir);
 
     /* backends go after the frontend: write them to a side buffer */
     json_array_foreach(outbound, i, svc)
@@ -1068,14 +1168,18 @@ static void render_outbound(struct rctx *x, const json_t *outbound)
         json_array_foreach(json_object_get(svc, "ports"), j, p)
         {
             int port = port_at(p, "port");
-            const char *proto = str_at(p, "protocol");
-            bool http = proto && strcmp(proto, "http") == 0;
+            enum proto pr = proto_at(p);
+            bool http = proto_http(pr);
             const json_t *routes = json_object_get(p, "routes");
             char base[300], pp[96];
 
             snprintf(pp, sizeof(pp), "%s.ports[%zu]", path, j);
-            if (!port || !proto || (strcmp(proto, "http") && strcmp(proto, "tcp"))) {
-                fail(x, ERR_INVALID, "%s: want a port 1-65535 and protocol http or tcp", pp);
+            if (!port || pr == P_BAD) {
+                fail(x, ERR_INVALID, "%s: want a port 1-65535 and " PROTO_WANT, pp);
+                break;
+            }
+            if (pr == P_SERVER_FIRST_PLAIN && !x->permissive) {
+                fail(x, ERR_INVALID, "%s: server-first-plaintext is for mode permissive only", pp);
                 break;
             }
             snprintf(base, sizeof(base), "o%c_%s_%s_%d", http ? 'h' : 't', sns, name, port);
@@ -1094,7 +1198,7 @@ static void render_outbound(struct rctx *x, const json_t *outbound)
                         if (*c == ':')
                             *c = '.';
                     backend_head(x, be, http, p, sbe, sizeof(sbe));
-                    server_line(x, sbe, e, ep, true);
+                    server_line(x, sbe, e, ep, true, pr);
                     if (!ip_family(str_at(e, "ip")) || !port_at(e, "port")) {
                         fail(x, ERR_INVALID, "%s: want an IP address and a port", ep);
                         break;
@@ -1142,7 +1246,7 @@ static void render_outbound(struct rctx *x, const json_t *outbound)
                         char ep[200];
 
                         snprintf(ep, sizeof(ep), "%s.backends[%zu].endpoints[%zu]", rp, bi, ei);
-                        server_line(x, sbe, e, ep, false);
+                        server_line(x, sbe, e, ep, false, pr);
                     }
                 }
                 if (!single) {
@@ -1257,6 +1361,7 @@ int agent_render(const json_t *doc, const struct agent_render_opts *o, struct ag
          "    stats socket %s/admin.sock mode 600 level admin expose-fd listeners\n"
          "    stats timeout 30s\n"
          "    hard-stop-after %ds\n"
+         "    mworker-max-reloads %d\n"
          "    maxconn %d\n"
          "    nbthread 1\n"
          "    log stdout format raw local0 info\n"
@@ -1283,7 +1388,7 @@ int agent_render(const json_t *doc, const struct agent_render_opts *o, struct ag
          "    no log\n"
          "    http-request use-service prometheus-exporter if { path /metrics }\n"
          "    http-request return status 404 content-type text/plain string \"not found\\n\"\n",
-         x.ns, pod, o->run_dir, o->hard_stop_after_s, o->maxconn, o->metrics_port);
+         x.ns, pod, o->run_dir, o->hard_stop_after_s, o->max_reloads, o->maxconn, o->metrics_port);
     render_inbound(&x, inbound, mode);
     render_outbound(&x, outbound);
     if (!x.rc) {
@@ -1328,5 +1433,8 @@ void agent_render_opts_init(struct agent_render_opts *o)
     o->outbound_port = 15001;
     o->metrics_port = 15090;
     o->maxconn = 4096;
-    o->hard_stop_after_s = 30;
+    /* long-lived connections (WebSockets, streams, gRPC streaming) outlive a reload on the old
+     * worker: an hour, and at most 25 later reloads (so at most 25 old workers at once) */
+    o->hard_stop_after_s = 3600;
+    o->max_reloads = 25;
 }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "conf/jbuild.h"
 #include "controller/controller_int.h"
@@ -622,22 +623,59 @@ static const struct m_cr *retry_for(struct mesh_model *m, const char *ns, const 
 
 /* ---- outbound blocks ---------------------------------------------------------------------- */
 
+/*
+ * A Service port's protocol for the document (docs/proxy-config.md, "protocol"): from its
+ * appProtocol, else from its name (the word itself or the word and "-"). Any other appProtocol
+ * is plain tcp. server-first-plaintext is for mode permissive; the compiler makes it
+ * server-first in the other modes (proto_in_mode()).
+ */
 static const char *proto_of(const char *app, const char *name)
 {
-    static const char *const http_app[] = {
-        "http", "HTTP", "http2", "HTTP2", "grpc", "GRPC", "kubernetes.io/h2c", "h2c"};
+    static const struct {
+        const char *word, *proto;
+        bool by_name; /* also recognised as a port name or name prefix */
+    } words[] = {
+        {"http", "http", true},
+        {"http2", "http2", true},
+        {"h2c", "http2", true},
+        {"kubernetes.io/h2c", "http2", false},
+        {"grpc", "grpc", true},
+        {"mysql", "server-first", true},
+        {"smtp", "server-first", true},
+        {"ftp", "server-first", true},
+        {"pop3", "server-first", true},
+        {"imap", "server-first", true},
+        {"mesh.weft.dev/server-first", "server-first", false},
+        {"mesh.weft.dev/server-first-plaintext", "server-first-plaintext", false},
+    };
     size_t i;
     if (app && *app) {
-        for (i = 0; i < ARRAY_LEN(http_app); i++)
-            if (!strcmp(app, http_app[i]))
-                return "http";
+        for (i = 0; i < ARRAY_LEN(words); i++)
+            if (!strcasecmp(app, words[i].word))
+                return words[i].proto;
         return "tcp";
     }
-    if (name &&
-        (!strcmp(name, "http") || !strncmp(name, "http-", 5) || !strcmp(name, "http2") ||
-         !strncmp(name, "http2-", 6) || !strcmp(name, "grpc") || !strncmp(name, "grpc-", 5)))
-        return "http";
+    for (i = 0; name && i < ARRAY_LEN(words); i++) {
+        size_t n = strlen(words[i].word);
+        if (words[i].by_name && !strncmp(name, words[i].word, n) &&
+            (name[n] == '\0' || name[n] == '-'))
+            return words[i].proto;
+    }
     return "tcp";
+}
+
+/* A protocol as the document carries it in mode `mode`: plaintext exists in permissive only. */
+static const char *proto_in_mode(const char *proto, enum mesh_mode mode)
+{
+    if (!strcmp(proto, "server-first-plaintext") && mode != MESH_MODE_PERMISSIVE)
+        return "server-first";
+    return proto;
+}
+
+/* http, http2 and grpc ports carry HTTP requests (routes, matches and L7 rules apply). */
+static bool proto_http(const char *proto)
+{
+    return !strcmp(proto, "http") || !strcmp(proto, "http2") || !strcmp(proto, "grpc");
 }
 
 static const json_t *svc_port_by_number(const struct m_svc *s, long long port)
@@ -838,8 +876,8 @@ static int block_compile(struct mesh_model *m, struct m_svc *s, json_t **out)
     json_array_foreach(json_object_get(s->d, "ports"), i, sp)
     {
         long long port = controller__jint(sp, "port", 0);
-        const char *proto =
-            proto_of(controller__jstr(sp, "appProtocol"), controller__jstr(sp, "name"));
+        const char *proto = proto_in_mode(
+            proto_of(controller__jstr(sp, "appProtocol"), controller__jstr(sp, "name")), m->mode);
         const struct m_cr *rp = retry_for(m, s->ns, s->name, (int)port, NULL, NULL);
         json_t *po = json_pack("{s:I,s:s,s:s}", "port", (json_int_t)port, "name",
                                controller__jstr(sp, "name"), "protocol", proto);
@@ -870,7 +908,7 @@ static int block_compile(struct mesh_model *m, struct m_svc *s, json_t **out)
         {
             const struct m_cr *t = controller__split_for(m, s->ns, s->name, (int)port);
             json_t *routes = json_array(), *apexset = NULL, *splitset = NULL, *ms = NULL, *mt;
-            bool unresolved = false, http = !strcmp(proto, "http");
+            bool unresolved = false, http = proto_http(proto);
             char *sk = NULL;
             if (!routes)
                 goto out;
@@ -1224,7 +1262,9 @@ static json_t *compile_inbound(struct mesh_model *m, const struct m_pod *p)
                 const char *pr;
                 if (!hit)
                     continue;
-                pr = proto_of(controller__jstr(sp, "appProtocol"), controller__jstr(sp, "name"));
+                pr = proto_in_mode(
+                    proto_of(controller__jstr(sp, "appProtocol"), controller__jstr(sp, "name")),
+                    m->mode);
                 if (proto && strcmp(proto, pr) != 0)
                     mixed = true;
                 proto = pr;
@@ -1246,12 +1286,12 @@ static json_t *compile_inbound(struct mesh_model *m, const struct m_pod *p)
                 continue;
             if (!strcmp(act, "Allow"))
                 any_allow = true;
-            if (rules && strcmp(proto, "http") != 0 && !strcmp(act, "Allow"))
+            if (rules && !proto_http(proto) && !strcmp(act, "Allow"))
                 continue; /* L7 conditions cannot be checked on tcp: the Allow admits nothing */
             rule = json_pack("{s:s,s:o}", "policy", ap->name, "peers", compile_peers(m, ap));
             if (!rule)
                 goto fail_lists;
-            if (rules && !strcmp(proto, "http"))
+            if (rules && proto_http(proto))
                 jbuild_set_ref(&jb, rule, "l7", rules);
             else if (rules)
                 jbuild_set(&jb, rule, "l7Ignored", json_true());

@@ -234,6 +234,21 @@ static json_t *jp(json_t *v, const char *path)
         }                                                                                          \
     } while (0)
 
+/* a port's protocol carries HTTP (http, http2, grpc); HTTP/2 (http2, grpc) */
+static bool is_http(const json_t *port)
+{
+    const char *p = json_string_value(json_object_get(port, "protocol"));
+
+    return p && (!strcmp(p, "http") || !strcmp(p, "http2") || !strcmp(p, "grpc"));
+}
+
+static bool is_h2(const json_t *port)
+{
+    const char *p = json_string_value(json_object_get(port, "protocol"));
+
+    return p && (!strcmp(p, "http2") || !strcmp(p, "grpc"));
+}
+
 /* Every golden document of the controller renders; deterministic; every outbound service port
  * is in the map with a backend that exists, every endpoint a server with its weight and, when
  * it has an identity, mutual TLS with that identity's name. */
@@ -261,9 +276,25 @@ static void t_render_fixtures(void)
         }
         REQUIRE(render(doc, &b, &dg) == 0);
         CHECK_STR(a.config.p, b.config.p);
-        CHECK_HAS(a.config.p,
-                  "frontend weft_inbound\n    bind :15006 ssl crt /run/w/pod.pem ca-file "
-                  "/run/w/bundle.pem verify required\n");
+        {
+            /* mutual TLS on 15006 (behind the plaintext detector in permissive mode), ALPN
+             * h2 offered where an inbound port is HTTP/2 */
+            bool h2 = false, permissive = !strcmp(json_string_value(json_object_get(doc, "mode")),
+                                                  "permissive");
+            char bind[300];
+
+            json_array_foreach(json_object_get(doc, "inbound"), i, p)
+            {
+                h2 |= is_h2(p);
+            }
+            snprintf(bind, sizeof(bind),
+                     "%s ssl crt /run/w/pod.pem ca-file /run/w/bundle.pem verify required%s\n",
+                     permissive ? "frontend weft_inbound_tls\n    bind /run/w/inbound-tls.sock "
+                                  "mode 600 accept-proxy"
+                                : "frontend weft_inbound\n    bind :15006",
+                     h2 ? " alpn h2,http/1.1" : "");
+            CHECK_HAS(a.config.p, bind);
+        }
         CHECK_HAS(a.config.p, "    bind 127.0.0.1:15001\n");
         CHECK_HAS(a.config.p, "http-request use-service prometheus-exporter if { path /metrics }");
         CHECK_HAS(a.config.p, "stats socket /run/w/admin.sock mode 600 level admin");
@@ -279,9 +310,7 @@ static void t_render_fixtures(void)
                     continue;
                 snprintf(key, sizeof(key), "%s:%lld o%c_%s_%s_%lld\n",
                          json_string_value(json_object_get(svc, "clusterIP")),
-                         json_integer_value(json_object_get(p, "port")),
-                         strcmp(json_string_value(json_object_get(p, "protocol")), "http") ? 't'
-                                                                                           : 'h',
+                         json_integer_value(json_object_get(p, "port")), is_http(p) ? 'h' : 't',
                          json_string_value(json_object_get(svc, "namespace")),
                          json_string_value(json_object_get(svc, "service")),
                          json_integer_value(json_object_get(p, "port")));
@@ -293,7 +322,12 @@ static void t_render_fixtures(void)
                         json_array_foreach(json_object_get(be, "endpoints"), m, e)
                         {
                             char line[512], cn[600], name[128], tag[16] = "";
-                            const char *id = json_string_value(json_object_get(e, "identity"));
+                            /* server-first-plaintext: no TLS even to meshed endpoints */
+                            const char *id =
+                                strcmp(json_string_value(json_object_get(p, "protocol")),
+                                       "server-first-plaintext")
+                                    ? json_string_value(json_object_get(e, "identity"))
+                                    : NULL;
                             long long w = json_is_true(json_object_get(e, "ready"))
                                               ? json_integer_value(json_object_get(e, "weight"))
                                               : 0;
@@ -319,12 +353,14 @@ static void t_render_fixtures(void)
                                      json_integer_value(json_object_get(e, "port")), w,
                                      id ? " ssl crt /run/w/pod.pem ca-file /run/w/bundle.pem "
                                           "verify required sni str("
-                                        : "\n");
+                                     : is_h2(p) ? " proto h2\n"
+                                                : "\n");
                             CHECK_HAS(a.config.p, line);
                             if (id) {
                                 char sni[1300];
 
-                                snprintf(sni, sizeof(sni), "sni str(%s) verifyhost %s\n", cn, cn);
+                                snprintf(sni, sizeof(sni), "sni str(%s) verifyhost %s%s\n", cn, cn,
+                                         is_h2(p) ? " alpn h2" : "");
                                 CHECK_HAS(a.config.p, sni);
                             }
                         }
@@ -584,6 +620,156 @@ static void expect_error(const char *what, json_t *doc, int want, const char *ms
     json_decref(doc);
 }
 
+/*
+ * Protocols (the "protocols" fixture, mode permissive): HTTP/2 ports get ALPN h2 between the
+ * sidecars and h2c to the app, grpc ports log grpc-status, server-first ports skip the
+ * plaintext detection; http and tcp ports are unchanged.
+ */
+static void t_render_protocols(void)
+{
+    json_t *api = load(MESH "protocols/expected/proto.api-1.json");
+    json_t *cl = load(MESH "protocols/expected/proto.client-1.json"), *p;
+    struct agent_render_out o;
+    struct diag dg = {0, ""};
+    const char *c;
+    size_t i;
+
+    REQUIRE(render(api, &o, &dg) == 0);
+    c = o.config.p;
+    CHECK_HAS(c, "verify required alpn h2,http/1.1\n");
+    CHECK_HAS(c, "\nbackend in_8081\n    mode http\n    server app 10.7.0.1:8081 source "
+                 "127.0.0.6 proto h2\n");
+    CHECK_HAS(c, "\nbackend in_50051\n    mode http\n"
+                 "    http-response set-var(txn.weft_grpc) res.fhdr(grpc-status)\n"
+                 "    server app 10.7.0.1:50051 source 127.0.0.6 proto h2\n");
+    CHECK_HAS(c, "\nbackend in_8080\n    mode http\n    server app 10.7.0.1:8080 source "
+                 "127.0.0.6\n");
+    CHECK_HAS(c, "\nbackend in_3306\n    mode tcp\n    server app 10.7.0.1:3306 source "
+                 "127.0.0.6\n");
+    CHECK_HAS(c, "%ts grpc=%[var(txn.weft_grpc)] denied=%[var(txn.weft_denied)] audit=");
+    CHECK_HAS(c, "    tcp-request content switch-mode http if in_50051\n");
+    /* 8082: the Services disagree, tcp */
+    CHECK_HAS(c, "    tcp-request content accept if in_8082\n");
+    /* server-first: decided before any rule that waits for the client's bytes */
+    CHECK_HAS(c, "    acl server_first dst_port 2525 3306\n");
+    CHECK(pos(c, "    tcp-request content accept if server_first\n") > 0);
+    CHECK(pos(c, "    tcp-request content accept if server_first\n") <
+          pos(c, "    tcp-request content set-log-level silent if { req.ssl_hello_type 1 }\n"));
+    CHECK(pos(c, "    use_backend weft_in_tls if server_first\n") <
+          pos(c, "    default_backend weft_in_other\n"));
+
+    /* server-first-plaintext: at once to the app, no TLS */
+    CHECK_HAS(c, "    # server-first-plaintext ports: plaintext without waiting\n"
+                 "    tcp-request content accept if { dst_port 2626 }\n");
+    CHECK(pos(c, "    tcp-request content accept if { dst_port 2626 }\n") <
+          pos(c, "    tcp-request content set-log-level silent if { req.ssl_hello_type 1 }\n"));
+    agent_render_out_release(&o);
+    /* ... unless an Allow applies there (plaintext peers have no identity): closed at once */
+    json_object_set_new(jp(api, "inbound/1"), "default", json_string("deny"));
+    CHECK_INT(json_integer_value(json_object_get(jp(api, "inbound/1"), "port")), 2626);
+    REQUIRE(render(api, &o, &dg) == 0);
+    CHECK_HAS(o.config.p, "    tcp-request content reject if { dst_port 2626 }\n");
+    CHECK(pos(o.config.p, "accept if { dst_port 2626 }") < 0);
+    agent_render_out_release(&o);
+    /* ... and it exists in permissive mode only */
+    json_object_set_new(api, "mode", json_string("all-authenticated"));
+    json_array_foreach(json_object_get(api, "inbound"), i, p)
+    {
+        json_object_set_new(p, "default", json_string("allow-authenticated"));
+    }
+    REQUIRE(render(api, &o, &dg) == ERR_INVALID);
+    CHECK_STR(dg.text, "inbound[1]: server-first-plaintext is for mode permissive only");
+    dg.text[0] = '\0';
+
+    /* outside permissive mode there is no detection to skip */
+    json_object_set_new(jp(api, "inbound/1"), "protocol", json_string("server-first"));
+    json_array_foreach(
+        json_object_get(json_array_get(json_object_get(api, "outbound"), 0), "ports"), i, p)
+    {
+        if (!strcmp(json_string_value(json_object_get(p, "protocol")), "server-first-plaintext"))
+            json_object_set_new(p, "protocol", json_string("server-first"));
+    }
+    REQUIRE(render(api, &o, &dg) == 0);
+    CHECK(pos(o.config.p, "server_first") < 0);
+    CHECK_HAS(o.config.p, "    bind :15006 ssl crt /run/w/pod.pem ca-file /run/w/bundle.pem "
+                          "verify required alpn h2,http/1.1\n");
+    CHECK_HAS(o.config.p, "    tcp-request content accept if in_3306\n");
+    agent_render_out_release(&o);
+
+    /* only tcp and http ports (and no outbound): no ALPN offered, no grpc field */
+    json_object_set_new(api, "outbound", json_array());
+    json_array_foreach(json_object_get(api, "inbound"), i, p)
+    {
+        const char *pr = json_string_value(json_object_get(p, "protocol"));
+
+        if (!strcmp(pr, "http2") || !strcmp(pr, "grpc"))
+            json_object_set_new(p, "protocol", json_string("http"));
+    }
+    REQUIRE(render(api, &o, &dg) == 0);
+    CHECK(pos(o.config.p, "alpn") < 0 && pos(o.config.p, "proto h2") < 0);
+    CHECK(pos(o.config.p, "grpc") < 0);
+    agent_render_out_release(&o);
+
+    /* the caller: ALPN h2 to meshed endpoints, h2c to the others, grpc-status logged */
+    REQUIRE(render(cl, &o, &dg) == 0);
+    c = o.config.p;
+    CHECK_HAS(c, "verifyhost api.proto.cluster.local alpn h2\n");
+    CHECK_HAS(c, "    server 10.7.0.2_8081 10.7.0.2:8081 weight 1 proto h2\n");
+    CHECK_HAS(c, "    server 10.7.0.2_8080 10.7.0.2:8080 weight 1\n");
+    CHECK_HAS(c, "    server 10.7.0.2_3306 10.7.0.2:3306 weight 1\n");
+    /* server-first-plaintext: the meshed endpoint without TLS too */
+    CHECK_HAS(c, "    server 10.7.0.1_2626 10.7.0.1:2626 weight 1\n");
+    CHECK_HAS(c, "\nbackend oh_proto_api_50051\n    mode http\n    balance roundrobin\n"
+                 "    http-response set-var(txn.weft_grpc) res.fhdr(grpc-status)\n");
+    CHECK_HAS(c, "%Tt grpc=%[var(txn.weft_grpc)]\"\n");
+    CHECK_HAS(o.outbound_map.p, "10.96.7.10:81 oh_proto_api_81\n");
+    CHECK_HAS(o.outbound_map.p, "10.96.7.10:3306 ot_proto_api_3306\n");
+    agent_render_out_release(&o);
+
+    /* retries and a whole-request timeout: grpc-status read in the outer layer */
+    p = json_array_get(json_object_get(json_array_get(json_object_get(cl, "outbound"), 0), "ports"),
+                       9);
+    REQUIRE(json_integer_value(json_object_get(p, "port")) == 50051);
+    json_object_set_new(
+        p, "retry",
+        json_pack("{s:s,s:i,s:[s]}", "policy", "r", "attempts", 2, "retryOn", "connect-failure"));
+    json_object_set_new(p, "timeoutMs", json_integer(1000));
+    REQUIRE(render(cl, &o, &dg) == 0);
+    CHECK_HAS(o.config.p, "\nbackend oh_proto_api_50051\n    mode http\n"
+                          "    # the whole request, all tries included\n"
+                          "    timeout server 1000ms\n    server whole unix@/run/w/try1.sock\n"
+                          "    http-response set-var(txn.weft_grpc) res.fhdr(grpc-status)\n"
+                          "\nfrontend weft_oh_proto_api_50051_try\n");
+    CHECK_HAS(o.config.p, "\nbackend oh_proto_api_50051_try\n    mode http\n"
+                          "    balance roundrobin\n    http-reuse always\n");
+    agent_render_out_release(&o);
+
+    /* an unknown protocol names the field */
+    json_object_set_new(p, "protocol", json_string("h3"));
+    expect_error("unknown protocol", cl, ERR_INVALID,
+                 "outbound[0].ports[9]: want a port 1-65535 and protocol http, http2, grpc, tcp, "
+                 "server-first or server-first-plaintext");
+    json_decref(api);
+}
+
+/* a grpc port's inbound log line (grpc=<code> before denied= and audit=) still counts */
+static void t_access_grpc_line(void)
+{
+    struct agent_access *a;
+    struct buf b;
+    static const char l[] = "10.0.0.1:4242 /O=x port=50051 in_50051 200 86 3 ---- grpc=5 "
+                            "denied=proto/default audit=-\n";
+
+    REQUIRE(agent_access_new(&a) == 0);
+    CHECK(agent_access_line(a, l, sizeof(l) - 1));
+    buf_init(&b);
+    CHECK_INT(agent_access_text(a, &b), 0);
+    CHECK_HAS(b.p,
+              "\nweft_agent_access_decisions_total{action=\"deny\",policy=\"proto/default\"} 1\n");
+    buf_release(&b);
+    agent_access_free(a);
+}
+
 static void t_render_errors(void)
 {
     json_t *d;
@@ -642,7 +828,8 @@ static void t_render_errors(void)
     d = load(MESH "policies/expected/shop.api-1.json");
     json_object_del(jp(d, "inbound/0"), "protocol");
     expect_error("no protocol", d, ERR_INVALID,
-                 "inbound[0]: want a port 1-65535 and protocol http or tcp");
+                 "inbound[0]: want a port 1-65535 and protocol http, http2, grpc, tcp, "
+                 "server-first or server-first-plaintext");
 
     d = load(MESH "policies/expected/shop.api-1.json");
     json_object_set_new(jp(d, "inbound/1"), "port", json_integer(5432));
@@ -785,4 +972,4 @@ static void t_access(void)
 UNIT_MAIN(UNIT(t_metrics), UNIT(t_access), UNIT(t_plan_parse), UNIT(t_rules), UNIT(t_merge),
           UNIT(t_render_fixtures), UNIT(t_render_retries), UNIT(t_render_access),
           UNIT(t_render_access_log), UNIT(t_render_permissive), UNIT(t_render_ipv6_and_quoting),
-          UNIT(t_render_errors))
+          UNIT(t_render_errors), UNIT(t_render_protocols), UNIT(t_access_grpc_line))

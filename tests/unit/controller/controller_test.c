@@ -236,6 +236,10 @@ static void t_golden_headless(void)
 {
     golden("headless", MESH_MODE_ALL_AUTHENTICATED);
 }
+static void t_golden_protocols(void)
+{
+    golden("protocols", MESH_MODE_PERMISSIVE);
+}
 
 /* ---- hand-computed expectations for the goldens ------------------------------------------- *
  * The goldens above are the compiler's own output, reviewed once. These cases state, for every
@@ -564,6 +568,57 @@ static void t_hand_headless(void)
     json_decref(a);
     json_decref(d);
     scen_free(&s);
+}
+
+/*
+ * protocols: each Service port's protocol by the rule of docs/proxy-config.md, stated here from
+ * cluster.yaml: appProtocol first (case-insensitive; any other value is tcp), else the name as
+ * a word or the word and "-". Inbound ports take the protocol of the Service ports targeting
+ * them, tcp where Services disagree (8082: api-legacy says http).
+ */
+static void t_hand_protocols(void)
+{
+    static const struct {
+        long long port, target;
+        const char *proto, *inbound;
+    } want[] = {
+        {80, 8080, "http", "http"},
+        {81, 8081, "http2", "http2"},
+        {82, 8082, "http2", "tcp"},
+        {83, 8083, "http2", "http2"},
+        {50051, 50051, "grpc", "grpc"},
+        {50052, 50052, "grpc", "grpc"},
+        {3306, 3306, "server-first", "server-first"},
+        {25, 2525, "server-first", "server-first"},
+        {26, 2626, "server-first-plaintext", "server-first-plaintext"},
+        {5432, 5432, "tcp", "tcp"},
+        {6379, 6379, "tcp", "tcp"},
+    };
+    json_t *docs = load_yaml(FIX "/protocols/cluster.yaml");
+    struct mesh_model *m = model_from(docs, MESH_MODE_PERMISSIVE);
+    json_t *c = compile(m, "proto", "client-1"), *a = compile(m, "proto", "api-1");
+    size_t i;
+
+    for (i = 0; i < ARRAY_LEN(want); i++) {
+        json_t *o = outbound_port(c, "api", want[i].port), *in = inbound_port(a, want[i].target);
+        REQUIRE(o && in);
+        CHECK_STR(controller__jstr(o, "protocol"), want[i].proto);
+        CHECK_STR(controller__jstr(in, "protocol"), want[i].inbound);
+    }
+    CHECK_STR(controller__jstr(outbound_port(c, "api-legacy", 82), "protocol"), "http");
+    json_decref(c);
+    json_decref(a);
+    mesh_model_free(m);
+    /* plaintext exists in mode permissive only: elsewhere the port is server-first (mTLS) */
+    m = model_from(docs, MESH_MODE_ALL_AUTHENTICATED);
+    c = compile(m, "proto", "client-1");
+    a = compile(m, "proto", "api-1");
+    CHECK_STR(controller__jstr(outbound_port(c, "api", 26), "protocol"), "server-first");
+    CHECK_STR(controller__jstr(inbound_port(a, 2626), "protocol"), "server-first");
+    json_decref(c);
+    json_decref(a);
+    json_decref(docs);
+    mesh_model_free(m);
 }
 
 /* ---- explicit checks on the goldens' key values ------------------------------------------- */
@@ -1550,8 +1605,9 @@ static void t_upsert_alloc_failure(void)
 
 UNIT_MAIN(UNIT(t_golden_split_uneven), UNIT(t_golden_smi), UNIT(t_golden_policies),
           UNIT(t_golden_retries), UNIT(t_golden_missing_refs), UNIT(t_golden_conflicts),
-          UNIT(t_golden_sidecars), UNIT(t_golden_headless), UNIT(t_split_uneven_weights),
-          UNIT(t_weights_bound), UNIT(t_weights_exact), UNIT(t_parsers), UNIT(t_incr_weight_change),
+          UNIT(t_golden_sidecars), UNIT(t_golden_headless), UNIT(t_golden_protocols),
+          UNIT(t_hand_protocols), UNIT(t_split_uneven_weights), UNIT(t_weights_bound),
+          UNIT(t_weights_exact), UNIT(t_parsers), UNIT(t_incr_weight_change),
           UNIT(t_incr_policy_and_pods), UNIT(t_incr_endpoints_and_service),
           UNIT(t_incr_namespace_labels), UNIT(t_incr_matches_scratch), UNIT(t_status_transitions),
           UNIT(t_affected_proxies), UNIT(t_errors), UNIT(t_upsert_delete_all),

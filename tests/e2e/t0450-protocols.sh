@@ -1,0 +1,409 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2317 # case functions run through t_run
+# The protocols applications run, through two sidecars, as clients observe them (issue 16).
+# Pods are network namespaces on one bridge (in wfe-ph, which also runs kubelite and weftd in
+# mode permissive at 10.250.45.254): a meshed client "client" (wfe-pc, 10.250.45.1), two meshed
+# servers "srv-1" and "srv-2" (wfe-p1, wfe-p2: 10.250.45.2, .3), each with weft-init's rules and
+# weft-agent on weftd's config stream, and a plaintext client outside the mesh (wfe-px, .9).
+# The servers run a gRPC server (Service grpc, port name grpc), nghttpd (Service h2,
+# appProtocol kubernetes.io/h2c), a server-first banner service (Service mail: port 25 declared
+# mesh.weft.dev/server-first, port 26 undeclared tcp) and a WebSocket echo server (Service ws).
+#
+#   - HTTP/2: one h2c connection from the client's app with many streams is balanced per
+#     request over both servers (h2 with ALPN between the sidecars, h2c to nghttpd); h2load's
+#     2,000 requests all answered;
+#   - gRPC: 1,000 calls on one channel split over both servers; error statuses reach the client
+#     unchanged and appear as grpc=<code> in the client sidecar's log;
+#   - server-first: the banner reaches a client that sends nothing within a bound, through both
+#     sidecars; in permissive mode a declared server-first port skips the plaintext detection
+#     (no 1 s wait) and is mutual TLS only, an undeclared one makes a plaintext client wait for
+#     the detection delay;
+#   - WebSocket: the upgrade request is subject to the AccessPolicy's L7 rules (an allowed path
+#     upgrades, another gets 403);
+#   - a WebSocket and a TCP stream opened before twenty configuration changes (runtime-API
+#     changes and reloads on both sides) are still echoing after them and after the old
+#     hard-stop-after (30 s) has passed since the first reload.
+. "$(dirname "$0")/lib.sh"
+
+e2e_require_root || t_summary
+
+K="$KUBECTL_DIR/kubectl.1.33"
+WEFTD=$KL_REPO/$BUILD/bin/weftd
+AGENT=$KL_REPO/$BUILD/bin/weft-agent
+INIT=$KL_REPO/$BUILD/bin/weft-init
+APP=$KL_REPO/tests/e2e/protoapp.py
+GRPC=$KL_REPO/tests/e2e/grpcapp.py
+NS=proto CP=weftd.weft-system.svc
+HUB=wfe-ph HUB_IP=10.250.45.254
+NSC=wfe-pc C_IP=10.250.45.1
+NS1=wfe-p1 S1_IP=10.250.45.2
+NS2=wfe-p2 S2_IP=10.250.45.3
+NSX=wfe-px X_IP=10.250.45.9
+SVC_GRPC=10.96.45.10 SVC_H2=10.96.45.11 SVC_MAIL=10.96.45.12 SVC_WS=10.96.45.13
+D=$KL_TMP/proto
+
+t_begin "tools"
+command -v haproxy >/dev/null || { t_skip "haproxy is not installed"; t_summary; }
+for b in "$WEFTD" "$AGENT" "$INIT" "$KL_REPO/$BUILD/bin/kubelite"; do
+    have_tool "$b" || t_summary
+done
+for b in nghttpd nghttp h2load; do
+    command -v $b >/dev/null || { t_skip "$b is not installed (nghttp2-client, nghttp2-server: make deps)"; t_summary; }
+done
+"$E2E_PY" -c 'import grpc' 2>/dev/null || { t_skip "python3-grpcio is not installed (make deps)"; t_summary; }
+t_pass
+
+KH=(ip netns exec "$HUB" env KUBECONFIG="$D/kubeconfig" "$K") # kubectl in the hub
+kh() { "${KH[@]}" "$@"; }
+ready() { ip netns exec "$1" curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:15020/healthz/ready; }
+acks() { grep -c 'msg="configuration applied (ACK)"' "$D/$1.log"; }
+metric() { # NS SERIES: one sample of the pod's HAProxy exporter
+    ip netns exec "$1" curl -s http://127.0.0.1:15090/metrics | awk -v s="$2" '$1 == s {print $2; exit}'
+}
+# pod_link NS IP: a veth from NS (address IP/24, default route) to the hub's bridge
+LINKS=0
+pod_link() {
+    local va vb
+    LINKS=$((LINKS + 1))
+    va=wfe$$p${LINKS}a vb=wfe$$p${LINKS}b
+    va=${va:0:15} vb=${vb:0:15}
+    ip link add "$va" netns "$1" type veth peer name "$vb" netns $HUB || return
+    ip -n "$1" addr add "$2/24" dev "$va" && ip -n "$1" link set "$va" up &&
+        ip -n $HUB link set "$vb" master wfebr0 && ip -n $HUB link set "$vb" up &&
+        ip -n "$1" route add default dev "$va"
+}
+
+case_setup() {
+    local p name ns ip uid
+    mkdir -p "$D" && chmod 755 "$KL_TMP" "$D"
+    for ns in $HUB $NSC $NS1 $NS2 $NSX; do e2e_netns $ns || return; done
+    ip -n $HUB link add wfebr0 type bridge && ip -n $HUB addr add $HUB_IP/24 dev wfebr0 &&
+        ip -n $HUB link set wfebr0 up || return
+    pod_link $NSC $C_IP && pod_link $NS1 $S1_IP && pod_link $NS2 $S2_IP && pod_link $NSX $X_IP || return
+    for ns in $NSC $NS1 $NS2 $NSX; do e2e_hosts $ns "$HUB_IP $CP" || return; done
+    e2e_hosts $HUB "$HUB_IP $CP" || return
+    # the servers' apps, on the pod's address
+    for p in srv-1:$NS1:$S1_IP srv-2:$NS2:$S2_IP; do
+        IFS=: read -r name ns ip <<<"$p"
+        mkdir -p "$D/www-$name" && echo "$name" >"$D/www-$name/id"
+        e2e_bg "$ns" "$E2E_PY" "$GRPC" serve "$ip:50051" "$name" && wait_for 20 grep -q '^ready' "$E2E_BG_LOG" &&
+            e2e_bg "$ns" nghttpd --no-tls -a "$ip" -d "$D/www-$name" 8081 &&
+            e2e_bg "$ns" "$E2E_PY" "$APP" banner "$ip" 2525 "$name" && wait_for 10 grep -q '^ready' "$E2E_BG_LOG" &&
+            e2e_bg "$ns" "$E2E_PY" "$APP" banner "$ip" 2526 "$name" && wait_for 10 grep -q '^ready' "$E2E_BG_LOG" &&
+            e2e_bg "$ns" "$E2E_PY" "$APP" banner "$ip" 2527 "$name" && wait_for 10 grep -q '^ready' "$E2E_BG_LOG" &&
+            e2e_bg "$ns" "$E2E_PY" "$APP" ws "$ip" 8090 "$name" && wait_for 10 grep -q '^ready' "$E2E_BG_LOG" ||
+            { t_fail "$name's apps did not start: $(cat "$E2E_BG_LOG")"; return 1; }
+    done
+    e2e_bg $HUB "$KL_REPO/$BUILD/bin/kubelite" --listen 127.0.0.1:0 --kubeconfig-out "$D/kubeconfig" \
+        --openapi-dir "$KL_REPO/tests/kubelite/openapi"
+    wait_for 10 test -s "$D/kubeconfig" || { t_fail "kubelite did not start"; return 1; }
+    ok "weft-system" "${KH[@]}" create namespace weft-system || return
+    ok "CRDs" "${KH[@]}" apply -f "$KL_REPO/crds/" || return
+    {
+        cat <<EOF
+apiVersion: v1
+kind: Namespace
+metadata: {name: $NS, labels: {weft.dev/inject: enabled}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: client, namespace: $NS}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: srv, namespace: $NS}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: grpc, namespace: $NS}
+spec: {clusterIP: $SVC_GRPC, selector: {app: srv}, ports: [{port: 50051, name: grpc, targetPort: 50051}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: h2, namespace: $NS}
+spec: {clusterIP: $SVC_H2, selector: {app: srv}, ports: [{port: 80, name: web, appProtocol: kubernetes.io/h2c, targetPort: 8081}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: mail, namespace: $NS}
+spec:
+  clusterIP: $SVC_MAIL
+  selector: {app: srv}
+  ports:
+  - {port: 25, name: smtpish, appProtocol: mesh.weft.dev/server-first, targetPort: 2525}
+  - {port: 26, name: banner, targetPort: 2526}
+  - {port: 27, name: legacy, appProtocol: mesh.weft.dev/server-first-plaintext, targetPort: 2527}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ws, namespace: $NS}
+spec: {clusterIP: $SVC_WS, selector: {app: srv}, ports: [{port: 80, name: http, targetPort: 8090}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: $NS, labels: {app: client}}
+spec:
+  serviceAccountName: client
+  containers:
+  - {name: app, image: app:1}
+  - {name: weft-proxy, image: weft/proxy:dev}
+EOF
+        for name in srv-1 srv-2; do
+            printf -- '---\napiVersion: v1\nkind: Pod\nmetadata: {name: %s, namespace: %s, labels: {app: srv}}\nspec:\n  serviceAccountName: srv\n  containers:\n  - {name: app, image: app:1}\n  - {name: weft-proxy, image: weft/proxy:dev}\n' "$name" "$NS"
+        done
+    } >"$D/app.yaml"
+    ok "objects" "${KH[@]}" apply -f "$D/app.yaml" || return
+    for p in client:$C_IP srv-1:$S1_IP srv-2:$S2_IP; do
+        ok "${p%%:*}: IP" "${KH[@]}" patch pod -n $NS "${p%%:*}" --subresource=status --type=merge \
+            -p "{\"status\":{\"phase\":\"Running\",\"podIP\":\"${p#*:}\",\"podIPs\":[{\"ip\":\"${p#*:}\"}],\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}}" || return
+        uid=$(kh get pod -n $NS "${p%%:*}" -o 'jsonpath={.metadata.uid}') || return
+        printf '%s' "$uid" >"$D/${p%%:*}.uid"
+        kh create token -n $NS "$([ "${p%%:*}" = client ] && echo client || echo srv)" --audience weft --duration 1h \
+            --bound-object-kind Pod --bound-object-name "${p%%:*}" --bound-object-uid "$uid" >"$D/${p%%:*}.token" || return
+    done
+    slice grpc grpc 50051 srv-1 srv-2 && slice h2 web 8081 srv-1 srv-2 && slice ws http 8090 srv-1 srv-2 &&
+        slice_mail || { t_fail "endpoint slices"; return 1; }
+    e2e_bg $HUB "$WEFTD" --kubeconfig "$D/kubeconfig" --namespace weft-system --identity a \
+        --admin-listen 127.0.0.1:18090 --certs-listen "$HUB_IP:15012" --stream-listen "$HUB_IP:15013" \
+        --webhook-listen 127.0.0.1:18444 --default-mode permissive
+    WEFTD_LOG=$E2E_BG_LOG
+    wait_for 30 sh -c "grep -q 'msg=listening what=stream' '$WEFTD_LOG'" || { t_fail "weftd: $(tail -5 "$WEFTD_LOG")"; return 1; }
+    kh get secret -n weft-system weft-ca -o 'jsonpath={.data.ca\.crt}' | base64 -d >"$D/root.pem" || return
+    chmod 644 "$D"/*.token "$D/root.pem"
+    for p in client:$NSC:$C_IP srv-1:$NS1:$S1_IP srv-2:$NS2:$S2_IP; do
+        IFS=: read -r name ns ip <<<"$p"
+        ok "$name: weft-init" ip netns exec "$ns" "$INIT" || return
+        mkdir -p "$D/$name" && chown 1337:1337 "$D/$name"
+        ip netns exec "$ns" env POD_IP="$ip" "${E2E_1337[@]}" "$AGENT" --control-plane "$CP:15012" \
+            --stream-port 15013 --stream-server-name $CP --token-file "$D/$name.token" \
+            --ca-file "$D/root.pem" --run-dir "$D/$name/run" >"$D/$name.log" 2>&1 &
+        bg_track $!
+    done
+    wait_for 30 sh -c "[ \"\$(ip netns exec $NSC curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:15020/healthz/ready)\" = 200 ] && [ \"\$(ip netns exec $NS1 curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:15020/healthz/ready)\" = 200 ] && [ \"\$(ip netns exec $NS2 curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:15020/healthz/ready)\" = 200 ]" ||
+        { t_fail "agents not ready: client $(ready $NSC), srv-1 $(ready $NS1), srv-2 $(ready $NS2): $(grep -v level=debug "$D/client.log" | tail -3)"; return 1; }
+    # the client's document routes every Service to both servers before the first call
+    wait_for 20 sh -c "grep -q '$S2_IP:8090' '$D/client/run/haproxy.cfg' && grep -q '$S2_IP:50051' '$D/client/run/haproxy.cfg'" ||
+        { t_fail "the client's configuration lacks the servers: $(grep -v level=debug "$D/client.log" | tail -3)"; return 1; }
+}
+
+# slice SERVICE PORTNAME PORT POD...: the EndpointSlice of SERVICE, one port, the pods' endpoints
+slice() {
+    local svc=$1 pname=$2 port=$3 eps="" pod ip
+    shift 3
+    for pod in "$@"; do
+        ip=$([ "$pod" = srv-1 ] && echo $S1_IP || echo $S2_IP)
+        eps="$eps${eps:+, }{\"addresses\": [\"$ip\"], \"conditions\": {\"ready\": true}, \"targetRef\": {\"kind\": \"Pod\", \"name\": \"$pod\", \"namespace\": \"$NS\", \"uid\": \"$(cat "$D/$pod.uid")\"}}"
+    done
+    # a change replaces the list (a merge patch: kubelite's apply merged endpoints with a
+    # targetRef into the old list)
+    if kh get endpointslice -n $NS "$svc-x" >/dev/null 2>&1; then
+        kh patch endpointslice -n $NS "$svc-x" --type=merge -p "{\"endpoints\": [$eps]}" >/dev/null
+        return
+    fi
+    printf '{"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": {"name": "%s-x", "namespace": "%s", "labels": {"kubernetes.io/service-name": "%s"}}, "addressType": "IPv4", "ports": [{"name": "%s", "port": %s}], "endpoints": [%s]}\n' \
+        "$svc" "$NS" "$svc" "$pname" "$port" "$eps" | kh apply -f - >/dev/null
+}
+slice_mail() {
+    printf '{"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": {"name": "mail-x", "namespace": "%s", "labels": {"kubernetes.io/service-name": "mail"}}, "addressType": "IPv4", "ports": [{"name": "smtpish", "port": 2525}, {"name": "banner", "port": 2526}, {"name": "legacy", "port": 2527}], "endpoints": [{"addresses": ["%s"], "conditions": {"ready": true}, "targetRef": {"kind": "Pod", "name": "srv-1", "namespace": "%s", "uid": "%s"}}, {"addresses": ["%s"], "conditions": {"ready": true}, "targetRef": {"kind": "Pod", "name": "srv-2", "namespace": "%s", "uid": "%s"}}]}\n' \
+        "$NS" "$S1_IP" "$NS" "$(cat "$D/srv-1.uid")" "$S2_IP" "$NS" "$(cat "$D/srv-2.uid")" | kh apply -f - >/dev/null
+}
+# share OUT NAME: the count of NAME among the answer lines "<count> ... NAME"
+count_of() { printf '%s\n' "$1" | awk -v n="$2" '$NF == n {c += $1} END {print c + 0}'; }
+within() { python3 -c "import sys; sys.exit(0 if abs($1 - $2) <= $3 else 1)"; }
+
+# HTTP/2: one connection, many streams, balanced per request
+case_h2() {
+    local c0 c1 n1 n2 urls="" i
+    # distinct URIs (nghttp fetches a URI once): nghttpd ignores the query
+    for i in $(seq 200); do urls="$urls http://$SVC_H2/id?$i"; done
+    c0=$(metric $NSC 'haproxy_frontend_connections_total{proxy="weft_outbound"}')
+    # nghttp: every URI on one connection, concurrent streams; the bodies name the server
+    # shellcheck disable=SC2086
+    okv "200 requests on one h2c connection" ip netns exec $NSC nghttp $urls || return
+    c1=$(metric $NSC 'haproxy_frontend_connections_total{proxy="weft_outbound"}')
+    n1=$(printf '%s\n' "$OUT" | grep -cx srv-1) n2=$(printf '%s\n' "$OUT" | grep -cx srv-2)
+    echo "    one h2c connection (the client sidecar accepted $((c1 - c0))), 200 streams: srv-1 $n1, srv-2 $n2"
+    assert_eq "$((c1 - c0))" 1 "connections from the client's app" || return
+    assert_eq "$((n1 + n2))" 200 "answers" || return
+    within "$n1" 100 10 && within "$n2" 100 10 || { t_fail "per request 50/50 within 10: srv-1 $n1, srv-2 $n2"; return 1; }
+    okv "h2load: 2,000 requests, 1 connection, 10 streams at a time" ip netns exec $NSC h2load -n 2000 -c 1 -m 10 "http://$SVC_H2/id" || return
+    echo "    $(printf '%s\n' "$OUT" | grep -E '^(Application protocol|requests:|status codes:)' | tr '\n' ';')"
+    assert_contains "$OUT" "Application protocol: h2c" "h2load spoke h2c" || return
+    assert_contains "$OUT" "2000 succeeded, 0 failed" "every request answered" || return
+    # the servers' sidecars offer h2 by ALPN on mutual TLS (what the client's sidecar asks for)
+    # (to the app's port, which srv-1 redirects to its inbound listener; as UID 1337 the
+    # client's own sidecar does not capture it)
+    run sh -c "echo | ip netns exec $NSC ${E2E_1337[*]} timeout 5 openssl s_client -connect $S1_IP:8081 -alpn h2 -cert $D/client/run/pod.pem -key $D/client/run/pod.pem -CAfile $D/root.pem 2>&1"
+    assert_contains "$OUT" "ALPN protocol: h2" "srv-1's inbound listener negotiates h2" || return
+}
+
+# gRPC: calls on one channel balanced per request; statuses reach the client and the log
+case_grpc() {
+    local c0 c1 n1 n2 logged0 logged1
+    c0=$(metric $NSC 'haproxy_frontend_connections_total{proxy="weft_outbound"}')
+    okv "1,000 calls on one channel" ip netns exec $NSC "$E2E_PY" "$GRPC" call "$SVC_GRPC:50051" -n 1000 || return
+    c1=$(metric $NSC 'haproxy_frontend_connections_total{proxy="weft_outbound"}')
+    n1=$(count_of "$OUT" srv-1) n2=$(count_of "$OUT" srv-2)
+    echo "    1,000 unary calls, $((c1 - c0)) connection(s) from the app: $(printf '%s' "$OUT" | sed 1d | tr '\n' ';')"
+    assert_eq "$((c1 - c0))" 1 "connections from the client's app" || return
+    assert_eq "$((n1 + n2))" 1000 "calls answered OK" || return
+    within "$n1" 500 50 && within "$n2" 500 50 || { t_fail "per call 50/50 within 50: srv-1 $n1, srv-2 $n2"; return 1; }
+    logged0=$(grep -c 'oh_proto_grpc_50051/.* grpc=5' "$D/client.log")
+    okv "20 calls answered NOT_FOUND" ip netns exec $NSC "$E2E_PY" "$GRPC" call "$SVC_GRPC:50051" -n 20 --code 5 || return
+    echo "    $(printf '%s' "$OUT" | sed 1d | tr '\n' ';')"
+    assert_eq "$(($(count_of "$OUT" srv-1) + $(count_of "$OUT" srv-2)))" 20 "answers" || return
+    assert_match "$(printf '%s' "$OUT" | sed -n 2p)" '^[0-9]+ NOT_FOUND srv-[12]$' "the status the client sees" || return
+    wait_for 5 sh -c "[ \$(grep -c 'oh_proto_grpc_50051/.* grpc=5' '$D/client.log') -ge $((logged0 + 20)) ]"
+    logged1=$(grep -c 'oh_proto_grpc_50051/.* grpc=5' "$D/client.log")
+    echo "    the client sidecar logged $((logged1 - logged0)) calls with grpc=5"
+    assert_eq "$((logged1 - logged0))" 20 "calls logged with grpc-status 5" || return
+}
+
+# first_bytes NS ADDR PORT [SECONDS]: FB = "<connect ms> <first line ms> <line>" (or ERR ...)
+first_bytes() { FB=$(ip netns exec "$1" timeout 15 "$E2E_PY" "$APP" first-bytes "$2" "$3" "${4:-10}"); }
+
+# server-first: the server's greeting arrives without the client sending anything
+case_server_first() {
+    local i max=0 ms port
+    for port in 25 26 27; do
+        max=0
+        for i in 1 2 3 4 5 6; do
+            first_bytes $NSC $SVC_MAIL $port
+            assert_match "$FB" '^[0-9.]+ [0-9.]+ 220 srv-[12] ready$' "banner on mail:$port through both sidecars" || return
+            ms=$(printf '%s' "$FB" | awk '{print $2}')
+            max=$(python3 -c "print(max($max, $ms))")
+        done
+        echo "    meshed client, mail:$port ($(case $port in 25) echo server-first ;; 26) echo undeclared tcp ;; *) echo server-first-plaintext ;; esac)): banner within ${max} ms of connect() (slowest of 6)"
+        python3 -c "import sys; sys.exit(0 if $max < 300 else 1)" || { t_fail "mail:$port: the banner took $max ms"; return 1; }
+    done
+    # permissive mode, a plaintext client outside the mesh, to srv-1's pod address
+    first_bytes $NSX $S1_IP 2526
+    echo "    plaintext client, undeclared port: $FB"
+    assert_match "$FB" '^[0-9.]+ [0-9.]+ 220 srv-1 ready$' "banner after the detection delay" || return
+    ms=$(printf '%s' "$FB" | awk '{print $2}')
+    python3 -c "import sys; sys.exit(0 if 950 <= $ms < 2000 else 1)" || { t_fail "undeclared port: banner after $ms ms (the 1 s detection delay expected)"; return 1; }
+    first_bytes $NSX $S1_IP 2527
+    echo "    plaintext client, server-first-plaintext port: $FB"
+    assert_match "$FB" '^[0-9.]+ [0-9.]+ 220 srv-1 ready$' "banner at once" || return
+    ms=$(printf '%s' "$FB" | awk '{print $2}')
+    python3 -c "import sys; sys.exit(0 if $ms < 300 else 1)" || { t_fail "server-first-plaintext: banner after $ms ms (no detection wait expected)"; return 1; }
+    # mutual TLS only: the sidecar waits for a ClientHello that a plaintext client never sends
+    first_bytes $NSX $S1_IP 2525 3
+    echo "    plaintext client, server-first (mutual TLS) port: $FB"
+    assert_match "$FB" '^ERR (timeout|TimeoutError)' "no banner for a plaintext client" || return
+}
+
+# policy NAME PORT-JSON SPEC-REST: an AccessPolicy on the srv pods
+policy() {
+    printf '{"apiVersion": "mesh.weft.dev/v1alpha1", "kind": "AccessPolicy", "metadata": {"name": "%s", "namespace": "%s"}, "spec": {"targetRef": {"kind": "Service", "name": "%s"}, %s}}\n' \
+        "$1" "$NS" "$2" "$3" | kh apply -f - >/dev/null
+}
+
+# WebSocket: the upgrade request passes through the access rules
+case_ws() {
+    local n1 n2
+    n1=$(acks srv-1) n2=$(acks srv-2)
+    policy ws-paths ws '"action": "Allow", "from": [{"serviceAccount": {"name": "client"}}], "rules": [{"paths": [{"type": "PathPrefix", "value": "/ws/ok"}]}]' ||
+        { t_fail "AccessPolicy"; return 1; }
+    wait_for 20 sh -c "[ \$(grep -c 'msg=\"configuration applied (ACK)\"' '$D/srv-1.log') -gt $n1 ] && [ \$(grep -c 'msg=\"configuration applied (ACK)\"' '$D/srv-2.log') -gt $n2 ]" ||
+        { t_fail "the policy did not reach the servers"; return 1; }
+    okv "an allowed upgrade" ip netns exec $NSC timeout 10 "$E2E_PY" "$APP" ws-hold $SVC_WS 80 /ws/ok/chat 1 || return
+    echo "    /ws/ok/chat: $(printf '%s' "$OUT" | sed -n '1p;$p' | tr '\n' ';')"
+    assert_eq "$(printf '%s' "$OUT" | head -1)" "upgrade 101 -" "the upgrade" || return
+    assert_match "$(printf '%s' "$OUT" | tail -1)" '^held [0-9.]+ sent ([0-9]+) echoed \1 error none$' "messages echoed" || return
+    okv "an upgrade on another path" ip netns exec $NSC timeout 10 "$E2E_PY" "$APP" ws-hold $SVC_WS 80 /ws/admin 1 || return
+    echo "    /ws/admin: $OUT"
+    assert_eq "$OUT" "upgrade 403 $NS/default" "refused by the default deny" || return
+}
+
+# progress FILE: the last progress line of a hold ("t=<s> sent=<n> echoed=<n>")
+progress() { grep -E '^t=' "$1" | tail -1; }
+# wait_acks WHO...: until each proxy named ACKed a document after the counts in N_<who>
+wait_acks() {
+    local who cond=""
+    for who in "$@"; do
+        cond="$cond${cond:+ && }[ \$(grep -c 'msg=\"configuration applied (ACK)\"' '$D/$who.log') -gt ${N[$who]} ]"
+    done
+    wait_for 20 sh -c "$cond"
+}
+
+# twenty changes while a WebSocket and a TCP stream are open
+case_long_lived() {
+    local i t0 t_first="" p_ws p_tcp f who
+    local -A N HOWS
+    t0=$(date +%s)
+    ip netns exec $NSC "$E2E_PY" "$APP" ws-hold $SVC_WS 80 /ws/ok/long 150 >"$D/ws.out" 2>&1 &
+    p_ws=$!
+    bg_track $p_ws
+    ip netns exec $NSC "$E2E_PY" "$APP" hold $SVC_MAIL 26 150 >"$D/tcp.out" 2>&1 &
+    p_tcp=$!
+    bg_track $p_tcp
+    sleep 2
+    assert_eq "$(head -1 "$D/ws.out")" "upgrade 101 -" "the long-lived WebSocket" || return
+    assert_match "$(progress "$D/tcp.out")" '^t=1 ' "the long-lived TCP stream" || return
+    # change "WHO..." WHAT CMD...: one change; waits until every proxy in WHO applied it
+    change() {
+        local whos=$1 what=$2 line="" how
+        shift 2
+        for who in client srv-1 srv-2; do N[$who]=$(acks $who); done
+        "$@" || { t_fail "$what: kubectl"; return 1; }
+        # shellcheck disable=SC2086
+        wait_acks $whos || {
+            for who in $whos; do
+                echo "    $who: ${N[$who]} ACKs before, $(acks $who) now; $(grep -v level=debug "$D/$who.log" | grep -v ' -> \| port=' | tail -3 | tr '\n' ' ')"
+            done
+            t_fail "$what: not applied by all of $whos"
+            return 1
+        }
+        sleep 1 # a change may reach a proxy as two documents (a Service, then its slice)
+        for who in client srv-1 srv-2; do
+            for how in $(grep 'msg="configuration applied (ACK)"' "$D/$who.log" | tail -n +$((N[$who] + 1)) |
+                sed 's/.* how=\([a-z]*\).*/\1/'); do
+                HOWS[$who.$how]=$((${HOWS[$who.$how]:-0} + 1))
+                line="$line $who=$how"
+                [ -z "$t_first" ] && [ "$how" = reload ] && t_first=$(date +%s)
+            done
+        done
+        echo "    $what:$line; ws $(progress "$D/ws.out"), tcp $(progress "$D/tcp.out")"
+    }
+    for i in 1 2 3 4 5; do
+        # the h2 Service's endpoints shrink and grow back (its callers: the client and the
+        # servers, which may call it too)
+        change "client srv-1 srv-2" "h2 endpoints: srv-1 only ($i)" slice h2 web 8081 srv-1 || return
+        change "client srv-1 srv-2" "h2 endpoints: both ($i)" slice h2 web 8081 srv-1 srv-2 || return
+        # a new Service in the mesh (its endpoint a meshed pod): a new backend for every caller
+        change "client srv-1 srv-2" "new Service extra-$i" sh -c "printf '{\"apiVersion\": \"v1\", \"kind\": \"Service\", \"metadata\": {\"name\": \"extra-$i\", \"namespace\": \"$NS\"}, \"spec\": {\"clusterIP\": \"10.96.45.$((40 + i))\", \"selector\": {\"app\": \"srv\"}, \"ports\": [{\"port\": 80, \"name\": \"http\", \"targetPort\": 8090}]}}' | ${KH[*]} apply -f - >/dev/null && printf '{\"apiVersion\": \"discovery.k8s.io/v1\", \"kind\": \"EndpointSlice\", \"metadata\": {\"name\": \"extra-$i-x\", \"namespace\": \"$NS\", \"labels\": {\"kubernetes.io/service-name\": \"extra-$i\"}}, \"addressType\": \"IPv4\", \"ports\": [{\"name\": \"http\", \"port\": 8090}], \"endpoints\": [{\"addresses\": [\"$S1_IP\"], \"conditions\": {\"ready\": true}, \"targetRef\": {\"kind\": \"Pod\", \"name\": \"srv-1\", \"namespace\": \"$NS\", \"uid\": \"$(cat "$D/srv-1.uid")\"}}]}' | ${KH[*]} apply -f - >/dev/null" || return
+        # an inbound rule on another port of the servers (gRPC's): their listeners change
+        change "srv-1 srv-2" "Audit policy on grpc ($i)" policy grpc-audit-$i grpc '"action": "Audit"' || return
+    done
+    echo "    applied: client runtime ${HOWS[client.runtime]:-0} reload ${HOWS[client.reload]:-0}; srv-1 runtime ${HOWS[srv-1.runtime]:-0} reload ${HOWS[srv-1.reload]:-0}; srv-2 runtime ${HOWS[srv-2.runtime]:-0} reload ${HOWS[srv-2.reload]:-0}"
+    assert_gt "${HOWS[client.reload]:-0}" 4 "client reloads (the new Services)" || return
+    assert_gt "${HOWS[client.runtime]:-0}" 9 "client runtime changes (the endpoints)" || return
+    assert_gt "${HOWS[srv-1.reload]:-0}" 9 "srv-1 reloads (new Services, inbound rules)" || return
+    # past the old hard-stop-after (30 s) since the first reload
+    while [ $(($(date +%s) - t_first)) -lt 35 ]; do sleep 1; done
+    sleep 2
+    echo "    $(($(date +%s) - t_first)) s after the first reload: ws $(progress "$D/ws.out"), tcp $(progress "$D/tcp.out")"
+    kill -TERM $p_ws $p_tcp 2>/dev/null
+    wait $p_ws $p_tcp 2>/dev/null
+    # a broken stream prints "held ... error <reason>" and stops; SIGTERM ends a healthy one
+    # between progress lines
+    for f in ws tcp; do
+        assert_eq "$(grep -c '^held' "$D/$f.out")" 0 "$f stream ended early: $(grep '^held' "$D/$f.out")" || return
+        assert_match "$(progress "$D/$f.out")" '^t=([0-9]+) sent=([0-9]+) echoed=\2$' "$f stream's last progress" || return
+        assert_gt "$(progress "$D/$f.out" | sed 's/^t=\([0-9]*\) .*/\1/')" $(($(date +%s) - t0 - 4)) "$f stream's age in seconds" || return
+    done
+}
+
+t_run "a meshed client, two meshed servers (permissive mode), weftd's stream, agents ready" case_setup
+[ "$T_FAILED" -eq 0 ] || t_summary # nothing below can work without the pods
+t_run "HTTP/2: one h2c connection's streams balanced per request over both servers" case_h2
+t_run "gRPC: calls on one channel balanced per call; statuses reach the client and the log" case_grpc
+t_run "server-first TCP: the banner without client bytes; declared ports skip detection" case_server_first
+t_run "WebSocket: the upgrade request is subject to the access rules" case_ws
+t_run "a WebSocket and a TCP stream survive twenty configuration changes" case_long_lived
+if [ "$T_FAILED" -gt 0 ]; then # the proxies' and weftd's logs, for the failure's story
+    mkdir -p "$KL_REPO/$BUILD/test-logs/t0450-protocols.d" &&
+        cp "$D"/*.log "$D"/*.out "$WEFTD_LOG" "$KL_REPO/$BUILD/test-logs/t0450-protocols.d/" 2>/dev/null
+fi
+t_summary

@@ -203,9 +203,14 @@ static bool proto_h2(enum proto p)
 }
 
 /* gRPC's status as a log field: HAProxy 2.6 reads response headers, not trailers, so only a
- * Trailers-Only answer (a call that failed before any message) shows its grpc-status here */
+ * Trailers-Only answer (a call that failed before any message) shows its grpc-status here; the
+ * variable holds a code other than 0 only, and such an answer (HTTP 200) is logged like an
+ * error under --access-log decisions (GRPC_LOGGED) */
 #define GRPC_LOG " grpc=%[var(txn.weft_grpc)]"
-#define GRPC_VAR "    http-response set-var(txn.weft_grpc) res.fhdr(grpc-status)\n"
+#define GRPC_VAR                                                                                   \
+    "    http-response set-var(txn.weft_grpc) res.fhdr(grpc-status) if { res.fhdr(grpc-status) "   \
+    "-m found } !{ res.fhdr(grpc-status) -m str 0 }\n"
+#define GRPC_LOGGED " !{ var(txn.weft_grpc) -m found }"
 
 /* ---- identities ---- */
 
@@ -842,7 +847,8 @@ static void render_inbound(struct rctx *x, const json_t *inbound, const char *mo
     /* decisions (a deny answers from HAProxy: no http-response rule runs) stay logged */
     if (any_http && !x->o->access_log_all)
         emit(x,
-             "    " ACCESS_LOG_QUIET " if { status lt 500 } !{ var(txn.weft_audit) -m found }\n");
+             "    " ACCESS_LOG_QUIET " if { status lt 500 } !{ var(txn.weft_audit) -m found }%s\n",
+             any_grpc ? GRPC_LOGGED : "");
     json_array_foreach(inbound, i, l)
     {
         emit(x, "    use_backend in_%d if in_%d\n", port_at(l, "port"), port_at(l, "port"));
@@ -1273,7 +1279,7 @@ static void render_outbound(struct rctx *x, const json_t *outbound)
     if (rules.len)
         emit(x, "%s", rules.p);
     if (!x->o->access_log_all)
-        emit(x, "    " ACCESS_LOG_QUIET " if { status lt 500 }\n");
+        emit(x, "    " ACCESS_LOG_QUIET " if { status lt 500 }%s\n", any_grpc ? GRPC_LOGGED : "");
     emit(x, "    use_backend %%[var(sess.weft_svc)] if { var(sess.weft_svc) -m found }\n"
             "    default_backend weft_passthrough\n");
     if (backends.len)

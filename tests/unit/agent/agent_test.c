@@ -625,6 +625,9 @@ static void expect_error(const char *what, json_t *doc, int want, const char *ms
  * sidecars and h2c to the app, grpc ports log grpc-status, server-first ports skip the
  * plaintext detection; http and tcp ports are unchanged.
  */
+#define GRPC_VAR_LINE                                                                              \
+    "    http-response set-var(txn.weft_grpc) res.fhdr(grpc-status) if { res.fhdr(grpc-status) "   \
+    "-m found } !{ res.fhdr(grpc-status) -m str 0 }\n"
 static void t_render_protocols(void)
 {
     json_t *api = load(MESH "protocols/expected/proto.api-1.json");
@@ -639,8 +642,7 @@ static void t_render_protocols(void)
     CHECK_HAS(c, "verify required alpn h2,http/1.1\n");
     CHECK_HAS(c, "\nbackend in_8081\n    mode http\n    server app 10.7.0.1:8081 source "
                  "127.0.0.6 proto h2\n");
-    CHECK_HAS(c, "\nbackend in_50051\n    mode http\n"
-                 "    http-response set-var(txn.weft_grpc) res.fhdr(grpc-status)\n"
+    CHECK_HAS(c, "\nbackend in_50051\n    mode http\n" GRPC_VAR_LINE
                  "    server app 10.7.0.1:50051 source 127.0.0.6 proto h2\n");
     CHECK_HAS(c, "\nbackend in_8080\n    mode http\n    server app 10.7.0.1:8080 source "
                  "127.0.0.6\n");
@@ -648,6 +650,10 @@ static void t_render_protocols(void)
                  "127.0.0.6\n");
     CHECK_HAS(c, "%ts grpc=%[var(txn.weft_grpc)] denied=%[var(txn.weft_denied)] audit=");
     CHECK_HAS(c, "    tcp-request content switch-mode http if in_50051\n");
+    /* a failed call (HTTP 200, grpc-status other than 0) stays in the decisions-only log */
+    CHECK_HAS(c,
+              "    http-response set-log-level silent if { status lt 500 } !{ var(txn.weft_audit) "
+              "-m found } !{ var(txn.weft_grpc) -m found }\n");
     /* 8082: the Services disagree, tcp */
     CHECK_HAS(c, "    tcp-request content accept if in_8082\n");
     /* server-first: decided before any rule that waits for the client's bytes */
@@ -719,9 +725,12 @@ static void t_render_protocols(void)
     CHECK_HAS(c, "    server 10.7.0.2_3306 10.7.0.2:3306 weight 1\n");
     /* server-first-plaintext: the meshed endpoint without TLS too */
     CHECK_HAS(c, "    server 10.7.0.1_2626 10.7.0.1:2626 weight 1\n");
-    CHECK_HAS(c, "\nbackend oh_proto_api_50051\n    mode http\n    balance roundrobin\n"
-                 "    http-response set-var(txn.weft_grpc) res.fhdr(grpc-status)\n");
+    CHECK_HAS(
+        c, "\nbackend oh_proto_api_50051\n    mode http\n    balance roundrobin\n" GRPC_VAR_LINE);
     CHECK_HAS(c, "%Tt grpc=%[var(txn.weft_grpc)]\"\n");
+    CHECK_HAS(c,
+              "    http-response set-log-level silent if { status lt 500 } !{ var(txn.weft_grpc) "
+              "-m found }\n");
     CHECK_HAS(o.outbound_map.p, "10.96.7.10:81 oh_proto_api_81\n");
     CHECK_HAS(o.outbound_map.p, "10.96.7.10:3306 ot_proto_api_3306\n");
     agent_render_out_release(&o);
@@ -735,11 +744,11 @@ static void t_render_protocols(void)
         json_pack("{s:s,s:i,s:[s]}", "policy", "r", "attempts", 2, "retryOn", "connect-failure"));
     json_object_set_new(p, "timeoutMs", json_integer(1000));
     REQUIRE(render(cl, &o, &dg) == 0);
-    CHECK_HAS(o.config.p, "\nbackend oh_proto_api_50051\n    mode http\n"
-                          "    # the whole request, all tries included\n"
-                          "    timeout server 1000ms\n    server whole unix@/run/w/try1.sock\n"
-                          "    http-response set-var(txn.weft_grpc) res.fhdr(grpc-status)\n"
-                          "\nfrontend weft_oh_proto_api_50051_try\n");
+    CHECK_HAS(o.config.p,
+              "\nbackend oh_proto_api_50051\n    mode http\n"
+              "    # the whole request, all tries included\n"
+              "    timeout server 1000ms\n    server whole unix@/run/w/try1.sock\n" GRPC_VAR_LINE
+              "\nfrontend weft_oh_proto_api_50051_try\n");
     CHECK_HAS(o.config.p, "\nbackend oh_proto_api_50051_try\n    mode http\n"
                           "    balance roundrobin\n    http-reuse always\n");
     agent_render_out_release(&o);

@@ -3,7 +3,7 @@
 
 CC ?= cc
 BUILD ?= build
-PKGS := jansson openssl yaml-0.1 libcurl libuv libwebsockets zlib
+PKGS := jansson openssl yaml-0.1 libcurl libuv libwebsockets zlib libpcre2-8
 
 WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wold-style-definition -Wformat=2 -Wundef -Wpointer-arith -Wwrite-strings -Wvla \

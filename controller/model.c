@@ -4,11 +4,13 @@
  * at each *_changed() function).
  */
 #include <ctype.h>
-#include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 
 #include "ca/ca.h"
 #include "conf/jbuild.h"
@@ -715,13 +717,27 @@ static void vset(struct diag *v, const char *fmt, ...)
     va_end(ap);
 }
 
-static bool regex_ok(const char *re)
+/*
+ * A regular expression the proxies will accept: HAProxy 2.6 (Debian's, USE_PCRE2) compiles
+ * `-m reg` patterns with PCRE2 and no options, so the same call decides here. On failure *why
+ * holds PCRE2's message and the offset, such as "quantifier does not follow a repeatable item
+ * at offset 2".
+ */
+static bool regex_ok(const char *re, char *why, size_t n)
 {
-    regex_t r;
-    if (regcomp(&r, re, REG_EXTENDED | REG_NOSUB) != 0)
-        return false;
-    regfree(&r);
-    return true;
+    int err;
+    PCRE2_SIZE off;
+    pcre2_code *c = pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED, 0, &err, &off, NULL);
+    PCRE2_UCHAR msg[160];
+
+    if (c) {
+        pcre2_code_free(c);
+        return true;
+    }
+    if (pcre2_get_error_message(err, msg, sizeof(msg)) < 0)
+        snprintf((char *)msg, sizeof(msg), "error %d", err);
+    snprintf(why, n, "%s at offset %zu", (const char *)msg, (size_t)off);
+    return false;
 }
 
 static bool printable(const char *s)
@@ -748,8 +764,10 @@ static json_t *norm_path(struct jbuild *b, const json_t *p, const char *where, s
         return NULL;
     }
     if (!strcmp(type, "RegularExpression")) {
-        if (!regex_ok(val)) {
-            vset(v, "%s.value: %s is not a valid regular expression", where, val);
+        char why[200];
+
+        if (!regex_ok(val, why, sizeof(why))) {
+            vset(v, "%s.value: %s is not a valid regular expression (%s)", where, val, why);
             return NULL;
         }
     } else if (!strcmp(type, "Exact") || !strcmp(type, "PathPrefix")) {
@@ -774,7 +792,7 @@ static json_t *norm_headers(struct jbuild *b, const json_t *hs, const char *wher
     {
         const char *name = controller__jstr(h, "name"), *type = controller__jstr(h, "type");
         const char *val = controller__jstr(h, "value");
-        char lname[257];
+        char lname[257], why[200];
         size_t k;
         if (!type)
             type = "Exact";
@@ -802,8 +820,8 @@ static json_t *norm_headers(struct jbuild *b, const json_t *hs, const char *wher
             vset(v, "%s[%zu].value: required for type %s", where, i, type);
             goto fail;
         }
-        if (!strcmp(type, "RegularExpression") && !regex_ok(val)) {
-            vset(v, "%s[%zu].value: %s is not a valid regular expression", where, i, val);
+        if (!strcmp(type, "RegularExpression") && !regex_ok(val, why, sizeof(why))) {
+            vset(v, "%s[%zu].value: %s is not a valid regular expression (%s)", where, i, val, why);
             goto fail;
         }
         jbuild_append(b, out,
@@ -1213,8 +1231,11 @@ static json_t *parse_rg(const json_t *obj, struct diag *v)
             break;
         }
         if (re && *re) {
-            if (!regex_ok(re))
-                vset(v, "spec.matches[%zu].pathRegex: %s is not a valid regular expression", i, re);
+            char why[200];
+
+            if (!regex_ok(re, why, sizeof(why)))
+                vset(v, "spec.matches[%zu].pathRegex: %s is not a valid regular expression (%s)", i,
+                     re, why);
             jbuild_set(&b, base, "path",
                        json_pack("{s:s,s:s}", "type", "RegularExpression", "value", re));
         }
@@ -1233,8 +1254,11 @@ static json_t *parse_rg(const json_t *obj, struct diag *v)
                 for (c = 0; k[c] && c + 1 < sizeof(lname); c++)
                     lname[c] = (char)tolower((unsigned char)k[c]);
                 lname[c] = '\0';
-                if (!json_is_string(val) || !regex_ok(json_string_value(val)))
-                    vset(v, "spec.matches[%zu].headers.%s: not a valid regular expression", i, k);
+                char why[200] = "not a string";
+
+                if (!json_is_string(val) || !regex_ok(json_string_value(val), why, sizeof(why)))
+                    vset(v, "spec.matches[%zu].headers.%s: not a valid regular expression (%s)", i,
+                         k, why);
                 else
                     jbuild_append(&b, headers,
                                   json_pack("{s:s,s:s,s:s}", "name", lname, "type",

@@ -6,9 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS="build-essential pkg-config clang libcurl4-openssl-dev libjansson-dev libssl-dev libyaml-dev
-libwebsockets-dev libuv1-dev zlib1g-dev haproxy iptables iproute2 openssl curl unzip valgrind procps
-jq xxd python3 clang-format libclang-rt-14-dev libcap2-bin util-linux tcpdump nghttp2-client
-nghttp2-server python3-grpcio"
+libwebsockets-dev libuv1-dev zlib1g-dev libpcre2-dev haproxy iptables iproute2 openssl curl unzip
+valgrind procps jq xxd python3 clang-format libclang-rt-14-dev libcap2-bin util-linux tcpdump
+nghttp2-client nghttp2-server python3-grpcio"
 missing=()
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

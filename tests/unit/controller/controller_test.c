@@ -1284,6 +1284,29 @@ static void t_errors(void)
     CHECK_STR(cond(st, "Accepted", "message"),
               "spec.rules[0].paths[0].value: no-slash must start with \"/\"");
     json_decref(st);
+    /* regular expressions are checked by the engine the proxies run (PCRE2, as HAProxy):
+     * "/x**" compiles as POSIX ERE but HAProxy refuses it */
+    o = json_pack("{s:s,s:s,s:{s:s,s:s},s:{s:{s:s},s:s,s:[{s:[{s:s,s:s}]}]}}", "apiVersion",
+                  "mesh.weft.dev/v1alpha1", "kind", "AccessPolicy", "metadata", "name", "re",
+                  "namespace", "d", "spec", "targetRef", "kind", "Namespace", "action", "Allow",
+                  "rules", "paths", "type", "RegularExpression", "value", "/x**");
+    CHECK_INT(mesh_model_upsert(m, o), 0);
+    json_decref(o);
+    REQUIRE(mesh_model_status(m, "AccessPolicy", "d", "re", NULL, NOW, &st) == 0);
+    CHECK_STR(cond(st, "Accepted", "reason"), "Invalid");
+    CHECK_STR(cond(st, "Accepted", "message"),
+              "spec.rules[0].paths[0].value: /x** is not a valid regular expression (quantifier "
+              "does not follow a repeatable item at offset 3)");
+    json_decref(st);
+    o = json_pack("{s:s,s:s,s:{s:s,s:s},s:{s:{s:s},s:s,s:[{s:[{s:s,s:s}]}]}}", "apiVersion",
+                  "mesh.weft.dev/v1alpha1", "kind", "AccessPolicy", "metadata", "name", "re2",
+                  "namespace", "d", "spec", "targetRef", "kind", "Namespace", "action", "Allow",
+                  "rules", "paths", "type", "RegularExpression", "value", "^/api/v[0-9]+/(?:a|b)$");
+    CHECK_INT(mesh_model_upsert(m, o), 0);
+    json_decref(o);
+    REQUIRE(mesh_model_status(m, "AccessPolicy", "d", "re2", NULL, NOW, &st) == 0);
+    CHECK_STR(cond(st, "Accepted", "status"), "True");
+    json_decref(st);
     CHECK_INT(mesh_model_delete(m, "Pod", "nowhere", "x"), ERR_NOTFOUND);
     CHECK_INT(mesh_model_delete(m, "Gadget", "d", "x"), ERR_UNSUPPORTED);
     CHECK_INT(mesh_model_delete(m, "Namespace", NULL, "nowhere"), ERR_NOTFOUND);

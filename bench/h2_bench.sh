@@ -2,9 +2,10 @@
 # bench/h2_bench.sh - HTTP/2 through two Weft sidecars against direct, in the same run
 # (BENCHMARKS.md, "HTTP/2"): requests per second and latency percentiles of h2load (closed loop:
 # CONNS connections, STREAMS concurrent streams each, for SECONDS) against nghttpd answering a
-# 1,024-byte file.
+# 1,024-byte file; and the same at a fixed rate (RATE requests/s in all, h2load --rps), where
+# latency is the cost of the two hops rather than of saturated CPUs.
 #
-#   bench/h2_bench.sh [--seconds 10] [--rounds 3] [--conns 4] [--streams 10]
+#   bench/h2_bench.sh [--seconds 10] [--rounds 3] [--conns 4] [--streams 10] [--rate 1000]
 #
 # Needs root (network namespaces, iptables), haproxy, nghttp2-client and nghttp2-server, and a
 # build (make all). Holds /tmp/weft-netns.lock while it runs. Two "pods" as network namespaces
@@ -21,14 +22,15 @@ set -u
 cd "$(dirname "$0")/.." || exit 1
 REPO=$PWD
 BUILD=${BUILD:-build}
-SECONDS_=10 ROUNDS=3 CONNS=4 STREAMS=10
+SECONDS_=10 ROUNDS=3 CONNS=4 STREAMS=10 RATE=1000
 while [ $# -gt 0 ]; do
     case $1 in
     --seconds) SECONDS_=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     --conns) CONNS=$2; shift 2 ;;
     --streams) STREAMS=$2; shift 2 ;;
-    *) echo "usage: bench/h2_bench.sh [--seconds S] [--rounds N] [--conns N] [--streams N]" >&2; exit 2 ;;
+    --rate) RATE=$2; shift 2 ;;
+    *) echo "usage: bench/h2_bench.sh [--seconds S] [--rounds N] [--conns N] [--streams N] [--rate N]" >&2; exit 2 ;;
     esac
 done
 AGENT=$REPO/$BUILD/bin/weft-agent
@@ -45,7 +47,7 @@ done
 [ "$(id -u)" = 0 ] || { echo "h2_bench: needs root (network namespaces, iptables)" >&2; exit 1; }
 if [ -z "${WEFT_NETNS_LOCKED:-}" ]; then
     exec env WEFT_NETNS_LOCKED=1 flock /tmp/weft-netns.lock bash "$REPO/bench/h2_bench.sh" --seconds "$SECONDS_" \
-        --rounds "$ROUNDS" --conns "$CONNS" --streams "$STREAMS"
+        --rounds "$ROUNDS" --conns "$CONNS" --streams "$STREAMS" --rate "$RATE"
 fi
 
 C=wfb-hc S=wfb-hs CA=10.251.10.1 SA=10.251.10.2 SVC=10.96.251.10 CP_NAME=weftd.weft-system.svc
@@ -168,14 +170,15 @@ done
     die "sidecars not ready (client $(ready $C), server $(ready $S))"
 
 # --- measurements ---------------------------------------------------------------------------
-run_load() { # PATH-NAME: one measurement, "req_per_s p50_us p99_us failed total"
-    local url pre=() out rps total failed n
+run_load() { # PATH-NAME [RATE]: one measurement, "req_per_s p50_us p99_us failed total"
+    local url pre=() out rps total failed n rate=()
     case $1 in
     direct) url=http://$SA:8082/kb pre=(setpriv --reuid 1337 --regid 1337 --clear-groups) ;;
     mesh) url=http://$SVC/kb ;;
     esac
-    rm -f "$T/h2.log"
-    out=$(ip netns exec $C "${pre[@]}" h2load -c "$CONNS" -m "$STREAMS" -D "$SECONDS_" --warm-up-time 1 \
+    [ -n "${2:-}" ] && rate=(--rps $(($2 / CONNS)))
+    : >"$T/h2.log" && chmod 666 "$T/h2.log" # h2load may run as UID 1337
+    out=$(ip netns exec $C "${pre[@]}" h2load -c "$CONNS" -m "$STREAMS" "${rate[@]}" -D "$SECONDS_" --warm-up-time 1 \
         --log-file "$T/h2.log" "$url" 2>&1)
     echo "$out" >>"$T/load.log"
     # "finished in 10.00s, 12345.60 req/s, ..."; "requests: N total, N started, N done, N succeeded, N failed, ..."
@@ -191,11 +194,15 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[
 
 echo "== HTTP/2 ($(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(date -u +%Y-%m-%dT%H:%MZ)): h2load -c $CONNS -m $STREAMS, ${SECONDS_} s (+1 s warm-up) per measurement, 1,024-byte answers, $ROUNDS rounds"
 h2load -n 10 -c 1 "http://$SVC/kb" >/dev/null 2>&1 # the first connection's handshakes
-: >"$T/direct" && : >"$T/mesh"
+: >"$T/direct" && : >"$T/mesh" && : >"$T/direct-rate" && : >"$T/mesh-rate"
 FAILED=0
 for _ in $(seq "$ROUNDS"); do
-    for p in direct mesh; do
-        res=$(run_load $p)
+    for p in direct mesh direct-rate mesh-rate; do
+        case $p in
+        *-rate) res=$(run_load "${p%-rate}" "$RATE") ;;
+        *) res=$(run_load $p) ;;
+        esac
+        [ "$(echo "$res" | wc -w)" -eq 5 ] || die "$p: no result: $(tail -5 "$T/load.log")"
         echo "$res" >>"$T/$p"
         # shellcheck disable=SC2086 # the fields of one result line
         set -- $res
@@ -207,10 +214,20 @@ col() { awk -v c="$2" '{print $c}' "$T/$1" | median; }
 DR=$(col direct 1) D50=$(col direct 2) D99=$(col direct 3)
 MR=$(col mesh 1) M50=$(col mesh 2) M99=$(col mesh 3)
 ratio() { awk -v m="$1" -v p="$2" 'BEGIN { if (p <= 0) print "n/a"; else printf "%.2f", m / p }'; }
-printf '%-40s %12s %10s %10s\n' "median of rounds" "requests/s" "p50 us" "p99 us"
+printf '%-40s %12s %10s %10s\n' "closed loop, median of rounds" "requests/s" "p50 us" "p99 us"
 printf '%-40s %12s %10s %10s\n' "direct h2c (baseline)" "$DR" "$D50" "$D99"
 printf '%-40s %12s %10s %10s\n' "through two Weft sidecars (h2, mTLS)" "$MR" "$M50" "$M99"
 printf '%-40s %12s %10s %10s\n' "mesh / direct" "$(ratio "$MR" "$DR")" "$(ratio "$M50" "$D50")" "$(ratio "$M99" "$D99")"
-echo "per round (req/s p50 p99 failed total): direct $(tr '\n' ';' <"$T/direct") mesh $(tr '\n' ';' <"$T/mesh")"
+RDR=$(col direct-rate 1) RD50=$(col direct-rate 2) RD99=$(col direct-rate 3)
+RMR=$(col mesh-rate 1) RM50=$(col mesh-rate 2) RM99=$(col mesh-rate 3)
+hop() { awk -v a="$1" -v d="$2" 'BEGIN { printf "%d", (a - d) / 2 }'; }
+printf '%-40s %12s %10s %10s\n' "at $RATE requests/s, median of rounds" "requests/s" "p50 us" "p99 us"
+printf '%-40s %12s %10s %10s\n' "direct h2c (baseline)" "$RDR" "$RD50" "$RD99"
+printf '%-40s %12s %10s %10s\n' "through two Weft sidecars (h2, mTLS)" "$RMR" "$RM50" "$RM99"
+printf '%-40s %12s %10s %10s\n' "mesh / direct" "$(ratio "$RMR" "$RDR")" "$(ratio "$RM50" "$RD50")" "$(ratio "$RM99" "$RD99")"
+printf '%-40s %12s %10s %10s\n' "added per hop (us)" "" "$(hop "$RM50" "$RD50")" "$(hop "$RM99" "$RD99")"
+for p in direct mesh direct-rate mesh-rate; do
+    echo "per round, $p (req/s p50 p99 failed total): $(tr '\n' ';' <"$T/$p")"
+done
 echo "failed requests in all runs: $FAILED"
 [ "$FAILED" -eq 0 ]

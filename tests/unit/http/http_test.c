@@ -661,6 +661,9 @@ static void t_addr_rate(void)
     free(got);
     close(b);
     CHECK(stat_of("throttled") >= 2);
+    /* b's answer can be read before the server has seen b close: wait for the gauge */
+    for (int i = 0; i < 250 && stat_of("throttled_conns") != 0; i++)
+        usleep(20 * 1000);
     CHECK_INT(stat_of("throttled_conns"), 0);
     server_stop();
 }

@@ -38,8 +38,9 @@
 #   permissive    helm upgrade --set mesh.defaultMode=permissive: weftd rolls, every proxy gets
 #                 the new document; then plaintext from outsider to beta:8080 answers 200, the
 #                 meshed calls still do and stay TLS, s_client without a certificate is still
-#                 refused; a server-first protocol (a banner) reaches a plaintext client after
-#                 the 1 s inspect delay, a mesh client at once; an Allow AccessPolicy on alpha closes alpha's port to plaintext
+#                 refused; a server-first protocol (a banner) on an undeclared port reaches a
+#                 plaintext client after the 1 s inspect delay, a mesh client at once (ports
+#                 declared server-first skip the detection: t0450); an Allow AccessPolicy on alpha closes alpha's port to plaintext
 #                 (its default becomes deny) while beta, which it names, still calls alpha and
 #                 beta still takes plaintext; alpha's access log (default: decisions) has the
 #                 refused plaintext connection but not beta's 200s before it, beta's (all) has them
@@ -186,12 +187,12 @@ spec:
     image: weft/testapp
     securityContext: {runAsUser: 1000, runAsGroup: 1000}
     command: [/usr/bin/python3, -c, "import socket; s = socket.create_server(('', 2525)); [(c.sendall(b'220 banner\\n'), c.close()) for c, _ in iter(s.accept, None)]"]
-    ports: [{name: smtp, containerPort: 2525}]
+    ports: [{name: tcp-banner, containerPort: 2525}]
 ---
 apiVersion: v1
 kind: Service
 metadata: {name: banner, namespace: mesh}
-spec: {selector: {app: banner}, ports: [{name: smtp, port: 25, targetPort: 2525}]}
+spec: {selector: {app: banner}, ports: [{name: tcp-banner, port: 25, targetPort: 2525}]}
 ---
 apiVersion: v1
 kind: Pod
@@ -475,8 +476,10 @@ case_permissive() {
     runo "${IN[@]}" sh -c "printf 'GET / HTTP/1.1\r\nHost: beta\r\n\r\n' | timeout 5 openssl s_client -connect $b:8080 -quiet -ign_eof"
     assert_not_contains "$OUT" "HTTP/1.1" "TLS without a client certificate in permissive mode" || return 1
     proxy_log mesh "$BETA" | grep -F "plaintext port=8080" | tail -1 | sed 's/^/    | /'
-    # A server-first protocol (the server speaks first): a plaintext client gets the banner,
-    # after the inspect delay; a mesh client at once (its sidecar sends a ClientHello)
+    # A server-first protocol (the server speaks first) on a port not declared so (named
+    # tcp-banner, not smtp: that name declares server-first, mutual TLS only in permissive mode):
+    # a plaintext client gets the banner after the inspect delay; a mesh client at once (its
+    # sidecar sends a ClientHello)
     wait_for 30 "${IN[@]}" /usr/bin/python3 -c "$BANNER_CLIENT" "$(ip_of mesh banner)" 2525 ||
         { t_fail "banner's proxy never admitted plaintext"; return 1; }
     okv "banner, plaintext" "${IN[@]}" /usr/bin/python3 -c "$BANNER_CLIENT" "$(ip_of mesh banner)" 2525 ||

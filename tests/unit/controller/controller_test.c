@@ -1241,6 +1241,22 @@ static void t_affected_proxies(void)
 
 /* ---- errors ------------------------------------------------------------------------------- */
 
+/* An AccessPolicy d/NAME allowing one path match {TYPE, VALUE}, upserted; its status. */
+static json_t *path_policy_status(struct mesh_model *m, const char *name, const char *type,
+                                  const char *value)
+{
+    json_t *st = NULL,
+           *o = json_pack("{s:s,s:s,s:{s:s,s:s},s:{s:{s:s},s:s,s:[{s:[{s:s,s:s}]}]}}", "apiVersion",
+                          "mesh.weft.dev/v1alpha1", "kind", "AccessPolicy", "metadata", "name",
+                          name, "namespace", "d", "spec", "targetRef", "kind", "Namespace",
+                          "action", "Allow", "rules", "paths", "type", type, "value", value);
+
+    CHECK_INT(mesh_model_upsert(m, o), 0);
+    json_decref(o);
+    REQUIRE(mesh_model_status(m, "AccessPolicy", "d", name, NULL, NOW, &st) == 0);
+    return st;
+}
+
 static void t_errors(void)
 {
     struct mesh_model *m = NULL;
@@ -1274,37 +1290,19 @@ static void t_errors(void)
     CHECK_STR(cond(st, "Accepted", "message"),
               "spec.backends[0].weight: must be an integer 0..1000000");
     json_decref(st);
-    o = json_pack("{s:s,s:s,s:{s:s,s:s},s:{s:{s:s},s:s,s:[{s:[{s:s,s:s}]}]}}", "apiVersion",
-                  "mesh.weft.dev/v1alpha1", "kind", "AccessPolicy", "metadata", "name", "bad",
-                  "namespace", "d", "spec", "targetRef", "kind", "Namespace", "action", "Allow",
-                  "rules", "paths", "type", "Exact", "value", "no-slash");
-    CHECK_INT(mesh_model_upsert(m, o), 0);
-    json_decref(o);
-    REQUIRE(mesh_model_status(m, "AccessPolicy", "d", "bad", NULL, NOW, &st) == 0);
+    st = path_policy_status(m, "bad", "Exact", "no-slash");
     CHECK_STR(cond(st, "Accepted", "message"),
               "spec.rules[0].paths[0].value: no-slash must start with \"/\"");
     json_decref(st);
     /* regular expressions are checked by the engine the proxies run (PCRE2, as HAProxy):
      * "/x**" compiles as POSIX ERE but HAProxy refuses it */
-    o = json_pack("{s:s,s:s,s:{s:s,s:s},s:{s:{s:s},s:s,s:[{s:[{s:s,s:s}]}]}}", "apiVersion",
-                  "mesh.weft.dev/v1alpha1", "kind", "AccessPolicy", "metadata", "name", "re",
-                  "namespace", "d", "spec", "targetRef", "kind", "Namespace", "action", "Allow",
-                  "rules", "paths", "type", "RegularExpression", "value", "/x**");
-    CHECK_INT(mesh_model_upsert(m, o), 0);
-    json_decref(o);
-    REQUIRE(mesh_model_status(m, "AccessPolicy", "d", "re", NULL, NOW, &st) == 0);
+    st = path_policy_status(m, "re", "RegularExpression", "/x**");
     CHECK_STR(cond(st, "Accepted", "reason"), "Invalid");
     CHECK_STR(cond(st, "Accepted", "message"),
               "spec.rules[0].paths[0].value: /x** is not a valid regular expression (quantifier "
               "does not follow a repeatable item at offset 3)");
     json_decref(st);
-    o = json_pack("{s:s,s:s,s:{s:s,s:s},s:{s:{s:s},s:s,s:[{s:[{s:s,s:s}]}]}}", "apiVersion",
-                  "mesh.weft.dev/v1alpha1", "kind", "AccessPolicy", "metadata", "name", "re2",
-                  "namespace", "d", "spec", "targetRef", "kind", "Namespace", "action", "Allow",
-                  "rules", "paths", "type", "RegularExpression", "value", "^/api/v[0-9]+/(?:a|b)$");
-    CHECK_INT(mesh_model_upsert(m, o), 0);
-    json_decref(o);
-    REQUIRE(mesh_model_status(m, "AccessPolicy", "d", "re2", NULL, NOW, &st) == 0);
+    st = path_policy_status(m, "re2", "RegularExpression", "^/api/v[0-9]+/(?:a|b)$");
     CHECK_STR(cond(st, "Accepted", "status"), "True");
     json_decref(st);
     CHECK_INT(mesh_model_delete(m, "Pod", "nowhere", "x"), ERR_NOTFOUND);

@@ -32,6 +32,15 @@ extern char **environ;
 /* How long a reload may take before it is reported as failed. */
 #define RELOAD_WAIT_MS 10000
 
+/*
+ * Idle-connection pooling for a server added with `add server`. HAProxy 2.6 gives a server
+ * written in the configuration an unlimited idle pool purged after 5 s, but a server added at run
+ * time none (`show servers conn`: idle_lim 0, purge_delay 0): through a TLS server that meant a
+ * new handshake to the peer sidecar for nearly every request until the next reload. These are
+ * the configuration's defaults, spelt out.
+ */
+#define RUNTIME_SERVER_POOL " pool-max-conn -1 pool-purge-delay 5s"
+
 struct agent_driver {
     pthread_mutex_t lock;
     const struct agent_haproxy_ops *ops;
@@ -465,8 +474,9 @@ static int apply_servers(struct agent_driver *d, const json_t *runtime, struct s
             if (!rc)
                 rc = admin(d, cmd.p, NULL, &r);
         } else {
-            rc = buf_printf(&cmd, "add server %s/%s %s weight %d%s%s", be, sv, sv_str(it, "addr"),
-                            w, *sv_str(it, "args") ? " " : "", sv_str(it, "args"));
+            rc = buf_printf(&cmd, "add server %s/%s %s weight %d%s%s" RUNTIME_SERVER_POOL, be, sv,
+                            sv_str(it, "addr"), w, *sv_str(it, "args") ? " " : "",
+                            sv_str(it, "args"));
             if (!rc)
                 rc = admin(d, cmd.p, "New server registered.", &r);
         }

@@ -1,158 +1,87 @@
 #!/usr/bin/env bash
 # bench/mesh_bench.sh - the sidecar's cost on the wire (BENCHMARKS.md, "Sidecar"): latency added
-# per hop with mutual TLS at a fixed rate of 1 KB answers, against direct calls and against a
-# hand-written HAProxy mTLS pair measured in the same run; CPU per 1,000 requests of HAProxy and
+# per hop with mutual TLS at a fixed rate of 1 KB answers, against direct calls and against two
+# hand-written HAProxy mTLS pairs measured in the same run; CPU per 1,000 requests of HAProxy and
 # weft-agent; PSS of the sidecar (agent + HAProxy master + worker), idle and under load, with a
 # small document and with one of 1,000 outbound services.
 #
-#   bench/mesh_bench.sh [--rate 1000] [--seconds 10] [--rounds 3] [--services 1000]
+#   bench/mesh_bench.sh [--rate 1000] [--seconds 10] [--rounds 3] [--services 1000] [--dump DIR]
 #
+# --dump DIR copies the rendered HAProxy configurations and the pairs' into DIR.
 # Needs root (network namespaces, iptables), haproxy, and a build (make all). Holds
-# /tmp/weft-netns.lock while it runs. Two "pods" as network namespaces wfb-c (client,
-# 10.251.9.1) and wfb-s (server, 10.251.9.2) joined by a veth; kubelite and weftd run in wfb-s
-# (weftd issues both sidecars' certificates); each pod gets weft-init's rules and weft-agent
-# (UID 1337) with a --config-file document. Paths measured, each with the same load generator
-# (bench/mesh_load.c, open loop) from wfb-c and the same app (testapp /bytes, 1,024 bytes):
-#   direct  client -> 10.251.9.2:8081 (plaintext; the client runs as UID 1337, not captured)
-#   pair    client -> 127.0.0.1:18001 HAProxy (hand-written) -> mTLS -> HAProxy :18443 -> app
-#   mesh    client -> Service 10.96.251.2:80 (REDIRECT to A's 15001) -> mTLS -> B's 15006 -> app
-# Rounds interleave the three paths (direct, pair, mesh, direct, ...); the medians are printed.
+# /tmp/weft-e2e-meshbench.lock while it runs (its namespaces, veths and addresses are its own:
+# bench/lib.sh). Four "pods" as network namespaces, two per veth: wfb-c (client, 10.251.9.1) and
+# wfb-s (server, 10.251.9.2) for the direct path, pair A and Weft; wfb-pc (10.251.11.1) and
+# wfb-ps (10.251.11.2) for pair B. kubelite and weftd run in wfb-s (weftd issues every
+# certificate, ECDSA P-256); wfb-c and wfb-s get weft-init's rules and weft-agent (UID 1337) with
+# a --config-file document; wfb-pc and wfb-ps get the same weft-init rules and a hand-written
+# HAProxy each (UID 1337) instead of the agent. Paths measured, each with the same load generator
+# (bench/mesh_load.c, open loop) from its client pod and the same app (testapp /bytes, 1,024 B):
+#   direct  client (UID 1337, not captured) -> 10.251.9.2:8081, plaintext
+#   pair A  client -> 127.0.0.1:18001 HAProxy (hand-written) -> mTLS -> HAProxy :18443 -> app
+#           (fixed ports: no capture on the path)
+#   pair B  client -> 10.96.251.3:80 (REDIRECT to wfb-pc's 15001) -> HAProxy (the same
+#           hand-written configuration) -> mTLS to 10.251.11.2:8080 (REDIRECT to wfb-ps's 15006)
+#           -> HAProxy -> the app on the pod IP from 127.0.0.6, as the rendered inbound does
+#   mesh    client -> Service 10.96.251.2:80 (REDIRECT to wfb-c's 15001) -> mTLS -> wfb-s's 15006
+#           -> the app
+# Pair B crosses everything Weft's path crosses (the nat REDIRECTs, conntrack, SO_ORIGINAL_DST,
+# loopback hops, UID 1337) except the agent's rendered configuration: Weft / pair B is what "the
+# agent and the rendering" add; Weft / pair A adds the capture's cost. Rounds interleave the four
+# paths (direct, pair A, pair B, mesh, direct, ...), so the machine's drift reaches each path
+# alike; the medians over rounds are printed, and per round the Weft / pair B ratio.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 REPO=$PWD
 BUILD=${BUILD:-build}
-RATE=1000 SECONDS_=10 ROUNDS=3 SERVICES=1000 WARMUP=2 CONNS=16
+ARGS=("$@")
+RATE=1000 SECONDS_=10 ROUNDS=3 SERVICES=1000 WARMUP=2 CONNS=16 DUMP=
 while [ $# -gt 0 ]; do
     case $1 in
     --rate) RATE=$2; shift 2 ;;
     --seconds) SECONDS_=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     --services) SERVICES=$2; shift 2 ;;
-    *) echo "usage: bench/mesh_bench.sh [--rate N] [--seconds S] [--rounds N] [--services N]" >&2; exit 2 ;;
+    --dump) DUMP=$2; shift 2 ;;
+    *) echo "usage: bench/mesh_bench.sh [--rate N] [--seconds S] [--rounds N] [--services N] [--dump DIR]" >&2; exit 2 ;;
     esac
 done
+# shellcheck source=lib.sh
+. "$REPO/bench/lib.sh"
 LOAD=$REPO/$BUILD/bench/mesh_load
-AGENT=$REPO/$BUILD/bin/weft-agent
-INIT=$REPO/$BUILD/bin/weft-init
 TESTAPP=$REPO/$BUILD/bin/testapp
-KUBELITE=$REPO/$BUILD/bin/kubelite
-WEFTD=$REPO/$BUILD/bin/weftd
-K=${KUBECTL_DIR:-/usr/lib/google-cloud-sdk/bin}/kubectl.1.33
-for b in "$LOAD" "$AGENT" "$INIT" "$TESTAPP" "$KUBELITE" "$WEFTD" "$K"; do
+for b in "$LOAD" "$TESTAPP"; do
     [ -x "$b" ] || { echo "mesh_bench: $b is missing (make all)" >&2; exit 1; }
 done
-command -v haproxy >/dev/null || { echo "mesh_bench: haproxy is not installed" >&2; exit 1; }
-[ "$(id -u)" = 0 ] || { echo "mesh_bench: needs root (network namespaces, iptables)" >&2; exit 1; }
-if [ -z "${WEFT_NETNS_LOCKED:-}" ]; then
-    exec env WEFT_NETNS_LOCKED=1 flock /tmp/weft-netns.lock bash "$REPO/bench/mesh_bench.sh" --rate "$RATE" --seconds "$SECONDS_" \
-        --rounds "$ROUNDS" --services "$SERVICES"
-fi
+bench_start mesh_bench /tmp/weft-e2e-meshbench.lock "$REPO/bench/mesh_bench.sh" "${ARGS[@]}"
+die() { bench_die "$@"; }
 
-C=wfb-c S=wfb-s CA=10.251.9.1 SA=10.251.9.2 SVC=10.96.251.2 CP_NAME=weftd.weft-system.svc
-T=$(mktemp -d /tmp/weft-mesh-bench.XXXXXX)
-chmod 755 "$T"
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    sleep 0.5
-    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-    ip netns pids $C 2>/dev/null | xargs -r kill -9 2>/dev/null
-    ip netns pids $S 2>/dev/null | xargs -r kill -9 2>/dev/null
-    ip netns del $C 2>/dev/null
-    ip netns del $S 2>/dev/null
-    rm -rf "$T" /etc/netns/$C /etc/netns/$S
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-die() {
-    local f
-    echo "mesh_bench: $*" >&2
-    for f in "$T"/log.*; do
-        [ -s "$f" ] || continue
-        echo "--- $f ($(head -c 300 "$T/cmd.${f##*.}" 2>/dev/null))" >&2
-        tail -n 8 "$f" | cut -c1-300 >&2
-    done
-    exit 1
-}
-bg() { # NS CMD...: in the background, output in $T/log.<n>
-    local ns=$1
-    shift
-    echo "$ns $*" >"$T/cmd.${#PIDS[@]}"
-    ip netns exec "$ns" "$@" >"$T/log.${#PIDS[@]}" 2>&1 &
-    PIDS+=($!)
-    BG=$!
-}
-as1337() { setpriv --reuid 1337 --regid 1337 --clear-groups "$@"; }
-wait_port() { # NS PORT
-    local i
-    for i in $(seq 100); do
-        ip netns exec "$1" ss -ltn | grep -q ":$2 " && return 0
-        sleep 0.1
-    done
-    return 1
-}
+C=wfb-c S=wfb-s CA=10.251.9.1 SA=10.251.9.2 SVC=10.96.251.2
+BC=wfb-pc BS=wfb-ps BCA=10.251.11.1 BSA=10.251.11.2 BSVC=10.96.251.3
+BENCH_CP_ADDR=$SA
 
 # --- pods -----------------------------------------------------------------------------------
-ip netns del $C 2>/dev/null
-ip netns del $S 2>/dev/null
-ip netns add $C && ip netns add $S || die "namespaces"
-# weftd's serving certificate names weftd.weft-system.svc: that name resolves to wfb-s in both
-# pods (ip netns exec mounts /etc/netns/<ns>/hosts over /etc/hosts)
-for ns in $C $S; do
-    mkdir -p /etc/netns/$ns && printf '127.0.0.1 localhost\n%s %s\n' $SA $CP_NAME >/etc/netns/$ns/hosts
-done
-ip link add wfbc0 netns $C type veth peer name wfbs0 netns $S || die "veth"
-ip -n $C addr add $CA/24 dev wfbc0 && ip -n $S addr add $SA/24 dev wfbs0 &&
-    ip -n $C link set wfbc0 up && ip -n $S link set wfbs0 up &&
-    ip -n $C link set lo up && ip -n $S link set lo up &&
-    ip -n $C route add default dev wfbc0 && ip -n $S route add default dev wfbs0 || die "links"
+for ns in $C $S $BC $BS; do bench_netns $ns; done
+bench_hosts $C $S
+bench_link $C $CA wfbc0 $S $SA wfbs0
+bench_link $BC $BCA wfbpc0 $BS $BSA wfbps0
 BODY=1024
-bg $S env PORT=8080 POD_NAME=app "$TESTAPP"
-bg $S env PORT=8081 POD_NAME=app "$TESTAPP"
-wait_port $S 8080 && wait_port $S 8081 || die "testapp"
+bench_bg $S env PORT=8080 POD_NAME=app "$TESTAPP"
+bench_bg $S env PORT=8081 POD_NAME=app "$TESTAPP"
+bench_bg $BS env PORT=8080 POD_NAME=app "$TESTAPP"
+bench_wait_port $S 8080 && bench_wait_port $S 8081 && bench_wait_port $BS 8080 || die "testapp"
 
 # --- control plane in wfb-s: kubelite, weftd (certificates) ---------------------------------
-bg $S "$KUBELITE" --listen 127.0.0.1:0 --kubeconfig-out "$T/kubeconfig" \
-    --openapi-dir "$REPO/tests/kubelite/openapi"
-for _ in $(seq 100); do [ -s "$T/kubeconfig" ] && break; sleep 0.1; done
-[ -s "$T/kubeconfig" ] || die "kubelite did not start"
-kc() { ip netns exec $S env KUBECONFIG="$T/kubeconfig" "$K" "$@"; }
-kc create namespace weft-system >/dev/null && kc create namespace bench >/dev/null &&
-    kc create serviceaccount -n bench client >/dev/null &&
-    kc create serviceaccount -n bench app >/dev/null || die "namespaces and service accounts"
-bg $S "$WEFTD" --kubeconfig "$T/kubeconfig" --namespace weft-system --identity bench \
-    --admin-listen 127.0.0.1:18090 --certs-listen "$SA:15012" --stream-listen 127.0.0.1:18013 \
-    --webhook-listen 127.0.0.1:18444 --cert-ttl 3600
-for _ in $(seq 200); do
-    ip netns exec $S curl -s http://127.0.0.1:18090/readyz 2>/dev/null | grep -q '^ca loaded: yes' && break
-    sleep 0.1
-done
-kc get secret -n weft-system weft-ca -o 'jsonpath={.data.ca\.crt}' | base64 -d >"$T/root.pem" ||
-    die "no root"
-for sa in client app; do
-    kc create token -n bench $sa --audience weft --duration 1h >"$T/$sa.token" || die "token"
-done
+bench_control_plane $S $SA
 
 # --- documents (docs/proxy-config.md) -------------------------------------------------------
-doc() { # POD IP SA OUTBOUND INBOUND
-    cat <<EOF
-{"schemaVersion": 1,
- "proxy": {"namespace": "bench", "pod": "$1", "ip": "$2"},
- "identity": {"spiffeID": "spiffe://cluster.local/ns/bench/sa/$3", "serviceAccount": "$3",
-              "trustDomain": "cluster.local",
-              "subject": "/O=cluster.local/OU=bench/CN=$3.bench.cluster.local"},
- "trustBundle": {"configMap": "weft-root-ca", "namespace": "bench", "key": "ca.crt"},
- "mode": "all-authenticated", "inbound": $5, "outbound": $4}
-EOF
-}
 svc() { # NAME CLUSTERIP ENDPOINT-IP
     printf '{"service": "%s", "namespace": "bench", "clusterIP": "%s", "ports": [{"port": 80, "name": "http", "protocol": "http", "routes": [{"backends": [{"service": "%s", "requestedPpm": 1000000, "achievedPpm": 1000000, "endpoints": [{"ip": "%s", "port": 8080, "identity": "spiffe://cluster.local/ns/bench/sa/app", "ready": true, "weight": 1}]}]}]}]}' "$1" "$2" "$1" "$3"
 }
 ALLOW='{"policy": "allow-client", "peers": {"ids": ["spiffe://cluster.local/ns/bench/sa/client"], "prefixes": []}}'
 IN_APP='[{"port": 8080, "protocol": "http", "services": ["app"], "default": "deny", "deny": [], "audit": [], "allow": ['$ALLOW']}]'
 mkdir -p "$T/c" "$T/s"
-doc client $CA client "[$(svc app $SVC $SA)]" '[]' >"$T/c/small.json"
+bench_doc client $CA client "[$(svc app $SVC $SA)]" '[]' >"$T/c/small.json"
 {
     printf '['
     svc app $SVC $SA
@@ -163,33 +92,21 @@ doc client $CA client "[$(svc app $SVC $SA)]" '[]' >"$T/c/small.json"
     done
     printf ']'
 } >"$T/c/outbound-big.json"
-doc client $CA client "$(cat "$T/c/outbound-big.json")" '[]' >"$T/c/big.json"
-doc app $SA app '[]' "$IN_APP" >"$T/s/doc.json"
+bench_doc client $CA client "$(cat "$T/c/outbound-big.json")" '[]' >"$T/c/big.json"
+bench_doc app $SA app '[]' "$IN_APP" >"$T/s/doc.json"
 cp "$T/c/small.json" "$T/c/doc.json"
 chown -R 1337:1337 "$T/c" "$T/s"
-chmod 644 "$T"/*.token "$T/root.pem"
 
 # --- sidecars -------------------------------------------------------------------------------
-ip netns exec $C "$INIT" >/dev/null || die "weft-init in $C"
-ip netns exec $S "$INIT" --include-inbound-ports 8080 >/dev/null || die "weft-init in $S"
-sidecar() { # NS DIR SA IP
-    bg "$1" env POD_IP="$4" setpriv --reuid 1337 --regid 1337 --clear-groups "$AGENT" \
-        --control-plane "$CP_NAME:15012" --token-file "$T/$3.token" --ca-file "$T/root.pem" \
-        --run-dir "$2/run" --config-file "$2/doc.json" --health-listen 127.0.0.1:15020
-}
-sidecar $C "$T/c" client $CA
+ip netns exec $C "$BENCH_INIT" >/dev/null || die "weft-init in $C"
+ip netns exec $S "$BENCH_INIT" --include-inbound-ports 8080 >/dev/null || die "weft-init in $S"
+bench_sidecar $C "$T/c" client $CA
 AGENT_C=$BG
-sidecar $S "$T/s" app $SA
+bench_sidecar $S "$T/s" app $SA
 AGENT_S=$BG
-ready() { ip netns exec "$1" curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:15020/healthz/ready; }
-for _ in $(seq 200); do
-    [ "$(ready $C)" = 200 ] && [ "$(ready $S)" = 200 ] && break
-    sleep 0.1
-done
-[ "$(ready $C)" = 200 ] && [ "$(ready $S)" = 200 ] ||
-    die "sidecars not ready (client $(ready $C), server $(ready $S))"
+bench_wait_ready $C $S
 
-# --- the hand-written pair (same certificates' kind: ECDSA P-256 from weftd's root) ---------
+# --- the hand-written pairs (same certificates' kind: ECDSA P-256 from weftd's root) --------
 for side in pc ps; do
     openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/$side.key" \
         -subj /CN=$side -out "$T/$side.csr" 2>/dev/null || die "CSR"
@@ -197,48 +114,50 @@ for side in pc ps; do
     [ $side = ps ] && tok=app
     ip netns exec $S curl -sS --cacert "$T/root.pem" -H "Authorization: Bearer $(cat "$T/$tok.token")" \
         -H "Content-Type: application/pkcs10" --data-binary "@$T/$side.csr" \
-        "https://$CP_NAME:15012/v1/certificates" | python3 -c 'import json,sys; print(json.load(sys.stdin)["certificateChain"], end="")' >"$T/$side.pem" ||
+        "https://$BENCH_CP_NAME:15012/v1/certificates" | python3 -c 'import json,sys; print(json.load(sys.stdin)["certificateChain"], end="")' >"$T/$side.pem" ||
         die "pair certificate"
     cat "$T/$side.key" >>"$T/$side.pem"
 done
 chmod 644 "$T"/p?.pem
-PAIR_GLOBAL="global
-    nbthread 1
-    maxconn 4096
-    tune.ssl.cachesize 1000
-    ssl-server-verify required
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    timeout http-keep-alive 60s"
-cat >"$T/pc.cfg" <<EOF
-$PAIR_GLOBAL
-frontend out
-    bind 127.0.0.1:18001
-    default_backend app
-backend app
-    http-reuse always
-    server s $SA:18443 ssl crt $T/pc.pem ca-file $T/root.pem verify required sni str(app.bench.cluster.local) verifyhost app.bench.cluster.local
-EOF
-cat >"$T/ps.cfg" <<EOF
-$PAIR_GLOBAL
-frontend in
-    bind :18443 ssl crt $T/ps.pem ca-file $T/root.pem verify required
-    default_backend app
-backend app
-    http-reuse always
-    server app 127.0.0.1:8081
-EOF
-# the pair's server cert must carry the name the client checks: weftd names it by identity
-grep -q . "$T/ps.pem" || die "pair certificate"
-bg $C setpriv --reuid 1337 --regid 1337 --clear-groups haproxy -f "$T/pc.cfg"
+# pair_cfg client|server LISTEN UPSTREAM [SERVER-ARGS]: one side of a hand-written pair (the
+# same settings as the rendered global section: nbthread 1, tune.ssl.cachesize 1000,
+# http-reuse always); A and B differ in their addresses only, and B's server side dials the app
+# from 127.0.0.6, which weft-init lets through to the pod IP, as the rendered inbound does
+pair_cfg() {
+    printf '%s\n' "global" "    nbthread 1" "    maxconn 4096" "    tune.ssl.cachesize 1000" \
+        "    ssl-server-verify required" "defaults" "    mode http" "    timeout connect 5s" \
+        "    timeout client 60s" "    timeout server 60s" "    timeout http-keep-alive 60s"
+    if [ "$1" = client ]; then
+        printf '%s\n' "frontend out" "    bind $2" "    default_backend app" "backend app" "    http-reuse always" \
+            "    server s $3 ssl crt $T/pc.pem ca-file $T/root.pem verify required sni str(app.bench.cluster.local) verifyhost app.bench.cluster.local"
+    else
+        printf '%s\n' "frontend in" "    bind $2 ssl crt $T/ps.pem ca-file $T/root.pem verify required" \
+            "    default_backend app" "backend app" "    http-reuse always" "    server app $3${4:+ $4}"
+    fi
+}
+pair_cfg client 127.0.0.1:18001 $SA:18443 >"$T/pc.cfg"
+pair_cfg server :18443 127.0.0.1:8081 >"$T/ps.cfg"
+pair_cfg client 127.0.0.1:15001 $BSA:8080 >"$T/pbc.cfg"
+pair_cfg server :15006 $BSA:8080 "source 127.0.0.6" >"$T/pbs.cfg"
+ip netns exec $BC "$BENCH_INIT" >/dev/null || die "weft-init in $BC"
+ip netns exec $BS "$BENCH_INIT" --include-inbound-ports 8080 >/dev/null || die "weft-init in $BS"
+AS1337=(setpriv --reuid 1337 --regid 1337 --clear-groups)
+bench_bg $C "${AS1337[@]}" haproxy -f "$T/pc.cfg"
 PAIR_C=$BG
-bg $S setpriv --reuid 1337 --regid 1337 --clear-groups haproxy -f "$T/ps.cfg"
+bench_bg $S "${AS1337[@]}" haproxy -f "$T/ps.cfg"
 PAIR_S=$BG
-wait_port $C 18001 && wait_port $S 18443 && kill -0 "$PAIR_C" && kill -0 "$PAIR_S" ||
-    die "the hand-written pair did not start"
+bench_bg $BC "${AS1337[@]}" haproxy -f "$T/pbc.cfg"
+PAIRB_C=$BG
+bench_bg $BS "${AS1337[@]}" haproxy -f "$T/pbs.cfg"
+PAIRB_S=$BG
+bench_wait_port $C 18001 && bench_wait_port $S 18443 && bench_wait_port $BC 15001 && bench_wait_port $BS 15006 &&
+    kill -0 "$PAIR_C" && kill -0 "$PAIR_S" && kill -0 "$PAIRB_C" && kill -0 "$PAIRB_S" ||
+    die "the hand-written pairs did not start"
+if [ -n "$DUMP" ]; then
+    mkdir -p "$DUMP" && cp "$T/c/run/haproxy.cfg" "$DUMP/weft-client.cfg" &&
+        cp "$T/s/run/haproxy.cfg" "$DUMP/weft-server.cfg" && cp "$T/c/run/outbound.map" "$DUMP/weft-client.map" &&
+        cp "$T/pbc.cfg" "$DUMP/pairB-client.cfg" && cp "$T/pbs.cfg" "$DUMP/pairB-server.cfg" || die "--dump $DUMP"
+fi
 
 # --- measurements ---------------------------------------------------------------------------
 procs() { # AGENT_PID: the agent, HAProxy's master (its child) and the workers
@@ -257,6 +176,7 @@ pss_kb() { # PIDS...: summed PSS
     done
     echo $s
 }
+mb() { echo "$(($1 / 1024)).$((($1 % 1024) * 10 / 1024))"; }
 ticks() { # PIDS...: utime+stime in clock ticks
     local p s=0 v
     for p in "$@"; do
@@ -266,48 +186,51 @@ ticks() { # PIDS...: utime+stime in clock ticks
     echo $s
 }
 HZ=$(getconf CLK_TCK)
-run_load() { # PATH-NAME: one measurement, "p50 p90 p99 errors sent"
-    local out
+run_load() { # PATH-NAME: one measurement, "p50 p90 p99 errors sent body"
+    local out ns=$C who=() addr port
     case $1 in
-    direct) out=$(ip netns exec $C setpriv --reuid 1337 --regid 1337 --clear-groups "$LOAD" --addr $SA --port 8081 \
-        --rate "$RATE" --seconds "$SECONDS_" --warmup $WARMUP --conns $CONNS --path "/bytes?n=$BODY") ;;
-    pair) out=$(ip netns exec $C "$LOAD" --addr 127.0.0.1 --port 18001 \
-        --rate "$RATE" --seconds "$SECONDS_" --warmup $WARMUP --conns $CONNS --path "/bytes?n=$BODY") ;;
-    mesh) out=$(ip netns exec $C "$LOAD" --addr $SVC --port 80 \
-        --rate "$RATE" --seconds "$SECONDS_" --warmup $WARMUP --conns $CONNS --path "/bytes?n=$BODY") ;;
+    direct) who=("${AS1337[@]}") addr=$SA port=8081 ;;
+    pairA) addr=127.0.0.1 port=18001 ;;
+    pairB) ns=$BC addr=$BSVC port=80 ;;
+    mesh) addr=$SVC port=80 ;;
     esac
-    echo "$out" >>"$T/load.log"
+    out=$(ip netns exec $ns "${who[@]}" "$LOAD" --addr $addr --port $port \
+        --rate "$RATE" --seconds "$SECONDS_" --warmup $WARMUP --conns $CONNS --path "/bytes?n=$BODY")
+    echo "$1 $out" >>"$T/load.log"
     echo "$out" | sed -E 's/.*sent=([0-9]+).*errors=([0-9]+).*p50_us=([0-9]+) p90_us=([0-9]+) p99_us=([0-9]+).*body_bytes=([0-9]+).*/\3 \4 \5 \2 \1 \6/'
 }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR + 1) / 2] : int((a[NR / 2] + a[NR / 2 + 1]) / 2)}'; }
 
-echo "== sidecar ($(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(date -u +%Y-%m-%dT%H:%MZ)): $RATE req/s of $BODY B, ${SECONDS_} s (+${WARMUP} s warm-up) per measurement, $CONNS connections, $ROUNDS rounds"
+PATHS="direct pairA pairB mesh"
+echo "== sidecar ($(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(date -u +%Y-%m-%dT%H:%MZ), load average $(cut -d' ' -f1-3 /proc/loadavg)): $RATE req/s of $BODY B, ${SECONDS_} s (+${WARMUP} s warm-up) per measurement, $CONNS connections, $ROUNDS rounds of: $PATHS"
 sleep 2
 mapfile -t SC < <(procs "$AGENT_C")
 mapfile -t SS < <(procs "$AGENT_S")
 IDLE_C=$(pss_kb "${SC[@]}")
 IDLE_S=$(pss_kb "${SS[@]}")
-: >"$T/direct" && : >"$T/pair" && : >"$T/mesh"
-CPU_HP=0 CPU_AG=0 REQS=0 LOAD_C=0 LOAD_S=0 ERRS=0 CPU_PAIR=0 REQS_PAIR=0
+for p in $PATHS; do : >"$T/$p"; done
+CPU_HP=0 CPU_AG=0 REQS=0 LOAD_C=0 LOAD_S=0 ERRS=0 CPU_A=0 REQS_A=0 CPU_B=0 REQS_B=0
 for _ in $(seq "$ROUNDS"); do
-    for p in direct pair mesh; do
-        [ $p = pair ] && pp0=$(ticks "$PAIR_C" "$PAIR_S")
-        if [ $p = mesh ]; then
+    for p in $PATHS; do
+        case $p in
+        pairA) t0=$(ticks "$PAIR_C" "$PAIR_S") ;;
+        pairB) t0=$(ticks "$PAIRB_C" "$PAIRB_S") ;;
+        mesh)
             hp0=$(ticks "${SC[@]:1}" "${SS[@]:1}")
             ag0=$(ticks "$AGENT_C" "$AGENT_S")
             ( sleep $((WARMUP + SECONDS_ / 2)); echo "$(pss_kb "${SC[@]}") $(pss_kb "${SS[@]}")" >"$T/pss.load" ) &
             SAMPLER=$!
-        fi
+            ;;
+        esac
         res=$(run_load $p)
         echo "$res" >>"$T/$p"
         # shellcheck disable=SC2086 # the fields of one result line
         set -- $res
+        [ $# -eq 6 ] || die "$p: no result: $(tail -1 "$T/load.log")"
         ERRS=$((ERRS + $4))
-        if [ $p = pair ]; then
-            CPU_PAIR=$((CPU_PAIR + $(ticks "$PAIR_C" "$PAIR_S") - pp0))
-            REQS_PAIR=$((REQS_PAIR + $5))
-        fi
-        if [ $p = mesh ]; then
+        case $p in
+        pairA) CPU_A=$((CPU_A + $(ticks "$PAIR_C" "$PAIR_S") - t0)) REQS_A=$((REQS_A + $5)) ;;
+        pairB) CPU_B=$((CPU_B + $(ticks "$PAIRB_C" "$PAIRB_S") - t0)) REQS_B=$((REQS_B + $5)) ;;
+        mesh)
             wait "$SAMPLER"
             CPU_HP=$((CPU_HP + $(ticks "${SC[@]:1}" "${SS[@]:1}") - hp0))
             CPU_AG=$((CPU_AG + $(ticks "$AGENT_C" "$AGENT_S") - ag0))
@@ -315,38 +238,71 @@ for _ in $(seq "$ROUNDS"); do
             read -r a b <"$T/pss.load"
             [ "$a" -gt "$LOAD_C" ] && LOAD_C=$a
             [ "$b" -gt "$LOAD_S" ] && LOAD_S=$b
-        fi
+            ;;
+        esac
     done
 done
-col() { awk -v c="$2" '{print $c}' "$T/$1" | median; }
-D50=$(col direct 1) D90=$(col direct 2) D99=$(col direct 3)
-P50=$(col pair 1) P90=$(col pair 2) P99=$(col pair 3)
-M50=$(col mesh 1) M90=$(col mesh 2) M99=$(col mesh 3)
-ratio() { awk -v m="$1" -v p="$2" 'BEGIN { if (p <= 0) print "n/a"; else printf "%.2f", m / p }'; }
-hop() { awk -v a="$1" -v d="$2" 'BEGIN { printf "%d", (a - d) / 2 }'; }
-printf '%-34s %8s %8s %8s\n' "latency (median of rounds, us)" p50 p90 p99
-printf '%-34s %8s %8s %8s\n' "direct (baseline)" "$D50" "$D90" "$D99"
-printf '%-34s %8s %8s %8s\n' "hand-written HAProxy mTLS pair" "$P50" "$P90" "$P99"
-printf '%-34s %8s %8s %8s\n' "Weft sidecars (agent + HAProxy)" "$M50" "$M90" "$M99"
-printf '%-34s %8s %8s %8s\n' "added per hop, pair" "$(hop "$P50" "$D50")" "$(hop "$P90" "$D90")" "$(hop "$P99" "$D99")"
-printf '%-34s %8s %8s %8s\n' "added per hop, Weft" "$(hop "$M50" "$D50")" "$(hop "$M90" "$D90")" "$(hop "$M99" "$D99")"
-printf '%-34s %8s %8s %8s\n' "Weft / pair, added per hop" \
-    "$(ratio "$(hop "$M50" "$D50")" "$(hop "$P50" "$D50")")" "$(ratio "$(hop "$M90" "$D90")" "$(hop "$P90" "$D90")")" \
-    "$(ratio "$(hop "$M99" "$D99")" "$(hop "$P99" "$D99")")"
-printf '%-34s %8s %8s %8s\n' "Weft / pair, end to end" "$(ratio "$M50" "$P50")" "$(ratio "$M90" "$P90")" "$(ratio "$M99" "$P99")"
-echo "per round (p50 p90 p99 errors sent body): direct $(tr '\n' ';' <"$T/direct") pair $(tr '\n' ';' <"$T/pair") mesh $(tr '\n' ';' <"$T/mesh")"
-awk -v t="$CPU_HP" -v a="$CPU_AG" -v n="$REQS" -v pt="$CPU_PAIR" -v pn="$REQS_PAIR" -v hz="$HZ" 'BEGIN {
-    printf "CPU per 1,000 requests (mesh runs, %d requests): HAProxy %.1f ms per sidecar, weft-agent %.2f ms per sidecar; hand-written pair (%d requests): HAProxy %.1f ms per side; ratio %.2f\n",
-        n, t * 1000 / hz / (n / 1000) / 2, a * 1000 / hz / (n / 1000) / 2,
-        pn, pt * 1000 / hz / (pn / 1000) / 2, (t / n) / (pt / pn) }'
-echo "PSS of a sidecar (agent + HAProxy master + worker), small document: client side idle $((IDLE_C / 1024)).$(((IDLE_C % 1024) * 10 / 1024)) MB, under load $((LOAD_C / 1024)).$(((LOAD_C % 1024) * 10 / 1024)) MB; server side idle $((IDLE_S / 1024)).$(((IDLE_S % 1024) * 10 / 1024)) MB, under load $((LOAD_S / 1024)).$(((LOAD_S % 1024) * 10 / 1024)) MB"
+col() { awk -v c="$2" '{print $c}' "$T/$1" | bench_median; }
+for q in 50 90 99; do
+    c=$(((q == 50) ? 1 : (q == 90) ? 2 : 3))
+    printf -v "D$q" %s "$(col direct $c)"
+    printf -v "A$q" %s "$(col pairA $c)"
+    printf -v "B$q" %s "$(col pairB $c)"
+    printf -v "M$q" %s "$(col mesh $c)"
+done
+row() { printf '%-52s %8s %8s %8s\n' "$@"; }
+hopratio() { # LABEL X Y: (X - direct) / (Y - direct), p50 p90 p99
+    local q out=()
+    for q in 50 90 99; do
+        local x=$2$q y=$3$q d=D$q
+        out+=("$(bench_ratio "$(bench_hop "${!x}" "${!d}")" "$(bench_hop "${!y}" "${!d}")")")
+    done
+    row "$1" "${out[@]}"
+}
+e2e() { # LABEL X Y: X / Y end to end
+    local q out=()
+    for q in 50 90 99; do
+        local x=$2$q y=$3$q
+        out+=("$(bench_ratio "${!x}" "${!y}")")
+    done
+    row "$1" "${out[@]}"
+}
+row "latency (median of rounds, us)" p50 p90 p99
+row "direct (baseline)" "$D50" "$D90" "$D99"
+row "pair A: hand-written HAProxy mTLS, fixed ports" "$A50" "$A90" "$A99"
+row "pair B: the same pair behind weft-init's capture" "$B50" "$B90" "$B99"
+row "Weft sidecars (agent + rendered HAProxy)" "$M50" "$M90" "$M99"
+row "added per hop (us), pair A" "$(bench_hop "$A50" "$D50")" "$(bench_hop "$A90" "$D90")" "$(bench_hop "$A99" "$D99")"
+row "added per hop (us), pair B" "$(bench_hop "$B50" "$D50")" "$(bench_hop "$B90" "$D90")" "$(bench_hop "$B99" "$D99")"
+row "added per hop (us), Weft" "$(bench_hop "$M50" "$D50")" "$(bench_hop "$M90" "$D90")" "$(bench_hop "$M99" "$D99")"
+row "the capture per hop (us), (pair B - pair A) / 2" "$(bench_hop "$B50" "$A50")" "$(bench_hop "$B90" "$A90")" "$(bench_hop "$B99" "$A99")"
+hopratio "TARGET <= 1.10: Weft / pair B, added per hop" M B
+hopratio "Weft / pair A, added per hop (capture included)" M A
+e2e "Weft / pair B, end to end" M B
+e2e "Weft / pair A, end to end" M A
+echo "(the target: the agent and the rendering add nothing measurable, Weft / pair B within 1.1x;"
+echo " n/a: a figure not above direct's, so the ratio has no meaning in this run)"
+printf 'Weft / pair B added per hop, each round (p50 p90 p99):'
+paste -d' ' "$T/direct" "$T/pairB" "$T/mesh" | while read -r d50 d90 d99 _ _ _ b50 b90 b99 _ _ _ m50 m90 m99 _; do
+    printf ' %s/%s/%s;' "$(bench_ratio "$(bench_hop "$m50" "$d50")" "$(bench_hop "$b50" "$d50")")" \
+        "$(bench_ratio "$(bench_hop "$m90" "$d90")" "$(bench_hop "$b90" "$d90")")" \
+        "$(bench_ratio "$(bench_hop "$m99" "$d99")" "$(bench_hop "$b99" "$d99")")"
+done
+echo
+for p in $PATHS; do echo "per round, $p (p50 p90 p99 errors sent body): $(tr '\n' ';' <"$T/$p")"; done
+awk -v t="$CPU_HP" -v a="$CPU_AG" -v n="$REQS" -v at="$CPU_A" -v an="$REQS_A" -v bt="$CPU_B" -v bn="$REQS_B" -v hz="$HZ" 'BEGIN {
+    w = t * 1000 / hz / (n / 1000) / 2; pa = at * 1000 / hz / (an / 1000) / 2; pb = bt * 1000 / hz / (bn / 1000) / 2
+    printf "CPU per 1,000 requests, HAProxy, per side: Weft %.1f ms (%d requests), pair A %.1f ms, pair B %.1f ms; Weft / pair B %.2f, Weft / pair A %.2f\n",
+        w, n, pa, pb, w / pb, w / pa
+    printf "CPU per 1,000 requests, weft-agent, per sidecar: %.2f ms\n", a * 1000 / hz / (n / 1000) / 2 }'
+echo "PSS of a sidecar (agent + HAProxy master + worker), small document: client side idle $(mb "$IDLE_C") MB, under load $(mb "$LOAD_C") MB; server side idle $(mb "$IDLE_S") MB, under load $(mb "$LOAD_S") MB"
 for p in "${SC[@]}"; do echo "  client sidecar pid $p $(tr '\0' ' ' </proc/$p/cmdline | cut -c1-60): PSS $(pss_kb "$p") kB"; done
 
 # --- 1,000 outbound services ----------------------------------------------------------------
-n0=$(grep -c 'msg="configuration applied"' "$T/log.$(for i in "${!PIDS[@]}"; do [ "${PIDS[$i]}" = "$AGENT_C" ] && echo "$i"; done)")
+LOGC=$T/log.$(for i in "${!PIDS[@]}"; do [ "${PIDS[$i]}" = "$AGENT_C" ] && echo "$i"; done)
+n0=$(grep -c 'msg="configuration applied"' "$LOGC")
 cp "$T/c/big.json" "$T/c/doc.json"
 kill -HUP "$AGENT_C"
-LOGC=$T/log.$(for i in "${!PIDS[@]}"; do [ "${PIDS[$i]}" = "$AGENT_C" ] && echo "$i"; done)
 for _ in $(seq 300); do
     [ "$(grep -c 'msg="configuration applied"' "$LOGC")" -gt "$n0" ] && break
     sleep 0.1
@@ -362,6 +318,7 @@ set -- $(run_load mesh)
 wait "$SAMPLER"
 BIG_LOAD=$(cat "$T/pss.big")
 ERRS=$((ERRS + $4))
-echo "with $SERVICES outbound services: mesh p50 $1 p90 $2 p99 $3 us ($4 errors); client sidecar PSS idle $((BIG_IDLE / 1024)).$(((BIG_IDLE % 1024) * 10 / 1024)) MB, under load $((BIG_LOAD / 1024)).$(((BIG_LOAD % 1024) * 10 / 1024)) MB"
+echo "with $SERVICES outbound services: mesh p50 $1 p90 $2 p99 $3 us ($4 errors); client sidecar PSS idle $(mb "$BIG_IDLE") MB, under load $(mb "$BIG_LOAD") MB"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "failed requests in all runs: $ERRS"
 [ "$ERRS" -eq 0 ]

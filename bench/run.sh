@@ -4,7 +4,7 @@
 # BUILD selects the build directory (build/ by default). Method and recorded figures:
 # BENCHMARKS.md. Takes about 6 minutes on 2 cores with the defaults (the webhook part about
 # 25 s, weftd under hostile clients about 90 s, the sidecar about 2.5 minutes plus the wait for
-# /tmp/weft-netns.lock, the config stream with 1,000 agents about 70 s; STREAM_AGENTS=10000
+# /tmp/weft-e2e-meshbench.lock, the config stream with 1,000 agents about 70 s; STREAM_AGENTS=10000
 # runs it with 10,000).
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -43,7 +43,7 @@ if [ -x "$BUILD/bench/webhook_bench" ] && [ -x "$BUILD/bin/weftd" ]; then
     BUILD=$BUILD bash bench/hostile_bench.sh || rc=1
 fi
 if [ "$(id -u)" = 0 ] && command -v haproxy >/dev/null; then
-    # network namespaces: mesh_bench.sh takes /tmp/weft-netns.lock itself
+    # network namespaces of its own: mesh_bench.sh takes /tmp/weft-e2e-meshbench.lock itself
     BUILD=$BUILD bash bench/mesh_bench.sh || rc=1
 else
     echo "== sidecar: skipped (needs root and haproxy: bench/mesh_bench.sh)"

@@ -49,7 +49,7 @@ else
     echo "== sidecar: skipped (needs root and haproxy: bench/mesh_bench.sh)"
 fi
 if [ "$(id -u)" = 0 ] && command -v haproxy >/dev/null && command -v h2load >/dev/null; then
-    # network namespaces: h2_bench.sh takes /tmp/weft-netns.lock itself
+    # network namespaces of its own: h2_bench.sh takes /tmp/weft-e2e-h2bench.lock itself
     BUILD=$BUILD bash bench/h2_bench.sh || rc=1
 else
     echo "== HTTP/2: skipped (needs root, haproxy and nghttp2: bench/h2_bench.sh)"

@@ -2,8 +2,8 @@
 # shellcheck disable=SC2317 # case functions run through t_run
 # Traffic rules on the wire, as a client observes them: a meshed client pod (network namespace
 # wfe-tc, 10.250.42.1) with weft-init's rules and the real weft-agent (UID 1337) holding a real
-# weftd's config stream (weftd and kubelite on this machine's loopback, reached through
-# relay.py), calling Service web (10.96.42.10:80) whose TrafficSplit sends to web-v1 and web-v2;
+# weftd's config stream (weftd and kubelite in namespace wfe-tb at 10.250.42.2: lib.sh's mesh_*
+# functions), calling Service web (10.96.42.10:80) whose TrafficSplit sends to web-v1 and web-v2;
 # their endpoints are testapp processes in namespace wfe-tb (10.250.42.x, plaintext: the
 # backends are not meshed, so the split and the runtime API are what is measured).
 #
@@ -24,12 +24,9 @@
 #     v1alpha4), as Flagger and Argo Rollouts write it, in place of Weft's: 2,000 requests on one
 #     connection per version, each share within +-3 points.
 . "$(dirname "$0")/lib.sh"
-. "$KL_REPO/tests/integration/weftd-lib.sh"
 
 e2e_require_root || t_summary
 
-AGENT=$KL_REPO/$BUILD/bin/weft-agent
-WEFT_INIT=$KL_REPO/$BUILD/bin/weft-init
 TESTAPP=$KL_REPO/$BUILD/bin/testapp
 NC=wfe-tc NB=wfe-tb
 C=10.250.42.1 SVC=10.96.42.10
@@ -38,7 +35,9 @@ D=$KL_TMP/traffic
 
 t_begin "tools"
 command -v haproxy >/dev/null || { t_skip "haproxy is not installed"; t_summary; }
-have_tool "$AGENT" && have_tool "$TESTAPP" && have_tool "$WEFT_INIT" || t_summary
+for b in "$KL_REPO/$BUILD/bin/weft-agent" "$TESTAPP" "$KL_REPO/$BUILD/bin/weft-init" "$KL_REPO/$BUILD/bin/weftd"; do
+    have_tool "$b" || t_summary
+done
 t_pass
 
 # backend NAME IP [VAR=VALUE...]: a testapp answering its NAME on IP:8080 in wfe-tb
@@ -58,24 +57,24 @@ slice() {
         eps="$eps${eps:+, }{\"addresses\": [\"$ip\"], \"conditions\": {\"ready\": $ready}}"
     done
     printf '{"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": {"name": "%s", "namespace": "%s", "labels": {"kubernetes.io/service-name": "%s"}}, "addressType": "IPv4", "ports": [{"name": "http", "port": 8080}], "endpoints": [%s]}\n' \
-        "$name" "$NS" "$svc" "$eps" | "$K" apply -f - >/dev/null
+        "$name" "$NS" "$svc" "$eps" | "${MESH_K[@]}" apply -f - >/dev/null
 }
 # split V1 V2 [MATCHES-JSON]: the TrafficSplit web -> web-v1 V1, web-v2 V2
 split() {
     printf '{"apiVersion": "mesh.weft.dev/v1alpha1", "kind": "TrafficSplit", "metadata": {"name": "web", "namespace": "%s"}, "spec": {"service": "web", "backends": [{"service": "web-v1", "weight": %s}, {"service": "web-v2", "weight": %s}]%s}}\n' \
-        "$NS" "$1" "$2" "${3:+, \"matches\": $3}" | "$K" apply -f - >/dev/null
+        "$NS" "$1" "$2" "${3:+, \"matches\": $3}" | "${MESH_K[@]}" apply -f - >/dev/null
 }
-acks() { grep -c 'msg="configuration applied (ACK)"' "$D/agent.log"; }
+acks() { mesh_acks c; }
 # applied N: wait until more than N documents were ACKed; HOW = how the last one was applied
 applied() {
-    wait_for 20 sh -c "[ \$(grep -c 'msg=\"configuration applied (ACK)\"' '$D/agent.log') -gt $1 ]" || {
-        t_fail "no new document applied: $(grep -v level=debug "$D/agent.log" | tail -5)"
+    wait_for 20 sh -c "[ \$(grep -c 'msg=\"configuration applied (ACK)\"' '$D/c.log') -gt $1 ]" || {
+        t_fail "no new document applied: $(grep -v level=debug "$D/c.log" | tail -5)"
         return 1
     }
-    HOW=$(grep 'msg="configuration applied (ACK)"' "$D/agent.log" | tail -1 | sed 's/.* how=\([a-z]*\).*/\1/')
+    HOW=$(grep 'msg="configuration applied (ACK)"' "$D/c.log" | tail -1 | sed 's/.* how=\([a-z]*\).*/\1/')
 }
 master_cmd() {
-    python3 - "$D/run/master.sock" "$1" <<'PY'
+    python3 - "$D/c/run/master.sock" "$1" <<'PY'
 import socket, sys
 s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(sys.argv[1])
 s.sendall(sys.argv[2].encode() + b"\n"); s.shutdown(socket.SHUT_WR)
@@ -100,16 +99,7 @@ within() { # GOT WANT TOLERANCE
 }
 
 case_setup() {
-    mkdir -p "$D" && chmod 0755 "$KL_TMP" "$D" || return
-    kl_start || return
-    ok "weft-system" "$K" create namespace weft-system || return
-    ok "CRDs" "$K" apply -f "$KL_REPO/crds/" || return
-    CERTS_PORT=$(free_port) STREAM_PORT=$(free_port)
-    wd_start a --certs-listen "127.0.0.1:$CERTS_PORT" --stream-listen "127.0.0.1:$STREAM_PORT" ||
-        { t_fail "weftd did not start"; return 1; }
-    wait_for 30 grep -q 'msg=listening what=stream' "${WD_LOG[a]}" || { t_fail "no stream listener"; return 1; }
-    wait_for 20 sh -c "curl -s http://127.0.0.1:${WD_ADMIN[a]}/readyz | grep -q '^ca loaded: yes'" ||
-        { t_fail "weftd: CA not loaded"; return 1; }
+    MESH_D=$D
     # namespaces: the client pod and the backends, one veth; the client's default route
     e2e_netns $NC && e2e_netns $NB || return
     e2e_link $NC $C/24 $NB 10.250.42.2/24 || return
@@ -117,6 +107,8 @@ case_setup() {
         ip -n $NB addr add 10.250.42.$b/24 dev "$E2E_LINK_B" || return
     done
     ip -n $NC route add default dev "$E2E_LINK_A" || return
+    # kubelite and weftd beside the backends
+    mesh_control_plane $NB 10.250.42.2 --log-level debug || return
     for b in v1-a:11 v1-b:12 v2-a:21 v2-b:22 v2-c:23 v2-d:24 apex:31; do
         backend "${b%%:*}" "10.250.42.${b##*:}" || { t_fail "backend $b: $(cat "$E2E_BG_LOG")"; return 1; }
     done
@@ -131,15 +123,6 @@ metadata: {name: $NS, labels: {weft.dev/inject: enabled}}
 apiVersion: v1
 kind: ServiceAccount
 metadata: {name: client, namespace: $NS}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: c, namespace: $NS, labels: {app: client}}
-spec:
-  serviceAccountName: client
-  containers:
-  - {name: app, image: app:1}
-  - {name: weft-proxy, image: weft/proxy:dev}
 ---
 apiVersion: v1
 kind: Service
@@ -166,37 +149,15 @@ EOF
         printf -- '---\napiVersion: mesh.weft.dev/v1alpha1\nkind: TrafficSplit\nmetadata: {name: %s, namespace: %s}\nspec: {service: %s, backends: [{service: %s-b, weight: 1}]}\n' \
             "$svc" "$NS" "$svc" "$svc" >>"$D/app.yaml"
     done
-    ok "apply" "$K" apply -f "$D/app.yaml" || return
+    mesh_pod_yaml c $NS client "{app: client}" >>"$D/app.yaml"
+    ok "apply" "${MESH_K[@]}" apply -f "$D/app.yaml" || return
     slice flaky-x flaky-b 10.250.42.51 10.250.42.52 && slice slow-x slow-b 10.250.42.61 10.250.42.62 &&
         slice stuck-x stuck-b 10.250.42.61 || { t_fail "retry slices"; return 1; }
-    ok "pod IP" "$K" patch pod -n $NS c --subresource=status --type=merge \
-        -p "{\"status\":{\"phase\":\"Running\",\"podIP\":\"$C\",\"podIPs\":[{\"ip\":\"$C\"}]}}" || return
+    mesh_pod_up c $NS $C || return
     slice web-apex web 10.250.42.31 && slice web-v1-x web-v1 10.250.42.11 &&
         slice web-v2-x web-v2 10.250.42.21 10.250.42.22 10.250.42.23 && split 90 10 || { t_fail "slices and split"; return 1; }
-    okv "uid" "$K" get pod -n $NS c -o 'jsonpath={.metadata.uid}' || return
-    okv "token bound to the pod" "$K" create token -n $NS client --audience weft --duration 1h \
-        --bound-object-kind Pod --bound-object-name c --bound-object-uid "$OUT" || return
-    printf '%s\n' "$OUT" >"$D/token"
-    okv "root" "$K" get secret -n weft-system weft-ca -o 'jsonpath={.data.ca\.crt}' || return
-    printf '%s' "$OUT" | base64 -d >"$D/bundle.pem"
-    chmod 0644 "$D/token" "$D/bundle.pem"
-    # weftd's two ports inside the client pod's namespace, through Unix sockets
-    e2e_bg $NC "$E2E_PY" "$E2E_DIR/relay.py" tcp-to-unix "127.0.0.1:$CERTS_PORT" "$D/certs.sock"
-    e2e_bg $NC "$E2E_PY" "$E2E_DIR/relay.py" tcp-to-unix "127.0.0.1:$STREAM_PORT" "$D/stream.sock"
-    "$E2E_PY" "$E2E_DIR/relay.py" unix-to-tcp "$D/certs.sock" "127.0.0.1:$CERTS_PORT" >"$D/relay1.log" 2>&1 &
-    bg_track $!
-    "$E2E_PY" "$E2E_DIR/relay.py" unix-to-tcp "$D/stream.sock" "127.0.0.1:$STREAM_PORT" >"$D/relay2.log" 2>&1 &
-    bg_track $!
-    ok "weft-init" ip netns exec $NC "$WEFT_INIT" || return
-    mkdir -p "$D/run" && chown 1337:1337 "$D/run" || return
-    e2e_bg $NC env POD_IP=$C "${E2E_1337[@]}" "$AGENT" --log-level debug \
-        --control-plane "127.0.0.1:$CERTS_PORT" --stream-port "$STREAM_PORT" \
-        --stream-server-name weftd.weft-system.svc --token-file "$D/token" --ca-file "$D/bundle.pem" \
-        --run-dir "$D/run"
-    AGENT_PID=$E2E_BG_PID
-    ln -sf "$E2E_BG_LOG" "$D/agent.log"
-    wait_for 30 sh -c "[ \"\$(ip netns exec $NC curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:15020/healthz/ready)\" = 200 ]" ||
-        { t_fail "the agent is not ready: $(grep -v level=debug "$D/agent.log" | tail -5)"; return 1; }
+    mesh_agent $NC c $C -- --log-level debug || return
+    mesh_ready 30 $NC || return
     okv "first request" ip netns exec $NC "$TESTAPP" get "http://$SVC:80/" || return
     assert_match "$OUT" '^200 v[12]-' "through the split" || return
     assert_match "$(worker_pid)" '^[0-9]+$' "HAProxy worker PID" || return
@@ -251,12 +212,12 @@ case_changes_under_load() {
         local what=$1
         shift
         n=$(acks)
-        cp "$D/run/haproxy.cfg" "$D/before.cfg"
+        cp "$D/c/run/haproxy.cfg" "$D/before.cfg"
         "$@" || { t_fail "$what: kubectl"; return 1; }
         applied "$n" || return 1
         echo "    $what: applied how=$HOW"
         [ "$HOW" = runtime ] || {
-            t_fail "$what: applied by $HOW, not the runtime API: $(diff "$D/before.cfg" "$D/run/haproxy.cfg" | head -20); $(grep -v level=debug "$D/agent.log" | tail -5)"
+            t_fail "$what: applied by $HOW, not the runtime API: $(diff "$D/before.cfg" "$D/c/run/haproxy.cfg" | head -20); $(grep -v level=debug "$D/c.log" | tail -5)"
             return 1
         }
         sleep 2
@@ -285,7 +246,7 @@ case_changes_under_load() {
     assert_gt "$(awk 'NR == 1 {print $2}' "$D/load.out")" 3000 "requests sent during the changes" || return
     assert_eq "$(worker_pid)" "$w0" "HAProxy worker PID (no reload)" || return
     assert_eq "$(master_reloads)" "$r0" "the master's reload count" || return
-    assert_contains "$(cat "$D/agent.log")" "msg=\"applied through the runtime API\" servers_added=1" "servers added at runtime" || return
+    assert_contains "$(cat "$D/c.log")" "msg=\"applied through the runtime API\" servers_added=1" "servers added at runtime" || return
 }
 
 # retry NAME SPEC-JSON: the RetryPolicy NAME (applied and ACKed)
@@ -293,7 +254,7 @@ retry() {
     local n
     n=$(acks)
     printf '{"apiVersion": "mesh.weft.dev/v1alpha1", "kind": "RetryPolicy", "metadata": {"name": "%s", "namespace": "%s"}, "spec": %s}\n' \
-        "$1" "$NS" "$2" | "$K" apply -f - >/dev/null || { t_fail "RetryPolicy $1"; return 1; }
+        "$1" "$NS" "$2" | "${MESH_K[@]}" apply -f - >/dev/null || { t_fail "RetryPolicy $1"; return 1; }
     applied "$n"
 }
 # retries_count: HAProxy's retry counter of flaky's backend (the client pod's exporter)
@@ -362,9 +323,9 @@ case_timeout() {
 # Weft's: the same per-request shares on the wire (one keep-alive connection, 2,000 requests)
 case_smi() {
     local n v w1 w2 want1 v1 v2
-    ok "SMI CRD" "$K" apply -f "$KL_REPO/crds/optional/smi-trafficsplits.yaml" || return
+    ok "SMI CRD" "${MESH_K[@]}" apply -f "$KL_REPO/crds/optional/smi-trafficsplits.yaml" || return
     n=$(acks)
-    ok "Weft's split removed" "$K" delete trafficsplits.mesh.weft.dev -n $NS web || return
+    ok "Weft's split removed" "${MESH_K[@]}" delete trafficsplits.mesh.weft.dev -n $NS web || return
     applied "$n" || return
     # weftd watches the optional SMI resource once it is served (probed every 5 s)
     for v in "v1alpha1 \"800m\" \"200m\" 80" "v1alpha1 \"70\" \"30\" 70" "v1alpha2 90 10 90" \
@@ -372,9 +333,9 @@ case_smi() {
         read -r v w1 w2 want1 <<<"$v"
         n=$(acks)
         printf '{"apiVersion": "split.smi-spec.io/%s", "kind": "TrafficSplit", "metadata": {"name": "web-rollout", "namespace": "%s"}, "spec": {"service": "web", "backends": [{"service": "web-v1", "weight": %s}, {"service": "web-v2", "weight": %s}]}}\n' \
-            "$v" "$NS" "$w1" "$w2" | "$K" apply -f - >/dev/null || { t_fail "SMI $v"; return 1; }
-        wait_for 30 sh -c "[ \$(grep -c 'msg=\"configuration applied (ACK)\"' '$D/agent.log') -gt $n ]" ||
-            { t_fail "SMI $v: no document applied: $(grep -i smi "${WD_LOG[a]}" | tail -3)"; return 1; }
+            "$v" "$NS" "$w1" "$w2" | "${MESH_K[@]}" apply -f - >/dev/null || { t_fail "SMI $v"; return 1; }
+        wait_for 30 sh -c "[ \$(grep -c 'msg=\"configuration applied (ACK)\"' '$D/c.log') -gt $n ]" ||
+            { t_fail "SMI $v: no document applied: $(grep -i smi "$MESH_WEFTD_LOG" | tail -3)"; return 1; }
         okv "SMI $v: 2,000 requests, one connection" "${LOAD[@]}" -n 2000 -c 1 || return
         v1=$(share v1-) v2=$(share v2-)
         echo "    SMI $v, weights $w1/$w2: web-v1 $v1%, web-v2 $v2% ($(printf '%s' "$OUT" | head -1))"
@@ -382,7 +343,7 @@ case_smi() {
         within "$v1" "$want1" 3 || { t_fail "SMI $v: web-v1 got $v1% (want $want1 +- 3): $OUT"; return 1; }
         within "$v2" "$((100 - want1))" 3 || { t_fail "SMI $v: web-v2 got $v2% (want $((100 - want1)) +- 3): $OUT"; return 1; }
     done
-    okv "stored" "$K" get trafficsplits.split.smi-spec.io -n $NS web-rollout -o 'jsonpath={.apiVersion}' || return
+    okv "stored" "${MESH_K[@]}" get trafficsplits.split.smi-spec.io -n $NS web-rollout -o 'jsonpath={.apiVersion}' || return
     echo "    read back as $OUT"
 }
 

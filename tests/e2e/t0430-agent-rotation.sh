@@ -13,8 +13,6 @@
 
 e2e_require_root || t_summary
 
-K="$KUBECTL_DIR/kubectl.1.33"
-WEFTD=$KL_REPO/$BUILD/bin/weftd
 AGENT=$KL_REPO/$BUILD/bin/weft-agent
 INIT=$KL_REPO/$BUILD/bin/weft-init
 TESTAPP=$KL_REPO/$BUILD/bin/testapp
@@ -25,14 +23,11 @@ D=$KL_TMP/rot
 
 t_begin "tools"
 command -v haproxy >/dev/null || { t_skip "haproxy is not installed"; t_summary; }
-for b in "$WEFTD" "$AGENT" "$INIT" "$TESTAPP" "$LOAD" "$KL_REPO/$BUILD/bin/kubelite"; do
+for b in "$KL_REPO/$BUILD/bin/weftd" "$AGENT" "$INIT" "$TESTAPP" "$LOAD" "$KL_REPO/$BUILD/bin/kubelite"; do
     have_tool "$b" || t_summary
 done
 t_pass
 
-KCS=(ip netns exec "$NSS" env KUBECONFIG="$D/kubeconfig" "$K") # kubectl in the app's namespace
-kcs() { "${KCS[@]}" "$@"; }
-ready() { ip netns exec "$1" curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:15020/healthz/ready; }
 installs() { grep -c "msg=\"$2\"" "$D/$1.log"; }
 presented_by() { # NS ADDR CLIENT_PEM CA_PEM: the certificate the inbound listener at ADDR presents
     # (as UID 1337: the pod's own outbound capture refuses connections to a proxy port)
@@ -41,7 +36,7 @@ presented_by() { # NS ADDR CLIENT_PEM CA_PEM: the certificate the inbound listen
 }
 new_client() { # SA OUT: a certificate from weftd for ServiceAccount SA (asked as UID 1337: not captured)
     local tok
-    tok=$(kcs create token -n $NS "$1" --audience weft) || return 1
+    tok=$(mesh_k create token -n $NS "$1" --audience weft) || return 1
     openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$2.key" \
         -subj /CN=x -out "$2.csr" 2>/dev/null || return 1
     ip netns exec $NSS "${E2E_1337[@]}" curl -sS --cacert "$D/roots.pem" -H "Authorization: Bearer $tok" \
@@ -51,19 +46,16 @@ new_client() { # SA OUT: a certificate from weftd for ServiceAccount SA (asked a
 }
 
 case_setup() {
-    local uid
-    mkdir -p "$D" && chmod 755 "$KL_TMP" "$D"
+    MESH_D=$D
     e2e_netns $NSC && e2e_netns $NSS && e2e_link $NSC $CA/24 $NSS $SA/24 || return
     ip -n $NSC route add default dev "$E2E_LINK_A" && ip -n $NSS route add default dev "$E2E_LINK_B" || return
-    # weftd's serving certificate names weftd.weft-system.svc: resolve it to the app's pod
-    e2e_hosts $NSC "$SA $CP" && e2e_hosts $NSS "$SA $CP" || return
     e2e_bg $NSS env PORT=8080 POD_NAME=app "$TESTAPP"
-    e2e_bg $NSS "$KL_REPO/$BUILD/bin/kubelite" --listen 127.0.0.1:0 --kubeconfig-out "$D/kubeconfig" \
-        --openapi-dir "$KL_REPO/tests/kubelite/openapi"
-    wait_for 10 test -s "$D/kubeconfig" || { t_fail "kubelite did not start"; return 1; }
-    ok "weft-system" "${KCS[@]}" create namespace weft-system || return
-    ok "CRDs" "${KCS[@]}" apply -f "$KL_REPO/crds/" || return
-    cat >"$D/app.yaml" <<EOF
+    # kubelite and weftd (60 s certificates) in the app's namespace
+    mesh_control_plane $NSS $SA --cert-ttl 60 || return
+    WEFTD_LOG=$MESH_WEFTD_LOG
+    cp "$D/root.pem" "$D/roots.pem"
+    {
+        cat <<EOF
 apiVersion: v1
 kind: Namespace
 metadata: {name: $NS, labels: {weft.dev/inject: enabled}}
@@ -80,34 +72,12 @@ apiVersion: v1
 kind: Service
 metadata: {name: app, namespace: $NS}
 spec: {clusterIP: $SVC, selector: {app: app}, ports: [{port: 80, name: http, targetPort: 8080}]}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client, namespace: $NS, labels: {app: client}}
-spec:
-  serviceAccountName: client
-  containers:
-  - {name: app, image: app:1}
-  - {name: weft-proxy, image: weft/proxy:dev}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: app, namespace: $NS, labels: {app: app}}
-spec:
-  serviceAccountName: app
-  containers:
-  - {name: app, image: app:1, ports: [{containerPort: 8080, name: http}]}
-  - {name: weft-proxy, image: weft/proxy:dev}
 EOF
-    ok "objects" "${KCS[@]}" apply -f "$D/app.yaml" || return
-    for p in client:$CA app:$SA; do
-        ok "${p%%:*}: IP" "${KCS[@]}" patch pod -n $NS "${p%%:*}" --subresource=status --type=merge \
-            -p "{\"status\":{\"phase\":\"Running\",\"podIP\":\"${p#*:}\",\"podIPs\":[{\"ip\":\"${p#*:}\"}],\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}}" || return
-        uid=$(kcs get pod -n $NS "${p%%:*}" -o 'jsonpath={.metadata.uid}') || return
-        kcs create token -n $NS "${p%%:*}" --audience weft --duration 1h --bound-object-kind Pod \
-            --bound-object-name "${p%%:*}" --bound-object-uid "$uid" >"$D/${p%%:*}.token" || return
-    done
-    uid=$(kcs get pod -n $NS app -o 'jsonpath={.metadata.uid}')
+        mesh_pod_yaml client $NS client "{app: client}"
+        mesh_pod_yaml app $NS app "{app: app}" "[{containerPort: 8080, name: http}]"
+    } >"$D/app.yaml"
+    ok "objects" "${MESH_K[@]}" apply -f "$D/app.yaml" || return
+    mesh_pod_up client $NS $CA && mesh_pod_up app $NS $SA || return
     cat >"$D/slice.yaml" <<EOF
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
@@ -116,30 +86,12 @@ addressType: IPv4
 endpoints:
 - addresses: [$SA]
   conditions: {ready: true}
-  targetRef: {kind: Pod, name: app, namespace: $NS, uid: $uid}
+  targetRef: {kind: Pod, name: app, namespace: $NS, uid: $(cat "$D/app.uid")}
 ports: [{name: http, port: 8080, protocol: TCP}]
 EOF
-    ok "endpoints" "${KCS[@]}" apply -f "$D/slice.yaml" || return
-    e2e_bg $NSS "$WEFTD" --kubeconfig "$D/kubeconfig" --namespace weft-system --identity a \
-        --admin-listen 127.0.0.1:18090 --certs-listen "$SA:15012" --stream-listen "$SA:15013" \
-        --webhook-listen 127.0.0.1:18444 --cert-ttl 60
-    WEFTD_LOG=$E2E_BG_LOG
-    wait_for 30 sh -c "grep -q 'msg=listening what=stream' '$WEFTD_LOG'" || { t_fail "weftd: $(tail -5 "$WEFTD_LOG")"; return 1; }
-    kcs get secret -n weft-system weft-ca -o 'jsonpath={.data.ca\.crt}' | base64 -d >"$D/root.pem" || return
-    cp "$D/root.pem" "$D/roots.pem"
-    chmod 644 "$D"/*.token "$D/root.pem"
-    ok "client: weft-init" ip netns exec $NSC "$INIT" || return
-    ok "app: weft-init" ip netns exec $NSS "$INIT" --include-inbound-ports 8080 || return
-    for p in client:$NSC:$CA app:$NSS:$SA; do
-        IFS=: read -r name ns ip <<<"$p"
-        mkdir -p "$D/$name" && chown 1337:1337 "$D/$name"
-        ip netns exec "$ns" env POD_IP="$ip" "${E2E_1337[@]}" "$AGENT" --control-plane "$CP:15012" \
-            --stream-port 15013 --stream-server-name $CP --token-file "$D/$name.token" \
-            --ca-file "$D/root.pem" --run-dir "$D/$name/run" >"$D/$name.log" 2>&1 &
-        bg_track $!
-    done
-    wait_for 30 sh -c "[ \"\$(ip netns exec $NSC curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:15020/healthz/ready)\" = 200 ] && [ \"\$(ip netns exec $NSS curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:15020/healthz/ready)\" = 200 ]" ||
-        { t_fail "agents not ready: client $(ready $NSC), app $(ready $NSS): $(grep -v level=debug "$D/client.log" | tail -3) $(grep -v level=debug "$D/app.log" | tail -3)"; return 1; }
+    ok "endpoints" "${MESH_K[@]}" apply -f "$D/slice.yaml" || return
+    mesh_agent $NSC client $CA && mesh_agent $NSS app $SA --include-inbound-ports 8080 || return
+    mesh_ready 30 $NSC $NSS || return
     okv "a meshed call" ip netns exec $NSC "$TESTAPP" get "http://$SVC:80/" || return
     assert_eq "$OUT" "200 app" "the answer through both sidecars" || return
 }
@@ -162,13 +114,13 @@ case_rotation() {
     n_s=$(installs app "trust bundle installed")
     t0=$(date +%s%N)
     new=$(base64 -w0 <"$D/roots.pem")
-    ok "step 1: add the new root" "${KCS[@]}" patch secret -n weft-system weft-ca --type merge -p "{\"data\":{\"ca.crt\":\"$new\"}}" || return
+    ok "step 1: add the new root" "${MESH_K[@]}" patch secret -n weft-system weft-ca --type merge -p "{\"data\":{\"ca.crt\":\"$new\"}}" || return
     wait_for 15 sh -c "cmp -s '$D/client/run/bundle.pem' '$D/roots.pem' && cmp -s '$D/app/run/bundle.pem' '$D/roots.pem'" ||
         { t_fail "the two-root bundle did not reach both sidecars: $(grep -v level=debug "$D/client.log" | tail -3)"; return 1; }
     echo "    two-root bundle in both sidecars $((($(date +%s%N) - t0) / 1000000)) ms after the Secret changed"
     new_client client "$D/client1.pem" || { t_fail "no client certificate from the old root"; return 1; }
     sleep 3
-    ok "step 2: switch the signer" "${KCS[@]}" patch secret -n weft-system weft-ca --type merge -p \
+    ok "step 2: switch the signer" "${MESH_K[@]}" patch secret -n weft-system weft-ca --type merge -p \
         "{\"data\":{\"tls.crt\":\"$(base64 -w0 <"$D/root2.pem")\",\"tls.key\":\"$(base64 -w0 <"$D/root2.key")\"}}" || return
     wait_for 15 grep -q 'CA signer switched' "$WEFTD_LOG" || { t_fail "signer not switched"; return 1; }
     # both sidecars renew (60 s certificates: within 30 s) from the new root
@@ -177,7 +129,7 @@ case_rotation() {
     sleep 2
     new_client client "$D/client2.pem" || { t_fail "no client certificate from the new root"; return 1; }
     # step 3: the old root leaves the bundle
-    ok "step 3: remove the old root" "${KCS[@]}" patch secret -n weft-system weft-ca --type merge -p \
+    ok "step 3: remove the old root" "${MESH_K[@]}" patch secret -n weft-system weft-ca --type merge -p \
         "{\"data\":{\"ca.crt\":\"$(base64 -w0 <"$D/root2.pem")\"}}" || return
     t0=$(date +%s%N)
     wait_for 15 sh -c "cmp -s '$D/client/run/bundle.pem' '$D/root2.pem' && cmp -s '$D/app/run/bundle.pem' '$D/root2.pem'" ||

@@ -89,15 +89,16 @@ struct agent_render_opts {
     int inbound_port;      /* 15006 */
     int outbound_port;     /* 15001 */
     int metrics_port;      /* 15090 */
-    int maxconn;           /* per process and per listener */
+    int maxconn;           /* per process (the inbound listener gets 3/4 of it) */
+    int peer_maxconn;      /* connections one peer address may hold on the inbound listener */
     int hard_stop_after_s; /* bound on an old worker after a reload (its connections' time) */
     int max_reloads;       /* ... and on the later reloads it survives (mworker-max-reloads) */
     bool ipv6;             /* the pod has IPv6: the outbound listener binds [::1] too */
     bool access_log_all;   /* log every request, not only decisions and errors (--access-log) */
 };
 
-/* /var/lib/weft/{pod.pem,bundle.pem}, 15006/15001/15090, maxconn 4096, hard-stop-after 3600 s,
- * max reloads 25. */
+/* /var/lib/weft/{pod.pem,bundle.pem}, 15006/15001/15090, maxconn 4096, 512 per peer,
+ * hard-stop-after 3600 s, max reloads 25. */
 void agent_render_opts_init(struct agent_render_opts *o);
 
 struct agent_render_out {

@@ -973,7 +973,8 @@ static void usage(FILE *f)
                "                  [--outbound-port 15001] [--metrics-port 15090]\n"
                "                  [--stream-port 15013] [--stream-server-name NAME]\n"
                "                  [--access-log decisions|all]\n"
-               "                  [--hard-stop-after SECONDS] [--max-reloads N]\n");
+               "                  [--hard-stop-after SECONDS] [--max-reloads N]\n"
+               "                  [--peer-maxconn N]\n");
 }
 
 static size_t discard(char *p, size_t sz, size_t n, void *arg)
@@ -1084,6 +1085,7 @@ int main(int argc, char **argv)
         {"access-log", required_argument, NULL, 'A'},
         {"hard-stop-after", required_argument, NULL, 'S'},
         {"max-reloads", required_argument, NULL, 'R'},
+        {"peer-maxconn", required_argument, NULL, 'P'},
         {"help", no_argument, NULL, '?'},
         {NULL, 0, NULL, 0},
     };
@@ -1156,6 +1158,19 @@ int main(int argc, char **argv)
                 return 2;
             }
             *(opt == 'S' ? &a.ro.hard_stop_after_s : &a.ro.max_reloads) = (int)v;
+            break;
+        }
+        case 'P': {
+            /* connections one peer address may hold on the inbound listener (render.c,
+             * inbound_bounds) */
+            char *end;
+            long v = strtol(optarg, &end, 10), max = a.ro.maxconn - a.ro.maxconn / 4;
+            if (*end || end == optarg || v < 1 || v > max) {
+                fprintf(stderr, "weft-agent: --peer-maxconn: want a count 1-%ld, not \"%s\"\n", max,
+                        optarg);
+                return 2;
+            }
+            a.ro.peer_maxconn = (int)v;
             break;
         }
         case 's':

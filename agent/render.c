@@ -645,6 +645,32 @@ static bool plaintext_port(const json_t *l)
     return true;
 }
 
+/* the inbound listener's share of the process's connections */
+static int inbound_maxconn(const struct agent_render_opts *o)
+{
+    return o->maxconn - o->maxconn / 4;
+}
+
+/*
+ * The inbound listener is what every pod of the cluster reaches, and HAProxy 2.6 bounds a TLS
+ * handshake only by `timeout client` (its `timeout client-hs` came after 2.6): a peer that connects
+ * and sends nothing holds its connection for that long (an hour, for long-lived streams). So
+ * connections are counted per peer address before the handshake, and a peer past peer_maxconn
+ * is closed at once; the listener takes 3/4 of maxconn, which keeps outbound calls and the
+ * metrics port working while it is full. The table's entries leave 60 s after their peer's last
+ * connection; a full table tracks no new peer (fails open).
+ */
+static void inbound_bounds(struct rctx *x)
+{
+    emit(x,
+         "    maxconn %d\n"
+         "    # at most %d connections per peer address, counted before the TLS handshake\n"
+         "    stick-table type ipv6 size 16k expire 60s store conn_cur\n"
+         "    tcp-request connection track-sc0 src\n"
+         "    tcp-request connection reject if { sc0_conn_cur gt %d }\n",
+         inbound_maxconn(x->o), x->o->peer_maxconn, x->o->peer_maxconn);
+}
+
 /*
  * Permissive mode: the inbound port first tells TLS from plaintext by the first bytes
  * (req.ssl_hello_type, waiting up to PERMISSIVE_INSPECT for them). A TLS ClientHello goes to
@@ -690,12 +716,12 @@ static bool inbound_plaintext(struct rctx *x, const json_t *inbound)
     emit(x,
          "\nfrontend weft_inbound\n"
          "    # permissive: TLS to weft_inbound_tls, plaintext to the app where admitted\n"
-         "    bind :%d\n"
-         "    maxconn %d\n"
-         "    log-format \"%%ci:%%cp plaintext port=%%[dst_port] %%b %%B %%Tt %%ts\"\n"
-         "    tcp-request inspect-delay " PERMISSIVE_INSPECT "\n"
-         "    tcp-request content reject if { dst_port " PROXY_PORTS " }\n",
-         x->o->inbound_port, x->o->maxconn);
+         "    bind :%d\n",
+         x->o->inbound_port);
+    inbound_bounds(x);
+    emit(x, "    log-format \"%%ci:%%cp plaintext port=%%[dst_port] %%b %%B %%Tt %%ts\"\n"
+            "    tcp-request inspect-delay " PERMISSIVE_INSPECT "\n"
+            "    tcp-request content reject if { dst_port " PROXY_PORTS " }\n");
     if (first.len)
         emit(x,
              "    # server-first ports: mutual TLS without waiting for the client's bytes\n"
@@ -764,13 +790,13 @@ static void render_inbound(struct rctx *x, const json_t *inbound, const char *mo
              "    bind %s/" INBOUND_TLS_SOCK " mode 600 accept-proxy ssl crt %s ca-file %s "
              "verify required%s\n"
              "    maxconn %d\n",
-             x->o->run_dir, x->o->cert_file, x->o->ca_file, alpn, x->o->maxconn);
+             x->o->run_dir, x->o->cert_file, x->o->ca_file, alpn, inbound_maxconn(x->o));
     } else {
         emit(x,
              "\nfrontend weft_inbound\n"
-             "    bind :%d ssl crt %s ca-file %s verify required%s\n"
-             "    maxconn %d\n",
-             x->o->inbound_port, x->o->cert_file, x->o->ca_file, alpn, x->o->maxconn);
+             "    bind :%d ssl crt %s ca-file %s verify required%s\n",
+             x->o->inbound_port, x->o->cert_file, x->o->ca_file, alpn);
+        inbound_bounds(x);
     }
     /* every decision is logged, to stdout and to the agent's access log socket (it counts
      * them: weft_agent_access_decisions_total), connections without data included (a tcp
@@ -1439,6 +1465,7 @@ void agent_render_opts_init(struct agent_render_opts *o)
     o->outbound_port = 15001;
     o->metrics_port = 15090;
     o->maxconn = 4096;
+    o->peer_maxconn = 512;
     /* long-lived connections (WebSockets, streams, gRPC streaming) outlive a reload on the old
      * worker: an hour, and at most 25 later reloads (so at most 25 old workers at once) */
     o->hard_stop_after_s = 3600;

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""conn.py - long-lived connections for the e2e tests (tests/e2e/t0440-access.sh).
+"""conn.py - long-lived connections for the e2e tests (tests/e2e/t0440-access.sh, t0300).
 
   conn.py echo ADDR:PORT            a TCP line echo server: every line received is sent back;
                                     logs "conn PEER" and "line PEER TEXT" to stdout (the app's
@@ -12,6 +12,10 @@
                                     INTERVAL seconds apart, one line per answer "PORT STATUS"
                                     (PORT: the connection's local port), "closed after I" or
                                     "ERR <reason>". Exit 0 when all N were answered on it.
+  conn.py hold ADDR PORT N SECONDS  a hostile peer: N TCP connections that never send a byte.
+                                    After 1 s prints "open K of N" (K: those the server has not
+                                    closed), keeps them SECONDS more (or until stdin closes),
+                                    prints "open K of N" again and closes them all.
 """
 import socket
 import sys
@@ -108,6 +112,40 @@ def http(url, n, interval):
     return 0
 
 
+def hold(addr, port, n, seconds):
+    import select
+
+    socks = []
+    for _ in range(int(n)):
+        try:
+            socks.append(socket.create_connection((addr, int(port)), timeout=5))
+        except OSError as e:
+            print("ERR connect %d: %s" % (len(socks), e), flush=True)
+            break
+
+    def still_open():
+        k = 0
+        for s in socks:
+            r, _, _ = select.select([s], [], [], 0)
+            if not r:
+                k += 1
+                continue
+            try:
+                if s.recv(1, socket.MSG_PEEK):
+                    k += 1
+            except OSError:
+                pass
+        return k
+
+    time.sleep(1)
+    print("open %d of %s" % (still_open(), n), flush=True)
+    select.select([sys.stdin], [], [], float(seconds))
+    print("open %d of %s" % (still_open(), n), flush=True)
+    for s in socks:
+        s.close()
+    return 0
+
+
 def main():
     a = sys.argv[1:]
     if a[:1] == ["echo"] and len(a) == 2:
@@ -116,6 +154,8 @@ def main():
         sys.exit(tcp(*a[1:]))
     elif a[:1] == ["http"] and len(a) == 4:
         sys.exit(http(*a[1:]))
+    elif a[:1] == ["hold"] and len(a) == 5:
+        sys.exit(hold(*a[1:]))
     else:
         print(__doc__, file=sys.stderr)
         sys.exit(2)

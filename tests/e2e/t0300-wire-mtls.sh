@@ -9,7 +9,8 @@
 # veth holds TLS records and no plaintext HTTP (with a positive control: a plaintext request
 # on the same veth is seen); a client without a certificate is refused; peers B does not allow
 # get 403 with x-weft-denied; B calling its own Service goes through its inbound listener; an
-# app bound to loopback is not reachable; direct connections to the listeners do not loop.
+# app bound to loopback is not reachable; direct connections to the listeners do not loop; a
+# peer holding silent connections is capped at 512 while another peer is served.
 . "$(dirname "$0")/lib.sh"
 
 e2e_require_root || t_summary
@@ -179,6 +180,38 @@ if ! t_failed; then
         kill -0 "$HAPROXY_PID_a" && kill -0 "$HAPROXY_PID_b" &&
         okv "still serving" ip netns exec $NA "$TESTAPP" get "http://$SVC:80/after" &&
         assert_eq "$OUT" "200 b" "answer after the direct connections" && t_pass
+fi
+
+t_begin "a peer holding 600 silent connections keeps 512, the rest closed at once; others served"
+# HAProxy 2.6 bounds a TLS handshake only by timeout client (an hour): the inbound listener counts
+# connections per peer address before the handshake (agent/render.c, inbound_bounds). The
+# hostile peer: A as UID 1337 (past A's capture) straight to B:8080, never sending a byte,
+# until the fifo closes.
+mkfifo "$D/hold.in"
+ip netns exec $NA "${E2E_1337[@]}" "$E2E_PY" "$E2E_DIR/conn.py" hold $B 8080 600 60 \
+    <"$D/hold.in" >"$D/hold.out" 2>&1 &
+HOLD_PID=$!
+exec 7>"$D/hold.in"
+if wait_for 20 grep -q '^open' "$D/hold.out"; then
+    kept=$(sed -n 's/^open \([0-9]*\) of 600$/\1/p' "$D/hold.out" | head -1)
+    # A's own sidecar may hold pooled connections to B from the cases above: they count too
+    n_ab=$(ip netns exec $NB ss -Htn state established "( sport = :15006 )" dst $A | wc -l)
+    echo "    the hostile peer kept $kept of 600; connections from A at B's inbound: $n_ab"
+    assert_match "$kept" '^[0-9]+$' "connections kept: $(cat "$D/hold.out")" &&
+        assert_gt "$kept" 479 "connections kept (512 less A's pooled ones)" &&
+        assert_gt 513 "$kept" "connections kept (at most 512)" &&
+        assert_gt 513 "$n_ab" "connections from A's address at B's inbound" &&
+        okv "another peer (B's self-call)" ip netns exec $NB "$TESTAPP" get "http://$SVC:80/during-flood" &&
+        assert_eq "$OUT" "200 b" "B's self-call while A is at its bound"
+else
+    t_fail "the hostile peer: $(cat "$D/hold.out")"
+fi
+exec 7>&-
+wait "$HOLD_PID"
+if ! t_failed; then
+    assert_match "$(tail -1 "$D/hold.out")" "^open $kept of 600$" "still held after the other calls" &&
+        wait_for 10 sh -c "ip netns exec $NA $TESTAPP get http://$SVC:80/after-flood | grep -q '^200 b$'" &&
+        t_pass || t_fail "A's meshed call after the hostile connections closed: $(ip netns exec $NA "$TESTAPP" get "http://$SVC:80/after-flood" 2>&1)"
 fi
 
 t_summary

@@ -550,9 +550,16 @@ static void t_render_permissive(void)
     json_object_set_new(json_array_get(in, 0), "default", json_string("allow-any"));
     REQUIRE(render(doc, &o, &dg) == 0);
     c = o.config.p;
-    CHECK_HAS(c, "frontend weft_inbound\n"
-                 "    # permissive: TLS to weft_inbound_tls, plaintext to the app where admitted\n"
-                 "    bind :15006\n");
+    /* the peer bounds on the listener every pod reaches, before anything is read */
+    CHECK_HAS(c,
+              "frontend weft_inbound\n"
+              "    # permissive: TLS to weft_inbound_tls, plaintext to the app where admitted\n"
+              "    bind :15006\n"
+              "    maxconn 3072\n"
+              "    # at most 512 connections per peer address, counted before the TLS handshake\n"
+              "    stick-table type ipv6 size 16k expire 60s store conn_cur\n"
+              "    tcp-request connection track-sc0 src\n"
+              "    tcp-request connection reject if { sc0_conn_cur gt 512 }\n");
     CHECK_HAS(c, "    tcp-request inspect-delay 1s\n");
     CHECK(pos(c, "    tcp-request content reject if { dst_port 15001 15006 15020 15090 }\n") <
           pos(c, "    tcp-request content accept if { req.ssl_hello_type 1 }\n"));
@@ -697,8 +704,14 @@ static void t_render_protocols(void)
     }
     REQUIRE(render(api, &o, &dg) == 0);
     CHECK(pos(o.config.p, "server_first") < 0);
-    CHECK_HAS(o.config.p, "    bind :15006 ssl crt /run/w/pod.pem ca-file /run/w/bundle.pem "
-                          "verify required alpn h2,http/1.1\n");
+    CHECK_HAS(o.config.p,
+              "    bind :15006 ssl crt /run/w/pod.pem ca-file /run/w/bundle.pem "
+              "verify required alpn h2,http/1.1\n"
+              "    maxconn 3072\n"
+              "    # at most 512 connections per peer address, counted before the TLS handshake\n"
+              "    stick-table type ipv6 size 16k expire 60s store conn_cur\n"
+              "    tcp-request connection track-sc0 src\n"
+              "    tcp-request connection reject if { sc0_conn_cur gt 512 }\n");
     CHECK_HAS(o.config.p, "    tcp-request content accept if in_3306\n");
     agent_render_out_release(&o);
 

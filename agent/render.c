@@ -1417,6 +1417,10 @@ int agent_render(const json_t *doc, const struct agent_render_opts *o, struct ag
          "    mode http\n"
          "    bind :%d\n"
          "    maxconn 64\n"
+         "    # any pod reaches it: 8 connections per peer address (a scraper needs one)\n"
+         "    stick-table type ipv6 size 1k expire 60s store conn_cur\n"
+         "    tcp-request connection track-sc0 src\n"
+         "    tcp-request connection reject if { sc0_conn_cur gt 8 }\n"
          "    no log\n"
          "    http-request use-service prometheus-exporter if { path /metrics }\n"
          "    http-request return status 404 content-type text/plain string \"not found\\n\"\n",

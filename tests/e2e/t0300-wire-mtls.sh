@@ -10,7 +10,8 @@
 # on the same veth is seen); a client without a certificate is refused; peers B does not allow
 # get 403 with x-weft-denied; B calling its own Service goes through its inbound listener; an
 # app bound to loopback is not reachable; direct connections to the listeners do not loop; a
-# peer holding silent connections is capped at 512 while another peer is served.
+# peer holding silent connections is capped at 512 (8 on the metrics port) while another peer
+# is served.
 . "$(dirname "$0")/lib.sh"
 
 e2e_require_root || t_summary
@@ -213,5 +214,19 @@ if ! t_failed; then
         wait_for 10 sh -c "ip netns exec $NA $TESTAPP get http://$SVC:80/after-flood | grep -q '^200 b$'" &&
         t_pass || t_fail "A's meshed call after the hostile connections closed: $(ip netns exec $NA "$TESTAPP" get "http://$SVC:80/after-flood" 2>&1)"
 fi
+
+t_begin "the metrics port: a peer holding 20 connections keeps 8; a scrape from another peer works"
+mkfifo "$D/hold-metrics.in"
+ip netns exec $NA "${E2E_1337[@]}" "$E2E_PY" "$E2E_DIR/conn.py" hold $B 15090 20 30 \
+    <"$D/hold-metrics.in" >"$D/hold-metrics.out" 2>&1 &
+HOLD_PID=$!
+exec 7>"$D/hold-metrics.in"
+wait_for 10 grep -q '^open' "$D/hold-metrics.out"
+assert_eq "$(head -1 "$D/hold-metrics.out")" "open 8 of 20" "the hostile peer's connections to B:15090" &&
+    runo ip netns exec $NB curl -s --max-time 5 -o /dev/null -w '%{http_code}' "http://$B:15090/metrics" &&
+    assert_eq "$OUT" 200 "B's metrics scraped from B's address while A holds 8"
+exec 7>&-
+wait "$HOLD_PID"
+t_failed || t_pass
 
 t_summary

@@ -550,7 +550,12 @@ static void t_render_permissive(void)
     json_object_set_new(json_array_get(in, 0), "default", json_string("allow-any"));
     REQUIRE(render(doc, &o, &dg) == 0);
     c = o.config.p;
-    /* the peer bounds on the listener every pod reaches, before anything is read */
+    /* the peer bounds on the listeners every pod reaches, before anything is read */
+    CHECK_HAS(c, "    maxconn 64\n"
+                 "    # any pod reaches it: 8 connections per peer address (a scraper needs one)\n"
+                 "    stick-table type ipv6 size 1k expire 60s store conn_cur\n"
+                 "    tcp-request connection track-sc0 src\n"
+                 "    tcp-request connection reject if { sc0_conn_cur gt 8 }\n");
     CHECK_HAS(c,
               "frontend weft_inbound\n"
               "    # permissive: TLS to weft_inbound_tls, plaintext to the app where admitted\n"

@@ -9,8 +9,10 @@
  * Shape per namespace: services app-0..app-(S-1), each with its own ServiceAccount, P pods and
  * one EndpointSlice; TrafficSplits on app-0..app-9 (apex) over app-(10+k) and app-(20+k) at
  * 90/10; an AccessPolicy allowing the namespace's own workloads and a shared "monitoring"
- * namespace to call everything in it; a RetryPolicy on app-0. So each proxy may call the S
- * services of its namespace.
+ * namespace to call everything in it; a RetryPolicy on app-0. The model runs with the outbound
+ * scope "admitted" (weftd --outbound-scope admitted, docs/proxy-config.md): each proxy's
+ * document lists the S services of its namespace, the ones its identity may call. (With the
+ * default scope "mesh" every document would list all N*S services.)
  */
 #include <malloc.h>
 #include <stdio.h>
@@ -188,7 +190,10 @@ int main(int argc, char **argv)
     double t0, t_copy, t_upsert, t_full, t_incr, t_noop, t_ser;
     json_t *input, *copy, *o, *keys = NULL, *docs = json_object(), *ts, *dirty = NULL;
     struct mesh_model *m = NULL;
-    struct mesh_config cfg = {.mode = MESH_MODE_ALL_AUTHENTICATED};
+    /* the scaling option: each proxy lists the S Services its Allow admits it to, not all of
+     * them (weftd --outbound-scope admitted) */
+    struct mesh_config cfg = {.mode = MESH_MODE_ALL_AUTHENTICATED,
+                              .outbound_scope = MESH_OUTBOUND_ADMITTED};
     size_t idx;
 
     for (i = 1; i + 1 < argc; i += 2) {

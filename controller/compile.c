@@ -135,9 +135,10 @@ static bool reach_match(struct mesh_model *m, const json_t *reach, const struct 
 
 /*
  * A Service is meshed when an endpoint of it is a meshed pod, or it is the apex of a valid
- * split. Its caller rule is the union of the "from" of the valid Allow policies that apply to
- * it (Service target by name, Namespace target, or a selector matching the Service's selector
- * taken as a label set); with none, everyone unless the mode is deny.
+ * split. Its caller rule (who gets it in their outbound) is everyone in the outbound scope
+ * "mesh"; in the scope "admitted" it is the union of the "from" of the valid Allow policies
+ * that apply to it (Service target by name, Namespace target, or a selector matching the
+ * Service's selector taken as a label set); with none, everyone unless the mode is deny.
  */
 static int svc_reach(struct mesh_model *m, struct m_svc *s, bool *meshed, json_t **reach)
 {
@@ -176,6 +177,10 @@ static int svc_reach(struct mesh_model *m, struct m_svc *s, bool *meshed, json_t
         const char *apex = controller__jstr(t->d, "apex");
         if (!t->invalid && apex && !strcmp(apex, s->name))
             *meshed = true;
+    }
+    if (m->scope == MESH_OUTBOUND_MESH) {
+        anyone = true;
+        goto done;
     }
     keys = map_sorted_keys(&c->aps, &n, &rc);
     if (rc < 0)

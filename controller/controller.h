@@ -14,8 +14,9 @@
  *   mesh_compile_pod_ex() for each; info.changed is false when the document is byte-identical
  *   to the one this model compiled last for that pod (kept as a 128-bit hash, not a copy).
  * Dependencies are tracked per object: a weight change dirties only the pods that may call the
- * apex Service, an AccessPolicy change only the pods its target selects (and the callers whose
- * reachability it changes), a Pod status change that moves no compiled field dirties nothing.
+ * apex Service (all meshed pods in the outbound scope "mesh"), an AccessPolicy change only the
+ * pods its target selects (and, in the scope "admitted", the callers whose reachability it
+ * changes), a Pod status change that moves no compiled field dirties nothing.
  *
  * Ownership: upserted objects are borrowed for the call (the model copies what it needs).
  * Documents returned are new references the caller releases with json_decref(); they share
@@ -41,9 +42,24 @@ enum mesh_mode {
     MESH_MODE_PERMISSIVE,            /* anything, plaintext included */
 };
 
+/*
+ * Which Services a proxy's document lists in "outbound" (Helm value mesh.outboundScope, weftd
+ * --outbound-scope; docs/proxy-config.md). Access is enforced by the target's sidecar either way.
+ */
+enum mesh_outbound_scope {
+    /* every Service in the mesh, whatever the AccessPolicies and the mode: a caller no Allow
+     * admits still originates mutual TLS and the target's sidecar answers 403 (tcp: closes) */
+    MESH_OUTBOUND_MESH = 0,
+    /* only the Services the caller's identity may call (the Allow policies that apply to each,
+     * or the mode): documents and HAProxy memory scale with what a proxy may call; a refused
+     * caller's connection passes through as plaintext and is refused in the TLS handshake */
+    MESH_OUTBOUND_ADMITTED,
+};
+
 struct mesh_config {
-    const char *trust_domain;     /* NULL: "cluster.local" */
-    enum mesh_mode mode;          /* default MESH_MODE_ALL_AUTHENTICATED (0) */
+    const char *trust_domain;                /* NULL: "cluster.local" */
+    enum mesh_mode mode;                     /* default MESH_MODE_ALL_AUTHENTICATED (0) */
+    enum mesh_outbound_scope outbound_scope; /* default MESH_OUTBOUND_MESH (0) */
     const char *trust_bundle_cm;  /* ConfigMap in each meshed namespace; NULL: "weft-root-ca" */
     const char *trust_bundle_key; /* key in that ConfigMap; NULL: "ca.crt" */
 };
@@ -55,6 +71,10 @@ struct mesh_config {
 int mesh_mode_parse(const char *s, enum mesh_mode *out) WUR;
 /* The canonical name of a mode; never NULL. */
 const char *mesh_mode_name(enum mesh_mode mode);
+/* Parse "mesh" | "admitted". Returns 0 or -EINVAL. */
+int mesh_outbound_scope_parse(const char *s, enum mesh_outbound_scope *out) WUR;
+/* The canonical name of an outbound scope; never NULL. */
+const char *mesh_outbound_scope_name(enum mesh_outbound_scope scope);
 
 /* A new empty model. cfg may be NULL (all defaults); it is copied. Returns 0, -ENOMEM. */
 int mesh_model_new(const struct mesh_config *cfg, struct mesh_model **out) WUR;

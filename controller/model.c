@@ -280,6 +280,24 @@ const char *mesh_mode_name(enum mesh_mode mode)
     }
 }
 
+int mesh_outbound_scope_parse(const char *s, enum mesh_outbound_scope *out)
+{
+    if (!s)
+        return -EINVAL;
+    if (!strcmp(s, "mesh"))
+        *out = MESH_OUTBOUND_MESH;
+    else if (!strcmp(s, "admitted"))
+        *out = MESH_OUTBOUND_ADMITTED;
+    else
+        return -EINVAL;
+    return 0;
+}
+
+const char *mesh_outbound_scope_name(enum mesh_outbound_scope scope)
+{
+    return scope == MESH_OUTBOUND_ADMITTED ? "admitted" : "mesh";
+}
+
 int mesh_model_new(const struct mesh_config *cfg, struct mesh_model **out)
 {
     struct mesh_model *m = calloc(1, sizeof(*m));
@@ -291,6 +309,7 @@ int mesh_model_new(const struct mesh_config *cfg, struct mesh_model **out)
     m->bundle_cm = strdup(cfg && cfg->trust_bundle_cm ? cfg->trust_bundle_cm : "weft-root-ca");
     m->bundle_key = strdup(cfg && cfg->trust_bundle_key ? cfg->trust_bundle_key : "ca.crt");
     m->mode = cfg ? cfg->mode : MESH_MODE_ALL_AUTHENTICATED;
+    m->scope = cfg ? cfg->outbound_scope : MESH_OUTBOUND_MESH;
     if (!m->trust_domain || !m->bundle_cm || !m->bundle_key)
         goto out;
     *out = m;
@@ -1430,7 +1449,10 @@ static void mark_ap_targets(struct mesh_model *m, struct m_nsc *c, const struct 
         if (controller__ap_targets_pod(m, ap, s->val))
             mark_pod(m, s->val);
     }
-    /* reach: the services whose caller rule can include this policy */
+    /* reach: the services whose caller rule can include this policy (in the scope "mesh"
+     * every caller may call every meshed Service: policies change no caller rule) */
+    if (m->scope == MESH_OUTBOUND_MESH)
+        return;
     MAP_FOREACH(&c->svcs, s)
     {
         struct m_svc *sv = s->val;
@@ -1879,9 +1901,9 @@ static int cr_parse(struct mesh_model *m, enum mk kind, const json_t *obj, const
 }
 
 /*
- * Namespace labels: identities of the namespace recompute their outbound sets (namespace
- * selectors in caller rules); pods targeted by policies whose namespaceSelector result for
- * this namespace flips.
+ * Namespace labels: in the outbound scope "admitted", identities of the namespace recompute
+ * their outbound sets (namespace selectors in caller rules); pods targeted by policies whose
+ * namespaceSelector result for this namespace flips.
  */
 static int ns_changed(struct mesh_model *m, const char *name, const json_t *labels, bool del)
 {
@@ -1907,14 +1929,16 @@ static int ns_changed(struct mesh_model *m, const char *name, const json_t *labe
         return 0;
     }
     c->labels = nl;
-    MAP_FOREACH(&c->idents, s)
-    {
-        struct m_ident *id = s->val;
-        controller__ident_unlink(m, id);
-        id->fresh = true;
-        m->pending = true;
-        mark_ident_pods(m, id);
-    }
+    /* (in the scope "mesh" caller rules are "anyone": no outbound set depends on labels) */
+    if (m->scope == MESH_OUTBOUND_ADMITTED)
+        MAP_FOREACH(&c->idents, s)
+        {
+            struct m_ident *id = s->val;
+            controller__ident_unlink(m, id);
+            id->fresh = true;
+            m->pending = true;
+            mark_ident_pods(m, id);
+        }
     MAP_FOREACH(&m->nss, ns)
     {
         struct m_nsc *pc = ns->val;

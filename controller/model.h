@@ -49,7 +49,8 @@ struct m_svc {
     json_t *d; /* {"clusterIP","headless","selector","ports":[{"name","port","targetPort",
                   "appProtocol"}]} (TCP ports only) */
     bool meshed;
-    json_t *reach;      /* true (anyone), false (no one) or array of from-entries */
+    json_t *reach;      /* true (anyone: always in the scope "mesh"), false (no one) or array
+                           of from-entries */
     struct map callers; /* ident key -> struct m_ident */
     json_t *block;      /* compiled outbound block, NULL until needed */
     struct chash block_hash;
@@ -89,6 +90,7 @@ struct m_nsc {
 struct mesh_model {
     char *trust_domain, *bundle_cm, *bundle_key;
     enum mesh_mode mode;
+    enum mesh_outbound_scope scope;
     struct map nss;    /* name -> struct m_nsc */
     struct map pods;   /* ns/name -> struct m_pod */
     struct map svcs;   /* ns/name -> struct m_svc */

@@ -58,15 +58,22 @@ static json_t *load_yaml(const char *path)
     return docs;
 }
 
-static struct mesh_model *model_from(json_t *docs, enum mesh_mode mode)
+static struct mesh_model *model_scoped(json_t *docs, enum mesh_mode mode,
+                                       enum mesh_outbound_scope scope)
 {
-    struct mesh_config cfg = {.mode = mode};
+    struct mesh_config cfg = {.mode = mode, .outbound_scope = scope};
     struct mesh_model *m = NULL;
     size_t i;
     json_t *o;
     REQUIRE(mesh_model_new(&cfg, &m) == 0);
     json_array_foreach(docs, i, o) REQUIRE(mesh_model_upsert(m, o) == 0);
     return m;
+}
+
+/* Most cases state who may call what: the outbound scope "admitted" (the goldens too). */
+static struct mesh_model *model_from(json_t *docs, enum mesh_mode mode)
+{
+    return model_scoped(docs, mode, MESH_OUTBOUND_ADMITTED);
 }
 
 static const char *cr_kind(const json_t *o)
@@ -1050,13 +1057,13 @@ static void upsert_tracked(struct mesh_model *m, json_t *state, json_t *o)
     json_object_set(state, key, o);
 }
 
-static void t_incr_matches_scratch(void)
+static void incr_matches_scratch(enum mesh_outbound_scope scope)
 {
     json_t *a = load_yaml(FIX "/split-uneven/cluster.yaml"),
            *b = load_yaml(FIX "/policies/cluster.yaml");
     json_t *state = json_object(), *o, *fresh_docs = json_array(), *keys = NULL, *k;
     struct mesh_model *m = NULL, *fresh;
-    struct mesh_config cfg = {.mode = MESH_MODE_ALL_AUTHENTICATED};
+    struct mesh_config cfg = {.mode = MESH_MODE_ALL_AUTHENTICATED, .outbound_scope = scope};
     const char *key;
     size_t i;
     int round;
@@ -1097,7 +1104,7 @@ static void t_incr_matches_scratch(void)
         json_decref(svc);
     }
     json_object_foreach(state, key, o) json_array_append(fresh_docs, o);
-    fresh = model_from(fresh_docs, MESH_MODE_ALL_AUTHENTICATED);
+    fresh = model_scoped(fresh_docs, MESH_MODE_ALL_AUTHENTICATED, scope);
     REQUIRE(mesh_model_dirty_proxies(fresh, &keys) == 0);
     CHECK_INT(json_array_size(keys), 9);
     json_array_foreach(keys, i, k)
@@ -1108,8 +1115,8 @@ static void t_incr_matches_scratch(void)
         CHECK_INT(mesh_compile_pod(fresh, pns, pn, &d1), 0);
         CHECK_INT(mesh_compile_pod(m, pns, pn, &d2), 0);
         if (!json_equal(d1, d2)) {
-            fprintf(stderr, "  %s: incremental document differs from a fresh compile\n",
-                    json_string_value(k));
+            fprintf(stderr, "  %s: incremental document differs from a fresh compile (%s)\n",
+                    json_string_value(k), mesh_outbound_scope_name(scope));
             unit__failures++;
         }
         json_decref(d1);
@@ -1121,6 +1128,158 @@ static void t_incr_matches_scratch(void)
     json_decref(a);
     json_decref(b);
     mesh_model_free(fresh);
+    mesh_model_free(m);
+}
+
+static void t_incr_matches_scratch(void)
+{
+    incr_matches_scratch(MESH_OUTBOUND_ADMITTED);
+    incr_matches_scratch(MESH_OUTBOUND_MESH);
+}
+
+/* ---- the outbound scope "mesh" (the default) ---------------------------------------------- */
+
+/* A document without its "outbound" (a new reference). */
+static json_t *without_outbound(json_t *doc)
+{
+    json_t *c = json_copy(doc);
+    REQUIRE(c);
+    json_object_del(c, "outbound");
+    return c;
+}
+
+/*
+ * policies in the scope "mesh": every pod's outbound lists both meshed Services, api included
+ * for api-1 and web-1, which no Allow admits to api:5432 (db-allow-l7 has L7 rules on a tcp
+ * port) and web-1 only on 8080; everything else in the documents (the inbound rules the target
+ * enforces, the head) is what the scope "admitted" compiles.
+ */
+static void t_scope_mesh_policies(void)
+{
+    char path[256];
+    json_t *docs;
+    struct mesh_model *mesh, *adm;
+    static const struct {
+        const char *ns, *pod, *mesh, *admitted;
+    } want[] = {{"shop", "api-1", "shop/api shop/web", "shop/web"},
+                {"shop", "web-1", "shop/api shop/web", "shop/api shop/web"},
+                {"payments", "billing-1", "shop/api shop/web", "shop/api shop/web"}};
+
+    snprintf(path, sizeof(path), FIX "/policies/cluster.yaml");
+    docs = load_yaml(path);
+    mesh = model_scoped(docs, MESH_MODE_ALL_AUTHENTICATED, MESH_OUTBOUND_MESH);
+    adm = model_scoped(docs, MESH_MODE_ALL_AUTHENTICATED, MESH_OUTBOUND_ADMITTED);
+    for (size_t i = 0; i < ARRAY_LEN(want); i++) {
+        json_t *dm = compile(mesh, want[i].ns, want[i].pod);
+        json_t *da = compile(adm, want[i].ns, want[i].pod);
+        json_t *rm = without_outbound(dm), *ra = without_outbound(da);
+        CHECK_STR(callees(dm), want[i].mesh);
+        CHECK_STR(callees(da), want[i].admitted);
+        CHECK(json_equal(rm, ra));
+        /* a Service's block is the same whoever calls it */
+        CHECK(json_equal(outbound_port(dm, "web", 80), outbound_port(da, "web", 80)));
+        json_decref(rm);
+        json_decref(ra);
+        json_decref(dm);
+        json_decref(da);
+    }
+    mesh_model_free(mesh);
+    mesh_model_free(adm);
+    json_decref(docs);
+}
+
+/*
+ * Mode deny in the scope "mesh": no Allow anywhere for reviews, yet lonely (other namespace,
+ * admitted by nothing) lists every meshed Service; the targets' inbound default is deny, so
+ * their sidecars answer 403 <ns>/default. In the scope "admitted" lonely lists nothing.
+ */
+static void t_scope_mesh_mode_deny(void)
+{
+    json_t *docs = load_yaml(FIX "/split-uneven/cluster.yaml"), *extra = other_ns(), *o, *doc;
+    struct mesh_model *m;
+    size_t i;
+
+    m = model_scoped(docs, MESH_MODE_DENY, MESH_OUTBOUND_MESH);
+    json_array_foreach(extra, i, o) REQUIRE(mesh_model_upsert(m, o) == 0);
+    doc = compile(m, "other", "lonely");
+    CHECK_STR(callees(doc), "default/productpage default/reviews default/reviews-v1 "
+                            "default/reviews-v2");
+    CHECK_STR(controller__jstr(doc, "mode"), "deny");
+    json_decref(doc);
+    doc = compile(m, "default", "reviews-v2-a");
+    CHECK_STR(controller__jstr(inbound_port(doc, 9080), "default"), "deny");
+    json_decref(doc);
+    mesh_model_free(m);
+
+    m = model_scoped(docs, MESH_MODE_DENY, MESH_OUTBOUND_ADMITTED);
+    json_array_foreach(extra, i, o) REQUIRE(mesh_model_upsert(m, o) == 0);
+    doc = compile(m, "other", "lonely");
+    CHECK_STR(callees(doc), "");
+    json_decref(doc);
+    mesh_model_free(m);
+    json_decref(extra);
+    json_decref(docs);
+}
+
+/*
+ * What changes dirty in the scope "mesh": an AccessPolicy only the pods it targets (no caller's
+ * outbound depends on policies), namespace labels only the targets of the policies whose
+ * namespaceSelector flips, a TrafficSplit every meshed pod (everyone calls its apex).
+ */
+static void t_scope_mesh_dirty(void)
+{
+    json_t *docs = load_yaml(FIX "/split-uneven/cluster.yaml"), *extra = other_ns(), *o, *ap, *ts;
+    json_t *pol = load_yaml(FIX "/policies/cluster.yaml"), *ns;
+    struct mesh_model *m;
+    size_t i;
+    static const char *const v2[] = {"default/reviews-v2-a"};
+    static const char *const api[] = {"shop/api-1"};
+    static const char *const everyone[] = {"default/productpage-1",
+                                           "default/reviews-v1-a",
+                                           "default/reviews-v1-b",
+                                           "default/reviews-v1-c",
+                                           "default/reviews-v1-d",
+                                           "default/reviews-v2-a",
+                                           "other/lonely",
+                                           "payments/billing-1",
+                                           "shop/api-1",
+                                           "shop/web-1"};
+
+    m = model_scoped(docs, MESH_MODE_DENY, MESH_OUTBOUND_MESH);
+    json_array_foreach(extra, i, o) REQUIRE(mesh_model_upsert(m, o) == 0);
+    json_array_foreach(pol, i, o) REQUIRE(mesh_model_upsert(m, o) == 0);
+    compile_all(m);
+
+    /* an Allow for reviews-v2 from other/lonely: reviews-v2-a's inbound only */
+    ap = json_pack("{s:s,s:s,s:{s:s,s:s},s:{s:{s:s,s:s},s:s,s:[{s:{s:s,s:s}}]}}", "apiVersion",
+                   "mesh.weft.dev/v1alpha1", "kind", "AccessPolicy", "metadata", "name", "v2",
+                   "namespace", "default", "spec", "targetRef", "kind", "Service", "name",
+                   "reviews-v2", "action", "Allow", "from", "serviceAccount", "name", "lonely",
+                   "namespace", "other");
+    REQUIRE(mesh_model_upsert(m, ap) == 0);
+    dirty_is(m, v2, 1);
+    REQUIRE(mesh_model_delete(m, "AccessPolicy", "default", "v2") == 0);
+    dirty_is(m, v2, 1);
+
+    /* payments loses team=payments: api-allow's namespaceSelector flips for api-1 only */
+    ns = json_deep_copy(find_obj(pol, "Namespace", "payments"));
+    json_object_set_new(json_object_get(ns, "metadata"), "labels", json_object());
+    REQUIRE(mesh_model_upsert(m, ns) == 0);
+    dirty_is(m, api, 1);
+
+    /* a weight change of the reviews split: every meshed pod calls reviews */
+    ts = json_deep_copy(find_obj(docs, "TrafficSplit", "reviews"));
+    json_integer_set(
+        controller__jget(json_array_get(controller__jget(ts, "spec.backends"), 1), "weight"), 50);
+    REQUIRE(mesh_model_upsert(m, ts) == 0);
+    dirty_is(m, everyone, ARRAY_LEN(everyone));
+
+    json_decref(ts);
+    json_decref(ns);
+    json_decref(ap);
+    json_decref(pol);
+    json_decref(extra);
+    json_decref(docs);
     mesh_model_free(m);
 }
 
@@ -1262,6 +1421,7 @@ static void t_errors(void)
     struct mesh_model *m = NULL;
     json_t *o, *doc = NULL, *st;
     enum mesh_mode mode;
+    enum mesh_outbound_scope scope;
 
     REQUIRE(mesh_model_new(NULL, &m) == 0);
     o = json_pack("{s:s,s:s,s:{s:s}}", "apiVersion", "v1", "kind", "ConfigMap", "metadata", "name",
@@ -1314,6 +1474,15 @@ static void t_errors(void)
     CHECK_INT(mode, MESH_MODE_DENY);
     CHECK_INT(mesh_mode_parse("strict", &mode), -EINVAL);
     CHECK_STR(mesh_mode_name(MESH_MODE_PERMISSIVE), "permissive");
+    CHECK_INT(mesh_outbound_scope_parse("admitted", &scope), 0);
+    CHECK_INT(scope, MESH_OUTBOUND_ADMITTED);
+    CHECK_INT(mesh_outbound_scope_parse("mesh", &scope), 0);
+    CHECK_INT(scope, MESH_OUTBOUND_MESH);
+    CHECK_INT(mesh_outbound_scope_parse("Mesh", &scope), -EINVAL);
+    CHECK_INT(mesh_outbound_scope_parse("", &scope), -EINVAL);
+    CHECK_INT(mesh_outbound_scope_parse(NULL, &scope), -EINVAL);
+    CHECK_STR(mesh_outbound_scope_name(MESH_OUTBOUND_ADMITTED), "admitted");
+    CHECK_STR(mesh_outbound_scope_name(MESH_OUTBOUND_MESH), "mesh");
     mesh_model_free(m);
     mesh_model_free(NULL);
 }
@@ -1522,7 +1691,7 @@ static void compile_sweep(const char *fixture, const char *ns, const char *pod,
  * that fails says -ENOMEM and is retried (as the work queue does); the model then compiles
  * exactly the documents of a model built with memory to spare: no object is kept partial.
  */
-static void upsert_sweep(const char *fixture)
+static void upsert_sweep(const char *fixture, enum mesh_outbound_scope scope)
 {
     char path[256];
     json_t *docs, *want = json_object(), *o;
@@ -1534,7 +1703,7 @@ static void upsert_sweep(const char *fixture)
     REQUIRE(want);
     snprintf(path, sizeof(path), FIX "/%s/cluster.yaml", fixture);
     docs = load_yaml(path);
-    m = model_from(docs, MESH_MODE_ALL_AUTHENTICATED);
+    m = model_scoped(docs, MESH_MODE_ALL_AUTHENTICATED, scope);
     json_array_foreach(docs, i, o)
     {
         const char *ns = controller__jstr(controller__jget(o, "metadata"), "namespace");
@@ -1554,7 +1723,7 @@ static void upsert_sweep(const char *fixture)
     REQUIRE(json_object_size(want) > 0);
 
     for (k = 0; injected; k++) {
-        struct mesh_config cfg = {.mode = MESH_MODE_ALL_AUTHENTICATED};
+        struct mesh_config cfg = {.mode = MESH_MODE_ALL_AUTHENTICATED, .outbound_scope = scope};
         const char *key;
         json_t *w;
 
@@ -1589,7 +1758,8 @@ static void upsert_sweep(const char *fixture)
         }
         mesh_model_free(m);
         if (unit__failures) {
-            fprintf(stderr, "  %s: failing jansson allocation %ld of the upserts\n", fixture, k);
+            fprintf(stderr, "  %s (%s): failing jansson allocation %ld of the upserts\n", fixture,
+                    mesh_outbound_scope_name(scope), k);
             break;
         }
     }
@@ -1620,8 +1790,9 @@ static void t_compile_alloc_failure_update(void)
 
 static void t_upsert_alloc_failure(void)
 {
-    upsert_sweep("policies");
-    upsert_sweep("smi");
+    upsert_sweep("policies", MESH_OUTBOUND_ADMITTED);
+    upsert_sweep("policies", MESH_OUTBOUND_MESH);
+    upsert_sweep("smi", MESH_OUTBOUND_ADMITTED);
 }
 
 UNIT_MAIN(UNIT(t_golden_split_uneven), UNIT(t_golden_smi), UNIT(t_golden_policies),
@@ -1630,7 +1801,8 @@ UNIT_MAIN(UNIT(t_golden_split_uneven), UNIT(t_golden_smi), UNIT(t_golden_policie
           UNIT(t_hand_protocols), UNIT(t_split_uneven_weights), UNIT(t_weights_bound),
           UNIT(t_weights_exact), UNIT(t_parsers), UNIT(t_incr_weight_change),
           UNIT(t_incr_policy_and_pods), UNIT(t_incr_endpoints_and_service),
-          UNIT(t_incr_namespace_labels), UNIT(t_incr_matches_scratch), UNIT(t_status_transitions),
+          UNIT(t_incr_namespace_labels), UNIT(t_incr_matches_scratch), UNIT(t_scope_mesh_policies),
+          UNIT(t_scope_mesh_mode_deny), UNIT(t_scope_mesh_dirty), UNIT(t_status_transitions),
           UNIT(t_affected_proxies), UNIT(t_errors), UNIT(t_upsert_delete_all),
           UNIT(t_compile_alloc_failure), UNIT(t_compile_alloc_failure_update),
           UNIT(t_upsert_alloc_failure), UNIT(t_split_skipped_backend), UNIT(t_hand_smi),

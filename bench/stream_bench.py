@@ -10,8 +10,9 @@ in one process, see bench/stream_load.c). Mesh: namespaces ns-0..ns-9, each with
 app-0..app-9 (N/100 pods each, selector-less, their EndpointSlices written here), an AccessPolicy
 that lets only the namespace's own workloads call its Services, and a TrafficSplit app-0 ->
 app-1/app-2; namespace "shared" has the Service "common" (a TrafficSplit apex over common-a and
-common-b, one pod each) that every pod may call. So a weight change of ns-0's split touches the
-10% of proxies in ns-0, one of the shared split touches all of them.
+common-b, one pod each) that every pod may call. weftd runs with --outbound-scope admitted (the
+scaling option, docs/proxy-config.md), so each document lists only those 11 Services: a weight
+change of ns-0's split touches the 10% of proxies in ns-0, one of the shared split touches all.
 
 Measured, each with the same measurement against stream_load --serve (a trivial TLS WebSocket
 server sending the same document bytes to the same agents) in the same run:
@@ -293,6 +294,8 @@ class Bench:
              "--certs-listen", "127.0.0.1:%d" % p["certs"],
              "--stream-listen", "127.0.0.1:%d" % p["stream"],
              "--webhook-listen", "127.0.0.1:%d" % p["webhook"], "--log-level", "warn",
+             # the scaling option: each document lists what the pod may call (docstring)
+             "--outbound-scope", "admitted",
              # With this machine's 20,000 descriptors weftd's default caps share 3/4 of them
              # over its four listeners, about 6,800 for the stream: every agent must fit.
              "--max-connections", str(len(self.pods) + 200)],

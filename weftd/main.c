@@ -95,6 +95,7 @@ int main(int argc, char **argv)
     memset(&mc, 0, sizeof(mc));
     mc.trust_domain = d.opts.trust_domain;
     mc.mode = d.opts.mode;
+    mc.outbound_scope = d.opts.outbound_scope;
     rc = mesh_model_new(&mc, &d.model);
     if (rc)
         goto oom;

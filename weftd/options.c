@@ -118,6 +118,21 @@ static const char *show_mode(const void *field, char *buf, size_t n)
     return mesh_mode_name(*(const enum mesh_mode *)field);
 }
 
+static int parse_scope(const struct opt *o, const char *val, void *field)
+{
+    if (mesh_outbound_scope_parse(val, field) == 0)
+        return 0;
+    bad_value(o, val, "mesh or admitted");
+    return -1;
+}
+
+static const char *show_scope(const void *field, char *buf, size_t n)
+{
+    (void)buf;
+    (void)n;
+    return mesh_outbound_scope_name(*(const enum mesh_outbound_scope *)field);
+}
+
 static int parse_log_level(const struct opt *o, const char *val, void *field)
 {
     if (log_level_parse(val, field) == 0)
@@ -145,6 +160,7 @@ static const char *show_bound(const void *field, char *buf, size_t n)
 static const struct opt_type t_long = {parse_long, show_long};
 static const struct opt_type t_bound = {parse_long, show_bound};
 static const struct opt_type t_mode = {parse_mode, show_mode};
+static const struct opt_type t_scope = {parse_scope, show_scope};
 static const struct opt_type t_log_level = {parse_log_level, show_log_level};
 
 #define O(f) offsetof(struct weftd, f)
@@ -182,6 +198,10 @@ static const struct opt opts[] = {
      "SPIFFE trust domain", 0, 0},
     {"default-mode", "MODE", O(opts.mode), &t_mode, "all-authenticated",
      "all-authenticated | deny | permissive", 0, 0},
+    {"outbound-scope", "SCOPE", O(opts.outbound_scope), &t_scope, "mesh",
+     "mesh | admitted: the Services each proxy's document lists (all of them; those its "
+     "identity may call: smaller, but a refused caller gets a closed connection, no 403)",
+     0, 0},
     {"ca-secret", "NAME", O(opts.ca_secret), &t_str, "weft-ca", "Secret holding Weft's root", 0, 0},
     {"user-ca-secret", "NAME", O(opts.user_ca_secret), &t_str, NULL,
      "operator-supplied root or intermediate to issue from", 0, 0},

@@ -45,7 +45,8 @@ struct weftd_opts {
     long webhook_max_inflight;   /* reviews queued or running before 503s (1024) */
     const char *trust_domain;    /* "cluster.local" */
     enum mesh_mode mode;
-    const char *ca_secret;      /* Secret holding Weft's own root: "weft-ca" */
+    enum mesh_outbound_scope outbound_scope; /* which Services a document lists (mesh) */
+    const char *ca_secret;                   /* Secret holding Weft's own root: "weft-ca" */
     const char *user_ca_secret; /* operator-supplied root or intermediate (NULL: none) */
     long cert_ttl;              /* leaf lifetime, seconds (86400) */
     enum log_level log_level;   /* weftd's own (info) */

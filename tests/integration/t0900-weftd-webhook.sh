@@ -217,6 +217,9 @@ EOF
 case_bad_settings() {
     okv "weftd with a bad --webhook-max-inflight" sh -c "'$WEFTD' --kubeconfig '$KUBECONFIG' --webhook-max-inflight 0 2>&1; echo rc=\$?" || return
     assert_contains "$OUT" '--webhook-max-inflight: "0" is not a number from 1 to 1000000' "names the flag" || return
+    okv "weftd with a bad --outbound-scope" sh -c "'$WEFTD' --kubeconfig '$KUBECONFIG' --outbound-scope callers 2>&1; echo rc=\$?" || return
+    assert_contains "$OUT" '--outbound-scope: "callers" is not mesh or admitted' "names the flag and the choices" || return
+    assert_contains "$OUT" 'rc=2' "exit status 2" || return
     okv "weftd with a bad quantity" sh -c "'$WEFTD' --kubeconfig '$KUBECONFIG' --proxy-memory-limit 1Gx 2>&1; echo rc=\$?" || return
     assert_contains "$OUT" 'proxy memory limit: "1Gx" is not a Kubernetes quantity' "names the setting" || return
     assert_contains "$OUT" 'rc=2' "exit status 2" || return

@@ -124,14 +124,16 @@ case_lint() {
     ok "helm lint (defaults)" "$HELM" lint --strict "$CHART" || return
     assert_contains "$OUT" "1 chart(s) linted, 0 chart(s) failed" "lint summary" || return
     ok "helm lint (other values)" "$HELM" lint --strict "$CHART" --set nativeSidecars=false \
-        --set mesh.defaultMode=deny --set smi.enabled=true --set ca.userCASecret=my-ca \
-        --set replicas=1 --set webhook.failurePolicy=Ignore || return
+        --set mesh.defaultMode=deny --set mesh.outboundScope=admitted --set smi.enabled=true \
+        --set ca.userCASecret=my-ca --set replicas=1 --set webhook.failurePolicy=Ignore || return
     fails "lint with bad values" "$HELM" lint "$CHART" --set mesh.defaultMode=strict \
         --set ca.certTTL=59 --set webhook.failurePolicy=Maybe --set webhook.timeoutSeconds=31 \
         --set nativeSidecars=maybe --set logLevel=trace --set replica=3 \
-        --set mesh.trustDomain=Bad.Domain || return
+        --set mesh.trustDomain=Bad.Domain --set mesh.outboundScope=callers || return
     assert_contains "$OUT" "at '/mesh/defaultMode': value must be one of 'all-authenticated', 'deny', 'permissive'" \
         "defaultMode refused" || return
+    assert_contains "$OUT" "at '/mesh/outboundScope': value must be one of 'mesh', 'admitted'" \
+        "outboundScope refused" || return
     assert_contains "$OUT" "at '/ca/certTTL': minimum: got 59, want 60" "certTTL refused" || return
     assert_contains "$OUT" "at '/webhook/failurePolicy'" "failurePolicy refused" || return
     assert_contains "$OUT" "at '/webhook/timeoutSeconds': maximum: got 31, want 30" "timeout refused" ||
@@ -161,6 +163,7 @@ case_render_default() {
 --webhook-service=weft-webhook
 --trust-domain=cluster.local
 --default-mode=all-authenticated
+--outbound-scope=mesh
 --ca-secret=weft-ca
 --cert-ttl=86400
 --proxy-image=weft/proxy:0.1.0
@@ -232,11 +235,12 @@ case_render_values() {
     assert_contains "$OUT" "--native-sidecars" "nativeSidecars=true" || return
 
     render deny --set mesh.defaultMode=deny --set mesh.trustDomain=prod.example.com \
-        --set ca.certTTL=3600 --set logLevel=debug || return
+        --set ca.certTTL=3600 --set logLevel=debug --set mesh.outboundScope=admitted || return
     dry deny || return
     assert_eq "$OUT" "$EXPECTED_OBJECTS" "objects (defaultMode deny)" || return
     args_of deny || return
     assert_match "$OUT" '^--default-mode=deny$' "default mode arg" || return
+    assert_match "$OUT" '^--outbound-scope=admitted$' "outbound scope arg" || return
     assert_match "$OUT" '^--trust-domain=prod\.example\.com$' "trust domain arg" || return
     assert_match "$OUT" '^--cert-ttl=3600$' "cert TTL arg" || return
     assert_match "$OUT" '^--log-level=debug$' "log level arg" || return
@@ -389,6 +393,10 @@ stray" "checker refuses unknown flags, missing and unexpected values" || return
         "weftd's modes" || return
     assert_contains "$(tr -d ' \n' <"$CHART/values.schema.json")" \
         '"defaultMode":{"enum":["all-authenticated","deny","permissive"]}' "schema's modes" || return
+    assert_match "$usage" '^ *--outbound-scope SCOPE +mesh \| admitted: ' "weftd's outbound scopes" ||
+        return
+    assert_contains "$(tr -d ' \n' <"$CHART/values.schema.json")" \
+        '"outboundScope":{"enum":["mesh","admitted"]}' "schema's outbound scopes" || return
     assert_match "$usage" '^ *--log-level LEVEL +debug, info, warn, error' "weftd's levels" || return
     assert_contains "$(tr -d ' \n' <"$CHART/values.schema.json")" \
         '"logLevel":{"enum":["debug","info","warn","error"]}' "schema's levels" || return
@@ -431,7 +439,7 @@ case_install() {
     assert_not_contains "$OUT" "smi-spec.io" "SMI CRD without smi.enabled" || return
     okv "deployment args" "$K" get deploy weftd -n "$NS" \
         -o 'jsonpath={.spec.template.spec.containers[0].args}' || return
-    assert_eq "$OUT" '["--namespace=weft-system","--webhook-service=weft-webhook","--trust-domain=cluster.local","--default-mode=all-authenticated","--ca-secret=weft-ca","--cert-ttl=86400","--proxy-image=weft/proxy:0.1.0","--init-image=weft/init:0.1.0","--proxy-cpu-request=100m","--proxy-memory-request=128Mi","--proxy-cpu-limit=2","--proxy-memory-limit=1Gi","--proxy-log-level=info","--control-plane-addr=weftd.weft-system.svc:15012","--native-sidecars","--log-level=info"]' \
+    assert_eq "$OUT" '["--namespace=weft-system","--webhook-service=weft-webhook","--trust-domain=cluster.local","--default-mode=all-authenticated","--outbound-scope=mesh","--ca-secret=weft-ca","--cert-ttl=86400","--proxy-image=weft/proxy:0.1.0","--init-image=weft/init:0.1.0","--proxy-cpu-request=100m","--proxy-memory-request=128Mi","--proxy-cpu-limit=2","--proxy-memory-limit=1Gi","--proxy-log-level=info","--control-plane-addr=weftd.weft-system.svc:15012","--native-sidecars","--log-level=info"]' \
         "installed args (auto: kubelite is 1.33, no old node)" || return
     # kubelite's controllers create weftd's pods (never run): the webhook, failurePolicy Fail and
     # no endpoint yet, must not stand in the way in the release namespace.

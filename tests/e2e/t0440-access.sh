@@ -11,15 +11,15 @@
 # decides. Observed: the status, x-weft-denied and the body a client gets; whether the app's own
 # request log (or the echo server's) saw the request; the app sidecar's log line and its
 # counters on 15020; connections that stay open across policy changes; weftd restarted with
-# --default-mode deny.
+# --default-mode deny, and with --outbound-scope admitted.
 #
-# A caller that no Allow admits does not get the Service in its document (the compiler's
-# outbound scoping, proxy-config.md): its sidecar passes the connection through to the ClusterIP
-# unchanged. Here (no kube-proxy) that address leads nowhere, so such a caller observes a
-# connection that is never answered; in a cluster kube-proxy sends it to the pod, whose sidecar
-# refuses the plaintext in the TLS handshake. Either way the app never sees it. The 403 a peer
-# gets when no Allow matches (x-weft-denied: <ns>/default) is checked with callers that some
-# Allow admits for other requests, and with a mesh certificate presented directly.
+# weftd's default outbound scope ("mesh", proxy-config.md) lists every Service in every caller's
+# document, so a caller that no Allow admits (or any caller in mode deny) still reaches the app's
+# sidecar over mutual TLS and gets 403 x-weft-denied: acc/default. With --outbound-scope admitted
+# such a caller does not get the Service in its document: its sidecar passes the connection
+# through to the ClusterIP unchanged. Here (no kube-proxy) that address leads nowhere, so the
+# caller observes a connection that is never answered; in a cluster kube-proxy sends it to the
+# pod, whose sidecar refuses the plaintext in the TLS handshake. Either way the app never sees it.
 . "$(dirname "$0")/lib.sh"
 
 e2e_require_root || t_summary
@@ -289,14 +289,25 @@ case_identity() {
     echo "    log: $(grep "OU=guest/CN=guest.*port=9000 .*denied=acc/deny-guest" "$D/app.log" | tail -1)"
 }
 
-# an Allow for front only: guest is no caller any more (its sidecar does not route the Service)
-# and the app does not see its request
+# an Allow for front only: guest, admitted by no Allow, gets 403 naming acc/default from the
+# app's sidecar (its own sidecar still routes the Service: outbound scope "mesh"), counted and
+# logged there; the app never sees the request; on the tcp port guest's connection is closed
 case_allow_only() {
+    local d0 n0
     no_policies && policy allow-front Allow "$SA_FRONT" || return
-    until_code 20 000 $NSG GET / || return
+    until_code 20 403 $NSG GET / || return
+    d0=$(counter deny acc/default)
     expect 200 - $NSF GET /hello || return
-    expect 000 - $NSG GET /hello || return
-    echo "    guest is not in Service app's callers: not routed by its sidecar, never reaches the app"
+    expect 403 acc/default $NSG GET /hello || return
+    expect 403 acc/default $NSG POST /hello || return
+    assert_eq "$(($(counter deny acc/default) - d0))" 2 "weft_agent_access_decisions_total{action=deny,policy=acc/default}" || return
+    wait_for 5 grep -q "OU=guest/CN=guest.*port=8080 .* 403 .*denied=acc/default" "$D/app.log" ||
+        { t_fail "no log line for guest's 403: $(grep 'port=8080' "$D/app.log" | tail -3)"; return 1; }
+    n0=$(grep -c '^conn ' "$ECHO_LOG")
+    until_echo 10 $NSG no || return
+    echo "    port 9000 (tcp) from guest: $(printf '%s' "$OUT" | tr '\n' ' ')"
+    until_echo 10 $NSF yes || return
+    assert_eq "$(grep -c '^conn ' "$ECHO_LOG")" "$((n0 + 1))" "connections the echo server saw (front's only)" || return
 }
 
 # L7 rules: guest may GET /public and send x-team: blue; POST /admin is denied to everyone
@@ -348,8 +359,8 @@ case_audit() {
 }
 
 # namespaceSelector: guest's namespace gains and loses the label, the decision follows without
-# restarting anything (guest stays a caller through its GET /public Allow, so the flip is
-# 403 <-> 200 on GET /team)
+# restarting anything (403 <-> 200 on GET /team; the GET /public Allow keeps guest a caller even
+# under --outbound-scope admitted)
 case_ns_selector() {
     local m0 t0 i
     no_policies && policy allow-front Allow "$SA_FRONT" &&
@@ -417,18 +428,24 @@ case_keepalive() {
     echo "    a TCP connection held on after the change, one line a second: $(grep -c '^echo ' "$D/ka-long.out") echoes, then: $(grep -v '^echo\|^local' "$D/ka-long.out" | tr '\n' ' ')(on the old worker, within hard-stop-after)"
 }
 
-# weftd restarted with --default-mode deny, no policy: nothing reaches the app. The clients'
-# sidecars no longer route the Service (no caller may call it); a peer presenting its mesh
-# certificate directly gets 403 acc/default, and its tcp connection is closed.
+# weftd restarted with --default-mode deny, no policy: nothing reaches the app. Both clients'
+# sidecars still route the Service (outbound scope "mesh") and get 403 acc/default; their tcp
+# connections are closed; a peer presenting its mesh certificate directly gets the same.
 case_mode_deny() {
     local d0 e0 out
     no_policies || return
     kill -TERM "$WEFTD_PID" && wait "$WEFTD_PID" 2>/dev/null
     weftd_start --default-mode deny || return
-    until_code 30 000 $NSF GET / || return
-    expect 000 - $NSF GET /x || return
-    expect 000 - $NSG GET /x || return
+    until_code 30 403 $NSF GET / || return
     d0=$(counter deny acc/default) e0=$(grep -c '^conn ' "$ECHO_LOG")
+    expect 403 acc/default $NSF GET /x || return
+    expect 403 acc/default $NSG GET /x || return
+    until_echo 10 $NSF no || return
+    until_echo 10 $NSG no || return
+    assert_eq "$(grep -c '^conn ' "$ECHO_LOG")" "$e0" "connections the echo app saw" || return
+    assert_eq "$(($(counter deny acc/default) - d0))" 4 "weft_agent_access_decisions_total{action=deny,policy=acc/default}" || return
+    echo "    mode deny: front and guest through their sidecars: 403 acc/default; tcp closed; counted 4"
+    d0=$(counter deny acc/default)
     MARK=$((MARK + 1)) M="m$MARK-$$"
     out=$(ip netns exec $NSF "${E2E_1337[@]}" curl -sk -m 5 --cert "$D/front/run/pod.pem" -D - -o /dev/null \
         "https://$S:8080/direct?mark=$M" | tr -d '\r')
@@ -441,24 +458,40 @@ case_mode_deny() {
     assert_not_contains "$out" "ping" "port 9000 with front's certificate: no echo" || return
     assert_eq "$(grep -c '^conn ' "$ECHO_LOG")" "$e0" "connections the echo app saw" || return
     assert_eq "$(($(counter deny acc/default) - d0))" 2 "weft_agent_access_decisions_total{action=deny,policy=acc/default}" || return
-    echo "    mode deny: front and guest not routed; front's certificate directly: 403 acc/default, tcp closed; counted 2"
+    echo "    mode deny: front's certificate directly: 403 acc/default, tcp closed; counted 2"
     # an Allow opens it for front only
     policy allow-front Allow "$SA_FRONT" || return
     until_code 30 200 $NSF GET / || return
     expect 200 - $NSF GET /after || return
-    expect 000 - $NSG GET /after || return
+    expect 403 acc/default $NSG GET /after || return
     until_echo 10 $NSF yes || return
+    until_echo 10 $NSG no || return
+}
+
+# weftd restarted with --outbound-scope admitted (still mode deny, allow-front in place): guest's
+# document no longer lists Service app, so its sidecar passes the connection through to the
+# ClusterIP, which leads nowhere here: no answer (000) where the scope "mesh" gave 403; the app
+# never sees it. front, admitted, still gets 200.
+case_admitted_scope() {
+    policy allow-front Allow "$SA_FRONT" || return
+    kill -TERM "$WEFTD_PID" && wait "$WEFTD_PID" 2>/dev/null
+    weftd_start --default-mode deny --outbound-scope admitted || return
+    until_code 30 000 $NSG GET / || return
+    expect 000 - $NSG GET /scoped || return
+    expect 200 - $NSF GET /scoped || return
+    echo "    --outbound-scope admitted: guest is not routed by its own sidecar (no answer, no 403), front 200"
 }
 
 t_run "three meshed pods, weftd in the app's namespace, every sidecar ready" case_setup
 [ "$T_FAILED" -eq 0 ] || t_summary # nothing below can work without the pods
 t_run "Deny by ServiceAccount: 200 for front, 403 naming the policy for guest; tcp closed" case_identity
-t_run "Allow for front only: guest is not routed, the app never sees it" case_allow_only
+t_run "Allow for front only: guest gets 403 acc/default, the app never sees it; tcp closed" case_allow_only
 t_run "L7 rules: GET /public, headers, POST /admin denied; an Allow with rules on tcp" case_l7
 t_run "Audit: served, logged and counted under the policy's name" case_audit
 t_run "namespaceSelector follows the namespace's labels live" case_ns_selector
 t_run "a policy change keeps front's keep-alive HTTP and TCP connections" case_keepalive
-t_run "--default-mode deny without an Allow: everything refused; an Allow opens it" case_mode_deny
+t_run "--default-mode deny without an Allow: 403 acc/default for both; an Allow opens it" case_mode_deny
+t_run "--outbound-scope admitted: a caller no Allow admits is not routed (no 403)" case_admitted_scope
 if [ "$T_FAILED" -ne 0 ] && [ -n "${T0440_KEEP:-}" ]; then # debugging: keep the logs
     mkdir -p "$T0440_KEEP" && cp -r "$D"/*.log "$D"/*/run/haproxy.cfg "$KL_TMP"/bg.*.log "$T0440_KEEP" 2>/dev/null
 fi

@@ -139,8 +139,9 @@ int mesh_model_status(struct mesh_model *m, const char *kind, const char *ns, co
 
 /*
  * The meshed pods whose documents a custom resource (kind as in mesh_model_status) shapes: for
- * a TrafficSplit the pods that may call its apex Service, for a RetryPolicy those that may call
- * its Service, for an AccessPolicy the meshed pods it targets. fn(arg, "ns/name") is called once
+ * a TrafficSplit the pods whose documents list its apex Service, for a RetryPolicy those whose
+ * documents list its Service (every meshed pod in the outbound scope "mesh"), for an
+ * AccessPolicy the meshed pods it targets. fn(arg, "ns/name") is called once
  * per pod, in no particular order; a nonzero return stops the walk and is returned. Returns 0,
  * ERR_NOTFOUND, ERR_UNSUPPORTED, -ENOMEM or fn's code.
  */

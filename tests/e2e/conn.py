@@ -119,6 +119,8 @@ def hold(addr, port, n, seconds):
     for _ in range(int(n)):
         try:
             socks.append(socket.create_connection((addr, int(port)), timeout=5))
+        except (ConnectionResetError, ConnectionAbortedError):
+            pass  # closed by the server as soon as it was accepted: not kept
         except OSError as e:
             print("ERR connect %d: %s" % (len(socks), e), flush=True)
             break

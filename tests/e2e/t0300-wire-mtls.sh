@@ -183,50 +183,51 @@ if ! t_failed; then
         assert_eq "$OUT" "200 b" "answer after the direct connections" && t_pass
 fi
 
+# hold_start NAME PORT N: A as a hostile peer (UID 1337: past A's capture, straight to B) opens
+# N connections to B:PORT and never sends a byte, until hold_stop; HOLD_OUT has conn.py's
+# "open K of N" lines, the first one second after connecting
+hold_start() {
+    HOLD_OUT=$D/$1.out
+    mkfifo "$D/$1.in"
+    ip netns exec $NA "${E2E_1337[@]}" "$E2E_PY" "$E2E_DIR/conn.py" hold $B "$2" "$3" 60 \
+        <"$D/$1.in" >"$HOLD_OUT" 2>&1 &
+    HOLD_PID=$!
+    exec 7>"$D/$1.in"
+    wait_for 20 grep -q '^open' "$HOLD_OUT" || t_fail "the hostile peer: $(cat "$HOLD_OUT")"
+}
+hold_stop() {
+    exec 7>&-
+    wait "$HOLD_PID"
+}
+
 t_begin "a peer holding 600 silent connections keeps 512, the rest closed at once; others served"
 # HAProxy 2.6 bounds a TLS handshake only by timeout client (an hour): the inbound listener counts
-# connections per peer address before the handshake (agent/render.c, inbound_bounds). The
-# hostile peer: A as UID 1337 (past A's capture) straight to B:8080, never sending a byte,
-# until the fifo closes.
-mkfifo "$D/hold.in"
-ip netns exec $NA "${E2E_1337[@]}" "$E2E_PY" "$E2E_DIR/conn.py" hold $B 8080 600 60 \
-    <"$D/hold.in" >"$D/hold.out" 2>&1 &
-HOLD_PID=$!
-exec 7>"$D/hold.in"
-if wait_for 20 grep -q '^open' "$D/hold.out"; then
-    kept=$(sed -n 's/^open \([0-9]*\) of 600$/\1/p' "$D/hold.out" | head -1)
+# connections per peer address before the handshake (agent/render.c, inbound_bounds)
+if hold_start hold 8080 600; then
+    kept=$(sed -n 's/^open \([0-9]*\) of 600$/\1/p' "$HOLD_OUT" | head -1)
     # A's own sidecar may hold pooled connections to B from the cases above: they count too
     n_ab=$(ip netns exec $NB ss -Htn state established "( sport = :15006 )" dst $A | wc -l)
     echo "    the hostile peer kept $kept of 600; connections from A at B's inbound: $n_ab"
-    assert_match "$kept" '^[0-9]+$' "connections kept: $(cat "$D/hold.out")" &&
+    assert_match "$kept" '^[0-9]+$' "connections kept: $(cat "$HOLD_OUT")" &&
         assert_gt "$kept" 479 "connections kept (512 less A's pooled ones)" &&
         assert_gt 513 "$kept" "connections kept (at most 512)" &&
         assert_gt 513 "$n_ab" "connections from A's address at B's inbound" &&
         okv "another peer (B's self-call)" ip netns exec $NB "$TESTAPP" get "http://$SVC:80/during-flood" &&
         assert_eq "$OUT" "200 b" "B's self-call while A is at its bound"
-else
-    t_fail "the hostile peer: $(cat "$D/hold.out")"
 fi
-exec 7>&-
-wait "$HOLD_PID"
+hold_stop
 if ! t_failed; then
-    assert_match "$(tail -1 "$D/hold.out")" "^open $kept of 600$" "still held after the other calls" &&
+    assert_match "$(tail -1 "$HOLD_OUT")" "^open $kept of 600$" "still held after the other calls" &&
         wait_for 10 sh -c "ip netns exec $NA $TESTAPP get http://$SVC:80/after-flood | grep -q '^200 b$'" &&
         t_pass || t_fail "A's meshed call after the hostile connections closed: $(ip netns exec $NA "$TESTAPP" get "http://$SVC:80/after-flood" 2>&1)"
 fi
 
 t_begin "the metrics port: a peer holding 20 connections keeps 8; a scrape from another peer works"
-mkfifo "$D/hold-metrics.in"
-ip netns exec $NA "${E2E_1337[@]}" "$E2E_PY" "$E2E_DIR/conn.py" hold $B 15090 20 30 \
-    <"$D/hold-metrics.in" >"$D/hold-metrics.out" 2>&1 &
-HOLD_PID=$!
-exec 7>"$D/hold-metrics.in"
-wait_for 10 grep -q '^open' "$D/hold-metrics.out"
-assert_eq "$(head -1 "$D/hold-metrics.out")" "open 8 of 20" "the hostile peer's connections to B:15090" &&
+hold_start hold-metrics 15090 20 &&
+    assert_eq "$(head -1 "$HOLD_OUT")" "open 8 of 20" "the hostile peer's connections to B:15090" &&
     runo ip netns exec $NB curl -s --max-time 5 -o /dev/null -w '%{http_code}' "http://$B:15090/metrics" &&
     assert_eq "$OUT" 200 "B's metrics scraped from B's address while A holds 8"
-exec 7>&-
-wait "$HOLD_PID"
+hold_stop
 t_failed || t_pass
 
 t_summary

@@ -44,6 +44,8 @@
 #                 (its default becomes deny) while beta, which it names, still calls alpha and
 #                 beta still takes plaintext; alpha's access log (default: decisions) has the
 #                 refused plaintext connection but not beta's 200s before it, beta's (all) has them
+#   scale         beta scaled to 2: alpha's proxy adds the new pod through the runtime API, and 40
+#                 calls from alpha reach the new pod over a pooled connection, not one each
 # Env: BUILD, KUBECTL_DIR, HELM.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
@@ -531,6 +533,40 @@ EOF
     assert_eq "$OUT" "200 $BETA" "plaintext to beta (no policy) still admitted"
 }
 
+# inbound_conns NS POD: connections the pod's inbound listener has accepted (its HAProxy's own
+# count, read from inside the pod on 15090)
+inbound_conns() {
+    nsenter -t "$(pid_of "$1" "$2" app)" -n curl -s -m 5 "http://$(ip_of "$1" "$2"):15090/metrics" |
+        awk '/^haproxy_frontend_connections_total\{proxy="weft_inbound"\}/ {print $2}'
+}
+
+# A scale-up adds the new endpoint to the callers' HAProxy through the runtime API; the added
+# server keeps its connections to the new pod's sidecar pooled like a configured one (HAProxy
+# 2.6 gives an added server no idle pool unless told: agent/haproxy.c, RUNTIME_SERVER_POOL)
+case_scale() {
+    local new nip pid n0 c0 c1 n_new
+    pid=$(pid_of mesh "$ALPHA" weft-proxy)
+    n0=$(proxy_log mesh "$ALPHA" | grep -c 'applied through the runtime API" servers_added=[1-9]')
+    ok "scale beta to 2" "$K" scale deploy beta -n mesh --replicas=2 || return 1
+    wait_for 90 sh -c "[ \$($K get pods -n mesh -l app=beta -o 'jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}' | wc -w) = 2 ] && ! $K get pods -n mesh -l app=beta -o 'jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}' | grep -q False" ||
+        { t_fail "beta's second pod not ready: $($K get pods -n mesh -l app=beta 2>&1)"; return 1; }
+    new=$(k get pods -n mesh -l app=beta -o 'jsonpath={.items[*].metadata.name}' | tr ' ' '\n' | grep -vx "$BETA")
+    nip=$(ip_of mesh "$new")
+    wait_for 30 sh -c "nsenter -t $pid -m grep -q ' server ${nip}_8080_[0-9a-f]* ${nip}:8080 weight [1-9]' /var/lib/weft/proxy/haproxy.cfg" ||
+        { t_fail "alpha's proxy does not route to $new ($nip): $(proxy_log mesh "$ALPHA" | tail -3)"; return 1; }
+    assert_gt "$(proxy_log mesh "$ALPHA" | grep -c 'applied through the runtime API" servers_added=[1-9]')" "$n0" \
+        "alpha's applications adding a server through the runtime API" || return 1
+    c0=$(inbound_conns mesh "$new")
+    call mesh "$ALPHA" "http://beta/pooled" 40 || return 1
+    n_new=$(printf '%s\n' "$OUT" | grep -cx "200 $new")
+    c1=$(inbound_conns mesh "$new")
+    echo "    40 calls from alpha: $n_new answered by $new, which accepted $((c1 - c0)) connections for them"
+    assert_eq "$(printf '%s\n' "$OUT" | grep -cv '^200 ')" 0 "failed calls" || return 1
+    assert_gt "$n_new" 9 "calls answered by the new pod" || return 1
+    # one call at a time: one pooled connection serves them (before the fix: about one per call)
+    assert_gt 4 "$((c1 - c0))" "connections the new pod accepted for $n_new calls" || return 1
+}
+
 case_down() {
     run tools/cluster down --dir "$CDIR"
     [ "$RC" = 0 ] || { t_fail "tools/cluster down: exit $RC: $OUT"; return 1; }
@@ -550,6 +586,7 @@ if [ "$T_FAILED" = "$failed0" ]; then
     t_run uid-1337 case_uid_1337
     t_run probes case_probes
     t_run permissive case_permissive
+    t_run scale case_scale
 fi
 t_run down case_down
 t_summary

@@ -588,6 +588,7 @@ class Bench:
         ld.cmd("reconnect")
         res["b_storm"] = kv(ld.cmd("synced 120", 150, "synced"))
         res["b_storm"]["secs"] = "%.3f" % (time.monotonic() - t0)
+        res["b_storm"]["stats"] = kv(ld.cmd("stats", 10, "stats"))
         self.report(res, n, stalled)
 
     def wait_synced(self, ld, m0, t0, n, want, timeout):
@@ -595,6 +596,8 @@ class Bench:
         proxies synced (the slow readers, which stop reading at once after their hello, are
         pending when their document changed while they stalled)."""
         h0 = m0.get('weft_config_stream_hellos_total{result="accepted"}', 0) if m0 else 0
+        rk = 'weft_config_stream_refused_total{cap="handshakes"}'
+        r0 = m0.get(rk, 0) if m0 else 0
         end = t0 + timeout
         opened = None
         last = time.monotonic()
@@ -621,7 +624,22 @@ class Bench:
         o = kv(ld.cmd("open 1", 10, "open"))
         return {"secs": "%.3f" % secs, "synced": int(s), "hellos": int(h - h0),
                 "resent": o.get("configs"), "opened_s": "%.3f" % ((opened or t0) - t0),
-                "closes": st.get("closes"), "connects": st.get("connects")}
+                "closes": st.get("closes"), "connects": st.get("connects"),
+                "refused_handshakes": int(m.get(rk, 0) - r0), "stats": st}
+
+    def storm_detail(self, who, r):
+        """Where a storm's time went, from the agents' side (stream_load's counters since the
+        mark) and weftd's (connections closed at accept by the handshake cap)."""
+        st = r.get("stats", r)
+        print("%s: attempts %s (at most %s per agent), failed: %s refused by the kernel, %s in "
+              "the TLS handshake, %s later (%s at the agent's deadline); weftd closed %s at "
+              "accept (handshake cap); backoff per agent mean %s ms, max %s ms; connect to open "
+              "mean %s ms, max %s ms" % (
+                  who, st.get("attempts"), st.get("attempts_max"), st.get("fail_refused"),
+                  st.get("fail_tls"), st.get("fail_open"), st.get("fail_timeout"),
+                  r.get("refused_handshakes", "-"),
+                  st.get("backoff_mean_ms"), st.get("backoff_max_ms"), st.get("open_mean_ms"),
+                  st.get("open_max_ms")))
 
     def report(self, res, n, stalled):
         def agg(rs):
@@ -699,11 +717,14 @@ class Bench:
         print("%-44s %13ss %13ss %7.2fx" % ("reconnect storm: all back in sync", ws["secs"],
                                            bs["secs"], float(ws["secs"]) / float(bs["secs"])))
         print("%-44s %14s %14s" % ("  configs re-sent", ws["resent"], bs["configs"]))
+        self.storm_detail("  weftd", ws)
+        self.storm_detail("  baseline", bs)
         if "w_restart" in res:
             r = res["w_restart"]
             print("%-44s %13ss %14s" % ("weftd restart: all back in sync", r["secs"], "-"))
             print("%-44s %13ss" % ("  listener open after", r["opened_s"]))
             print("%-44s %14s" % ("  configs re-sent / hellos accepted", "%s / %s" % (r["resent"], r["hellos"])))
+            self.storm_detail("  weftd", r)
         w0, w1 = res["w_rss"]
         b0, b1 = res["b_rss"]
         wp, bp = (w1 - w0) / n, (b1 - b0) / n

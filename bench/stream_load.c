@@ -21,9 +21,11 @@
  * blocks it lacks (`need`), assembles the document and checks its hash the same way. Every K-th
  * agent (--stalled-every) is a slow reader: once it has ACKed the first config of a connection, or
  * at once after a hello carrying a hash, it stops reading (it still notices the peer closing, and
- * then reconnects). A closed stream is reopened with the agent's backoff (docs/config-stream.md):
- * delay before attempt n uniform in [d/2, d], d = min(30 s, 0.5 s * 2^n); n goes back to 0 once a
- * hello was answered with a config or the stream stayed open 1 s.
+ * then reconnects). An attempt has the agent's deadlines: PUSH_CONNECT_TIMEOUT_S for the TCP
+ * connect, PUSH_HANDSHAKE_TIMEOUT_S for the TLS handshake and the upgrade (the agent gives each of
+ * these that long; here both together). A closed stream is reopened with the agent's backoff
+ * (docs/config-stream.md): delay before attempt n uniform in [d/2, d], d = min(30 s, 0.5 s * 2^n);
+ * n goes back to 0 once a hello was answered with a config or the stream stayed open 1 s.
  *
  * Commands on stdin, one per line; each answers one line on stdout:
  *   connect              open every agent's stream        -> "ok"
@@ -288,6 +290,10 @@ struct agent {
     uint64_t opened_ns;          /* stream open */
     uint64_t ack_ns;             /* first ACK after the mark, 0 none */
     uint64_t configs;            /* since the mark */
+    uint64_t backoff_ns;         /* since the mark: time waited in backoff */
+    uint64_t connect_ns;         /* when the current attempt's connect() was made */
+    uint64_t deadline_ns;        /* of the attempt's current step (connect, then handshakes) */
+    unsigned attempts;           /* since the mark: connections made */
     char *last_doc;              /* kept for dump only by the first agent of each group */
     int proto;                   /* of the open stream: 1 or 2 */
     struct push__cache *cache;   /* v2 */
@@ -307,6 +313,10 @@ static struct {
     int ep;
     /* since the mark */
     uint64_t wire_bytes, payload_bytes, configs, hash_errors, errors_rx, closes, connects;
+    /* since the mark: why attempts failed (refused by the kernel: nothing listens; closed in
+     * the TLS handshake: weftd closed it at accept or cut it; after the handshake) and how long
+     * attempts took until the stream was open (the upgrade answered) */
+    uint64_t fail_refused, fail_tls, fail_open, fail_timeout, open_ns_sum, open_ns_max, opens;
     uint64_t mark_ns;
     char cmd[4096];
     size_t cmdlen;
@@ -332,6 +342,12 @@ static void agent_drop(struct agent *a, bool backoff)
 {
     uint64_t d;
 
+    if (backoff && a->st == A_CONNECTING)
+        g.fail_refused++;
+    else if (backoff && a->st == A_TLS)
+        g.fail_tls++;
+    else if (backoff && a->st != A_IDLE)
+        g.fail_open++;
     if (a->ssl)
         SSL_free(a->ssl);
     a->ssl = NULL;
@@ -360,7 +376,9 @@ static void agent_drop(struct agent *a, bool backoff)
     if (d > BACKOFF_MAX_MS)
         d = BACKOFF_MAX_MS;
     a->attempt++;
-    a->due_ns = now_ns() + (d / 2 + rnd() % (d / 2 + 1)) * 1000000u;
+    d = d / 2 + rnd() % (d / 2 + 1);
+    a->backoff_ns += d * 1000000u;
+    a->due_ns = now_ns() + d * 1000000u;
     a->opened_ns = 0;
 }
 
@@ -380,6 +398,9 @@ static void agent_connect(struct agent *a)
     }
     setsockopt(a->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     a->st = A_CONNECTING;
+    a->connect_ns = now_ns();
+    a->deadline_ns = a->connect_ns + PUSH_CONNECT_TIMEOUT_S * 1000000000ull;
+    a->attempts++;
     g.connects++;
     watch(a->fd, &a->events, EPOLLOUT, a);
 }
@@ -597,6 +618,13 @@ static bool upgrade_done(struct agent *a)
     }
     a->in.off = (size_t)(end - (char *)a->in.p) + 4;
     a->st = A_OPEN;
+    {
+        uint64_t took = now_ns() - a->connect_ns;
+
+        g.open_ns_sum += took;
+        g.open_ns_max = took > g.open_ns_max ? took : g.open_ns_max;
+        g.opens++;
+    }
     send_hello(a);
     return true;
 }
@@ -621,6 +649,8 @@ static void agent_io(struct agent *a, unsigned ev)
             die("SSL_new");
         SSL_set_connect_state(a->ssl);
         a->st = A_TLS;
+        /* the agent's deadline for the TLS handshake and (here, together) the upgrade */
+        a->deadline_ns = now_ns() + PUSH_HANDSHAKE_TIMEOUT_S * 1000000000ull;
     }
     if (a->st == A_TLS) {
         r = SSL_do_handshake(a->ssl);
@@ -865,7 +895,11 @@ static void command(char *line)
         for (size_t i = 0; i < g.n; i++) {
             g.a[i].ack_ns = 0;
             g.a[i].configs = 0;
+            g.a[i].backoff_ns = 0;
+            g.a[i].attempts = 0;
         }
+        g.fail_refused = g.fail_tls = g.fail_open = g.fail_timeout = g.open_ns_sum = g.open_ns_max =
+            g.opens = 0;
         g.mark_ns = now_ns();
         reply("ok");
     } else if (strcmp(verb, "wait") == 0 && n == 4) {
@@ -901,15 +935,28 @@ static void command(char *line)
         reply("error no document");
     } else if (strcmp(verb, "stats") == 0) {
         size_t open = 0, stalled = 0;
+        uint64_t bo_sum = 0, bo_max = 0, att = 0;
+        unsigned att_max = 0;
 
         for (size_t i = 0; i < g.n; i++) {
             open += g.a[i].st == A_OPEN;
             stalled += g.a[i].reading_stopped;
+            bo_sum += g.a[i].backoff_ns;
+            bo_max = g.a[i].backoff_ns > bo_max ? g.a[i].backoff_ns : bo_max;
+            att_max = g.a[i].attempts > att_max ? g.a[i].attempts : att_max;
+            att += g.a[i].attempts;
         }
         printf("stats agents=%zu open=%zu stalled_now=%zu connects=%llu closes=%llu "
-               "errors_rx=%llu\n",
+               "errors_rx=%llu fail_refused=%llu fail_tls=%llu fail_open=%llu fail_timeout=%llu "
+               "backoff_mean_ms=%.0f backoff_max_ms=%.0f attempts=%llu attempts_max=%u "
+               "open_mean_ms=%.0f open_max_ms=%.0f\n",
                g.n, open, stalled, (unsigned long long)g.connects, (unsigned long long)g.closes,
-               (unsigned long long)g.errors_rx);
+               (unsigned long long)g.errors_rx, (unsigned long long)g.fail_refused,
+               (unsigned long long)g.fail_tls, (unsigned long long)g.fail_open,
+               (unsigned long long)g.fail_timeout, g.n ? (double)bo_sum / (double)g.n / 1e6 : 0.0,
+               (double)bo_max / 1e6, (unsigned long long)att, att_max,
+               g.opens ? (double)g.open_ns_sum / (double)g.opens / 1e6 : 0.0,
+               (double)g.open_ns_max / 1e6);
         fflush(stdout);
     } else if (strcmp(verb, "quit") == 0) {
         exit(0);
@@ -989,9 +1036,16 @@ static int agents_main(const char *agents, const char *key_path, const char *tru
         now = now_ns();
         if (now >= next_scan) { /* backoff timers and waits, every 5 ms at most */
             next_scan = now + 5000000u;
-            for (size_t i = 0; i < g.n; i++)
-                if (g.a[i].st == A_IDLE && g.a[i].due_ns && g.a[i].due_ns <= now)
-                    agent_connect(&g.a[i]);
+            for (size_t i = 0; i < g.n; i++) {
+                struct agent *a = &g.a[i];
+
+                if (a->st == A_IDLE && a->due_ns && a->due_ns <= now)
+                    agent_connect(a);
+                else if (a->st != A_IDLE && a->st != A_OPEN && a->deadline_ns <= now) {
+                    g.fail_timeout++;
+                    agent_drop(a, true); /* the agent's connect or handshake deadline */
+                }
+            }
             if (w.what != W_NONE)
                 wait_check(now >= w.deadline);
         }

@@ -584,6 +584,9 @@ int push_client_new(uv_loop_t *loop, const struct push_client_config *cfg,
     /* Our own SSL_CTX: material loads from memory and swaps at run time, and lws 4.1 leaks the
      * one it would make after failed handshakes. lws still sets verification per connection. */
     info.provided_client_ssl_ctx = c->ssl_ctx;
+    /* lws's pending timeouts: the TCP connect, then each handshake step */
+    info.connect_timeout_secs = PUSH_CONNECT_TIMEOUT_S;
+    info.timeout_secs = PUSH_HANDSHAKE_TIMEOUT_S;
     info.fd_limit_per_thread = 16; /* one stream; keeps per-client tables small */
     info.pcontext = &c->ctx;       /* lws writes NULL here once it is completely done */
     c->ctx = lws_create_context(&info);

@@ -23,6 +23,12 @@
 #define PUSH_PING_INTERVAL_S_DEFAULT 15 /* a peer silent for 3 intervals is dropped */
 #define PUSH_BACKOFF_MIN_MS_DEFAULT 500
 #define PUSH_BACKOFF_MAX_MS_DEFAULT 30000
+/* The agent's deadlines for one attempt: the TCP connect, then the TLS handshake and the
+ * WebSocket upgrade each. The handshake's is long because in a reconnect storm weftd leaves
+ * connections over its handshake cap waiting in its listen backlog (docs/config-stream.md,
+ * "Bounds"): such a handshake is slow, not failed. */
+#define PUSH_CONNECT_TIMEOUT_S 5
+#define PUSH_HANDSHAKE_TIMEOUT_S 30
 
 /* WebSocket close status weftd uses after an `error` frame (policy violation). */
 #define PUSH_CLOSE_POLICY 1008

@@ -62,11 +62,13 @@ struct push_server_config {
     unsigned ping_interval_s; /* 0: PUSH_PING_INTERVAL_S_DEFAULT */
     unsigned debounce_ms;     /* coalescing window for push_server_send; 0: none */
     unsigned hello_timeout_s; /* 0: 10; a stream without hello is closed after this */
-    /* Bounds (0: the default in brackets). A connection over a cap is closed at accept. */
+    /* Bounds (0: the default in brackets). A connection over a cap is closed at accept, but at
+     * max_handshakes the server stops accepting instead (connections wait in the kernel's
+     * listen backlog until one of those is past its hello or gone). */
     unsigned max_conns;           /* connections at once, handshakes included [16384] */
     unsigned max_conns_per_addr;  /* from one client address [64] */
     unsigned handshake_timeout_s; /* TLS handshake and WebSocket upgrade [10] */
-    unsigned max_handshakes;      /* connections before an accepted hello, at once [128] */
+    unsigned max_handshakes;      /* connections before an accepted hello, at once [512] */
     /* The newest protocol served: 0 or 2 both (v2 to agents that offer it), 1 v1 only. */
     unsigned max_protocol;
 };
@@ -173,6 +175,9 @@ struct push_server_stats {
     uint64_t hellos_accepted, hellos_rejected;
     uint64_t refused_max_conns, refused_per_addr; /* connections closed at accept by the caps */
     uint64_t refused_handshakes; /* closed at accept: max_handshakes were under way */
+    uint64_t accept_pauses;      /* times accepting stopped at max_handshakes (backlog waits) */
+    uint64_t accept_paused_ms;   /* time spent not accepting, in all */
+    int accept_paused;           /* not accepting now */
     uint64_t bytes_sent;         /* payload bytes of `config` and `blocks` frames */
     uint64_t config_bytes;       /* of them in `config` frames (v1 and v2) */
     uint64_t blocks_bytes;       /* of them in `blocks` frames (v2 answers to `need`) */

@@ -30,7 +30,7 @@
 #define MAX_CONNS_DEFAULT 16384
 #define MAX_PER_ADDR_DEFAULT 64
 #define HANDSHAKE_TIMEOUT_S_DEFAULT 10
-#define MAX_HANDSHAKES_DEFAULT 128
+#define MAX_HANDSHAKES_DEFAULT 512
 
 struct conn;
 
@@ -109,6 +109,9 @@ struct push_server {
     unsigned hello_timeout_s;
     unsigned max_conns, max_per_addr, max_handshakes;
     unsigned nstreams;       /* connections past their accepted hello (the rest are handshaking) */
+    struct lws *lserv;       /* lws's listening connection (seen at the first accept) */
+    int accept_paused;       /* lserv's POLLIN is off: max_handshakes are under way */
+    uint64_t paused_at;      /* uv_now when it was paused */
     struct addr_slot *slots; /* by descriptor number */
     size_t nslots;
     struct push_server_stats stats;
@@ -133,6 +136,8 @@ struct push_server {
     unsigned teardown_ticks;
     struct push__fdguard *guard;
 };
+
+static void accept_modulate(struct push_server *s);
 
 /* --- proxies ------------------------------------------------------------------------------- */
 
@@ -359,6 +364,7 @@ static void on_hello(struct push_server *s, struct conn *c, const struct push_ms
     if (!c->counted) {
         c->counted = 1;
         s->nstreams++;
+        accept_modulate(s);
     }
     p->forgotten = 0;
     p->conn = c;
@@ -663,13 +669,8 @@ static int admit(struct push_server *s, int fd)
         s->stats.refused_max_conns++;
         return 0;
     }
-    /*
-     * A reconnect storm (weftd restarted, or every agent cut off at once) brings thousands of
-     * TLS handshakes together: served all at once, each takes so long in the crowd that most
-     * pass their deadline and the CPU they used is wasted (at 10,000 agents almost none got
-     * through). Over the cap the connection is closed at once, which costs nearly nothing, and
-     * the agent retries after its backoff.
-     */
+    /* accept_modulate stops accepting at the handshake cap; this catches what got past it
+     * (lws re-enables a listener itself when it had run out of descriptors) */
     if ((unsigned)s->live - s->nstreams >= s->max_handshakes) {
         s->stats.refused_handshakes++;
         return 0;
@@ -704,6 +705,36 @@ static int admit(struct push_server *s, int fd)
     return 1;
 }
 
+/*
+ * A reconnect storm (weftd restarted, or every agent cut off at once) brings thousands of TLS
+ * handshakes together: served all at once, each takes so long in the crowd that most pass their
+ * deadline and the CPU they used is wasted (at 10,000 agents almost none got through). So at
+ * most max_handshakes connections are before their accepted hello at once; at the cap the
+ * listener stops accepting (lws's listening connection stops polling for input) and the next
+ * connections wait in the kernel's listen backlog, their handshake starting when a slot frees.
+ * A waiting agent sees a slower handshake, not a refusal and a backoff of up to 30 s (which
+ * closing them at accept cost: at 10,000 agents most of a storm was agents waiting out their
+ * backoff). Called whenever the count changes.
+ */
+static void accept_modulate(struct push_server *s)
+{
+    int full = (unsigned)s->live - s->nstreams >= s->max_handshakes;
+    uint64_t now;
+
+    if (!s->lserv || s->freeing || full == s->accept_paused)
+        return;
+    if (lws_rx_flow_control(s->lserv, full ? 0 : 1) < 0)
+        return;
+    s->accept_paused = full;
+    now = uv_now(s->loop);
+    if (full) {
+        s->stats.accept_pauses++;
+        s->paused_at = now;
+    } else {
+        s->stats.accept_paused_ms += now - s->paused_at;
+    }
+}
+
 static int server_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                      size_t len)
 {
@@ -715,11 +746,17 @@ static int server_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
     case LWS_CALLBACK_WSI_CREATE:
         s = lws_context_user(lws_get_context(wsi));
         s->live++;
+        accept_modulate(s);
         return 0;
     case LWS_CALLBACK_WSI_DESTROY:
         s = lws_context_user(lws_get_context(wsi));
+        if (wsi == s->lserv) {
+            s->lserv = NULL; /* the listener is destroyed without having been created */
+            return 0;
+        }
         if (s->live > 0)
-            s->live--; /* the listener is destroyed without having been created */
+            s->live--;
+        accept_modulate(s);
         return 0;
     case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
         s = lws_context_user(lws_get_context(wsi));
@@ -730,6 +767,7 @@ static int server_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
         return len ? 0 : 1;
     case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
         s = lws_context_user(lws_get_context(wsi));
+        s->lserv = wsi; /* lws asks with its listening connection */
         return s->freeing || !admit(s, (int)(intptr_t)in);
     case LWS_CALLBACK_HTTP:
         return -1; /* only the WebSocket upgrade is served */
@@ -797,7 +835,7 @@ static int server_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
         s = lws_context_user(lws_get_context(wsi));
         pss->c = NULL;
         if (c->counted && s->nstreams > 0)
-            s->nstreams--;
+            s->nstreams--; /* still in live until WSI_DESTROY, which modulates */
         conn_detach(s, c, 1);
         if (c->prev)
             c->prev->next = c->next;
@@ -1182,6 +1220,9 @@ void push_server_stats(const struct push_server *s, struct push_server_stats *ou
 {
     *out = s->stats;
     out->conns = s->live > 0 ? (unsigned)s->live : 0;
+    out->accept_paused = s->accept_paused;
+    if (s->accept_paused)
+        out->accept_paused_ms += uv_now(s->loop) - s->paused_at;
     out->streams = out->streams_v2 = 0;
     MAP_FOREACH(&s->proxies, slot)
     {

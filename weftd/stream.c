@@ -637,6 +637,14 @@ int weftd_stream_metrics(struct weftd *d, struct buf *b)
             "weft_config_stream_refused_total{cap=\"max_connections\"} %llu\n"
             "weft_config_stream_refused_total{cap=\"max_connections_per_address\"} %llu\n"
             "weft_config_stream_refused_total{cap=\"handshakes\"} %llu\n"
+            "# HELP weft_config_stream_accept_pauses_total Times the listener stopped accepting "
+            "because the handshake cap was reached (connections wait in the listen backlog).\n"
+            "# TYPE weft_config_stream_accept_pauses_total counter\n"
+            "weft_config_stream_accept_pauses_total %llu\n"
+            "# HELP weft_config_stream_accept_paused_seconds_total Time the listener was not "
+            "accepting (handshake cap reached).\n"
+            "# TYPE weft_config_stream_accept_paused_seconds_total counter\n"
+            "weft_config_stream_accept_paused_seconds_total %.3f\n"
             "# HELP weft_config_stream_connections Connections open (handshakes included).\n"
             "# TYPE weft_config_stream_connections gauge\nweft_config_stream_connections %u\n"
             "# HELP weft_config_stream_streams Accepted streams open.\n"
@@ -669,10 +677,11 @@ int weftd_stream_metrics(struct weftd *d, struct buf *b)
             (unsigned long long)d->m.stream_unknown_pod,
             (unsigned long long)d->m.stream_identity_mismatch,
             (unsigned long long)st.refused_max_conns, (unsigned long long)st.refused_per_addr,
-            (unsigned long long)st.refused_handshakes, st.conns, st.streams,
-            st.streams - st.streams_v2, st.streams_v2, (unsigned long long)st.config_bytes,
-            (unsigned long long)st.blocks_bytes, (unsigned long long)st.blocks_sent,
-            (unsigned long long)st.needs, st.blocks_held, st.block_bytes_held);
+            (unsigned long long)st.refused_handshakes, (unsigned long long)st.accept_pauses,
+            (double)st.accept_paused_ms / 1000.0, st.conns, st.streams, st.streams - st.streams_v2,
+            st.streams_v2, (unsigned long long)st.config_bytes, (unsigned long long)st.blocks_bytes,
+            (unsigned long long)st.blocks_sent, (unsigned long long)st.needs, st.blocks_held,
+            st.block_bytes_held);
     if (!rc)
         rc = weftd_hist_print(b, "weft_config_stream_convergence_seconds",
                               "From a change of a proxy's document (compiled and handed to the "

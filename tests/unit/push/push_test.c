@@ -1293,37 +1293,65 @@ static void t_conn_caps(void)
         ;
     CHECK_INT(uv_loop_close(&h.loop), 0);
 
-    /* handshakes at once: connections before their accepted hello count, streams do not */
+    /* handshakes at once: connections before their accepted hello count, streams do not; at
+     * the cap the server stops accepting, and a connection waits in the listen backlog (not
+     * closed: the agent neither fails nor backs off) until a slot frees */
     memset(&h, 0, sizeof(h));
     REQUIRE(uv_loop_init(&h.loop) == 0);
     sc.max_conns = 64;
     sc.max_handshakes = 2;
     REQUIRE(push_server_new(&h.loop, &sc, &sops, &h, &h.srv) == 0);
     h.port = push_server_port(h.srv);
-    for (int i = 0; i < 3; i++) {
-        REQUIRE((fd[i] = tcp_open(h.port)) >= 0);
-        spin(&h.loop, NULL, NULL, 30);
-    }
-    CHECK(closed_by_server(&h.loop, fd[2], 500));
-    CHECK(!closed_by_server(&h.loop, fd[0], 100));
-    close(fd[0]);
-    close(fd[1]);
-    close(fd[2]);
-    spin(&h.loop, NULL, NULL, 100);
-    h_client(&h, &F.cli, NULL);
-    REQUIRE(spin(&h.loop, p_hellos1, &h, 5000));
-    spin(&h.loop, NULL, NULL, 50);
     for (int i = 0; i < 2; i++) {
-        REQUIRE((fd[i] = tcp_open(h.port)) >= 0);
+        REQUIRE((fd[i] = tcp_open(h.port)) >= 0); /* stalled before TLS: each holds a slot */
         spin(&h.loop, NULL, NULL, 30);
     }
-    CHECK(!closed_by_server(&h.loop, fd[0], 100));
-    CHECK(!closed_by_server(&h.loop, fd[1], 100));
     {
         struct push_server_stats st;
 
         push_server_stats(h.srv, &st);
-        CHECK_INT(st.refused_handshakes, 1);
+        CHECK_INT(st.conns, 2);
+        CHECK_INT(st.accept_paused, 1);
+        CHECK_INT(st.accept_pauses, 1);
+    }
+    REQUIRE((fd[2] = tcp_open(h.port)) >= 0); /* the kernel completes it: in the backlog */
+    h_client(&h, &F.cli, NULL);
+    spin(&h.loop, NULL, NULL, 800);
+    CHECK_INT(h.hellos, 0);
+    CHECK_INT(h.disconnected, 0);
+    CHECK(!closed_by_server(&h.loop, fd[2], 100));
+    {
+        struct push_server_stats st;
+
+        push_server_stats(h.srv, &st);
+        CHECK_INT(st.conns, 2); /* neither the client nor fd[2] was accepted */
+        CHECK_INT(st.refused_handshakes, 0);
+        CHECK(st.accept_paused_ms >= 700);
+    }
+    /* a stalled one leaves: fd[2] (first in the backlog) and the client are accepted in turn,
+     * the client on the connection it opened (no failure, no backoff) */
+    close(fd[0]);
+    close(fd[2]);
+    REQUIRE(spin(&h.loop, p_hellos1, &h, 5000));
+    CHECK_INT(h.disconnected, 0);
+    spin(&h.loop, NULL, NULL, 50);
+    {
+        struct push_server_stats st;
+
+        push_server_stats(h.srv, &st);
+        CHECK_INT(st.accept_paused, 0); /* fd[1] handshaking, the client's stream past its hello */
+        CHECK_INT(st.streams, 1);
+        CHECK_INT(st.refused_handshakes, 0);
+    }
+    REQUIRE((fd[0] = tcp_open(h.port)) >= 0);
+    spin(&h.loop, NULL, NULL, 50);
+    CHECK(!closed_by_server(&h.loop, fd[0], 100));
+    {
+        struct push_server_stats st;
+
+        push_server_stats(h.srv, &st);
+        CHECK_INT(st.conns, 3);
+        CHECK_INT(st.accept_paused, 1); /* fd[0] and fd[1]: the cap again */
         CHECK_INT(st.refused_max_conns, 0);
         CHECK_INT(st.refused_per_addr, 0);
     }

@@ -679,9 +679,10 @@ static void inbound_bounds(struct rctx *x)
  * Plaintext goes straight to the app on the port it dialled, where the port admits it
  * (plaintext_port; ports the document does not name admit it: the mode's default). A client that
  * sends nothing (a server-first protocol) is taken for plaintext once the delay has passed,
- * except on ports declared server-first: no detection there, the connection goes to mutual TLS
- * at once (the caller's sidecar opens with its ClientHello; a plaintext client gets no answer),
- * and server-first-plaintext ports go to the app at once, plaintext from every caller (their
+ * except on ports declared server-first: those are mutual TLS only, taken the moment the
+ * caller's sidecar's ClientHello arrives (no wait: it opens with it), and a plaintext client
+ * (which sends nothing, or not a ClientHello) is closed after the delay or at its first bytes;
+ * server-first-plaintext ports go to the app at once, plaintext from every caller (their
  * sidecars do not originate TLS there), where the port admits plaintext, else are closed.
  * Returns false on error.
  */
@@ -724,10 +725,8 @@ static bool inbound_plaintext(struct rctx *x, const json_t *inbound)
             "    tcp-request content reject if { dst_port " PROXY_PORTS " }\n");
     if (first.len)
         emit(x,
-             "    # server-first ports: mutual TLS without waiting for the client's bytes\n"
-             "    acl server_first dst_port%s\n"
-             "    tcp-request content set-log-level silent if server_first\n"
-             "    tcp-request content accept if server_first\n",
+             "    # server-first ports: mutual TLS only, taken as soon as the ClientHello comes\n"
+             "    acl server_first dst_port%s\n",
              first.p);
     if (plain_closed.len)
         emit(x, "    tcp-request content reject if { dst_port%s }\n", plain_closed.p);
@@ -738,6 +737,10 @@ static bool inbound_plaintext(struct rctx *x, const json_t *inbound)
              plain.p);
     emit(x, "    tcp-request content set-log-level silent if { req.ssl_hello_type 1 }\n"
             "    tcp-request content accept if { req.ssl_hello_type 1 }\n");
+    /* a plaintext client of a server-first port waits for a banner and sends nothing: closed
+     * when the delay has passed (or at its first bytes), not left waiting */
+    if (first.len)
+        emit(x, "    tcp-request content reject if server_first\n");
     if (closed.len)
         emit(x, "    tcp-request content reject if { dst_port%s }\n", closed.p);
     if (first.len)

@@ -15,9 +15,9 @@
 #   - gRPC: 1,000 calls on one channel split over both servers; error statuses reach the client
 #     unchanged and appear as grpc=<code> in the client sidecar's log;
 #   - server-first: the banner reaches a client that sends nothing within a bound, through both
-#     sidecars; in permissive mode a declared server-first port skips the plaintext detection
-#     (no 1 s wait) and is mutual TLS only, an undeclared one makes a plaintext client wait for
-#     the detection delay;
+#     sidecars; in permissive mode a declared server-first port is mutual TLS only (a mesh
+#     client's banner without the 1 s wait, a plaintext client closed after it), an undeclared
+#     one makes a plaintext client wait for the detection delay;
 #   - WebSocket: the upgrade request is subject to the AccessPolicy's L7 rules (an allowed path
 #     upgrades, another gets 403);
 #   - a WebSocket and a TCP stream opened before twenty configuration changes (runtime-API
@@ -288,10 +288,13 @@ case_server_first() {
     assert_match "$FB" '^[0-9.]+ [0-9.]+ 220 srv-1 ready$' "banner at once" || return
     ms=$(printf '%s' "$FB" | awk '{print $2}')
     python3 -c "import sys; sys.exit(0 if $ms < 300 else 1)" || { t_fail "server-first-plaintext: banner after $ms ms (no detection wait expected)"; return 1; }
-    # mutual TLS only: the sidecar waits for a ClientHello that a plaintext client never sends
-    first_bytes $NSX $S1_IP 2525 3
+    # mutual TLS only: a plaintext client sends no ClientHello and is closed after the detection
+    # delay, not left waiting
+    first_bytes $NSX $S1_IP 2525 5
     echo "    plaintext client, server-first (mutual TLS) port: $FB"
-    assert_match "$FB" '^ERR (timeout|TimeoutError)' "no banner for a plaintext client" || return
+    assert_match "$FB" '^ERR (closed|ConnectionResetError) [0-9.]+$' "a plaintext client closed, no banner" || return
+    ms=${FB##* }
+    python3 -c "import sys; sys.exit(0 if 950 <= $ms < 2000 else 1)" || { t_fail "server-first: closed after $ms ms (the 1 s detection delay expected)"; return 1; }
 }
 
 # policy NAME PORT-JSON SPEC-REST: an AccessPolicy on the srv pods

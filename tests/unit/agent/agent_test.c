@@ -668,11 +668,13 @@ static void t_render_protocols(void)
               "-m found } !{ var(txn.weft_grpc) -m found }\n");
     /* 8082: the Services disagree, tcp */
     CHECK_HAS(c, "    tcp-request content accept if in_8082\n");
-    /* server-first: decided before any rule that waits for the client's bytes */
+    /* server-first: mutual TLS when the ClientHello comes, else closed (never plaintext) */
     CHECK_HAS(c, "    acl server_first dst_port 2525 3306\n");
-    CHECK(pos(c, "    tcp-request content accept if server_first\n") > 0);
-    CHECK(pos(c, "    tcp-request content accept if server_first\n") <
-          pos(c, "    tcp-request content set-log-level silent if { req.ssl_hello_type 1 }\n"));
+    CHECK(pos(c, "    tcp-request content accept if server_first\n") < 0);
+    CHECK(pos(c, "    tcp-request content accept if { req.ssl_hello_type 1 }\n") <
+          pos(c, "    tcp-request content reject if server_first\n"));
+    CHECK(pos(c, "    tcp-request content reject if server_first\n") <
+          pos(c, "    default_backend weft_in_other\n"));
     CHECK(pos(c, "    use_backend weft_in_tls if server_first\n") <
           pos(c, "    default_backend weft_in_other\n"));
 

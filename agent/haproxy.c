@@ -491,22 +491,29 @@ static int apply_servers(struct agent_driver *d, const json_t *runtime, struct s
         json_object_del(d->zombies, key);
         n->added++;
     }
-    /* reweighted */
-    json_object_foreach(newx, key, it)
-    {
-        int w = (int)json_integer_value(json_object_get(it, "weight"));
+    /* reweighted: raised weights first, then lowered ones, so that a backend whose traffic
+     * moves from one server to another (a split flipped from 100/0 to 0/100) never has every
+     * weight at 0 in between (HAProxy answers 503 "no server available" then) */
+    for (int raise = 1; raise >= 0; raise--) {
+        json_object_foreach(newx, key, it)
+        {
+            json_int_t w = json_integer_value(json_object_get(it, "weight")), ow;
 
-        old = json_object_get(oldx, key);
-        if (!old || json_integer_value(json_object_get(old, "weight")) == w)
-            continue;
-        buf_reset(&cmd);
-        rc = buf_printf(&cmd, "set server %s/%s weight %d", sv_str(it, "backend"),
-                        sv_str(it, "server"), w);
-        if (!rc)
-            rc = admin(d, cmd.p, NULL, &r);
-        if (rc)
-            goto refused;
-        n->reweighted++;
+            old = json_object_get(oldx, key);
+            if (!old)
+                continue;
+            ow = json_integer_value(json_object_get(old, "weight"));
+            if (w == ow || (w > ow) != raise)
+                continue;
+            buf_reset(&cmd);
+            rc = buf_printf(&cmd, "set server %s/%s weight %d", sv_str(it, "backend"),
+                            sv_str(it, "server"), (int)w);
+            if (!rc)
+                rc = admin(d, cmd.p, NULL, &r);
+            if (rc)
+                goto refused;
+            n->reweighted++;
+        }
     }
     /* removed: drained (maintenance), then deleted when HAProxy lets go */
     json_object_foreach(oldx, key, old)

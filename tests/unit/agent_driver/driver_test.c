@@ -158,8 +158,8 @@ static int apply(struct env *e, const json_t *doc, enum agent_apply_kind *k, str
     return rc;
 }
 
-/* The server weights of the first route's endpoints (the document's order). */
-static json_t *endpoint(json_t *doc, int i)
+/* The endpoints of outbound[0] (productpage: one endpoint, 10.1.0.10 with an identity). */
+static json_t *pp_endpoints(json_t *doc)
 {
     json_t *eps = json_object_get(
         json_array_get(
@@ -175,8 +175,17 @@ static json_t *endpoint(json_t *doc, int i)
                 "backends"),
             0),
         "endpoints");
-    REQUIRE(json_array_get(eps, (size_t)i));
-    return json_array_get(eps, (size_t)i);
+    REQUIRE(json_is_array(eps));
+    return eps;
+}
+
+#define PP "oh_default_productpage_9080"
+
+/* One of them (the document's order). */
+static json_t *endpoint(json_t *doc, int i)
+{
+    REQUIRE(json_array_get(pp_endpoints(doc), (size_t)i));
+    return json_array_get(pp_endpoints(doc), (size_t)i);
 }
 
 static void t_first_start_then_runtime_weights(void)
@@ -218,6 +227,42 @@ static void t_first_start_then_runtime_weights(void)
     CHECK_INT(apply(&e, doc, &k, &dg), 0);
     CHECK_STR(agent_apply_kind_name(k), "runtime");
     CHECK(strstr(e.f.log.p, " weight 0\n") != NULL);
+    json_decref(doc);
+    env_release(&e);
+}
+
+/* Traffic moving from one server to another (a split flipped from 100/0 to 0/100): the raised
+ * weight is set before the lowered one, so the backend never has every weight at 0 (HAProxy
+ * would answer 503, no server available, to the requests in between). */
+static void t_runtime_weights_raised_first(void)
+{
+    struct env e;
+    json_t *doc = load(DOC);
+    json_t *eps = pp_endpoints(doc);
+    enum agent_apply_kind k = AGENT_APPLY_NONE;
+    struct diag dg = {0, ""};
+    int i;
+
+    env_init(&e);
+    json_object_set_new(endpoint(doc, 0), "weight", json_integer(100));
+    CHECK_INT(apply(&e, doc, &k, &dg), 0);
+    json_array_append_new(eps, json_pack("{s:s,s:i,s:n,s:b,s:i}", "ip", "10.1.0.11", "port", 9080,
+                                         "identity", "ready", 1, "weight", 0));
+    CHECK_INT(apply(&e, doc, &k, &dg), 0);
+    CHECK_STR(agent_apply_kind_name(k), "runtime");
+    /* flipped, both ways: whichever server comes first in the document */
+    for (i = 0; i < 2; i++) {
+        json_object_set_new(endpoint(doc, 0), "weight", json_integer(i == 0 ? 0 : 100));
+        json_object_set_new(endpoint(doc, 1), "weight", json_integer(i == 0 ? 100 : 0));
+        CHECK_INT(apply(&e, doc, &k, &dg), 0);
+        CHECK_STR(agent_apply_kind_name(k), "runtime");
+        if (i == 0)
+            CHECK_STR(e.f.log.p, "admin.sock set server " PP "/10.1.0.11_9080 weight 100\n"
+                                 "admin.sock set server " PP "/10.1.0.10_9080_b03a3c11 weight 0\n");
+        else
+            CHECK_STR(e.f.log.p, "admin.sock set server " PP "/10.1.0.10_9080_b03a3c11 weight 100\n"
+                                 "admin.sock set server " PP "/10.1.0.11_9080 weight 0\n");
+    }
     json_decref(doc);
     env_release(&e);
 }
@@ -291,29 +336,6 @@ static void t_reload_and_refusal(void)
     json_decref(doc);
     env_release(&e);
 }
-
-/* The endpoints of outbound[0] (productpage: one endpoint, 10.1.0.10 with an identity). */
-static json_t *pp_endpoints(json_t *doc)
-{
-    json_t *eps = json_object_get(
-        json_array_get(
-            json_object_get(
-                json_array_get(
-                    json_object_get(
-                        json_array_get(
-                            json_object_get(json_array_get(json_object_get(doc, "outbound"), 0),
-                                            "ports"),
-                            0),
-                        "routes"),
-                    0),
-                "backends"),
-            0),
-        "endpoints");
-    REQUIRE(json_is_array(eps));
-    return eps;
-}
-
-#define PP "oh_default_productpage_9080"
 
 /* Scale-ups, scale-downs and a changed identity through the runtime API, never a reload. */
 static void t_runtime_servers(void)
@@ -553,5 +575,6 @@ static void t_timing(void)
     CHECK_INT(agent_retry_delay_ms(10, 100, 100, 0.0), 15000); /* expired: plain backoff */
 }
 
-UNIT_MAIN(UNIT(t_first_start_then_runtime_weights), UNIT(t_reload_and_refusal),
-          UNIT(t_runtime_servers), UNIT(t_identity_swap), UNIT(t_timing))
+UNIT_MAIN(UNIT(t_first_start_then_runtime_weights), UNIT(t_runtime_weights_raised_first),
+          UNIT(t_reload_and_refusal), UNIT(t_runtime_servers), UNIT(t_identity_swap),
+          UNIT(t_timing))

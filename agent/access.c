@@ -78,8 +78,7 @@ static int add(struct agent_access *a, const char *action, const char *p, size_t
     return 0;
 }
 
-/* The value of " <name>=" in line[0..len), up to the next space or the end. */
-static const char *field(const char *line, size_t len, const char *name, size_t *n)
+const char *agent_log_field(const char *line, size_t len, const char *name, size_t *n)
 {
     size_t k = strlen(name);
 
@@ -102,8 +101,8 @@ bool agent_access_line(struct agent_access *a, const char *line, size_t len)
 
     while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
         len--;
-    au = field(line, len, "audit=", &an);
-    d = au ? field(line, (size_t)(au - line) - 7, "denied=", &dn) : NULL;
+    au = agent_log_field(line, len, "audit=", &an);
+    d = au ? agent_log_field(line, (size_t)(au - line) - 7, "denied=", &dn) : NULL;
     if (!au || !d || d + dn != au - 7) /* "... denied=X audit=Y", at the end */
         return false;
     a->lines++;

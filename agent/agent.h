@@ -278,6 +278,10 @@ int agent_metrics_check_haproxy(const char *text, size_t len) WUR;
 /* At most this many (action, policy) series are counted. */
 #define AGENT_ACCESS_MAX 4096
 
+/* The value of the last " <name>=" field in line[0..len) (name with its '='), up to the next
+ * space or the end: *n bytes. NULL when absent. */
+const char *agent_log_field(const char *line, size_t len, const char *name, size_t *n);
+
 struct agent_access;
 int agent_access_new(struct agent_access **out) WUR;
 void agent_access_free(struct agent_access *a);
@@ -290,6 +294,25 @@ bool agent_access_line(struct agent_access *a, const char *line, size_t len);
 int agent_access_doc(struct agent_access *a, const json_t *doc) WUR;
 /* weft_agent_access_decisions_total and weft_agent_access_log_lines_total, sorted. */
 int agent_access_text(const struct agent_access *a, struct buf *b) WUR;
+
+/* ---- gRPC status codes on grpc ports (agent/grpc.c) --------------------------------------- */
+
+/* The Lua filter HAProxy loads from <run_dir>/AGENT_GRPC_LUA when the document has a grpc port
+ * (render.c writes the lua-load line, the driver the file). */
+#define AGENT_GRPC_LUA "grpc.lua"
+extern const char agent_grpc_lua[];
+/* At most this many (direction, service, code) series; a service label is at most this long. */
+#define AGENT_GRPC_MAX 2048
+#define AGENT_GRPC_SERVICE_MAX 600
+
+struct agent_grpc;
+int agent_grpc_new(struct agent_grpc **out) WUR;
+void agent_grpc_free(struct agent_grpc *g);
+/* One log line from access.sock: when it is a grpc port's response ("grpc=<code>
+ * grpc_call=<inbound|outbound>/<namespace>/<service>", render.c), counted, and true. */
+bool agent_grpc_line(struct agent_grpc *g, const char *line, size_t len);
+/* weft_agent_grpc_responses_total and weft_agent_grpc_log_lines_total, sorted. */
+int agent_grpc_text(const struct agent_grpc *g, struct buf *b) WUR;
 
 /* ---- weft-agent: certificate timing (agent/identity.c) ------------------------------------- */
 

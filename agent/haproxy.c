@@ -47,7 +47,7 @@ struct agent_driver {
     void *ctx;
     struct agent_render_opts o;
     char *run_dir, *cert_file, *ca_file;
-    char *cfg_path, *map_path, *admin_sock, *master_sock;
+    char *cfg_path, *map_path, *lua_path, *admin_sock, *master_sock;
     /* the last good rendering: what the files on disk hold when no apply is running */
     char *good_cfg, *good_map;
     json_t *good_runtime;
@@ -100,11 +100,12 @@ int agent_driver_new(const struct agent_haproxy_ops *ops, void *ctx,
     d->ca_file = strdup(opts->ca_file);
     d->cfg_path = join(opts->run_dir, "haproxy.cfg");
     d->map_path = join(opts->run_dir, "outbound.map");
+    d->lua_path = join(opts->run_dir, AGENT_GRPC_LUA);
     d->admin_sock = join(opts->run_dir, "admin.sock");
     d->master_sock = join(opts->run_dir, "master.sock");
     d->zombies = json_object();
     if (!d->zombies || !d->run_dir || !d->cert_file || !d->ca_file || !d->cfg_path ||
-        !d->map_path || !d->admin_sock || !d->master_sock) {
+        !d->map_path || !d->lua_path || !d->admin_sock || !d->master_sock) {
         agent_driver_free(d);
         return -ENOMEM;
     }
@@ -124,6 +125,7 @@ void agent_driver_free(struct agent_driver *d)
     free(d->ca_file);
     free(d->cfg_path);
     free(d->map_path);
+    free(d->lua_path);
     free(d->admin_sock);
     free(d->master_sock);
     free(d->good_cfg);
@@ -621,6 +623,9 @@ int agent_driver_apply(struct agent_driver *d, const struct agent_render_out *r,
         goto out;
     }
     rc = write_file(d->map_path, map, strlen(map), 0644);
+    /* the gRPC status filter, for a configuration that loads it (the same text every time) */
+    if (!rc && strstr(cfg, "\n    lua-load "))
+        rc = write_file(d->lua_path, agent_grpc_lua, strlen(agent_grpc_lua), 0644);
     if (!rc)
         rc = write_file(cfg_new, cfg, strlen(cfg), 0644);
     if (rc) {

@@ -89,6 +89,7 @@ struct agent {
 
     /* the inbound listener's decisions: HAProxy's log lines on <run_dir>/access.sock */
     struct agent_access *access;
+    struct agent_grpc *grpc; /* gRPC status codes from the same lines (grpc ports) */
     int access_fd;
     uv_poll_t access_poll;
 
@@ -793,7 +794,7 @@ static void health_handle(void *arg, struct http_conn *c, const struct http_requ
         }
         metrics_snapshot(a, &j->m);
         buf_init(&j->out);
-        if (agent_access_text(a->access, &j->out)) {
+        if (agent_access_text(a->access, &j->out) || agent_grpc_text(a->grpc, &j->out)) {
             buf_release(&j->out);
             free(j);
             http_respond(c, 503, "text/plain", "out of memory\n", 14, NULL);
@@ -895,13 +896,17 @@ static void on_access(uv_poll_t *p, int status, int events)
             break; /* EAGAIN: drained */
         /* a line longer than the buffer is counted from what fits (the decisions end it, so a
          * cut line is not one: agent_access_line says so) */
-        if (!agent_access_line(a->access, line, (size_t)(n > (ssize_t)sizeof(line) ? 0 : n)))
-            log_debug("msg=\"access.sock: not a decision line\" bytes=%zd", n);
+        size_t len = (size_t)(n > (ssize_t)sizeof(line) ? 0 : n);
+        bool grpc = agent_grpc_line(a->grpc, line, len);
+
+        if (!agent_access_line(a->access, line, len) && !grpc)
+            log_debug("msg=\"access.sock: neither a decision nor a grpc line\" bytes=%zd", n);
     }
 }
 
 /*
- * <run_dir>/access.sock: the datagram socket HAProxy's inbound frontend logs to (render.c),
+ * <run_dir>/access.sock: the datagram socket HAProxy's inbound frontend (and the outbound one where
+ * the document has a grpc port) logs to (render.c),
  * mode 0600, with a 1 MB receive buffer. What does not fit while the agent is busy is dropped
  * by HAProxy (its "dropped logs" counter), never blocking a request.
  */
@@ -912,6 +917,8 @@ static int access_start(struct agent *a)
 
     a->access_fd = -1;
     rc = agent_access_new(&a->access);
+    if (!rc)
+        rc = agent_grpc_new(&a->grpc);
     if (rc)
         return rc;
     if (snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/" AGENT_ACCESS_LOG_SOCK, a->ro.run_dir) >=
@@ -1323,6 +1330,7 @@ int main(int argc, char **argv)
     if (a.access_fd >= 0)
         close(a.access_fd);
     agent_access_free(a.access);
+    agent_grpc_free(a.grpc);
     agent_driver_free(a.drv);
     json_decref(a.probes);
     json_decref(a.doc);

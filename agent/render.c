@@ -202,15 +202,35 @@ static bool proto_h2(enum proto p)
     return p == P_HTTP2 || p == P_GRPC;
 }
 
-/* gRPC's status as a log field: HAProxy 2.6 reads response headers, not trailers, so only a
- * Trailers-Only answer (a call that failed before any message) shows its grpc-status here; the
- * variable holds a code other than 0 only, and such an answer (HTTP 200) is logged like an
- * error under --access-log decisions (GRPC_LOGGED) */
-#define GRPC_LOG " grpc=%[var(txn.weft_grpc)]"
+/*
+ * gRPC's status, counted by the agent (docs/agent.md, "gRPC status codes"). HAProxy 2.6's sample
+ * fetches read headers, not trailers, where gRPC sends grpc-status after the messages: a Lua
+ * filter (agent_grpc_lua in grpc.c, <run_dir>/grpc.lua, loaded only when the document has a grpc
+ * port) on each grpc port's backend reads it at the end of the response into txn.weft_grpc
+ * ("0".."16", "unknown"). Header time already keeps a Trailers-Only answer's code other than 0
+ * (GRPC_VAR), so that such a failed call stays logged if the filter did not run. Each grpc backend
+ * names its series in txn.weft_gsvc ("<namespace>/<service>"). Every response of a grpc port is
+ * logged to the agent's access.sock: at level debug when it is an HTTP answer below 500 with no
+ * failure known at header time (the stdout target takes info and above, so that --access-log
+ * decisions stays quiet for calls that succeed; the filter raises a code other than 0 to info).
+ */
+#define GRPC_LOG(dir) " grpc=%[var(txn.weft_grpc)] grpc_call=" dir "/%[var(txn.weft_gsvc)]"
 #define GRPC_VAR                                                                                   \
     "    http-response set-var(txn.weft_grpc) res.fhdr(grpc-status) if { res.fhdr(grpc-status) "   \
     "-m found } !{ res.fhdr(grpc-status) -m str 0 }\n"
-#define GRPC_LOGGED " !{ var(txn.weft_grpc) -m found }"
+/* the quiet rule's condition on a frontend with grpc ports: grpc answers are logged at debug */
+#define GRPC_LOGGED " !{ var(txn.weft_grpc) -m found } !{ var(txn.weft_gsvc) -m found }"
+#define GRPC_DEBUG " !{ var(txn.weft_grpc) -m found } { var(txn.weft_gsvc) -m found }"
+#define GRPC_FILTER "weft-grpc"
+
+/* A grpc port's backend: its series named, the Trailers-Only code kept, the status filter. */
+static void emit_grpc_backend(struct rctx *x, const char *series)
+{
+    emit(x,
+         "    http-request set-var(txn.weft_gsvc) str(%s)\n" GRPC_VAR "    filter lua." GRPC_FILTER
+         "\n",
+         series);
+}
 
 /* ---- identities ---- */
 
@@ -758,6 +778,32 @@ static bool inbound_plaintext(struct rctx *x, const json_t *inbound)
     return !x->rc;
 }
 
+/* An inbound grpc port's backend; its series is "<namespace>/<the port's Services joined by
+ * +>" (one Service, usually), "<namespace>/port-<port>" when the document names none. */
+static void grpc_inbound_backend(struct rctx *x, const json_t *l)
+{
+    struct buf series;
+    const json_t *v;
+    size_t i;
+
+    int n = 0, rc;
+
+    buf_init(&series);
+    rc = buf_printf(&series, "%s/", x->ns);
+    json_array_foreach(json_object_get(l, "services"), i, v)
+    {
+        if (!rc && name_ok(json_string_value(v)))
+            rc = buf_printf(&series, "%s%s", n++ ? "+" : "", json_string_value(v));
+    }
+    if (!rc && n == 0)
+        rc = buf_printf(&series, "port-%d", port_at(l, "port"));
+    if (rc < 0)
+        fail(x, -ENOMEM, "out of memory");
+    else
+        emit_grpc_backend(x, series.p);
+    buf_release(&series);
+}
+
 static void render_inbound(struct rctx *x, const json_t *inbound, const char *mode)
 {
     size_t i;
@@ -806,16 +852,16 @@ static void render_inbound(struct rctx *x, const json_t *inbound, const char *mo
      * port's reject happens before the peer's first byte) */
     emit(x,
          "    log global\n"
-         "    log unix@%s/" AGENT_ACCESS_LOG_SOCK " format raw local0 info\n"
+         "    log unix@%s/" AGENT_ACCESS_LOG_SOCK " format raw local0 %s\n"
          "    no option dontlognull\n",
-         x->o->run_dir);
+         x->o->run_dir, any_grpc ? "debug" : "info");
     /* HTTP settings only where some port switches to HTTP (else HAProxy warns) */
     if (any_http)
         emit(x,
              "    option idle-close-on-response\n"
              "    log-format \"%%ci:%%cp %%[ssl_c_s_dn] port=%%[dst_port] %%b %%ST %%B %%Tt "
              "%%ts%s denied=%%[var(txn.weft_denied)] audit=%%[var(txn.weft_audit),regsub(^;,)]\"\n",
-             any_grpc ? GRPC_LOG : "");
+             any_grpc ? GRPC_LOG("inbound") : "");
     else
         emit(x, "    log-format \"%%ci:%%cp %%[ssl_c_s_dn] port=%%[dst_port] %%b %%B %%Tt %%ts "
                 "denied=%%[var(txn.weft_denied)] audit=%%[var(txn.weft_audit),regsub(^;,)]\"\n");
@@ -878,6 +924,9 @@ static void render_inbound(struct rctx *x, const json_t *inbound, const char *mo
         emit(x,
              "    " ACCESS_LOG_QUIET " if { status lt 500 } !{ var(txn.weft_audit) -m found }%s\n",
              any_grpc ? GRPC_LOGGED : "");
+    if (any_grpc && !x->o->access_log_all)
+        emit(x, "    http-response set-log-level debug if { status lt 500 } !{ var(txn.weft_audit) "
+                "-m found }" GRPC_DEBUG "\n");
     json_array_foreach(inbound, i, l)
     {
         emit(x, "    use_backend in_%d if in_%d\n", port_at(l, "port"), port_at(l, "port"));
@@ -890,7 +939,7 @@ static void render_inbound(struct rctx *x, const json_t *inbound, const char *mo
 
         emit(x, "\nbackend in_%d\n    mode %s\n", port, proto_http(pr) ? "http" : "tcp");
         if (pr == P_GRPC)
-            emit(x, GRPC_VAR);
+            grpc_inbound_backend(x, l);
         /* HTTP/2 ports: h2c to the app (prior knowledge, as gRPC servers expect) */
         emit(x,
              x->v6 ? "    server app [%s]:%d source %s%s\n" : "    server app %s:%d source %s%s\n",
@@ -1026,7 +1075,7 @@ static const char *retry_keyword(const char *c)
  * retries, the per-try timeout and the servers.
  */
 static void backend_head(struct rctx *x, const char *name, bool http, const json_t *p,
-                         char *servers, size_t servers_len)
+                         const char *series, char *servers, size_t servers_len)
 {
     const json_t *retry = json_object_get(p, "retry");
     const json_t *tmo = json_object_get(p, "timeoutMs");
@@ -1051,7 +1100,7 @@ static void backend_head(struct rctx *x, const char *name, bool http, const json
              "    timeout server %ldms\n    server whole unix@%s\n",
              name, whole, sock);
         if (proto_at(p) == P_GRPC) /* where the caller's log line sees it */
-            emit(x, GRPC_VAR);
+            emit_grpc_backend(x, series);
         emit(x,
              "\nfrontend weft_%s\n    mode http\n    bind unix@%s mode 600\n    no log\n"
              "    default_backend %s\n",
@@ -1060,7 +1109,7 @@ static void backend_head(struct rctx *x, const char *name, bool http, const json
     }
     emit(x, "\nbackend %s\n    mode %s\n    balance roundrobin\n", name, http ? "http" : "tcp");
     if (proto_at(p) == P_GRPC && name == what)
-        emit(x, GRPC_VAR);
+        emit_grpc_backend(x, series);
     if (http)
         emit(x, "    http-reuse always\n");
     if (retry) {
@@ -1181,7 +1230,13 @@ static void render_outbound(struct rctx *x, const json_t *outbound)
          "    tcp-request content set-var(sess.weft_svc) "
          "dst,concat(:,sess.weft_dport),map(%s/outbound.map)\n"
          "    tcp-request content switch-mode http if { var(sess.weft_svc) -m beg oh_ }\n",
-         x->o->maxconn, any_grpc ? GRPC_LOG : "", x->pod_ip, x->o->run_dir);
+         x->o->maxconn, any_grpc ? GRPC_LOG("outbound") : "", x->pod_ip, x->o->run_dir);
+    /* grpc answers to the agent, which counts them (all of them: see GRPC_LOG) */
+    if (any_grpc)
+        emit(x,
+             "    log global\n"
+             "    log unix@%s/" AGENT_ACCESS_LOG_SOCK " format raw local0 debug\n",
+             x->o->run_dir);
 
     /* backends go after the frontend: write them to a side buffer */
     json_array_foreach(outbound, i, svc)
@@ -1206,7 +1261,7 @@ static void render_outbound(struct rctx *x, const json_t *outbound)
             enum proto pr = proto_at(p);
             bool http = proto_http(pr);
             const json_t *routes = json_object_get(p, "routes");
-            char base[300], pp[96];
+            char base[300], pp[96], series[520];
 
             snprintf(pp, sizeof(pp), "%s.ports[%zu]", path, j);
             if (!port || pr == P_BAD) {
@@ -1218,6 +1273,7 @@ static void render_outbound(struct rctx *x, const json_t *outbound)
                 break;
             }
             snprintf(base, sizeof(base), "o%c_%s_%s_%d", http ? 'h' : 't', sns, name, port);
+            snprintf(series, sizeof(series), "%s/%s", sns, name);
             x->c = &backends;
             if (headless) {
                 /* each endpoint is dialled directly: originate mTLS with its identity */
@@ -1232,7 +1288,7 @@ static void render_outbound(struct rctx *x, const json_t *outbound)
                     for (char *c = be; *c; c++)
                         if (*c == ':')
                             *c = '.';
-                    backend_head(x, be, http, p, sbe, sizeof(sbe));
+                    backend_head(x, be, http, p, series, sbe, sizeof(sbe));
                     server_line(x, sbe, e, ep, true, pr);
                     if (!ip_family(str_at(e, "ip")) || !port_at(e, "port")) {
                         fail(x, ERR_INVALID, "%s: want an IP address and a port", ep);
@@ -1273,7 +1329,7 @@ static void render_outbound(struct rctx *x, const json_t *outbound)
                     break;
                 }
                 x->c = &backends;
-                backend_head(x, be, http, p, sbe, sizeof(sbe));
+                backend_head(x, be, http, p, series, sbe, sizeof(sbe));
                 json_array_foreach(json_object_get(r, "backends"), bi, b)
                 {
                     json_array_foreach(json_object_get(b, "endpoints"), ei, e)
@@ -1307,8 +1363,11 @@ static void render_outbound(struct rctx *x, const json_t *outbound)
     x->c = conf;
     if (rules.len)
         emit(x, "%s", rules.p);
-    if (!x->o->access_log_all)
+    if (!x->o->access_log_all) {
         emit(x, "    " ACCESS_LOG_QUIET " if { status lt 500 }%s\n", any_grpc ? GRPC_LOGGED : "");
+        if (any_grpc)
+            emit(x, "    http-response set-log-level debug if { status lt 500 }" GRPC_DEBUG "\n");
+    }
     emit(x, "    use_backend %%[var(sess.weft_svc)] if { var(sess.weft_svc) -m found }\n"
             "    default_backend weft_passthrough\n");
     if (backends.len)
@@ -1321,6 +1380,28 @@ static void render_outbound(struct rctx *x, const json_t *outbound)
 }
 
 /* ---- the document ---- */
+
+/* Whether some inbound or outbound port is a grpc port (the status filter is loaded then). */
+static bool doc_has_grpc(const json_t *doc)
+{
+    const json_t *l, *svc, *p;
+    size_t i, j;
+
+    json_array_foreach(json_object_get(doc, "inbound"), i, l)
+    {
+        if (proto_at(l) == P_GRPC)
+            return true;
+    }
+    json_array_foreach(json_object_get(doc, "outbound"), i, svc)
+    {
+        json_array_foreach(json_object_get(svc, "ports"), j, p)
+        {
+            if (proto_at(p) == P_GRPC)
+                return true;
+        }
+    }
+    return false;
+}
 
 int agent_render(const json_t *doc, const struct agent_render_opts *o, struct agent_render_out *out,
                  struct diag *diag)
@@ -1400,6 +1481,7 @@ int agent_render(const json_t *doc, const struct agent_render_opts *o, struct ag
          "    maxconn %d\n"
          "    nbthread 1\n"
          "    log stdout format raw local0 info\n"
+         "%s%s%s"
          "    tune.ssl.cachesize 1000\n"
          "    httpclient.ssl.verify none\n"
          "    ssl-server-verify required\n"
@@ -1427,7 +1509,10 @@ int agent_render(const json_t *doc, const struct agent_render_opts *o, struct ag
          "    no log\n"
          "    http-request use-service prometheus-exporter if { path /metrics }\n"
          "    http-request return status 404 content-type text/plain string \"not found\\n\"\n",
-         x.ns, pod, o->run_dir, o->hard_stop_after_s, o->max_reloads, o->maxconn, o->metrics_port);
+         x.ns, pod, o->run_dir, o->hard_stop_after_s, o->max_reloads, o->maxconn,
+         /* the gRPC status filter, only where a grpc port needs it */
+         doc_has_grpc(doc) ? "    lua-load " : "", doc_has_grpc(doc) ? o->run_dir : "",
+         doc_has_grpc(doc) ? "/" AGENT_GRPC_LUA "\n" : "", o->metrics_port);
     render_inbound(&x, inbound, mode);
     render_outbound(&x, outbound);
     if (!x.rc) {

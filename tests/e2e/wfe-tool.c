@@ -8,8 +8,8 @@
  *                                         ca_issue() (what weftd's CA issues): OUT.pem holds the
  *                                         certificate chain, then the key (HAProxy's crt)
  *   wfe-tool render DOC.json RUNDIR CERT CAFILE [--ipv6] [--access-log-all]
- *                                         agent_render(): RUNDIR/haproxy.cfg, RUNDIR/outbound.map;
- *                                         prints the runtime items (JSON) on stdout
+ *                                         agent_render(): RUNDIR/haproxy.cfg, RUNDIR/outbound.map,
+ * RUNDIR/grpc.lua; prints the runtime items (JSON) on stdout
  *
  * Exit 0, or 1 with one line on stderr.
  */
@@ -187,6 +187,11 @@ static int cmd_render(char **argv, int argc)
     }
     snprintf(path, sizeof(path), "%s/outbound.map", argv[1]);
     if (spill(path, out.outbound_map.p ? out.outbound_map.p : "", out.outbound_map.len) < 0) {
+        agent_render_out_release(&out);
+        return die(path, "cannot write");
+    }
+    snprintf(path, sizeof(path), "%s/" AGENT_GRPC_LUA, argv[1]);
+    if (spill(path, agent_grpc_lua, strlen(agent_grpc_lua)) < 0) {
         agent_render_out_release(&out);
         return die(path, "cannot write");
     }

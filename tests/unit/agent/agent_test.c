@@ -210,6 +210,16 @@ static long pos(const char *hay, const char *needle)
     return p ? (long)(p - hay) : -1;
 }
 
+/* occurrences of needle in hay */
+static size_t count(const char *hay, const char *needle)
+{
+    size_t n = 0;
+
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
 /* The value at a slash-separated path ("inbound/1/allow/0"): digits index arrays. */
 static json_t *jp(json_t *v, const char *path)
 {
@@ -296,6 +306,33 @@ static void t_render_fixtures(void)
             CHECK_HAS(a.config.p, bind);
         }
         CHECK_HAS(a.config.p, "    bind 127.0.0.1:15001\n");
+        {
+            /* the gRPC status filter: loaded, and on a backend, for each grpc port and nowhere
+             * else (a document without one renders no Lua at all) */
+            size_t grpc = 0;
+
+            json_array_foreach(json_object_get(doc, "inbound"), i, p)
+            {
+                grpc += !strcmp(json_string_value(json_object_get(p, "protocol")), "grpc");
+            }
+            json_array_foreach(json_object_get(doc, "outbound"), i, svc)
+            {
+                json_array_foreach(json_object_get(svc, "ports"), j, p)
+                {
+                    /* one backend per route, or per endpoint of a headless Service */
+                    size_t n = json_is_true(json_object_get(svc, "headless"))
+                                   ? json_array_size(json_object_get(p, "endpoints"))
+                                   : json_array_size(json_object_get(p, "routes"));
+
+                    if (!strcmp(json_string_value(json_object_get(p, "protocol")), "grpc"))
+                        grpc += n;
+                }
+            }
+            CHECK_INT((long)count(a.config.p, "    filter lua.weft-grpc\n"), (long)grpc);
+            CHECK_INT((long)count(a.config.p, "    lua-load /run/w/grpc.lua\n"), grpc ? 1 : 0);
+            /* "lua-load ...grpc.lua", then one filter line per grpc backend */
+            CHECK_INT((long)count(a.config.p, "lua"), grpc ? 2 + (long)grpc : 0);
+        }
         CHECK_HAS(a.config.p, "http-request use-service prometheus-exporter if { path /metrics }");
         CHECK_HAS(a.config.p, "stats socket /run/w/admin.sock mode 600 level admin");
         CHECK_HAS(a.config.p, "option idle-close-on-response");
@@ -640,6 +677,10 @@ static void expect_error(const char *what, json_t *doc, int want, const char *ms
 #define GRPC_VAR_LINE                                                                              \
     "    http-response set-var(txn.weft_grpc) res.fhdr(grpc-status) if { res.fhdr(grpc-status) "   \
     "-m found } !{ res.fhdr(grpc-status) -m str 0 }\n"
+/* a grpc backend: its series, the Trailers-Only code, the status filter */
+#define GRPC_BACKEND(series)                                                                       \
+    "    http-request set-var(txn.weft_gsvc) str(" series ")\n" GRPC_VAR_LINE                      \
+    "    filter lua.weft-grpc\n"
 static void t_render_protocols(void)
 {
     json_t *api = load(MESH "protocols/expected/proto.api-1.json");
@@ -654,18 +695,25 @@ static void t_render_protocols(void)
     CHECK_HAS(c, "verify required alpn h2,http/1.1\n");
     CHECK_HAS(c, "\nbackend in_8081\n    mode http\n    server app 10.7.0.1:8081 source "
                  "127.0.0.6 proto h2\n");
-    CHECK_HAS(c, "\nbackend in_50051\n    mode http\n" GRPC_VAR_LINE
-                 "    server app 10.7.0.1:50051 source 127.0.0.6 proto h2\n");
+    CHECK_HAS(c, "\nbackend in_50051\n    mode http\n" GRPC_BACKEND(
+                     "proto/api") "    server app 10.7.0.1:50051 source 127.0.0.6 proto h2\n");
+    /* the filter is loaded (the document has grpc ports), every grpc answer reaches the agent */
+    CHECK_HAS(c, "    log stdout format raw local0 info\n    lua-load /run/w/grpc.lua\n");
+    CHECK_HAS(c, "    log unix@/run/w/access.sock format raw local0 debug\n");
     CHECK_HAS(c, "\nbackend in_8080\n    mode http\n    server app 10.7.0.1:8080 source "
                  "127.0.0.6\n");
     CHECK_HAS(c, "\nbackend in_3306\n    mode tcp\n    server app 10.7.0.1:3306 source "
                  "127.0.0.6\n");
-    CHECK_HAS(c, "%ts grpc=%[var(txn.weft_grpc)] denied=%[var(txn.weft_denied)] audit=");
+    CHECK_HAS(c, "%ts grpc=%[var(txn.weft_grpc)] grpc_call=inbound/%[var(txn.weft_gsvc)] "
+                 "denied=%[var(txn.weft_denied)] audit=");
     CHECK_HAS(c, "    tcp-request content switch-mode http if in_50051\n");
-    /* a failed call (HTTP 200, grpc-status other than 0) stays in the decisions-only log */
+    /* a failed call (HTTP 200, grpc-status other than 0) stays in the decisions-only log; the
+     * others of grpc ports go to the agent only (debug: below stdout's info) */
     CHECK_HAS(c,
               "    http-response set-log-level silent if { status lt 500 } !{ var(txn.weft_audit) "
-              "-m found } !{ var(txn.weft_grpc) -m found }\n");
+              "-m found } !{ var(txn.weft_grpc) -m found } !{ var(txn.weft_gsvc) -m found }\n"
+              "    http-response set-log-level debug if { status lt 500 } !{ var(txn.weft_audit) "
+              "-m found } !{ var(txn.weft_grpc) -m found } { var(txn.weft_gsvc) -m found }\n");
     /* 8082: the Services disagree, tcp */
     CHECK_HAS(c, "    tcp-request content accept if in_8082\n");
     /* server-first: mutual TLS when the ClientHello comes, else closed (never plaintext) */
@@ -734,6 +782,8 @@ static void t_render_protocols(void)
     REQUIRE(render(api, &o, &dg) == 0);
     CHECK(pos(o.config.p, "alpn") < 0 && pos(o.config.p, "proto h2") < 0);
     CHECK(pos(o.config.p, "grpc") < 0);
+    CHECK(pos(o.config.p, "lua") < 0 && pos(o.config.p, "filter") < 0);
+    CHECK(pos(o.config.p, "debug") < 0);
     agent_render_out_release(&o);
 
     /* the caller: ALPN h2 to meshed endpoints, h2c to the others, grpc-status logged */
@@ -745,12 +795,17 @@ static void t_render_protocols(void)
     CHECK_HAS(c, "    server 10.7.0.2_3306 10.7.0.2:3306 weight 1\n");
     /* server-first-plaintext: the meshed endpoint without TLS too */
     CHECK_HAS(c, "    server 10.7.0.1_2626 10.7.0.1:2626 weight 1\n");
-    CHECK_HAS(
-        c, "\nbackend oh_proto_api_50051\n    mode http\n    balance roundrobin\n" GRPC_VAR_LINE);
-    CHECK_HAS(c, "%Tt grpc=%[var(txn.weft_grpc)]\"\n");
+    CHECK_HAS(c,
+              "\nbackend oh_proto_api_50051\n    mode http\n    balance roundrobin\n" GRPC_BACKEND(
+                  "proto/api"));
+    CHECK_HAS(c, "%Tt grpc=%[var(txn.weft_grpc)] grpc_call=outbound/%[var(txn.weft_gsvc)]\"\n");
+    CHECK_HAS(c, "    log global\n    log unix@/run/w/access.sock format raw local0 debug\n");
+    CHECK_HAS(c, "    lua-load /run/w/grpc.lua\n");
     CHECK_HAS(c,
               "    http-response set-log-level silent if { status lt 500 } !{ var(txn.weft_grpc) "
-              "-m found }\n");
+              "-m found } !{ var(txn.weft_gsvc) -m found }\n"
+              "    http-response set-log-level debug if { status lt 500 } !{ var(txn.weft_grpc) "
+              "-m found } { var(txn.weft_gsvc) -m found }\n");
     CHECK_HAS(o.outbound_map.p, "10.96.7.10:81 oh_proto_api_81\n");
     CHECK_HAS(o.outbound_map.p, "10.96.7.10:3306 ot_proto_api_3306\n");
     agent_render_out_release(&o);
@@ -767,10 +822,12 @@ static void t_render_protocols(void)
     CHECK_HAS(o.config.p,
               "\nbackend oh_proto_api_50051\n    mode http\n"
               "    # the whole request, all tries included\n"
-              "    timeout server 1000ms\n    server whole unix@/run/w/try1.sock\n" GRPC_VAR_LINE
-              "\nfrontend weft_oh_proto_api_50051_try\n");
+              "    timeout server 1000ms\n    server whole unix@/run/w/try1.sock\n" GRPC_BACKEND(
+                  "proto/api") "\nfrontend weft_oh_proto_api_50051_try\n");
+    /* ... and there only: the inner layer has no filter */
     CHECK_HAS(o.config.p, "\nbackend oh_proto_api_50051_try\n    mode http\n"
                           "    balance roundrobin\n    http-reuse always\n");
+    CHECK_INT((long)count(o.config.p, "filter lua.weft-grpc"), 2);
     agent_render_out_release(&o);
 
     /* an unknown protocol names the field */
@@ -797,6 +854,74 @@ static void t_access_grpc_line(void)
               "\nweft_agent_access_decisions_total{action=\"deny\",policy=\"proto/default\"} 1\n");
     buf_release(&b);
     agent_access_free(a);
+}
+
+/* gRPC status lines from access.sock: counted by direction, Service and code */
+static void t_grpc_lines(void)
+{
+    struct agent_grpc *g;
+    struct buf b;
+    char l[256];
+    static const char in0[] = "10.0.0.1:4242 /O=x port=50051 in_50051 200 86 3 ---- grpc=0 "
+                              "grpc_call=inbound/proto/grpc denied=- audit=-\n";
+    static const char out13[] = "127.0.0.1:5000 -> 10.96.45.10:50051 oh_proto_grpc_50051/s 200 "
+                                "90 4 grpc=13 grpc_call=outbound/proto/grpc";
+
+    REQUIRE(agent_grpc_new(&g) == 0);
+    CHECK(agent_grpc_line(g, in0, sizeof(in0) - 1));
+    CHECK(agent_grpc_line(g, in0, sizeof(in0) - 1));
+    CHECK(agent_grpc_line(g, out13, sizeof(out13) - 1));
+    /* no status read (HAProxy's "-"), out of range, not as written: unknown */
+    CHECK(agent_grpc_line(g, "a b 503 grpc=- grpc_call=outbound/proto/grpc",
+                          strlen("a b 503 grpc=- grpc_call=outbound/proto/grpc")));
+    CHECK(agent_grpc_line(g, "a b 200 grpc=17 grpc_call=outbound/proto/grpc",
+                          strlen("a b 200 grpc=17 grpc_call=outbound/proto/grpc")));
+    CHECK(agent_grpc_line(g, "a b 200 grpc=05 grpc_call=outbound/proto/grpc",
+                          strlen("a b 200 grpc=05 grpc_call=outbound/proto/grpc")));
+    /* an inbound port serving two Services */
+    CHECK(agent_grpc_line(g, "a grpc=5 grpc_call=inbound/proto/a+b denied=- audit=-",
+                          strlen("a grpc=5 grpc_call=inbound/proto/a+b denied=- audit=-")));
+    /* not grpc lines: a port that is not grpc ("-"), no fields, another direction, a field
+     * missing */
+    CHECK(!agent_grpc_line(g, "a b 503 grpc=- grpc_call=outbound/-",
+                           strlen("a b 503 grpc=- grpc_call=outbound/-")));
+    CHECK(!agent_grpc_line(g, "10.0.0.1:1 x denied=- audit=-",
+                           strlen("10.0.0.1:1 x denied=- audit=-")));
+    CHECK(!agent_grpc_line(g, "a grpc=0 grpc_call=sideways/proto/grpc",
+                           strlen("a grpc=0 grpc_call=sideways/proto/grpc")));
+    CHECK(!agent_grpc_line(g, "a grpc_call=inbound/proto/grpc",
+                           strlen("a grpc_call=inbound/proto/grpc")));
+    /* a Service name it cannot read: a line, but bad */
+    CHECK(agent_grpc_line(g, "a grpc=0 grpc_call=inbound/proto/Bad_Name",
+                          strlen("a grpc=0 grpc_call=inbound/proto/Bad_Name")));
+    CHECK(agent_grpc_line(g, "a grpc=0 grpc_call=inbound/proto/",
+                          strlen("a grpc=0 grpc_call=inbound/proto/")));
+    buf_init(&b);
+    CHECK_INT(agent_grpc_text(g, &b), 0);
+    CHECK_HAS(b.p, "# TYPE weft_agent_grpc_responses_total counter\n"
+                   "weft_agent_grpc_responses_total{direction=\"inbound\",service=\"proto/a+b\","
+                   "code=\"5\"} 1\n"
+                   "weft_agent_grpc_responses_total{direction=\"inbound\",service=\"proto/grpc\","
+                   "code=\"0\"} 2\n"
+                   "weft_agent_grpc_responses_total{direction=\"outbound\",service=\"proto/"
+                   "grpc\",code=\"13\"} 1\n"
+                   "weft_agent_grpc_responses_total{direction=\"outbound\",service=\"proto/"
+                   "grpc\",code=\"unknown\"} 3\n# HELP");
+    CHECK_HAS(b.p, "\nweft_agent_grpc_log_lines_total{result=\"ok\"} 7\n"
+                   "weft_agent_grpc_log_lines_total{result=\"bad\"} 2\n");
+    buf_release(&b);
+    /* at most AGENT_GRPC_MAX series: the others are bad lines, not new series */
+    for (int i = 0; i < AGENT_GRPC_MAX; i++) {
+        int n = snprintf(l, sizeof(l), "a grpc=1 grpc_call=outbound/ns/s%d", i);
+
+        CHECK(agent_grpc_line(g, l, (size_t)n));
+    }
+    buf_init(&b);
+    CHECK_INT(agent_grpc_text(g, &b), 0);
+    CHECK_INT((long)count(b.p, "\nweft_agent_grpc_responses_total{"), AGENT_GRPC_MAX);
+    CHECK_HAS(b.p, "\nweft_agent_grpc_log_lines_total{result=\"bad\"} 6\n");
+    buf_release(&b);
+    agent_grpc_free(g);
 }
 
 static void t_render_errors(void)
@@ -1001,4 +1126,5 @@ static void t_access(void)
 UNIT_MAIN(UNIT(t_metrics), UNIT(t_access), UNIT(t_plan_parse), UNIT(t_rules), UNIT(t_merge),
           UNIT(t_render_fixtures), UNIT(t_render_retries), UNIT(t_render_access),
           UNIT(t_render_access_log), UNIT(t_render_permissive), UNIT(t_render_ipv6_and_quoting),
-          UNIT(t_render_errors), UNIT(t_render_protocols), UNIT(t_access_grpc_line))
+          UNIT(t_render_errors), UNIT(t_render_protocols), UNIT(t_access_grpc_line),
+          UNIT(t_grpc_lines))

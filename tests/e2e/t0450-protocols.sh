@@ -14,6 +14,10 @@
 #     2,000 requests all answered;
 #   - gRPC: 1,000 calls on one channel split over both servers; error statuses reach the client
 #     unchanged and appear as grpc=<code> in the client sidecar's log;
+#   - gRPC status codes counted: a known mix (OK with messages, OK and errors without, errors
+#     after messages, in the trailers) gives exact weft_agent_grpc_responses_total values on
+#     both sides (the client's sidecar: outbound; the servers': inbound); calls go on while the
+#     client's agent (the counters' sink) is stopped;
 #   - server-first: the banner reaches a client that sends nothing within a bound, through both
 #     sidecars; in permissive mode a declared server-first port is mutual TLS only (a mesh
 #     client's banner without the 1 s wait, a plaintext client closed after it), an undeclared
@@ -59,6 +63,9 @@ ready() { ip netns exec "$1" curl -s -o /dev/null -w '%{http_code}' http://127.0
 acks() { grep -c 'msg="configuration applied (ACK)"' "$D/$1.log"; }
 metric() { # NS SERIES: one sample of the pod's HAProxy exporter
     ip netns exec "$1" curl -s http://127.0.0.1:15090/metrics | awk -v s="$2" '$1 == s {print $2; exit}'
+}
+agent_metric() { # NS SERIES: one sample of the agent's metrics on 15020 (0 when absent)
+    ip netns exec "$1" curl -s http://127.0.0.1:15020/stats/prometheus | awk -v s="$2" '$1 == s {v = $2} END {print v + 0}'
 }
 # pod_link NS IP: a veth from NS (address IP/24, default route) to the hub's bridge
 LINKS=0
@@ -184,6 +191,7 @@ EOF
             --stream-port 15013 --stream-server-name $CP --token-file "$D/$name.token" \
             --ca-file "$D/root.pem" --run-dir "$D/$name/run" >"$D/$name.log" 2>&1 &
         bg_track $!
+        echo $! >"$D/$name.pid" # ip netns exec and setpriv exec: the agent's own
     done
     wait_for 30 sh -c "[ \"\$(ip netns exec $NSC curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:15020/healthz/ready)\" = 200 ] && [ \"\$(ip netns exec $NS1 curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:15020/healthz/ready)\" = 200 ] && [ \"\$(ip netns exec $NS2 curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:15020/healthz/ready)\" = 200 ]" ||
         { t_fail "agents not ready: client $(ready $NSC), srv-1 $(ready $NS1), srv-2 $(ready $NS2): $(grep -v level=debug "$D/client.log" | tail -3)"; return 1; }
@@ -258,6 +266,71 @@ case_grpc() {
     logged1=$(grep -c 'oh_proto_grpc_50051/.* grpc=5' "$D/client.log")
     echo "    the client sidecar logged $((logged1 - logged0)) calls with grpc=5"
     assert_eq "$((logged1 - logged0))" 20 "calls logged with grpc-status 5" || return
+}
+
+# gRPC status codes: exact counts on both sides, from the agents' metrics endpoint (15020)
+grpc_series() { echo "weft_agent_grpc_responses_total{direction=\"$1\",service=\"$NS/grpc\",code=\"$2\"}"; }
+grpc_out() { agent_metric $NSC "$(grpc_series outbound "$1")"; }
+grpc_in() { echo $(($(agent_metric $NS1 "$(grpc_series inbound "$1")") + $(agent_metric $NS2 "$(grpc_series inbound "$1")"))); }
+# grpc_reached: every code's counters at least at the expected values (OUT0/IN0 + WANT)
+grpc_reached() {
+    local code
+    for code in "${!WANT[@]}"; do
+        [ "$(grpc_out "$code")" -ge $((OUT0[$code] + WANT[$code])) ] &&
+            [ "$(grpc_in "$code")" -ge $((IN0[$code] + WANT[$code])) ] || return 1
+    done
+}
+
+case_grpc_codes() {
+    local code kind n k i got log0 log1 ok0 ok1 apid
+    local -A OUT0 IN0 WANT NAMES=([0]=OK [5]=NOT_FOUND [9]=FAILED_PRECONDITION [14]=UNAVAILABLE)
+    # "code kind count": unary answers one message (code 0, the status in the trailers) or
+    # none (an error: Trailers-Only, the status in the headers); stream<K> answers K messages
+    # then the code in the trailers (stream0 with code 0: a Trailers-Only OK)
+    local mix=("0 unary 30" "0 stream2 6" "0 stream0 5" "9 stream3 12" "5 unary 7" "14 stream1 4")
+    for code in 0 5 9 14 unknown; do
+        OUT0[$code]=$(grpc_out $code) IN0[$code]=$(grpc_in $code) WANT[$code]=0
+    done
+    log0=$(grep -c 'oh_proto_grpc_50051/.* grpc=[1-9]' "$D/client.log")
+    ok0=$(grep -c 'oh_proto_grpc_50051/.* grpc=0 ' "$D/client.log")
+    for i in "${mix[@]}"; do
+        read -r code kind n <<<"$i"
+        if [ "$kind" = unary ]; then
+            okv "$n unary calls answering $code" ip netns exec $NSC "$E2E_PY" "$GRPC" call "$SVC_GRPC:50051" -n "$n" --code "$code" || return
+        else
+            k=${kind#stream}
+            okv "$n streams of $k messages, then $code" ip netns exec $NSC "$E2E_PY" "$GRPC" call "$SVC_GRPC:50051" -n "$n" --stream "$k" --code "$code" || return
+        fi
+        # what the client saw: every call, the status asked for, every message
+        echo "    $kind, code $code: $(printf '%s' "$OUT" | sed 1d | tr '\n' ';')"
+        got=$(printf '%s\n' "$OUT" | sed 1d | awk -v c="${NAMES[$code]}" '$2 == c {n += $1} END {print n + 0}')
+        assert_eq "$got" "$n" "$kind, code $code: calls with the expected outcome" || return
+        WANT[$code]=$((WANT[$code] + n))
+    done
+    # the counters follow the log lines on access.sock: wait for them, then check exactly
+    wait_for 10 grpc_reached
+    sleep 1 # anything counted twice would show now
+    for code in 0 5 9 14 unknown; do
+        echo "    code $code: ${WANT[$code]} calls; counted outbound (client) $(($(grpc_out $code) - OUT0[$code])), inbound (srv-1 + srv-2) $(($(grpc_in $code) - IN0[$code]))"
+        assert_eq "$(($(grpc_out $code) - OUT0[$code]))" "${WANT[$code]}" "client's sidecar, outbound, code $code" || return
+        assert_eq "$(($(grpc_in $code) - IN0[$code]))" "${WANT[$code]}" "servers' sidecars, inbound, code $code" || return
+    done
+    # the client's stdout log (--access-log decisions): the failed calls, those whose status
+    # came in the trailers included, and no successful one
+    log1=$(grep -c 'oh_proto_grpc_50051/.* grpc=[1-9]' "$D/client.log")
+    ok1=$(grep -c 'oh_proto_grpc_50051/.* grpc=0 ' "$D/client.log")
+    echo "    the client sidecar's log: $((log1 - log0)) failed calls, $((ok1 - ok0)) successful ones"
+    assert_eq "$((log1 - log0))" $((WANT[5] + WANT[9] + WANT[14])) "failed calls in the log" || return
+    assert_eq "$((ok1 - ok0))" 0 "successful calls in the log" || return
+    # the counters' sink stopped (the client's agent, which reads access.sock): calls go on
+    apid=$(cat "$D/client.pid")
+    kill -STOP "$apid" || { t_fail "the client's agent ($apid)"; return 1; }
+    okv "200 calls with the client's agent stopped" ip netns exec $NSC "$E2E_PY" "$GRPC" call "$SVC_GRPC:50051" -n 200 --deadline 5
+    i=$?
+    kill -CONT "$apid"
+    [ "$i" -eq 0 ] || return
+    echo "    the client's agent stopped: $(printf '%s' "$OUT" | sed 1d | tr '\n' ';')"
+    assert_eq "$(($(count_of "$OUT" srv-1) + $(count_of "$OUT" srv-2)))" 200 "calls answered OK while the sink was stopped" || return
 }
 
 # first_bytes NS ADDR PORT [SECONDS]: FB = "<connect ms> <first line ms> <line>" (or ERR ...)
@@ -403,6 +476,7 @@ t_run "a meshed client, two meshed servers (permissive mode), weftd's stream, ag
 [ "$T_FAILED" -eq 0 ] || t_summary # nothing below can work without the pods
 t_run "HTTP/2: one h2c connection's streams balanced per request over both servers" case_h2
 t_run "gRPC: calls on one channel balanced per call; statuses reach the client and the log" case_grpc
+t_run "gRPC status codes counted on both sides (trailers and Trailers-Only), exactly" case_grpc_codes
 t_run "server-first TCP: the banner without client bytes; declared ports skip detection" case_server_first
 t_run "WebSocket: the upgrade request is subject to the access rules" case_ws
 t_run "a WebSocket and a TCP stream survive twenty configuration changes" case_long_lived

@@ -340,7 +340,7 @@ static void acl_peers(struct rctx *x, const char *name, const json_t *peers, con
                        : " (want spiffe://<td>/ns/<ns>/sa/<sa>)");
                 return;
             }
-            emit(x, "    acl %s ssl_c_s_dn -m %s ", name, k ? "beg" : "str");
+            emit(x, "    acl %s var(sess.weft_peer) -m %s ", name, k ? "beg" : "str");
             emit_q(x, path, subj);
             emit(x, "\n");
             lines++;
@@ -847,6 +847,11 @@ static void render_inbound(struct rctx *x, const json_t *inbound, const char *mo
              x->o->inbound_port, x->o->cert_file, x->o->ca_file, alpn);
         inbound_bounds(x);
     }
+    /* the peer's certificate subject, formatted once per connection for the peers' ACLs
+     * (acl_peers()): tcp-request content and http-request rules run again for every request
+     * of a keep-alive connection, and ssl_c_s_dn formats the subject anew each time; the
+     * certificate cannot change within a connection (no renegotiation) */
+    emit(x, "    tcp-request session set-var(sess.weft_peer) ssl_c_s_dn\n");
     /* every decision is logged, to stdout and to the agent's access log socket (it counts
      * them: weft_agent_access_decisions_total), connections without data included (a tcp
      * port's reject happens before the peer's first byte) */
@@ -1223,10 +1228,12 @@ static void render_outbound(struct rctx *x, const json_t *outbound)
          "    maxconn %d\n"
          "    option idle-close-on-response\n"
          "    log-format \"%%ci:%%cp -> %%[dst]:%%[dst_port] %%b/%%s %%ST %%B %%Tt%s\"\n"
+         "    # the original destination port, once per connection (content rules run again\n"
+         "    # for every request of a keep-alive connection)\n"
+         "    tcp-request session set-var(sess.weft_dport) dst_port\n"
          "    # never loop into our own listeners\n"
          "    tcp-request content reject if { dst_port " PROXY_PORTS
          " } { dst 127.0.0.0/8 ::1 %s }\n"
-         "    tcp-request content set-var(sess.weft_dport) dst_port\n"
          "    tcp-request content set-var(sess.weft_svc) "
          "dst,concat(:,sess.weft_dport),map(%s/outbound.map)\n"
          "    tcp-request content switch-mode http if { var(sess.weft_svc) -m beg oh_ }\n",

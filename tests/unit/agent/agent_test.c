@@ -484,9 +484,12 @@ static void t_render_access(void)
     c = o.config.p;
     /* tcp port 5432: deny rules, audit, then the default (deny) */
     CHECK_HAS(c, "    acl in_5432 dst_port 5432\n");
-    CHECK_HAS(c,
-              "ssl_c_s_dn -m str '/O=cluster.local/OU=payments/CN=billing.payments.cluster.local'");
-    CHECK_HAS(c, "ssl_c_s_dn -m beg '/O=cluster.local/OU=monitoring/CN='");
+    CHECK_HAS(c, "var(sess.weft_peer) -m str "
+                 "'/O=cluster.local/OU=payments/CN=billing.payments.cluster.local'");
+    CHECK_HAS(c, "var(sess.weft_peer) -m beg '/O=cluster.local/OU=monitoring/CN='");
+    /* the peer's subject is formatted once per connection, not per request */
+    CHECK_HAS(c, "    tcp-request session set-var(sess.weft_peer) ssl_c_s_dn\n");
+    CHECK(!strstr(c, "acl peer_1 ssl_c_s_dn"));
     CHECK(pos(c, "tcp-request content reject if in_5432 peer_") <
           pos(c, "tcp-request content set-var(txn.weft_audit) "
                  "str(),concat(,txn.weft_audit,;shop/audit-monitoring) if in_5432"));

@@ -208,7 +208,7 @@ mapfile -t SS < <(procs "$AGENT_S")
 IDLE_C=$(pss_kb "${SC[@]}")
 IDLE_S=$(pss_kb "${SS[@]}")
 for p in $PATHS; do : >"$T/$p"; done
-CPU_HP=0 CPU_AG=0 REQS=0 LOAD_C=0 LOAD_S=0 ERRS=0 CPU_A=0 REQS_A=0 CPU_B=0 REQS_B=0
+CPU_HP=0 CPU_MS=0 CPU_AG=0 REQS=0 LOAD_C=0 LOAD_S=0 ERRS=0 CPU_A=0 REQS_A=0 CPU_B=0 REQS_B=0
 for _ in $(seq "$ROUNDS"); do
     for p in $PATHS; do
         case $p in
@@ -216,6 +216,7 @@ for _ in $(seq "$ROUNDS"); do
         pairB) t0=$(ticks "$PAIRB_C" "$PAIRB_S") ;;
         mesh)
             hp0=$(ticks "${SC[@]:1}" "${SS[@]:1}")
+            ms0=$(ticks "${SC[1]}" "${SS[1]}")
             ag0=$(ticks "$AGENT_C" "$AGENT_S")
             ( sleep $((WARMUP + SECONDS_ / 2)); echo "$(pss_kb "${SC[@]}") $(pss_kb "${SS[@]}")" >"$T/pss.load" ) &
             SAMPLER=$!
@@ -233,6 +234,7 @@ for _ in $(seq "$ROUNDS"); do
         mesh)
             wait "$SAMPLER"
             CPU_HP=$((CPU_HP + $(ticks "${SC[@]:1}" "${SS[@]:1}") - hp0))
+            CPU_MS=$((CPU_MS + $(ticks "${SC[1]}" "${SS[1]}") - ms0))
             CPU_AG=$((CPU_AG + $(ticks "$AGENT_C" "$AGENT_S") - ag0))
             REQS=$((REQS + $5))
             read -r a b <"$T/pss.load"
@@ -290,10 +292,10 @@ paste -d' ' "$T/direct" "$T/pairB" "$T/mesh" | while read -r d50 d90 d99 _ _ _ b
 done
 echo
 for p in $PATHS; do echo "per round, $p (p50 p90 p99 errors sent body): $(tr '\n' ';' <"$T/$p")"; done
-awk -v t="$CPU_HP" -v a="$CPU_AG" -v n="$REQS" -v at="$CPU_A" -v an="$REQS_A" -v bt="$CPU_B" -v bn="$REQS_B" -v hz="$HZ" 'BEGIN {
+awk -v t="$CPU_HP" -v ms="$CPU_MS" -v a="$CPU_AG" -v n="$REQS" -v at="$CPU_A" -v an="$REQS_A" -v bt="$CPU_B" -v bn="$REQS_B" -v hz="$HZ" 'BEGIN {
     w = t * 1000 / hz / (n / 1000) / 2; pa = at * 1000 / hz / (an / 1000) / 2; pb = bt * 1000 / hz / (bn / 1000) / 2
-    printf "CPU per 1,000 requests, HAProxy, per side: Weft %.1f ms (%d requests), pair A %.1f ms, pair B %.1f ms; Weft / pair B %.2f, Weft / pair A %.2f\n",
-        w, n, pa, pb, w / pb, w / pa
+    printf "CPU per 1,000 requests, HAProxy, per side: Weft %.1f ms (%d requests; master and worker, of which the master %.1f ms), pair A %.1f ms, pair B %.1f ms; Weft / pair B %.2f, Weft / pair A %.2f\n",
+        w, n, ms * 1000 / hz / (n / 1000) / 2, pa, pb, w / pb, w / pa
     printf "CPU per 1,000 requests, weft-agent, per sidecar: %.2f ms\n", a * 1000 / hz / (n / 1000) / 2 }'
 echo "PSS of a sidecar (agent + HAProxy master + worker), small document: client side idle $(mb "$IDLE_C") MB, under load $(mb "$LOAD_C") MB; server side idle $(mb "$IDLE_S") MB, under load $(mb "$LOAD_S") MB"
 for p in "${SC[@]}"; do echo "  client sidecar pid $p $(tr '\0' ' ' </proc/$p/cmdline | cut -c1-60): PSS $(pss_kb "$p") kB"; done

@@ -380,14 +380,32 @@ static void cr_free(struct m_cr *c)
     free(c);
 }
 
+/*
+ * Pods, Services and EndpointSlices open with the same head (model.h): ns, name, key "ns/name"
+ * and the digest d. head_set names a new record (on -ENOMEM what it set is left to the record's
+ * free function); head_release frees the head of a record being freed.
+ */
+static int head_set(char **ns, char **name, char **key, const char *in_ns, const char *in_name)
+{
+    *ns = strdup(in_ns);
+    *name = strdup(in_name);
+    *key = controller__key(in_ns, in_name);
+    return *ns && *name && *key ? 0 : -ENOMEM;
+}
+
+static void head_release(char *ns, char *name, char *key, json_t *d)
+{
+    free(ns);
+    free(name);
+    free(key);
+    json_decref(d);
+}
+
 static void pod_free(struct m_pod *p)
 {
     if (!p)
         return;
-    free(p->ns);
-    free(p->name);
-    free(p->key);
-    json_decref(p->d);
+    head_release(p->ns, p->name, p->key, p->d);
     json_decref(p->inbound);
     free(p);
 }
@@ -396,10 +414,7 @@ static void svc_free(struct m_svc *s)
 {
     if (!s)
         return;
-    free(s->ns);
-    free(s->name);
-    free(s->key);
-    json_decref(s->d);
+    head_release(s->ns, s->name, s->key, s->d);
     json_decref(s->reach);
     json_decref(s->block);
     map_release(&s->callers);
@@ -410,10 +425,7 @@ static void slice_free(struct m_slice *s)
 {
     if (!s)
         return;
-    free(s->ns);
-    free(s->name);
-    free(s->key);
-    json_decref(s->d);
+    head_release(s->ns, s->name, s->key, s->d);
     free(s);
 }
 
@@ -1619,10 +1631,8 @@ static int pod_changed(struct mesh_model *m, struct m_nsc *c, struct m_pod *old,
         p = calloc(1, sizeof(*p));
         if (!p)
             goto nomem;
-        p->ns = strdup(c->name);
-        p->name = strdup(name);
-        p->key = controller__key(c->name, name);
-        if (!p->ns || !p->name || !p->key || map_put(&m->pods, p->key, p) < 0)
+        if (head_set(&p->ns, &p->name, &p->key, c->name, name) < 0 ||
+            map_put(&m->pods, p->key, p) < 0)
             goto nomem_free;
         if (map_put(&c->pods, p->name, p) < 0) {
             map_del(&m->pods, p->key);
@@ -1688,11 +1698,9 @@ static int svc_changed(struct mesh_model *m, struct m_nsc *c, struct m_svc *old,
         s = calloc(1, sizeof(*s));
         if (!s)
             goto nomem;
-        s->ns = strdup(c->name);
-        s->name = strdup(name);
-        s->key = controller__key(c->name, name);
         s->reach = json_false();
-        if (!s->ns || !s->name || !s->key || map_put(&m->svcs, s->key, s) < 0) {
+        if (head_set(&s->ns, &s->name, &s->key, c->name, name) < 0 ||
+            map_put(&m->svcs, s->key, s) < 0) {
             svc_free(s);
             goto nomem;
         }
@@ -1746,10 +1754,8 @@ static int slice_changed(struct mesh_model *m, struct m_nsc *c, struct m_slice *
         s = calloc(1, sizeof(*s));
         if (!s)
             goto nomem;
-        s->ns = strdup(c->name);
-        s->name = strdup(name);
-        s->key = controller__key(c->name, name);
-        if (!s->ns || !s->name || !s->key || map_put(&c->slices, s->name, s) < 0) {
+        if (head_set(&s->ns, &s->name, &s->key, c->name, name) < 0 ||
+            map_put(&c->slices, s->name, s) < 0) {
             slice_free(s);
             goto nomem;
         }

@@ -84,8 +84,7 @@ struct agent {
     bool health_busy, hp_healthy, restart_busy;
 
     struct http_server *hs;
-    uv_poll_t hpoll;
-    uv_timer_t htimer;
+    struct http_uv *hs_uv; /* drives hs from the loop */
 
     /* the inbound listener's decisions: HAProxy's log lines on <run_dir>/access.sock */
     struct agent_access *access;
@@ -828,27 +827,6 @@ static void health_handle(void *arg, struct http_conn *c, const struct http_requ
     http_respond(c, 404, "text/plain", "not found\n", 10, NULL);
 }
 
-static void on_htimer(uv_timer_t *t);
-static void hround_(struct agent *a)
-{
-    int t;
-
-    if (!a->hs || http_server_step(a->hs, 0))
-        return;
-    t = http_server_next_timeout(a->hs);
-    uv_timer_start(&a->htimer, on_htimer, (uint64_t)(t < 0 ? 1000 : t), 0);
-}
-static void on_htimer(uv_timer_t *t)
-{
-    hround_(t->data);
-}
-static void on_hpoll(uv_poll_t *p, int status, int events)
-{
-    (void)status;
-    (void)events;
-    hround_(p->data);
-}
-
 static int health_start(struct agent *a)
 {
     /* probes from the kubelet and /quitquitquit: small, few, quick */
@@ -866,16 +844,7 @@ static int health_start(struct agent *a)
     if (rc)
         return rc;
     http_server_set_limits(a->hs, &lim);
-    uv_timer_init(a->loop, &a->htimer);
-    a->htimer.data = a;
-    rc = uv_poll_init(a->loop, &a->hpoll, http_server_fd(a->hs));
-    if (rc)
-        return rc;
-    a->hpoll.data = a;
-    rc = uv_poll_start(&a->hpoll, UV_READABLE, on_hpoll);
-    if (!rc)
-        hround_(a);
-    return rc;
+    return http_uv_attach(a->loop, a->hs, &a->hs_uv);
 }
 
 /* ---- access decisions ----------------------------------------------------------------------- */
@@ -960,8 +929,8 @@ static void stop_all(struct agent *a)
     uv_close((uv_handle_t *)&a->cert_timer, NULL);
     uv_close((uv_handle_t *)&a->stop_timer, NULL);
     uv_close((uv_handle_t *)&a->health_timer, NULL);
-    uv_close((uv_handle_t *)&a->htimer, NULL);
-    uv_close((uv_handle_t *)&a->hpoll, NULL);
+    http_uv_detach(a->hs_uv);
+    a->hs_uv = NULL;
     uv_close((uv_handle_t *)&a->access_poll, NULL);
     uv_close((uv_handle_t *)&a->sig_chld, NULL);
     uv_close((uv_handle_t *)&a->sig_term, NULL);

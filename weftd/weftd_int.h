@@ -167,7 +167,10 @@ struct weftd {
 
     struct http_server *admin, *webhook, *certs;
     int debug_reviews; /* /debug/ requests being authorized (debug_auth.c) */
-    struct weftd_http *attached[4];
+    struct {
+        struct http_server *s; /* NULL: a free slot */
+        struct http_uv *uv;
+    } attached[4];
     struct weftd_metrics m;
     uv_signal_t sigterm, sigint;
     bool stopping;

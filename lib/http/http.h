@@ -133,6 +133,23 @@ int http_server_step(struct http_server *s, int timeout_ms) WUR;
 int http_server_next_timeout(const struct http_server *s);
 void http_server_flush(struct http_server *s);
 
+/*
+ * Embedded in a libuv loop (http_uv.c: weftd's listeners, the agent's health listener): a
+ * uv_poll_t on http_server_fd runs a non-blocking round when anything is ready, and a uv_timer_t
+ * runs one when the server's own timers (ticks, deadlines) are due. Loop thread only.
+ *
+ * http_uv_attach drives s from loop, running a first round at once; s stays owned by the caller
+ * and must outlive the attachment. Returns 0, -ENOMEM, or a libuv error (negative errno) from
+ * uv_poll_init/uv_poll_start. http_uv_kick runs a round now (to write out an answer to a deferred
+ * request made from a non-HTTP callback). http_uv_detach stops driving: the handles close
+ * asynchronously and h is freed once they have (let the loop run once more); NULL is accepted.
+ */
+struct http_uv;
+struct uv_loop_s;
+int http_uv_attach(struct uv_loop_s *loop, struct http_server *s, struct http_uv **out) WUR;
+void http_uv_kick(struct http_uv *h);
+void http_uv_detach(struct http_uv *h);
+
 /* Run the loop until http_server_stop(); returns 0 or a negative errno. */
 int http_server_run(struct http_server *s) WUR;
 void http_server_stop(struct http_server *s);

@@ -4,8 +4,8 @@
 # BUILD selects the build directory (build/ by default). Method and recorded figures:
 # BENCHMARKS.md. Takes about 6 minutes on 2 cores with the defaults (the webhook part about
 # 25 s, weftd under hostile clients about 90 s, the sidecar about 2.5 minutes plus the wait for
-# /tmp/weft-e2e-meshbench.lock, the config stream with 1,000 agents about 70 s; STREAM_AGENTS=10000
-# runs it with 10,000).
+# /tmp/weft-e2e-meshbench.lock, the config stream with 1,000 agents about 70 s, the split flip
+# over 50 meshed pods about 70 s; STREAM_AGENTS=10000 runs the config stream with 10,000).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
@@ -47,6 +47,12 @@ if [ "$(id -u)" = 0 ] && command -v haproxy >/dev/null; then
     BUILD=$BUILD bash bench/mesh_bench.sh || rc=1
 else
     echo "== sidecar: skipped (needs root and haproxy: bench/mesh_bench.sh)"
+fi
+if [ "$(id -u)" = 0 ] && command -v haproxy >/dev/null && [ -x "$BUILD/bench/flip_client" ]; then
+    # 50 meshed pods on weftd's stream; flip_bench.sh takes /tmp/weft-e2e-flip.lock itself
+    BUILD=$BUILD bash bench/flip_bench.sh || rc=1
+else
+    echo "== split flip: skipped (needs root, haproxy and the build: bench/flip_bench.sh)"
 fi
 if [ "$(id -u)" = 0 ] && command -v haproxy >/dev/null && command -v h2load >/dev/null; then
     # network namespaces of its own: h2_bench.sh takes /tmp/weft-e2e-h2bench.lock itself

@@ -90,15 +90,7 @@ for b in flip-a:201 flip-b:202 apex:203; do
     wait_for 10 grep -q listening "$E2E_BG_LOG" || die "backend ${b%%:*}: $(cat "$E2E_BG_LOG")"
 done
 {
-    cat <<EOF
-apiVersion: v1
-kind: Namespace
-metadata: {name: $NS, labels: {weft.dev/inject: enabled}}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: client, namespace: $NS}
-EOF
+    mesh_ns_yaml $NS client
     for s in web:20:203 web-a:21:201 web-b:22:202; do
         IFS=: read -r name ip ep <<<"$s"
         printf -- '---\napiVersion: v1\nkind: Service\nmetadata: {name: %s, namespace: %s}\nspec: {clusterIP: 10.96.251.%s, ports: [{port: 80, name: http, targetPort: 8080}]}\n' \

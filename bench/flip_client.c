@@ -159,9 +159,8 @@ static int exchange(struct client *c, char *name, const char **why)
         }
         n = recv_some(c, c->rx + have, sizeof(c->rx) - 1 - have, deadline, why);
         if (n < 0)
-            return have == 0 && c->reused && strcmp(*why, "no answer within the timeout") != 0
-                       ? 1
-                       : -1;
+            return have == 0 && c->reused && strcmp(*why, "no answer within the timeout") != 0 ? 1
+                                                                                               : -1;
         if (n == 0) {
             *why = "connection closed during the answer";
             return have == 0 && c->reused ? 1 : -1;
@@ -219,12 +218,10 @@ static int usage(void)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"addr", required_argument, NULL, 'a'},
-                                         {"port", required_argument, NULL, 'p'},
-                                         {"interval-ms", required_argument, NULL, 'i'},
-                                         {"timeout-ms", required_argument, NULL, 't'},
-                                         {"host", required_argument, NULL, 'H'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"addr", required_argument, NULL, 'a'},        {"port", required_argument, NULL, 'p'},
+        {"interval-ms", required_argument, NULL, 'i'}, {"timeout-ms", required_argument, NULL, 't'},
+        {"host", required_argument, NULL, 'H'},        {NULL, 0, NULL, 0}};
     static struct client c;
     struct sigaction sa;
     const char *addr = NULL;
@@ -314,8 +311,8 @@ int main(int argc, char **argv)
             clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
         }
     }
-    printf("END requests=%llu errors=%llu retried=%llu connects=%llu max_gap_us=%llu\n",
-           c.requests, c.errors, c.retried, c.connects, (unsigned long long)(max_gap / 1000u));
+    printf("END requests=%llu errors=%llu retried=%llu connects=%llu max_gap_us=%llu\n", c.requests,
+           c.errors, c.retried, c.connects, (unsigned long long)(max_gap / 1000u));
     conn_close(&c);
     return c.errors ? 1 : 0;
 }

@@ -228,7 +228,13 @@ class Driver:
         fl = self.flip
         if fl is None:
             return
-        if name == fl["target"] and got >= fl["t0"]:
+        if got < fl["t0"]:
+            # read after this flip began, but an answer from before it: a change of side after
+            # the previous flip had been observed by every client and had been quiet for its gap
+            raise Fail("%s: answered from %s %.1f ms before flip %d's apply, after every client "
+                       "had been on the other side since flip %d" % (
+                           tag, name, (fl["t0"] - got) / 1e6, fl["i"], fl["i"] - 1))
+        if name == fl["target"]:
             fl["seen"].setdefault(tag, got)
         elif tag in fl["seen"]:
             # an answer from the old side after one from the new: the sidecar sets the raised

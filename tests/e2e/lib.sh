@@ -178,6 +178,8 @@ nat_rules() {
 #   mesh_weftd [weftd options...] weftd alone (a restart with other options)
 #   mesh_hub NS IP               a hub namespace with bridge wfbr0 (IP/24) for mesh_attach
 #   mesh_attach NS IP            a veth from namespace NS (IP/24, default route) to the hub
+#   mesh_ns_yaml NS [SA...]      a meshed namespace (weft.dev/inject: enabled) and those
+#                                ServiceAccounts in it on stdout (for kubectl apply)
 #   mesh_pod_yaml NAME NS SA LABELS [PORTS]
 #                                a meshed Pod (app and weft-proxy containers) on stdout; LABELS and
 #                                PORTS in YAML flow style: "{app: web}", "[{containerPort: 8080}]"
@@ -257,6 +259,15 @@ mesh_attach() {
         ip -n "$ns" addr add "$ip/24" dev "$va" && ip -n "$ns" link set "$va" up &&
         ip -n "$MESH_HUB" link set "$vb" master wfbr0 && ip -n "$MESH_HUB" link set "$vb" up &&
         ip -n "$ns" route add default dev "$va" || mesh_fail "$ns: no link to the hub $MESH_HUB"
+}
+
+mesh_ns_yaml() {
+    local ns=$1 sa
+    shift
+    printf -- '---\napiVersion: v1\nkind: Namespace\nmetadata: {name: %s, labels: {weft.dev/inject: enabled}}\n' "$ns"
+    for sa in "$@"; do
+        printf -- '---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {name: %s, namespace: %s}\n' "$sa" "$ns"
+    done
 }
 
 mesh_pod_yaml() {

@@ -115,14 +115,8 @@ case_setup() {
     # 30% random 503s (two seeds), a hanging endpoint and a quick one
     backend flaky-a 10.250.42.51 FAIL_PERCENT=30 FAIL_SEED=1 && backend flaky-b 10.250.42.52 FAIL_PERCENT=30 FAIL_SEED=2 &&
         backend hang 10.250.42.61 DELAY_MS=5000 && backend quick 10.250.42.62 || { t_fail "retry backends"; return 1; }
-    cat >"$D/app.yaml" <<EOF
-apiVersion: v1
-kind: Namespace
-metadata: {name: $NS, labels: {weft.dev/inject: enabled}}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: client, namespace: $NS}
+    mesh_ns_yaml $NS client >"$D/app.yaml"
+    cat >>"$D/app.yaml" <<EOF
 ---
 apiVersion: v1
 kind: Service

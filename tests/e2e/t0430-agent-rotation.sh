@@ -55,18 +55,8 @@ case_setup() {
     WEFTD_LOG=$MESH_WEFTD_LOG
     cp "$D/root.pem" "$D/roots.pem"
     {
+        mesh_ns_yaml $NS client app
         cat <<EOF
-apiVersion: v1
-kind: Namespace
-metadata: {name: $NS, labels: {weft.dev/inject: enabled}}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: client, namespace: $NS}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: app, namespace: $NS}
 ---
 apiVersion: v1
 kind: Service

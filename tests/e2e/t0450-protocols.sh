@@ -31,7 +31,6 @@
 
 e2e_require_root || t_summary
 
-K="$KUBECTL_DIR/kubectl.1.33"
 WEFTD=$KL_REPO/$BUILD/bin/weftd
 AGENT=$KL_REPO/$BUILD/bin/weft-agent
 INIT=$KL_REPO/$BUILD/bin/weft-init
@@ -57,9 +56,7 @@ done
 "$E2E_PY" -c 'import grpc' 2>/dev/null || { t_skip "python3-grpcio is not installed (make deps)"; t_summary; }
 t_pass
 
-KH=(ip netns exec "$HUB" env KUBECONFIG="$D/kubeconfig" "$K") # kubectl in the hub
-kh() { "${KH[@]}" "$@"; }
-ready() { ip netns exec "$1" curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:15020/healthz/ready; }
+kh() { mesh_k "$@"; } # kubectl in the hub
 acks() { grep -c 'msg="configuration applied (ACK)"' "$D/$1.log"; }
 metric() { # NS SERIES: one sample of the pod's HAProxy exporter
     ip netns exec "$1" curl -s http://127.0.0.1:15090/metrics | awk -v s="$2" '$1 == s {print $2; exit}'
@@ -67,26 +64,12 @@ metric() { # NS SERIES: one sample of the pod's HAProxy exporter
 agent_metric() { # NS SERIES: one sample of the agent's metrics on 15020 (0 when absent)
     ip netns exec "$1" curl -s http://127.0.0.1:15020/stats/prometheus | awk -v s="$2" '$1 == s {v = $2} END {print v + 0}'
 }
-# pod_link NS IP: a veth from NS (address IP/24, default route) to the hub's bridge
-LINKS=0
-pod_link() {
-    local va vb
-    LINKS=$((LINKS + 1))
-    va=wfe$$p${LINKS}a vb=wfe$$p${LINKS}b
-    va=${va:0:15} vb=${vb:0:15}
-    ip link add "$va" netns "$1" type veth peer name "$vb" netns $HUB || return
-    ip -n "$1" addr add "$2/24" dev "$va" && ip -n "$1" link set "$va" up &&
-        ip -n $HUB link set "$vb" master wfebr0 && ip -n $HUB link set "$vb" up &&
-        ip -n "$1" route add default dev "$va"
-}
-
 case_setup() {
-    local p name ns ip uid
-    mkdir -p "$D" && chmod 755 "$KL_TMP" "$D"
-    for ns in $HUB $NSC $NS1 $NS2 $NSX; do e2e_netns $ns || return; done
-    ip -n $HUB link add wfebr0 type bridge && ip -n $HUB addr add $HUB_IP/24 dev wfebr0 &&
-        ip -n $HUB link set wfebr0 up || return
-    pod_link $NSC $C_IP && pod_link $NS1 $S1_IP && pod_link $NS2 $S2_IP && pod_link $NSX $X_IP || return
+    local p name ns ip
+    MESH_D=$D
+    mesh_hub $HUB $HUB_IP || return
+    for ns in $NSC $NS1 $NS2 $NSX; do e2e_netns $ns || return; done
+    mesh_attach $NSC $C_IP && mesh_attach $NS1 $S1_IP && mesh_attach $NS2 $S2_IP && mesh_attach $NSX $X_IP || return
     for ns in $NSC $NS1 $NS2 $NSX; do e2e_hosts $ns "$HUB_IP $CP" || return; done
     e2e_hosts $HUB "$HUB_IP $CP" || return
     # the servers' apps, on the pod's address
@@ -101,24 +84,12 @@ case_setup() {
             e2e_bg "$ns" "$E2E_PY" "$APP" ws "$ip" 8090 "$name" && wait_for 10 grep -q '^ready' "$E2E_BG_LOG" ||
             { t_fail "$name's apps did not start: $(cat "$E2E_BG_LOG")"; return 1; }
     done
-    e2e_bg $HUB "$KL_REPO/$BUILD/bin/kubelite" --listen 127.0.0.1:0 --kubeconfig-out "$D/kubeconfig" \
-        --openapi-dir "$KL_REPO/tests/kubelite/openapi"
-    wait_for 10 test -s "$D/kubeconfig" || { t_fail "kubelite did not start"; return 1; }
-    ok "weft-system" "${KH[@]}" create namespace weft-system || return
-    ok "CRDs" "${KH[@]}" apply -f "$KL_REPO/crds/" || return
+    # kubelite and weftd (mode permissive) in the hub
+    mesh_control_plane $HUB $HUB_IP --default-mode permissive || return
+    WEFTD_LOG=$MESH_WEFTD_LOG
     {
+        mesh_ns_yaml $NS client srv
         cat <<EOF
-apiVersion: v1
-kind: Namespace
-metadata: {name: $NS, labels: {weft.dev/inject: enabled}}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: client, namespace: $NS}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: srv, namespace: $NS}
 ---
 apiVersion: v1
 kind: Service
@@ -150,51 +121,24 @@ apiVersion: v1
 kind: Service
 metadata: {name: other, namespace: $NS}
 spec: {clusterIP: 10.96.45.20, ports: [{port: 80, name: http, targetPort: 8090}]}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client, namespace: $NS, labels: {app: client}}
-spec:
-  serviceAccountName: client
-  containers:
-  - {name: app, image: app:1}
-  - {name: weft-proxy, image: weft/proxy:dev}
 EOF
-        for name in srv-1 srv-2; do
-            printf -- '---\napiVersion: v1\nkind: Pod\nmetadata: {name: %s, namespace: %s, labels: {app: srv}}\nspec:\n  serviceAccountName: srv\n  containers:\n  - {name: app, image: app:1}\n  - {name: weft-proxy, image: weft/proxy:dev}\n' "$name" "$NS"
-        done
+        mesh_pod_yaml client $NS client "{app: client}"
+        mesh_pod_yaml srv-1 $NS srv "{app: srv}"
+        mesh_pod_yaml srv-2 $NS srv "{app: srv}"
     } >"$D/app.yaml"
-    ok "objects" "${KH[@]}" apply -f "$D/app.yaml" || return
+    ok "objects" "${MESH_K[@]}" apply -f "$D/app.yaml" || return
     for p in client:$C_IP srv-1:$S1_IP srv-2:$S2_IP; do
-        ok "${p%%:*}: IP" "${KH[@]}" patch pod -n $NS "${p%%:*}" --subresource=status --type=merge \
-            -p "{\"status\":{\"phase\":\"Running\",\"podIP\":\"${p#*:}\",\"podIPs\":[{\"ip\":\"${p#*:}\"}],\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}}" || return
-        uid=$(kh get pod -n $NS "${p%%:*}" -o 'jsonpath={.metadata.uid}') || return
-        printf '%s' "$uid" >"$D/${p%%:*}.uid"
-        kh create token -n $NS "$([ "${p%%:*}" = client ] && echo client || echo srv)" --audience weft --duration 1h \
-            --bound-object-kind Pod --bound-object-name "${p%%:*}" --bound-object-uid "$uid" >"$D/${p%%:*}.token" || return
+        mesh_pod_up "${p%%:*}" $NS "${p#*:}" || return
     done
     # the Services with a selector get their EndpointSlices from kubelite's controller; "other"
     # has none: its slice is ours to change (case_long_lived)
     slice other http 8090 srv-1 srv-2 || { t_fail "endpoint slice"; return 1; }
-    e2e_bg $HUB "$WEFTD" --kubeconfig "$D/kubeconfig" --namespace weft-system --identity a \
-        --admin-listen 127.0.0.1:18090 --certs-listen "$HUB_IP:15012" --stream-listen "$HUB_IP:15013" \
-        --webhook-listen 127.0.0.1:18444 --default-mode permissive
-    WEFTD_LOG=$E2E_BG_LOG
-    wait_for 30 sh -c "grep -q 'msg=listening what=stream' '$WEFTD_LOG'" || { t_fail "weftd: $(tail -5 "$WEFTD_LOG")"; return 1; }
-    kh get secret -n weft-system weft-ca -o 'jsonpath={.data.ca\.crt}' | base64 -d >"$D/root.pem" || return
-    chmod 644 "$D"/*.token "$D/root.pem"
     for p in client:$NSC:$C_IP srv-1:$NS1:$S1_IP srv-2:$NS2:$S2_IP; do
         IFS=: read -r name ns ip <<<"$p"
-        ok "$name: weft-init" ip netns exec "$ns" "$INIT" || return
-        mkdir -p "$D/$name" && chown 1337:1337 "$D/$name"
-        ip netns exec "$ns" env POD_IP="$ip" "${E2E_1337[@]}" "$AGENT" --control-plane "$CP:15012" \
-            --stream-port 15013 --stream-server-name $CP --token-file "$D/$name.token" \
-            --ca-file "$D/root.pem" --run-dir "$D/$name/run" >"$D/$name.log" 2>&1 &
-        bg_track $!
-        echo $! >"$D/$name.pid" # ip netns exec and setpriv exec: the agent's own
+        mesh_agent "$ns" "$name" "$ip" || return
+        echo "$MESH_AGENT_PID" >"$D/$name.pid" # ip netns exec and setpriv exec: the agent's own
     done
-    wait_for 30 sh -c "[ \"\$(ip netns exec $NSC curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:15020/healthz/ready)\" = 200 ] && [ \"\$(ip netns exec $NS1 curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:15020/healthz/ready)\" = 200 ] && [ \"\$(ip netns exec $NS2 curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:15020/healthz/ready)\" = 200 ]" ||
-        { t_fail "agents not ready: client $(ready $NSC), srv-1 $(ready $NS1), srv-2 $(ready $NS2): $(grep -v level=debug "$D/client.log" | tail -3)"; return 1; }
+    mesh_ready 30 $NSC $NS1 $NS2 || return
     # the client's document routes every Service to both servers before the first call
     wait_for 20 sh -c "grep -q '$S2_IP:8090' '$D/client/run/haproxy.cfg' && grep -q '$S2_IP:50051' '$D/client/run/haproxy.cfg'" ||
         { t_fail "the client's configuration lacks the servers: $(grep -v level=debug "$D/client.log" | tail -3)"; return 1; }
@@ -449,7 +393,7 @@ case_long_lived() {
         change "client srv-1 srv-2" "other's endpoints: srv-1 only ($i)" slice other http 8090 srv-1 || return
         change "client srv-1 srv-2" "other's endpoints: both ($i)" slice other http 8090 srv-1 srv-2 || return
         # a new Service in the mesh (its endpoints meshed pods): a new backend for every caller
-        change "client srv-1 srv-2" "new Service extra-$i" sh -c "printf '{\"apiVersion\": \"v1\", \"kind\": \"Service\", \"metadata\": {\"name\": \"extra-$i\", \"namespace\": \"$NS\"}, \"spec\": {\"clusterIP\": \"10.96.45.$((40 + i))\", \"selector\": {\"app\": \"srv\"}, \"ports\": [{\"port\": 80, \"name\": \"http\", \"targetPort\": 8090}]}}' | ${KH[*]} apply -f - >/dev/null" || return
+        change "client srv-1 srv-2" "new Service extra-$i" sh -c "printf '{\"apiVersion\": \"v1\", \"kind\": \"Service\", \"metadata\": {\"name\": \"extra-$i\", \"namespace\": \"$NS\"}, \"spec\": {\"clusterIP\": \"10.96.45.$((40 + i))\", \"selector\": {\"app\": \"srv\"}, \"ports\": [{\"port\": 80, \"name\": \"http\", \"targetPort\": 8090}]}}' | ${MESH_K[*]} apply -f - >/dev/null" || return
         # an inbound rule on another port of the servers (gRPC's): their listeners change
         change "srv-1 srv-2" "Audit policy on grpc ($i)" policy grpc-audit-$i grpc '"action": "Audit"' || return
     done

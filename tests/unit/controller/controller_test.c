@@ -811,6 +811,17 @@ static json_t *other_ns(void)
     return docs;
 }
 
+/* AccessPolicy default/v2: Allow, to the Service reviews-v2, from other_ns's ServiceAccount
+ * other/lonely. */
+static json_t *allow_v2_from_lonely(void)
+{
+    return json_pack("{s:s,s:s,s:{s:s,s:s},s:{s:{s:s,s:s},s:s,s:[{s:{s:s,s:s}}]}}", "apiVersion",
+                     "mesh.weft.dev/v1alpha1", "kind", "AccessPolicy", "metadata", "name", "v2",
+                     "namespace", "default", "spec", "targetRef", "kind", "Service", "name",
+                     "reviews-v2", "action", "Allow", "from", "serviceAccount", "name", "lonely",
+                     "namespace", "other");
+}
+
 static void dirty_is(struct mesh_model *m, const char *const *want, size_t n)
 {
     json_t *d = NULL;
@@ -937,11 +948,7 @@ static void t_incr_policy_and_pods(void)
 
     /* an Allow for reviews-v2 only from other/lonely: v2's inbound, and lonely may now call
      * reviews-v2 (its outbound) */
-    ap = json_pack("{s:s,s:s,s:{s:s,s:s},s:{s:{s:s,s:s},s:s,s:[{s:{s:s,s:s}}]}}", "apiVersion",
-                   "mesh.weft.dev/v1alpha1", "kind", "AccessPolicy", "metadata", "name", "v2",
-                   "namespace", "default", "spec", "targetRef", "kind", "Service", "name",
-                   "reviews-v2", "action", "Allow", "from", "serviceAccount", "name", "lonely",
-                   "namespace", "other");
+    ap = allow_v2_from_lonely();
     REQUIRE(mesh_model_upsert(m, ap) == 0);
     dirty_is(m, lonely_and_v2, 2);
     REQUIRE(mesh_compile_pod_ex(m, "other", "lonely", &doc, &info) == 0);
@@ -1251,11 +1258,7 @@ static void t_scope_mesh_dirty(void)
     compile_all(m);
 
     /* an Allow for reviews-v2 from other/lonely: reviews-v2-a's inbound only */
-    ap = json_pack("{s:s,s:s,s:{s:s,s:s},s:{s:{s:s,s:s},s:s,s:[{s:{s:s,s:s}}]}}", "apiVersion",
-                   "mesh.weft.dev/v1alpha1", "kind", "AccessPolicy", "metadata", "name", "v2",
-                   "namespace", "default", "spec", "targetRef", "kind", "Service", "name",
-                   "reviews-v2", "action", "Allow", "from", "serviceAccount", "name", "lonely",
-                   "namespace", "other");
+    ap = allow_v2_from_lonely();
     REQUIRE(mesh_model_upsert(m, ap) == 0);
     dirty_is(m, v2, 1);
     REQUIRE(mesh_model_delete(m, "AccessPolicy", "default", "v2") == 0);

@@ -1006,6 +1006,27 @@ static void kl_start(struct kl_proc *p, int port, bool insecure, const char *dat
     atexit(kill_all);
 }
 
+/*
+ * A live case's start: skipped without a kubelite binary, else a kubelite of its own (kl_start
+ * with port 0 and no data directory) and an initialized loop. live_end: every handle on the loop
+ * closed (drain_close checks it), kubelite stopped (if the case has not already), its directory
+ * removed.
+ */
+static void live_begin(struct kl_proc *kp, uv_loop_t *loop, bool insecure, const char *const *extra)
+{
+    live_require();
+    memset(kp, 0, sizeof(*kp));
+    kl_start(kp, 0, insecure, NULL, extra);
+    REQUIRE(uv_loop_init(loop) == 0);
+}
+
+static void live_end(struct kl_proc *kp, uv_loop_t *loop)
+{
+    drain_close(loop);
+    kl_kill(kp);
+    rm_tree(kp->dir);
+}
+
 static struct kube_client *client_for(uv_loop_t *loop, const char *kc)
 {
     struct kube_config *cfg = NULL;
@@ -1374,12 +1395,9 @@ static void t_live_informer_pages(void)
     struct kube_informer_stats st;
     char name[32];
 
-    live_require();
-    memset(&kp, 0, sizeof(kp));
+    live_begin(&kp, &loop, true, NULL);
     memset(&r, 0, sizeof(r));
     buf_init(&r.log);
-    kl_start(&kp, 0, true, NULL, NULL);
-    REQUIRE(uv_loop_init(&loop) == 0);
     c = client_for(&loop, kp.kc);
     for (int i = 0; i < 7; i++) {
         snprintf(name, sizeof(name), "pre-%d", i);
@@ -1430,10 +1448,8 @@ static void t_live_informer_pages(void)
 
     kube_informer_free(inf);
     kube_client_free(c);
-    drain_close(&loop);
+    live_end(&kp, &loop);
     buf_release(&r.log);
-    kl_kill(&kp);
-    rm_tree(kp.dir);
 }
 
 static void t_live_restart(void)
@@ -1449,15 +1465,12 @@ static void t_live_restart(void)
     static const char *const extra[] = {"--bookmark-interval", "1000", NULL};
     char data[300], rv_before[64];
 
-    live_require();
-    memset(&kp, 0, sizeof(kp));
+    live_begin(&kp, &loop, true, extra); /* only to get a directory and a port */
     memset(&r, 0, sizeof(r));
     buf_init(&r.log);
-    kl_start(&kp, 0, true, NULL, extra); /* only to get a directory and a port */
     kl_kill(&kp);
     snprintf(data, sizeof(data), "%s/data", kp.dir);
     kl_start(&kp, kp.port, true, data, extra);
-    REQUIRE(uv_loop_init(&loop) == 0);
     c = client_for(&loop, kp.kc);
     CHECK_INT(sync_create(&loop, c, &CM, cm_obj("keep", "t", "0")), 201);
     CHECK_INT(sync_create(&loop, c, &CM, cm_obj("change", "t", "0")), 201);
@@ -1508,10 +1521,8 @@ static void t_live_restart(void)
 
     kube_informer_free(inf);
     kube_client_free(c);
-    drain_close(&loop);
+    live_end(&kp, &loop);
     buf_release(&r.log);
-    kl_kill(&kp);
-    rm_tree(kp.dir);
 }
 
 static void t_live_watch_410(void)
@@ -1528,12 +1539,9 @@ static void t_live_watch_410(void)
                                         NULL};
     char v[16];
 
-    live_require();
-    memset(&kp, 0, sizeof(kp));
+    live_begin(&kp, &loop, true, extra);
     memset(&r, 0, sizeof(r));
     buf_init(&r.log);
-    kl_start(&kp, 0, true, NULL, extra);
-    REQUIRE(uv_loop_init(&loop) == 0);
     c = client_for(&loop, kp.kc);
     CHECK_INT(sync_create(&loop, c, &CM, cm_obj("a", "t", "0")), 201);
     CHECK_INT(sync_create(&loop, c, &CM, cm_obj("b", "t", "0")), 201);
@@ -1565,10 +1573,8 @@ static void t_live_watch_410(void)
 
     kube_informer_free(inf);
     kube_client_free(c);
-    drain_close(&loop);
+    live_end(&kp, &loop);
     buf_release(&r.log);
-    kl_kill(&kp);
-    rm_tree(kp.dir);
 }
 
 static void t_live_https_and_token_file(void)
@@ -1586,12 +1592,9 @@ static void t_live_https_and_token_file(void)
     size_t len = 0;
     FILE *f;
 
-    live_require();
-    memset(&kp, 0, sizeof(kp));
+    live_begin(&kp, &loop, false, NULL);
     memset(&r, 0, sizeof(r));
     buf_init(&r.log);
-    kl_start(&kp, 0, false, NULL, NULL);
-    REQUIRE(uv_loop_init(&loop) == 0);
     c = client_for(&loop, kp.kc);
     REQUIRE(kube_request(c, "GET", "/api/v1/namespaces/default", NULL, NULL, resp_cb, &rr, NULL) ==
             0);
@@ -1673,10 +1676,8 @@ static void t_live_https_and_token_file(void)
         resp_reset(&rr);
         kube_client_free(c);
     }
-    drain_close(&loop);
+    live_end(&kp, &loop);
     buf_release(&r.log);
-    kl_kill(&kp);
-    rm_tree(kp.dir);
 }
 
 static void t_live_helpers(void)
@@ -1687,10 +1688,7 @@ static void t_live_helpers(void)
     struct resp rr = {0};
     json_t *o;
 
-    live_require();
-    memset(&kp, 0, sizeof(kp));
-    kl_start(&kp, 0, true, NULL, NULL);
-    REQUIRE(uv_loop_init(&loop) == 0);
+    live_begin(&kp, &loop, true, NULL);
     c = client_for(&loop, kp.kc);
     CHECK_INT(sync_create(&loop, c, &CM, cm_obj("h", "x", "1")), 201);
     o = cm_obj("h", "x", "1");
@@ -1768,9 +1766,7 @@ static void t_live_helpers(void)
         resp_reset(&rr);
     }
     kube_client_free(c);
-    drain_close(&loop);
-    kl_kill(&kp);
-    rm_tree(kp.dir);
+    live_end(&kp, &loop);
 }
 
 struct mut {
@@ -1814,10 +1810,7 @@ static void t_live_update_status_retry(void)
     struct mut m = {0, 2};
     json_t *svc;
 
-    live_require();
-    memset(&kp, 0, sizeof(kp));
-    kl_start(&kp, 0, true, NULL, NULL);
-    REQUIRE(uv_loop_init(&loop) == 0);
+    live_begin(&kp, &loop, true, NULL);
     c = client_for(&loop, kp.kc);
     svc = json_pack("{s:s,s:s,s:{s:s},s:{s:[{s:i,s:s}],s:{s:s}}}", "apiVersion", "v1", "kind",
                     "Service", "metadata", "name", "web", "spec", "ports", "port", 80, "protocol",
@@ -1875,9 +1868,7 @@ static void t_live_update_status_retry(void)
     CHECK_INT(rr.status, 404);
     resp_reset(&rr);
     kube_client_free(c);
-    drain_close(&loop);
-    kl_kill(&kp);
-    rm_tree(kp.dir);
+    live_end(&kp, &loop);
 }
 
 struct lead {
@@ -1928,10 +1919,7 @@ static void t_live_leader(void)
     json_t *spec;
     uint64_t t0;
 
-    live_require();
-    memset(&kp, 0, sizeof(kp));
-    kl_start(&kp, 0, true, NULL, NULL);
-    REQUIRE(uv_loop_init(&loop) == 0);
+    live_begin(&kp, &loop, true, NULL);
     ca = client_for(&loop, kp.kc);
     cb = client_for(&loop, kp.kc);
     cc = client_for(&loop, kp.kc);
@@ -1999,8 +1987,7 @@ static void t_live_leader(void)
     kube_client_free(ca);
     kube_client_free(cb);
     kube_client_free(cc);
-    drain_close(&loop);
-    rm_tree(kp.dir);
+    live_end(&kp, &loop);
 }
 
 /*
@@ -2024,10 +2011,7 @@ static void t_live_leader_prompt_takeover(void)
     json_t *spec;
     uint64_t t0, tb, took;
 
-    live_require();
-    memset(&kp, 0, sizeof(kp));
-    kl_start(&kp, 0, true, NULL, NULL);
-    REQUIRE(uv_loop_init(&loop) == 0);
+    live_begin(&kp, &loop, true, NULL);
     ca = client_for(&loop, kp.kc);
     cb = client_for(&loop, kp.kc);
     REQUIRE(kube_leader_new(ca, &oa, &a) == 0);
@@ -2066,9 +2050,7 @@ static void t_live_leader_prompt_takeover(void)
     kube_leader_free(b);
     kube_client_free(ca);
     kube_client_free(cb);
-    drain_close(&loop);
-    kl_kill(&kp);
-    rm_tree(kp.dir);
+    live_end(&kp, &loop);
 }
 
 /* ---- events ----------------------------------------------------------------------------- */
@@ -2222,10 +2204,7 @@ static void t_live_events(void)
     json_t *evs, *cm, *e;
     char first_name[300];
 
-    live_require();
-    memset(&kp, 0, sizeof(kp));
-    kl_start(&kp, 0, true, NULL, NULL);
-    REQUIRE(uv_loop_init(&loop) == 0);
+    live_begin(&kp, &loop, true, NULL);
     c = client_for(&loop, kp.kc);
     REQUIRE(kube_recorder_new(c, &o, &r) == 0);
 
@@ -2383,9 +2362,7 @@ static void t_live_events(void)
     kube_recorder_free(small);
     kube_recorder_free(r);
     kube_client_free(c);
-    drain_close(&loop);
-    kl_kill(&kp);
-    rm_tree(kp.dir);
+    live_end(&kp, &loop);
 }
 
 UNIT_MAIN(UNIT(t_config_token), UNIT(t_config_files_relative), UNIT(t_config_data),

@@ -19,9 +19,11 @@
 #   bench_die MESSAGE                      the message, the tail of every log, exit 1
 #   bench_median / bench_ratio A B / bench_hop PATH DIRECT
 #
-# Names: namespaces wfb-*, veths wfb*, addresses 10.251.0.0/16 and Service addresses 10.96.251.x:
-# nothing else on the machine uses them (kubelet-lite: kl-*, kl0; e2e suites: wfe-*, 10.250.x),
-# so a bench needs its own lock only, not /tmp/weft-netns.lock.
+# Names: namespaces wfb-*, veths wfb*, addresses 10.251.0.0/16 and Service addresses 10.96.251.x,
+# each bench its own (mesh_bench: wfb-c, wfb-s, wfb-pc, wfb-ps, 10.251.9.x and 10.251.11.x;
+# h2_bench: wfb-hc, wfb-hs, 10.251.10.x; flip_bench.sh, on tests/e2e/lib.sh: wfb-f*, 10.251.20.x);
+# kubelet-lite (kl-*, kl0) and the e2e suites (wfe-*, 10.250.x) use none of them, so a bench
+# needs its own lock only, not /tmp/weft-netns.lock.
 BENCH_CP_NAME=weftd.weft-system.svc
 BENCH_K=${KUBECTL_DIR:-/usr/lib/google-cloud-sdk/bin}/kubectl.1.33
 BENCH_AGENT=$REPO/$BUILD/bin/weft-agent

@@ -454,12 +454,29 @@ def main():
         return 0
     except Fail as e:
         print("flip_bench: FAILED: %s" % e, flush=True)
-        # the sidecars named: their last words
+        # the sidecars named: their last words, and weftd's view of them
+        _, _, token = kubeconfig(d.a.kubeconfig)
         for pod in sorted(set(re.findall(r"\b(c\d+)\b", str(e))), key=lambda x: int(x[1:]))[:3]:
             path = os.path.join(d.a.agent_logs, pod + ".log")
             if os.path.exists(path):
                 print("--- %s's agent log (%s):" % (pod, path))
                 print("".join(open(path, errors="replace").readlines()[-12:]), end="", flush=True)
+            try:
+                req = urllib.request.Request(
+                    "http://127.0.0.1:18090/debug/proxies/%s/%s" % (d.a.namespace, pod),
+                    headers={"Authorization": "Bearer " + token})
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    print("--- weftd's /debug/proxies/%s/%s: %s" % (d.a.namespace, pod,
+                                                                    r.read().decode()[:1500]))
+            except OSError as x:
+                print("--- weftd's /debug/proxies/%s/%s: %s" % (d.a.namespace, pod, x))
+        try:
+            m = metrics("http://127.0.0.1:18090/metrics")
+            print("--- weftd: %s" % " ".join("%s=%g" % (k, v) for k, v in sorted(m.items())
+                                            if k.startswith("weft_config_stream_")
+                                            and "_bucket" not in k))
+        except OSError as x:
+            print("--- weftd's metrics: %s" % x)
         return 1
     finally:
         for _, p in d.procs:

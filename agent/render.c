@@ -1099,17 +1099,22 @@ static void backend_head(struct rctx *x, const char *name, bool http, const json
                  name);
             return;
         }
+        /* gRPC: HTTP/2 between the layers too. Over HTTP/1.1 a Trailers-Only answer (the
+         * status in the headers, no message) reaches the caller with empty trailers, which gRPC
+         * clients read as UNKNOWN (seen with HAProxy 2.6.12: NOT_FOUND became UNKNOWN) */
+        const char *h2 = proto_at(p) == P_GRPC ? " proto h2" : "";
+
         snprintf(servers, servers_len, "%s_try", name);
         emit(x,
              "\nbackend %s\n    mode http\n    # the whole request, all tries included\n"
-             "    timeout server %ldms\n    server whole unix@%s\n",
-             name, whole, sock);
+             "    timeout server %ldms\n    server whole unix@%s%s\n",
+             name, whole, sock, h2);
         if (proto_at(p) == P_GRPC) /* where the caller's log line sees it */
             emit_grpc_backend(x, series);
         emit(x,
-             "\nfrontend weft_%s\n    mode http\n    bind unix@%s mode 600\n    no log\n"
+             "\nfrontend weft_%s\n    mode http\n    bind unix@%s mode 600%s\n    no log\n"
              "    default_backend %s\n",
-             servers, sock, servers);
+             servers, sock, h2, servers);
         name = servers;
     }
     emit(x, "\nbackend %s\n    mode %s\n    balance roundrobin\n", name, http ? "http" : "tcp");

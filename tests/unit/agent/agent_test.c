@@ -822,11 +822,13 @@ static void t_render_protocols(void)
         json_pack("{s:s,s:i,s:[s]}", "policy", "r", "attempts", 2, "retryOn", "connect-failure"));
     json_object_set_new(p, "timeoutMs", json_integer(1000));
     REQUIRE(render(cl, &o, &dg) == 0);
-    CHECK_HAS(o.config.p,
-              "\nbackend oh_proto_api_50051\n    mode http\n"
-              "    # the whole request, all tries included\n"
-              "    timeout server 1000ms\n    server whole unix@/run/w/try1.sock\n" GRPC_BACKEND(
-                  "proto/api") "\nfrontend weft_oh_proto_api_50051_try\n");
+    CHECK_HAS(
+        o.config.p,
+        "\nbackend oh_proto_api_50051\n    mode http\n"
+        "    # the whole request, all tries included\n"
+        "    timeout server 1000ms\n    server whole unix@/run/w/try1.sock proto h2\n" GRPC_BACKEND(
+            "proto/api") "\nfrontend weft_oh_proto_api_50051_try\n    mode http\n"
+                         "    bind unix@/run/w/try1.sock mode 600 proto h2\n");
     /* ... and there only: the inner layer has no filter */
     CHECK_HAS(o.config.p, "\nbackend oh_proto_api_50051_try\n    mode http\n"
                           "    balance roundrobin\n    http-reuse always\n");

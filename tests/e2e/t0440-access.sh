@@ -24,14 +24,12 @@
 
 e2e_require_root || t_summary
 
-K="$KUBECTL_DIR/kubectl.1.33"
 WEFTD=$KL_REPO/$BUILD/bin/weftd
 AGENT=$KL_REPO/$BUILD/bin/weft-agent
 INIT=$KL_REPO/$BUILD/bin/weft-init
 TESTAPP=$KL_REPO/$BUILD/bin/testapp
 F=10.250.44.1 S=10.250.44.2 G=10.250.45.1 SVC=10.96.44.2
 NSS=wfe-as NSF=wfe-af NSG=wfe-ag NS=acc
-CP=weftd.weft-system.svc
 D=$KL_TMP/acc
 
 t_begin "tools"
@@ -41,9 +39,7 @@ for b in "$WEFTD" "$AGENT" "$INIT" "$TESTAPP" "$KL_REPO/$BUILD/bin/kubelite"; do
 done
 t_pass
 
-KCS=(ip netns exec "$NSS" env KUBECONFIG="$D/kubeconfig" "$K") # kubectl in the app's namespace
-kcs() { "${KCS[@]}" "$@"; }
-ready() { [ "$(ip netns exec "$1" curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:15020/healthz/ready)" = 200 ]; }
+kcs() { mesh_k "$@"; } # kubectl in the app's namespace
 hacli() { python3 "$E2E_DIR/hacli.py" "$D/app/run/master.sock" "$1"; }
 worker_pid() { hacli "show proc" | awk '$2 == "worker" {print $1; exit}'; }
 master_pid() { hacli "show proc" | awk '$2 == "master" {print $1; exit}'; }
@@ -134,52 +130,29 @@ no_policies() { kcs delete accesspolicies -n $NS --all >/dev/null; }
 SA_FRONT='[{"serviceAccount": {"name": "front"}}]'
 SA_GUEST='[{"serviceAccount": {"name": "guest", "namespace": "guest"}}]'
 
-weftd_start() { # [weftd options...]
-    e2e_bg $NSS "$WEFTD" --kubeconfig "$D/kubeconfig" --namespace weft-system --identity a \
-        --admin-listen 127.0.0.1:18090 --certs-listen "$S:15012" --stream-listen "$S:15013" \
-        --webhook-listen 127.0.0.1:18444 "$@"
-    WEFTD_PID=$E2E_BG_PID WEFTD_LOG=$E2E_BG_LOG
-    wait_for 30 grep -q 'msg=listening what=stream' "$WEFTD_LOG" || { t_fail "weftd: $(tail -5 "$WEFTD_LOG")"; return 1; }
+weftd_start() { # [weftd options...]: weftd (again) in the app's namespace
+    mesh_weftd "$@" || return
+    WEFTD_PID=$MESH_WEFTD_PID WEFTD_LOG=$MESH_WEFTD_LOG
 }
 
 case_setup() {
-    local uid p name ns ip
-    mkdir -p "$D" && chmod 755 "$KL_TMP" "$D"
+    local p name ns ip
+    MESH_D=$D
     e2e_netns $NSS && e2e_netns $NSF && e2e_netns $NSG || return
     e2e_link $NSF $F/24 $NSS $S/24 && ip -n $NSF route add default dev "$E2E_LINK_A" || return
     e2e_link $NSG $G/24 $NSS 10.250.45.2/24 && ip -n $NSG route add default dev "$E2E_LINK_A" || return
-    # weftd's serving certificate names weftd.weft-system.svc: resolve it to the app's pod
-    e2e_hosts $NSF "$S $CP" && e2e_hosts $NSG "$S $CP" && e2e_hosts $NSS "$S $CP" || return
     e2e_bg $NSS env PORT=8080 POD_NAME=app "$TESTAPP"
     APP_LOG=$E2E_BG_LOG
     e2e_bg $NSS "$E2E_PY" "$E2E_DIR/conn.py" echo 0.0.0.0:9000
     ECHO_LOG=$E2E_BG_LOG
-    e2e_bg $NSS "$KL_REPO/$BUILD/bin/kubelite" --listen 127.0.0.1:0 --kubeconfig-out "$D/kubeconfig" \
-        --openapi-dir "$KL_REPO/tests/kubelite/openapi"
-    wait_for 10 test -s "$D/kubeconfig" || { t_fail "kubelite did not start"; return 1; }
+    # kubelite and weftd in the app's namespace
+    mesh_control_plane $NSS $S || return
+    WEFTD_PID=$MESH_WEFTD_PID WEFTD_LOG=$MESH_WEFTD_LOG
     wait_for 10 grep -q listening "$ECHO_LOG" || { t_fail "echo server: $(cat "$ECHO_LOG")"; return 1; }
-    ok "weft-system" "${KCS[@]}" create namespace weft-system || return
-    ok "CRDs" "${KCS[@]}" apply -f "$KL_REPO/crds/" || return
-    cat >"$D/app.yaml" <<EOF
-apiVersion: v1
-kind: Namespace
-metadata: {name: $NS, labels: {weft.dev/inject: enabled}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: guest, labels: {weft.dev/inject: enabled}}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: front, namespace: $NS}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: app, namespace: $NS}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: guest, namespace: guest}
+    {
+        mesh_ns_yaml $NS front app
+        mesh_ns_yaml guest guest
+        cat <<EOF
 ---
 apiVersion: v1
 kind: Service
@@ -190,46 +163,16 @@ spec:
   ports:
   - {port: 80, name: http, targetPort: 8080}
   - {port: 9000, name: echo, targetPort: 9000}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: front, namespace: $NS, labels: {app: front}}
-spec:
-  serviceAccountName: front
-  containers:
-  - {name: app, image: app:1}
-  - {name: weft-proxy, image: weft/proxy:dev}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: guest, namespace: guest, labels: {app: guest}}
-spec:
-  serviceAccountName: guest
-  containers:
-  - {name: app, image: app:1}
-  - {name: weft-proxy, image: weft/proxy:dev}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: app, namespace: $NS, labels: {app: app}}
-spec:
-  serviceAccountName: app
-  containers:
-  - name: app
-    image: app:1
-    ports: [{containerPort: 8080, name: http}, {containerPort: 9000, name: echo}]
-  - {name: weft-proxy, image: weft/proxy:dev}
 EOF
-    ok "objects" "${KCS[@]}" apply -f "$D/app.yaml" || return
+        mesh_pod_yaml front $NS front "{app: front}"
+        mesh_pod_yaml guest guest guest "{app: guest}"
+        mesh_pod_yaml app $NS app "{app: app}" "[{containerPort: 8080, name: http}, {containerPort: 9000, name: echo}]"
+    } >"$D/app.yaml"
+    ok "objects" "${MESH_K[@]}" apply -f "$D/app.yaml" || return
     for p in front:$NS:$F app:$NS:$S guest:guest:$G; do
         IFS=: read -r name ns ip <<<"$p"
-        ok "$name: IP" "${KCS[@]}" patch pod -n "$ns" "$name" --subresource=status --type=merge \
-            -p "{\"status\":{\"phase\":\"Running\",\"podIP\":\"$ip\",\"podIPs\":[{\"ip\":\"$ip\"}],\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}}" || return
-        uid=$(kcs get pod -n "$ns" "$name" -o 'jsonpath={.metadata.uid}') || return
-        kcs create token -n "$ns" "$name" --audience weft --duration 1h --bound-object-kind Pod \
-            --bound-object-name "$name" --bound-object-uid "$uid" >"$D/$name.token" || return
+        mesh_pod_up "$name" "$ns" "$ip" || return
     done
-    uid=$(kcs get pod -n $NS app -o 'jsonpath={.metadata.uid}')
     cat >"$D/slice.yaml" <<EOF
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
@@ -238,27 +181,16 @@ addressType: IPv4
 endpoints:
 - addresses: [$S]
   conditions: {ready: true}
-  targetRef: {kind: Pod, name: app, namespace: $NS, uid: $uid}
+  targetRef: {kind: Pod, name: app, namespace: $NS, uid: $(cat "$D/app.uid")}
 ports: [{name: http, port: 8080, protocol: TCP}, {name: echo, port: 9000, protocol: TCP}]
 EOF
-    ok "endpoints" "${KCS[@]}" apply -f "$D/slice.yaml" || return
-    weftd_start || return
-    kcs get secret -n weft-system weft-ca -o 'jsonpath={.data.ca\.crt}' | base64 -d >"$D/root.pem" || return
-    chmod 644 "$D"/*.token "$D/root.pem"
-    ok "front: weft-init" ip netns exec $NSF "$INIT" || return
-    ok "guest: weft-init" ip netns exec $NSG "$INIT" || return
-    ok "app: weft-init" ip netns exec $NSS "$INIT" --include-inbound-ports 8080,9000 || return
+    ok "endpoints" "${MESH_K[@]}" apply -f "$D/slice.yaml" || return
     for p in front:$NSF:$F guest:$NSG:$G app:$NSS:$S; do
         IFS=: read -r name ns ip <<<"$p"
-        mkdir -p "$D/$name" && chown 1337:1337 "$D/$name"
-        ip netns exec "$ns" env POD_IP="$ip" "${E2E_1337[@]}" "$AGENT" --control-plane "$CP:15012" \
-            --stream-port 15013 --stream-server-name $CP --token-file "$D/$name.token" \
-            --ca-file "$D/root.pem" --run-dir "$D/$name/run" >"$D/$name.log" 2>&1 &
-        bg_track $!
-        AGENT_PIDS+=($!)
+        mesh_agent "$ns" "$name" "$ip" $([ "$name" = app ] && echo --include-inbound-ports 8080,9000) || return
+        AGENT_PIDS+=("$MESH_AGENT_PID")
     done
-    wait_for 30 sh -c "$(declare -f ready); ready $NSF && ready $NSG && ready $NSS" ||
-        { t_fail "agents not ready: $(tail -3 "$D/front.log") $(tail -3 "$D/app.log")"; return 1; }
+    mesh_ready 30 $NSF $NSG $NSS || return
     until_code 20 200 $NSF GET / && until_code 20 200 $NSG GET / || return
     until_echo 10 $NSF yes || return
 }
@@ -371,16 +303,16 @@ case_ns_selector() {
     m0=$(master_pid)
     for i in 1 2; do
         t0=$(date +%s%N)
-        ok "label guest team=blue" "${KCS[@]}" label ns guest team=blue --overwrite || return
+        ok "label guest team=blue" "${MESH_K[@]}" label ns guest team=blue --overwrite || return
         until_code 20 200 $NSG GET /team || return
         echo "    namespace guest labelled team=blue: 200 after $((($(date +%s%N) - t0) / 1000000)) ms"
         expect 200 - $NSG GET /team || return
         t0=$(date +%s%N)
-        ok "label guest team=red" "${KCS[@]}" label ns guest team=red --overwrite || return
+        ok "label guest team=red" "${MESH_K[@]}" label ns guest team=red --overwrite || return
         until_code 20 403 $NSG GET /team || return
         echo "    namespace guest relabelled team=red: 403 after $((($(date +%s%N) - t0) / 1000000)) ms"
         expect 403 acc/default $NSG GET /team || return
-        ok "unlabel" "${KCS[@]}" label ns guest team- || return
+        ok "unlabel" "${MESH_K[@]}" label ns guest team- || return
     done
     assert_eq "$(master_pid)" "$m0" "the app sidecar's HAProxy master (not restarted)" || return
     for p in "${AGENT_PIDS[@]}"; do
@@ -434,7 +366,7 @@ case_keepalive() {
 case_mode_deny() {
     local d0 e0 out
     no_policies || return
-    kill -TERM "$WEFTD_PID" && wait "$WEFTD_PID" 2>/dev/null
+    bg_stop "$WEFTD_PID" # SIGTERM; its exit status is checked at the end
     weftd_start --default-mode deny || return
     until_code 30 403 $NSF GET / || return
     d0=$(counter deny acc/default) e0=$(grep -c '^conn ' "$ECHO_LOG")
@@ -474,7 +406,7 @@ case_mode_deny() {
 # never sees it. front, admitted, still gets 200.
 case_admitted_scope() {
     policy allow-front Allow "$SA_FRONT" || return
-    kill -TERM "$WEFTD_PID" && wait "$WEFTD_PID" 2>/dev/null
+    bg_stop "$WEFTD_PID" # SIGTERM; its exit status is checked at the end
     weftd_start --default-mode deny --outbound-scope admitted || return
     until_code 30 000 $NSG GET / || return
     expect 000 - $NSG GET /scoped || return

@@ -25,7 +25,8 @@
  * connect, PUSH_HANDSHAKE_TIMEOUT_S for the TLS handshake and the upgrade (the agent gives each of
  * these that long; here both together). A closed stream is reopened with the agent's backoff
  * (docs/config-stream.md): delay before attempt n uniform in [d/2, d], d = min(30 s, 0.5 s * 2^n);
- * n goes back to 0 once a hello was answered with a config or the stream stayed open 1 s.
+ * n goes back to 0 once a hello was answered with a config or the stream stayed open 1 s, and a
+ * refused connect (nothing listens) uses at most step 2 (2 s).
  *
  * Commands on stdin, one per line; each answers one line on stdout:
  *   connect              open every agent's stream        -> "ok"
@@ -86,6 +87,7 @@
 #define SPARE_BYTES (256 * 1024) /* v2: unpinned blocks each agent keeps */
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 30000
+#define REFUSED_STEP 2 /* push/client.c: a refused connect backs off at most 0.5 s * 2^2 */
 
 static _Noreturn void die(const char *what)
 {
@@ -285,6 +287,7 @@ struct agent {
     bool reading_stopped;
     bool acked_on_conn; /* ACKed a config on this stream */
     bool hello_sent;
+    bool refused;                /* this attempt's connect was refused */
     unsigned attempt;            /* backoff step */
     uint64_t due_ns;             /* A_IDLE: next attempt */
     uint64_t opened_ns;          /* stream open */
@@ -372,6 +375,9 @@ static void agent_drop(struct agent *a, bool backoff)
     g.closes++;
     if (a->opened_ns && now_ns() - a->opened_ns > 1000000000u)
         a->attempt = 0;
+    if (a->refused && a->attempt > REFUSED_STEP)
+        a->attempt = REFUSED_STEP; /* nothing listens: retry soon (push/client.c, closed) */
+    a->refused = false;
     d = (uint64_t)BACKOFF_MIN_MS << (a->attempt < 10 ? a->attempt : 10);
     if (d > BACKOFF_MAX_MS)
         d = BACKOFF_MAX_MS;
@@ -393,6 +399,8 @@ static void agent_connect(struct agent *a)
     if (bind(a->fd, (struct sockaddr *)&a->src, sizeof(a->src)) < 0)
         die("bind to the agent's source address");
     if (connect(a->fd, (struct sockaddr *)&g.dst, sizeof(g.dst)) < 0 && errno != EINPROGRESS) {
+        a->refused = errno == ECONNREFUSED;
+        a->st = A_CONNECTING; /* counted as a connect failure */
         agent_drop(a, true);
         return;
     }
@@ -638,6 +646,7 @@ static void agent_io(struct agent *a, unsigned ev)
         socklen_t l = sizeof(err);
 
         if (getsockopt(a->fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0 || err) {
+            a->refused = err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH;
             agent_drop(a, true);
             return;
         }

@@ -5,8 +5,10 @@
  * State machine: CONNECTING -> OPEN -> (closed) WAITING -> CONNECTING ... The backoff resets
  * after a stream that weftd accepted; a rejected or failed attempt doubles it.
  */
+#include <errno.h>
 #include <libwebsockets.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 
 #include "core/buf.h"
@@ -16,6 +18,8 @@
 #include "tls/tls.h"
 
 #define RX_MAX (64u * 1024 * 1024) /* one configuration document */
+/* A refused connect backs off at most this step: min * 2^2 (2 s by default), see closed(). */
+#define REFUSED_STEP 2
 #define OUTQ_MAX 16
 
 enum cstate { C_IDLE, C_CONNECTING, C_OPEN, C_WAITING };
@@ -47,6 +51,7 @@ struct push_client {
     struct lws *wsi; /* the current attempt's connection, NULL between attempts */
     enum cstate st;
     int established, rejected, rotating;
+    int refused; /* this attempt's connect was refused: nothing listens */
     char why[256];
     char asm_hash[PUSH_HASH_LEN + 1]; /* of the `config` being assembled (v2) */
     struct frame *qhead, *qtail;
@@ -141,6 +146,18 @@ static void q_msg(struct push_client *c, const struct push_msg *m)
 
 static void timer_cb(uv_timer_t *t);
 
+/* Whether wsi's connect was refused (a reset, or an ICMP error: no TCP connection was made, so
+ * nothing reached weftd). */
+static int connect_refused(struct lws *wsi)
+{
+    int e = 0;
+    socklen_t len = sizeof(e);
+    lws_sockfd_type fd = lws_get_socket_fd(wsi);
+
+    return fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) == 0 &&
+           (e == ECONNREFUSED || e == EHOSTUNREACH || e == ENETUNREACH);
+}
+
 static void closed(struct push_client *c, const char *why)
 {
     unsigned delay;
@@ -159,6 +176,12 @@ static void closed(struct push_client *c, const char *why)
     } else {
         if (c->established && !c->rejected)
             c->attempt = 0;
+        /* Nothing listens (weftd restarting, or no ready endpoint): a refused connect costs
+         * weftd nothing, so the agent keeps retrying every second or two rather than climbing
+         * to the 30 s cap, and is back soon after weftd listens again. Failures that reach
+         * weftd (a timeout, a failed handshake, a rejected hello) climb as before. */
+        if (c->refused && c->attempt > REFUSED_STEP)
+            c->attempt = REFUSED_STEP;
         delay = backoff_ms(c, c->attempt);
         if (c->attempt < 32)
             c->attempt++;
@@ -191,6 +214,7 @@ static void connect_now(struct push_client *c)
     c->st = C_CONNECTING;
     c->established = 0;
     c->rejected = 0;
+    c->refused = 0;
     c->why[0] = '\0';
     c->wsi = NULL;
     wsi = lws_client_connect_via_info(&ci);
@@ -198,7 +222,7 @@ static void connect_now(struct push_client *c)
         return; /* failed synchronously and already handled */
     if (!wsi) {
         c->wsi = NULL;
-        closed(c, "connect failed");
+        closed(c, c->why[0] ? c->why : "connect failed");
         return;
     }
     c->wsi = wsi;
@@ -476,6 +500,14 @@ static int client_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
             c->wsi = wsi;
         return 0;
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+        /* A refused connect: the socket's error, or connect() failing at once, inside
+         * lws_client_connect_via_info (before c->wsi is set; lws has closed the socket then) */
+        if (c->st == C_CONNECTING &&
+            (wsi == c->wsi ? connect_refused(wsi)
+                           : !c->wsi && in && strcmp(in, "Unable to connect") == 0))
+            c->refused = 1;
+        if (c->st == C_CONNECTING && !c->wsi && !c->why[0])
+            snprintf(c->why, sizeof(c->why), "%s", in ? (const char *)in : "connect failed");
         if (wsi == c->wsi && !c->why[0])
             snprintf(c->why, sizeof(c->why), "%s", in ? (const char *)in : "connection error");
         if (wsi == c->wsi)

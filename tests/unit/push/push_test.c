@@ -1047,6 +1047,47 @@ static void t_reject_backs_off(void)
     h_done(&h);
 }
 
+static int p_seven_disconnects(void *a)
+{
+    return ((struct h *)a)->disconnected >= 7;
+}
+
+/* Nothing listens (weftd restarting): refused connects back off at most step 2 (4 x the
+ * minimum: 2 s by default) however many fail, and the client is back within that once the
+ * server listens. */
+static void t_refused_retries_soon(void)
+{
+    struct h h;
+    struct push_server_config sc;
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    socklen_t len = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    uint64_t t0;
+
+    /* a bound port nobody listens on: connects to it are refused */
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+            getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
+    memset(&h, 0, sizeof(h));
+    REQUIRE(uv_loop_init(&h.loop) == 0);
+    h.port = ntohs(sa.sin_port);
+    h_client(&h, &F.cli, NULL);
+    REQUIRE(spin(&h.loop, p_seven_disconnects, &h, 5000));
+    for (int i = 0; i < 7; i++) {
+        unsigned d = 40u << (i < 2 ? i : 2); /* 40, 80, then 160 (not up to 320) */
+
+        CHECK(h.retry_ms[i] >= d / 2 && h.retry_ms[i] <= d);
+    }
+    CHECK_INT(h.connected, 0);
+    close(fd);
+    sc = server_cfg(h.port, 0);
+    REQUIRE(push_server_new(&h.loop, &sc, &sops, &h, &h.srv) == 0);
+    t0 = now_ms();
+    REQUIRE(spin(&h.loop, p_hellos1, &h, 2000));
+    CHECK(now_ms() - t0 <= 160 + 100);
+    h_done(&h);
+}
+
 static void t_unknown_ca_refused(void)
 {
     struct h h;
@@ -2682,8 +2723,9 @@ UNIT_MAIN(UNIT(t_v2_doc_exact), UNIT(t_v2_store_shared), UNIT(t_v2_msgs), UNIT(t
           UNIT(t_msg_parse_invalid), UNIT(t_bad_arguments), UNIT(t_hello_config_ack),
           UNIT(t_identical_not_resent), UNIT(t_send_json_converged), UNIT(t_reconnect_last_hash),
           UNIT(t_last_hash_before_document), UNIT(t_nack_recorded), UNIT(t_deferred_answer),
-          UNIT(t_reject_backs_off), UNIT(t_unknown_ca_refused), UNIT(t_client_checks_server_cert),
-          UNIT(t_spiffe_extraction), UNIT(t_debounce), UNIT(t_debounce_quiet), UNIT(t_conn_caps),
-          UNIT(t_server_restart), UNIT(t_cert_rotation), UNIT(t_no_client_cert_refused),
-          UNIT(t_tls_policy), UNIT(t_bad_first_frame), UNIT(t_slow_peer_bounded), UNIT(t_keepalive),
-          UNIT(t_forget), UNIT(t_apps_exited), UNIT(t_trust_follows))
+          UNIT(t_reject_backs_off), UNIT(t_refused_retries_soon), UNIT(t_unknown_ca_refused),
+          UNIT(t_client_checks_server_cert), UNIT(t_spiffe_extraction), UNIT(t_debounce),
+          UNIT(t_debounce_quiet), UNIT(t_conn_caps), UNIT(t_server_restart), UNIT(t_cert_rotation),
+          UNIT(t_no_client_cert_refused), UNIT(t_tls_policy), UNIT(t_bad_first_frame),
+          UNIT(t_slow_peer_bounded), UNIT(t_keepalive), UNIT(t_forget), UNIT(t_apps_exited),
+          UNIT(t_trust_follows))

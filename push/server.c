@@ -88,6 +88,7 @@ struct conn {
 
 struct pss {
     struct conn *c;
+    int closing; /* a stream closed (CLOSED) that lws has not destroyed yet */
 };
 
 /* The peer address of an accepted descriptor, for the per-address cap (indexed by fd). */
@@ -109,6 +110,7 @@ struct push_server {
     unsigned hello_timeout_s;
     unsigned max_conns, max_per_addr, max_handshakes;
     unsigned nstreams;       /* connections past their accepted hello (the rest are handshaking) */
+    unsigned nclosing;       /* streams closed, their connection not destroyed yet */
     struct lws *lserv;       /* lws's listening connection (seen at the first accept) */
     int accept_paused;       /* lserv's POLLIN is off: max_handshakes are under way */
     uint64_t paused_at;      /* uv_now when it was paused */
@@ -138,6 +140,15 @@ struct push_server {
 };
 
 static void accept_modulate(struct push_server *s);
+
+/* Connections before an accepted hello: neither an open stream nor a closed one lws has yet to
+ * destroy (10,000 streams closing at once must not look like as many handshakes). */
+static unsigned handshaking(const struct push_server *s)
+{
+    unsigned n = s->live > 0 ? (unsigned)s->live : 0;
+
+    return n > s->nstreams + s->nclosing ? n - s->nstreams - s->nclosing : 0;
+}
 
 /* --- proxies ------------------------------------------------------------------------------- */
 
@@ -671,7 +682,7 @@ static int admit(struct push_server *s, int fd)
     }
     /* accept_modulate stops accepting at the handshake cap; this catches what got past it
      * (lws re-enables a listener itself when it had run out of descriptors) */
-    if ((unsigned)s->live - s->nstreams >= s->max_handshakes) {
+    if (handshaking(s) >= s->max_handshakes) {
         s->stats.refused_handshakes++;
         return 0;
     }
@@ -718,7 +729,7 @@ static int admit(struct push_server *s, int fd)
  */
 static void accept_modulate(struct push_server *s)
 {
-    int full = (unsigned)s->live - s->nstreams >= s->max_handshakes;
+    int full = handshaking(s) >= s->max_handshakes;
     uint64_t now;
 
     if (!s->lserv || s->freeing || full == s->accept_paused)
@@ -753,6 +764,10 @@ static int server_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
         if (wsi == s->lserv) {
             s->lserv = NULL; /* the listener is destroyed without having been created */
             return 0;
+        }
+        if (pss && pss->closing && s->nclosing > 0) { /* user_space is intact here */
+            pss->closing = 0;
+            s->nclosing--;
         }
         if (s->live > 0)
             s->live--;
@@ -834,8 +849,11 @@ static int server_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
             return 0;
         s = lws_context_user(lws_get_context(wsi));
         pss->c = NULL;
-        if (c->counted && s->nstreams > 0)
-            s->nstreams--; /* still in live until WSI_DESTROY, which modulates */
+        if (c->counted && s->nstreams > 0) {
+            s->nstreams--; /* in nclosing until WSI_DESTROY */
+            s->nclosing++;
+            pss->closing = 1;
+        }
         conn_detach(s, c, 1);
         if (c->prev)
             c->prev->next = c->next;

@@ -25,8 +25,9 @@
  * connect, PUSH_HANDSHAKE_TIMEOUT_S for the TLS handshake and the upgrade (the agent gives each of
  * these that long; here both together). A closed stream is reopened with the agent's backoff
  * (docs/config-stream.md): delay before attempt n uniform in [d/2, d], d = min(30 s, 0.5 s * 2^n);
- * n goes back to 0 once a hello was answered with a config or the stream stayed open 1 s, and a
- * refused connect (nothing listens) uses at most step 2 (2 s).
+ * n goes back to 0 once a hello was answered with a config or the stream stayed open 1 s, and an
+ * attempt that made no TCP connection (refused, or past its connect deadline) uses at most step 2
+ * (2 s).
  *
  * Commands on stdin, one per line; each answers one line on stdout:
  *   connect              open every agent's stream        -> "ok"
@@ -87,7 +88,7 @@
 #define SPARE_BYTES (256 * 1024) /* v2: unpinned blocks each agent keeps */
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 30000
-#define REFUSED_STEP 2 /* push/client.c: a refused connect backs off at most 0.5 s * 2^2 */
+#define REFUSED_STEP 2 /* push/client.c: no TCP connection: back off at most 0.5 s * 2^2 */
 
 static _Noreturn void die(const char *what)
 {
@@ -287,7 +288,7 @@ struct agent {
     bool reading_stopped;
     bool acked_on_conn; /* ACKed a config on this stream */
     bool hello_sent;
-    bool refused;                /* this attempt's connect was refused */
+    bool refused;                /* this attempt made no TCP connection */
     unsigned attempt;            /* backoff step */
     uint64_t due_ns;             /* A_IDLE: next attempt */
     uint64_t opened_ns;          /* stream open */
@@ -1052,6 +1053,7 @@ static int agents_main(const char *agents, const char *key_path, const char *tru
                     agent_connect(a);
                 else if (a->st != A_IDLE && a->st != A_OPEN && a->deadline_ns <= now) {
                     g.fail_timeout++;
+                    a->refused = a->st == A_CONNECTING; /* no TCP connection: like refused */
                     agent_drop(a, true); /* the agent's connect or handshake deadline */
                 }
             }

@@ -7,6 +7,8 @@
  */
 #include <errno.h>
 #include <libwebsockets.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <string.h>
@@ -51,7 +53,7 @@ struct push_client {
     struct lws *wsi; /* the current attempt's connection, NULL between attempts */
     enum cstate st;
     int established, rejected, rotating;
-    int refused; /* this attempt's connect was refused: nothing listens */
+    int refused; /* this attempt made no TCP connection (never_connected) */
     char why[256];
     char asm_hash[PUSH_HASH_LEN + 1]; /* of the `config` being assembled (v2) */
     struct frame *qhead, *qtail;
@@ -146,16 +148,23 @@ static void q_msg(struct push_client *c, const struct push_msg *m)
 
 static void timer_cb(uv_timer_t *t);
 
-/* Whether wsi's connect was refused (a reset, or an ICMP error: no TCP connection was made, so
- * nothing reached weftd). */
-static int connect_refused(struct lws *wsi)
+/* Whether wsi's attempt ended without a TCP connection, so nothing reached weftd: the connect
+ * was refused (a reset, or an ICMP error) or is still unanswered (its deadline passed: nothing
+ * there, or weftd's listen backlog full and the kernel dropping SYNs). */
+static int never_connected(struct lws *wsi)
 {
     int e = 0;
+    struct tcp_info ti;
     socklen_t len = sizeof(e);
     lws_sockfd_type fd = lws_get_socket_fd(wsi);
 
-    return fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) == 0 &&
-           (e == ECONNREFUSED || e == EHOSTUNREACH || e == ENETUNREACH);
+    if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
+        return 0;
+    if (e == ECONNREFUSED || e == EHOSTUNREACH || e == ENETUNREACH)
+        return 1;
+    len = sizeof(ti);
+    return e == 0 && getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+           ti.tcpi_state == TCP_SYN_SENT;
 }
 
 static void closed(struct push_client *c, const char *why)
@@ -176,10 +185,11 @@ static void closed(struct push_client *c, const char *why)
     } else {
         if (c->established && !c->rejected)
             c->attempt = 0;
-        /* Nothing listens (weftd restarting, or no ready endpoint): a refused connect costs
-         * weftd nothing, so the agent keeps retrying every second or two rather than climbing
-         * to the 30 s cap, and is back soon after weftd listens again. Failures that reach
-         * weftd (a timeout, a failed handshake, a rejected hello) climb as before. */
+        /* No TCP connection was made (weftd restarting, no ready endpoint, or its listen
+         * backlog full): such an attempt costs weftd nothing, so the agent keeps retrying
+         * every second or two rather than climbing to the 30 s cap, and is back soon after
+         * weftd listens again. Failures that reached weftd (a failed or timed-out handshake,
+         * a connection closed at accept, a rejected hello) climb as before. */
         if (c->refused && c->attempt > REFUSED_STEP)
             c->attempt = REFUSED_STEP;
         delay = backoff_ms(c, c->attempt);
@@ -500,10 +510,10 @@ static int client_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
             c->wsi = wsi;
         return 0;
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-        /* A refused connect: the socket's error, or connect() failing at once, inside
+        /* No TCP connection: see never_connected, or connect() failing at once, inside
          * lws_client_connect_via_info (before c->wsi is set; lws has closed the socket then) */
         if (c->st == C_CONNECTING &&
-            (wsi == c->wsi ? connect_refused(wsi)
+            (wsi == c->wsi ? never_connected(wsi)
                            : !c->wsi && in && strcmp(in, "Unable to connect") == 0))
             c->refused = 1;
         if (c->st == C_CONNECTING && !c->wsi && !c->why[0])

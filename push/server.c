@@ -668,7 +668,7 @@ static int slot_live(const struct addr_slot *sl, int fd)
  * connections are found stale by slot_live when the address is counted, so nothing has to see
  * lws close a descriptor. Returns 1 to admit fd.
  */
-static int admit(struct push_server *s, int fd)
+static int admit(struct push_server *s, struct lws *wsi, int fd)
 {
     struct sockaddr_in peer;
     socklen_t len = sizeof(peer);
@@ -683,7 +683,18 @@ static int admit(struct push_server *s, int fd)
     /* accept_modulate stops accepting at the handshake cap; this catches what got past it
      * (lws re-enables a listener itself when it had run out of descriptors) */
     if (handshaking(s) >= s->max_handshakes) {
+        /* logged at the first and every 1000th: how the count stood */
+        if (s->stats.refused_handshakes % 1000 == 0)
+            log_warn("msg=\"config stream: a connection got past the paused listener, closed\" "
+                     "paused=%d connections=%d streams=%u closing=%u refused_before=%llu",
+                     s->accept_paused, s->live, s->nstreams, s->nclosing,
+                     (unsigned long long)s->stats.refused_handshakes);
         s->stats.refused_handshakes++;
+        if (s->accept_paused && lws_rx_flow_control(wsi, 1) == 0) { /* pause it again */
+            s->accept_paused = 0;
+            s->stats.accept_paused_ms += uv_now(s->loop) - s->paused_at;
+        }
+        accept_modulate(s);
         return 0;
     }
     if ((size_t)fd >= s->nslots) {
@@ -783,7 +794,7 @@ static int server_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
     case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
         s = lws_context_user(lws_get_context(wsi));
         s->lserv = wsi; /* lws asks with its listening connection */
-        return s->freeing || !admit(s, (int)(intptr_t)in);
+        return s->freeing || !admit(s, wsi, (int)(intptr_t)in);
     case LWS_CALLBACK_HTTP:
         return -1; /* only the WebSocket upgrade is served */
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:

@@ -597,7 +597,10 @@ class Bench:
         pending when their document changed while they stalled)."""
         h0 = m0.get('weft_config_stream_hellos_total{result="accepted"}', 0) if m0 else 0
         rk = 'weft_config_stream_refused_total{cap="handshakes"}'
+        pk = 'weft_config_stream_accept_paused_seconds_total'
         r0 = m0.get(rk, 0) if m0 else 0
+        p0 = m0.get(pk, 0) if m0 else 0
+        c0 = cpu_s(self.wd.pid) if m0 else 0.0  # after a restart: since its start
         end = t0 + timeout
         opened = None
         last = time.monotonic()
@@ -625,7 +628,9 @@ class Bench:
         return {"secs": "%.3f" % secs, "synced": int(s), "hellos": int(h - h0),
                 "resent": o.get("configs"), "opened_s": "%.3f" % ((opened or t0) - t0),
                 "closes": st.get("closes"), "connects": st.get("connects"),
-                "refused_handshakes": int(m.get(rk, 0) - r0), "stats": st}
+                "refused_handshakes": int(m.get(rk, 0) - r0), "stats": st,
+                "paused_s": "%.1f" % (m.get(pk, 0) - p0),
+                "cpu_s": "%.1f" % (cpu_s(self.wd.pid) - c0)}
 
     def storm_detail(self, who, r):
         """Where a storm's time went, from the agents' side (stream_load's counters since the
@@ -634,12 +639,12 @@ class Bench:
         print("%s: attempts %s (at most %s per agent), failed: %s refused by the kernel, %s in "
               "the TLS handshake, %s later (%s at the agent's deadline); weftd closed %s at "
               "accept (handshake cap); backoff per agent mean %s ms, max %s ms; connect to open "
-              "mean %s ms, max %s ms" % (
+              "mean %s ms, max %s ms; weftd not accepting (handshake cap) %s s, weftd CPU %s s" % (
                   who, st.get("attempts"), st.get("attempts_max"), st.get("fail_refused"),
                   st.get("fail_tls"), st.get("fail_open"), st.get("fail_timeout"),
                   r.get("refused_handshakes", "-"),
                   st.get("backoff_mean_ms"), st.get("backoff_max_ms"), st.get("open_mean_ms"),
-                  st.get("open_max_ms")))
+                  st.get("open_max_ms"), r.get("paused_s", "-"), r.get("cpu_s", "-")))
 
     def report(self, res, n, stalled):
         def agg(rs):

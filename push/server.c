@@ -680,8 +680,9 @@ static int admit(struct push_server *s, struct lws *wsi, int fd)
         s->stats.refused_max_conns++;
         return 0;
     }
-    /* accept_modulate stops accepting at the handshake cap; this catches what got past it
-     * (lws re-enables a listener itself when it had run out of descriptors) */
+    /* accept_modulate stops accepting at the handshake cap; this catches what got past it (lws
+     * re-enables a listener itself when it had run out of descriptors; one 10,000-agent storm
+     * saw thousands of these that this does not explain: hence the log) */
     if (handshaking(s) >= s->max_handshakes) {
         /* logged at the first and every 1000th: how the count stood */
         if (s->stats.refused_handshakes % 1000 == 0)

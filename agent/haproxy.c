@@ -426,6 +426,10 @@ static void sweep(struct agent_driver *d)
     buf_release(&r);
 }
 
+/* Bytes of ';'-separated weight commands sent in one exchange (HAProxy reads a command line
+ * into a buffer of tune.bufsize, 16 KB by default). */
+#define REWEIGHT_BATCH 4096
+
 struct server_counts {
     unsigned added, removed, reweighted, kept;
 };
@@ -495,7 +499,11 @@ static int apply_servers(struct agent_driver *d, const json_t *runtime, struct s
     }
     /* reweighted: raised weights first, then lowered ones, so that a backend whose traffic
      * moves from one server to another (a split flipped from 100/0 to 0/100) never has every
-     * weight at 0 in between (HAProxy answers 503 "no server available" then) */
+     * weight at 0 in between (HAProxy answers 503 "no server available" then). The commands go
+     * in one exchange, separated by ';' (HAProxy runs them in turn on one connection), a few
+     * KB at a time: the window in which a request may still see the old weights is HAProxy's
+     * own, not a round trip per command. Any answer but an empty one refuses the batch. */
+    buf_reset(&cmd);
     for (int raise = 1; raise >= 0; raise--) {
         json_object_foreach(newx, key, it)
         {
@@ -507,15 +515,22 @@ static int apply_servers(struct agent_driver *d, const json_t *runtime, struct s
             ow = json_integer_value(json_object_get(old, "weight"));
             if (w == ow || (w > ow) != raise)
                 continue;
-            buf_reset(&cmd);
-            rc = buf_printf(&cmd, "set server %s/%s weight %d", sv_str(it, "backend"),
-                            sv_str(it, "server"), (int)w);
-            if (!rc)
+            rc = buf_printf(&cmd, "%sset server %s/%s weight %d", cmd.len ? "; " : "",
+                            sv_str(it, "backend"), sv_str(it, "server"), (int)w);
+            if (!rc && cmd.len > REWEIGHT_BATCH) {
                 rc = admin(d, cmd.p, NULL, &r);
+                if (!rc)
+                    buf_reset(&cmd);
+            }
             if (rc)
                 goto refused;
             n->reweighted++;
         }
+    }
+    if (cmd.len) {
+        rc = admin(d, cmd.p, NULL, &r);
+        if (rc)
+            goto refused;
     }
     /* removed: drained (maintenance), then deleted when HAProxy lets go */
     json_object_foreach(oldx, key, old)

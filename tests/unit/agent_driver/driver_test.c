@@ -256,12 +256,13 @@ static void t_runtime_weights_raised_first(void)
         json_object_set_new(endpoint(doc, 1), "weight", json_integer(i == 0 ? 100 : 0));
         CHECK_INT(apply(&e, doc, &k, &dg), 0);
         CHECK_STR(agent_apply_kind_name(k), "runtime");
+        /* one exchange, the raised weight first */
         if (i == 0)
-            CHECK_STR(e.f.log.p, "admin.sock set server " PP "/10.1.0.11_9080 weight 100\n"
-                                 "admin.sock set server " PP "/10.1.0.10_9080_b03a3c11 weight 0\n");
+            CHECK_STR(e.f.log.p, "admin.sock set server " PP "/10.1.0.11_9080 weight 100; "
+                                 "set server " PP "/10.1.0.10_9080_b03a3c11 weight 0\n");
         else
-            CHECK_STR(e.f.log.p, "admin.sock set server " PP "/10.1.0.10_9080_b03a3c11 weight 100\n"
-                                 "admin.sock set server " PP "/10.1.0.11_9080 weight 0\n");
+            CHECK_STR(e.f.log.p, "admin.sock set server " PP "/10.1.0.10_9080_b03a3c11 weight 100; "
+                                 "set server " PP "/10.1.0.11_9080 weight 0\n");
     }
     json_decref(doc);
     env_release(&e);

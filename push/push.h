@@ -214,6 +214,8 @@ struct push_proxy_state {
     const char *sent_hash;
     uint64_t acked_version; /* 0 when the hash was reported by hello's lastHash */
     const char *acked_hash; /* last ACKed hash, or hello's lastHash when it was current */
+    int in_flight; /* a config sent on the current stream is not yet ACKed or NACKed: what the
+                    * proxy serves is not known (sync is pending), whatever acked_hash says */
     uint64_t nack_version;
     const char *nack_hash;
     const char *nack_reason; /* last NACK; kept after later ACKs */

@@ -75,6 +75,7 @@ struct conn {
     struct push_hash *missing;  /* v2: asked for, not in sent_doc (at most PUSH_NEED_MAX) */
     size_t nmissing;
     unsigned needs_this_version; /* `need`s for the last document sent */
+    uint64_t answered;           /* the highest version ACKed or NACKed on this stream */
     int apps_sent;               /* `appsExited` went out on this stream */
     uint64_t trust_sent;         /* the server's trust_gen last sent on this stream; 0 none */
     char *error_frame;           /* to write before closing */
@@ -514,6 +515,8 @@ static void on_frame(struct push_server *s, struct conn *c)
         on_need(s, c, &m);
         goto out;
     }
+    if (m.version > c->answered)
+        c->answered = m.version;
     if (m.type == PUSH_MSG_ACK) {
         s->stats.acks++;
         p->acked_version = m.version;
@@ -1218,8 +1221,14 @@ static void proxy_visit(const struct proxy *p, push_state_visit_fn *fn, void *ar
     st.nack_time_ms = p->nack_time_ms;
     st.apps_exited = p->apps_exited ? p->apps_exited : "";
     st.apps_exited_sent = p->conn && p->conn->apps_sent;
+    /* A config is on its way: the proxy serves the last acknowledged document or the one in
+     * flight, which may differ from the acked hash even when that equals the desired one (a
+     * change and its undoing sent before the first ACK came back). */
+    st.in_flight = p->conn && p->conn->version > p->conn->answered;
     if (!p->conn)
         st.sync = PUSH_SYNC_DISCONNECTED;
+    else if (st.in_flight)
+        st.sync = PUSH_SYNC_PENDING;
     else if (p->doc && strcmp(p->acked_hash, p->hash) == 0)
         st.sync = PUSH_SYNC_SYNCED;
     else if (p->doc && p->nack_reason && strcmp(p->nack_hash, p->hash) == 0)

@@ -491,8 +491,10 @@ static void add_state(void *arg, const struct push_proxy_state *ps)
                   "hash", or_null(ps->sent_hash), "acked", "version", (json_int_t)ps->acked_version,
                   "hash", or_null(ps->acked_hash));
 
-    if (o)
+    if (o) {
+        json_object_set_new(o, "inFlight", json_boolean(ps->in_flight));
         json_object_set_new(o, "appsExited", or_null(ps->apps_exited));
+    }
     if (o && ps->nack_reason[0])
         json_object_set_new(o, "lastNack",
                             json_pack("{s:I,s:o,s:s,s:o}", "version", (json_int_t)ps->nack_version,

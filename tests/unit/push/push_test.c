@@ -392,6 +392,10 @@ static int p_acks2(void *a)
 {
     return ((struct h *)a)->acks >= 2;
 }
+static int p_acks3(void *a)
+{
+    return ((struct h *)a)->acks >= 3;
+}
 static int p_hellos1(void *a)
 {
     return ((struct h *)a)->hellos >= 1;
@@ -415,6 +419,7 @@ struct st_copy {
     int64_t nack_time_ms;
     char apps_exited[PUSH_REASON_MAX + 1];
     int apps_exited_sent;
+    int in_flight;
 };
 
 static void st_visit(void *arg, const struct push_proxy_state *st)
@@ -431,6 +436,7 @@ static void st_visit(void *arg, const struct push_proxy_state *st)
     snprintf(c->nack_hash, sizeof(c->nack_hash), "%s", st->nack_hash);
     snprintf(c->nack_reason, sizeof(c->nack_reason), "%s", st->nack_reason);
     c->sent_version = st->sent_version;
+    c->in_flight = st->in_flight;
     c->acked_version = st->acked_version;
     c->nack_version = st->nack_version;
     c->nack_time_ms = st->nack_time_ms;
@@ -1015,6 +1021,61 @@ static void t_deferred_answer(void)
     h_done(&h);
 }
 
+static int p_configs3(void *a)
+{
+    return ((struct h *)a)->configs >= 3;
+}
+
+/* A change and its undoing sent before the agent answered the first: the acked hash equals
+ * the desired one again, but the agent may serve the change (flip_bench caught an agent on the
+ * 0/100 document while weftd called it synced). Pending until the last version sent is
+ * answered. */
+static void t_in_flight_not_synced(void)
+{
+    struct h h;
+    struct st_copy st;
+    char h2[PUSH_HASH_LEN + 1];
+    uint64_t v2;
+
+    h_init(&h, 0);
+    h.nack_with = PUSH_CONFIG_LATER;
+    CHECK_INT(push_server_send(h.srv, KEY, DOC1), 0);
+    h_client(&h, &F.cli, NULL);
+    REQUIRE(spin(&h.loop, p_configs1, &h, 5000));
+    CHECK_INT(push_client_answer(h.cli, h.cfg_version, h.cfg_hash, 0, NULL), 0);
+    REQUIRE(spin(&h.loop, p_acks1, &h, 5000));
+    CHECK_INT(state_of(&h, KEY).sync, PUSH_SYNC_SYNCED);
+    /* DOC2 goes out; before the agent answers, DOC1 again */
+    CHECK_INT(push_server_send(h.srv, KEY, DOC2), 0);
+    REQUIRE(spin(&h.loop, p_configs2, &h, 5000));
+    v2 = h.cfg_version;
+    memcpy(h2, h.cfg_hash, sizeof(h2));
+    st = state_of(&h, KEY);
+    CHECK_INT(st.sync, PUSH_SYNC_PENDING);
+    CHECK(st.in_flight);
+    CHECK_INT(push_server_send(h.srv, KEY, DOC1), 0);
+    REQUIRE(spin(&h.loop, p_configs3, &h, 5000));
+    st = state_of(&h, KEY);
+    CHECK_INT(st.acked_version, 1);
+    CHECK_STR(st.acked, st.desired); /* what used to read as synced */
+    CHECK_INT(st.sync, PUSH_SYNC_PENDING);
+    CHECK(st.in_flight);
+    /* the answer to DOC2 arrives: version 3 is still unanswered */
+    CHECK_INT(push_client_answer(h.cli, v2, h2, 0, NULL), 0);
+    REQUIRE(spin(&h.loop, p_acks2, &h, 5000));
+    st = state_of(&h, KEY);
+    CHECK_INT(st.acked_version, 2);
+    CHECK_INT(st.sync, PUSH_SYNC_PENDING);
+    CHECK(st.in_flight);
+    CHECK_INT(push_client_answer(h.cli, h.cfg_version, h.cfg_hash, 0, NULL), 0);
+    REQUIRE(spin(&h.loop, p_acks3, &h, 5000));
+    st = state_of(&h, KEY);
+    CHECK_INT(st.acked_version, 3);
+    CHECK_INT(st.sync, PUSH_SYNC_SYNCED);
+    CHECK(!st.in_flight);
+    h_done(&h);
+}
+
 static int p_three_disconnects(void *a)
 {
     return ((struct h *)a)->disconnected >= 4;
@@ -1144,11 +1205,6 @@ static void t_spiffe_extraction(void)
     REQUIRE(spin(&h.loop, p_hellos2, &h, 5000));
     CHECK_STR(h.spiffe, "");
     h_done(&h);
-}
-
-static int p_acks3(void *a)
-{
-    return ((struct h *)a)->acks >= 3;
 }
 
 /* A burst: the first change goes out at once, the other 49 inside its window become one
@@ -2723,9 +2779,9 @@ UNIT_MAIN(UNIT(t_v2_doc_exact), UNIT(t_v2_store_shared), UNIT(t_v2_msgs), UNIT(t
           UNIT(t_msg_parse_invalid), UNIT(t_bad_arguments), UNIT(t_hello_config_ack),
           UNIT(t_identical_not_resent), UNIT(t_send_json_converged), UNIT(t_reconnect_last_hash),
           UNIT(t_last_hash_before_document), UNIT(t_nack_recorded), UNIT(t_deferred_answer),
-          UNIT(t_reject_backs_off), UNIT(t_refused_retries_soon), UNIT(t_unknown_ca_refused),
-          UNIT(t_client_checks_server_cert), UNIT(t_spiffe_extraction), UNIT(t_debounce),
-          UNIT(t_debounce_quiet), UNIT(t_conn_caps), UNIT(t_server_restart), UNIT(t_cert_rotation),
-          UNIT(t_no_client_cert_refused), UNIT(t_tls_policy), UNIT(t_bad_first_frame),
-          UNIT(t_slow_peer_bounded), UNIT(t_keepalive), UNIT(t_forget), UNIT(t_apps_exited),
-          UNIT(t_trust_follows))
+          UNIT(t_in_flight_not_synced), UNIT(t_reject_backs_off), UNIT(t_refused_retries_soon),
+          UNIT(t_unknown_ca_refused), UNIT(t_client_checks_server_cert), UNIT(t_spiffe_extraction),
+          UNIT(t_debounce), UNIT(t_debounce_quiet), UNIT(t_conn_caps), UNIT(t_server_restart),
+          UNIT(t_cert_rotation), UNIT(t_no_client_cert_refused), UNIT(t_tls_policy),
+          UNIT(t_bad_first_frame), UNIT(t_slow_peer_bounded), UNIT(t_keepalive), UNIT(t_forget),
+          UNIT(t_apps_exited), UNIT(t_trust_follows))

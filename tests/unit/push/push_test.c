@@ -1631,27 +1631,37 @@ static int raw_write_frame(SSL *ssl, const char *text)
     return rc;
 }
 
-/* Read one frame; returns its opcode or -1. The payload (truncated) goes to r->last. */
-static int raw_read_frame(SSL *ssl, struct raw *r, char **payload)
+/* A WebSocket frame's first two bytes into h and its payload length (RFC 6455 5.2) into *len. */
+static int raw_read_head(SSL *ssl, unsigned char h[2], uint64_t *len)
 {
-    unsigned char h[2], ext[8];
-    uint64_t len;
-    char *p;
+    unsigned char ext[8];
 
     if (raw_read_full(ssl, h, 2) < 0)
         return -1;
-    len = h[1] & 0x7f;
-    if (len == 126) {
+    *len = h[1] & 0x7f;
+    if (*len == 126) {
         if (raw_read_full(ssl, ext, 2) < 0)
             return -1;
-        len = (uint64_t)ext[0] << 8 | ext[1];
-    } else if (len == 127) {
+        *len = (uint64_t)ext[0] << 8 | ext[1];
+    } else if (*len == 127) {
         if (raw_read_full(ssl, ext, 8) < 0)
             return -1;
-        len = 0;
+        *len = 0;
         for (int i = 0; i < 8; i++)
-            len = len << 8 | ext[i];
+            *len = *len << 8 | ext[i];
     }
+    return 0;
+}
+
+/* Read one frame; returns its opcode or -1. The payload (truncated) goes to r->last. */
+static int raw_read_frame(SSL *ssl, struct raw *r, char **payload)
+{
+    unsigned char h[2];
+    uint64_t len;
+    char *p;
+
+    if (raw_read_head(ssl, h, &len) < 0)
+        return -1;
     p = malloc(len + 1);
     if (!p || raw_read_full(ssl, p, len) < 0) {
         free(p);
@@ -2541,24 +2551,12 @@ static int hs_write(SSL *ssl, const char *text)
 /* One frame from the client (masked); its text in *out (free()); the opcode or -1. */
 static int hs_read(SSL *ssl, char **out)
 {
-    unsigned char h[2], ext[8], mask[4];
+    unsigned char h[2], mask[4];
     uint64_t len;
     char *p;
 
-    if (raw_read_full(ssl, h, 2) < 0)
+    if (raw_read_head(ssl, h, &len) < 0)
         return -1;
-    len = h[1] & 0x7f;
-    if (len == 126) {
-        if (raw_read_full(ssl, ext, 2) < 0)
-            return -1;
-        len = (uint64_t)ext[0] << 8 | ext[1];
-    } else if (len == 127) {
-        if (raw_read_full(ssl, ext, 8) < 0)
-            return -1;
-        len = 0;
-        for (int i = 0; i < 8; i++)
-            len = len << 8 | ext[i];
-    }
     if (!(h[1] & 0x80) || raw_read_full(ssl, mask, 4) < 0 || len > (1u << 20))
         return -1;
     p = malloc(len + 1);

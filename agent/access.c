@@ -16,25 +16,23 @@
 #include "core/map.h"
 
 struct agent_access {
-    struct map c; /* "<action> <ns>/<policy>" -> unsigned long long * */
-    unsigned long long lines, bad;
+    struct agent_series s; /* "<action> <ns>/<policy>" */
 };
 
 int agent_access_new(struct agent_access **out)
 {
     *out = calloc(1, sizeof(**out));
-    return *out ? 0 : -ENOMEM;
+    if (!*out)
+        return -ENOMEM;
+    agent_series_init(&(*out)->s, AGENT_ACCESS_MAX);
+    return 0;
 }
 
 void agent_access_free(struct agent_access *a)
 {
     if (!a)
         return;
-    MAP_FOREACH(&a->c, s)
-    {
-        free(s->val);
-    }
-    map_release(&a->c);
+    agent_series_release(&a->s);
     free(a);
 }
 
@@ -59,23 +57,11 @@ static int add(struct agent_access *a, const char *action, const char *p, size_t
                unsigned long long by)
 {
     char key[8 + 2 * 253 + 2];
-    unsigned long long *v;
 
     if (!policy_ok(p, n))
         return ERR_INVALID;
     snprintf(key, sizeof(key), "%s %.*s", action, (int)n, p);
-    v = map_get(&a->c, key);
-    if (!v) {
-        if (map_len(&a->c) >= AGENT_ACCESS_MAX)
-            return ERR_INVALID;
-        v = calloc(1, sizeof(*v));
-        if (!v || map_put(&a->c, key, v) < 0) {
-            free(v);
-            return -ENOMEM;
-        }
-    }
-    *v += by;
-    return 0;
+    return agent_series_add(&a->s, key, by);
 }
 
 const char *agent_log_field(const char *line, size_t len, const char *name, size_t *n)
@@ -105,7 +91,7 @@ bool agent_access_line(struct agent_access *a, const char *line, size_t len)
     d = au ? agent_log_field(line, (size_t)(au - line) - 7, "denied=", &dn) : NULL;
     if (!au || !d || d + dn != au - 7) /* "... denied=X audit=Y", at the end */
         return false;
-    a->lines++;
+    a->s.lines++;
     if (dn == 1 && *d == '-') /* HAProxy's "-" for an empty value */
         dn = 0;
     if (an == 1 && *au == '-')
@@ -123,7 +109,7 @@ bool agent_access_line(struct agent_access *a, const char *line, size_t len)
         au = semi + 1;
     }
     if (bad)
-        a->bad++;
+        a->s.bad++;
     return true;
 }
 
@@ -173,45 +159,34 @@ int agent_access_doc(struct agent_access *a, const json_t *doc)
             rc = map_put(&keep, key, a);
     }
     if (!rc) {
-        MAP_FOREACH(&a->c, s)
+        MAP_FOREACH(&a->s.c, s)
         {
             if (!map_get(&keep, s->key))
-                free(map_del(&a->c, s->key));
+                free(map_del(&a->s.c, s->key));
         }
     }
     map_release(&keep);
     return rc;
 }
 
+static int decision_line(struct buf *b, const char *key, unsigned long long v)
+{
+    const char *sp = strchr(key, ' ');
+
+    return buf_printf(b, "weft_agent_access_decisions_total{action=\"%.*s\",policy=\"%s\"} %llu\n",
+                      (int)(sp - key), key, sp + 1, v);
+}
+
 int agent_access_text(const struct agent_access *a, struct buf *b)
 {
-    size_t n;
-    int rc = 0;
-    const char **keys = map_sorted_keys(&a->c, &n, &rc);
-
-    if (rc)
-        return rc;
-    rc = buf_printf(b, "# HELP weft_agent_access_decisions_total Inbound requests (http ports) and "
-                       "connections (tcp ports) denied or audited, by the AccessPolicy that "
-                       "decided (<namespace>/default: no Allow matched, or mode deny).\n"
-                       "# TYPE weft_agent_access_decisions_total counter\n");
-    for (size_t i = 0; i < n && !rc; i++) {
-        const char *sp = strchr(keys[i], ' ');
-
-        rc =
-            buf_printf(b, "weft_agent_access_decisions_total{action=\"%.*s\",policy=\"%s\"} %llu\n",
-                       (int)(sp - keys[i]), keys[i], sp + 1,
-                       *(const unsigned long long *)map_get(&a->c, keys[i]));
-    }
-    if (!rc)
-        rc = buf_printf(b,
-                        "# HELP weft_agent_access_log_lines_total Inbound log lines HAProxy sent "
-                        "the agent (access.sock), by whether every decision in them was counted "
-                        "(bad: a policy name it could not read, or more than %d series).\n"
-                        "# TYPE weft_agent_access_log_lines_total counter\n"
-                        "weft_agent_access_log_lines_total{result=\"ok\"} %llu\n"
-                        "weft_agent_access_log_lines_total{result=\"bad\"} %llu\n",
-                        AGENT_ACCESS_MAX, a->lines - a->bad, a->bad);
-    free(keys);
-    return rc;
+    return agent_series_text(
+        &a->s, b,
+        "# HELP weft_agent_access_decisions_total Inbound requests (http ports) and connections "
+        "(tcp ports) denied or audited, by the AccessPolicy that decided (<namespace>/default: no "
+        "Allow matched, or mode deny).\n"
+        "# TYPE weft_agent_access_decisions_total counter\n",
+        decision_line, "weft_agent_access_log_lines_total",
+        "Inbound log lines HAProxy sent the agent (access.sock), by whether every decision in "
+        "them was counted (bad: a policy name it could not read, or more than " AGENT_STR(
+            AGENT_ACCESS_MAX) " series).");
 }

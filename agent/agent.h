@@ -19,6 +19,7 @@
 #include "core/buf.h"
 #include "core/diag.h"
 #include "core/err.h"
+#include "core/map.h"
 #include "core/netaddr.h"
 
 /* ---- weft-init: the nat redirection ------------------------------------------------------ */
@@ -270,6 +271,30 @@ int agent_metrics_text(const struct agent_metrics *m, struct buf *b) WUR;
  * shadow or break the agent's own). 0 or ERR_INVALID.
  */
 int agent_metrics_check_haproxy(const char *text, size_t len) WUR;
+
+/* A macro's value as a string literal (a limit in a metric's HELP text). */
+#define AGENT_STR_(x) #x
+#define AGENT_STR(x) AGENT_STR_(x)
+
+/* ---- counters by series, bounded (agent/series.c): access.c's and grpc.c's ---------------- */
+
+struct agent_series {
+    struct map c;                  /* "<key>" -> unsigned long long * */
+    size_t max;                    /* at most this many series */
+    unsigned long long lines, bad; /* log lines read; those not wholly counted */
+};
+void agent_series_init(struct agent_series *s, size_t max);
+void agent_series_release(struct agent_series *s);
+/* key's counter raised by `by` (a new key starts at 0): 0, ERR_INVALID past max series, or
+ * -ENOMEM. */
+int agent_series_add(struct agent_series *s, const char *key, unsigned long long by) WUR;
+/* One series' sample line for key's value v. */
+typedef int agent_series_line_fn(struct buf *b, const char *key, unsigned long long v);
+/* head (the series' HELP and TYPE), a line per series in key order, then lines_metric{result=
+ * "ok"|"bad"} with lines_help. */
+int agent_series_text(const struct agent_series *s, struct buf *b, const char *head,
+                      agent_series_line_fn *line, const char *lines_metric,
+                      const char *lines_help) WUR;
 
 /* ---- the inbound listener's access decisions (agent/access.c) ----------------------------- */
 

@@ -109,25 +109,23 @@ const char agent_grpc_lua[] =
     "core.register_filter(\"weft-grpc\", Filter, function(f, args) return f end)\n";
 
 struct agent_grpc {
-    struct map c; /* "<direction> <namespace>/<service> <code>" -> unsigned long long * */
-    unsigned long long lines, bad;
+    struct agent_series s; /* "<direction> <namespace>/<service> <code>" */
 };
 
 int agent_grpc_new(struct agent_grpc **out)
 {
     *out = calloc(1, sizeof(**out));
-    return *out ? 0 : -ENOMEM;
+    if (!*out)
+        return -ENOMEM;
+    agent_series_init(&(*out)->s, AGENT_GRPC_MAX);
+    return 0;
 }
 
 void agent_grpc_free(struct agent_grpc *g)
 {
     if (!g)
         return;
-    MAP_FOREACH(&g->c, s)
-    {
-        free(s->val);
-    }
-    map_release(&g->c);
+    agent_series_release(&g->s);
     free(g);
 }
 
@@ -168,7 +166,6 @@ bool agent_grpc_line(struct agent_grpc *g, const char *line, size_t len)
     const char *call, *code, *dir = NULL, *svc;
     size_t cn, kn, sn;
     char key[16 + AGENT_GRPC_SERVICE_MAX + 16];
-    unsigned long long *v;
 
     while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
         len--;
@@ -188,62 +185,38 @@ bool agent_grpc_line(struct agent_grpc *g, const char *line, size_t len)
     sn = cn - strlen(dir) - 1;
     if (sn == 1 && *svc == '-') /* no grpc backend took the request (not a grpc port's) */
         return false;
-    g->lines++;
+    g->s.lines++;
     if (!service_ok(svc, sn)) {
-        g->bad++;
+        g->s.bad++;
         return true;
     }
     snprintf(key, sizeof(key), "%s %.*s %s", dir, (int)sn, svc, code_name(code, kn));
-    v = map_get(&g->c, key);
-    if (!v) {
-        if (map_len(&g->c) >= AGENT_GRPC_MAX) {
-            g->bad++;
-            return true;
-        }
-        v = calloc(1, sizeof(*v));
-        if (!v || map_put(&g->c, key, v) < 0) {
-            free(v);
-            g->bad++;
-            return true;
-        }
-    }
-    (*v)++;
+    if (agent_series_add(&g->s, key, 1) != 0)
+        g->s.bad++;
     return true;
+}
+
+static int response_line(struct buf *b, const char *key, unsigned long long v)
+{
+    const char *sp1 = strchr(key, ' '), *sp2 = strrchr(key, ' ');
+
+    return buf_printf(b,
+                      "weft_agent_grpc_responses_total{direction=\"%.*s\",service=\"%.*s\","
+                      "code=\"%s\"} %llu\n",
+                      (int)(sp1 - key), key, (int)(sp2 - sp1 - 1), sp1 + 1, sp2 + 1, v);
 }
 
 int agent_grpc_text(const struct agent_grpc *g, struct buf *b)
 {
-    size_t n;
-    int rc = 0;
-    const char **keys = map_sorted_keys(&g->c, &n, &rc);
-
-    if (rc)
-        return rc;
-    rc = buf_printf(b, "# HELP weft_agent_grpc_responses_total Responses on grpc ports, by "
-                       "direction (inbound: this pod's app answered; outbound: a Service it "
-                       "called), Service (<namespace>/<name>) and gRPC status code (0-16; "
-                       "unknown: no grpc-status, such as HAProxy's own error answers or calls "
-                       "cut short).\n"
-                       "# TYPE weft_agent_grpc_responses_total counter\n");
-    for (size_t i = 0; i < n && !rc; i++) {
-        const char *sp1 = strchr(keys[i], ' '), *sp2 = strrchr(keys[i], ' ');
-
-        rc = buf_printf(b,
-                        "weft_agent_grpc_responses_total{direction=\"%.*s\",service=\"%.*s\","
-                        "code=\"%s\"} %llu\n",
-                        (int)(sp1 - keys[i]), keys[i], (int)(sp2 - sp1 - 1), sp1 + 1, sp2 + 1,
-                        *(const unsigned long long *)map_get(&g->c, keys[i]));
-    }
-    if (!rc)
-        rc = buf_printf(b,
-                        "# HELP weft_agent_grpc_log_lines_total Log lines of grpc ports' "
-                        "responses HAProxy sent the agent (access.sock), by whether they were "
-                        "counted (bad: a Service name it could not read, or more than %d "
-                        "series).\n"
-                        "# TYPE weft_agent_grpc_log_lines_total counter\n"
-                        "weft_agent_grpc_log_lines_total{result=\"ok\"} %llu\n"
-                        "weft_agent_grpc_log_lines_total{result=\"bad\"} %llu\n",
-                        AGENT_GRPC_MAX, g->lines - g->bad, g->bad);
-    free(keys);
-    return rc;
+    return agent_series_text(
+        &g->s, b,
+        "# HELP weft_agent_grpc_responses_total Responses on grpc ports, by direction (inbound: "
+        "this pod's app answered; outbound: a Service it called), Service (<namespace>/<name>) "
+        "and gRPC status code (0-16; unknown: no grpc-status, such as HAProxy's own error "
+        "answers or calls cut short).\n"
+        "# TYPE weft_agent_grpc_responses_total counter\n",
+        response_line, "weft_agent_grpc_log_lines_total",
+        "Log lines of grpc ports' responses HAProxy sent the agent (access.sock), by whether "
+        "they were counted (bad: a Service name it could not read, or more than " AGENT_STR(
+            AGENT_GRPC_MAX) " series).");
 }

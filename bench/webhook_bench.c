@@ -401,8 +401,7 @@ static void handle(void *arg, struct http_conn *c, const struct http_request *re
  */
 struct pool_srv {
     struct http_server *s;
-    uv_poll_t poll;
-    uv_timer_t timer;
+    struct http_uv *uv; /* drives s from the loop (lib/http) */
     const struct inject_config *cfg;
 };
 
@@ -415,29 +414,6 @@ struct pool_job {
     char *resp;
     int status, rc;
 };
-
-static void pool_timer(uv_timer_t *t);
-
-static void pool_round(struct pool_srv *p)
-{
-    int t;
-    if (http_server_step(p->s, 0))
-        return;
-    t = http_server_next_timeout(p->s);
-    uv_timer_start(&p->timer, pool_timer, (uint64_t)(t < 0 ? 1000 : t), 0);
-}
-
-static void pool_timer(uv_timer_t *t)
-{
-    pool_round(t->data);
-}
-
-static void pool_poll(uv_poll_t *h, int status, int events)
-{
-    (void)status;
-    (void)events;
-    pool_round(h->data);
-}
 
 static void pool_gone(void *arg, struct http_conn *c)
 {
@@ -460,7 +436,7 @@ static void pool_done(uv_work_t *w, int cancelled)
             http_respond(j->c, 500, "text/plain", "out of memory\n", 14, NULL);
         else
             http_respond(j->c, j->status, "application/json", j->resp, strlen(j->resp), NULL);
-        pool_round(j->p);
+        http_uv_kick(j->p->uv);
     }
     free(j->resp);
     free(j->body);
@@ -513,12 +489,8 @@ static int pool_serve(SSL_CTX *ctx, const struct inject_config *cfg, int pipe_fd
     if (write(pipe_fd, &pt, sizeof(pt)) != (ssize_t)sizeof(pt) || pt < 0)
         return 1;
     close(pipe_fd);
-    uv_poll_init(uv_default_loop(), &p.poll, http_server_fd(p.s));
-    uv_timer_init(uv_default_loop(), &p.timer);
-    p.poll.data = &p;
-    p.timer.data = &p;
-    uv_poll_start(&p.poll, UV_READABLE, pool_poll);
-    pool_round(&p);
+    if (http_uv_attach(uv_default_loop(), p.s, &p.uv) < 0)
+        return 1;
     return uv_run(uv_default_loop(), UV_RUN_DEFAULT);
 }
 

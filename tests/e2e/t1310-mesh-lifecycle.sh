@@ -24,7 +24,12 @@
 #                   then weftd scaled to 0 for 60 s: no failed request; back: every running
 #                   proxy synced again on weftd's /debug/proxies
 #   haproxy-kill    HAProxy (master and worker) SIGKILL'd in the server pod, then in the client
-#                   pod: the client's requests answer 200 again within 1 s of the kill
+#                   pod: the client is served again within 1.5 s of the kill (a request in
+#                   flight at the kill may fail: its connection is gone). A request reaching
+#                   the client's proxy while the server's listener is gone is refused and
+#                   retried after HAProxy's turn-around of min(timeout connect, 1 s); that
+#                   retry serves it only if the agent restarted HAProxy within the turn-around
+#                   (else a second retry: over 2 s)
 # Env: BUILD, KUBECTL_DIR, HELM; T1310_PHASES (default "classic native": which clusters to run).
 set -u
 cd "$(dirname "$0")/../.." || exit 1
@@ -372,7 +377,8 @@ case_haproxy_kill() {
         n=$(counts "$t0" "${back% *}")
         slow=$(awk -v a="$((t0 - 1000))" -v b="$((t0 + 2000))" '$1 ~ /^[0-9]+$/ && $1 >= a && $1 < b && $2 > m { m = $2 } END { print m + 0 }' "$TRAFFIC")
         echo "    HAProxy killed in $p: a request started $((${back% *} - t0)) ms after the kill answered 200 at +$((${back#* } - t0)) ms (requests started before it: ${n% *}, failed: ${n#* }; slowest request from 1 s before to 2 s after: $slow ms)"
-        [ $((${back#* } - t0)) -lt 1000 ] || { t_fail "$p: $((${back#* } - t0)) ms until the client was served again"; return 1; }
+        # 1 s: the client proxy's retry turn-around, which a request started in the outage waits
+        [ $((${back#* } - t0)) -lt 1500 ] || { t_fail "$p: $((${back#* } - t0)) ms until the client was served again"; return 1; }
         assert_contains "$(proxy_log "$p")" "HAProxy restarted with the last good configuration" "$p's agent restarted it" || return 1
     done
 }

@@ -242,9 +242,15 @@ mesh_weftd() {
         mesh_fail "weftd: $(tail -5 "$MESH_WEFTD_LOG")"
 }
 
+# The bridge's MAC address is set (from IP): a bridge without one takes the lowest of its ports'
+# and changes whenever a port with a lower one is attached; the pods attached before keep the old
+# one for IP in their neighbour tables, and their frames to it are dropped (not the bridge's
+# address, not the port they came in on). Their TCP connections to IP stalled for 15-45 s, until
+# the entry failed and was resolved again: the flip benchmark's lost config changes.
 mesh_hub() {
-    local ns=$1 ip=$2
-    e2e_netns "$ns" && ip -n "$ns" link add wfbr0 type bridge && ip -n "$ns" addr add "$ip/24" dev wfbr0 &&
+    local ns=$1 ip=$2 mac
+    mac=$(printf '02:77:%02x:%02x:%02x:%02x' ${ip//./ })
+    e2e_netns "$ns" && ip -n "$ns" link add wfbr0 address "$mac" type bridge && ip -n "$ns" addr add "$ip/24" dev wfbr0 &&
         ip -n "$ns" link set wfbr0 up || mesh_fail "hub $ns" || return
     MESH_HUB=$ns
 }

@@ -145,6 +145,11 @@ if ! t_failed; then
     assert_eq "$OUT" "200 web" "ClusterIP from the backing pod itself (hairpin)"
     runo $(in_pod client) "$TESTAPP" get "http://$IP:8080/echo"
     assert_match "$OUT" '^Host: 10\.244\.0\.[0-9]+:8080' "pod-to-pod by pod IP"
+    # kl0 has its own MAC address: a bridge without one takes its lowest port's and changes as
+    # pods attach, and a pod that resolved the gateway before lost the node for 15-45 s
+    assert_eq "$(cat /sys/class/net/kl0/address)" "02:6b:0a:f4:00:01" "kl0's MAC address is set (02:6b + the gateway)"
+    runo $(in_pod client) ip neigh show 10.244.0.1
+    assert_contains "$OUT" "lladdr 02:6b:0a:f4:00:01" "the client pod reaches the gateway at kl0's address"
 fi
 t_pass
 

@@ -201,7 +201,7 @@ int net_new(const char *pod_cidr, const char *service_cidr, const char *root, st
             char *msg, size_t msglen)
 {
     struct net *n = NULL;
-    char gwc[40], path[4096], fw[8] = "0", br[8] = "-", saved[32];
+    char gwc[40], mac[18], path[4096], fw[8] = "0", br[8] = "-", saved[32];
     unsigned a, sa;
     int p, sp, rc;
 
@@ -244,7 +244,14 @@ int net_new(const char *pod_cidr, const char *service_cidr, const char *root, st
     if (access(path, F_OK) != 0)
         IGNORE_RESULT(write_small(path, saved));
 
-    if ((rc = IP(msg, msglen, "link", "add", BRIDGE, "type", "bridge")) ||
+    /* The bridge's own MAC address (02:6b + the gateway's address): a bridge without one takes
+     * the lowest of its ports' and changes when a pod's veth with a lower one is attached; the
+     * pods attached before keep the old one for the gateway in their neighbour tables, and
+     * their frames to it are dropped (not the bridge's address, not the port they came in on):
+     * a pod's connections to the node stalled for 15-45 s until the entry was resolved again. */
+    snprintf(mac, sizeof(mac), "02:6b:%02x:%02x:%02x:%02x", (n->base + 1) >> 24,
+             ((n->base + 1) >> 16) & 0xff, ((n->base + 1) >> 8) & 0xff, (n->base + 1) & 0xff);
+    if ((rc = IP(msg, msglen, "link", "add", BRIDGE, "address", mac, "type", "bridge")) ||
         (rc = IP(msg, msglen, "addr", "add", gwc, "dev", BRIDGE)) ||
         (rc = IP(msg, msglen, "link", "set", BRIDGE, "up")) ||
         (rc = IP(msg, msglen, "route", "add", service_cidr, "dev", BRIDGE, "src", n->gw)))

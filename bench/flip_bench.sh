@@ -6,6 +6,9 @@
 #
 #   bench/flip_bench.sh [--pods 50] [--flips 30] [--interval-ms 10] [--per-flip]
 #
+# FLIP_HOLD=S keeps the mesh up S seconds after a failure, for a look at it (kill the sleep to
+# end it early).
+#
 # Needs root (network namespaces, iptables), haproxy and a build (make all). Holds
 # /tmp/weft-e2e-flip.lock while it runs; its names cannot collide with kubelet-lite's (kl-*, kl0),
 # the e2e suites' (wfe-*, 10.250.x) or the other benches' (wfb-c, wfb-s, wfb-h*, 10.251.9-10.x):
@@ -77,6 +80,8 @@ flip_cleanup() {
 trap flip_cleanup EXIT
 die() {
     echo "flip_bench: $*" >&2
+    # FLIP_HOLD=S: keep the mesh up S seconds for a look (logs in $MESH_D) before removing it
+    [ -n "${FLIP_HOLD:-}" ] && echo "flip_bench: holding $FLIP_HOLD s (logs: $MESH_D)" >&2 && sleep "$FLIP_HOLD"
     exit 1
 }
 

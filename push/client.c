@@ -308,6 +308,8 @@ static void on_config(struct push_client *c, struct push_msg *m)
     memset(&ans, 0, sizeof(ans));
     ans.version = m->version;
     memcpy(ans.hash, m->hash, sizeof(ans.hash));
+    log_info("msg=\"config received\" version=%llu hash=%s bytes=%zu",
+             (unsigned long long)m->version, m->hash, c->rx.len);
     if (c->proto == 2) {
         memcpy(c->asm_hash, m->hash, sizeof(c->asm_hash));
         on_assembly(c, m, push__cache_config(c->cache, m, &o), &o);

@@ -222,6 +222,8 @@ struct push_proxy_state {
     int64_t nack_time_ms;    /* Unix time in ms of the last NACK; 0 none */
     const char *apps_exited; /* push_server_apps_exited's reason; "" while the apps run */
     int apps_exited_sent;    /* the current stream got `appsExited` */
+    int send_buffered;       /* bytes written to the stream wait in libwebsockets for the socket */
+    int64_t idle_ms;         /* since the last frame from the agent on the current stream; -1 */
 };
 
 typedef void push_state_visit_fn(void *arg, const struct push_proxy_state *st);

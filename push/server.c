@@ -1201,7 +1201,8 @@ void push_server_forget(struct push_server *s, const char *key)
     p->forgotten = 1;
 }
 
-static void proxy_visit(const struct proxy *p, push_state_visit_fn *fn, void *arg)
+static void proxy_visit(struct push_server *s, const struct proxy *p, push_state_visit_fn *fn,
+                        void *arg)
 {
     struct push_proxy_state st;
 
@@ -1225,6 +1226,8 @@ static void proxy_visit(const struct proxy *p, push_state_visit_fn *fn, void *ar
      * flight, which may differ from the acked hash even when that equals the desired one (a
      * change and its undoing sent before the first ACK came back). */
     st.in_flight = p->conn && p->conn->version > p->conn->answered;
+    st.send_buffered = p->conn && p->conn->wsi && lws_partial_buffered(p->conn->wsi);
+    st.idle_ms = p->conn ? (int64_t)(uv_now(s->loop) - p->conn->last_rx_ms) : -1;
     if (!p->conn)
         st.sync = PUSH_SYNC_DISCONNECTED;
     else if (st.in_flight)
@@ -1241,7 +1244,7 @@ static void proxy_visit(const struct proxy *p, push_state_visit_fn *fn, void *ar
 void push_server_sync_state(struct push_server *s, push_state_visit_fn *fn, void *arg)
 {
     MAP_FOREACH(&s->proxies, slot)
-    proxy_visit(slot->val, fn, arg);
+    proxy_visit(s, slot->val, fn, arg);
 }
 
 int push_server_proxy_state(struct push_server *s, const char *key, push_state_visit_fn *fn,
@@ -1251,7 +1254,7 @@ int push_server_proxy_state(struct push_server *s, const char *key, push_state_v
 
     if (!p)
         return ERR_NOTFOUND;
-    proxy_visit(p, fn, arg);
+    proxy_visit(s, p, fn, arg);
     return 0;
 }
 

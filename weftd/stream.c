@@ -493,6 +493,9 @@ static void add_state(void *arg, const struct push_proxy_state *ps)
 
     if (o) {
         json_object_set_new(o, "inFlight", json_boolean(ps->in_flight));
+        json_object_set_new(o, "sendBuffered", json_boolean(ps->send_buffered));
+        if (ps->idle_ms >= 0)
+            json_object_set_new(o, "idleMs", json_integer(ps->idle_ms));
         json_object_set_new(o, "appsExited", or_null(ps->apps_exited));
     }
     if (o && ps->nack_reason[0])

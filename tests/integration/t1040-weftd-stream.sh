@@ -165,6 +165,9 @@ case_document() {
         "[\"$NS/a\", true, \"spiffe://cluster.local/ns/$NS/sa/client\", \"$hash\", {\"version\": 1, \"hash\": \"$hash\"}, {\"version\": 1, \"hash\": \"$hash\"}, null]" \
         "/debug/proxies/$NS/a" || return
     assert_match "$(proxy a 'j["connectedSince"]')" '^20[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9:]{8}\.[0-9]{3}Z$' "connectedSince" || return
+    # the ACK came within the last seconds; nothing waits to be written
+    assert_eq "$(proxy a '[j["sendBuffered"], 0 <= j["idleMs"] < 10000]')" "[false, true]" \
+        "sendBuffered, idleMs" || return
     wd_get a /debug/proxies
     assert_eq "$(printf '%s' "$BODY" | pyjson '[[p["pod"], p["sync"]] for p in j]')" \
         "[[\"$NS/a\", \"synced\"], [\"$NS/b\", \"disconnected\"]]" "/debug/proxies: every proxy" || return

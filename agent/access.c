@@ -2,9 +2,9 @@
  * access.c - the inbound listener's access decisions, counted by action and policy
  * (weft_agent_access_decisions_total; docs/agent.md, "Access decisions").
  *
- * HAProxy sends every inbound log line to the agent's datagram socket <run_dir>/access.sock
- * (render.c: "log unix@..."); each line ends with "denied=<ns>/<policy> audit=<ns>/<p>;..."
- * ("-" when nothing matched). main.c reads the socket on its loop and hands each line
+ * HAProxy writes every inbound log line to the agent's log pipe (render.c: "log fd@3", main.c's
+ * access_start); each line ends with "denied=<ns>/<policy> audit=<ns>/<p>;..."
+ * ("-" when nothing matched). main.c reads the pipe on its loop and hands each line
  * here. Counters live as long as the agent, across HAProxy reloads; the policies the applied
  * document names are listed at 0 before they first match, those it no longer names are
  * dropped with the next document. At most AGENT_ACCESS_MAX series.
@@ -186,7 +186,7 @@ int agent_access_text(const struct agent_access *a, struct buf *b)
         "Allow matched, or mode deny).\n"
         "# TYPE weft_agent_access_decisions_total counter\n",
         decision_line, "weft_agent_access_log_lines_total",
-        "Inbound log lines HAProxy sent the agent (access.sock), by whether every decision in "
+        "Inbound log lines HAProxy sent the agent (its log pipe), by whether every decision in "
         "them was counted (bad: a policy name it could not read, or more than " AGENT_STR(
             AGENT_ACCESS_MAX) " series).");
 }

@@ -146,6 +146,7 @@ extern const struct agent_haproxy_ops agent_haproxy_real_ops;
 struct agent_haproxy_real {
     const char *haproxy; /* the binary: "haproxy" (PATH) by default */
     int timeout_ms;      /* per socket command */
+    int log_fd;          /* the log pipe's write end, AGENT_LOG_FD in HAProxy; < 0: none */
 };
 
 /* What an apply did. */
@@ -296,10 +297,30 @@ int agent_series_text(const struct agent_series *s, struct buf *b, const char *h
                       agent_series_line_fn *line, const char *lines_metric,
                       const char *lines_help) WUR;
 
+/* The agent's log pipe (docs/agent.md, "Access decisions"): HAProxy inherits its write end as
+ * this descriptor (haproxy.c), and the frontends whose lines the agent counts log to it with
+ * "log fd@" AGENT_STR(AGENT_LOG_FD) " len " AGENT_STR(AGENT_LOG_LINE_MAX) (render.c); main.c
+ * reads the other end. A write of at most PIPE_BUF (4096) bytes to a pipe is atomic, so the
+ * lines of every worker (old ones included) never interleave. */
+#define AGENT_LOG_FD 3
+#define AGENT_LOG_LINE_MAX 4096
+/* The pipe's capacity (F_SETPIPE_SZ; /proc/sys/fs/pipe-max-size is 1 MB by default). */
+#define AGENT_LOG_PIPE_SIZE (1 << 20)
+/* The log pipe's bytes cut into lines ('\n' ends each; the pipe carries HAProxy's lines whole,
+ * at most AGENT_LOG_LINE_MAX bytes each with their '\n'). A line that does not fit is handed
+ * on as an empty one when its end arrives (counted as neither a decision nor a gRPC line). */
+struct agent_lines {
+    char part[AGENT_LOG_LINE_MAX]; /* the start of a line whose end has not arrived */
+    size_t len;
+    bool skip; /* part overflowed: the rest of that line is dropped */
+};
+typedef void agent_lines_fn(void *ctx, const char *line, size_t len);
+/* Every line completed by p[0..n) to fn (without its '\n'); the rest kept for the next call. */
+void agent_lines_feed(struct agent_lines *l, const char *p, size_t n, agent_lines_fn *fn,
+                      void *ctx);
+
 /* ---- the inbound listener's access decisions (agent/access.c) ----------------------------- */
 
-/* The datagram socket in the run directory the inbound frontend logs to (render.c, main.c). */
-#define AGENT_ACCESS_LOG_SOCK "access.sock"
 /* At most this many (action, policy) series are counted. */
 #define AGENT_ACCESS_MAX 4096
 
@@ -333,7 +354,7 @@ extern const char agent_grpc_lua[];
 struct agent_grpc;
 int agent_grpc_new(struct agent_grpc **out) WUR;
 void agent_grpc_free(struct agent_grpc *g);
-/* One log line from access.sock: when it is a grpc port's response ("grpc=<code>
+/* One log line from the log pipe: when it is a grpc port's response ("grpc=<code>
  * grpc_call=<inbound|outbound>/<namespace>/<service>", render.c), counted, and true. */
 bool agent_grpc_line(struct agent_grpc *g, const char *line, size_t len);
 /* weft_agent_grpc_responses_total and weft_agent_grpc_log_lines_total, sorted. */

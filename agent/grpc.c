@@ -6,8 +6,8 @@
  * The filter reads each response's grpc-status (in the trailers, or in the headers of a
  * Trailers-Only answer) at the end of the response into txn.weft_grpc; the frontends' log lines
  * carry it with the call's direction and Service ("grpc=<code> grpc_call=<dir>/<ns>/<svc>") to
- * the agent's access.sock (render.c), and main.c hands every line here. Counters live as long as
- * the agent, across HAProxy reloads (every worker, old ones included, logs to the same socket).
+ * the agent's log pipe (render.c), and main.c hands every line here. Counters live as long as
+ * the agent, across HAProxy reloads (every worker, old ones included, writes to the same pipe).
  * At most AGENT_GRPC_MAX series.
  */
 #include <stdlib.h>
@@ -216,7 +216,7 @@ int agent_grpc_text(const struct agent_grpc *g, struct buf *b)
         "answers or calls cut short).\n"
         "# TYPE weft_agent_grpc_responses_total counter\n",
         response_line, "weft_agent_grpc_log_lines_total",
-        "Log lines of grpc ports' responses HAProxy sent the agent (access.sock), by whether "
+        "Log lines of grpc ports' responses HAProxy sent the agent (its log pipe), by whether "
         "they were counted (bad: a Service name it could not read, or more than " AGENT_STR(
             AGENT_GRPC_MAX) " series).");
 }

@@ -1019,8 +1019,10 @@ static int real_check(void *ctx, const char *cfg_path, struct diag *diag)
 
 static int real_start(void *ctx, const char *cfg_path, const char *master_sock, int *pid)
 {
+    const struct agent_haproxy_real *r = ctx;
     char *ms = NULL;
     const char *argv[] = {hp_bin(ctx), "-W", "-S", NULL, "-f", cfg_path, NULL};
+    posix_spawn_file_actions_t fa;
     pid_t p;
     int rc;
 
@@ -1028,7 +1030,17 @@ static int real_start(void *ctx, const char *cfg_path, const char *master_sock, 
     if (asprintf(&ms, "%s,mode,600", master_sock) < 0)
         return -ENOMEM;
     argv[3] = ms;
-    rc = -posix_spawnp(&p, argv[0], NULL, NULL, (char *const *)argv, environ);
+    /* the agent's log pipe as AGENT_LOG_FD, which the master and every worker it forks keep
+     * (main.c makes sure the write end is not that number already: dup2 onto itself would
+     * leave it close-on-exec) */
+    posix_spawn_file_actions_init(&fa);
+    if (r && r->log_fd >= 0 && r->log_fd != AGENT_LOG_FD)
+        rc = -posix_spawn_file_actions_adddup2(&fa, r->log_fd, AGENT_LOG_FD);
+    else
+        rc = 0;
+    if (!rc)
+        rc = -posix_spawnp(&p, argv[0], &fa, NULL, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
     free(ms);
     if (!rc)
         *pid = (int)p;

@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -86,10 +87,11 @@ struct agent {
     struct http_server *hs;
     struct http_uv *hs_uv; /* drives hs from the loop */
 
-    /* the inbound listener's decisions: HAProxy's log lines on <run_dir>/access.sock */
+    /* the inbound listener's decisions: HAProxy's log lines on the log pipe (access_start) */
     struct agent_access *access;
     struct agent_grpc *grpc; /* gRPC status codes from the same lines (grpc ports) */
-    int access_fd;
+    int access_fd;           /* the log pipe's read end */
+    struct agent_lines access_lines;
     uv_poll_t access_poll;
 
     /* for /stats/prometheus */
@@ -849,62 +851,72 @@ static int health_start(struct agent *a)
 
 /* ---- access decisions ----------------------------------------------------------------------- */
 
-#define ACCESS_BATCH 256 /* datagrams per wake-up, so that a flood cannot starve the loop */
+#define ACCESS_READS                                                                               \
+    16 /* reads of up to 64 KB per wake-up, so that a flood cannot starve the loop */
+
+static void access_line(void *ctx, const char *line, size_t len)
+{
+    struct agent *a = ctx;
+    bool grpc = agent_grpc_line(a->grpc, line, len);
+
+    if (!agent_access_line(a->access, line, len) && !grpc)
+        log_debug("msg=\"log pipe: neither a decision nor a grpc line\" bytes=%zu", len);
+}
 
 static void on_access(uv_poll_t *p, int status, int events)
 {
     struct agent *a = p->data;
-    char line[4096];
+    char chunk[65536];
 
     (void)status;
     (void)events;
-    for (int i = 0; i < ACCESS_BATCH; i++) {
-        ssize_t n = recv(a->access_fd, line, sizeof(line), MSG_TRUNC);
+    for (int i = 0; i < ACCESS_READS; i++) {
+        ssize_t n = read(a->access_fd, chunk, sizeof(chunk));
 
-        if (n < 0)
-            break; /* EAGAIN: drained */
-        /* a line longer than the buffer is counted from what fits (the decisions end it, so a
-         * cut line is not one: agent_access_line says so) */
-        size_t len = (size_t)(n > (ssize_t)sizeof(line) ? 0 : n);
-        bool grpc = agent_grpc_line(a->grpc, line, len);
-
-        if (!agent_access_line(a->access, line, len) && !grpc)
-            log_debug("msg=\"access.sock: neither a decision nor a grpc line\" bytes=%zd", n);
+        if (n <= 0)
+            break; /* EAGAIN: drained (never 0: the agent holds the write end) */
+        agent_lines_feed(&a->access_lines, chunk, (size_t)n, access_line, a);
+        if ((size_t)n < sizeof(chunk))
+            break;
     }
 }
 
 /*
- * <run_dir>/access.sock: the datagram socket HAProxy's inbound frontend (and the outbound one where
- * the document has a grpc port) logs to (render.c),
- * mode 0600, with a 1 MB receive buffer. What does not fit while the agent is busy is dropped
- * by HAProxy (its "dropped logs" counter), never blocking a request.
+ * The log pipe HAProxy's inbound frontend (and the outbound one where the document has a grpc
+ * port) logs to (render.c: "log fd@3"): the agent makes it once and every HAProxy it starts
+ * inherits the write end as AGENT_LOG_FD (haproxy.c), so every worker, old ones draining after
+ * a reload included, writes to it until it exits. Nothing else can write to it (it has no
+ * name). Capacity AGENT_LOG_PIPE_SIZE (about 4,000 lines): a line HAProxy cannot write while
+ * the agent is not reading is dropped by HAProxy, never blocking a request, and counted in
+ * its DroppedLogs (haproxy_process_dropped_logs_total).
  */
 static int access_start(struct agent *a)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    int fd, size = 1 << 20, rc;
+    int fds[2], w, rc;
 
     a->access_fd = -1;
+    a->real.log_fd = -1;
     rc = agent_access_new(&a->access);
     if (!rc)
         rc = agent_grpc_new(&a->grpc);
     if (rc)
         return rc;
-    if (snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/" AGENT_ACCESS_LOG_SOCK, a->ro.run_dir) >=
-        (int)sizeof(sa.sun_path))
-        return ERR_INVALID;
-    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
+    if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0)
         return -errno;
-    unlink(sa.sun_path);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(sa.sun_path, 0600) < 0) {
-        rc = -errno;
-        close(fd);
+    if (fcntl(fds[0], F_SETPIPE_SZ, AGENT_LOG_PIPE_SIZE) < 0)
+        log_warn("msg=\"log pipe: cannot raise its capacity\" bytes=%d err=\"%s\"",
+                 AGENT_LOG_PIPE_SIZE, err_str(-errno));
+    /* the write end away from AGENT_LOG_FD (the spawn dup2s it there) */
+    w = fcntl(fds[1], F_DUPFD_CLOEXEC, AGENT_LOG_FD + 1);
+    rc = w < 0 ? -errno : 0;
+    close(fds[1]);
+    if (rc) {
+        close(fds[0]);
         return rc;
     }
-    IGNORE_RESULT(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size)));
-    a->access_fd = fd;
-    rc = uv_poll_init(a->loop, &a->access_poll, fd);
+    a->access_fd = fds[0];
+    a->real.log_fd = w;
+    rc = uv_poll_init(a->loop, &a->access_poll, fds[0]);
     if (rc)
         return rc;
     a->access_poll.data = a;
@@ -1078,6 +1090,7 @@ int main(int argc, char **argv)
     a.creq.timeout_ms = 10000;
     a.health_addr = "0.0.0.0:15020";
     a.real.timeout_ms = 5000;
+    a.real.log_fd = -1;
     agent_render_opts_init(&a.ro);
     while ((opt = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
         enum log_level lvl;
@@ -1262,7 +1275,7 @@ int main(int argc, char **argv)
     }
     rc = access_start(&a);
     if (rc) {
-        fprintf(stderr, "weft-agent: %s/" AGENT_ACCESS_LOG_SOCK ": %s\n", run_dir, err_str(rc));
+        fprintf(stderr, "weft-agent: the log pipe: %s\n", err_str(rc));
         return 1;
     }
     uv_timer_init(a.loop, &a.cert_timer);
@@ -1298,6 +1311,8 @@ int main(int argc, char **argv)
     http_server_free(a.hs);
     if (a.access_fd >= 0)
         close(a.access_fd);
+    if (a.real.log_fd >= 0)
+        close(a.real.log_fd);
     agent_access_free(a.access);
     agent_grpc_free(a.grpc);
     agent_driver_free(a.drv);

@@ -210,7 +210,7 @@ static bool proto_h2(enum proto p)
  * ("0".."16", "unknown"). Header time already keeps a Trailers-Only answer's code other than 0
  * (GRPC_VAR), so that such a failed call stays logged if the filter did not run. Each grpc backend
  * names its series in txn.weft_gsvc ("<namespace>/<service>"). Every response of a grpc port is
- * logged to the agent's access.sock: at level debug when it is an HTTP answer below 500 with no
+ * logged to the agent's log pipe: at level debug when it is an HTTP answer below 500 with no
  * failure known at header time (the stdout target takes info and above, so that --access-log
  * decisions stays quiet for calls that succeed; the filter raises a code other than 0 to info).
  */
@@ -804,6 +804,11 @@ static void grpc_inbound_backend(struct rctx *x, const json_t *l)
     buf_release(&series);
 }
 
+/* The agent's log pipe (AGENT_LOG_FD, inherited from the agent): lines cut at
+ * AGENT_LOG_LINE_MAX bytes with their '\n', so that each is one atomic write. */
+#define AGENT_LOG_TARGET                                                                           \
+    "log fd@" AGENT_STR(AGENT_LOG_FD) " len " AGENT_STR(AGENT_LOG_LINE_MAX) " format raw local0"
+
 static void render_inbound(struct rctx *x, const json_t *inbound, const char *mode)
 {
     size_t i;
@@ -814,13 +819,6 @@ static void render_inbound(struct rctx *x, const json_t *inbound, const char *mo
     /* HTTP/2 ports: callers' sidecars offer h2 by ALPN (others offer none and get HTTP/1.1) */
     const char *alpn;
 
-    if (strlen(x->o->run_dir) + sizeof("/" AGENT_ACCESS_LOG_SOCK) > 108) {
-        fail(x, ERR_INVALID,
-             "options: the run directory's path is too long for the unix socket "
-             "%s/" AGENT_ACCESS_LOG_SOCK,
-             x->o->run_dir);
-        return;
-    }
     buf_init(&known);
     json_array_foreach(inbound, i, l)
     {
@@ -852,14 +850,14 @@ static void render_inbound(struct rctx *x, const json_t *inbound, const char *mo
      * of a keep-alive connection, and ssl_c_s_dn formats the subject anew each time; the
      * certificate cannot change within a connection (no renegotiation) */
     emit(x, "    tcp-request session set-var(sess.weft_peer) ssl_c_s_dn\n");
-    /* every decision is logged, to stdout and to the agent's access log socket (it counts
-     * them: weft_agent_access_decisions_total), connections without data included (a tcp
-     * port's reject happens before the peer's first byte) */
+    /* every decision is logged, to stdout and to the agent's log pipe (it counts them:
+     * weft_agent_access_decisions_total), connections without data included (a tcp port's
+     * reject happens before the peer's first byte) */
     emit(x,
          "    log global\n"
-         "    log unix@%s/" AGENT_ACCESS_LOG_SOCK " format raw local0 %s\n"
+         "    " AGENT_LOG_TARGET " %s\n"
          "    no option dontlognull\n",
-         x->o->run_dir, any_grpc ? "debug" : "info");
+         any_grpc ? "debug" : "info");
     /* HTTP settings only where some port switches to HTTP (else HAProxy warns) */
     if (any_http)
         emit(x,
@@ -1245,10 +1243,8 @@ static void render_outbound(struct rctx *x, const json_t *outbound)
          x->o->maxconn, any_grpc ? GRPC_LOG("outbound") : "", x->pod_ip, x->o->run_dir);
     /* grpc answers to the agent, which counts them (all of them: see GRPC_LOG) */
     if (any_grpc)
-        emit(x,
-             "    log global\n"
-             "    log unix@%s/" AGENT_ACCESS_LOG_SOCK " format raw local0 debug\n",
-             x->o->run_dir);
+        emit(x, "    log global\n"
+                "    " AGENT_LOG_TARGET " debug\n");
 
     /* backends go after the frontend: write them to a side buffer */
     json_array_foreach(outbound, i, svc)

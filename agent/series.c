@@ -1,7 +1,8 @@
 /*
  * series.c - counters the agent keeps by series (a key such as "deny shop/api"), at most a
  * fixed number of them, and the log lines that fed them: the shared part of access.c's
- * decisions and grpc.c's status codes. Values live as long as the agent.
+ * decisions and grpc.c's status codes, and the log pipe's bytes cut into the lines that feed
+ * them. Values live as long as the agent.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -62,4 +63,36 @@ int agent_series_text(const struct agent_series *s, struct buf *b, const char *h
                         lines_metric, s->bad);
     free(keys);
     return rc;
+}
+
+void agent_lines_feed(struct agent_lines *l, const char *p, size_t n, agent_lines_fn *fn, void *ctx)
+{
+    while (n) {
+        const char *nl = memchr(p, '\n', n);
+        size_t k = nl ? (size_t)(nl - p) : n;
+
+        if (!l->skip && k > sizeof(l->part) - l->len) {
+            l->skip = true; /* longer than any line HAProxy writes: not read */
+            l->len = 0;
+        }
+        if (!l->skip) {
+            if (nl && !l->len) {
+                fn(ctx, p, k); /* whole in this read: no copy */
+            } else {
+                memcpy(l->part + l->len, p, k);
+                l->len += k;
+                if (nl) {
+                    fn(ctx, l->part, l->len);
+                    l->len = 0;
+                }
+            }
+        } else if (nl) {
+            fn(ctx, "", 0);
+            l->skip = false;
+        }
+        if (!nl)
+            break;
+        p = nl + 1;
+        n -= k + 1;
+    }
 }

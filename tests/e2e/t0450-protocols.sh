@@ -18,6 +18,9 @@
 #     after messages, in the trailers) gives exact weft_agent_grpc_responses_total values on
 #     both sides (the client's sidecar: outbound; the servers': inbound); calls go on while the
 #     client's agent (the counters' sink) is stopped;
+#   - the same under saturation (h2load, 8 connections x 32 streams, 20,000 calls on a grpc
+#     port with an Audit policy): the counters (status codes on both sides, Audit decisions)
+#     equal the calls h2load saw answered, and HAProxy dropped no log line;
 #   - server-first: the banner reaches a client that sends nothing within a bound, through both
 #     sidecars; in permissive mode a declared server-first port is mutual TLS only (a mesh
 #     client's banner without the 1 s wait, a plaintext client closed after it), an undeclared
@@ -43,6 +46,7 @@ NS1=wfe-p1 S1_IP=10.250.45.2
 NS2=wfe-p2 S2_IP=10.250.45.3
 NSX=wfe-px X_IP=10.250.45.9
 SVC_GRPC=10.96.45.10 SVC_H2=10.96.45.11 SVC_MAIL=10.96.45.12 SVC_WS=10.96.45.13
+SVC_GRPCLOAD=10.96.45.14
 D=$KL_TMP/proto
 
 t_begin "tools"
@@ -78,6 +82,7 @@ case_setup() {
         mkdir -p "$D/www-$name" && echo "$name" >"$D/www-$name/id"
         e2e_bg "$ns" "$E2E_PY" "$GRPC" serve "$ip:50051" "$name" && wait_for 20 grep -q '^ready' "$E2E_BG_LOG" &&
             e2e_bg "$ns" nghttpd --no-tls -a "$ip" -d "$D/www-$name" 8081 &&
+            e2e_bg "$ns" nghttpd --no-tls --trailer 'grpc-status: 0' -a "$ip" -d "$D/www-$name" 8083 &&
             e2e_bg "$ns" "$E2E_PY" "$APP" banner "$ip" 2525 "$name" && wait_for 10 grep -q '^ready' "$E2E_BG_LOG" &&
             e2e_bg "$ns" "$E2E_PY" "$APP" banner "$ip" 2526 "$name" && wait_for 10 grep -q '^ready' "$E2E_BG_LOG" &&
             e2e_bg "$ns" "$E2E_PY" "$APP" banner "$ip" 2527 "$name" && wait_for 10 grep -q '^ready' "$E2E_BG_LOG" &&
@@ -95,6 +100,11 @@ apiVersion: v1
 kind: Service
 metadata: {name: grpc, namespace: $NS}
 spec: {clusterIP: $SVC_GRPC, selector: {app: srv}, ports: [{port: 50051, name: grpc, targetPort: 50051}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: grpcload, namespace: $NS}
+spec: {clusterIP: $SVC_GRPCLOAD, selector: {app: srv}, ports: [{port: 50052, name: grpc, targetPort: 8083}]}
 ---
 apiVersion: v1
 kind: Service
@@ -140,7 +150,7 @@ EOF
     done
     mesh_ready 30 $NSC $NS1 $NS2 || return
     # the client's document routes every Service to both servers before the first call
-    wait_for 20 sh -c "grep -q '$S2_IP:8090' '$D/client/run/haproxy.cfg' && grep -q '$S2_IP:50051' '$D/client/run/haproxy.cfg'" ||
+    wait_for 20 sh -c "grep -q '$S2_IP:8090' '$D/client/run/haproxy.cfg' && grep -q '$S2_IP:50051' '$D/client/run/haproxy.cfg' && grep -q '$S2_IP:8083' '$D/client/run/haproxy.cfg'" ||
         { t_fail "the client's configuration lacks the servers: $(grep -v level=debug "$D/client.log" | tail -3)"; return 1; }
 }
 
@@ -266,7 +276,7 @@ case_grpc_codes() {
     echo "    the client sidecar's log: $((log1 - log0)) failed calls, $((ok1 - ok0)) successful ones"
     assert_eq "$((log1 - log0))" $((WANT[5] + WANT[9] + WANT[14])) "failed calls in the log" || return
     assert_eq "$((ok1 - ok0))" 0 "successful calls in the log" || return
-    # the counters' sink stopped (the client's agent, which reads access.sock): calls go on
+    # the counters' sink stopped (the client's agent, which reads the log pipe): calls go on
     apid=$(cat "$D/client.pid")
     kill -STOP "$apid" || { t_fail "the client's agent ($apid)"; return 1; }
     okv "200 calls with the client's agent stopped" ip netns exec $NSC "$E2E_PY" "$GRPC" call "$SVC_GRPC:50051" -n 200 --deadline 5
@@ -275,6 +285,48 @@ case_grpc_codes() {
     [ "$i" -eq 0 ] || return
     echo "    the client's agent stopped: $(printf '%s' "$OUT" | sed 1d | tr '\n' ';')"
     assert_eq "$(($(count_of "$OUT" srv-1) + $(count_of "$OUT" srv-2)))" 200 "calls answered OK while the sink was stopped" || return
+}
+
+# gRPC under saturation: h2load's 20,000 calls (8 connections x 32 streams) through both
+# sidecars to nghttpd answering "grpc-status: 0" in the trailers, on a grpc port with an Audit
+# policy. Every call is one log line per sidecar, written to the agent's log pipe: the client's
+# outbound counter, the servers' inbound counters and their Audit counters rise by exactly the
+# calls h2load saw answered, and no sidecar dropped a log line (HAProxy's DroppedLogs).
+load_series() { echo "weft_agent_grpc_responses_total{direction=\"$1\",service=\"$NS/grpcload\",code=\"0\"}"; }
+load_audit() { echo $(($(agent_metric $NS1 "$1") + $(agent_metric $NS2 "$1"))); }
+load_counts() {
+    LOAD_OUT=$(agent_metric $NSC "$(load_series outbound)")
+    LOAD_IN=$(load_audit "$(load_series inbound)")
+    LOAD_AUDIT=$(load_audit 'weft_agent_access_decisions_total{action="audit",policy="proto/grpcload-audit"}')
+    LOAD_DROP=$(($(metric $NSC haproxy_process_dropped_logs_total) + $(metric $NS1 haproxy_process_dropped_logs_total) + $(metric $NS2 haproxy_process_dropped_logs_total)))
+}
+case_grpc_load() {
+    local n1 n2 out0 in0 audit0 drop0 done_ i
+    n1=$(acks srv-1) n2=$(acks srv-2)
+    policy grpcload-audit grpcload '"action": "Audit"' || { t_fail "AccessPolicy"; return 1; }
+    wait_for 20 sh -c "[ \$(grep -c 'msg=\"configuration applied (ACK)\"' '$D/srv-1.log') -gt $n1 ] && [ \$(grep -c 'msg=\"configuration applied (ACK)\"' '$D/srv-2.log') -gt $n2 ]" ||
+        { t_fail "the policy did not reach the servers"; return 1; }
+    sleep 1
+    load_counts
+    out0=$LOAD_OUT in0=$LOAD_IN audit0=$LOAD_AUDIT drop0=$LOAD_DROP
+    okv "h2load: 20,000 calls, 8 connections, 32 streams at a time" ip netns exec $NSC h2load -n 20000 -c 8 -m 32 "http://$SVC_GRPCLOAD:50052/id" || return
+    printf '%s\n' "$OUT" | grep -E '^(finished in|requests:|status codes:)' | sed 's/^/    /'
+    done_=$(printf '%s\n' "$OUT" | sed -n 's/^requests: .* \([0-9]*\) succeeded, .*/\1/p')
+    assert_match "$done_" '^[0-9]+$' "h2load's count of answered calls" || return
+    [ "$done_" -gt 19000 ] || { t_fail "only $done_ of 20,000 calls answered"; return 1; }
+    # the lines still in the pipes are read within a moment; then nothing moves
+    for i in $(seq 20); do
+        load_counts
+        [ $((LOAD_OUT - out0)) -ge "$done_" ] && [ $((LOAD_IN - in0)) -ge "$done_" ] && [ $((LOAD_AUDIT - audit0)) -ge "$done_" ] && break
+        sleep 0.5
+    done
+    sleep 1
+    load_counts
+    echo "    h2load: $done_ calls answered; counted: client outbound $((LOAD_OUT - out0)), servers inbound $((LOAD_IN - in0)), Audit $((LOAD_AUDIT - audit0)); log lines HAProxy dropped: $((LOAD_DROP - drop0))"
+    assert_eq "$((LOAD_DROP - drop0))" 0 "log lines dropped by the three sidecars' HAProxy" || return
+    assert_eq "$((LOAD_OUT - out0))" "$done_" "client's sidecar, outbound, code 0" || return
+    assert_eq "$((LOAD_IN - in0))" "$done_" "servers' sidecars, inbound, code 0" || return
+    assert_eq "$((LOAD_AUDIT - audit0))" "$done_" "servers' sidecars, Audit decisions" || return
 }
 
 # first_bytes NS ADDR PORT [SECONDS]: FB = "<connect ms> <first line ms> <line>" (or ERR ...)
@@ -421,6 +473,7 @@ t_run "a meshed client, two meshed servers (permissive mode), weftd's stream, ag
 t_run "HTTP/2: one h2c connection's streams balanced per request over both servers" case_h2
 t_run "gRPC: calls on one channel balanced per call; statuses reach the client and the log" case_grpc
 t_run "gRPC status codes counted on both sides (trailers and Trailers-Only), exactly" case_grpc_codes
+t_run "gRPC under saturation: every call counted (status and Audit), no log line dropped" case_grpc_load
 t_run "server-first TCP: the banner without client bytes; declared ports skip detection" case_server_first
 t_run "WebSocket: the upgrade request is subject to the access rules" case_ws
 t_run "a WebSocket and a TCP stream survive twenty configuration changes" case_long_lived

@@ -503,7 +503,7 @@ static void t_render_access(void)
     CHECK(pos(c, "http-request set-var(txn.weft_denied) str(shop/default) if in_8080\n") <
           pos(c, "\"denied by the mesh: shop/default\\n\""));
     /* every decision logged to the agent's socket too, connections without data included */
-    CHECK_HAS(c, "    log global\n    log unix@/run/w/access.sock format raw local0 info\n"
+    CHECK_HAS(c, "    log global\n    log fd@3 len 4096 format raw local0 info\n"
                  "    no option dontlognull\n");
     CHECK_HAS(c, " denied=%[var(txn.weft_denied)] audit=%[var(txn.weft_audit),regsub(^;,)]\"\n");
     /* http port 8080: switch to HTTP; deny (with its L7 path), audit, allow, default 403 */
@@ -702,7 +702,7 @@ static void t_render_protocols(void)
                      "proto/api") "    server app 10.7.0.1:50051 source 127.0.0.6 proto h2\n");
     /* the filter is loaded (the document has grpc ports), every grpc answer reaches the agent */
     CHECK_HAS(c, "    log stdout format raw local0 info\n    lua-load /run/w/grpc.lua\n");
-    CHECK_HAS(c, "    log unix@/run/w/access.sock format raw local0 debug\n");
+    CHECK_HAS(c, "    log fd@3 len 4096 format raw local0 debug\n");
     CHECK_HAS(c, "\nbackend in_8080\n    mode http\n    server app 10.7.0.1:8080 source "
                  "127.0.0.6\n");
     CHECK_HAS(c, "\nbackend in_3306\n    mode tcp\n    server app 10.7.0.1:3306 source "
@@ -802,7 +802,7 @@ static void t_render_protocols(void)
               "\nbackend oh_proto_api_50051\n    mode http\n    balance roundrobin\n" GRPC_BACKEND(
                   "proto/api"));
     CHECK_HAS(c, "%Tt grpc=%[var(txn.weft_grpc)] grpc_call=outbound/%[var(txn.weft_gsvc)]\"\n");
-    CHECK_HAS(c, "    log global\n    log unix@/run/w/access.sock format raw local0 debug\n");
+    CHECK_HAS(c, "    log global\n    log fd@3 len 4096 format raw local0 debug\n");
     CHECK_HAS(c, "    lua-load /run/w/grpc.lua\n");
     CHECK_HAS(c,
               "    http-response set-log-level silent if { status lt 500 } !{ var(txn.weft_grpc) "
@@ -861,7 +861,7 @@ static void t_access_grpc_line(void)
     agent_access_free(a);
 }
 
-/* gRPC status lines from access.sock: counted by direction, Service and code */
+/* gRPC status lines from the log pipe: counted by direction, Service and code */
 static void t_grpc_lines(void)
 {
     struct agent_grpc *g;
@@ -1128,8 +1128,57 @@ static void t_access(void)
     agent_access_free(a);
 }
 
+/* the log pipe's bytes cut into lines: lines split across reads, several in one read, one
+ * longer than AGENT_LOG_LINE_MAX handed on empty, the lines after it intact */
+struct seen {
+    char lines[8][64];
+    size_t lens[8];
+    int n;
+};
+
+static void seen_line(void *ctx, const char *line, size_t len)
+{
+    struct seen *s = ctx;
+
+    if (s->n < 8) {
+        snprintf(s->lines[s->n], sizeof(s->lines[0]), "%.*s", (int)len, line);
+        s->lens[s->n] = len;
+    }
+    s->n++;
+}
+
+static void t_log_lines(void)
+{
+    static struct agent_lines l; /* 4 KB: not on the stack */
+    static char big[AGENT_LOG_LINE_MAX + 10];
+    struct seen s = {0};
+
+    agent_lines_feed(&l, "one\ntw", 6, seen_line, &s);
+    CHECK_INT(s.n, 1);
+    agent_lines_feed(&l, "o\n\nthr", 6, seen_line, &s);
+    agent_lines_feed(&l, "ee", 2, seen_line, &s);
+    CHECK_INT(s.n, 3);
+    memset(big, 'x', sizeof(big));
+    agent_lines_feed(&l, big, sizeof(big), seen_line, &s); /* "three" + too long: skipped */
+    CHECK_INT(s.n, 3);
+    agent_lines_feed(&l, "x\nfour\n", 7, seen_line, &s);
+    REQUIRE(s.n == 5);
+    CHECK_STR(s.lines[0], "one");
+    CHECK_STR(s.lines[1], "two");
+    CHECK_INT((long)s.lens[2], 0);
+    CHECK_INT((long)s.lens[3], 0); /* the cut line */
+    CHECK_STR(s.lines[4], "four");
+    /* a line of exactly AGENT_LOG_LINE_MAX - 1 bytes and its '\n' (HAProxy's "len" limit) */
+    memset(big, 'y', sizeof(big));
+    big[AGENT_LOG_LINE_MAX - 1] = '\n';
+    agent_lines_feed(&l, big, 100, seen_line, &s);
+    agent_lines_feed(&l, big + 100, AGENT_LOG_LINE_MAX - 100, seen_line, &s);
+    REQUIRE(s.n == 6);
+    CHECK_INT((long)s.lens[5], AGENT_LOG_LINE_MAX - 1);
+}
+
 UNIT_MAIN(UNIT(t_metrics), UNIT(t_access), UNIT(t_plan_parse), UNIT(t_rules), UNIT(t_merge),
           UNIT(t_render_fixtures), UNIT(t_render_retries), UNIT(t_render_access),
           UNIT(t_render_access_log), UNIT(t_render_permissive), UNIT(t_render_ipv6_and_quoting),
           UNIT(t_render_errors), UNIT(t_render_protocols), UNIT(t_access_grpc_line),
-          UNIT(t_grpc_lines))
+          UNIT(t_grpc_lines), UNIT(t_log_lines))

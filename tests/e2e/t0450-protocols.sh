@@ -20,7 +20,8 @@
 #     client's agent (the counters' sink) is stopped;
 #   - the same under saturation (h2load, 8 connections x 32 streams, 20,000 calls on a grpc
 #     port with an Audit policy): the counters (status codes on both sides, Audit decisions)
-#     equal the calls h2load saw answered, and HAProxy dropped no log line;
+#     equal the calls h2load saw answered, and HAProxy dropped no log line; a long answer
+#     (300 KB read with a 1 KB window) counted with its code;
 #   - server-first: the banner reaches a client that sends nothing within a bound, through both
 #     sidecars; in permissive mode a declared server-first port is mutual TLS only (a mesh
 #     client's banner without the 1 s wait, a plaintext client closed after it), an undeclared
@@ -79,7 +80,8 @@ case_setup() {
     # the servers' apps, on the pod's address
     for p in srv-1:$NS1:$S1_IP srv-2:$NS2:$S2_IP; do
         IFS=: read -r name ns ip <<<"$p"
-        mkdir -p "$D/www-$name" && echo "$name" >"$D/www-$name/id"
+        mkdir -p "$D/www-$name" && echo "$name" >"$D/www-$name/id" &&
+            head -c 300000 /dev/zero | tr '\0' x >"$D/www-$name/big"
         e2e_bg "$ns" "$E2E_PY" "$GRPC" serve "$ip:50051" "$name" && wait_for 20 grep -q '^ready' "$E2E_BG_LOG" &&
             e2e_bg "$ns" nghttpd --no-tls -a "$ip" -d "$D/www-$name" 8081 &&
             e2e_bg "$ns" nghttpd --no-tls --trailer 'grpc-status: 0' -a "$ip" -d "$D/www-$name" 8083 &&
@@ -329,6 +331,26 @@ case_grpc_load() {
     assert_eq "$((LOAD_AUDIT - audit0))" "$done_" "servers' sidecars, Audit decisions" || return
 }
 
+# a long answer: nghttp takes 300 KB (then "grpc-status: 0" in the trailers) with a 1 KB
+# flow-control window; counted 0, not unknown, on both sides. (This does not reach the filter's
+# probing for the end-of-trailers block, PROBES in agent/grpc.c: with PROBES = 0 it passes too:
+# in these runs the block was at nbblks-1 when the answer ended, why not investigated.)
+case_grpc_long() {
+    local out0 unk0 in0 out1 unk1 in1 i
+    unk() { agent_metric $NSC "weft_agent_grpc_responses_total{direction=\"outbound\",service=\"$NS/grpcload\",code=\"unknown\"}"; }
+    out0=$(agent_metric $NSC "$(load_series outbound)") unk0=$(unk) in0=$(load_audit "$(load_series inbound)")
+    okv "a 300 KB answer read with a 1 KB window" ip netns exec $NSC nghttp -n -s -w 10 -W 10 "http://$SVC_GRPCLOAD:50052/big" || return
+    printf '%s\n' "$OUT" | grep -E '^ *(id|[0-9]+) ' | sed 's/^/    /'
+    for i in $(seq 10); do
+        out1=$(agent_metric $NSC "$(load_series outbound)") unk1=$(unk) in1=$(load_audit "$(load_series inbound)")
+        [ $((out1 + unk1 - out0 - unk0)) -ge 1 ] && [ $((in1 - in0)) -ge 1 ] && break
+        sleep 0.5
+    done
+    echo "    counted: client outbound code 0 +$((out1 - out0)), unknown +$((unk1 - unk0)); servers inbound code 0 +$((in1 - in0))"
+    assert_eq "$((out1 - out0))/$((unk1 - unk0))" "1/0" "client's sidecar, outbound: code 0/unknown" || return
+    assert_eq "$((in1 - in0))" 1 "servers' sidecars, inbound, code 0" || return
+}
+
 # first_bytes NS ADDR PORT [SECONDS]: FB = "<connect ms> <first line ms> <line>" (or ERR ...)
 first_bytes() { FB=$(ip netns exec "$1" timeout 15 "$E2E_PY" "$APP" first-bytes "$2" "$3" "${4:-10}"); }
 
@@ -474,6 +496,7 @@ t_run "HTTP/2: one h2c connection's streams balanced per request over both serve
 t_run "gRPC: calls on one channel balanced per call; statuses reach the client and the log" case_grpc
 t_run "gRPC status codes counted on both sides (trailers and Trailers-Only), exactly" case_grpc_codes
 t_run "gRPC under saturation: every call counted (status and Audit), no log line dropped" case_grpc_load
+t_run "gRPC: a long answer (300 KB, 1 KB window) counted with its status on both sides" case_grpc_long
 t_run "server-first TCP: the banner without client bytes; declared ports skip detection" case_server_first
 t_run "WebSocket: the upgrade request is subject to the access rules" case_ws
 t_run "a WebSocket and a TCP stream survive twenty configuration changes" case_long_lived

@@ -20,7 +20,8 @@
 #     client's agent (the counters' sink) is stopped;
 #   - the same under saturation (h2load, 8 connections x 32 streams, 20,000 calls on a grpc
 #     port with an Audit policy): the counters (status codes on both sides, Audit decisions)
-#     equal the calls h2load saw answered, and HAProxy dropped no log line; a long answer
+#     equal the calls h2load saw answered, and HAProxy dropped no log line; the same while
+#     both servers reload (old workers finish their calls after the new ones start); a long answer
 #     (300 KB read with a 1 KB window) counted with its code;
 #   - server-first: the banner reaches a client that sends nothing within a bound, through both
 #     sidecars; in permissive mode a declared server-first port is mutual TLS only (a mesh
@@ -331,6 +332,42 @@ case_grpc_load() {
     assert_eq "$((LOAD_AUDIT - audit0))" "$done_" "servers' sidecars, Audit decisions" || return
 }
 
+# the same across reloads: while h2load runs, a second Audit policy on grpcload makes both
+# servers reload, so the old workers finish their calls (and write their lines) after the new
+# ones started; every call is still counted once
+case_grpc_load_reload() {
+    local n1 n2 out0 in0 audit0 drop0 done_ pid i r1 r2
+    n1=$(grep -c 'msg="configuration applied (ACK)".* how=reload' "$D/srv-1.log")
+    n2=$(grep -c 'msg="configuration applied (ACK)".* how=reload' "$D/srv-2.log")
+    load_counts
+    out0=$LOAD_OUT in0=$LOAD_IN audit0=$LOAD_AUDIT drop0=$LOAD_DROP
+    ip netns exec $NSC h2load -n 40000 -c 8 -m 32 "http://$SVC_GRPCLOAD:50052/id" >"$D/h2load-reload.out" 2>&1 &
+    pid=$!
+    sleep 0.5
+    policy grpcload-audit-b grpcload '"action": "Audit"' || { t_fail "AccessPolicy"; return 1; }
+    wait "$pid"
+    r1=$(grep -c 'msg="configuration applied (ACK)".* how=reload' "$D/srv-1.log")
+    r2=$(grep -c 'msg="configuration applied (ACK)".* how=reload' "$D/srv-2.log")
+    grep -E '^(finished in|requests:|status codes:)' "$D/h2load-reload.out" | sed 's/^/    /'
+    echo "    reloads while h2load ran: srv-1 $((r1 - n1)), srv-2 $((r2 - n2))"
+    [ "$r1" -gt "$n1" ] && [ "$r2" -gt "$n2" ] || { t_fail "the servers did not reload while h2load ran"; return 1; }
+    done_=$(sed -n 's/^requests: .* \([0-9]*\) succeeded, .*/\1/p' "$D/h2load-reload.out")
+    assert_match "$done_" '^[0-9]+$' "h2load's count of answered calls" || return
+    [ "$done_" -gt 38000 ] || { t_fail "only $done_ of 40,000 calls answered"; return 1; }
+    for i in $(seq 20); do
+        load_counts
+        [ $((LOAD_OUT - out0)) -ge "$done_" ] && [ $((LOAD_IN - in0)) -ge "$done_" ] && [ $((LOAD_AUDIT - audit0)) -ge "$done_" ] && break
+        sleep 0.5
+    done
+    sleep 1
+    load_counts
+    echo "    h2load: $done_ calls answered; counted: client outbound $((LOAD_OUT - out0)), servers inbound $((LOAD_IN - in0)), Audit (the first policy) $((LOAD_AUDIT - audit0)); log lines HAProxy dropped: $((LOAD_DROP - drop0))"
+    assert_eq "$((LOAD_DROP - drop0))" 0 "log lines dropped by the three sidecars' HAProxy (current workers)" || return
+    assert_eq "$((LOAD_OUT - out0))" "$done_" "client's sidecar, outbound, code 0" || return
+    assert_eq "$((LOAD_IN - in0))" "$done_" "servers' sidecars, inbound, code 0" || return
+    assert_eq "$((LOAD_AUDIT - audit0))" "$done_" "servers' sidecars, Audit decisions of the first policy" || return
+}
+
 # a long answer: nghttp takes 300 KB (then "grpc-status: 0" in the trailers) with a 1 KB
 # flow-control window; counted 0, not unknown, on both sides. (This does not reach the filter's
 # probing for the end-of-trailers block, PROBES in agent/grpc.c: with PROBES = 0 it passes too:
@@ -496,6 +533,7 @@ t_run "HTTP/2: one h2c connection's streams balanced per request over both serve
 t_run "gRPC: calls on one channel balanced per call; statuses reach the client and the log" case_grpc
 t_run "gRPC status codes counted on both sides (trailers and Trailers-Only), exactly" case_grpc_codes
 t_run "gRPC under saturation: every call counted (status and Audit), no log line dropped" case_grpc_load
+t_run "gRPC under saturation across a reload of the servers: every call counted once" case_grpc_load_reload
 t_run "gRPC: a long answer (300 KB, 1 KB window) counted with its status on both sides" case_grpc_long
 t_run "server-first TCP: the banner without client bytes; declared ports skip detection" case_server_first
 t_run "WebSocket: the upgrade request is subject to the access rules" case_ws

@@ -129,9 +129,10 @@ struct job {
     uint64_t version;
     char hash[PUSH_HASH_LEN + 1];
     enum agent_apply_kind applied;
-    bool healthy;           /* JOB_HEALTH */
-    json_t *spec;           /* JOB_PROBE */
-    struct http_conn *conn; /* JOB_PROBE: NULL once the kubelet went away */
+    uint64_t t_queued, t_run, t_done; /* JOB_APPLY: uv_hrtime at submit, start, end (ns) */
+    bool healthy;                     /* JOB_HEALTH */
+    json_t *spec;                     /* JOB_PROBE */
+    struct http_conn *conn;           /* JOB_PROBE: NULL once the kubelet went away */
     char *bundle;           /* JOB_TRUST; JOB_CERT: the bundle to trust too (weftd's newest) */
     bool reloaded;          /* JOB_TRUST */
     struct agent_metrics m; /* JOB_SCRAPE: the agent's numbers, taken on the loop */
@@ -203,11 +204,13 @@ static void run_job(uv_work_t *w)
     case JOB_APPLY: {
         struct agent_render_out out;
 
+        j->t_run = uv_hrtime();
         j->rc = agent_render(j->doc, &a->ro, &out, &j->diag);
         if (!j->rc) {
             j->rc = agent_driver_apply(a->drv, &out, &j->applied, &j->diag);
             agent_render_out_release(&out);
         }
+        j->t_done = uv_hrtime();
         break;
     }
     case JOB_RESTART:
@@ -370,9 +373,12 @@ static void after_job(uv_work_t *w, int status)
             a->last_error[0] = '\0';
             if (j->stream)
                 log_info("msg=\"configuration applied (ACK)\" version=%llu hash=%s how=%s "
-                         "haproxy_pid=%d",
+                         "haproxy_pid=%d waited_us=%llu took_us=%llu answered_us=%llu",
                          (unsigned long long)j->version, j->hash, agent_apply_kind_name(j->applied),
-                         agent_driver_pid(a->drv));
+                         agent_driver_pid(a->drv),
+                         (unsigned long long)((j->t_run - j->t_queued) / 1000),
+                         (unsigned long long)((j->t_done - j->t_run) / 1000),
+                         (unsigned long long)((uv_hrtime() - j->t_done) / 1000));
             else
                 log_info("msg=\"configuration applied\" how=%s haproxy_pid=%d",
                          agent_apply_kind_name(j->applied), agent_driver_pid(a->drv));
@@ -615,6 +621,7 @@ static void apply_next(struct agent *a)
     if (!j)
         return;
     j->doc = a->doc;
+    j->t_queued = uv_hrtime();
     j->stream = a->doc_stream;
     j->version = a->doc_version;
     memcpy(j->hash, a->doc_hash, sizeof(j->hash));

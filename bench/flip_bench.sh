@@ -7,7 +7,7 @@
 #   bench/flip_bench.sh [--pods 50] [--flips 30] [--interval-ms 10] [--per-flip]
 #
 # FLIP_HOLD=S keeps the mesh up S seconds after a failure, for a look at it (kill the sleep to
-# end it early).
+# end it early); FLIP_KEEP=DIR copies the agents' and weftd's logs to DIR at the end.
 #
 # Needs root (network namespaces, iptables), haproxy and a build (make all). Holds
 # /tmp/weft-e2e-flip.lock while it runs; its names cannot collide with kubelet-lite's (kl-*, kl0),
@@ -59,6 +59,7 @@ MESH_D=$KL_TMP/flip
 HUB=wfb-fh HUB_IP=10.251.20.254 NS=flip SVC=10.96.251.20
 
 flip_cleanup() {
+    [ -n "${FLIP_KEEP:-}" ] && mkdir -p "$FLIP_KEEP" && cp "$MESH_D"/*.log "${MESH_WEFTD_LOG:-/dev/null}" "$FLIP_KEEP"/ 2>/dev/null
     local ns p
     exec 2>/dev/null # bash's notes on the jobs killed below
     # the sidecars' HAProxies and anything else still running in our namespaces

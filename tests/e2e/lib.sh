@@ -25,9 +25,13 @@
 E2E_DIR=$KL_REPO/tests/e2e
 E2E_PY=${E2E_PY:-/usr/bin/python3}
 E2E_NS=()
+E2E_MOUNTS=()
 
 e2e_cleanup() {
-    local ns
+    local ns m
+    for m in "${E2E_MOUNTS[@]}"; do
+        umount -l "$m" 2>/dev/null
+    done
     kl_cleanup
     for ns in "${E2E_NS[@]}"; do
         ip netns del "$ns" 2>/dev/null
@@ -187,7 +191,7 @@ nat_rules() {
 #                                token bound to it in $MESH_D/NAME.token
 #   mesh_agent NETNS NAME IP [weft-init options...] [-- weft-agent options...]
 #                                weft-init's rules in NETNS, then weft-agent as UID 1337 for pod
-#                                NAME (log $MESH_D/NAME.log, run dir $MESH_D/NAME/run,
+#                                NAME (log $MESH_D/NAME.log, run dir $MESH_D/NAME/run on a tmpfs,
 #                                MESH_AGENT_PID)
 #   mesh_ready SECONDS NETNS...  until every one of those sidecars answers /healthz/ready with 200
 #   mesh_acks NAME               how many documents pod NAME's agent has ACKed
@@ -311,7 +315,15 @@ mesh_agent() {
     fi
     run ip netns exec "$netns" "$KL_REPO/$BUILD/bin/weft-init" "${init[@]}"
     [ "$RC" = 0 ] || mesh_fail "$name: weft-init: $OUT" || return
-    mkdir -p "$MESH_D/$name" && chown 1337:1337 "$MESH_D/$name" || return
+    # the run dir on a tmpfs, as the injected pod's weft-data volume (emptyDir, medium Memory):
+    # the agent writes HAProxy's configuration there on every change, and a disk under load
+    # made that write most of an apply (2-9 ms measured on ext4 while CI compiled)
+    mkdir -p "$MESH_D/$name/run" && chown 1337:1337 "$MESH_D/$name" || return
+    if ! mountpoint -q "$MESH_D/$name/run"; then # a restarted agent keeps it, as a container does
+        mount -t tmpfs -o size=64m,mode=0700,uid=1337,gid=1337 "weft-data-$name" "$MESH_D/$name/run" ||
+            mesh_fail "$name: cannot mount a tmpfs on $MESH_D/$name/run" || return
+        E2E_MOUNTS+=("$MESH_D/$name/run")
+    fi
     ip netns exec "$netns" env POD_IP="$ip" "${E2E_1337[@]}" "$KL_REPO/$BUILD/bin/weft-agent" \
         --control-plane "$MESH_CP:15012" --stream-port 15013 --stream-server-name "$MESH_CP" \
         --token-file "$MESH_D/$name.token" --ca-file "$MESH_D/root.pem" --run-dir "$MESH_D/$name/run" \

@@ -276,6 +276,7 @@ spec:
       echo scratch > /etc/kl-test/scratch/f && echo "scratch=$(cat /etc/kl-test/scratch/f)"
       echo "ro=$( (echo x > /etc/kl-test/sec/new) 2>&1 | grep -c 'Read-only file system')"
       cp /etc/kl-test/tok/token /etc/kl-test/scratch/token.copy
+      echo in-memory > /etc/kl-test/mem/f && echo "mem=$(stat -f -c %T /etc/kl-test/mem) $(cat /etc/kl-test/mem/f)"
     env:
     - {name: MY_NS, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
     - {name: MY_SA, valueFrom: {fieldRef: {fieldPath: spec.serviceAccountName}}}
@@ -291,6 +292,7 @@ spec:
     - {name: info, mountPath: /etc/kl-test/info}
     - {name: tok, mountPath: /etc/kl-test/tok}
     - {name: scratch, mountPath: /etc/kl-test/scratch}
+    - {name: mem, mountPath: /etc/kl-test/mem}
   volumes:
   - {name: cfg, configMap: {name: cfg}}
   - {name: sec, secret: {secretName: sec}}
@@ -303,6 +305,7 @@ spec:
     projected:
       sources: [{serviceAccountToken: {path: token, audience: weft-test, expirationSeconds: 3600}}]
   - {name: scratch, emptyDir: {}}
+  - {name: mem, emptyDir: {medium: Memory}}
 EOF
 ok "apply" "$K" apply -f "$KL_TMP/vol.yaml"
 succeeded() { [ "$(jp "pod/$1" '{.status.phase}')" = Succeeded ]; }
@@ -316,7 +319,8 @@ greet=hello pw=s3cret x=hello-\$(NOPE)-\$(GREET)
 cfg=hello sec=s3cret
 labels=tier=\"t1\" name=vols
 scratch=scratch
-ro=1" "container output"
+ro=1
+mem=tmpfs in-memory" "container output"
     [ -e /etc/kl-test/cfg/greeting ] && t_fail "volume files leaked onto the host mountpoint"
     TOKEN=$(cat "$KLT_ROOT/pods/$VUID/volumes/scratch/token.copy")
     cat >"$KL_TMP/tr.json" <<EOF
@@ -400,6 +404,8 @@ if ! t_failed; then
     ok "scale to 1" "$K" scale deploy/echo --replicas=1
     two_gone() { [ "$(ip netns list | grep -c '^kl-')" = 3 ]; } # client, meshed, echo
     wait_for 10 two_gone || fail "netns left after the scale-down: $(ip netns list)"
+    vols_unmounted() { ! grep -q " $KLT_ROOT/pods/$VUID/" /proc/mounts; }
+    wait_for 10 vols_unmounted || fail "pod vols' memory-backed emptyDir still mounted: $(grep " $KLT_ROOT/" /proc/mounts)"
 fi
 t_pass
 
@@ -412,6 +418,7 @@ assert_eq "$(pgrep -fc "^$TESTAPP" || true)" 0 "testapp processes left"
 assert_eq "$(ip -o link show | grep -Ec ': (kl0|klv[0-9a-f]+)[@:]')" 0 "links left"
 assert_eq "$(iptables-save | grep -c 'KL-')" 0 "iptables rules or chains left"
 assert_eq "$(ls "$KLT_ROOT/pods" 2>/dev/null | grep -c .)" 0 "pod directories left"
+assert_eq "$(grep -c " $KLT_ROOT/" /proc/mounts)" 0 "mounts left under the root"
 [ -e /etc/kl-test ] && t_fail "mountpoint /etc/kl-test left on the host"
 t_pass
 

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -405,10 +406,16 @@ int host_rm_tree(const char *path)
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
         snprintf(p, sizeof(p), "%s/%s", path, de->d_name);
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
+        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
+            struct stat up;
+
+            /* a memory-backed emptyDir (volume.c) is a tmpfs mounted here: detached first */
+            if (stat(path, &up) == 0 && up.st_dev != st.st_dev)
+                umount2(p, MNT_DETACH);
             host_rm_tree(p);
-        else
+        } else {
             unlink(p);
+        }
     }
     closedir(d);
     return rmdir(path) == 0 ? 0 : -errno;

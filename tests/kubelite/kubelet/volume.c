@@ -1,7 +1,9 @@
 /*
  * volume.c - pod volumes as files under <root>/pods/<uid>/volumes/<name>.
  *
- * emptyDir: an empty directory (mode 0777). configMap, secret, downwardAPI, projected
+ * emptyDir: an empty directory (mode 0777); with medium Memory a tmpfs mounted there, as a real
+ * kubelet does (what the pod writes stays in memory; sizeLimit is not applied: the tmpfs has the
+ * kernel's default size, half the memory). configMap, secret, downwardAPI, projected
  * (serviceAccountToken, configMap, secret, downwardAPI sources): files written atomically
  * (temporary file + rename, only when the content changed) so a process reading through a bind
  * mount of the directory sees either the old or the new file. hostPath: no files, the host path
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -264,6 +267,16 @@ static int project_token(struct kapi *api, const json_t *pod, const json_t *src,
     return rc;
 }
 
+/* Whether dir is a mount point: another file system than its parent's. */
+static int is_mountpoint(const char *dir)
+{
+    char parent[4200];
+    struct stat a, b;
+
+    snprintf(parent, sizeof(parent), "%s/..", dir);
+    return stat(dir, &a) == 0 && stat(parent, &b) == 0 && a.st_dev != b.st_dev;
+}
+
 int volume_sync(struct kapi *api, const json_t *pod, const char *podip, const char *voldir,
                 json_t *tokstate, double now, char *msg, size_t msglen)
 {
@@ -283,8 +296,18 @@ int volume_sync(struct kapi *api, const json_t *pod, const char *podip, const ch
         if (json_object_get(v, "hostPath"))
             continue;
         rc = volume_mkdirs(dir, json_object_get(v, "emptyDir") ? 0777 : 0755);
-        if (!rc && json_object_get(v, "emptyDir"))
+        if (!rc && (s = json_object_get(v, "emptyDir")) != NULL) {
+            const char *medium = spec_str(s, "medium");
+
+            if (medium && strcmp(medium, "Memory") == 0 && !is_mountpoint(dir) &&
+                mount("tmpfs", dir, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0777") != 0) {
+                rc = -errno;
+                snprintf(msg, msglen, "cannot mount a tmpfs on %s (emptyDir %s, medium Memory): %s",
+                         dir, name, err_str(rc));
+                return rc;
+            }
             rc = chmod(dir, 0777) ? -errno : 0;
+        }
         if (rc) {
             snprintf(msg, msglen, "cannot create %s: %s", dir, err_str(rc));
             return rc;

@@ -304,7 +304,7 @@ load_counts() {
     LOAD_DROP=$(($(metric $NSC haproxy_process_dropped_logs_total) + $(metric $NS1 haproxy_process_dropped_logs_total) + $(metric $NS2 haproxy_process_dropped_logs_total)))
 }
 case_grpc_load() {
-    local n1 n2 out0 in0 audit0 drop0 done_ i
+    local n1 n2 out0 in0 audit0 drop0 done_
     n1=$(acks srv-1) n2=$(acks srv-2)
     policy grpcload-audit grpcload '"action": "Audit"' || { t_fail "AccessPolicy"; return 1; }
     wait_for 20 sh -c "[ \$(grep -c 'msg=\"configuration applied (ACK)\"' '$D/srv-1.log') -gt $n1 ] && [ \$(grep -c 'msg=\"configuration applied (ACK)\"' '$D/srv-2.log') -gt $n2 ]" ||
@@ -317,26 +317,32 @@ case_grpc_load() {
     done_=$(printf '%s\n' "$OUT" | sed -n 's/^requests: .* \([0-9]*\) succeeded, .*/\1/p')
     assert_match "$done_" '^[0-9]+$' "h2load's count of answered calls" || return
     [ "$done_" -gt 19000 ] || { t_fail "only $done_ of 20,000 calls answered"; return 1; }
-    # the lines still in the pipes are read within a moment; then nothing moves
+    load_settled "$done_" "$out0" "$in0" "$audit0" "$drop0" ""
+}
+
+# load_settled DONE OUT0 IN0 AUDIT0 DROP0 WHAT: once the lines still in the pipes are read (the
+# counts reach DONE, or 10 s), every count rose by exactly DONE and no line was dropped
+load_settled() {
+    local i
     for i in $(seq 20); do
         load_counts
-        [ $((LOAD_OUT - out0)) -ge "$done_" ] && [ $((LOAD_IN - in0)) -ge "$done_" ] && [ $((LOAD_AUDIT - audit0)) -ge "$done_" ] && break
+        [ $((LOAD_OUT - $2)) -ge "$1" ] && [ $((LOAD_IN - $3)) -ge "$1" ] && [ $((LOAD_AUDIT - $4)) -ge "$1" ] && break
         sleep 0.5
     done
     sleep 1
     load_counts
-    echo "    h2load: $done_ calls answered; counted: client outbound $((LOAD_OUT - out0)), servers inbound $((LOAD_IN - in0)), Audit $((LOAD_AUDIT - audit0)); log lines HAProxy dropped: $((LOAD_DROP - drop0))"
-    assert_eq "$((LOAD_DROP - drop0))" 0 "log lines dropped by the three sidecars' HAProxy" || return
-    assert_eq "$((LOAD_OUT - out0))" "$done_" "client's sidecar, outbound, code 0" || return
-    assert_eq "$((LOAD_IN - in0))" "$done_" "servers' sidecars, inbound, code 0" || return
-    assert_eq "$((LOAD_AUDIT - audit0))" "$done_" "servers' sidecars, Audit decisions" || return
+    echo "    h2load: $1 calls answered; counted: client outbound $((LOAD_OUT - $2)), servers inbound $((LOAD_IN - $3)), Audit$6 $((LOAD_AUDIT - $4)); log lines HAProxy dropped: $((LOAD_DROP - $5))"
+    assert_eq "$((LOAD_DROP - $5))" 0 "log lines dropped by the three sidecars' HAProxy (current workers)" || return
+    assert_eq "$((LOAD_OUT - $2))" "$1" "client's sidecar, outbound, code 0" || return
+    assert_eq "$((LOAD_IN - $3))" "$1" "servers' sidecars, inbound, code 0" || return
+    assert_eq "$((LOAD_AUDIT - $4))" "$1" "servers' sidecars, Audit decisions$6" || return
 }
 
 # the same across reloads: while h2load runs, a second Audit policy on grpcload makes both
 # servers reload, so the old workers finish their calls (and write their lines) after the new
 # ones started; every call is still counted once
 case_grpc_load_reload() {
-    local n1 n2 out0 in0 audit0 drop0 done_ pid i r1 r2
+    local n1 n2 out0 in0 audit0 drop0 done_ pid r1 r2
     n1=$(grep -c 'msg="configuration applied (ACK)".* how=reload' "$D/srv-1.log")
     n2=$(grep -c 'msg="configuration applied (ACK)".* how=reload' "$D/srv-2.log")
     load_counts
@@ -354,18 +360,7 @@ case_grpc_load_reload() {
     done_=$(sed -n 's/^requests: .* \([0-9]*\) succeeded, .*/\1/p' "$D/h2load-reload.out")
     assert_match "$done_" '^[0-9]+$' "h2load's count of answered calls" || return
     [ "$done_" -gt 38000 ] || { t_fail "only $done_ of 40,000 calls answered"; return 1; }
-    for i in $(seq 20); do
-        load_counts
-        [ $((LOAD_OUT - out0)) -ge "$done_" ] && [ $((LOAD_IN - in0)) -ge "$done_" ] && [ $((LOAD_AUDIT - audit0)) -ge "$done_" ] && break
-        sleep 0.5
-    done
-    sleep 1
-    load_counts
-    echo "    h2load: $done_ calls answered; counted: client outbound $((LOAD_OUT - out0)), servers inbound $((LOAD_IN - in0)), Audit (the first policy) $((LOAD_AUDIT - audit0)); log lines HAProxy dropped: $((LOAD_DROP - drop0))"
-    assert_eq "$((LOAD_DROP - drop0))" 0 "log lines dropped by the three sidecars' HAProxy (current workers)" || return
-    assert_eq "$((LOAD_OUT - out0))" "$done_" "client's sidecar, outbound, code 0" || return
-    assert_eq "$((LOAD_IN - in0))" "$done_" "servers' sidecars, inbound, code 0" || return
-    assert_eq "$((LOAD_AUDIT - audit0))" "$done_" "servers' sidecars, Audit decisions of the first policy" || return
+    load_settled "$done_" "$out0" "$in0" "$audit0" "$drop0" " (the first policy)"
 }
 
 # a long answer: nghttp takes 300 KB (then "grpc-status: 0" in the trailers) with a 1 KB

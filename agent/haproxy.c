@@ -11,7 +11,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sched.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1024,8 +1023,6 @@ static int real_start(void *ctx, const char *cfg_path, const char *master_sock, 
     char *ms = NULL;
     const char *argv[] = {hp_bin(ctx), "-W", "-S", NULL, "-f", cfg_path, NULL};
     posix_spawn_file_actions_t fa;
-    posix_spawnattr_t at;
-    struct sched_param sp = {0};
     pid_t p;
     int rc;
 
@@ -1037,21 +1034,12 @@ static int real_start(void *ctx, const char *cfg_path, const char *master_sock, 
      * (main.c makes sure the write end is not that number already: dup2 onto itself would
      * leave it close-on-exec) */
     posix_spawn_file_actions_init(&fa);
-    posix_spawnattr_init(&at);
     if (r && r->log_fd >= 0 && r->log_fd != AGENT_LOG_FD)
         rc = -posix_spawn_file_actions_adddup2(&fa, r->log_fd, AGENT_LOG_FD);
     else
         rc = 0;
-    /* the data plane with the normal policy, not the agent's SCHED_BATCH (main.c) */
     if (!rc)
-        rc = -posix_spawnattr_setschedpolicy(&at, SCHED_OTHER);
-    if (!rc)
-        rc = -posix_spawnattr_setschedparam(&at, &sp);
-    if (!rc)
-        rc = -posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSCHEDULER);
-    if (!rc)
-        rc = -posix_spawnp(&p, argv[0], &fa, &at, (char *const *)argv, environ);
-    posix_spawnattr_destroy(&at);
+        rc = -posix_spawnp(&p, argv[0], &fa, NULL, (char *const *)argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     free(ms);
     if (!rc)

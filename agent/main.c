@@ -12,7 +12,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1302,25 +1301,10 @@ int main(int argc, char **argv)
     uv_signal_start(&a.sig_term, on_signal, SIGTERM);
     uv_signal_start(&a.sig_int, on_signal, SIGINT);
     uv_signal_start(&a.sig_hup, on_signal, SIGHUP);
-    /*
-     * The agent's own work (applying a document, renewing, probing) runs as SCHED_BATCH: woken
-     * by a frame or a timer it takes its turn instead of preempting what runs on that CPU, the
-     * pod's app or, on a shared machine, weftd in the middle of sending a change to every proxy.
-     * Its threads (libuv's pool, made later) inherit it; HAProxy, the data plane, is started
-     * with the normal policy (haproxy.c). Any process may choose it; a refusal is logged.
-     */
-    {
-        struct sched_param sp = {0};
-        bool batch = sched_setscheduler(0, SCHED_BATCH, &sp) == 0;
-
-        if (!batch)
-            log_warn("msg=\"cannot run as SCHED_BATCH; the normal policy stays\" error=\"%s\"",
-                     strerror(errno));
-        log_info("msg=\"weft-agent starting\" control_plane=%s run_dir=%s health=%s "
-                 "sidecar_mode=%s exit_on_completion=%s scheduling=%s",
-                 cp, run_dir, a.health_addr, a.classic ? "classic" : "native",
-                 a.exit_on_completion ? "yes" : "no", batch ? "batch" : "normal");
-    }
+    log_info("msg=\"weft-agent starting\" control_plane=%s run_dir=%s health=%s sidecar_mode=%s "
+             "exit_on_completion=%s",
+             cp, run_dir, a.health_addr, a.classic ? "classic" : "native",
+             a.exit_on_completion ? "yes" : "no");
     load_config(&a);
     cert_due(&a.cert_timer);
     uv_run(a.loop, UV_RUN_DEFAULT);

@@ -103,17 +103,6 @@ case_start() {
     assert_not_contains "$(cat "$D/agent.log" "$D/weftd.log")" "PRIVATE KEY" "key material in the logs" || return
     okv "run dir" stat -c '%a' "$D/run" "$D/run/pod.pem" || return
     assert_eq "$(printf '%s' "$OUT" | tr "\n" " " | sed "s/ $//")" "700 600" "modes of the run directory and the key file" || return
-    # the agent's threads take their turn (SCHED_BATCH); HAProxy, master and worker, has the
-    # normal policy (field 41 of /proc/PID/stat: 0 SCHED_OTHER, 3 SCHED_BATCH)
-    assert_eq "$(policies "$AGENT_PID")" "3" "the agent's threads: SCHED_BATCH" || return
-    assert_eq "$(policies "$(master_pid)") $(policies "$(worker_pid)")" "0 0" "HAProxy's master and worker: SCHED_OTHER" || return
-}
-
-policies() { # PID: the scheduling policies of its threads, distinct
-    local t
-    for t in /proc/"$1"/task/*/stat; do
-        sed 's/.*) //' "$t" | awk '{print $39}'
-    done | sort -u | tr '\n' ' ' | sed 's/ $//'
 }
 
 # 60 s certificates: renewed at about half-life through the runtime API; the worker stays the

@@ -983,6 +983,16 @@ static int p_configs2(void *a)
     return ((struct h *)a)->configs >= 2;
 }
 
+/* A harness whose agent answers later (push_client_answer), with DOC1 received and unanswered. */
+static void h_deferred(struct h *h)
+{
+    h_init(h, 0);
+    h->nack_with = PUSH_CONFIG_LATER;
+    CHECK_INT(push_server_send(h->srv, KEY, DOC1), 0);
+    h_client(h, &F.cli, NULL);
+    REQUIRE(spin(&h->loop, p_configs1, h, 5000));
+}
+
 /* The agent applies off the loop: on_config says PUSH_CONFIG_LATER, push_client_answer() ACKs
  * or NACKs later; nothing is answered meanwhile. */
 static void t_deferred_answer(void)
@@ -991,12 +1001,8 @@ static void t_deferred_answer(void)
     struct st_copy st;
     char h1[PUSH_HASH_LEN + 1];
 
-    h_init(&h, 0);
     hash_of(DOC1, h1);
-    h.nack_with = PUSH_CONFIG_LATER;
-    CHECK_INT(push_server_send(h.srv, KEY, DOC1), 0);
-    h_client(&h, &F.cli, NULL);
-    REQUIRE(spin(&h.loop, p_configs1, &h, 5000));
+    h_deferred(&h);
     spin(&h.loop, p_acks1, &h, 200); /* no answer goes out by itself */
     CHECK_INT(h.acks + h.nacks, 0);
     CHECK_INT(state_of(&h, KEY).sync, PUSH_SYNC_PENDING);
@@ -1037,11 +1043,7 @@ static void t_in_flight_not_synced(void)
     char h2[PUSH_HASH_LEN + 1];
     uint64_t v2;
 
-    h_init(&h, 0);
-    h.nack_with = PUSH_CONFIG_LATER;
-    CHECK_INT(push_server_send(h.srv, KEY, DOC1), 0);
-    h_client(&h, &F.cli, NULL);
-    REQUIRE(spin(&h.loop, p_configs1, &h, 5000));
+    h_deferred(&h);
     CHECK_INT(push_client_answer(h.cli, h.cfg_version, h.cfg_hash, 0, NULL), 0);
     REQUIRE(spin(&h.loop, p_acks1, &h, 5000));
     CHECK_INT(state_of(&h, KEY).sync, PUSH_SYNC_SYNCED);

@@ -10,7 +10,8 @@
  *                 127.0.0.6 (::6), which weft-init does not redirect.
  *                 In permissive mode 15006 is plain TCP first: a TLS ClientHello is handed to
  *                 that frontend (weft_inbound_tls, a unix socket, PROXY v2 header), plaintext
- *                 goes to the app where the port admits it (inbound_plaintext()).
+ *                 goes to the app where the port admits it (inbound_plaintext()), through
+ *                 weft_inbound_tls's plaintext bind on grpc ports (their calls counted).
  *   weft_outbound (127.0.0.1:15001): the original destination "ip:port" looked up in a map to a
  *                 backend name; http services switch to HTTP (route matches); anything not in
  *                 the map passes through to its original destination.
@@ -38,6 +39,9 @@
 /* permissive mode: the mutual-TLS frontend's unix socket in the run directory; HAProxy binds
  * "<path>.<pid>.tmp" first, hence the slack under sun_path's 108 bytes */
 #define INBOUND_TLS_SOCK "inbound-tls.sock"
+/* permissive mode: weft_inbound_tls's plaintext bind for grpc ports (plaintext_h2c()); the same
+ * length as INBOUND_TLS_SOCK, which the run directory's length check uses */
+#define INBOUND_H2C_SOCK "inbound-h2c.sock"
 #define INBOUND_SOCK_SLACK 16
 /* permissive mode: how long the inbound port waits for a client's first bytes */
 #define PERMISSIVE_INSPECT "1s"
@@ -665,6 +669,20 @@ static bool plaintext_port(const json_t *l)
     return true;
 }
 
+/*
+ * A port whose plaintext clients (permissive mode) are parsed as HTTP rather than forwarded as
+ * TCP: a grpc port that admits plaintext. Its plaintext connections go to weft_inbound_tls's
+ * plaintext bind (INBOUND_H2C_SOCK) and from there to the port's backend, where the gRPC status
+ * filter counts their calls (direction inbound) as those of mesh peers. Who is admitted does
+ * not change: weft_inbound has decided that (plaintext_port) before the hand-over. http and
+ * http2 ports stay TCP for plaintext clients: nothing is counted per request there, and
+ * parsing would put HAProxy's HTTP limits on clients outside the mesh for no gain.
+ */
+static bool plaintext_h2c(const struct rctx *x, const json_t *l)
+{
+    return x->permissive && proto_at(l) == P_GRPC && plaintext_port(l);
+}
+
 /* the inbound listener's share of the process's connections */
 static int inbound_maxconn(const struct agent_render_opts *o)
 {
@@ -704,11 +722,13 @@ static void inbound_bounds(struct rctx *x)
  * (which sends nothing, or not a ClientHello) is closed after the delay or at its first bytes;
  * server-first-plaintext ports go to the app at once, plaintext from every caller (their
  * sidecars do not originate TLS there), where the port admits plaintext, else are closed.
+ * Plaintext of grpc ports that admit it goes to weft_inbound_tls's plaintext bind instead
+ * (plaintext_h2c), on a second unix socket with the same PROXY v2 header.
  * Returns false on error.
  */
 static bool inbound_plaintext(struct rctx *x, const json_t *inbound)
 {
-    struct buf closed, first, plain, plain_closed;
+    struct buf closed, first, plain, plain_closed, h2c;
     const json_t *l;
     size_t i;
 
@@ -723,12 +743,14 @@ static bool inbound_plaintext(struct rctx *x, const json_t *inbound)
     buf_init(&first);
     buf_init(&plain);
     buf_init(&plain_closed);
+    buf_init(&h2c);
     json_array_foreach(inbound, i, l)
     {
         enum proto pr = proto_at(l);
         struct buf *b = pr == P_SERVER_FIRST         ? &first
                         : pr == P_SERVER_FIRST_PLAIN ? (plaintext_port(l) ? &plain : &plain_closed)
                         : !plaintext_port(l)         ? &closed
+                        : plaintext_h2c(x, l)        ? &h2c
                                                      : NULL;
 
         if (b && buf_printf(b, " %d", port_at(l, "port")) < 0)
@@ -765,12 +787,21 @@ static bool inbound_plaintext(struct rctx *x, const json_t *inbound)
         emit(x, "    tcp-request content reject if { dst_port%s }\n", closed.p);
     if (first.len)
         emit(x, "    use_backend weft_in_tls if server_first\n");
+    emit(x, "    use_backend weft_in_tls if { req.ssl_hello_type 1 }\n");
+    if (h2c.len)
+        emit(x, "    use_backend weft_in_h2c if { dst_port%s }\n", h2c.p);
     emit(x,
-         "    use_backend weft_in_tls if { req.ssl_hello_type 1 }\n"
          "    default_backend weft_in_other\n"
          "\nbackend weft_in_tls\n"
          "    server tls %s/" INBOUND_TLS_SOCK " send-proxy-v2\n",
          x->o->run_dir);
+    if (h2c.len)
+        emit(x,
+             "\nbackend weft_in_h2c\n"
+             "    # plaintext of grpc ports: parsed by weft_inbound_tls, calls counted\n"
+             "    server h2c %s/" INBOUND_H2C_SOCK " send-proxy-v2\n",
+             x->o->run_dir);
+    buf_release(&h2c);
     buf_release(&closed);
     buf_release(&first);
     buf_release(&plain);
@@ -813,31 +844,43 @@ static void render_inbound(struct rctx *x, const json_t *inbound, const char *mo
 {
     size_t i;
     const json_t *l;
-    struct buf known;
+    struct buf known, h2c;
     const char *src = x->v6 ? "[" AGENT_INBOUND_SRC6 "]:0" : AGENT_INBOUND_SRC4;
     bool any_http = false, any_h2 = false, any_grpc = false;
     /* HTTP/2 ports: callers' sidecars offer h2 by ALPN (others offer none and get HTTP/1.1) */
     const char *alpn;
 
     buf_init(&known);
+    buf_init(&h2c);
     json_array_foreach(inbound, i, l)
     {
         any_http |= proto_http(proto_at(l));
         any_h2 |= proto_h2(proto_at(l));
         any_grpc |= proto_at(l) == P_GRPC;
+        if (plaintext_h2c(x, l) && buf_printf(&h2c, " %d", port_at(l, "port")) < 0)
+            fail(x, -ENOMEM, "out of memory");
     }
     alpn = any_h2 ? " alpn h2,http/1.1" : "";
     if (x->permissive) {
         if (!inbound_plaintext(x, inbound)) {
             buf_release(&known);
+            buf_release(&h2c);
             return;
         }
         emit(x,
              "\nfrontend weft_inbound_tls\n"
              "    bind %s/" INBOUND_TLS_SOCK " mode 600 accept-proxy ssl crt %s ca-file %s "
-             "verify required%s\n"
-             "    maxconn %d\n",
-             x->o->run_dir, x->o->cert_file, x->o->ca_file, alpn, inbound_maxconn(x->o));
+             "verify required%s\n",
+             x->o->run_dir, x->o->cert_file, x->o->ca_file, alpn);
+        /* plaintext_h2c: h2c (prior knowledge) is recognised by its preface once the port's
+         * rule switches the connection to HTTP; no identity (ssl_c_s_dn fails: sess.weft_peer
+         * stays unset, so only rules of any peer match, and the log's subject is "-") */
+        if (h2c.len)
+            emit(x,
+                 "    # plaintext callers of grpc ports, from weft_inbound: calls counted\n"
+                 "    bind %s/" INBOUND_H2C_SOCK " mode 600 accept-proxy\n",
+                 x->o->run_dir);
+        emit(x, "    maxconn %d\n", inbound_maxconn(x->o));
     } else {
         emit(x,
              "\nfrontend weft_inbound\n"
@@ -869,6 +912,9 @@ static void render_inbound(struct rctx *x, const json_t *inbound, const char *mo
         emit(x, "    log-format \"%%ci:%%cp %%[ssl_c_s_dn] port=%%[dst_port] %%b %%B %%Tt %%ts "
                 "denied=%%[var(txn.weft_denied)] audit=%%[var(txn.weft_audit),regsub(^;,)]\"\n");
     emit(x, "    tcp-request content reject if { dst_port " PROXY_PORTS " }\n");
+    /* the plaintext bind serves the ports weft_inbound hands to it, and no other */
+    if (h2c.len)
+        emit(x, "    tcp-request content reject if !{ ssl_fc } !{ dst_port%s }\n", h2c.p);
     json_array_foreach(inbound, i, l)
     {
         int port = port_at(l, "port");
@@ -894,6 +940,7 @@ static void render_inbound(struct rctx *x, const json_t *inbound, const char *mo
     }
     if (x->rc) {
         buf_release(&known);
+        buf_release(&h2c);
         return;
     }
     /* tcp ports decide at once; http ports switch to HTTP and decide per request */
@@ -954,6 +1001,7 @@ static void render_inbound(struct rctx *x, const json_t *inbound, const char *mo
          "    server app 0.0.0.0:0 source %s\n",
          src);
     buf_release(&known);
+    buf_release(&h2c);
 }
 
 /* ---- outbound ---- */

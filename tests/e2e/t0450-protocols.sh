@@ -23,6 +23,11 @@
 #     equal the calls h2load saw answered, and HAProxy dropped no log line; the same while
 #     both servers reload (old workers finish their calls after the new ones start); a long answer
 #     (300 KB read with a 1 KB window) counted with its code;
+#   - gRPC from a plaintext client outside the mesh (permissive mode, h2c to a server's pod
+#     address): its calls answered and counted on that server's inbound counters with their exact
+#     codes, its failed calls logged without a subject, audited by an Audit of every peer; a
+#     grpc port whose rules do not admit
+#     plaintext (an Allow policy applies) still closes a plaintext client's connection;
 #   - server-first: the banner reaches a client that sends nothing within a bound, through both
 #     sidecars; in permissive mode a declared server-first port is mutual TLS only (a mesh
 #     client's banner without the 1 s wait, a plaintext client closed after it), an undeclared
@@ -237,9 +242,32 @@ grpc_reached() {
             [ "$(grpc_in "$code")" -ge $((IN0[$code] + WANT[$code])) ] || return 1
     done
 }
+# grpc_mix NS TARGET SERVER ITEM...: each item "code kind count" as calls from NS to TARGET
+# (unary: one message, or none for an error, a Trailers-Only answer; stream<K>: K messages,
+# then the code in the trailers); every call must end with the code asked for, from a server
+# matching the awk pattern SERVER ("-" for a stream of no message). Adds the calls to the
+# caller's WANT[code] (NAMES: the codes' names).
+grpc_mix() {
+    local ns=$1 target=$2 from=$3 i code kind n k got
+    shift 3
+    for i in "$@"; do
+        read -r code kind n <<<"$i"
+        if [ "$kind" = unary ]; then
+            okv "$n unary calls answering $code" ip netns exec "$ns" "$E2E_PY" "$GRPC" call "$target" -n "$n" --code "$code" || return
+        else
+            k=${kind#stream}
+            okv "$n streams of $k messages, then $code" ip netns exec "$ns" "$E2E_PY" "$GRPC" call "$target" -n "$n" --stream "$k" --code "$code" || return
+        fi
+        # what the client saw: every call, the status asked for, every message
+        echo "    $kind, code $code: $(printf '%s' "$OUT" | sed 1d | tr '\n' ';')"
+        got=$(printf '%s\n' "$OUT" | sed 1d | awk -v c="${NAMES[$code]}" -v f="$from" '$2 == c && $3 ~ f {n += $1} END {print n + 0}')
+        assert_eq "$got" "$n" "$kind, code $code: calls with the expected outcome" || return
+        WANT[$code]=$((WANT[$code] + n))
+    done
+}
 
 case_grpc_codes() {
-    local code kind n k i got log0 log1 ok0 ok1 apid
+    local code log0 log1 ok0 ok1 apid i
     local -A OUT0 IN0 WANT NAMES=([0]=OK [5]=NOT_FOUND [9]=FAILED_PRECONDITION [14]=UNAVAILABLE)
     # "code kind count": unary answers one message (code 0, the status in the trailers) or
     # none (an error: Trailers-Only, the status in the headers); stream<K> answers K messages
@@ -250,20 +278,7 @@ case_grpc_codes() {
     done
     log0=$(grep -c 'oh_proto_grpc_50051/.* grpc=[1-9]' "$D/client.log")
     ok0=$(grep -c 'oh_proto_grpc_50051/.* grpc=0 ' "$D/client.log")
-    for i in "${mix[@]}"; do
-        read -r code kind n <<<"$i"
-        if [ "$kind" = unary ]; then
-            okv "$n unary calls answering $code" ip netns exec $NSC "$E2E_PY" "$GRPC" call "$SVC_GRPC:50051" -n "$n" --code "$code" || return
-        else
-            k=${kind#stream}
-            okv "$n streams of $k messages, then $code" ip netns exec $NSC "$E2E_PY" "$GRPC" call "$SVC_GRPC:50051" -n "$n" --stream "$k" --code "$code" || return
-        fi
-        # what the client saw: every call, the status asked for, every message
-        echo "    $kind, code $code: $(printf '%s' "$OUT" | sed 1d | tr '\n' ';')"
-        got=$(printf '%s\n' "$OUT" | sed 1d | awk -v c="${NAMES[$code]}" '$2 == c {n += $1} END {print n + 0}')
-        assert_eq "$got" "$n" "$kind, code $code: calls with the expected outcome" || return
-        WANT[$code]=$((WANT[$code] + n))
-    done
+    grpc_mix $NSC "$SVC_GRPC:50051" '^(srv-[12]|-)$' "${mix[@]}" || return
     # the counters follow the log lines on access.sock: wait for them, then check exactly
     wait_for 10 grpc_reached
     sleep 1 # anything counted twice would show now
@@ -381,6 +396,70 @@ case_grpc_long() {
     echo "    counted: client outbound code 0 +$((out1 - out0)), unknown +$((unk1 - unk0)); servers inbound code 0 +$((in1 - in0))"
     assert_eq "$((out1 - out0))/$((unk1 - unk0))" "1/0" "client's sidecar, outbound: code 0/unknown" || return
     assert_eq "$((in1 - in0))" 1 "servers' sidecars, inbound, code 0" || return
+}
+
+# gRPC from a plaintext client (wfe-px, outside the mesh) to srv-1's pod address: in permissive
+# mode its h2c connection is parsed (weft_inbound_tls's plaintext bind), so its calls are
+# counted like a mesh peer's, on srv-1 only (srv-2 and the client's sidecar see none of them).
+# Then an Allow policy on grpcload (the port's default becomes deny: plaintext has no identity
+# to allow): a plaintext client's connection to it is closed, the meshed client still answered.
+srv1_in() { agent_metric $NS1 "$(grpc_series inbound "$1")"; }
+srv2_in() { agent_metric $NS2 "$(grpc_series inbound "$1")"; }
+case_grpc_plaintext() {
+    local code i mix n1 n2 l0 l1
+    local -A S1 S2 OUT0 WANT NAMES=([0]=OK [5]=NOT_FOUND [9]=FAILED_PRECONDITION [14]=UNAVAILABLE)
+    mix=("0 unary 25" "0 stream2 4" "5 unary 6" "9 stream3 5" "14 unary 3")
+    for code in 0 5 9 14 unknown; do
+        S1[$code]=$(srv1_in $code) S2[$code]=$(srv2_in $code) OUT0[$code]=$(grpc_out $code) WANT[$code]=0
+    done
+    l0=$(grep -c "$X_IP:[0-9]* - port=50051 in_50051 200 .* grpc=[1-9]" "$D/srv-1.log")
+    grpc_mix $NSX "$S1_IP:50051" '^srv-1$' "${mix[@]}" || return
+    for i in $(seq 20); do
+        [ "$(srv1_in 0)" -ge $((S1[0] + WANT[0])) ] && [ "$(srv1_in 14)" -ge $((S1[14] + WANT[14])) ] && break
+        sleep 0.5
+    done
+    sleep 1 # anything counted twice would show now
+    for code in 0 5 9 14 unknown; do
+        echo "    code $code: ${WANT[$code]} plaintext calls; counted inbound srv-1 $(($(srv1_in $code) - S1[$code])), srv-2 $(($(srv2_in $code) - S2[$code])), outbound (client) $(($(grpc_out $code) - OUT0[$code]))"
+        assert_eq "$(($(srv1_in $code) - S1[$code]))" "${WANT[$code]}" "srv-1's sidecar, inbound, code $code" || return
+        assert_eq "$(($(srv2_in $code) - S2[$code]))" 0 "srv-2's sidecar, inbound, code $code" || return
+        assert_eq "$(($(grpc_out $code) - OUT0[$code]))" 0 "the client's sidecar, outbound, code $code" || return
+    done
+    # srv-1's decisions log: the failed calls, with the client's address and no subject
+    l1=$(grep -c "$X_IP:[0-9]* - port=50051 in_50051 200 .* grpc=[1-9]" "$D/srv-1.log")
+    echo "    srv-1's log: $((l1 - l0)) failed plaintext calls, e.g. $(grep "$X_IP:[0-9]* - port=50051 in_50051 200 .* grpc=9" "$D/srv-1.log" | tail -1)"
+    assert_eq "$((l1 - l0))" $((WANT[5] + WANT[9] + WANT[14])) "failed plaintext calls in srv-1's log" || return
+
+    # grpcload (8083, nghttpd) admits plaintext (default allow-any): answered, counted, and
+    # audited by an Audit policy of every peer
+    n1=$(acks srv-1) n2=$(acks srv-2)
+    policy grpcload-audit-pt grpcload '"action": "Audit"' || { t_fail "AccessPolicy"; return 1; }
+    wait_for 20 sh -c "[ \$(grep -c 'msg=\"configuration applied (ACK)\"' '$D/srv-1.log') -gt $n1 ] && [ \$(grep -c 'msg=\"configuration applied (ACK)\"' '$D/srv-2.log') -gt $n2 ]" ||
+        { t_fail "the policy did not reach the servers"; return 1; }
+    audit() { agent_metric $NS1 'weft_agent_access_decisions_total{action="audit",policy="proto/grpcload-audit-pt"}'; }
+    n1=$(agent_metric $NS1 "$(load_series inbound)") n2=$(audit)
+    okv "plaintext: nghttp to grpcload's port on srv-1" ip netns exec $NSX timeout 10 nghttp "http://$S1_IP:8083/id" || return
+    assert_eq "$OUT" "srv-1" "the plaintext answer" || return
+    for i in $(seq 10); do [ "$(agent_metric $NS1 "$(load_series inbound)")" -gt "$n1" ] && [ "$(audit)" -gt "$n2" ] && break; sleep 0.5; done
+    echo "    plaintext nghttp to grpcload: counted inbound code 0 +$(($(agent_metric $NS1 "$(load_series inbound)") - n1)), audited +$(($(audit) - n2))"
+    assert_eq "$(($(agent_metric $NS1 "$(load_series inbound)") - n1))" 1 "srv-1's sidecar, inbound grpcload code 0" || return
+    assert_eq "$(($(audit) - n2))" 1 "srv-1's sidecar, Audit decisions of grpcload-audit-pt" || return
+    # an Allow policy applies: mutual TLS only there, plaintext closed
+    n1=$(acks srv-1) n2=$(acks srv-2)
+    policy grpcload-allow grpcload '"action": "Allow", "from": [{"serviceAccount": {"name": "client"}}]' || { t_fail "AccessPolicy"; return 1; }
+    wait_for 20 sh -c "[ \$(grep -c 'msg=\"configuration applied (ACK)\"' '$D/srv-1.log') -gt $n1 ] && [ \$(grep -c 'msg=\"configuration applied (ACK)\"' '$D/srv-2.log') -gt $n2 ]" ||
+        { t_fail "the policy did not reach the servers"; return 1; }
+    run ip netns exec $NSX timeout 10 nghttp "http://$S1_IP:8083/id"
+    echo "    plaintext to grpcload with an Allow policy: rc $RC, $(printf '%s' "$OUT" | tr '\n' ' ' | cut -c1-120)"
+    # (nghttp exits 0 when the connection is closed before an answer: its summary says so)
+    assert_contains "$OUT" "processed=0" "no answer for the plaintext client" || return
+    case $OUT in *srv-*) t_fail "a plaintext client was answered on a port an Allow policy protects"; return 1 ;; esac
+    okv "the meshed client (allowed) on grpcload" ip netns exec $NSC timeout 10 nghttp "http://$SVC_GRPCLOAD:50052/id" || return
+    assert_match "$OUT" '^srv-[12]$' "the meshed client's answer" || return
+    n1=$(acks srv-1) n2=$(acks srv-2)
+    kh delete accesspolicy -n $NS grpcload-allow grpcload-audit-pt >/dev/null || { t_fail "delete the AccessPolicies"; return 1; }
+    wait_for 20 sh -c "[ \$(grep -c 'msg=\"configuration applied (ACK)\"' '$D/srv-1.log') -gt $n1 ] && [ \$(grep -c 'msg=\"configuration applied (ACK)\"' '$D/srv-2.log') -gt $n2 ]" ||
+        { t_fail "the policy's removal did not reach the servers"; return 1; }
 }
 
 # first_bytes NS ADDR PORT [SECONDS]: FB = "<connect ms> <first line ms> <line>" (or ERR ...)
@@ -530,6 +609,7 @@ t_run "gRPC status codes counted on both sides (trailers and Trailers-Only), exa
 t_run "gRPC under saturation: every call counted (status and Audit), no log line dropped" case_grpc_load
 t_run "gRPC under saturation across a reload of the servers: every call counted once" case_grpc_load_reload
 t_run "gRPC: a long answer (300 KB, 1 KB window) counted with its status on both sides" case_grpc_long
+t_run "gRPC from a plaintext client (permissive): answered, counted inbound with exact codes; Allow-protected ports still closed" case_grpc_plaintext
 t_run "server-first TCP: the banner without client bytes; declared ports skip detection" case_server_first
 t_run "WebSocket: the upgrade request is subject to the access rules" case_ws
 t_run "a WebSocket and a TCP stream survive twenty configuration changes" case_long_lived

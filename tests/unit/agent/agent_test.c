@@ -622,6 +622,7 @@ static void t_render_permissive(void)
     CHECK(pos(c, "tcp-request content reject if in_5432 peer_") <
           pos(c, "    tcp-request content accept if in_5432\n"));
     CHECK(pos(c, ":15006 ssl") < 0);
+    CHECK(pos(c, "h2c") < 0); /* no grpc port: plaintext stays TCP everywhere */
     agent_render_out_release(&o);
 
     /* a Deny of every peer closes the port to plaintext too */
@@ -734,7 +735,40 @@ static void t_render_protocols(void)
                  "    tcp-request content accept if { dst_port 2626 }\n");
     CHECK(pos(c, "    tcp-request content accept if { dst_port 2626 }\n") <
           pos(c, "    tcp-request content set-log-level silent if { req.ssl_hello_type 1 }\n"));
+
+    /* plaintext callers of the grpc ports (allow-any): handed to weft_inbound_tls's plaintext
+     * bind, parsed there and counted; that bind serves those ports only */
+    CHECK_HAS(c, "    use_backend weft_in_tls if { req.ssl_hello_type 1 }\n"
+                 "    use_backend weft_in_h2c if { dst_port 50051 50052 }\n"
+                 "    default_backend weft_in_other\n");
+    CHECK_HAS(c, "\nbackend weft_in_h2c\n"
+                 "    # plaintext of grpc ports: parsed by weft_inbound_tls, calls counted\n"
+                 "    server h2c /run/w/inbound-h2c.sock send-proxy-v2\n");
+    CHECK_HAS(c, "verify required alpn h2,http/1.1\n"
+                 "    # plaintext callers of grpc ports, from weft_inbound: calls counted\n"
+                 "    bind /run/w/inbound-h2c.sock mode 600 accept-proxy\n"
+                 "    maxconn 3072\n");
+    CHECK_HAS(c, "    tcp-request content reject if { dst_port 15001 15006 15020 15090 }\n"
+                 "    tcp-request content reject if !{ ssl_fc } !{ dst_port 50051 50052 }\n");
+    /* the other HTTP ports' plaintext stays TCP */
+    CHECK_INT((long)count(c, "h2c"), 5);
     agent_render_out_release(&o);
+    /* a grpc port that does not admit plaintext (an Allow applies: default deny) is closed to
+     * it before the hand-over, and the plaintext bind refuses it too */
+    CHECK_INT(json_integer_value(json_object_get(jp(api, "inbound/10"), "port")), 50052);
+    json_object_set_new(jp(api, "inbound/10"), "default", json_string("deny"));
+    REQUIRE(render(api, &o, &dg) == 0);
+    CHECK_HAS(o.config.p, "    tcp-request content reject if { dst_port 50052 }\n");
+    CHECK_HAS(o.config.p, "    use_backend weft_in_h2c if { dst_port 50051 }\n");
+    CHECK_HAS(o.config.p, "    tcp-request content reject if !{ ssl_fc } !{ dst_port 50051 }\n");
+    agent_render_out_release(&o);
+    /* no grpc port admits plaintext: no plaintext bind at all */
+    json_object_set_new(jp(api, "inbound/9"), "default", json_string("deny"));
+    REQUIRE(render(api, &o, &dg) == 0);
+    CHECK(pos(o.config.p, "h2c") < 0 && pos(o.config.p, "ssl_fc") < 0);
+    agent_render_out_release(&o);
+    json_object_set_new(jp(api, "inbound/9"), "default", json_string("allow-any"));
+    json_object_set_new(jp(api, "inbound/10"), "default", json_string("allow-any"));
     /* ... unless an Allow applies there (plaintext peers have no identity): closed at once */
     json_object_set_new(jp(api, "inbound/1"), "default", json_string("deny"));
     CHECK_INT(json_integer_value(json_object_get(jp(api, "inbound/1"), "port")), 2626);
@@ -762,6 +796,7 @@ static void t_render_protocols(void)
     }
     REQUIRE(render(api, &o, &dg) == 0);
     CHECK(pos(o.config.p, "server_first") < 0);
+    CHECK(pos(o.config.p, "h2c") < 0); /* mutual TLS only: no plaintext bind */
     CHECK_HAS(o.config.p,
               "    bind :15006 ssl crt /run/w/pod.pem ca-file /run/w/bundle.pem "
               "verify required alpn h2,http/1.1\n"

@@ -4,8 +4,13 @@
  *
  * Three pieces, all on the loop:
  *
- *   - A ledger of this replica's documents: compile passes are numbered; per proxy, the last
- *     HIST hashes it was given with the pass that made each current. A document is valid from
+ *   - A ledger of this replica's documents: compile passes are numbered; per proxy, the hashes
+ *     it was given with the pass that made each current: the last HIST_MIN, and older ones for
+ *     RETAIN_MS after they were replaced (at most HIST_MAX), because another replica's
+ *     acknowledgements reach the leader through its publication, up to PUBLISH_MIN_MS and a
+ *     watch event late: a burst of changes must not push a document still being acknowledged
+ *     out of the ledger (its proxy would count as pending for every resource it reads). A
+ *     document is valid from
  *     that pass until the pass that replaced it (the model recompiles a proxy whenever anything
  *     it reads changes, so a document not replaced is the model's current answer). Per custom
  *     resource, the first pass after its current generation entered the model. A proxy has
@@ -37,7 +42,9 @@
 #include "push/push.h"
 #include "weftd/weftd_int.h"
 
-#define HIST 8
+#define HIST_MIN 8
+#define HIST_MAX 64
+#define RETAIN_MS 10000
 #define EVAL_MIN_MS 1000
 #define EVAL_TICK_MS 5000
 #define PUBLISH_MIN_MS 1000
@@ -50,11 +57,17 @@
 
 static const struct kube_resource configmaps = {"", "v1", "configmaps", true};
 
+/* One document a proxy was given on this replica. */
+struct pxdoc {
+    uint64_t hash;     /* 64-bit prefix of the canonical hash; 0: no valid document */
+    uint64_t since;    /* the compile pass that made it current */
+    uint64_t until_ms; /* uv_now when it was replaced; 0 while current */
+};
+
 /* One proxy's documents on this replica. */
 struct px {
-    uint64_t hash[HIST];   /* 64-bit prefix of the canonical hash; 0: no valid document */
-    uint64_t since[HIST];  /* the compile pass that made it current */
-    unsigned n, head;      /* ring: newest at (head + HIST - 1) % HIST */
+    struct pxdoc *doc;     /* oldest first: the current one is doc[n - 1] */
+    unsigned n, cap;       /* cap: HIST_MIN, doubled while a burst needs it, up to HIST_MAX */
     int64_t disc_since_ms; /* leader: first seen connected to no replica; 0 when connected */
 };
 
@@ -129,7 +142,7 @@ static void prefix_str(uint64_t v, char out[17])
 
 static uint64_t newest(const struct px *p)
 {
-    return p->n ? p->hash[(p->head + HIST - 1) % HIST] : 0;
+    return p->n ? p->doc[p->n - 1].hash : 0;
 }
 
 /*
@@ -140,10 +153,9 @@ static uint64_t valid_through(const struct px *p, uint64_t h)
 {
     if (!h)
         return 0;
-    for (unsigned i = 0; i < p->n; i++) {
-        unsigned at = (p->head + HIST - 1 - i) % HIST;
-        if (p->hash[at] == h)
-            return i == 0 ? UINT64_MAX : p->since[(at + 1) % HIST] - 1;
+    for (unsigned i = p->n; i-- > 0;) {
+        if (p->doc[i].hash == h)
+            return i == p->n - 1 ? UINT64_MAX : p->doc[i + 1].since - 1;
     }
     return 0;
 }
@@ -170,9 +182,41 @@ static struct px *px_get(struct weftd_programmed *pg, const char *key, bool crea
     return p;
 }
 
+static void px_free(struct px *p)
+{
+    if (p) {
+        free(p->doc);
+        free(p);
+    }
+}
+
+/* Room for one more document in p: forget what is old enough, or grow. 0 or -ENOMEM. */
+static int px_room(struct px *p, uint64_t now)
+{
+    unsigned drop = 0;
+
+    while (p->n - drop >= HIST_MIN &&
+           (p->n - drop >= HIST_MAX || now - p->doc[drop].until_ms >= RETAIN_MS))
+        drop++;
+    if (drop) {
+        memmove(p->doc, p->doc + drop, (p->n - drop) * sizeof(*p->doc));
+        p->n -= drop;
+    }
+    if (p->n == p->cap) {
+        unsigned cap = p->cap ? p->cap * 2 : HIST_MIN;
+        struct pxdoc *nd = realloc(p->doc, cap * sizeof(*nd));
+        if (!nd)
+            return -ENOMEM;
+        p->doc = nd;
+        p->cap = cap;
+    }
+    return 0;
+}
+
 void weftd_programmed_doc(struct weftd *d, const char *key, const char *hash)
 {
     struct weftd_programmed *pg = d->programmed;
+    uint64_t now;
     struct px *p;
     uint64_t h;
 
@@ -180,23 +224,25 @@ void weftd_programmed_doc(struct weftd *d, const char *key, const char *hash)
         return;
     h = prefix(hash);
     p = px_get(pg, key, true);
-    if (!p) {
+    if (p && p->n && newest(p) == h)
+        return;
+    now = uv_now(d->loop);
+    if (p && p->n)
+        p->doc[p->n - 1].until_ms = now;
+    if (!p || px_room(p, now)) {
+        /* Forget all: the proxy counts as pending until it acknowledges a later document. */
+        if (p)
+            p->n = 0;
         log_error("msg=\"cannot record the proxy's document: out of memory\" pod=%s", key);
         return;
     }
-    if (p->n && newest(p) == h)
-        return;
-    p->hash[p->head] = h;
-    p->since[p->head] = pg->seq;
-    p->head = (p->head + 1) % HIST;
-    if (p->n < HIST)
-        p->n++;
+    p->doc[p->n++] = (struct pxdoc){.hash = h, .since = pg->seq};
 }
 
 void weftd_programmed_forget(struct weftd *d, const char *key)
 {
     if (d->programmed)
-        free(map_del(&d->programmed->px, key));
+        px_free(map_del(&d->programmed->px, key));
 }
 
 static void crgen_free(struct crgen *g)
@@ -873,7 +919,7 @@ static void on_closed(uv_handle_t *h)
 
     if (++pg->closed < 3)
         return;
-    MAP_FOREACH(&pg->px, x) free(x->val);
+    MAP_FOREACH(&pg->px, x) px_free(x->val);
     MAP_FOREACH(&pg->crs, x) crgen_free(x->val);
     MAP_FOREACH(&pg->peers, x) peer_free(x->val);
     map_release(&pg->px);

@@ -166,6 +166,8 @@ int host_run(const char *const *argv, const char *stdin_text, struct buf *out);
 
 /* Remove a directory tree (symlinks are not followed). Returns 0 or -errno of the last step. */
 int host_rm_tree(const char *path);
+/* Whether dir is a mount point: on another file system than its parent. */
+bool host_is_mountpoint(const char *dir);
 
 /* ------------------------------------------------------------------ volumes (volume.c) */
 

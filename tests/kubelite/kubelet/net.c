@@ -393,6 +393,15 @@ static int kill_netns_procs(const char *path)
     return killed;
 }
 
+bool host_is_mountpoint(const char *dir)
+{
+    char parent[4200];
+    struct stat a, b;
+
+    snprintf(parent, sizeof(parent), "%s/..", dir);
+    return stat(dir, &a) == 0 && stat(parent, &b) == 0 && a.st_dev != b.st_dev;
+}
+
 int host_rm_tree(const char *path)
 {
     DIR *d = opendir(path);
@@ -407,10 +416,8 @@ int host_rm_tree(const char *path)
             continue;
         snprintf(p, sizeof(p), "%s/%s", path, de->d_name);
         if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
-            struct stat up;
-
             /* a memory-backed emptyDir (volume.c) is a tmpfs mounted here: detached first */
-            if (stat(path, &up) == 0 && up.st_dev != st.st_dev)
+            if (host_is_mountpoint(p))
                 umount2(p, MNT_DETACH);
             host_rm_tree(p);
         } else {

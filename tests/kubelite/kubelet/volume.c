@@ -267,16 +267,6 @@ static int project_token(struct kapi *api, const json_t *pod, const json_t *src,
     return rc;
 }
 
-/* Whether dir is a mount point: another file system than its parent's. */
-static int is_mountpoint(const char *dir)
-{
-    char parent[4200];
-    struct stat a, b;
-
-    snprintf(parent, sizeof(parent), "%s/..", dir);
-    return stat(dir, &a) == 0 && stat(parent, &b) == 0 && a.st_dev != b.st_dev;
-}
-
 int volume_sync(struct kapi *api, const json_t *pod, const char *podip, const char *voldir,
                 json_t *tokstate, double now, char *msg, size_t msglen)
 {
@@ -299,7 +289,7 @@ int volume_sync(struct kapi *api, const json_t *pod, const char *podip, const ch
         if (!rc && (s = json_object_get(v, "emptyDir")) != NULL) {
             const char *medium = spec_str(s, "medium");
 
-            if (medium && strcmp(medium, "Memory") == 0 && !is_mountpoint(dir) &&
+            if (medium && strcmp(medium, "Memory") == 0 && !host_is_mountpoint(dir) &&
                 mount("tmpfs", dir, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0777") != 0) {
                 rc = -errno;
                 snprintf(msg, msglen, "cannot mount a tmpfs on %s (emptyDir %s, medium Memory): %s",

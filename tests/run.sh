@@ -7,6 +7,9 @@
 #   tests/run.sh fuzz [TARGET...]  libFuzzer targets (make fuzz builds them; docs/fuzzing.md)
 #   tests/run.sh unit,integration  several kinds (`make sanitize`: its build has no fuzz targets)
 # BUILD selects the build directory (build/ by default; build/san for `make sanitize`).
+# E2E_LOCK_DIR=DIR: each e2e suite runs holding DIR/weft-e2e-<tNNNN>.lock, the lock a developer
+# takes to run that suite by hand (`flock /tmp/weft-e2e-t0450.lock bash tests/run.sh e2e ...`):
+# two checkouts on one machine then never run the same suite (its ports) at once.
 #
 # What makes a run fail, besides a failed case:
 #   - a suite with no summary line, or one that exits nonzero with no failed case;
@@ -165,7 +168,11 @@ run_scripts() { # DIR [NAME...]: every DIR/t*.sh, or only the named ones
         if [ $# -gt 0 ] && ! printf '%s\n' "$@" | grep -qx "$n"; then
             continue
         fi
-        run_suite "$n" bash "$t"
+        if [ "$dir" = tests/e2e ] && [ -n "${E2E_LOCK_DIR:-}" ]; then
+            run_suite "$n" flock "$E2E_LOCK_DIR/weft-e2e-${n%%-*}.lock" bash "$t"
+        else
+            run_suite "$n" bash "$t"
+        fi
     done
 }
 

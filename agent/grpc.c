@@ -16,7 +16,23 @@
 #include "agent/agent.h"
 #include "core/map.h"
 
-/* <run_dir>/grpc.lua (the driver writes it before HAProxy starts or reloads). */
+/*
+ * <run_dir>/grpc.lua (the driver writes it before HAProxy starts or reloads).
+ *
+ * tail_pos: where the end-of-trailers block is. HAProxy 2.6 numbers the blocks of a buffer
+ * (HTX) from its head, and a block sent to the client leaves from the head (htx_remove_blk:
+ * head + 1); positions restart at 0 only when the buffer empties (htx_reset) or when a new
+ * block's entry would meet the data (htx_reserve_nxblk: htx_defrag_blks, htx_defrag). So at
+ * http_end head is 0 when the whole answer came in at once or into an empty buffer, and above 0
+ * when blocks at the front went out while the rest waited: the answer's headers were sent, its
+ * message waited (the client's flow-control window closed, or its connection slow) and the
+ * trailers came in then, into a buffer not full enough to renumber (tests/e2e/
+ * t0460-grpc-filter.sh makes that happen: head 4, 1-2 probes). The internal.htx_blk.* fetches
+ * read a position outside head..tail as UNUSED (smp_fetch_htx_blk_type), and an entry is
+ * sizeof(struct htx_blk) = 8 bytes counted from the end of the buffer (htx_pos_to_addr), so
+ * every position is below size / 8: probing the multiples of nbblks up to there finds the EOT
+ * whatever head is, in at most size / 8 / nbblks probes (head / nbblks in practice).
+ */
 const char agent_grpc_lua[] =
     "-- weft-agent's gRPC status filter (docs/agent.md, \"gRPC status codes\"), loaded by\n"
     "-- HAProxy when the document has a grpc port and attached to those ports' backends\n"
@@ -31,7 +47,7 @@ const char agent_grpc_lua[] =
     "-- the work runs under pcall and the callbacks return nothing (HAProxy then goes on\n"
     "-- as if the filter were not there).\n"
     "local EOT, TLR, UNUSED = \"HTX_BLK_EOT\", \"HTX_BLK_TLR\", \"HTX_BLK_UNUSED\"\n"
-    "local PROBES = 64 -- bound on the search for the tail's position (tail_pos)\n"
+    "local BLK = 8 -- bytes of a block's entry in HTX's block table (struct htx_blk)\n"
     "\n"
     "local function code_of(v)\n"
     "    if v == nil then return nil end\n"
@@ -39,16 +55,16 @@ const char agent_grpc_lua[] =
     "    return \"unknown\"\n"
     "end\n"
     "\n"
-    "-- The position of the EOT block. The blocks in the buffer have consecutive\n"
-    "-- positions from head to tail (nbblks of them); head is 0 unless blocks at the\n"
-    "-- front were sent already, and the EOT is the only block of its type. head = 0\n"
-    "-- first; otherwise exactly one multiple of nbblks lies in [head, tail], found by\n"
-    "-- probing, and the EOT is within nbblks of it.\n"
+    "-- The position of the EOT block (see tail_pos in grpc.c). Blocks have consecutive\n"
+    "-- positions head..tail (nbblks of them; outside, UNUSED); the EOT is the only one\n"
+    "-- of its type. head = 0 first; else exactly one multiple of nbblks lies in\n"
+    "-- [head, tail], found by probing, and the EOT is within nbblks of it. Every\n"
+    "-- position is below size / BLK: the probes are bounded, the EOT never missed.\n"
     "local function tail_pos(f)\n"
-    "    local n = f:internal_htx_nbblks()\n"
-    "    if not n or n < 1 then return nil end\n"
+    "    local n, size = f:internal_htx_nbblks(), f:internal_htx_size()\n"
+    "    if not n or n < 1 or not size then return nil end\n"
     "    if f:internal_htx_blk_type(tostring(n - 1)) == EOT then return n - 1 end\n"
-    "    for k = 1, PROBES do\n"
+    "    for k = 1, size // BLK // n do\n"
     "        local p = k * n\n"
     "        if f:internal_htx_blk_type(tostring(p)) ~= UNUSED then\n"
     "            for q = p, p + n - 1 do\n"

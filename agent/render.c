@@ -218,6 +218,9 @@ static bool proto_h2(enum proto p)
  * failure known at header time (the stdout target takes info and above, so that --access-log
  * decisions stays quiet for calls that succeed; the filter raises a code other than 0 to info).
  */
+/* (the formats holding it also hold %B and %Tt, which make HAProxy write the line at the end of
+ * the answer: without a field of the end it is written at the response's headers, before the
+ * filter has read the trailers; tests/e2e/t0460-grpc-filter.sh) */
 #define GRPC_LOG(dir) " grpc=%[var(txn.weft_grpc)] grpc_call=" dir "/%[var(txn.weft_gsvc)]"
 #define GRPC_VAR                                                                                   \
     "    http-response set-var(txn.weft_grpc) res.fhdr(grpc-status) if { res.fhdr(grpc-status) "   \

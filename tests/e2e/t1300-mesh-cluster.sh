@@ -35,6 +35,15 @@
 #   probes        beta's probes were rewritten to /app-health/app/{readyz,livez} on 15020; the
 #                 pod is Ready, never restarted, and the app logged the forwarded probe requests
 #                 (port 8080 itself only takes mutual TLS: a direct probe would fail)
+#   grpc          Deployment rpc (2 replicas of tests/e2e/grpcapp.py) behind Service rpc, port
+#                 name grpc: 400 calls from alpha's app on one channel (one connection to its
+#                 sidecar) are balanced per call over both pods (h2 between the sidecars, h2c to
+#                 the app); 30 calls answered NOT_FOUND reach the client as such; alpha's sidecar
+#                 counts them outbound and the rpc pods' sidecars inbound, code by code, exactly
+#   long-lived    a WebSocket (Service ws, an http port) and a TCP stream (Service echo) from
+#                 alpha's app to pod wsecho, echoing every 100 ms, stay open and lose no echo
+#                 while changes reload both sidecars (two new Services: every caller reloads;
+#                 an Audit AccessPolicy on ws: wsecho's sidecar reloads)
 #   permissive    helm upgrade --set mesh.defaultMode=permissive: weftd rolls, every proxy gets
 #                 the new document; then plaintext from outsider to beta:8080 answers 200, the
 #                 meshed calls still do and stay TLS, s_client without a certificate is still
@@ -79,9 +88,11 @@ fi
 t_failed && t_summary
 t_pass
 
-CAP_PID=
+CAP_PID='' BG_WS='' BG_TCP=''
 final() {
     [ -n "$CAP_PID" ] && kill "$CAP_PID" 2>/dev/null
+    [ -n "$BG_WS" ] && kill "$BG_WS" 2>/dev/null
+    [ -n "$BG_TCP" ] && kill "$BG_TCP" 2>/dev/null
     cluster_down "$CDIR" >/dev/null 2>&1
     kl_cleanup
 }
@@ -153,6 +164,61 @@ spec:
 EOF
 }
 
+# The protocol cases' servers: Deployment rpc (gRPC, 2 replicas), pod wsecho (a WebSocket echo
+# on 8090 and a line echo that greets first on 2526), their Services
+protocol_workloads() {
+    cat <<EOF
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: rpc, namespace: mesh}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: rpc}}
+  template:
+    metadata: {labels: {app: rpc}}
+    spec:
+      containers:
+      - name: app
+        image: weft/testapp
+        securityContext: {runAsUser: 1000, runAsGroup: 1000}
+        env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
+        command: [/usr/bin/python3, $KL_REPO/tests/e2e/grpcapp.py, serve, "0.0.0.0:9000", "\$(POD_NAME)"]
+        ports: [{name: grpc, containerPort: 9000}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: rpc, namespace: mesh}
+spec: {selector: {app: rpc}, ports: [{name: grpc, port: 9000, targetPort: 9000}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: wsecho, namespace: mesh, labels: {app: wsecho}}
+spec:
+  containers:
+  - name: app
+    image: weft/testapp
+    securityContext: {runAsUser: 1000, runAsGroup: 1000}
+    command: [/usr/bin/python3, $KL_REPO/tests/e2e/protoapp.py, ws, 0.0.0.0, "8090", wsecho]
+    ports: [{name: http, containerPort: 8090}]
+  - name: echo
+    image: weft/testapp
+    securityContext: {runAsUser: 1000, runAsGroup: 1000}
+    command: [/usr/bin/python3, $KL_REPO/tests/e2e/protoapp.py, banner, 0.0.0.0, "2526", wsecho]
+    ports: [{name: tcp-echo, containerPort: 2526}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ws, namespace: mesh}
+spec: {selector: {app: wsecho}, ports: [{name: http, port: 80, targetPort: 8090}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: mesh}
+spec: {selector: {app: wsecho}, ports: [{name: tcp-echo, port: 26, targetPort: 2526}]}
+EOF
+}
+
 case_workloads() {
     {
         cat <<'EOF'
@@ -217,6 +283,7 @@ spec: {selector: {app: web}, ports: [{name: http, port: 80, targetPort: 8080}]}
 EOF
         workload alpha
         workload beta '"weft.dev/access-log": "all"'
+        protocol_workloads
     } >"$KL_TMP/workloads.yaml"
     ok "apply" "$K" apply -f "$KL_TMP/workloads.yaml" || return 1
     local p
@@ -227,7 +294,7 @@ EOF
     ALPHA=$(pod_of mesh app=alpha)
     BETA=$(pod_of mesh app=beta)
     LONER=loner OUTSIDER=outsider WEB=web
-    for p in "mesh $ALPHA" "mesh $BETA" "mesh $LONER" "mesh banner" "plain $OUTSIDER" "plain $WEB"; do
+    for p in "mesh $ALPHA" "mesh $BETA" "mesh $LONER" "mesh banner" "mesh wsecho" "plain $OUTSIDER" "plain $WEB"; do
         # shellcheck disable=SC2086
         wait_for 90 ready $p || {
             # shellcheck disable=SC2086
@@ -456,6 +523,122 @@ c.settimeout(5)
 d = c.recv(100)
 sys.exit("closed without a banner") if not d else print(d.decode().strip(), int((time.time() - t) * 1000))'
 
+svc_ip() { k get svc -n mesh "$1" -o 'jsonpath={.spec.clusterIP}'; }
+# agent_metric NS POD SERIES: one sample of the pod's agent metrics on 15020 (0 when absent)
+agent_metric() {
+    nsenter -t "$(pid_of "$1" "$2" app)" -n curl -s -m 5 http://127.0.0.1:15020/stats/prometheus |
+        awk -v s="$3" '$1 == s {v = $2} END {print v + 0}'
+}
+grpc_series() { echo "weft_agent_grpc_responses_total{direction=\"$1\",service=\"mesh/rpc\",code=\"$2\"}"; }
+# grpc_counts DIRECTION POD...: "<code 0> <code 5>" summed over the pods' sidecars
+grpc_counts() {
+    local dir=$1 n0=0 n5=0 p
+    shift
+    for p in "$@"; do
+        n0=$((n0 + $(agent_metric mesh "$p" "$(grpc_series "$dir" 0)")))
+        n5=$((n5 + $(agent_metric mesh "$p" "$(grpc_series "$dir" 5)")))
+    done
+    echo "$n0 $n5"
+}
+# outbound_conns NS POD: connections the pod's outbound listener has accepted (from its app)
+outbound_conns() {
+    nsenter -t "$(pid_of "$1" "$2" app)" -n curl -s -m 5 "http://$(ip_of "$1" "$2"):15090/metrics" |
+        awk '/^haproxy_frontend_connections_total\{proxy="weft_outbound"\}/ {print $2}'
+}
+# grpc_call ARGS...: grpcapp.py's client as alpha's app (in_pod mesh $ALPHA first)
+grpc_call() { okv "grpc call $*" "${AS[@]}" /usr/bin/python3 "$KL_REPO/tests/e2e/grpcapp.py" call "$@"; }
+# sub "A B" "C D": "A-C B-D"
+sub() { read -r a1 a2 <<<"$1"; read -r b1 b2 <<<"$2"; echo "$((a1 - b1)) $((a2 - b2))"; }
+
+case_grpc() {
+    local ip rpcs r c0 c1 out0 in0 n
+    ip=$(svc_ip rpc)
+    rpcs=$(k get pods -n mesh -l app=rpc -o 'jsonpath={.items[*].metadata.name}')
+    wait_for 60 routed mesh "$ALPHA" rpc 9000 ||
+        { cluster_fail "alpha's proxy does not route rpc: $(proxy_log mesh "$ALPHA" | tail -3)"; return 1; }
+    in_pod mesh "$ALPHA"
+    # both servers answer (their apps listen a moment after the pods start)
+    wait_for 60 sh -c "${AS[*]} /usr/bin/python3 $KL_REPO/tests/e2e/grpcapp.py call $ip:9000 -n 20 | grep -c ' OK ' | grep -qx 2" ||
+        { t_fail "rpc's two pods never both answered: $("${AS[@]}" /usr/bin/python3 "$KL_REPO/tests/e2e/grpcapp.py" call "$ip:9000" -n 20 2>&1 | tail -3)"; return 1; }
+    out0=$(grpc_counts outbound "$ALPHA")
+    # shellcheck disable=SC2086
+    in0=$(grpc_counts inbound $rpcs)
+    c0=$(outbound_conns mesh "$ALPHA")
+    grpc_call "$ip:9000" -n 400 || return 1
+    c1=$(outbound_conns mesh "$ALPHA")
+    echo "    $(printf '%s' "$OUT" | tr '\n' ';') over $((c1 - c0)) connection(s) from alpha's app"
+    assert_eq "$(printf '%s\n' "$OUT" | head -1)" "calls 400" "calls made" || return 1
+    assert_eq "$((c1 - c0))" 1 "connections alpha's sidecar accepted for them" || return 1
+    for r in $rpcs; do
+        n=$(printf '%s\n' "$OUT" | awk -v r="$r" '$2 == "OK" && $3 == r {print $1}')
+        [ "${n:-0}" -ge 160 ] && [ "${n:-0}" -le 240 ] ||
+            { t_fail "per call 50/50 within 40: $r answered ${n:-0} of 400"; return 1; }
+    done
+    grpc_call "$ip:9000" -n 30 --code 5 || return 1
+    assert_eq "$(printf '%s\n' "$OUT" | sed 1d | awk '{s[$2] += $1} END {for (k in s) print s[k], k}')" \
+        "30 NOT_FOUND" "what the client saw" || return 1
+    # the counts travel in log lines to the agents: a moment after the answers
+    sleep 1
+    assert_eq "$(sub "$(grpc_counts outbound "$ALPHA")" "$out0")" "400 30" \
+        "codes 0 and 5 counted by alpha's sidecar (outbound)" || return 1
+    # shellcheck disable=SC2086
+    assert_eq "$(sub "$(grpc_counts inbound $rpcs)" "$in0")" "400 30" \
+        "codes 0 and 5 counted by the rpc pods' sidecars (inbound)" || return 1
+}
+
+# reloads NS POD: configurations the pod's agent applied by a reload
+reloads() { proxy_log "$1" "$2" | grep -c 'msg="configuration applied (ACK)".* how=reload'; }
+reloads_above() { [ "$(reloads "$1" "$2")" -gt "$3" ]; }
+
+case_long_lived() {
+    local a0 w0 i out held sent echoed err
+    in_pod mesh "$ALPHA"
+    "${AS[@]}" /usr/bin/python3 "$KL_REPO/tests/e2e/protoapp.py" ws-hold "$(svc_ip ws)" 80 /chat 30 >"$KL_TMP/ws.out" 2>&1 &
+    BG_WS=$!
+    "${AS[@]}" /usr/bin/python3 "$KL_REPO/tests/e2e/protoapp.py" hold "$(svc_ip echo)" 26 30 >"$KL_TMP/tcp.out" 2>&1 &
+    BG_TCP=$!
+    sleep 2
+    assert_eq "$(head -1 "$KL_TMP/ws.out")" "upgrade 101 -" "the WebSocket's upgrade through both sidecars" || return 1
+    a0=$(reloads mesh "$ALPHA") w0=$(reloads mesh wsecho)
+    # two new Services (every caller reloads), an Audit policy on ws (wsecho's sidecar reloads)
+    for i in 1 2; do
+        ok "Service extra-$i" "$K" apply -f - <<EOF || return 1
+apiVersion: v1
+kind: Service
+metadata: {name: extra-$i, namespace: mesh}
+spec: {selector: {app: beta}, ports: [{name: http, port: 80, targetPort: 8080}]}
+EOF
+        wait_for 30 reloads_above mesh "$ALPHA" $((a0 + i - 1)) ||
+            { t_fail "alpha's sidecar did not reload for extra-$i"; return 1; }
+    done
+    wait_for 30 reloads_above mesh wsecho $((w0 + 1)) ||
+        { t_fail "wsecho's sidecar did not reload for the new Services"; return 1; }
+    ok "Audit on ws" "$K" apply -f - <<'EOF' || return 1
+apiVersion: mesh.weft.dev/v1alpha1
+kind: AccessPolicy
+metadata: {name: ws-audit, namespace: mesh}
+spec:
+  targetRef: {kind: Service, name: ws}
+  action: Audit
+  from:
+  - serviceAccount: {name: default, namespace: mesh}
+EOF
+    wait_for 30 reloads_above mesh wsecho $((w0 + 2)) ||
+        { t_fail "wsecho's sidecar did not reload for the policy ($(reloads mesh wsecho) reloads, $w0 before)"; return 1; }
+    echo "    while both streams were open: alpha's sidecar reloaded $(($(reloads mesh "$ALPHA") - a0)) times, wsecho's $(($(reloads mesh wsecho) - w0))"
+    wait "$BG_WS" "$BG_TCP"
+    BG_WS='' BG_TCP=''
+    for out in ws tcp; do
+        echo "    $out: $(tail -1 "$KL_TMP/$out.out")"
+        read -r _ held _ sent _ echoed _ err <<<"$(tail -1 "$KL_TMP/$out.out")"
+        assert_eq "$err" none "$out: the stream's error" || return 1
+        assert_gt "$held" 29 "$out: seconds held" || return 1
+        assert_eq "$echoed" "$sent" "$out: echoes of the messages sent" || return 1
+        assert_gt "$sent" 250 "$out: messages sent in 30 s (one every 100 ms)" || return 1
+    done
+    ok "cleanup" "$K" delete -n mesh service/extra-1 service/extra-2 accesspolicy/ws-audit
+}
+
 case_permissive() {
     local a b t0 n
     b=$(ip_of mesh "$BETA")
@@ -585,6 +768,8 @@ if [ "$T_FAILED" = "$failed0" ]; then
     t_run loopback-app case_loopback_app
     t_run uid-1337 case_uid_1337
     t_run probes case_probes
+    t_run grpc case_grpc
+    t_run long-lived case_long_lived
     t_run permissive case_permissive
     t_run scale case_scale
 fi

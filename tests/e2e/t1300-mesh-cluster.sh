@@ -40,6 +40,9 @@
 #                 sidecar) are balanced per call over both pods (h2 between the sidecars, h2c to
 #                 the app); 30 calls answered NOT_FOUND reach the client as such; alpha's sidecar
 #                 counts them outbound and the rpc pods' sidecars inbound, code by code, exactly
+#   grpc-split    a TrafficSplit of rpc, 80/20 over Services selecting one rpc pod each: 1,000
+#                 calls on one channel land 800 +-30 / 200; patched to 0/100, kubectl wait
+#                 --for=condition=Programmed, then every call goes to the second
 #   long-lived    a WebSocket (Service ws, an http port) and a TCP stream (Service echo) from
 #                 alpha's app to pod wsecho, echoing every 100 ms, stay open and lose no echo
 #                 while changes reload both sidecars (two new Services: every caller reloads;
@@ -586,6 +589,50 @@ case_grpc() {
         "codes 0 and 5 counted by the rpc pods' sidecars (inbound)" || return 1
 }
 
+# A TrafficSplit of a grpc Service splits the calls of one channel per call: rpc's two pods are
+# labelled half=a and half=b, Services rpc-a and rpc-b select one each
+case_grpc_split() {
+    local ip rpcs pa pb na nb
+    ip=$(svc_ip rpc)
+    rpcs=$(k get pods -n mesh -l app=rpc -o 'jsonpath={.items[*].metadata.name}')
+    read -r pa pb <<<"$rpcs"
+    ok "label" "$K" label pod -n mesh "$pa" half=a --overwrite || return 1
+    ok "label" "$K" label pod -n mesh "$pb" half=b --overwrite || return 1
+    ok "split 80/20" "$K" apply -f - <<'EOF' || return 1
+apiVersion: v1
+kind: Service
+metadata: {name: rpc-a, namespace: mesh}
+spec: {selector: {app: rpc, half: a}, ports: [{name: grpc, port: 9000, targetPort: 9000}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: rpc-b, namespace: mesh}
+spec: {selector: {app: rpc, half: b}, ports: [{name: grpc, port: 9000, targetPort: 9000}]}
+---
+apiVersion: mesh.weft.dev/v1alpha1
+kind: TrafficSplit
+metadata: {name: rpc, namespace: mesh}
+spec:
+  service: rpc
+  backends: [{service: rpc-a, weight: 80}, {service: rpc-b, weight: 20}]
+EOF
+    ok "Programmed" "$K" wait -n mesh --for=condition=Programmed trafficsplit/rpc --timeout=60s || return 1
+    in_pod mesh "$ALPHA"
+    grpc_call "$ip:9000" -n 1000 || return 1
+    na=$(printf '%s\n' "$OUT" | awk -v r="$pa" '$2 == "OK" && $3 == r {print $1}')
+    nb=$(printf '%s\n' "$OUT" | awk -v r="$pb" '$2 == "OK" && $3 == r {print $1}')
+    echo "    80/20, 1,000 calls on one channel: rpc-a ($pa) ${na:-0}, rpc-b ($pb) ${nb:-0}"
+    assert_eq "$((${na:-0} + ${nb:-0}))" 1000 "calls answered OK" || return 1
+    [ "${na:-0}" -ge 770 ] && [ "${na:-0}" -le 830 ] ||
+        { t_fail "rpc-a's share: ${na:-0} of 1000 (want 800 within 30)"; return 1; }
+    ok "split 0/100" "$K" patch trafficsplit rpc -n mesh --type=merge \
+        -p '{"spec":{"backends":[{"service":"rpc-a","weight":0},{"service":"rpc-b","weight":100}]}}' || return 1
+    ok "Programmed" "$K" wait -n mesh --for=condition=Programmed trafficsplit/rpc --timeout=60s || return 1
+    grpc_call "$ip:9000" -n 200 || return 1
+    assert_eq "$(printf '%s\n' "$OUT" | sed 1d)" "200 OK $pb" "0/100: every call to rpc-b" || return 1
+    ok "cleanup" "$K" delete -n mesh trafficsplit/rpc service/rpc-a service/rpc-b
+}
+
 # reloads NS POD: configurations the pod's agent applied by a reload
 reloads() { proxy_log "$1" "$2" | grep -c 'msg="configuration applied (ACK)".* how=reload'; }
 reloads_above() { [ "$(reloads "$1" "$2")" -gt "$3" ]; }
@@ -769,6 +816,7 @@ if [ "$T_FAILED" = "$failed0" ]; then
     t_run uid-1337 case_uid_1337
     t_run probes case_probes
     t_run grpc case_grpc
+    t_run grpc-split case_grpc_split
     t_run long-lived case_long_lived
     t_run permissive case_permissive
     t_run scale case_scale

@@ -581,7 +581,9 @@ case_grpc() {
     assert_eq "$(printf '%s\n' "$OUT" | sed 1d | awk '{s[$2] += $1} END {for (k in s) print s[k], k}')" \
         "30 NOT_FOUND" "what the client saw" || return 1
     # the counts travel in log lines to the agents: a moment after the answers
-    sleep 1
+    counted() { [ "$(sub "$(grpc_counts "$1" "${@:3}")" "$2")" = "400 30" ]; }
+    # shellcheck disable=SC2086
+    wait_for 10 counted outbound "$out0" "$ALPHA" && wait_for 10 counted inbound "$in0" $rpcs
     assert_eq "$(sub "$(grpc_counts outbound "$ALPHA")" "$out0")" "400 30" \
         "codes 0 and 5 counted by alpha's sidecar (outbound)" || return 1
     # shellcheck disable=SC2086

@@ -726,12 +726,12 @@ static void inbound_bounds(struct rctx *x)
  * server-first-plaintext ports go to the app at once, plaintext from every caller (their
  * sidecars do not originate TLS there), where the port admits plaintext, else are closed.
  * Plaintext of grpc ports that admit it goes to weft_inbound_tls's plaintext bind instead
- * (plaintext_h2c), on a second unix socket with the same PROXY v2 header.
- * Returns false on error.
+ * (plaintext_h2c: their list h2c, " <port>..."), on a second unix socket with the same PROXY v2
+ * header. Returns false on error.
  */
-static bool inbound_plaintext(struct rctx *x, const json_t *inbound)
+static bool inbound_plaintext(struct rctx *x, const json_t *inbound, const struct buf *h2c)
 {
-    struct buf closed, first, plain, plain_closed, h2c;
+    struct buf closed, first, plain, plain_closed;
     const json_t *l;
     size_t i;
 
@@ -746,14 +746,12 @@ static bool inbound_plaintext(struct rctx *x, const json_t *inbound)
     buf_init(&first);
     buf_init(&plain);
     buf_init(&plain_closed);
-    buf_init(&h2c);
     json_array_foreach(inbound, i, l)
     {
         enum proto pr = proto_at(l);
         struct buf *b = pr == P_SERVER_FIRST         ? &first
                         : pr == P_SERVER_FIRST_PLAIN ? (plaintext_port(l) ? &plain : &plain_closed)
                         : !plaintext_port(l)         ? &closed
-                        : plaintext_h2c(x, l)        ? &h2c
                                                      : NULL;
 
         if (b && buf_printf(b, " %d", port_at(l, "port")) < 0)
@@ -791,20 +789,19 @@ static bool inbound_plaintext(struct rctx *x, const json_t *inbound)
     if (first.len)
         emit(x, "    use_backend weft_in_tls if server_first\n");
     emit(x, "    use_backend weft_in_tls if { req.ssl_hello_type 1 }\n");
-    if (h2c.len)
-        emit(x, "    use_backend weft_in_h2c if { dst_port%s }\n", h2c.p);
+    if (h2c->len)
+        emit(x, "    use_backend weft_in_h2c if { dst_port%s }\n", h2c->p);
     emit(x,
          "    default_backend weft_in_other\n"
          "\nbackend weft_in_tls\n"
          "    server tls %s/" INBOUND_TLS_SOCK " send-proxy-v2\n",
          x->o->run_dir);
-    if (h2c.len)
+    if (h2c->len)
         emit(x,
              "\nbackend weft_in_h2c\n"
              "    # plaintext of grpc ports: parsed by weft_inbound_tls, calls counted\n"
              "    server h2c %s/" INBOUND_H2C_SOCK " send-proxy-v2\n",
              x->o->run_dir);
-    buf_release(&h2c);
     buf_release(&closed);
     buf_release(&first);
     buf_release(&plain);
@@ -865,7 +862,7 @@ static void render_inbound(struct rctx *x, const json_t *inbound, const char *mo
     }
     alpn = any_h2 ? " alpn h2,http/1.1" : "";
     if (x->permissive) {
-        if (!inbound_plaintext(x, inbound)) {
+        if (!inbound_plaintext(x, inbound, &h2c)) {
             buf_release(&known);
             buf_release(&h2c);
             return;

@@ -543,10 +543,11 @@ grpc_counts() {
     done
     echo "$n0 $n5"
 }
-# outbound_conns NS POD: connections the pod's outbound listener has accepted (from its app)
-outbound_conns() {
+# frontend_conns NS POD FRONTEND: connections the pod's HAProxy frontend (weft_inbound,
+# weft_outbound) has accepted (its own count, read from inside the pod on 15090)
+frontend_conns() {
     nsenter -t "$(pid_of "$1" "$2" app)" -n curl -s -m 5 "http://$(ip_of "$1" "$2"):15090/metrics" |
-        awk '/^haproxy_frontend_connections_total\{proxy="weft_outbound"\}/ {print $2}'
+        awk -v s="haproxy_frontend_connections_total{proxy=\"$3\"}" '$1 == s {print $2}'
 }
 # grpc_call ARGS...: grpcapp.py's client as alpha's app (in_pod mesh $ALPHA first)
 grpc_call() { okv "grpc call $*" "${AS[@]}" /usr/bin/python3 "$KL_REPO/tests/e2e/grpcapp.py" call "$@"; }
@@ -566,9 +567,9 @@ case_grpc() {
     out0=$(grpc_counts outbound "$ALPHA")
     # shellcheck disable=SC2086
     in0=$(grpc_counts inbound $rpcs)
-    c0=$(outbound_conns mesh "$ALPHA")
+    c0=$(frontend_conns mesh "$ALPHA" weft_outbound)
     grpc_call "$ip:9000" -n 400 || return 1
-    c1=$(outbound_conns mesh "$ALPHA")
+    c1=$(frontend_conns mesh "$ALPHA" weft_outbound)
     echo "    $(printf '%s' "$OUT" | tr '\n' ';') over $((c1 - c0)) connection(s) from alpha's app"
     assert_eq "$(printf '%s\n' "$OUT" | head -1)" "calls 400" "calls made" || return 1
     assert_eq "$((c1 - c0))" 1 "connections alpha's sidecar accepted for them" || return 1
@@ -765,12 +766,6 @@ EOF
     assert_eq "$OUT" "200 $BETA" "plaintext to beta (no policy) still admitted"
 }
 
-# inbound_conns NS POD: connections the pod's inbound listener has accepted (its HAProxy's own
-# count, read from inside the pod on 15090)
-inbound_conns() {
-    nsenter -t "$(pid_of "$1" "$2" app)" -n curl -s -m 5 "http://$(ip_of "$1" "$2"):15090/metrics" |
-        awk '/^haproxy_frontend_connections_total\{proxy="weft_inbound"\}/ {print $2}'
-}
 
 # A scale-up adds the new endpoint to the callers' HAProxy through the runtime API; the added
 # server keeps its connections to the new pod's sidecar pooled like a configured one (HAProxy
@@ -788,10 +783,10 @@ case_scale() {
         { t_fail "alpha's proxy does not route to $new ($nip): $(proxy_log mesh "$ALPHA" | tail -3)"; return 1; }
     assert_gt "$(proxy_log mesh "$ALPHA" | grep -c 'applied through the runtime API" servers_added=[1-9]')" "$n0" \
         "alpha's applications adding a server through the runtime API" || return 1
-    c0=$(inbound_conns mesh "$new")
+    c0=$(frontend_conns mesh "$new" weft_inbound)
     call mesh "$ALPHA" "http://beta/pooled" 40 || return 1
     n_new=$(printf '%s\n' "$OUT" | grep -cx "200 $new")
-    c1=$(inbound_conns mesh "$new")
+    c1=$(frontend_conns mesh "$new" weft_inbound)
     echo "    40 calls from alpha: $n_new answered by $new, which accepted $((c1 - c0)) connections for them"
     assert_eq "$(printf '%s\n' "$OUT" | grep -cv '^200 ')" 0 "failed calls" || return 1
     assert_gt "$n_new" 9 "calls answered by the new pod" || return 1
